@@ -1,0 +1,162 @@
+// Issue 2: replay performs none of the program's I/O (files, stdin), and needs none of the
+// recording host's files (acceptance 2: own shared library deleted, trace moved; mapped data
+// file changed after recording).
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  cleanupTemps,
+  compile,
+  describeRun,
+  expectRecorded,
+  expectSameRun,
+  gcc,
+  FIXTURES,
+  record,
+  recordReplay,
+  replay,
+  requireCli,
+  run,
+  tempDir,
+} from './harness.js';
+
+afterAll(cleanupTemps);
+
+function filesOutput(out: Buffer, input: string): void {
+  const s = out.toString();
+  expect(s).toMatch(
+    new RegExp(
+      '^read back \\d+ bytes: written at \\d+\\.\\d{9} pid \\d+\\n' +
+        'unlinked: yes\\n' +
+        'left behind left.txt\\n' +
+        `input: ${input}$`,
+    ),
+  );
+}
+
+/** Builds libgreet.so and a program linked to it (with an rpath) in a fresh temp directory. */
+function buildGreet(): { dir: string; exe: string } {
+  const dir = tempDir('rewind-greet-');
+  const lib = join(dir, 'libgreet.so');
+  gcc(['-O1', '-g', '-shared', '-fPIC', '-o', lib, join(FIXTURES, 'greet_lib.c')], lib);
+  const exe = join(dir, 'greet');
+  gcc(['-O1', '-g', '-o', exe, join(FIXTURES, 'greet_main.c'), `-L${dir}`, '-lgreet', `-Wl,-rpath,${dir}`], exe);
+  return { dir, exe };
+}
+
+const greetLine = /^greetings, tester, from libgreet \(greet at 0x[0-9a-f]+\)\n$/;
+
+describe('natively', () => {
+  it('files creates, reads back, unlinks, and leaves left.txt', async () => {
+    const dir = tempDir('rewind-files-');
+    const input = join(tempDir('rewind-input-'), 'input.txt');
+    writeFileSync(input, 'input v1\n');
+    const r = await run(compile('files'), [dir, input]);
+    expect(r.status, describeRun(r)).toBe(0);
+    filesOutput(r.stdout, 'input v1\n');
+    expect(existsSync(join(dir, 'created.txt'))).toBe(false);
+    expect(existsSync(join(dir, 'left.txt'))).toBe(true);
+  });
+
+  it('stdin_cat upper-cases stdin', async () => {
+    const r = await run(compile('stdin_cat'), [], { input: 'abc\n' });
+    expect(r.stdout.toString()).toBe('ABC\n');
+    expect(r.stderr.toString()).toBe('stdin_cat: 4 bytes\n');
+  });
+
+  it('greet runs against its own libgreet.so, and not once the directory is gone', async () => {
+    const { dir, exe } = buildGreet();
+    const r = await run(exe, ['tester']);
+    expect(r.status, describeRun(r)).toBe(0);
+    expect(r.stdout.toString()).toMatch(greetLine);
+    rmSync(dir, { recursive: true, force: true });
+    await expect(run(exe, ['tester'])).rejects.toThrow(/ENOENT/);
+  });
+
+  it('mmap_file prints the mapped file', async () => {
+    const data = join(tempDir('rewind-data-'), 'data.bin');
+    writeFileSync(data, 'version one of the data');
+    const r = await run(compile('mmap_file'), [data]);
+    expect(r.stdout.toString()).toMatch(/^size=23 djb2=\d+\nversion one of the data\n$/);
+  });
+});
+
+describe('record and replay', () => {
+  beforeAll(requireCli);
+
+  it('files: replay creates, reads and deletes nothing, and needs neither the directory nor the input', async () => {
+    const dir = tempDir('rewind-files-');
+    const inputDir = tempDir('rewind-input-');
+    const input = join(inputDir, 'input.txt');
+    writeFileSync(input, 'input v1\n');
+    const rec = await record(compile('files'), [dir, input]);
+    expectRecorded(rec, 0);
+    filesOutput(rec.stdout, 'input v1\n');
+    expect(existsSync(join(dir, 'created.txt'))).toBe(false);
+    expect(readFileSync(join(dir, 'left.txt'), 'utf8')).toMatch(/^written at /);
+
+    // The directory still exists but is empty; the input file changed.
+    rmSync(join(dir, 'left.txt'));
+    writeFileSync(input, 'input v2, changed after recording\n');
+    expectSameRun(rec, await replay(rec.traceDir));
+    expect(existsSync(join(dir, 'left.txt')), 'replay wrote left.txt').toBe(false);
+    expect(existsSync(join(dir, 'created.txt')), 'replay left created.txt').toBe(false);
+
+    // Neither the directory nor the input exists any more.
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(inputDir, { recursive: true, force: true });
+    expectSameRun(rec, await replay(rec.traceDir));
+    expect(existsSync(dir), 'replay recreated the directory').toBe(false);
+  });
+
+  it('stdin_cat: replay takes stdin from the trace, not from its own stdin', async () => {
+    const input = 'hello world\nline two\n';
+    const { rec } = await recordReplay(compile('stdin_cat'), [], {
+      input,
+      replayInput: 'something else entirely\n',
+    });
+    expect(rec.stdout.toString()).toBe('HELLO WORLD\nLINE TWO\n');
+    expect(rec.programStderr.toString()).toBe(`stdin_cat: ${input.length} bytes\n`);
+  });
+
+  it('stdin_cat: a 1 MiB stdin arriving in many reads', async () => {
+    const chunk = Buffer.from('the quick brown fox jumps over the lazy dog 0123456789\n');
+    const input = Buffer.concat(Array.from({ length: Math.ceil((1 << 20) / chunk.length) }, () => chunk));
+    const { rec } = await recordReplay(compile('stdin_cat'), [], { input, replayInput: '' });
+    expect(rec.stdout.length).toBe(input.length);
+    expect(rec.stdout.equals(Buffer.from(input.toString('latin1').toUpperCase(), 'latin1'))).toBe(true);
+  });
+
+  it('shared library: build dir deleted and trace moved, replay prints the same', async () => {
+    const { dir, exe } = buildGreet();
+    const rec = await record(exe, ['tester']);
+    expectRecorded(rec, 0);
+    expect(rec.stdout.toString()).toMatch(greetLine);
+
+    rmSync(dir, { recursive: true, force: true });
+    const moved = join(tempDir('rewind-moved-'), 'elsewhere', 'trace-copy');
+    mkdirSync(join(moved, '..'), { recursive: true });
+    renameSync(rec.traceDir, moved);
+    expect(existsSync(rec.traceDir)).toBe(false);
+
+    const rep = await replay(moved);
+    expectSameRun(rec, rep);
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it('mmap_file: the data file changed (then deleted) after recording does not change replay', async () => {
+    const dataDir = tempDir('rewind-data-');
+    const data = join(dataDir, 'data.bin');
+    writeFileSync(data, 'version one of the data');
+    const rec = await record(compile('mmap_file'), [data]);
+    expectRecorded(rec, 0);
+    expect(rec.stdout.toString()).toMatch(/^size=23 djb2=\d+\nversion one of the data\n$/);
+
+    writeFileSync(data, 'VERSION TWO of the data');
+    expectSameRun(rec, await replay(rec.traceDir));
+    writeFileSync(data, 'a longer third version of the data file, a different size');
+    expectSameRun(rec, await replay(rec.traceDir));
+    rmSync(dataDir, { recursive: true, force: true });
+    expectSameRun(rec, await replay(rec.traceDir));
+  });
+});

@@ -1,0 +1,183 @@
+// Issue 2, acceptance 1: real programs nobody here wrote replay byte for byte, including ones
+// whose output changes on every native run (those also show that two native runs differ).
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  baseEnv,
+  cleanupTemps,
+  describeRun,
+  expectCleanFailure,
+  record,
+  recordReplay,
+  realPython,
+  requireCli,
+  run,
+  spawnsTasks,
+  tempDir,
+  which,
+} from './harness.js';
+
+afterAll(cleanupTemps);
+
+/** A deterministic 1 MiB file and a small directory tree, made once. */
+const work = tempDir('rewind-real-');
+const dataFile = join(work, 'data.bin');
+const data = Buffer.alloc(1 << 20);
+for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+writeFileSync(dataFile, data);
+const treeDir = join(work, 'tree');
+mkdirSync(join(treeDir, 'sub'), { recursive: true });
+writeFileSync(join(treeDir, 'a.txt'), 'alpha\n');
+writeFileSync(join(treeDir, 'sub', 'b.txt'), 'beta\n'.repeat(1000));
+const repoDir = join(work, 'repo');
+
+function git(args: string[]): void {
+  const r = spawnSync('git', args, {
+    env: baseEnv({
+      GIT_AUTHOR_NAME: 't',
+      GIT_AUTHOR_EMAIL: 't@example.com',
+      GIT_COMMITTER_NAME: 't',
+      GIT_COMMITTER_EMAIL: 't@example.com',
+    }),
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`);
+}
+mkdirSync(repoDir);
+git(['-C', repoDir, 'init', '-q', '-b', 'main']);
+writeFileSync(join(repoDir, 'README'), 'a repository\n');
+writeFileSync(join(repoDir, 'tracked.txt'), 'one\n');
+git(['-C', repoDir, 'add', '.']);
+git(['-C', repoDir, 'commit', '-q', '-m', 'first']);
+writeFileSync(join(repoDir, 'tracked.txt'), 'one\ntwo\n');
+writeFileSync(join(repoDir, 'untracked.txt'), 'new\n');
+
+interface Case {
+  name: string;
+  cmd: () => string;
+  args: string[];
+  input?: string;
+  /** Shape of a native run's stdout. */
+  stdout: RegExp;
+  /** Output changes between native runs (two native runs must differ). */
+  varies?: boolean;
+  /** Milliseconds between the two native runs (for programs seeded from time in seconds). */
+  apartMs?: number;
+  /** Only single-process runs are supported: check with strace what to expect. */
+  maybeMultiTask?: boolean;
+}
+
+const sha = createHash('sha256').update(data).digest('hex');
+
+const cases: Case[] = [
+  { name: 'date +%s%N', cmd: () => which('date'), args: ['+%s%N'], stdout: /^\d{19}\n$/, varies: true },
+  { name: 'ls -la /usr/bin', cmd: () => which('ls'), args: ['-la', '/usr/bin'], stdout: /^total \d+\n(.*\n){100,}$/ },
+  { name: 'sha256sum FILE', cmd: () => which('sha256sum'), args: [dataFile], stdout: new RegExp(`^${sha}  ${dataFile}\\n$`) },
+  {
+    name: 'python3 random/time/urandom',
+    cmd: realPython,
+    args: ['-c', 'import random,time,os; print(random.random(), time.time(), os.urandom(8).hex())'],
+    stdout: /^0\.\d+ \d+\.\d+ [0-9a-f]{16}\n$/,
+    varies: true,
+  },
+  {
+    name: 'perl rand/time',
+    cmd: () => which('perl'),
+    args: ['-e', 'print rand(), " ", time, "\\n"'],
+    stdout: /^[0-9.e-]+ \d+\n$/,
+    varies: true,
+  },
+  {
+    name: 'awk srand/rand',
+    cmd: () => which('awk'),
+    args: ['BEGIN{srand(); print rand()}'],
+    stdout: /^[0-9.e-]+\n$/,
+    varies: true,
+    apartMs: 1100, // mawk's srand() seeds from the time in seconds
+  },
+  {
+    name: 'shuf -i 1-1000000 -n 5',
+    cmd: () => which('shuf'),
+    args: ['-i', '1-1000000', '-n', '5'],
+    stdout: /^(\d+\n){5}$/,
+    varies: true,
+  },
+  {
+    name: 'od -An -tx8 -N16 /dev/urandom',
+    cmd: () => which('od'),
+    args: ['-An', '-tx8', '-N16', '/dev/urandom'],
+    stdout: /^ [0-9a-f]{16} [0-9a-f]{16}\n$/,
+    varies: true,
+  },
+  {
+    name: 'cat fed through stdin',
+    cmd: () => which('cat'),
+    args: [],
+    input: 'line one\nline two\n\u00e9t\u00e9\n',
+    stdout: /^line one\nline two\n\xc3\xa9t\xc3\xa9\n$/, // UTF-8 bytes, matched as latin1
+  },
+  {
+    name: 'gzip -c FILE',
+    cmd: () => which('gzip'),
+    args: ['-c', dataFile],
+    stdout: /^\x1f\x8b/,
+    maybeMultiTask: true,
+  },
+  { name: 'tar cf - DIR', cmd: () => which('tar'), args: ['cf', '-', '-C', work, 'tree'], stdout: /tree\/sub\/b\.txt/, maybeMultiTask: true },
+  { name: 'git --version', cmd: () => which('git'), args: ['--version'], stdout: /^git version \d+\.\d+/, maybeMultiTask: true },
+  {
+    name: 'git -C repo status',
+    cmd: () => which('git'),
+    args: ['-C', repoDir, 'status'],
+    stdout: /modified: +tracked\.txt[\s\S]*untracked\.txt/,
+    maybeMultiTask: true,
+  },
+];
+
+describe('natively', () => {
+  for (const c of cases) {
+    it(`${c.name}${c.varies ? ': two runs differ' : ': two runs agree'}`, async () => {
+      const a = await run(c.cmd(), c.args, { input: c.input });
+      if (c.apartMs) await new Promise((r) => setTimeout(r, c.apartMs));
+      const b = await run(c.cmd(), c.args, { input: c.input });
+      for (const r of [a, b]) {
+        expect(r.status, describeRun(r)).toBe(0);
+        expect(r.stdout.toString('latin1'), describeRun(r)).toMatch(c.stdout);
+      }
+      if (c.varies) expect(a.stdout.toString('latin1')).not.toBe(b.stdout.toString('latin1'));
+      else expect(a.stdout.toString('latin1')).toBe(b.stdout.toString('latin1'));
+    });
+  }
+});
+
+describe('record and replay', () => {
+  beforeAll(requireCli);
+  for (const c of cases) {
+    it(c.name, async () => {
+      const cmd = c.cmd();
+      if (c.maybeMultiTask && spawnsTasks(cmd, c.args)) {
+        // Not single-process here: the only right answer is a clear refusal at record time.
+        const rec = await record(cmd, c.args, { input: c.input });
+        expectCleanFailure(rec, /not supported yet/);
+        return;
+      }
+      const { rec } = await recordReplay(cmd, c.args, {
+        input: c.input,
+        expectStatus: 0,
+        replayInput: c.input === undefined ? undefined : 'different stdin for replay\n',
+      });
+      expect(rec.stdout.toString('latin1'), describeRun(rec)).toMatch(c.stdout);
+      if (!c.varies) {
+        // Deterministic programs: recording must not change what the program does.
+        const native = await run(cmd, c.args, { input: c.input });
+        expect(rec.stdout.toString('latin1'), 'recorded stdout differs from a native run').toBe(
+          native.stdout.toString('latin1'),
+        );
+        expect(rec.programStderr.toString('latin1')).toBe(native.stderr.toString('latin1'));
+      }
+    });
+  }
+});

@@ -1,0 +1,61 @@
+// Issue 2, acceptance 4: synchronous signals replay; abort() records 134 and replays 134.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupTemps, compile, describeRun, readManifest, recordReplay, requireCli, run } from './harness.js';
+
+afterAll(cleanupTemps);
+
+const segvLine = /^caught signal 11 at (\(nil\)|0x8|0x10), continuing \(t=\d+\.\d{9}\)$/;
+const fpeLine = /^caught signal 8 code 1 \(FPE_INTDIV=1\), continuing \(t=\d+\.\d{9}\)$/;
+
+function expectHandled(out: Buffer, line: RegExp): void {
+  const ls = out.toString().split('\n');
+  expect(ls.length, out.toString()).toBe(5);
+  for (const l of ls.slice(0, 3)) expect(l).toMatch(line);
+  expect(ls[3]).toBe('done');
+  expect(ls[4]).toBe('');
+}
+
+describe('natively', () => {
+  it('sigsegv handles three faults and continues', async () => {
+    const r = await run(compile('sigsegv'), []);
+    expect(r.status, describeRun(r)).toBe(0);
+    expectHandled(r.stdout, segvLine);
+  });
+  it('sigfpe handles three divisions by zero and continues', async () => {
+    const r = await run(compile('sigfpe'), []);
+    expect(r.status, describeRun(r)).toBe(0);
+    expectHandled(r.stdout, fpeLine);
+  });
+  it('abort exits 134', async () => {
+    const r = await run(compile('abort'), []);
+    expect(r.status, describeRun(r)).toBe(134);
+    expect(r.stdout.toString()).toBe('about to abort\n');
+    expect(r.stderr.toString()).toBe('goodbye from stderr\n');
+  });
+});
+
+describe('record and replay', () => {
+  beforeAll(requireCli);
+
+  for (const link of ['dynamic', 'static'] as const) {
+    it(`sigsegv (${link}): handler runs, siglongjmp, continues`, async () => {
+      const { rec } = await recordReplay(compile('sigsegv', { static: link === 'static' }), [], { expectStatus: 0 });
+      expectHandled(rec.stdout, segvLine);
+    });
+
+    it(`sigfpe (${link}): handler runs, siglongjmp, continues`, async () => {
+      const { rec } = await recordReplay(compile('sigfpe', { static: link === 'static' }), [], { expectStatus: 0 });
+      expectHandled(rec.stdout, fpeLine);
+    });
+  }
+
+  it('abort: record exits 134, replay exits 134 with the same stdout and stderr', async () => {
+    const { rec, rep } = await recordReplay(compile('abort'), [], { expectStatus: 134 });
+    expect(rec.stdout.toString()).toBe('about to abort\n');
+    expect(rec.programStderr.toString()).toBe('goodbye from stderr\n');
+    expect(rep.status).toBe(134);
+    const m = readManifest(rec.traceDir);
+    expect(m.exit?.status, JSON.stringify(m.exit)).toBe(134);
+    expect([6, 'SIGABRT']).toContain(m.exit?.signal);
+  });
+});
