@@ -123,7 +123,7 @@ const cases: Case[] = [
     name: 'gzip -c FILE',
     cmd: () => which('gzip'),
     args: ['-c', dataFile],
-    stdout: /^\x1f\x8b/,
+    stdout: /^\u001f\u008b/, // eslint-disable-line no-control-regex
     maybeMultiTask: true,
   },
   { name: 'tar cf - DIR', cmd: () => which('tar'), args: ['cf', '-', '-C', work, 'tree'], stdout: /tree\/sub\/b\.txt/, maybeMultiTask: true },
