@@ -1,0 +1,201 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { UserError } from '../user_error.js';
+import { call, isServiceError, type Clients } from './client.js';
+import type { MissingBlob, UploadBlobResponse } from '../../gen/rewind/upload/v1/upload.js';
+
+export interface PushProgress {
+  /** Bytes sent over the network so far (this push). */
+  sent: number;
+  /** Bytes that had to travel (missing at the first prepare). */
+  toSend: number;
+  /** Total size of all blobs of the trace. */
+  total: number;
+}
+
+export interface PushOptions {
+  labels?: Record<string, string>;
+  chunkSize?: number;
+  /** Retries after a broken connection or a rejected chunk; Infinity for an agent. */
+  retries?: number;
+  /** First backoff delay; doubles up to maxBackoffMs. */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  onProgress?: (p: PushProgress) => void;
+  onRetry?: (err: Error, attempt: number, delayMs: number) => void;
+  /** Test hook: corrupt the data of the n-th chunk sent (1-based), keeping its declared hash. */
+  corruptChunk?: number;
+  signal?: AbortSignal;
+}
+
+export interface PushResult {
+  traceId: string;
+  /** Blob payload bytes sent. */
+  bytesSent: number;
+  totalBytes: number;
+  /** False when the server already had the trace. */
+  created: boolean;
+  attempts: number;
+}
+
+interface LocalManifest {
+  id: string;
+  blobs: { sha256: string; size: number }[];
+}
+
+/** Reads DIR/manifest.json and checks that every blob it lists is present with the right size. */
+export async function readLocalTrace(dir: string): Promise<{ json: string; manifest: LocalManifest }> {
+  const file = path.join(dir, 'manifest.json');
+  let json: string;
+  try {
+    json = await fsp.readFile(file, 'utf8');
+  } catch {
+    throw new UserError(`${dir} is not a trace directory (no manifest.json)`);
+  }
+  let m: unknown;
+  try {
+    m = JSON.parse(json);
+  } catch (err) {
+    throw new UserError(`${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  const o = m as Partial<LocalManifest> | null;
+  if (!o || typeof o !== 'object' || typeof o.id !== 'string' || !Array.isArray(o.blobs)) {
+    throw new UserError(`${file} is not a rewind trace manifest`);
+  }
+  for (const b of o.blobs) {
+    if (!b || typeof b.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(b.sha256)) throw new UserError(`${file}: bad blob entry`);
+    let st: fs.Stats;
+    try {
+      st = await fsp.stat(path.join(dir, 'blobs', b.sha256));
+    } catch {
+      throw new UserError(`trace ${dir} is incomplete: blob ${b.sha256} is missing`);
+    }
+    if (st.size !== b.size) throw new UserError(`trace ${dir}: blob ${b.sha256} is ${st.size} bytes, the manifest says ${b.size}`);
+  }
+  return { json, manifest: o as LocalManifest };
+}
+
+const RETRIABLE = new Set<number>([
+  status.UNAVAILABLE,
+  status.DATA_LOSS,
+  status.FAILED_PRECONDITION,
+  status.ABORTED,
+  status.INTERNAL,
+  status.UNKNOWN,
+  status.DEADLINE_EXCEEDED,
+  status.CANCELLED,
+  status.RESOURCE_EXHAUSTED,
+]);
+
+export function isRetriable(err: unknown): boolean {
+  return isServiceError(err) && RETRIABLE.has(err.code);
+}
+
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      reject(new UserError('aborted'));
+    });
+  });
+
+/**
+ * Uploads a local trace: only the blobs the server lacks travel, in chunks from the offset the
+ * server holds, each chunk with its sha256. After a broken connection or a rejected chunk it asks
+ * the server again what is missing and continues from there.
+ */
+export async function pushTrace(c: Clients, dir: string, opts: PushOptions = {}): Promise<PushResult> {
+  const { json } = await readLocalTrace(dir);
+  const retries = opts.retries ?? 5;
+  let backoff = opts.backoffMs ?? 250;
+  const maxBackoff = opts.maxBackoffMs ?? 10_000;
+  const progress: PushProgress = { sent: 0, toSend: -1, total: 0 };
+  const counter = { chunks: 0 };
+  let attempt = 0;
+  for (;;) {
+    attempt++;
+    try {
+      const prep = await call(c, c.upload.prepareUpload.bind(c.upload), { manifestJson: json });
+      progress.total = Number(prep.totalBytes);
+      if (progress.toSend < 0) progress.toSend = prep.missing.reduce((a, m) => a + Number(m.size - m.offset), 0);
+      opts.onProgress?.(progress);
+      if (prep.alreadyCommitted) {
+        return { traceId: prep.traceId, bytesSent: progress.sent, totalBytes: progress.total, created: false, attempts: attempt };
+      }
+      for (const m of prep.missing) {
+        await sendBlob(c, dir, m, opts, progress, counter);
+      }
+      const res = await call(c, c.upload.commitUpload.bind(c.upload), { manifestJson: json, labels: opts.labels ?? {} });
+      return { traceId: res.traceId, bytesSent: progress.sent, totalBytes: progress.total, created: res.created, attempts: attempt };
+    } catch (err) {
+      if (!isRetriable(err) || attempt > retries || opts.signal?.aborted) throw err;
+      opts.onRetry?.(err as Error, attempt, backoff);
+      await sleep(backoff, opts.signal);
+      backoff = Math.min(backoff * 2, maxBackoff);
+    }
+  }
+}
+
+async function sendBlob(
+  c: Clients,
+  dir: string,
+  m: MissingBlob,
+  opts: PushOptions,
+  progress: PushProgress,
+  counter: { chunks: number },
+): Promise<void> {
+  const chunkSize = opts.chunkSize ?? 1 << 20;
+  const size = Number(m.size);
+  let offset = Number(m.offset);
+  const fh = await fsp.open(path.join(dir, 'blobs', m.sha256), 'r');
+  try {
+    let stream!: ReturnType<typeof c.upload.uploadBlob>;
+    const result = new Promise<UploadBlobResponse>((resolve, reject) => {
+      stream = c.upload.uploadBlob(c.metadata(), {}, (err: ServiceError | null, res?: UploadBlobResponse) =>
+        err ? reject(err) : resolve(res!),
+      );
+    });
+    let failed = false;
+    result.catch(() => {
+      failed = true;
+    });
+    if (size === 0) {
+      stream.write({ sha256: m.sha256, size: m.size, offset: 0n, data: Buffer.alloc(0), chunkSha256: Buffer.alloc(0) });
+    }
+    while (offset < size && !failed) {
+      const n = Math.min(chunkSize, size - offset);
+      const buf = Buffer.allocUnsafe(n);
+      const { bytesRead } = await fh.read(buf, 0, n, offset);
+      if (bytesRead !== n) throw new UserError(`blob ${m.sha256} changed while uploading`);
+      const chunkSha256 = createHash('sha256').update(buf).digest();
+      counter.chunks++;
+      const data = opts.corruptChunk === counter.chunks ? Buffer.from(buf).fill(0x5a, 0, Math.min(16, n)) : buf;
+      const ok = stream.write({ sha256: m.sha256, size: m.size, offset: BigInt(offset), data, chunkSha256 });
+      offset += n;
+      progress.sent += n;
+      opts.onProgress?.(progress);
+      if (!ok) await new Promise<void>((resolve) => {
+        const done = (): void => {
+          stream.off('drain', done);
+          resolve();
+        };
+        stream.on('drain', done);
+        void result.then(done, done);
+      });
+    }
+    stream.end();
+    const res = await result;
+    if (!res.complete) {
+      const e = new Error(`blob ${m.sha256} incomplete on the server (${res.offset} of ${size} bytes)`) as ServiceError;
+      e.code = status.ABORTED;
+      e.details = e.message;
+      throw e;
+    }
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * Content-addressed storage of trace blobs. The server only talks to this interface, so the
+ * disk store can be swapped for an object store (S3-compatible) without touching the services.
+ */
+export interface BlobStore {
+  /** True when the blob is complete and verified. */
+  has(sha256: string): Promise<boolean>;
+  /** Bytes already held of an unfinished upload of this blob (0 when none). */
+  partialSize(sha256: string): Promise<number>;
+  /**
+   * Opens a writer that continues an upload at `offset`, which must equal partialSize().
+   * Throws BlobWriteError when the offset is wrong or the blob is being written elsewhere.
+   */
+  openWriter(sha256: string, size: number, offset: number): Promise<BlobWriter>;
+  /** Makes the blob available as a local file at dest (hard link when possible, else copy). */
+  materialize(sha256: string, dest: string): Promise<void>;
+  /** Removes a complete blob (no-op when absent). */
+  delete(sha256: string): Promise<void>;
+}
+
+export interface BlobWriter {
+  /** Bytes of the blob now held (offset of the next write). */
+  readonly offset: number;
+  /** Appends bytes; throws BlobWriteError if they overrun the declared size. */
+  write(data: Uint8Array): void;
+  /**
+   * Once offset === size: flushes to stable storage, verifies the sha256 and publishes the blob.
+   * On a mismatch the partial data is discarded and BlobWriteError('hash') is thrown.
+   */
+  finish(): Promise<void>;
+  /** Keeps what was written so far (for a later resume) and releases the writer. */
+  close(): void;
+}
+
+export type BlobWriteErrorKind = 'offset' | 'busy' | 'too-large' | 'hash' | 'incomplete';
+
+export class BlobWriteError extends Error {
+  constructor(
+    readonly kind: BlobWriteErrorKind,
+    message: string,
+    /** Bytes the store holds of the blob after the failure. */
+    readonly heldOffset: number,
+  ) {
+    super(message);
+    this.name = 'BlobWriteError';
+  }
+}
+
+export const SHA256_HEX = /^[0-9a-f]{64}$/;

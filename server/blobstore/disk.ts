@@ -1,0 +1,177 @@
+import { createHash, type Hash } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { BlobWriteError, SHA256_HEX, type BlobStore, type BlobWriter } from './blobstore.js';
+
+/**
+ * Blobs on a local disk: complete blobs at ROOT/ab/cd/<sha256>; unfinished uploads at
+ * ROOT/.partial/<sha256> (kept across restarts so an upload resumes where it broke).
+ * A blob is published by fsync + verify + rename, so a complete path always holds verified bytes.
+ */
+export class DiskBlobStore implements BlobStore {
+  private readonly partialDir: string;
+  private readonly busy = new Set<string>();
+
+  constructor(readonly root: string) {
+    this.partialDir = path.join(root, '.partial');
+    fs.mkdirSync(this.partialDir, { recursive: true, mode: 0o700 });
+  }
+
+  /** True while an upload stream writes this blob. */
+  isBusy(sha256: string): boolean {
+    return this.busy.has(sha256);
+  }
+
+  pathOf(sha256: string): string {
+    check(sha256);
+    return path.join(this.root, sha256.slice(0, 2), sha256.slice(2, 4), sha256);
+  }
+
+  private partialOf(sha256: string): string {
+    check(sha256);
+    return path.join(this.partialDir, sha256);
+  }
+
+  async has(sha256: string): Promise<boolean> {
+    try {
+      await fsp.access(this.pathOf(sha256));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async partialSize(sha256: string): Promise<number> {
+    try {
+      return (await fsp.stat(this.partialOf(sha256))).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  async openWriter(sha256: string, size: number, offset: number): Promise<BlobWriter> {
+    check(sha256);
+    if (this.busy.has(sha256)) {
+      throw new BlobWriteError('busy', `blob ${sha256} is being uploaded by another stream`, await this.partialSize(sha256));
+    }
+    this.busy.add(sha256);
+    try {
+      const partial = this.partialOf(sha256);
+      const held = await this.partialSize(sha256);
+      if (held > size) {
+        // A stale partial longer than the blob can only be garbage: start again.
+        await fsp.rm(partial, { force: true });
+        throw new BlobWriteError('offset', `offset ${offset} does not match: server holds 0 bytes of ${sha256}`, 0);
+      }
+      if (offset !== held) {
+        throw new BlobWriteError('offset', `offset ${offset} does not match: server holds ${held} bytes of ${sha256}`, held);
+      }
+      const hash = createHash('sha256');
+      if (held > 0) await hashFile(partial, hash);
+      const fd = fs.openSync(partial, 'a', 0o600);
+      return new DiskBlobWriter(this, sha256, size, held, fd, hash, partial, () => this.busy.delete(sha256));
+    } catch (err) {
+      this.busy.delete(sha256);
+      throw err;
+    }
+  }
+
+  async publish(sha256: string, partial: string): Promise<void> {
+    const dest = this.pathOf(sha256);
+    await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
+    await fsp.rename(partial, dest);
+    const dir = await fsp.open(path.dirname(dest), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+
+  async materialize(sha256: string, dest: string): Promise<void> {
+    const src = this.pathOf(sha256);
+    try {
+      await fsp.link(src, dest);
+    } catch {
+      await fsp.copyFile(src, dest);
+    }
+  }
+
+  async delete(sha256: string): Promise<void> {
+    await fsp.rm(this.pathOf(sha256), { force: true });
+  }
+}
+
+class DiskBlobWriter implements BlobWriter {
+  private closed = false;
+
+  constructor(
+    private readonly store: DiskBlobStore,
+    private readonly sha256: string,
+    private readonly size: number,
+    public offset: number,
+    private readonly fd: number,
+    private readonly hash: Hash,
+    private readonly partial: string,
+    private readonly release: () => void,
+  ) {}
+
+  write(data: Uint8Array): void {
+    if (this.closed) throw new Error('writer is closed');
+    if (this.offset + data.length > this.size) {
+      throw new BlobWriteError(
+        'too-large',
+        `blob ${this.sha256} is larger than its declared size of ${this.size} bytes`,
+        this.offset,
+      );
+    }
+    let done = 0;
+    while (done < data.length) done += fs.writeSync(this.fd, data, done, data.length - done);
+    this.hash.update(data);
+    this.offset += data.length;
+  }
+
+  async finish(): Promise<void> {
+    if (this.offset !== this.size) {
+      throw new BlobWriteError('incomplete', `blob ${this.sha256} is incomplete: ${this.offset} of ${this.size} bytes`, this.offset);
+    }
+    try {
+      fs.fsyncSync(this.fd);
+      const got = this.hash.digest('hex');
+      if (got !== this.sha256) {
+        fs.closeSync(this.fd);
+        this.closed = true;
+        await fsp.rm(this.partial, { force: true });
+        throw new BlobWriteError('hash', `blob content does not match its sha256: expected ${this.sha256}, got ${got}`, 0);
+      }
+      fs.closeSync(this.fd);
+      this.closed = true;
+      await this.store.publish(this.sha256, this.partial);
+    } finally {
+      this.close();
+    }
+  }
+
+  private released = false;
+
+  close(): void {
+    if (!this.closed) {
+      this.closed = true;
+      fs.closeSync(this.fd);
+    }
+    if (!this.released) {
+      this.released = true;
+      this.release();
+    }
+  }
+}
+
+function check(sha256: string): void {
+  if (!SHA256_HEX.test(sha256)) throw new Error(`not a sha256: ${JSON.stringify(sha256)}`);
+}
+
+async function hashFile(file: string, hash: Hash): Promise<void> {
+  const stream = fs.createReadStream(file, { highWaterMark: 1 << 20 });
+  for await (const chunk of stream) hash.update(chunk as Buffer);
+}

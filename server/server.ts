@@ -1,0 +1,180 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import { pino, type Logger } from 'pino';
+import { DiskBlobStore } from './blobstore/disk.js';
+import type { BlobStore } from './blobstore/blobstore.js';
+import { Catalog } from './catalog/catalog.js';
+import { ReplayManager } from './replay/manager.js';
+import { agentService } from './services/agent.js';
+import { tokenService } from './services/auth.js';
+import { catalogService } from './services/catalog.js';
+import { replayService } from './services/replay.js';
+import { uploadService } from './services/upload.js';
+import { ServerStats } from './stats.js';
+import { AgentServiceService } from '../gen/rewind/agent/v1/agent.js';
+import { TokenServiceService } from '../gen/rewind/auth/v1/auth.js';
+import { CatalogServiceService } from '../gen/rewind/catalog/v1/catalog.js';
+import { ReplayServiceService } from '../gen/rewind/replay/v1/replay.js';
+import { UploadServiceService } from '../gen/rewind/upload/v1/upload.js';
+
+export interface ServerOptions {
+  dataDir?: string;
+  /** HOST:PORT; default 127.0.0.1:7777. Port 0 picks a free port. */
+  listen?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  logger?: Logger;
+  replayCommand?: string[];
+  maxSessions?: number;
+  idleTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+}
+
+export interface RunningServer {
+  port: number;
+  address: string;
+  dataDir: string;
+  adminTokenPath: string;
+  catalog: Catalog;
+  stats: ServerStats;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_LISTEN = '127.0.0.1:7777';
+
+export function defaultDataDir(): string {
+  const base = process.env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
+  return path.join(base, 'rewind', 'server');
+}
+
+export const SERVICE_NAMES = [
+  'rewind.upload.v1.UploadService',
+  'rewind.catalog.v1.CatalogService',
+  'rewind.replay.v1.ReplayService',
+  'rewind.auth.v1.TokenService',
+  'rewind.agent.v1.AgentService',
+];
+
+/** Finds proto/ (next to dist/ or the sources) for the reflection service. */
+function protoRoot(): string | undefined {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const p = path.join(dir, 'proto');
+    if (fs.existsSync(path.join(p, 'rewind'))) return p;
+    dir = path.dirname(dir);
+  }
+  return undefined;
+}
+
+function protoFiles(root: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.proto')) out.push(path.relative(root, p));
+    }
+  };
+  walk(path.join(root, 'rewind'));
+  return out;
+}
+
+/** Creates the admin token on first start and writes it to DATA/admin.token (0600). */
+function ensureAdminToken(catalog: Catalog, dataDir: string, log: Logger): string {
+  const file = path.join(dataDir, 'admin.token');
+  if (!catalog.getMeta('admin_token_created')) {
+    const { secret } = catalog.createToken('admin', 'admin');
+    fs.writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+    fs.chmodSync(file, 0o600);
+    catalog.setMeta('admin_token_created', new Date().toISOString());
+    log.info({ path: file }, 'created the first admin token');
+  } else if (fs.existsSync(file)) {
+    log.info({ path: file }, 'admin token file');
+  }
+  return file;
+}
+
+export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
+  const dataDir = path.resolve(opts.dataDir ?? defaultDataDir());
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const log = opts.logger ?? pino({ name: 'rewind-server' });
+  const catalog = Catalog.inDir(dataDir);
+  const store: BlobStore & { isBusy?: (sha: string) => boolean } = new DiskBlobStore(path.join(dataDir, 'blobs'));
+  const workDir = path.join(dataDir, 'tmp');
+  fs.rmSync(workDir, { recursive: true, force: true });
+  fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
+  const stats = new ServerStats();
+  const adminTokenPath = ensureAdminToken(catalog, dataDir, log);
+  const replays = new ReplayManager(catalog, store, log, {
+    command: opts.replayCommand,
+    maxSessions: opts.maxSessions,
+    idleTimeoutMs: opts.idleTimeoutMs,
+    workDir,
+  });
+
+  const server = new Server({
+    'grpc.max_receive_message_length': 16 << 20,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  const deps = { catalog, log };
+  server.addService(UploadServiceService, uploadService({ ...deps, store, stats }));
+  server.addService(
+    CatalogServiceService,
+    catalogService({ ...deps, store, stats, activeSessions: () => replays.active, isBlobBusy: (s) => store.isBusy?.(s) ?? false }),
+  );
+  server.addService(ReplayServiceService, replayService({ ...deps, replays }));
+  server.addService(TokenServiceService, tokenService(deps));
+  server.addService(AgentServiceService, agentService({ ...deps, heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 5000 }));
+
+  const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
+  health.addToServer(server);
+  const root = protoRoot();
+  if (root) {
+    const def = loadSync(protoFiles(root), { includeDirs: [root] });
+    new ReflectionService(def).addToServer(server);
+  } else {
+    log.warn('proto/ not found; server reflection is off');
+  }
+
+  let creds = ServerCredentials.createInsecure();
+  if (opts.tlsCert || opts.tlsKey) {
+    if (!opts.tlsCert || !opts.tlsKey) throw new Error('--tls-cert and --tls-key go together');
+    creds = ServerCredentials.createSsl(null, [{ cert_chain: fs.readFileSync(opts.tlsCert), private_key: fs.readFileSync(opts.tlsKey) }], false);
+  }
+  const listen = opts.listen ?? DEFAULT_LISTEN;
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(listen, creds, (err, p) => (err ? reject(new Error(`cannot listen on ${listen}: ${err.message}`)) : resolve(p))),
+  );
+  const host = listen.slice(0, listen.lastIndexOf(':')) || '127.0.0.1';
+  const address = `${host}:${port}`;
+  log.info({ address, dataDir, tls: Boolean(opts.tlsCert) }, 'rewind server listening');
+
+  return {
+    port,
+    address,
+    dataDir,
+    adminTokenPath,
+    catalog,
+    stats,
+    close: async () => {
+      replays.closeAll();
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 2000);
+        server.tryShutdown(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      catalog.close();
+    },
+  };
+}

@@ -1,0 +1,120 @@
+import type { BlobStore } from '../blobstore/blobstore.js';
+import type { Catalog, TraceRow } from '../catalog/catalog.js';
+import { invalidArgument } from '../errors.js';
+import { normaliseSignal } from '../manifest.js';
+import { unary, type AuthDeps } from '../rpc.js';
+import type { ServerStats } from '../stats.js';
+import type {
+  CatalogServiceServer,
+  DeleteTraceRequest,
+  DeleteTraceResponse,
+  GetStatsRequest,
+  GetStatsResponse,
+  GetTraceRequest,
+  GetTraceResponse,
+  ListTracesRequest,
+  ListTracesResponse,
+  TraceSummary,
+} from '../../gen/rewind/catalog/v1/catalog.js';
+
+export interface CatalogDeps extends AuthDeps {
+  catalog: Catalog;
+  store: BlobStore;
+  stats: ServerStats;
+  activeSessions: () => number;
+  isBlobBusy?: (sha256: string) => boolean;
+}
+
+const READERS = ['reader'] as const;
+const TRACE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function checkTraceId(id: string): string {
+  const lower = id.trim().toLowerCase();
+  if (!TRACE_ID.test(lower)) throw invalidArgument(`bad trace id ${JSON.stringify(id)}: expected a UUID`);
+  return lower;
+}
+
+export function toSummary(t: TraceRow): TraceSummary {
+  return {
+    id: t.id,
+    host: t.host,
+    program: t.program,
+    argv: t.argv,
+    exe: t.exe,
+    user: t.user,
+    startTime: new Date(t.startMs),
+    durationMs: t.durationMs,
+    exitStatus: t.exitStatus,
+    signal: t.signal ?? '',
+    sizeBytes: BigInt(t.sizeBytes),
+    labels: t.labels,
+    uploadedAt: new Date(t.uploadedMs),
+    complete: t.complete,
+  };
+}
+
+export function catalogService(deps: CatalogDeps): CatalogServiceServer {
+  const { catalog, store, stats } = deps;
+  return {
+    listTraces: unary<ListTracesRequest, ListTracesResponse>(deps, 'ListTraces', READERS, (req) => {
+      let signal: string | undefined;
+      if (req.signal) {
+        signal = normaliseSignal(req.signal);
+        if (!signal) throw invalidArgument(`unknown signal ${JSON.stringify(req.signal)}`);
+      }
+      if (req.limit > 10_000) throw invalidArgument('limit must be at most 10000');
+      const rows = catalog.listTraces({
+        host: req.host || undefined,
+        program: req.program || undefined,
+        exitStatus: req.exitStatus,
+        failed: req.failed,
+        signal,
+        sinceMs: req.since?.getTime(),
+        untilMs: req.until?.getTime(),
+        labels: req.labels,
+        search: req.search.trim() || undefined,
+        limit: req.limit,
+      });
+      return { traces: rows.map(toSummary) };
+    }),
+
+    getTrace: unary<GetTraceRequest, GetTraceResponse>(deps, 'GetTrace', READERS, (req) => {
+      const t = catalog.getTrace(checkTraceId(req.id));
+      return {
+        summary: toSummary(t.trace),
+        manifestJson: t.manifest,
+        blobs: t.blobs.map((b) => ({ sha256: b.sha256, size: BigInt(b.size), role: b.role, path: b.path })),
+      };
+    }),
+
+    deleteTrace: unary<DeleteTraceRequest, DeleteTraceResponse>(deps, 'DeleteTrace', [], async (req, ctx) => {
+      const id = checkTraceId(req.id);
+      const freed = catalog.deleteTrace(id);
+      let bytes = 0n;
+      let removed = 0;
+      for (const b of freed) {
+        // A blob re-uploaded in the meantime (row back, or a writer busy) stays.
+        if (catalog.hasBlob(b.sha256) || deps.isBlobBusy?.(b.sha256)) continue;
+        await store.delete(b.sha256);
+        bytes += BigInt(b.size);
+        removed++;
+      }
+      ctx.log.info({ trace: id, blobsRemoved: removed, token: ctx.token.name }, 'trace deleted');
+      return { blobsRemoved: removed, bytesFreed: bytes };
+    }),
+
+    getStats: unary<GetStatsRequest, GetStatsResponse>(deps, 'GetStats', READERS, () => {
+      const s = catalog.stats();
+      return {
+        traces: BigInt(s.traces),
+        blobs: BigInt(s.blobs),
+        blobBytes: BigInt(s.blobBytes),
+        bytesReceived: BigInt(stats.bytesReceived),
+        chunksRejected: BigInt(stats.chunksRejected),
+        blobsCompleted: BigInt(stats.blobsCompleted),
+        tracesCommitted: BigInt(stats.tracesCommitted),
+        activeReplaySessions: deps.activeSessions(),
+      };
+    }),
+  };
+}

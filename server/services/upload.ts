@@ -1,0 +1,168 @@
+import { createHash } from 'node:crypto';
+import { status, type ServerReadableStream } from '@grpc/grpc-js';
+import type { BlobStore, BlobWriter } from '../blobstore/blobstore.js';
+import { SHA256_HEX } from '../blobstore/blobstore.js';
+import type { Catalog } from '../catalog/catalog.js';
+import { RpcError, invalidArgument } from '../errors.js';
+import { distinctBlobs, parseManifest } from '../manifest.js';
+import { clientStream, unary, type AuthDeps } from '../rpc.js';
+import type { ServerStats } from '../stats.js';
+import type {
+  CommitUploadRequest,
+  CommitUploadResponse,
+  MissingBlob,
+  PrepareUploadRequest,
+  PrepareUploadResponse,
+  UploadBlobRequest,
+  UploadBlobResponse,
+  UploadServiceServer,
+} from '../../gen/rewind/upload/v1/upload.js';
+
+export interface UploadDeps extends AuthDeps {
+  catalog: Catalog;
+  store: BlobStore;
+  stats: ServerStats;
+}
+
+const WRITERS = ['agent'] as const;
+export const MAX_CHUNK = 4 << 20;
+
+export function validateLabels(labels: Record<string, string>): Record<string, string> {
+  for (const [k, v] of Object.entries(labels)) {
+    if (!/^[A-Za-z0-9_.\-/]{1,128}$/.test(k)) throw invalidArgument(`bad label key ${JSON.stringify(k)}: use letters, digits, _ . - / (at most 128)`);
+    if (v.length > 1024) throw invalidArgument(`label ${k} is longer than 1024 characters`);
+  }
+  return labels;
+}
+
+export function uploadService(deps: UploadDeps): UploadServiceServer {
+  const { catalog, store, stats } = deps;
+  return {
+    prepareUpload: unary<PrepareUploadRequest, PrepareUploadResponse>(deps, 'PrepareUpload', WRITERS, async (req) => {
+      const m = parseManifest(req.manifestJson);
+      const blobs = distinctBlobs(m);
+      let total = 0n;
+      let present = 0n;
+      for (const s of blobs.values()) total += BigInt(s);
+      if (catalog.hasTrace(m.id)) {
+        return { traceId: m.id, missing: [], totalBytes: total, presentBytes: total, alreadyCommitted: true };
+      }
+      const missing: MissingBlob[] = [];
+      for (const [sha, size] of blobs) {
+        if (catalog.hasBlob(sha)) {
+          present += BigInt(size);
+        } else {
+          const held = Math.min(await store.partialSize(sha), size);
+          missing.push({ sha256: sha, size: BigInt(size), offset: BigInt(held) });
+        }
+      }
+      return { traceId: m.id, missing, totalBytes: total, presentBytes: present, alreadyCommitted: false };
+    }),
+
+    uploadBlob: clientStream<UploadBlobRequest, UploadBlobResponse>(deps, 'UploadBlob', WRITERS, (call) => receiveBlob(call, deps)),
+
+    commitUpload: unary<CommitUploadRequest, CommitUploadResponse>(deps, 'CommitUpload', WRITERS, (req, ctx) => {
+      const m = parseManifest(req.manifestJson);
+      const labels = validateLabels(req.labels);
+      const created = catalog.commitTrace(m, req.manifestJson, labels);
+      if (created) {
+        stats.tracesCommitted++;
+        ctx.log.info({ trace: m.id, host: m.host.hostname, token: ctx.token.name }, 'trace committed');
+      }
+      return { traceId: m.id, created };
+    }),
+  };
+}
+
+/** One blob per stream: chunks must arrive in order starting at the offset the server holds. */
+function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobResponse>, deps: UploadDeps): Promise<UploadBlobResponse> {
+  const { catalog, store, stats } = deps;
+  return new Promise((resolve, reject) => {
+    let writer: BlobWriter | undefined;
+    let sha = '';
+    let size = 0;
+    let settled = false;
+    let chain: Promise<void> = Promise.resolve();
+    let pending = 0;
+
+    const fail = (err: unknown): void => {
+      if (settled) return;
+      settled = true;
+      writer?.close();
+      call.removeAllListeners('data');
+      reject(err);
+    };
+    const done = (res: UploadBlobResponse): void => {
+      if (settled) return;
+      settled = true;
+      resolve(res);
+    };
+
+    const handle = async (msg: UploadBlobRequest): Promise<void> => {
+      if (settled) return;
+      if (!writer) {
+        sha = msg.sha256;
+        if (!SHA256_HEX.test(sha)) throw invalidArgument(`bad blob sha256 ${JSON.stringify(sha)}`);
+        if (msg.size > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument('blob size too large');
+        size = Number(msg.size);
+        if (catalog.hasBlob(sha)) {
+          call.removeAllListeners('data');
+          done({ sha256: sha, offset: BigInt(size), complete: true });
+          return;
+        }
+        writer = await store.openWriter(sha, size, Number(msg.offset));
+      }
+      if (msg.sha256 !== sha || Number(msg.size) !== size) throw invalidArgument('one UploadBlob stream carries one blob');
+      if (Number(msg.offset) !== writer.offset) {
+        throw new RpcError(status.FAILED_PRECONDITION, `chunk offset ${msg.offset} does not match: server holds ${writer.offset} bytes of ${sha}`);
+      }
+      if (msg.data.length > MAX_CHUNK) throw invalidArgument(`chunk larger than ${MAX_CHUNK} bytes`);
+      if (msg.chunkSha256.length > 0) {
+        const got = createHash('sha256').update(msg.data).digest();
+        if (!got.equals(Buffer.from(msg.chunkSha256))) {
+          stats.chunksRejected++;
+          throw new RpcError(status.DATA_LOSS, `chunk at offset ${msg.offset} of blob ${sha} does not match its sha256; re-send it`);
+        }
+      }
+      writer.write(msg.data);
+      stats.bytesReceived += msg.data.length;
+    };
+
+    call.on('data', (msg: UploadBlobRequest) => {
+      pending++;
+      if (pending > 8) call.pause();
+      chain = chain
+        .then(() => handle(msg))
+        .catch(fail)
+        .finally(() => {
+          pending--;
+          if (pending <= 2) call.resume();
+        });
+    });
+    call.on('end', () => {
+      chain = chain
+        .then(async () => {
+          if (settled) return;
+          if (!writer) throw invalidArgument('empty UploadBlob stream');
+          if (writer.offset === size) {
+            try {
+              await writer.finish();
+            } catch (err) {
+              stats.chunksRejected++;
+              throw err;
+            }
+            catalog.addBlob(sha, size);
+            stats.blobsCompleted++;
+            done({ sha256: sha, offset: BigInt(size), complete: true });
+          } else {
+            const offset = writer.offset;
+            writer.close();
+            done({ sha256: sha, offset: BigInt(offset), complete: false });
+          }
+        })
+        .catch(fail);
+    });
+    call.on('error', fail);
+    call.on('cancelled', () => fail(new RpcError(status.CANCELLED, 'cancelled')));
+  });
+}

@@ -1,0 +1,109 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { connect, type Clients } from '../../cli/client/client.js';
+import { startServer, type RunningServer, type ServerOptions } from '../../server/server.js';
+
+export const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+
+export function tmpDir(prefix = 'rewind-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export interface SyntheticTrace {
+  dir: string;
+  id: string;
+  manifest: Record<string, unknown>;
+  blobs: { sha256: string; size: number; role: string; path?: string }[];
+}
+
+export interface TraceSpec {
+  argv?: string[];
+  exe?: string;
+  hostname?: string;
+  status?: number;
+  signal?: string | null;
+  startTime?: string;
+  /** Blob contents; default: one 64 KiB events blob and one 256 KiB file blob. */
+  blobs?: { data: Buffer; role: string; path?: string }[];
+  /** Extra fields merged into the manifest (to make it malformed, etc.). */
+  extra?: Record<string, unknown>;
+}
+
+export function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** Writes a small synthetic trace directory (random blobs, valid manifest). */
+export function makeTrace(spec: TraceSpec = {}, dir = tmpDir('rewind-trace-')): SyntheticTrace {
+  const blobsIn = spec.blobs ?? [
+    { data: randomBytes(64 * 1024), role: 'events' },
+    { data: randomBytes(256 * 1024), role: 'file', path: '/usr/lib/libfake.so' },
+  ];
+  fs.mkdirSync(path.join(dir, 'blobs'), { recursive: true });
+  const blobs = blobsIn.map((b) => {
+    const h = sha256(b.data);
+    fs.writeFileSync(path.join(dir, 'blobs', h), b.data);
+    return b.path ? { sha256: h, size: b.data.length, role: b.role, path: b.path } : { sha256: h, size: b.data.length, role: b.role };
+  });
+  const id = randomUUID();
+  const status = spec.status ?? 0;
+  const manifest: Record<string, unknown> = {
+    format: 'rewind-trace',
+    version: 1,
+    id,
+    argv: spec.argv ?? ['ls', '-la'],
+    exe: spec.exe ?? '/usr/bin/ls',
+    cwd: '/home/u',
+    env: ['K=V'],
+    user: 'root',
+    host: { hostname: spec.hostname ?? 'h1', kernel: '6.18.44', arch: 'x86_64', cpu: { model: 'Xeon', vendor: 'GenuineIntel', flags: ['fpu'] } },
+    startTime: spec.startTime ?? new Date().toISOString(),
+    endTime: new Date().toISOString(),
+    durationMs: 12.5,
+    exit: { status, code: spec.signal ? null : status, signal: spec.signal ?? null },
+    complete: true,
+    counts: { events: 10, tasks: 1, syscalls: 8, bytes: 1234 },
+    blobs,
+    ...spec.extra,
+  };
+  fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2));
+  return { dir, id, manifest, blobs };
+}
+
+export interface TestServer {
+  server: RunningServer;
+  dataDir: string;
+  adminToken: string;
+  address: string;
+  client(token?: string): Clients;
+  token(role: 'agent' | 'reader' | 'admin'): string;
+  close(): Promise<void>;
+}
+
+export async function startTestServer(opts: Partial<ServerOptions> = {}): Promise<TestServer> {
+  const dataDir = opts.dataDir ?? tmpDir('rewind-server-');
+  const server = await startServer({ listen: '127.0.0.1:0', logger: pino({ level: 'silent' }), ...opts, dataDir });
+  const adminToken = fs.readFileSync(path.join(dataDir, 'admin.token'), 'utf8').trim();
+  const clients: Clients[] = [];
+  return {
+    server,
+    dataDir,
+    adminToken,
+    address: server.address,
+    client(token?: string) {
+      const c = connect({ server: server.address, token, tls: false });
+      clients.push(c);
+      return c;
+    },
+    token(role) {
+      return server.catalog.createToken(role, '').secret;
+    },
+    async close() {
+      for (const c of clients) c.close();
+      await server.close();
+    },
+  };
+}

@@ -1,0 +1,162 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call, type Clients } from '../../cli/client/client.js';
+import { pushTrace } from '../../cli/client/upload.js';
+import { ListTracesRequest } from '../../gen/rewind/catalog/v1/catalog.js';
+import { makeTrace, sha256, startTestServer, type TestServer } from './helpers.js';
+
+let ts: TestServer;
+let agent: Clients;
+let reader: Clients;
+let admin: Clients;
+
+beforeAll(async () => {
+  ts = await startTestServer();
+  agent = ts.client(ts.token('agent'));
+  reader = ts.client(ts.token('reader'));
+  admin = ts.client(ts.adminToken);
+});
+afterAll(async () => {
+  await ts.close();
+});
+
+async function expectCode(p: Promise<unknown>, code: status, text?: RegExp): Promise<void> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e as { code: number; details: string },
+  );
+  expect(err, 'the call should have failed').toBeDefined();
+  expect(status[err!.code]).toBe(status[code]);
+  if (text) expect(err!.details).toMatch(text);
+}
+
+describe('upload', () => {
+  it('writes the admin token 0600 at first start', () => {
+    const st = fs.statSync(path.join(ts.dataDir, 'admin.token'));
+    expect(st.mode & 0o777).toBe(0o600);
+    expect(ts.adminToken).toMatch(/^rwt_/);
+  });
+
+  it('uploads a trace, stores blobs content-addressed, lists and shows it', async () => {
+    const t = makeTrace({ argv: ['myprog', '--flag'], exe: '/opt/bin/myprog' });
+    const res = await pushTrace(agent, t.dir, { labels: { team: 'infra' } });
+    expect(res.traceId).toBe(t.id);
+    expect(res.created).toBe(true);
+    expect(res.bytesSent).toBe(64 * 1024 + 256 * 1024);
+    for (const b of t.blobs) {
+      const p = path.join(ts.dataDir, 'blobs', b.sha256.slice(0, 2), b.sha256.slice(2, 4), b.sha256);
+      expect(sha256(fs.readFileSync(p))).toBe(b.sha256);
+    }
+    const list = await call(reader, reader.catalog.listTraces.bind(reader.catalog), ListTracesRequest.fromPartial({ program: 'myprog' }));
+    expect(list.traces.map((x) => x.id)).toEqual([t.id]);
+    expect(list.traces[0]!.labels).toEqual({ team: 'infra' });
+    const got = await call(reader, reader.catalog.getTrace.bind(reader.catalog), { id: t.id });
+    expect(JSON.parse(got.manifestJson)).toEqual(t.manifest);
+    expect(got.blobs.length).toBe(2);
+  });
+
+  it('sends only missing blobs the second time (dedup counters)', async () => {
+    const shared = randomBytes(2 << 20);
+    const a = makeTrace({ blobs: [{ data: randomBytes(10_000), role: 'events' }, { data: shared, role: 'file', path: '/lib/libc.so.6' }] });
+    const b = makeTrace({ blobs: [{ data: randomBytes(10_000), role: 'events' }, { data: shared, role: 'file', path: '/lib/libc.so.6' }] });
+    const before = await call(reader, reader.catalog.getStats.bind(reader.catalog), {});
+    const r1 = await pushTrace(agent, a.dir);
+    const mid = await call(reader, reader.catalog.getStats.bind(reader.catalog), {});
+    const r2 = await pushTrace(agent, b.dir);
+    const after = await call(reader, reader.catalog.getStats.bind(reader.catalog), {});
+    const first = Number(mid.bytesReceived - before.bytesReceived);
+    const second = Number(after.bytesReceived - mid.bytesReceived);
+    expect(first).toBe(r1.bytesSent);
+    expect(second).toBe(r2.bytesSent);
+    expect(second).toBeLessThan(first * 0.05);
+    // Pushing the same trace again is a no-op.
+    const again = await pushTrace(agent, b.dir);
+    expect(again.created).toBe(false);
+    expect(again.bytesSent).toBe(0);
+  });
+
+  it('rejects a chunk whose bytes do not match its hash, then the client re-sends it', async () => {
+    const t = makeTrace({ blobs: [{ data: randomBytes(3 << 20), role: 'events' }] });
+    const before = await call(reader, reader.catalog.getStats.bind(reader.catalog), {});
+    const retries: string[] = [];
+    const res = await pushTrace(agent, t.dir, { corruptChunk: 2, backoffMs: 10, onRetry: (e) => retries.push(e.message) });
+    const after = await call(reader, reader.catalog.getStats.bind(reader.catalog), {});
+    expect(res.created).toBe(true);
+    expect(retries.join('\n')).toMatch(/does not match its sha256/);
+    expect(Number(after.chunksRejected - before.chunksRejected)).toBe(1);
+    const p = path.join(ts.dataDir, 'blobs', t.blobs[0]!.sha256.slice(0, 2), t.blobs[0]!.sha256.slice(2, 4), t.blobs[0]!.sha256);
+    expect(sha256(fs.readFileSync(p))).toBe(t.blobs[0]!.sha256);
+  });
+
+  it('rejects a blob larger than declared and a blob whose content does not match', async () => {
+    const data = randomBytes(1000);
+    const h = sha256(data);
+    const send = (c: Clients, msgs: { data: Buffer; offset: number; size: number; sha: string }[]): Promise<unknown> =>
+      new Promise((resolve, reject) => {
+        const s = c.upload.uploadBlob(c.metadata(), (err, res) => (err ? reject(err) : resolve(res)));
+        for (const m of msgs) s.write({ sha256: m.sha, size: BigInt(m.size), offset: BigInt(m.offset), data: m.data, chunkSha256: Buffer.alloc(0) });
+        s.end();
+      });
+    await expectCode(send(agent, [{ sha: h, size: 500, offset: 0, data }]), status.INVALID_ARGUMENT, /larger than its declared size/);
+    const wrong = sha256(Buffer.from('something else'));
+    await expectCode(send(agent, [{ sha: wrong, size: 1000, offset: 0, data }]), status.DATA_LOSS, /does not match its sha256/);
+    expect(fs.existsSync(path.join(ts.dataDir, 'blobs', wrong.slice(0, 2), wrong.slice(2, 4), wrong))).toBe(false);
+    // Nothing half-written: a fresh prepare reports the blob missing from offset 0.
+    const t = makeTrace({ blobs: [{ data, role: 'events' }] });
+    const prep = await call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifestJson: fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8') });
+    expect(prep.missing).toEqual([{ sha256: h, size: 1000n, offset: 0n }]);
+  });
+
+  it('never lists a trace whose blobs are not all uploaded', async () => {
+    const t = makeTrace();
+    const json = fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8');
+    await expectCode(call(agent, agent.upload.commitUpload.bind(agent.upload), { manifestJson: json, labels: {} }), status.FAILED_PRECONDITION, /not uploaded/);
+    await expectCode(call(reader, reader.catalog.getTrace.bind(reader.catalog), { id: t.id }), status.NOT_FOUND);
+  });
+});
+
+describe('auth', () => {
+  it('UNAUTHENTICATED without a token or with a wrong one', async () => {
+    const none = ts.client();
+    await expectCode(call(none, none.catalog.listTraces.bind(none.catalog), ListTracesRequest.fromPartial({})), status.UNAUTHENTICATED, /no token/);
+    const bad = ts.client('rwt_nope');
+    await expectCode(call(bad, bad.catalog.listTraces.bind(bad.catalog), ListTracesRequest.fromPartial({})), status.UNAUTHENTICATED, /invalid or revoked/);
+  });
+
+  it('PERMISSION_DENIED for a reader pushing or an agent listing', async () => {
+    const t = makeTrace();
+    await expectCode(pushTrace(reader, t.dir), status.PERMISSION_DENIED, /agent or admin token/);
+    await expectCode(call(agent, agent.catalog.listTraces.bind(agent.catalog), ListTracesRequest.fromPartial({})), status.PERMISSION_DENIED);
+    await expectCode(call(reader, reader.tokens.createToken.bind(reader.tokens), { role: 2, name: '' }), status.PERMISSION_DENIED);
+  });
+
+  it('creates and revokes tokens (admin), stored hashed', async () => {
+    const res = await call(admin, admin.tokens.createToken.bind(admin.tokens), { role: 2, name: 'laptop' });
+    const c = ts.client(res.secret);
+    await call(c, c.catalog.listTraces.bind(c.catalog), ListTracesRequest.fromPartial({}));
+    const dump = ts.server.catalog.db.prepare('SELECT hash FROM tokens').all() as { hash: string }[];
+    expect(dump.some((r) => r.hash === res.secret)).toBe(false);
+    await call(admin, admin.tokens.revokeToken.bind(admin.tokens), { token: 'laptop' });
+    await expectCode(call(c, c.catalog.listTraces.bind(c.catalog), ListTracesRequest.fromPartial({})), status.UNAUTHENTICATED);
+  });
+});
+
+describe('bad manifests', () => {
+  const prepare = (json: string): Promise<unknown> => call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifestJson: json });
+  it('rejects malformed JSON and missing fields', async () => {
+    await expectCode(prepare('{not json'), status.INVALID_ARGUMENT, /malformed manifest/);
+    const t = makeTrace({ extra: { id: 'not-a-uuid' } });
+    await expectCode(prepare(fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8')), status.INVALID_ARGUMENT, /"id" must be a UUID/);
+    const u = makeTrace({ extra: { blobs: [{ sha256: 'xyz', size: 1, role: 'events' }] } });
+    await expectCode(prepare(fs.readFileSync(path.join(u.dir, 'manifest.json'), 'utf8')), status.INVALID_ARGUMENT, /sha256/);
+  });
+  it('rejects another format and an unsupported version, naming the supported ones', async () => {
+    const t = makeTrace({ extra: { format: 'other' } });
+    await expectCode(prepare(fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8')), status.INVALID_ARGUMENT, /not a rewind trace/);
+    const v = makeTrace({ extra: { version: 2 } });
+    await expectCode(prepare(fs.readFileSync(path.join(v.dir, 'manifest.json'), 'utf8')), status.INVALID_ARGUMENT, /unsupported trace format version 2; this server supports version 1/);
+  });
+});
