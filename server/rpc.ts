@@ -37,7 +37,8 @@ export function authenticate(deps: AuthDeps, md: Metadata, allowed: Allowed, met
   if (!token) throw new RpcError(status.UNAUTHENTICATED, 'invalid or revoked token');
   if (token.role !== 'admin' && !allowed.includes(token.role)) {
     const need = [...allowed, 'admin'].join(' or ');
-    throw new RpcError(status.PERMISSION_DENIED, `${method} needs a ${need} token; this is a ${token.role} token`);
+    const an = (w: string): string => (/^[aeiou]/.test(w) ? `an ${w}` : `a ${w}`);
+    throw new RpcError(status.PERMISSION_DENIED, `${method} needs ${an(need)} token; this is ${an(token.role)} token`);
   }
   return token;
 }

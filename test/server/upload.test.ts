@@ -128,7 +128,7 @@ describe('auth', () => {
 
   it('PERMISSION_DENIED for a reader pushing or an agent listing', async () => {
     const t = makeTrace();
-    await expectCode(pushTrace(reader, t.dir), status.PERMISSION_DENIED, /agent or admin token/);
+    await expectCode(pushTrace(reader, t.dir), status.PERMISSION_DENIED, /needs an agent or admin token/);
     await expectCode(call(agent, agent.catalog.listTraces.bind(agent.catalog), ListTracesRequest.fromPartial({})), status.PERMISSION_DENIED);
     await expectCode(call(reader, reader.tokens.createToken.bind(reader.tokens), { role: 2, name: '' }), status.PERMISSION_DENIED);
   });

@@ -1,0 +1,58 @@
+import os from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { withClients } from '../client/client.js';
+import { addClientOptions, resolveConfig, type ClientFlags } from '../client/config.js';
+import { collectLabel, formatBytes } from '../client/format.js';
+import { pushTrace, type PushProgress } from '../client/upload.js';
+
+interface PushFlags extends ClientFlags {
+  label?: Record<string, string>;
+}
+
+/** The directory `rewind record` writes to by default ($REWIND_TRACE_DIR/latest). */
+export function defaultTraceDir(): string {
+  const base = process.env.REWIND_TRACE_DIR || path.join(process.env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share'), 'rewind', 'traces');
+  return path.join(base, 'latest');
+}
+
+function progressBar(): (p: PushProgress) => void {
+  if (!process.stderr.isTTY) return () => {};
+  const start = Date.now();
+  let last = 0;
+  return (p) => {
+    const now = Date.now();
+    if (now - last < 100 && p.sent < p.toSend) return;
+    last = now;
+    const frac = p.toSend > 0 ? Math.min(p.sent / p.toSend, 1) : 1;
+    const width = 30;
+    const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
+    const rate = p.sent / Math.max((now - start) / 1000, 0.001);
+    process.stderr.write(`\r[${bar}] ${formatBytes(p.sent)} / ${formatBytes(Math.max(p.toSend, 0))}  ${formatBytes(rate)}/s   `);
+  };
+}
+
+export function registerPush(program: Command): void {
+  addClientOptions(
+    program
+      .command('push')
+      .description('upload a local trace to the server and print its id (only blobs the server lacks are sent)')
+      .argument('[dir]', 'trace directory (default: the latest recording)')
+      .option('--label <k=v>', 'attach a label (repeatable)', collectLabel),
+  ).action(async (dir: string | undefined, flags: PushFlags) => {
+    const config = resolveConfig(flags);
+    const traceDir = dir ?? defaultTraceDir();
+    const res = await withClients(config, (c) =>
+      pushTrace(c, traceDir, {
+        labels: flags.label,
+        onProgress: progressBar(),
+        onRetry: (e, n, ms) => process.stderr.write(`\nrewind: upload interrupted (${e.message}); retry ${n} in ${ms} ms\n`),
+      }),
+    );
+    if (process.stderr.isTTY) {
+      const saved = res.totalBytes - res.bytesSent;
+      process.stderr.write(`\n${res.created ? 'uploaded' : 'already on the server'}: sent ${formatBytes(res.bytesSent)}, ${formatBytes(Math.max(saved, 0))} deduplicated\n`);
+    }
+    process.stdout.write(`${res.traceId}\n`);
+  });
+}

@@ -1,0 +1,66 @@
+import type { Command } from 'commander';
+import { UserError } from '../user_error.js';
+
+interface ServerFlags {
+  data?: string;
+  listen?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  maxSessions?: string;
+  idleTimeout?: string;
+}
+
+function positiveInt(v: string | undefined, what: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new UserError(`${what} must be a positive integer`);
+  return n;
+}
+
+export function registerServer(program: Command): void {
+  program
+    .command('server')
+    .description('run the rewind server: catalogue, blob store, uploads and remote replay')
+    .option('--data <dir>', 'data directory (default ~/.local/share/rewind/server)')
+    .option('--listen <host:port>', 'address to listen on (default 127.0.0.1:7777)')
+    .option('--tls-cert <file>', 'PEM certificate chain; with --tls-key switches on TLS')
+    .option('--tls-key <file>', 'PEM private key')
+    .option('--max-sessions <n>', 'concurrent replay sessions (default 4)')
+    .option('--idle-timeout <seconds>', 'kill a replay session silent for this long (default 60)')
+    .action(async (flags: ServerFlags) => {
+      if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) throw new UserError('--tls-cert and --tls-key go together');
+      const { startServer } = await import('../../server/server.js');
+      let replayCommand: string[] | undefined;
+      if (process.env.REWIND_REPLAY_COMMAND) {
+        const v = JSON.parse(process.env.REWIND_REPLAY_COMMAND) as unknown;
+        if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new UserError('REWIND_REPLAY_COMMAND must be a JSON array of strings');
+        replayCommand = v as string[];
+      }
+      const idle = positiveInt(flags.idleTimeout, '--idle-timeout');
+      let srv;
+      try {
+        srv = await startServer({
+          dataDir: flags.data,
+          listen: flags.listen,
+          tlsCert: flags.tlsCert,
+          tlsKey: flags.tlsKey,
+          maxSessions: positiveInt(flags.maxSessions, '--max-sessions'),
+          idleTimeoutMs: idle === undefined ? undefined : idle * 1000,
+          replayCommand,
+          heartbeatIntervalMs: positiveInt(process.env.REWIND_HEARTBEAT_MS, 'REWIND_HEARTBEAT_MS'),
+        });
+      } catch (err) {
+        throw new UserError((err as Error).message);
+      }
+      const running = srv;
+      await new Promise<void>((resolve) => {
+        const stop = (): void => {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          void running.close().then(resolve);
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      });
+    });
+}
