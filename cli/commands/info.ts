@@ -1,0 +1,57 @@
+import type { Command } from 'commander';
+import { readManifest, type Manifest } from '../trace/manifest.js';
+import { resolveTraceDir } from '../trace/trace_dir.js';
+
+function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+function describeExit(m: Manifest): string {
+  return m.exit.signal ? `killed by ${m.exit.signal} (status ${m.exit.status})` : `exited with ${m.exit.status}`;
+}
+
+function printInfo(dir: string, m: Manifest): void {
+  const rows: [string, string][] = [
+    ['trace', dir],
+    ['id', m.id],
+    ['command', m.argv.map((a) => (/^[\w./=:-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')],
+    ['executable', m.exe],
+    ['cwd', m.cwd],
+    ['host', `${m.host.hostname} (${m.host.arch}, Linux ${m.host.kernel})`],
+    ['cpu', `${m.host.cpu.model} [${m.host.cpu.vendor}]`],
+    ['started', m.startTime],
+    ['duration', `${m.durationMs.toFixed(1)} ms`],
+    ['exit', describeExit(m)],
+    ['events', String(m.counts.events)],
+    ['syscalls', String(m.counts.syscalls)],
+    ['tasks', String(m.counts.tasks)],
+    ['size', `${formatBytes(m.counts.bytes)} in ${m.blobs.length} blobs`],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  for (const [k, v] of rows) process.stdout.write(`${k.padEnd(width)}  ${v}\n`);
+}
+
+function info(trace: string | undefined, flags: { json?: boolean }): void {
+  const dir = resolveTraceDir(trace);
+  const manifest = readManifest(dir);
+  if (flags.json) {
+    process.stdout.write(`${JSON.stringify(manifest, null, 2)}\n`);
+  } else {
+    printInfo(dir, manifest);
+  }
+}
+
+export function registerInfo(program: Command): void {
+  program
+    .command('info')
+    .description('describe a trace: command, host, CPU, times, exit status, counts, size')
+    .argument('[trace]', 'trace directory (default: the latest recording)')
+    .option('--json', 'print the whole manifest as JSON')
+    .action(info);
+}

@@ -1,0 +1,47 @@
+import { existsSync } from 'node:fs';
+import type { Command } from 'commander';
+import { engineErrorCode, loadEngine, stubPath, EngineUnavailableError } from '../../native/index.js';
+import { eventsBlob, readManifest } from '../trace/manifest.js';
+import { resolveTraceDir } from '../trace/trace_dir.js';
+import { UserError } from '../user_error.js';
+
+/** Exit status of `rewind replay` when replay itself fails (divergence, damaged trace). */
+export const REPLAY_FAILED = 125;
+
+async function replayLocal(dir: string): Promise<void> {
+  const manifest = readManifest(dir);
+  const events = eventsBlob(manifest, dir);
+  let engine;
+  try {
+    engine = loadEngine();
+  } catch (err) {
+    if (err instanceof EngineUnavailableError) throw new UserError(err.message);
+    throw err;
+  }
+  try {
+    await engine.replay({ traceDir: dir, eventsBlob: events.sha256, stubPath: stubPath() });
+  } catch (err) {
+    const code = engineErrorCode(err);
+    const message = err instanceof Error ? err.message : String(err);
+    if (code === 'EDIVERGED' || code === 'EBADTRACE') throw new UserError(message, REPLAY_FAILED);
+    throw new UserError(`replay failed: ${message}`, REPLAY_FAILED);
+  }
+  process.exitCode = manifest.exit.status;
+}
+
+async function replay(trace: string | undefined): Promise<void> {
+  if (trace && !existsSync(trace)) throw new UserError(`${trace}: no such trace directory`);
+  await replayLocal(resolveTraceDir(trace));
+}
+
+export function registerReplay(program: Command): void {
+  program
+    .command('replay')
+    .description('re-execute a recorded run: the same output, the same exit status, none of its I/O')
+    .argument('[trace]', 'trace directory (default: the latest recording)')
+    .addHelpText(
+      'after',
+      `\nReplay writes the bytes the program wrote to stdout and stderr and exits with its recorded\nstatus. If replay cannot follow the recording, it stops with a message and exit status ${REPLAY_FAILED}.`,
+    )
+    .action(replay);
+}

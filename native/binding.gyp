@@ -1,0 +1,41 @@
+{
+  "targets": [
+    {
+      "target_name": "rewind",
+      "sources": [
+        "src/core/blob_store.cc",
+        "src/core/event_stream.cc",
+        "src/core/events.cc",
+        "src/core/memory_map.cc",
+        "src/core/remote_syscalls.cc",
+        "src/core/syscall_table.cc",
+        "src/core/task.cc",
+        "src/core/vdso.cc",
+        "src/record/exec_snapshot.cc",
+        "src/record/record_session.cc",
+        "src/core/syscall_buffers.cc",
+        "src/replay/address_space_builder.cc",
+        "src/replay/replay_session.cc",
+        "src/binding/addon.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "src"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-fexceptions", "-frtti"]
+    },
+    {
+      "target_name": "rewind-stub",
+      "type": "none",
+      "actions": [
+        {
+          "action_name": "link_stub",
+          "inputs": ["stub/stub.S"],
+          "outputs": ["<(PRODUCT_DIR)/rewind-stub"],
+          "action": ["gcc", "-nostdlib", "-static", "-no-pie", "-Wl,-Ttext-segment=0x100000000000",
+                     "-Wl,--build-id=none", "-o", "<(PRODUCT_DIR)/rewind-stub", "stub/stub.S"]
+        }
+      ]
+    }
+  ]
+}

@@ -1,0 +1,139 @@
+#include "core/blob_store.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <memory>
+
+#include "core/error.h"
+
+namespace rwd {
+namespace {
+
+// Incremental sha256 over OpenSSL's EVP interface (node exports OpenSSL to addons).
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) {
+    EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr);
+  }
+  void update(const void* data, size_t len) { EVP_DigestUpdate(ctx_.get(), data, len); }
+  std::string hex() {
+    unsigned char md[32];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(ctx_.get(), md, &n);
+    static const char digits[] = "0123456789abcdef";
+    std::string s;
+    for (unsigned i = 0; i < n; i++) {
+      s.push_back(digits[md[i] >> 4]);
+      s.push_back(digits[md[i] & 15]);
+    }
+    return s;
+  }
+
+ private:
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx_;
+};
+
+void writeAll(int fd, const uint8_t* p, size_t len, const std::string& what) {
+  while (len > 0) {
+    ssize_t n = ::write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      failErrno("write " + what);
+    }
+    p += n;
+    len -= size_t(n);
+  }
+}
+
+}  // namespace
+
+std::string sha256Hex(const void* data, size_t len) {
+  Sha256 h;
+  h.update(data, len);
+  return h.hex();
+}
+
+BlobStore::BlobStore(const std::string& traceDir) : dir_(traceDir + "/blobs") {
+  if (mkdir(dir_.c_str(), 0755) < 0 && errno != EEXIST) failErrno("create " + dir_);
+}
+
+std::string BlobStore::pathOf(const std::string& sha256) const { return dir_ + "/" + sha256; }
+
+std::string BlobStore::commitTemp(const std::string& temp, const std::string& sha, uint64_t size,
+                                  const std::string& role, const std::string& path) {
+  if (known_.count(sha)) {
+    unlink(temp.c_str());
+    return sha;
+  }
+  if (rename(temp.c_str(), pathOf(sha).c_str()) < 0) failErrno("store blob " + sha);
+  known_[sha] = blobs_.size();
+  blobs_.push_back(BlobRef{sha, size, role, path});
+  return sha;
+}
+
+std::string BlobStore::put(const void* data, size_t len, const std::string& role) {
+  std::string sha = sha256Hex(data, len);
+  if (known_.count(sha)) return sha;
+  std::string temp = dir_ + "/.tmp-" + std::to_string(tempCounter_++);
+  int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) failErrno("create " + temp);
+  writeAll(fd, static_cast<const uint8_t*>(data), len, temp);
+  close(fd);
+  return commitTemp(temp, sha, len, role, "");
+}
+
+std::string BlobStore::putFile(int fd, const std::string& path) {
+  struct stat st;
+  if (fstat(fd, &st) < 0) failErrno("stat " + path);
+  auto key = std::make_tuple(st.st_dev, st.st_ino, st.st_size,
+                             int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec);
+  auto cached = fileCache_.find(key);
+  if (cached != fileCache_.end()) return cached->second;
+
+  std::string temp = dir_ + "/.tmp-" + std::to_string(tempCounter_++);
+  int out = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (out < 0) failErrno("create " + temp);
+  Sha256 h;
+  std::vector<uint8_t> buf(1 << 20);
+  uint64_t size = 0;
+  off_t at = 0;
+  for (;;) {
+    ssize_t n = pread(fd, buf.data(), buf.size(), at);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      close(out);
+      failErrno("read " + path);
+    }
+    if (n == 0) break;
+    h.update(buf.data(), size_t(n));
+    writeAll(out, buf.data(), size_t(n), temp);
+    at += n;
+    size += uint64_t(n);
+  }
+  close(out);
+  std::string sha = commitTemp(temp, h.hex(), size, "file", path);
+  fileCache_[key] = sha;
+  return sha;
+}
+
+std::string BlobStore::adopt(const std::string& file, const std::string& role) {
+  int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) failErrno("open " + file);
+  Sha256 h;
+  std::vector<uint8_t> buf(1 << 20);
+  uint64_t size = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) failErrno("read " + file);
+    if (n == 0) break;
+    h.update(buf.data(), size_t(n));
+    size += uint64_t(n);
+  }
+  close(fd);
+  return commitTemp(file, h.hex(), size, role, "");
+}
+
+}  // namespace rwd

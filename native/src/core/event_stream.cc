@@ -1,0 +1,192 @@
+#include "core/event_stream.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cstring>
+
+#include "core/error.h"
+
+namespace rwd {
+namespace {
+
+constexpr char kMagic[4] = {'R', 'W', 'E', 'V'};
+constexpr uint32_t kChunkMagic = 0x4b4e4843;  // "CHNK"
+constexpr uint32_t kIndexMagic = 0x58444e49;  // "INDX"
+constexpr char kTrailerMagic[8] = {'R', 'W', 'E', 'V', 'E', 'N', 'D', '!'};
+constexpr size_t kChunkTarget = 256 * 1024;
+constexpr uint32_t kMaxChunk = 64u << 20;
+
+struct ChunkHeader {
+  uint32_t magic;
+  uint32_t rawLen;
+  uint32_t compressedLen;
+  uint32_t count;
+  uint64_t firstEvent;
+  uint32_t crc;  // crc32 of the compressed bytes
+  uint32_t reserved;
+};
+
+struct Trailer {
+  uint64_t indexOffset;
+  char magic[8];
+};
+
+void writeAll(int fd, const void* data, size_t len) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (len > 0) {
+    ssize_t n = ::write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      failErrno("write event stream");
+    }
+    p += n;
+    len -= size_t(n);
+  }
+}
+
+[[noreturn]] void badStream(const std::string& why) {
+  fail(ErrorCode::BadTrace, "event stream is damaged: " + why);
+}
+
+}  // namespace
+
+EventWriter::EventWriter(const std::string& path) {
+  fd_ = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) failErrno("create " + path);
+  uint8_t header[8];
+  memcpy(header, kMagic, 4);
+  memcpy(header + 4, &kEventStreamVersion, 4);
+  writeAll(fd_, header, sizeof header);
+  offset_ = sizeof header;
+}
+
+EventWriter::~EventWriter() {
+  if (fd_ >= 0) close(fd_);
+}
+
+void EventWriter::append(const Event& e) {
+  size_t at = raw_.size();
+  raw_.resize(at + 4);
+  encodeEvent(e, raw_);
+  uint32_t len = uint32_t(raw_.size() - at - 4);
+  memcpy(raw_.data() + at, &len, 4);
+  if (chunkCount_ == 0) chunkFirst_ = events_;
+  chunkCount_++;
+  events_++;
+  if (raw_.size() >= kChunkTarget) flushChunk();
+}
+
+void EventWriter::flushChunk() {
+  if (chunkCount_ == 0) return;
+  uLongf compressedLen = compressBound(uLong(raw_.size()));
+  std::vector<uint8_t> compressed(compressedLen);
+  if (compress2(compressed.data(), &compressedLen, raw_.data(), uLong(raw_.size()), 1) != Z_OK) {
+    fail(ErrorCode::System, "compressing an event chunk failed");
+  }
+  ChunkHeader h{kChunkMagic,
+                uint32_t(raw_.size()),
+                uint32_t(compressedLen),
+                chunkCount_,
+                chunkFirst_,
+                uint32_t(crc32(0, compressed.data(), uInt(compressedLen))),
+                0};
+  index_.push_back(ChunkIndexEntry{offset_, chunkFirst_, chunkCount_});
+  writeAll(fd_, &h, sizeof h);
+  writeAll(fd_, compressed.data(), compressedLen);
+  offset_ += sizeof h + compressedLen;
+  raw_.clear();
+  chunkCount_ = 0;
+}
+
+void EventWriter::finish() {
+  if (finished_) return;
+  flushChunk();
+  uint64_t indexOffset = offset_;
+  uint32_t head[2] = {kIndexMagic, uint32_t(index_.size())};
+  writeAll(fd_, head, sizeof head);
+  writeAll(fd_, index_.data(), index_.size() * sizeof(ChunkIndexEntry));
+  Trailer t{indexOffset, {}};
+  memcpy(t.magic, kTrailerMagic, sizeof t.magic);
+  writeAll(fd_, &t, sizeof t);
+  if (fsync(fd_) < 0) failErrno("fsync event stream");
+  finished_ = true;
+}
+
+EventReader::EventReader(const std::string& path) {
+  file_ = fopen(path.c_str(), "rbe");
+  if (!file_) failErrno("open " + path);
+  struct stat st;
+  fstat(fileno(file_), &st);
+  fileSize_ = uint64_t(st.st_size);
+  uint8_t header[8];
+  if (fread(header, 1, 8, file_) != 8 || memcmp(header, kMagic, 4) != 0) {
+    badStream("not a rewind event stream");
+  }
+  uint32_t version;
+  memcpy(&version, header + 4, 4);
+  if (version != kEventStreamVersion) {
+    fail(ErrorCode::BadTrace, "event stream version " + std::to_string(version) +
+                                  " is not supported (supported: " +
+                                  std::to_string(kEventStreamVersion) + ")");
+  }
+  Trailer t;
+  if (fileSize_ >= 8 + sizeof t && fseeko(file_, off_t(fileSize_ - sizeof t), SEEK_SET) == 0 &&
+      fread(&t, sizeof t, 1, file_) == 1 && memcmp(t.magic, kTrailerMagic, 8) == 0) {
+    complete_ = true;
+  }
+  nextChunkOffset_ = 8;
+}
+
+EventReader::~EventReader() { fclose(file_); }
+
+bool EventReader::loadChunk() {
+  ChunkHeader h;
+  if (fseeko(file_, off_t(nextChunkOffset_), SEEK_SET) != 0) return false;
+  if (fread(&h, sizeof h, 1, file_) != 1) return false;
+  if (h.magic == kIndexMagic) return false;
+  if (h.magic != kChunkMagic || h.rawLen > kMaxChunk || h.compressedLen > kMaxChunk) {
+    badStream("bad chunk header at offset " + std::to_string(nextChunkOffset_));
+  }
+  if (h.firstEvent != position_) {
+    badStream("chunk at offset " + std::to_string(nextChunkOffset_) + " starts at event " +
+              std::to_string(h.firstEvent) + ", expected " + std::to_string(position_));
+  }
+  std::vector<uint8_t> compressed(h.compressedLen);
+  if (fread(compressed.data(), 1, h.compressedLen, file_) != h.compressedLen) {
+    // A chunk cut off at the end: the recorder was killed while writing it.
+    return false;
+  }
+  if (uint32_t(crc32(0, compressed.data(), uInt(h.compressedLen))) != h.crc) {
+    badStream("checksum mismatch in the chunk holding event " + std::to_string(position_));
+  }
+  chunk_.resize(h.rawLen);
+  uLongf rawLen = h.rawLen;
+  if (uncompress(chunk_.data(), &rawLen, compressed.data(), h.compressedLen) != Z_OK ||
+      rawLen != h.rawLen) {
+    badStream("cannot decompress the chunk holding event " + std::to_string(position_));
+  }
+  cursor_ = 0;
+  nextChunkOffset_ += sizeof h + h.compressedLen;
+  return true;
+}
+
+bool EventReader::next(Event& out) {
+  if (cursor_ >= chunk_.size()) {
+    chunk_.clear();
+    if (!loadChunk()) return false;
+  }
+  uint32_t len;
+  if (chunk_.size() - cursor_ < 4) badStream("record header cut off");
+  memcpy(&len, chunk_.data() + cursor_, 4);
+  cursor_ += 4;
+  if (chunk_.size() - cursor_ < len) badStream("record cut off");
+  out = decodeEvent(chunk_.data() + cursor_, len);
+  cursor_ += len;
+  position_++;
+  return true;
+}
+
+}  // namespace rwd

@@ -1,0 +1,73 @@
+// The event stream file: framed event records in independently zlib-compressed chunks,
+// followed by a chunk index so a reader can seek to an event without decoding what precedes
+// it. A stream cut short (recorder killed) has no index and is read chunk by chunk up to the
+// last complete chunk. Layout: docs/trace-format.md.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "core/events.h"
+
+namespace rwd {
+
+constexpr uint32_t kEventStreamVersion = 1;
+
+struct ChunkIndexEntry {
+  uint64_t offset;      // of the chunk header in the file
+  uint64_t firstEvent;  // index of its first event
+  uint32_t count;       // events in the chunk
+};
+
+class EventWriter {
+ public:
+  explicit EventWriter(const std::string& path);
+  ~EventWriter();
+  EventWriter(const EventWriter&) = delete;
+  EventWriter& operator=(const EventWriter&) = delete;
+
+  void append(const Event& e);
+  // Flushes the last chunk and writes the index. The stream is complete after this.
+  void finish();
+  uint64_t eventCount() const { return events_; }
+
+ private:
+  void flushChunk();
+  int fd_;
+  uint64_t offset_ = 0;
+  uint64_t events_ = 0;
+  uint64_t chunkFirst_ = 0;
+  uint32_t chunkCount_ = 0;
+  std::vector<uint8_t> raw_;
+  std::vector<ChunkIndexEntry> index_;
+  bool finished_ = false;
+};
+
+class EventReader {
+ public:
+  explicit EventReader(const std::string& path);
+  ~EventReader();
+  EventReader(const EventReader&) = delete;
+  EventReader& operator=(const EventReader&) = delete;
+
+  // The next event, or false at the end of the stream.
+  bool next(Event& out);
+  // Index of the event next() returns.
+  uint64_t position() const { return position_; }
+  // False when the recorder never finished the stream (it was killed).
+  bool complete() const { return complete_; }
+
+ private:
+  bool loadChunk();
+  FILE* file_;
+  bool complete_ = false;
+  uint64_t fileSize_ = 0;
+  uint64_t nextChunkOffset_ = 0;
+  uint64_t position_ = 0;
+  std::vector<uint8_t> chunk_;
+  size_t cursor_ = 0;
+};
+
+}  // namespace rwd

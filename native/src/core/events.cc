@@ -1,0 +1,242 @@
+#include "core/events.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "core/syscall_table.h"
+
+namespace rwd {
+namespace {
+
+class Writer {
+ public:
+  explicit Writer(std::vector<uint8_t>& out) : out_(out) {}
+  template <typename T>
+  void put(T v) {
+    const auto* p = reinterpret_cast<const uint8_t*>(&v);
+    out_.insert(out_.end(), p, p + sizeof v);
+  }
+  void bytes(const void* data, size_t len) {
+    put<uint32_t>(uint32_t(len));
+    const auto* p = static_cast<const uint8_t*>(data);
+    out_.insert(out_.end(), p, p + len);
+  }
+  void str(const std::string& s) { bytes(s.data(), s.size()); }
+
+ private:
+  std::vector<uint8_t>& out_;
+};
+
+class Reader {
+ public:
+  Reader(const uint8_t* data, size_t len) : p_(data), end_(data + len) {}
+  template <typename T>
+  T get() {
+    need(sizeof(T));
+    T v;
+    memcpy(&v, p_, sizeof v);
+    p_ += sizeof v;
+    return v;
+  }
+  std::vector<uint8_t> bytes() {
+    uint32_t n = get<uint32_t>();
+    need(n);
+    std::vector<uint8_t> v(p_, p_ + n);
+    p_ += n;
+    return v;
+  }
+  std::string str() {
+    uint32_t n = get<uint32_t>();
+    need(n);
+    std::string s(reinterpret_cast<const char*>(p_), n);
+    p_ += n;
+    return s;
+  }
+  void raw(void* out, size_t n) {
+    need(n);
+    memcpy(out, p_, n);
+    p_ += n;
+  }
+
+ private:
+  void need(size_t n) {
+    if (size_t(end_ - p_) < n) fail(ErrorCode::BadTrace, "malformed event record");
+  }
+  const uint8_t* p_;
+  const uint8_t* end_;
+};
+
+}  // namespace
+
+void encodeEvent(const Event& e, std::vector<uint8_t>& out) {
+  Writer w(out);
+  w.put<uint8_t>(uint8_t(e.type));
+  switch (e.type) {
+    case EventType::Exec: {
+      const ExecEvent& x = e.exec;
+      w.put(x.tid);
+      w.str(x.exe);
+      w.bytes(&x.regs, sizeof x.regs);
+      w.put<uint32_t>(uint32_t(x.regions.size()));
+      for (const MappedRegion& r : x.regions) {
+        w.put(r.start);
+        w.put(r.end);
+        w.put(r.prot);
+        w.put<uint8_t>(r.source);
+        w.put(r.offset);
+        w.str(r.blob);
+        w.str(r.name);
+      }
+      w.str(x.snapshotBlob);
+      w.bytes(x.auxv.data(), x.auxv.size());
+      w.put(x.brkStart);
+      break;
+    }
+    case EventType::Syscall: {
+      const SyscallEvent& s = e.syscall;
+      w.put(s.tid);
+      w.put(s.nr);
+      for (uint64_t a : s.args) w.put(a);
+      w.put(s.result);
+      w.put(s.echoFd);
+      w.put<uint32_t>(uint32_t(s.writes.size()));
+      for (const MemoryWrite& m : s.writes) {
+        w.put(m.addr);
+        w.bytes(m.data.data(), m.data.size());
+      }
+      w.str(s.blob);
+      break;
+    }
+    case EventType::Signal:
+      w.put(e.signal.tid);
+      w.put(e.signal.signo);
+      w.put<uint8_t>(e.signal.fault);
+      w.bytes(e.signal.info, sizeof e.signal.info);
+      break;
+    case EventType::Rdtsc:
+      w.put(e.rdtsc.tid);
+      w.put(e.rdtsc.rip);
+      w.put(e.rdtsc.rax);
+      w.put(e.rdtsc.rdx);
+      w.put(e.rdtsc.rcx);
+      w.put<uint8_t>(e.rdtsc.rdtscp);
+      break;
+    case EventType::Exit:
+      w.put(e.exit.tid);
+      w.put(e.exit.waitStatus);
+      break;
+  }
+}
+
+Event decodeEvent(const uint8_t* data, size_t len) {
+  Reader r(data, len);
+  Event e;
+  auto type = r.get<uint8_t>();
+  switch (type) {
+    case uint8_t(EventType::Exec): {
+      e.type = EventType::Exec;
+      ExecEvent& x = e.exec;
+      x.tid = r.get<uint32_t>();
+      x.exe = r.str();
+      std::vector<uint8_t> regs = r.bytes();
+      if (regs.size() != sizeof x.regs) fail(ErrorCode::BadTrace, "malformed exec record");
+      memcpy(&x.regs, regs.data(), sizeof x.regs);
+      uint32_t n = r.get<uint32_t>();
+      for (uint32_t i = 0; i < n; i++) {
+        MappedRegion m;
+        m.start = r.get<uint64_t>();
+        m.end = r.get<uint64_t>();
+        m.prot = r.get<uint32_t>();
+        m.source = MappedRegion::Source(r.get<uint8_t>());
+        m.offset = r.get<uint64_t>();
+        m.blob = r.str();
+        m.name = r.str();
+        x.regions.push_back(std::move(m));
+      }
+      x.snapshotBlob = r.str();
+      x.auxv = r.bytes();
+      x.brkStart = r.get<uint64_t>();
+      break;
+    }
+    case uint8_t(EventType::Syscall): {
+      e.type = EventType::Syscall;
+      SyscallEvent& s = e.syscall;
+      s.tid = r.get<uint32_t>();
+      s.nr = r.get<int32_t>();
+      for (uint64_t& a : s.args) a = r.get<uint64_t>();
+      s.result = r.get<int64_t>();
+      s.echoFd = r.get<uint8_t>();
+      uint32_t n = r.get<uint32_t>();
+      for (uint32_t i = 0; i < n; i++) {
+        uint64_t addr = r.get<uint64_t>();
+        s.writes.push_back(MemoryWrite{addr, r.bytes()});
+      }
+      s.blob = r.str();
+      break;
+    }
+    case uint8_t(EventType::Signal): {
+      e.type = EventType::Signal;
+      e.signal.tid = r.get<uint32_t>();
+      e.signal.signo = r.get<int32_t>();
+      e.signal.fault = r.get<uint8_t>() != 0;
+      std::vector<uint8_t> info = r.bytes();
+      if (info.size() != sizeof e.signal.info) fail(ErrorCode::BadTrace, "malformed signal record");
+      memcpy(e.signal.info, info.data(), sizeof e.signal.info);
+      break;
+    }
+    case uint8_t(EventType::Rdtsc):
+      e.type = EventType::Rdtsc;
+      e.rdtsc.tid = r.get<uint32_t>();
+      e.rdtsc.rip = r.get<uint64_t>();
+      e.rdtsc.rax = r.get<uint64_t>();
+      e.rdtsc.rdx = r.get<uint64_t>();
+      e.rdtsc.rcx = r.get<uint64_t>();
+      e.rdtsc.rdtscp = r.get<uint8_t>() != 0;
+      break;
+    case uint8_t(EventType::Exit):
+      e.type = EventType::Exit;
+      e.exit.tid = r.get<uint32_t>();
+      e.exit.waitStatus = r.get<int32_t>();
+      break;
+    default:
+      fail(ErrorCode::BadTrace, "unknown event type " + std::to_string(type));
+  }
+  return e;
+}
+
+std::string signalName(int signo) {
+  const char* abbrev = sigabbrev_np(signo);
+  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(signo);
+}
+
+std::string describeSyscall(long nr, const uint64_t* args, int nargs) {
+  std::string s = syscallName(nr);
+  s += "(";
+  for (int i = 0; i < nargs; i++) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%s0x%llx", i ? ", " : "", (unsigned long long)args[i]);
+    s += buf;
+  }
+  return s + ")";
+}
+
+std::string describeEvent(const Event& e) {
+  switch (e.type) {
+    case EventType::Exec:
+      return "exec of " + e.exec.exe;
+    case EventType::Syscall: {
+      const SyscallSpec* spec = lookupSyscall(e.syscall.nr);
+      return describeSyscall(e.syscall.nr, e.syscall.args, spec ? spec->nargs : 6) + " = " +
+             std::to_string(e.syscall.result);
+    }
+    case EventType::Signal:
+      return "signal " + signalName(e.signal.signo);
+    case EventType::Rdtsc:
+      return e.rdtsc.rdtscp ? "rdtscp" : "rdtsc";
+    case EventType::Exit:
+      return "exit";
+  }
+  return "?";
+}
+
+}  // namespace rwd

@@ -1,0 +1,88 @@
+// The records of the event stream (docs/trace-format.md) and their binary encoding.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/task.h"
+
+namespace rwd {
+
+enum class EventType : uint8_t { Exec = 1, Syscall = 2, Signal = 3, Rdtsc = 4, Exit = 5 };
+
+// A region of the address space right after exec.
+struct MappedRegion {
+  enum Source : uint8_t { Data = 0, File = 1, Zero = 2 };
+  uint64_t start = 0, end = 0;
+  uint32_t prot = 0;
+  Source source = Data;
+  uint64_t offset = 0;  // File: offset in the file; Data: offset in the snapshot blob
+  std::string blob;     // File: sha256 of the captured file
+  std::string name;     // the path or [stack], [vdso]... as /proc/PID/maps showed it
+};
+
+struct ExecEvent {
+  uint32_t tid = 0;
+  std::string exe;
+  Regs regs{};
+  std::vector<MappedRegion> regions;
+  std::string snapshotBlob;
+  std::vector<uint8_t> auxv;
+  uint64_t brkStart = 0;  // where the program break starts (brk is emulated in replay)
+};
+
+struct MemoryWrite {
+  uint64_t addr;
+  std::vector<uint8_t> data;
+};
+
+struct SyscallEvent {
+  uint32_t tid = 0;
+  int32_t nr = 0;
+  uint64_t args[6] = {};
+  int64_t result = 0;
+  uint8_t echoFd = 0;  // 1 or 2 when the data written went to the recording's stdout/stderr
+  std::vector<MemoryWrite> writes;
+  std::string blob;  // mmap of a file: sha256 of the captured file
+};
+
+struct SignalEvent {
+  uint32_t tid = 0;
+  int32_t signo = 0;
+  bool fault = false;  // raised by the instruction itself: replay meets it without help
+  uint8_t info[128] = {};
+};
+
+struct RdtscEvent {
+  uint32_t tid = 0;
+  uint64_t rip = 0;
+  uint64_t rax = 0, rdx = 0, rcx = 0;
+  bool rdtscp = false;
+};
+
+struct ExitEvent {
+  uint32_t tid = 0;
+  int32_t waitStatus = 0;
+};
+
+// One decoded event; only the member of `type` is meaningful.
+struct Event {
+  EventType type = EventType::Exit;
+  ExecEvent exec;
+  SyscallEvent syscall;
+  SignalEvent signal;
+  RdtscEvent rdtsc;
+  ExitEvent exit;
+};
+
+void encodeEvent(const Event& e, std::vector<uint8_t>& out);
+// Decodes one record from [data, data+len); throws BadTrace on a malformed record.
+Event decodeEvent(const uint8_t* data, size_t len);
+
+// A one-line human description, used in divergence messages.
+std::string describeEvent(const Event& e);
+std::string describeSyscall(long nr, const uint64_t* args, int nargs);
+std::string signalName(int signo);
+
+}  // namespace rwd

@@ -1,0 +1,69 @@
+#include "core/remote_syscalls.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/ptrace.h>
+
+#include "core/error.h"
+#include "core/syscall_table.h"
+
+namespace rwd {
+
+RemoteSyscalls::RemoteSyscalls(Task& task, uint64_t gadget)
+    : task_(task), saved_(task.regs()), gadget_(gadget) {}
+
+RemoteSyscalls::~RemoteSyscalls() {
+  try {
+    // arch_prctl(ARCH_SET_FS) is among the injected syscalls: keep what it set.
+    Regs now = task_.regs();
+    saved_.fs_base = now.fs_base;
+    saved_.gs_base = now.gs_base;
+    task_.setRegs(saved_);
+  } catch (const Error&) {
+    // The task died under us; whoever waits for it next will see that.
+  }
+}
+
+long RemoteSyscalls::call(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
+                          uint64_t a4, uint64_t a5) {
+  Regs r = saved_;
+  r.rip = gadget_;
+  r.rax = nr;
+  r.orig_rax = nr;
+  r.rdi = a0;
+  r.rsi = a1;
+  r.rdx = a2;
+  r.r10 = a3;
+  r.r8 = a4;
+  r.r9 = a5;
+  task_.setRegs(r);
+  // Resuming a PTRACE_SYSEMU stop with PTRACE_SYSCALL first reports an exit stop for the
+  // skipped syscall (rip still at the gadget); the injected entry stop has rip past it.
+  for (;;) {
+    task_.resume(PTRACE_SYSCALL);
+    Stop s = task_.wait();
+    if (s.kind != Stop::SyscallStop) {
+      fail(ErrorCode::System, std::string("task stopped unexpectedly while injecting ") +
+                                  syscallName(nr));
+    }
+    if (task_.regs().rip == gadget_ + 2) break;
+  }
+  task_.resume(PTRACE_SYSCALL);
+  Stop s = task_.wait();
+  if (s.kind != Stop::SyscallStop) {
+    fail(ErrorCode::System,
+         std::string("task did not finish injected syscall ") + syscallName(nr));
+  }
+  return static_cast<long>(task_.regs().rax);
+}
+
+long RemoteSyscalls::check(const char* what, long nr, uint64_t a0, uint64_t a1, uint64_t a2,
+                           uint64_t a3, uint64_t a4, uint64_t a5) {
+  long r = call(nr, a0, a1, a2, a3, a4, a5);
+  if (r < 0 && r > -4096) {
+    fail(ErrorCode::System, std::string(what) + " in the traced process failed: " + strerror(-r));
+  }
+  return r;
+}
+
+}  // namespace rwd

@@ -1,0 +1,38 @@
+// An RAII guard that injects syscalls into a stopped task through a known syscall
+// instruction (the "gadget") and restores the task's registers when it goes out of scope.
+//
+// The task must be at a stop where resuming does not run a syscall of its own: a
+// syscall-exit stop, an exec stop, or a PTRACE_SYSEMU entry stop (whose syscall is skipped).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/task.h"
+
+namespace rwd {
+
+class RemoteSyscalls {
+ public:
+  RemoteSyscalls(Task& task, uint64_t gadget);
+  ~RemoteSyscalls();
+  RemoteSyscalls(const RemoteSyscalls&) = delete;
+  RemoteSyscalls& operator=(const RemoteSyscalls&) = delete;
+
+  // Runs one syscall in the task and returns its raw result (-errno on failure).
+  long call(long nr, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0,
+            uint64_t a4 = 0, uint64_t a5 = 0);
+  // Like call(), but a failure throws a System error naming `what`.
+  long check(const char* what, long nr, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2 = 0,
+             uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0);
+
+  const Regs& savedRegs() const { return saved_; }
+  Task& task() { return task_; }
+
+ private:
+  Task& task_;
+  Regs saved_;
+  uint64_t gadget_;
+};
+
+}  // namespace rwd

@@ -1,0 +1,28 @@
+// The memory a syscall reads or writes in a traced process, as the syscall table describes it:
+// the recorder captures what it wrote so replay can write the same bytes without running it.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/events.h"
+#include "core/syscall_table.h"
+#include "core/task.h"
+
+namespace rwd {
+
+// Values read at syscall entry that an output size depends on (socklen_t in/out arguments).
+struct EntryValues {
+  uint32_t sockLen[3] = {};
+};
+
+EntryValues readEntryValues(const Task& task, const SyscallSpec& spec, const uint64_t* args);
+
+std::vector<MemoryWrite> captureOutputs(const Task& task, long nr, const SyscallSpec& spec,
+                                        const uint64_t* args, int64_t result,
+                                        const EntryValues& entry);
+
+// The bytes a write-like syscall sent (write, writev, sendto), for echoing in replay.
+std::vector<uint8_t> writtenBytes(const Task& task, long nr, const uint64_t* args, int64_t result);
+
+}  // namespace rwd

@@ -1,0 +1,308 @@
+#include "core/syscall_table.h"
+
+#include <sys/syscall.h>
+
+#include <array>
+#include <cstdio>
+#include <initializer_list>
+#include <string>
+
+namespace rwd {
+namespace {
+
+constexpr long kMaxSyscall = 512;
+
+// Syscalls newer than the C library's headers.
+constexpr long kSysFaccessat2 = 439;
+constexpr long kSysCloseRange = 436;
+constexpr long kSysOpenat2 = 437;
+constexpr long kSysEpollPwait2 = 441;
+constexpr long kSysFchmodat2 = 452;
+constexpr long kSysPidfdOpen = 434;
+constexpr long kSysClone3 = 435;
+
+Output fixed(int arg, uint32_t bytes) { return Output{int8_t(arg), OutputSize::Fixed, bytes, -1}; }
+Output result(int arg) { return Output{int8_t(arg), OutputSize::Result, 0, -1}; }
+Output argValue(int arg, int sizeArg) {
+  return Output{int8_t(arg), OutputSize::ArgValue, 0, int8_t(sizeArg)};
+}
+Output sockLen(int arg, int lenArg) {
+  return Output{int8_t(arg), OutputSize::SockLen, 0, int8_t(lenArg)};
+}
+Output custom() { return Output{-1, OutputSize::Custom, 0, -1}; }
+
+constexpr uint32_t kStat = 144, kStatx = 256, kStatfs = 120, kTimespec = 16, kRusage = 144,
+                   kRlimit = 16, kItimerval = 32, kSiginfo = 128, kUtsname = 390, kSysinfo = 112,
+                   kTms = 32, kItimerspec = 32;
+
+struct TableBuilder {
+  std::array<SyscallSpec, kMaxSyscall> specs{};
+
+  void add(long nr, const char* name, int nargs, ReplayAction replay,
+           std::initializer_list<Output> outputs = {}, bool echo = false) {
+    SyscallSpec& s = specs[nr];
+    s.name = name;
+    s.nargs = uint8_t(nargs);
+    s.replay = replay;
+    s.echo = echo;
+    int i = 0;
+    for (const Output& o : outputs) s.outputs[i++] = o;
+  }
+  void emulate(long nr, const char* name, int nargs, std::initializer_list<Output> outputs = {}) {
+    add(nr, name, nargs, ReplayAction::Emulate, outputs);
+  }
+};
+
+std::array<SyscallSpec, kMaxSyscall> buildTable() {
+  using R = ReplayAction;
+  TableBuilder t;
+  // Files and descriptors.
+  t.emulate(SYS_read, "read", 3, {result(1)});
+  t.emulate(SYS_pread64, "pread64", 4, {result(1)});
+  t.emulate(SYS_readv, "readv", 3, {custom()});
+  t.emulate(SYS_preadv, "preadv", 4, {custom()});
+  t.emulate(SYS_preadv2, "preadv2", 5, {custom()});
+  t.add(SYS_write, "write", 3, R::Emulate, {}, true);
+  t.add(SYS_writev, "writev", 3, R::Emulate, {}, true);
+  t.emulate(SYS_pwrite64, "pwrite64", 4);
+  t.emulate(SYS_pwritev, "pwritev", 4);
+  t.emulate(SYS_pwritev2, "pwritev2", 5);
+  t.emulate(SYS_open, "open", 3);
+  t.emulate(SYS_openat, "openat", 4);
+  t.emulate(kSysOpenat2, "openat2", 4);
+  t.emulate(SYS_creat, "creat", 2);
+  t.emulate(SYS_close, "close", 1);
+  t.emulate(kSysCloseRange, "close_range", 3);
+  t.emulate(SYS_lseek, "lseek", 3);
+  t.emulate(SYS_dup, "dup", 1);
+  t.emulate(SYS_dup2, "dup2", 2);
+  t.emulate(SYS_dup3, "dup3", 3);
+  t.emulate(SYS_pipe, "pipe", 1, {fixed(0, 8)});
+  t.emulate(SYS_pipe2, "pipe2", 2, {fixed(0, 8)});
+  t.emulate(SYS_fcntl, "fcntl", 3, {custom()});
+  t.emulate(SYS_ioctl, "ioctl", 3, {custom()});
+  t.emulate(SYS_flock, "flock", 2);
+  t.emulate(SYS_fsync, "fsync", 1);
+  t.emulate(SYS_fdatasync, "fdatasync", 1);
+  t.emulate(SYS_sync, "sync", 0);
+  t.emulate(SYS_syncfs, "syncfs", 1);
+  t.emulate(SYS_sync_file_range, "sync_file_range", 4);
+  t.emulate(SYS_fadvise64, "fadvise64", 4);
+  t.emulate(SYS_fallocate, "fallocate", 4);
+  t.emulate(SYS_truncate, "truncate", 2);
+  t.emulate(SYS_ftruncate, "ftruncate", 2);
+  t.emulate(SYS_stat, "stat", 2, {fixed(1, kStat)});
+  t.emulate(SYS_lstat, "lstat", 2, {fixed(1, kStat)});
+  t.emulate(SYS_fstat, "fstat", 2, {fixed(1, kStat)});
+  t.emulate(SYS_newfstatat, "newfstatat", 4, {fixed(2, kStat)});
+  t.emulate(SYS_statx, "statx", 5, {fixed(4, kStatx)});
+  t.emulate(SYS_statfs, "statfs", 2, {fixed(1, kStatfs)});
+  t.emulate(SYS_fstatfs, "fstatfs", 2, {fixed(1, kStatfs)});
+  t.emulate(SYS_access, "access", 2);
+  t.emulate(SYS_faccessat, "faccessat", 3);
+  t.emulate(kSysFaccessat2, "faccessat2", 4);
+  t.emulate(SYS_getdents, "getdents", 3, {result(1)});
+  t.emulate(SYS_getdents64, "getdents64", 3, {result(1)});
+  t.emulate(SYS_readlink, "readlink", 3, {result(1)});
+  t.emulate(SYS_readlinkat, "readlinkat", 4, {result(2)});
+  t.emulate(SYS_getcwd, "getcwd", 2, {result(0)});
+  t.emulate(SYS_chdir, "chdir", 1);
+  t.emulate(SYS_fchdir, "fchdir", 1);
+  t.emulate(SYS_mkdir, "mkdir", 2);
+  t.emulate(SYS_mkdirat, "mkdirat", 3);
+  t.emulate(SYS_rmdir, "rmdir", 1);
+  t.emulate(SYS_unlink, "unlink", 1);
+  t.emulate(SYS_unlinkat, "unlinkat", 3);
+  t.emulate(SYS_rename, "rename", 2);
+  t.emulate(SYS_renameat, "renameat", 4);
+  t.emulate(SYS_renameat2, "renameat2", 5);
+  t.emulate(SYS_link, "link", 2);
+  t.emulate(SYS_linkat, "linkat", 5);
+  t.emulate(SYS_symlink, "symlink", 2);
+  t.emulate(SYS_symlinkat, "symlinkat", 3);
+  t.emulate(SYS_chmod, "chmod", 2);
+  t.emulate(SYS_fchmod, "fchmod", 2);
+  t.emulate(SYS_fchmodat, "fchmodat", 3);
+  t.emulate(kSysFchmodat2, "fchmodat2", 4);
+  t.emulate(SYS_chown, "chown", 3);
+  t.emulate(SYS_fchown, "fchown", 3);
+  t.emulate(SYS_lchown, "lchown", 3);
+  t.emulate(SYS_fchownat, "fchownat", 5);
+  t.emulate(SYS_utime, "utime", 2);
+  t.emulate(SYS_utimes, "utimes", 2);
+  t.emulate(SYS_utimensat, "utimensat", 4);
+  t.emulate(SYS_futimesat, "futimesat", 3);
+  t.emulate(SYS_umask, "umask", 1);
+  t.emulate(SYS_getxattr, "getxattr", 4, {result(2)});
+  t.emulate(SYS_lgetxattr, "lgetxattr", 4, {result(2)});
+  t.emulate(SYS_fgetxattr, "fgetxattr", 4, {result(2)});
+  t.emulate(SYS_listxattr, "listxattr", 3, {result(1)});
+  t.emulate(SYS_llistxattr, "llistxattr", 3, {result(1)});
+  t.emulate(SYS_flistxattr, "flistxattr", 3, {result(1)});
+  t.emulate(SYS_setxattr, "setxattr", 5);
+  t.emulate(SYS_lsetxattr, "lsetxattr", 5);
+  t.emulate(SYS_fsetxattr, "fsetxattr", 5);
+  t.emulate(SYS_removexattr, "removexattr", 2);
+  t.emulate(SYS_sendfile, "sendfile", 4, {fixed(2, 8)});
+  t.emulate(SYS_copy_file_range, "copy_file_range", 6, {fixed(1, 8), fixed(3, 8)});
+  t.emulate(SYS_splice, "splice", 6, {fixed(1, 8), fixed(3, 8)});
+  t.emulate(SYS_memfd_create, "memfd_create", 2);
+  t.emulate(SYS_inotify_init1, "inotify_init1", 1);
+  t.emulate(SYS_inotify_add_watch, "inotify_add_watch", 3);
+  t.emulate(SYS_inotify_rm_watch, "inotify_rm_watch", 2);
+  t.emulate(SYS_eventfd2, "eventfd2", 2);
+  t.emulate(SYS_signalfd4, "signalfd4", 4);
+  t.emulate(SYS_timerfd_create, "timerfd_create", 2);
+  t.emulate(SYS_timerfd_settime, "timerfd_settime", 4, {fixed(3, kItimerspec)});
+  t.emulate(SYS_timerfd_gettime, "timerfd_gettime", 2, {fixed(1, kItimerspec)});
+  t.emulate(SYS_epoll_create, "epoll_create", 1);
+  t.emulate(SYS_epoll_create1, "epoll_create1", 1);
+  t.emulate(SYS_epoll_ctl, "epoll_ctl", 4);
+  t.emulate(SYS_epoll_wait, "epoll_wait", 4, {custom()});
+  t.emulate(SYS_epoll_pwait, "epoll_pwait", 6, {custom()});
+  t.emulate(kSysEpollPwait2, "epoll_pwait2", 6, {custom()});
+  t.emulate(SYS_poll, "poll", 3, {custom()});
+  t.emulate(SYS_ppoll, "ppoll", 5, {custom()});
+  t.emulate(SYS_select, "select", 5, {custom()});
+  t.emulate(SYS_pselect6, "pselect6", 6, {custom()});
+  // Sockets.
+  t.emulate(SYS_socket, "socket", 3);
+  t.emulate(SYS_socketpair, "socketpair", 4, {fixed(3, 8)});
+  t.emulate(SYS_connect, "connect", 3);
+  t.emulate(SYS_bind, "bind", 3);
+  t.emulate(SYS_listen, "listen", 2);
+  t.emulate(SYS_shutdown, "shutdown", 2);
+  t.emulate(SYS_accept, "accept", 3, {sockLen(1, 2), fixed(2, 4)});
+  t.emulate(SYS_accept4, "accept4", 4, {sockLen(1, 2), fixed(2, 4)});
+  t.emulate(SYS_getsockname, "getsockname", 3, {sockLen(1, 2), fixed(2, 4)});
+  t.emulate(SYS_getpeername, "getpeername", 3, {sockLen(1, 2), fixed(2, 4)});
+  t.emulate(SYS_getsockopt, "getsockopt", 5, {sockLen(3, 4), fixed(4, 4)});
+  t.emulate(SYS_setsockopt, "setsockopt", 5);
+  t.add(SYS_sendto, "sendto", 6, R::Emulate, {}, true);
+  t.emulate(SYS_sendmsg, "sendmsg", 3);
+  t.emulate(SYS_sendmmsg, "sendmmsg", 4);
+  t.emulate(SYS_recvfrom, "recvfrom", 6, {result(1), sockLen(4, 5), fixed(5, 4)});
+  t.emulate(SYS_recvmsg, "recvmsg", 3, {custom()});
+  // Time.
+  t.emulate(SYS_clock_gettime, "clock_gettime", 2, {fixed(1, kTimespec)});
+  t.emulate(SYS_clock_getres, "clock_getres", 2, {fixed(1, kTimespec)});
+  t.emulate(SYS_gettimeofday, "gettimeofday", 2, {fixed(0, 16), fixed(1, 8)});
+  t.emulate(SYS_time, "time", 1, {fixed(0, 8)});
+  t.emulate(SYS_nanosleep, "nanosleep", 2, {fixed(1, kTimespec)});
+  t.emulate(SYS_clock_nanosleep, "clock_nanosleep", 4, {fixed(3, kTimespec)});
+  t.emulate(SYS_times, "times", 1, {fixed(0, kTms)});
+  t.emulate(SYS_getitimer, "getitimer", 2, {fixed(1, kItimerval)});
+  t.emulate(SYS_setitimer, "setitimer", 3, {fixed(2, kItimerval)});
+  t.emulate(SYS_alarm, "alarm", 1);
+  // Process and system information.
+  t.emulate(SYS_getpid, "getpid", 0);
+  t.emulate(SYS_getppid, "getppid", 0);
+  t.emulate(SYS_gettid, "gettid", 0);
+  t.emulate(SYS_getuid, "getuid", 0);
+  t.emulate(SYS_geteuid, "geteuid", 0);
+  t.emulate(SYS_getgid, "getgid", 0);
+  t.emulate(SYS_getegid, "getegid", 0);
+  t.emulate(SYS_getresuid, "getresuid", 3, {fixed(0, 4), fixed(1, 4), fixed(2, 4)});
+  t.emulate(SYS_getresgid, "getresgid", 3, {fixed(0, 4), fixed(1, 4), fixed(2, 4)});
+  t.emulate(SYS_getgroups, "getgroups", 2, {custom()});
+  t.emulate(SYS_getpgrp, "getpgrp", 0);
+  t.emulate(SYS_getpgid, "getpgid", 1);
+  t.emulate(SYS_getsid, "getsid", 1);
+  t.emulate(SYS_setpgid, "setpgid", 2);
+  t.emulate(SYS_setsid, "setsid", 0);
+  t.emulate(SYS_setuid, "setuid", 1);
+  t.emulate(SYS_setgid, "setgid", 1);
+  t.emulate(SYS_setreuid, "setreuid", 2);
+  t.emulate(SYS_setregid, "setregid", 2);
+  t.emulate(SYS_setresuid, "setresuid", 3);
+  t.emulate(SYS_setresgid, "setresgid", 3);
+  t.emulate(SYS_setgroups, "setgroups", 2);
+  t.emulate(SYS_capget, "capget", 2, {custom()});
+  t.emulate(SYS_uname, "uname", 1, {fixed(0, kUtsname)});
+  t.emulate(SYS_sysinfo, "sysinfo", 1, {fixed(0, kSysinfo)});
+  t.emulate(SYS_getrusage, "getrusage", 2, {fixed(1, kRusage)});
+  t.emulate(SYS_getrlimit, "getrlimit", 2, {fixed(1, kRlimit)});
+  t.emulate(SYS_setrlimit, "setrlimit", 2);
+  t.emulate(SYS_prlimit64, "prlimit64", 4, {fixed(3, kRlimit)});
+  t.emulate(SYS_getpriority, "getpriority", 2);
+  t.emulate(SYS_setpriority, "setpriority", 3);
+  t.emulate(SYS_getcpu, "getcpu", 3, {fixed(0, 4), fixed(1, 4)});
+  t.emulate(SYS_getrandom, "getrandom", 3, {result(0)});
+  t.emulate(SYS_sched_yield, "sched_yield", 0);
+  t.emulate(SYS_sched_getaffinity, "sched_getaffinity", 3, {result(2)});
+  t.emulate(SYS_sched_setaffinity, "sched_setaffinity", 3);
+  t.emulate(SYS_sched_getscheduler, "sched_getscheduler", 1);
+  t.emulate(SYS_sched_getparam, "sched_getparam", 2, {fixed(1, 4)});
+  t.emulate(SYS_sched_get_priority_max, "sched_get_priority_max", 1);
+  t.emulate(SYS_sched_get_priority_min, "sched_get_priority_min", 1);
+  t.emulate(SYS_prctl, "prctl", 5, {custom()});
+  t.emulate(SYS_personality, "personality", 1);
+  t.emulate(SYS_set_tid_address, "set_tid_address", 1);
+  t.emulate(SYS_set_robust_list, "set_robust_list", 2);
+  t.emulate(SYS_futex, "futex", 3);
+  t.emulate(SYS_kill, "kill", 2);
+  t.emulate(SYS_tkill, "tkill", 2);
+  t.emulate(SYS_tgkill, "tgkill", 3);
+  t.emulate(SYS_wait4, "wait4", 4, {fixed(1, 4), fixed(3, kRusage)});
+  t.emulate(SYS_waitid, "waitid", 5, {fixed(2, kSiginfo), fixed(4, kRusage)});
+  t.emulate(SYS_rt_sigpending, "rt_sigpending", 2, {argValue(0, 1)});
+  t.emulate(SYS_rt_sigtimedwait, "rt_sigtimedwait", 4, {fixed(1, kSiginfo)});
+  t.emulate(SYS_membarrier, "membarrier", 3);
+  t.emulate(SYS_mlock, "mlock", 2);
+  t.emulate(SYS_munlock, "munlock", 2);
+  t.emulate(SYS_mlockall, "mlockall", 1);
+  t.emulate(SYS_munlockall, "munlockall", 0);
+  t.emulate(SYS_msync, "msync", 3);
+  t.emulate(SYS_mincore, "mincore", 3, {custom()});
+  t.emulate(SYS_ioprio_get, "ioprio_get", 2);
+  t.emulate(SYS_ioprio_set, "ioprio_set", 3);
+  t.emulate(kSysPidfdOpen, "pidfd_open", 2);
+  t.emulate(SYS_restart_syscall, "restart_syscall", 0);
+  // Address space and task state: executed again in replay.
+  t.add(SYS_mmap, "mmap", 6, R::Mmap);
+  t.add(SYS_munmap, "munmap", 2, R::Execute);
+  t.add(SYS_mprotect, "mprotect", 3, R::Execute);
+  t.add(SYS_madvise, "madvise", 3, R::Execute);
+  t.add(SYS_mremap, "mremap", 4, R::Mremap);
+  t.add(SYS_brk, "brk", 1, R::Brk);
+  t.add(SYS_arch_prctl, "arch_prctl", 2, R::Execute);
+  t.add(SYS_rt_sigaction, "rt_sigaction", 4, R::Execute);
+  t.add(SYS_rt_sigprocmask, "rt_sigprocmask", 4, R::Execute);
+  t.add(SYS_sigaltstack, "sigaltstack", 2, R::Execute);
+  t.add(SYS_rt_sigreturn, "rt_sigreturn", 0, R::InPlace);
+  t.add(SYS_exit, "exit", 1, R::InPlace);
+  t.add(SYS_exit_group, "exit_group", 1, R::InPlace);
+  t.add(SYS_execve, "execve", 3, R::Execve);
+  t.add(SYS_execveat, "execveat", 5, R::Execve);
+  t.add(SYS_rseq, "rseq", 4, R::Rseq);
+  // Threads and processes: the next step of the engine.
+  t.add(SYS_clone, "clone", 5, R::Unsupported);
+  t.add(kSysClone3, "clone3", 2, R::Unsupported);
+  t.add(SYS_fork, "fork", 0, R::Unsupported);
+  t.add(SYS_vfork, "vfork", 0, R::Unsupported);
+  t.add(SYS_ptrace, "ptrace", 4, R::Unsupported);
+  t.add(SYS_shmat, "shmat", 3, R::Unsupported);
+  return t.specs;
+}
+
+const std::array<SyscallSpec, kMaxSyscall>& table() {
+  static const std::array<SyscallSpec, kMaxSyscall> specs = buildTable();
+  return specs;
+}
+
+}  // namespace
+
+const SyscallSpec* lookupSyscall(long nr) {
+  if (nr < 0 || nr >= kMaxSyscall) return nullptr;
+  const SyscallSpec& s = table()[nr];
+  return s.name ? &s : nullptr;
+}
+
+const char* syscallName(long nr) {
+  if (const SyscallSpec* s = lookupSyscall(nr)) return s->name;
+  static thread_local char buf[32];
+  snprintf(buf, sizeof buf, "syscall_%ld", nr);
+  return buf;
+}
+
+}  // namespace rwd

@@ -1,0 +1,52 @@
+// The declarative syscall table: one entry per syscall saying how recording captures its
+// effects and what replay does with it. Both sessions are driven by it; a syscall that is not
+// in the table stops recording with a message naming it.
+#pragma once
+
+#include <cstdint>
+
+namespace rwd {
+
+enum class ReplayAction : uint8_t {
+  Emulate,      // skipped in replay: the recorded result and output buffers are written back
+  Execute,      // shapes the address space or task state: run again with the same arguments
+  InPlace,      // must run where the task made it (exit, rt_sigreturn)
+  Mmap,         // executed at the recorded address; file mappings map the captured blob
+  Mremap,       // executed, moved to the recorded address
+  Brk,          // emulated with anonymous mappings at the recorded addresses
+  Execve,       // replay execs the stub and rebuilds the recorded address space
+  Rseq,         // refused with ENOSYS in record (glibc falls back) and in replay
+  Unsupported,  // recording stops with "not supported yet"
+};
+
+// How big an output buffer is once the syscall returned.
+enum class OutputSize : uint8_t {
+  None,
+  Fixed,     // `bytes`
+  Result,    // the syscall's result, in bytes
+  ArgValue,  // the value of argument `sizeArg`
+  SockLen,   // min(value at entry, value at exit) of the socklen_t that argument `sizeArg` points to
+  Custom,    // computed by the recorder for this syscall (iovecs, msghdr, ioctl requests...)
+};
+
+struct Output {
+  int8_t arg = -1;  // argument holding the buffer's address
+  OutputSize size = OutputSize::None;
+  uint32_t bytes = 0;
+  int8_t sizeArg = -1;
+};
+
+struct SyscallSpec {
+  const char* name = nullptr;  // nullptr: not in the table
+  uint8_t nargs = 0;           // arguments compared in replay to detect divergence
+  ReplayAction replay = ReplayAction::Emulate;
+  Output outputs[3];
+  bool echo = false;  // writes data; replay echoes it when the fd was stdout or stderr
+};
+
+// nullptr when the syscall is not in the table.
+const SyscallSpec* lookupSyscall(long nr);
+// The table's name, or "syscall_N" for one it does not know.
+const char* syscallName(long nr);
+
+}  // namespace rwd

@@ -1,0 +1,166 @@
+#include "core/task.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+namespace rwd {
+
+const char* errorCodeName(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::Unsupported:
+      return "EUNSUPPORTED";
+    case ErrorCode::Diverged:
+      return "EDIVERGED";
+    case ErrorCode::BadTrace:
+      return "EBADTRACE";
+    case ErrorCode::Exec:
+      return "EEXEC";
+    case ErrorCode::System:
+      return "ESYSTEM";
+  }
+  return "ESYSTEM";
+}
+
+void failErrno(const std::string& what) {
+  fail(ErrorCode::System, what + ": " + strerror(errno));
+}
+
+Stop Stop::fromWaitStatus(int status) {
+  Stop s{};
+  s.status = status;
+  if (WIFEXITED(status)) {
+    s.kind = Exited;
+  } else if (WIFSIGNALED(status)) {
+    s.kind = Killed;
+    s.sig = WTERMSIG(status);
+  } else if (WSTOPSIG(status) == (SIGTRAP | 0x80)) {
+    s.kind = SyscallStop;
+  } else if ((status >> 16) != 0) {
+    s.kind = Event;
+    s.event = status >> 16;
+    s.sig = WSTOPSIG(status);
+  } else {
+    s.kind = Signal;
+    s.sig = WSTOPSIG(status);
+  }
+  return s;
+}
+
+Task::Task(pid_t tid) : tid_(tid) { reopenMemory(); }
+
+Task::~Task() {
+  if (memFd_ >= 0) close(memFd_);
+}
+
+void Task::reopenMemory() {
+  if (memFd_ >= 0) close(memFd_);
+  std::string path = "/proc/" + std::to_string(tid_) + "/mem";
+  memFd_ = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (memFd_ < 0) failErrno("open " + path);
+}
+
+Regs Task::regs() const {
+  Regs r;
+  if (ptrace(PTRACE_GETREGS, tid_, nullptr, &r) < 0) failErrno("PTRACE_GETREGS");
+  return r;
+}
+
+void Task::setRegs(const Regs& r) {
+  if (ptrace(PTRACE_SETREGS, tid_, nullptr, &r) < 0) failErrno("PTRACE_SETREGS");
+}
+
+siginfo_t Task::siginfo() const {
+  siginfo_t info;
+  if (ptrace(PTRACE_GETSIGINFO, tid_, nullptr, &info) < 0) failErrno("PTRACE_GETSIGINFO");
+  return info;
+}
+
+void Task::setSiginfo(const siginfo_t& info) {
+  if (ptrace(PTRACE_SETSIGINFO, tid_, nullptr, &info) < 0) failErrno("PTRACE_SETSIGINFO");
+}
+
+bool Task::tryRead(uint64_t addr, void* buf, size_t len) const {
+  auto* out = static_cast<uint8_t*>(buf);
+  while (len > 0) {
+    ssize_t n = pread(memFd_, out, len, static_cast<off_t>(addr));
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      return false;
+    }
+    out += n;
+    addr += n;
+    len -= n;
+  }
+  return true;
+}
+
+void Task::read(uint64_t addr, void* buf, size_t len) const {
+  if (!tryRead(addr, buf, len)) {
+    char where[64];
+    snprintf(where, sizeof where, "read %zu bytes at 0x%llx", len, (unsigned long long)addr);
+    failErrno(where);
+  }
+}
+
+std::vector<uint8_t> Task::readBytes(uint64_t addr, size_t len) const {
+  std::vector<uint8_t> out(len);
+  read(addr, out.data(), len);
+  return out;
+}
+
+std::string Task::readCString(uint64_t addr, size_t max) const {
+  std::string s;
+  char chunk[256];
+  while (s.size() < max) {
+    // Read up to the end of the page so an unmapped next page does not fail the read.
+    size_t toPageEnd = 4096 - (addr & 4095);
+    size_t n = std::min(sizeof chunk, toPageEnd);
+    if (!tryRead(addr, chunk, n)) break;
+    for (size_t i = 0; i < n; i++) {
+      if (chunk[i] == 0) return s;
+      s.push_back(chunk[i]);
+    }
+    addr += n;
+  }
+  return s;
+}
+
+void Task::write(uint64_t addr, const void* buf, size_t len) {
+  auto* in = static_cast<const uint8_t*>(buf);
+  while (len > 0) {
+    ssize_t n = pwrite(memFd_, in, len, static_cast<off_t>(addr));
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      char where[64];
+      snprintf(where, sizeof where, "write %zu bytes at 0x%llx", len, (unsigned long long)addr);
+      failErrno(where);
+    }
+    in += n;
+    addr += n;
+    len -= n;
+  }
+}
+
+void Task::resume(int request, int sig) {
+  if (ptrace(static_cast<__ptrace_request>(request), tid_, nullptr,
+             reinterpret_cast<void*>(static_cast<intptr_t>(sig))) < 0) {
+    failErrno("ptrace resume");
+  }
+}
+
+Stop Task::wait() {
+  int status;
+  for (;;) {
+    pid_t r = waitpid(tid_, &status, __WALL);
+    if (r == tid_) return Stop::fromWaitStatus(status);
+    if (r < 0 && errno != EINTR) failErrno("waitpid");
+  }
+}
+
+}  // namespace rwd

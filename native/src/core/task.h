@@ -1,0 +1,56 @@
+// A traced task (a thread of a traced process): registers, memory and ptrace stops.
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rwd {
+
+using Regs = user_regs_struct;
+
+// What a waitpid() status says about a stopped or ended task.
+struct Stop {
+  enum Kind { SyscallStop, Signal, Event, Exited, Killed } kind;
+  int sig = 0;     // Signal: the signal; Killed: the fatal signal
+  int event = 0;   // Event: PTRACE_EVENT_*
+  int status = 0;  // the raw wait status
+  static Stop fromWaitStatus(int status);
+};
+
+class Task {
+ public:
+  explicit Task(pid_t tid);
+  ~Task();
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+
+  pid_t tid() const { return tid_; }
+
+  Regs regs() const;
+  void setRegs(const Regs& regs);
+  siginfo_t siginfo() const;
+  void setSiginfo(const siginfo_t& info);
+
+  // Memory access through /proc/PID/mem, which also reaches pages the task cannot write.
+  bool tryRead(uint64_t addr, void* buf, size_t len) const;
+  void read(uint64_t addr, void* buf, size_t len) const;
+  std::vector<uint8_t> readBytes(uint64_t addr, size_t len) const;
+  std::string readCString(uint64_t addr, size_t max = 4096) const;
+  void write(uint64_t addr, const void* buf, size_t len);
+  // The memory file belongs to one address space: call after every exec.
+  void reopenMemory();
+
+  void resume(int request, int sig = 0);
+  Stop wait();
+
+ private:
+  pid_t tid_;
+  int memFd_ = -1;
+};
+
+}  // namespace rwd

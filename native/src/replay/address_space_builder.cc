@@ -1,0 +1,83 @@
+#include "replay/address_space_builder.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iterator>
+
+#include "core/error.h"
+#include "core/memory_map.h"
+#include "core/remote_syscalls.h"
+#include "core/stub_layout.h"
+
+namespace rwd {
+namespace {
+
+std::vector<uint8_t> readBlob(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(ErrorCode::BadTrace, "the trace is missing blob " + path);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+uint64_t putScratchString(Task& task, const StubLayout& stub, const std::string& s,
+                          uint64_t offset) {
+  task.write(stub.scratch + offset, s.c_str(), s.size() + 1);
+  return stub.scratch + offset;
+}
+
+StubLayout buildAddressSpace(Task& task, const ExecEvent& exec, const std::string& blobDir) {
+  StubLayout stub;
+  stub.gadget = task.regs().rip;  // the stub's entry point is its syscall instruction
+  std::vector<MapsEntry> maps = readMemoryMap(task.tid());
+  for (const MapsEntry& m : maps) {
+    if (inStubRange(m.start) && (m.prot & PROT_WRITE)) stub.scratch = m.start;
+  }
+  if (!inStubRange(stub.gadget) || !stub.scratch) {
+    fail(ErrorCode::System, "the replay stub is not where rewind expects it");
+  }
+
+  std::vector<uint8_t> snapshot = readBlob(blobDir + "/" + exec.snapshotBlob);
+  {
+    RemoteSyscalls remote(task, stub.gadget);
+    for (const MapsEntry& m : maps) {
+      if (inStubRange(m.start) || m.name == "[vsyscall]") continue;
+      remote.check("unmapping the stub's memory", SYS_munmap, m.start, m.end - m.start);
+    }
+    remote.check("trapping rdtsc", SYS_prctl, PR_SET_TSC, PR_TSC_SIGSEGV);
+    for (const MappedRegion& r : exec.regions) {
+      uint64_t len = r.end - r.start;
+      if (r.source == MappedRegion::File) {
+        uint64_t path = putScratchString(task, stub, blobDir + "/" + r.blob);
+        long fd = remote.check("opening a captured file", SYS_open, path, O_RDONLY | O_CLOEXEC);
+        remote.check("mapping a captured file", SYS_mmap, r.start, len, r.prot,
+                     MAP_PRIVATE | MAP_FIXED, uint64_t(fd), r.offset);
+        remote.call(SYS_close, uint64_t(fd));
+      } else if (r.source == MappedRegion::Zero) {
+        remote.check("mapping memory", SYS_mmap, r.start, len, r.prot,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, uint64_t(-1), 0);
+      } else {
+        if (r.offset + len > snapshot.size()) {
+          fail(ErrorCode::BadTrace, "the exec snapshot is shorter than its regions");
+        }
+        // The stack keeps growing down in replay as it did when recorded.
+        int grows = r.name == "[stack]" ? MAP_GROWSDOWN : 0;
+        remote.check("mapping memory", SYS_mmap, r.start, len, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | grows, uint64_t(-1), 0);
+        task.write(r.start, snapshot.data() + r.offset, len);
+        if (r.prot != (PROT_READ | PROT_WRITE)) {
+          remote.check("protecting memory", SYS_mprotect, r.start, len, r.prot);
+        }
+      }
+    }
+  }
+  task.setRegs(exec.regs);
+  return stub;
+}
+
+}  // namespace rwd
