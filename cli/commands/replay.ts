@@ -4,6 +4,7 @@ import { engineErrorCode, loadEngine, stubPath, EngineUnavailableError } from '.
 import { eventsBlob, readManifest } from '../trace/manifest.js';
 import { resolveTraceDir } from '../trace/trace_dir.js';
 import { UserError } from '../user_error.js';
+import { addClientOptions, type ClientFlags } from '../client/config.js';
 
 /** Exit status of `rewind replay` when replay itself fails (divergence, damaged trace). */
 export const REPLAY_FAILED = 125;
@@ -29,19 +30,27 @@ async function replayLocal(dir: string): Promise<void> {
   process.exitCode = manifest.exit.status;
 }
 
-async function replay(trace: string | undefined): Promise<void> {
+/** Anything that is not a local directory is a trace id on the server. */
+async function replay(trace: string | undefined, flags: ClientFlags): Promise<void> {
+  if (trace && !existsSync(trace) && !trace.includes('/')) {
+    // Loaded only here: local replay must not need the gRPC client, nor remote replay the engine.
+    const { remoteReplay } = await import('../client/remote_replay.js');
+    process.exitCode = await remoteReplay(trace, flags);
+    return;
+  }
   if (trace && !existsSync(trace)) throw new UserError(`${trace}: no such trace directory`);
   await replayLocal(resolveTraceDir(trace));
 }
 
 export function registerReplay(program: Command): void {
-  program
+  const cmd = program
     .command('replay')
     .description('re-execute a recorded run: the same output, the same exit status, none of its I/O')
-    .argument('[trace]', 'trace directory (default: the latest recording)')
+    .argument('[trace]', 'trace directory, or the id of a trace on the server (default: the latest recording)')
     .addHelpText(
       'after',
       `\nReplay writes the bytes the program wrote to stdout and stderr and exits with its recorded\nstatus. If replay cannot follow the recording, it stops with a message and exit status ${REPLAY_FAILED}.`,
     )
     .action(replay);
+  addClientOptions(cmd);
 }

@@ -128,9 +128,9 @@ EventReader::EventReader(const std::string& path) {
   uint32_t version;
   memcpy(&version, header + 4, 4);
   if (version != kEventStreamVersion) {
-    fail(ErrorCode::BadTrace, "event stream version " + std::to_string(version) +
-                                  " is not supported (supported: " +
-                                  std::to_string(kEventStreamVersion) + ")");
+    fail(ErrorCode::BadTrace,
+         "event stream version " + std::to_string(version) +
+             " is not supported (supported: " + std::to_string(kEventStreamVersion) + ")");
   }
   Trailer t;
   if (fileSize_ >= 8 + sizeof t && fseeko(file_, off_t(fileSize_ - sizeof t), SEEK_SET) == 0 &&

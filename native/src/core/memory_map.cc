@@ -23,8 +23,7 @@ std::vector<MapsEntry> readMemoryMap(pid_t pid) {
     unsigned devMajor, devMinor;
     int nameAt = 0;
     if (sscanf(line.c_str(), "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64 " %x:%x %" SCNu64 " %n",
-               &e.start, &e.end, perms, &e.offset, &devMajor, &devMinor, &e.inode,
-               &nameAt) < 7) {
+               &e.start, &e.end, perms, &e.offset, &devMajor, &devMinor, &e.inode, &nameAt) < 7) {
       continue;
     }
     if (perms[0] == 'r') e.prot |= PROT_READ;

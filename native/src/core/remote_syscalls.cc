@@ -24,8 +24,8 @@ RemoteSyscalls::~RemoteSyscalls() {
   }
 }
 
-long RemoteSyscalls::call(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
-                          uint64_t a4, uint64_t a5) {
+long RemoteSyscalls::call(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
+                          uint64_t a5) {
   Regs r = saved_;
   r.rip = gadget_;
   r.rax = nr;
@@ -43,16 +43,15 @@ long RemoteSyscalls::call(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64
     task_.resume(PTRACE_SYSCALL);
     Stop s = task_.wait();
     if (s.kind != Stop::SyscallStop) {
-      fail(ErrorCode::System, std::string("task stopped unexpectedly while injecting ") +
-                                  syscallName(nr));
+      fail(ErrorCode::System,
+           std::string("task stopped unexpectedly while injecting ") + syscallName(nr));
     }
     if (task_.regs().rip == gadget_ + 2) break;
   }
   task_.resume(PTRACE_SYSCALL);
   Stop s = task_.wait();
   if (s.kind != Stop::SyscallStop) {
-    fail(ErrorCode::System,
-         std::string("task did not finish injected syscall ") + syscallName(nr));
+    fail(ErrorCode::System, std::string("task did not finish injected syscall ") + syscallName(nr));
   }
   return static_cast<long>(task_.regs().rax);
 }

@@ -198,8 +198,7 @@ std::vector<MemoryWrite> captureOutputs(const Task& task, long nr, const Syscall
   return out;
 }
 
-std::vector<uint8_t> writtenBytes(const Task& task, long nr, const uint64_t* args,
-                                  int64_t result) {
+std::vector<uint8_t> writtenBytes(const Task& task, long nr, const uint64_t* args, int64_t result) {
   std::vector<uint8_t> data;
   if (result <= 0) return data;
   if (nr == SYS_writev) {

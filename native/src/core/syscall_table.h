@@ -25,8 +25,8 @@ enum class OutputSize : uint8_t {
   Fixed,     // `bytes`
   Result,    // the syscall's result, in bytes
   ArgValue,  // the value of argument `sizeArg`
-  SockLen,   // min(value at entry, value at exit) of the socklen_t that argument `sizeArg` points to
-  Custom,    // computed by the recorder for this syscall (iovecs, msghdr, ioctl requests...)
+  SockLen,  // min(value at entry, value at exit) of the socklen_t that argument `sizeArg` points to
+  Custom,   // computed by the recorder for this syscall (iovecs, msghdr, ioctl requests...)
 };
 
 struct Output {

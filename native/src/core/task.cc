@@ -27,9 +27,7 @@ const char* errorCodeName(ErrorCode code) {
   return "ESYSTEM";
 }
 
-void failErrno(const std::string& what) {
-  fail(ErrorCode::System, what + ": " + strerror(errno));
-}
+void failErrno(const std::string& what) { fail(ErrorCode::System, what + ": " + strerror(errno)); }
 
 Stop Stop::fromWaitStatus(int status) {
   Stop s{};

@@ -50,7 +50,8 @@ VdsoPatch patchVdso(Task& task, uint64_t start, uint64_t end) {
       Elf64_Sym sym;
       memcpy(&sym, image.data() + sh.sh_offset + off, sizeof sym);
       if (sym.st_name >= strtab.sh_size || ELF64_ST_TYPE(sym.st_info) != STT_FUNC) continue;
-      const char* name = reinterpret_cast<const char*>(image.data() + strtab.sh_offset + sym.st_name);
+      const char* name =
+          reinterpret_cast<const char*>(image.data() + strtab.sh_offset + sym.st_name);
       for (const Replacement& r : kReplacements) {
         if (strcmp(name, r.symbol) != 0) continue;
         // The vDSO is linked at 0, so a symbol's value is its offset in the mapping.

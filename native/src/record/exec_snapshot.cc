@@ -39,7 +39,9 @@ uint64_t readStartBrk(pid_t pid) {
 
 }  // namespace
 
-int openTraceeFile(const std::string& procPath) { return open(procPath.c_str(), O_RDONLY | O_CLOEXEC); }
+int openTraceeFile(const std::string& procPath) {
+  return open(procPath.c_str(), O_RDONLY | O_CLOEXEC);
+}
 
 ExecEvent captureExec(Task& task, BlobStore& blobs, const std::string& exe) {
   ExecEvent ev;

@@ -197,8 +197,8 @@ void RecordSession::onSyscallEntry() {
   }
   const SyscallSpec* spec = lookupSyscall(nr);
   if (!spec) {
-    fail(ErrorCode::Unsupported, "the program used syscall " + std::to_string(nr) +
-                                     ", which rewind cannot record yet");
+    fail(ErrorCode::Unsupported,
+         "the program used syscall " + std::to_string(nr) + ", which rewind cannot record yet");
   }
   if (spec->replay == ReplayAction::Unsupported) {
     bool threadOrProcess = nr == SYS_clone || nr == 435 || nr == SYS_fork || nr == SYS_vfork;
@@ -242,7 +242,6 @@ void RecordSession::onSyscallExit() {
     e.type = EventType::Exec;
     e.exec = captureExec(*task_, blobs_, options_.exe);
     events_.append(e);
-    syscalls_++;
     task_->resume(PTRACE_SYSCALL);
     return;
   }

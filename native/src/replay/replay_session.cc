@@ -283,8 +283,8 @@ void ReplaySession::replayExecuted(const SyscallEvent& ev) {
     got = remote.call(ev.nr, a[0], a[1], a[2], a[3], a[4], a[5]);
   }
   if (got != ev.result) {
-    fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_ - 1) +
-                                  ": " + describeSyscall(ev.nr, ev.args, 6) + " returned " +
+    fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_ - 1) + ": " +
+                                  describeSyscall(ev.nr, ev.args, 6) + " returned " +
                                   std::to_string(got) + ", recorded " + std::to_string(ev.result));
   }
   // Registers as the syscall left them: arch_prctl changes fs_base.
@@ -323,9 +323,8 @@ void ReplaySession::replayBrk(Regs r, const SyscallEvent& ev) {
   if (target != brkEnd_) {
     RemoteSyscalls remote(*task_, stub_.gadget);
     if (target > brkEnd_) {
-      remote.check("growing the heap", SYS_mmap, brkEnd_, target - brkEnd_,
-                   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, uint64_t(-1),
-                   0);
+      remote.check("growing the heap", SYS_mmap, brkEnd_, target - brkEnd_, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, uint64_t(-1), 0);
     } else {
       remote.check("shrinking the heap", SYS_munmap, target, brkEnd_ - target);
     }
