@@ -97,7 +97,7 @@ export function serverStream<Req, Res>(
         await fn(call, { token, log: deps.log });
         call.end();
       } catch (err) {
-        if (!call.cancelled) call.destroy(toServiceError(err, deps.log, method));
+        if (!call.cancelled) call.emit('error', toServiceError(err, deps.log, method));
       }
     })();
   };
