@@ -1,15 +1,18 @@
 import { createHash } from 'node:crypto';
+import { deflateRawSync } from 'node:zlib';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { UserError } from '../user_error.js';
 import { call, isServiceError, type Clients } from './client.js';
-import type { MissingBlob, UploadBlobResponse } from '../../gen/rewind/upload/v1/upload.js';
+import { Compression, type MissingBlob, type UploadBlobResponse } from '../../gen/rewind/upload/v1/upload.js';
 
 export interface PushProgress {
-  /** Bytes sent over the network so far (this push). */
+  /** Blob bytes sent so far (this push), before compression. */
   sent: number;
+  /** What those bytes took on the wire. */
+  wire: number;
   /** Bytes that had to travel (missing at the first prepare). */
   toSend: number;
   /** Total size of all blobs of the trace. */
@@ -26,6 +29,8 @@ export interface PushOptions {
   maxBackoffMs?: number;
   onProgress?: (p: PushProgress) => void;
   onRetry?: (err: Error, attempt: number, delayMs: number) => void;
+  /** Compress chunks that shrink (default true); a blob whose first chunks do not shrink is sent raw. */
+  compress?: boolean;
   /** Test hook: corrupt the data of the n-th chunk sent (1-based), keeping its declared hash. */
   corruptChunk?: number;
   signal?: AbortSignal;
@@ -33,8 +38,10 @@ export interface PushOptions {
 
 export interface PushResult {
   traceId: string;
-  /** Blob payload bytes sent. */
+  /** Blob bytes that travelled (after compression). */
   bytesSent: number;
+  /** Blob bytes sent, before compression. */
+  blobBytesSent: number;
   totalBytes: number;
   /** False when the server already had the trace. */
   created: boolean;
@@ -113,7 +120,7 @@ export async function pushTrace(c: Clients, dir: string, opts: PushOptions = {})
   const retries = opts.retries ?? 5;
   let backoff = opts.backoffMs ?? 250;
   const maxBackoff = opts.maxBackoffMs ?? 10_000;
-  const progress: PushProgress = { sent: 0, toSend: -1, total: 0 };
+  const progress: PushProgress = { sent: 0, wire: 0, toSend: -1, total: 0 };
   const counter = { chunks: 0 };
   let attempt = 0;
   for (;;) {
@@ -124,13 +131,13 @@ export async function pushTrace(c: Clients, dir: string, opts: PushOptions = {})
       if (progress.toSend < 0) progress.toSend = prep.missing.reduce((a, m) => a + Number(m.size - m.offset), 0);
       opts.onProgress?.(progress);
       if (prep.alreadyCommitted) {
-        return { traceId: prep.traceId, bytesSent: progress.sent, totalBytes: progress.total, created: false, attempts: attempt };
+        return { traceId: prep.traceId, bytesSent: progress.wire, blobBytesSent: progress.sent, totalBytes: progress.total, created: false, attempts: attempt };
       }
       for (const m of prep.missing) {
         await sendBlob(c, dir, m, opts, progress, counter);
       }
       const res = await call(c, c.upload.commitUpload.bind(c.upload), { manifestJson: json, labels: opts.labels ?? {} });
-      return { traceId: res.traceId, bytesSent: progress.sent, totalBytes: progress.total, created: res.created, attempts: attempt };
+      return { traceId: res.traceId, bytesSent: progress.wire, blobBytesSent: progress.sent, totalBytes: progress.total, created: res.created, attempts: attempt };
     } catch (err) {
       if (!isRetriable(err) || attempt > retries || opts.signal?.aborted) throw err;
       opts.onRetry?.(err as Error, attempt, backoff);
@@ -151,6 +158,8 @@ async function sendBlob(
   const chunkSize = opts.chunkSize ?? 1 << 20;
   const size = Number(m.size);
   let offset = Number(m.offset);
+  let compress = opts.compress ?? true;
+  let misses = 0;
   const fh = await fsp.open(path.join(dir, 'blobs', m.sha256), 'r');
   try {
     let stream!: ReturnType<typeof c.upload.uploadBlob>;
@@ -164,7 +173,7 @@ async function sendBlob(
       failed = true;
     });
     if (size === 0) {
-      stream.write({ sha256: m.sha256, size: m.size, offset: 0n, data: Buffer.alloc(0), chunkSha256: Buffer.alloc(0) });
+      stream.write({ sha256: m.sha256, size: m.size, offset: 0n, data: Buffer.alloc(0), chunkSha256: Buffer.alloc(0), compression: 0 });
     }
     while (offset < size && !failed) {
       const n = Math.min(chunkSize, size - offset);
@@ -173,10 +182,21 @@ async function sendBlob(
       if (bytesRead !== n) throw new UserError(`blob ${m.sha256} changed while uploading`);
       const chunkSha256 = createHash('sha256').update(buf).digest();
       counter.chunks++;
-      const data = opts.corruptChunk === counter.chunks ? Buffer.from(buf).fill(0x5a, 0, Math.min(16, n)) : buf;
-      const ok = stream.write({ sha256: m.sha256, size: m.size, offset: BigInt(offset), data, chunkSha256 });
+      let data = opts.corruptChunk === counter.chunks ? Buffer.from(buf).fill(0x5a, 0, Math.min(16, n)) : buf;
+      let compression = Compression.COMPRESSION_UNSPECIFIED;
+      if (compress) {
+        const z = deflateRawSync(data, { level: 1 });
+        if (z.length < data.length * 0.9) {
+          data = z;
+          compression = Compression.COMPRESSION_DEFLATE;
+        } else if (++misses >= 2) {
+          compress = false;
+        }
+      }
+      const ok = stream.write({ sha256: m.sha256, size: m.size, offset: BigInt(offset), data, chunkSha256, compression });
       offset += n;
       progress.sent += n;
+      progress.wire += data.length;
       opts.onProgress?.(progress);
       if (!ok) await new Promise<void>((resolve) => {
         const done = (): void => {

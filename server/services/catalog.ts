@@ -114,6 +114,7 @@ export function catalogService(deps: CatalogDeps): CatalogServiceServer {
         blobsCompleted: BigInt(stats.blobsCompleted),
         tracesCommitted: BigInt(stats.tracesCommitted),
         activeReplaySessions: deps.activeSessions(),
+        blobBytesReceived: BigInt(stats.blobBytesReceived),
       };
     }),
   };

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { inflateRawSync } from 'node:zlib';
 import { status, type ServerReadableStream } from '@grpc/grpc-js';
 import type { BlobStore, BlobWriter } from '../blobstore/blobstore.js';
 import { SHA256_HEX } from '../blobstore/blobstore.js';
@@ -17,6 +18,7 @@ import type {
   UploadBlobResponse,
   UploadServiceServer,
 } from '../../gen/rewind/upload/v1/upload.js';
+import { Compression } from '../../gen/rewind/upload/v1/upload.js';
 
 export interface UploadDeps extends AuthDeps {
   catalog: Catalog;
@@ -117,15 +119,28 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
         throw new RpcError(status.FAILED_PRECONDITION, `chunk offset ${msg.offset} does not match: server holds ${writer.offset} bytes of ${sha}`);
       }
       if (msg.data.length > MAX_CHUNK) throw invalidArgument(`chunk larger than ${MAX_CHUNK} bytes`);
+      const wire = msg.data.length;
+      let data: Uint8Array = msg.data;
+      if (msg.compression === Compression.COMPRESSION_DEFLATE) {
+        try {
+          data = inflateRawSync(msg.data, { maxOutputLength: MAX_CHUNK });
+        } catch (err) {
+          stats.chunksRejected++;
+          throw new RpcError(status.DATA_LOSS, `chunk at offset ${msg.offset} of blob ${sha} does not inflate: ${(err as Error).message}`);
+        }
+      } else if (msg.compression !== Compression.COMPRESSION_UNSPECIFIED) {
+        throw invalidArgument(`unknown chunk compression ${msg.compression}`);
+      }
       if (msg.chunkSha256.length > 0) {
-        const got = createHash('sha256').update(msg.data).digest();
+        const got = createHash('sha256').update(data).digest();
         if (!got.equals(Buffer.from(msg.chunkSha256))) {
           stats.chunksRejected++;
           throw new RpcError(status.DATA_LOSS, `chunk at offset ${msg.offset} of blob ${sha} does not match its sha256; re-send it`);
         }
       }
-      writer.write(msg.data);
-      stats.bytesReceived += msg.data.length;
+      writer.write(data);
+      stats.bytesReceived += wire;
+      stats.blobBytesReceived += data.length;
     };
 
     call.on('data', (msg: UploadBlobRequest) => {

@@ -97,7 +97,7 @@ describe('upload', () => {
     const send = (c: Clients, msgs: { data: Buffer; offset: number; size: number; sha: string }[]): Promise<unknown> =>
       new Promise((resolve, reject) => {
         const s = c.upload.uploadBlob(c.metadata(), (err, res) => (err ? reject(err) : resolve(res)));
-        for (const m of msgs) s.write({ sha256: m.sha, size: BigInt(m.size), offset: BigInt(m.offset), data: m.data, chunkSha256: Buffer.alloc(0) });
+        for (const m of msgs) s.write({ sha256: m.sha, size: BigInt(m.size), offset: BigInt(m.offset), data: m.data, chunkSha256: Buffer.alloc(0), compression: 0 });
         s.end();
       });
     await expectCode(send(agent, [{ sha: h, size: 500, offset: 0, data }]), status.INVALID_ARGUMENT, /larger than its declared size/);
@@ -108,6 +108,21 @@ describe('upload', () => {
     const t = makeTrace({ blobs: [{ data, role: 'events' }] });
     const prep = await call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifestJson: fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8') });
     expect(prep.missing).toEqual([{ sha256: h, size: 1000n, offset: 0n }]);
+  });
+
+  it('compresses chunks that shrink and stores the decoded bytes', async () => {
+    const zeros = Buffer.alloc(3 << 20);
+    zeros.write('snapshot header', 100);
+    const t = makeTrace({ blobs: [{ data: zeros, role: 'snapshot' }, { data: randomBytes(3 << 20), role: 'file', path: '/x' }] });
+    const before = await call(reader, reader.catalog.getStats.bind(reader.catalog), {});
+    const res = await pushTrace(agent, t.dir);
+    const after = await call(reader, reader.catalog.getStats.bind(reader.catalog), {});
+    expect(res.blobBytesSent).toBe(6 << 20);
+    expect(res.bytesSent).toBeLessThan((3 << 20) + (256 << 10));
+    expect(Number(after.bytesReceived - before.bytesReceived)).toBe(res.bytesSent);
+    expect(Number(after.blobBytesReceived - before.blobBytesReceived)).toBe(6 << 20);
+    const sha = t.blobs[0]!.sha256;
+    expect(fs.readFileSync(path.join(ts.dataDir, 'blobs', sha.slice(0, 2), sha.slice(2, 4), sha)).equals(zeros)).toBe(true);
   });
 
   it('never lists a trace whose blobs are not all uploaded', async () => {
