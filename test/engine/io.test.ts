@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  CLI,
   cleanupTemps,
   compile,
   describeRun,
@@ -140,6 +141,21 @@ describe('record and replay', () => {
     expect(existsSync(rec.traceDir)).toBe(false);
 
     const rep = await replay(moved);
+    expectSameRun(rec, rep);
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it('exec: a program that execs date mid-run replays both images', async () => {
+    const { rec } = await recordReplay(compile('exec'), [], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toMatch(/^before exec\n\d{19}\n$/);
+  });
+
+  it('replay does not depend on the caller: other cwd, empty environment, stdin closed', async () => {
+    const dir = tempDir('rewind-files-');
+    const rec = await record(compile('files'), [dir]);
+    expectRecorded(rec, 0);
+    rmSync(dir, { recursive: true, force: true });
+    const rep = await run(process.execPath, [CLI, 'replay', rec.traceDir], { cwd: '/', env: { PATH: '/usr/bin:/bin' } });
     expectSameRun(rec, rep);
     expect(existsSync(dir)).toBe(false);
   });
