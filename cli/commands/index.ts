@@ -9,6 +9,7 @@ import { registerRm } from './rm.js';
 import { registerServer } from './server.js';
 import { registerToken } from './token.js';
 import { registerHosts } from './hosts.js';
+import { registerAgent } from './agent.js';
 
 /** Every command, in the order `rewind --help` lists them. */
 export function registerCommands(program: Command): void {
@@ -22,4 +23,5 @@ export function registerCommands(program: Command): void {
   registerServer(program);
   registerToken(program);
   registerHosts(program);
+  registerAgent(program);
 }

@@ -1,0 +1,183 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { status } from '@grpc/grpc-js';
+import { call, connect, isServiceError, type Clients } from '../cli/client/client.js';
+import type { ClientConfig } from '../cli/client/config.js';
+import { pushTrace, readLocalTrace } from '../cli/client/upload.js';
+import type { Job } from '../gen/rewind/agent/v1/agent.js';
+import { hostFacts } from './facts.js';
+
+export interface AgentOptions {
+  config: ClientConfig;
+  /** Finished traces dropped here are uploaded (and then removed, or moved to uploaded/ with keep). */
+  spoolDir: string;
+  hostname?: string;
+  keep?: boolean;
+  /** How often the spool is scanned. */
+  scanIntervalMs?: number;
+  /** Command that records: `... -o DIR -- PROGRAM ARGS` is appended. Default: this CLI's record. */
+  recordCommand?: string[];
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+/** The default recording worker: this installation's own `rewind record`. */
+export function defaultRecordCommand(): string[] {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const main = here.includes(`${path.sep}dist${path.sep}`) ? path.resolve(here, '../cli/main.js') : path.resolve(here, '../dist/cli/main.js');
+  return [process.execPath, main, 'record'];
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The host daemon: registers the host, heartbeats, runs the recording jobs the server hands it
+ * (each in a recording worker process), and uploads every finished trace of its spool with
+ * retries and backoff. Every server failure is retried, so it survives server restarts.
+ */
+export class Agent {
+  private readonly clients: Clients;
+  private agentId = '';
+  private heartbeatMs = 5000;
+  private stopped = false;
+  private readonly uploading = new Set<string>();
+  private readonly log: (msg: string, fields?: Record<string, unknown>) => void;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.clients = connect(opts.config);
+    this.log = opts.log ?? ((msg, fields) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), msg, ...fields })}\n`));
+    for (const d of ['', '.recording', 'uploaded', 'failed']) fs.mkdirSync(path.join(opts.spoolDir, d), { recursive: true, mode: 0o700 });
+  }
+
+  async run(): Promise<void> {
+    await Promise.all([this.heartbeatLoop(), this.spoolLoop()]);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.clients.close();
+  }
+
+  private async register(): Promise<void> {
+    let backoff = 250;
+    while (!this.stopped) {
+      try {
+        const res = await call(this.clients, this.clients.agent.register.bind(this.clients.agent), { facts: hostFacts(this.opts.hostname) });
+        this.agentId = res.agentId;
+        this.heartbeatMs = res.heartbeatIntervalMs || 5000;
+        this.log('registered', { agentId: this.agentId, server: this.opts.config.server });
+        return;
+      } catch (err) {
+        if (isServiceError(err) && (err.code === status.UNAUTHENTICATED || err.code === status.PERMISSION_DENIED)) throw err;
+        this.log('register failed; retrying', { error: (err as Error).message, inMs: backoff });
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, 10_000);
+      }
+    }
+  }
+
+  private async heartbeatLoop(): Promise<void> {
+    await this.register();
+    while (!this.stopped) {
+      try {
+        const res = await call(this.clients, this.clients.agent.heartbeat.bind(this.clients.agent), { agentId: this.agentId }, 10_000);
+        for (const job of res.jobs) void this.runJob(job);
+      } catch (err) {
+        if (this.stopped) return;
+        if (isServiceError(err) && err.code === status.NOT_FOUND) await this.register();
+        else this.log('heartbeat failed', { error: (err as Error).message });
+      }
+      await sleep(this.heartbeatMs);
+    }
+  }
+
+  /** Records a job's program in a worker process, uploads the trace and reports the outcome. */
+  private async runJob(job: Job): Promise<void> {
+    this.log('job', { job: job.id, argv: job.argv });
+    const work = path.join(this.opts.spoolDir, '.recording', job.id);
+    let traceId = '';
+    let error = '';
+    try {
+      await fsp.rm(work, { recursive: true, force: true });
+      const [cmd, ...args] = this.opts.recordCommand ?? defaultRecordCommand();
+      const stderr = await new Promise<string>((resolve, reject) => {
+        const child = spawn(cmd!, [...args, '-o', work, '--', ...job.argv], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let err = '';
+        child.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+        child.on('error', reject);
+        child.on('close', () => resolve(err));
+      });
+      if (!fs.existsSync(path.join(work, 'manifest.json'))) {
+        throw new Error(`recording failed: ${stderr.trim().split('\n').pop() ?? 'no trace written'}`);
+      }
+      const { manifest } = await readLocalTrace(work);
+      const res = await this.upload(work, job.labels);
+      traceId = res ?? manifest.id;
+    } catch (err) {
+      error = (err as Error).message;
+      this.log('job failed', { job: job.id, error });
+    }
+    for (let backoff = 250; !this.stopped; backoff = Math.min(backoff * 2, 10_000)) {
+      try {
+        await call(this.clients, this.clients.agent.completeJob.bind(this.clients.agent), { jobId: job.id, traceId, error });
+        break;
+      } catch (err) {
+        this.log('completing the job failed; retrying', { job: job.id, error: (err as Error).message });
+        await sleep(backoff);
+      }
+    }
+  }
+
+  /** Uploads one trace directory with unbounded retries; then removes it (or moves it to uploaded/). */
+  private async upload(dir: string, labels: Record<string, string> = {}): Promise<string | undefined> {
+    if (this.uploading.has(dir)) return undefined;
+    this.uploading.add(dir);
+    try {
+      const res = await pushTrace(this.clients, dir, {
+        labels,
+        retries: Infinity,
+        onRetry: (e, n, ms) => this.log('upload interrupted; retrying', { dir, error: e.message, attempt: n, inMs: ms }),
+      });
+      this.log('uploaded', { dir, trace: res.traceId, bytesSent: res.bytesSent, created: res.created });
+      if (this.opts.keep) await fsp.rename(dir, path.join(this.opts.spoolDir, 'uploaded', path.basename(dir)));
+      else await fsp.rm(dir, { recursive: true, force: true });
+      return res.traceId;
+    } finally {
+      this.uploading.delete(dir);
+    }
+  }
+
+  /** Uploads every finished trace found in the spool (a directory with manifest.json and all its blobs). */
+  private async spoolLoop(): Promise<void> {
+    while (!this.stopped) {
+      let entries: fs.Dirent[] = [];
+      try {
+        entries = await fsp.readdir(this.opts.spoolDir, { withFileTypes: true });
+      } catch (err) {
+        this.log('cannot read the spool', { error: (err as Error).message });
+      }
+      for (const e of entries) {
+        if (this.stopped) return;
+        if (!e.isDirectory() || e.name.startsWith('.') || e.name === 'uploaded' || e.name === 'failed') continue;
+        const dir = path.join(this.opts.spoolDir, e.name);
+        try {
+          const st = await fsp.stat(path.join(dir, 'manifest.json'));
+          if (Date.now() - st.mtimeMs < 500) continue; // still being written
+          await readLocalTrace(dir);
+        } catch {
+          continue; // not (yet) a complete trace
+        }
+        try {
+          await this.upload(dir);
+        } catch (err) {
+          // Not retriable (a bad manifest, a refused version): park it so it is not retried forever.
+          this.log('upload refused; moved to failed/', { dir, error: (err as Error).message });
+          await fsp.rename(dir, path.join(this.opts.spoolDir, 'failed', e.name)).catch(() => undefined);
+        }
+      }
+      await sleep(this.opts.scanIntervalMs ?? 2000);
+    }
+  }
+}
