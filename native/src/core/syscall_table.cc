@@ -275,11 +275,11 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.add(SYS_execve, "execve", 3, R::Execve);
   t.add(SYS_execveat, "execveat", 5, R::Execve);
   t.add(SYS_rseq, "rseq", 4, R::Rseq);
-  // Threads and processes: the next step of the engine.
-  t.add(SYS_clone, "clone", 5, R::Unsupported);
-  t.add(kSysClone3, "clone3", 2, R::Unsupported);
-  t.add(SYS_fork, "fork", 0, R::Unsupported);
-  t.add(SYS_vfork, "vfork", 0, R::Unsupported);
+  // New processes (threads are refused by the recorder for now).
+  t.add(SYS_clone, "clone", 5, R::Fork);
+  t.add(kSysClone3, "clone3", 2, R::Fork);
+  t.add(SYS_fork, "fork", 0, R::Fork);
+  t.add(SYS_vfork, "vfork", 0, R::Fork);
   t.add(SYS_ptrace, "ptrace", 4, R::Unsupported);
   t.add(SYS_shmat, "shmat", 3, R::Unsupported);
   return t.specs;

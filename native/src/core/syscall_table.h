@@ -16,6 +16,7 @@ enum class ReplayAction : uint8_t {
   Brk,          // emulated with anonymous mappings at the recorded addresses
   Execve,       // replay execs the stub and rebuilds the recorded address space
   Rseq,         // refused with ENOSYS in record (glibc falls back) and in replay
+  Fork,         // a new process: replay forks too and gives it the recorded pid
   Unsupported,  // recording stops with "not supported yet"
 };
 

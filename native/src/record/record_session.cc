@@ -13,6 +13,7 @@
 #include <x86intrin.h>
 
 #include <cstring>
+#include <fstream>
 
 #include "core/error.h"
 #include "core/syscall_table.h"
@@ -21,7 +22,8 @@
 namespace rwd {
 namespace {
 
-constexpr long kPtraceOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL;
+constexpr long kPtraceOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL |
+                                PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE;
 
 uint64_t arg(const Regs& r, int i) {
   switch (i) {
@@ -46,6 +48,14 @@ bool isError(int64_t result) { return result < 0 && result > -4096; }
 bool isFault(int sig, const siginfo_t& info) {
   return (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP) &&
          info.si_code > 0;
+}
+
+// clone and clone3 with CLONE_VM but not CLONE_VFORK share the address space: a thread.
+bool startsThread(const Task& task, long nr, const uint64_t* args) {
+  uint64_t flags = 0;
+  if (nr == SYS_clone) flags = args[0];
+  if (nr == 435) task.tryRead(args[0], &flags, sizeof flags);  // clone3: clone_args.flags
+  return (flags & CLONE_VM) && !(flags & CLONE_VFORK);
 }
 
 }  // namespace
@@ -115,16 +125,24 @@ RecordSession::RecordSession(RecordOptions options)
 }
 
 RecordSession::~RecordSession() {
-  if (pid_ > 0 && task_) {
-    kill(pid_, SIGKILL);
+  // Only reached with tasks left when recording failed: nothing may outlive the recorder.
+  for (auto& [tid, t] : tasks_) kill(tid, SIGKILL);
+  for (auto& [tid, t] : tasks_) {
     int status;
-    waitpid(pid_, &status, __WALL);
+    waitpid(tid, &status, __WALL);
   }
 }
 
-uint8_t RecordSession::echoTarget(uint64_t fd) const {
+RecordedTask& RecordSession::addTask(pid_t tid) {
+  RecordedTask& t = tasks_[tid];
+  t.task = std::make_unique<Task>(tid);
+  taskCount_++;
+  return t;
+}
+
+uint8_t RecordSession::echoTarget(pid_t tid, uint64_t fd) const {
   struct stat st;
-  std::string path = "/proc/" + std::to_string(pid_) + "/fd/" + std::to_string(fd);
+  std::string path = "/proc/" + std::to_string(tid) + "/fd/" + std::to_string(fd);
   if (stat(path.c_str(), &st) < 0) return 0;
   bool out = st.st_dev == stdout_.st_dev && st.st_ino == stdout_.st_ino;
   bool err = st.st_dev == stderr_.st_dev && st.st_ino == stderr_.st_ino;
@@ -132,48 +150,91 @@ uint8_t RecordSession::echoTarget(uint64_t fd) const {
   return out ? 1 : 0;
 }
 
+// A signal the task neither catches nor lets kill it has no effect: it is dropped, not
+// recorded, so replay need not deliver it at an exact point (SIGCHLD, SIGWINCH...).
+bool RecordSession::ignoresSignal(pid_t tid, int sig) const {
+  std::ifstream in("/proc/" + std::to_string(tid) + "/status");
+  std::string line;
+  uint64_t ignored = 0, caught = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind("SigIgn:", 0) == 0) ignored = std::stoull(line.substr(7), nullptr, 16);
+    if (line.rfind("SigCgt:", 0) == 0) caught = std::stoull(line.substr(7), nullptr, 16);
+  }
+  uint64_t bit = uint64_t(1) << (sig - 1);
+  if (ignored & bit) return true;
+  bool defaultIgnore = sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH;
+  return defaultIgnore && !(caught & bit);
+}
+
 RecordResult RecordSession::run() {
   int execErrFd = -1;
-  pid_ = spawnTraced(options_.exe, options_.argv, options_.env, &execErrFd);
-  task_ = std::make_unique<Task>(pid_);
-  task_->resume(PTRACE_SYSCALL);
+  initial_ = spawnTraced(options_.exe, options_.argv, options_.env, &execErrFd);
+  RecordedTask& first = addTask(initial_);
+  first.execed = false;
+  first.task->resume(PTRACE_SYSCALL);
   RecordResult result;
-  for (;;) {
-    Stop s = task_->wait();
-    if (s.kind == Stop::Exited || s.kind == Stop::Killed) {
-      if (!execed_) {
-        int err = 0;
-        std::string why = "it did not start";
-        if (read(execErrFd, &err, sizeof err) == sizeof err) why = strerror(err);
-        close(execErrFd);
-        pid_ = -1;
-        fail(ErrorCode::Exec, "cannot execute " + options_.exe + ": " + why);
-      }
-      Event e;
-      e.type = EventType::Exit;
-      e.exit = ExitEvent{uint32_t(pid_), s.status};
-      events_.append(e);
-      result.waitStatus = s.status;
-      pid_ = -1;
-      break;
+  while (!tasks_.empty()) {
+    int status;
+    pid_t tid = waitpid(-1, &status, __WALL);
+    if (tid < 0) {
+      if (errno == EINTR) continue;
+      failErrno("waitpid");
     }
+    Stop s = Stop::fromWaitStatus(status);
+    auto it = tasks_.find(tid);
+    if (it == tasks_.end()) {
+      // A new child can report its first stop before its parent reports the fork.
+      addTask(tid).newborn = true;
+      it = tasks_.find(tid);
+    }
+    RecordedTask& t = it->second;
     switch (s.kind) {
+      case Stop::Exited:
+      case Stop::Killed: {
+        if (!t.execed) {
+          int err = 0;
+          std::string why = "it did not start";
+          if (read(execErrFd, &err, sizeof err) == sizeof err) why = strerror(err);
+          close(execErrFd);
+          tasks_.clear();
+          fail(ErrorCode::Exec, "cannot execute " + options_.exe + ": " + why);
+        }
+        Event e;
+        e.type = EventType::Exit;
+        e.exit = ExitEvent{uint32_t(tid), s.status};
+        events_.append(e);
+        if (tid == initial_) result.waitStatus = s.status;
+        tasks_.erase(it);
+        break;
+      }
       case Stop::SyscallStop:
-        inSyscall_ = !inSyscall_;
-        if (inSyscall_) {
-          onSyscallEntry();
+        t.inSyscall = !t.inSyscall;
+        if (t.inSyscall) {
+          onSyscallEntry(t);
         } else {
-          onSyscallExit();
+          onSyscallExit(t);
         }
         break;
       case Stop::Event:
-        if (s.event == PTRACE_EVENT_EXEC) execPending_ = true;
-        task_->resume(PTRACE_SYSCALL);
+        if (s.event == PTRACE_EVENT_EXEC) t.execPending = true;
+        if (s.event == PTRACE_EVENT_FORK || s.event == PTRACE_EVENT_VFORK ||
+            s.event == PTRACE_EVENT_CLONE) {
+          onFork(t);
+        }
+        t.task->resume(PTRACE_SYSCALL);
         break;
       case Stop::Signal:
-        onSignal(s.sig);
-        break;
-      default:
+        if (t.newborn && s.sig == SIGSTOP) {
+          t.newborn = false;
+          // It runs once its parent's fork is in the stream, so its events come after it.
+          if (t.forkSeen) {
+            t.task->resume(PTRACE_SYSCALL);
+          } else {
+            t.held = true;
+          }
+          break;
+        }
+        onSignal(t, s.sig);
         break;
     }
   }
@@ -182,17 +243,28 @@ RecordResult RecordSession::run() {
   blobs_.adopt(eventsPath_, "events");
   result.events = events_.eventCount();
   result.syscalls = syscalls_;
-  result.tasks = 1;
+  result.tasks = taskCount_;
   result.blobs = blobs_.blobs();
   return result;
 }
 
-void RecordSession::onSyscallEntry() {
-  entryRegs_ = task_->regs();
-  long nr = long(entryRegs_.orig_rax);
-  if (!execed_) {
+Event RecordSession::syscallEvent(const RecordedTask& t, int64_t result) const {
+  Event e;
+  e.type = EventType::Syscall;
+  SyscallEvent& s = e.syscall;
+  s.tid = uint32_t(t.task->tid());
+  s.nr = int32_t(t.entryRegs.orig_rax);
+  for (int i = 0; i < 6; i++) s.args[i] = arg(t.entryRegs, i);
+  s.result = result;
+  return e;
+}
+
+void RecordSession::onSyscallEntry(RecordedTask& t) {
+  t.entryRegs = t.task->regs();
+  long nr = long(t.entryRegs.orig_rax);
+  if (!t.execed) {
     // The child's own execve of the program: nothing to record before it.
-    task_->resume(PTRACE_SYSCALL);
+    t.task->resume(PTRACE_SYSCALL);
     return;
   }
   const SyscallSpec* spec = lookupSyscall(nr);
@@ -200,69 +272,88 @@ void RecordSession::onSyscallEntry() {
     fail(ErrorCode::Unsupported,
          "the program used syscall " + std::to_string(nr) + ", which rewind cannot record yet");
   }
-  if (spec->replay == ReplayAction::Unsupported) {
-    bool threadOrProcess = nr == SYS_clone || nr == 435 || nr == SYS_fork || nr == SYS_vfork;
-    fail(ErrorCode::Unsupported,
-         threadOrProcess
-             ? std::string("the program started a new thread or process (") + spec->name +
-                   "): recording threads and child processes is not supported yet"
-             : std::string("the program used ") + spec->name + ", which is not supported yet");
-  }
   uint64_t args[6];
-  for (int i = 0; i < 6; i++) args[i] = arg(entryRegs_, i);
-  entryValues_ = readEntryValues(*task_, *spec, args);
+  for (int i = 0; i < 6; i++) args[i] = arg(t.entryRegs, i);
+  if (spec->replay == ReplayAction::Unsupported) {
+    fail(ErrorCode::Unsupported,
+         std::string("the program used ") + spec->name + ", which is not supported yet");
+  }
+  if (spec->replay == ReplayAction::Fork && startsThread(*t.task, nr, args)) {
+    fail(ErrorCode::Unsupported, std::string("the program started a thread (") + spec->name +
+                                     "): recording threads is not supported yet");
+  }
+  t.entryValues = readEntryValues(*t.task, *spec, args);
   if (spec->replay == ReplayAction::Rseq) {
     // Skip it: the kernel returns -ENOSYS and glibc does without rseq.
-    Regs r = entryRegs_;
+    Regs r = t.entryRegs;
     r.orig_rax = uint64_t(-1);
-    task_->setRegs(r);
+    t.task->setRegs(r);
   }
   if (nr == SYS_exit || nr == SYS_exit_group) {
     // No exit stop follows: the event is complete now.
-    Event e;
-    e.type = EventType::Syscall;
-    e.syscall.tid = uint32_t(pid_);
-    e.syscall.nr = int32_t(nr);
-    memcpy(e.syscall.args, args, sizeof args);
-    events_.append(e);
+    events_.append(syscallEvent(t, 0));
     syscalls_++;
   }
-  task_->resume(PTRACE_SYSCALL);
+  t.task->resume(PTRACE_SYSCALL);
 }
 
-void RecordSession::onSyscallExit() {
-  Regs regs = task_->regs();
-  long nr = long(entryRegs_.orig_rax);
+void RecordSession::onFork(RecordedTask& t) {
+  unsigned long child = 0;
+  if (ptrace(PTRACE_GETEVENTMSG, t.task->tid(), nullptr, &child) < 0) {
+    failErrno("PTRACE_GETEVENTMSG");
+  }
+  // Written now, not at the syscall's exit: a vfork parent only gets there after its child
+  // exec'd, and the child's events must follow its creation in the stream.
+  events_.append(syscallEvent(t, int64_t(child)));
+  syscalls_++;
+  t.forkRecorded = true;
+  auto it = tasks_.find(pid_t(child));
+  if (it == tasks_.end()) {
+    RecordedTask& c = addTask(pid_t(child));
+    c.newborn = true;
+    c.forkSeen = true;
+  } else {
+    it->second.forkSeen = true;
+    if (it->second.held) {
+      it->second.held = false;
+      it->second.task->resume(PTRACE_SYSCALL);
+    }
+  }
+}
+
+void RecordSession::onSyscallExit(RecordedTask& t) {
+  Regs regs = t.task->regs();
+  long nr = long(t.entryRegs.orig_rax);
   int64_t result = int64_t(regs.rax);
-  if (execPending_) {
-    execPending_ = false;
-    execed_ = true;
-    task_->reopenMemory();
+  if (t.execPending) {
+    t.execPending = false;
+    t.execed = true;
+    t.task->reopenMemory();
+    char exe[4096];
+    std::string link = "/proc/" + std::to_string(t.task->tid()) + "/exe";
+    ssize_t n = readlink(link.c_str(), exe, sizeof exe - 1);
     Event e;
     e.type = EventType::Exec;
-    e.exec = captureExec(*task_, blobs_, options_.exe);
+    e.exec = captureExec(*t.task, blobs_, n > 0 ? std::string(exe, size_t(n)) : options_.exe);
     events_.append(e);
-    task_->resume(PTRACE_SYSCALL);
+    t.task->resume(PTRACE_SYSCALL);
     return;
   }
-  if (!execed_) {
-    task_->resume(PTRACE_SYSCALL);
+  if (!t.execed || t.forkRecorded) {
+    t.forkRecorded = false;
+    t.task->resume(PTRACE_SYSCALL);
     return;
   }
   const SyscallSpec* spec = lookupSyscall(nr);
-  Event e;
-  e.type = EventType::Syscall;
+  Event e = syscallEvent(t, result);
   SyscallEvent& s = e.syscall;
-  s.tid = uint32_t(pid_);
-  s.nr = int32_t(nr);
-  for (int i = 0; i < 6; i++) s.args[i] = arg(entryRegs_, i);
-  s.result = result;
   if (spec->replay == ReplayAction::Emulate) {
-    s.writes = captureOutputs(*task_, nr, *spec, s.args, result, entryValues_);
-    if (spec->echo && !isError(result)) s.echoFd = echoTarget(s.args[0]);
+    s.writes = captureOutputs(*t.task, nr, *spec, s.args, result, t.entryValues);
+    if (spec->echo && !isError(result)) s.echoFd = echoTarget(t.task->tid(), s.args[0]);
   }
   if (nr == SYS_mmap && !isError(result) && !(s.args[3] & MAP_ANONYMOUS)) {
-    std::string fdPath = "/proc/" + std::to_string(pid_) + "/fd/" + std::to_string(int(s.args[4]));
+    std::string fdPath =
+        "/proc/" + std::to_string(t.task->tid()) + "/fd/" + std::to_string(int(s.args[4]));
     int fd = openTraceeFile(fdPath);
     struct stat st;
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
@@ -274,52 +365,56 @@ void RecordSession::onSyscallExit() {
   }
   events_.append(e);
   syscalls_++;
-  task_->resume(PTRACE_SYSCALL);
+  t.task->resume(PTRACE_SYSCALL);
 }
 
-bool RecordSession::emulateRdtsc() {
-  Regs r = task_->regs();
+bool RecordSession::emulateRdtsc(RecordedTask& t) {
+  Regs r = t.task->regs();
   uint8_t insn[3] = {};
-  if (!task_->tryRead(r.rip, insn, sizeof insn)) return false;
+  if (!t.task->tryRead(r.rip, insn, sizeof insn)) return false;
   bool rdtsc = insn[0] == 0x0f && insn[1] == 0x31;
   bool rdtscp = insn[0] == 0x0f && insn[1] == 0x01 && insn[2] == 0xf9;
   if (!rdtsc && !rdtscp) return false;
   Event e;
   e.type = EventType::Rdtsc;
-  RdtscEvent& t = e.rdtsc;
-  t.tid = uint32_t(pid_);
-  t.rip = r.rip;
-  t.rdtscp = rdtscp;
+  RdtscEvent& ev = e.rdtsc;
+  ev.tid = uint32_t(t.task->tid());
+  ev.rip = r.rip;
+  ev.rdtscp = rdtscp;
   unsigned aux = 0;
   uint64_t tsc = rdtscp ? __rdtscp(&aux) : __rdtsc();
-  t.rax = tsc & 0xffffffff;
-  t.rdx = tsc >> 32;
-  t.rcx = rdtscp ? aux : r.rcx;
-  r.rax = t.rax;
-  r.rdx = t.rdx;
-  r.rcx = t.rcx;
+  ev.rax = tsc & 0xffffffff;
+  ev.rdx = tsc >> 32;
+  ev.rcx = rdtscp ? aux : r.rcx;
+  r.rax = ev.rax;
+  r.rdx = ev.rdx;
+  r.rcx = ev.rcx;
   r.rip += rdtscp ? 3 : 2;
-  task_->setRegs(r);
+  t.task->setRegs(r);
   events_.append(e);
-  task_->resume(PTRACE_SYSCALL);
+  t.task->resume(PTRACE_SYSCALL);
   return true;
 }
 
-void RecordSession::onSignal(int sig) {
-  if (!execed_) {
-    task_->resume(PTRACE_SYSCALL);  // the child's SIGSTOP before exec
+void RecordSession::onSignal(RecordedTask& t, int sig) {
+  if (!t.execed) {
+    t.task->resume(PTRACE_SYSCALL);  // the child's SIGSTOP before exec
     return;
   }
-  siginfo_t info = task_->siginfo();
-  if (sig == SIGSEGV && info.si_code == SI_KERNEL && emulateRdtsc()) return;
+  siginfo_t info = t.task->siginfo();
+  if (sig == SIGSEGV && info.si_code == SI_KERNEL && emulateRdtsc(t)) return;
+  if (ignoresSignal(t.task->tid(), sig)) {
+    t.task->resume(PTRACE_SYSCALL);
+    return;
+  }
   Event e;
   e.type = EventType::Signal;
-  e.signal.tid = uint32_t(pid_);
+  e.signal.tid = uint32_t(t.task->tid());
   e.signal.signo = sig;
   e.signal.fault = isFault(sig, info);
   memcpy(e.signal.info, &info, sizeof e.signal.info);
   events_.append(e);
-  task_->resume(PTRACE_SYSCALL, sig);
+  t.task->resume(PTRACE_SYSCALL, sig);
 }
 
 }  // namespace rwd

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,20 @@ struct RecordResult {
   std::vector<BlobRef> blobs;  // the event stream included
 };
 
+// What the recorder tracks for each task of the recorded tree.
+struct RecordedTask {
+  std::unique_ptr<Task> task;
+  bool execed = true;     // false only for the first task until it execs the program
+  bool newborn = false;   // created by a fork: its first stop is a SIGSTOP to swallow
+  bool forkSeen = false;  // its parent's fork is recorded: it may run
+  bool held = false;      // stopped, waiting for forkSeen
+  bool inSyscall = false;
+  bool execPending = false;   // PTRACE_EVENT_EXEC seen, the exit stop will follow
+  bool forkRecorded = false;  // the fork's event was written at PTRACE_EVENT_FORK
+  Regs entryRegs{};
+  EntryValues entryValues;
+};
+
 class RecordSession {
  public:
   explicit RecordSession(RecordOptions options);
@@ -38,24 +53,23 @@ class RecordSession {
   RecordResult run();
 
  private:
-  void spawn();
-  void onSyscallEntry();
-  void onSyscallExit();
-  void onSignal(int sig);
-  bool emulateRdtsc();
-  uint8_t echoTarget(uint64_t fd) const;
+  void onSyscallEntry(RecordedTask& t);
+  void onSyscallExit(RecordedTask& t);
+  void onFork(RecordedTask& t);
+  void onSignal(RecordedTask& t, int sig);
+  bool emulateRdtsc(RecordedTask& t);
+  bool ignoresSignal(pid_t tid, int sig) const;
+  uint8_t echoTarget(pid_t tid, uint64_t fd) const;
+  RecordedTask& addTask(pid_t tid);
+  Event syscallEvent(const RecordedTask& t, int64_t result) const;
 
   RecordOptions options_;
   BlobStore blobs_;
   std::string eventsPath_;
   EventWriter events_;
-  std::unique_ptr<Task> task_;
-  pid_t pid_ = -1;
-  bool execed_ = false;
-  bool inSyscall_ = false;
-  bool execPending_ = false;
-  Regs entryRegs_{};
-  EntryValues entryValues_;
+  std::map<pid_t, RecordedTask> tasks_;
+  pid_t initial_ = -1;
+  uint32_t taskCount_ = 0;
   uint64_t syscalls_ = 0;
   struct stat stdout_ {};
   struct stat stderr_ {};

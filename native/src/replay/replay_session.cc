@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
@@ -20,7 +21,9 @@
 namespace rwd {
 namespace {
 
-constexpr long kPtraceOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL;
+constexpr long kPtraceOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL |
+                                PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE;
+constexpr long kSysClone3 = 435;
 
 uint64_t pageUp(uint64_t a) { return (a + 4095) & ~uint64_t(4095); }
 bool isError(int64_t result) { return result < 0 && result > -4096; }
@@ -76,10 +79,12 @@ ReplaySession::ReplaySession(ReplayOptions options)
       reader_(blobDir_ + "/" + options_.eventsBlob) {}
 
 ReplaySession::~ReplaySession() {
-  if (pid_ > 0) {
-    kill(pid_, SIGKILL);
+  for (auto& [tid, t] : tasks_) {
+    if (!t.exited) kill(t.task->tid(), SIGKILL);
+  }
+  for (auto& [tid, t] : tasks_) {
     int status;
-    waitpid(pid_, &status, __WALL);
+    if (!t.exited) waitpid(t.task->tid(), &status, __WALL);
   }
 }
 
@@ -89,7 +94,23 @@ bool ReplaySession::nextEvent() {
   return haveNext_;
 }
 
-void ReplaySession::diverged(const std::string& got) {
+uint32_t ReplaySession::eventTid() const {
+  switch (next_.type) {
+    case EventType::Exec:
+      return next_.exec.tid;
+    case EventType::Syscall:
+      return next_.syscall.tid;
+    case EventType::Signal:
+      return next_.signal.tid;
+    case EventType::Rdtsc:
+      return next_.rdtsc.tid;
+    case EventType::Exit:
+      return next_.exit.tid;
+  }
+  return 0;
+}
+
+void ReplaySession::diverged(const ReplayTask& t, const std::string& got) {
   std::string expected;
   if (haveNext_) {
     expected = describeEvent(next_);
@@ -100,8 +121,16 @@ void ReplaySession::diverged(const std::string& got) {
   } else {
     expected = "the end of the recording";
   }
-  fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_) +
-                                ": expected " + expected + ", got " + got);
+  fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_) + " (task " +
+                                std::to_string(t.recordedTid) + "): expected " + expected +
+                                ", got " + got);
+}
+
+void ReplaySession::divergedResult(const SyscallEvent& ev, long got) {
+  fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_ - 1) +
+                                " (task " + std::to_string(ev.tid) +
+                                "): " + describeSyscall(ev.nr, ev.args, 6) + " returned " +
+                                std::to_string(got) + ", recorded " + std::to_string(ev.result));
 }
 
 void ReplaySession::spawnStub() {
@@ -114,25 +143,35 @@ void ReplaySession::spawnStub() {
     sched_setaffinity(0, sizeof set, &set);
   }
   if (access(options_.stubPath.c_str(), X_OK) != 0) failErrno("replay stub " + options_.stubPath);
-  pid_ = fork();
-  if (pid_ < 0) failErrno("fork");
-  if (pid_ == 0) execStub(options_.stubPath.c_str());
-  task_ = std::make_unique<Task>(pid_);
-  Stop s = task_->wait();
+  pid_t pid = fork();
+  if (pid < 0) failErrno("fork");
+  if (pid == 0) execStub(options_.stubPath.c_str());
+  initialTid_ = next_.exec.tid;
+  ReplayTask& t = tasks_[initialTid_];
+  t.recordedTid = initialTid_;
+  t.task = std::make_unique<Task>(pid);
+  Stop s = t.task->wait();
   if (s.kind != Stop::Signal) fail(ErrorCode::System, "the replay stub did not start");
-  if (ptrace(PTRACE_SETOPTIONS, pid_, nullptr, reinterpret_cast<void*>(kPtraceOptions)) < 0) {
+  if (ptrace(PTRACE_SETOPTIONS, pid, nullptr, reinterpret_cast<void*>(kPtraceOptions)) < 0) {
     failErrno("PTRACE_SETOPTIONS");
   }
   // execve entry, the exec event, then the exit stop where the address space is rebuilt.
   for (;;) {
-    task_->resume(PTRACE_SYSCALL);
-    s = task_->wait();
+    t.task->resume(PTRACE_SYSCALL);
+    s = t.task->wait();
     if (s.kind == Stop::Event && s.event == PTRACE_EVENT_EXEC) break;
     if (s.kind != Stop::SyscallStop) fail(ErrorCode::System, "the replay stub did not exec");
   }
-  task_->resume(PTRACE_SYSCALL);
-  task_->wait();
-  task_->reopenMemory();
+  t.task->resume(PTRACE_SYSCALL);
+  t.task->wait();
+  rebuild(t);
+}
+
+void ReplaySession::rebuild(ReplayTask& t) {
+  t.task->reopenMemory();
+  t.stub = buildAddressSpace(*t.task, next_.exec, blobDir_);
+  t.brkEnd = pageUp(next_.exec.brkStart);
+  nextEvent();
 }
 
 ReplayResult ReplaySession::run() {
@@ -140,87 +179,112 @@ ReplayResult ReplaySession::run() {
     fail(ErrorCode::BadTrace, "the trace does not start with an exec");
   }
   spawnStub();
-  stub_ = buildAddressSpace(*task_, next_.exec, blobDir_);
-  brkEnd_ = pageUp(next_.exec.brkStart);
-  nextEvent();
-  while (!done_) {
-    injectPendingSignal();
-    task_->resume(PTRACE_SYSEMU, deliverSig_);
-    deliverSig_ = 0;
-    Stop s = task_->wait();
-    switch (s.kind) {
-      case Stop::SyscallStop:
-        onSyscall();
-        break;
-      case Stop::Signal:
-        onSignal(s.sig);
-        break;
-      case Stop::Event:
-        break;
-      case Stop::Exited:
-      case Stop::Killed: {
-        pid_ = -1;
-        std::string got = s.kind == Stop::Exited
-                              ? "exit with status " + std::to_string(WEXITSTATUS(s.status))
-                              : "death by " + signalName(s.sig);
-        if (!haveNext_ || next_.type != EventType::Exit || next_.exit.waitStatus != s.status) {
-          diverged(got);
-        }
-        waitStatus_ = s.status;
-        done_ = true;
-        break;
-      }
+  while (haveNext_) {
+    auto it = tasks_.find(eventTid());
+    if (it == tasks_.end()) {
+      fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_) +
+                                    ": it belongs to task " + std::to_string(eventTid()) +
+                                    ", which replay does not have");
     }
+    ReplayTask& t = it->second;
+    if (t.exited) {
+      if (next_.type != EventType::Exit || next_.exit.waitStatus != t.exitStatus) {
+        diverged(t, describeExit(t.exitStatus));
+      }
+      if (t.recordedTid == initialTid_) waitStatus_ = t.exitStatus;
+      tasks_.erase(it);
+      nextEvent();
+      continue;
+    }
+    if (next_.type == EventType::Signal && !next_.signal.fault) {
+      // The recording saw this signal delivered right here, but replay will not raise it by
+      // itself (another process or an emulated syscall sent it): send it now.
+      syscall(SYS_tgkill, t.task->tid(), t.task->tid(), next_.signal.signo);
+    }
+    t.task->resume(PTRACE_SYSEMU, t.deliverSig);
+    t.deliverSig = 0;
+    onStop(t, t.task->wait());
+  }
+  if (!reader_.complete()) {
+    fail(ErrorCode::BadTrace, "the recording was cut short: replayed all " +
+                                  std::to_string(eventIndex_) + " events it holds");
   }
   ReplayResult result;
   result.waitStatus = waitStatus_;
-  result.events = eventIndex_ + 1;
+  result.events = eventIndex_;
   return result;
 }
 
-// A signal the recording saw delivered right here but that replay will not raise by itself
-// (it came from another process or from an emulated syscall): send it now.
-void ReplaySession::injectPendingSignal() {
-  if (!haveNext_ || next_.type != EventType::Signal || next_.signal.fault) return;
-  syscall(SYS_tgkill, pid_, pid_, next_.signal.signo);
+void ReplaySession::onStop(ReplayTask& t, const Stop& s) {
+  switch (s.kind) {
+    case Stop::SyscallStop:
+      return onSyscall(t);
+    case Stop::Signal:
+      return onSignal(t, s.sig);
+    case Stop::Event:
+      return;
+    case Stop::Exited:
+    case Stop::Killed:
+      return onExit(t, s);
+  }
 }
 
-void ReplaySession::onSignal(int sig) {
-  Regs r = task_->regs();
-  if (sig == SIGSEGV && haveNext_ && next_.type == EventType::Rdtsc && next_.rdtsc.rip == r.rip) {
-    const RdtscEvent& t = next_.rdtsc;
-    r.rax = t.rax;
-    r.rdx = t.rdx;
-    if (t.rdtscp) r.rcx = t.rcx;
-    r.rip += t.rdtscp ? 3 : 2;
-    task_->setRegs(r);
+// The recording noted a task's end when the tracer saw it, which may be after other tasks'
+// events: the status is checked when the stream reaches that Exit event.
+void ReplaySession::onExit(ReplayTask& t, const Stop& s) {
+  t.exited = true;
+  t.exitStatus = s.status;
+}
+
+std::string ReplaySession::describeExit(int status) {
+  return WIFEXITED(status) ? "exit with status " + std::to_string(WEXITSTATUS(status))
+                           : "death by " + signalName(WTERMSIG(status));
+}
+
+void ReplaySession::onSignal(ReplayTask& t, int sig) {
+  Regs r = t.task->regs();
+  if (sig == SIGSEGV && haveNext_ && next_.type == EventType::Rdtsc &&
+      next_.rdtsc.tid == t.recordedTid && next_.rdtsc.rip == r.rip) {
+    const RdtscEvent& ev = next_.rdtsc;
+    r.rax = ev.rax;
+    r.rdx = ev.rdx;
+    if (ev.rdtscp) r.rcx = ev.rcx;
+    r.rip += ev.rdtscp ? 3 : 2;
+    t.task->setRegs(r);
     nextEvent();
     return;
   }
-  if (!haveNext_ || next_.type != EventType::Signal || next_.signal.signo != sig) {
+  bool expected = haveNext_ && next_.type == EventType::Signal &&
+                  next_.signal.tid == t.recordedTid && next_.signal.signo == sig;
+  if (!expected && sig == SIGCHLD && t.task->siginfo().si_code > 0) {
+    // A replayed child really ended; the recording's SIGCHLDs, if any, are replayed as events.
+    return;
+  }
+  if (!expected) {
     char where[64];
     snprintf(where, sizeof where, " at ip 0x%llx", (unsigned long long)r.rip);
-    diverged(signalName(sig) + where);
+    diverged(t, signalName(sig) + where);
   }
   siginfo_t info;
   memcpy(&info, next_.signal.info, sizeof info);
-  task_->setSiginfo(info);
-  deliverSig_ = sig;
+  t.task->setSiginfo(info);
+  t.deliverSig = sig;
   nextEvent();
 }
 
-void ReplaySession::onSyscall() {
-  Regs r = task_->regs();
+void ReplaySession::onSyscall(ReplayTask& t) {
+  Regs r = t.task->regs();
   long nr = long(r.orig_rax);
   uint64_t args[6];
   entryArgs(r, args);
   const SyscallSpec* spec = lookupSyscall(nr);
   int nargs = spec ? spec->nargs : 6;
-  bool isExec = haveNext_ && next_.type == EventType::Exec;
-  if (isExec && (nr == SYS_execve || nr == SYS_execveat)) return execInPlace(r);
-  if (!spec || !haveNext_ || next_.type != EventType::Syscall || next_.syscall.nr != nr ||
+  bool isExec = haveNext_ && next_.type == EventType::Exec && next_.exec.tid == t.recordedTid;
+  if (isExec && (nr == SYS_execve || nr == SYS_execveat)) return execInPlace(t, r);
+  if (!spec || !haveNext_ || next_.type != EventType::Syscall ||
+      next_.syscall.tid != t.recordedTid || next_.syscall.nr != nr ||
       memcmp(next_.syscall.args, args, size_t(nargs) * sizeof(uint64_t)) != 0) {
-    diverged(describeSyscall(nr, args, nargs));
+    diverged(t, describeSyscall(nr, args, nargs));
   }
   SyscallEvent ev = std::move(next_.syscall);
   nextEvent();
@@ -228,48 +292,43 @@ void ReplaySession::onSyscall() {
     case ReplayAction::Emulate:
     case ReplayAction::Rseq:
     case ReplayAction::Execve:  // a failed execve
-      return emulate(r, ev);
+      return emulate(t, r, ev);
     case ReplayAction::Execute:
     case ReplayAction::Mremap:
-      return replayExecuted(ev);
+      return replayExecuted(t, ev);
     case ReplayAction::Mmap:
-      return replayMmap(r, ev);
+      return replayMmap(t, r, ev);
     case ReplayAction::Brk:
-      return replayBrk(r, ev);
+      return replayBrk(t, r, ev);
+    case ReplayAction::Fork:
+      return replayFork(t, r, ev);
     case ReplayAction::InPlace: {
-      Stop s = runInPlace(r);
-      if (s.kind == Stop::Exited || s.kind == Stop::Killed) {
-        pid_ = -1;
-        if (!haveNext_ || next_.type != EventType::Exit || next_.exit.waitStatus != s.status) {
-          diverged("exit with status " + std::to_string(s.status));
-        }
-        waitStatus_ = s.status;
-        done_ = true;
-      }
+      Stop s = runInPlace(t, r);
+      if (s.kind == Stop::Exited || s.kind == Stop::Killed) onExit(t, s);
       return;
     }
     case ReplayAction::Unsupported:
-      diverged(describeSyscall(nr, args, nargs));
+      diverged(t, describeSyscall(nr, args, nargs));
   }
 }
 
-void ReplaySession::finishSyscall(Regs r, int64_t result) {
+void ReplaySession::finishSyscall(ReplayTask& t, Regs r, int64_t result) {
   r.rax = uint64_t(result);
-  task_->setRegs(r);
+  t.task->setRegs(r);
 }
 
-void ReplaySession::emulate(Regs r, const SyscallEvent& ev) {
-  for (const MemoryWrite& w : ev.writes) task_->write(w.addr, w.data.data(), w.data.size());
-  if (ev.echoFd) echo(ev);
-  finishSyscall(r, ev.result);
+void ReplaySession::emulate(ReplayTask& t, Regs r, const SyscallEvent& ev) {
+  for (const MemoryWrite& w : ev.writes) t.task->write(w.addr, w.data.data(), w.data.size());
+  if (ev.echoFd) echo(t, ev);
+  finishSyscall(t, r, ev.result);
 }
 
-void ReplaySession::echo(const SyscallEvent& ev) {
-  std::vector<uint8_t> data = writtenBytes(*task_, ev.nr, ev.args, ev.result);
+void ReplaySession::echo(ReplayTask& t, const SyscallEvent& ev) {
+  std::vector<uint8_t> data = writtenBytes(*t.task, ev.nr, ev.args, ev.result);
   writeOut(ev.echoFd == 2 ? options_.stderrFd : options_.stdoutFd, data.data(), data.size());
 }
 
-void ReplaySession::replayExecuted(const SyscallEvent& ev) {
+void ReplaySession::replayExecuted(ReplayTask& t, const SyscallEvent& ev) {
   uint64_t a[6];
   memcpy(a, ev.args, sizeof a);
   if (ev.nr == SYS_mremap && !isError(ev.result) && uint64_t(ev.result) != a[0]) {
@@ -279,30 +338,26 @@ void ReplaySession::replayExecuted(const SyscallEvent& ev) {
   }
   long got;
   {
-    RemoteSyscalls remote(*task_, stub_.gadget);
+    RemoteSyscalls remote(*t.task, t.stub.gadget);
     got = remote.call(ev.nr, a[0], a[1], a[2], a[3], a[4], a[5]);
   }
-  if (got != ev.result) {
-    fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_ - 1) + ": " +
-                                  describeSyscall(ev.nr, ev.args, 6) + " returned " +
-                                  std::to_string(got) + ", recorded " + std::to_string(ev.result));
-  }
+  if (got != ev.result) divergedResult(ev, got);
   // Registers as the syscall left them: arch_prctl changes fs_base.
-  finishSyscall(task_->regs(), ev.result);
+  finishSyscall(t, t.task->regs(), ev.result);
 }
 
-void ReplaySession::replayMmap(Regs r, const SyscallEvent& ev) {
-  if (isError(ev.result)) return finishSyscall(r, ev.result);
+void ReplaySession::replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev) {
+  if (isError(ev.result)) return finishSyscall(t, r, ev.result);
   uint64_t addr = uint64_t(ev.result), len = ev.args[1], prot = ev.args[2], flags = ev.args[3];
   flags = (flags & ~uint64_t(MAP_FIXED_NOREPLACE)) | MAP_FIXED;
   long got;
   {
-    RemoteSyscalls remote(*task_, stub_.gadget);
+    RemoteSyscalls remote(*t.task, t.stub.gadget);
     if (ev.blob.empty()) {
       // Anonymous memory, or a device like /dev/zero that maps as anonymous memory.
       got = remote.call(SYS_mmap, addr, len, prot, flags | MAP_ANONYMOUS, uint64_t(-1), 0);
     } else {
-      uint64_t path = putScratchString(*task_, stub_, blobDir_ + "/" + ev.blob);
+      uint64_t path = putScratchString(*t.task, t.stub, blobDir_ + "/" + ev.blob);
       long fd = remote.check("opening a captured file", SYS_open, path, O_RDONLY | O_CLOEXEC);
       // Writes to a shared file mapping stay in the replayed process.
       flags = (flags & ~uint64_t(MAP_SHARED | MAP_SHARED_VALIDATE)) | MAP_PRIVATE;
@@ -310,68 +365,109 @@ void ReplaySession::replayMmap(Regs r, const SyscallEvent& ev) {
       remote.call(SYS_close, uint64_t(fd));
     }
   }
-  if (got != ev.result) {
-    fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_ - 1) +
-                                  ": mmap at the recorded address failed (" + std::to_string(got) +
-                                  ")");
-  }
-  finishSyscall(r, ev.result);
+  if (got != ev.result) divergedResult(ev, got);
+  finishSyscall(t, r, ev.result);
 }
 
-void ReplaySession::replayBrk(Regs r, const SyscallEvent& ev) {
+void ReplaySession::replayBrk(ReplayTask& t, Regs r, const SyscallEvent& ev) {
   uint64_t target = pageUp(uint64_t(ev.result));
-  if (target != brkEnd_) {
-    RemoteSyscalls remote(*task_, stub_.gadget);
-    if (target > brkEnd_) {
-      remote.check("growing the heap", SYS_mmap, brkEnd_, target - brkEnd_, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, uint64_t(-1), 0);
+  if (target != t.brkEnd) {
+    RemoteSyscalls remote(*t.task, t.stub.gadget);
+    if (target > t.brkEnd) {
+      remote.check("growing the heap", SYS_mmap, t.brkEnd, target - t.brkEnd,
+                   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, uint64_t(-1),
+                   0);
     } else {
-      remote.check("shrinking the heap", SYS_munmap, target, brkEnd_ - target);
+      remote.check("shrinking the heap", SYS_munmap, target, t.brkEnd - target);
     }
-    brkEnd_ = target;
+    t.brkEnd = target;
   }
-  finishSyscall(r, ev.result);
+  finishSyscall(t, r, ev.result);
 }
 
-Stop ReplaySession::runInPlace(const Regs& at) {
+void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent& ev) {
+  if (isError(ev.result)) return finishSyscall(t, at, ev.result);
+  // A vfork child shares its parent's memory until it execs; replay gives it a copy, which is
+  // the same for a child that only execs or exits, and lets the parent run on meanwhile.
+  constexpr uint64_t kShared = CLONE_VM | CLONE_VFORK;
+  Regs r = at;
+  uint64_t flags = 0, ptid = 0, ctid = 0, clone3Flags = 0;
+  if (ev.nr == SYS_vfork) {
+    r.orig_rax = SYS_fork;
+  } else if (ev.nr == SYS_clone) {
+    flags = ev.args[0];
+    ptid = ev.args[2];
+    ctid = ev.args[3];
+    r.rdi = flags & ~kShared;
+  } else if (ev.nr == kSysClone3) {
+    uint64_t cl[4];  // flags, pidfd, child_tid, parent_tid
+    t.task->read(ev.args[0], cl, sizeof cl);
+    flags = clone3Flags = cl[0];
+    ctid = cl[2];
+    ptid = cl[3];
+    uint64_t copy = flags & ~kShared;
+    t.task->write(ev.args[0], &copy, sizeof copy);
+  }
+  Stop s = runInPlace(t, r);
+  if (s.kind != Stop::Event) fail(ErrorCode::System, "replay could not fork");
+  unsigned long child = 0;
+  ptrace(PTRACE_GETEVENTMSG, t.task->tid(), nullptr, &child);
+  t.task->resume(PTRACE_SYSCALL);
+  t.task->wait();
+  if (ev.nr == kSysClone3) t.task->write(ev.args[0], &clone3Flags, sizeof clone3Flags);
+
+  uint32_t tid = uint32_t(ev.result);
+  ReplayTask& c = tasks_[tid];
+  c.recordedTid = tid;
+  c.task = std::make_unique<Task>(pid_t(child));
+  c.stub = t.stub;
+  c.brkEnd = t.brkEnd;
+  Stop first = c.task->wait();  // the SIGSTOP every traced child starts with
+  if (first.kind != Stop::Signal) fail(ErrorCode::System, "the replayed child did not start");
+  // The kernel wrote the child's real tid where the program asked for it: write the recorded one.
+  if ((flags & CLONE_CHILD_SETTID) && ctid) c.task->write(ctid, &tid, sizeof tid);
+  if ((flags & CLONE_PARENT_SETTID) && ptid) t.task->write(ptid, &tid, sizeof tid);
+  // Both go on with the registers of the recorded syscall, not the ones replay changed.
+  finishSyscall(c, at, 0);
+  finishSyscall(t, at, ev.result);
+}
+
+Stop ReplaySession::runInPlace(ReplayTask& t, const Regs& at) {
   Regs r = at;
   uint64_t insn = r.rip - 2;
   r.rip = insn;
   r.rax = r.orig_rax;
-  task_->setRegs(r);
+  t.task->setRegs(r);
   // As in RemoteSyscalls: skip the exit stop of the syscall PTRACE_SYSEMU skipped.
   for (;;) {
-    task_->resume(PTRACE_SYSCALL);
-    Stop s = task_->wait();
+    t.task->resume(PTRACE_SYSCALL);
+    Stop s = t.task->wait();
     if (s.kind != Stop::SyscallStop) return s;
-    if (task_->regs().rip == insn + 2) break;
+    if (t.task->regs().rip == insn + 2) break;
   }
-  task_->resume(PTRACE_SYSCALL);
-  return task_->wait();
+  t.task->resume(PTRACE_SYSCALL);
+  return t.task->wait();
 }
 
-void ReplaySession::execInPlace(const Regs& at) {
+void ReplaySession::execInPlace(ReplayTask& t, const Regs& at) {
   // Exec the stub again: the kernel resets what exec resets, then the recorded address space
   // is rebuilt around the stub as at the start.
   Regs r = at;
-  uint64_t path = putScratchString(*task_, stub_, options_.stubPath);
+  uint64_t path = putScratchString(*t.task, t.stub, options_.stubPath);
   uint64_t argv[2] = {path, 0};
-  uint64_t arrays = stub_.scratch + 4096;
-  task_->write(arrays, argv, sizeof argv);
+  uint64_t arrays = t.stub.scratch + 4096;
+  t.task->write(arrays, argv, sizeof argv);
   r.orig_rax = SYS_execve;
   r.rdi = path;
   r.rsi = arrays;
   r.rdx = arrays + 8;
-  Stop s = runInPlace(r);
+  Stop s = runInPlace(t, r);
   if (s.kind != Stop::Event || s.event != PTRACE_EVENT_EXEC) {
     fail(ErrorCode::System, "replay could not exec the stub");
   }
-  task_->resume(PTRACE_SYSCALL);
-  task_->wait();
-  task_->reopenMemory();
-  stub_ = buildAddressSpace(*task_, next_.exec, blobDir_);
-  brkEnd_ = pageUp(next_.exec.brkStart);
-  nextEvent();
+  t.task->resume(PTRACE_SYSCALL);
+  t.task->wait();
+  rebuild(t);
 }
 
 }  // namespace rwd

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -27,6 +28,17 @@ struct ReplayResult {
   uint64_t events = 0;
 };
 
+// A replayed task, known by the tid it had when recorded.
+struct ReplayTask {
+  uint32_t recordedTid = 0;
+  std::unique_ptr<Task> task;
+  StubLayout stub;
+  uint64_t brkEnd = 0;  // end of the emulated heap
+  int deliverSig = 0;   // signal to deliver at the next resume
+  bool exited = false;
+  int exitStatus = 0;  // wait status, once exited
+};
+
 class ReplaySession {
  public:
   explicit ReplaySession(ReplayOptions options);
@@ -36,18 +48,24 @@ class ReplaySession {
  private:
   void spawnStub();
   bool nextEvent();
-  [[noreturn]] void diverged(const std::string& got);
-  void onSyscall();
-  void onSignal(int sig);
-  void execInPlace(const Regs& at);
-  void emulate(Regs r, const SyscallEvent& ev);
-  void replayExecuted(const SyscallEvent& ev);
-  void replayMmap(Regs r, const SyscallEvent& ev);
-  void replayBrk(Regs r, const SyscallEvent& ev);
-  void echo(const SyscallEvent& ev);
-  void finishSyscall(Regs r, int64_t result);
-  Stop runInPlace(const Regs& at);
-  void injectPendingSignal();
+  [[noreturn]] void diverged(const ReplayTask& t, const std::string& got);
+  [[noreturn]] void divergedResult(const SyscallEvent& ev, long got);
+  void onStop(ReplayTask& t, const Stop& s);
+  void onSyscall(ReplayTask& t);
+  void onSignal(ReplayTask& t, int sig);
+  void onExit(ReplayTask& t, const Stop& s);
+  void execInPlace(ReplayTask& t, const Regs& at);
+  void emulate(ReplayTask& t, Regs r, const SyscallEvent& ev);
+  void replayExecuted(ReplayTask& t, const SyscallEvent& ev);
+  void replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev);
+  void replayBrk(ReplayTask& t, Regs r, const SyscallEvent& ev);
+  void replayFork(ReplayTask& t, const Regs& at, const SyscallEvent& ev);
+  void echo(ReplayTask& t, const SyscallEvent& ev);
+  void finishSyscall(ReplayTask& t, Regs r, int64_t result);
+  Stop runInPlace(ReplayTask& t, const Regs& at);
+  void rebuild(ReplayTask& t);
+  uint32_t eventTid() const;
+  static std::string describeExit(int status);
 
   ReplayOptions options_;
   std::string blobDir_;
@@ -55,12 +73,8 @@ class ReplaySession {
   Event next_;
   uint64_t eventIndex_ = 0;  // index of next_
   bool haveNext_ = false;
-  pid_t pid_ = -1;
-  std::unique_ptr<Task> task_;
-  StubLayout stub_;
-  uint64_t brkEnd_ = 0;
-  int deliverSig_ = 0;
-  bool done_ = false;
+  std::map<uint32_t, ReplayTask> tasks_;
+  uint32_t initialTid_ = 0;
   int waitStatus_ = 0;
 };
 
