@@ -1,6 +1,19 @@
 // Issue 2, acceptance 4: synchronous signals replay; abort() records 134 and replays 134.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupTemps, compile, describeRun, readManifest, recordReplay, requireCli, run } from './harness.js';
+import {
+  cleanupTemps,
+  compile,
+  describeRun,
+  expectCleanFailure,
+  expectRecorded,
+  expectSameRun,
+  readManifest,
+  record,
+  recordReplay,
+  replay,
+  requireCli,
+  run,
+} from './harness.js';
 
 afterAll(cleanupTemps);
 
@@ -90,6 +103,19 @@ describe('record and replay', () => {
   it.skip('sigalrm cpu: timer signals arriving in pure user code replay at the recorded points', async () => {
     const { rec } = await recordReplay(compile('sigalrm'), ['cpu'], { expectStatus: 0 });
     expect(rec.stdout.toString()).toMatch(alarmLine);
+  });
+
+  // Until issue 3: whatever replay does with such a trace, it never prints something else.
+  it('sigalrm cpu: replay reproduces the run or stops with a clean divergence, never other output', async () => {
+    const rec = await record(compile('sigalrm'), ['cpu']);
+    expectRecorded(rec, 0);
+    const rep = await replay(rec.traceDir);
+    if (rep.status === 0) {
+      expectSameRun(rec, rep);
+    } else {
+      expectCleanFailure(rep, /diverged at event \d+/);
+      expect(rep.stdout.toString(), 'replay printed output the recorded run did not').toBe('');
+    }
   });
 
   it('abort: record exits 134, replay exits 134 with the same stdout and stderr', async () => {
