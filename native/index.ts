@@ -21,18 +21,28 @@ export interface RecordRequest {
   traceDir: string;
 }
 
+/** A process of the recorded tree: its pid and parent when recorded, and each program it exec'd. */
+export interface ProcessInfo {
+  pid: number;
+  /** 0 for the recorded program itself. */
+  parent: number;
+  execs: { exe: string; argv: string[] }[];
+}
+
 export interface RecordOutcome {
   /** The raw wait status of the recorded process. */
   waitStatus: number;
   events: number;
   syscalls: number;
   tasks: number;
+  processes: ProcessInfo[];
   blobs: BlobInfo[];
 }
 
 export interface ReplayRequest {
   traceDir: string;
-  eventsBlob: string;
+  /** The event stream file: blobs/<sha256>, or events.partial of a recording cut short. */
+  eventsPath: string;
   stubPath: string;
   stdoutFd?: number;
   stderrFd?: number;

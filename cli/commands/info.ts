@@ -12,7 +12,12 @@ function formatBytes(n: number): string {
   return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
 }
 
+function shellWords(argv: string[]): string {
+  return argv.map((a) => (/^[\w./=:-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
+}
+
 function describeExit(m: Manifest): string {
+  if (!m.exit) return 'unknown: the recording was cut short';
   return m.exit.signal ? `killed by ${m.exit.signal} (status ${m.exit.status})` : `exited with ${m.exit.status}`;
 }
 
@@ -20,7 +25,7 @@ function printInfo(dir: string, m: Manifest): void {
   const rows: [string, string][] = [
     ['trace', dir],
     ['id', m.id],
-    ['command', m.argv.map((a) => (/^[\w./=:-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')],
+    ['command', shellWords(m.argv)],
     ['executable', m.exe],
     ['cwd', m.cwd],
     ['host', `${m.host.hostname} (${m.host.arch}, Linux ${m.host.kernel})`],
@@ -35,6 +40,14 @@ function printInfo(dir: string, m: Manifest): void {
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   for (const [k, v] of rows) process.stdout.write(`${k.padEnd(width)}  ${v}\n`);
+  const processes = m.processes ?? [];
+  if (processes.length > 0) {
+    process.stdout.write(`processes (${processes.length}):\n`);
+    for (const p of processes) {
+      const progs = p.execs.map((e) => shellWords(e.argv)).join(' -> ') || '(no exec)';
+      process.stdout.write(`  ${String(p.pid).padStart(7)}  parent ${String(p.parent).padStart(7)}  ${progs}\n`);
+    }
+  }
 }
 
 function info(trace: string | undefined, flags: { json?: boolean }): void {

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { engineErrorCode, loadEngine, EngineUnavailableError } from '../../native/index.js';
 import { exitInfo, CURRENT_VERSION, TRACE_FORMAT, writeManifest, type Manifest } from '../trace/manifest.js';
 import { hostFacts } from '../trace/host_facts.js';
-import { newTraceDir, updateLatest } from '../trace/trace_dir.js';
+import { newTraceDir, tracesRoot, updateLatest } from '../trace/trace_dir.js';
 import { UserError } from '../user_error.js';
 
 interface RecordFlags {
@@ -66,11 +66,35 @@ async function record(command: string[], flags: RecordFlags): Promise<void> {
 
   const start = new Date();
   const startNs = process.hrtime.bigint();
+  // Written first, so a recorder that gets killed still leaves a trace: one that says it was cut
+  // short and replays the events it holds (events.partial).
+  const provisional: Manifest = {
+    format: TRACE_FORMAT,
+    version: CURRENT_VERSION,
+    id: randomUUID(),
+    argv: command,
+    exe,
+    cwd: process.cwd(),
+    env,
+    user: userInfo().username,
+    host: hostFacts(),
+    startTime: start.toISOString(),
+    endTime: start.toISOString(),
+    durationMs: 0,
+    exit: null,
+    complete: false,
+    counts: { events: 0, tasks: 0, syscalls: 0, bytes: 0 },
+    processes: [],
+    blobs: [],
+  };
+  writeManifest(traceDir, provisional);
+  if (!flags.output) updateLatest(traceDir);
   let outcome;
   try {
     outcome = await engine.record({ exe, argv: command, env, traceDir });
   } catch (err) {
     rmSync(traceDir, { recursive: true, force: true });
+    if (!flags.output) rmSync(join(tracesRoot(), 'latest'), { force: true });
     const code = engineErrorCode(err);
     const message = err instanceof Error ? err.message : String(err);
     if (code === 'EEXEC') throw new UserError(message, 126);
@@ -82,16 +106,7 @@ async function record(command: string[], flags: RecordFlags): Promise<void> {
   const durationMs = Number(process.hrtime.bigint() - startNs) / 1e6;
   const exit = exitInfo(outcome.waitStatus, signalName);
   const manifest: Manifest = {
-    format: TRACE_FORMAT,
-    version: CURRENT_VERSION,
-    id: randomUUID(),
-    argv: command,
-    exe,
-    cwd: process.cwd(),
-    env,
-    user: userInfo().username,
-    host: hostFacts(),
-    startTime: start.toISOString(),
+    ...provisional,
     endTime: new Date(start.getTime() + durationMs).toISOString(),
     durationMs,
     exit,
@@ -102,10 +117,10 @@ async function record(command: string[], flags: RecordFlags): Promise<void> {
       syscalls: outcome.syscalls,
       bytes: outcome.blobs.reduce((sum, b) => sum + b.size, 0),
     },
+    processes: outcome.processes,
     blobs: outcome.blobs,
   };
   writeManifest(traceDir, manifest);
-  if (!flags.output) updateLatest(traceDir);
   if (flags.json) {
     process.stderr.write(`${JSON.stringify({ trace: traceDir, id: manifest.id, exit })}\n`);
   } else {

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { engineErrorCode, loadEngine, stubPath, EngineUnavailableError } from '../../native/index.js';
-import { eventsBlob, readManifest } from '../trace/manifest.js';
+import { eventsPath, readManifest } from '../trace/manifest.js';
 import { resolveTraceDir } from '../trace/trace_dir.js';
 import { UserError } from '../user_error.js';
 import { addClientOptions, type ClientFlags } from '../client/config.js';
@@ -11,7 +11,10 @@ export const REPLAY_FAILED = 125;
 
 async function replayLocal(dir: string): Promise<void> {
   const manifest = readManifest(dir);
-  const events = eventsBlob(manifest, dir);
+  const events = eventsPath(manifest, dir);
+  if (!manifest.complete) {
+    process.stderr.write('rewind: this recording was cut short (the recorder was killed); replaying the events it holds\n');
+  }
   let engine;
   try {
     engine = loadEngine();
@@ -20,14 +23,14 @@ async function replayLocal(dir: string): Promise<void> {
     throw err;
   }
   try {
-    await engine.replay({ traceDir: dir, eventsBlob: events.sha256, stubPath: stubPath() });
+    await engine.replay({ traceDir: dir, eventsPath: events, stubPath: stubPath() });
   } catch (err) {
     const code = engineErrorCode(err);
     const message = err instanceof Error ? err.message : String(err);
     if (code === 'EDIVERGED' || code === 'EBADTRACE') throw new UserError(message, REPLAY_FAILED);
     throw new UserError(`replay failed: ${message}`, REPLAY_FAILED);
   }
-  process.exitCode = manifest.exit.status;
+  process.exitCode = manifest.exit?.status ?? REPLAY_FAILED;
 }
 
 /** Anything that is not a local directory is a trace id on the server. */

@@ -1,8 +1,8 @@
 // manifest.json: what a trace is (docs/trace-format.md). Written last, atomically, so a
 // directory with a manifest always holds a finished trace.
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BlobInfo } from '../../native/index.js';
+import type { BlobInfo, ProcessInfo } from '../../native/index.js';
 import { UserError } from '../user_error.js';
 import type { HostFacts } from './host_facts.js';
 
@@ -30,9 +30,13 @@ export interface Manifest {
   startTime: string;
   endTime: string;
   durationMs: number;
-  exit: ExitInfo;
+  /** null while recording, and in a recording that was cut short. */
+  exit: ExitInfo | null;
+  /** false while recording; stays false when the recorder was killed (see partialEventsPath). */
   complete: boolean;
   counts: { events: number; tasks: number; syscalls: number; bytes: number };
+  /** Every process of the recorded tree, in the order they started. */
+  processes: ProcessInfo[];
   blobs: BlobInfo[];
 }
 
@@ -72,16 +76,22 @@ export function readManifest(dir: string): Manifest {
       `${dir}: trace format version ${String(data.version)} is not supported (this rewind reads version ${SUPPORTED_VERSIONS.join(', ')})`,
     );
   }
-  if (!Array.isArray(data.blobs) || !isObject(data.exit) || !Array.isArray(data.argv)) {
+  if (!Array.isArray(data.blobs) || !Array.isArray(data.argv) || (data.complete && !isObject(data.exit))) {
     throw new UserError(`${dir}: manifest.json is incomplete`);
   }
   return data as unknown as Manifest;
 }
 
-export function eventsBlob(manifest: Manifest, dir: string): BlobInfo {
+/** The event stream of a trace; a recording cut short still has the one it was writing. */
+export function eventsPath(manifest: Manifest, dir: string): string {
+  if (!manifest.complete) {
+    const partial = join(dir, 'events.partial');
+    if (existsSync(partial)) return partial;
+    throw new UserError(`${dir}: the recording was cut short before it wrote any event`);
+  }
   const blob = manifest.blobs.find((b) => b.role === 'events');
   if (!blob) throw new UserError(`${dir}: the manifest names no event stream`);
-  return blob;
+  return join(dir, 'blobs', blob.sha256);
 }
 
 /** Shell-style exit information from a wait status. */

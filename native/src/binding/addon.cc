@@ -77,6 +77,26 @@ class RecordWorker : public SessionWorker {
       blobs.Set(uint32_t(i), bo);
     }
     o.Set("blobs", blobs);
+    Napi::Array processes = Napi::Array::New(env, result_.processes.size());
+    for (size_t i = 0; i < result_.processes.size(); i++) {
+      const rwd::ProcessInfo& p = result_.processes[i];
+      Napi::Object po = Napi::Object::New(env);
+      po.Set("pid", p.pid);
+      po.Set("parent", p.parent);
+      Napi::Array execs = Napi::Array::New(env, p.execs.size());
+      for (size_t j = 0; j < p.execs.size(); j++) {
+        Napi::Object eo = Napi::Object::New(env);
+        eo.Set("exe", p.execs[j].exe);
+        Napi::Array argv = Napi::Array::New(env, p.execs[j].argv.size());
+        for (size_t k = 0; k < p.execs[j].argv.size(); k++)
+          argv.Set(uint32_t(k), p.execs[j].argv[k]);
+        eo.Set("argv", argv);
+        execs.Set(uint32_t(j), eo);
+      }
+      po.Set("execs", execs);
+      processes.Set(uint32_t(i), po);
+    }
+    o.Set("processes", processes);
     return o;
   }
 
@@ -118,12 +138,12 @@ Napi::Value Record(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// replay({traceDir, eventsBlob, stubPath, stdoutFd?, stderrFd?}) -> Promise<{waitStatus, events}>
+// replay({traceDir, eventsPath, stubPath, stdoutFd?, stderrFd?}) -> Promise<{waitStatus, events}>
 Napi::Value Replay(const Napi::CallbackInfo& info) {
   Napi::Object o = info[0].As<Napi::Object>();
   rwd::ReplayOptions options;
   options.traceDir = o.Get("traceDir").As<Napi::String>();
-  options.eventsBlob = o.Get("eventsBlob").As<Napi::String>();
+  options.eventsPath = o.Get("eventsPath").As<Napi::String>();
   options.stubPath = o.Get("stubPath").As<Napi::String>();
   if (o.Has("stdoutFd")) options.stdoutFd = o.Get("stdoutFd").As<Napi::Number>().Int32Value();
   if (o.Has("stderrFd")) options.stderrFd = o.Get("stderrFd").As<Napi::Number>().Int32Value();

@@ -61,13 +61,36 @@ EventWriter::EventWriter(const std::string& path) {
   memcpy(header + 4, &kEventStreamVersion, 4);
   writeAll(fd_, header, sizeof header);
   offset_ = sizeof header;
+  flusher_ = std::thread([this] { flushPeriodically(); });
 }
 
 EventWriter::~EventWriter() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
   if (fd_ >= 0) close(fd_);
 }
 
+void EventWriter::flushPeriodically() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    wake_.wait_for(lock, std::chrono::milliseconds(100));
+    if (stopping_ || finished_) break;
+    try {
+      flushChunk();
+    } catch (const std::exception& e) {
+      flushError_ = e.what();
+      break;
+    }
+  }
+}
+
 void EventWriter::append(const Event& e) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!flushError_.empty()) fail(ErrorCode::System, flushError_);
   size_t at = raw_.size();
   raw_.resize(at + 4);
   encodeEvent(e, raw_);
@@ -102,7 +125,9 @@ void EventWriter::flushChunk() {
 }
 
 void EventWriter::finish() {
+  std::lock_guard<std::mutex> lock(mu_);
   if (finished_) return;
+  if (!flushError_.empty()) fail(ErrorCode::System, flushError_);
   flushChunk();
   uint64_t indexOffset = offset_;
   uint32_t head[2] = {kIndexMagic, uint32_t(index_.size())};

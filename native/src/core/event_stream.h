@@ -4,9 +4,12 @@
 // last complete chunk. Layout: docs/trace-format.md.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/events.h"
@@ -21,6 +24,8 @@ struct ChunkIndexEntry {
   uint32_t count;       // events in the chunk
 };
 
+// Flushes a partial chunk at least every 100 ms (from a thread of its own), so a recorder that
+// is killed loses at most the last 100 ms of events.
 class EventWriter {
  public:
   explicit EventWriter(const std::string& path);
@@ -34,7 +39,13 @@ class EventWriter {
   uint64_t eventCount() const { return events_; }
 
  private:
-  void flushChunk();
+  void flushChunk();  // with mu_ held
+  void flushPeriodically();
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::string flushError_;
+  std::thread flusher_;
   int fd_;
   uint64_t offset_ = 0;
   uint64_t events_ = 0;

@@ -171,6 +171,8 @@ RecordResult RecordSession::run() {
   initial_ = spawnTraced(options_.exe, options_.argv, options_.env, &execErrFd);
   RecordedTask& first = addTask(initial_);
   first.execed = false;
+  first.execArgv = options_.argv;
+  processes_.push_back(ProcessInfo{initial_, 0, {}});
   first.task->resume(PTRACE_SYSCALL);
   RecordResult result;
   while (!tasks_.empty()) {
@@ -244,6 +246,7 @@ RecordResult RecordSession::run() {
   result.events = events_.eventCount();
   result.syscalls = syscalls_;
   result.tasks = taskCount_;
+  result.processes = processes_;
   result.blobs = blobs_.blobs();
   return result;
 }
@@ -283,6 +286,15 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
                                      "): recording threads is not supported yet");
   }
   t.entryValues = readEntryValues(*t.task, *spec, args);
+  if (nr == SYS_execve || nr == SYS_execveat) {
+    t.execArgv.clear();
+    uint64_t argv = args[nr == SYS_execve ? 1 : 2];
+    for (int i = 0; i < 256 && argv; i++) {
+      uint64_t p = 0;
+      if (!t.task->tryRead(argv + 8 * uint64_t(i), &p, sizeof p) || !p) break;
+      t.execArgv.push_back(t.task->readCString(p));
+    }
+  }
   if (spec->replay == ReplayAction::Rseq) {
     // Skip it: the kernel returns -ENOSYS and glibc does without rseq.
     Regs r = t.entryRegs;
@@ -306,6 +318,7 @@ void RecordSession::onFork(RecordedTask& t) {
   // exec'd, and the child's events must follow its creation in the stream.
   events_.append(syscallEvent(t, int64_t(child)));
   syscalls_++;
+  processes_.push_back(ProcessInfo{pid_t(child), t.task->tid(), {}});
   t.forkRecorded = true;
   auto it = tasks_.find(pid_t(child));
   if (it == tasks_.end()) {
@@ -336,6 +349,9 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     e.type = EventType::Exec;
     e.exec = captureExec(*t.task, blobs_, n > 0 ? std::string(exe, size_t(n)) : options_.exe);
     events_.append(e);
+    for (ProcessInfo& p : processes_) {
+      if (p.pid == t.task->tid()) p.execs.push_back(ProcessInfo::Exec{e.exec.exe, t.execArgv});
+    }
     t.task->resume(PTRACE_SYSCALL);
     return;
   }

@@ -24,11 +24,23 @@ struct RecordOptions {
   std::string traceDir;
 };
 
+// A process of the recorded tree, for the manifest.
+struct ProcessInfo {
+  struct Exec {
+    std::string exe;
+    std::vector<std::string> argv;
+  };
+  pid_t pid = 0;
+  pid_t parent = 0;  // 0 for the recorded program itself
+  std::vector<Exec> execs;
+};
+
 struct RecordResult {
   int waitStatus = 0;
   uint64_t events = 0;
   uint64_t syscalls = 0;
   uint32_t tasks = 0;
+  std::vector<ProcessInfo> processes;
   std::vector<BlobRef> blobs;  // the event stream included
 };
 
@@ -44,6 +56,7 @@ struct RecordedTask {
   bool forkRecorded = false;  // the fork's event was written at PTRACE_EVENT_FORK
   Regs entryRegs{};
   EntryValues entryValues;
+  std::vector<std::string> execArgv;  // read at execve entry, for the manifest
 };
 
 class RecordSession {
@@ -70,6 +83,7 @@ class RecordSession {
   std::map<pid_t, RecordedTask> tasks_;
   pid_t initial_ = -1;
   uint32_t taskCount_ = 0;
+  std::vector<ProcessInfo> processes_;
   uint64_t syscalls_ = 0;
   struct stat stdout_ {};
   struct stat stderr_ {};

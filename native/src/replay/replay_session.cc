@@ -76,7 +76,7 @@ void writeOut(int fd, const uint8_t* data, size_t len) {
 ReplaySession::ReplaySession(ReplayOptions options)
     : options_(std::move(options)),
       blobDir_(options_.traceDir + "/blobs"),
-      reader_(blobDir_ + "/" + options_.eventsBlob) {}
+      reader_(options_.eventsPath) {}
 
 ReplaySession::~ReplaySession() {
   for (auto& [tid, t] : tasks_) {

@@ -17,7 +17,7 @@ namespace rwd {
 
 struct ReplayOptions {
   std::string traceDir;
-  std::string eventsBlob;  // sha256 of the event stream
+  std::string eventsPath;  // the event stream: a blob, or events.partial of a cut-short trace
   std::string stubPath;
   int stdoutFd = 1;  // where the program's recorded stdout and stderr go
   int stderrFd = 2;
