@@ -427,8 +427,17 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   // The kernel wrote the child's real tid where the program asked for it: write the recorded one.
   if ((flags & CLONE_CHILD_SETTID) && ctid) c.task->write(ctid, &tid, sizeof tid);
   if ((flags & CLONE_PARENT_SETTID) && ptid) t.task->write(ptid, &tid, sizeof tid);
-  // Both go on with the registers of the recorded syscall, not the ones replay changed.
-  finishSyscall(c, at, 0);
+  // Both go on with the registers of the recorded syscall, not the arguments replay changed;
+  // the child keeps the stack pointer the kernel gave it (clone with a stack of its own).
+  Regs cr = c.task->regs();
+  cr.rdi = at.rdi;
+  cr.rsi = at.rsi;
+  cr.rdx = at.rdx;
+  cr.r10 = at.r10;
+  cr.r8 = at.r8;
+  cr.r9 = at.r9;
+  cr.orig_rax = at.orig_rax;
+  finishSyscall(c, cr, 0);
   finishSyscall(t, at, ev.result);
 }
 
