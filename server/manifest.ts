@@ -56,6 +56,9 @@ export function parseManifest(json: string): Manifest {
       `unsupported trace format version ${JSON.stringify(raw.version)}; this server supports version ${SUPPORTED_VERSIONS.join(', ')}`,
     );
   }
+  if (raw.complete === false) {
+    throw invalidArgument('the trace is incomplete (its recording is still running or was cut short); only finished traces can be uploaded');
+  }
   const bad = (field: string, want: string): never => {
     throw invalidArgument(`malformed manifest: "${field}" must be ${want}`);
   };
@@ -147,7 +150,7 @@ export function parseManifest(json: string): Manifest {
     endTime,
     durationMs: num(raw, 'durationMs', 'durationMs', true),
     exit,
-    complete: raw.complete === undefined ? true : raw.complete === true,
+    complete: true,
     counts,
     blobs,
   };

@@ -70,9 +70,12 @@ export async function readLocalTrace(dir: string): Promise<{ json: string; manif
   } catch (err) {
     throw new UserError(`${file} is not valid JSON: ${(err as Error).message}`);
   }
-  const o = m as Partial<LocalManifest> | null;
+  const o = m as (Partial<LocalManifest> & { complete?: unknown }) | null;
   if (!o || typeof o !== 'object' || typeof o.id !== 'string' || !Array.isArray(o.blobs)) {
     throw new UserError(`${file} is not a rewind trace manifest`);
+  }
+  if (o.complete === false) {
+    throw new UserError(`trace ${dir} is incomplete (its recording is still running or was cut short); only finished traces can be pushed`);
   }
   for (const b of o.blobs) {
     if (!b || typeof b.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(b.sha256)) throw new UserError(`${file}: bad blob entry`);

@@ -53,6 +53,13 @@ export function registerShow(program: Command): void {
     const w = Math.max(...lines.map(([k]) => k.length));
     let out = lines.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n';
     if (Array.isArray(m.env)) out += `env\n${(m.env as string[]).map((e) => `  ${e}`).join('\n')}\n`;
+    if (Array.isArray(m.processes) && m.processes.length > 0) {
+      out += 'process tree\n';
+      for (const p of m.processes as { pid?: number; parent?: number; execs?: { exe?: string; argv?: string[] }[] }[]) {
+        const execs = (p.execs ?? []).map((e) => (e.argv ?? [e.exe ?? '?']).join(' ')).join(' -> ') || '(no exec)';
+        out += `  pid ${String(p.pid ?? '?').padEnd(7)} parent ${String(p.parent ?? '?').padEnd(7)} ${execs}\n`;
+      }
+    }
     out += 'blobs\n';
     for (const b of res.blobs) out += `  ${b.sha256.slice(0, 16)}  ${b.role.padEnd(8)}  ${formatBytes(Number(b.size)).padStart(9)}  ${b.path}\n`;
     process.stdout.write(out);

@@ -21,8 +21,8 @@ export interface BlobStore {
 export interface BlobWriter {
   /** Bytes of the blob now held (offset of the next write). */
   readonly offset: number;
-  /** Appends bytes; throws BlobWriteError if they overrun the declared size. */
-  write(data: Uint8Array): void;
+  /** Appends bytes (offset advances at once); rejects with BlobWriteError if they overrun the declared size. */
+  write(data: Uint8Array): Promise<void>;
   /**
    * Once offset === size: flushes to stable storage, verifies the sha256 and publishes the blob.
    * On a mismatch the partial data is discarded and BlobWriteError('hash') is thrown.

@@ -117,7 +117,7 @@ class DiskBlobWriter implements BlobWriter {
     private readonly release: () => void,
   ) {}
 
-  write(data: Uint8Array): void {
+  async write(data: Uint8Array): Promise<void> {
     if (this.closed) throw new Error('writer is closed');
     if (this.offset + data.length > this.size) {
       throw new BlobWriteError(
@@ -126,10 +126,11 @@ class DiskBlobWriter implements BlobWriter {
         this.offset,
       );
     }
-    let done = 0;
-    while (done < data.length) done += fs.writeSync(this.fd, data, done, data.length - done);
-    this.hash.update(data);
     this.offset += data.length;
+    // The write runs on libuv's thread pool while the hash is computed here.
+    const written = writeAll(this.fd, data);
+    this.hash.update(data);
+    await written;
   }
 
   async finish(): Promise<void> {
@@ -164,6 +165,15 @@ class DiskBlobWriter implements BlobWriter {
       this.released = true;
       this.release();
     }
+  }
+}
+
+async function writeAll(fd: number, data: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    done += await new Promise<number>((resolve, reject) =>
+      fs.write(fd, data, done, data.length - done, null, (err, n) => (err ? reject(err) : resolve(n))),
+    );
   }
 }
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { inflateRawSync } from 'node:zlib';
+import { crc32, inflateRawSync } from 'node:zlib';
 import { status, type ServerReadableStream } from '@grpc/grpc-js';
 import type { BlobStore, BlobWriter } from '../blobstore/blobstore.js';
 import { SHA256_HEX } from '../blobstore/blobstore.js';
@@ -138,7 +138,11 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
           throw new RpcError(status.DATA_LOSS, `chunk at offset ${msg.offset} of blob ${sha} does not match its sha256; re-send it`);
         }
       }
-      writer.write(data);
+      if (msg.chunkCrc32 !== undefined && crc32(data) !== msg.chunkCrc32) {
+        stats.chunksRejected++;
+        throw new RpcError(status.DATA_LOSS, `chunk at offset ${msg.offset} of blob ${sha} does not match its CRC-32; re-send it`);
+      }
+      await writer.write(data);
       stats.bytesReceived += wire;
       stats.blobBytesReceived += data.length;
     };

@@ -64,6 +64,8 @@ describe.skipIf(!engineBuilt)('record, push, ls, show, remote replay (real engin
     expect((JSON.parse(ls.stdout) as { id: string }[]).map((t) => t.id)).toEqual([id]);
     const show = await rewind(['show', id], env);
     expect(show.stdout).toMatch(/exit\s+134 \(SIGABRT\)/);
+    const recorded = JSON.parse(fs.readFileSync(path.join(d1, 'manifest.json'), 'utf8')) as { processes?: unknown[] };
+    if (recorded.processes) expect(show.stdout).toMatch(/process tree\n\s+pid \d+/);
 
     const local = await rewind(['replay', d1]);
     const remote = await rewind(['replay', id], env);

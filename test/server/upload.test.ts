@@ -85,7 +85,7 @@ describe('upload', () => {
     const res = await pushTrace(agent, t.dir, { corruptChunk: 2, backoffMs: 10, onRetry: (e) => retries.push(e.message) });
     const after = await call(reader, reader.catalog.getStats.bind(reader.catalog), {});
     expect(res.created).toBe(true);
-    expect(retries.join('\n')).toMatch(/does not match its sha256/);
+    expect(retries.join('\n')).toMatch(/does not match its CRC-32/);
     expect(Number(after.chunksRejected - before.chunksRejected)).toBe(1);
     const p = path.join(ts.dataDir, 'blobs', t.blobs[0]!.sha256.slice(0, 2), t.blobs[0]!.sha256.slice(2, 4), t.blobs[0]!.sha256);
     expect(sha256(fs.readFileSync(p))).toBe(t.blobs[0]!.sha256);
@@ -167,6 +167,11 @@ describe('bad manifests', () => {
     await expectCode(prepare(fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8')), status.INVALID_ARGUMENT, /"id" must be a UUID/);
     const u = makeTrace({ extra: { blobs: [{ sha256: 'xyz', size: 1, role: 'events' }] } });
     await expectCode(prepare(fs.readFileSync(path.join(u.dir, 'manifest.json'), 'utf8')), status.INVALID_ARGUMENT, /sha256/);
+  });
+  it('rejects an incomplete trace (recording running or cut short)', async () => {
+    const t = makeTrace({ extra: { complete: false, exit: null } });
+    await expectCode(prepare(fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8')), status.INVALID_ARGUMENT, /the trace is incomplete/);
+    await expect(pushTrace(agent, t.dir)).rejects.toThrow(/is incomplete/);
   });
   it('rejects another format and an unsupported version, naming the supported ones', async () => {
     const t = makeTrace({ extra: { format: 'other' } });
