@@ -90,8 +90,9 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
     const fail = (err: unknown): void => {
       if (settled) return;
       settled = true;
-      writer?.close();
       call.removeAllListeners('data');
+      // Keep what was written for a resume, once the write in flight (if any) is done.
+      void chain.then(() => writer?.close());
       reject(err);
     };
     const done = (res: UploadBlobResponse): void => {

@@ -125,6 +125,26 @@ describe('upload', () => {
     expect(fs.readFileSync(path.join(ts.dataDir, 'blobs', sha.slice(0, 2), sha.slice(2, 4), sha)).equals(zeros)).toBe(true);
   });
 
+  it('keeps the bytes of a cancelled stream and resumes from them', async () => {
+    const data = randomBytes(3 << 20);
+    const t = makeTrace({ blobs: [{ data, role: 'snapshot' }] });
+    const json = fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8');
+    const sha = t.blobs[0]!.sha256;
+    const s = agent.upload.uploadBlob(agent.metadata(), () => {});
+    for (let i = 0; i < 2; i++) {
+      s.write({ sha256: sha, size: BigInt(data.length), offset: BigInt(i << 20), data: data.subarray(i << 20, (i + 1) << 20), chunkSha256: Buffer.alloc(0), compression: 0 });
+    }
+    const held = async (): Promise<bigint> =>
+      (await call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifestJson: json })).missing[0]!.offset;
+    for (let i = 0; i < 50 && (await held()) < 2n << 20n; i++) await new Promise((r) => setTimeout(r, 20));
+    s.cancel();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await held()).toBe(2n << 20n);
+    const res = await pushTrace(agent, t.dir, { backoffMs: 20 });
+    expect(res.blobBytesSent).toBe(1 << 20);
+    expect(fs.readFileSync(path.join(ts.dataDir, 'blobs', sha.slice(0, 2), sha.slice(2, 4), sha)).equals(data)).toBe(true);
+  });
+
   it('never lists a trace whose blobs are not all uploaded', async () => {
     const t = makeTrace();
     const json = fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8');
