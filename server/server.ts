@@ -17,6 +17,7 @@ import { catalogService } from './services/catalog.js';
 import { replayService } from './services/replay.js';
 import { uploadService } from './services/upload.js';
 import { ServerStats } from './stats.js';
+import { sweep } from './gc.js';
 import { AgentServiceService } from '../gen/rewind/agent/v1/agent.js';
 import { TokenServiceService } from '../gen/rewind/auth/v1/auth.js';
 import { CatalogServiceService } from '../gen/rewind/catalog/v1/catalog.js';
@@ -34,6 +35,10 @@ export interface ServerOptions {
   maxSessions?: number;
   idleTimeoutMs?: number;
   heartbeatIntervalMs?: number;
+  /** Uploaded blobs no trace committed are removed after this long (default 24 h). */
+  orphanBlobTtlMs?: number;
+  /** Unfinished partial uploads untouched this long are removed (default 7 days). */
+  partialTtlMs?: number;
 }
 
 export interface RunningServer {
@@ -105,7 +110,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const log = opts.logger ?? pino({ name: 'rewind-server' });
   const catalog = Catalog.inDir(dataDir);
-  const store: BlobStore & { isBusy?: (sha: string) => boolean } = new DiskBlobStore(path.join(dataDir, 'blobs'));
+  const blobDir = path.join(dataDir, 'blobs');
+  const store: BlobStore & { isBusy?: (sha: string) => boolean } = new DiskBlobStore(blobDir);
   const workDir = path.join(dataDir, 'tmp');
   fs.rmSync(workDir, { recursive: true, force: true });
   fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
@@ -155,6 +161,15 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const address = `${host}:${port}`;
   log.info({ address, dataDir, tls: Boolean(opts.tlsCert) }, 'rewind server listening');
 
+  const runSweep = (): void => {
+    sweep(catalog, store, path.join(blobDir, '.partial'), opts.orphanBlobTtlMs ?? 86_400_000, opts.partialTtlMs ?? 7 * 86_400_000, log).catch(
+      (err: unknown) => log.warn({ err }, 'sweep failed'),
+    );
+  };
+  runSweep();
+  const sweeper = setInterval(runSweep, 3_600_000);
+  sweeper.unref();
+
   return {
     port,
     address,
@@ -163,6 +178,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     catalog,
     stats,
     close: async () => {
+      clearInterval(sweeper);
       replays.closeAll();
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {

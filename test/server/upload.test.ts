@@ -200,3 +200,32 @@ describe('bad manifests', () => {
     await expectCode(prepare(fs.readFileSync(path.join(v.dir, 'manifest.json'), 'utf8')), status.INVALID_ARGUMENT, /unsupported trace format version 2; this server supports version 1/);
   });
 });
+
+describe('leftovers of unfinished uploads', () => {
+  it('removes uncommitted blobs and stale partials, keeps referenced blobs', async () => {
+    const { sweep } = await import('../../server/gc.js');
+    const { DiskBlobStore } = await import('../../server/blobstore/disk.js');
+    const store = new DiskBlobStore(path.join(ts.dataDir, 'blobs'));
+    const committed = makeTrace();
+    await pushTrace(agent, committed.dir);
+    // An upload that never commits: its blob is stored, not referenced.
+    const orphan = makeTrace({ blobs: [{ data: randomBytes(5000), role: 'events' }] });
+    const json = fs.readFileSync(path.join(orphan.dir, 'manifest.json'), 'utf8');
+    const sha = orphan.blobs[0]!.sha256;
+    await new Promise<void>((resolve, reject) => {
+      const s = agent.upload.uploadBlob(agent.metadata(), (e) => (e ? reject(e) : resolve()));
+      s.write({ sha256: sha, size: 5000n, offset: 0n, data: fs.readFileSync(path.join(orphan.dir, 'blobs', sha)), chunkSha256: Buffer.alloc(0), compression: 0 });
+      s.end();
+    });
+    expect(ts.server.catalog.hasBlob(sha)).toBe(true);
+    fs.writeFileSync(path.join(ts.dataDir, 'blobs', '.partial', 'f'.repeat(64)), 'stale');
+    const res = await sweep(ts.server.catalog, store, path.join(ts.dataDir, 'blobs', '.partial'), 0, 0);
+    expect(res.blobsRemoved).toBeGreaterThanOrEqual(1);
+    expect(res.partialsRemoved).toBeGreaterThanOrEqual(1);
+    expect(ts.server.catalog.hasBlob(sha)).toBe(false);
+    expect(fs.existsSync(store.pathOf(sha))).toBe(false);
+    for (const b of committed.blobs) expect(fs.existsSync(store.pathOf(b.sha256))).toBe(true);
+    const prep = await call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifestJson: json });
+    expect(prep.missing.map((m) => m.sha256)).toEqual([sha]);
+  });
+});
