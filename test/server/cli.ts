@@ -8,8 +8,36 @@ import { REPO } from './helpers.js';
 let built = false;
 
 /** Generates the proto code and compiles TypeScript into dist/ once per test run. */
+function newestSource(): number {
+  let newest = 0;
+  const walk = (d: string): void => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) {
+        if (e.name !== 'node_modules' && e.name !== 'build') walk(p);
+      } else if (/\.(ts|proto)$/.test(e.name) && !e.name.endsWith('.d.ts')) {
+        newest = Math.max(newest, fs.statSync(p).mtimeMs);
+      }
+    }
+  };
+  for (const d of ['cli', 'server', 'agent', 'proto']) walk(path.join(REPO, d));
+  newest = Math.max(newest, fs.statSync(path.join(REPO, 'native/index.ts')).mtimeMs);
+  return newest;
+}
+
 export function ensureBuilt(): void {
   if (built) return;
+  const stamp = path.join(REPO, 'dist/server/server.js');
+  if (fs.existsSync(stamp) && fs.existsSync(path.join(REPO, 'gen/rewind/upload/v1/upload.ts')) && fs.statSync(stamp).mtimeMs > newestSource()) {
+    built = true;
+    return;
+  }
   const gen = spawnSync('npx', ['buf', 'generate'], { cwd: REPO, encoding: 'utf8' });
   if (gen.status !== 0) throw new Error(`buf generate failed: ${gen.stderr}`);
   // tsc may report errors in files other sessions are still writing; what matters is the emit.
