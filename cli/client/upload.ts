@@ -192,11 +192,14 @@ async function sendBlob(
       let data = opts.corruptChunk === counter.chunks ? Buffer.from(buf).fill(0x5a, 0, Math.min(16, n)) : buf;
       let compression = Compression.COMPRESSION_UNSPECIFIED;
       if (compress) {
-        const z = deflateRawSync(data, { level: 1 });
-        if (z.length < data.length * 0.9) {
+        // Try a 16 KiB sample first: incompressible data (most captured files) costs little.
+        const sample = data.subarray(0, 16 << 10);
+        const z = deflateRawSync(sample, { level: 1 }).length < sample.length * 0.9 ? deflateRawSync(data, { level: 1 }) : undefined;
+        if (z && z.length < data.length * 0.9) {
           data = z;
           compression = Compression.COMPRESSION_DEFLATE;
-        } else if (++misses >= 2) {
+          misses = 0;
+        } else if (++misses >= 4) {
           compress = false;
         }
       }
