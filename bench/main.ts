@@ -6,6 +6,9 @@
 //   cpu-loop     a syscall-light CPU-bound loop in C (~1 s natively)
 //   read-100MB   a C program reading a 100 MB temp file in 4 KiB read(2) calls
 //   python-pass  python3 -c pass
+// Then the service benchmarks of issue 4 (server/bench/service.ts: upload, dedup, ls latency).
+//
+// Usage: node dist/bench/main.js [engine|service|all]   (default: all)
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, realpathSync, rmSync, statSync, writeSync } from 'node:fs';
@@ -150,7 +153,7 @@ function table(rows: Row[]): string {
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
 }
 
-function main(): number {
+function engineBench(): number {
   if (!existsSync(CLI)) {
     process.stderr.write(`bench: ${CLI} is missing; run npm run build first\n`);
     return 1;
@@ -181,4 +184,34 @@ function main(): number {
   }
 }
 
-process.exitCode = main();
+async function serviceBench(): Promise<number> {
+  // Loaded only when asked for, so the engine figures never depend on the server code.
+  const { runServiceBench } = await import('../server/bench/service.js');
+  try {
+    await runServiceBench({ print: (line) => process.stdout.write(`${line}\n`) });
+    return 0;
+  } catch (err) {
+    process.stderr.write(`bench: service benchmarks failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}
+
+async function main(): Promise<number> {
+  const which = process.argv[2] ?? 'all';
+  if (!['engine', 'service', 'all'].includes(which)) {
+    process.stderr.write('usage: node dist/bench/main.js [engine|service|all]\n');
+    return 2;
+  }
+  let status = 0;
+  if (which !== 'service') {
+    process.stdout.write('engine: record and replay through the CLI\n');
+    status |= engineBench();
+  }
+  if (which !== 'engine') {
+    process.stdout.write('\nservice\n');
+    status |= await serviceBench();
+  }
+  return status;
+}
+
+process.exitCode = await main();
