@@ -201,11 +201,18 @@ RecordResult RecordSession::run() {
           tasks_.clear();
           fail(ErrorCode::Exec, "cannot execute " + options_.exe + ": " + why);
         }
+        if (t.inSyscall && !t.entryRecorded) {
+          // It died inside a syscall (kill -9 $$, or SIGKILL from outside while blocked): the
+          // syscall never returned, but replay must meet it before the exit.
+          events_.append(syscallEvent(t, 0));
+          syscalls_++;
+        }
         Event e;
         e.type = EventType::Exit;
         e.exit = ExitEvent{uint32_t(tid), s.status};
         events_.append(e);
         if (tid == initial_) result.waitStatus = s.status;
+        releaseVforkParent(t);
         tasks_.erase(it);
         break;
       }
@@ -221,7 +228,7 @@ RecordResult RecordSession::run() {
         if (s.event == PTRACE_EVENT_EXEC) t.execPending = true;
         if (s.event == PTRACE_EVENT_FORK || s.event == PTRACE_EVENT_VFORK ||
             s.event == PTRACE_EVENT_CLONE) {
-          onFork(t);
+          onFork(t, s.event == PTRACE_EVENT_VFORK);
         }
         t.task->resume(PTRACE_SYSCALL);
         break;
@@ -304,12 +311,28 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   if (nr == SYS_exit || nr == SYS_exit_group) {
     // No exit stop follows: the event is complete now.
     events_.append(syscallEvent(t, 0));
+    t.entryRecorded = true;
     syscalls_++;
   }
   t.task->resume(PTRACE_SYSCALL);
 }
 
-void RecordSession::onFork(RecordedTask& t) {
+// The kernel wakes a vfork parent while its child is still inside execve, so the parent could
+// act before the child's exec is recorded. Replay cannot follow that order (its parent sleeps
+// until the child's exec replays), so the recorder holds the parent until then.
+void RecordSession::releaseVforkParent(RecordedTask& child) {
+  auto it = tasks_.find(child.vforkParent);
+  child.vforkParent = 0;
+  if (it == tasks_.end()) return;
+  RecordedTask& parent = it->second;
+  parent.vforkChild = 0;
+  if (parent.parked) {
+    parent.parked = false;
+    parent.task->resume(PTRACE_SYSCALL);
+  }
+}
+
+void RecordSession::onFork(RecordedTask& t, bool vfork) {
   unsigned long child = 0;
   if (ptrace(PTRACE_GETEVENTMSG, t.task->tid(), nullptr, &child) < 0) {
     failErrno("PTRACE_GETEVENTMSG");
@@ -325,12 +348,17 @@ void RecordSession::onFork(RecordedTask& t) {
     RecordedTask& c = addTask(pid_t(child));
     c.newborn = true;
     c.forkSeen = true;
+    it = tasks_.find(pid_t(child));
   } else {
     it->second.forkSeen = true;
     if (it->second.held) {
       it->second.held = false;
       it->second.task->resume(PTRACE_SYSCALL);
     }
+  }
+  if (vfork) {
+    t.vforkChild = pid_t(child);
+    it->second.vforkParent = t.task->tid();
   }
 }
 
@@ -352,12 +380,17 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     for (ProcessInfo& p : processes_) {
       if (p.pid == t.task->tid()) p.execs.push_back(ProcessInfo::Exec{e.exec.exe, t.execArgv});
     }
+    releaseVforkParent(t);
     t.task->resume(PTRACE_SYSCALL);
     return;
   }
   if (!t.execed || t.forkRecorded) {
     t.forkRecorded = false;
-    t.task->resume(PTRACE_SYSCALL);
+    if (t.vforkChild) {
+      t.parked = true;
+    } else {
+      t.task->resume(PTRACE_SYSCALL);
+    }
     return;
   }
   const SyscallSpec* spec = lookupSyscall(nr);

@@ -52,8 +52,12 @@ struct RecordedTask {
   bool forkSeen = false;  // its parent's fork is recorded: it may run
   bool held = false;      // stopped, waiting for forkSeen
   bool inSyscall = false;
-  bool execPending = false;   // PTRACE_EVENT_EXEC seen, the exit stop will follow
-  bool forkRecorded = false;  // the fork's event was written at PTRACE_EVENT_FORK
+  bool entryRecorded = false;  // exit and exit_group are recorded at entry
+  bool execPending = false;    // PTRACE_EVENT_EXEC seen, the exit stop will follow
+  bool forkRecorded = false;   // the fork's event was written at PTRACE_EVENT_FORK
+  pid_t vforkChild = 0;        // a vfork child that has not exec'd or exited yet
+  pid_t vforkParent = 0;
+  bool parked = false;  // a vfork parent held at its syscall exit until its child execs
   Regs entryRegs{};
   EntryValues entryValues;
   std::vector<std::string> execArgv;  // read at execve entry, for the manifest
@@ -68,7 +72,8 @@ class RecordSession {
  private:
   void onSyscallEntry(RecordedTask& t);
   void onSyscallExit(RecordedTask& t);
-  void onFork(RecordedTask& t);
+  void onFork(RecordedTask& t, bool vfork);
+  void releaseVforkParent(RecordedTask& child);
   void onSignal(RecordedTask& t, int sig);
   bool emulateRdtsc(RecordedTask& t);
   bool ignoresSignal(pid_t tid, int sig) const;

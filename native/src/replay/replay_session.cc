@@ -201,6 +201,19 @@ ReplayResult ReplaySession::run() {
       // itself (another process or an emulated syscall sent it): send it now.
       syscall(SYS_tgkill, t.task->tid(), t.task->tid(), next_.signal.signo);
     }
+    if (next_.type == EventType::Exit && WIFSIGNALED(next_.exit.waitStatus) &&
+        WTERMSIG(next_.exit.waitStatus) == SIGKILL) {
+      // SIGKILL never shows as a signal stop when recorded: the task just died here.
+      kill(t.task->tid(), SIGKILL);
+      onStop(t, t.task->wait());
+      continue;
+    }
+    if (t.vforkRegs) {
+      t.task->resume(PTRACE_SYSCALL);
+      if (t.task->wait().kind != Stop::SyscallStop) diverged(t, "no return from vfork");
+      finishSyscall(t, *t.vforkRegs, t.vforkResult);
+      t.vforkRegs.reset();
+    }
     t.task->resume(PTRACE_SYSEMU, t.deliverSig);
     t.deliverSig = 0;
     onStop(t, t.task->wait());
@@ -387,34 +400,31 @@ void ReplaySession::replayBrk(ReplayTask& t, Regs r, const SyscallEvent& ev) {
 
 void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent& ev) {
   if (isError(ev.result)) return finishSyscall(t, at, ev.result);
-  // A vfork child shares its parent's memory until it execs; replay gives it a copy, which is
-  // the same for a child that only execs or exits, and lets the parent run on meanwhile.
-  constexpr uint64_t kShared = CLONE_VM | CLONE_VFORK;
-  Regs r = at;
-  uint64_t flags = 0, ptid = 0, ctid = 0, clone3Flags = 0;
-  if (ev.nr == SYS_vfork) {
-    r.orig_rax = SYS_fork;
-  } else if (ev.nr == SYS_clone) {
+  uint64_t flags = 0, ptid = 0, ctid = 0;
+  if (ev.nr == SYS_vfork) flags = CLONE_VM | CLONE_VFORK;
+  if (ev.nr == SYS_clone) {
     flags = ev.args[0];
     ptid = ev.args[2];
     ctid = ev.args[3];
-    r.rdi = flags & ~kShared;
-  } else if (ev.nr == kSysClone3) {
+  }
+  if (ev.nr == kSysClone3) {
     uint64_t cl[4];  // flags, pidfd, child_tid, parent_tid
     t.task->read(ev.args[0], cl, sizeof cl);
-    flags = clone3Flags = cl[0];
+    flags = cl[0];
     ctid = cl[2];
     ptid = cl[3];
-    uint64_t copy = flags & ~kShared;
-    t.task->write(ev.args[0], &copy, sizeof copy);
   }
-  Stop s = runInPlace(t, r);
+  Stop s = runInPlace(t, at);
   if (s.kind != Stop::Event) fail(ErrorCode::System, "replay could not fork");
   unsigned long child = 0;
   ptrace(PTRACE_GETEVENTMSG, t.task->tid(), nullptr, &child);
-  t.task->resume(PTRACE_SYSCALL);
-  t.task->wait();
-  if (ev.nr == kSysClone3) t.task->write(ev.args[0], &clone3Flags, sizeof clone3Flags);
+  // A vfork parent sleeps in the kernel until its child execs or exits, as it did when recorded;
+  // its syscall is finished when the stream comes back to it.
+  bool vfork = flags & CLONE_VFORK;
+  if (!vfork) {
+    t.task->resume(PTRACE_SYSCALL);
+    t.task->wait();
+  }
 
   uint32_t tid = uint32_t(ev.result);
   ReplayTask& c = tasks_[tid];
@@ -427,18 +437,12 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   // The kernel wrote the child's real tid where the program asked for it: write the recorded one.
   if ((flags & CLONE_CHILD_SETTID) && ctid) c.task->write(ctid, &tid, sizeof tid);
   if ((flags & CLONE_PARENT_SETTID) && ptid) t.task->write(ptid, &tid, sizeof tid);
-  // Both go on with the registers of the recorded syscall, not the arguments replay changed;
-  // the child keeps the stack pointer the kernel gave it (clone with a stack of its own).
-  Regs cr = c.task->regs();
-  cr.rdi = at.rdi;
-  cr.rsi = at.rsi;
-  cr.rdx = at.rdx;
-  cr.r10 = at.r10;
-  cr.r8 = at.r8;
-  cr.r9 = at.r9;
-  cr.orig_rax = at.orig_rax;
-  finishSyscall(c, cr, 0);
-  finishSyscall(t, at, ev.result);
+  if (vfork) {
+    t.vforkResult = ev.result;
+    t.vforkRegs = at;
+  } else {
+    finishSyscall(t, at, ev.result);
+  }
 }
 
 Stop ReplaySession::runInPlace(ReplayTask& t, const Regs& at) {

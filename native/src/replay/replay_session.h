@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/event_stream.h"
@@ -33,8 +34,10 @@ struct ReplayTask {
   uint32_t recordedTid = 0;
   std::unique_ptr<Task> task;
   StubLayout stub;
-  uint64_t brkEnd = 0;  // end of the emulated heap
-  int deliverSig = 0;   // signal to deliver at the next resume
+  uint64_t brkEnd = 0;            // end of the emulated heap
+  int deliverSig = 0;             // signal to deliver at the next resume
+  std::optional<Regs> vforkRegs;  // set while a vfork parent waits for its child to exec
+  int64_t vforkResult = 0;
   bool exited = false;
   int exitStatus = 0;  // wait status, once exited
 };
