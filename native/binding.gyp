@@ -8,6 +8,7 @@
         "src/core/events.cc",
         "src/core/memory_map.cc",
         "src/core/remote_syscalls.cc",
+        "src/core/spawn.cc",
         "src/core/syscall_table.cc",
         "src/core/task.cc",
         "src/core/vdso.cc",

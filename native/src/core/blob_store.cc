@@ -47,6 +47,25 @@ void writeAll(int fd, const uint8_t* p, size_t len, const std::string& what) {
   }
 }
 
+// Hashes the whole file at `fd`, copying it to `copyTo` unless that is -1.
+std::string hashFile(int fd, const std::string& what, int copyTo, const std::string& copyName,
+                     uint64_t* size) {
+  Sha256 h;
+  std::vector<uint8_t> buf(1 << 20);
+  off_t at = 0;
+  for (;;) {
+    ssize_t n = pread(fd, buf.data(), buf.size(), at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) failErrno("read " + what);
+    if (n == 0) break;
+    h.update(buf.data(), size_t(n));
+    if (copyTo >= 0) writeAll(copyTo, buf.data(), size_t(n), copyName);
+    at += n;
+  }
+  *size = uint64_t(at);
+  return h.hex();
+}
+
 }  // namespace
 
 std::string sha256Hex(const void* data, size_t len) {
@@ -95,25 +114,17 @@ std::string BlobStore::putFile(int fd, const std::string& path) {
   std::string temp = dir_ + "/.tmp-" + std::to_string(tempCounter_++);
   int out = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (out < 0) failErrno("create " + temp);
-  Sha256 h;
-  std::vector<uint8_t> buf(1 << 20);
   uint64_t size = 0;
-  off_t at = 0;
-  for (;;) {
-    ssize_t n = pread(fd, buf.data(), buf.size(), at);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      close(out);
-      failErrno("read " + path);
-    }
-    if (n == 0) break;
-    h.update(buf.data(), size_t(n));
-    writeAll(out, buf.data(), size_t(n), temp);
-    at += n;
-    size += uint64_t(n);
+  std::string sha;
+  try {
+    sha = hashFile(fd, path, out, temp, &size);
+  } catch (...) {
+    close(out);
+    unlink(temp.c_str());
+    throw;
   }
   close(out);
-  std::string sha = commitTemp(temp, h.hex(), size, "file", path);
+  sha = commitTemp(temp, sha, size, "file", path);
   fileCache_[key] = sha;
   return sha;
 }
@@ -121,19 +132,10 @@ std::string BlobStore::putFile(int fd, const std::string& path) {
 std::string BlobStore::adopt(const std::string& file, const std::string& role) {
   int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) failErrno("open " + file);
-  Sha256 h;
-  std::vector<uint8_t> buf(1 << 20);
   uint64_t size = 0;
-  for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) failErrno("read " + file);
-    if (n == 0) break;
-    h.update(buf.data(), size_t(n));
-    size += uint64_t(n);
-  }
+  std::string sha = hashFile(fd, file, -1, "", &size);
   close(fd);
-  return commitTemp(file, h.hex(), size, role, "");
+  return commitTemp(file, sha, size, role, "");
 }
 
 }  // namespace rwd

@@ -15,14 +15,13 @@
 
 #include "core/error.h"
 #include "core/remote_syscalls.h"
+#include "core/spawn.h"
 #include "core/syscall_buffers.h"
 #include "core/syscall_table.h"
 
 namespace rwd {
 namespace {
 
-constexpr long kPtraceOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL |
-                                PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE;
 constexpr long kSysClone3 = 435;
 
 uint64_t pageUp(uint64_t a) { return (a + 4095) & ~uint64_t(4095); }
@@ -56,22 +55,6 @@ void writeOut(int fd, const uint8_t* data, size_t len) {
 }
 
 }  // namespace
-
-[[noreturn]] static void execStub(const char* stub) {
-  ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);
-  struct sigaction dfl;
-  memset(&dfl, 0, sizeof dfl);
-  dfl.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; sig++) sigaction(sig, &dfl, nullptr);
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-  kill(getpid(), SIGSTOP);
-  char* argv[] = {const_cast<char*>(stub), nullptr};
-  char* envp[] = {nullptr};
-  execve(stub, argv, envp);
-  _exit(127);
-}
 
 ReplaySession::ReplaySession(ReplayOptions options)
     : options_(std::move(options)),
@@ -134,31 +117,18 @@ void ReplaySession::divergedResult(const SyscallEvent& ev, long got) {
 }
 
 void ReplaySession::spawnStub() {
-  // Same CPU for tracer and tracee, as when recording.
-  int cpu = sched_getcpu();
-  if (cpu >= 0) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    sched_setaffinity(0, sizeof set, &set);
-  }
   if (access(options_.stubPath.c_str(), X_OK) != 0) failErrno("replay stub " + options_.stubPath);
-  pid_t pid = fork();
-  if (pid < 0) failErrno("fork");
-  if (pid == 0) execStub(options_.stubPath.c_str());
+  int execErrFd = -1;
+  pid_t pid = spawnTraced(options_.stubPath, {options_.stubPath}, {}, &execErrFd);
+  close(execErrFd);
   initialTid_ = next_.exec.tid;
   ReplayTask& t = tasks_[initialTid_];
   t.recordedTid = initialTid_;
   t.task = std::make_unique<Task>(pid);
-  Stop s = t.task->wait();
-  if (s.kind != Stop::Signal) fail(ErrorCode::System, "the replay stub did not start");
-  if (ptrace(PTRACE_SETOPTIONS, pid, nullptr, reinterpret_cast<void*>(kPtraceOptions)) < 0) {
-    failErrno("PTRACE_SETOPTIONS");
-  }
   // execve entry, the exec event, then the exit stop where the address space is rebuilt.
   for (;;) {
     t.task->resume(PTRACE_SYSCALL);
-    s = t.task->wait();
+    Stop s = t.task->wait();
     if (s.kind == Stop::Event && s.event == PTRACE_EVENT_EXEC) break;
     if (s.kind != Stop::SyscallStop) fail(ErrorCode::System, "the replay stub did not exec");
   }

@@ -1,0 +1,24 @@
+// Starting a program under ptrace, for recording (the program) and replay (the stub).
+#pragma once
+
+#include <sys/ptrace.h>
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace rwd {
+
+// Every tracee of a session: syscall stops marked, exec and new tasks reported, and killed if
+// the tracer dies.
+constexpr long kPtraceOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL |
+                                PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE;
+
+// Forks a child that starts with default signal dispositions, nothing blocked and the tracer's
+// stdin/stdout/stderr, stops itself under ptrace, and execs `exe` once resumed. Returns its pid,
+// stopped, with the options set; `execErrFd` reads the errno of a failed exec. Pins the calling
+// thread (and so the child) to the CPU it runs on.
+pid_t spawnTraced(const std::string& exe, const std::vector<std::string>& argv,
+                  const std::vector<std::string>& env, int* execErrFd);
+
+}  // namespace rwd
