@@ -10,7 +10,9 @@ import {
   cleanupTemps,
   describeRun,
   expectCleanFailure,
+  expectSameRun,
   record,
+  replay,
   recordReplay,
   realPython,
   requireCli,
@@ -31,6 +33,7 @@ writeFileSync(dataFile, data);
 const treeDir = join(work, 'tree');
 mkdirSync(join(treeDir, 'sub'), { recursive: true });
 writeFileSync(join(treeDir, 'a.txt'), 'alpha\n');
+writeFileSync(join(treeDir, 'lines.txt'), Array.from({ length: 50 }, (_, i) => `line ${i}\n`).join(''));
 writeFileSync(join(treeDir, 'sub', 'b.txt'), 'beta\n'.repeat(1000));
 const repoDir = join(work, 'repo');
 
@@ -135,6 +138,31 @@ const cases: Case[] = [
     stdout: /modified: +tracked\.txt[\s\S]*untracked\.txt/,
     maybeMultiTask: true,
   },
+  // More single-process programs from the base system.
+  {
+    name: 'sort -R FILE (random hash key from getrandom)',
+    cmd: () => which('sort'),
+    args: ['-R', join(treeDir, 'lines.txt')],
+    stdout: /^(line \d+\n){50}$/,
+    varies: true,
+  },
+  { name: 'mktemp -u', cmd: () => which('mktemp'), args: ['-u'], stdout: /^\/tmp\/tmp\.\w{10}\n$/, varies: true },
+  {
+    name: 'openssl rand -hex 16',
+    cmd: () => which('openssl'),
+    args: ['rand', '-hex', '16'],
+    stdout: /^[0-9a-f]{32}\n$/,
+    varies: true,
+    maybeMultiTask: true,
+  },
+  {
+    name: 'find /usr/include/linux -name *.h',
+    cmd: () => which('find'),
+    args: ['/usr/include/linux', '-name', '*.h'],
+    stdout: /^(\/usr\/include\/linux\/.*\.h\n){100,}$/,
+  },
+  { name: 'du -s /usr/share/doc', cmd: () => which('du'), args: ['-s', '/usr/share/doc'], stdout: /^\d+\t\/usr\/share\/doc\n$/ },
+  { name: 'stat FILE', cmd: () => which('stat'), args: [dataFile], stdout: /Size: 1048576/ },
 ];
 
 describe('natively', () => {
@@ -154,6 +182,16 @@ describe('natively', () => {
 });
 
 describe('record and replay', () => {
+  it('node -e (starts threads): refused with "not supported yet", or recorded faithfully', async () => {
+    const rec = await record(process.execPath, ['-e', 'console.log(Math.random(), Date.now())']);
+    if (rec.status !== 0) {
+      expectCleanFailure(rec, /not supported yet/);
+      return;
+    }
+    expect(rec.stdout.toString()).toMatch(/^0\.\d+ \d{13}\n$/);
+    expectSameRun(rec, await replay(rec.traceDir));
+  });
+
   beforeAll(requireCli);
   for (const c of cases) {
     it(c.name, async () => {
