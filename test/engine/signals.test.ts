@@ -60,6 +60,23 @@ describe('natively', () => {
     });
   }
 
+  it('raise exits 143 after handling SIGUSR1 four times', async () => {
+    const r = await run(compile('raise'), []);
+    expect(r.status, describeRun(r)).toBe(143);
+    expect(r.stdout.toString()).toMatch(/unblocked: got=40 /);
+  });
+
+  it('interrupt nanosleep: the remaining time differs between two runs', async () => {
+    const exe = compile('interrupt');
+    const a = await run(exe, ['nanosleep']);
+    const b = await run(exe, ['nanosleep']);
+    for (const r of [a, b]) {
+      expect(r.status, describeRun(r)).toBe(0);
+      expect(r.stdout.toString()).toMatch(/^nanosleep=-1 Interrupted system call ticks=1 rem=4\.\d{9}\n$/);
+    }
+    expect(a.stdout.toString()).not.toBe(b.stdout.toString());
+  });
+
   it('abort exits 134', async () => {
     const r = await run(compile('abort'), []);
     expect(r.status, describeRun(r)).toBe(134);
@@ -117,6 +134,33 @@ describe('record and replay', () => {
       expect(rep.stdout.toString(), 'replay printed output the recorded run did not').toBe('');
     }
   });
+
+  it('raise: self-sent signals on an alternate stack, blocked then delivered, then SIGTERM: 143', async () => {
+    const { rec } = await recordReplay(compile('raise'), [], { expectStatus: 143 });
+    expect(rec.stdout.toString()).toMatch(
+      /^after raise 0: got=10\nafter raise 1: got=20\nafter raise 2: got=30\nblocked: pending=1 got=30\nunblocked: got=40 pid_parity=[01]\n$/,
+    );
+    const m = readManifest(rec.traceDir);
+    expect([15, 'SIGTERM']).toContain(m.exit?.signal);
+  });
+
+  it('nanosleep interrupted by SIGALRM: EINTR and the remaining time replay as recorded', async () => {
+    const { rec } = await recordReplay(compile('interrupt'), ['nanosleep'], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toMatch(/^nanosleep=-1 Interrupted system call ticks=1 rem=4\.\d{9}\n$/);
+  });
+
+  for (const mode of ['pause', 'sigsuspend'] as const) {
+    it(`${mode} interrupted by SIGALRM: recorded faithfully, or refused naming the syscall`, async () => {
+      const rec = await record(compile('interrupt'), [mode]);
+      if (rec.status !== 0) {
+        expectCleanFailure(rec, mode === 'pause' ? /pause|\b34\b/ : /sigsuspend|\b130\b/);
+        return;
+      }
+      expectRecorded(rec, 0);
+      expect(rec.stdout.toString()).toBe(`${mode}=-1 Interrupted system call ticks=1\n`);
+      expectSameRun(rec, await replay(rec.traceDir));
+    });
+  }
 
   it('abort: record exits 134, replay exits 134 with the same stdout and stderr', async () => {
     const { rec, rep } = await recordReplay(compile('abort'), [], { expectStatus: 134 });
