@@ -171,6 +171,17 @@ describe('record and replay', () => {
     expect(readFileSync(join(dir, 'a.txt'), 'utf8')).toBe('sentinel\n');
   });
 
+  it('mmap_coherence: a mapped file written with pwrite after mmap shows the same bytes in replay', async () => {
+    const dir = tempDir('rewind-coherence-');
+    const exe = compile('mmap_coherence');
+    const native = await run(exe, [dir]);
+    expect(native.stdout.toString()).toMatch(/^after pwrite: shared=(\d{9}) private=\1$/m);
+    const { rec } = await recordReplay(exe, [dir], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toMatch(
+      /^before: shared=A{8} private=A{8}\nafter pwrite: shared=(\d{9}) private=\1\npread after store: via-mapping\n$/,
+    );
+  });
+
   it('exec: a program that execs date mid-run replays both images', async () => {
     const { rec } = await recordReplay(compile('exec'), [], { expectStatus: 0 });
     expect(rec.stdout.toString()).toMatch(/^before exec\n\d{19}\n$/);
