@@ -171,6 +171,18 @@ describe('record and replay', () => {
     expect(readFileSync(join(dir, 'a.txt'), 'utf8')).toBe('sentinel\n');
   });
 
+  it('fd_zoo: select, epoll, signalfd, SO_PEERCRED, SCM_RIGHTS, timerfd, sendfile, copy_file_range', async () => {
+    const dir = tempDir('rewind-fdzoo-');
+    const { rec } = await recordReplay(compile('fd_zoo'), [dir], { expectStatus: 0 });
+    const out = rec.stdout.toString();
+    expect(out).toMatch(/^select=1 isset=1 remaining=0\.\d{6}\n/);
+    expect(out).toContain('signalfd read=128 signo=10 pid_is_self=1');
+    expect(out).toContain("recvmsg=1 byte=F fd_received=1 read_from_it=1 'x'");
+    expect(out).toContain('sendfile=15 off=15\ncopy_file_range=15 in=15 out=30\npread=30 copy me please\ncopy me please\n');
+    expect(out).toMatch(/\ndone\n$/);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
   it('mmap_coherence: a mapped file written with pwrite after mmap shows the same bytes in replay', async () => {
     const dir = tempDir('rewind-coherence-');
     const exe = compile('mmap_coherence');
