@@ -76,6 +76,7 @@ try { await program.parseAsync(process.argv); } catch (err) {
 }
 `;
   fs.writeFileSync(file, src);
+  process.once('exit', () => fs.rmSync(file, { force: true }));
   return file;
 }
 

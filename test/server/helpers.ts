@@ -3,14 +3,24 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
+import { afterAll } from 'vitest';
 import { connect, type Clients } from '../../cli/client/client.js';
 import { startServer, type RunningServer, type ServerOptions } from '../../server/server.js';
 
 export const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 
+const created: string[] = [];
+
+/** A fresh temporary directory, removed when the test file ends. */
 export function tmpDir(prefix = 'rewind-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  created.push(d);
+  return d;
 }
+
+afterAll(() => {
+  for (const d of created.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
 
 export interface SyntheticTrace {
   dir: string;
