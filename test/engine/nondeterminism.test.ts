@@ -121,6 +121,16 @@ describe('record and replay reproduce the recorded run byte for byte', () => {
     expect(rec.stdout.toString(), describeRun(rec)).toMatch(/^rseq_registered=no rseq_size=0 /);
   });
 
+  it('tsc_prctl: the program enabling rdtsc itself (PR_SET_TSC) still replays its rdtsc values', async () => {
+    const exe = compile('tsc_prctl');
+    const a = await run(exe, []);
+    const b = await run(exe, []);
+    expect(a.stdout.toString()).toMatch(/^set=0 mode=1\n(rdtsc=\d+\n){3}$/);
+    expect(a.stdout.toString()).not.toBe(b.stdout.toString());
+    const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toMatch(/^set=0 mode=\d\n(rdtsc=\d+\n){3}$/);
+  });
+
   it('hello: the recorded run prints what a native run prints', async () => {
     const exe = compile('hello');
     const native = await run(exe, []);
