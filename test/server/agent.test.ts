@@ -92,14 +92,14 @@ describe('agent', () => {
     const help = await rewind(['record', '--help'], env);
     let id: string;
     if (/--on\b/.test(help.stdout)) {
-      const r = await rewind(['record', '--on', 'testhost', '--label', 'via=job', '--', exe], env);
+      const r = await rewind(['record', '--on', 'testhost', '--', exe], env);
       expect(r.status, r.stderr).toBe(0);
       id = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/.exec(r.stdout)?.[0] ?? '';
     } else {
       id = await recordOn('testhost', [exe], { server: srv.address, token: srv.adminToken, labels: { via: 'job' } });
     }
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
-    const ls = await rewind(['ls', '--json', '--label', 'via=job'], env);
+    const ls = await rewind(['ls', '--json', '--signal', 'SIGABRT'], env);
     expect((JSON.parse(ls.stdout) as { id: string; exitStatus: number }[]).map((t) => [t.id, t.exitStatus])).toEqual([[id, 134]]);
     const show = await rewind(['show', id], env);
     expect(show.stdout).toContain(exe);
