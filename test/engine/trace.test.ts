@@ -44,9 +44,16 @@ async function recordHello(): Promise<Recording> {
 }
 
 describe('refused at record time', () => {
-  it('a second thread: "not supported yet"', async () => {
+  it('a second thread: refused with "not supported yet", or recorded faithfully (issue 3)', async () => {
     const rec = await record(compile('thread', { extra: ['-pthread'] }), []);
-    expectCleanFailure(rec, /not supported yet/);
+    if (rec.status !== 0) {
+      expectCleanFailure(rec, /not supported yet/);
+      return;
+    }
+    expectRecorded(rec, 0);
+    expect(rec.stdout.toString()).toBe('starting a thread\njoined\n');
+    expect(readManifest(rec.traceDir).counts?.tasks).toBe(2);
+    expectSameRun(rec, await replay(rec.traceDir));
   });
 
   it('a second process (fork): refused with "not supported yet", or recorded faithfully', async () => {
