@@ -172,6 +172,15 @@ export class Catalog {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
+    this.migrate();
+  }
+
+  private migrate(): void {
+    const cols = (this.db.prepare('PRAGMA table_info(traces)').all() as { name: string }[]).map((c) => c.name);
+    if (!cols.includes('argv0')) {
+      this.db.exec("ALTER TABLE traces ADD COLUMN argv0 TEXT NOT NULL DEFAULT ''");
+    }
+    this.db.exec('CREATE INDEX IF NOT EXISTS traces_argv0 ON traces (argv0, start_ms DESC)');
   }
 
   static inDir(dataDir: string): Catalog {
@@ -287,11 +296,11 @@ export class Catalog {
       const program = path.posix.basename(m.exe || m.argv[0] || '');
       const info = this.db
         .prepare(
-          `INSERT INTO traces (id, host, program, exe, argv, user, cwd, start_ms, duration_ms, exit_status, signal,
-             complete, size_bytes, labels, manifest, uploaded_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO traces (id, host, program, argv0, exe, argv, user, cwd, start_ms, duration_ms, exit_status, signal,
+             complete, size_bytes, labels, manifest, uploaded_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
-          m.id, m.host.hostname, program, m.exe, JSON.stringify(m.argv), m.user, m.cwd, Date.parse(m.startTime),
+          m.id, m.host.hostname, program, path.posix.basename(m.argv[0] ?? ''), m.exe, JSON.stringify(m.argv), m.user, m.cwd, Date.parse(m.startTime),
           m.durationMs, exitStatusOf(m), m.exit.signal, m.complete ? 1 : 0, size, JSON.stringify(labels), manifestJson, Date.now(),
         );
       const addLabel = this.db.prepare('INSERT INTO trace_labels (trace_id, key, value) VALUES (?, ?, ?)');
@@ -312,15 +321,23 @@ export class Catalog {
   }
 
   listTraces(f: TraceFilter): TraceRow[] {
-    const where: string[] = [];
-    const args: (string | number)[] = [];
+    const limit = Math.min(Math.max(f.limit || 50, 1), 10_000);
+    if (f.program && !f.program.includes('/')) {
+      // The executable's name or the name it was run as (python3 vs python3.11): two queries
+      // that each walk their (name, start) index, merged newest first.
+      const a = this.queryTraces(f, ['t.program = ?'], [f.program], limit);
+      const b = this.queryTraces(f, ['t.argv0 = ?', 't.program != ?'], [f.program, f.program], limit);
+      return [...a, ...b].sort((x, y) => y.startMs - x.startMs || (x.id < y.id ? -1 : 1)).slice(0, limit);
+    }
+    return this.queryTraces(f, f.program ? ['t.exe = ?'] : [], f.program ? [f.program] : [], limit);
+  }
+
+  private queryTraces(f: TraceFilter, extraWhere: string[], extraArgs: (string | number)[], limit: number): TraceRow[] {
+    const where: string[] = [...extraWhere];
+    const args: (string | number)[] = [...extraArgs];
     if (f.host) {
       where.push('t.host = ?');
       args.push(f.host);
-    }
-    if (f.program) {
-      where.push(f.program.includes('/') ? 't.exe = ?' : 't.program = ?');
-      args.push(f.program);
     }
     if (f.exitStatus !== undefined) {
       where.push('t.exit_status = ?');
@@ -347,7 +364,6 @@ export class Catalog {
       where.push('t.rowid IN (SELECT rowid FROM traces_fts WHERE traces_fts MATCH ?)');
       args.push(ftsQuery(f.search));
     }
-    const limit = Math.min(Math.max(f.limit || 50, 1), 10_000);
     const sql = `SELECT ${TRACE_COLS} FROM traces t ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY t.start_ms DESC, t.id LIMIT ${limit}`;
     return (this.db.prepare(sql).all(...args) as RawTrace[]).map(toTrace);

@@ -52,6 +52,15 @@ describe('upload', () => {
     }
     const list = await call(reader, reader.catalog.listTraces.bind(reader.catalog), ListTracesRequest.fromPartial({ program: 'myprog' }));
     expect(list.traces.map((x) => x.id)).toEqual([t.id]);
+    const t2 = makeTrace({ argv: ['python3', '-c', 'pass'], exe: '/usr/bin/python3.11' });
+    await pushTrace(agent, t2.dir);
+    for (const program of ['python3', 'python3.11', '/usr/bin/python3.11']) {
+      const l = await call(reader, reader.catalog.listTraces.bind(reader.catalog), ListTracesRequest.fromPartial({ program }));
+      expect(l.traces.map((x) => x.id), program).toEqual([t2.id]);
+    }
+    // An empty blob is a blob too.
+    const t3 = makeTrace({ blobs: [{ data: Buffer.alloc(0), role: 'events' }] });
+    expect((await pushTrace(agent, t3.dir)).created).toBe(true);
     expect(list.traces[0]!.labels).toEqual({ team: 'infra' });
     const got = await call(reader, reader.catalog.getTrace.bind(reader.catalog), { id: t.id });
     expect(JSON.parse(got.manifestJson)).toEqual(t.manifest);
