@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import type { Http2Session } from 'node:http2';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -105,6 +106,44 @@ function ensureAdminToken(catalog: Catalog, dataDir: string, log: Logger): strin
   return file;
 }
 
+const STREAM_WINDOW = 16 << 20;
+const SESSION_WINDOW = 64 << 20;
+
+/**
+ * HTTP/2 gives each stream and connection a 64 KiB receive window, and grpc-js has no option to
+ * change it on the server: an upload could then carry only 64 KiB per round trip (3 MB/s at
+ * 20 ms). Widen both through grpc-js internals; if a grpc-js upgrade renames them, this does
+ * nothing and uploads are only slower over long links.
+ */
+function widenReceiveWindows(server: Server, log: Logger): void {
+  type SessionHandler = (session: Http2Session) => void;
+  const internals = server as unknown as {
+    commonServerOptions?: { settings?: Record<string, number> };
+    _sessionHandler?: (http2Server: unknown) => SessionHandler;
+    _channelzSessionHandler?: (http2Server: unknown) => SessionHandler;
+  };
+  if (typeof internals.commonServerOptions !== 'object') {
+    log.warn('cannot widen HTTP/2 receive windows with this grpc-js');
+    return;
+  }
+  internals.commonServerOptions.settings = { ...internals.commonServerOptions.settings, initialWindowSize: STREAM_WINDOW };
+  for (const name of ['_sessionHandler', '_channelzSessionHandler'] as const) {
+    const orig = internals[name];
+    if (typeof orig !== 'function') continue;
+    internals[name] = function (this: unknown, http2Server: unknown): SessionHandler {
+      const handle = orig.call(this, http2Server);
+      return (session) => {
+        try {
+          session.setLocalWindowSize(SESSION_WINDOW);
+        } catch {
+          // the session is already closing
+        }
+        handle(session);
+      };
+    };
+  }
+}
+
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
   const dataDir = path.resolve(opts.dataDir ?? defaultDataDir());
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -128,6 +167,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     'grpc.max_receive_message_length': 16 << 20,
     'grpc.keepalive_permit_without_calls': 1,
   });
+  widenReceiveWindows(server, log);
   const deps = { catalog, log };
   server.addService(UploadServiceService, uploadService({ ...deps, store, stats }));
   server.addService(

@@ -60,6 +60,21 @@ describe('standard gRPC services', () => {
   });
 });
 
+describe('HTTP/2 flow control', () => {
+  it('advertises wide receive windows so uploads are not capped at 64 KiB per round trip', async () => {
+    const http2 = await import('node:http2');
+    const c = http2.connect(`http://${ts.address}`);
+    try {
+      const settings = await new Promise<{ initialWindowSize?: number }>((resolve) => c.once('remoteSettings', resolve));
+      expect(settings.initialWindowSize).toBeGreaterThanOrEqual(1 << 20);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(c.state.remoteWindowSize).toBeGreaterThanOrEqual(1 << 20);
+    } finally {
+      c.close();
+    }
+  });
+});
+
 describe('TLS', () => {
   it('serves over TLS with --tls-cert/--tls-key and clients verify with --ca', async () => {
     const dir = tmpDir('rewind-tls-');
