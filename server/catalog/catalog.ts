@@ -252,13 +252,13 @@ export class Catalog {
   }
 
   /**
-   * Forgets blobs no trace references that were stored before `cutoffMs` (uploads never
+   * Forgets blobs no trace references that were stored at or before `cutoffMs` (uploads never
    * committed); returns them so their files can be removed.
    */
   takeOrphanBlobs(cutoffMs: number): { sha256: string; size: number }[] {
     const run = this.db.transaction(() => {
       const rows = this.db
-        .prepare('SELECT sha256, size FROM blobs WHERE refcount <= 0 AND created_ms < ?')
+        .prepare('SELECT sha256, size FROM blobs WHERE refcount <= 0 AND created_ms <= ?')
         .all(cutoffMs) as { sha256: string; size: number }[];
       const del = this.db.prepare('DELETE FROM blobs WHERE sha256 = ? AND refcount <= 0');
       for (const r of rows) del.run(r.sha256);
