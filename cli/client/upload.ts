@@ -31,6 +31,8 @@ export interface PushOptions {
   onRetry?: (err: Error, attempt: number, delayMs: number) => void;
   /** Compress chunks that shrink (default true); a blob whose first chunks do not shrink is sent raw. */
   compress?: boolean;
+  /** Blobs uploaded at once (default 4): many small blobs do not each wait a round trip. */
+  parallel?: number;
   /** Check each chunk with sha256 instead of CRC-32. */
   chunkSha256?: boolean;
   /** Test hook: corrupt the data of the n-th chunk sent (1-based), keeping its declared hash. */
@@ -138,9 +140,7 @@ export async function pushTrace(c: Clients, dir: string, opts: PushOptions = {})
       if (prep.alreadyCommitted) {
         return { traceId: prep.traceId, bytesSent: progress.wire, blobBytesSent: progress.sent, totalBytes: progress.total, created: false, attempts: attempt };
       }
-      for (const m of prep.missing) {
-        await sendBlob(c, dir, m, opts, progress, counter);
-      }
+      await sendAll(prep.missing, opts.parallel ?? 4, (m) => sendBlob(c, dir, m, opts, progress, counter));
       const res = await call(c, c.upload.commitUpload.bind(c.upload), { manifestJson: json, labels: opts.labels ?? {} });
       return { traceId: res.traceId, bytesSent: progress.wire, blobBytesSent: progress.sent, totalBytes: progress.total, created: res.created, attempts: attempt };
     } catch (err) {
@@ -150,6 +150,23 @@ export async function pushTrace(c: Clients, dir: string, opts: PushOptions = {})
       backoff = Math.min(backoff * 2, maxBackoff);
     }
   }
+}
+
+/** Runs send over the blobs, `parallel` at a time; after a failure starts no new one and rethrows it. */
+async function sendAll(missing: MissingBlob[], parallel: number, send: (m: MissingBlob) => Promise<void>): Promise<void> {
+  const queue = [...missing];
+  let failure: { err: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    for (let m = queue.shift(); m && !failure; m = queue.shift()) {
+      try {
+        await send(m);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(parallel, queue.length)) }, worker));
+  if (failure) throw failure.err;
 }
 
 async function sendBlob(
