@@ -172,9 +172,15 @@ export class Agent {
         try {
           await this.upload(dir);
         } catch (err) {
-          // Not retriable (a bad manifest, a refused version): park it so it is not retried forever.
-          this.log('upload refused; moved to failed/', { dir, error: (err as Error).message });
-          await fsp.rename(dir, path.join(this.opts.spoolDir, 'failed', e.name)).catch(() => undefined);
+          if (this.stopped) return;
+          if (isServiceError(err) && err.code === status.INVALID_ARGUMENT) {
+            // The server refuses this trace for good (bad manifest, unsupported version): park it.
+            this.log('upload refused; moved to failed/', { dir, error: err.details });
+            await fsp.rename(dir, path.join(this.opts.spoolDir, 'failed', e.name)).catch(() => undefined);
+          } else {
+            // Anything else (a revoked token, a full disk on the server) is tried again next scan.
+            this.log('upload failed; will retry', { dir, error: (err as Error).message });
+          }
         }
       }
       await sleep(this.opts.scanIntervalMs ?? 2000);

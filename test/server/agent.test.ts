@@ -84,6 +84,13 @@ describe('agent', () => {
     expect((await listIds()).filter((x) => x === a || x === b).sort()).toEqual([a, b].sort());
   });
 
+  it('parks a trace the server refuses for good in failed/', async () => {
+    const t = makeTrace({ argv: ['v9'], extra: { version: 9 } }, path.join(tmpDir('rewind-drop-'), 'bad-version'));
+    fs.renameSync(t.dir, path.join(spool, 'bad-version'));
+    await until('the refused trace to be parked', async () => (fs.existsSync(path.join(spool, 'failed', 'bad-version')) ? true : undefined));
+    expect(agentLog).toMatch(/unsupported trace format version 9/);
+  });
+
   it.skipIf(!engineBuilt)('records a program as a job (record --on HOST) and replays it remotely like locally', async () => {
     const exe = path.join(tmpDir('rewind-job-'), 'abort');
     const cc = spawnSync('gcc', ['-O1', '-o', exe, path.join(REPO, 'test/fixtures/abort.c')], { encoding: 'utf8' });
