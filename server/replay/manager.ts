@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,8 +14,10 @@ export interface ReplayOptions {
   /** Command that replays a trace directory (the directory is appended). */
   command?: string[];
   maxSessions?: number;
-  /** A session whose worker prints nothing for this long is killed. */
+  /** A session whose worker neither prints nor runs (uses no CPU) for this long is killed. */
   idleTimeoutMs?: number;
+  /** Hard limit on a session's duration (default 1 hour). */
+  maxSessionMs?: number;
   /** Where trace directories are materialised. */
   workDir: string;
 }
@@ -45,6 +48,7 @@ export class ReplayManager {
   private readonly sessions = new Map<string, ChildProcess>();
   readonly maxSessions: number;
   readonly idleTimeoutMs: number;
+  readonly maxSessionMs: number;
   private readonly command: string[];
 
   constructor(
@@ -55,6 +59,7 @@ export class ReplayManager {
   ) {
     this.maxSessions = opts.maxSessions ?? 4;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 60_000;
+    this.maxSessionMs = opts.maxSessionMs ?? 3_600_000;
     this.command = opts.command ?? defaultReplayCommand();
   }
 
@@ -130,14 +135,26 @@ export class ReplayManager {
         why ??= e;
         child.kill('SIGKILL');
       };
+      // Idle means: no output and no CPU time used (a replay computing silently is not idle).
+      let cpu = cpuTicks(child.pid);
       const arm = (): void => {
         if (idle) clearTimeout(idle);
-        idle = setTimeout(
-          () => kill(new RpcError(status.DEADLINE_EXCEEDED, `replay session idle for ${Math.round(this.idleTimeoutMs / 1000)} s; closed`)),
-          this.idleTimeoutMs,
-        );
+        idle = setTimeout(() => {
+          const now = cpuTicks(child.pid);
+          // Running means at least 5 % of a CPU over the period (ticks are 10 ms).
+          if (now !== undefined && (cpu === undefined || now - cpu >= Math.max(2, this.idleTimeoutMs / 200))) {
+            cpu = now;
+            arm();
+            return;
+          }
+          kill(new RpcError(status.DEADLINE_EXCEEDED, `replay session idle for ${Math.round(this.idleTimeoutMs / 1000)} s; closed`));
+        }, this.idleTimeoutMs);
       };
       arm();
+      const limit = setTimeout(
+        () => kill(new RpcError(status.DEADLINE_EXCEEDED, `replay session ran longer than ${Math.round(this.maxSessionMs / 1000)} s; closed`)),
+        this.maxSessionMs,
+      );
       const onAbort = (): void => kill(new RpcError(status.CANCELLED, 'replay cancelled by the client'));
       abort.addEventListener('abort', onAbort);
       const pump = (kind: 'stdout' | 'stderr', stream: NodeJS.ReadableStream): void => {
@@ -158,6 +175,7 @@ export class ReplayManager {
       child.on('error', (err) => kill(new RpcError(status.INTERNAL, `cannot start the replay worker: ${err.message}`)));
       child.on('close', (code, signal) => {
         if (idle) clearTimeout(idle);
+        clearTimeout(limit);
         abort.removeEventListener('abort', onAbort);
         log.info({ code, signal }, 'replay worker ended');
         if (why) reject(why);
@@ -174,3 +192,33 @@ export class ReplayManager {
 }
 
 const placeholder = {} as ChildProcess;
+
+/**
+ * CPU time (utime + stime, in ticks) used so far by a process and every live descendant, from
+ * /proc: the replayed program runs as a child of the worker. Undefined where /proc is missing.
+ */
+function cpuTicks(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  let total = 0;
+  let found = false;
+  const seen = new Set<number>();
+  const visit = (p: number): void => {
+    if (seen.has(p) || seen.size > 10_000) return;
+    seen.add(p);
+    try {
+      const stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+      // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += Number(f[11]) + Number(f[12]);
+      found = true;
+      for (const tid of fs.readdirSync(`/proc/${p}/task`)) {
+        const kids = fs.readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8').trim();
+        if (kids) for (const k of kids.split(/\s+/)) visit(Number(k));
+      }
+    } catch {
+      // the process ended meanwhile
+    }
+  };
+  visit(pid);
+  return found ? total : undefined;
+}

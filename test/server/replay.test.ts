@@ -89,6 +89,13 @@ describe('remote replay', () => {
     expect(s.activeReplaySessions).toBe(0);
   });
 
+  it('a worker computing silently is not idle', async () => {
+    const busy = await upload(['busy']);
+    const r = await replay(busy);
+    expect(r.status).toBe(0);
+    expect(r.out.text).toBe('busy done\n');
+  });
+
   it('bounds the number of concurrent sessions', async () => {
     const slow = await upload(['slow'], 0);
     const results = await Promise.all([replay(slow), replay(slow), replay(slow)]);
