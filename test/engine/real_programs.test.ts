@@ -183,7 +183,8 @@ describe('natively', () => {
 
 describe('record and replay', () => {
   it('node -e (starts threads): refused with "not supported yet", or recorded faithfully', async () => {
-    const rec = await record(process.execPath, ['-e', 'console.log(Math.random(), Date.now())']);
+    // node starts in ~50 ms natively; 20 s under record is plenty, and a hang must fail, not stall.
+    const rec = await record(process.execPath, ['-e', 'console.log(Math.random(), Date.now())'], { timeoutMs: 20_000 });
     if (rec.status !== 0) {
       expectCleanFailure(rec, /not supported yet/);
       return;
