@@ -190,7 +190,7 @@ describe('record and replay', () => {
       return;
     }
     expect(rec.stdout.toString()).toMatch(/^0\.\d+ \d{13}\n$/);
-    expectSameRun(rec, await replay(rec.traceDir));
+    expectSameRun(rec, await replay(rec.traceDir, { timeoutMs: 20_000 }));
   });
 
   beforeAll(requireCli);
