@@ -125,7 +125,35 @@ void encodeEvent(const Event& e, std::vector<uint8_t>& out) {
       w.put(e.exit.tid);
       w.put(e.exit.waitStatus);
       break;
+    case EventType::Run:
+      w.put(e.run.tid);
+      break;
+    case EventType::Preempt:
+      w.put(e.preempt.tid);
+      w.bytes(&e.preempt.regs, sizeof e.preempt.regs);
+      w.put(e.preempt.stackHash);
+      break;
   }
+}
+
+uint32_t Event::tid() const {
+  switch (type) {
+    case EventType::Exec:
+      return exec.tid;
+    case EventType::Syscall:
+      return syscall.tid;
+    case EventType::Signal:
+      return signal.tid;
+    case EventType::Rdtsc:
+      return rdtsc.tid;
+    case EventType::Exit:
+      return exit.tid;
+    case EventType::Run:
+      return run.tid;
+    case EventType::Preempt:
+      return preempt.tid;
+  }
+  return 0;
 }
 
 Event decodeEvent(const uint8_t* data, size_t len) {
@@ -198,6 +226,20 @@ Event decodeEvent(const uint8_t* data, size_t len) {
       e.exit.tid = r.get<uint32_t>();
       e.exit.waitStatus = r.get<int32_t>();
       break;
+    case uint8_t(EventType::Run):
+      e.type = EventType::Run;
+      e.run.tid = r.get<uint32_t>();
+      break;
+    case uint8_t(EventType::Preempt): {
+      e.type = EventType::Preempt;
+      e.preempt.tid = r.get<uint32_t>();
+      std::vector<uint8_t> regs = r.bytes();
+      if (regs.size() != sizeof e.preempt.regs)
+        fail(ErrorCode::BadTrace, "malformed preempt record");
+      memcpy(&e.preempt.regs, regs.data(), sizeof e.preempt.regs);
+      e.preempt.stackHash = r.get<uint64_t>();
+      break;
+    }
     default:
       fail(ErrorCode::BadTrace, "unknown event type " + std::to_string(type));
   }
@@ -235,6 +277,13 @@ std::string describeEvent(const Event& e) {
       return e.rdtsc.rdtscp ? "rdtscp" : "rdtsc";
     case EventType::Exit:
       return "exit";
+    case EventType::Run:
+      return "run";
+    case EventType::Preempt: {
+      char buf[64];
+      snprintf(buf, sizeof buf, "preemption at ip 0x%llx", (unsigned long long)e.preempt.regs.rip);
+      return buf;
+    }
   }
   return "?";
 }

@@ -9,7 +9,15 @@
 
 namespace rwd {
 
-enum class EventType : uint8_t { Exec = 1, Syscall = 2, Signal = 3, Rdtsc = 4, Exit = 5 };
+enum class EventType : uint8_t {
+  Exec = 1,
+  Syscall = 2,
+  Signal = 3,
+  Rdtsc = 4,
+  Exit = 5,
+  Run = 6,      // the task runs user code from here (a new task, or one that was preempted)
+  Preempt = 7,  // the task was stopped in user code, at the position named here
+};
 
 // A region of the address space right after exec.
 struct MappedRegion {
@@ -61,6 +69,18 @@ struct RdtscEvent {
   bool rdtscp = false;
 };
 
+struct RunEvent {
+  uint32_t tid = 0;
+};
+
+// A position in user code without a branch counter: the registers and a hash of the top of
+// the stack. Replay stops at the first time the task reaches the same state.
+struct PreemptEvent {
+  uint32_t tid = 0;
+  Regs regs{};
+  uint64_t stackHash = 0;
+};
+
 struct ExitEvent {
   uint32_t tid = 0;
   int32_t waitStatus = 0;
@@ -74,6 +94,10 @@ struct Event {
   SignalEvent signal;
   RdtscEvent rdtsc;
   ExitEvent exit;
+  RunEvent run;
+  PreemptEvent preempt;
+
+  uint32_t tid() const;
 };
 
 void encodeEvent(const Event& e, std::vector<uint8_t>& out);

@@ -1,5 +1,6 @@
 #include "core/syscall_buffers.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <sys/ioctl.h>
@@ -169,7 +170,11 @@ std::vector<MemoryWrite> captureOutputs(const Task& task, long nr, const Syscall
                                         const uint64_t* args, int64_t result,
                                         const EntryValues& entry) {
   std::vector<MemoryWrite> out;
-  if (result < 0 && result > -4096) return out;  // failed syscalls write nothing we replay
+  // Failed syscalls write nothing replay needs, but for the time left of an interrupted sleep.
+  // (-EINTR, or a restart code the kernel turns into -EINTR as it delivers the signal).
+  bool interrupted = result == -EINTR || (result >= -516 && result <= -512);
+  bool sleepInterrupted = interrupted && (nr == SYS_nanosleep || nr == SYS_clock_nanosleep);
+  if (result < 0 && result > -4096 && !sleepInterrupted) return out;
   for (int i = 0; i < 3; i++) {
     const Output& o = spec.outputs[i];
     switch (o.size) {

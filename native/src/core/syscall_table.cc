@@ -266,6 +266,9 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.add(SYS_mremap, "mremap", 4, R::Mremap);
   t.add(SYS_brk, "brk", 1, R::Brk);
   t.add(SYS_arch_prctl, "arch_prctl", 2, R::Execute);
+  t.add(SYS_pkey_alloc, "pkey_alloc", 2, R::Execute);
+  t.add(SYS_pkey_free, "pkey_free", 1, R::Execute);
+  t.add(SYS_pkey_mprotect, "pkey_mprotect", 4, R::Execute);
   t.add(SYS_rt_sigaction, "rt_sigaction", 4, R::Execute);
   t.add(SYS_rt_sigprocmask, "rt_sigprocmask", 4, R::Execute);
   t.add(SYS_sigaltstack, "sigaltstack", 2, R::Execute);

@@ -50,6 +50,40 @@ Stop Stop::fromWaitStatus(int status) {
   return s;
 }
 
+void killAndReap(std::vector<pid_t> tids) {
+  for (pid_t tid : tids) kill(tid, SIGKILL);
+  for (int round = 0; round < 2000 && !tids.empty(); round++) {
+    for (size_t i = 0; i < tids.size();) {
+      int status;
+      pid_t r = waitpid(tids[i], &status, __WALL | WNOHANG);
+      if ((r == tids[i] && (WIFEXITED(status) || WIFSIGNALED(status))) ||
+          (r < 0 && errno == ECHILD)) {
+        tids.erase(tids.begin() + long(i));
+      } else {
+        i++;
+      }
+    }
+    if (!tids.empty()) usleep(1000);
+  }
+}
+
+uint64_t stackHash(const Task& task, uint64_t rsp) {
+  uint8_t top[256] = {};
+  task.tryRead(rsp, top, sizeof top);
+  uint64_t h = 14695981039346656037ull;  // FNV-1a
+  for (uint8_t b : top) h = (h ^ b) * 1099511628211ull;
+  return h;
+}
+
+bool samePosition(const Regs& a, const Regs& b) {
+  constexpr uint64_t kPtraceFlags = 0x10100;  // TF, RF
+  return a.rip == b.rip && a.rsp == b.rsp && a.rax == b.rax && a.rbx == b.rbx && a.rcx == b.rcx &&
+         a.rdx == b.rdx && a.rsi == b.rsi && a.rdi == b.rdi && a.rbp == b.rbp && a.r8 == b.r8 &&
+         a.r9 == b.r9 && a.r10 == b.r10 && a.r11 == b.r11 && a.r12 == b.r12 && a.r13 == b.r13 &&
+         a.r14 == b.r14 && a.r15 == b.r15 &&
+         (a.eflags & ~kPtraceFlags) == (b.eflags & ~kPtraceFlags) && a.fs_base == b.fs_base;
+}
+
 Task::Task(pid_t tid) : tid_(tid) { reopenMemory(); }
 
 Task::~Task() {

@@ -53,4 +53,14 @@ class Task {
   int memFd_ = -1;
 };
 
+// Kills tasks and collects their ends. A thread-group leader reports its end only after its
+// other threads, so they are reaped in whatever order the kernel allows (for up to 2 s).
+void killAndReap(std::vector<pid_t> tids);
+
+// A hash of the 256 bytes at the top of a task's stack: with the registers, it names a position
+// in user code that no syscall marks.
+uint64_t stackHash(const Task& task, uint64_t rsp);
+// Whether two register files are the same position (the flags the kernel sets for ptrace aside).
+bool samePosition(const Regs& a, const Regs& b);
+
 }  // namespace rwd

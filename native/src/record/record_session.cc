@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <x86intrin.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 
@@ -69,11 +70,9 @@ RecordSession::RecordSession(RecordOptions options)
 
 RecordSession::~RecordSession() {
   // Only reached with tasks left when recording failed: nothing may outlive the recorder.
-  for (auto& [tid, t] : tasks_) kill(tid, SIGKILL);
-  for (auto& [tid, t] : tasks_) {
-    int status;
-    waitpid(tid, &status, __WALL);
-  }
+  std::vector<pid_t> alive;
+  for (auto& [tid, t] : tasks_) alive.push_back(tid);
+  killAndReap(alive);
 }
 
 RecordedTask& RecordSession::addTask(pid_t tid) {
@@ -113,6 +112,7 @@ RecordResult RecordSession::run() {
   int execErrFd = -1;
   initial_ = spawnTraced(options_.exe, options_.argv, options_.env, &execErrFd);
   RecordedTask& first = addTask(initial_);
+  first.tgid = initial_;
   first.execed = false;
   first.execArgv = options_.argv;
   processes_.push_back(ProcessInfo{initial_, 0, {}});
@@ -120,7 +120,12 @@ RecordResult RecordSession::run() {
   RecordResult result;
   while (!tasks_.empty()) {
     int status;
-    pid_t tid = waitpid(-1, &status, __WALL);
+    pid_t tid = waitpid(-1, &status, __WALL | (contended() ? WNOHANG : 0));
+    if (tid == 0) {
+      preemptOverdue();
+      usleep(200);
+      continue;
+    }
     if (tid < 0) {
       if (errno == EINTR) continue;
       failErrno("waitpid");
@@ -144,19 +149,21 @@ RecordResult RecordSession::run() {
           tasks_.clear();
           fail(ErrorCode::Exec, "cannot execute " + options_.exe + ": " + why);
         }
-        if (t.inSyscall && !t.entryRecorded) {
-          // It died inside a syscall (kill -9 $$, or SIGKILL from outside while blocked): the
-          // syscall never returned, but replay must meet it before the exit.
-          events_.append(syscallEvent(t, 0));
-          syscalls_++;
-        }
         Event e;
         e.type = EventType::Exit;
         e.exit = ExitEvent{uint32_t(tid), s.status};
         events_.append(e);
         if (tid == initial_) result.waitStatus = s.status;
         releaseVforkParent(t);
+        std::deque<pid_t>& queue = waiting_[t.tgid];
+        queue.erase(std::remove(queue.begin(), queue.end(), tid), queue.end());
+        pid_t tgid = t.tgid;
+        bool held = holder_[tgid] == tid;
         tasks_.erase(it);
+        if (held) {
+          holder_[tgid] = 0;
+          grantNext(tgid);
+        }
         break;
       }
       case Stop::SyscallStop:
@@ -180,7 +187,7 @@ RecordResult RecordSession::run() {
           t.newborn = false;
           // It runs once its parent's fork is in the stream, so its events come after it.
           if (t.forkSeen) {
-            t.task->resume(PTRACE_SYSCALL);
+            startTask(t);
           } else {
             t.held = true;
           }
@@ -222,18 +229,22 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   }
   const SyscallSpec* spec = lookupSyscall(nr);
   if (!spec) {
-    fail(ErrorCode::Unsupported,
-         "the program used syscall " + std::to_string(nr) + ", which rewind cannot record yet");
+    fail(ErrorCode::Unsupported, "the program used syscall " + std::to_string(nr) + " (" +
+                                     syscallName(nr) + "), which rewind does not support yet");
   }
+  // While it waits in the kernel, another thread may run. Not during a syscall that changes the
+  // address space (replay maps at the recorded addresses in the stream's order, so those must
+  // reach the stream in the order the kernel ran them), nor while a thread exits (the kernel
+  // then clears its tid for pthread_join): those do not block, and keep the token.
+  bool keepsToken = spec->replay == ReplayAction::Execute || spec->replay == ReplayAction::Mmap ||
+                    spec->replay == ReplayAction::Mremap || spec->replay == ReplayAction::Brk ||
+                    spec->replay == ReplayAction::InPlace;
+  if (!keepsToken) release(t);
   uint64_t args[6];
   for (int i = 0; i < 6; i++) args[i] = arg(t.entryRegs, i);
   if (spec->replay == ReplayAction::Unsupported) {
     fail(ErrorCode::Unsupported,
          std::string("the program used ") + spec->name + ", which is not supported yet");
-  }
-  if (spec->replay == ReplayAction::Fork && startsThread(*t.task, nr, args)) {
-    fail(ErrorCode::Unsupported, std::string("the program started a thread (") + spec->name +
-                                     "): recording threads is not supported yet");
   }
   t.entryValues = readEntryValues(*t.task, *spec, args);
   if (nr == SYS_execve || nr == SYS_execveat) {
@@ -245,8 +256,10 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
       t.execArgv.push_back(t.task->readCString(p));
     }
   }
-  if (spec->replay == ReplayAction::Rseq) {
-    // Skip it: the kernel returns -ENOSYS and glibc does without rseq.
+  // rseq is skipped: the kernel returns -ENOSYS and glibc does without it. The program's own
+  // PR_SET_TSC/PR_GET_TSC are skipped too and answered at the exit stop: rdtsc stays trapped.
+  t.fakeTsc = nr == SYS_prctl && (args[0] == PR_SET_TSC || args[0] == PR_GET_TSC);
+  if (spec->replay == ReplayAction::Rseq || t.fakeTsc) {
     Regs r = t.entryRegs;
     r.orig_rax = uint64_t(-1);
     t.task->setRegs(r);
@@ -254,7 +267,6 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   if (nr == SYS_exit || nr == SYS_exit_group) {
     // No exit stop follows: the event is complete now.
     events_.append(syscallEvent(t, 0));
-    t.entryRecorded = true;
     syscalls_++;
   }
   t.task->resume(PTRACE_SYSCALL);
@@ -271,8 +283,102 @@ void RecordSession::releaseVforkParent(RecordedTask& child) {
   parent.vforkChild = 0;
   if (parent.parked) {
     parent.parked = false;
-    parent.task->resume(PTRACE_SYSCALL);
+    runFrom(parent);
   }
+}
+
+bool RecordSession::acquire(RecordedTask& t, Deferred ifBusy) {
+  pid_t& holder = holder_[t.tgid];
+  if (holder == 0 || holder == t.task->tid()) {
+    holder = t.task->tid();
+    t.grantedAt = std::chrono::steady_clock::now();
+    return true;
+  }
+  t.deferred = ifBusy;
+  waiting_[t.tgid].push_back(t.task->tid());
+  return false;
+}
+
+void RecordSession::release(RecordedTask& t) {
+  auto it = holder_.find(t.tgid);
+  if (it == holder_.end() || it->second != t.task->tid()) return;
+  it->second = 0;
+  grantNext(t.tgid);
+}
+
+void RecordSession::grantNext(pid_t tgid) {
+  std::deque<pid_t>& queue = waiting_[tgid];
+  while (!queue.empty()) {
+    auto it = tasks_.find(queue.front());
+    queue.pop_front();
+    if (it == tasks_.end()) continue;
+    RecordedTask& t = it->second;
+    holder_[tgid] = t.task->tid();
+    t.grantedAt = std::chrono::steady_clock::now();
+    Deferred d = t.deferred;
+    t.deferred = Deferred::None;
+    if (d == Deferred::SyscallExit) {
+      onSyscallExit(t);
+    } else {
+      runFrom(t);
+    }
+    return;
+  }
+}
+
+// A task runs user code from a point that no syscall marks (its start, or after a preemption):
+// the Run event tells replay when.
+void RecordSession::runFrom(RecordedTask& t) {
+  Event e;
+  e.type = EventType::Run;
+  e.run.tid = uint32_t(t.task->tid());
+  events_.append(e);
+  t.task->resume(PTRACE_SYSCALL);
+}
+
+void RecordSession::startTask(RecordedTask& t) {
+  if (acquire(t, Deferred::Start)) runFrom(t);
+}
+
+bool RecordSession::contended() const {
+  for (const auto& [tgid, queue] : waiting_) {
+    if (!queue.empty()) return true;
+  }
+  return false;
+}
+
+// A thread that keeps the token too long while others wait is stopped with SIGSTOP, where it
+// is, and waits its turn again (a thread spinning on a flag another thread sets must not hang).
+void RecordSession::preemptOverdue() {
+  auto now = std::chrono::steady_clock::now();
+  for (const auto& [tgid, queue] : waiting_) {
+    if (queue.empty()) continue;
+    auto it = tasks_.find(holder_[tgid]);
+    if (it == tasks_.end()) continue;
+    RecordedTask& t = it->second;
+    if (!t.preemptSent && now - t.grantedAt > std::chrono::milliseconds(10)) {
+      syscall(SYS_tgkill, tgid, t.task->tid(), SIGSTOP);
+      t.preemptSent = true;
+    }
+  }
+}
+
+void RecordSession::onPreempt(RecordedTask& t) {
+  pid_t tid = t.task->tid();
+  if (holder_[t.tgid] != tid || waiting_[t.tgid].empty()) {
+    t.task->resume(PTRACE_SYSCALL);  // it gave the token up by itself meanwhile
+    return;
+  }
+  Event e;
+  e.type = EventType::Preempt;
+  e.preempt.tid = uint32_t(tid);
+  e.preempt.regs = t.task->regs();
+  e.preempt.stackHash = stackHash(*t.task, e.preempt.regs.rsp);
+  events_.append(e);
+  holder_[t.tgid] = 0;
+  t.deferred = Deferred::Resume;
+  waiting_[t.tgid].push_back(tid);
+  grantNext(t.tgid);
 }
 
 void RecordSession::onFork(RecordedTask& t, bool vfork) {
@@ -286,17 +392,22 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
   syscalls_++;
   processes_.push_back(ProcessInfo{pid_t(child), t.task->tid(), {}});
   t.forkRecorded = true;
+  uint64_t args[6];
+  for (int i = 0; i < 6; i++) args[i] = arg(t.entryRegs, i);
+  bool thread = startsThread(*t.task, long(t.entryRegs.orig_rax), args);
   auto it = tasks_.find(pid_t(child));
   if (it == tasks_.end()) {
     RecordedTask& c = addTask(pid_t(child));
     c.newborn = true;
     c.forkSeen = true;
+    c.tgid = thread ? t.tgid : pid_t(child);
     it = tasks_.find(pid_t(child));
   } else {
     it->second.forkSeen = true;
+    it->second.tgid = thread ? t.tgid : pid_t(child);
     if (it->second.held) {
       it->second.held = false;
-      it->second.task->resume(PTRACE_SYSCALL);
+      startTask(it->second);
     }
   }
   if (vfork) {
@@ -309,6 +420,27 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   Regs regs = t.task->regs();
   long nr = long(t.entryRegs.orig_rax);
   int64_t result = int64_t(regs.rax);
+  if (t.preemptSent && result <= -512 && result >= -516) {
+    // Our SIGSTOP interrupted the syscall: the kernel restarts it once the signal is dropped,
+    // so this return never reaches the program.
+    t.task->resume(PTRACE_SYSCALL);
+    return;
+  }
+  if (!acquire(t, Deferred::SyscallExit)) return;
+  if (t.fakeTsc) {
+    t.fakeTsc = false;
+    uint64_t what = t.entryRegs.rdi, arg1 = t.entryRegs.rsi;
+    result = 0;
+    if (what == PR_SET_TSC && (arg1 == PR_TSC_ENABLE || arg1 == PR_TSC_SIGSEGV)) {
+      t.tscMode = int(arg1);
+    } else if (what == PR_GET_TSC && arg1) {
+      t.task->write(arg1, &t.tscMode, sizeof t.tscMode);
+    } else {
+      result = -EINVAL;
+    }
+    regs.rax = uint64_t(result);
+    t.task->setRegs(regs);
+  }
   if (t.execPending) {
     t.execPending = false;
     t.execed = true;
@@ -327,12 +459,16 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     t.task->resume(PTRACE_SYSCALL);
     return;
   }
-  if (!t.execed || t.forkRecorded) {
+  if (!t.execed) {
+    t.task->resume(PTRACE_SYSCALL);
+    return;
+  }
+  if (t.forkRecorded) {
     t.forkRecorded = false;
     if (t.vforkChild) {
       t.parked = true;
     } else {
-      t.task->resume(PTRACE_SYSCALL);
+      runFrom(t);
     }
     return;
   }
@@ -391,6 +527,11 @@ bool RecordSession::emulateRdtsc(RecordedTask& t) {
 void RecordSession::onSignal(RecordedTask& t, int sig) {
   if (!t.execed) {
     t.task->resume(PTRACE_SYSCALL);  // the child's SIGSTOP before exec
+    return;
+  }
+  if (sig == SIGSTOP && t.preemptSent) {
+    t.preemptSent = false;
+    onPreempt(t);
     return;
   }
   siginfo_t info = t.task->siginfo();

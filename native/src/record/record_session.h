@@ -2,9 +2,12 @@
 // Every ptrace call of a session must come from the thread that called run().
 #pragma once
 
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -44,18 +47,26 @@ struct RecordResult {
   std::vector<BlobRef> blobs;  // the event stream included
 };
 
+// What a task waiting for its process's run token does once it gets it.
+enum class Deferred : uint8_t { None, SyscallExit, Start, Resume };
+
 // What the recorder tracks for each task of the recorded tree.
 struct RecordedTask {
   std::unique_ptr<Task> task;
+  pid_t tgid = 0;  // its process: threads of one process take turns to run user code
+  Deferred deferred = Deferred::None;
+  bool preemptSent = false;  // the recorder sent it SIGSTOP to take the token back
+  std::chrono::steady_clock::time_point grantedAt;
   bool execed = true;     // false only for the first task until it execs the program
   bool newborn = false;   // created by a fork: its first stop is a SIGSTOP to swallow
   bool forkSeen = false;  // its parent's fork is recorded: it may run
   bool held = false;      // stopped, waiting for forkSeen
   bool inSyscall = false;
-  bool entryRecorded = false;  // exit and exit_group are recorded at entry
-  bool execPending = false;    // PTRACE_EVENT_EXEC seen, the exit stop will follow
-  bool forkRecorded = false;   // the fork's event was written at PTRACE_EVENT_FORK
-  pid_t vforkChild = 0;        // a vfork child that has not exec'd or exited yet
+  bool fakeTsc = false;         // a PR_SET_TSC/PR_GET_TSC skipped at entry, answered at exit
+  int tscMode = PR_TSC_ENABLE;  // what the program believes it set
+  bool execPending = false;     // PTRACE_EVENT_EXEC seen, the exit stop will follow
+  bool forkRecorded = false;    // the fork's event was written at PTRACE_EVENT_FORK
+  pid_t vforkChild = 0;         // a vfork child that has not exec'd or exited yet
   pid_t vforkParent = 0;
   bool parked = false;  // a vfork parent held at its syscall exit until its child execs
   Regs entryRegs{};
@@ -73,6 +84,14 @@ class RecordSession {
   void onSyscallEntry(RecordedTask& t);
   void onSyscallExit(RecordedTask& t);
   void onFork(RecordedTask& t, bool vfork);
+  bool acquire(RecordedTask& t, Deferred ifBusy);
+  void release(RecordedTask& t);
+  void grantNext(pid_t tgid);
+  void startTask(RecordedTask& t);
+  void runFrom(RecordedTask& t);
+  void preemptOverdue();
+  void onPreempt(RecordedTask& t);
+  bool contended() const;
   void releaseVforkParent(RecordedTask& child);
   void onSignal(RecordedTask& t, int sig);
   bool emulateRdtsc(RecordedTask& t);
@@ -86,6 +105,10 @@ class RecordSession {
   std::string eventsPath_;
   EventWriter events_;
   std::map<pid_t, RecordedTask> tasks_;
+  // One thread of a process runs user code at a time: the token's holder per process, and the
+  // threads waiting for it in order (a fair queue: none waits more than one turn of each other).
+  std::map<pid_t, pid_t> holder_;
+  std::map<pid_t, std::deque<pid_t>> waiting_;
   pid_t initial_ = -1;
   uint32_t taskCount_ = 0;
   std::vector<ProcessInfo> processes_;

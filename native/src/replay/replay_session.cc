@@ -62,35 +62,17 @@ ReplaySession::ReplaySession(ReplayOptions options)
       reader_(options_.eventsPath) {}
 
 ReplaySession::~ReplaySession() {
+  std::vector<pid_t> alive;
   for (auto& [tid, t] : tasks_) {
-    if (!t.exited) kill(t.task->tid(), SIGKILL);
+    if (!t.exited) alive.push_back(t.task->tid());
   }
-  for (auto& [tid, t] : tasks_) {
-    int status;
-    if (!t.exited) waitpid(t.task->tid(), &status, __WALL);
-  }
+  killAndReap(alive);
 }
 
 bool ReplaySession::nextEvent() {
   eventIndex_ = reader_.position();
   haveNext_ = reader_.next(next_);
   return haveNext_;
-}
-
-uint32_t ReplaySession::eventTid() const {
-  switch (next_.type) {
-    case EventType::Exec:
-      return next_.exec.tid;
-    case EventType::Syscall:
-      return next_.syscall.tid;
-    case EventType::Signal:
-      return next_.signal.tid;
-    case EventType::Rdtsc:
-      return next_.rdtsc.tid;
-    case EventType::Exit:
-      return next_.exit.tid;
-  }
-  return 0;
 }
 
 void ReplaySession::diverged(const ReplayTask& t, const std::string& got) {
@@ -124,6 +106,7 @@ void ReplaySession::spawnStub() {
   initialTid_ = next_.exec.tid;
   ReplayTask& t = tasks_[initialTid_];
   t.recordedTid = initialTid_;
+  t.tgid = initialTid_;
   t.task = std::make_unique<Task>(pid);
   // execve entry, the exec event, then the exit stop where the address space is rebuilt.
   for (;;) {
@@ -144,16 +127,24 @@ void ReplaySession::rebuild(ReplayTask& t) {
   nextEvent();
 }
 
+// Replay runs one task at a time in the order of the stream. After each event of a task, the
+// task runs its next stretch of user code at once, up to its next stop, as it did when recorded
+// right after that event; the stop waits there until the stream reaches the event it matches.
 ReplayResult ReplaySession::run() {
   if (!nextEvent() || next_.type != EventType::Exec) {
     fail(ErrorCode::BadTrace, "the trace does not start with an exec");
   }
   spawnStub();
+  runSegment(tasks_[initialTid_]);
+  const bool log = getenv("REWIND_LOG_EVENTS") != nullptr;  // for debugging the engine
   while (haveNext_) {
-    auto it = tasks_.find(eventTid());
+    if (log)
+      fprintf(stderr, "[%llu] task %u: %s\n", (unsigned long long)eventIndex_, next_.tid(),
+              describeEvent(next_).c_str());
+    auto it = tasks_.find(next_.tid());
     if (it == tasks_.end()) {
       fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_) +
-                                    ": it belongs to task " + std::to_string(eventTid()) +
+                                    ": it belongs to task " + std::to_string(next_.tid()) +
                                     ", which replay does not have");
     }
     ReplayTask& t = it->second;
@@ -166,27 +157,37 @@ ReplayResult ReplaySession::run() {
       nextEvent();
       continue;
     }
-    if (next_.type == EventType::Signal && !next_.signal.fault) {
-      // The recording saw this signal delivered right here, but replay will not raise it by
-      // itself (another process or an emulated syscall sent it): send it now.
-      syscall(SYS_tgkill, t.task->tid(), t.task->tid(), next_.signal.signo);
+    switch (next_.type) {
+      case EventType::Exit:
+        collectDeath(t);
+        continue;
+      case EventType::Run:
+        if (!t.parked) diverged(t, "a task that was already running");
+        nextEvent();
+        t.parked = false;
+        if (t.vforkRegs) {
+          // Its child exec'd or exited: the vfork returns now.
+          t.task->resume(PTRACE_SYSCALL);
+          if (t.task->wait().kind != Stop::SyscallStop) diverged(t, "no return from vfork");
+          finishSyscall(t, *t.vforkRegs, t.vforkResult);
+          t.vforkRegs.reset();
+        }
+        runSegment(t);
+        continue;
+      case EventType::Preempt:
+        if (!t.atPosition) diverged(t, t.pending ? describeStop(*t.pending) : "no stop");
+        t.atPosition = false;
+        t.parked = true;
+        nextEvent();
+        continue;
+      default:
+        break;
     }
-    if (next_.type == EventType::Exit && WIFSIGNALED(next_.exit.waitStatus) &&
-        WTERMSIG(next_.exit.waitStatus) == SIGKILL) {
-      // SIGKILL never shows as a signal stop when recorded: the task just died here.
-      kill(t.task->tid(), SIGKILL);
-      onStop(t, t.task->wait());
-      continue;
-    }
-    if (t.vforkRegs) {
-      t.task->resume(PTRACE_SYSCALL);
-      if (t.task->wait().kind != Stop::SyscallStop) diverged(t, "no return from vfork");
-      finishSyscall(t, *t.vforkRegs, t.vforkResult);
-      t.vforkRegs.reset();
-    }
-    t.task->resume(PTRACE_SYSEMU, t.deliverSig);
-    t.deliverSig = 0;
-    onStop(t, t.task->wait());
+    if (!t.pending) diverged(t, t.parked ? "a task waiting for its turn" : "no stop");
+    Stop s = *t.pending;
+    t.pending.reset();
+    onStop(t, s);
+    if (!t.exited && !t.parked && !t.pending && !t.atPosition) runSegment(t);
   }
   if (!reader_.complete()) {
     fail(ErrorCode::BadTrace, "the recording was cut short: replayed all " +
@@ -196,6 +197,101 @@ ReplayResult ReplaySession::run() {
   result.waitStatus = waitStatus_;
   result.events = eventIndex_;
   return result;
+}
+
+void ReplaySession::runSegment(ReplayTask& t) {
+  bool mine = haveNext_ && next_.tid() == t.recordedTid;
+  if (mine && next_.type == EventType::Preempt) return runToPosition(t);
+  if (mine && next_.type == EventType::Signal && !next_.signal.fault) {
+    // The recording saw this signal delivered right here, but replay will not raise it by
+    // itself (another process or an emulated syscall sent it): send it now.
+    syscall(SYS_tgkill, t.task->tid(), t.task->tid(), next_.signal.signo);
+  }
+  t.task->resume(PTRACE_SYSEMU, t.deliverSig);
+  t.deliverSig = 0;
+  Stop s = t.task->wait();
+  if (s.kind == Stop::Exited || s.kind == Stop::Killed) {
+    onExit(t, s);
+  } else {
+    t.pending = s;
+  }
+}
+
+// Runs the task to the position where the recorder preempted it: a breakpoint at the recorded
+// instruction, stopping at the first hit with the recorded registers and stack.
+void ReplaySession::runToPosition(ReplayTask& t) {
+  const PreemptEvent& p = next_.preempt;
+  uint64_t addr = p.regs.rip;
+  uint8_t original = 0;
+  const uint8_t int3 = 0xcc;
+  t.task->read(addr, &original, 1);
+  t.task->write(addr, &int3, 1);
+  for (;;) {
+    t.task->resume(PTRACE_SYSEMU, t.deliverSig);
+    t.deliverSig = 0;
+    Stop s = t.task->wait();
+    if (s.kind == Stop::Signal && s.sig == SIGTRAP) {
+      Regs r = t.task->regs();
+      if (r.rip == addr + 1) {
+        r.rip = addr;
+        t.task->setRegs(r);
+        t.task->write(addr, &original, 1);
+        if (samePosition(r, p.regs) && stackHash(*t.task, r.rsp) == p.stackHash) {
+          t.atPosition = true;
+          return;
+        }
+        // Not this time round: step over the instruction and set the breakpoint again.
+        t.task->resume(PTRACE_SINGLESTEP);
+        s = t.task->wait();
+        if (s.kind == Stop::Signal && s.sig == SIGTRAP) {
+          t.task->write(addr, &int3, 1);
+          continue;
+        }
+      }
+    } else if (s.kind == Stop::Signal && s.sig == SIGCHLD && t.task->siginfo().si_code > 0) {
+      continue;  // a replayed child ended
+    }
+    t.task->write(addr, &original, 1);
+    if (s.kind == Stop::Exited || s.kind == Stop::Killed) {
+      onExit(t, s);
+    } else {
+      t.pending = s;
+    }
+    return;
+  }
+}
+
+// The stream says the task ended here without a syscall of its own: SIGKILL (which the
+// recorder never sees as a signal), or another thread's exit_group or exec.
+void ReplaySession::collectDeath(ReplayTask& t) {
+  if (WIFSIGNALED(next_.exit.waitStatus) && WTERMSIG(next_.exit.waitStatus) == SIGKILL) {
+    kill(t.task->tid(), SIGKILL);
+  }
+  for (int i = 0; i < 2000; i++) {
+    int status;
+    pid_t r = waitpid(t.task->tid(), &status, __WALL | WNOHANG);
+    if (r == t.task->tid()) {
+      Stop s = Stop::fromWaitStatus(status);
+      if (s.kind == Stop::Exited || s.kind == Stop::Killed) return onExit(t, s);
+    }
+    usleep(1000);
+  }
+  diverged(t, t.pending ? describeStop(*t.pending) : "a task that is still alive");
+}
+
+std::string ReplaySession::describeStop(const Stop& s) {
+  switch (s.kind) {
+    case Stop::SyscallStop:
+      return "a syscall";
+    case Stop::Signal:
+      return signalName(s.sig);
+    case Stop::Event:
+      return "a ptrace event";
+    case Stop::Exited:
+    case Stop::Killed:
+      return describeExit(s.status);
+  }
+  return "?";
 }
 
 void ReplaySession::onStop(ReplayTask& t, const Stop& s) {
@@ -286,6 +382,7 @@ void ReplaySession::onSyscall(ReplayTask& t) {
     case ReplayAction::Fork:
       return replayFork(t, r, ev);
     case ReplayAction::InPlace: {
+      if (nr == SYS_exit_group) return exitGroupInPlace(t, r);
       Stop s = runInPlace(t, r);
       if (s.kind == Stop::Exited || s.kind == Stop::Killed) onExit(t, s);
       return;
@@ -399,6 +496,7 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   uint32_t tid = uint32_t(ev.result);
   ReplayTask& c = tasks_[tid];
   c.recordedTid = tid;
+  c.tgid = (flags & CLONE_THREAD) ? t.tgid : tid;
   c.task = std::make_unique<Task>(pid_t(child));
   c.stub = t.stub;
   c.brkEnd = t.brkEnd;
@@ -413,6 +511,47 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   } else {
     finishSyscall(t, at, ev.result);
   }
+  // Both run when the stream says so (their Run events), as the recorder let them.
+  t.parked = true;
+  c.parked = true;
+}
+
+// exit_group ends every thread of the process; the kernel reports the leader's end only after
+// the others', so all of them are collected here (their Exit events are checked in turn).
+void ReplaySession::exitGroupInPlace(ReplayTask& t, const Regs& at) {
+  Regs r = at;
+  uint64_t insn = r.rip - 2;
+  r.rip = insn;
+  r.rax = r.orig_rax;
+  t.task->setRegs(r);
+  for (;;) {
+    t.task->resume(PTRACE_SYSCALL);
+    Stop s = t.task->wait();
+    if (s.kind == Stop::Exited || s.kind == Stop::Killed) return onExit(t, s);
+    if (s.kind != Stop::SyscallStop) fail(ErrorCode::System, "exit_group did not run");
+    if (t.task->regs().rip == insn + 2) break;
+  }
+  t.task->resume(PTRACE_SYSCALL);
+  uint32_t process = t.tgid;
+  for (int round = 0; round < 5000; round++) {
+    bool left = false;
+    for (auto& [tid, other] : tasks_) {
+      if (other.tgid != process || other.exited) continue;
+      int status;
+      if (waitpid(other.task->tid(), &status, __WALL | WNOHANG) == other.task->tid()) {
+        Stop s = Stop::fromWaitStatus(status);
+        if (s.kind == Stop::Exited || s.kind == Stop::Killed) {
+          onExit(other, s);
+          continue;
+        }
+        other.task->resume(PTRACE_CONT);  // a stop on its way out: let it die
+      }
+      left = true;
+    }
+    if (!left) return;
+    usleep(1000);
+  }
+  fail(ErrorCode::System, "the threads of an exiting process did not end");
 }
 
 Stop ReplaySession::runInPlace(ReplayTask& t, const Regs& at) {

@@ -32,12 +32,16 @@ struct ReplayResult {
 // A replayed task, known by the tid it had when recorded.
 struct ReplayTask {
   uint32_t recordedTid = 0;
+  uint32_t tgid = 0;  // its process, as recorded
   std::unique_ptr<Task> task;
   StubLayout stub;
   uint64_t brkEnd = 0;            // end of the emulated heap
   int deliverSig = 0;             // signal to deliver at the next resume
   std::optional<Regs> vforkRegs;  // set while a vfork parent waits for its child to exec
   int64_t vforkResult = 0;
+  std::optional<Stop> pending;  // where its last stretch of user code stopped, not yet matched
+  bool parked = false;          // waits for a Run event (new, or after a fork or a preemption)
+  bool atPosition = false;      // stopped at the position of its next Preempt event
   bool exited = false;
   int exitStatus = 0;  // wait status, once exited
 };
@@ -66,9 +70,13 @@ class ReplaySession {
   void echo(ReplayTask& t, const SyscallEvent& ev);
   void finishSyscall(ReplayTask& t, Regs r, int64_t result);
   Stop runInPlace(ReplayTask& t, const Regs& at);
+  void exitGroupInPlace(ReplayTask& t, const Regs& at);
   void rebuild(ReplayTask& t);
-  uint32_t eventTid() const;
+  void runSegment(ReplayTask& t);
+  void runToPosition(ReplayTask& t);
+  void collectDeath(ReplayTask& t);
   static std::string describeExit(int status);
+  static std::string describeStop(const Stop& s);
 
   ReplayOptions options_;
   std::string blobDir_;
