@@ -1,6 +1,7 @@
 #include "core/memory_map.h"
 
 #include <sys/mman.h>
+#include <sys/sysmacros.h>
 
 #include <cinttypes>
 #include <cstdio>
@@ -26,6 +27,7 @@ std::vector<MapsEntry> readMemoryMap(pid_t pid) {
                &e.start, &e.end, perms, &e.offset, &devMajor, &devMinor, &e.inode, &nameAt) < 7) {
       continue;
     }
+    e.dev = makedev(devMajor, devMinor);
     if (perms[0] == 'r') e.prot |= PROT_READ;
     if (perms[1] == 'w') e.prot |= PROT_WRITE;
     if (perms[2] == 'x') e.prot |= PROT_EXEC;

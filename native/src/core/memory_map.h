@@ -15,6 +15,7 @@ struct MapsEntry {
   bool shared = false;
   uint64_t offset = 0;
   uint64_t inode = 0;
+  dev_t dev = 0;
   std::string name;
 };
 

@@ -17,6 +17,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/memory_map.h"
 #include "core/spawn.h"
 #include "core/syscall_table.h"
 #include "record/exec_snapshot.h"
@@ -206,6 +207,35 @@ RecordResult RecordSession::run() {
   result.processes = processes_;
   result.blobs = blobs_.blobs();
   return result;
+}
+
+// Data written to a file shows in the process's mappings of it (shared ones, and private pages
+// it never wrote). Replay maps a private copy and emulates the write, so the bytes those
+// mappings now show go into the event.
+void RecordSession::captureMappedWrite(const RecordedTask& t, SyscallEvent& s) {
+  std::string fd = std::to_string(s.args[0]);
+  std::string proc = "/proc/" + std::to_string(t.task->tid());
+  struct stat st;
+  if (stat((proc + "/fd/" + fd).c_str(), &st) < 0 || !S_ISREG(st.st_mode)) return;
+  if (!mappedFiles_[t.tgid].count({st.st_dev, st.st_ino})) return;
+  uint64_t start = s.args[3];  // pwrite*: the offset argument
+  if (s.nr == SYS_write || s.nr == SYS_writev) {
+    std::ifstream info(proc + "/fdinfo/" + fd);
+    std::string key;
+    uint64_t pos = 0;
+    while (info >> key) {
+      if (key == "pos:" && (info >> pos)) break;
+    }
+    start = pos - uint64_t(s.result);
+  }
+  uint64_t end = start + uint64_t(s.result);
+  for (const MapsEntry& m : readMemoryMap(t.task->tid())) {
+    if (m.inode != st.st_ino || m.dev != st.st_dev) continue;
+    uint64_t lo = std::max(start, m.offset), hi = std::min(end, m.offset + (m.end - m.start));
+    if (lo >= hi) continue;
+    MemoryWrite w{m.start + (lo - m.offset), std::vector<uint8_t>(hi - lo)};
+    if (t.task->tryRead(w.addr, w.data.data(), w.data.size())) s.writes.push_back(std::move(w));
+  }
 }
 
 Event RecordSession::syscallEvent(const RecordedTask& t, int64_t result) const {
@@ -410,6 +440,8 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
       startTask(it->second);
     }
   }
+  auto mapped = mappedFiles_.find(t.tgid);
+  if (mapped != mappedFiles_.end()) mappedFiles_[it->second.tgid] = mapped->second;  // inherited
   if (vfork) {
     t.vforkChild = pid_t(child);
     it->second.vforkParent = t.task->tid();
@@ -479,6 +511,9 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     s.writes = captureOutputs(*t.task, nr, *spec, s.args, result, t.entryValues);
     if (spec->echo && !isError(result)) s.echoFd = echoTarget(t.task->tid(), s.args[0]);
   }
+  if (spec->echo || nr == SYS_pwrite64 || nr == SYS_pwritev || nr == SYS_pwritev2) {
+    if (result > 0 && mappedFiles_.count(t.tgid)) captureMappedWrite(t, s);
+  }
   if (nr == SYS_mmap && !isError(result) && !(s.args[3] & MAP_ANONYMOUS)) {
     std::string fdPath =
         "/proc/" + std::to_string(t.task->tid()) + "/fd/" + std::to_string(int(s.args[4]));
@@ -488,6 +523,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
       char link[4096];
       ssize_t n = readlink(fdPath.c_str(), link, sizeof link - 1);
       s.blob = blobs_.putFile(fd, n > 0 ? std::string(link, size_t(n)) : fdPath);
+      mappedFiles_[t.tgid].insert({st.st_dev, st.st_ino});
     }
     if (fd >= 0) close(fd);
   }

@@ -10,6 +10,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -99,6 +100,7 @@ class RecordSession {
   uint8_t echoTarget(pid_t tid, uint64_t fd) const;
   RecordedTask& addTask(pid_t tid);
   Event syscallEvent(const RecordedTask& t, int64_t result) const;
+  void captureMappedWrite(const RecordedTask& t, SyscallEvent& s);
 
   RecordOptions options_;
   BlobStore blobs_;
@@ -112,6 +114,7 @@ class RecordSession {
   pid_t initial_ = -1;
   uint32_t taskCount_ = 0;
   std::vector<ProcessInfo> processes_;
+  std::map<pid_t, std::set<std::pair<dev_t, ino_t>>> mappedFiles_;  // per process
   uint64_t syscalls_ = 0;
   struct stat stdout_ {};
   struct stat stderr_ {};
