@@ -9,10 +9,24 @@ import { exitInfo, CURRENT_VERSION, TRACE_FORMAT, writeManifest, type Manifest }
 import { hostFacts } from '../trace/host_facts.js';
 import { newTraceDir, tracesRoot, updateLatest } from '../trace/trace_dir.js';
 import { UserError } from '../user_error.js';
+import { addClientOptions, type ClientFlags } from '../client/config.js';
 
-interface RecordFlags {
+interface RecordFlags extends ClientFlags {
   output?: string;
   json?: boolean;
+  push?: boolean;
+  on?: string;
+  label?: string[];
+}
+
+function parseLabels(labels: string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const l of labels ?? []) {
+    const eq = l.indexOf('=');
+    if (eq <= 0) throw new UserError(`--label ${l}: expected KEY=VALUE`);
+    out[l.slice(0, eq)] = l.slice(eq + 1);
+  }
+  return out;
 }
 
 export function signalName(n: number): string {
@@ -50,6 +64,13 @@ function prepareOutput(output: string | undefined, program: string): string {
 async function record(command: string[], flags: RecordFlags): Promise<void> {
   const program = command[0];
   if (!program) throw new UserError('nothing to record: give a program after --, e.g. rewind record -- ls -l');
+  if (flags.on) {
+    // Recorded by that host's agent; this machine needs neither the engine nor the program.
+    const { recordOn } = await import('../client/remote_record.js');
+    const id = await recordOn(flags.on, command, { ...flags, labels: parseLabels(flags.label) });
+    process.stdout.write(`${id}\n`);
+    return;
+  }
   const exe = resolveProgram(program);
   let engine;
   try {
@@ -121,21 +142,30 @@ async function record(command: string[], flags: RecordFlags): Promise<void> {
     blobs: outcome.blobs,
   };
   writeManifest(traceDir, manifest);
+  let pushedId: string | undefined;
+  if (flags.push) {
+    const { pushRecorded } = await import('../client/remote_record.js');
+    pushedId = await pushRecorded(traceDir, { ...flags, labels: parseLabels(flags.label) });
+  }
   if (flags.json) {
-    process.stderr.write(`${JSON.stringify({ trace: traceDir, id: manifest.id, exit })}\n`);
+    process.stderr.write(`${JSON.stringify({ trace: traceDir, id: manifest.id, pushed: pushedId ?? null, exit })}\n`);
   } else {
     process.stderr.write(`rewind: trace saved to ${traceDir}\n`);
+    if (pushedId) process.stderr.write(`rewind: uploaded as ${pushedId}\n`);
   }
   process.exitCode = exit.status;
 }
 
 export function registerRecord(program: Command): void {
-  program
+  const cmd = program
     .command('record')
     .description('run a program under the recorder and save a trace of everything it did')
     .usage('[options] -- PROGRAM [ARGS...]')
     .option('-o, --output <dir>', 'directory for the trace (default: $REWIND_TRACE_DIR or ~/.local/share/rewind/traces/<program>-<n>)')
     .option('--json', 'print the trace path, id and exit status as JSON on stderr at the end')
+    .option('--push', 'upload the trace to the server when the program ends')
+    .option('--on <host>', "record on HOST's agent instead of here (admin token); prints the trace id")
+    .option('--label <key=value...>', 'labels for the uploaded trace (with --push or --on)')
     .argument('<command...>', 'the program to record and its arguments')
     .passThroughOptions()
     .addHelpText(
@@ -143,4 +173,5 @@ export function registerRecord(program: Command): void {
       '\nThe program runs with rewind\'s stdin, stdout and stderr, and rewind exits with its status\n(128+N when a signal N killed it). Example:\n  rewind record -- ls -la /usr/bin',
     )
     .action(record);
+  addClientOptions(cmd);
 }
