@@ -20,6 +20,7 @@ import {
   requireCli,
   run,
   tempDir,
+  which,
 } from './harness.js';
 
 afterAll(cleanupTemps);
@@ -192,6 +193,22 @@ describe('record and replay', () => {
     expect(rec.stdout.toString()).toMatch(
       /^before: shared=A{8} private=A{8}\nafter pwrite: shared=(\d{9}) private=\1\npread after store: via-mapping\n$/,
     );
+  });
+
+  it('setarch -R: personality(ADDR_NO_RANDOMIZE) then exec of our own program', async () => {
+    const aslr = compile('aslr');
+    const { rec } = await recordReplay(which('setarch'), ['x86_64', '-R', aslr], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toMatch(/^stack=0x[0-9a-f]+\n/);
+  });
+
+  it('30 MB of output: replayed byte for byte, and two replays of one trace at once agree', async () => {
+    const { rec } = await recordReplay(which('head'), ['-c', '30000000', '/dev/urandom'], { expectStatus: 0 });
+    expect(rec.stdout.length).toBe(30_000_000);
+    const [a, b] = await Promise.all([replay(rec.traceDir), replay(rec.traceDir)]);
+    for (const r of [a, b]) {
+      expect(r.status, describeRun(r)).toBe(0);
+      expect(r.stdout.equals(rec.stdout), 'parallel replay output differs').toBe(true);
+    }
   });
 
   it('exec: a program that execs date mid-run replays both images', async () => {

@@ -162,6 +162,13 @@ describe('record and replay', () => {
     });
   }
 
+  for (const [mode, status] of [['quit', 131], ['kill', 137]] as const) {
+    it(`selfkill ${mode}: dies of its own signal, status ${status} in record and replay`, async () => {
+      const { rec } = await recordReplay(compile('selfkill'), [mode], { expectStatus: status });
+      expect(rec.stdout.toString()).toBe(`sending signal ${status - 128} to myself\n`);
+    });
+  }
+
   it('abort: record exits 134, replay exits 134 with the same stdout and stderr', async () => {
     const { rec, rep } = await recordReplay(compile('abort'), [], { expectStatus: 134 });
     expect(rec.stdout.toString()).toBe('about to abort\n');
