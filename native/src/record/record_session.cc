@@ -259,8 +259,8 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   }
   const SyscallSpec* spec = lookupSyscall(nr);
   if (!spec) {
-    fail(ErrorCode::Unsupported, "the program used syscall " + std::to_string(nr) + " (" +
-                                     syscallName(nr) + "), which rewind does not support yet");
+    fail(ErrorCode::Unsupported,
+         "the program used syscall " + std::to_string(nr) + ", which rewind does not support yet");
   }
   // While it waits in the kernel, another thread may run. Not during a syscall that changes the
   // address space (replay maps at the recorded addresses in the stream's order, so those must
