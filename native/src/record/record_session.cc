@@ -124,6 +124,7 @@ RecordResult RecordSession::run() {
     pid_t tid = waitpid(-1, &status, __WALL | (contended() ? WNOHANG : 0));
     if (tid == 0) {
       preemptOverdue();
+      resendOverdue();
       usleep(200);
       continue;
     }
@@ -374,7 +375,27 @@ bool RecordSession::contended() const {
   for (const auto& [tgid, queue] : waiting_) {
     if (!queue.empty()) return true;
   }
+  for (const auto& [tid, t] : tasks_) {
+    if (!t.heldSignals.empty()) return true;
+  }
   return false;
+}
+
+void RecordSession::resendHeld(RecordedTask& t) {
+  if (t.heldSignals.empty() || t.resending) return;
+  t.resending = t.heldSignals.front().si_signo;
+  syscall(SYS_tgkill, t.tgid, t.task->tid(), t.resending);
+}
+
+// A task that makes no syscall (a pure compute loop) gets its held signal where it is after
+// 50 ms, so it is not starved of it; replay cannot reach such a point yet and says so.
+void RecordSession::resendOverdue() {
+  auto now = std::chrono::steady_clock::now();
+  for (auto& [tid, t] : tasks_) {
+    if (!t.heldSignals.empty() && now - t.heldSince > std::chrono::milliseconds(50)) {
+      resendHeld(t);
+    }
+  }
 }
 
 // A thread that keeps the token too long while others wait is stopped with SIGSTOP, where it
@@ -473,6 +494,8 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     regs.rax = uint64_t(result);
     t.task->setRegs(regs);
   }
+  t.boundary = regs;
+  resendHeld(t);
   if (t.execPending) {
     t.execPending = false;
     t.execed = true;
@@ -483,6 +506,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     Event e;
     e.type = EventType::Exec;
     e.exec = captureExec(*t.task, blobs_, n > 0 ? std::string(exe, size_t(n)) : options_.exe);
+    t.boundary = e.exec.regs;
     events_.append(e);
     for (ProcessInfo& p : processes_) {
       if (p.pid == t.task->tid()) p.execs.push_back(ProcessInfo::Exec{e.exec.exe, t.execArgv});
@@ -576,11 +600,27 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
     t.task->resume(PTRACE_SYSCALL);
     return;
   }
+  bool fault = isFault(sig, info);
+  if (t.resending == sig) {
+    // A held signal, re-sent: it is delivered with what it carried when it first came.
+    t.resending = 0;
+    info = t.heldSignals.front();
+    t.heldSignals.pop_front();
+    t.task->setSiginfo(info);
+  } else if (!fault) {
+    Regs now = t.task->regs();
+    if (!t.boundary || !samePosition(now, *t.boundary)) {
+      if (t.heldSignals.empty()) t.heldSince = std::chrono::steady_clock::now();
+      t.heldSignals.push_back(info);
+      t.task->resume(PTRACE_SYSCALL);
+      return;
+    }
+  }
   Event e;
   e.type = EventType::Signal;
   e.signal.tid = uint32_t(t.task->tid());
   e.signal.signo = sig;
-  e.signal.fault = isFault(sig, info);
+  e.signal.fault = fault;
   memcpy(e.signal.info, &info, sizeof e.signal.info);
   events_.append(e);
   t.task->resume(PTRACE_SYSCALL, sig);

@@ -10,6 +10,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -63,6 +64,14 @@ struct RecordedTask {
   bool forkSeen = false;  // its parent's fork is recorded: it may run
   bool held = false;      // stopped, waiting for forkSeen
   bool inSyscall = false;
+  // Asynchronous signals that landed in user code wait for the task's next syscall, where replay
+  // can deliver them exactly: the registers it was resumed with after its last syscall, and
+  // the held signals (re-sent at the next syscall exit, or where they are after 50 ms).
+  std::optional<Regs> boundary;
+  std::deque<siginfo_t> heldSignals;
+  std::chrono::steady_clock::time_point heldSince;
+  int resending = 0;            // a held signal re-sent at a syscall exit: record it there
+  bool deliverHere = false;     // a held signal re-sent after waiting too long: record it anywhere
   bool fakeTsc = false;         // a PR_SET_TSC/PR_GET_TSC skipped at entry, answered at exit
   int tscMode = PR_TSC_ENABLE;  // what the program believes it set
   bool execPending = false;     // PTRACE_EVENT_EXEC seen, the exit stop will follow
@@ -93,6 +102,8 @@ class RecordSession {
   void preemptOverdue();
   void onPreempt(RecordedTask& t);
   bool contended() const;
+  void resendHeld(RecordedTask& t);
+  void resendOverdue();
   void releaseVforkParent(RecordedTask& child);
   void onSignal(RecordedTask& t, int sig);
   bool emulateRdtsc(RecordedTask& t);
