@@ -1,6 +1,6 @@
 // Issue 2, acceptance 5 and 6, and the CLI contract around traces: refusals at record time,
 // self-checking replay of tampered traces, versioned traces, `info --json`, default trace paths.
-import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { hostname, release } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -187,6 +187,38 @@ describe('tampered traces', () => {
     expect(err).toMatch(new RegExp(`\\b${supported}\\b`));
     const info = await rewind(['info', rec.traceDir]);
     expectCleanFailure(info, /support/i);
+  });
+
+  it('a file blob missing (the mapped libc): clean error naming it, no hang', async () => {
+    const rec = await recordHello();
+    const m = readManifest(rec.traceDir);
+    const libc = m.blobs.find((b) => b.role === 'file' && /libc\.so/.test(b.path ?? ''));
+    expect(libc, JSON.stringify(m.blobs)).toBeDefined();
+    if (!libc) return;
+    rmSync(blobPath(rec.traceDir, libc.sha256));
+    const rep = await replay(rec.traceDir);
+    expectCleanFailure(rep, /blob|missing|libc|not found|No such file/i);
+    expect(rep.stdout.toString()).toBe('');
+  });
+
+  it('manifest.json that is not JSON: clean error', async () => {
+    const rec = await recordHello();
+    writeFileSync(join(rec.traceDir, 'manifest.json'), '{"format": "rewind-trace", "version": 1, ');
+    const rep = await replay(rec.traceDir);
+    expectCleanFailure(rep, /manifest/i);
+    const info = await rewind(['info', rec.traceDir]);
+    expectCleanFailure(info, /manifest/i);
+  });
+
+  it("another program's event stream in the trace: replay stops cleanly, prints nothing wrong", async () => {
+    const rec = await recordHello();
+    const other = await record(compile('vdso_time'), []);
+    expectRecorded(other, 0);
+    replaceEventsBlob(rec.traceDir, readFileSync(eventsBlob(other.traceDir).path));
+    const rep = await replay(rec.traceDir);
+    expectCleanFailure(rep, /diverged|blob|missing|trace|event/i);
+    expect(rep.stdout.toString()).not.toContain('hello from rewind');
+    expect(rep.stdout.toString()).not.toMatch(/realtime=/);
   });
 
   it('a directory that is not a trace: clean error', async () => {
