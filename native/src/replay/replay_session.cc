@@ -519,17 +519,9 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
 // exit_group ends every thread of the process; the kernel reports the leader's end only after
 // the others', so all of them are collected here (their Exit events are checked in turn).
 void ReplaySession::exitGroupInPlace(ReplayTask& t, const Regs& at) {
-  Regs r = at;
-  uint64_t insn = r.rip - 2;
-  r.rip = insn;
-  r.rax = r.orig_rax;
-  t.task->setRegs(r);
-  for (;;) {
-    t.task->resume(PTRACE_SYSCALL);
-    Stop s = t.task->wait();
-    if (s.kind == Stop::Exited || s.kind == Stop::Killed) return onExit(t, s);
-    if (s.kind != Stop::SyscallStop) fail(ErrorCode::System, "exit_group did not run");
-    if (t.task->regs().rip == insn + 2) break;
+  if (std::optional<Stop> early = enterInPlace(t, at)) {
+    if (early->kind == Stop::Exited || early->kind == Stop::Killed) return onExit(t, *early);
+    fail(ErrorCode::System, "exit_group did not run");
   }
   t.task->resume(PTRACE_SYSCALL);
   uint32_t process = t.tgid;
@@ -554,7 +546,9 @@ void ReplaySession::exitGroupInPlace(ReplayTask& t, const Regs& at) {
   fail(ErrorCode::System, "the threads of an exiting process did not end");
 }
 
-Stop ReplaySession::runInPlace(ReplayTask& t, const Regs& at) {
+// Brings the task, at a PTRACE_SYSEMU stop, into its syscall for real: it stops at the entry.
+// Returns the stop instead if the task stopped otherwise on the way.
+std::optional<Stop> ReplaySession::enterInPlace(ReplayTask& t, const Regs& at) {
   Regs r = at;
   uint64_t insn = r.rip - 2;
   r.rip = insn;
@@ -565,8 +559,12 @@ Stop ReplaySession::runInPlace(ReplayTask& t, const Regs& at) {
     t.task->resume(PTRACE_SYSCALL);
     Stop s = t.task->wait();
     if (s.kind != Stop::SyscallStop) return s;
-    if (t.task->regs().rip == insn + 2) break;
+    if (t.task->regs().rip == insn + 2) return std::nullopt;
   }
+}
+
+Stop ReplaySession::runInPlace(ReplayTask& t, const Regs& at) {
+  if (std::optional<Stop> early = enterInPlace(t, at)) return *early;
   t.task->resume(PTRACE_SYSCALL);
   return t.task->wait();
 }

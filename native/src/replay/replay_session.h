@@ -69,6 +69,7 @@ class ReplaySession {
   void replayFork(ReplayTask& t, const Regs& at, const SyscallEvent& ev);
   void echo(ReplayTask& t, const SyscallEvent& ev);
   void finishSyscall(ReplayTask& t, Regs r, int64_t result);
+  std::optional<Stop> enterInPlace(ReplayTask& t, const Regs& at);
   Stop runInPlace(ReplayTask& t, const Regs& at);
   void exitGroupInPlace(ReplayTask& t, const Regs& at);
   void rebuild(ReplayTask& t);
