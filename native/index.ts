@@ -27,6 +27,8 @@ export interface ProcessInfo {
   /** 0 for the recorded program itself. */
   parent: number;
   execs: { exe: string; argv: string[] }[];
+  /** Its other threads' tids, in the order they started. */
+  threads: number[];
 }
 
 export interface RecordOutcome {

@@ -45,7 +45,8 @@ function printInfo(dir: string, m: Manifest): void {
     process.stdout.write(`processes (${processes.length}):\n`);
     for (const p of processes) {
       const progs = p.execs.map((e) => shellWords(e.argv)).join(' -> ') || '(no exec)';
-      process.stdout.write(`  ${String(p.pid).padStart(7)}  parent ${String(p.parent).padStart(7)}  ${progs}\n`);
+      const threads = p.threads?.length ? `  (+${p.threads.length} threads: ${p.threads.join(' ')})` : '';
+      process.stdout.write(`  ${String(p.pid).padStart(7)}  parent ${String(p.parent).padStart(7)}  ${progs}${threads}\n`);
     }
   }
 }

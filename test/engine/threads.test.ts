@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURES, cleanupTemps, compile, realPython, recordReplay, requireCli, run, tempDir } from './harness.js';
+import { FIXTURES, cleanupTemps, compile, readManifest, realPython, recordReplay, requireCli, run, tempDir } from './harness.js';
 
 afterAll(cleanupTemps);
 beforeAll(requireCli);
@@ -16,6 +16,9 @@ describe('threads', () => {
     expect(outputs.size, 'five native runs all printed the same').toBeGreaterThan(1);
     const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
     expect(rec.stdout.toString()).toMatch(/^(thread \d saw \d+\n){8}total \d+\n$/);
+    const m = readManifest(rec.traceDir) as unknown as { processes: { threads: number[] }[] };
+    expect(m.processes).toHaveLength(1);
+    expect(m.processes[0]!.threads).toHaveLength(8);
   });
 
   it('a thread spinning on a flag another thread sets: record does not hang, replay does not diverge', async () => {

@@ -94,6 +94,9 @@ class RecordWorker : public SessionWorker {
         execs.Set(uint32_t(j), eo);
       }
       po.Set("execs", execs);
+      Napi::Array threads = Napi::Array::New(env, p.threads.size());
+      for (size_t k = 0; k < p.threads.size(); k++) threads.Set(uint32_t(k), p.threads[k]);
+      po.Set("threads", threads);
       processes.Set(uint32_t(i), po);
     }
     o.Set("processes", processes);

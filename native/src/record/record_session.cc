@@ -116,7 +116,7 @@ RecordResult RecordSession::run() {
   first.tgid = initial_;
   first.execed = false;
   first.execArgv = options_.argv;
-  processes_.push_back(ProcessInfo{initial_, 0, {}});
+  processes_.push_back(ProcessInfo{initial_, 0, {}, {}});
   first.task->resume(PTRACE_SYSCALL);
   RecordResult result;
   while (!tasks_.empty()) {
@@ -441,11 +441,17 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
   // exec'd, and the child's events must follow its creation in the stream.
   events_.append(syscallEvent(t, int64_t(child)));
   syscalls_++;
-  processes_.push_back(ProcessInfo{pid_t(child), t.task->tid(), {}});
   t.forkRecorded = true;
   uint64_t args[6];
   for (int i = 0; i < 6; i++) args[i] = arg(t.entryRegs, i);
   bool thread = startsThread(*t.task, long(t.entryRegs.orig_rax), args);
+  if (thread) {
+    for (ProcessInfo& p : processes_) {
+      if (p.pid == t.tgid) p.threads.push_back(pid_t(child));
+    }
+  } else {
+    processes_.push_back(ProcessInfo{pid_t(child), t.task->tid(), {}, {}});
+  }
   auto it = tasks_.find(pid_t(child));
   if (it == tasks_.end()) {
     RecordedTask& c = addTask(pid_t(child));

@@ -38,6 +38,7 @@ struct ProcessInfo {
   pid_t pid = 0;
   pid_t parent = 0;  // 0 for the recorded program itself
   std::vector<Exec> execs;
+  std::vector<pid_t> threads;  // besides the first
 };
 
 struct RecordResult {
