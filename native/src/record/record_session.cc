@@ -58,6 +58,23 @@ bool startsThread(const Task& task, long nr, const uint64_t* args) {
   return (flags & CLONE_VM) && !(flags & CLONE_VFORK);
 }
 
+// Whether a signal is queued for the task that it does not block, so it stops for it as soon as
+// it returns to user code.
+bool signalDue(const Task& task) {
+  uint64_t blocked = 0;
+  if (ptrace(PTRACE_GETSIGMASK, task.tid(), sizeof blocked, &blocked) < 0) return false;
+  for (uint32_t flags : {0u, uint32_t(PTRACE_PEEKSIGINFO_SHARED)}) {
+    __ptrace_peeksiginfo_args args{0, flags, 16};
+    siginfo_t queued[16];
+    long n = ptrace(PTRACE_PEEKSIGINFO, task.tid(), &args, queued);
+    for (long i = 0; i < n; i++) {
+      int sig = queued[i].si_signo;
+      if (sig > 0 && sig <= 64 && !(blocked & (uint64_t(1) << (sig - 1)))) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 RecordSession::RecordSession(RecordOptions options)
@@ -121,7 +138,9 @@ RecordResult RecordSession::run() {
   RecordResult result;
   while (!tasks_.empty()) {
     int status;
-    pid_t tid = waitpid(-1, &status, __WALL | (contended() ? WNOHANG : 0));
+    pid_t want = next_ ? next_ : -1;
+    next_ = 0;
+    pid_t tid = waitpid(want, &status, __WALL | (want < 0 && contended() ? WNOHANG : 0));
     if (tid == 0) {
       preemptOverdue();
       resendOverdue();
@@ -559,6 +578,10 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   }
   events_.append(e);
   syscalls_++;
+  // A signal the syscall raised (SIGPIPE) or that waited for it is delivered as the task returns
+  // to user code: take that stop next, so its event follows this one with no other task's
+  // between (replay delivers it right after the syscall).
+  if (signalDue(*t.task)) next_ = t.task->tid();
   t.task->resume(PTRACE_SYSCALL);
 }
 

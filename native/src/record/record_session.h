@@ -124,6 +124,7 @@ class RecordSession {
   std::map<pid_t, pid_t> holder_;
   std::map<pid_t, std::deque<pid_t>> waiting_;
   pid_t initial_ = -1;
+  pid_t next_ = 0;  // a task whose next stop is taken before any other's
   uint32_t taskCount_ = 0;
   std::vector<ProcessInfo> processes_;
   std::map<pid_t, std::set<std::pair<dev_t, ino_t>>> mappedFiles_;  // per process
