@@ -33,9 +33,11 @@ async function replayLocal(dir: string): Promise<void> {
   process.exitCode = manifest.exit?.status ?? REPLAY_FAILED;
 }
 
-/** Anything that is not a local directory is a trace id on the server. */
+/** A trace id as the server hands them out (a UUID); anything else names a local directory. */
+const TRACE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 async function replay(trace: string | undefined, flags: ClientFlags): Promise<void> {
-  if (trace && !existsSync(trace) && !trace.includes('/')) {
+  if (trace && !existsSync(trace) && TRACE_ID.test(trace)) {
     // Loaded only here: local replay must not need the gRPC client, nor remote replay the engine.
     const { remoteReplay } = await import('../client/remote_replay.js');
     process.exitCode = await remoteReplay(trace, flags);

@@ -194,6 +194,7 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_getitimer, "getitimer", 2, {fixed(1, kItimerval)});
   t.emulate(SYS_setitimer, "setitimer", 3, {fixed(2, kItimerval)});
   t.emulate(SYS_alarm, "alarm", 1);
+  t.emulate(SYS_pause, "pause", 0);
   // Process and system information.
   t.emulate(SYS_getpid, "getpid", 0);
   t.emulate(SYS_getppid, "getppid", 0);
