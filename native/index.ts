@@ -58,9 +58,81 @@ export interface ReplayOutcome {
 /** Codes on the errors the engine rejects with. */
 export type EngineErrorCode = 'EUNSUPPORTED' | 'EDIVERGED' | 'EBADTRACE' | 'EEXEC' | 'ESYSTEM';
 
+export type WatchKind = 'write' | 'read' | 'access';
+
+/** Why a debug session stopped. */
+export type DebugStopReason =
+  /** The thread is at a breakpoint's address, about to execute it. */
+  | 'breakpoint'
+  /** A watchpoint fired: the thread just executed the instruction that touched `watch`. */
+  | 'watchpoint'
+  /** A single step finished. */
+  | 'step'
+  /** Reverse execution reached the start of the recording (the debuggee's first instruction). */
+  | 'begin'
+  /** Forward execution reached the end of the recording: the debuggee's last instruction. */
+  | 'end';
+
+export interface DebugStop {
+  reason: DebugStopReason;
+  /** Recorded tid of the thread that stopped; it becomes the current thread. */
+  thread: number;
+  /** For 'watchpoint': the watched address that fired and the watch's kind. */
+  watch?: { kind: WatchKind; address: bigint };
+}
+
+export interface DebugRequest {
+  traceDir: string;
+  eventsPath: string;
+  stubPath: string;
+}
+
+/**
+ * A replay under a debugger's control, moving forwards and backwards through the recording of
+ * one process (the recorded program; other processes of the tree replay alongside, unseen).
+ * Synchronous: the calling thread becomes the tracer, so every call must come from it.
+ * Errors carry `code` (EngineErrorCode).
+ */
+export interface DebugSession {
+  /** Recorded pid of the debugged process. */
+  readonly pid: number;
+  /** Recorded tids of its live threads, in start order. */
+  threads(): number[];
+  /**
+   * The thread's registers at the current moment: `general` is the kernel's user_regs_struct
+   * (216 bytes), `fp` its user_fpregs_struct (512 bytes, the FXSAVE layout). A thread inside a
+   * syscall shows the registers of the moment before its `syscall` instruction ran.
+   */
+  registers(thread: number): { general: Buffer; fp: Buffer };
+  /** Memory of the debugged process; shorter (possibly empty) where it is not mapped. */
+  readMemory(address: bigint, length: number): Buffer;
+  /** The auxiliary vector of the debuggee's current program. */
+  auxv(): Buffer;
+  /** Path of the debuggee's current program, as recorded. */
+  exe(): string;
+  setBreakpoint(address: bigint): void;
+  removeBreakpoint(address: bigint): void;
+  /** Hardware watchpoint: length 1, 2, 4 or 8, aligned to it; at most 4 at once (EUNSUPPORTED otherwise). */
+  setWatchpoint(kind: WatchKind, address: bigint, length: number): void;
+  removeWatchpoint(kind: WatchKind, address: bigint, length: number): void;
+  /**
+   * Runs forwards or backwards until a breakpoint, a watchpoint, the end of a single step of
+   * `thread` (default: the current thread), or an end of the recording.
+   */
+  resume(options: { reverse: boolean; step: boolean; thread?: number }): DebugStop;
+  /** The index of the next event to replay, and the number of events in the recording. */
+  when(): { event: number; events: number };
+  /** Goes to the debuggee's first moment at or after event `event` (backwards or forwards). */
+  seek(event: number): DebugStop;
+  /** Ends the session and its processes. Idempotent. */
+  close(): void;
+}
+
 export interface Engine {
   record(request: RecordRequest): Promise<RecordOutcome>;
   replay(request: ReplayRequest): Promise<ReplayOutcome>;
+  /** Starts a session stopped at the debuggee's first instruction. */
+  debug(request: DebugRequest): DebugSession;
 }
 
 export class EngineUnavailableError extends Error {}
