@@ -1,9 +1,11 @@
 import {
   Metadata,
   status,
+  type handleBidiStreamingCall,
   type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
+  type ServerDuplexStream,
   type ServerErrorResponse,
   type ServerReadableStream,
   type ServerUnaryCall,
@@ -121,5 +123,25 @@ export function clientStream<Req, Res>(
       (res) => callback(null, res),
       (err: unknown) => callback(toServiceError(err, deps.log, method)),
     );
+  };
+}
+
+/** A bidirectional stream: fn runs after authentication; its resolution ends the call OK, a throw with its status. */
+export function bidiStream<Req, Res>(
+  deps: AuthDeps,
+  method: string,
+  allowed: Allowed,
+  fn: (call: ServerDuplexStream<Req, Res>, ctx: RpcContext) => Promise<void>,
+): handleBidiStreamingCall<Req, Res> {
+  return (call) => {
+    void (async () => {
+      try {
+        const token = authenticate(deps, call.metadata, allowed, method);
+        await fn(call, { token, log: deps.log });
+        if (!call.cancelled) call.end();
+      } catch (err) {
+        if (!call.cancelled) call.emit('error', toServiceError(err, deps.log, method));
+      }
+    })();
   };
 }

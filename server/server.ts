@@ -33,6 +33,8 @@ export interface ServerOptions {
   tlsKey?: string;
   logger?: Logger;
   replayCommand?: string[];
+  /** Debug worker command; `DIR --stdio` is appended (default: this CLI's `rewind debug`). */
+  debugCommand?: string[];
   maxSessions?: number;
   idleTimeoutMs?: number;
   heartbeatIntervalMs?: number;
@@ -158,6 +160,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const adminTokenPath = ensureAdminToken(catalog, dataDir, log);
   const replays = new ReplayManager(catalog, store, log, {
     command: opts.replayCommand,
+    debugCommand: opts.debugCommand,
     maxSessions: opts.maxSessions,
     idleTimeoutMs: opts.idleTimeoutMs,
     workDir,

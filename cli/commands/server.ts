@@ -25,8 +25,8 @@ export function registerServer(program: Command): void {
     .option('--listen <host:port>', 'address to listen on (default 127.0.0.1:7777)')
     .option('--tls-cert <file>', 'PEM certificate chain; with --tls-key switches on TLS')
     .option('--tls-key <file>', 'PEM private key')
-    .option('--max-sessions <n>', 'concurrent replay sessions (default 4)')
-    .option('--idle-timeout <seconds>', 'kill a replay session silent for this long (default 60)')
+    .option('--max-sessions <n>', 'concurrent replay and debug sessions (default 4)')
+    .option('--idle-timeout <seconds>', 'kill a replay or debug session idle (no bytes, no CPU) this long (default 60)')
     .action(async (flags: ServerFlags) => {
       if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) throw new UserError('--tls-cert and --tls-key go together');
       const { startServer } = await import('../../server/server.js');

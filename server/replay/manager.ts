@@ -13,6 +13,8 @@ import { RpcError } from '../errors.js';
 export interface ReplayOptions {
   /** Command that replays a trace directory (the directory is appended). */
   command?: string[];
+  /** Command that serves gdb's remote protocol on stdin/stdout for a trace directory (`DIR --stdio` is appended). */
+  debugCommand?: string[];
   maxSessions?: number;
   /** A session whose worker neither prints nor runs (uses no CPU) for this long is killed. */
   idleTimeoutMs?: number;
@@ -30,19 +32,46 @@ export interface ReplaySink {
   onDrain(cb: () => void): void;
 }
 
-/** The default worker: this installation's own CLI, `rewind replay DIR`. */
-export function defaultReplayCommand(): string[] {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  // dist/server/replay -> dist/cli/main.js (the TypeScript sources are not runnable directly).
-  const distMain = here.includes(`${path.sep}dist${path.sep}`)
-    ? path.resolve(here, '../../cli/main.js')
-    : path.resolve(here, '../../dist/cli/main.js');
-  return [process.execPath, distMain, 'replay'];
+/** Bytes flowing between a debug worker and its client. */
+export interface DebugIo {
+  /** Bytes the worker wrote, for the client; returns false to pause the worker's output until onDrain fires. */
+  write(data: Buffer): boolean;
+  onDrain(cb: () => void): void;
+  /** Called once the worker runs: from then on the client's bytes go into `input`. */
+  attach(input: DebugInput): void;
 }
 
+/** The worker's stdin, as seen by whoever feeds it the client's bytes. */
+export interface DebugInput {
+  /** Returns false when the caller should wait for onDrain before writing more. */
+  write(data: Buffer): boolean;
+  onDrain(cb: () => void): void;
+  /** The client sends nothing more: closes the worker's stdin. */
+  end(): void;
+}
+
+function cliMain(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  // dist/server/replay -> dist/cli/main.js (the TypeScript sources are not runnable directly).
+  return here.includes(`${path.sep}dist${path.sep}`) ? path.resolve(here, '../../cli/main.js') : path.resolve(here, '../../dist/cli/main.js');
+}
+
+/** The default worker: this installation's own CLI, `rewind replay DIR`. */
+export function defaultReplayCommand(): string[] {
+  return [process.execPath, cliMain(), 'replay'];
+}
+
+/** The default debug worker: `rewind debug DIR --stdio`. */
+export function defaultDebugCommand(): string[] {
+  return [process.execPath, cliMain(), 'debug'];
+}
+
+const WORKER_ENV = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', REWIND_REPLAY_WORKER: '1' });
+
 /**
- * Runs replay sessions, one worker process each: a crash or hang of one worker ends only its
- * own session. The number of concurrent sessions is bounded; idle sessions are killed.
+ * Runs replay and debug sessions, one worker process each: a crash or hang of one worker ends
+ * only its own session. The number of concurrent sessions (of both kinds) is bounded; idle
+ * sessions are killed.
  */
 export class ReplayManager {
   private readonly sessions = new Map<string, ChildProcess>();
@@ -50,6 +79,7 @@ export class ReplayManager {
   readonly idleTimeoutMs: number;
   readonly maxSessionMs: number;
   private readonly command: string[];
+  private readonly debugCommand: string[];
 
   constructor(
     private readonly catalog: Catalog,
@@ -61,6 +91,7 @@ export class ReplayManager {
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 60_000;
     this.maxSessionMs = opts.maxSessionMs ?? 3_600_000;
     this.command = opts.command ?? defaultReplayCommand();
+    this.debugCommand = opts.debugCommand ?? defaultDebugCommand();
   }
 
   get active(): number {
@@ -82,6 +113,27 @@ export class ReplayManager {
    * RpcError when the worker crashed, hung or could not start. `signal` aborts the session.
    */
   async run(sessionId: string, traceId: string, tokenId: string, sink: ReplaySink, abort: AbortSignal): Promise<void> {
+    await this.session(sessionId, traceId, tokenId, async (dir) => {
+      const exitStatus = await this.runWorker(sessionId, dir, sink, abort);
+      sink.write({ kind: 'exit', status: exitStatus });
+      return exitStatus;
+    });
+  }
+
+  /**
+   * Runs a debug session (gdb remote protocol on the worker's stdin/stdout) to its end.
+   * Resolves when the worker exits with status 0; rejects with an RpcError when it failed,
+   * crashed, hung or could not start, or when `abort` fired (its reason, if an RpcError).
+   */
+  async debug(sessionId: string, traceId: string, tokenId: string, io: DebugIo, abort: AbortSignal): Promise<void> {
+    await this.session(sessionId, traceId, tokenId, async (dir) => {
+      await this.runDebugWorker(sessionId, dir, io, abort);
+      return 0;
+    });
+  }
+
+  /** Materialises the trace, runs `body` in its directory, then records the session's end and cleans up. */
+  private async session(sessionId: string, traceId: string, tokenId: string, body: (dir: string) => Promise<number>): Promise<void> {
     let dir: string | undefined;
     let error = '';
     let exitStatus: number | null = null;
@@ -97,8 +149,7 @@ export class ReplayManager {
         seen.add(b.sha256);
         await this.store.materialize(b.sha256, path.join(dir, 'blobs', b.sha256));
       }
-      exitStatus = await this.runWorker(sessionId, dir, sink, abort);
-      sink.write({ kind: 'exit', status: exitStatus });
+      exitStatus = await body(dir);
     } catch (err) {
       error = err instanceof Error ? err.message : String(err);
       throw err;
@@ -117,49 +168,64 @@ export class ReplayManager {
     this.sessions.delete(sessionId);
   }
 
+  /**
+   * Kills the worker when it is idle (no activity reported through the returned `touch` and no CPU
+   * used by its process tree for the idle timeout) or runs past the session limit.
+   */
+  private watch(child: ChildProcess, what: string, kill: (e: RpcError) => void): { touch(): void; stop(): void } {
+    let idle: NodeJS.Timeout | undefined;
+    let cpu = cpuTicks(child.pid);
+    const arm = (): void => {
+      if (idle) clearTimeout(idle);
+      idle = setTimeout(() => {
+        const now = cpuTicks(child.pid);
+        // Running means at least 5 % of a CPU over the period (ticks are 10 ms).
+        if (now !== undefined && (cpu === undefined || now - cpu >= Math.max(2, this.idleTimeoutMs / 200))) {
+          cpu = now;
+          arm();
+          return;
+        }
+        kill(new RpcError(status.DEADLINE_EXCEEDED, `${what} idle for ${Math.round(this.idleTimeoutMs / 1000)} s; closed`));
+      }, this.idleTimeoutMs);
+    };
+    arm();
+    const limit = setTimeout(
+      () => kill(new RpcError(status.DEADLINE_EXCEEDED, `${what} ran longer than ${Math.round(this.maxSessionMs / 1000)} s; closed`)),
+      this.maxSessionMs,
+    );
+    return {
+      touch: arm,
+      stop: () => {
+        if (idle) clearTimeout(idle);
+        clearTimeout(limit);
+      },
+    };
+  }
+
   private runWorker(sessionId: string, dir: string, sink: ReplaySink, abort: AbortSignal): Promise<number> {
     const [cmd, ...args] = this.command;
     const child = spawn(cmd!, [...args, dir], {
       cwd: dir,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', REWIND_REPLAY_WORKER: '1' },
+      env: WORKER_ENV(),
       detached: false,
     });
     this.sessions.set(sessionId, child);
     const log = this.log.child({ session: sessionId, pid: child.pid });
     log.info('replay worker started');
     return new Promise<number>((resolve, reject) => {
-      let idle: NodeJS.Timeout | undefined;
       let why: RpcError | undefined;
       const kill = (e: RpcError): void => {
         why ??= e;
         child.kill('SIGKILL');
       };
       // Idle means: no output and no CPU time used (a replay computing silently is not idle).
-      let cpu = cpuTicks(child.pid);
-      const arm = (): void => {
-        if (idle) clearTimeout(idle);
-        idle = setTimeout(() => {
-          const now = cpuTicks(child.pid);
-          // Running means at least 5 % of a CPU over the period (ticks are 10 ms).
-          if (now !== undefined && (cpu === undefined || now - cpu >= Math.max(2, this.idleTimeoutMs / 200))) {
-            cpu = now;
-            arm();
-            return;
-          }
-          kill(new RpcError(status.DEADLINE_EXCEEDED, `replay session idle for ${Math.round(this.idleTimeoutMs / 1000)} s; closed`));
-        }, this.idleTimeoutMs);
-      };
-      arm();
-      const limit = setTimeout(
-        () => kill(new RpcError(status.DEADLINE_EXCEEDED, `replay session ran longer than ${Math.round(this.maxSessionMs / 1000)} s; closed`)),
-        this.maxSessionMs,
-      );
+      const timers = this.watch(child, 'replay session', kill);
       const onAbort = (): void => kill(new RpcError(status.CANCELLED, 'replay cancelled by the client'));
       abort.addEventListener('abort', onAbort);
       const pump = (kind: 'stdout' | 'stderr', stream: NodeJS.ReadableStream): void => {
         stream.on('data', (data: Buffer) => {
-          arm();
+          timers.touch();
           if (!sink.write({ kind, data })) {
             child.stdout?.pause();
             child.stderr?.pause();
@@ -174,8 +240,7 @@ export class ReplayManager {
       pump('stderr', child.stderr!);
       child.on('error', (err) => kill(new RpcError(status.INTERNAL, `cannot start the replay worker: ${err.message}`)));
       child.on('close', (code, signal) => {
-        if (idle) clearTimeout(idle);
-        clearTimeout(limit);
+        timers.stop();
         abort.removeEventListener('abort', onAbort);
         log.info({ code, signal }, 'replay worker ended');
         if (why) reject(why);
@@ -185,10 +250,102 @@ export class ReplayManager {
     });
   }
 
+  private runDebugWorker(sessionId: string, dir: string, io: DebugIo, abort: AbortSignal): Promise<void> {
+    const [cmd, ...args] = this.debugCommand;
+    const child = spawn(cmd!, [...args, dir, '--stdio'], {
+      cwd: dir,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: WORKER_ENV(),
+      detached: false,
+    });
+    this.sessions.set(sessionId, child);
+    const log = this.log.child({ session: sessionId, pid: child.pid });
+    log.info('debug worker started');
+    return new Promise<void>((resolve, reject) => {
+      let why: RpcError | undefined;
+      const kill = (e: RpcError): void => {
+        why ??= e;
+        child.kill('SIGKILL');
+      };
+      if (abort.aborted) kill(abortReason(abort));
+      // Idle means: no bytes either way and no CPU time used (a long reverse-continue is not idle).
+      const timers = this.watch(child, 'debug session', kill);
+      const onAbort = (): void => kill(abortReason(abort));
+      abort.addEventListener('abort', onAbort);
+
+      const stdin = child.stdin!;
+      // EPIPE when the worker is gone: its exit status tells why.
+      stdin.on('error', (err) => log.debug({ err }, 'debug worker stdin'));
+      child.stdout!.on('data', (data: Buffer) => {
+        timers.touch();
+        if (!io.write(data)) {
+          child.stdout!.pause();
+          io.onDrain(() => child.stdout!.resume());
+        }
+      });
+      // The worker's stderr goes to the log, line by line; the last lines explain a failure.
+      const lastLines: string[] = [];
+      let partial = '';
+      const logLines = (text: string, flush: boolean): void => {
+        const lines = (partial + text).split('\n');
+        partial = flush ? '' : lines.pop()!;
+        for (const raw of lines) {
+          const line = raw.trimEnd().slice(0, 2000);
+          if (!line) continue;
+          log.info({ stderr: line }, 'debug worker');
+          lastLines.push(line);
+          if (lastLines.length > 3) lastLines.shift();
+        }
+      };
+      child.stderr!.setEncoding('utf8');
+      child.stderr!.on('data', (text: string) => logLines(text, false));
+
+      child.on('error', (err) => kill(new RpcError(status.INTERNAL, `cannot start the debug worker: ${err.message}`)));
+      child.on('spawn', () => {
+        io.attach({
+          write: (data) => {
+            timers.touch();
+            return stdin.destroyed ? true : stdin.write(data);
+          },
+          onDrain: (cb) => {
+            if (stdin.destroyed || !stdin.writableNeedDrain) {
+              cb();
+              return;
+            }
+            const done = (): void => {
+              stdin.off('drain', done).off('close', done);
+              cb();
+            };
+            stdin.on('drain', done).on('close', done);
+          },
+          end: () => {
+            if (!stdin.destroyed) stdin.end();
+          },
+        });
+      });
+      child.on('close', (code, signal) => {
+        timers.stop();
+        abort.removeEventListener('abort', onAbort);
+        logLines('', true);
+        log.info({ code, signal }, 'debug worker ended');
+        const said = lastLines.length ? `: ${lastLines[lastLines.length - 1]!.replace(/^rewind: /, '')}` : '';
+        if (why) reject(why);
+        else if (signal) reject(new RpcError(status.ABORTED, `debug worker crashed (killed by ${signal})${said}; only this session was affected`));
+        else if (code !== 0) reject(new RpcError(status.ABORTED, `debug worker failed (exit status ${code})${said}`));
+        else resolve();
+      });
+    });
+  }
+
   /** Kills every worker (server shutdown). */
   closeAll(): void {
     for (const c of this.sessions.values()) if (c !== placeholder) c.kill('SIGKILL');
   }
+}
+
+function abortReason(abort: AbortSignal): RpcError {
+  const r: unknown = abort.reason;
+  return r instanceof RpcError ? r : new RpcError(status.CANCELLED, 'debug session cancelled by the client');
 }
 
 const placeholder = {} as ChildProcess;

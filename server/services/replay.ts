@@ -1,8 +1,16 @@
+import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import { checkTraceId } from './catalog.js';
 import type { Catalog } from '../catalog/catalog.js';
-import { serverStream, type AuthDeps } from '../rpc.js';
+import { invalidArgument, RpcError } from '../errors.js';
+import { bidiStream, serverStream, type AuthDeps } from '../rpc.js';
 import type { ReplayManager } from '../replay/manager.js';
-import type { ReplayServiceServer, RunReplayRequest, RunReplayResponse } from '../../gen/rewind/replay/v1/replay.js';
+import type {
+  DebugRequest,
+  DebugResponse,
+  ReplayServiceServer,
+  RunReplayRequest,
+  RunReplayResponse,
+} from '../../gen/rewind/replay/v1/replay.js';
 
 export interface ReplayDeps extends AuthDeps {
   catalog: Catalog;
@@ -34,5 +42,69 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
         abort.signal,
       );
     }),
+
+    debug: bidiStream<DebugRequest, DebugResponse>(deps, 'Debug', ['reader'], async (call, ctx) => {
+      const first = await firstMessage(call);
+      if (!first?.start) throw invalidArgument('the first Debug message must be start{trace_id}');
+      const id = checkTraceId(first.start.traceId);
+      deps.catalog.getTrace(id); // NOT_FOUND before taking a slot
+      const session = deps.replays.reserve();
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort());
+      call.write({ sessionId: session });
+      ctx.log.info({ session, trace: id, token: ctx.token.name }, 'debug session');
+      await deps.replays.debug(
+        session,
+        id,
+        ctx.token.id,
+        {
+          write: (data) => (call.cancelled ? true : call.write({ data })),
+          onDrain: (cb) => call.once('drain', cb),
+          attach: (input) => {
+            call.on('data', (m: DebugRequest) => {
+              if (m.start) {
+                abort.abort(invalidArgument('start may only be sent in the first Debug message'));
+              } else if (m.data && m.data.length > 0 && !input.write(m.data)) {
+                call.pause();
+                input.onDrain(() => call.resume());
+              }
+            });
+            call.on('end', () => input.end());
+            call.resume();
+          },
+        },
+        abort.signal,
+      );
+    }),
   };
+}
+
+/** The first message of a client stream (undefined if it ended first); the stream is left paused. */
+function firstMessage<Req, Res>(call: ServerDuplexStream<Req, Res>): Promise<Req | undefined> {
+  return new Promise((resolve, reject) => {
+    const cleanup = (): void => {
+      call.off('data', onData);
+      call.off('end', onEnd);
+      call.off('cancelled', onCancel);
+      call.off('error', onError);
+    };
+    const onData = (m: Req): void => {
+      call.pause();
+      cleanup();
+      resolve(m);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(undefined);
+    };
+    const onCancel = (): void => {
+      cleanup();
+      reject(new RpcError(status.CANCELLED, 'cancelled by the client'));
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      reject(err);
+    };
+    call.on('data', onData).on('end', onEnd).on('cancelled', onCancel).on('error', onError);
+  });
 }
