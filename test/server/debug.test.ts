@@ -86,14 +86,14 @@ function rawDebug(token: string | undefined, first: DebugRequest, send: Buffer[]
 function workers(needle: string): number[] {
   const found: number[] = [];
   const visit = (pid: number): void => {
-    let tids: string[] = [];
+    let tids: string[];
     try {
       tids = fs.readdirSync(`/proc/${pid}/task`);
     } catch {
       return;
     }
     for (const tid of tids) {
-      let kids = '';
+      let kids: string;
       try {
         kids = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
       } catch {
@@ -179,6 +179,14 @@ describe('Debug rpc', () => {
     expect(nostart.error?.details).toMatch(/first Debug message must be start/);
     const agentRole = await rawDebug(ts.token('agent'), { start: { traceId: id } });
     expect(agentRole.error?.code).toBe(status.PERMISSION_DENIED);
+    const twice = ts.client(reader).replay.debug(ts.client(reader).metadata());
+    const twiceErr = new Promise<ServiceError>((r) => twice.on('error', r));
+    twice.on('data', () => {});
+    twice.write({ start: { traceId: id } });
+    twice.write({ start: { traceId: id } });
+    const e = await twiceErr;
+    expect(e.code).toBe(status.INVALID_ARGUMENT);
+    expect(e.details).toBe('start may only be sent in the first Debug message');
     const ok = await rawDebug(reader, { start: { traceId: id } }, [Buffer.from('x')]);
     expect(ok.error).toBeUndefined();
     expect(ok.data.toString()).toBe('X');
