@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerRecord } from './record.js';
 import { registerReplay } from './replay.js';
+import { registerDebug } from './debug.js';
 import { registerInfo } from './info.js';
 import { registerPush } from './push.js';
 import { registerLs } from './ls.js';
@@ -15,6 +16,7 @@ import { registerAgent } from './agent.js';
 export function registerCommands(program: Command): void {
   registerRecord(program);
   registerReplay(program);
+  registerDebug(program);
   registerInfo(program);
   registerPush(program);
   registerLs(program);

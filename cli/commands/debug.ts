@@ -1,0 +1,224 @@
+import { spawn } from 'node:child_process';
+import { existsSync, writeSync } from 'node:fs';
+import type { Command } from 'commander';
+import { EngineUnavailableError, engineErrorCode, loadEngine, stubPath, type DebugSession } from '../../native/index.js';
+import { addClientOptions, type ClientFlags } from '../client/config.js';
+import { GdbServer, errorText } from '../debug/gdb_server.js';
+import { listenTcp, serveStdio, type Serving } from '../debug/serve.js';
+import { TraceFiles } from '../debug/trace_files.js';
+import { eventsPath, readManifest } from '../trace/manifest.js';
+import { resolveTraceDir } from '../trace/trace_dir.js';
+import { UserError } from '../user_error.js';
+
+interface DebugFlags extends ClientFlags {
+  port?: string;
+  launch: boolean;
+  stdio?: boolean;
+  json?: boolean;
+  gdb?: string;
+}
+
+/** A trace id as the server hands them out (a UUID); anything else names a local directory. */
+const TRACE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const log = (line: string): void => {
+  try {
+    writeSync(2, `rewind: ${line}\n`);
+  } catch {
+    // stderr is gone; nothing to tell
+  }
+};
+
+function parsePort(text: string | undefined): number {
+  if (text === undefined) return 0;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n > 65535) throw new UserError(`--port ${text}: not a TCP port number`);
+  return n;
+}
+
+function gdbCommand(gdb: string, port: number, extra: string[]): string[] {
+  return [gdb, '-q', '-ex', `target extended-remote 127.0.0.1:${port}`, ...extra];
+}
+
+function shellQuote(args: string[]): string {
+  return args.map((a) => (/^[\w./=:@+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+function startSession(dir: string): { session: DebugSession; files: TraceFiles } {
+  const manifest = readManifest(dir);
+  const events = eventsPath(manifest, dir);
+  if (!manifest.complete) log('this recording was cut short (the recorder was killed); its history ends where the recording does');
+  let engine;
+  try {
+    engine = loadEngine();
+  } catch (err) {
+    if (err instanceof EngineUnavailableError) throw new UserError(err.message);
+    throw err;
+  }
+  if (typeof engine.debug !== 'function') throw new UserError('this build of the native engine has no debug sessions (rebuild it: npm run build:native)');
+  let session: DebugSession;
+  try {
+    session = engine.debug({ traceDir: dir, eventsPath: events, stubPath: stubPath() });
+  } catch (err) {
+    const code = engineErrorCode(err);
+    throw new UserError(`cannot start a debug session on ${dir}: ${errorText(err)}`, code === 'EBADTRACE' || code === 'EDIVERGED' ? 125 : 1);
+  }
+  return { session, files: new TraceFiles(dir, manifest.blobs) };
+}
+
+/** Prints where to connect (human text, or one JSON line) on stdout. */
+function announce(port: number, what: string, flags: DebugFlags, extra: string[]): void {
+  const gdb = gdbCommand(flags.gdb ?? 'gdb', port, extra);
+  const lldb = ['lldb', '-o', `gdb-remote 127.0.0.1:${port}`];
+  const text = flags.json
+    ? `${JSON.stringify({ port, trace: what, gdb, lldb })}\n`
+    : `rewind: debugging ${what} on 127.0.0.1:${port}\n` +
+      `  gdb:  ${shellQuote(gdb)}\n` +
+      `  lldb: ${shellQuote(lldb)}\n` +
+      `rewind: waiting for a debugger (Ctrl-C ends the session)\n`;
+  writeSync(1, text);
+}
+
+/** Runs gdb connected to the port; resolves with its exit status. */
+function launchGdb(gdb: string, port: number, extra: string[]): Promise<number> {
+  // Ctrl-C in gdb's terminal reaches us too; it is gdb's to handle, not a reason to stop serving.
+  const ignore = (): void => undefined;
+  process.on('SIGINT', ignore);
+  return new Promise((resolve, reject) => {
+    const [cmd, ...args] = gdbCommand(gdb, port, extra);
+    const child = spawn(cmd!, args, { stdio: 'inherit' });
+    child.on('error', (err) => {
+      process.off('SIGINT', ignore);
+      reject(new UserError(`cannot run ${gdb}: ${err.message} (use --no-launch and connect a debugger yourself)`));
+    });
+    child.on('close', (code, signal) => {
+      process.off('SIGINT', ignore);
+      resolve(code ?? (signal ? 128 : 1));
+    });
+  });
+}
+
+function untilSignal(serving: { close(): unknown }): void {
+  const stop = (): void => {
+    void serving.close();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  process.once('SIGHUP', stop);
+}
+
+async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: string[]): Promise<void> {
+  const dir = resolveTraceDir(trace);
+  const { session, files } = startSession(dir);
+  const gdb = new GdbServer(session, files, { log });
+  const trace_ = process.env.REWIND_DEBUG_RSP === '1';
+  let serving: Serving;
+  if (flags.stdio) {
+    serving = serveStdio(gdb, { log, trace: trace_ });
+    untilSignal(serving);
+    await serving.done;
+    return;
+  }
+  try {
+    serving = await listenTcp(gdb, parsePort(flags.port), { log, trace: trace_ });
+  } catch (err) {
+    gdb.close();
+    const e = err as NodeJS.ErrnoException;
+    throw new UserError(`cannot listen on 127.0.0.1:${flags.port ?? 0}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}`);
+  }
+  if (!flags.launch) {
+    announce(serving.port, dir, flags, extra);
+    untilSignal(serving);
+    await serving.done;
+    return;
+  }
+  let status: number;
+  try {
+    status = await launchGdb(flags.gdb ?? 'gdb', serving.port, extra);
+  } finally {
+    serving.close();
+  }
+  process.exitCode = status;
+}
+
+async function debugRemote(traceId: string, flags: DebugFlags, extra: string[]): Promise<void> {
+  if (flags.stdio) throw new UserError('--stdio serves a local trace directory; a trace on the server is debugged through its port');
+  // Loaded only here: local debugging must not need the gRPC client.
+  const { openRemoteDebugBridge } = await import('../client/remote_debug.js');
+  const bridge = await openRemoteDebugBridge(traceId, flags, parsePort(flags.port));
+  if (!flags.launch) {
+    announce(bridge.port, traceId, flags, extra);
+    untilSignal(bridge);
+    await bridge.closed;
+    return;
+  }
+  let status: number;
+  try {
+    status = await launchGdb(flags.gdb ?? 'gdb', bridge.port, extra);
+  } finally {
+    await bridge.close();
+  }
+  process.exitCode = status;
+}
+
+async function debug(operands: string[], flags: DebugFlags): Promise<void> {
+  // Everything after `--` goes to gdb; commander gives us those as operands too.
+  const dashes = process.argv.indexOf('--');
+  const extra = dashes >= 0 ? process.argv.slice(dashes + 1) : [];
+  const before = operands.slice(0, operands.length - extra.length);
+  if (before.length > 1) throw new UserError(`one trace at a time (got ${before.join(', ')}); gdb arguments go after --`);
+  const trace = before[0];
+  if (trace && !existsSync(trace) && TRACE_ID.test(trace)) {
+    await debugRemote(trace, flags, extra);
+    return;
+  }
+  if (trace && !existsSync(trace)) throw new UserError(`${trace}: no such trace directory`);
+  await debugLocal(trace, flags, extra);
+}
+
+const HELP = `
+Starts a replay of the recording that gdb drives through its remote protocol, forwards and
+backwards: break, watch (write, read, access), step, next, finish, continue, and their
+reverse-* twins; registers, memory, backtraces, threads. gdb reads the executable and its
+libraries out of the trace (vFile), never from this machine.
+
+  rewind debug                           the latest recording, in a gdb started for you
+  rewind debug DIR -- -ex 'break main'   arguments after -- go to gdb (after it connects;
+                                         use -iex for settings that must come first)
+  rewind debug ID                        a trace on the server: the session runs there, and
+                                         a local port is bridged to it
+  rewind debug DIR --no-launch           print the port and the commands to connect, and wait:
+      gdb -q -ex 'target extended-remote 127.0.0.1:PORT'
+      lldb -o 'gdb-remote 127.0.0.1:PORT'
+
+Sources: the debug info names the paths the program was built from. If the sources are
+elsewhere on this machine, tell gdb:
+  (gdb) set substitute-path /where/it/was/built /where/it/is/now
+
+Monitor commands (in gdb):
+  monitor when      the current event number and how many events the recording holds
+  monitor seek N    jump to event N; then \`maint flush register-cache\` shows the new place
+  monitor help
+
+History cannot change: writing registers or memory, calling functions and \`jump\` are
+refused. At either end of the recording gdb says "No more reverse-execution history."
+A running continue cannot be interrupted with Ctrl-C: it stops at a breakpoint, a
+watchpoint or the end of the recording. See docs/debugging.md.`;
+
+export function registerDebug(program: Command): void {
+  const cmd = program
+    .command('debug')
+    .description('debug a recording with gdb, forwards and backwards (gdb remote protocol)')
+    .argument('[trace]', 'trace directory, or the id of a trace on the server (default: the latest recording)')
+    .argument('[gdb-args...]', 'after --: extra arguments for gdb')
+    .option('--port <n>', 'TCP port on 127.0.0.1 to serve on (default: a free one)')
+    .option('--no-launch', 'do not start gdb: print the port and the gdb and lldb commands, and wait')
+    .option('--stdio', 'speak the remote protocol on stdin/stdout (for `target remote | rewind debug DIR --stdio`)')
+    .option('--json', 'with --no-launch: print the port and commands as one JSON line')
+    .option('--gdb <path>', 'the gdb to launch (default: gdb)')
+    .addHelpText('after', HELP)
+    .action(async (trace: string | undefined, gdbArgs: string[], flags: DebugFlags) => {
+      await debug(trace === undefined ? [] : [trace, ...gdbArgs], flags);
+    });
+  addClientOptions(cmd);
+}

@@ -1,0 +1,105 @@
+// Puts a GdbServer on a transport: a TCP port on the loopback interface (one client at a time;
+// another may connect after it hangs up) or stdin/stdout (the server's remote debug worker).
+import net from 'node:net';
+import { RspConnection } from './connection.js';
+import type { GdbServer } from './gdb_server.js';
+
+export interface Serving {
+  port: number;
+  /** Resolves when the session has ended (k, vKill, D) or close() was called. */
+  done: Promise<void>;
+  /** Stops listening, drops the client and ends the session. */
+  close(): void;
+}
+
+export interface ServeOptions {
+  log: (line: string) => void;
+  trace?: boolean;
+}
+
+export function listenTcp(gdb: GdbServer, port: number, options: ServeOptions): Promise<Serving> {
+  const listener = net.createServer();
+  let client: net.Socket | undefined;
+  let finished = false;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((resolve) => (resolveDone = resolve));
+
+  const finish = (): void => {
+    if (finished) return;
+    finished = true;
+    client?.end();
+    client?.destroy();
+    listener.close();
+    gdb.close();
+    resolveDone();
+  };
+
+  listener.on('connection', (socket) => {
+    if (client || finished) {
+      options.log('refusing a second debugger connection: one client at a time');
+      socket.destroy();
+      return;
+    }
+    client = socket;
+    socket.setNoDelay(true);
+    const connection = new RspConnection(gdb, {
+      write: (data) => {
+        if (!socket.destroyed) socket.write(data);
+      },
+      onEnd: () => {
+        socket.end();
+        finish();
+      },
+      log: options.log,
+      trace: options.trace,
+    });
+    socket.on('data', (chunk: Buffer) => connection.receive(chunk));
+    socket.on('error', (err) => options.log(`debugger connection: ${err.message}`));
+    socket.on('close', () => {
+      if (client === socket) client = undefined;
+      if (!finished) {
+        gdb.clientGone();
+        options.log('the debugger disconnected; the session waits for another');
+      }
+    });
+  });
+
+  return new Promise((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(port, '127.0.0.1', () => {
+      listener.off('error', reject);
+      const address = listener.address();
+      const actual = typeof address === 'object' && address ? address.port : port;
+      resolve({ port: actual, done, close: finish });
+    });
+  });
+}
+
+/** Speaks the protocol on stdin/stdout until the session ends or stdin closes. */
+export function serveStdio(gdb: GdbServer, options: ServeOptions): Serving {
+  let finished = false;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((resolve) => (resolveDone = resolve));
+  const finish = (): void => {
+    if (finished) return;
+    finished = true;
+    process.stdin.pause();
+    process.stdin.destroy();
+    gdb.close();
+    resolveDone();
+  };
+  const connection = new RspConnection(gdb, {
+    // Pipes are written synchronously on Linux, so nothing is lost when we exit right after.
+    write: (data) => {
+      process.stdout.write(data);
+    },
+    onEnd: finish,
+    log: options.log,
+    trace: options.trace,
+  });
+  process.stdin.on('data', (chunk: Buffer) => connection.receive(chunk));
+  process.stdin.on('end', finish);
+  process.stdin.on('error', finish);
+  process.stdout.on('error', finish);
+  return { port: 0, done, close: finish };
+}
