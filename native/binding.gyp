@@ -16,6 +16,9 @@
         "src/record/record_session.cc",
         "src/core/syscall_buffers.cc",
         "src/replay/address_space_builder.cc",
+        "src/replay/breakpoints.cc",
+        "src/replay/checkpoint.cc",
+        "src/replay/debug_session.cc",
         "src/replay/replay_session.cc",
         "src/binding/addon.cc"
       ],

@@ -85,6 +85,9 @@ export interface DebugRequest {
   traceDir: string;
   eventsPath: string;
   stubPath: string;
+  /** Where the program's recorded output goes, the first time replay passes it (default: 2, stderr). */
+  stdoutFd?: number;
+  stderrFd?: number;
 }
 
 /**

@@ -1,12 +1,14 @@
-// N-API glue: Recorder and replayer exposed to JavaScript as promise-returning functions.
-// Each session runs entirely on one worker thread (the kernel ties a tracee to the thread
-// that traces it), never on the event loop.
+// N-API glue. Recording and replay are promise-returning functions, each session running
+// entirely on one worker thread (the kernel ties a tracee to the thread that traces it). A
+// debug session is an object whose synchronous methods run on the calling (tracer) thread: it
+// answers a debugger one request at a time.
 #include <napi.h>
 
 #include <memory>
 
 #include "core/error.h"
 #include "record/record_session.h"
+#include "replay/debug_session.h"
 #include "replay/replay_session.h"
 
 namespace {
@@ -156,9 +158,219 @@ Napi::Value Replay(const Napi::CallbackInfo& info) {
   return p;
 }
 
+[[noreturn]] void throwJs(Napi::Env env, const std::string& message, const char* code) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("code", Napi::String::New(env, code));
+  throw e;
+}
+
+uint64_t address(const Napi::Value& v) {
+  if (v.IsBigInt()) {
+    bool lossless;
+    return v.As<Napi::BigInt>().Uint64Value(&lossless);
+  }
+  return uint64_t(v.As<Napi::Number>().Int64Value());
+}
+
+rwd::WatchKind watchKind(Napi::Env env, const Napi::Value& v) {
+  std::string k = v.As<Napi::String>();
+  if (k == "write") return rwd::WatchKind::Write;
+  if (k == "read") return rwd::WatchKind::Read;
+  if (k == "access") return rwd::WatchKind::Access;
+  throwJs(env, "unknown watchpoint kind " + k, "EUNSUPPORTED");
+}
+
+const char* watchKindName(rwd::WatchKind k) {
+  return k == rwd::WatchKind::Write ? "write" : k == rwd::WatchKind::Read ? "read" : "access";
+}
+
+class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "DebugSession",
+                       {InstanceAccessor<&DebugSessionObject::pid>("pid"),
+                        InstanceMethod<&DebugSessionObject::threads>("threads"),
+                        InstanceMethod<&DebugSessionObject::registers>("registers"),
+                        InstanceMethod<&DebugSessionObject::readMemory>("readMemory"),
+                        InstanceMethod<&DebugSessionObject::auxv>("auxv"),
+                        InstanceMethod<&DebugSessionObject::exe>("exe"),
+                        InstanceMethod<&DebugSessionObject::setBreakpoint>("setBreakpoint"),
+                        InstanceMethod<&DebugSessionObject::removeBreakpoint>("removeBreakpoint"),
+                        InstanceMethod<&DebugSessionObject::setWatchpoint>("setWatchpoint"),
+                        InstanceMethod<&DebugSessionObject::removeWatchpoint>("removeWatchpoint"),
+                        InstanceMethod<&DebugSessionObject::resume>("resume"),
+                        InstanceMethod<&DebugSessionObject::when>("when"),
+                        InstanceMethod<&DebugSessionObject::seek>("seek"),
+                        InstanceMethod<&DebugSessionObject::close>("close")});
+  }
+
+  explicit DebugSessionObject(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<DebugSessionObject>(info) {
+    Napi::Object o = info[0].As<Napi::Object>();
+    rwd::ReplayOptions options;
+    options.traceDir = o.Get("traceDir").As<Napi::String>();
+    options.eventsPath = o.Get("eventsPath").As<Napi::String>();
+    options.stubPath = o.Get("stubPath").As<Napi::String>();
+    // The program's output goes to stderr by default: stdout may carry the debugger's protocol.
+    options.stdoutFd = o.Has("stdoutFd") ? o.Get("stdoutFd").As<Napi::Number>().Int32Value() : 2;
+    options.stderrFd = o.Has("stderrFd") ? o.Get("stderrFd").As<Napi::Number>().Int32Value() : 2;
+    guard(info.Env(), [&] { session_ = std::make_unique<rwd::DebugSession>(std::move(options)); });
+  }
+
+ private:
+  // Runs f, turning engine errors into JavaScript errors with a code.
+  template <typename F>
+  auto guard(Napi::Env env, F f) -> decltype(f()) {
+    try {
+      return f();
+    } catch (const Error& e) {
+      throwJs(env, e.what(), rwd::errorCodeName(e.code()));
+    } catch (const std::exception& e) {
+      throwJs(env, e.what(), "ESYSTEM");
+    }
+  }
+
+  rwd::DebugSession& session(Napi::Env env) {
+    if (!session_) throwJs(env, "the debug session is closed", "ESYSTEM");
+    return *session_;
+  }
+
+  Napi::Value stop(Napi::Env env, const rwd::DebugStop& s) {
+    static const char* reasons[] = {"breakpoint", "watchpoint", "step", "begin", "end"};
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("reason", reasons[s.reason]);
+    o.Set("thread", s.tid);
+    if (s.reason == rwd::DebugStop::Watchpoint) {
+      Napi::Object w = Napi::Object::New(env);
+      w.Set("kind", watchKindName(s.watch.kind));
+      w.Set("address", Napi::BigInt::New(env, s.watch.addr));
+      o.Set("watch", w);
+    }
+    return o;
+  }
+
+  Napi::Value pid(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), session(info.Env()).pid());
+  }
+
+  Napi::Value threads(const Napi::CallbackInfo& info) {
+    std::vector<uint32_t> tids = session(info.Env()).threads();
+    Napi::Array a = Napi::Array::New(info.Env(), tids.size());
+    for (size_t i = 0; i < tids.size(); i++) a.Set(uint32_t(i), tids[i]);
+    return a;
+  }
+
+  Napi::Value registers(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t tid = info[0].As<Napi::Number>().Uint32Value();
+    user_fpregs_struct fp;
+    rwd::Regs r = guard(env, [&] { return session(env).registers(tid, &fp); });
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("general", Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<uint8_t*>(&r), sizeof r));
+    o.Set("fp", Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<uint8_t*>(&fp), sizeof fp));
+    return o;
+  }
+
+  Napi::Value readMemory(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t addr = address(info[0]);
+    size_t len = size_t(info[1].As<Napi::Number>().Uint32Value());
+    if (len > (64u << 20)) throwJs(env, "a memory read is limited to 64 MiB", "EUNSUPPORTED");
+    std::vector<uint8_t> bytes = guard(env, [&] { return session(env).readMemory(addr, len); });
+    return Napi::Buffer<uint8_t>::Copy(env, bytes.data(), bytes.size());
+  }
+
+  Napi::Value auxv(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const std::vector<uint8_t>& a =
+        guard(env, [&]() -> const std::vector<uint8_t>& { return session(env).program().auxv; });
+    return Napi::Buffer<uint8_t>::Copy(env, a.data(), a.size());
+  }
+
+  Napi::Value exe(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Napi::String::New(env, guard(env, [&] { return session(env).program().exe; }));
+  }
+
+  Napi::Value setBreakpoint(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    guard(env, [&] { session(env).setBreakpoint(address(info[0])); });
+    return env.Undefined();
+  }
+
+  Napi::Value removeBreakpoint(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    guard(env, [&] { session(env).removeBreakpoint(address(info[0])); });
+    return env.Undefined();
+  }
+
+  rwd::Watch watch(const Napi::CallbackInfo& info) {
+    uint32_t len = info[2].As<Napi::Number>().Uint32Value();
+    return rwd::Watch{watchKind(info.Env(), info[0]), address(info[1]),
+                      uint8_t(len > 255 ? 0 : len)};
+  }
+
+  Napi::Value setWatchpoint(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    rwd::Watch w = watch(info);
+    guard(env, [&] { session(env).setWatchpoint(w); });
+    return env.Undefined();
+  }
+
+  Napi::Value removeWatchpoint(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    rwd::Watch w = watch(info);
+    guard(env, [&] { session(env).removeWatchpoint(w); });
+    return env.Undefined();
+  }
+
+  Napi::Value resume(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = info[0].As<Napi::Object>();
+    bool reverse = o.Get("reverse").ToBoolean();
+    bool step = o.Get("step").ToBoolean();
+    uint32_t tid = o.Has("thread") && o.Get("thread").IsNumber()
+                       ? o.Get("thread").As<Napi::Number>().Uint32Value()
+                       : 0;
+    rwd::DebugStop s = guard(env, [&] { return session(env).resume(reverse, step, tid); });
+    return stop(env, s);
+  }
+
+  Napi::Value when(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("event", double(session(env).when()));
+    o.Set("events", double(session(env).events()));
+    return o;
+  }
+
+  Napi::Value seek(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t event = uint64_t(info[0].As<Napi::Number>().Int64Value());
+    rwd::DebugStop s = guard(env, [&] { return session(env).seek(event); });
+    return stop(env, s);
+  }
+
+  Napi::Value close(const Napi::CallbackInfo& info) {
+    session_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::unique_ptr<rwd::DebugSession> session_;
+};
+
+// debug({traceDir, eventsPath, stubPath, stdoutFd?, stderrFd?}) -> DebugSession
+Napi::Value Debug(const Napi::CallbackInfo& info) {
+  Napi::FunctionReference* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
+  return ctor->New({info[0]});
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* ctor = new Napi::FunctionReference(Napi::Persistent(DebugSessionObject::define(env)));
+  env.SetInstanceData(ctor);
   exports.Set("record", Napi::Function::New(env, Record));
   exports.Set("replay", Napi::Function::New(env, Replay));
+  exports.Set("debug", Napi::Function::New(env, Debug));
   return exports;
 }
 

@@ -161,6 +161,15 @@ EventReader::EventReader(const std::string& path) {
   if (fileSize_ >= 8 + sizeof t && fseeko(file_, off_t(fileSize_ - sizeof t), SEEK_SET) == 0 &&
       fread(&t, sizeof t, 1, file_) == 1 && memcmp(t.magic, kTrailerMagic, 8) == 0) {
     complete_ = true;
+    uint32_t head[2];
+    ChunkIndexEntry last;
+    if (fseeko(file_, off_t(t.indexOffset), SEEK_SET) == 0 &&
+        fread(head, sizeof head, 1, file_) == 1 && head[0] == kIndexMagic && head[1] > 0 &&
+        fseeko(file_, off_t(t.indexOffset + sizeof head + (head[1] - 1) * sizeof last), SEEK_SET) ==
+            0 &&
+        fread(&last, sizeof last, 1, file_) == 1) {
+      total_ = last.firstEvent + last.count;
+    }
   }
   nextChunkOffset_ = 8;
 }
@@ -194,8 +203,26 @@ bool EventReader::loadChunk() {
     badStream("cannot decompress the chunk holding event " + std::to_string(position_));
   }
   cursor_ = 0;
+  chunkOffset_ = nextChunkOffset_;
+  chunkFirst_ = position_;
   nextChunkOffset_ += sizeof h + h.compressedLen;
   return true;
+}
+
+ReaderMark EventReader::mark() const {
+  return ReaderMark{chunkOffset_, chunkFirst_, cursor_, position_};
+}
+
+void EventReader::rewind(const ReaderMark& m) {
+  if (chunk_.empty() || chunkOffset_ != m.chunkOffset) {
+    nextChunkOffset_ = m.chunkOffset ? m.chunkOffset : 8;  // 0: no chunk read yet
+    position_ = m.chunkFirst;
+    chunk_.clear();
+    if (m.cursor > 0 && !loadChunk())
+      badStream("cannot read back the chunk of event " + std::to_string(m.position));
+  }
+  cursor_ = m.cursor;
+  position_ = m.position;
 }
 
 bool EventReader::next(Event& out) {

@@ -56,6 +56,14 @@ class EventWriter {
   bool finished_ = false;
 };
 
+// Where a reader stands, to come back to it (a checkpoint of a replay holds one).
+struct ReaderMark {
+  uint64_t chunkOffset = 0;  // of the chunk being read
+  uint64_t chunkFirst = 0;   // index of that chunk's first event
+  size_t cursor = 0;         // in the chunk's records
+  uint64_t position = 0;
+};
+
 class EventReader {
  public:
   explicit EventReader(const std::string& path);
@@ -69,14 +77,21 @@ class EventReader {
   uint64_t position() const { return position_; }
   // False when the recorder never finished the stream (it was killed).
   bool complete() const { return complete_; }
+  // Events in the stream, from its index (0 when cut short: there is none).
+  uint64_t total() const { return total_; }
+  ReaderMark mark() const;
+  void rewind(const ReaderMark& m);
 
  private:
   bool loadChunk();
   FILE* file_;
   bool complete_ = false;
+  uint64_t total_ = 0;
   uint64_t fileSize_ = 0;
   uint64_t nextChunkOffset_ = 0;
   uint64_t position_ = 0;
+  uint64_t chunkOffset_ = 0;
+  uint64_t chunkFirst_ = 0;
   std::vector<uint8_t> chunk_;
   size_t cursor_ = 0;
 };

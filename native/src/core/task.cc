@@ -163,6 +163,10 @@ std::string Task::readCString(uint64_t addr, size_t max) const {
   return s;
 }
 
+bool Task::tryWrite(uint64_t addr, const void* buf, size_t len) {
+  return pwrite(memFd_, buf, len, static_cast<off_t>(addr)) == ssize_t(len);
+}
+
 void Task::write(uint64_t addr, const void* buf, size_t len) {
   auto* in = static_cast<const uint8_t*>(buf);
   while (len > 0) {

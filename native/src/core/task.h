@@ -42,6 +42,7 @@ class Task {
   std::vector<uint8_t> readBytes(uint64_t addr, size_t len) const;
   std::string readCString(uint64_t addr, size_t max = 4096) const;
   void write(uint64_t addr, const void* buf, size_t len);
+  bool tryWrite(uint64_t addr, const void* buf, size_t len);
   // The memory file belongs to one address space: call after every exec.
   void reopenMemory();
 

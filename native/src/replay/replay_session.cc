@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <set>
 
 #include "core/error.h"
 #include "core/remote_syscalls.h"
@@ -124,92 +125,202 @@ void ReplaySession::rebuild(ReplayTask& t) {
   t.task->reopenMemory();
   t.stub = buildAddressSpace(*t.task, next_.exec, blobDir_);
   t.brkEnd = pageUp(next_.exec.brkStart);
+  programs_[t.tgid] = ProgramImage{next_.exec.exe, next_.exec.auxv};
   nextEvent();
+}
+
+void ReplaySession::start() {
+  if (!nextEvent() || next_.type != EventType::Exec) {
+    fail(ErrorCode::BadTrace, "the trace does not start with an exec");
+  }
+  spawnStub();
+  activate(tasks_[initialTid_]);
 }
 
 // Replay runs one task at a time in the order of the stream. After each event of a task, the
 // task runs its next stretch of user code at once, up to its next stop, as it did when recorded
 // right after that event; the stop waits there until the stream reaches the event it matches.
 ReplayResult ReplaySession::run() {
-  if (!nextEvent() || next_.type != EventType::Exec) {
-    fail(ErrorCode::BadTrace, "the trace does not start with an exec");
-  }
-  spawnStub();
-  runSegment(tasks_[initialTid_]);
-  const bool log = getenv("REWIND_LOG_EVENTS") != nullptr;  // for debugging the engine
-  while (haveNext_) {
-    if (log)
-      fprintf(stderr, "[%llu] task %u: %s\n", (unsigned long long)eventIndex_, next_.tid(),
-              describeEvent(next_).c_str());
-    auto it = tasks_.find(next_.tid());
-    if (it == tasks_.end()) {
-      fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_) +
-                                    ": it belongs to task " + std::to_string(next_.tid()) +
-                                    ", which replay does not have");
-    }
-    ReplayTask& t = it->second;
-    if (t.exited) {
-      if (next_.type != EventType::Exit || next_.exit.waitStatus != t.exitStatus) {
-        diverged(t, describeExit(t.exitStatus));
-      }
-      if (t.recordedTid == initialTid_) waitStatus_ = t.exitStatus;
-      tasks_.erase(it);
-      nextEvent();
-      continue;
-    }
-    switch (next_.type) {
-      case EventType::Exit:
-        collectDeath(t);
-        continue;
-      case EventType::Run:
-        if (!t.parked) diverged(t, "a task that was already running");
-        nextEvent();
-        t.parked = false;
-        if (t.vforkRegs) {
-          // Its child exec'd or exited: the vfork returns now.
-          t.task->resume(PTRACE_SYSCALL);
-          if (t.task->wait().kind != Stop::SyscallStop) diverged(t, "no return from vfork");
-          finishSyscall(t, *t.vforkRegs, t.vforkResult);
-          t.vforkRegs.reset();
-        }
-        runSegment(t);
-        continue;
-      case EventType::Preempt:
-        if (!t.atPosition) diverged(t, t.pending ? describeStop(*t.pending) : "no stop");
-        t.atPosition = false;
-        t.parked = true;
-        nextEvent();
-        continue;
-      default:
-        break;
-    }
-    if (!t.pending) diverged(t, t.parked ? "a task waiting for its turn" : "no stop");
-    Stop s = *t.pending;
-    t.pending.reset();
-    onStop(t, s);
-    if (!t.exited && !t.parked && !t.pending && !t.atPosition) runSegment(t);
-  }
-  if (!reader_.complete()) {
-    fail(ErrorCode::BadTrace, "the recording was cut short: replayed all " +
-                                  std::to_string(eventIndex_) + " events it holds");
-  }
+  start();
+  RunControl plain;
+  while (advanceToSegment()) runActive(plain);
+  checkEnd();
   ReplayResult result;
   result.waitStatus = waitStatus_;
   result.events = eventIndex_;
   return result;
 }
 
-void ReplaySession::runSegment(ReplayTask& t) {
-  bool mine = haveNext_ && next_.tid() == t.recordedTid;
-  if (mine && next_.type == EventType::Preempt) return runToPosition(t);
-  if (mine && next_.type == EventType::Signal && !next_.signal.fault) {
-    // The recording saw this signal delivered right here, but replay will not raise it by
-    // itself (another process or an emulated syscall sent it): send it now.
-    syscall(SYS_tgkill, t.task->tid(), t.task->tid(), next_.signal.signo);
+bool ReplaySession::advanceToSegment() {
+  while (!active_ && haveNext_) applyEvent();
+  return active_ != 0;
+}
+
+void ReplaySession::checkEnd() {
+  if (!reader_.complete()) {
+    fail(ErrorCode::BadTrace, "the recording was cut short: replayed all " +
+                                  std::to_string(eventIndex_) + " events it holds");
   }
-  t.task->resume(PTRACE_SYSEMU, t.deliverSig);
-  t.deliverSig = 0;
-  Stop s = t.task->wait();
+}
+
+ReplayTask* ReplaySession::active() { return active_ ? &tasks_.at(active_) : nullptr; }
+
+ReplayTask* ReplaySession::task(uint32_t recordedTid) {
+  auto it = tasks_.find(recordedTid);
+  return it == tasks_.end() ? nullptr : &it->second;
+}
+
+const ProgramImage* ReplaySession::program(uint32_t tgid) const {
+  auto it = programs_.find(tgid);
+  return it == programs_.end() ? nullptr : &it->second;
+}
+
+void ReplaySession::activate(ReplayTask& t) {
+  active_ = t.recordedTid;
+  segmentKey_ = eventIndex_;
+  segmentResumed_ = false;
+}
+
+void ReplaySession::applyEvent() {
+  static const bool log = getenv("REWIND_LOG_EVENTS") != nullptr;  // for debugging the engine
+  if (log) {
+    fprintf(stderr, "[%llu] task %u: %s\n", (unsigned long long)eventIndex_, next_.tid(),
+            describeEvent(next_).c_str());
+  }
+  auto it = tasks_.find(next_.tid());
+  if (it == tasks_.end()) {
+    fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_) +
+                                  ": it belongs to task " + std::to_string(next_.tid()) +
+                                  ", which replay does not have");
+  }
+  ReplayTask& t = it->second;
+  if (t.exited) {
+    if (next_.type != EventType::Exit || next_.exit.waitStatus != t.exitStatus) {
+      diverged(t, describeExit(t.exitStatus));
+    }
+    if (t.recordedTid == initialTid_) waitStatus_ = t.exitStatus;
+    tasks_.erase(it);
+    nextEvent();
+    return;
+  }
+  switch (next_.type) {
+    case EventType::Exit:
+      return collectDeath(t);
+    case EventType::Run:
+      if (!t.parked) diverged(t, "a task that was already running");
+      nextEvent();
+      t.parked = false;
+      if (t.vforkRegs) {
+        // Its child exec'd or exited: the vfork returns now.
+        t.task->resume(PTRACE_SYSCALL);
+        if (t.task->wait().kind != Stop::SyscallStop) diverged(t, "no return from vfork");
+        finishSyscall(t, *t.vforkRegs, t.vforkResult);
+        t.vforkRegs.reset();
+      }
+      return activate(t);
+    case EventType::Preempt:
+      if (!t.atPosition) diverged(t, t.pending ? describeStop(*t.pending) : "no stop");
+      t.atPosition = false;
+      t.parked = true;
+      nextEvent();
+      return;
+    default:
+      break;
+  }
+  if (!t.pending) diverged(t, t.parked ? "a task waiting for its turn" : "no stop");
+  Stop s = *t.pending;
+  t.pending.reset();
+  onStop(t, s);
+  if (!t.exited && !t.parked && !t.pending && !t.atPosition) activate(t);
+}
+
+// Runs the active task's user code to its next stop. When the next event is the task's
+// preemption, that is the recorded position: a breakpoint at its instruction, taking the first
+// hit with the recorded registers and stack. A debugger's breakpoints and watchpoints stop it
+// on the way (and it goes on from there at the next call).
+std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
+  ReplayTask& t = tasks_.at(active_);
+  const bool mine = haveNext_ && next_.tid() == t.recordedTid;
+  const bool toPosition = mine && next_.type == EventType::Preempt;
+  if (!segmentResumed_) {
+    segmentResumed_ = true;
+    if (mine && next_.type == EventType::Signal && !next_.signal.fault) {
+      // The recording saw this signal delivered right here, but replay will not raise it by
+      // itself (another process or an emulated syscall sent it): send it now.
+      syscall(SYS_tgkill, t.task->tid(), t.task->tid(), next_.signal.signo);
+    }
+  }
+  std::set<uint64_t> addrs;
+  if (control.breaks) addrs = control.breaks->code;
+  const uint64_t position = toPosition ? next_.preempt.regs.rip : ~0ull;
+  if (toPosition) addrs.insert(position);
+  const std::vector<Watch> none;
+  const std::vector<Watch>& watches = control.breaks ? control.breaks->watches : none;
+  if (watches != t.watches) {
+    setDebugRegisters(*t.task, watches);
+    t.watches = watches;
+  }
+  uint64_t skip = control.skipAt;
+  for (;;) {
+    Regs now = t.task->regs();
+    uint64_t rip = now.rip;
+    if (toPosition && rip == position && rip != skip && samePosition(now, next_.preempt.regs) &&
+        stackHash(*t.task, now.rsp) == next_.preempt.stackHash) {
+      t.atPosition = true;  // reached by a step
+      active_ = 0;
+      return std::nullopt;
+    }
+    // Stepping over the breakpoint at `skip` takes one instruction without it.
+    bool single = control.step || (rip == skip && addrs.count(rip));
+    skip = ~0ull;
+    Stop s;
+    bool hit = false;
+    {
+      InsertedBreakpoints inserted(*t.task, single ? std::set<uint64_t>{} : addrs, ~0ull);
+      t.task->resume(single ? PTRACE_SYSEMU_SINGLESTEP : PTRACE_SYSEMU, t.deliverSig);
+      t.deliverSig = 0;
+      s = t.task->wait();
+      if (s.kind == Stop::Signal && s.sig == SIGTRAP) {
+        Regs r = t.task->regs();
+        hit = !single && inserted.has(r.rip - 1);
+        if (hit) {
+          r.rip -= 1;
+          t.task->setRegs(r);
+        }
+      }
+    }
+    if (s.kind == Stop::Signal && s.sig == SIGTRAP) {
+      int watch = watches.empty() ? -1 : firedWatch(*t.task);
+      if (hit) {
+        Regs r = t.task->regs();
+        if (r.rip == position && samePosition(r, next_.preempt.regs) &&
+            stackHash(*t.task, r.rsp) == next_.preempt.stackHash) {
+          t.atPosition = true;
+          active_ = 0;
+          return std::nullopt;
+        }
+        if (control.breaks && control.breaks->code.count(r.rip)) return Trap{Trap::Breakpoint};
+        skip = r.rip;  // the position, but not this time round
+        continue;
+      }
+      if (watch >= 0) return Trap{Trap::Watchpoint, watch};
+      if (single) {
+        if (control.step) return Trap{Trap::Step};
+        continue;  // stepped over a breakpoint
+      }
+      // A SIGTRAP of the program's own: it ends the segment like any signal.
+    }
+    if (s.kind == Stop::Signal && s.sig == SIGCHLD && t.task->siginfo().si_code > 0 &&
+        !(mine && next_.type == EventType::Signal && next_.signal.signo == SIGCHLD)) {
+      continue;  // a replayed child ended; the recording's SIGCHLDs are events of their own
+    }
+    endSegment(t, s);
+    return std::nullopt;
+  }
+}
+
+void ReplaySession::endSegment(ReplayTask& t, const Stop& s) {
+  active_ = 0;
   if (s.kind == Stop::Exited || s.kind == Stop::Killed) {
     onExit(t, s);
   } else {
@@ -217,48 +328,42 @@ void ReplaySession::runSegment(ReplayTask& t) {
   }
 }
 
-// Runs the task to the position where the recorder preempted it: a breakpoint at the recorded
-// instruction, stopping at the first hit with the recorded registers and stack.
-void ReplaySession::runToPosition(ReplayTask& t) {
-  const PreemptEvent& p = next_.preempt;
-  uint64_t addr = p.regs.rip;
-  uint8_t original = 0;
-  const uint8_t int3 = 0xcc;
-  t.task->read(addr, &original, 1);
-  t.task->write(addr, &int3, 1);
-  for (;;) {
-    t.task->resume(PTRACE_SYSEMU, t.deliverSig);
-    t.deliverSig = 0;
-    Stop s = t.task->wait();
-    if (s.kind == Stop::Signal && s.sig == SIGTRAP) {
-      Regs r = t.task->regs();
-      if (r.rip == addr + 1) {
-        r.rip = addr;
-        t.task->setRegs(r);
-        t.task->write(addr, &original, 1);
-        if (samePosition(r, p.regs) && stackHash(*t.task, r.rsp) == p.stackHash) {
-          t.atPosition = true;
-          return;
-        }
-        // Not this time round: step over the instruction and set the breakpoint again.
-        t.task->resume(PTRACE_SINGLESTEP);
-        s = t.task->wait();
-        if (s.kind == Stop::Signal && s.sig == SIGTRAP) {
-          t.task->write(addr, &int3, 1);
-          continue;
-        }
-      }
-    } else if (s.kind == Stop::Signal && s.sig == SIGCHLD && t.task->siginfo().si_code > 0) {
-      continue;  // a replayed child ended
-    }
-    t.task->write(addr, &original, 1);
-    if (s.kind == Stop::Exited || s.kind == Stop::Killed) {
-      onExit(t, s);
-    } else {
-      t.pending = s;
-    }
-    return;
+ReplayState ReplaySession::saveState() const {
+  if (tasks_.size() != 1) fail(ErrorCode::Unsupported, "a checkpoint of more than one task");
+  ReplayState st;
+  st.mark = reader_.mark();
+  st.next = next_;
+  st.eventIndex = eventIndex_;
+  st.haveNext = haveNext_;
+  st.task = tasks_.begin()->second;
+  st.active = active_;
+  st.segmentKey = segmentKey_;
+  st.segmentResumed = segmentResumed_;
+  st.waitStatus = waitStatus_;
+  st.programs = programs_;
+  return st;
+}
+
+void ReplaySession::restoreState(const ReplayState& st, pid_t process) {
+  std::vector<pid_t> alive;
+  for (auto& [tid, t] : tasks_) {
+    if (!t.exited) alive.push_back(t.task->tid());
   }
+  killAndReap(alive);
+  tasks_.clear();
+  ReplayTask& t = tasks_[st.task.recordedTid];
+  static_cast<ReplayTaskState&>(t) = st.task;
+  t.watches.clear();  // a fork does not inherit debug registers
+  t.task = std::make_unique<Task>(process);
+  reader_.rewind(st.mark);
+  next_ = st.next;
+  eventIndex_ = st.eventIndex;
+  haveNext_ = st.haveNext;
+  active_ = st.active;
+  segmentKey_ = st.segmentKey;
+  segmentResumed_ = st.segmentResumed;
+  waitStatus_ = st.waitStatus;
+  programs_ = st.programs;
 }
 
 // The stream says the task ended here without a syscall of its own: SIGKILL (which the
@@ -404,6 +509,10 @@ void ReplaySession::emulate(ReplayTask& t, Regs r, const SyscallEvent& ev) {
 }
 
 void ReplaySession::echo(ReplayTask& t, const SyscallEvent& ev) {
+  // A debugger takes replay back and forth: output is written the first time only.
+  uint64_t index = eventIndex_ - 1;
+  if (index < echoed_) return;
+  echoed_ = index + 1;
   std::vector<uint8_t> data = writtenBytes(*t.task, ev.nr, ev.args, ev.result);
   writeOut(ev.echoFd == 2 ? options_.stderrFd : options_.stdoutFd, data.data(), data.size());
 }

@@ -13,6 +13,7 @@
 #include "core/event_stream.h"
 #include "core/task.h"
 #include "replay/address_space_builder.h"
+#include "replay/breakpoints.h"
 
 namespace rwd {
 
@@ -29,11 +30,10 @@ struct ReplayResult {
   uint64_t events = 0;
 };
 
-// A replayed task, known by the tid it had when recorded.
-struct ReplayTask {
+// What replay knows of a task, known by the tid it had when recorded.
+struct ReplayTaskState {
   uint32_t recordedTid = 0;
   uint32_t tgid = 0;  // its process, as recorded
-  std::unique_ptr<Task> task;
   StubLayout stub;
   uint64_t brkEnd = 0;            // end of the emulated heap
   int deliverSig = 0;             // signal to deliver at the next resume
@@ -43,7 +43,46 @@ struct ReplayTask {
   bool parked = false;          // waits for a Run event (new, or after a fork or a preemption)
   bool atPosition = false;      // stopped at the position of its next Preempt event
   bool exited = false;
-  int exitStatus = 0;  // wait status, once exited
+  int exitStatus = 0;          // wait status, once exited
+  std::vector<Watch> watches;  // in its debug registers
+};
+
+struct ReplayTask : ReplayTaskState {
+  std::unique_ptr<Task> task;
+};
+
+// A process's program, as its last exec set it up.
+struct ProgramImage {
+  std::string exe;
+  std::vector<uint8_t> auxv;
+};
+
+// How a debugger runs the active task's user code.
+struct RunControl {
+  const Breakpoints* breaks = nullptr;  // nullptr: run to the end of the stretch
+  bool step = false;                    // one instruction
+  uint64_t skipAt = ~0ull;  // no breakpoint here on the first resume (continuing from it)
+};
+
+// Why user code stopped for the debugger.
+struct Trap {
+  enum Kind { Breakpoint, Watchpoint, Step } kind;
+  int watch = -1;  // index in RunControl::breaks->watches
+};
+
+// Everything a replay of a single task needs to go on from a stop of that task: with a copy of
+// the process (a fork), it is a checkpoint.
+struct ReplayState {
+  ReaderMark mark;
+  Event next;
+  uint64_t eventIndex = 0;
+  bool haveNext = false;
+  ReplayTaskState task;
+  uint32_t active = 0;
+  uint64_t segmentKey = 0;
+  bool segmentResumed = false;
+  int waitStatus = 0;
+  std::map<uint32_t, ProgramImage> programs;
 };
 
 class ReplaySession {
@@ -52,8 +91,36 @@ class ReplaySession {
   ~ReplaySession();
   ReplayResult run();
 
+  // Stepping, for a debugger. Replay alternates between applying events and running a task's
+  // stretch of user code (a segment) up to its next stop; a segment is known by its key, the
+  // index of the first event after it.
+  void start();
+  // Applies events until a segment is due (true) or the stream ends (false).
+  bool advanceToSegment();
+  // The task whose segment is due or under way, or nullptr.
+  ReplayTask* active();
+  uint64_t segmentKey() const { return segmentKey_; }
+  bool segmentResumed() const { return segmentResumed_; }
+  // Runs the active segment: returns a trap the debugger asked for, or nullopt once the segment
+  // has ended (its stop waits for its event, as in run()).
+  std::optional<Trap> runActive(const RunControl& control);
+  // Throws the divergence or cut-short error that run() would at the end of the stream.
+  void checkEnd();
+  const std::map<uint32_t, ReplayTask>& tasks() const { return tasks_; }
+  ReplayTask* task(uint32_t recordedTid);
+  const ProgramImage* program(uint32_t tgid) const;
+  uint32_t initialTid() const { return initialTid_; }
+  const EventReader& reader() const { return reader_; }
+  // Single-task replays only (fails otherwise).
+  ReplayState saveState() const;
+  // Takes up `state` with `process` (a copy of the task's process at that point) as its task;
+  // ends the tasks it had.
+  void restoreState(const ReplayState& state, pid_t process);
+
  private:
   void spawnStub();
+  void activate(ReplayTask& t);
+  void applyEvent();
   bool nextEvent();
   [[noreturn]] void diverged(const ReplayTask& t, const std::string& got);
   [[noreturn]] void divergedResult(const SyscallEvent& ev, long got);
@@ -73,8 +140,7 @@ class ReplaySession {
   Stop runInPlace(ReplayTask& t, const Regs& at);
   void exitGroupInPlace(ReplayTask& t, const Regs& at);
   void rebuild(ReplayTask& t);
-  void runSegment(ReplayTask& t);
-  void runToPosition(ReplayTask& t);
+  void endSegment(ReplayTask& t, const Stop& s);
   void collectDeath(ReplayTask& t);
   static std::string describeExit(int status);
   static std::string describeStop(const Stop& s);
@@ -88,6 +154,12 @@ class ReplaySession {
   std::map<uint32_t, ReplayTask> tasks_;
   uint32_t initialTid_ = 0;
   int waitStatus_ = 0;
+  uint32_t active_ = 0;  // recorded tid of the task whose segment is due or under way
+  uint64_t segmentKey_ = 0;
+  bool segmentResumed_ = false;
+  uint64_t echoed_ =
+      0;  // output of events before this one was written already (replay may go back)
+  std::map<uint32_t, ProgramImage> programs_;  // by recorded tgid
 };
 
 }  // namespace rwd

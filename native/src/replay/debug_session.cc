@@ -1,0 +1,573 @@
+#include "replay/debug_session.h"
+
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "replay/checkpoint.h"
+
+namespace rwd {
+namespace {
+
+// Replay time between automatic checkpoints: going back costs at most about this much
+// re-execution, plus the fork.
+constexpr auto kCheckpointInterval = std::chrono::milliseconds(20);
+constexpr size_t kMaxCheckpoints = 256;
+constexpr uint64_t kStepsPerShortcut = 2000;
+constexpr size_t kMaxShortcuts = 64;
+
+[[noreturn]] void lost(const char* what) {
+  fail(ErrorCode::System, std::string("replay did not come back to the same moment (") + what +
+                              "): the recording does not replay deterministically here");
+}
+
+}  // namespace
+
+DebugSession::DebugSession(ReplayOptions options) : replay_(std::move(options)) {
+  replay_.start();
+  pid_ = replay_.initialTid();
+  events_ = replay_.reader().total();
+  configs_.push_back(Breakpoints{});  // configuration 0: nothing
+  ReplayTask* t = replay_.active();
+  arrive(*t);
+}
+
+DebugSession::~DebugSession() {
+  std::vector<pid_t> copies;
+  for (Checkpoint& c : checkpoints_) copies.push_back(c.process->tid());
+  for (Checkpoint& c : shortcuts_) copies.push_back(c.process->tid());
+  killAndReap(copies);
+}
+
+std::vector<uint32_t> DebugSession::threads() const {
+  std::vector<uint32_t> out;
+  for (auto& [tid, t] : replay_.tasks()) {
+    if (t.tgid == pid_ && !t.exited) out.push_back(tid);
+  }
+  return out;
+}
+
+Regs DebugSession::registers(uint32_t tid, user_fpregs_struct* fp) {
+  ReplayTask* t = replay_.task(tid);
+  if (!t || t->tgid != pid_ || t->exited) {
+    fail(ErrorCode::Unsupported, "no thread " + std::to_string(tid) + " at this moment");
+  }
+  Regs r = t->task->regs();
+  if (t->pending && t->pending->kind == Stop::SyscallStop) {
+    // Stopped at the entry of a syscall replay emulates: show the instruction about to run.
+    r.rip -= 2;
+    r.rax = r.orig_rax;
+  }
+  if (fp && ptrace(PTRACE_GETFPREGS, t->task->tid(), nullptr, fp) < 0) {
+    failErrno("reading floating-point registers");
+  }
+  return r;
+}
+
+std::vector<uint8_t> DebugSession::readMemory(uint64_t addr, size_t len) {
+  std::vector<uint8_t> out(len);
+  for (uint32_t tid : threads()) {
+    Task& task = *replay_.task(tid)->task;
+    if (task.tryRead(addr, out.data(), len)) return out;
+    // Part of the range is unmapped: what can be read, up to the first hole.
+    size_t got = 0;
+    while (got < len) {
+      size_t chunk = std::min(len - got, size_t(4096 - ((addr + got) & 4095)));
+      if (!task.tryRead(addr + got, out.data() + got, chunk)) break;
+      got += chunk;
+    }
+    out.resize(got);
+    return out;
+  }
+  return {};
+}
+
+const ProgramImage& DebugSession::program() const {
+  const ProgramImage* p = replay_.program(pid_);
+  if (!p) fail(ErrorCode::System, "the debugged process has no program");
+  return *p;
+}
+
+void DebugSession::setBreakpoint(uint64_t addr) {
+  if (readMemory(addr, 1).empty()) {
+    char what[80];
+    snprintf(what, sizeof what, "cannot set a breakpoint at 0x%llx: nothing is mapped there",
+             (unsigned long long)addr);
+    fail(ErrorCode::Unsupported, what);
+  }
+  breaks_.code.insert(addr);
+}
+
+void DebugSession::removeBreakpoint(uint64_t addr) { breaks_.code.erase(addr); }
+
+void DebugSession::setWatchpoint(const Watch& w) {
+  if ((w.len != 1 && w.len != 2 && w.len != 4 && w.len != 8) || w.addr % w.len != 0) {
+    fail(ErrorCode::Unsupported, "a watchpoint covers 1, 2, 4 or 8 bytes aligned to its size");
+  }
+  Breakpoints b;
+  b.watches.push_back(w);
+  breaks_ = breaks_.merged(b);
+}
+
+void DebugSession::removeWatchpoint(const Watch& w) {
+  auto it = std::find(breaks_.watches.begin(), breaks_.watches.end(), w);
+  if (it != breaks_.watches.end()) breaks_.watches.erase(it);
+}
+
+uint32_t DebugSession::configId(const Breakpoints& b) {
+  for (size_t i = 0; i < configs_.size(); i++) {
+    if (configs_[i] == b) return uint32_t(i);
+  }
+  configs_.push_back(b);
+  return uint32_t(configs_.size() - 1);
+}
+
+uint64_t DebugSession::rip(const ReplayTask& t) const { return t.task->regs().rip; }
+
+DebugStop DebugSession::resume(bool reverse, bool step, uint32_t tid) {
+  if (tid == 0) tid = now_.tid;
+  uint32_t config = configId(breaks_);
+  if (!reverse) {
+    if (atEnd_) return DebugStop{DebugStop::End, now_.tid, {}};
+    return step ? stepForward(tid) : continueForward(config);
+  }
+  atEnd_ = false;
+  return step ? stepBackward(tid) : continueBackward(config);
+}
+
+DebugStop DebugSession::seek(uint64_t event) {
+  atEnd_ = false;
+  if (event <= now_.segment) {
+    int ci = checkpointBefore(Moment{event, 0, {}}, false);
+    restore(checkpoints_.at(size_t(ci < 0 ? 0 : ci)));
+  }
+  for (;;) {
+    if (toDebuggeeSegment() == Arrival::End) return reachedEnd();
+    if (replay_.segmentKey() >= event && !replay_.segmentResumed()) {
+      return stopHere(DebugStop::Step, nullptr, 0);
+    }
+    ReplayTask& t = *replay_.active();
+    runDebuggee(nullptr, 0, false);
+    if (isFinal(t)) return reachedEnd();
+  }
+}
+
+// --- Forwards ---------------------------------------------------------------------------
+
+DebugStop DebugSession::continueForward(uint32_t config) {
+  for (;;) {
+    Arrival a = toDebuggeeSegment();
+    if (a == Arrival::End) return reachedEnd();
+    ReplayTask& t = *replay_.active();
+    if (a == Arrival::Arrived && configs_[config].code.count(rip(t))) {
+      return stopHere(DebugStop::Breakpoint, nullptr, config);
+    }
+    std::optional<Trap> trap = runDebuggee(&configs_[config], config, false);
+    if (trap) return stopHere(DebugStop::Breakpoint, &*trap, config);
+    if (isFinal(t)) return reachedEnd();
+  }
+}
+
+DebugStop DebugSession::stepForward(uint32_t tid) {
+  uint32_t config = configId(breaks_);
+  ReplayTask* t = replay_.active();
+  if (t && t->recordedTid == tid && t->tgid == pid_) {
+    std::optional<Trap> trap = runDebuggee(&configs_[config], config, true);
+    if (trap) return stopHere(DebugStop::Step, &*trap, config);
+    if (isFinal(*t)) return reachedEnd();
+  }
+  // The thread is not in user code (a syscall, or its turn has not come): the step ends when
+  // it runs user code again. Other threads run meanwhile and may stop at breakpoints.
+  for (;;) {
+    Arrival a = toDebuggeeSegment();
+    if (a == Arrival::End) return reachedEnd();
+    ReplayTask& cur = *replay_.active();
+    if (a == Arrival::Arrived && cur.recordedTid == tid) {
+      return stopHere(DebugStop::Step, nullptr, config);
+    }
+    if (a == Arrival::Arrived && configs_[config].code.count(rip(cur))) {
+      return stopHere(DebugStop::Breakpoint, nullptr, config);
+    }
+    std::optional<Trap> trap = runDebuggee(&configs_[config], config, false);
+    if (trap) return stopHere(DebugStop::Breakpoint, &*trap, config);
+    if (isFinal(cur)) return reachedEnd();
+  }
+}
+
+// Applies events and runs other processes until a segment of the debuggee is due.
+DebugSession::Arrival DebugSession::toDebuggeeSegment() {
+  ReplayTask* t = replay_.active();
+  if (t && t->tgid == pid_ && now_.segment == replay_.segmentKey()) return Arrival::Same;
+  for (;;) {
+    if (!replay_.advanceToSegment()) return Arrival::End;
+    t = replay_.active();
+    if (t->tgid == pid_) {
+      arrive(*t);
+      return Arrival::Arrived;
+    }
+    replay_.runActive(RunControl{});
+  }
+}
+
+void DebugSession::arrive(ReplayTask& t) {
+  now_ = Moment{replay_.segmentKey(), t.recordedTid, {}};
+  segments_.emplace(now_.segment, Segment{t.recordedTid});
+  maybeCheckpoint();
+}
+
+// Runs the debuggee's active segment and notes in now_ how far it went.
+std::optional<Trap> DebugSession::runDebuggee(const Breakpoints* breaks, uint32_t config,
+                                              bool step) {
+  ReplayTask& t = *replay_.active();
+  RunControl c;
+  c.breaks = breaks;
+  c.step = step;
+  c.skipAt = rip(t);
+  std::optional<Trap> trap = replay_.runActive(c);
+  std::vector<Action>& a = now_.actions;
+  if (trap) {
+    Action::Kind kind = step ? Action::Step : Action::Continue;
+    if (!a.empty() && a.back().kind == kind && a.back().config == (step ? 0 : config)) {
+      a.back().count++;
+    } else {
+      a.push_back(Action{kind, step ? 0 : config, 1});
+    }
+    return trap;
+  }
+  a.push_back(Action{Action::ToEnd, 0, 0});
+  SegmentEnd end = t.exited                                            ? SegmentEnd::Exit
+                   : t.atPosition                                      ? SegmentEnd::Position
+                   : t.pending && t.pending->kind == Stop::SyscallStop ? SegmentEnd::Syscall
+                                                                       : SegmentEnd::Signal;
+  segments_[now_.segment].end = end;
+  return std::nullopt;
+}
+
+// Whether the task's segment just ended with the end of the debuggee: its exit_group, or the
+// exit of its last thread.
+bool DebugSession::isFinal(const ReplayTask& t) const {
+  if (t.exited) return true;
+  if (!t.pending || t.pending->kind != Stop::SyscallStop) return false;
+  long nr = long(t.task->regs().orig_rax);
+  return nr == SYS_exit_group || (nr == SYS_exit && threads().size() == 1);
+}
+
+DebugStop DebugSession::reachedEnd() {
+  ReplayTask* t = replay_.task(now_.tid);
+  bool intact =
+      t && !t->exited && !now_.actions.empty() && now_.actions.back().kind == Action::ToEnd;
+  if (!intact) {
+    // Replay went past the debuggee's end (a death that no syscall announced, or a recording
+    // cut short): come back to the end of its last segment.
+    if (segments_.empty()) lost("the end");
+    auto last = std::prev(segments_.end());
+    goTo(Moment{last->first, last->second.tid, {Action{Action::ToEnd, 0, 0}}});
+  }
+  atEnd_ = true;
+  return DebugStop{DebugStop::End, now_.tid, {}};
+}
+
+DebugStop DebugSession::stopHere(DebugStop::Reason reason, const Trap* trap, uint32_t config) {
+  DebugStop s{reason, now_.tid, {}};
+  if (trap && trap->kind == Trap::Watchpoint) {
+    s.reason = DebugStop::Watchpoint;
+    s.watch = configs_[config].watches.at(size_t(trap->watch));
+  }
+  return s;
+}
+
+// --- Backwards --------------------------------------------------------------------------
+
+// Goes back to the last stop of `config` before now: from the nearest checkpoint before,
+// replays forwards noting every stop up to now, and goes to the last one; if there is none,
+// tries the window before that checkpoint, down to the start of the recording.
+DebugStop DebugSession::continueBackward(uint32_t config) {
+  Moment end = now_;
+  for (;;) {
+    int ci = checkpointBefore(end, true);
+    if (ci < 0) {
+      restore(checkpoints_.front());
+      return DebugStop{DebugStop::Begin, now_.tid, {}};
+    }
+    restore(checkpoints_[size_t(ci)]);
+    std::optional<Candidate> found;
+    scan(end, config, &found);
+    if (found) {
+      goTo(found->at);
+      return found->stop;
+    }
+    end = checkpoints_[size_t(ci)].at;
+  }
+}
+
+// Replays from here to `end`, keeping in *found the last stop of `config` before `end`.
+void DebugSession::scan(const Moment& end, uint32_t config, std::optional<Candidate>* found) {
+  const Breakpoints& set = configs_[config];
+  bool first = true;
+  for (;;) {
+    Arrival a = first ? Arrival::Arrived : toDebuggeeSegment();
+    first = false;
+    const uint64_t key = replay_.segmentKey();
+    if (a == Arrival::End || key > end.segment) return;
+    const bool isEnd = key == end.segment && end.actions.empty();
+    if (a == Arrival::Arrived && !isEnd && set.code.count(rip(*replay_.active()))) {
+      *found = Candidate{now_, DebugStop{DebugStop::Breakpoint, now_.tid, {}}};
+    }
+    if (key == end.segment) return runActions(end, end.actions, &set, found);
+    for (;;) {
+      std::optional<Trap> trap = runDebuggee(&set, config, false);
+      if (!trap) break;
+      *found = Candidate{now_, stopHere(DebugStop::Breakpoint, &*trap, config)};
+    }
+  }
+}
+
+bool DebugSession::stopIsIn(const Breakpoints& set, const Trap& trap, uint32_t armedConfig) {
+  if (trap.kind == Trap::Watchpoint) {
+    const Watch& w = configs_[armedConfig].watches.at(size_t(trap.watch));
+    return std::find(set.watches.begin(), set.watches.end(), w) != set.watches.end();
+  }
+  return set.code.count(rip(*replay_.active())) > 0;
+}
+
+// Carries out `rest`, the actions from now_ to `target`. With `observe`, also notes in *found
+// every stop of that set on the way, short of the target itself.
+void DebugSession::runActions(const Moment& target, const std::vector<Action>& rest,
+                              const Breakpoints* observe, std::optional<Candidate>* found) {
+  const uint32_t observeId = observe ? configId(*observe) : 0;
+  auto note = [&](const Trap& trap, uint32_t armed) {
+    *found = Candidate{now_, stopHere(DebugStop::Breakpoint, &trap, armed)};
+  };
+  for (size_t i = 0; i < rest.size(); i++) {
+    const Action& act = rest[i];
+    const bool last = i + 1 == rest.size();
+    switch (act.kind) {
+      case Action::Continue: {
+        // Armed with both sets, a stop counts toward the action only if it is one of its own.
+        const uint32_t armed =
+            observe ? configId(configs_[act.config].merged(*observe)) : act.config;
+        for (uint64_t count = 0; count < act.count;) {
+          std::optional<Trap> trap = runDebuggee(&configs_[armed], armed, false);
+          if (!trap) lost("a breakpoint stop");
+          if (!observe || stopIsIn(configs_[act.config], *trap, armed)) count++;
+          bool isTarget = last && count == act.count;
+          if (observe && !isTarget && stopIsIn(*observe, *trap, armed)) note(*trap, armed);
+        }
+        break;
+      }
+      case Action::Step:
+        for (uint64_t k = 1; k <= act.count; k++) {
+          std::optional<Trap> trap = runDebuggee(observe, observeId, true);
+          if (!trap) lost("a step");
+          bool isTarget = last && k == act.count;
+          if (observe && !isTarget && stopIsIn(*observe, *trap, observeId)) note(*trap, observeId);
+          if (!isTarget) stepped();
+        }
+        break;
+      case Action::ToEnd:
+        while (std::optional<Trap> trap = runDebuggee(observe, observeId, false)) {
+          note(*trap, observeId);
+        }
+        break;
+    }
+  }
+  // Counting may have split the actions differently: the target names the same moment.
+  now_.actions = target.actions;
+}
+
+DebugStop DebugSession::stepBackward(uint32_t tid) {
+  Moment from = now_;
+  if (from.tid != tid) {
+    // The thread is inside a syscall: it stands at the end of its last segment.
+    auto it = segments_.lower_bound(now_.segment);
+    while (it != segments_.begin() && (--it)->second.tid != tid) {
+    }
+    if (it == segments_.end() || it->second.tid != tid || it->first >= now_.segment) {
+      return DebugStop{DebugStop::Begin, now_.tid, {}};
+    }
+    from = Moment{it->first, tid, {Action{Action::ToEnd, 0, 0}}};
+  }
+  std::optional<Moment> prev = previousMoment(from);
+  if (!prev) {
+    goTo(from);
+    return DebugStop{DebugStop::Begin, now_.tid, {}};
+  }
+  goTo(*prev);
+  return DebugStop{DebugStop::Step, now_.tid, {}};
+}
+
+// The moment one instruction of m.tid before m, or nullopt at the start of its history.
+std::optional<Moment> DebugSession::previousMoment(const Moment& m) {
+  if (m.actions.empty()) {
+    // The start of a segment: the task came from the end of its previous one (a syscall, a
+    // signal), or, after a preemption, from the same instruction.
+    auto it = segments_.find(m.segment);
+    while (it != segments_.begin() && (--it)->second.tid != m.tid) {
+    }
+    if (it == segments_.end() || it->first >= m.segment || it->second.tid != m.tid) {
+      return std::nullopt;
+    }
+    Moment end{it->first, m.tid, {Action{Action::ToEnd, 0, 0}}};
+    if (it->second.end == SegmentEnd::Position) return previousMoment(end);
+    return end;
+  }
+  Moment base = m;
+  Action lastAction = base.actions.back();
+  base.actions.pop_back();
+  if (lastAction.kind == Action::Step) {
+    if (lastAction.count > 1) base.actions.push_back(Action{Action::Step, 0, lastAction.count - 1});
+    return base;
+  }
+  if (lastAction.kind == Action::Continue && lastAction.count > 1) {
+    base.actions.push_back(Action{Action::Continue, lastAction.config, lastAction.count - 1});
+  }
+  // Step from the stop before (or the segment's start) until m, counting.
+  goTo(base);
+  const Breakpoints* set =
+      lastAction.kind == Action::Continue ? &configs_[lastAction.config] : nullptr;
+  uint64_t steps = 0;
+  for (;;) {
+    std::optional<Trap> trap = runDebuggee(set, set ? lastAction.config : 0, true);
+    steps++;
+    if (!trap) {
+      if (lastAction.kind != Action::ToEnd) lost("a breakpoint stop");
+      // The instruction that ended the segment was the steps-th: m is before it ran.
+      steps--;
+      break;
+    }
+    if (set && stopIsIn(*set, *trap, lastAction.config)) break;
+    stepped();
+  }
+  if (steps == 0) return previousMoment(base);
+  Moment prev = base;
+  if (steps > 1) prev.actions.push_back(Action{Action::Step, 0, steps - 1});
+  return prev;
+}
+
+// --- Moving in time ---------------------------------------------------------------------
+
+// If `from` lies on the way from its segment's start to `to`, the actions left to get there.
+std::optional<std::vector<Action>> DebugSession::remainder(const Moment& from, const Moment& to) {
+  size_t n = from.actions.size();
+  if (from.segment != to.segment || n > to.actions.size()) return std::nullopt;
+  if (!std::equal(from.actions.begin(), from.actions.begin() + long(n ? n - 1 : 0),
+                  to.actions.begin())) {
+    return std::nullopt;
+  }
+  std::vector<Action> rest;
+  if (n > 0) {
+    const Action& a = from.actions[n - 1];
+    const Action& b = to.actions[n - 1];
+    if (a.kind != b.kind || a.config != b.config || a.count > b.count) return std::nullopt;
+    // Two runs to breakpoint stops, or two runs of steps, make one.
+    if (a.count < b.count) rest.push_back(Action{b.kind, b.config, b.count - a.count});
+  }
+  rest.insert(rest.end(), to.actions.begin() + long(n), to.actions.end());
+  return rest;
+}
+
+// Takes replay to m the shortest way: on from here, from a checkpoint on the way, or from the
+// last checkpoint before m's segment.
+void DebugSession::goTo(const Moment& m) {
+  std::optional<std::vector<Action>> rest = remainder(now_, m);
+  const Checkpoint* best = nullptr;
+  auto progress = [](const Moment& x) {
+    return std::make_pair(x.actions.size(), x.actions.empty() ? 0 : x.actions.back().count);
+  };
+  auto consider = [&](const Checkpoint& c) {
+    if (!remainder(c.at, m)) return;
+    if (best ? progress(c.at) > progress(best->at) : !rest || progress(c.at) > progress(now_)) {
+      best = &c;
+    }
+  };
+  for (const Checkpoint& c : shortcuts_) consider(c);
+  for (const Checkpoint& c : checkpoints_) consider(c);
+  if (best) {
+    restore(*best);
+    rest = remainder(now_, m);
+  } else if (!rest) {
+    int ci = checkpointBefore(m, false);
+    restore(checkpoints_.at(size_t(ci < 0 ? 0 : ci)));
+    for (;;) {
+      Arrival a = toDebuggeeSegment();
+      if (a == Arrival::End || replay_.segmentKey() > m.segment) lost("a segment");
+      if (replay_.segmentKey() == m.segment) break;
+      runDebuggee(nullptr, 0, false);
+    }
+    rest = m.actions;
+  }
+  runActions(m, *rest, nullptr, nullptr);
+  atEnd_ = false;
+}
+
+int DebugSession::checkpointBefore(const Moment& m, bool strict) const {
+  for (int i = int(checkpoints_.size()) - 1; i >= 0; i--) {
+    uint64_t at = checkpoints_[size_t(i)].at.segment;
+    if (at < m.segment || (at == m.segment && (!strict || !m.actions.empty()))) return i;
+  }
+  return -1;
+}
+
+void DebugSession::restore(const Checkpoint& c) {
+  pid_t copy = forkProcess(*c.process, c.state.task.stub.gadget);
+  replay_.restoreState(c.state, copy);
+  now_ = c.at;
+  sinceCheckpoint_ = std::chrono::steady_clock::now();
+}
+
+// Long runs of single steps get checkpoints of their own along the way, so that stepping back
+// through them does not step again from the segment's start each time.
+void DebugSession::stepped() {
+  if (++steps_ % kStepsPerShortcut != 0 || replay_.tasks().size() != 1) return;
+  for (const Checkpoint& c : shortcuts_) {
+    if (c.at.segment == now_.segment && c.at.actions == now_.actions) return;
+  }
+  if (shortcuts_.size() >= kMaxShortcuts) {
+    killAndReap({shortcuts_.front().process->tid()});
+    shortcuts_.erase(shortcuts_.begin());
+  }
+  shortcuts_.push_back(checkpointHere());
+}
+
+DebugSession::Checkpoint DebugSession::checkpointHere() {
+  ReplayTask& t = *replay_.task(now_.tid);
+  Checkpoint c;
+  c.at = now_;
+  c.state = replay_.saveState();
+  c.process = std::make_unique<Task>(forkProcess(*t.task, t.stub.gadget));
+  return c;
+}
+
+// At the start of a segment of a single-task replay, forks a checkpoint when replay has run a
+// while since the last one it passed.
+void DebugSession::maybeCheckpoint() {
+  auto now = std::chrono::steady_clock::now();
+  int ci = checkpointBefore(now_, false);
+  if (ci >= 0 && checkpoints_[size_t(ci)].at.segment == now_.segment) {
+    sinceCheckpoint_ = now;
+    return;
+  }
+  if (!checkpoints_.empty() && now - sinceCheckpoint_ < kCheckpointInterval) return;
+  if (replay_.tasks().size() != 1) return;
+  if (checkpoints_.size() >= kMaxCheckpoints) {
+    // Keep every other one (and the first): the gaps double, the memory stays bounded.
+    std::vector<pid_t> dropped;
+    std::vector<Checkpoint> kept;
+    for (size_t i = 0; i < checkpoints_.size(); i++) {
+      if (i % 2 == 0) {
+        kept.push_back(std::move(checkpoints_[i]));
+      } else {
+        dropped.push_back(checkpoints_[i].process->tid());
+      }
+    }
+    checkpoints_ = std::move(kept);
+    killAndReap(dropped);
+    ci = checkpointBefore(now_, false);
+  }
+  checkpoints_.insert(checkpoints_.begin() + (ci + 1), checkpointHere());
+  sinceCheckpoint_ = now;
+}
+
+}  // namespace rwd

@@ -1,0 +1,132 @@
+// A replay under a debugger's control, forwards and backwards, over the recording of one
+// process (the recorded program); the other processes of the tree replay alongside, unseen.
+//
+// Without a branch counter a moment cannot be named by an instruction count. It is named
+// instead by how to get there again: a segment (a stretch of one task's user code between two
+// events, known by its key) and the debugger actions that led from the segment's start to the
+// moment (run to the n-th stop of a set of breakpoints, step n instructions). Replay is
+// deterministic, so the same actions always lead to the same place. Going back restores a
+// checkpoint (a fork of the process at a segment's start) and replays forwards from there.
+#pragma once
+
+#include <sys/user.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "replay/breakpoints.h"
+#include "replay/replay_session.h"
+
+namespace rwd {
+
+struct Action {
+  enum Kind : uint8_t {
+    Continue,  // to the count-th stop of breakpoint set `config`
+    Step,      // count instructions
+    ToEnd,     // to the end of the segment: the instruction that ended it, not run yet
+  } kind;
+  uint32_t config = 0;
+  uint64_t count = 0;
+  bool operator==(const Action& o) const {
+    return kind == o.kind && config == o.config && count == o.count;
+  }
+};
+
+struct Moment {
+  uint64_t segment = 0;
+  uint32_t tid = 0;  // whose segment
+  std::vector<Action> actions;
+};
+
+struct DebugStop {
+  enum Reason { Breakpoint, Watchpoint, Step, Begin, End } reason;
+  uint32_t tid = 0;
+  Watch watch{};  // Watchpoint: the one that fired
+};
+
+class DebugSession {
+ public:
+  explicit DebugSession(ReplayOptions options);
+  ~DebugSession();
+
+  uint32_t pid() const { return pid_; }
+  std::vector<uint32_t> threads() const;
+  // A thread inside a syscall shows the moment before its syscall instruction.
+  Regs registers(uint32_t tid, user_fpregs_struct* fp);
+  std::vector<uint8_t> readMemory(uint64_t addr, size_t len);
+  const ProgramImage& program() const;
+
+  void setBreakpoint(uint64_t addr);
+  void removeBreakpoint(uint64_t addr);
+  void setWatchpoint(const Watch& w);
+  void removeWatchpoint(const Watch& w);
+
+  // tid 0: the current thread.
+  DebugStop resume(bool reverse, bool step, uint32_t tid);
+  uint64_t when() const { return now_.segment; }
+  uint64_t events() const { return events_; }
+  DebugStop seek(uint64_t event);
+
+ private:
+  enum class Arrival { Same, Arrived, End };
+  enum class SegmentEnd : uint8_t { Unknown, Syscall, Signal, Position, Exit };
+  struct Segment {
+    uint32_t tid;
+    SegmentEnd end = SegmentEnd::Unknown;
+  };
+  struct Checkpoint {
+    Moment at;
+    ReplayState state;
+    std::unique_ptr<Task> process;
+  };
+  struct Candidate {
+    Moment at;
+    DebugStop stop;
+  };
+
+  DebugStop continueForward(uint32_t config);
+  DebugStop stepForward(uint32_t tid);
+  DebugStop continueBackward(uint32_t config);
+  DebugStop stepBackward(uint32_t tid);
+  std::optional<Moment> previousMoment(const Moment& m);
+
+  Arrival toDebuggeeSegment();
+  void arrive(ReplayTask& t);
+  std::optional<Trap> runDebuggee(const Breakpoints* breaks, uint32_t config, bool step);
+  bool isFinal(const ReplayTask& t) const;
+  DebugStop reachedEnd();
+  DebugStop stopHere(DebugStop::Reason reason, const Trap* trap, uint32_t config);
+  bool stopIsIn(const Breakpoints& set, const Trap& trap, uint32_t armedConfig);
+
+  void goTo(const Moment& m);
+  static std::optional<std::vector<Action>> remainder(const Moment& from, const Moment& to);
+  void runActions(const Moment& target, const std::vector<Action>& rest, const Breakpoints* observe,
+                  std::optional<Candidate>* found);
+  void scan(const Moment& end, uint32_t config, std::optional<Candidate>* found);
+  int checkpointBefore(const Moment& m, bool strict) const;
+  void restore(const Checkpoint& c);
+  Checkpoint checkpointHere();
+  void maybeCheckpoint();
+  void stepped();
+  uint32_t configId(const Breakpoints& b);
+  uint64_t rip(const ReplayTask& t) const;
+
+  ReplaySession replay_;
+  uint32_t pid_ = 0;
+  uint64_t events_ = 0;
+  Breakpoints breaks_;
+  std::vector<Breakpoints> configs_;
+  Moment now_;
+  bool atEnd_ = false;
+  std::vector<Checkpoint> checkpoints_;  // at segment starts, by segment
+  std::vector<Checkpoint> shortcuts_;    // inside segments, oldest first
+  uint64_t steps_ = 0;
+  std::map<uint64_t, Segment> segments_;  // the debuggee's segments seen so far
+  std::chrono::steady_clock::time_point sinceCheckpoint_;
+};
+
+}  // namespace rwd
