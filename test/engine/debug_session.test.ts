@@ -1,0 +1,180 @@
+// The engine's debug session (issue 5), driven directly: breakpoints, watchpoints, steps, and
+// going back and forth through a recording always shows the same state.
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadEngine, stubPath, type DebugSession } from '../../native/index.js';
+import { cleanupTemps, compile, eventsBlob, record, requireCli } from './harness.js';
+
+afterAll(cleanupTemps);
+beforeAll(requireCli);
+
+const RIP = 16 * 8; // offsets in user_regs_struct
+const RDI = 14 * 8;
+const RSP = 19 * 8;
+
+function symbols(exe: string): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  for (const line of execFileSync('nm', [exe], { encoding: 'utf8' }).split('\n')) {
+    const [addr, , name] = line.split(' ');
+    if (addr && name) out.set(name, BigInt('0x' + addr));
+  }
+  return out;
+}
+
+function open(traceDir: string): DebugSession {
+  return loadEngine().debug({ traceDir, eventsPath: eventsBlob(traceDir).path, stubPath: stubPath() });
+}
+
+function rip(s: DebugSession, thread = s.pid): bigint {
+  return s.registers(thread).general.readBigUInt64LE(RIP);
+}
+
+describe('debug session', () => {
+  let exe: string;
+  let trace: string;
+  let sym: Map<string, bigint>;
+
+  beforeAll(async () => {
+    exe = compile('debuggee', { extra: ['-g', '-O0', '-no-pie'] });
+    const rec = await record(exe, [], { input: Buffer.from('Ada\n36\n') });
+    expect(rec.stdout.toString()).toBe('Ada is 74\n');
+    trace = rec.traceDir;
+    sym = symbols(exe);
+  });
+
+  it('stops at breakpoints forwards and backwards, and at both ends of the recording', () => {
+    const s = open(trace);
+    try {
+      const main = sym.get('main')!;
+      const make = sym.get('make')!;
+      expect(s.threads()).toEqual([s.pid]);
+      expect(s.exe()).toBe(exe);
+      s.setBreakpoint(main);
+      s.setBreakpoint(make);
+      expect(s.resume({ reverse: false, step: false })).toEqual({ reason: 'breakpoint', thread: s.pid });
+      expect(rip(s)).toBe(main);
+      expect(s.resume({ reverse: false, step: false }).reason).toBe('breakpoint');
+      expect(rip(s)).toBe(make);
+      expect(s.resume({ reverse: false, step: false }).reason).toBe('end');
+      expect(s.resume({ reverse: false, step: false }).reason).toBe('end');
+      expect(s.resume({ reverse: true, step: false }).reason).toBe('breakpoint');
+      expect(rip(s)).toBe(make);
+      expect(s.resume({ reverse: true, step: false }).reason).toBe('breakpoint');
+      expect(rip(s)).toBe(main);
+      expect(s.resume({ reverse: true, step: false }).reason).toBe('begin');
+      expect(s.when().event).toBeLessThan(s.when().events);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('a write watchpoint stops after each write, forwards and backwards, with the same values each time', () => {
+    const s = open(trace);
+    try {
+      s.setBreakpoint(sym.get('make')!);
+      s.resume({ reverse: false, step: false });
+      const agePtr = s.registers(s.pid).general.readBigUInt64LE(RDI) + 32n;
+      s.removeBreakpoint(sym.get('make')!);
+      s.setWatchpoint('write', agePtr, 4);
+      const age = () => s.readMemory(agePtr, 4).readInt32LE();
+      const seen: string[] = [];
+      for (let round = 0; round < 3; round++) {
+        const fwd1 = s.resume({ reverse: false, step: false });
+        expect(fwd1).toEqual({ reason: 'watchpoint', thread: s.pid, watch: { kind: 'write', address: agePtr } });
+        const first = `${age()}@${rip(s).toString(16)}`;
+        s.resume({ reverse: false, step: false });
+        const second = `${age()}@${rip(s).toString(16)}`;
+        expect(s.resume({ reverse: true, step: false }).reason).toBe('watchpoint');
+        expect(`${age()}@${rip(s).toString(16)}`).toBe(first);
+        // One instruction back, the write has not happened yet.
+        expect(s.resume({ reverse: true, step: true }).reason).toBe('step');
+        const before = age();
+        seen.push(`${first} ${second} ${before}`);
+      }
+      expect(new Set(seen).size).toBe(1);
+      expect(seen[0]).toMatch(/^37@\w+ 74@\w+ 0$/);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('stepping back and forth by instructions shows the same registers', () => {
+    const s = open(trace);
+    try {
+      s.setBreakpoint(sym.get('parse_age')!);
+      s.resume({ reverse: false, step: false });
+      const regs: string[] = [s.registers(s.pid).general.toString('hex')];
+      for (let i = 0; i < 20; i++) {
+        expect(s.resume({ reverse: false, step: true }).reason).toBe('step');
+        regs.push(s.registers(s.pid).general.toString('hex'));
+      }
+      for (let i = 19; i >= 0; i--) {
+        expect(s.resume({ reverse: true, step: true }).reason).toBe('step');
+        expect(s.registers(s.pid).general.toString('hex'), `step back to ${i}`).toBe(regs[i]);
+      }
+      // Back over the read() before parse_age: the thread stands at its syscall instruction.
+      s.seek(0);
+      expect(s.resume({ reverse: true, step: false }).reason).toBe('begin');
+    } finally {
+      s.close();
+    }
+  });
+
+  it('bad requests are refused with a code and leave the session usable', () => {
+    const s = open(trace);
+    try {
+      expect(() => s.setBreakpoint(0x10n)).toThrow(expect.objectContaining({ code: 'EUNSUPPORTED' }) as Error);
+      expect(() => s.setWatchpoint('write', 0x1001n, 4)).toThrow(/aligned/);
+      expect(() => s.registers(12345678)).toThrow(/no thread/);
+      expect(s.readMemory(0n, 16).length).toBe(0);
+      for (const n of [1n, 2n, 3n, 4n]) s.setWatchpoint('access', 0x100000n * n, 8);
+      expect(() => s.setWatchpoint('access', 0x500000n, 8)).toThrow(/more than 4 watchpoints/);
+      expect(s.resume({ reverse: false, step: false }).reason).toBe('end');
+    } finally {
+      s.close();
+    }
+    expect(() => s.threads()).toThrow(/closed/);
+  });
+});
+
+describe('debug session with threads', () => {
+  it('breakpoints stop in each thread; reverse-continue visits them again in reverse order', async () => {
+    const exe = compile('thread_steps', { extra: ['-g', '-O0', '-no-pie', '-pthread'] });
+    const rec = await record(exe, []);
+    expect(rec.stdout.toString()).toMatch(/visits 9\n$/);
+    const s = open(rec.traceDir);
+    try {
+      const sym = symbols(exe);
+      const visit = sym.get('visit')!;
+      const work = sym.get('work')!;
+      s.setBreakpoint(visit);
+      const forward: number[] = [];
+      let threads = 0;
+      for (;;) {
+        const stop = s.resume({ reverse: false, step: false });
+        if (stop.reason === 'end') break;
+        expect(stop.reason).toBe('breakpoint');
+        expect(rip(s, stop.thread)).toBe(visit);
+        forward.push(stop.thread);
+        threads = Math.max(threads, s.threads().length);
+      }
+      expect(forward).toHaveLength(9);
+      expect(new Set(forward).size).toBe(3);
+      expect(threads).toBe(4);
+      const backward: number[] = [];
+      for (;;) {
+        const stop = s.resume({ reverse: true, step: false });
+        if (stop.reason === 'begin') break;
+        backward.push(stop.thread);
+        // Each thread shows its own stack: visit() was called from work().
+        expect(rip(s, stop.thread)).toBe(visit);
+        const rsp = s.registers(stop.thread).general.readBigUInt64LE(RSP);
+        const ret = s.readMemory(rsp, 8).readBigUInt64LE();
+        expect(ret > work && ret < work + 100n, `return address 0x${ret.toString(16)}`).toBe(true);
+      }
+      expect(backward).toEqual([...forward].reverse());
+    } finally {
+      s.close();
+    }
+  });
+});
