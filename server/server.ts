@@ -19,6 +19,7 @@ import { replayService } from './services/replay.js';
 import { uploadService } from './services/upload.js';
 import { ServerStats } from './stats.js';
 import { sweep } from './gc.js';
+import { decodeUploadBlobRequest } from '../cli/client/upload_wire.js';
 import { AgentServiceService } from '../gen/rewind/agent/v1/agent.js';
 import { TokenServiceService } from '../gen/rewind/auth/v1/auth.js';
 import { CatalogServiceService } from '../gen/rewind/catalog/v1/catalog.js';
@@ -172,7 +173,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   });
   widenReceiveWindows(server, log);
   const deps = { catalog, log };
-  server.addService(UploadServiceService, uploadService({ ...deps, store, stats }));
+  // Chunks are decoded without copying their data (cli/client/upload_wire.ts).
+  const uploadDefinition = { ...UploadServiceService, uploadBlob: { ...UploadServiceService.uploadBlob, requestDeserialize: decodeUploadBlobRequest } };
+  server.addService(uploadDefinition, uploadService({ ...deps, store, stats }));
   server.addService(
     CatalogServiceService,
     catalogService({ ...deps, store, stats, activeSessions: () => replays.active, isBlobBusy: (s) => store.isBusy?.(s) ?? false }),

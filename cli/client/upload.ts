@@ -3,10 +3,11 @@ import { crc32, deflateRawSync } from 'node:zlib';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { status, type ServiceError } from '@grpc/grpc-js';
+import { status, type ClientWritableStream, type ServiceError } from '@grpc/grpc-js';
 import { UserError } from '../user_error.js';
 import { call, isServiceError, type Clients } from './client.js';
-import { Compression, type MissingBlob, type UploadBlobResponse } from '../../gen/rewind/upload/v1/upload.js';
+import { CHUNK_HEADROOM, encodeChunk, encodeChunkInPlace, type ChunkHeader } from './upload_wire.js';
+import { Compression, UploadBlobResponse, UploadServiceService, type MissingBlob } from '../../gen/rewind/upload/v1/upload.js';
 
 export interface PushProgress {
   /** Blob bytes sent so far (this push), before compression. */
@@ -184,46 +185,56 @@ async function sendBlob(
   let misses = 0;
   const fh = await fsp.open(path.join(dir, 'blobs', m.sha256), 'r');
   try {
-    let stream!: ReturnType<typeof c.upload.uploadBlob>;
+    // Messages are encoded here (upload_wire.ts) and handed to grpc-js as bytes: each chunk is
+    // read from the file right behind the room for its header and never copied on its way.
+    let stream!: ClientWritableStream<Buffer>;
     const result = new Promise<UploadBlobResponse>((resolve, reject) => {
-      stream = c.upload.uploadBlob(c.metadata(), {}, (err: ServiceError | null, res?: UploadBlobResponse) =>
-        err ? reject(err) : resolve(res!),
+      stream = c.upload.makeClientStreamRequest<Buffer, UploadBlobResponse>(
+        UploadServiceService.uploadBlob.path,
+        (b) => b,
+        (b) => UploadBlobResponse.decode(b),
+        c.metadata(),
+        {},
+        (err: ServiceError | null, res?: UploadBlobResponse) => (err ? reject(err) : resolve(res!)),
       );
     });
     let failed = false;
     result.catch(() => {
       failed = true;
     });
-    if (size === 0) {
-      stream.write({ sha256: m.sha256, size: m.size, offset: 0n, data: Buffer.alloc(0), chunkSha256: Buffer.alloc(0), compression: 0 });
-    }
+    if (size === 0) stream.write(encodeChunk({ sha256: m.sha256, size: 0, offset: 0 }, Buffer.alloc(0)));
     while (offset < size && !failed) {
       const n = Math.min(chunkSize, size - offset);
-      const buf = Buffer.allocUnsafe(n);
-      const { bytesRead } = await fh.read(buf, 0, n, offset);
+      const buf = Buffer.allocUnsafe(CHUNK_HEADROOM + n);
+      const { bytesRead } = await fh.read(buf, CHUNK_HEADROOM, n, offset);
       if (bytesRead !== n) throw new UserError(`blob ${m.sha256} changed while uploading`);
+      const chunk = buf.subarray(CHUNK_HEADROOM);
       // A CRC-32 per chunk (cheap); the blob's sha256 is verified by the server at the end.
-      const chunkCrc32 = opts.chunkSha256 ? undefined : crc32(buf);
-      const chunkSha256 = opts.chunkSha256 ? createHash('sha256').update(buf).digest() : Buffer.alloc(0);
+      const header: ChunkHeader = { sha256: m.sha256, size, offset };
+      if (opts.chunkSha256) header.chunkSha256 = createHash('sha256').update(chunk).digest();
+      else header.chunkCrc32 = crc32(chunk);
       counter.chunks++;
-      let data = opts.corruptChunk === counter.chunks ? Buffer.from(buf).fill(0x5a, 0, Math.min(16, n)) : buf;
-      let compression = Compression.COMPRESSION_UNSPECIFIED;
+      if (opts.corruptChunk === counter.chunks) chunk.fill(0x5a, 0, Math.min(16, n));
+      let message: Buffer | undefined;
       if (compress) {
         // Try a 16 KiB sample first: incompressible data (most captured files) costs little.
-        const sample = data.subarray(0, 16 << 10);
-        const z = deflateRawSync(sample, { level: 1 }).length < sample.length * 0.9 ? deflateRawSync(data, { level: 1 }) : undefined;
-        if (z && z.length < data.length * 0.9) {
-          data = z;
-          compression = Compression.COMPRESSION_DEFLATE;
+        const sample = chunk.subarray(0, 16 << 10);
+        const z = deflateRawSync(sample, { level: 1 }).length < sample.length * 0.9 ? deflateRawSync(chunk, { level: 1 }) : undefined;
+        if (z && z.length < n * 0.9) {
+          message = encodeChunk({ ...header, compression: Compression.COMPRESSION_DEFLATE }, z);
+          progress.wire += z.length;
           misses = 0;
         } else if (++misses >= 4) {
           compress = false;
         }
       }
-      const ok = stream.write({ sha256: m.sha256, size: m.size, offset: BigInt(offset), data, chunkSha256, chunkCrc32, compression });
+      if (!message) {
+        message = encodeChunkInPlace(buf, CHUNK_HEADROOM, n, header);
+        progress.wire += n;
+      }
+      const ok = stream.write(message);
       offset += n;
       progress.sent += n;
-      progress.wire += data.length;
       opts.onProgress?.(progress);
       if (!ok) await new Promise<void>((resolve) => {
         const done = (): void => {

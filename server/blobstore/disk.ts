@@ -138,7 +138,8 @@ class DiskBlobWriter implements BlobWriter {
       throw new BlobWriteError('incomplete', `blob ${this.sha256} is incomplete: ${this.offset} of ${this.size} bytes`, this.offset);
     }
     try {
-      fs.fsyncSync(this.fd);
+      // On the thread pool: other uploads go on meanwhile.
+      await new Promise<void>((resolve, reject) => fs.fsync(this.fd, (err) => (err ? reject(err) : resolve())));
       const got = this.hash.digest('hex');
       if (got !== this.sha256) {
         fs.closeSync(this.fd);
