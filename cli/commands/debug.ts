@@ -44,7 +44,8 @@ function shellQuote(args: string[]): string {
   return args.map((a) => (/^[\w./=:@+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
 
-function startSession(dir: string): { session: DebugSession; files: TraceFiles } {
+/** `programStdout`: where the program's recorded stdout is shown (its stderr always goes to ours). */
+function startSession(dir: string, programStdout: number): { session: DebugSession; files: TraceFiles } {
   const manifest = readManifest(dir);
   const events = eventsPath(manifest, dir);
   if (!manifest.complete) log('this recording was cut short (the recorder was killed); its history ends where the recording does');
@@ -58,7 +59,7 @@ function startSession(dir: string): { session: DebugSession; files: TraceFiles }
   if (typeof engine.debug !== 'function') throw new UserError('this build of the native engine has no debug sessions (rebuild it: npm run build:native)');
   let session: DebugSession;
   try {
-    session = engine.debug({ traceDir: dir, eventsPath: events, stubPath: stubPath() });
+    session = engine.debug({ traceDir: dir, eventsPath: events, stubPath: stubPath(), stdoutFd: programStdout, stderrFd: 2 });
   } catch (err) {
     const code = engineErrorCode(err);
     throw new UserError(`cannot start a debug session on ${dir}: ${errorText(err)}`, code === 'EBADTRACE' || code === 'EDIVERGED' ? 125 : 1);
@@ -109,7 +110,9 @@ function untilSignal(serving: { close(): unknown }): void {
 
 async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: string[]): Promise<void> {
   const dir = resolveTraceDir(trace);
-  const { session, files } = startSession(dir);
+  // With gdb in the terminal the program's output goes where it went when recorded; otherwise
+  // stdout is the protocol's (--stdio) or the connection details' (--no-launch --json).
+  const { session, files } = startSession(dir, flags.launch && !flags.stdio ? 1 : 2);
   const gdb = new GdbServer(session, files, { log });
   const trace_ = process.env.REWIND_DEBUG_RSP === '1';
   let serving: Serving;

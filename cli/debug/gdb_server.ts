@@ -3,7 +3,7 @@
 // History is read-only, so every command that would write registers or memory is refused.
 import type { DebugSession, DebugStop, WatchKind } from '../../native/index.js';
 import { engineErrorCode } from '../../native/index.js';
-import { escapeBinary, fromHex, MAX_PACKET, parseHex, parseHexNumber, toHex } from './packet.js';
+import { escapeBinary, escapeBinaryPrefix, fromHex, MAX_PACKET, parseHex, parseHexNumber, toHex } from './packet.js';
 import { allRegisterBytes, PC_REGNUM, registerBytes, REGISTERS, TARGET_XML } from './target_description.js';
 import { FileIoError, FILEIO, type TraceFiles } from './trace_files.js';
 
@@ -442,7 +442,7 @@ export class GdbServer {
   }
 
   private xfer(text: string): string | Buffer {
-    const m = /^qXfer:([a-z-]+):read:([^:]*):([0-9a-fA-F]+),([0-9a-fA-F]+)$/.exec(text);
+    const m = /^qXfer:([a-z0-9-]+):read:([^:]*):([0-9a-fA-F]+),([0-9a-fA-F]+)$/.exec(text);
     if (!m) return text.includes(':read:') ? 'E00' : '';
     const [, object, annex] = m;
     const offset = parseHexNumber(m[3]!);
@@ -469,9 +469,10 @@ export class GdbServer {
       default:
         return '';
     }
-    const chunk = data.subarray(offset, offset + Math.min(length, MAX_PACKET - 1));
-    const last = offset + chunk.length >= data.length;
-    return Buffer.concat([Buffer.from(last ? 'l' : 'm'), escapeBinary(chunk)]);
+    const wanted = data.subarray(offset, offset + length);
+    const { bytes, consumed } = escapeBinaryPrefix(wanted, MAX_PACKET - 1);
+    const last = offset + consumed >= data.length;
+    return Buffer.concat([Buffer.from(last ? 'l' : 'm'), bytes]);
   }
 
   private threadsXml(): string {
@@ -545,8 +546,9 @@ export class GdbServer {
         case 'pread': {
           const [fd, count, offset] = args.map((a) => parseHexNumber(a));
           if (fd == null || count == null || offset == null) return fail(FILEIO.EINVAL);
-          const data = this.files.pread(fd, Math.min(count, MAX_PACKET - 16), offset);
-          return Buffer.concat([Buffer.from(`F${data.length.toString(16)};`), escapeBinary(data)]);
+          const data = this.files.pread(fd, Math.min(count, MAX_PACKET), offset);
+          const { bytes, consumed } = escapeBinaryPrefix(data, MAX_PACKET - 16);
+          return Buffer.concat([Buffer.from(`F${consumed.toString(16)};`), bytes]);
         }
         case 'fstat': {
           const fd = parseHexNumber(args[0] ?? '');

@@ -41,6 +41,22 @@ export function escapeBinary(data: Uint8Array): Buffer {
   return out;
 }
 
+/**
+ * Escapes as much of `data` as fits in `room` bytes once escaped; `consumed` says how much of
+ * `data` that is (replies must stay within the PacketSize we advertised).
+ */
+export function escapeBinaryPrefix(data: Uint8Array, room: number): { bytes: Buffer; consumed: number } {
+  let size = 0;
+  let consumed = 0;
+  for (const b of data) {
+    const need = NEEDS_ESCAPE.has(b) ? 2 : 1;
+    if (size + need > room) break;
+    size += need;
+    consumed++;
+  }
+  return { bytes: escapeBinary(data.subarray(0, consumed)), consumed };
+}
+
 /** Undoes `}` escaping; null when the data ends in the middle of an escape. */
 export function unescapeBinary(data: Uint8Array): Buffer | null {
   const out = Buffer.alloc(data.length);

@@ -1,0 +1,246 @@
+// Helpers for the debug suites: a `rewind debug DIR --no-launch --json` server as a child
+// process, real gdb in batch mode against it, a raw remote-protocol client for hostile input,
+// and line numbers found by `mark:` comments in the fixtures.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import { checksum } from '../../cli/debug/packet.js';
+import { baseEnv, CLI, FIXTURES, run, type RunResult } from '../engine/harness.js';
+
+/** The 1-based line of `mark:NAME` in a fixture. */
+export function lineOf(fixture: string, mark: string): number {
+  const lines = readFileSync(join(FIXTURES, fixture), 'utf8').split('\n');
+  const i = lines.findIndex((l) => new RegExp(`mark:${mark}(\\s|$)`).test(l));
+  if (i < 0) throw new Error(`no mark:${mark} in ${fixture}`);
+  return i + 1;
+}
+
+export interface DebugServer {
+  port: number;
+  child: ChildProcess;
+  stderr(): string;
+  /** Resolves with the exit status (or 128+signal) once the server exits. */
+  exited: Promise<number>;
+  /** The pids of the server's descendants right now (the replayed processes). */
+  descendants(): number[];
+  kill(): void;
+}
+
+/** Starts `rewind debug DIR --no-launch --json` and waits for it to print its port. */
+export function startServer(traceDir: string, extra: string[] = []): Promise<DebugServer> {
+  const child = spawn(process.execPath, [CLI, 'debug', traceDir, '--no-launch', '--json', ...extra], {
+    env: baseEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+  const exited = new Promise<number>((resolve) => {
+    child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : -1)));
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`rewind debug did not print its port in 30 s\nstderr: ${err}`));
+    }, 30_000);
+    child.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      const nl = out.indexOf('\n');
+      if (nl < 0) return;
+      clearTimeout(timer);
+      const info = JSON.parse(out.slice(0, nl)) as { port: number };
+      resolve({
+        port: info.port,
+        child,
+        stderr: () => err,
+        exited,
+        descendants: () => (child.pid === undefined ? [] : descendantsOf(child.pid)),
+        kill: () => child.kill('SIGKILL'),
+      });
+    });
+    void exited.then((status) => {
+      clearTimeout(timer);
+      reject(new Error(`rewind debug exited with ${status} before printing its port\nstderr: ${err}`));
+    });
+  });
+}
+
+/** Every live descendant of a process, from /proc. */
+export function descendantsOf(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parent.set(Number(e), ppid);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number): void => {
+    for (const [pid, pp] of parent) {
+      if (pp === p) {
+        out.push(pid);
+        walk(pid);
+      }
+    }
+  };
+  walk(root);
+  return out;
+}
+
+export function alive(pid: number): boolean {
+  // A zombie has exited; only its parent's wait is missing.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** gdb's Rust pretty printers, as rust-gdb loads them. */
+export function rustGdbArgs(): string[] {
+  const r = spawnSync('rustc', ['--print', 'sysroot'], { encoding: 'utf8' });
+  const etc = join(r.stdout.trim(), 'lib', 'rustlib', 'etc');
+  if (!existsSync(join(etc, 'gdb_load_rust_pretty_printers.py'))) return [];
+  return [`--directory=${etc}`, '-iex', `add-auto-load-safe-path ${etc}`];
+}
+
+export interface GdbRun extends RunResult {
+  /** gdb's output (stdout and stderr interleaved) for each command, in order. */
+  sections: string[];
+  /** Everything, for failure messages. */
+  transcript: string;
+}
+
+/**
+ * `gdb -batch -nx` connected to the port (or to a `| command` for stdio), running the commands
+ * in order; a marker echoed before each command splits the output into one section a command.
+ */
+export async function gdbBatch(
+  target: number | string,
+  commands: string[],
+  opts: { pre?: string[]; timeoutMs?: number } = {},
+): Promise<GdbRun> {
+  const args = ['-batch', '-nx', ...(opts.pre ?? []), '-iex', 'set pagination off', '-iex', 'set width 0', '-iex', 'set confirm off'];
+  args.push('-ex', `target extended-remote ${typeof target === 'number' ? `127.0.0.1:${target}` : target}`);
+  commands.forEach((c, i) => args.push('-ex', `echo \\n@@${i}@@\\n`, '-ex', c));
+  args.push('-ex', `echo \\n@@end@@\\n`);
+  // One pipe for both streams keeps gdb's messages in order with its output.
+  const r = await run('sh', ['-c', 'exec gdb "$@" 2>&1', 'gdb', ...args], {
+    timeoutMs: opts.timeoutMs ?? 120_000,
+    env: baseEnv({ HOME: '/nonexistent' }),
+  });
+  const transcript = r.stdout.toString('utf8');
+  const sections: string[] = [];
+  for (let i = 0; i < commands.length; i++) {
+    const start = transcript.indexOf(`@@${i}@@\n`);
+    const next = transcript.indexOf(`@@${i + 1 < commands.length ? i + 1 : 'end'}@@`, start);
+    sections.push(start < 0 ? '' : transcript.slice(start + `@@${i}@@\n`.length, next < 0 ? undefined : next));
+  }
+  return { ...r, sections, transcript: `$ ${r.command}\n${transcript}` };
+}
+
+/** The section of the first command equal to `command` at or after index `from`. */
+export function outputOf(run: GdbRun, commands: string[], command: string, from = 0): string {
+  const i = commands.indexOf(command, from);
+  if (i < 0) throw new Error(`no command ${command}`);
+  return run.sections[i] ?? '';
+}
+
+/** gdb's stdout with its frame lines: the lines that start with a source line number. */
+export function sourceLines(out: string): number[] {
+  return out
+    .split('\n')
+    .map((l) => /^(\d+)\t/.exec(l)?.[1])
+    .filter((n): n is string => n !== undefined)
+    .map(Number);
+}
+
+/** A bare remote-protocol client for hostile input: raw bytes out, parsed replies in. */
+export class RawClient {
+  private buffer = Buffer.alloc(0);
+  private waiters: (() => void)[] = [];
+  closed = false;
+
+  private constructor(readonly socket: net.Socket) {
+    socket.on('data', (b: Buffer) => {
+      this.buffer = Buffer.concat([this.buffer, b]);
+      for (const w of this.waiters.splice(0)) w();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      for (const w of this.waiters.splice(0)) w();
+    });
+    socket.on('error', () => undefined);
+  }
+
+  static connect(port: number): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => resolve(new RawClient(s)));
+      s.once('error', reject);
+    });
+  }
+
+  raw(data: string | Buffer): void {
+    this.socket.write(data);
+  }
+
+  /** Sends a well-formed packet. */
+  send(payload: string): void {
+    this.raw(`$${payload}#${checksum(Buffer.from(payload, 'latin1')).toString(16).padStart(2, '0')}`);
+  }
+
+  /** The next acknowledgement byte or packet payload ('+', '-', or the payload), acking packets. */
+  async next(timeoutMs = 20_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const s = this.buffer.toString('latin1');
+      if (s[0] === '+' || s[0] === '-') {
+        this.buffer = this.buffer.subarray(1);
+        return s[0];
+      }
+      const m = /^\$([^#]*)#([0-9a-f]{2})/.exec(s);
+      if (m) {
+        this.buffer = this.buffer.subarray(m[0].length);
+        expect(Number.parseInt(m[2]!, 16), `checksum of ${m[1]}`).toBe(checksum(Buffer.from(m[1]!, 'latin1')));
+        return m[1]!;
+      }
+      if (s.length > 0 && s[0] !== '$') throw new Error(`unexpected bytes from the server: ${JSON.stringify(s.slice(0, 80))}`);
+      if (this.closed) throw new Error(`connection closed (pending ${JSON.stringify(s)})`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no reply in ${timeoutMs} ms (pending ${JSON.stringify(s)})`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Sends a packet and returns its reply (no-ack mode: no '+' to skip). */
+  async ask(payload: string): Promise<string> {
+    this.send(payload);
+    let r = await this.next();
+    while (r === '+') r = await this.next();
+    return r;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+export function expectNoStray(pids: number[], ctx: string): void {
+  const left = pids.filter(alive);
+  expect(left, `processes left behind: ${left.join(' ')}\n${ctx}`).toEqual([]);
+}
+
+export type { RunResult };
