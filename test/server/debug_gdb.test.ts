@@ -1,0 +1,190 @@
+// Issue 5, acceptance 2: the same gdb batch session against a trace stored on a real server
+// (uploaded over loopback, debugged in a server worker through the CLI's TCP bridge) prints the
+// same as against the local trace. Real gdb, real engine, real server with a real SQLite file.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openRemoteDebugBridge } from '../../cli/client/remote_debug.js';
+import { pushTrace } from '../../cli/client/upload.js';
+import { ensureBuilt } from './cli.js';
+import { REPO, startTestServer, tmpDir, type TestServer } from './helpers.js';
+
+const CLI = path.join(REPO, 'dist/cli/main.js');
+
+function why(): string | undefined {
+  if (spawnSync('gdb', ['--version']).status !== 0) return 'gdb is not installed';
+  if (spawnSync('gcc', ['--version']).status !== 0) return 'gcc is not installed';
+  if (!fs.existsSync(path.join(REPO, 'native/build/Release/rewind.node'))) return 'the native engine is not built';
+  return undefined;
+}
+const skip = why();
+
+const PROGRAM = `#include <stdio.h>
+#include <stdlib.h>
+
+static int square(int x) { return x * x; }
+
+int main(void) {
+  int total = 0;
+  char *env = getenv("HOME");
+  total = square(7);
+  total += 3;
+  printf("total %d %s\\n", total, env ? "home" : "none");
+  total = square(total);
+  return total % 7;
+}
+`;
+
+const GDB_SCRIPT = ['break main', 'continue', 'next', 'next', 'next', 'print total', 'reverse-next', 'print total', 'next', 'next', 'print total', 'info line'];
+
+interface Run {
+  out: string;
+  status: number | null;
+}
+
+/** gdb in batch mode against `target` (a port, or `| command` for a pipe). */
+function gdb(target: string, script = GDB_SCRIPT, timeoutMs = 90_000): Promise<Run> {
+  const args = ['-batch', '-nx', '-ex', 'set pagination off', '-ex', `target extended-remote ${target}`];
+  for (const c of script) args.push('-ex', c);
+  return new Promise((resolve) => {
+    const child = spawn('gdb', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ out, status });
+    });
+  });
+}
+
+/** What may differ between two runs: the port, and the local path of the stdio worker. */
+function normalise(s: string): string {
+  return s.replace(/127\.0\.0\.1:\d+/g, '127.0.0.1:PORT').replace(/\| \S+ \S+ debug \S+ --stdio/g, 'TARGET');
+}
+
+/** Pids of this process's descendants whose command line contains every needle. */
+function descendants(...needles: string[]): number[] {
+  const found: number[] = [];
+  const visit = (pid: number): void => {
+    let tids: string[];
+    try {
+      tids = fs.readdirSync(`/proc/${pid}/task`);
+    } catch {
+      return;
+    }
+    for (const tid of tids) {
+      let kids: string;
+      try {
+        kids = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      } catch {
+        continue;
+      }
+      for (const k of kids ? kids.split(/\s+/).map(Number) : []) {
+        try {
+          const cmd = fs.readFileSync(`/proc/${k}/cmdline`, 'utf8');
+          if (needles.every((n) => cmd.includes(n))) found.push(k);
+        } catch {
+          // gone
+        }
+        visit(k);
+      }
+    }
+  };
+  visit(process.pid);
+  return found;
+}
+
+async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe.skipIf(skip !== undefined)(`gdb through a remote debug session${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  let ts: TestServer;
+  let traceDir: string;
+  let traceId: string;
+  let reader: string;
+
+  beforeAll(async () => {
+    ensureBuilt();
+    const work = tmpDir('rewind-gdb-');
+    const exe = path.join(work, 'squares');
+    fs.writeFileSync(path.join(work, 'squares.c'), PROGRAM);
+    const cc = spawnSync('gcc', ['-g', '-O0', '-o', exe, path.join(work, 'squares.c')], { encoding: 'utf8' });
+    if (cc.status !== 0) throw new Error(`gcc failed: ${cc.stderr}`);
+    traceDir = path.join(work, 'trace');
+    const rec = spawnSync(process.execPath, [CLI, 'record', '-o', traceDir, '--', exe], { encoding: 'utf8', timeout: 60_000 });
+    expect(rec.stdout).toBe('total 52 home\n');
+    expect(rec.status).toBe(2704 % 7);
+    ts = await startTestServer({ maxSessions: 2 });
+    const agent = ts.client(ts.token('agent'));
+    traceId = (await pushTrace(agent, traceDir)).traceId;
+    reader = ts.token('reader');
+  });
+  afterAll(async () => {
+    await ts?.close();
+  });
+
+  it('prints the same as against the local trace: break main, next, print, reverse-next, print', async () => {
+    const local = await gdb(`| ${process.execPath} ${CLI} debug ${traceDir} --stdio`);
+    expect(local.status, local.out).toBe(0);
+    expect(local.out).toMatch(/Breakpoint 1, main \(\) at .*squares\.c:7/);
+    expect(local.out).toContain('$1 = 49');
+    expect(local.out).toMatch(/\$2 = \d+/);
+    expect(local.out).toMatch(/\$3 = \d+/);
+
+    const bridge = await openRemoteDebugBridge(traceId, { server: ts.address, token: reader }, 0);
+    let remote: Run;
+    try {
+      remote = await gdb(`127.0.0.1:${bridge.port}`);
+    } finally {
+      await bridge.close();
+    }
+    expect(remote.status, remote.out).toBe(0);
+    expect(normalise(remote.out)).toBe(normalise(local.out));
+  });
+
+  it('a worker killed mid-session ends that stream with a clear error; the server keeps serving', async () => {
+    const bridge = await openRemoteDebugBridge(traceId, { server: ts.address, token: reader }, 0);
+    const orig = process.stderr.write.bind(process.stderr);
+    let printed = '';
+    process.stderr.write = ((chunk: string | Uint8Array): boolean => {
+      printed += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      // A raw remote-protocol client: ask for the features, then kill the worker under it.
+      const sock = net.connect(bridge.port, '127.0.0.1');
+      let got = '';
+      sock.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      const closed = new Promise<void>((r) => sock.on('close', () => r()));
+      sock.on('error', () => {});
+      const body = 'qSupported:multiprocess+;swbreak+;hwbreak+';
+      const sum = [...Buffer.from(body)].reduce((a, b) => (a + b) & 0xff, 0);
+      sock.write(`$${body}#${sum.toString(16).padStart(2, '0')}`);
+      await until('the qSupported reply', () => /\$[^#]*ReverseContinue\+[^#]*#/.test(got));
+      const workers = descendants('debug', '--stdio');
+      expect(workers).toHaveLength(1);
+      process.kill(workers[0]!, 'SIGKILL');
+      await closed;
+      await until('the message', () => printed.includes('\n'));
+      expect(printed).toMatch(/^rewind: remote debug session failed: debug worker crashed \(killed by SIGKILL\)[^\n]*; only this session was affected\n$/);
+
+      // The same bridge and server serve the next session.
+      const again = await gdb(`127.0.0.1:${bridge.port}`, ['break main', 'continue', 'next', 'next', 'next', 'print total']);
+      expect(again.status, again.out).toBe(0);
+      expect(again.out).toContain('$1 = 49');
+    } finally {
+      process.stderr.write = orig;
+      await bridge.close();
+    }
+    await until('no debug workers left', () => descendants('debug', '--stdio').length === 0);
+  });
+});
