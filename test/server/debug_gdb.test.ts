@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRemoteDebugBridge } from '../../cli/client/remote_debug.js';
 import { pushTrace } from '../../cli/client/upload.js';
-import { ensureBuilt } from './cli.js';
+import { cleanEnv, ensureBuilt, rewind } from './cli.js';
 import { REPO, startTestServer, tmpDir, type TestServer } from './helpers.js';
 
 const CLI = path.join(REPO, 'dist/cli/main.js');
@@ -149,6 +149,36 @@ describe.skipIf(skip !== undefined)(`gdb through a remote debug session${skip ? 
     }
     expect(remote.status, remote.out).toBe(0);
     expect(normalise(remote.out)).toBe(normalise(local.out));
+  });
+
+  it('rewind debug ID --no-launch: prints the port, gdb connects, Ctrl-C ends it; an unknown id is a clear error', async () => {
+    const env = { ...cleanEnv(), REWIND_SERVER: ts.address, REWIND_TOKEN: reader };
+    const child = spawn(process.execPath, [CLI, 'debug', traceId, '--no-launch', '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    try {
+      await until('the port', () => out.includes('\n'));
+      const info = JSON.parse(out.split('\n')[0]!) as { port: number; trace: string };
+      expect(info.trace).toBe(traceId);
+      const r = await gdb(`127.0.0.1:${info.port}`, ['break main', 'continue', 'next', 'next', 'next', 'print total']);
+      expect(r.status, r.out).toBe(0);
+      expect(r.out).toContain('$1 = 49');
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+      expect(err).toBe('');
+    } finally {
+      child.kill('SIGKILL');
+    }
+
+    const unknown = await rewind(['debug', '00000000-0000-4000-8000-000000000000', '--no-launch'], { REWIND_SERVER: ts.address, REWIND_TOKEN: reader });
+    expect(unknown.stderr).toBe('rewind: not found: no trace 00000000-0000-4000-8000-000000000000\n');
+    expect(unknown.status).toBe(66);
+    const badToken = await rewind(['debug', traceId, '--no-launch'], { REWIND_SERVER: ts.address, REWIND_TOKEN: 'rwt_nope' });
+    expect(badToken.stderr).toBe('rewind: not authenticated: invalid or revoked token\n');
+    expect(badToken.status).toBe(77);
   });
 
   it('a worker killed mid-session ends that stream with a clear error; the server keeps serving', async () => {
