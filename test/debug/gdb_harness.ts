@@ -103,12 +103,12 @@ export function alive(pid: number): boolean {
   }
 }
 
-/** gdb's Rust pretty printers, as rust-gdb loads them. */
+/** gdb's Rust pretty printers (String, Option...), loaded explicitly: gdb does not auto-load them for a target: binary. */
 export function rustGdbArgs(): string[] {
   const r = spawnSync('rustc', ['--print', 'sysroot'], { encoding: 'utf8' });
-  const etc = join(r.stdout.trim(), 'lib', 'rustlib', 'etc');
-  if (!existsSync(join(etc, 'gdb_load_rust_pretty_printers.py'))) return [];
-  return [`--directory=${etc}`, '-iex', `add-auto-load-safe-path ${etc}`];
+  const loader = join(r.stdout.trim(), 'lib', 'rustlib', 'etc', 'gdb_load_rust_pretty_printers.py');
+  if (!existsSync(loader)) throw new Error(`no Rust pretty printers at ${loader}`);
+  return ['-iex', `source ${loader}`];
 }
 
 export interface GdbRun extends RunResult {

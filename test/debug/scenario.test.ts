@@ -154,6 +154,55 @@ describe('debugging a recorded C program', () => {
     expect(s[13], ctx).toMatch(/No more reverse-execution history\./);
     expect(s[14], ctx).toMatch(new RegExp(`#0 +${end}|#0 .*(_exit|exit)`));
   });
+
+  it('forwards: conditional and hardware breakpoints, finish, stepi, registers, read watchpoints, refused writes, monitor seek', async () => {
+    const L = (mark: string): number => lineOf('creatures.c', mark);
+    const commands = [
+      'break creature_new if age > 200',
+      'continue',
+      'finish',
+      'stepi',
+      'info registers rip',
+      'hbreak describe',
+      'continue',
+      'bt',
+      'rwatch c->age',
+      'continue',
+      'x/s c->name',
+      'print $fs_base != 0',
+      'print $orig_rax',
+      'print describe(c)',
+      'set var c->age = 5',
+      'print c->age',
+      'monitor seek 3',
+      'maint flush register-cache',
+      'monitor when',
+    ];
+    const { gdb } = await debugSession(traceDir, commands, ['-iex', `set substitute-path ${built} ${moved}`]);
+    const s = gdb.sections;
+    const ctx = gdb.transcript;
+    expect(s[1], ctx).toMatch(/Breakpoint 1, creature_new \(name=0x[0-9a-f]+ "Smaug", age=271,/);
+    expect(s[2], ctx).toMatch(/Value returned is \$1 = \{name = "Smaug", '\\000' <repeats 58 times>, age = 271, has_wingspan = 0, has_horns = 1, wingspan = 0, horn_length = 2\.5\}/);
+    expect(stoppedAt(s[2]!), ctx).toBe(L('call-new') + 1);
+    const rip = /rip +0x([0-9a-f]+) +0x[0-9a-f]+ <main\+(\d+)>/.exec(s[4]!);
+    expect(rip, ctx).not.toBeNull();
+    expect(s[3], ctx).toContain(`0x${rip![1]!.padStart(16, '0')}`);
+    expect(s[5], ctx).toMatch(/Hardware assisted breakpoint 2 at/);
+    expect(s[6], ctx).toMatch(/Breakpoint 2, describe \(c=0x[0-9a-f]+\)/);
+    expect(s[7], ctx).toMatch(new RegExp(`#0 +describe \\(c=0x[0-9a-f]+\\) at .*creatures\\.c:${L('describe')}\\n#1 +0x[0-9a-f]+ in main \\(\\) at .*creatures\\.c:${L('call-new') + 1}`));
+    // printf reads c->age: the read watchpoint fires on that line, after the reading instruction.
+    expect(s[9], ctx).toMatch(/Hardware read watchpoint 3: c->age\s+Value = 271/);
+    expect(stoppedAt(s[9]!), ctx).toBe(L('describe'));
+    expect(s[10], ctx).toMatch(/0x[0-9a-f]+:\s+"Smaug"/);
+    expect(s[11], ctx).toMatch(/^\$2 = 1$/m);
+    expect(s[12], ctx).toMatch(/^\$3 = -1$/m);
+    // History cannot change: calling a function and assigning are refused, the value stays.
+    expect(s[13], ctx).toMatch(/Cannot access memory|cannot be changed|Could not/i);
+    expect(s[14], ctx).toMatch(/Cannot access memory|cannot be changed|Could not/i);
+    expect(s[15], ctx).toMatch(/^\$\d+ = 271$/m);
+    expect(s[16], ctx).toMatch(/^now at event 3 of (\d+)/m);
+    expect(s[18], ctx).toMatch(/^event 3 of \d+$/m);
+  });
 });
 
 describe('debugging a recorded Rust program', () => {
@@ -197,7 +246,7 @@ describe('debugging a recorded Rust program', () => {
       'print name',
       'print horn_length',
       'reverse-finish',
-      'watch age',
+      'watch -location age',
       'reverse-continue',
       'print age',
       'reverse-continue',
@@ -230,7 +279,8 @@ describe('debugging a recorded Rust program', () => {
     expect(s[18], ctx).toMatch(/^\$6 = core::option::Option<f64>::Some\(2\.5\)$/m);
     expect(s[19], ctx).toMatch(/Run back to call of #0 +creatures::Creature::new/);
     expect(stoppedAt(s[19]!), ctx).toBe(L('call-new'));
-    expect(s[20], ctx).toMatch(/Hardware watchpoint 4: age/);
+    // -location: the second write is the `let` itself, where age is not in scope yet.
+    expect(s[20], ctx).toMatch(/Hardware watchpoint 4: -location age/);
     expect(s[21], ctx).toMatch(/Old value = 271\s+New value = 171/);
     expect(stoppedAt(s[21]!), ctx).toBe(L('age-horns'));
     expect(s[22], ctx).toMatch(/^\$7 = 171$/m);
