@@ -17,6 +17,13 @@ export function lineOf(fixture: string, mark: string): number {
   return i + 1;
 }
 
+/** The 1-based line of a fixture that contains `text` (for fixtures without marks). */
+export function lineContaining(fixture: string, text: string): number {
+  const i = readFileSync(join(FIXTURES, fixture), 'utf8').split('\n').findIndex((l) => l.includes(text));
+  if (i < 0) throw new Error(`no line with ${text} in ${fixture}`);
+  return i + 1;
+}
+
 export interface DebugServer {
   port: number;
   child: ChildProcess;
