@@ -4,7 +4,25 @@
 // the session survives, and ends cleanly with no process left behind.
 import { spawn } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { baseEnv, CLI, cleanupTemps, compile, expectRecorded, record, requireCli } from '../engine/harness.js';
+import { cpSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  baseEnv,
+  CLI,
+  cleanupTemps,
+  compile,
+  encodeEventStream,
+  EVENT_TYPES,
+  eventsBlob,
+  expectRecorded,
+  parseEventStream,
+  record,
+  replaceEventsBlob,
+  requireCli,
+  setSyscallNr,
+  syscallOf,
+  tempDir,
+} from '../engine/harness.js';
 import { checksum, MAX_PACKET, unescapeBinary } from '../../cli/debug/packet.js';
 import { alive, expectNoStray, gdbBatch, RawClient, startServer, type DebugServer } from './gdb_harness.js';
 
@@ -167,6 +185,32 @@ describe('hostile input', () => {
     expect(await server.exited).toBe(0);
     client.close();
     expectNoStray(children, server.stderr());
+  });
+});
+
+describe('engine errors', () => {
+  it('a divergence is an error reply and a console line; the session goes on', async () => {
+    // A copy of the trace with a syscall late in the run renumbered: replay diverges there.
+    const bad = join(tempDir('rewind-debug-diverge-'), 'trace');
+    cpSync(traceDir, bad, { recursive: true });
+    const stream = parseEventStream(readFileSync(eventsBlob(bad).path));
+    const syscalls = stream.records.filter((r) => r.type === EVENT_TYPES.syscall);
+    const victim = syscalls[syscalls.length - 2]!;
+    setSyscallNr(victim, syscallOf(victim).nr === 39 ? 110 : 39);
+    replaceEventsBlob(bad, encodeEventStream(stream));
+
+    server = await startServer(bad);
+    const children = server.descendants();
+    const gdb = await gdbBatch(server.port, ['continue', 'monitor when', 'reverse-stepi', 'info registers rip']);
+    const ctx = `${gdb.transcript}\n--- rewind debug stderr ---\n${server.stderr()}`;
+    expect(gdb.sections[0], ctx).toMatch(new RegExp(`rewind: replay diverged at event ${victim.index}\\b.*\\(EDIVERGED\\)`));
+    expect(gdb.sections[0], ctx).toMatch(/Remote failure reply: E\.replay diverged/);
+    expect(gdb.sections[1], ctx).toMatch(/^event \d+ of \d+$/m);
+    expect(gdb.sections[3], ctx).toMatch(/^rip +0x[0-9a-f]+/m);
+    expect(gdb.transcript, ctx).not.toMatch(/Remote connection closed|internal-error/);
+    expect(await server.exited, ctx).toBe(0);
+    expectNoStray(children, ctx);
+    expect(server.stderr(), ctx).toMatch(/replay diverged/);
   });
 });
 
