@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { watchPieces } from '../../cli/debug/gdb_server.js';
-import { checksum, escapeBinary, frame, MAX_PACKET, PacketReader, unescapeBinary } from '../../cli/debug/packet.js';
+import { checksum, escapeBinary, escapeBinaryPrefix, frame, MAX_PACKET, PacketReader, unescapeBinary } from '../../cli/debug/packet.js';
 import { allRegisterBytes, registerBytes, REGISTERS, TARGET_XML } from '../../cli/debug/target_description.js';
 import { cleanupTemps, tempDir } from '../engine/harness.js';
 
@@ -27,6 +27,13 @@ describe('framing', () => {
     expect(unescapeBinary(escaped)).toEqual(all);
     expect(escapeBinary(Buffer.from('a}b'))).toEqual(Buffer.from([0x61, 0x7d, 0x5d, 0x62]));
     expect(unescapeBinary(Buffer.from('ab}'))).toBeNull();
+  });
+
+  it('escapes only what fits in a reply, never splitting an escape', () => {
+    const data = Buffer.from('ab#cd');
+    expect(escapeBinaryPrefix(data, 3)).toEqual({ bytes: Buffer.from('ab'), consumed: 2 });
+    expect(escapeBinaryPrefix(data, 4)).toEqual({ bytes: Buffer.from([0x61, 0x62, 0x7d, 0x03]), consumed: 3 });
+    expect(escapeBinaryPrefix(data, 100).consumed).toBe(5);
   });
 });
 
