@@ -202,13 +202,16 @@ async function sendBlob(
     result.catch(() => {
       failed = true;
     });
+    const free: Buffer[] = [];
     if (size === 0) stream.write(encodeChunk({ sha256: m.sha256, size: 0, offset: 0 }, Buffer.alloc(0)));
     while (offset < size && !failed) {
       const n = Math.min(chunkSize, size - offset);
-      const buf = Buffer.allocUnsafe(CHUNK_HEADROOM + n);
+      // Buffers come back once grpc-js has framed (copied) their message: fresh 1 MiB buffers
+      // for every chunk cost page faults and garbage collections.
+      const buf = free.pop() ?? Buffer.allocUnsafeSlow(CHUNK_HEADROOM + chunkSize);
       const { bytesRead } = await fh.read(buf, CHUNK_HEADROOM, n, offset);
       if (bytesRead !== n) throw new UserError(`blob ${m.sha256} changed while uploading`);
-      const chunk = buf.subarray(CHUNK_HEADROOM);
+      const chunk = buf.subarray(CHUNK_HEADROOM, CHUNK_HEADROOM + n);
       // A CRC-32 per chunk (cheap); the blob's sha256 is verified by the server at the end.
       const header: ChunkHeader = { sha256: m.sha256, size, offset };
       if (opts.chunkSha256) header.chunkSha256 = createHash('sha256').update(chunk).digest();
@@ -232,7 +235,7 @@ async function sendBlob(
         message = encodeChunkInPlace(buf, CHUNK_HEADROOM, n, header);
         progress.wire += n;
       }
-      const ok = stream.write(message);
+      const ok = message.buffer === buf.buffer ? stream.write(message, () => free.push(buf)) : (free.push(buf), stream.write(message));
       offset += n;
       progress.sent += n;
       opts.onProgress?.(progress);

@@ -21,14 +21,18 @@ export interface BlobStore {
 export interface BlobWriter {
   /** Bytes of the blob now held (offset of the next write). */
   readonly offset: number;
-  /** Appends bytes (offset advances at once); rejects with BlobWriteError if they overrun the declared size. */
+  /**
+   * Appends bytes (offset advances at once); rejects with BlobWriteError if they overrun the
+   * declared size. The store may still be writing them when the promise resolves (so `data` must
+   * not change afterwards); a failed write rejects a later write() or finish().
+   */
   write(data: Uint8Array): Promise<void>;
   /**
    * Once offset === size: flushes to stable storage, verifies the sha256 and publishes the blob.
    * On a mismatch the partial data is discarded and BlobWriteError('hash') is thrown.
    */
   finish(): Promise<void>;
-  /** Keeps what was written so far (for a later resume) and releases the writer. */
+  /** Keeps what was written so far (for a later resume; queued writes complete) and releases the writer. */
   close(): void;
 }
 

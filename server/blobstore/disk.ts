@@ -12,6 +12,7 @@ import { BlobWriteError, SHA256_HEX, type BlobStore, type BlobWriter } from './b
 export class DiskBlobStore implements BlobStore {
   private readonly partialDir: string;
   private readonly busy = new Set<string>();
+  private readonly draining = new Map<string, Promise<void>>();
 
   constructor(readonly root: string) {
     this.partialDir = path.join(root, '.partial');
@@ -52,6 +53,9 @@ export class DiskBlobStore implements BlobStore {
 
   async openWriter(sha256: string, size: number, offset: number): Promise<BlobWriter> {
     check(sha256);
+    // A writer that was just closed may still be flushing its queued writes: wait for them, so
+    // the partial file's size is final before it is compared with the client's offset.
+    await this.draining.get(sha256);
     if (this.busy.has(sha256)) {
       throw new BlobWriteError('busy', `blob ${sha256} is being uploaded by another stream`, await this.partialSize(sha256));
     }
@@ -70,7 +74,13 @@ export class DiskBlobStore implements BlobStore {
       const hash = createHash('sha256');
       if (held > 0) await hashFile(partial, hash);
       const fd = fs.openSync(partial, 'a', 0o600);
-      return new DiskBlobWriter(this, sha256, size, held, fd, hash, partial, () => this.busy.delete(sha256));
+      return new DiskBlobWriter(this, sha256, size, held, fd, hash, partial, (flushed) => {
+        this.draining.set(sha256, flushed);
+        void flushed.finally(() => {
+          if (this.draining.get(sha256) === flushed) this.draining.delete(sha256);
+          this.busy.delete(sha256);
+        });
+      });
     } catch (err) {
       this.busy.delete(sha256);
       throw err;
@@ -103,8 +113,15 @@ export class DiskBlobStore implements BlobStore {
   }
 }
 
+/** Writes queued on the thread pool per writer before write() waits for the oldest. */
+const MAX_QUEUED_WRITES = 4;
+
 class DiskBlobWriter implements BlobWriter {
   private closed = false;
+  /** Completion of every write issued so far (they run one after another, so the file is always a prefix). */
+  private tail: Promise<void> = Promise.resolve();
+  private queued = 0;
+  private failure: Error | undefined;
 
   constructor(
     private readonly store: DiskBlobStore,
@@ -114,11 +131,18 @@ class DiskBlobWriter implements BlobWriter {
     private readonly fd: number,
     private readonly hash: Hash,
     private readonly partial: string,
-    private readonly release: () => void,
+    /** Called once, when the writer is done with; `flushed` settles when its writes have. */
+    private readonly release: (flushed: Promise<void>) => void,
   ) {}
 
+  /**
+   * Queues the bytes for writing and hashes them here meanwhile: the caller goes on with the
+   * next chunk while this one is written. `data` must not change afterwards. A failed write is
+   * reported by a later write() or by finish().
+   */
   async write(data: Uint8Array): Promise<void> {
-    if (this.closed) throw new Error('writer is closed');
+    if (this.closed || this.released) throw new Error('writer is closed');
+    if (this.failure) throw this.failure;
     if (this.offset + data.length > this.size) {
       throw new BlobWriteError(
         'too-large',
@@ -127,10 +151,19 @@ class DiskBlobWriter implements BlobWriter {
       );
     }
     this.offset += data.length;
-    // The write runs on libuv's thread pool while the hash is computed here.
-    const written = writeAll(this.fd, data);
+    this.queued++;
+    this.tail = this.tail.then(async () => {
+      try {
+        if (!this.failure) await writeAll(this.fd, data);
+      } catch (err) {
+        this.failure ??= err instanceof Error ? err : new Error(String(err));
+      } finally {
+        this.queued--;
+      }
+    });
     this.hash.update(data);
-    await written;
+    if (this.queued >= MAX_QUEUED_WRITES) await this.tail;
+    if (this.failure) throw this.failure;
   }
 
   async finish(): Promise<void> {
@@ -138,6 +171,8 @@ class DiskBlobWriter implements BlobWriter {
       throw new BlobWriteError('incomplete', `blob ${this.sha256} is incomplete: ${this.offset} of ${this.size} bytes`, this.offset);
     }
     try {
+      await this.tail;
+      if (this.failure) throw this.failure;
       // On the thread pool: other uploads go on meanwhile.
       await new Promise<void>((resolve, reject) => fs.fsync(this.fd, (err) => (err ? reject(err) : resolve())));
       const got = this.hash.digest('hex');
@@ -157,15 +192,17 @@ class DiskBlobWriter implements BlobWriter {
 
   private released = false;
 
+  /** Keeps what was written (queued writes finish first) and releases the blob for another writer. */
   close(): void {
-    if (!this.closed) {
-      this.closed = true;
-      fs.closeSync(this.fd);
-    }
-    if (!this.released) {
-      this.released = true;
-      this.release();
-    }
+    if (this.released) return;
+    this.released = true;
+    const flushed = this.tail.then(() => {
+      if (!this.closed) {
+        this.closed = true;
+        fs.closeSync(this.fd);
+      }
+    });
+    this.release(flushed);
   }
 }
 
