@@ -236,6 +236,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
           resolve();
         });
       });
+      await store.close?.();
       catalog.close();
     },
   };

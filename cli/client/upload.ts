@@ -202,13 +202,14 @@ async function sendBlob(
     result.catch(() => {
       failed = true;
     });
-    const free: Buffer[] = [];
-    if (size === 0) stream.write(encodeChunk({ sha256: m.sha256, size: 0, offset: 0 }, Buffer.alloc(0)));
+    // An empty blob, or one whose bytes the server all holds already (the upload broke between
+    // the last byte and the blob being stored): one empty chunk makes the server finish it.
+    if (offset >= size) stream.write(encodeChunk({ sha256: m.sha256, size, offset }, Buffer.alloc(0)));
     while (offset < size && !failed) {
       const n = Math.min(chunkSize, size - offset);
-      // Buffers come back once grpc-js has framed (copied) their message: fresh 1 MiB buffers
-      // for every chunk cost page faults and garbage collections.
-      const buf = free.pop() ?? Buffer.allocUnsafeSlow(CHUNK_HEADROOM + chunkSize);
+      // A fresh buffer per chunk: grpc-js may keep a message (its retry buffer) after the write
+      // callback, so a buffer is never reused.
+      const buf = Buffer.allocUnsafeSlow(CHUNK_HEADROOM + n);
       const { bytesRead } = await fh.read(buf, CHUNK_HEADROOM, n, offset);
       if (bytesRead !== n) throw new UserError(`blob ${m.sha256} changed while uploading`);
       const chunk = buf.subarray(CHUNK_HEADROOM, CHUNK_HEADROOM + n);
@@ -235,7 +236,7 @@ async function sendBlob(
         message = encodeChunkInPlace(buf, CHUNK_HEADROOM, n, header);
         progress.wire += n;
       }
-      const ok = message.buffer === buf.buffer ? stream.write(message, () => free.push(buf)) : (free.push(buf), stream.write(message));
+      const ok = stream.write(message);
       offset += n;
       progress.sent += n;
       opts.onProgress?.(progress);

@@ -16,6 +16,8 @@ export interface BlobStore {
   materialize(sha256: string, dest: string): Promise<void>;
   /** Removes a complete blob (no-op when absent). */
   delete(sha256: string): Promise<void>;
+  /** Releases what the store holds (threads, connections); called when the server stops. */
+  close?(): Promise<void>;
 }
 
 export interface BlobWriter {
@@ -23,8 +25,9 @@ export interface BlobWriter {
   readonly offset: number;
   /**
    * Appends bytes (offset advances at once); rejects with BlobWriteError if they overrun the
-   * declared size. The store may still be writing them when the promise resolves (so `data` must
-   * not change afterwards); a failed write rejects a later write() or finish().
+   * declared size. The store may still be writing them when the promise resolves, and may take
+   * `data`'s memory (its buffer may be detached), so the caller must not use `data` afterwards;
+   * a failed write rejects a later write() or finish().
    */
   write(data: Uint8Array): Promise<void>;
   /**

@@ -1,20 +1,27 @@
-import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { BlobWriteError, SHA256_HEX, type BlobStore, type BlobWriter } from './blobstore.js';
+import { WriteThreads, type ThreadFile } from './write_threads.js';
 
 /**
  * Blobs on a local disk: complete blobs at ROOT/ab/cd/<sha256>; unfinished uploads at
  * ROOT/.partial/<sha256> (kept across restarts so an upload resumes where it broke).
  * A blob is published by fsync + verify + rename, so a complete path always holds verified bytes.
+ * Writing and hashing run on write threads (write_threads.ts), off the event loop.
  */
 export class DiskBlobStore implements BlobStore {
   private readonly partialDir: string;
   private readonly busy = new Set<string>();
   private readonly draining = new Map<string, Promise<void>>();
+  private readonly threads: WriteThreads;
 
-  constructor(readonly root: string) {
+  constructor(
+    readonly root: string,
+    opts: { writeThreads?: number } = {},
+  ) {
+    this.threads = new WriteThreads(opts.writeThreads ?? 2);
+    this.threads.start();
     this.partialDir = path.join(root, '.partial');
     fs.mkdirSync(this.partialDir, { recursive: true, mode: 0o700 });
   }
@@ -71,10 +78,8 @@ export class DiskBlobStore implements BlobStore {
       if (offset !== held) {
         throw new BlobWriteError('offset', `offset ${offset} does not match: server holds ${held} bytes of ${sha256}`, held);
       }
-      const hash = createHash('sha256');
-      if (held > 0) await hashFile(partial, hash);
-      const fd = fs.openSync(partial, 'a', 0o600);
-      return new DiskBlobWriter(this, sha256, size, held, fd, hash, partial, (flushed) => {
+      const file = await this.threads.open(partial, held);
+      return new DiskBlobWriter(this, sha256, size, held, file, partial, (flushed) => {
         this.draining.set(sha256, flushed);
         void flushed.finally(() => {
           if (this.draining.get(sha256) === flushed) this.draining.delete(sha256);
@@ -111,37 +116,39 @@ export class DiskBlobStore implements BlobStore {
   async delete(sha256: string): Promise<void> {
     await fsp.rm(this.pathOf(sha256), { force: true });
   }
+
+  async close(): Promise<void> {
+    await this.threads.close();
+  }
 }
 
-/** Writes queued on the thread pool per writer before write() waits for the oldest. */
+/** Writes in flight per writer before write() waits for the oldest. */
 const MAX_QUEUED_WRITES = 4;
 
 class DiskBlobWriter implements BlobWriter {
-  private closed = false;
-  /** Completion of every write issued so far (they run one after another, so the file is always a prefix). */
-  private tail: Promise<void> = Promise.resolve();
-  private queued = 0;
+  private inflight: Promise<void>[] = [];
   private failure: Error | undefined;
+  private finished = false;
+  private released = false;
 
   constructor(
     private readonly store: DiskBlobStore,
     private readonly sha256: string,
     private readonly size: number,
     public offset: number,
-    private readonly fd: number,
-    private readonly hash: Hash,
+    private readonly file: ThreadFile,
     private readonly partial: string,
-    /** Called once, when the writer is done with; `flushed` settles when its writes have. */
+    /** Called once, when the writer is done with; `flushed` settles when its file is closed. */
     private readonly release: (flushed: Promise<void>) => void,
   ) {}
 
   /**
-   * Queues the bytes for writing and hashes them here meanwhile: the caller goes on with the
-   * next chunk while this one is written. `data` must not change afterwards. A failed write is
-   * reported by a later write() or by finish().
+   * Queues the bytes on the file's write thread, which writes and hashes them in order: the
+   * caller goes on with the next chunk meanwhile. `data`'s buffer may be moved to that thread
+   * (detached); a failed write is reported by a later write() or by finish().
    */
   async write(data: Uint8Array): Promise<void> {
-    if (this.closed || this.released) throw new Error('writer is closed');
+    if (this.finished || this.released) throw new Error('writer is closed');
     if (this.failure) throw this.failure;
     if (this.offset + data.length > this.size) {
       throw new BlobWriteError(
@@ -151,18 +158,12 @@ class DiskBlobWriter implements BlobWriter {
       );
     }
     this.offset += data.length;
-    this.queued++;
-    this.tail = this.tail.then(async () => {
-      try {
-        if (!this.failure) await writeAll(this.fd, data);
-      } catch (err) {
+    this.inflight.push(
+      this.file.write(data).catch((err: unknown) => {
         this.failure ??= err instanceof Error ? err : new Error(String(err));
-      } finally {
-        this.queued--;
-      }
-    });
-    this.hash.update(data);
-    if (this.queued >= MAX_QUEUED_WRITES) await this.tail;
+      }),
+    );
+    while (this.inflight.length >= MAX_QUEUED_WRITES) await this.inflight.shift();
     if (this.failure) throw this.failure;
   }
 
@@ -170,48 +171,29 @@ class DiskBlobWriter implements BlobWriter {
     if (this.offset !== this.size) {
       throw new BlobWriteError('incomplete', `blob ${this.sha256} is incomplete: ${this.offset} of ${this.size} bytes`, this.offset);
     }
+    this.finished = true;
     try {
-      await this.tail;
+      await Promise.all(this.inflight.splice(0));
       if (this.failure) throw this.failure;
-      // On the thread pool: other uploads go on meanwhile.
-      await new Promise<void>((resolve, reject) => fs.fsync(this.fd, (err) => (err ? reject(err) : resolve())));
-      const got = this.hash.digest('hex');
+      // fsync, close and the digest, on the write thread.
+      const got = await this.file.finish();
       if (got !== this.sha256) {
-        fs.closeSync(this.fd);
-        this.closed = true;
         await fsp.rm(this.partial, { force: true });
         throw new BlobWriteError('hash', `blob content does not match its sha256: expected ${this.sha256}, got ${got}`, 0);
       }
-      fs.closeSync(this.fd);
-      this.closed = true;
       await this.store.publish(this.sha256, this.partial);
     } finally {
       this.close();
     }
   }
 
-  private released = false;
-
-  /** Keeps what was written (queued writes finish first) and releases the blob for another writer. */
+  /** Keeps what was written (queued writes complete first) and releases the blob for another writer. */
   close(): void {
     if (this.released) return;
     this.released = true;
-    const flushed = this.tail.then(() => {
-      if (!this.closed) {
-        this.closed = true;
-        fs.closeSync(this.fd);
-      }
-    });
+    // The thread handles requests in order: the close comes after every queued write.
+    const flushed = this.file.close().catch(() => undefined);
     this.release(flushed);
-  }
-}
-
-async function writeAll(fd: number, data: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < data.length) {
-    done += await new Promise<number>((resolve, reject) =>
-      fs.write(fd, data, done, data.length - done, null, (err, n) => (err ? reject(err) : resolve(n))),
-    );
   }
 }
 
@@ -219,7 +201,3 @@ function check(sha256: string): void {
   if (!SHA256_HEX.test(sha256)) throw new Error(`not a sha256: ${JSON.stringify(sha256)}`);
 }
 
-async function hashFile(file: string, hash: Hash): Promise<void> {
-  const stream = fs.createReadStream(file, { highWaterMark: 1 << 20 });
-  for await (const chunk of stream) hash.update(chunk as Buffer);
-}

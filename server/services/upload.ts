@@ -143,9 +143,10 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
         stats.chunksRejected++;
         throw new RpcError(status.DATA_LOSS, `chunk at offset ${msg.offset} of blob ${sha} does not match its CRC-32; re-send it`);
       }
-      await writer.write(data);
+      const decoded = data.length;
+      await writer.write(data); // may detach data's buffer
       stats.bytesReceived += wire;
-      stats.blobBytesReceived += data.length;
+      stats.blobBytesReceived += decoded;
     };
 
     call.on('data', (msg: UploadBlobRequest) => {

@@ -1,11 +1,13 @@
 // The hand-written codec of UploadBlobRequest (cli/client/upload_wire.ts) against the generated
 // ts-proto code: both must read each other's bytes exactly.
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushTrace } from '../../cli/client/upload.js';
 import { CHUNK_HEADROOM, decodeUploadBlobRequest, encodeChunk, encodeChunkInPlace, type ChunkHeader } from '../../cli/client/upload_wire.js';
 import { UploadBlobRequest } from '../../gen/rewind/upload/v1/upload.js';
-import { makeTrace, startTestServer, type TestServer } from './helpers.js';
+import { makeTrace, sha256, startTestServer, type TestServer } from './helpers.js';
 
 const SHA = 'ab'.repeat(32);
 const headers: ChunkHeader[] = [
@@ -67,6 +69,21 @@ describe('pushTrace over the hand-written codec', () => {
   });
   afterAll(async () => {
     await ts.close();
+  });
+
+  it('a blob whose bytes the server all holds, unfinished (killed before storing it), is finished on the next push', async () => {
+    const agent = ts.client(ts.token('agent'));
+    const data = randomBytes(600_000);
+    const t = makeTrace({ blobs: [{ data, role: 'events' }] });
+    const sha = sha256(data);
+    // What a server killed between the last byte and storing the blob leaves behind.
+    fs.writeFileSync(path.join(ts.dataDir, 'blobs', '.partial', sha), data);
+    const res = await pushTrace(agent, t.dir, { retries: 0 });
+    expect(res.created).toBe(true);
+    expect(res.blobBytesSent).toBe(0);
+    const stored = path.join(ts.dataDir, 'blobs', sha.slice(0, 2), sha.slice(2, 4), sha);
+    expect(fs.readFileSync(stored).equals(data)).toBe(true);
+    expect(fs.existsSync(path.join(ts.dataDir, 'blobs', '.partial', sha))).toBe(false);
   });
 
   it('with chunk_sha256 instead of CRC-32, a corrupted chunk is rejected and re-sent', async () => {
