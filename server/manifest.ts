@@ -56,9 +56,6 @@ export function parseManifest(json: string): Manifest {
       `unsupported trace format version ${JSON.stringify(raw.version)}; this server supports version ${SUPPORTED_VERSIONS.join(', ')}`,
     );
   }
-  if (raw.complete === false) {
-    throw invalidArgument('the trace is incomplete (its recording is still running or was cut short); only finished traces can be uploaded');
-  }
   const bad = (field: string, want: string): never => {
     throw invalidArgument(`malformed manifest: "${field}" must be ${want}`);
   };
@@ -137,6 +134,14 @@ export function parseManifest(json: string): Manifest {
     blobs.push(p === undefined ? { sha256, size, role } : { sha256, size, role, path: p as string });
   });
 
+  // A recording cut short (its recorder was killed) is stored too, marked incomplete: replay
+  // runs its events up to where they end. Without its event stream there is nothing to replay.
+  const complete = raw.complete !== false;
+  if (raw.complete !== undefined && typeof raw.complete !== 'boolean') bad('complete', 'a boolean');
+  if (!complete && !blobs.some((b) => b.role === 'events')) {
+    throw invalidArgument('an incomplete trace (its recording was cut short) must carry the events it holds as a blob with role "events"');
+  }
+
   return {
     format: 'rewind-trace',
     version: raw.version,
@@ -150,7 +155,7 @@ export function parseManifest(json: string): Manifest {
     endTime,
     durationMs: num(raw, 'durationMs', 'durationMs', true),
     exit,
-    complete: true,
+    complete,
     counts,
     blobs,
   };

@@ -36,6 +36,11 @@ export interface PushOptions {
   parallel?: number;
   /** Check each chunk with sha256 instead of CRC-32. */
   chunkSha256?: boolean;
+  /**
+   * Push a trace whose recording was cut short (`complete: false`), with the events it holds;
+   * the server marks it incomplete. Without this such a trace is refused.
+   */
+  allowIncomplete?: boolean;
   /** Test hook: corrupt the data of the n-th chunk sent (1-based), keeping its declared hash. */
   corruptChunk?: number;
   signal?: AbortSignal;
@@ -51,15 +56,44 @@ export interface PushResult {
   /** False when the server already had the trace. */
   created: boolean;
   attempts: number;
+  /** The trace was cut short (pushed with allowIncomplete). */
+  incomplete: boolean;
 }
 
 interface LocalManifest {
   id: string;
-  blobs: { sha256: string; size: number }[];
+  blobs: { sha256: string; size: number; role?: string; path?: string }[];
 }
 
-/** Reads DIR/manifest.json and checks that every blob it lists is present with the right size. */
-export async function readLocalTrace(dir: string): Promise<{ json: string; manifest: LocalManifest }> {
+export interface LocalTrace {
+  /** The manifest to upload (for a trace cut short: the local one, completed with its blobs). */
+  json: string;
+  manifest: LocalManifest;
+  /** The file holding each blob's bytes: DIR/blobs/<sha256>, or DIR/events.partial. */
+  files: Map<string, string>;
+  /** The recording was cut short (or is still running): `complete: false`. */
+  incomplete: boolean;
+}
+
+const SHA256_NAME = /^[0-9a-f]{64}$/;
+
+async function sha256File(file: string): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest('hex'), size };
+}
+
+/**
+ * Reads DIR/manifest.json and checks that every blob it lists is present with the right size.
+ * A trace whose recording was cut short (`complete: false`) is refused unless allowIncomplete:
+ * then its manifest names no blobs yet, and the upload carries every blob in DIR/blobs plus the
+ * event stream the recorder was writing (DIR/events.partial, as the `events` blob).
+ */
+export async function readLocalTrace(dir: string, opts: { allowIncomplete?: boolean } = {}): Promise<LocalTrace> {
   const file = path.join(dir, 'manifest.json');
   let json: string;
   try {
@@ -77,20 +111,47 @@ export async function readLocalTrace(dir: string): Promise<{ json: string; manif
   if (!o || typeof o !== 'object' || typeof o.id !== 'string' || !Array.isArray(o.blobs)) {
     throw new UserError(`${file} is not a rewind trace manifest`);
   }
-  if (o.complete === false) {
-    throw new UserError(`trace ${dir} is incomplete (its recording is still running or was cut short); only finished traces can be pushed`);
-  }
+  const files = new Map<string, string>();
   for (const b of o.blobs) {
-    if (!b || typeof b.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(b.sha256)) throw new UserError(`${file}: bad blob entry`);
+    if (!b || typeof b.sha256 !== 'string' || !SHA256_NAME.test(b.sha256)) throw new UserError(`${file}: bad blob entry`);
+    const blobFile = path.join(dir, 'blobs', b.sha256);
     let st: fs.Stats;
     try {
-      st = await fsp.stat(path.join(dir, 'blobs', b.sha256));
+      st = await fsp.stat(blobFile);
     } catch {
       throw new UserError(`trace ${dir} is incomplete: blob ${b.sha256} is missing`);
     }
     if (st.size !== b.size) throw new UserError(`trace ${dir}: blob ${b.sha256} is ${st.size} bytes, the manifest says ${b.size}`);
+    files.set(b.sha256, blobFile);
   }
-  return { json, manifest: o as LocalManifest };
+  if (o.complete !== false) return { json, manifest: o as LocalManifest, files, incomplete: false };
+
+  if (!opts.allowIncomplete) {
+    throw new UserError(`trace ${dir} is incomplete (its recording is still running or was cut short); only finished traces can be pushed`);
+  }
+  const partial = path.join(dir, 'events.partial');
+  if (!fs.existsSync(partial)) throw new UserError(`trace ${dir} was cut short before it recorded any event; there is nothing to push`);
+  const blobs = o.blobs.filter((b) => b.role !== 'events');
+  const listed = new Set(blobs.map((b) => b.sha256));
+  let names: string[] = [];
+  try {
+    names = await fsp.readdir(path.join(dir, 'blobs'));
+  } catch {
+    // no blobs written yet
+  }
+  // Blobs are written whole (to a temporary name, then renamed): every hash-named file is one.
+  for (const name of names.sort()) {
+    if (!SHA256_NAME.test(name) || listed.has(name)) continue;
+    const st = await fsp.stat(path.join(dir, 'blobs', name));
+    if (!st.isFile()) continue;
+    blobs.push({ sha256: name, size: st.size, role: 'recorded' });
+    files.set(name, path.join(dir, 'blobs', name));
+  }
+  const events = await sha256File(partial);
+  blobs.push({ sha256: events.sha256, size: events.size, role: 'events' });
+  files.set(events.sha256, partial);
+  const manifest = { ...(o as Record<string, unknown>), complete: false, blobs } as unknown as LocalManifest;
+  return { json: JSON.stringify(manifest), manifest, files, incomplete: true };
 }
 
 const RETRIABLE = new Set<number>([
@@ -124,7 +185,7 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
  * the server again what is missing and continues from there.
  */
 export async function pushTrace(c: Clients, dir: string, opts: PushOptions = {}): Promise<PushResult> {
-  const { json } = await readLocalTrace(dir);
+  const { json, files, incomplete } = await readLocalTrace(dir, { allowIncomplete: opts.allowIncomplete });
   const retries = opts.retries ?? 5;
   let backoff = opts.backoffMs ?? 250;
   const maxBackoff = opts.maxBackoffMs ?? 10_000;
@@ -139,11 +200,11 @@ export async function pushTrace(c: Clients, dir: string, opts: PushOptions = {})
       if (progress.toSend < 0) progress.toSend = prep.missing.reduce((a, m) => a + Number(m.size - m.offset), 0);
       opts.onProgress?.(progress);
       if (prep.alreadyCommitted) {
-        return { traceId: prep.traceId, bytesSent: progress.wire, blobBytesSent: progress.sent, totalBytes: progress.total, created: false, attempts: attempt };
+        return { traceId: prep.traceId, bytesSent: progress.wire, blobBytesSent: progress.sent, totalBytes: progress.total, created: false, attempts: attempt, incomplete };
       }
-      await sendAll(prep.missing, opts.parallel ?? 4, (m) => sendBlob(c, dir, m, opts, progress, counter));
+      await sendAll(prep.missing, opts.parallel ?? 4, (m) => sendBlob(c, files.get(m.sha256) ?? path.join(dir, 'blobs', m.sha256), m, opts, progress, counter));
       const res = await call(c, c.upload.commitUpload.bind(c.upload), { manifestJson: json, labels: opts.labels ?? {} });
-      return { traceId: res.traceId, bytesSent: progress.wire, blobBytesSent: progress.sent, totalBytes: progress.total, created: res.created, attempts: attempt };
+      return { traceId: res.traceId, bytesSent: progress.wire, blobBytesSent: progress.sent, totalBytes: progress.total, created: res.created, attempts: attempt, incomplete };
     } catch (err) {
       if (!isRetriable(err) || attempt > retries || opts.signal?.aborted) throw err;
       opts.onRetry?.(err as Error, attempt, backoff);
@@ -172,7 +233,7 @@ async function sendAll(missing: MissingBlob[], parallel: number, send: (m: Missi
 
 async function sendBlob(
   c: Clients,
-  dir: string,
+  file: string,
   m: MissingBlob,
   opts: PushOptions,
   progress: PushProgress,
@@ -183,7 +244,7 @@ async function sendBlob(
   let offset = Number(m.offset);
   let compress = opts.compress ?? true;
   let misses = 0;
-  const fh = await fsp.open(path.join(dir, 'blobs', m.sha256), 'r');
+  const fh = await fsp.open(file, 'r');
   try {
     // Messages are encoded here (upload_wire.ts) and handed to grpc-js as bytes: each chunk is
     // read from the file right behind the room for its header and never copied on its way.

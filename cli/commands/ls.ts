@@ -39,6 +39,7 @@ export function summaryJson(t: TraceSummary): Record<string, unknown> {
 }
 
 export function exitText(t: TraceSummary): string {
+  if (!t.complete && t.exitStatus < 0) return 'cut short';
   if (t.signal) return `${t.exitStatus} (${t.signal})`;
   return t.exitStatus < 0 ? '?' : String(t.exitStatus);
 }

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { withClients } from '../client/client.js';
 import { addClientOptions, resolveConfig, type ClientFlags } from '../client/config.js';
 import { collectLabel, formatBytes } from '../client/format.js';
-import { pushTrace, type PushProgress } from '../client/upload.js';
+import { pushTrace, readLocalTrace, type PushProgress } from '../client/upload.js';
 
 interface PushFlags extends ClientFlags {
   label?: Record<string, string>;
@@ -38,12 +38,25 @@ export function registerPush(program: Command): void {
       .command('push')
       .description('upload a local trace to the server and print its id (only blobs the server lacks are sent)')
       .argument('[dir]', 'trace directory (default: the latest recording)')
-      .option('--label <k=v>', 'attach a label (repeatable)', collectLabel),
+      .option('--label <k=v>', 'attach a label (repeatable)', collectLabel)
+      .addHelpText(
+        'after',
+        '\nA recording cut short (its recorder was killed) is pushed too, with the events it holds: the server\n' +
+          'marks it incomplete and its replay stops where they end, as a local replay does.',
+      ),
   ).action(async (dir: string | undefined, flags: PushFlags) => {
     const config = resolveConfig(flags);
     const traceDir = dir ?? defaultTraceDir();
+    const local = await readLocalTrace(traceDir, { allowIncomplete: true });
+    if (local.incomplete) {
+      process.stderr.write(
+        'rewind: note: this recording was cut short (its recorder was killed, or it is still running); pushing the events it holds: ' +
+          'the server marks the trace incomplete, and its replay stops where they end\n',
+      );
+    }
     const res = await withClients(config, (c) =>
       pushTrace(c, traceDir, {
+        allowIncomplete: true,
         labels: flags.label,
         onProgress: progressBar(),
         onRetry: (e, n, ms) => process.stderr.write(`\nrewind: upload interrupted (${e.message}); retry ${n} in ${ms} ms\n`),

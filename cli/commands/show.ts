@@ -42,7 +42,7 @@ export function registerShow(program: Command): void {
       ['ended', String(m.endTime ?? '')],
       ['duration', formatDuration(s.durationMs)],
       ['exit', exitText(s)],
-      ['complete', s.complete ? 'yes' : 'no'],
+      ['complete', s.complete ? 'yes' : 'no: the recording was cut short; replay stops where its events end'],
       ['processes', `${String(counts.tasks ?? '?')} task(s)`],
       ['events', String(counts.events ?? '?')],
       ['syscalls', String(counts.syscalls ?? '?')],

@@ -343,7 +343,8 @@ export class Catalog {
       where.push('t.exit_status = ?');
       args.push(f.exitStatus);
     }
-    if (f.failed) where.push('(t.exit_status != 0 OR t.signal IS NOT NULL)');
+    // A negative status is unknown (a recording cut short): not counted as failed.
+    if (f.failed) where.push('(t.exit_status > 0 OR t.signal IS NOT NULL)');
     if (f.signal) {
       where.push('t.signal = ?');
       args.push(f.signal);

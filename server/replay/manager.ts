@@ -149,6 +149,9 @@ export class ReplayManager {
         seen.add(b.sha256);
         await this.store.materialize(b.sha256, path.join(dir, 'blobs', b.sha256));
       }
+      // A recording cut short is replayed from the event stream it was writing, as locally.
+      const events = t.blobs.find((b) => b.role === 'events');
+      if (!t.trace.complete && events) await this.store.materialize(events.sha256, path.join(dir, 'events.partial'));
       exitStatus = await body(dir);
     } catch (err) {
       error = err instanceof Error ? err.message : String(err);

@@ -197,10 +197,37 @@ describe('bad manifests', () => {
     const u = makeTrace({ extra: { blobs: [{ sha256: 'xyz', size: 1, role: 'events' }] } });
     await expectCode(prepare(fs.readFileSync(path.join(u.dir, 'manifest.json'), 'utf8')), status.INVALID_ARGUMENT, /sha256/);
   });
-  it('rejects an incomplete trace (recording running or cut short)', async () => {
-    const t = makeTrace({ extra: { complete: false, exit: null } });
-    await expectCode(prepare(fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8')), status.INVALID_ARGUMENT, /the trace is incomplete/);
-    await expect(pushTrace(agent, t.dir)).rejects.toThrow(/is incomplete/);
+  it('a trace cut short: refused without its events, by default by pushTrace (the agent); pushed with allowIncomplete, marked incomplete', async () => {
+    // What a killed recorder leaves: the provisional manifest (no blobs listed, no exit), the
+    // blobs written so far, and the event stream it was writing.
+    const t = makeTrace({ extra: { complete: false, exit: null, blobs: [] } });
+    const partial = randomBytes(30_000);
+    fs.writeFileSync(path.join(t.dir, 'events.partial'), partial);
+    await expectCode(
+      prepare(fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8')),
+      status.INVALID_ARGUMENT,
+      /an incomplete trace \(its recording was cut short\) must carry the events it holds/,
+    );
+    await expect(pushTrace(agent, t.dir)).rejects.toThrow(/is incomplete \(its recording is still running or was cut short\)/);
+
+    const res = await pushTrace(agent, t.dir, { allowIncomplete: true });
+    expect(res.created).toBe(true);
+    expect(res.incomplete).toBe(true);
+    const got = await call(reader, reader.catalog.getTrace.bind(reader.catalog), { id: t.id });
+    expect(got.summary!.complete).toBe(false);
+    expect(got.summary!.exitStatus).toBe(-1);
+    const roles = got.blobs.map((b) => `${b.role}:${b.sha256}`).sort();
+    expect(roles).toEqual([...t.blobs.map((b) => `recorded:${b.sha256}`), `events:${sha256(partial)}`].sort());
+    expect(JSON.parse(got.manifestJson)).toMatchObject({ complete: false, exit: null });
+    // The server holds the events byte for byte.
+    const ev = got.blobs.find((b) => b.role === 'events')!;
+    expect(fs.readFileSync(path.join(ts.dataDir, 'blobs', ev.sha256.slice(0, 2), ev.sha256.slice(2, 4), ev.sha256)).equals(partial)).toBe(true);
+    // An unknown exit status is not a failure.
+    const failed = await call(reader, reader.catalog.listTraces.bind(reader.catalog), ListTracesRequest.fromPartial({ failed: true, limit: 10000 }));
+    expect(failed.traces.map((x) => x.id)).not.toContain(t.id);
+
+    const empty = makeTrace({ extra: { complete: false, exit: null, blobs: [] } });
+    await expect(pushTrace(agent, empty.dir, { allowIncomplete: true })).rejects.toThrow(/cut short before it recorded any event; there is nothing to push/);
   });
   it('rejects another format and an unsupported version, naming the supported ones', async () => {
     const t = makeTrace({ extra: { format: 'other' } });
