@@ -19,6 +19,8 @@
         "src/replay/breakpoints.cc",
         "src/replay/checkpoint.cc",
         "src/replay/debug_session.cc",
+        "src/replay/position_trap.cc",
+        "src/core/x86_instruction.cc",
         "src/replay/replay_session.cc",
         "src/binding/addon.cc"
       ],

@@ -15,11 +15,13 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <tuple>
 
 #include "core/error.h"
 #include "core/memory_map.h"
 #include "core/spawn.h"
 #include "core/syscall_table.h"
+#include "core/x86_instruction.h"
 #include "record/exec_snapshot.h"
 
 namespace rwd {
@@ -138,9 +140,15 @@ RecordResult RecordSession::run() {
   RecordResult result;
   while (!tasks_.empty()) {
     int status;
-    pid_t want = next_ ? next_ : -1;
-    next_ = 0;
-    pid_t tid = waitpid(want, &status, __WALL | (want < 0 && contended() ? WNOHANG : 0));
+    pid_t tid;
+    if (!requeued_.empty()) {
+      std::tie(tid, status) = requeued_.front();
+      requeued_.pop_front();
+    } else {
+      pid_t want = next_ ? next_ : -1;
+      next_ = 0;
+      tid = waitpid(want, &status, __WALL | (want < 0 && contended() ? WNOHANG : 0));
+    }
     if (tid == 0) {
       preemptOverdue();
       resendOverdue();
@@ -406,12 +414,24 @@ void RecordSession::resendHeld(RecordedTask& t) {
   syscall(SYS_tgkill, t.tgid, t.task->tid(), t.resending);
 }
 
+// Holds an asynchronous signal that landed in user code. A standard signal already held is
+// not held twice: the kernel keeps one of each pending.
+void RecordSession::hold(RecordedTask& t, const siginfo_t& info) {
+  if (info.si_signo < SIGRTMIN) {
+    for (const siginfo_t& h : t.heldSignals) {
+      if (h.si_signo == info.si_signo) return;
+    }
+  }
+  if (t.heldSignals.empty()) t.heldSince = std::chrono::steady_clock::now();
+  t.heldSignals.push_back(info);
+}
+
 // A task that makes no syscall (a pure compute loop) gets its held signal where it is after
-// 50 ms, so it is not starved of it; replay cannot reach such a point yet and says so.
+// 5 ms, so it is not starved of it; the stream names the position (see onSignal).
 void RecordSession::resendOverdue() {
   auto now = std::chrono::steady_clock::now();
   for (auto& [tid, t] : tasks_) {
-    if (!t.heldSignals.empty() && now - t.heldSince > std::chrono::milliseconds(50)) {
+    if (!t.heldSignals.empty() && now - t.heldSince > std::chrono::milliseconds(5)) {
       resendHeld(t);
     }
   }
@@ -439,16 +459,50 @@ void RecordSession::onPreempt(RecordedTask& t) {
     t.task->resume(PTRACE_SYSCALL);  // it gave the token up by itself meanwhile
     return;
   }
-  Event e;
-  e.type = EventType::Preempt;
-  e.preempt.tid = uint32_t(tid);
-  e.preempt.regs = t.task->regs();
-  e.preempt.stackHash = stackHash(*t.task, e.preempt.regs.rsp);
-  events_.append(e);
+  if (!settle(t)) return;
+  appendPosition(t);
   holder_[t.tgid] = 0;
   t.deferred = Deferred::Resume;
   waiting_[t.tgid].push_back(tid);
   grantNext(t.tgid);
+}
+
+// The task's position in user code, where no syscall marks it: replay stops there too.
+void RecordSession::appendPosition(RecordedTask& t) {
+  Event e;
+  e.type = EventType::Preempt;
+  e.preempt.tid = uint32_t(t.task->tid());
+  e.preempt.regs = t.task->regs();
+  e.preempt.stackHash = stackHash(*t.task, e.preempt.regs.rsp);
+  events_.append(e);
+}
+
+// Moves a task stopped in user code a few instructions on, to one that replay finds without a
+// stop at every pass (one a jump can replace: replay/position_trap.h). A signal that comes
+// meanwhile is held like any signal landing in user code. False if the task ended meanwhile
+// (the main loop takes its end next).
+bool RecordSession::settle(RecordedTask& t) {
+  for (int i = 0; i < 1024; i++) {
+    uint8_t code[15];
+    uint64_t rip = t.task->regs().rip;
+    if (!t.task->tryRead(rip, code, sizeof code)) return true;
+    X86Instruction insn = decodeX86(code, sizeof code);
+    if (insn.length == 0 || insn.traps || relocatable(insn)) return true;
+    t.task->resume(PTRACE_SINGLESTEP);
+    Stop s = t.task->wait();
+    if (s.kind == Stop::Signal && s.sig == SIGTRAP) continue;
+    if (s.kind == Stop::Signal) {
+      // The instruction did not run. A fault comes back by itself when the task goes on; any
+      // other signal waits its turn like one landing in user code.
+      siginfo_t info = t.task->siginfo();
+      if (isFault(s.sig, info)) return true;
+      if (!ignoresSignal(t.task->tid(), s.sig)) hold(t, info);
+      continue;
+    }
+    requeued_.emplace_back(t.task->tid(), s.status);
+    return false;
+  }
+  return true;
 }
 
 void RecordSession::onFork(RecordedTask& t, bool vfork) {
@@ -635,12 +689,18 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
     t.resending = 0;
     info = t.heldSignals.front();
     t.heldSignals.pop_front();
+    Regs now = t.task->regs();
+    if (!t.boundary || !samePosition(now, *t.boundary)) {
+      // Re-sent where the task computes, after it made no syscall for too long: the stream
+      // names the position, and replay delivers it there.
+      if (!settle(t)) return;
+      appendPosition(t);
+    }
     t.task->setSiginfo(info);
   } else if (!fault) {
     Regs now = t.task->regs();
     if (!t.boundary || !samePosition(now, *t.boundary)) {
-      if (t.heldSignals.empty()) t.heldSince = std::chrono::steady_clock::now();
-      t.heldSignals.push_back(info);
+      hold(t, info);
       t.task->resume(PTRACE_SYSCALL);
       return;
     }

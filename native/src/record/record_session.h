@@ -67,7 +67,7 @@ struct RecordedTask {
   bool inSyscall = false;
   // Asynchronous signals that landed in user code wait for the task's next syscall, where replay
   // can deliver them exactly: the registers it was resumed with after its last syscall, and
-  // the held signals (re-sent at the next syscall exit, or where they are after 50 ms).
+  // the held signals (re-sent at the next syscall exit, or where they are after 5 ms).
   std::optional<Regs> boundary;
   std::deque<siginfo_t> heldSignals;
   std::chrono::steady_clock::time_point heldSince;
@@ -102,7 +102,10 @@ class RecordSession {
   void runFrom(RecordedTask& t);
   void preemptOverdue();
   void onPreempt(RecordedTask& t);
+  void appendPosition(RecordedTask& t);
+  bool settle(RecordedTask& t);
   bool contended() const;
+  void hold(RecordedTask& t, const siginfo_t& info);
   void resendHeld(RecordedTask& t);
   void resendOverdue();
   void releaseVforkParent(RecordedTask& child);
@@ -125,6 +128,7 @@ class RecordSession {
   std::map<pid_t, std::deque<pid_t>> waiting_;
   pid_t initial_ = -1;
   pid_t next_ = 0;  // a task whose next stop is taken before any other's
+  std::deque<std::pair<pid_t, int>> requeued_;  // wait statuses taken early, handled next
   uint32_t taskCount_ = 0;
   std::vector<ProcessInfo> processes_;
   std::map<pid_t, std::set<std::pair<dev_t, ino_t>>> mappedFiles_;  // per process

@@ -126,6 +126,7 @@ void ReplaySession::rebuild(ReplayTask& t) {
   t.stub = buildAddressSpace(*t.task, next_.exec, blobDir_);
   t.brkEnd = pageUp(next_.exec.brkStart);
   programs_[t.tgid] = ProgramImage{next_.exec.exe, next_.exec.auxv};
+  trampolines_.erase(t.tgid);
   nextEvent();
 }
 
@@ -221,8 +222,17 @@ void ReplaySession::applyEvent() {
     case EventType::Preempt:
       if (!t.atPosition) diverged(t, t.pending ? describeStop(*t.pending) : "no stop");
       t.atPosition = false;
-      t.parked = true;
       nextEvent();
+      if (haveNext_ && next_.type == EventType::Signal && next_.tid() == t.recordedTid &&
+          !next_.signal.fault) {
+        // A signal delivered at this position: it waits here as if it had just come.
+        Stop s{};
+        s.kind = Stop::Signal;
+        s.sig = next_.signal.signo;
+        t.pending = s;
+      } else {
+        t.parked = true;  // preempted: it waits for its Run
+      }
       return;
     default:
       break;
@@ -244,16 +254,21 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
   const bool toPosition = mine && next_.type == EventType::Preempt;
   if (!segmentResumed_) {
     segmentResumed_ = true;
-    if (mine && next_.type == EventType::Signal && !next_.signal.fault) {
+    if (int sig = signalDueAtStart(t)) {
       // The recording saw this signal delivered right here, but replay will not raise it by
       // itself (another process or an emulated syscall sent it): send it now.
-      syscall(SYS_tgkill, t.task->tid(), t.task->tid(), next_.signal.signo);
+      syscall(SYS_tgkill, t.task->tid(), t.task->tid(), sig);
     }
   }
   std::set<uint64_t> addrs;
   if (control.breaks) addrs = control.breaks->code;
   const uint64_t position = toPosition ? next_.preempt.regs.rip : ~0ull;
-  if (toPosition) addrs.insert(position);
+  std::unique_ptr<PositionTrap> trap;
+  if (toPosition && !control.step && t.deliverSig == 0 &&
+      addrs.lower_bound(position - 15) == addrs.upper_bound(position + 15)) {
+    trap = PositionTrap::install(*t.task, t.stub, trampolines_[t.tgid], next_.preempt.regs);
+  }
+  if (toPosition && !trap) addrs.insert(position);
   const std::vector<Watch> none;
   const std::vector<Watch>& watches = control.breaks ? control.breaks->watches : none;
   if (watches != t.watches) {
@@ -289,6 +304,19 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
         }
       }
     }
+    if (s.kind == Stop::Signal && s.sig == SIGTRAP && trap && trap->matched(t.task->regs().rip)) {
+      // Registers as recorded at the position: is it the stack too?
+      Regs r = t.task->regs();
+      r.rip = position;
+      bool there = samePosition(r, next_.preempt.regs) &&
+                   stackHash(*t.task, r.rsp) == next_.preempt.stackHash;
+      if (!there) r.rip = trap->goOn();
+      t.task->setRegs(r);
+      if (!there) continue;
+      t.atPosition = true;
+      active_ = 0;
+      return std::nullopt;
+    }
     if (s.kind == Stop::Signal && s.sig == SIGTRAP) {
       int watch = watches.empty() ? -1 : firedWatch(*t.task);
       if (hit) {
@@ -319,6 +347,31 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
   }
 }
 
+// The signal the task's next event delivers before it runs any user code, or 0. Other
+// processes may have events in between (the recorder took the signal's stop after theirs):
+// they are looked past, up to an event of the task's own process.
+int ReplaySession::signalDueAtStart(const ReplayTask& t) {
+  auto deliveredHere = [&](const Event& e) {
+    return e.type == EventType::Signal && !e.signal.fault ? e.signal.signo : 0;
+  };
+  auto ownProcess = [&](const Event& e) {
+    auto it = tasks_.find(e.tid());
+    return e.tid() == t.recordedTid || (it != tasks_.end() && it->second.tgid == t.tgid);
+  };
+  if (!haveNext_) return 0;
+  if (ownProcess(next_)) return next_.tid() == t.recordedTid ? deliveredHere(next_) : 0;
+  ReaderMark m = reader_.mark();
+  Event e;
+  int sig = 0;
+  for (int i = 0; i < 256 && reader_.next(e); i++) {
+    if (!ownProcess(e)) continue;
+    if (e.tid() == t.recordedTid) sig = deliveredHere(e);
+    break;
+  }
+  reader_.rewind(m);
+  return sig;
+}
+
 void ReplaySession::endSegment(ReplayTask& t, const Stop& s) {
   active_ = 0;
   if (s.kind == Stop::Exited || s.kind == Stop::Killed) {
@@ -341,6 +394,7 @@ ReplayState ReplaySession::saveState() const {
   st.segmentResumed = segmentResumed_;
   st.waitStatus = waitStatus_;
   st.programs = programs_;
+  st.trampolines = trampolines_;
   return st;
 }
 
@@ -364,6 +418,7 @@ void ReplaySession::restoreState(const ReplayState& st, pid_t process) {
   segmentResumed_ = st.segmentResumed;
   waitStatus_ = st.waitStatus;
   programs_ = st.programs;
+  trampolines_ = st.trampolines;
 }
 
 // The stream says the task ended here without a syscall of its own: SIGKILL (which the

@@ -14,6 +14,7 @@
 #include "core/task.h"
 #include "replay/address_space_builder.h"
 #include "replay/breakpoints.h"
+#include "replay/position_trap.h"
 
 namespace rwd {
 
@@ -83,6 +84,7 @@ struct ReplayState {
   bool segmentResumed = false;
   int waitStatus = 0;
   std::map<uint32_t, ProgramImage> programs;
+  std::map<uint32_t, TrampolinePages> trampolines;
 };
 
 class ReplaySession {
@@ -141,6 +143,7 @@ class ReplaySession {
   void exitGroupInPlace(ReplayTask& t, const Regs& at);
   void rebuild(ReplayTask& t);
   void endSegment(ReplayTask& t, const Stop& s);
+  int signalDueAtStart(const ReplayTask& t);
   void collectDeath(ReplayTask& t);
   static std::string describeExit(int status);
   static std::string describeStop(const Stop& s);
@@ -159,7 +162,8 @@ class ReplaySession {
   bool segmentResumed_ = false;
   uint64_t echoed_ =
       0;  // output of events before this one was written already (replay may go back)
-  std::map<uint32_t, ProgramImage> programs_;  // by recorded tgid
+  std::map<uint32_t, ProgramImage> programs_;        // by recorded tgid
+  std::map<uint32_t, TrampolinePages> trampolines_;  // by recorded tgid
 };
 
 }  // namespace rwd

@@ -1,0 +1,160 @@
+#include "replay/position_trap.h"
+
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include <cstring>
+
+#include "core/error.h"
+#include "core/memory_map.h"
+#include "core/remote_syscalls.h"
+#include "core/x86_instruction.h"
+
+namespace rwd {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr int64_t kReach = (int64_t(1) << 31) - 2 * int64_t(kPage);
+
+bool reaches(uint64_t from, uint64_t to) {
+  int64_t d = int64_t(to - from);
+  return d > -kReach && d < kReach;
+}
+
+// A free page as close to `near` as the address space allows, or 0.
+uint64_t freePageNear(pid_t pid, uint64_t near) {
+  std::vector<MapsEntry> maps = readMemoryMap(pid);
+  uint64_t best = 0;
+  uint64_t lowest = 0x10000;  // below: vm.mmap_min_addr
+  auto consider = [&](uint64_t gapStart, uint64_t gapEnd) {
+    if (gapStart < lowest) gapStart = lowest;
+    if (gapEnd < gapStart + kPage) return;
+    uint64_t page = near < gapStart ? gapStart : gapEnd - kPage;
+    if (near >= gapStart && near < gapEnd) page = near & ~(kPage - 1);
+    if (!reaches(near, page) || !reaches(near, page + kPage)) return;
+    auto dist = [&](uint64_t p) { return p > near ? p - near : near - p; };
+    if (!best || dist(page) < dist(best)) best = page;
+  };
+  uint64_t prevEnd = 0;
+  for (const MapsEntry& m : maps) {
+    consider(prevEnd, m.start);
+    prevEnd = m.end;
+  }
+  consider(prevEnd, 0x7ffffffff000ull);
+  return best;
+}
+
+class CodeWriter {
+ public:
+  explicit CodeWriter(uint64_t base) : base_(base) {}
+  uint64_t here() const { return base_ + bytes_.size(); }
+  void emit(std::initializer_list<uint8_t> b) { bytes_.insert(bytes_.end(), b); }
+  void emit(const std::vector<uint8_t>& b) { bytes_.insert(bytes_.end(), b.begin(), b.end()); }
+  void emit32(int32_t v) {
+    uint8_t b[4];
+    memcpy(b, &v, 4);
+    bytes_.insert(bytes_.end(), b, b + 4);
+  }
+  // A rel32 field at `at` (the field's address) pointing to `target`.
+  void patch32(uint64_t at, uint64_t target) {
+    int32_t rel = int32_t(int64_t(target - (at + 4)));
+    memcpy(&bytes_[at - base_], &rel, 4);
+  }
+  const std::vector<uint8_t>& bytes() const { return bytes_; }
+
+ private:
+  uint64_t base_;
+  std::vector<uint8_t> bytes_;
+};
+
+}  // namespace
+
+std::unique_ptr<PositionTrap> PositionTrap::install(Task& task, const StubLayout& stub,
+                                                    TrampolinePages& pages, const Regs& target) {
+  const uint64_t at = target.rip;
+  uint8_t code[15];
+  if (!task.tryRead(at, code, sizeof code)) return nullptr;
+  X86Instruction insn = decodeX86(code, sizeof code);
+  if (!relocatable(insn)) return nullptr;
+
+  uint64_t page = 0;
+  for (uint64_t p : pages.pages) {
+    if (reaches(at, p) && reaches(at, p + kPage)) page = p;
+  }
+  if (!page) {
+    uint64_t want = freePageNear(task.tid(), at);
+    if (!want) return nullptr;
+    RemoteSyscalls remote(task, stub.gadget);
+    long got = remote.call(SYS_mmap, want, kPage, PROT_READ | PROT_EXEC,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, uint64_t(-1), 0);
+    if (uint64_t(got) != want) return nullptr;
+    page = want;
+    pages.pages.push_back(page);
+  }
+
+  // lea rsp,[rsp-128]; pushfq — below the red zone, so nothing of the program's is touched.
+  CodeWriter w(page);
+  w.emit({0x48, 0x8d, 0x64, 0x24, 0x80, 0x9c});
+  // cmp reg,[rip+slot]; jne miss — for every general register but rsp.
+  const int regNumbers[] = {0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const uint64_t values[] = {target.rax, target.rcx, target.rdx, target.rbx, target.rbp,
+                             target.rsi, target.rdi, target.r8,  target.r9,  target.r10,
+                             target.r11, target.r12, target.r13, target.r14, target.r15};
+  std::vector<std::pair<uint64_t, size_t>> slotFields, missFields;  // field address, slot
+  for (size_t i = 0; i < sizeof regNumbers / sizeof regNumbers[0]; i++) {
+    int r = regNumbers[i];
+    w.emit({uint8_t(r >= 8 ? 0x4c : 0x48), 0x3b, uint8_t(((r & 7) << 3) | 5)});
+    slotFields.emplace_back(w.here(), i);
+    w.emit32(0);
+    w.emit({0x0f, 0x85});
+    missFields.emplace_back(w.here(), 0);
+    w.emit32(0);
+  }
+  // All equal: popfq; lea rsp,[rsp+128]; int3 — the tracer looks at the stack and decides.
+  const std::vector<uint8_t> epilogue = {0x9d, 0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00};
+  w.emit(epilogue);
+  uint64_t matchTrap = w.here();
+  w.emit({0xcc});
+  uint64_t miss = w.here();
+  w.emit(epilogue);
+  uint64_t copy = w.here();
+  std::vector<uint8_t> moved(code, code + insn.length);
+  if (insn.ripRelative) {
+    // The operand's address is relative to the next instruction: keep it pointing where it did.
+    int32_t disp;
+    memcpy(&disp, &moved[insn.dispOffset], 4);
+    uint64_t operand = at + insn.length + int64_t(disp);
+    if (!reaches(copy + insn.length, operand)) return nullptr;
+    int32_t moved32 = int32_t(int64_t(operand - (copy + insn.length)));
+    memcpy(&moved[insn.dispOffset], &moved32, 4);
+  }
+  w.emit(moved);
+  w.emit({0xe9});
+  uint64_t back = w.here();
+  w.emit32(0);
+  uint64_t slots = (w.here() + 7) & ~uint64_t(7);
+  while (w.here() < slots) w.emit({0xcc});
+  for (uint64_t v : values) {
+    w.emit32(int32_t(uint32_t(v)));
+    w.emit32(int32_t(uint32_t(v >> 32)));
+  }
+  for (auto& [field, slot] : slotFields) w.patch32(field, slots + 8 * slot);
+  for (auto& [field, unused] : missFields) w.patch32(field, miss);
+  w.patch32(back, at + insn.length);
+  if (w.bytes().size() > kPage) return nullptr;
+  task.write(page, w.bytes().data(), w.bytes().size());
+
+  std::unique_ptr<PositionTrap> trap(
+      new PositionTrap(task, at, std::vector<uint8_t>(code, code + insn.length)));
+  trap->matchTrap_ = matchTrap;
+  trap->copy_ = copy;
+  uint8_t jump[5] = {0xe9};
+  int32_t rel = int32_t(int64_t(page - (at + 5)));
+  memcpy(jump + 1, &rel, 4);
+  task.write(at, jump, sizeof jump);
+  return trap;
+}
+
+PositionTrap::~PositionTrap() { task_.tryWrite(at_, original_.data(), original_.size()); }
+
+}  // namespace rwd
