@@ -64,7 +64,10 @@ export type WatchKind = 'write' | 'read' | 'access';
 export type DebugStopReason =
   /** The thread is at a breakpoint's address, about to execute it. */
   | 'breakpoint'
-  /** A watchpoint fired: the thread just executed the instruction that touched `watch`. */
+  /**
+   * A watchpoint fired. Forwards, the thread has just executed the instruction that touched
+   * `watch`; backwards, it is about to execute it (the memory still holds the old value).
+   */
   | 'watchpoint'
   /** A single step finished. */
   | 'step'

@@ -78,21 +78,27 @@ describe('debug session', () => {
       s.setWatchpoint('write', agePtr, 4);
       const age = () => s.readMemory(agePtr, 4).readInt32LE();
       const seen: string[] = [];
+      const where = () => `${age()}@${rip(s).toString(16)}`;
       for (let round = 0; round < 3; round++) {
-        const fwd1 = s.resume({ reverse: false, step: false });
-        expect(fwd1).toEqual({ reason: 'watchpoint', thread: s.pid, watch: { kind: 'write', address: agePtr } });
-        const first = `${age()}@${rip(s).toString(16)}`;
-        s.resume({ reverse: false, step: false });
-        const second = `${age()}@${rip(s).toString(16)}`;
+        const fwd = s.resume({ reverse: false, step: false });
+        expect(fwd).toEqual({ reason: 'watchpoint', thread: s.pid, watch: { kind: 'write', address: agePtr } });
+        const first = where();
+        expect(s.resume({ reverse: false, step: false }).reason).toBe('watchpoint');
+        const second = where();
+        // Backwards, it stops before the instruction that wrote: the old value is still there.
         expect(s.resume({ reverse: true, step: false }).reason).toBe('watchpoint');
-        expect(`${age()}@${rip(s).toString(16)}`).toBe(first);
-        // One instruction back, the write has not happened yet.
+        const beforeSecond = where();
+        expect(s.resume({ reverse: true, step: false }).reason).toBe('watchpoint');
+        const beforeFirst = where();
+        // One instruction forwards runs the write again.
+        expect(s.resume({ reverse: false, step: true }).reason).toBe('watchpoint');
+        expect(where()).toBe(first);
         expect(s.resume({ reverse: true, step: true }).reason).toBe('step');
-        const before = age();
-        seen.push(`${first} ${second} ${before}`);
+        expect(where()).toBe(beforeFirst);
+        seen.push(`${first} ${second} ${beforeSecond} ${beforeFirst}`);
       }
       expect(new Set(seen).size).toBe(1);
-      expect(seen[0]).toMatch(/^37@\w+ 74@\w+ 0$/);
+      expect(seen[0]).toMatch(/^37@\w+ 74@\w+ 37@\w+ 0@\w+$/);
     } finally {
       s.close();
     }

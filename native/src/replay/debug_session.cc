@@ -23,6 +23,23 @@ constexpr size_t kMaxShortcuts = 64;
                               "): the recording does not replay deterministically here");
 }
 
+std::string describe(const Moment& m) {
+  std::string s = "(" + std::to_string(m.segment) + " t" + std::to_string(m.tid) + ":";
+  for (const Action& a : m.actions) {
+    s += a.kind == Action::Continue
+             ? " C" + std::to_string(a.config) + "x" + std::to_string(a.count)
+         : a.kind == Action::Step ? " S" + std::to_string(a.count)
+                                  : std::string(" END");
+  }
+  return s + ")";
+}
+
+// REWIND_LOG_DEBUG=1 logs each resume and reverse scan, for debugging the engine.
+bool tracing() {
+  static const bool on = getenv("REWIND_LOG_DEBUG") != nullptr;
+  return on;
+}
+
 }  // namespace
 
 DebugSession::DebugSession(ReplayOptions options) : replay_(std::move(options)) {
@@ -127,6 +144,8 @@ uint32_t DebugSession::configId(const Breakpoints& b) {
 uint64_t DebugSession::rip(const ReplayTask& t) const { return t.task->regs().rip; }
 
 DebugStop DebugSession::resume(bool reverse, bool step, uint32_t tid) {
+  if (tracing())
+    fprintf(stderr, "resume reverse=%d step=%d at %s\n", reverse, step, describe(now_).c_str());
   if (tid == 0) tid = now_.tid;
   uint32_t config = configId(breaks_);
   if (!reverse) {
@@ -294,8 +313,15 @@ DebugStop DebugSession::continueBackward(uint32_t config) {
     restore(checkpoints_[size_t(ci)]);
     std::optional<Candidate> found;
     scan(end, config, &found);
+    if (tracing())
+      fprintf(stderr, "scan from %s to %s: %s\n", describe(checkpoints_[size_t(ci)].at).c_str(),
+              describe(end).c_str(), found ? describe(found->at).c_str() : "none");
     if (found) {
-      goTo(found->at);
+      // Going backwards, a watchpoint stops before the instruction that touched the memory,
+      // with the value it had then (gdb reports the change as it would going forwards).
+      std::optional<Moment> before;
+      if (found->stop.reason == DebugStop::Watchpoint) before = previousMoment(found->at);
+      goTo(before ? *before : found->at);
       return found->stop;
     }
     end = checkpoints_[size_t(ci)].at;
@@ -333,7 +359,8 @@ bool DebugSession::stopIsIn(const Breakpoints& set, const Trap& trap, uint32_t a
 }
 
 // Carries out `rest`, the actions from now_ to `target`. With `observe`, also notes in *found
-// every stop of that set on the way, short of the target itself.
+// every stop of that set on the way, short of the target itself; but a watchpoint that fires
+// as the target is reached counts, since going backwards it stops before that instruction.
 void DebugSession::runActions(const Moment& target, const std::vector<Action>& rest,
                               const Breakpoints* observe, std::optional<Candidate>* found) {
   const uint32_t observeId = observe ? configId(*observe) : 0;
@@ -352,8 +379,10 @@ void DebugSession::runActions(const Moment& target, const std::vector<Action>& r
           std::optional<Trap> trap = runDebuggee(&configs_[armed], armed, false);
           if (!trap) lost("a breakpoint stop");
           if (!observe || stopIsIn(configs_[act.config], *trap, armed)) count++;
-          bool isTarget = last && count == act.count;
-          if (observe && !isTarget && stopIsIn(*observe, *trap, armed)) note(*trap, armed);
+          if (observe && (!(last && count == act.count) || trap->kind == Trap::Watchpoint) &&
+              stopIsIn(*observe, *trap, armed)) {
+            note(*trap, armed);
+          }
         }
         break;
       }
@@ -362,7 +391,10 @@ void DebugSession::runActions(const Moment& target, const std::vector<Action>& r
           std::optional<Trap> trap = runDebuggee(observe, observeId, true);
           if (!trap) lost("a step");
           bool isTarget = last && k == act.count;
-          if (observe && !isTarget && stopIsIn(*observe, *trap, observeId)) note(*trap, observeId);
+          if (observe && (!isTarget || trap->kind == Trap::Watchpoint) &&
+              stopIsIn(*observe, *trap, observeId)) {
+            note(*trap, observeId);
+          }
           if (!isTarget) stepped();
         }
         break;

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -119,7 +120,7 @@ class DebugSession {
   uint32_t pid_ = 0;
   uint64_t events_ = 0;
   Breakpoints breaks_;
-  std::vector<Breakpoints> configs_;
+  std::deque<Breakpoints> configs_;  // a deque: references stay valid as it grows
   Moment now_;
   bool atEnd_ = false;
   std::vector<Checkpoint> checkpoints_;  // at segment starts, by segment
