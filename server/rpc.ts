@@ -52,7 +52,7 @@ export function toServiceError(err: unknown, log: Logger, method: string): Serve
     const code =
       err.kind === 'too-large'
         ? status.INVALID_ARGUMENT
-        : err.kind === 'hash'
+        : err.kind === 'hash' || err.kind === 'chunk'
           ? status.DATA_LOSS
           : err.kind === 'busy'
             ? status.ABORTED

@@ -27,9 +27,11 @@ export interface BlobWriter {
    * Appends bytes (offset advances at once); rejects with BlobWriteError if they overrun the
    * declared size. The store may still be writing them when the promise resolves, and may take
    * `data`'s memory (its buffer may be detached), so the caller must not use `data` afterwards;
-   * a failed write rejects a later write() or finish().
+   * a failed write rejects a later write() or finish(). With `check`, bytes that do not match it
+   * are not written: BlobWriteError('chunk'), now or from a later call; nothing after them is
+   * written either, so what the store holds stays a prefix of the blob.
    */
-  write(data: Uint8Array): Promise<void>;
+  write(data: Uint8Array, check?: ChunkCheck): Promise<void>;
   /**
    * Once offset === size: flushes to stable storage, verifies the sha256 and publishes the blob.
    * On a mismatch the partial data is discarded and BlobWriteError('hash') is thrown.
@@ -39,7 +41,13 @@ export interface BlobWriter {
   close(): void;
 }
 
-export type BlobWriteErrorKind = 'offset' | 'busy' | 'too-large' | 'hash' | 'incomplete';
+export type BlobWriteErrorKind = 'offset' | 'busy' | 'too-large' | 'hash' | 'incomplete' | 'chunk';
+
+/** What a chunk must match before it is written: its CRC-32 (zlib polynomial) and/or sha256 (raw 32 bytes). */
+export interface ChunkCheck {
+  crc32?: number;
+  sha256?: Uint8Array;
+}
 
 export class BlobWriteError extends Error {
   constructor(

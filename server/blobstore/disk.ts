@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { BlobWriteError, SHA256_HEX, type BlobStore, type BlobWriter } from './blobstore.js';
-import { WriteThreads, type ThreadFile } from './write_threads.js';
+import { BlobWriteError, SHA256_HEX, type BlobStore, type BlobWriter, type ChunkCheck } from './blobstore.js';
+import { ThreadWriteError, WriteThreads, type ThreadFile } from './write_threads.js';
 
 /**
  * Blobs on a local disk: complete blobs at ROOT/ab/cd/<sha256>; unfinished uploads at
@@ -147,7 +147,7 @@ class DiskBlobWriter implements BlobWriter {
    * caller goes on with the next chunk meanwhile. `data`'s buffer may be moved to that thread
    * (detached); a failed write is reported by a later write() or by finish().
    */
-  async write(data: Uint8Array): Promise<void> {
+  async write(data: Uint8Array, check?: ChunkCheck): Promise<void> {
     if (this.finished || this.released) throw new Error('writer is closed');
     if (this.failure) throw this.failure;
     if (this.offset + data.length > this.size) {
@@ -157,10 +157,15 @@ class DiskBlobWriter implements BlobWriter {
         this.offset,
       );
     }
+    const at = this.offset;
     this.offset += data.length;
     this.inflight.push(
-      this.file.write(data).catch((err: unknown) => {
-        this.failure ??= err instanceof Error ? err : new Error(String(err));
+      this.file.write(data, check).catch((err: unknown) => {
+        if (err instanceof ThreadWriteError && err.code === 'chunk') {
+          this.failure ??= new BlobWriteError('chunk', `chunk at offset ${at} of blob ${this.sha256} does not match its ${err.message}; re-send it`, at);
+        } else {
+          this.failure ??= err instanceof Error ? err : new Error(String(err));
+        }
       }),
     );
     while (this.inflight.length >= MAX_QUEUED_WRITES) await this.inflight.shift();

@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import type { ChunkCheck } from './blobstore.js';
 
 /**
  * Threads that append blob bytes to partial files and hash them (sha256), so that neither the
@@ -13,7 +14,13 @@ const THREAD_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 const { createHash } = require('node:crypto');
+const { crc32 } = require('node:zlib');
 const files = new Map();
+function fail(message, code) {
+  const e = new Error(message);
+  e.code = code;
+  throw e;
+}
 function handle(m) {
   switch (m.op) {
     case 'open': {
@@ -37,8 +44,23 @@ function handle(m) {
     }
     case 'write': {
       const f = files.get(m.file);
+      // After a refused chunk or a failed write nothing more is appended: the file stays a prefix.
+      if (f.failed) fail('an earlier chunk of this blob was not written', 'after-failure');
       const data = new Uint8Array(m.buf, m.off, m.len);
-      for (let done = 0; done < data.length; ) done += fs.writeSync(f.fd, data, done, data.length - done);
+      if (m.crc32 !== undefined && crc32(data) !== m.crc32) {
+        f.failed = true;
+        fail('CRC-32', 'chunk');
+      }
+      if (m.sha256 !== undefined && !createHash('sha256').update(data).digest().equals(Buffer.from(m.sha256))) {
+        f.failed = true;
+        fail('sha256', 'chunk');
+      }
+      try {
+        for (let done = 0; done < data.length; ) done += fs.writeSync(f.fd, data, done, data.length - done);
+      } catch (err) {
+        f.failed = true;
+        throw err;
+      }
       f.hash.update(data);
       return {};
     }
@@ -65,7 +87,7 @@ parentPort.on('message', (m) => {
   try {
     reply = { seq: m.seq, ...handle(m) };
   } catch (err) {
-    reply = { seq: m.seq, error: err && err.message ? err.message : String(err) };
+    reply = { seq: m.seq, error: err && err.message ? err.message : String(err), code: err && typeof err.code === 'string' ? err.code : undefined };
   }
   parentPort.postMessage(reply);
 });
@@ -73,14 +95,27 @@ parentPort.on('message', (m) => {
 
 type Request =
   | { op: 'open'; file: number; path: string; held: number }
-  | { op: 'write'; file: number; buf: ArrayBufferLike; off: number; len: number }
+  | { op: 'write'; file: number; buf: ArrayBufferLike; off: number; len: number; crc32?: number; sha256?: Uint8Array }
   | { op: 'finish'; file: number }
   | { op: 'close'; file: number };
 
 interface Reply {
   seq: number;
   error?: string;
+  /** 'chunk': the bytes did not match the check (error names it); 'after-failure': not written after an earlier failure. */
+  code?: string;
   digest?: string;
+}
+
+/** A write the thread refused: the chunk did not match its check, or an earlier write failed. */
+export class ThreadWriteError extends Error {
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+  ) {
+    super(message);
+    this.name = 'ThreadWriteError';
+  }
 }
 
 class WriteThread {
@@ -98,7 +133,7 @@ class WriteThread {
       const p = this.pending.get(r.seq);
       if (!p) return;
       this.pending.delete(r.seq);
-      if (r.error !== undefined) p.reject(new Error(r.error));
+      if (r.error !== undefined) p.reject(new ThreadWriteError(r.error, r.code));
       else p.resolve(r);
     });
     const die = (err: Error): void => {
@@ -140,11 +175,12 @@ class WriteThread {
 /** A partial file open on a write thread. Requests run in the order they are made. */
 export interface ThreadFile {
   /**
-   * Appends `data` and adds it to the hash. When `data` fills (nearly) all of its own
-   * ArrayBuffer, that buffer is moved to the thread, not copied: the caller must not use it
-   * afterwards (it is detached).
+   * Appends `data` and adds it to the hash, if it matches `check` (else ThreadWriteError with code
+   * 'chunk' and nothing is written). After any failed write the file takes no more bytes. When
+   * `data` fills (nearly) all of its own ArrayBuffer, that buffer is moved to the thread, not
+   * copied: the caller must not use it afterwards (it is detached).
    */
-  write(data: Uint8Array): Promise<void>;
+  write(data: Uint8Array, check?: ChunkCheck): Promise<void>;
   /** fsync, close; resolves the sha256 (hex) of everything the file holds. */
   finish(): Promise<string>;
   close(): Promise<void>;
@@ -193,11 +229,14 @@ export class WriteThreads {
       }
     };
     return {
-      write: (data) => {
+      write: (data, check) => {
         const buf = data.buffer;
+        const crc32 = check?.crc32;
+        // A copy: the check's bytes may share the chunk's buffer, which may be moved.
+        const sha256 = check?.sha256 && check.sha256.length > 0 ? new Uint8Array(check.sha256) : undefined;
         if (data.byteLength >= TRANSFER_MIN && buf instanceof ArrayBuffer && buf.byteLength - data.byteLength <= 4096) {
           try {
-            return thread.post({ op: 'write', file, buf, off: data.byteOffset, len: data.byteLength }, [buf]).then(() => undefined);
+            return thread.post({ op: 'write', file, buf, off: data.byteOffset, len: data.byteLength, crc32, sha256 }, [buf]).then(() => undefined);
           } catch (err) {
             // postMessage refused to move this buffer (it is intact): copy it instead.
             if (!(err instanceof Error && err.name === 'DataCloneError')) return Promise.reject(err instanceof Error ? err : new Error(String(err)));
@@ -205,7 +244,9 @@ export class WriteThreads {
         }
         // A copy of just these bytes (Buffer#slice would be a view).
         const copy = new Uint8Array(data);
-        return thread.request({ op: 'write', file, buf: copy.buffer, off: 0, len: copy.byteLength }, [copy.buffer as ArrayBuffer]).then(() => undefined);
+        return thread
+          .request({ op: 'write', file, buf: copy.buffer, off: 0, len: copy.byteLength, crc32, sha256 }, [copy.buffer as ArrayBuffer])
+          .then(() => undefined);
       },
       finish: async () => {
         try {

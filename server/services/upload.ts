@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
-import { crc32, inflateRawSync } from 'node:zlib';
+import { inflateRawSync } from 'node:zlib';
 import { status, type ServerReadableStream } from '@grpc/grpc-js';
 import type { BlobStore, BlobWriter } from '../blobstore/blobstore.js';
-import { SHA256_HEX } from '../blobstore/blobstore.js';
+import { BlobWriteError, SHA256_HEX } from '../blobstore/blobstore.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { RpcError, invalidArgument } from '../errors.js';
 import { distinctBlobs, parseManifest } from '../manifest.js';
@@ -132,19 +131,15 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
       } else if (msg.compression !== Compression.COMPRESSION_UNSPECIFIED) {
         throw invalidArgument(`unknown chunk compression ${msg.compression}`);
       }
-      if (msg.chunkSha256.length > 0) {
-        const got = createHash('sha256').update(data).digest();
-        if (!got.equals(Buffer.from(msg.chunkSha256))) {
-          stats.chunksRejected++;
-          throw new RpcError(status.DATA_LOSS, `chunk at offset ${msg.offset} of blob ${sha} does not match its sha256; re-send it`);
-        }
-      }
-      if (msg.chunkCrc32 !== undefined && crc32(data) !== msg.chunkCrc32) {
-        stats.chunksRejected++;
-        throw new RpcError(status.DATA_LOSS, `chunk at offset ${msg.offset} of blob ${sha} does not match its CRC-32; re-send it`);
-      }
       const decoded = data.length;
-      await writer.write(data); // may detach data's buffer
+      // The write thread checks the chunk against its sha256 / CRC-32 before writing it; a
+      // mismatch (DATA_LOSS) surfaces here or at a later write or finish. May detach data's buffer.
+      try {
+        await writer.write(data, { crc32: msg.chunkCrc32, sha256: msg.chunkSha256 });
+      } catch (err) {
+        if (err instanceof BlobWriteError && err.kind === 'chunk') stats.chunksRejected++;
+        throw err;
+      }
       stats.bytesReceived += wire;
       stats.blobBytesReceived += decoded;
     };
@@ -169,7 +164,8 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
             try {
               await writer.finish();
             } catch (err) {
-              stats.chunksRejected++;
+              // A chunk refused by its check, or the whole blob by its sha256.
+              if (err instanceof BlobWriteError && (err.kind === 'chunk' || err.kind === 'hash')) stats.chunksRejected++;
               throw err;
             }
             catalog.addBlob(sha, size);

@@ -1,6 +1,7 @@
 // The disk blob store on its own: writes and hashes go through write threads, chunk buffers may
 // be moved there; whatever shape the chunks have, the stored bytes must be exactly the blob.
 import { createHash, randomBytes } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -61,6 +62,36 @@ describe('DiskBlobStore', () => {
     const w2 = await s.openWriter(h, blob.length, 3 << 20);
     expect(await s.partialSize(h)).toBe(3 << 20);
     await w2.write(Buffer.from(blob.subarray(3 << 20)));
+    await w2.finish();
+    expect(fs.readFileSync(s.pathOf(h)).equals(blob)).toBe(true);
+  });
+
+  it('a chunk that does not match its check is not written, nor anything queued after it; the upload resumes there', async () => {
+    const s = store();
+    const blob = randomBytes(6 << 20);
+    const h = sha(blob);
+    const chunk = (i: number): Buffer => Buffer.from(blob.subarray(i << 20, (i + 1) << 20));
+    const w = await s.openWriter(h, blob.length, 0);
+    await w.write(chunk(0), { crc32: crc32(chunk(0)) });
+    await w.write(chunk(1), { sha256: createHash('sha256').update(chunk(1)).digest() });
+    // Chunk 2 arrives damaged (its check was computed on the right bytes); 3 to 5 are queued behind it.
+    const damaged = chunk(2);
+    const check = crc32(damaged);
+    damaged[12345] ^= 0x40;
+    const results = await Promise.allSettled([
+      w.write(damaged, { crc32: check }),
+      w.write(chunk(3), { crc32: crc32(chunk(3)) }),
+      w.write(chunk(4)),
+      w.write(chunk(5)),
+    ]);
+    const finish = await w.finish().catch((e: unknown) => e);
+    const err = [...results.map((r) => (r.status === 'rejected' ? (r.reason as unknown) : undefined)), finish].find((e) => e !== undefined);
+    expect(err).toBeInstanceOf(BlobWriteError);
+    expect((err as BlobWriteError).kind).toBe('chunk');
+    expect((err as BlobWriteError).message).toBe(`chunk at offset ${2 << 20} of blob ${h} does not match its CRC-32; re-send it`);
+    expect(await s.partialSize(h)).toBe(2 << 20);
+    const w2 = await s.openWriter(h, blob.length, 2 << 20);
+    for (let i = 2; i < 6; i++) await w2.write(chunk(i), { crc32: crc32(chunk(i)) });
     await w2.finish();
     expect(fs.readFileSync(s.pathOf(h)).equals(blob)).toBe(true);
   });
