@@ -89,7 +89,10 @@ parentPort.on('message', (m) => {
   } catch (err) {
     reply = { seq: m.seq, error: err && err.message ? err.message : String(err), code: err && typeof err.code === 'string' ? err.code : undefined };
   }
-  parentPort.postMessage(reply);
+  // A chunk's memory goes back with the reply: this thread's heap is small and would collect
+  // the dead buffers only after tens of MB of them; the server's main heap frees them as it goes.
+  if (m.op === 'write' && m.buf instanceof ArrayBuffer) parentPort.postMessage(reply, [m.buf]);
+  else parentPort.postMessage(reply);
 });
 `;
 
