@@ -80,6 +80,10 @@ export class DiskBlobStore implements BlobStore {
       }
       const file = await this.threads.open(partial, held);
       return new DiskBlobWriter(this, sha256, size, held, file, partial, (flushed) => {
+        if (!flushed) {
+          this.busy.delete(sha256);
+          return;
+        }
         this.draining.set(sha256, flushed);
         void flushed.finally(() => {
           if (this.draining.get(sha256) === flushed) this.draining.delete(sha256);
@@ -130,6 +134,7 @@ class DiskBlobWriter implements BlobWriter {
   private failure: Error | undefined;
   private finished = false;
   private released = false;
+  private fileClosed = false;
 
   constructor(
     private readonly store: DiskBlobStore,
@@ -138,8 +143,8 @@ class DiskBlobWriter implements BlobWriter {
     public offset: number,
     private readonly file: ThreadFile,
     private readonly partial: string,
-    /** Called once, when the writer is done with; `flushed` settles when its file is closed. */
-    private readonly release: (flushed: Promise<void>) => void,
+    /** Called once, when the writer is done with; `flushed` settles when its file is closed (undefined: it is). */
+    private readonly release: (flushed: Promise<void> | undefined) => void,
   ) {}
 
   /**
@@ -182,6 +187,7 @@ class DiskBlobWriter implements BlobWriter {
       if (this.failure) throw this.failure;
       // fsync, close and the digest, on the write thread.
       const got = await this.file.finish();
+      this.fileClosed = true;
       if (got !== this.sha256) {
         await fsp.rm(this.partial, { force: true });
         throw new BlobWriteError('hash', `blob content does not match its sha256: expected ${this.sha256}, got ${got}`, 0);
@@ -196,9 +202,9 @@ class DiskBlobWriter implements BlobWriter {
   close(): void {
     if (this.released) return;
     this.released = true;
-    // The thread handles requests in order: the close comes after every queued write.
-    const flushed = this.file.close().catch(() => undefined);
-    this.release(flushed);
+    // The thread handles requests in order: the close comes after every queued write. After a
+    // finish the file is closed already, and the blob is released at once (before the reply).
+    this.release(this.fileClosed ? undefined : this.file.close().catch(() => undefined));
   }
 }
 

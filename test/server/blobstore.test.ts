@@ -46,7 +46,10 @@ describe('DiskBlobStore', () => {
     expect(own.buffer.byteLength).toBe(0); // detached: it was moved, not copied
     // The rest in odd sizes.
     while (off < blob.length) await w.write(Buffer.from(take(Math.min(blob.length - off, 70_001))));
+    expect(s.isBusy(sha(blob))).toBe(true);
     await w.finish();
+    // Released as soon as it is stored (a DeleteTrace right after the commit must not skip it).
+    expect(s.isBusy(sha(blob))).toBe(false);
     expect(fs.readFileSync(s.pathOf(sha(blob))).equals(blob)).toBe(true);
   });
 
