@@ -394,7 +394,7 @@ export function lines(b: Buffer): string[] {
 
 const CHUNK_MAGIC = 0x4b4e4843;
 const INDEX_MAGIC = 0x58444e49;
-export const EVENT_TYPES = { exec: 1, syscall: 2, signal: 3, rdtsc: 4, exit: 5 } as const;
+export const EVENT_TYPES = { exec: 1, syscall: 2, signal: 3, rdtsc: 4, exit: 5, run: 6, preempt: 7 } as const;
 
 export interface EventRecord {
   /** Index of the event in the whole stream (0-based). */

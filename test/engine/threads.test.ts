@@ -1,9 +1,10 @@
 // Issue 3, acceptance 2: threads take turns, switch at syscalls, are preempted when they run
 // too long without one, and replay follows the recorded schedule.
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURES, cleanupTemps, compile, readManifest, realPython, recordReplay, requireCli, run, tempDir } from './harness.js';
+import { EVENT_TYPES, FIXTURES, cleanupTemps, compile, eventsBlob, parseEventStream, readManifest, realPython, recordReplay, requireCli, run, tempDir } from './harness.js';
 
 afterAll(cleanupTemps);
 beforeAll(requireCli);
@@ -24,6 +25,16 @@ describe('threads', () => {
   it('a thread spinning on a flag another thread sets: record does not hang, replay does not diverge', async () => {
     const { rec } = await recordReplay(compile('spin_flag', { extra: ['-pthread'] }), [], { expectStatus: 0 });
     expect(rec.stdout.toString()).toMatch(/^flag seen at \d+\.\d{9}\n$/);
+  });
+
+  it('4 threads computing in tight loops around a mutex: preempted inside the loops, replayed at those points', async () => {
+    const exe = compile('compute_threads', { extra: ['-pthread'] });
+    for (let i = 0; i < 2; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+      expect(rec.stdout.toString()).toMatch(/^[a-d]{40} \d+\n$/);
+      const events = parseEventStream(readFileSync(eventsBlob(rec.traceDir).path));
+      expect(events.records.filter((r) => r.type === EVENT_TYPES.preempt).length, 'no thread was preempted').toBeGreaterThan(0);
+    }
   });
 
   it('Rust: std::thread workers and an mpsc channel', async () => {

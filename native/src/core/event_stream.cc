@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <functional>
 
 #include "core/error.h"
 
@@ -176,17 +177,19 @@ EventReader::EventReader(const std::string& path) {
 
 EventReader::~EventReader() { fclose(file_); }
 
-bool EventReader::loadChunk() {
+// Reads and checks the chunk at `offset`, which must start at event `first`.
+bool EventReader::readChunk(uint64_t offset, uint64_t first, std::vector<uint8_t>& raw,
+                            uint64_t* next) const {
   ChunkHeader h;
-  if (fseeko(file_, off_t(nextChunkOffset_), SEEK_SET) != 0) return false;
+  if (fseeko(file_, off_t(offset), SEEK_SET) != 0) return false;
   if (fread(&h, sizeof h, 1, file_) != 1) return false;
   if (h.magic == kIndexMagic) return false;
   if (h.magic != kChunkMagic || h.rawLen > kMaxChunk || h.compressedLen > kMaxChunk) {
-    badStream("bad chunk header at offset " + std::to_string(nextChunkOffset_));
+    badStream("bad chunk header at offset " + std::to_string(offset));
   }
-  if (h.firstEvent != position_) {
-    badStream("chunk at offset " + std::to_string(nextChunkOffset_) + " starts at event " +
-              std::to_string(h.firstEvent) + ", expected " + std::to_string(position_));
+  if (h.firstEvent != first) {
+    badStream("chunk at offset " + std::to_string(offset) + " starts at event " +
+              std::to_string(h.firstEvent) + ", expected " + std::to_string(first));
   }
   std::vector<uint8_t> compressed(h.compressedLen);
   if (fread(compressed.data(), 1, h.compressedLen, file_) != h.compressedLen) {
@@ -194,19 +197,55 @@ bool EventReader::loadChunk() {
     return false;
   }
   if (uint32_t(crc32(0, compressed.data(), uInt(h.compressedLen))) != h.crc) {
-    badStream("checksum mismatch in the chunk holding event " + std::to_string(position_));
+    badStream("checksum mismatch in the chunk holding event " + std::to_string(first));
   }
-  chunk_.resize(h.rawLen);
+  raw.resize(h.rawLen);
   uLongf rawLen = h.rawLen;
-  if (uncompress(chunk_.data(), &rawLen, compressed.data(), h.compressedLen) != Z_OK ||
+  if (uncompress(raw.data(), &rawLen, compressed.data(), h.compressedLen) != Z_OK ||
       rawLen != h.rawLen) {
-    badStream("cannot decompress the chunk holding event " + std::to_string(position_));
+    badStream("cannot decompress the chunk holding event " + std::to_string(first));
   }
+  *next = offset + sizeof h + h.compressedLen;
+  return true;
+}
+
+bool EventReader::loadChunk() {
+  uint64_t next;
+  if (!readChunk(nextChunkOffset_, position_, chunk_, &next)) return false;
   cursor_ = 0;
   chunkOffset_ = nextChunkOffset_;
   chunkFirst_ = position_;
-  nextChunkOffset_ += sizeof h + h.compressedLen;
+  nextChunkOffset_ = next;
   return true;
+}
+
+bool EventReader::lookAhead(const std::function<int(const uint8_t*, size_t)>& judge, size_t limit,
+                            Event& out) const {
+  std::vector<uint8_t> later;  // a chunk after the current one, when the search gets there
+  const std::vector<uint8_t>* buf = &chunk_;
+  size_t cursor = cursor_;
+  uint64_t nextOffset = nextChunkOffset_, position = position_;
+  for (size_t n = 0; n < limit; n++) {
+    if (cursor >= buf->size()) {
+      if (!readChunk(nextOffset, position, later, &nextOffset)) return false;
+      buf = &later;
+      cursor = 0;
+    }
+    uint32_t len;
+    if (buf->size() - cursor < 4) badStream("record header cut off");
+    memcpy(&len, buf->data() + cursor, 4);
+    if (buf->size() - cursor - 4 < len || len < 5) badStream("record cut off");
+    const uint8_t* record = buf->data() + cursor + 4;
+    cursor += 4 + len;
+    position++;
+    int verdict = judge(record, len);
+    if (verdict < 0) return false;
+    if (verdict > 0) {
+      out = decodeEvent(record, len);
+      return true;
+    }
+  }
+  return false;
 }
 
 ReaderMark EventReader::mark() const {

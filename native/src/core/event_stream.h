@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -81,9 +82,15 @@ class EventReader {
   uint64_t total() const { return total_; }
   ReaderMark mark() const;
   void rewind(const ReaderMark& m);
+  // Looks at the events after the current one without moving: `judge` sees each raw record
+  // (type byte first, then the task's tid) and says go on (0), found (1: decoded into out) or
+  // give up (-1). At most `limit` events.
+  bool lookAhead(const std::function<int(const uint8_t*, size_t)>& judge, size_t limit,
+                 Event& out) const;
 
  private:
   bool loadChunk();
+  bool readChunk(uint64_t offset, uint64_t first, std::vector<uint8_t>& raw, uint64_t* next) const;
   FILE* file_;
   bool complete_ = false;
   uint64_t total_ = 0;

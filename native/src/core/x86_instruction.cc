@@ -1,5 +1,7 @@
 #include "core/x86_instruction.h"
 
+#include <cstring>
+
 namespace rwd {
 namespace {
 
@@ -272,6 +274,21 @@ X86Instruction decodeX86(const uint8_t* code, size_t available) {
   out.controlFlow = control;
   out.traps = control && !branch;
   return out;
+}
+
+bool backwardConditionalJump(const uint8_t* code, const X86Instruction& insn) {
+  if (insn.length == 0) return false;
+  size_t i = 0;
+  while (i < insn.length && (code[i] == 0x2e || code[i] == 0x3e || code[i] == 0xf2)) i++;
+  if (i + 2 == insn.length && code[i] >= 0x70 && code[i] <= 0x7f) {
+    return int8_t(code[i + 1]) < 0;
+  }
+  if (i + 6 == insn.length && code[i] == 0x0f && code[i + 1] >= 0x80 && code[i + 1] <= 0x8f) {
+    int32_t rel;
+    memcpy(&rel, code + i + 2, 4);
+    return rel < 0;
+  }
+  return false;
 }
 
 bool relocatable(const X86Instruction& insn) { return insn.length >= 5 && !insn.controlFlow; }

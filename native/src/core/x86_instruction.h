@@ -18,6 +18,9 @@ struct X86Instruction {
 // Decodes the instruction at the start of [code, code + available).
 X86Instruction decodeX86(const uint8_t* code, size_t available);
 
+// Whether the instruction is a conditional jump backwards (the way a loop goes round again).
+bool backwardConditionalJump(const uint8_t* code, const X86Instruction& insn);
+
 // Whether the instruction can run from a copy elsewhere (a rip-relative operand adjusted),
 // with a 5-byte jump in its place.
 bool relocatable(const X86Instruction& insn);

@@ -478,16 +478,29 @@ void RecordSession::appendPosition(RecordedTask& t) {
 }
 
 // Moves a task stopped in user code a few instructions on, to one that replay finds without a
-// stop at every pass (one a jump can replace: replay/position_trap.h). A signal that comes
-// meanwhile is held like any signal landing in user code. False if the task ended meanwhile
-// (the main loop takes its end next).
+// stop at every pass (one a jump can replace: replay/position_trap.h). A loop too tight to have
+// one is left at full speed, up to its way out. A signal that comes meanwhile is held like any
+// signal landing in user code. False if the task left user code meanwhile (a syscall, its end):
+// the main loop takes that stop next.
 bool RecordSession::settle(RecordedTask& t) {
-  for (int i = 0; i < 1024; i++) {
+  std::map<uint64_t, int> passes;
+  for (int i = 0; i < 4096; i++) {
     uint8_t code[15];
     uint64_t rip = t.task->regs().rip;
     if (!t.task->tryRead(rip, code, sizeof code)) return true;
     X86Instruction insn = decodeX86(code, sizeof code);
     if (insn.length == 0 || insn.traps || relocatable(insn)) return true;
+    if (backwardConditionalJump(code, insn) && ++passes[rip] >= 3) {
+      switch (runTo(t, rip + insn.length)) {
+        case RunTo::Reached:
+          passes.clear();
+          continue;
+        case RunTo::Stopped:
+          return true;
+        case RunTo::Left:
+          return false;
+      }
+    }
     t.task->resume(PTRACE_SINGLESTEP);
     Stop s = t.task->wait();
     if (s.kind == Stop::Signal && s.sig == SIGTRAP) continue;
@@ -503,6 +516,63 @@ bool RecordSession::settle(RecordedTask& t) {
     return false;
   }
   return true;
+}
+
+// Lets the task run to `addr` at full speed, for 20 ms at most (then it is stopped where it is).
+RecordSession::RunTo RecordSession::runTo(RecordedTask& t, uint64_t addr) {
+  const pid_t tid = t.task->tid();
+  uint8_t original;
+  const uint8_t int3 = 0xcc;
+  if (!t.task->tryRead(addr, &original, 1) || !t.task->tryWrite(addr, &int3, 1)) {
+    return RunTo::Stopped;
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
+  bool stopSent = false;
+  std::optional<RunTo> outcome;
+  t.task->resume(PTRACE_SYSCALL);
+  for (;;) {
+    int status;
+    pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
+    if (r == 0) {
+      if (!stopSent && std::chrono::steady_clock::now() > deadline) {
+        syscall(SYS_tgkill, t.tgid, tid, SIGSTOP);
+        stopSent = true;
+      }
+      usleep(100);
+      continue;
+    }
+    if (r < 0) failErrno("waitpid");
+    Stop s = Stop::fromWaitStatus(status);
+    if (s.kind == Stop::Signal && s.sig == SIGTRAP && t.task->regs().rip == addr + 1) {
+      Regs regs = t.task->regs();
+      regs.rip = addr;
+      t.task->setRegs(regs);
+      outcome = RunTo::Reached;
+    } else if (s.kind == Stop::Signal && s.sig == SIGSTOP && stopSent) {
+      stopSent = false;
+      if (!outcome) outcome = RunTo::Stopped;
+    } else if (s.kind == Stop::Signal && !outcome) {
+      siginfo_t info = t.task->siginfo();
+      if (isFault(s.sig, info)) {
+        outcome = RunTo::Stopped;  // it comes back when the task goes on
+      } else if (!ignoresSignal(tid, s.sig)) {
+        hold(t, info);
+      }
+    } else if (!outcome) {
+      // A syscall or an end: the main loop takes it. Our SIGSTOP, if sent, comes later and
+      // is taken as a preemption.
+      requeued_.emplace_back(tid, status);
+      if (stopSent) t.preemptSent = true;
+      t.task->tryWrite(addr, &original, 1);
+      return RunTo::Left;
+    }
+    // Stopped in user code: wait for our SIGSTOP if it is on its way (it comes before the
+    // task runs another instruction).
+    if (outcome && !stopSent) break;
+    t.task->resume(PTRACE_SYSCALL);
+  }
+  t.task->tryWrite(addr, &original, 1);
+  return *outcome;
 }
 
 void RecordSession::onFork(RecordedTask& t, bool vfork) {

@@ -104,6 +104,8 @@ class RecordSession {
   void onPreempt(RecordedTask& t);
   void appendPosition(RecordedTask& t);
   bool settle(RecordedTask& t);
+  enum class RunTo { Reached, Stopped, Left };
+  RunTo runTo(RecordedTask& t, uint64_t addr);
   bool contended() const;
   void hold(RecordedTask& t, const siginfo_t& info);
   void resendHeld(RecordedTask& t);

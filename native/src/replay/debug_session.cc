@@ -310,12 +310,14 @@ DebugStop DebugSession::continueBackward(uint32_t config) {
       restore(checkpoints_.front());
       return DebugStop{DebugStop::Begin, now_.tid, {}};
     }
+    // The scan may add or thin out checkpoints: keep where this window starts.
+    const Moment start = checkpoints_[size_t(ci)].at;
     restore(checkpoints_[size_t(ci)]);
     std::optional<Candidate> found;
     scan(end, config, &found);
     if (tracing())
-      fprintf(stderr, "scan from %s to %s: %s\n", describe(checkpoints_[size_t(ci)].at).c_str(),
-              describe(end).c_str(), found ? describe(found->at).c_str() : "none");
+      fprintf(stderr, "scan from %s to %s: %s\n", describe(start).c_str(), describe(end).c_str(),
+              found ? describe(found->at).c_str() : "none");
     if (found) {
       // Going backwards, a watchpoint stops before the instruction that touched the memory,
       // with the value it had then (gdb reports the change as it would going forwards).
@@ -324,7 +326,7 @@ DebugStop DebugSession::continueBackward(uint32_t config) {
       goTo(before ? *before : found->at);
       return found->stop;
     }
-    end = checkpoints_[size_t(ci)].at;
+    end = start;
   }
 }
 

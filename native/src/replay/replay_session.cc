@@ -180,6 +180,7 @@ void ReplaySession::activate(ReplayTask& t) {
   active_ = t.recordedTid;
   segmentKey_ = eventIndex_;
   segmentResumed_ = false;
+  segmentEnd_ = nextEventOf(t);
 }
 
 void ReplaySession::applyEvent() {
@@ -250,23 +251,24 @@ void ReplaySession::applyEvent() {
 // on the way (and it goes on from there at the next call).
 std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
   ReplayTask& t = tasks_.at(active_);
-  const bool mine = haveNext_ && next_.tid() == t.recordedTid;
-  const bool toPosition = mine && next_.type == EventType::Preempt;
+  const std::optional<Event>& end = segmentEnd_;
+  const bool toPosition = end && end->type == EventType::Preempt;
+  const PreemptEvent* target = toPosition ? &end->preempt : nullptr;
   if (!segmentResumed_) {
     segmentResumed_ = true;
-    if (int sig = signalDueAtStart(t)) {
+    if (end && end->type == EventType::Signal && !end->signal.fault) {
       // The recording saw this signal delivered right here, but replay will not raise it by
       // itself (another process or an emulated syscall sent it): send it now.
-      syscall(SYS_tgkill, t.task->tid(), t.task->tid(), sig);
+      syscall(SYS_tgkill, t.task->tid(), t.task->tid(), end->signal.signo);
     }
   }
   std::set<uint64_t> addrs;
   if (control.breaks) addrs = control.breaks->code;
-  const uint64_t position = toPosition ? next_.preempt.regs.rip : ~0ull;
+  const uint64_t position = toPosition ? target->regs.rip : ~0ull;
   std::unique_ptr<PositionTrap> trap;
   if (toPosition && !control.step && t.deliverSig == 0 &&
       addrs.lower_bound(position - 15) == addrs.upper_bound(position + 15)) {
-    trap = PositionTrap::install(*t.task, t.stub, trampolines_[t.tgid], next_.preempt.regs);
+    trap = PositionTrap::install(*t.task, t.stub, trampolines_[t.tgid], target->regs);
   }
   if (toPosition && !trap) addrs.insert(position);
   const std::vector<Watch> none;
@@ -279,8 +281,8 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
   for (;;) {
     Regs now = t.task->regs();
     uint64_t rip = now.rip;
-    if (toPosition && rip == position && rip != skip && samePosition(now, next_.preempt.regs) &&
-        stackHash(*t.task, now.rsp) == next_.preempt.stackHash) {
+    if (toPosition && rip == position && rip != skip && samePosition(now, target->regs) &&
+        stackHash(*t.task, now.rsp) == target->stackHash) {
       t.atPosition = true;  // reached by a step
       active_ = 0;
       return std::nullopt;
@@ -308,8 +310,7 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
       // Registers as recorded at the position: is it the stack too?
       Regs r = t.task->regs();
       r.rip = position;
-      bool there = samePosition(r, next_.preempt.regs) &&
-                   stackHash(*t.task, r.rsp) == next_.preempt.stackHash;
+      bool there = samePosition(r, target->regs) && stackHash(*t.task, r.rsp) == target->stackHash;
       if (!there) r.rip = trap->goOn();
       t.task->setRegs(r);
       if (!there) continue;
@@ -321,8 +322,8 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
       int watch = watches.empty() ? -1 : firedWatch(*t.task);
       if (hit) {
         Regs r = t.task->regs();
-        if (r.rip == position && samePosition(r, next_.preempt.regs) &&
-            stackHash(*t.task, r.rsp) == next_.preempt.stackHash) {
+        if (r.rip == position && samePosition(r, target->regs) &&
+            stackHash(*t.task, r.rsp) == target->stackHash) {
           t.atPosition = true;
           active_ = 0;
           return std::nullopt;
@@ -339,7 +340,7 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
       // A SIGTRAP of the program's own: it ends the segment like any signal.
     }
     if (s.kind == Stop::Signal && s.sig == SIGCHLD && t.task->siginfo().si_code > 0 &&
-        !(mine && next_.type == EventType::Signal && next_.signal.signo == SIGCHLD)) {
+        !(end && end->type == EventType::Signal && end->signal.signo == SIGCHLD)) {
       continue;  // a replayed child ended; the recording's SIGCHLDs are events of their own
     }
     endSegment(t, s);
@@ -347,29 +348,35 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
   }
 }
 
-// The signal the task's next event delivers before it runs any user code, or 0. Other
-// processes may have events in between (the recorder took the signal's stop after theirs):
-// they are looked past, up to an event of the task's own process.
-int ReplaySession::signalDueAtStart(const ReplayTask& t) {
-  auto deliveredHere = [&](const Event& e) {
-    return e.type == EventType::Signal && !e.signal.fault ? e.signal.signo : 0;
+// The task's next event, which ends the segment it is about to run. Usually the next event of
+// all; but while a thread runs, the stream may already hold events of other processes, and of
+// threads of its own that do not run user code (a fork's record is written when the kernel
+// reports the child, a death when it is seen): they are looked past. Any other event of its
+// process means the thread gave its turn up in a syscall whose record comes later.
+std::optional<Event> ReplaySession::nextEventOf(const ReplayTask& t) {
+  if (!haveNext_) return std::nullopt;
+  // 1: the task's own; 0: look past it; -1: the task's segment ends with no record of its own.
+  auto verdict = [&](EventType type, uint32_t tid, int32_t nr) {
+    if (tid == t.recordedTid) return 1;
+    auto it = tasks_.find(tid);
+    if (it == tasks_.end() || it->second.tgid != t.tgid || type == EventType::Exit) return 0;
+    bool fork = nr == SYS_clone || nr == kSysClone3 || nr == SYS_fork || nr == SYS_vfork;
+    return type == EventType::Syscall && fork ? 0 : -1;
   };
-  auto ownProcess = [&](const Event& e) {
-    auto it = tasks_.find(e.tid());
-    return e.tid() == t.recordedTid || (it != tasks_.end() && it->second.tgid == t.tgid);
+  int first =
+      verdict(next_.type, next_.tid(), next_.type == EventType::Syscall ? next_.syscall.nr : 0);
+  if (first > 0) return next_;
+  if (first < 0) return std::nullopt;
+  auto judge = [&](const uint8_t* record, size_t len) {
+    uint32_t tid;
+    int32_t nr = 0;
+    memcpy(&tid, record + 1, 4);
+    if (record[0] == uint8_t(EventType::Syscall) && len >= 9) memcpy(&nr, record + 5, 4);
+    return verdict(EventType(record[0]), tid, nr);
   };
-  if (!haveNext_) return 0;
-  if (ownProcess(next_)) return next_.tid() == t.recordedTid ? deliveredHere(next_) : 0;
-  ReaderMark m = reader_.mark();
   Event e;
-  int sig = 0;
-  for (int i = 0; i < 256 && reader_.next(e); i++) {
-    if (!ownProcess(e)) continue;
-    if (e.tid() == t.recordedTid) sig = deliveredHere(e);
-    break;
-  }
-  reader_.rewind(m);
-  return sig;
+  if (reader_.lookAhead(judge, 1 << 16, e)) return e;
+  return std::nullopt;
 }
 
 void ReplaySession::endSegment(ReplayTask& t, const Stop& s) {
@@ -392,6 +399,7 @@ ReplayState ReplaySession::saveState() const {
   st.active = active_;
   st.segmentKey = segmentKey_;
   st.segmentResumed = segmentResumed_;
+  st.segmentEnd = segmentEnd_;
   st.waitStatus = waitStatus_;
   st.programs = programs_;
   st.trampolines = trampolines_;
@@ -416,6 +424,7 @@ void ReplaySession::restoreState(const ReplayState& st, pid_t process) {
   active_ = st.active;
   segmentKey_ = st.segmentKey;
   segmentResumed_ = st.segmentResumed;
+  segmentEnd_ = st.segmentEnd;
   waitStatus_ = st.waitStatus;
   programs_ = st.programs;
   trampolines_ = st.trampolines;

@@ -82,6 +82,7 @@ struct ReplayState {
   uint32_t active = 0;
   uint64_t segmentKey = 0;
   bool segmentResumed = false;
+  std::optional<Event> segmentEnd;
   int waitStatus = 0;
   std::map<uint32_t, ProgramImage> programs;
   std::map<uint32_t, TrampolinePages> trampolines;
@@ -143,7 +144,7 @@ class ReplaySession {
   void exitGroupInPlace(ReplayTask& t, const Regs& at);
   void rebuild(ReplayTask& t);
   void endSegment(ReplayTask& t, const Stop& s);
-  int signalDueAtStart(const ReplayTask& t);
+  std::optional<Event> nextEventOf(const ReplayTask& t);
   void collectDeath(ReplayTask& t);
   static std::string describeExit(int status);
   static std::string describeStop(const Stop& s);
@@ -160,6 +161,7 @@ class ReplaySession {
   uint32_t active_ = 0;  // recorded tid of the task whose segment is due or under way
   uint64_t segmentKey_ = 0;
   bool segmentResumed_ = false;
+  std::optional<Event> segmentEnd_;  // the event that ends the segment: its task's next one
   uint64_t echoed_ =
       0;  // output of events before this one was written already (replay may go back)
   std::map<uint32_t, ProgramImage> programs_;        // by recorded tgid
