@@ -2,13 +2,17 @@
 // one run through the real CLI. Each figure is the median of RUNS wall-clock runs; nothing is
 // subtracted (process start-up, node start-up of the CLI, trace writing all count).
 //
-// Workloads (issue 2, "Performance"):
-//   cpu-loop     a syscall-light CPU-bound loop in C (~1 s natively)
-//   read-100MB   a C program reading a 100 MB temp file in 4 KiB read(2) calls
-//   python-pass  python3 -c pass
-// Then the service benchmarks of issue 4 (server/bench/service.ts: upload, dedup, ls latency).
+// Workloads (issues 2 and 3, "Performance"):
+//   cpu-loop       a syscall-light CPU-bound loop in C (~1 s natively)
+//   read-100MB     a C program reading a 100 MB temp file in 4 KiB read(2) calls
+//   python-pass    python3 -c pass
+//   threads-mutex  4 threads, mostly compute, a shared mutex (bench/threads_mutex.c); the
+//                  program prints the longest run of rounds one thread finished while the
+//                  others waited, natively and recorded (fairness)
+//   sh-200         sh -c running 200 short commands (fork, exec, wait)
+// Then the debugger (issue 5, bench/debug.ts) and the service (issue 4, server/bench/service.ts).
 //
-// Usage: node dist/bench/main.js [engine|service|all]   (default: all)
+// Usage: node dist/bench/main.js [engine|debug|service|all]   (default: all)
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, realpathSync, rmSync, statSync, writeSync } from 'node:fs';
@@ -69,9 +73,9 @@ function dirSize(dir: string): number {
   return total;
 }
 
-function gcc(work: string, name: string): string {
+function gcc(work: string, name: string, extra: string[] = []): string {
   const out = join(work, name);
-  const r = spawnSync('gcc', ['-O1', '-o', out, join(SOURCES, `${name}.c`)], { encoding: 'utf8' });
+  const r = spawnSync('gcc', ['-O1', ...extra, '-o', out, join(SOURCES, `${name}.c`)], { encoding: 'utf8' });
   if (r.status !== 0) throw new BenchError(`gcc ${name}.c failed:\n${r.stderr}`);
   return out;
 }
@@ -101,6 +105,9 @@ interface Row {
   replay: number;
   traceBytes: number;
   sameOutput: boolean;
+  /** The last native and recorded stdout, for workloads that report something about the run. */
+  nativeOut: string;
+  recordedOut: string;
 }
 
 function measure(work: string, name: string, cmd: string, args: string[]): Row {
@@ -109,12 +116,16 @@ function measure(work: string, name: string, cmd: string, args: string[]): Row {
   const rep: number[] = [];
   const sizes: number[] = [];
   let sameOutput = true;
+  let nativeOut = '';
+  let recordedOut = '';
   for (let i = 0; i < RUNS; i++) {
     const n = check(`${name}: native run`, timed(cmd, args));
     native.push(n.ms);
+    nativeOut = n.stdout.toString();
     const trace = join(work, `${name}-trace-${i}`);
     const r = check(`${name}: rewind record`, timed(process.execPath, [CLI, 'record', '-o', trace, '--', cmd, ...args]));
     rec.push(r.ms);
+    recordedOut = r.stdout.toString();
     sizes.push(dirSize(trace));
     const p = check(`${name}: rewind replay`, timed(process.execPath, [CLI, 'replay', trace]));
     rep.push(p.ms);
@@ -122,7 +133,16 @@ function measure(work: string, name: string, cmd: string, args: string[]): Row {
     rmSync(trace, { recursive: true, force: true });
     process.stderr.write('.');
   }
-  return { name, native: median(native), record: median(rec), replay: median(rep), traceBytes: median(sizes), sameOutput };
+  return {
+    name,
+    native: median(native),
+    record: median(rec),
+    replay: median(rep),
+    traceBytes: median(sizes),
+    sameOutput,
+    nativeOut,
+    recordedOut,
+  };
 }
 
 function fmtMs(ms: number): string {
@@ -162,6 +182,7 @@ function engineBench(): number {
   try {
     const cpu = gcc(work, 'cpu_loop');
     const reader = gcc(work, 'read_heavy');
+    const threads = gcc(work, 'threads_mutex', ['-pthread']);
     const data = join(work, 'data-100MB');
     makeFile(data, 100 * 1000 * 1000);
     const python = realPython();
@@ -171,9 +192,16 @@ function engineBench(): number {
       measure(work, 'cpu-loop', cpu, []),
       measure(work, 'read-100MB-4KiB', reader, [data]),
       measure(work, 'python3 -c pass', python, ['-c', 'pass']),
+      measure(work, 'threads-mutex (4 threads)', threads, []),
+      measure(work, 'sh: 200 commands', '/bin/sh', ['-c', 'i=0; while [ $i -lt 200 ]; do /bin/true; i=$((i+1)); done; echo ran $i']),
     ];
     process.stderr.write('\n');
     process.stdout.write(`${table(rows)}\n`);
+    const fairness = rows.find((r) => r.name.startsWith('threads-mutex'));
+    if (fairness) {
+      process.stdout.write(`threads-mutex fairness, native: ${fairness.nativeOut.trim()}\n`);
+      process.stdout.write(`threads-mutex fairness, recorded: ${fairness.recordedOut.trim()}\n`);
+    }
     return rows.every((r) => r.sameOutput) ? 0 : 1;
   } catch (err) {
     if (!(err instanceof BenchError)) throw err;
@@ -181,6 +209,17 @@ function engineBench(): number {
     return 1;
   } finally {
     rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function debugBench(): Promise<number> {
+  const { runDebugBench } = await import('./debug.js');
+  try {
+    runDebugBench(CLI, SOURCES, (line) => process.stdout.write(`${line}\n`));
+    return 0;
+  } catch (err) {
+    process.stderr.write(`bench: debugger benchmarks failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
   }
 }
 
@@ -198,16 +237,20 @@ async function serviceBench(): Promise<number> {
 
 async function main(): Promise<number> {
   const which = process.argv[2] ?? 'all';
-  if (!['engine', 'service', 'all'].includes(which)) {
-    process.stderr.write('usage: node dist/bench/main.js [engine|service|all]\n');
+  if (!['engine', 'debug', 'service', 'all'].includes(which)) {
+    process.stderr.write('usage: node dist/bench/main.js [engine|debug|service|all]\n');
     return 2;
   }
   let status = 0;
-  if (which !== 'service') {
+  if (which === 'engine' || which === 'all') {
     process.stdout.write('engine: record and replay through the CLI\n');
     status |= engineBench();
   }
-  if (which !== 'engine') {
+  if (which === 'debug' || which === 'all') {
+    process.stdout.write('\ndebugger: the engine\'s debug session on recordings of ~1 s and ~10 s\n');
+    status |= await debugBench();
+  }
+  if (which === 'service' || which === 'all') {
     process.stdout.write('\nservice\n');
     status |= await serviceBench();
   }

@@ -1,0 +1,107 @@
+// The debugger's figures (issue 5, "Performance"): on recordings of about 1 s and 10 s of
+// execution, the time to the first stop at main, to reverse-continue from the end to a
+// breakpoint near the start, to reverse-stepi from there, and to continue forwards to the end.
+// The session is the engine's own (what the gdb server drives), in this process.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadEngine, stubPath, type DebugSession } from '../native/index.js';
+
+interface DebugRow {
+  seconds: number;
+  native: number;
+  toMain: number;
+  toEnd: number;
+  reverseContinue: number;
+  reverseStepi: number;
+  forwardToEnd: number;
+}
+
+function symbol(exe: string, name: string): bigint {
+  const line = execFileSync('nm', [exe], { encoding: 'utf8' })
+    .split('\n')
+    .find((l) => l.endsWith(` ${name}`));
+  if (!line) throw new Error(`${name} is not in ${exe}`);
+  return BigInt(`0x${line.split(' ')[0]}`);
+}
+
+function ms(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+function expectReason(what: string, got: string, want: string): void {
+  if (got !== want) throw new Error(`${what}: stopped for ${got}, expected ${want}`);
+}
+
+function measureDebug(cli: string, work: string, exe: string, seconds: number): DebugRow {
+  let t = process.hrtime.bigint();
+  const native = spawnSync(exe, [String(seconds)], { stdio: 'ignore' });
+  if (native.status !== 0) throw new Error(`${exe} failed natively`);
+  const nativeMs = ms(t);
+  const trace = join(work, `debug-${seconds}s`);
+  const rec = spawnSync(process.execPath, [cli, 'record', '-o', trace, '--', exe, String(seconds)], { stdio: 'ignore' });
+  if (rec.status !== 0) throw new Error(`recording ${exe} ${seconds} failed`);
+  const manifest = JSON.parse(readFileSync(join(trace, 'manifest.json'), 'utf8')) as { blobs: { sha256: string; role: string }[] };
+  const events = manifest.blobs.find((b) => b.role === 'events');
+  if (!events) throw new Error('the trace has no event stream');
+
+  t = process.hrtime.bigint();
+  const s: DebugSession = loadEngine().debug({
+    traceDir: trace,
+    eventsPath: join(trace, 'blobs', events.sha256),
+    stubPath: stubPath(),
+    stdoutFd: -1,
+    stderrFd: -1,
+  });
+  try {
+    const main = symbol(exe, 'main');
+    s.setBreakpoint(main);
+    expectReason('continue to main', s.resume({ reverse: false, step: false }).reason, 'breakpoint');
+    const toMain = ms(t);
+    s.removeBreakpoint(main);
+    t = process.hrtime.bigint();
+    expectReason('continue to the end', s.resume({ reverse: false, step: false }).reason, 'end');
+    const toEnd = ms(t);
+    s.setBreakpoint(symbol(exe, 'setup'));
+    t = process.hrtime.bigint();
+    expectReason('reverse-continue', s.resume({ reverse: true, step: false }).reason, 'breakpoint');
+    const reverseContinue = ms(t);
+    t = process.hrtime.bigint();
+    expectReason('reverse-stepi', s.resume({ reverse: true, step: true }).reason, 'step');
+    const reverseStepi = ms(t);
+    t = process.hrtime.bigint();
+    expectReason('forwards to the end', s.resume({ reverse: false, step: false }).reason, 'breakpoint');
+    expectReason('forwards to the end', s.resume({ reverse: false, step: false }).reason, 'end');
+    const forwardToEnd = ms(t);
+    return { seconds, native: nativeMs, toMain, toEnd, reverseContinue, reverseStepi, forwardToEnd };
+  } finally {
+    s.close();
+    rmSync(trace, { recursive: true, force: true });
+  }
+}
+
+function fmt(ms: number): string {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`;
+}
+
+export function runDebugBench(cli: string, sources: string, print: (line: string) => void): void {
+  const work = mkdtempSync(join(tmpdir(), 'rewind-bench-debug-'));
+  try {
+    const exe = join(work, 'debug_target');
+    const cc = spawnSync('gcc', ['-O1', '-no-pie', '-o', exe, join(sources, 'debug_target.c')], { encoding: 'utf8' });
+    if (cc.status !== 0) throw new Error(`gcc debug_target.c failed:\n${cc.stderr}`);
+    const rows = [1, 10].map((seconds) => measureDebug(cli, work, exe, seconds));
+    const head = ['recording', 'native', 'first stop at main', 'continue to end', 'reverse-continue to setup()', 'reverse-stepi', 'continue to end again'];
+    const body = rows.map((r) => [`~${r.seconds} s`, fmt(r.native), fmt(r.toMain), fmt(r.toEnd), fmt(r.reverseContinue), fmt(r.reverseStepi), fmt(r.forwardToEnd)]);
+    const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => (row[i] ?? '').length)));
+    const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i] ?? 0)).join('  ');
+    print(line(head));
+    print(widths.map((w) => '-'.repeat(w)).join('  '));
+    for (const row of body) print(line(row));
+    const one = rows[0];
+    if (one) print(`target: reverse-continue on the 1 s recording < 0.5 s: ${one.reverseContinue < 500 ? 'met' : 'missed'} (${fmt(one.reverseContinue)})`);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
