@@ -38,6 +38,8 @@ export interface ServerOptions {
   debugCommand?: string[];
   maxSessions?: number;
   idleTimeoutMs?: number;
+  /** Idle limit of a debug session (default 30 min: a person reads code between commands). */
+  debugIdleTimeoutMs?: number;
   heartbeatIntervalMs?: number;
   /** Uploaded blobs no trace committed are removed after this long (default 24 h). */
   orphanBlobTtlMs?: number;
@@ -164,6 +166,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     debugCommand: opts.debugCommand,
     maxSessions: opts.maxSessions,
     idleTimeoutMs: opts.idleTimeoutMs,
+    debugIdleTimeoutMs: opts.debugIdleTimeoutMs,
     workDir,
   });
 

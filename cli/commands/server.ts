@@ -8,6 +8,7 @@ interface ServerFlags {
   tlsKey?: string;
   maxSessions?: string;
   idleTimeout?: string;
+  debugIdleTimeout?: string;
 }
 
 function positiveInt(v: string | undefined, what: string): number | undefined {
@@ -26,7 +27,8 @@ export function registerServer(program: Command): void {
     .option('--tls-cert <file>', 'PEM certificate chain; with --tls-key switches on TLS')
     .option('--tls-key <file>', 'PEM private key')
     .option('--max-sessions <n>', 'concurrent replay and debug sessions (default 4)')
-    .option('--idle-timeout <seconds>', 'kill a replay or debug session idle (no bytes, no CPU) this long (default 60)')
+    .option('--idle-timeout <seconds>', 'kill a replay session idle (no output, no CPU) this long (default 60)')
+    .option('--debug-idle-timeout <seconds>', 'kill a debug session idle (no bytes, no CPU) this long (default 1800)')
     .action(async (flags: ServerFlags) => {
       if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) throw new UserError('--tls-cert and --tls-key go together');
       const { startServer } = await import('../../server/server.js');
@@ -37,6 +39,7 @@ export function registerServer(program: Command): void {
         replayCommand = v as string[];
       }
       const idle = positiveInt(flags.idleTimeout, '--idle-timeout');
+      const debugIdle = positiveInt(flags.debugIdleTimeout, '--debug-idle-timeout');
       let srv;
       try {
         srv = await startServer({
@@ -46,6 +49,7 @@ export function registerServer(program: Command): void {
           tlsKey: flags.tlsKey,
           maxSessions: positiveInt(flags.maxSessions, '--max-sessions'),
           idleTimeoutMs: idle === undefined ? undefined : idle * 1000,
+          debugIdleTimeoutMs: debugIdle === undefined ? undefined : debugIdle * 1000,
           replayCommand,
           heartbeatIntervalMs: positiveInt(process.env.REWIND_HEARTBEAT_MS, 'REWIND_HEARTBEAT_MS'),
         });

@@ -18,6 +18,8 @@ export interface ReplayOptions {
   maxSessions?: number;
   /** A session whose worker neither prints nor runs (uses no CPU) for this long is killed. */
   idleTimeoutMs?: number;
+  /** The same for a debug session, where a person reads code between commands (default 30 min). */
+  debugIdleTimeoutMs?: number;
   /** Hard limit on a session's duration (default 1 hour). */
   maxSessionMs?: number;
   /** Where trace directories are materialised. */
@@ -77,6 +79,7 @@ export class ReplayManager {
   private readonly sessions = new Map<string, ChildProcess>();
   readonly maxSessions: number;
   readonly idleTimeoutMs: number;
+  readonly debugIdleTimeoutMs: number;
   readonly maxSessionMs: number;
   private readonly command: string[];
   private readonly debugCommand: string[];
@@ -89,6 +92,7 @@ export class ReplayManager {
   ) {
     this.maxSessions = opts.maxSessions ?? 4;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 60_000;
+    this.debugIdleTimeoutMs = opts.debugIdleTimeoutMs ?? 30 * 60_000;
     this.maxSessionMs = opts.maxSessionMs ?? 3_600_000;
     this.command = opts.command ?? defaultReplayCommand();
     this.debugCommand = opts.debugCommand ?? defaultDebugCommand();
@@ -175,7 +179,12 @@ export class ReplayManager {
    * Kills the worker when it is idle (no activity reported through the returned `touch` and no CPU
    * used by its process tree for the idle timeout) or runs past the session limit.
    */
-  private watch(child: ChildProcess, what: string, kill: (e: RpcError) => void): { touch(): void; stop(): void } {
+  private watch(
+    child: ChildProcess,
+    what: string,
+    idleMs: number,
+    kill: (e: RpcError) => void,
+  ): { touch(): void; stop(): void } {
     let idle: NodeJS.Timeout | undefined;
     let cpu = cpuTicks(child.pid);
     const arm = (): void => {
@@ -183,13 +192,13 @@ export class ReplayManager {
       idle = setTimeout(() => {
         const now = cpuTicks(child.pid);
         // Running means at least 5 % of a CPU over the period (ticks are 10 ms).
-        if (now !== undefined && (cpu === undefined || now - cpu >= Math.max(2, this.idleTimeoutMs / 200))) {
+        if (now !== undefined && (cpu === undefined || now - cpu >= Math.max(2, idleMs / 200))) {
           cpu = now;
           arm();
           return;
         }
-        kill(new RpcError(status.DEADLINE_EXCEEDED, `${what} idle for ${Math.round(this.idleTimeoutMs / 1000)} s; closed`));
-      }, this.idleTimeoutMs);
+        kill(new RpcError(status.DEADLINE_EXCEEDED, `${what} idle for ${Math.round(idleMs / 1000)} s; closed`));
+      }, idleMs);
     };
     arm();
     const limit = setTimeout(
@@ -223,7 +232,7 @@ export class ReplayManager {
         child.kill('SIGKILL');
       };
       // Idle means: no output and no CPU time used (a replay computing silently is not idle).
-      const timers = this.watch(child, 'replay session', kill);
+      const timers = this.watch(child, 'replay session', this.idleTimeoutMs, kill);
       const onAbort = (): void => kill(new RpcError(status.CANCELLED, 'replay cancelled by the client'));
       abort.addEventListener('abort', onAbort);
       const pump = (kind: 'stdout' | 'stderr', stream: NodeJS.ReadableStream): void => {
@@ -272,7 +281,7 @@ export class ReplayManager {
       };
       if (abort.aborted) kill(abortReason(abort));
       // Idle means: no bytes either way and no CPU time used (a long reverse-continue is not idle).
-      const timers = this.watch(child, 'debug session', kill);
+      const timers = this.watch(child, 'debug session', this.debugIdleTimeoutMs, kill);
       const onAbort = (): void => kill(abortReason(abort));
       abort.addEventListener('abort', onAbort);
 

@@ -21,7 +21,7 @@ beforeAll(async () => {
   ts = await startTestServer({
     debugCommand: [process.execPath, path.join(REPO, 'test/server/fixtures/fake_debug.mjs')],
     maxSessions: 2,
-    idleTimeoutMs: 1500,
+    debugIdleTimeoutMs: 1500,
   });
   agent = ts.client(ts.token('agent'));
   reader = ts.token('reader');
