@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { existsSync, writeSync } from 'node:fs';
 import type { Command } from 'commander';
-import { EngineUnavailableError, engineErrorCode, loadEngine, stubPath, type DebugSession } from '../../native/index.js';
+import { engineErrorCode, stubPath, type DebugSession } from '../../native/index.js';
+import { requireEngine } from '../engine.js';
 import { addClientOptions, type ClientFlags } from '../client/config.js';
 import { GdbServer, errorText } from '../debug/gdb_server.js';
 import { listenTcp, serveStdio, type Serving } from '../debug/serve.js';
@@ -49,14 +50,7 @@ function startSession(dir: string, programStdout: number): { session: DebugSessi
   const manifest = readManifest(dir);
   const events = eventsPath(manifest, dir);
   if (!manifest.complete) log('this recording was cut short (the recorder was killed); its history ends where the recording does');
-  let engine;
-  try {
-    engine = loadEngine();
-  } catch (err) {
-    if (err instanceof EngineUnavailableError) throw new UserError(err.message);
-    throw err;
-  }
-  if (typeof engine.debug !== 'function') throw new UserError('this build of the native engine has no debug sessions (rebuild it: npm run build:native)');
+  const engine = requireEngine();
   let session: DebugSession;
   try {
     session = engine.debug({ traceDir: dir, eventsPath: events, stubPath: stubPath(), stdoutFd: programStdout, stderrFd: 2 });

@@ -4,7 +4,8 @@ import { delimiter, join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { constants as osConstants } from 'node:os';
 import type { Command } from 'commander';
-import { engineErrorCode, loadEngine, EngineUnavailableError } from '../../native/index.js';
+import { engineErrorCode } from '../../native/index.js';
+import { requireEngine } from '../engine.js';
 import { exitInfo, CURRENT_VERSION, TRACE_FORMAT, writeManifest, type Manifest } from '../trace/manifest.js';
 import { hostFacts } from '../trace/host_facts.js';
 import { newTraceDir, tracesRoot, updateLatest } from '../trace/trace_dir.js';
@@ -72,13 +73,7 @@ async function record(command: string[], flags: RecordFlags): Promise<void> {
     return;
   }
   const exe = resolveProgram(program);
-  let engine;
-  try {
-    engine = loadEngine();
-  } catch (err) {
-    if (err instanceof EngineUnavailableError) throw new UserError(err.message);
-    throw err;
-  }
+  const engine = requireEngine();
   const traceDir = prepareOutput(flags.output, program);
   const env = Object.entries(process.env).map(([k, v]) => `${k}=${v ?? ''}`);
   // The terminal's signals are for the recorded program; rewind must live to finish the trace.

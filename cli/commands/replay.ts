@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { engineErrorCode, loadEngine, stubPath, EngineUnavailableError } from '../../native/index.js';
+import { engineErrorCode, stubPath } from '../../native/index.js';
+import { requireEngine } from '../engine.js';
 import { eventsPath, readManifest } from '../trace/manifest.js';
 import { resolveTraceDir } from '../trace/trace_dir.js';
 import { UserError } from '../user_error.js';
@@ -15,13 +16,7 @@ async function replayLocal(dir: string): Promise<void> {
   if (!manifest.complete) {
     process.stderr.write('rewind: this recording was cut short (the recorder was killed); replaying the events it holds\n');
   }
-  let engine;
-  try {
-    engine = loadEngine();
-  } catch (err) {
-    if (err instanceof EngineUnavailableError) throw new UserError(err.message);
-    throw err;
-  }
+  const engine = requireEngine();
   try {
     await engine.replay({ traceDir: dir, eventsPath: events, stubPath: stubPath() });
   } catch (err) {
