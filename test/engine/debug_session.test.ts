@@ -185,3 +185,39 @@ describe('debug session with threads', () => {
     }
   });
 });
+
+describe('debug session and syscalls', () => {
+  it('a watchpoint sees memory a syscall wrote: after the syscall forwards, at its instruction backwards', async () => {
+    const exe = compile('read_into', { extra: ['-g', '-O0', '-no-pie'] });
+    const rec = await record(exe, [], { input: Buffer.from('ABCD') });
+    expect(rec.stdout.toString()).toBe(`${0x44434242}\n`);
+    const s = open(rec.traceDir);
+    try {
+      const value = symbols(exe).get('value')!;
+      const read = () => s.readMemory(value, 4).readInt32LE();
+      s.setWatchpoint('write', value, 4);
+      const forward: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        expect(s.resume({ reverse: false, step: false }).reason).toBe('watchpoint');
+        forward.push(read());
+      }
+      expect(forward).toEqual([1, 0x44434241, 0x44434242]);
+      const backward: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        expect(s.resume({ reverse: true, step: false }).reason).toBe('watchpoint');
+        backward.push(read());
+      }
+      expect(backward).toEqual([0x44434241, 1, 0]);
+      // Backwards from right after the read(), the stop is at its syscall instruction, not run yet.
+      s.resume({ reverse: false, step: false });
+      s.resume({ reverse: false, step: false });
+      expect(read()).toBe(0x44434241);
+      expect(s.resume({ reverse: true, step: false }).reason).toBe('watchpoint');
+      expect(read()).toBe(1);
+      const rip = s.registers(s.pid).general.readBigUInt64LE(RIP);
+      expect(s.readMemory(rip, 2).toString('hex')).toBe('0f05');
+    } finally {
+      s.close();
+    }
+  });
+});

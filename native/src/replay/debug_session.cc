@@ -143,6 +143,17 @@ uint32_t DebugSession::configId(const Breakpoints& b) {
 
 uint64_t DebugSession::rip(const ReplayTask& t) const { return t.task->regs().rip; }
 
+// The write or access watchpoint of `set` on memory that the syscall the active task just
+// returned from wrote (replay writes it as the kernel did: the debug registers never see it).
+const Watch* DebugSession::writtenBySyscall(const Breakpoints& set) const {
+  for (const auto& [addr, len] : replay_.segmentWrites()) {
+    for (const Watch& w : set.watches) {
+      if (w.kind != WatchKind::Read && w.addr < addr + len && addr < w.addr + w.len) return &w;
+    }
+  }
+  return nullptr;
+}
+
 DebugStop DebugSession::resume(bool reverse, bool step, uint32_t tid) {
   if (tracing())
     fprintf(stderr, "resume reverse=%d step=%d at %s\n", reverse, step, describe(now_).c_str());
@@ -180,8 +191,12 @@ DebugStop DebugSession::continueForward(uint32_t config) {
     Arrival a = toDebuggeeSegment();
     if (a == Arrival::End) return reachedEnd();
     ReplayTask& t = *replay_.active();
-    if (a == Arrival::Arrived && configs_[config].code.count(rip(t))) {
-      return stopHere(DebugStop::Breakpoint, nullptr, config);
+    if (a == Arrival::Arrived) {
+      if (const Watch* w = writtenBySyscall(configs_[config])) {
+        return DebugStop{DebugStop::Watchpoint, now_.tid, *w};
+      }
+      if (configs_[config].code.count(rip(t)))
+        return stopHere(DebugStop::Breakpoint, nullptr, config);
     }
     std::optional<Trap> trap = runDebuggee(&configs_[config], config, false);
     if (trap) return stopHere(DebugStop::Breakpoint, &*trap, config);
@@ -339,6 +354,11 @@ void DebugSession::scan(const Moment& end, uint32_t config, std::optional<Candid
     first = false;
     const uint64_t key = replay_.segmentKey();
     if (a == Arrival::End || key > end.segment) return;
+    // A syscall's write comes before the segment's first instruction; going backwards from the
+    // segment's start, it is the first thing undone.
+    if (const Watch* w = a == Arrival::Arrived ? writtenBySyscall(set) : nullptr) {
+      *found = Candidate{now_, DebugStop{DebugStop::Watchpoint, now_.tid, *w}};
+    }
     const bool isEnd = key == end.segment && end.actions.empty();
     if (a == Arrival::Arrived && !isEnd && set.code.count(rip(*replay_.active()))) {
       *found = Candidate{now_, DebugStop{DebugStop::Breakpoint, now_.tid, {}}};

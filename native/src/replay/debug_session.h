@@ -115,6 +115,7 @@ class DebugSession {
   void stepped();
   uint32_t configId(const Breakpoints& b);
   uint64_t rip(const ReplayTask& t) const;
+  const Watch* writtenBySyscall(const Breakpoints& set) const;
 
   ReplaySession replay_;
   uint32_t pid_ = 0;

@@ -181,9 +181,13 @@ void ReplaySession::activate(ReplayTask& t) {
   segmentKey_ = eventIndex_;
   segmentResumed_ = false;
   segmentEnd_ = nextEventOf(t);
+  // What the syscall that just returned to this task wrote, for watchpoints.
+  segmentWrites_.swap(syscallWrites_);
+  syscallWrites_.clear();
 }
 
 void ReplaySession::applyEvent() {
+  syscallWrites_.clear();  // only the event applied now can have written for the next segment
   static const bool log = getenv("REWIND_LOG_EVENTS") != nullptr;  // for debugging the engine
   if (log) {
     fprintf(stderr, "[%llu] task %u: %s\n", (unsigned long long)eventIndex_, next_.tid(),
@@ -400,6 +404,7 @@ ReplayState ReplaySession::saveState() const {
   st.segmentKey = segmentKey_;
   st.segmentResumed = segmentResumed_;
   st.segmentEnd = segmentEnd_;
+  st.segmentWrites = segmentWrites_;
   st.waitStatus = waitStatus_;
   st.programs = programs_;
   st.trampolines = trampolines_;
@@ -425,6 +430,8 @@ void ReplaySession::restoreState(const ReplayState& st, pid_t process) {
   segmentKey_ = st.segmentKey;
   segmentResumed_ = st.segmentResumed;
   segmentEnd_ = st.segmentEnd;
+  segmentWrites_ = st.segmentWrites;
+  syscallWrites_.clear();
   waitStatus_ = st.waitStatus;
   programs_ = st.programs;
   trampolines_ = st.trampolines;
@@ -567,7 +574,10 @@ void ReplaySession::finishSyscall(ReplayTask& t, Regs r, int64_t result) {
 }
 
 void ReplaySession::emulate(ReplayTask& t, Regs r, const SyscallEvent& ev) {
-  for (const MemoryWrite& w : ev.writes) t.task->write(w.addr, w.data.data(), w.data.size());
+  for (const MemoryWrite& w : ev.writes) {
+    t.task->write(w.addr, w.data.data(), w.data.size());
+    syscallWrites_.emplace_back(w.addr, w.data.size());
+  }
   if (ev.echoFd) echo(t, ev);
   finishSyscall(t, r, ev.result);
 }

@@ -83,6 +83,7 @@ struct ReplayState {
   uint64_t segmentKey = 0;
   bool segmentResumed = false;
   std::optional<Event> segmentEnd;
+  std::vector<std::pair<uint64_t, uint64_t>> segmentWrites;
   int waitStatus = 0;
   std::map<uint32_t, ProgramImage> programs;
   std::map<uint32_t, TrampolinePages> trampolines;
@@ -104,6 +105,8 @@ class ReplaySession {
   ReplayTask* active();
   uint64_t segmentKey() const { return segmentKey_; }
   bool segmentResumed() const { return segmentResumed_; }
+  // Memory (address, length) that the syscall the active task returned from wrote.
+  const std::vector<std::pair<uint64_t, uint64_t>>& segmentWrites() const { return segmentWrites_; }
   // Runs the active segment: returns a trap the debugger asked for, or nullopt once the segment
   // has ended (its stop waits for its event, as in run()).
   std::optional<Trap> runActive(const RunControl& control);
@@ -162,6 +165,9 @@ class ReplaySession {
   uint64_t segmentKey_ = 0;
   bool segmentResumed_ = false;
   std::optional<Event> segmentEnd_;  // the event that ends the segment: its task's next one
+  // Memory (address, length) written by the syscall that returned just before the segment.
+  std::vector<std::pair<uint64_t, uint64_t>> segmentWrites_;
+  std::vector<std::pair<uint64_t, uint64_t>> syscallWrites_;  // by the last emulated syscall
   uint64_t echoed_ =
       0;  // output of events before this one was written already (replay may go back)
   std::map<uint32_t, ProgramImage> programs_;        // by recorded tgid
