@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEngine, stubPath, type DebugSession } from '../../native/index.js';
-import { cleanupTemps, compile, eventsBlob, record, requireCli } from './harness.js';
+import { cleanupTemps, compile, eventsBlob, expectRecorded, record, requireCli } from './harness.js';
 
 afterAll(cleanupTemps);
 beforeAll(requireCli);
@@ -180,6 +180,38 @@ describe('debug session with threads', () => {
         expect(ret > work && ret < work + 100n, `return address 0x${ret.toString(16)}`).toBe(true);
       }
       expect(backward).toEqual([...forward].reverse());
+    } finally {
+      s.close();
+    }
+  });
+});
+
+describe('debug session after a long loop', () => {
+  it('steps back from a function entered after a loop of 100 M iterations, without single-stepping the loop', async () => {
+    const exe = compile('long_loop', { extra: ['-no-pie'] });
+    const rec = await record(exe, []);
+    expectRecorded(rec, 0);
+    const s = open(rec.traceDir);
+    const regs = () => s.registers(s.pid).general.toString('hex');
+    try {
+      s.setBreakpoint(symbols(exe).get('after_loop')!);
+      expect(s.resume({ reverse: false, step: false }).reason).toBe('breakpoint');
+      const entry = regs();
+      // One instruction back: the call in main, found by its return address.
+      expect(s.resume({ reverse: true, step: true }).reason).toBe('step');
+      const call = regs();
+      const rip = s.registers(s.pid).general.readBigUInt64LE(RIP);
+      expect(s.readMemory(rip, 1)[0], 'a call instruction').toBe(0xe8);
+      expect(s.resume({ reverse: false, step: true }).reason).toBe('step');
+      expect(regs()).toBe(entry);
+      expect(s.resume({ reverse: true, step: true }).reason).toBe('step');
+      expect(regs()).toBe(call);
+      // Before the call is the loop's last conditional jump, which runs 100 M times: stepping
+      // back there is refused clearly (not a hang), and the session stays where it was.
+      expect(() => s.resume({ reverse: true, step: true })).toThrow(/cannot step back here/);
+      expect(regs()).toBe(call);
+      expect(s.resume({ reverse: false, step: true }).reason).toBe('step');
+      expect(regs()).toBe(entry);
     } finally {
       s.close();
     }

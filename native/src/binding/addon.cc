@@ -181,7 +181,10 @@ rwd::WatchKind watchKind(Napi::Env env, const Napi::Value& v) {
 }
 
 const char* watchKindName(rwd::WatchKind k) {
-  return k == rwd::WatchKind::Write ? "write" : k == rwd::WatchKind::Read ? "read" : "access";
+  return k == rwd::WatchKind::Write    ? "write"
+         : k == rwd::WatchKind::Read   ? "read"
+         : k == rwd::WatchKind::Access ? "access"
+                                       : "execute";
 }
 
 class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {

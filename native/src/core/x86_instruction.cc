@@ -247,6 +247,7 @@ X86Instruction decodeX86(const uint8_t* code, size_t available) {
     if (map == 0) {
       if ((op == 0xf6 || op == 0xf7) && reg < 2) imm = op == 0xf6 ? 1 : operand16 ? 2 : 4;
       if (op == 0xff && reg >= 2 && reg <= 5) control = branch = true;  // indirect call, jmp
+      if (op == 0xff && (reg == 2 || reg == 3)) out.call = true;
       if (op == 0xff && reg == 7) return out;
       if ((op == 0xc6 || op == 0xc7) && modrm == 0xf8) control = true;  // xabort, xbegin
     }
@@ -273,6 +274,9 @@ X86Instruction decodeX86(const uint8_t* code, size_t available) {
   out.length = i;
   out.controlFlow = control;
   out.traps = control && !branch;
+  if (map == 0 && op == 0xe8) out.call = true;
+  out.conditional = (map == 0 && ((op >= 0x70 && op <= 0x7f) || (op >= 0xe0 && op <= 0xe3))) ||
+                    (map == 1 && !vex && op >= 0x80 && op <= 0x8f);
   return out;
 }
 

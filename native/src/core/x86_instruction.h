@@ -13,6 +13,8 @@ struct X86Instruction {
   size_t dispOffset = 0;     // ripRelative: where its 32-bit displacement is in the instruction
   bool controlFlow = false;  // a jump, call, return, trap, syscall or other way out of line
   bool traps = false;        // out of line other than by a jump, call or return (a syscall...)
+  bool call = false;         // a call, direct or indirect
+  bool conditional = false;  // a conditional jump: when not taken, it runs into the next one
 };
 
 // Decodes the instruction at the start of [code, code + available).

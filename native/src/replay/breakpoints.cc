@@ -56,11 +56,14 @@ bool InsertedBreakpoints::has(uint64_t addr) const {
 }
 
 void setDebugRegisters(Task& task, const std::vector<Watch>& watches) {
+  // All off first: the kernel checks each address against the slot's current kind and length.
+  pokeDebugRegister(task, 7, 0);
   uint64_t dr7 = 0;
   for (size_t i = 0; i < watches.size() && i < kMaxWatches; i++) {
     const Watch& w = watches[i];
     pokeDebugRegister(task, int(i), w.addr);
-    uint64_t rw = w.kind == WatchKind::Write ? 1 : 3;  // x86 has no read-only watch
+    // x86 has no read-only watch; an instruction breakpoint has length 1 (encoded 0).
+    uint64_t rw = w.kind == WatchKind::Execute ? 0 : w.kind == WatchKind::Write ? 1 : 3;
     uint64_t len = w.len == 1 ? 0 : w.len == 2 ? 1 : w.len == 8 ? 2 : 3;
     dr7 |= (1ull << (2 * i)) | (rw << (16 + 4 * i)) | (len << (18 + 4 * i));
   }

@@ -11,7 +11,8 @@
 
 namespace rwd {
 
-enum class WatchKind : uint8_t { Write, Read, Access };
+// Execute: a hardware breakpoint, which (unlike an int3) changes no byte of the program.
+enum class WatchKind : uint8_t { Write, Read, Access, Execute };
 
 struct Watch {
   WatchKind kind;

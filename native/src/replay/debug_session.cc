@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/x86_instruction.h"
 #include "replay/checkpoint.h"
 
 namespace rwd {
@@ -16,7 +17,16 @@ namespace {
 constexpr auto kCheckpointInterval = std::chrono::milliseconds(20);
 constexpr size_t kMaxCheckpoints = 256;
 constexpr uint64_t kStepsPerShortcut = 2000;
+// Single steps back to the stop before, after which stepping back looks for the predecessor
+// with a breakpoint instead (a long loop may lie in between).
+constexpr uint64_t kStepsBeforeSearch = 2000;
 constexpr size_t kMaxShortcuts = 64;
+
+// A guessing scan that meets its guess too often (a hot loop) gives the guess up.
+struct TooManyStops {};
+constexpr uint64_t kGuessStops = 10000;
+// Stepping back single-steps at most this far from the stop before.
+constexpr uint64_t kMaxStepsBack = 200000;
 
 [[noreturn]] void lost(const char* what) {
   fail(ErrorCode::System, std::string("replay did not come back to the same moment (") + what +
@@ -148,7 +158,8 @@ uint64_t DebugSession::rip(const ReplayTask& t) const { return t.task->regs().ri
 const Watch* DebugSession::writtenBySyscall(const Breakpoints& set) const {
   for (const auto& [addr, len] : replay_.segmentWrites()) {
     for (const Watch& w : set.watches) {
-      if (w.kind != WatchKind::Read && w.addr < addr + len && addr < w.addr + w.len) return &w;
+      bool writes = w.kind == WatchKind::Write || w.kind == WatchKind::Access;
+      if (writes && w.addr < addr + len && addr < w.addr + w.len) return &w;
     }
   }
   return nullptr;
@@ -387,6 +398,7 @@ void DebugSession::runActions(const Moment& target, const std::vector<Action>& r
                               const Breakpoints* observe, std::optional<Candidate>* found) {
   const uint32_t observeId = observe ? configId(*observe) : 0;
   auto note = [&](const Trap& trap, uint32_t armed) {
+    if (noteBudget_ && --*noteBudget_ == 0) throw TooManyStops{};
     *found = Candidate{now_, stopHere(DebugStop::Breakpoint, &trap, armed)};
   };
   for (size_t i = 0; i < rest.size(); i++) {
@@ -443,7 +455,14 @@ DebugStop DebugSession::stepBackward(uint32_t tid) {
     }
     from = Moment{it->first, tid, {Action{Action::ToEnd, 0, 0}}};
   }
-  std::optional<Moment> prev = previousMoment(from);
+  const Moment here = now_;
+  std::optional<Moment> prev;
+  try {
+    prev = previousMoment(from);
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::Unsupported) goTo(here);  // refused: stay where the user was
+    throw;
+  }
   if (!prev) {
     goTo(from);
     return DebugStop{DebugStop::Begin, now_.tid, {}};
@@ -477,12 +496,26 @@ std::optional<Moment> DebugSession::previousMoment(const Moment& m) {
   if (lastAction.kind == Action::Continue && lastAction.count > 1) {
     base.actions.push_back(Action{Action::Continue, lastAction.config, lastAction.count - 1});
   }
-  // Step from the stop before (or the segment's start) until m, counting.
+  // Step from the stop before (or the segment's start) until m, counting; when that is far,
+  // look for m's predecessor with a breakpoint instead.
   goTo(base);
   const Breakpoints* set =
       lastAction.kind == Action::Continue ? &configs_[lastAction.config] : nullptr;
   uint64_t steps = 0;
   for (;;) {
+    if (steps == kStepsBeforeSearch) {
+      if (std::optional<Moment> prev = predecessorByBreakpoint(m, base, lastAction)) return prev;
+      Moment here = base;
+      here.actions.push_back(Action{Action::Step, 0, steps});
+      goTo(here);
+    }
+    if (steps == kMaxStepsBack) {
+      fail(ErrorCode::Unsupported,
+           "cannot step back here: the previous instruction is more than " +
+               std::to_string(kMaxStepsBack) +
+               " instructions after the last stop, in code no breakpoint finds (a loop); "
+               "set a breakpoint earlier and reverse-continue to it");
+    }
     std::optional<Trap> trap = runDebuggee(set, set ? lastAction.config : 0, true);
     steps++;
     if (!trap) {
@@ -498,6 +531,72 @@ std::optional<Moment> DebugSession::previousMoment(const Moment& m) {
   Moment prev = base;
   if (steps > 1) prev.actions.push_back(Action{Action::Step, 0, steps - 1});
   return prev;
+}
+
+// m's predecessor when m comes after a long stretch of code (a loop): an instruction that runs
+// straight into m's (one that ends where it starts, a conditional jump not taken among them),
+// or the call that entered m's function. A
+// breakpoint on such a guess, replayed from `base` to m at full speed, finds its last run
+// before m; one step from there must land on m's instruction. That arrival is m itself when m
+// is a breakpoint stop (no other stop of its set lies between base and m) or the instruction
+// that ends its segment; for other moments (a watchpoint's) nothing is guessed.
+std::optional<Moment> DebugSession::predecessorByBreakpoint(const Moment& m, const Moment& base,
+                                                            const Action& last) {
+  goTo(m);
+  ReplayTask& t = *replay_.task(m.tid);
+  const bool inSyscall = t.pending && t.pending->kind == Stop::SyscallStop;
+  const Regs regs = t.task->regs();
+  const uint64_t at = regs.rip - (inSyscall ? 2 : 0);
+  auto breaksAt = [&](const Breakpoints& set) {
+    return set.code.count(at) || std::find(set.watches.begin(), set.watches.end(),
+                                           Watch{WatchKind::Execute, at, 1}) != set.watches.end();
+  };
+  if (last.kind == Action::ToEnd ? t.atPosition : !breaksAt(configs_[last.config])) {
+    return std::nullopt;
+  }
+  if (last.kind == Action::Continue && configs_[last.config].watches.size() >= kMaxWatches) {
+    return std::nullopt;
+  }
+  std::vector<uint64_t> guesses;
+  auto guess = [&](uint64_t start, uint64_t length, bool wantCall) {
+    uint8_t code[15];
+    if (!t.task->tryRead(start, code, sizeof code)) return;
+    X86Instruction insn = decodeX86(code, sizeof code);
+    bool fallsThrough = !insn.controlFlow || insn.conditional;
+    if (insn.length == length && (wantCall ? insn.call : fallsThrough)) {
+      guesses.push_back(start);
+    }
+  };
+  for (uint64_t length = 1; length <= 15; length++) guess(at - length, length, false);
+  uint64_t returnTo = 0;
+  if (t.task->tryRead(regs.rsp, &returnTo, sizeof returnTo)) {
+    for (uint64_t length = 2; length <= 7; length++) guess(returnTo - length, length, true);
+  }
+  Action rest = last;
+  if (rest.kind == Action::Continue) rest.count = 1;
+  for (uint64_t start : guesses) {
+    // A hardware breakpoint: a wrong guess at where an instruction starts is harmless there,
+    // where an int3 would corrupt the instruction it lands in.
+    Breakpoints before;
+    before.watches.push_back(Watch{WatchKind::Execute, start, 1});
+    goTo(base);
+    std::optional<Candidate> found;
+    noteBudget_ = kGuessStops;
+    try {
+      runActions(m, {rest}, &before, &found);
+    } catch (const TooManyStops&) {
+      found.reset();
+    }
+    noteBudget_.reset();
+    if (!found) continue;
+    goTo(found->at);
+    // Stepping back goes on from here: keep a checkpoint of it.
+    if (replay_.tasks().size() == 1) keepShortcut();
+    runDebuggee(nullptr, 0, true);
+    const ReplayTask* now = replay_.active();
+    if (now && now->recordedTid == m.tid && rip(*now) == at) return found->at;
+  }
+  return std::nullopt;
 }
 
 // --- Moving in time ---------------------------------------------------------------------
@@ -575,6 +674,10 @@ void DebugSession::restore(const Checkpoint& c) {
 // through them does not step again from the segment's start each time.
 void DebugSession::stepped() {
   if (++steps_ % kStepsPerShortcut != 0 || replay_.tasks().size() != 1) return;
+  keepShortcut();
+}
+
+void DebugSession::keepShortcut() {
   for (const Checkpoint& c : shortcuts_) {
     if (c.at.segment == now_.segment && c.at.actions == now_.actions) return;
   }

@@ -94,6 +94,8 @@ class DebugSession {
   DebugStop continueBackward(uint32_t config);
   DebugStop stepBackward(uint32_t tid);
   std::optional<Moment> previousMoment(const Moment& m);
+  std::optional<Moment> predecessorByBreakpoint(const Moment& m, const Moment& base,
+                                                const Action& last);
 
   Arrival toDebuggeeSegment();
   void arrive(ReplayTask& t);
@@ -113,6 +115,7 @@ class DebugSession {
   Checkpoint checkpointHere();
   void maybeCheckpoint();
   void stepped();
+  void keepShortcut();
   uint32_t configId(const Breakpoints& b);
   uint64_t rip(const ReplayTask& t) const;
   const Watch* writtenBySyscall(const Breakpoints& set) const;
@@ -127,6 +130,7 @@ class DebugSession {
   std::vector<Checkpoint> checkpoints_;  // at segment starts, by segment
   std::vector<Checkpoint> shortcuts_;    // inside segments, oldest first
   uint64_t steps_ = 0;
+  std::optional<uint64_t> noteBudget_;    // while guessing: stops a scan may note before giving up
   std::map<uint64_t, Segment> segments_;  // the debuggee's segments seen so far
   std::chrono::steady_clock::time_point sinceCheckpoint_;
 };
