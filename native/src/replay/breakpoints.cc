@@ -33,12 +33,12 @@ Breakpoints Breakpoints::merged(const Breakpoints& other) const {
   return m;
 }
 
-InsertedBreakpoints::InsertedBreakpoints(Task& task, const std::set<uint64_t>& addrs, uint64_t skip)
+InsertedBreakpoints::InsertedBreakpoints(Task& task, const std::set<uint64_t>& addrs)
     : task_(task) {
   const uint8_t int3 = 0xcc;
   for (uint64_t a : addrs) {
     uint8_t original;
-    if (a == skip || !task.tryRead(a, &original, 1)) continue;
+    if (!task.tryRead(a, &original, 1)) continue;
     task.write(a, &int3, 1);
     saved_.emplace_back(a, original);
   }

@@ -31,11 +31,11 @@ struct Breakpoints {
   Breakpoints merged(const Breakpoints& other) const;
 };
 
-// int3 at each address (but `skip`) for as long as it lives; the original bytes come back at
-// destruction, so nothing but a running task ever sees them.
+// int3 at each address for as long as it lives; the original bytes come back at destruction,
+// so nothing but a running task ever sees them.
 class InsertedBreakpoints {
  public:
-  InsertedBreakpoints(Task& task, const std::set<uint64_t>& addrs, uint64_t skip);
+  InsertedBreakpoints(Task& task, const std::set<uint64_t>& addrs);
   ~InsertedBreakpoints();
   InsertedBreakpoints(const InsertedBreakpoints&) = delete;
   InsertedBreakpoints& operator=(const InsertedBreakpoints&) = delete;

@@ -281,23 +281,28 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     setDebugRegisters(*t.task, watches);
     t.watches = watches;
   }
+  // Whether registers `r` (and the stack) are the recorded position's.
+  auto atTarget = [&](const Regs& r) {
+    return toPosition && r.rip == position && samePosition(r, target->regs) &&
+           stackHash(*t.task, r.rsp) == target->stackHash;
+  };
+  auto reached = [&]() -> std::optional<Trap> {
+    t.atPosition = true;
+    active_ = 0;
+    return std::nullopt;
+  };
   uint64_t skip = control.skipAt;
   for (;;) {
     Regs now = t.task->regs();
     uint64_t rip = now.rip;
-    if (toPosition && rip == position && rip != skip && samePosition(now, target->regs) &&
-        stackHash(*t.task, now.rsp) == target->stackHash) {
-      t.atPosition = true;  // reached by a step
-      active_ = 0;
-      return std::nullopt;
-    }
+    if (rip != skip && atTarget(now)) return reached();  // reached by a step
     // Stepping over the breakpoint at `skip` takes one instruction without it.
     bool single = control.step || (rip == skip && addrs.count(rip));
     skip = ~0ull;
     Stop s;
     bool hit = false;
     {
-      InsertedBreakpoints inserted(*t.task, single ? std::set<uint64_t>{} : addrs, ~0ull);
+      InsertedBreakpoints inserted(*t.task, single ? std::set<uint64_t>{} : addrs);
       t.task->resume(single ? PTRACE_SYSEMU_SINGLESTEP : PTRACE_SYSEMU, t.deliverSig);
       t.deliverSig = 0;
       s = t.task->wait();
@@ -314,24 +319,17 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
       // Registers as recorded at the position: is it the stack too?
       Regs r = t.task->regs();
       r.rip = position;
-      bool there = samePosition(r, target->regs) && stackHash(*t.task, r.rsp) == target->stackHash;
+      bool there = atTarget(r);
       if (!there) r.rip = trap->goOn();
       t.task->setRegs(r);
-      if (!there) continue;
-      t.atPosition = true;
-      active_ = 0;
-      return std::nullopt;
+      if (there) return reached();
+      continue;
     }
     if (s.kind == Stop::Signal && s.sig == SIGTRAP) {
       int watch = watches.empty() ? -1 : firedWatch(*t.task);
       if (hit) {
         Regs r = t.task->regs();
-        if (r.rip == position && samePosition(r, target->regs) &&
-            stackHash(*t.task, r.rsp) == target->stackHash) {
-          t.atPosition = true;
-          active_ = 0;
-          return std::nullopt;
-        }
+        if (atTarget(r)) return reached();
         if (control.breaks && control.breaks->code.count(r.rip)) return Trap{Trap::Breakpoint};
         skip = r.rip;  // the position, but not this time round
         continue;
@@ -511,10 +509,6 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
   }
   bool expected = haveNext_ && next_.type == EventType::Signal &&
                   next_.signal.tid == t.recordedTid && next_.signal.signo == sig;
-  if (!expected && sig == SIGCHLD && t.task->siginfo().si_code > 0) {
-    // A replayed child really ended; the recording's SIGCHLDs, if any, are replayed as events.
-    return;
-  }
   if (!expected) {
     char where[64];
     snprintf(where, sizeof where, " at ip 0x%llx", (unsigned long long)r.rip);
