@@ -48,8 +48,12 @@ long RemoteSyscalls::call(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64
     }
     if (task_.regs().rip == gadget_ + 2) break;
   }
-  task_.resume(PTRACE_SYSCALL);
-  Stop s = task_.wait();
+  // A fork stops once more on the way, at its ptrace event.
+  Stop s;
+  do {
+    task_.resume(PTRACE_SYSCALL);
+    s = task_.wait();
+  } while (s.kind == Stop::Event);
   if (s.kind != Stop::SyscallStop) {
     fail(ErrorCode::System, std::string("task did not finish injected syscall ") + syscallName(nr));
   }

@@ -544,9 +544,8 @@ std::optional<Moment> DebugSession::predecessorByBreakpoint(const Moment& m, con
                                                             const Action& last) {
   goTo(m);
   ReplayTask& t = *replay_.task(m.tid);
-  const bool inSyscall = t.pending && t.pending->kind == Stop::SyscallStop;
-  const Regs regs = t.task->regs();
-  const uint64_t at = regs.rip - (inSyscall ? 2 : 0);
+  const Regs regs = registers(m.tid, nullptr);  // inside a syscall: at its instruction
+  const uint64_t at = regs.rip;
   auto breaksAt = [&](const Breakpoints& set) {
     return set.code.count(at) || std::find(set.watches.begin(), set.watches.end(),
                                            Watch{WatchKind::Execute, at, 1}) != set.watches.end();
