@@ -281,18 +281,15 @@ X86Instruction decodeX86(const uint8_t* code, size_t available) {
 }
 
 bool backwardConditionalJump(const uint8_t* code, const X86Instruction& insn) {
-  if (insn.length == 0) return false;
-  size_t i = 0;
-  while (i < insn.length && (code[i] == 0x2e || code[i] == 0x3e || code[i] == 0xf2)) i++;
-  if (i + 2 == insn.length && code[i] >= 0x70 && code[i] <= 0x7f) {
-    return int8_t(code[i + 1]) < 0;
-  }
-  if (i + 6 == insn.length && code[i] == 0x0f && code[i + 1] >= 0x80 && code[i + 1] <= 0x8f) {
+  if (!insn.conditional) return false;
+  // The displacement ends the instruction: 4 bytes after 0F 8x, else 1.
+  size_t n = insn.length;
+  if (n >= 6 && code[n - 6] == 0x0f && (code[n - 5] & 0xf0) == 0x80) {
     int32_t rel;
-    memcpy(&rel, code + i + 2, 4);
+    memcpy(&rel, code + n - 4, 4);
     return rel < 0;
   }
-  return false;
+  return int8_t(code[n - 1]) < 0;
 }
 
 bool relocatable(const X86Instruction& insn) { return insn.length >= 5 && !insn.controlFlow; }
