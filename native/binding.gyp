@@ -18,6 +18,7 @@
         "src/replay/address_space_builder.cc",
         "src/replay/breakpoints.cc",
         "src/replay/checkpoint.cc",
+        "src/replay/code_coverage.cc",
         "src/replay/debug_session.cc",
         "src/replay/position_trap.cc",
         "src/core/x86_instruction.cc",

@@ -58,7 +58,8 @@ export interface ReplayOutcome {
 /** Codes on the errors the engine rejects with. */
 export type EngineErrorCode = 'EUNSUPPORTED' | 'EDIVERGED' | 'EBADTRACE' | 'EEXEC' | 'ESYSTEM';
 
-export type WatchKind = 'write' | 'read' | 'access';
+/** 'execute' is a hardware breakpoint: it stops before the instruction at its address runs. */
+export type WatchKind = 'write' | 'read' | 'access' | 'execute';
 
 /** Why a debug session stopped. */
 export type DebugStopReason =
@@ -130,6 +131,12 @@ export interface DebugSession {
   when(): { event: number; events: number };
   /** Goes to the debuggee's first moment at or after event `event` (backwards or forwards). */
   seek(event: number): DebugStop;
+  /**
+   * Windows between checkpoints that reverse-continue replayed, and skipped because the code
+   * coverage of an earlier replay shows that no breakpoint can have been hit there (counts since
+   * the session began).
+   */
+  scanStats(): { replayed: number; skipped: number };
   /** Ends the session and its processes. Idempotent. */
   close(): void;
 }

@@ -4,7 +4,7 @@
 import type { DebugSession, DebugStop, WatchKind } from '../../native/index.js';
 import { engineErrorCode } from '../../native/index.js';
 import { escapeBinary, escapeBinaryPrefix, fromHex, MAX_PACKET, parseHex, parseHexNumber, toHex } from './packet.js';
-import { allRegisterBytes, PC_REGNUM, registerBytes, REGISTERS, TARGET_XML } from './target_description.js';
+import { allRegisterBytes, registerBytes, REGISTERS, TARGET_XML } from './target_description.js';
 import { FileIoError, FILEIO, type TraceFiles } from './trace_files.js';
 
 export interface Response {
@@ -33,7 +33,7 @@ const READ_ONLY = 'E.rewind replays a recording: registers and memory cannot be 
 
 /** Sets of one kind of watchpoint pieces: the engine takes 1, 2, 4 or 8 aligned bytes. */
 const WATCH_KINDS: Record<string, WatchKind> = { '2': 'write', '3': 'read', '4': 'access' };
-const WATCH_REPLY: Record<WatchKind, string> = { write: 'watch', read: 'rwatch', access: 'awatch' };
+const WATCH_REPLY: Record<Exclude<WatchKind, 'execute'>, string> = { write: 'watch', read: 'rwatch', access: 'awatch' };
 const MAX_WATCH_PIECES = 4;
 
 interface Watch {
@@ -108,8 +108,8 @@ export class GdbServer {
   private continueThread: number | undefined;
   private current: number;
   private lastStop: DebugStop;
-  /** Breakpoint address → the kinds gdb set there (Z0 software, Z1 hardware). */
-  private readonly breakpoints = new Map<bigint, Set<'sw' | 'hw'>>();
+  /** Software breakpoints (Z0); hardware ones (Z1) are 'execute' watches, in the debug registers. */
+  private readonly breakpoints = new Set<bigint>();
   private watches: Watch[] = [];
   private closed = false;
 
@@ -146,7 +146,7 @@ export class GdbServer {
    */
   clientGone(): void {
     if (this.closed) return;
-    for (const address of this.breakpoints.keys()) this.tryEngine(() => this.session.removeBreakpoint(address));
+    for (const address of this.breakpoints) this.tryEngine(() => this.session.removeBreakpoint(address));
     this.breakpoints.clear();
     for (const w of this.watches) for (const p of w.pieces) this.tryEngine(() => this.session.removeWatchpoint(w.kind, p.address, p.length));
     this.watches = [];
@@ -226,22 +226,17 @@ export class GdbServer {
 
   private stopReply(stop: DebugStop): string {
     let why = '';
+    const watch = stop.reason === 'watchpoint' ? stop.watch : undefined;
     if (stop.reason === 'breakpoint') {
-      const pc = this.pcOf(stop.thread);
-      const kinds = pc === undefined ? undefined : this.breakpoints.get(pc);
-      why = kinds && !kinds.has('sw') ? 'hwbreak:;' : 'swbreak:;';
-    } else if (stop.reason === 'watchpoint' && stop.watch) {
-      why = `${WATCH_REPLY[stop.watch.kind]}:${stop.watch.address.toString(16)};`;
+      why = 'swbreak:;';
+    } else if (watch?.kind === 'execute') {
+      why = 'hwbreak:;';
+    } else if (watch) {
+      why = `${WATCH_REPLY[watch.kind]}:${watch.address.toString(16)};`;
     } else if (stop.reason === 'begin' || stop.reason === 'end') {
       why = `replaylog:${stop.reason};`;
     }
     return `T05${why}thread:${this.threadId(stop.thread)};`;
-  }
-
-  private pcOf(thread: number): bigint | undefined {
-    const regs = this.session.registers(thread);
-    const pc = registerBytes(PC_REGNUM, regs);
-    return pc ? pc.readBigUInt64LE(0) : undefined;
   }
 
   // --- threads -----------------------------------------------------------------------------
@@ -313,31 +308,24 @@ export class GdbServer {
     const kind = m ? parseHexNumber(m[3]!) : null;
     if (!m || address === null || kind === null) return 'E01';
     const type = m[1]!;
-    if (type === '0' || type === '1') return insert ? this.insertBreakpoint(address, type === '0' ? 'sw' : 'hw') : this.removeBreakpoint(address, type === '0' ? 'sw' : 'hw');
+    if (type === '0') return insert ? this.insertBreakpoint(address) : this.removeBreakpoint(address);
+    // A hardware breakpoint's kind is its instruction length, which x86 debug registers ignore.
+    if (type === '1') return insert ? this.insertWatch('execute', address, 1) : this.removeWatch('execute', address, 1);
     const watchKind = WATCH_KINDS[type]!;
     return insert ? this.insertWatch(watchKind, address, kind) : this.removeWatch(watchKind, address, kind);
   }
 
-  private insertBreakpoint(address: bigint, kind: 'sw' | 'hw'): string {
-    const kinds = this.breakpoints.get(address);
-    if (kinds) {
-      kinds.add(kind);
-      return 'OK';
-    }
+  private insertBreakpoint(address: bigint): string {
+    if (this.breakpoints.has(address)) return 'OK';
     // The engine refuses an address where nothing is mapped, with a message for gdb to show.
     this.session.setBreakpoint(address);
-    this.breakpoints.set(address, new Set([kind]));
+    this.breakpoints.add(address);
     return 'OK';
   }
 
-  private removeBreakpoint(address: bigint, kind: 'sw' | 'hw'): string {
-    const kinds = this.breakpoints.get(address);
-    if (!kinds) return 'OK';
-    kinds.delete(kind);
-    if (kinds.size === 0) {
-      this.breakpoints.delete(address);
-      this.session.removeBreakpoint(address);
-    }
+  private removeBreakpoint(address: bigint): string {
+    if (!this.breakpoints.delete(address)) return 'OK';
+    this.session.removeBreakpoint(address);
     return 'OK';
   }
 
@@ -345,7 +333,7 @@ export class GdbServer {
     if (length <= 0 || length > 32) return 'E.a watchpoint covers 1 to 32 bytes';
     const pieces = watchPieces(address, length);
     const used = this.watches.reduce((n, w) => n + w.pieces.length, 0);
-    if (used + pieces.length > MAX_WATCH_PIECES) return `E.out of hardware watchpoints (${MAX_WATCH_PIECES} aligned pieces of up to 8 bytes)`;
+    if (used + pieces.length > MAX_WATCH_PIECES) return `E.out of debug registers: hardware breakpoints and watchpoints share ${MAX_WATCH_PIECES}, a watchpoint taking one per aligned piece of up to 8 bytes`;
     const set: { address: bigint; length: number }[] = [];
     try {
       for (const p of pieces) {

@@ -253,3 +253,52 @@ describe('debug session and syscalls', () => {
     }
   });
 });
+
+describe('debug session going back by code coverage', () => {
+  it('skips the windows where a breakpoint’s page did not run, and still stops at every hit', async () => {
+    const exe = compile('code_pages', { extra: ['-O0', '-no-pie'] });
+    const rec = await record(exe, []);
+    expectRecorded(rec, 0);
+    expect(rec.stdout.toString()).toMatch(/^[a-z]{140}\n3 42 7 1 6 6 \d+\n$/);
+    const sym = symbols(exe);
+    const s = open(rec.traceDir);
+    const rdi = () => s.registers(s.pid).general.readBigUInt64LE(RDI);
+    try {
+      // Forwards to the end, running every window once with coverage on (through the made code,
+      // the changed protection, the fault and the fork).
+      expect(s.resume({ reverse: false, step: false }).reason).toBe('end');
+      s.setBreakpoint(sym.get('rare')!);
+      expect(s.resume({ reverse: true, step: false }).reason).toBe('breakpoint');
+      expect(rip(s)).toBe(sym.get('rare')!);
+      expect(rdi()).toBe(2n);
+      const afterFirst = s.scanStats();
+      expect(afterFirst.skipped, 'windows skipped on the way to rare(2)').toBeGreaterThan(0);
+      expect(s.resume({ reverse: true, step: false }).reason).toBe('breakpoint');
+      expect(rdi()).toBe(1n);
+      expect(s.scanStats().skipped).toBeGreaterThan(afterFirst.skipped);
+      expect(s.resume({ reverse: true, step: false }).reason).toBe('begin');
+      s.removeBreakpoint(sym.get('rare')!);
+
+      // The program changed the protection of that code: it was followed again from the next
+      // checkpoint only.
+      expect(s.resume({ reverse: false, step: false }).reason).toBe('end');
+      s.setBreakpoint(sym.get('reprotected')!);
+      expect(s.resume({ reverse: true, step: false }).reason).toBe('breakpoint');
+      expect(rip(s)).toBe(sym.get('reprotected')!);
+      // Code the program made is not followed: its windows are always replayed. (The program
+      // writes that code after the mmap, over any int3: a hardware breakpoint finds it.)
+      const made = s.readMemory(sym.get('made')!, 8).readBigUInt64LE();
+      s.setWatchpoint('execute', made, 1);
+      expect(s.resume({ reverse: true, step: false }).reason).toBe('watchpoint');
+      expect(rip(s)).toBe(made);
+      expect(s.resume({ reverse: true, step: false }).reason).toBe('begin');
+      // And forwards again, the same stops.
+      expect(s.resume({ reverse: false, step: false }).reason).toBe('watchpoint');
+      expect(rip(s)).toBe(made);
+      expect(s.resume({ reverse: false, step: false }).reason).toBe('breakpoint');
+      expect(rip(s)).toBe(sym.get('reprotected')!);
+    } finally {
+      s.close();
+    }
+  });
+});

@@ -177,6 +177,7 @@ rwd::WatchKind watchKind(Napi::Env env, const Napi::Value& v) {
   if (k == "write") return rwd::WatchKind::Write;
   if (k == "read") return rwd::WatchKind::Read;
   if (k == "access") return rwd::WatchKind::Access;
+  if (k == "execute") return rwd::WatchKind::Execute;
   throwJs(env, "unknown watchpoint kind " + k, "EUNSUPPORTED");
 }
 
@@ -204,6 +205,7 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
                         InstanceMethod<&DebugSessionObject::resume>("resume"),
                         InstanceMethod<&DebugSessionObject::when>("when"),
                         InstanceMethod<&DebugSessionObject::seek>("seek"),
+                        InstanceMethod<&DebugSessionObject::scanStats>("scanStats"),
                         InstanceMethod<&DebugSessionObject::close>("close")});
   }
 
@@ -344,6 +346,15 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
     Napi::Object o = Napi::Object::New(env);
     o.Set("event", double(session(env).when()));
     o.Set("events", double(session(env).events()));
+    return o;
+  }
+
+  Napi::Value scanStats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const rwd::ScanStats& st = session(env).scanStats();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("replayed", double(st.replayed));
+    o.Set("skipped", double(st.skipped));
     return o;
   }
 

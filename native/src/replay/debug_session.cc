@@ -52,9 +52,11 @@ bool tracing() {
 
 }  // namespace
 
-DebugSession::DebugSession(ReplayOptions options) : replay_(std::move(options)) {
+DebugSession::DebugSession(ReplayOptions options) : replay_(std::move(options)), coverage_(0) {
   replay_.start();
   pid_ = replay_.initialTid();
+  coverage_ = CodeCoverage(pid_);
+  replay_.followCode(&coverage_);
   events_ = replay_.reader().total();
   configs_.push_back(Breakpoints{});  // configuration 0: nothing
   ReplayTask* t = replay_.active();
@@ -132,6 +134,9 @@ void DebugSession::removeBreakpoint(uint64_t addr) { breaks_.code.erase(addr); }
 void DebugSession::setWatchpoint(const Watch& w) {
   if ((w.len != 1 && w.len != 2 && w.len != 4 && w.len != 8) || w.addr % w.len != 0) {
     fail(ErrorCode::Unsupported, "a watchpoint covers 1, 2, 4 or 8 bytes aligned to its size");
+  }
+  if (w.kind == WatchKind::Execute && w.len != 1) {
+    fail(ErrorCode::Unsupported, "a hardware breakpoint covers 1 byte");
   }
   Breakpoints b;
   b.watches.push_back(w);
@@ -260,6 +265,7 @@ void DebugSession::arrive(ReplayTask& t) {
   now_ = Moment{replay_.segmentKey(), t.recordedTid, {}};
   segments_.emplace(now_.segment, Segment{t.recordedTid});
   maybeCheckpoint();
+  coverage_.arrived(rip(t));
 }
 
 // Runs the debuggee's active segment and notes in now_ how far it went.
@@ -338,6 +344,14 @@ DebugStop DebugSession::continueBackward(uint32_t config) {
     }
     // The scan may add or thin out checkpoints: keep where this window starts.
     const Moment start = checkpoints_[size_t(ci)].at;
+    if (!mayStopIn(configs_[config], start.segment, end)) {
+      if (tracing())
+        fprintf(stderr, "skip from %s to %s\n", describe(start).c_str(), describe(end).c_str());
+      scanStats_.skipped++;
+      end = start;
+      continue;
+    }
+    scanStats_.replayed++;
     restore(checkpoints_[size_t(ci)]);
     std::optional<Candidate> found;
     scan(end, config, &found);
@@ -346,14 +360,30 @@ DebugStop DebugSession::continueBackward(uint32_t config) {
               found ? describe(found->at).c_str() : "none");
     if (found) {
       // Going backwards, a watchpoint stops before the instruction that touched the memory,
-      // with the value it had then (gdb reports the change as it would going forwards).
+      // with the value it had then (gdb reports the change as it would going forwards). A
+      // hardware breakpoint stops before its instruction either way.
       std::optional<Moment> before;
-      if (found->stop.reason == DebugStop::Watchpoint) before = previousMoment(found->at);
+      if (found->stop.reason == DebugStop::Watchpoint &&
+          found->stop.watch.kind != WatchKind::Execute) {
+        before = previousMoment(found->at);
+      }
       goTo(before ? *before : found->at);
       return found->stop;
     }
     end = start;
   }
+}
+
+// Whether replay from the start of segment `first` to `end` may meet a stop of `set`, as far as
+// code coverage tells (data watchpoints: always).
+bool DebugSession::mayStopIn(const Breakpoints& set, uint64_t first, const Moment& end) const {
+  std::vector<uint64_t> addrs(set.code.begin(), set.code.end());
+  for (const Watch& w : set.watches) {
+    if (w.kind != WatchKind::Execute) return true;
+    addrs.push_back(w.addr);
+  }
+  bool upToNow = end.segment == now_.segment && end.actions == now_.actions;
+  return coverage_.mayHaveRun(addrs, first, end.segment, upToNow);
 }
 
 // Replays from here to `end`, keeping in *found the last stop of `config` before `end`.
@@ -391,8 +421,15 @@ bool DebugSession::stopIsIn(const Breakpoints& set, const Trap& trap, uint32_t a
   return set.code.count(rip(*replay_.active())) > 0;
 }
 
+// Whether the stop comes after the instruction that caused it: a data watchpoint's. Going
+// backwards, such a stop at the target itself is one to take.
+bool DebugSession::afterItsInstruction(const Trap& trap, uint32_t armedConfig) const {
+  return trap.kind == Trap::Watchpoint &&
+         configs_[armedConfig].watches.at(size_t(trap.watch)).kind != WatchKind::Execute;
+}
+
 // Carries out `rest`, the actions from now_ to `target`. With `observe`, also notes in *found
-// every stop of that set on the way, short of the target itself; but a watchpoint that fires
+// every stop of that set on the way, short of the target itself; but a data watchpoint that fires
 // as the target is reached counts, since going backwards it stops before that instruction.
 void DebugSession::runActions(const Moment& target, const std::vector<Action>& rest,
                               const Breakpoints* observe, std::optional<Candidate>* found) {
@@ -413,7 +450,7 @@ void DebugSession::runActions(const Moment& target, const std::vector<Action>& r
           std::optional<Trap> trap = runDebuggee(&configs_[armed], armed, false);
           if (!trap) lost("a breakpoint stop");
           if (!observe || stopIsIn(configs_[act.config], *trap, armed)) count++;
-          if (observe && (!(last && count == act.count) || trap->kind == Trap::Watchpoint) &&
+          if (observe && (!(last && count == act.count) || afterItsInstruction(*trap, armed)) &&
               stopIsIn(*observe, *trap, armed)) {
             note(*trap, armed);
           }
@@ -425,7 +462,7 @@ void DebugSession::runActions(const Moment& target, const std::vector<Action>& r
           std::optional<Trap> trap = runDebuggee(observe, observeId, true);
           if (!trap) lost("a step");
           bool isTarget = last && k == act.count;
-          if (observe && (!isTarget || trap->kind == Trap::Watchpoint) &&
+          if (observe && (!isTarget || afterItsInstruction(*trap, observeId)) &&
               stopIsIn(*observe, *trap, observeId)) {
             note(*trap, observeId);
           }
@@ -665,6 +702,7 @@ int DebugSession::checkpointBefore(const Moment& m, bool strict) const {
 void DebugSession::restore(const Checkpoint& c) {
   pid_t copy = forkProcess(*c.process, c.state.task.stub.gadget);
   replay_.restoreState(c.state, copy);
+  coverage_.setTracking(c.coverage);
   now_ = c.at;
   sinceCheckpoint_ = std::chrono::steady_clock::now();
 }
@@ -692,6 +730,7 @@ DebugSession::Checkpoint DebugSession::checkpointHere() {
   Checkpoint c;
   c.at = now_;
   c.state = replay_.saveState();
+  c.coverage = coverage_.tracking();
   c.process = std::make_unique<Task>(forkProcess(*t.task, t.stub.gadget));
   return c;
 }
@@ -702,6 +741,7 @@ void DebugSession::maybeCheckpoint() {
   auto now = std::chrono::steady_clock::now();
   int ci = checkpointBefore(now_, false);
   if (ci >= 0 && checkpoints_[size_t(ci)].at.segment == now_.segment) {
+    markCoverage();
     sinceCheckpoint_ = now;
     return;
   }
@@ -722,8 +762,18 @@ void DebugSession::maybeCheckpoint() {
     killAndReap(dropped);
     ci = checkpointBefore(now_, false);
   }
+  markCoverage();
   checkpoints_.insert(checkpoints_.begin() + (ci + 1), checkpointHere());
   sinceCheckpoint_ = now;
+}
+
+// Checkpoints are where code coverage stretches begin: going back skips whole windows between
+// checkpoints.
+void DebugSession::markCoverage() {
+  if (replay_.tasks().size() != 1) return;
+  ReplayTask& t = *replay_.task(now_.tid);
+  coverage_.mark(*t.task, t.stub.gadget, now_.segment);
+  coverage_.arrived(rip(t));
 }
 
 }  // namespace rwd

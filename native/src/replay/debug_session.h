@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "replay/breakpoints.h"
+#include "replay/code_coverage.h"
 #include "replay/replay_session.h"
 
 namespace rwd {
@@ -41,6 +42,13 @@ struct Moment {
   uint64_t segment = 0;
   uint32_t tid = 0;  // whose segment
   std::vector<Action> actions;
+};
+
+// How reverse-continue went: windows between checkpoints replayed, and skipped because their
+// code coverage shows that no breakpoint can have been hit there.
+struct ScanStats {
+  uint64_t replayed = 0;
+  uint64_t skipped = 0;
 };
 
 struct DebugStop {
@@ -71,6 +79,7 @@ class DebugSession {
   uint64_t when() const { return now_.segment; }
   uint64_t events() const { return events_; }
   DebugStop seek(uint64_t event);
+  const ScanStats& scanStats() const { return scanStats_; }
 
  private:
   enum class Arrival { Same, Arrived, End };
@@ -82,6 +91,7 @@ class DebugSession {
   struct Checkpoint {
     Moment at;
     ReplayState state;
+    CodeTracking coverage;
     std::unique_ptr<Task> process;
   };
   struct Candidate {
@@ -104,6 +114,7 @@ class DebugSession {
   DebugStop reachedEnd();
   DebugStop stopHere(DebugStop::Reason reason, const Trap* trap, uint32_t config);
   bool stopIsIn(const Breakpoints& set, const Trap& trap, uint32_t armedConfig);
+  bool afterItsInstruction(const Trap& trap, uint32_t armedConfig) const;
 
   void goTo(const Moment& m);
   static std::optional<std::vector<Action>> remainder(const Moment& from, const Moment& to);
@@ -114,6 +125,8 @@ class DebugSession {
   void restore(const Checkpoint& c);
   Checkpoint checkpointHere();
   void maybeCheckpoint();
+  void markCoverage();
+  bool mayStopIn(const Breakpoints& set, uint64_t first, const Moment& end) const;
   void stepped();
   void keepShortcut();
   uint32_t configId(const Breakpoints& b);
@@ -122,6 +135,8 @@ class DebugSession {
 
   ReplaySession replay_;
   uint32_t pid_ = 0;
+  CodeCoverage coverage_;
+  ScanStats scanStats_;
   uint64_t events_ = 0;
   Breakpoints breaks_;
   std::deque<Breakpoints> configs_;  // a deque: references stay valid as it grows

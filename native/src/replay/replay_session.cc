@@ -298,6 +298,7 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     if (rip != skip && atTarget(now)) return reached();  // reached by a step
     // Stepping over the breakpoint at `skip` takes one instruction without it.
     bool single = control.step || (rip == skip && addrs.count(rip));
+    const uint64_t skipped = skip;
     skip = ~0ull;
     Stop s;
     bool hit = false;
@@ -314,6 +315,11 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
           t.task->setRegs(r);
         }
       }
+    }
+    if (s.kind == Stop::Signal && s.sig == SIGSEGV && coverage_ && t.tgid == coverage_->tgid() &&
+        coverage_->onFault(*t.task, t.stub.gadget)) {
+      skip = skipped;  // the instruction has not run yet
+      continue;
     }
     if (s.kind == Stop::Signal && s.sig == SIGTRAP && trap && trap->matched(t.task->regs().rip)) {
       // Registers as recorded at the position: is it the stack too?
@@ -528,6 +534,9 @@ void ReplaySession::onSyscall(ReplayTask& t) {
   entryArgs(r, args);
   const SyscallSpec* spec = lookupSyscall(nr);
   int nargs = spec ? spec->nargs : 6;
+  if (coverage_ && t.tgid == coverage_->tgid()) {
+    coverage_->beforeSyscall(*t.task, t.stub.gadget, nr, args);
+  }
   bool isExec = haveNext_ && next_.type == EventType::Exec && next_.exec.tid == t.recordedTid;
   if (isExec && (nr == SYS_execve || nr == SYS_execveat)) return execInPlace(t, r);
   if (!spec || !haveNext_ || next_.type != EventType::Syscall ||

@@ -14,6 +14,7 @@
 #include "core/task.h"
 #include "replay/address_space_builder.h"
 #include "replay/breakpoints.h"
+#include "replay/code_coverage.h"
 #include "replay/position_trap.h"
 
 namespace rwd {
@@ -117,6 +118,8 @@ class ReplaySession {
   const ProgramImage* program(uint32_t tgid) const;
   uint32_t initialTid() const { return initialTid_; }
   const EventReader& reader() const { return reader_; }
+  // Follows which code a process runs (a debugger's, for going back); nullptr: none.
+  void followCode(CodeCoverage* coverage) { coverage_ = coverage; }
   // Single-task replays only (fails otherwise).
   ReplayState saveState() const;
   // Takes up `state` with `process` (a copy of the task's process at that point) as its task;
@@ -172,6 +175,7 @@ class ReplaySession {
       0;  // output of events before this one was written already (replay may go back)
   std::map<uint32_t, ProgramImage> programs_;        // by recorded tgid
   std::map<uint32_t, TrampolinePages> trampolines_;  // by recorded tgid
+  CodeCoverage* coverage_ = nullptr;
 };
 
 }  // namespace rwd
