@@ -75,7 +75,9 @@ export type DebugStopReason =
   /** Reverse execution reached the start of the recording (the debuggee's first instruction). */
   | 'begin'
   /** Forward execution reached the end of the recording: the debuggee's last instruction. */
-  | 'end';
+  | 'end'
+  /** The word given to watchInterrupt() was set while the session ran. */
+  | 'interrupted';
 
 export interface DebugStop {
   reason: DebugStopReason;
@@ -137,6 +139,13 @@ export interface DebugSession {
    * the session began).
    */
   scanStats(): { replayed: number; skipped: number };
+  /**
+   * A word that another thread (which shares the buffer) sets to non-zero to interrupt a running
+   * resume or seek. It stops at the next start of a stretch of the debuggee's user code between
+   * two events (the first moment that can be named again), or, going backwards, at the start of
+   * the window being replayed; the word is the caller's to clear.
+   */
+  watchInterrupt(flag: Int32Array): void;
   /** Ends the session and its processes. Idempotent. */
   close(): void;
 }

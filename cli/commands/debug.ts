@@ -1,13 +1,9 @@
 import { spawn } from 'node:child_process';
 import { existsSync, writeSync } from 'node:fs';
 import type { Command } from 'commander';
-import { engineErrorCode, stubPath, type DebugSession } from '../../native/index.js';
-import { requireEngine } from '../engine.js';
 import { addClientOptions, type ClientFlags } from '../client/config.js';
-import { GdbServer, errorText } from '../debug/gdb_server.js';
 import { listenTcp, serveStdio, type Serving } from '../debug/serve.js';
-import { TraceFiles } from '../debug/trace_files.js';
-import { eventsPath, readManifest } from '../trace/manifest.js';
+import { SessionThread } from '../debug/session_thread.js';
 import { resolveTraceDir } from '../trace/trace_dir.js';
 import { UserError } from '../user_error.js';
 
@@ -43,22 +39,6 @@ function gdbCommand(gdb: string, port: number, extra: string[]): string[] {
 
 function shellQuote(args: string[]): string {
   return args.map((a) => (/^[\w./=:@+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
-}
-
-/** `programStdout`: where the program's recorded stdout is shown (its stderr always goes to ours). */
-function startSession(dir: string, programStdout: number): { session: DebugSession; files: TraceFiles } {
-  const manifest = readManifest(dir);
-  const events = eventsPath(manifest, dir);
-  if (!manifest.complete) log('this recording was cut short (the recorder was killed); its history ends where the recording does');
-  const engine = requireEngine();
-  let session: DebugSession;
-  try {
-    session = engine.debug({ traceDir: dir, eventsPath: events, stubPath: stubPath(), stdoutFd: programStdout, stderrFd: 2 });
-  } catch (err) {
-    const code = engineErrorCode(err);
-    throw new UserError(`cannot start a debug session on ${dir}: ${errorText(err)}`, code === 'EBADTRACE' || code === 'EDIVERGED' ? 125 : 1);
-  }
-  return { session, files: new TraceFiles(dir, manifest.blobs) };
 }
 
 /** Prints where to connect (human text, or one JSON line) on stdout. */
@@ -106,8 +86,7 @@ async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: s
   const dir = resolveTraceDir(trace);
   // With gdb in the terminal the program's output goes where it went when recorded; otherwise
   // stdout is the protocol's (--stdio) or the connection details' (--no-launch --json).
-  const { session, files } = startSession(dir, flags.launch && !flags.stdio ? 1 : 2);
-  const gdb = new GdbServer(session, files, { log });
+  const gdb = await SessionThread.start(dir, flags.launch && !flags.stdio ? 1 : 2);
   const trace_ = process.env.REWIND_DEBUG_RSP === '1';
   let serving: Serving;
   if (flags.stdio) {
@@ -119,7 +98,7 @@ async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: s
   try {
     serving = await listenTcp(gdb, parsePort(flags.port), { log, trace: trace_ });
   } catch (err) {
-    gdb.close();
+    await gdb.close();
     const e = err as NodeJS.ErrnoException;
     throw new UserError(`cannot listen on 127.0.0.1:${flags.port ?? 0}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}`);
   }

@@ -82,7 +82,7 @@ export function errorText(err: unknown): string {
   return code && !msg.includes(code) ? `${msg} (${code})` : msg;
 }
 
-function errorReply(text: string): string {
+export function errorReply(text: string): string {
   return `E.${text.replace(/[$#}*\n]/g, ' ').slice(0, 400)}`;
 }
 
@@ -225,6 +225,8 @@ export class GdbServer {
   }
 
   private stopReply(stop: DebugStop): string {
+    // gdb's Ctrl-C: the thread stopped as if by SIGINT.
+    if (stop.reason === 'interrupted') return `T02thread:${this.threadId(stop.thread)};`;
     let why = '';
     const watch = stop.reason === 'watchpoint' ? stop.watch : undefined;
     if (stop.reason === 'breakpoint') {

@@ -1,8 +1,8 @@
-// Puts a GdbServer on a transport: a TCP port on the loopback interface (one client at a time;
-// another may connect after it hangs up) or stdin/stdout (the server's remote debug worker).
+// Puts a debug session on a transport: a TCP port on the loopback interface (one client at a
+// time; another may connect after it hangs up) or stdin/stdout (the server's remote debug worker).
 import net from 'node:net';
 import { RspConnection } from './connection.js';
-import type { GdbServer } from './gdb_server.js';
+import type { SessionThread } from './session_thread.js';
 
 export interface Serving {
   port: number;
@@ -17,7 +17,7 @@ export interface ServeOptions {
   trace?: boolean;
 }
 
-export function listenTcp(gdb: GdbServer, port: number, options: ServeOptions): Promise<Serving> {
+export function listenTcp(gdb: SessionThread, port: number, options: ServeOptions): Promise<Serving> {
   const listener = net.createServer();
   let client: net.Socket | undefined;
   let finished = false;
@@ -30,8 +30,7 @@ export function listenTcp(gdb: GdbServer, port: number, options: ServeOptions): 
     client?.end();
     client?.destroy();
     listener.close();
-    gdb.close();
-    resolveDone();
+    void gdb.close().then(resolveDone);
   };
 
   listener.on('connection', (socket) => {
@@ -76,7 +75,7 @@ export function listenTcp(gdb: GdbServer, port: number, options: ServeOptions): 
 }
 
 /** Speaks the protocol on stdin/stdout until the session ends or stdin closes. */
-export function serveStdio(gdb: GdbServer, options: ServeOptions): Serving {
+export function serveStdio(gdb: SessionThread, options: ServeOptions): Serving {
   let finished = false;
   let resolveDone!: () => void;
   const done = new Promise<void>((resolve) => (resolveDone = resolve));
@@ -85,8 +84,7 @@ export function serveStdio(gdb: GdbServer, options: ServeOptions): Serving {
     finished = true;
     process.stdin.pause();
     process.stdin.destroy();
-    gdb.close();
-    resolveDone();
+    void gdb.close().then(resolveDone);
   };
   const connection = new RspConnection(gdb, {
     // Pipes are written synchronously on Linux, so nothing is lost when we exit right after.

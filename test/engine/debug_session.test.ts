@@ -127,6 +127,25 @@ describe('debug session', () => {
     }
   });
 
+  it('a set interrupt word stops a resume at the next segment', () => {
+    const s = open(trace);
+    try {
+      const flag = new Int32Array(new SharedArrayBuffer(4));
+      s.watchInterrupt(flag);
+      Atomics.store(flag, 0, 1);
+      const first = s.resume({ reverse: false, step: false });
+      expect(first).toEqual({ reason: 'interrupted', thread: s.pid });
+      const at = s.when().event;
+      expect(s.resume({ reverse: false, step: false }).reason).toBe('interrupted');
+      expect(s.when().event).toBeGreaterThan(at);
+      Atomics.store(flag, 0, 0);
+      expect(s.resume({ reverse: false, step: false }).reason).toBe('end');
+      expect(() => s.watchInterrupt(new Int32Array(0))).toThrow(/Int32Array/);
+    } finally {
+      s.close();
+    }
+  });
+
   it('bad requests are refused with a code and leave the session usable', () => {
     const s = open(trace);
     try {
@@ -297,6 +316,21 @@ describe('debug session going back by code coverage', () => {
       expect(rip(s)).toBe(made);
       expect(s.resume({ reverse: false, step: false }).reason).toBe('breakpoint');
       expect(rip(s)).toBe(sym.get('reprotected')!);
+
+      // Interrupted going back, it stops at the start of the window it was replaying.
+      s.removeWatchpoint('execute', made, 1);
+      s.removeBreakpoint(sym.get('reprotected')!);
+      expect(s.resume({ reverse: false, step: false }).reason).toBe('end');
+      const end = s.when().event;
+      s.setBreakpoint(sym.get('main')!);
+      const flag = new Int32Array(new SharedArrayBuffer(4));
+      s.watchInterrupt(flag);
+      Atomics.store(flag, 0, 1);
+      expect(s.resume({ reverse: true, step: false }).reason).toBe('interrupted');
+      expect(s.when().event).toBeLessThan(end);
+      Atomics.store(flag, 0, 0);
+      expect(s.resume({ reverse: true, step: false }).reason).toBe('breakpoint');
+      expect(rip(s)).toBe(sym.get('main')!);
     } finally {
       s.close();
     }

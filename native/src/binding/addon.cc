@@ -206,6 +206,7 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
                         InstanceMethod<&DebugSessionObject::when>("when"),
                         InstanceMethod<&DebugSessionObject::seek>("seek"),
                         InstanceMethod<&DebugSessionObject::scanStats>("scanStats"),
+                        InstanceMethod<&DebugSessionObject::watchInterrupt>("watchInterrupt"),
                         InstanceMethod<&DebugSessionObject::close>("close")});
   }
 
@@ -241,7 +242,8 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
   }
 
   Napi::Value stop(Napi::Env env, const rwd::DebugStop& s) {
-    static const char* reasons[] = {"breakpoint", "watchpoint", "step", "begin", "end"};
+    static const char* reasons[] = {"breakpoint", "watchpoint", "step",
+                                    "begin",      "end",        "interrupted"};
     Napi::Object o = Napi::Object::New(env);
     o.Set("reason", reasons[s.reason]);
     o.Set("thread", s.tid);
@@ -358,6 +360,20 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
     return o;
   }
 
+  Napi::Value watchInterrupt(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+        info[0].As<Napi::Int32Array>().ElementLength() < 1) {
+      throwJs(env, "watchInterrupt takes an Int32Array of at least one element", "EUNSUPPORTED");
+    }
+    Napi::Int32Array flag = info[0].As<Napi::Int32Array>();
+    // Kept referenced: the engine reads the word while a resume runs.
+    interruptFlag_ = Napi::Persistent(flag);
+    session(env).watchInterrupt(flag.Data());
+    return env.Undefined();
+  }
+
   Napi::Value seek(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint64_t event = uint64_t(info[0].As<Napi::Number>().Int64Value());
@@ -371,6 +387,7 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
   }
 
   std::unique_ptr<rwd::DebugSession> session_;
+  Napi::Reference<Napi::Int32Array> interruptFlag_;
 };
 
 // debug({traceDir, eventsPath, stubPath, stdoutFd?, stderrFd?}) -> DebugSession

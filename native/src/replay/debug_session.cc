@@ -194,6 +194,7 @@ DebugStop DebugSession::seek(uint64_t event) {
     if (replay_.segmentKey() >= event && !replay_.segmentResumed()) {
       return stopHere(DebugStop::Step, nullptr, 0);
     }
+    if (interrupted()) return DebugStop{DebugStop::Interrupted, now_.tid, {}};
     ReplayTask& t = *replay_.active();
     runDebuggee(nullptr, 0, false);
     if (isFinal(t)) return reachedEnd();
@@ -213,6 +214,7 @@ DebugStop DebugSession::continueForward(uint32_t config) {
       }
       if (configs_[config].code.count(rip(t)))
         return stopHere(DebugStop::Breakpoint, nullptr, config);
+      if (interrupted()) return DebugStop{DebugStop::Interrupted, now_.tid, {}};
     }
     std::optional<Trap> trap = runDebuggee(&configs_[config], config, false);
     if (trap) return stopHere(DebugStop::Breakpoint, &*trap, config);
@@ -239,6 +241,9 @@ DebugStop DebugSession::stepForward(uint32_t tid) {
     }
     if (a == Arrival::Arrived && configs_[config].code.count(rip(cur))) {
       return stopHere(DebugStop::Breakpoint, nullptr, config);
+    }
+    if (a == Arrival::Arrived && interrupted()) {
+      return DebugStop{DebugStop::Interrupted, now_.tid, {}};
     }
     std::optional<Trap> trap = runDebuggee(&configs_[config], config, false);
     if (trap) return stopHere(DebugStop::Breakpoint, &*trap, config);
@@ -369,6 +374,10 @@ DebugStop DebugSession::continueBackward(uint32_t config) {
       }
       goTo(before ? *before : found->at);
       return found->stop;
+    }
+    if (interrupted()) {
+      goTo(start);
+      return DebugStop{DebugStop::Interrupted, now_.tid, {}};
     }
     end = start;
   }

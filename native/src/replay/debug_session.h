@@ -52,7 +52,7 @@ struct ScanStats {
 };
 
 struct DebugStop {
-  enum Reason { Breakpoint, Watchpoint, Step, Begin, End } reason;
+  enum Reason { Breakpoint, Watchpoint, Step, Begin, End, Interrupted } reason;
   uint32_t tid = 0;
   Watch watch{};  // Watchpoint: the one that fired
 };
@@ -80,6 +80,10 @@ class DebugSession {
   uint64_t events() const { return events_; }
   DebugStop seek(uint64_t event);
   const ScanStats& scanStats() const { return scanStats_; }
+  // A word another thread sets to non-zero to interrupt a running resume or seek: it stops at
+  // the next start of a segment of the debuggee (the first moment that can be named), or,
+  // going backwards, at the start of the window being replayed. nullptr: none.
+  void watchInterrupt(const int32_t* flag) { interrupt_ = flag; }
 
  private:
   enum class Arrival { Same, Arrived, End };
@@ -130,6 +134,7 @@ class DebugSession {
   void stepped();
   void keepShortcut();
   uint32_t configId(const Breakpoints& b);
+  bool interrupted() const { return interrupt_ && __atomic_load_n(interrupt_, __ATOMIC_RELAXED); }
   uint64_t rip(const ReplayTask& t) const;
   const Watch* writtenBySyscall(const Breakpoints& set) const;
 
@@ -137,6 +142,7 @@ class DebugSession {
   uint32_t pid_ = 0;
   CodeCoverage coverage_;
   ScanStats scanStats_;
+  const int32_t* interrupt_ = nullptr;
   uint64_t events_ = 0;
   Breakpoints breaks_;
   std::deque<Breakpoints> configs_;  // a deque: references stay valid as it grows
