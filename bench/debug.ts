@@ -20,7 +20,7 @@ interface DebugRow {
   toMain: number;
   toEnd: number;
   reverseContinue: number;
-  windows: { replayed: number; skipped: number };
+  windows: { windowsReplayed: number; windowsSkipped: number };
   reverseStepi: number;
   forwardToEnd: number;
 }
@@ -74,7 +74,7 @@ function measureDebug(cli: string, work: string, layout: string, exe: string, se
     t = process.hrtime.bigint();
     expectReason('reverse-continue', s.resume({ reverse: true, step: false }).reason, 'breakpoint');
     const reverseContinue = ms(t);
-    const windows = s.scanStats();
+    const windows = s.stats();
     t = process.hrtime.bigint();
     expectReason('reverse-stepi', s.resume({ reverse: true, step: true }).reason, 'step');
     const reverseStepi = ms(t);
@@ -115,7 +115,7 @@ export function runDebugBench(cli: string, sources: string, print: (line: string
       fmt(r.toMain),
       fmt(r.toEnd),
       fmt(r.reverseContinue),
-      `${r.windows.replayed}/${r.windows.skipped}`,
+      `${r.windows.windowsReplayed}/${r.windows.windowsSkipped}`,
       fmt(r.reverseStepi),
       fmt(r.forwardToEnd),
     ]);

@@ -134,11 +134,11 @@ export interface DebugSession {
   /** Goes to the debuggee's first moment at or after event `event` (backwards or forwards). */
   seek(event: number): DebugStop;
   /**
-   * Windows between checkpoints that reverse-continue replayed, and skipped because the code
-   * coverage of an earlier replay shows that no breakpoint can have been hit there (counts since
-   * the session began).
+   * Checkpoints held now, and the windows between checkpoints that reverse-continue replayed, or
+   * skipped because the code coverage of an earlier replay shows that no breakpoint can have been
+   * hit there (counts since the session began).
    */
-  scanStats(): { replayed: number; skipped: number };
+  stats(): { checkpoints: number; windowsReplayed: number; windowsSkipped: number };
   /**
    * A word that another thread (which shares the buffer) sets to non-zero to interrupt a running
    * resume or seek. It stops at the next start of a stretch of the debuggee's user code between

@@ -10,6 +10,7 @@ beforeAll(requireCli);
 
 const RIP = 16 * 8; // offsets in user_regs_struct
 const RDI = 14 * 8;
+const RSI = 13 * 8;
 const RSP = 19 * 8;
 
 function symbols(exe: string): Map<string, bigint> {
@@ -205,6 +206,106 @@ describe('debug session with threads', () => {
   });
 });
 
+describe('debug session with threads, checkpointed', () => {
+  it('going back from among running threads shows what going forwards showed', async () => {
+    // In source order: milestone() alone on the last page.
+    const exe = compile('thread_rounds', { extra: ['-O1', '-no-pie', '-pthread', '-fno-toplevel-reorder'] });
+    const rec = await record(exe, []);
+    expectRecorded(rec, 0);
+    expect(rec.stdout.toString()).toMatch(/^15 15 15 \d+\n$/);
+    const s = open(rec.traceDir);
+    try {
+      const tick = symbols(exe).get('tick')!;
+      s.setBreakpoint(tick);
+      const seen = (stop: { thread: number }): string => {
+        const regs = s.registers(stop.thread).general;
+        return `${stop.thread} ${regs.readBigUInt64LE(RDI)}:${regs.readBigUInt64LE(RSI)} ${regs.toString('hex')}`;
+      };
+      const forward: string[] = [];
+      for (;;) {
+        const stop = s.resume({ reverse: false, step: false });
+        if (stop.reason === 'end') break;
+        expect(stop.reason).toBe('breakpoint');
+        forward.push(seen(stop));
+      }
+      expect(forward).toHaveLength(45);
+      // Checkpoints were taken while the threads ran, not only before and after them.
+      expect(s.stats().checkpoints).toBeGreaterThan(4);
+      const backward: string[] = [];
+      for (;;) {
+        const stop = s.resume({ reverse: true, step: false });
+        if (stop.reason === 'begin') break;
+        backward.push(seen(stop));
+      }
+      expect(backward).toEqual([...forward].reverse());
+      // And single steps around a stop in the middle, back and forth.
+      for (let i = 0; i < 20; i++) s.resume({ reverse: false, step: false });
+      const thread = s.resume({ reverse: false, step: false }).thread;
+      const regs = (): string => s.registers(thread).general.toString('hex');
+      const steps = [regs()];
+      for (let i = 0; i < 10; i++) {
+        expect(s.resume({ reverse: false, step: true, thread }).reason).toBe('step');
+        steps.push(regs());
+      }
+      for (let i = 9; i >= 0; i--) {
+        expect(s.resume({ reverse: true, step: true, thread }).reason).toBe('step');
+        expect(regs(), `step back to ${i}`).toBe(steps[i]);
+      }
+      // Windows among the threads are skipped when they did not run the breakpoint's page.
+      s.removeBreakpoint(tick);
+      const milestone = symbols(exe).get('milestone')!;
+      s.setBreakpoint(milestone);
+      const arg = (stop: { thread: number }): bigint => s.registers(stop.thread).general.readBigUInt64LE(RDI);
+      expect(arg(s.resume({ reverse: false, step: false }))).toBe(2n);
+      expect(s.resume({ reverse: false, step: false }).reason).toBe('end');
+      expect(arg(s.resume({ reverse: true, step: false }))).toBe(2n);
+      const skipped = s.stats().windowsSkipped;
+      expect(arg(s.resume({ reverse: true, step: false }))).toBe(1n);
+      expect(s.stats().windowsSkipped).toBeGreaterThan(skipped);
+      expect(s.resume({ reverse: true, step: false }).reason).toBe('begin');
+    } finally {
+      s.close();
+    }
+  });
+});
+
+describe('debug session with preempted threads, checkpointed', () => {
+  it('seeking back to an event shows every thread as seeking forwards to it does', async () => {
+    const exe = compile('compute_threads', { extra: ['-O1', '-pthread'] });
+    const rec = await record(exe, []);
+    expectRecorded(rec, 0);
+    const snapshot = (s: DebugSession): string =>
+      `${s.when().event} ${s.threads()
+        .map((t) => `${t}:${s.registers(t).general.toString('hex')}`)
+        .join(' ')}`;
+    const back = open(rec.traceDir);
+    const events: number[] = [];
+    const seenBack: string[] = [];
+    try {
+      expect(back.resume({ reverse: false, step: false }).reason).toBe('end');
+      const total = back.when().events;
+      for (let e = total - 3; e > 0; e -= Math.max(1, Math.floor(total / 20))) events.push(e);
+      for (const e of events) {
+        back.seek(e);
+        seenBack.push(snapshot(back));
+      }
+      expect(back.stats().checkpoints).toBeGreaterThan(2);
+    } finally {
+      back.close();
+    }
+    const forward = open(rec.traceDir);
+    try {
+      const seenForward = [...events].reverse().map((e) => {
+        forward.seek(e);
+        return snapshot(forward);
+      });
+      expect(seenBack).toEqual(seenForward.reverse());
+    } finally {
+      forward.close();
+    }
+  });
+});
+
 describe('debug session after a long loop', () => {
   it('steps back from a function entered after a loop of 100 M iterations, without single-stepping the loop', async () => {
     const exe = compile('long_loop', { extra: ['-no-pie'] });
@@ -290,11 +391,11 @@ describe('debug session going back by code coverage', () => {
       expect(s.resume({ reverse: true, step: false }).reason).toBe('breakpoint');
       expect(rip(s)).toBe(sym.get('rare')!);
       expect(rdi()).toBe(2n);
-      const afterFirst = s.scanStats();
-      expect(afterFirst.skipped, 'windows skipped on the way to rare(2)').toBeGreaterThan(0);
+      const afterFirst = s.stats();
+      expect(afterFirst.windowsSkipped, 'windows skipped on the way to rare(2)').toBeGreaterThan(0);
       expect(s.resume({ reverse: true, step: false }).reason).toBe('breakpoint');
       expect(rdi()).toBe(1n);
-      expect(s.scanStats().skipped).toBeGreaterThan(afterFirst.skipped);
+      expect(s.stats().windowsSkipped).toBeGreaterThan(afterFirst.windowsSkipped);
       expect(s.resume({ reverse: true, step: false }).reason).toBe('begin');
       s.removeBreakpoint(sym.get('rare')!);
 

@@ -205,7 +205,7 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
                         InstanceMethod<&DebugSessionObject::resume>("resume"),
                         InstanceMethod<&DebugSessionObject::when>("when"),
                         InstanceMethod<&DebugSessionObject::seek>("seek"),
-                        InstanceMethod<&DebugSessionObject::scanStats>("scanStats"),
+                        InstanceMethod<&DebugSessionObject::stats>("stats"),
                         InstanceMethod<&DebugSessionObject::watchInterrupt>("watchInterrupt"),
                         InstanceMethod<&DebugSessionObject::close>("close")});
   }
@@ -351,12 +351,13 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
     return o;
   }
 
-  Napi::Value scanStats(const Napi::CallbackInfo& info) {
+  Napi::Value stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const rwd::ScanStats& st = session(env).scanStats();
+    rwd::HistoryStats st = session(env).stats();
     Napi::Object o = Napi::Object::New(env);
-    o.Set("replayed", double(st.replayed));
-    o.Set("skipped", double(st.skipped));
+    o.Set("checkpoints", double(st.checkpoints));
+    o.Set("windowsReplayed", double(st.windowsReplayed));
+    o.Set("windowsSkipped", double(st.windowsSkipped));
     return o;
   }
 

@@ -1,10 +1,12 @@
 // Copies of a replayed process, taken with fork: a stopped copy is a checkpoint, and a copy of
-// the copy takes replay back to that point.
+// the copy takes replay back to that point. fork copies only the calling thread, so the other
+// threads of a process are kept as images and made again in each copy, as rr does.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "core/task.h"
 
@@ -12,7 +14,22 @@ namespace rwd {
 
 // Forks the stopped task's process through the syscall instruction at `gadget`. The copy is a
 // child of the tracer (CLONE_PARENT), so the tracer reaps it; it comes back stopped, traced,
-// with the task's registers. Single-threaded processes only: fork copies the calling thread.
+// with the task's registers, and no other thread.
 pid_t forkProcess(Task& task, uint64_t gadget);
+
+// A stopped thread as a copy of its process needs it: registers, the extended (x87, SSE, AVX)
+// state, the signal mask, and where the kernel clears its tid when it exits.
+struct ThreadImage {
+  Regs regs{};
+  std::vector<uint8_t> xstate;
+  uint64_t sigmask = 0;
+  uint64_t clearChildTid = 0;
+};
+
+ThreadImage captureThread(const Task& thread, uint64_t clearChildTid);
+
+// Makes a thread like `image` in the process of `task` (stopped, at a stop where syscalls can be
+// injected) and returns its tid; it comes back stopped and traced.
+pid_t recreateThread(Task& task, uint64_t gadget, const ThreadImage& image);
 
 }  // namespace rwd

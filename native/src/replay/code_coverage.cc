@@ -1,5 +1,6 @@
 #include "replay/code_coverage.h"
 
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
@@ -103,10 +104,16 @@ void CodeCoverage::beforeSyscall(Task& task, uint64_t gadget, long nr, const uin
       disturbs = overlaps(tracking_.ranges, args[0], args[1]) ||
                  ((args[3] & MREMAP_FIXED) && overlaps(tracking_.ranges, args[4], args[2]));
       break;
+    case SYS_clone:
+      disturbs = !(args[0] & CLONE_THREAD);
+      break;
+    case SYS_clone3: {
+      uint64_t flags = 0;  // the first field of struct clone_args
+      disturbs = !task.tryRead(args[0], &flags, sizeof flags) || !(flags & CLONE_THREAD);
+      break;
+    }
     case SYS_fork:
     case SYS_vfork:
-    case SYS_clone:
-    case SYS_clone3:
     case SYS_execve:
     case SYS_execveat:
     case SYS_shmat:

@@ -40,16 +40,16 @@ class CodeCoverage {
   uint32_t tgid() const { return tgid_; }
 
   // At the start of segment `segment`, with the task at a stop where syscalls can be injected:
-  // closes the stretch that ends here and starts one (single-task processes only).
+  // closes the stretch that ends here and starts one (while the process is alone).
   void mark(Task& task, uint64_t gadget, uint64_t segment);
   // A segment of the process begins at `rip`.
   void arrived(uint64_t rip);
   // The task stopped for SIGSEGV: true if it was a fetch from code protected here, which
   // now runs again (the caller resumes the task without the signal).
   bool onFault(Task& task, uint64_t gadget);
-  // Before the process runs syscall `nr`: one that remaps its code, forks or execs ends the
-  // stretch unknown (the code gets its permission back first, so the kernel and any child see
-  // the program's own protections).
+  // Before the process runs syscall `nr`: one that remaps its code, forks (a thread is no
+  // matter: it shares the protections) or execs ends the stretch unknown (the code gets its
+  // permission back first, so the kernel and any child see the program's own protections).
   void beforeSyscall(Task& task, uint64_t gadget, long nr, const uint64_t args[6]);
 
   const CodeTracking& tracking() const { return tracking_; }

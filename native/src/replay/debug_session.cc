@@ -7,7 +7,6 @@
 
 #include "core/error.h"
 #include "core/x86_instruction.h"
-#include "replay/checkpoint.h"
 
 namespace rwd {
 namespace {
@@ -146,6 +145,12 @@ void DebugSession::setWatchpoint(const Watch& w) {
 void DebugSession::removeWatchpoint(const Watch& w) {
   auto it = std::find(breaks_.watches.begin(), breaks_.watches.end(), w);
   if (it != breaks_.watches.end()) breaks_.watches.erase(it);
+}
+
+HistoryStats DebugSession::stats() const {
+  HistoryStats s = stats_;
+  s.checkpoints = checkpoints_.size();
+  return s;
 }
 
 uint32_t DebugSession::configId(const Breakpoints& b) {
@@ -352,11 +357,11 @@ DebugStop DebugSession::continueBackward(uint32_t config) {
     if (!mayStopIn(configs_[config], start.segment, end)) {
       if (tracing())
         fprintf(stderr, "skip from %s to %s\n", describe(start).c_str(), describe(end).c_str());
-      scanStats_.skipped++;
+      stats_.windowsSkipped++;
       end = start;
       continue;
     }
-    scanStats_.replayed++;
+    stats_.windowsReplayed++;
     restore(checkpoints_[size_t(ci)]);
     std::optional<Candidate> found;
     scan(end, config, &found);
@@ -392,7 +397,9 @@ bool DebugSession::mayStopIn(const Breakpoints& set, uint64_t first, const Momen
     addrs.push_back(w.addr);
   }
   bool upToNow = end.segment == now_.segment && end.actions == now_.actions;
-  return coverage_.mayHaveRun(addrs, first, end.segment, upToNow);
+  // At the very start of segment `end.segment`, nothing of it has run.
+  uint64_t last = end.actions.empty() && !upToNow ? end.segment - 1 : end.segment;
+  return coverage_.mayHaveRun(addrs, first, last, upToNow);
 }
 
 // Replays from here to `end`, keeping in *found the last stop of `config` before `end`.
@@ -636,7 +643,7 @@ std::optional<Moment> DebugSession::predecessorByBreakpoint(const Moment& m, con
     if (!found) continue;
     goTo(found->at);
     // Stepping back goes on from here: keep a checkpoint of it.
-    if (replay_.tasks().size() == 1) keepShortcut();
+    if (replay_.checkpointable()) keepShortcut();
     runDebuggee(nullptr, 0, true);
     const ReplayTask* now = replay_.active();
     if (now && now->recordedTid == m.tid && rip(*now) == at) return found->at;
@@ -709,8 +716,12 @@ int DebugSession::checkpointBefore(const Moment& m, bool strict) const {
 }
 
 void DebugSession::restore(const Checkpoint& c) {
-  pid_t copy = forkProcess(*c.process, c.state.task.stub.gadget);
-  replay_.restoreState(c.state, copy);
+  const uint64_t gadget = c.state.tasks.front().stub.gadget;
+  const pid_t copy = forkProcess(*c.process, gadget);
+  std::map<uint32_t, pid_t> copies{{c.state.tasks.front().tgid, copy}};
+  Task leader{copy};
+  for (const auto& [tid, image] : c.threads) copies[tid] = recreateThread(leader, gadget, image);
+  replay_.restoreState(c.state, copies);
   coverage_.setTracking(c.coverage);
   now_ = c.at;
   sinceCheckpoint_ = std::chrono::steady_clock::now();
@@ -719,7 +730,7 @@ void DebugSession::restore(const Checkpoint& c) {
 // Long runs of single steps get checkpoints of their own along the way, so that stepping back
 // through them does not step again from the segment's start each time.
 void DebugSession::stepped() {
-  if (++steps_ % kStepsPerShortcut != 0 || replay_.tasks().size() != 1) return;
+  if (++steps_ % kStepsPerShortcut != 0 || !replay_.checkpointable()) return;
   keepShortcut();
 }
 
@@ -735,17 +746,21 @@ void DebugSession::keepShortcut() {
 }
 
 DebugSession::Checkpoint DebugSession::checkpointHere() {
-  ReplayTask& t = *replay_.task(now_.tid);
   Checkpoint c;
   c.at = now_;
   c.state = replay_.saveState();
   c.coverage = coverage_.tracking();
-  c.process = std::make_unique<Task>(forkProcess(*t.task, t.stub.gadget));
+  const ReplayTask& leader = *replay_.task(c.state.tasks.front().tgid);
+  for (const auto& [tid, t] : replay_.tasks()) {
+    if (tid != leader.recordedTid)
+      c.threads.emplace_back(tid, captureThread(*t.task, t.clearChildTid));
+  }
+  c.process = std::make_unique<Task>(forkProcess(*leader.task, leader.stub.gadget));
   return c;
 }
 
-// At the start of a segment of a single-task replay, forks a checkpoint when replay has run a
-// while since the last one it passed.
+// At the start of a segment, when replay is down to one process, forks a checkpoint when replay has
+// run a while since the last one it passed.
 void DebugSession::maybeCheckpoint() {
   auto now = std::chrono::steady_clock::now();
   int ci = checkpointBefore(now_, false);
@@ -755,7 +770,7 @@ void DebugSession::maybeCheckpoint() {
     return;
   }
   if (!checkpoints_.empty() && now - sinceCheckpoint_ < kCheckpointInterval) return;
-  if (replay_.tasks().size() != 1) return;
+  if (!replay_.checkpointable()) return;
   if (checkpoints_.size() >= kMaxCheckpoints) {
     // Keep every other one (and the first): the gaps double, the memory stays bounded.
     std::vector<pid_t> dropped;
@@ -779,7 +794,7 @@ void DebugSession::maybeCheckpoint() {
 // Checkpoints are where code coverage stretches begin: going back skips whole windows between
 // checkpoints.
 void DebugSession::markCoverage() {
-  if (replay_.tasks().size() != 1) return;
+  if (!replay_.checkpointable()) return;
   ReplayTask& t = *replay_.task(now_.tid);
   coverage_.mark(*t.task, t.stub.gadget, now_.segment);
   coverage_.arrived(rip(t));

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "replay/breakpoints.h"
+#include "replay/checkpoint.h"
 #include "replay/code_coverage.h"
 #include "replay/replay_session.h"
 
@@ -44,11 +45,13 @@ struct Moment {
   std::vector<Action> actions;
 };
 
-// How reverse-continue went: windows between checkpoints replayed, and skipped because their
-// code coverage shows that no breakpoint can have been hit there.
-struct ScanStats {
-  uint64_t replayed = 0;
-  uint64_t skipped = 0;
+// What going back has to work with, and how it went: checkpoints held, and the windows between
+// them that reverse-continue replayed, or skipped because their code coverage shows that no
+// breakpoint can have been hit there.
+struct HistoryStats {
+  uint64_t checkpoints = 0;
+  uint64_t windowsReplayed = 0;
+  uint64_t windowsSkipped = 0;
 };
 
 struct DebugStop {
@@ -79,7 +82,7 @@ class DebugSession {
   uint64_t when() const { return now_.segment; }
   uint64_t events() const { return events_; }
   DebugStop seek(uint64_t event);
-  const ScanStats& scanStats() const { return scanStats_; }
+  HistoryStats stats() const;
   // A word another thread sets to non-zero to interrupt a running resume or seek: it stops at
   // the next start of a segment of the debuggee (the first moment that can be named), or,
   // going backwards, at the start of the window being replayed. nullptr: none.
@@ -96,7 +99,8 @@ class DebugSession {
     Moment at;
     ReplayState state;
     CodeTracking coverage;
-    std::unique_ptr<Task> process;
+    std::unique_ptr<Task> process;  // a copy of the process with its leader thread only
+    std::vector<std::pair<uint32_t, ThreadImage>> threads;  // the others, by recorded tid
   };
   struct Candidate {
     Moment at;
@@ -141,7 +145,7 @@ class DebugSession {
   ReplaySession replay_;
   uint32_t pid_ = 0;
   CodeCoverage coverage_;
-  ScanStats scanStats_;
+  HistoryStats stats_;
   const int32_t* interrupt_ = nullptr;
   uint64_t events_ = 0;
   Breakpoints breaks_;

@@ -396,14 +396,24 @@ void ReplaySession::endSegment(ReplayTask& t, const Stop& s) {
   }
 }
 
+bool ReplaySession::checkpointable() const {
+  if (tasks_.empty()) return false;
+  uint32_t process = tasks_.begin()->second.tgid;
+  if (!tasks_.count(process)) return false;  // the copy's first thread is the leader's
+  for (const auto& [tid, t] : tasks_) {
+    if (t.tgid != process || t.exited || t.vforkRegs) return false;
+  }
+  return true;
+}
+
 ReplayState ReplaySession::saveState() const {
-  if (tasks_.size() != 1) fail(ErrorCode::Unsupported, "a checkpoint of more than one task");
+  if (!checkpointable()) fail(ErrorCode::Unsupported, "a checkpoint of more than one process");
   ReplayState st;
   st.mark = reader_.mark();
   st.next = next_;
   st.eventIndex = eventIndex_;
   st.haveNext = haveNext_;
-  st.task = tasks_.begin()->second;
+  for (const auto& [tid, t] : tasks_) st.tasks.push_back(t);
   st.active = active_;
   st.segmentKey = segmentKey_;
   st.segmentResumed = segmentResumed_;
@@ -415,17 +425,19 @@ ReplayState ReplaySession::saveState() const {
   return st;
 }
 
-void ReplaySession::restoreState(const ReplayState& st, pid_t process) {
+void ReplaySession::restoreState(const ReplayState& st, const std::map<uint32_t, pid_t>& copies) {
   std::vector<pid_t> alive;
   for (auto& [tid, t] : tasks_) {
     if (!t.exited) alive.push_back(t.task->tid());
   }
   killAndReap(alive);
   tasks_.clear();
-  ReplayTask& t = tasks_[st.task.recordedTid];
-  static_cast<ReplayTaskState&>(t) = st.task;
-  t.watches.clear();  // a fork does not inherit debug registers
-  t.task = std::make_unique<Task>(process);
+  for (const ReplayTaskState& saved : st.tasks) {
+    ReplayTask& t = tasks_[saved.recordedTid];
+    static_cast<ReplayTaskState&>(t) = saved;
+    t.watches.clear();  // copies do not inherit debug registers
+    t.task = std::make_unique<Task>(copies.at(saved.recordedTid));
+  }
   reader_.rewind(st.mark);
   next_ = st.next;
   eventIndex_ = st.eventIndex;
@@ -686,6 +698,7 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   c.task = std::make_unique<Task>(pid_t(child));
   c.stub = t.stub;
   c.brkEnd = t.brkEnd;
+  c.clearChildTid = (flags & CLONE_CHILD_CLEARTID) ? ctid : 0;
   Stop first = c.task->wait();  // the SIGSTOP every traced child starts with
   if (first.kind != Stop::Signal) fail(ErrorCode::System, "the replayed child did not start");
   // The kernel wrote the child's real tid where the program asked for it: write the recorded one.

@@ -47,6 +47,8 @@ struct ReplayTaskState {
   bool exited = false;
   int exitStatus = 0;          // wait status, once exited
   std::vector<Watch> watches;  // in its debug registers
+  uint64_t clearChildTid =
+      0;  // where the kernel clears its tid when it exits (CLONE_CHILD_CLEARTID)
 };
 
 struct ReplayTask : ReplayTaskState {
@@ -72,14 +74,14 @@ struct Trap {
   int watch = -1;  // index in RunControl::breaks->watches
 };
 
-// Everything a replay of a single task needs to go on from a stop of that task: with a copy of
-// the process (a fork), it is a checkpoint.
+// Everything a replay of one process needs to go on from a stop of one of its threads: with a
+// copy of the process and its threads, it is a checkpoint.
 struct ReplayState {
   ReaderMark mark;
   Event next;
   uint64_t eventIndex = 0;
   bool haveNext = false;
-  ReplayTaskState task;
+  std::vector<ReplayTaskState> tasks;
   uint32_t active = 0;
   uint64_t segmentKey = 0;
   bool segmentResumed = false;
@@ -120,11 +122,12 @@ class ReplaySession {
   const EventReader& reader() const { return reader_; }
   // Follows which code a process runs (a debugger's, for going back); nullptr: none.
   void followCode(CodeCoverage* coverage) { coverage_ = coverage; }
-  // Single-task replays only (fails otherwise).
+  // Whether replay is where saveState() can be taken: one process, every thread alive and
+  // stopped where a copy can be made of it.
+  bool checkpointable() const;
   ReplayState saveState() const;
-  // Takes up `state` with `process` (a copy of the task's process at that point) as its task;
-  // ends the tasks it had.
-  void restoreState(const ReplayState& state, pid_t process);
+  // Takes up `state` with copies of its tasks (real tids by recorded tid); ends the tasks it had.
+  void restoreState(const ReplayState& state, const std::map<uint32_t, pid_t>& copies);
 
  private:
   void spawnStub();
