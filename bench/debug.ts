@@ -41,26 +41,29 @@ function expectReason(what: string, got: string, want: string): void {
   if (got !== want) throw new Error(`${what}: stopped for ${got}, expected ${want}`);
 }
 
+/** Records `exe args` into `trace`. */
+function recordTrace(cli: string, trace: string, exe: string, args: string[]): void {
+  const rec = spawnSync(process.execPath, [cli, 'record', '-o', trace, '--', exe, ...args], { stdio: 'ignore' });
+  if (rec.status !== 0) throw new Error(`recording ${exe} ${args.join(' ')} failed`);
+}
+
+function openSession(trace: string): DebugSession {
+  const manifest = JSON.parse(readFileSync(join(trace, 'manifest.json'), 'utf8')) as { blobs: { sha256: string; role: string }[] };
+  const events = manifest.blobs.find((b) => b.role === 'events');
+  if (!events) throw new Error('the trace has no event stream');
+  return loadEngine().debug({ traceDir: trace, eventsPath: join(trace, 'blobs', events.sha256), stubPath: stubPath(), stdoutFd: -1, stderrFd: -1 });
+}
+
 function measureDebug(cli: string, work: string, layout: string, exe: string, seconds: number): DebugRow {
   let t = process.hrtime.bigint();
   const native = spawnSync(exe, [String(seconds)], { stdio: 'ignore' });
   if (native.status !== 0) throw new Error(`${exe} failed natively`);
   const nativeMs = ms(t);
   const trace = join(work, `debug-${seconds}s`);
-  const rec = spawnSync(process.execPath, [cli, 'record', '-o', trace, '--', exe, String(seconds)], { stdio: 'ignore' });
-  if (rec.status !== 0) throw new Error(`recording ${exe} ${seconds} failed`);
-  const manifest = JSON.parse(readFileSync(join(trace, 'manifest.json'), 'utf8')) as { blobs: { sha256: string; role: string }[] };
-  const events = manifest.blobs.find((b) => b.role === 'events');
-  if (!events) throw new Error('the trace has no event stream');
+  recordTrace(cli, trace, exe, [String(seconds)]);
 
   t = process.hrtime.bigint();
-  const s: DebugSession = loadEngine().debug({
-    traceDir: trace,
-    eventsPath: join(trace, 'blobs', events.sha256),
-    stubPath: stubPath(),
-    stdoutFd: -1,
-    stderrFd: -1,
-  });
+  const s = openSession(trace);
   try {
     const main = symbol(exe, 'main');
     s.setBreakpoint(main);
@@ -91,6 +94,39 @@ function measureDebug(cli: string, work: string, layout: string, exe: string, se
 
 function fmt(ms: number): string {
   return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`;
+}
+
+/**
+ * Going back in a recording of 4 threads (bench/threads_mutex.c, about 1 s of CPU): checkpoints
+ * are taken among the threads, so a step back from the end or a seek to the middle replays from
+ * a nearby checkpoint, not from the start.
+ */
+function measureThreads(cli: string, work: string, sources: string, print: (line: string) => void): void {
+  const exe = join(work, 'threads_mutex');
+  const cc = spawnSync('gcc', ['-O2', '-pthread', '-o', exe, join(sources, 'threads_mutex.c')], { encoding: 'utf8' });
+  if (cc.status !== 0) throw new Error(`gcc threads_mutex.c failed:\n${cc.stderr}`);
+  const trace = join(work, 'threads');
+  recordTrace(cli, trace, exe, []);
+  const s = openSession(trace);
+  try {
+    let t = process.hrtime.bigint();
+    expectReason('continue to the end', s.resume({ reverse: false, step: false }).reason, 'end');
+    const toEnd = ms(t);
+    t = process.hrtime.bigint();
+    expectReason('reverse-stepi', s.resume({ reverse: true, step: true }).reason, 'step');
+    const stepBack = ms(t);
+    const middle = Math.floor(s.when().events / 2);
+    t = process.hrtime.bigint();
+    s.seek(middle);
+    const seekBack = ms(t);
+    print(
+      `threads (4, ~1 s): continue to end ${fmt(toEnd)}, reverse-stepi from the end ${fmt(stepBack)}, ` +
+        `monitor seek back to the middle ${fmt(seekBack)}; ${s.stats().checkpoints} checkpoints`,
+    );
+  } finally {
+    s.close();
+    rmSync(trace, { recursive: true, force: true });
+  }
 }
 
 export function runDebugBench(cli: string, sources: string, print: (line: string) => void): void {
@@ -127,6 +163,7 @@ export function runDebugBench(cli: string, sources: string, print: (line: string
     for (const r of rows.filter((row) => row.seconds === 1)) {
       print(`target: reverse-continue on the 1 s recording < 0.5 s, ${r.layout}: ${r.reverseContinue < 500 ? 'met' : 'missed'} (${fmt(r.reverseContinue)})`);
     }
+    measureThreads(cli, work, sources, print);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
