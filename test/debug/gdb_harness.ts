@@ -153,6 +153,47 @@ export async function gdbBatch(
   return { ...r, sections, transcript: `$ ${r.command}\n${transcript}` };
 }
 
+export interface InterruptedGdb {
+  sections: string[];
+  transcript: string;
+  status: number | null;
+  /** From Ctrl-C to the end of the interrupted command's output. */
+  stopMs: number;
+}
+
+/**
+ * Like gdbBatch, but the first command is interrupted: `afterMs` after it starts, gdb gets
+ * SIGINT (the user's Ctrl-C), which it passes on to the session as 0x03.
+ */
+export async function gdbInterrupted(target: number | string, commands: string[], afterMs: number): Promise<InterruptedGdb> {
+  const args = ['-batch', '-nx', '-iex', 'set pagination off', '-iex', 'set confirm off'];
+  args.push('-ex', `target extended-remote ${typeof target === 'number' ? `127.0.0.1:${target}` : target}`);
+  commands.forEach((c, i) => args.push('-ex', `echo \\n@@${i}@@\\n`, '-ex', c));
+  args.push('-ex', 'echo \\n@@end@@\\n');
+  const gdb = spawn('gdb', args, { env: baseEnv({ HOME: '/nonexistent' }), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  gdb.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  gdb.stderr.on('data', (b: Buffer) => (out += b.toString()));
+  const exited = new Promise<number | null>((resolve) => gdb.on('close', resolve));
+  const waitFor = async (text: string): Promise<void> => {
+    const end = Date.now() + 60_000;
+    while (!out.includes(text) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  };
+  await waitFor('@@0@@');
+  await new Promise((r) => setTimeout(r, afterMs));
+  const interruptedAt = Date.now();
+  gdb.kill('SIGINT');
+  await waitFor('@@1@@');
+  const stopMs = Date.now() - interruptedAt;
+  const status = await exited;
+  const sections = commands.map((_, i) => {
+    const start = out.indexOf(`@@${i}@@\n`);
+    const next = out.indexOf(`@@${i + 1 < commands.length ? i + 1 : 'end'}@@`, start);
+    return start < 0 ? '' : out.slice(start, next < 0 ? undefined : next);
+  });
+  return { sections, transcript: out, status, stopMs };
+}
+
 /** The section of the first command equal to `command` at or after index `from`. */
 export function outputOf(run: GdbRun, commands: string[], command: string, from = 0): string {
   const i = commands.indexOf(command, from);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRemoteDebugBridge } from '../../cli/client/remote_debug.js';
 import { pushTrace } from '../../cli/client/upload.js';
+import { gdbInterrupted } from '../debug/gdb_harness.js';
 import { cleanEnv, ensureBuilt, rewind } from './cli.js';
 import { REPO, startTestServer, tmpDir, type TestServer } from './helpers.js';
 
@@ -34,6 +35,21 @@ int main(void) {
   printf("total %d %s\\n", total, env ? "home" : "none");
   total = square(total);
   return total % 7;
+}
+`;
+
+/** About 3 s of computation in 10 ms rounds, each ending in a write: a long run to interrupt. */
+const TICKER = `#include <stdint.h>
+#include <unistd.h>
+
+int main(void) {
+  uint64_t x = 1;
+  for (int r = 0; r < 300; r++) {
+    for (int i = 0; i < 4000000; i++) x = x * 6364136223846793005ULL + 1;
+    char c = (char)('a' + x % 26);
+    if (write(1, &c, 1) != 1) return 1;
+  }
+  return 0;
 }
 `;
 
@@ -180,6 +196,30 @@ describe.skipIf(skip !== undefined)(`gdb through a remote debug session${skip ? 
     expect(badToken.stderr).toBe('rewind: not authenticated: invalid or revoked token\n');
     expect(badToken.status).toBe(77);
   });
+
+  it('Ctrl-C in gdb reaches the session on the server and stops a continue there', async () => {
+    const work = tmpDir('rewind-gdb-ticker-');
+    const exe = path.join(work, 'ticker');
+    fs.writeFileSync(path.join(work, 'ticker.c'), TICKER);
+    const cc = spawnSync('gcc', ['-O1', '-o', exe, path.join(work, 'ticker.c')], { encoding: 'utf8' });
+    if (cc.status !== 0) throw new Error(`gcc failed: ${cc.stderr}`);
+    const trace = path.join(work, 'trace');
+    const rec = spawnSync(process.execPath, [CLI, 'record', '-o', trace, '--', exe], { encoding: 'utf8', timeout: 60_000 });
+    expect(rec.status, rec.stderr).toBe(0);
+    const id = (await pushTrace(ts.client(ts.token('agent')), trace)).traceId;
+    const bridge = await openRemoteDebugBridge(id, { server: ts.address, token: reader }, 0);
+    try {
+      const gdb = await gdbInterrupted(bridge.port, ['continue', 'monitor when'], 500);
+      expect(gdb.status, gdb.transcript).toBe(0);
+      expect(gdb.sections[0], gdb.transcript).toMatch(/Program received signal SIGINT, Interrupt\./);
+      expect(gdb.stopMs, gdb.transcript).toBeLessThan(2000);
+      const when = /event (\d+) of (\d+)/.exec(gdb.sections[1]!);
+      expect(when, gdb.transcript).not.toBeNull();
+      expect(Number(when![1]), gdb.transcript).toBeLessThan(Number(when![2]) / 2);
+    } finally {
+      await bridge.close();
+    }
+  }, 120_000);
 
   it('a worker killed mid-session ends that stream with a clear error; the server keeps serving', async () => {
     const bridge = await openRemoteDebugBridge(traceId, { server: ts.address, token: reader }, 0);

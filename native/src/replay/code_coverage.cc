@@ -62,6 +62,7 @@ void CodeCoverage::mark(Task& task, uint64_t gadget, uint64_t segment) {
     remote.check("taking execute permission from code", SYS_mprotect, r.start, r.end - r.start,
                  uint64_t(r.prot & ~PROT_EXEC));
   }
+  arrived(remote.savedRegs().rip);
 }
 
 void CodeCoverage::arrived(uint64_t rip) {

@@ -34,13 +34,14 @@ struct CodeTracking {
 
 class CodeCoverage {
  public:
-  explicit CodeCoverage(uint32_t tgid) : tgid_(tgid) {}
+  explicit CodeCoverage(uint32_t tgid = 0) : tgid_(tgid) {}
 
   // The recorded process whose code is followed.
   uint32_t tgid() const { return tgid_; }
 
   // At the start of segment `segment`, with the task at a stop where syscalls can be injected:
-  // closes the stretch that ends here and starts one (while the process is alone).
+  // closes the stretch that ends here and starts one (while the process is alone), which
+  // begins at the task's instruction.
   void mark(Task& task, uint64_t gadget, uint64_t segment);
   // A segment of the process begins at `rip`.
   void arrived(uint64_t rip);

@@ -51,7 +51,7 @@ bool tracing() {
 
 }  // namespace
 
-DebugSession::DebugSession(ReplayOptions options) : replay_(std::move(options)), coverage_(0) {
+DebugSession::DebugSession(ReplayOptions options) : replay_(std::move(options)) {
   replay_.start();
   pid_ = replay_.initialTid();
   coverage_ = CodeCoverage(pid_);
@@ -759,8 +759,8 @@ DebugSession::Checkpoint DebugSession::checkpointHere() {
   return c;
 }
 
-// At the start of a segment, when replay is down to one process, forks a checkpoint when replay has
-// run a while since the last one it passed.
+// At the start of a segment, when replay is down to one process, forks a checkpoint when replay
+// has run a while since the last one it passed.
 void DebugSession::maybeCheckpoint() {
   auto now = std::chrono::steady_clock::now();
   int ci = checkpointBefore(now_, false);
@@ -797,7 +797,6 @@ void DebugSession::markCoverage() {
   if (!replay_.checkpointable()) return;
   ReplayTask& t = *replay_.task(now_.tid);
   coverage_.mark(*t.task, t.stub.gadget, now_.segment);
-  coverage_.arrived(rip(t));
 }
 
 }  // namespace rwd

@@ -407,7 +407,8 @@ bool ReplaySession::checkpointable() const {
 }
 
 ReplayState ReplaySession::saveState() const {
-  if (!checkpointable()) fail(ErrorCode::Unsupported, "a checkpoint of more than one process");
+  if (!checkpointable())
+    fail(ErrorCode::Unsupported, "no checkpoint here: more than one process, or a thread ending");
   ReplayState st;
   st.mark = reader_.mark();
   st.next = next_;

@@ -47,8 +47,8 @@ struct ReplayTaskState {
   bool exited = false;
   int exitStatus = 0;          // wait status, once exited
   std::vector<Watch> watches;  // in its debug registers
-  uint64_t clearChildTid =
-      0;  // where the kernel clears its tid when it exits (CLONE_CHILD_CLEARTID)
+  // Where the kernel clears its tid when it exits (CLONE_CHILD_CLEARTID); 0: nowhere.
+  uint64_t clearChildTid = 0;
 };
 
 struct ReplayTask : ReplayTaskState {
