@@ -2,7 +2,6 @@
 // loopback with a stand-in debug worker (test/server/fixtures/fake_debug.mjs) that echoes bytes
 // upper-cased, crashes, fails or hangs on demand. The gdb scenario against the real
 // `rewind debug DIR --stdio` is in debug_gdb.test.ts.
-import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
@@ -11,7 +10,7 @@ import { call, type Clients } from '../../cli/client/client.js';
 import { openRemoteDebugBridge } from '../../cli/client/remote_debug.js';
 import { pushTrace } from '../../cli/client/upload.js';
 import type { DebugRequest, DebugResponse } from '../../gen/rewind/replay/v1/replay.js';
-import { makeTrace, REPO, startTestServer, type TestServer } from './helpers.js';
+import { descendants, makeTrace, REPO, startTestServer, until, type TestServer } from './helpers.js';
 
 let ts: TestServer;
 let agent: Clients;
@@ -39,14 +38,6 @@ async function activeSessions(): Promise<number> {
   const admin = ts.client(ts.adminToken);
   const s = await call(admin, admin.catalog.getStats.bind(admin.catalog), {});
   return s.activeReplaySessions;
-}
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 interface RawResult {
@@ -80,37 +71,6 @@ function rawDebug(token: string | undefined, first: DebugRequest, send: Buffer[]
     for (const d of send) stream.write({ data: d });
     if (opts.endInput !== false) stream.end();
   });
-}
-
-/** Pids of this process's descendants whose command line contains `needle`. */
-function workers(needle: string): number[] {
-  const found: number[] = [];
-  const visit = (pid: number): void => {
-    let tids: string[];
-    try {
-      tids = fs.readdirSync(`/proc/${pid}/task`);
-    } catch {
-      return;
-    }
-    for (const tid of tids) {
-      let kids: string;
-      try {
-        kids = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
-      } catch {
-        continue;
-      }
-      for (const k of kids ? kids.split(/\s+/).map(Number) : []) {
-        try {
-          if (fs.readFileSync(`/proc/${k}/cmdline`, 'utf8').includes(needle)) found.push(k);
-        } catch {
-          // gone
-        }
-        visit(k);
-      }
-    }
-  };
-  visit(process.pid);
-  return found;
 }
 
 /** Captures what this process writes to stderr while fn runs. */
@@ -212,8 +172,8 @@ describe('Debug rpc', () => {
   it('a worker killed from outside mid-session ends only its stream', async () => {
     const echo = await upload('echo');
     const victim = rawDebug(reader, { start: { traceId: echo } }, [Buffer.from('hello')], { endInput: false });
-    await until('the worker to start', () => workers('fake_debug.mjs').length === 1);
-    const [pid] = workers('fake_debug.mjs');
+    await until('the worker to start', () => descendants('fake_debug.mjs').length === 1);
+    const [pid] = descendants('fake_debug.mjs');
     const other = rawDebug(reader, { start: { traceId: echo } }, [Buffer.from('other')]);
     process.kill(pid!, 'SIGKILL');
     const r = await victim;
@@ -242,12 +202,12 @@ describe('Debug rpc', () => {
       s.on('error', () => {});
       s.write({ start: { traceId: hang } });
     }
-    await until('two workers', () => workers('fake_debug.mjs').length === 2);
+    await until('two workers', () => descendants('fake_debug.mjs').length === 2);
     const third = await rawDebug(reader, { start: { traceId: hang } });
     expect(third.error?.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(third.error?.details).toMatch(/already runs 2 replay sessions/);
     for (const s of held) s.cancel();
-    await until('the workers to be killed', () => workers('fake_debug.mjs').length === 0);
+    await until('the workers to be killed', () => descendants('fake_debug.mjs').length === 0);
     await until('the session slots to be free', async () => (await activeSessions()) === 0);
   });
 
@@ -305,7 +265,7 @@ describe('openRemoteDebugBridge', () => {
       // A second connection while one is open is refused with a message; the first is unaffected.
       const s1 = net.connect(b.port, '127.0.0.1');
       await new Promise((r) => s1.once('connect', r));
-      await until('the worker to start', () => workers('fake_debug.mjs').length === 1);
+      await until('the worker to start', () => descendants('fake_debug.mjs').length === 1);
       const { value: second, text } = await captureStderr(() => tcpExchange(b.port, [Buffer.from('x')], 1));
       expect(second.closedByPeer).toBe(true);
       expect(second.got.length).toBe(0);
@@ -314,7 +274,7 @@ describe('openRemoteDebugBridge', () => {
       s1.write('$m0,4#fd');
       expect(await echoed).toBe('$M0,4#FD');
       s1.end();
-      await until('the worker to exit', () => workers('fake_debug.mjs').length === 0);
+      await until('the worker to exit', () => descendants('fake_debug.mjs').length === 0);
 
       // Big transfers both ways through the bridge (backpressure on the socket and the stream).
       const input = Buffer.alloc(4 << 20, 'z');

@@ -10,7 +10,7 @@ import { openRemoteDebugBridge } from '../../cli/client/remote_debug.js';
 import { pushTrace } from '../../cli/client/upload.js';
 import { gdbInterrupted } from '../debug/gdb_harness.js';
 import { cleanEnv, ensureBuilt, rewind } from './cli.js';
-import { REPO, startTestServer, tmpDir, type TestServer } from './helpers.js';
+import { descendants, REPO, startTestServer, tmpDir, until, type TestServer } from './helpers.js';
 
 const CLI = path.join(REPO, 'dist/cli/main.js');
 
@@ -80,46 +80,6 @@ function gdb(target: string, script = GDB_SCRIPT, timeoutMs = 90_000): Promise<R
 /** What may differ between two runs: the port, and the local path of the stdio worker. */
 function normalise(s: string): string {
   return s.replace(/127\.0\.0\.1:\d+/g, '127.0.0.1:PORT').replace(/\| \S+ \S+ debug \S+ --stdio/g, 'TARGET');
-}
-
-/** Pids of this process's descendants whose command line contains every needle. */
-function descendants(...needles: string[]): number[] {
-  const found: number[] = [];
-  const visit = (pid: number): void => {
-    let tids: string[];
-    try {
-      tids = fs.readdirSync(`/proc/${pid}/task`);
-    } catch {
-      return;
-    }
-    for (const tid of tids) {
-      let kids: string;
-      try {
-        kids = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
-      } catch {
-        continue;
-      }
-      for (const k of kids ? kids.split(/\s+/).map(Number) : []) {
-        try {
-          const cmd = fs.readFileSync(`/proc/${k}/cmdline`, 'utf8');
-          if (needles.every((n) => cmd.includes(n))) found.push(k);
-        } catch {
-          // gone
-        }
-        visit(k);
-      }
-    }
-  };
-  visit(process.pid);
-  return found;
-}
-
-async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describe.skipIf(skip !== undefined)(`gdb through a remote debug session${skip ? ` (skipped: ${skip})` : ''}`, () => {

@@ -117,3 +117,44 @@ export async function startTestServer(opts: Partial<ServerOptions> = {}): Promis
     },
   };
 }
+
+/** Pids of this process's descendants whose command line contains every needle. */
+export function descendants(...needles: string[]): number[] {
+  const found: number[] = [];
+  const visit = (pid: number): void => {
+    let tids: string[];
+    try {
+      tids = fs.readdirSync(`/proc/${pid}/task`);
+    } catch {
+      return;
+    }
+    for (const tid of tids) {
+      let kids: string;
+      try {
+        kids = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      } catch {
+        continue;
+      }
+      for (const k of kids ? kids.split(/\s+/).map(Number) : []) {
+        try {
+          const cmd = fs.readFileSync(`/proc/${k}/cmdline`, 'utf8');
+          if (needles.every((n) => cmd.includes(n))) found.push(k);
+        } catch {
+          // gone
+        }
+        visit(k);
+      }
+    }
+  };
+  visit(process.pid);
+  return found;
+}
+
+/** Waits until `cond` holds, polling; fails after `ms`. */
+export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
