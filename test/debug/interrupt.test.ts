@@ -41,3 +41,27 @@ it('Ctrl-C in gdb stops a continue, and the session goes on from there', async (
   expect(await server.exited, ctx).toBe(0);
   expectNoStray(children, ctx);
 }, 120_000);
+
+it('Ctrl-C stops a long computation without syscalls in the middle, and history goes on from there', async () => {
+  const exe = compile('spin', { extra: ['-O0'] });
+  // About 2.5 s of computation in one stretch of user code: no event to stop at.
+  const rec = await record(exe);
+  expectRecorded(rec, 0);
+  const server = await startServer(rec.traceDir);
+  const children = server.descendants();
+  const commands = ['continue', 'print i', 'stepi', 'reverse-stepi', 'print i', 'continue'];
+  const gdb = await gdbInterrupted(server.port, commands, 500);
+  const ctx = `${gdb.transcript}\n--- rewind debug stderr ---\n${server.stderr()}`;
+  expect(gdb.status, ctx).toBe(0);
+  const s = gdb.sections;
+  expect(s[0], ctx).toMatch(/Program received signal SIGINT, Interrupt\.[^]*main \(\) at .*spin\.c/);
+  expect(gdb.stopMs, ctx).toBeLessThan(1500);
+  // In the middle of the loop, and the same iteration after a step forwards and back.
+  const i = Number(/\$1 = (\d+)/.exec(s[1]!)?.[1]);
+  expect(i, ctx).toBeGreaterThan(0);
+  expect(i, ctx).toBeLessThan(3_000_000_000);
+  expect(s[4], ctx).toContain(`$2 = ${i}`);
+  expect(s[5], ctx).toMatch(/No more reverse-execution history\./);
+  expect(await server.exited, ctx).toBe(0);
+  expectNoStray(children, ctx);
+}, 120_000);

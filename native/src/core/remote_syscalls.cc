@@ -1,10 +1,12 @@
 #include "core/remote_syscalls.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/ptrace.h>
 
 #include "core/error.h"
+#include "core/kick.h"
 #include "core/syscall_table.h"
 
 namespace rwd {
@@ -42,6 +44,8 @@ long RemoteSyscalls::call(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64
   for (;;) {
     task_.resume(PTRACE_SYSCALL);
     Stop s = task_.wait();
+    // A debugger's SIGSTOP that was meant to interrupt the task's own code: not for this.
+    if (s.kind == Stop::Signal && s.sig == SIGSTOP && kick::take()) continue;
     if (s.kind != Stop::SyscallStop) {
       fail(ErrorCode::System,
            std::string("task stopped unexpectedly while injecting ") + syscallName(nr));

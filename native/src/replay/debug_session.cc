@@ -6,6 +6,8 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/kick.h"
+#include "core/remote_syscalls.h"
 #include "core/x86_instruction.h"
 
 namespace rwd {
@@ -20,6 +22,8 @@ constexpr uint64_t kStepsPerShortcut = 2000;
 // with a breakpoint instead (a long loop may lie in between).
 constexpr uint64_t kStepsBeforeSearch = 2000;
 constexpr size_t kMaxShortcuts = 64;
+// An interrupted task steps at most this far looking for an instruction a position can name.
+constexpr int kSettleSteps = 4096;
 
 // A guessing scan that meets its guess too often (a hot loop) gives the guess up.
 struct TooManyStops {};
@@ -37,8 +41,9 @@ std::string describe(const Moment& m) {
   for (const Action& a : m.actions) {
     s += a.kind == Action::Continue
              ? " C" + std::to_string(a.config) + "x" + std::to_string(a.count)
-         : a.kind == Action::Step ? " S" + std::to_string(a.count)
-                                  : std::string(" END");
+         : a.kind == Action::Step     ? " S" + std::to_string(a.count)
+         : a.kind == Action::Position ? " P" + std::to_string(a.config)
+                                      : std::string(" END");
   }
   return s + ")";
 }
@@ -63,6 +68,8 @@ DebugSession::DebugSession(ReplayOptions options) : replay_(std::move(options)) 
 }
 
 DebugSession::~DebugSession() {
+  closing_ = true;
+  if (watcher_.joinable()) watcher_.join();
   std::vector<pid_t> copies;
   for (Checkpoint& c : checkpoints_) copies.push_back(c.process->tid());
   for (Checkpoint& c : shortcuts_) copies.push_back(c.process->tid());
@@ -201,7 +208,9 @@ DebugStop DebugSession::seek(uint64_t event) {
     }
     if (interrupted()) return DebugStop{DebugStop::Interrupted, now_.tid, {}};
     ReplayTask& t = *replay_.active();
-    runDebuggee(nullptr, 0, false);
+    std::optional<Trap> trap = runDebuggee(nullptr, 0, false, -1, true);
+    if (trap && interrupted()) return interruptHere();
+    if (trap) continue;  // a kick that came too late: the run goes on
     if (isFinal(t)) return reachedEnd();
   }
 }
@@ -221,7 +230,11 @@ DebugStop DebugSession::continueForward(uint32_t config) {
         return stopHere(DebugStop::Breakpoint, nullptr, config);
       if (interrupted()) return DebugStop{DebugStop::Interrupted, now_.tid, {}};
     }
-    std::optional<Trap> trap = runDebuggee(&configs_[config], config, false);
+    std::optional<Trap> trap = runDebuggee(&configs_[config], config, false, -1, true);
+    if (trap && trap->kind == Trap::Interrupted) {
+      if (interrupted()) return interruptHere();
+      continue;  // a kick that came too late: the run goes on
+    }
     if (trap) return stopHere(DebugStop::Breakpoint, &*trap, config);
     if (isFinal(t)) return reachedEnd();
   }
@@ -250,7 +263,11 @@ DebugStop DebugSession::stepForward(uint32_t tid) {
     if (a == Arrival::Arrived && interrupted()) {
       return DebugStop{DebugStop::Interrupted, now_.tid, {}};
     }
-    std::optional<Trap> trap = runDebuggee(&configs_[config], config, false);
+    std::optional<Trap> trap = runDebuggee(&configs_[config], config, false, -1, true);
+    if (trap && trap->kind == Trap::Interrupted) {
+      if (interrupted()) return interruptHere();
+      continue;
+    }
     if (trap) return stopHere(DebugStop::Breakpoint, &*trap, config);
     if (isFinal(cur)) return reachedEnd();
   }
@@ -279,15 +296,33 @@ void DebugSession::arrive(ReplayTask& t) {
 }
 
 // Runs the debuggee's active segment and notes in now_ how far it went.
-std::optional<Trap> DebugSession::runDebuggee(const Breakpoints* breaks, uint32_t config,
-                                              bool step) {
+std::optional<Trap> DebugSession::runDebuggee(const Breakpoints* breaks, uint32_t config, bool step,
+                                              int stopAt, bool interruptible) {
   ReplayTask& t = *replay_.active();
   RunControl c;
   c.breaks = breaks;
   c.step = step;
   c.skipAt = rip(t);
+  c.stopAt = stopAt >= 0 ? &positions_.at(size_t(stopAt)) : nullptr;
+  c.interruptible = interruptible && interrupt_;
+  if (c.interruptible) {
+    std::lock_guard<std::mutex> lock(kickLock_);
+    running_ = t.task->tid();
+  }
   std::optional<Trap> trap = replay_.runActive(c);
+  if (c.interruptible) {
+    std::lock_guard<std::mutex> lock(kickLock_);
+    running_ = 0;
+    // A kick that came as the run stopped by itself waits in the task: take it out now, before
+    // anything else resumes the task (an injected syscall takes it).
+    if (kick::outstanding() && !t.exited) RemoteSyscalls(*t.task, t.stub.gadget).call(SYS_getpid);
+  }
   std::vector<Action>& a = now_.actions;
+  if (trap && trap->kind == Trap::Interrupted) return trap;  // no moment yet: interruptHere()
+  if (trap && trap->kind == Trap::Position) {
+    a.push_back(Action{Action::Position, uint32_t(stopAt), 1});
+    return trap;
+  }
   if (trap) {
     Action::Kind kind = step ? Action::Step : Action::Continue;
     if (!a.empty() && a.back().kind == kind && a.back().config == (step ? 0 : config)) {
@@ -328,6 +363,76 @@ DebugStop DebugSession::reachedEnd() {
   }
   atEnd_ = true;
   return DebugStop{DebugStop::End, now_.tid, {}};
+}
+
+// Names the moment a kick stopped the debuggee at, so that replay can come back to it: steps
+// on to an instruction a position trap can carry (as the recorder does for a preemption; a loop
+// too tight to have one runs on to its way out) and makes that a position of its own.
+DebugStop DebugSession::interruptHere() {
+  const std::vector<Action> before = now_.actions;
+  ReplayTask& t = *replay_.active();
+  auto named = [&](Action last) {
+    now_.actions = before;
+    now_.actions.push_back(last);
+    return DebugStop{DebugStop::Interrupted, now_.tid, {}};
+  };
+  std::map<uint64_t, int> passes;
+  bool ended = false;
+  for (int i = 0; i < kSettleSteps && !ended; i++) {
+    uint8_t code[15];
+    const uint64_t at = rip(t);
+    if (!t.task->tryRead(at, code, sizeof code)) break;
+    X86Instruction insn = decodeX86(code, sizeof code);
+    if (insn.length > 0 && relocatable(insn)) {
+      PreemptEvent p;
+      p.tid = now_.tid;
+      p.regs = t.task->regs();
+      p.stackHash = stackHash(*t.task, p.regs.rsp);
+      positions_.push_back(p);
+      DebugStop stop = named(Action{Action::Position, uint32_t(positions_.size() - 1), 1});
+      // Coming back here replays to the position with a register check at every pass (every
+      // iteration of a loop): a checkpoint of the moment spares that.
+      if (replay_.checkpointable()) keepShortcut();
+      return stop;
+    }
+    if (backwardConditionalJump(code, insn) && ++passes[at] >= 3) {
+      Breakpoints exit;
+      exit.code.insert(at + insn.length);
+      const uint32_t id = configId(exit);
+      ended = !runDebuggee(&configs_[id], id, false);
+      passes.clear();
+    } else {
+      ended = !runDebuggee(nullptr, 0, true);
+    }
+  }
+  // Otherwise the end of the segment, which is a moment too.
+  if (!ended) runDebuggee(nullptr, 0, false);
+  DebugStop stop = named(Action{Action::ToEnd, 0, 0});
+  return isFinal(t) ? reachedEnd() : stop;
+}
+
+// Whether the active task is at `p`: its registers and stack.
+bool DebugSession::atPosition(const PreemptEvent& p) {
+  const ReplayTask* t = replay_.task(p.tid);
+  if (!t) return false;
+  Regs r = t->task->regs();
+  return r.rip == p.regs.rip && samePosition(r, p.regs) &&
+         stackHash(*t->task, r.rsp) == p.stackHash;
+}
+
+void DebugSession::watchInterrupt(const int32_t* flag) {
+  interrupt_ = flag;
+  if (!watcher_.joinable()) watcher_ = std::thread([this] { watchForInterrupts(); });
+}
+
+// The watcher's thread: while an interruptible run is under way and the interrupt word is set,
+// kicks the running task (again, should a kick land where the run cannot stop).
+void DebugSession::watchForInterrupts() {
+  while (!closing_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::lock_guard<std::mutex> lock(kickLock_);
+    if (running_ && interrupted()) kick::send(running_);
+  }
 }
 
 DebugStop DebugSession::stopHere(DebugStop::Reason reason, const Trap* trap, uint32_t config) {
@@ -490,6 +595,14 @@ void DebugSession::runActions(const Moment& target, const std::vector<Action>& r
           note(*trap, observeId);
         }
         break;
+      case Action::Position:
+        for (;;) {
+          std::optional<Trap> trap = runDebuggee(observe, observeId, false, int(act.config));
+          if (!trap) lost("an interrupted moment");
+          if (trap->kind == Trap::Position) break;
+          note(*trap, observeId);
+        }
+        break;
     }
   }
   // Counting may have split the actions differently: the target names the same moment.
@@ -578,6 +691,7 @@ std::optional<Moment> DebugSession::previousMoment(const Moment& m) {
       break;
     }
     if (set && stopIsIn(*set, *trap, lastAction.config)) break;
+    if (lastAction.kind == Action::Position && atPosition(positions_.at(lastAction.config))) break;
     stepped();
   }
   if (steps == 0) return previousMoment(base);
@@ -595,6 +709,7 @@ std::optional<Moment> DebugSession::previousMoment(const Moment& m) {
 // that ends its segment; for other moments (a watchpoint's) nothing is guessed.
 std::optional<Moment> DebugSession::predecessorByBreakpoint(const Moment& m, const Moment& base,
                                                             const Action& last) {
+  if (last.kind == Action::Position) return std::nullopt;
   goTo(m);
   ReplayTask& t = *replay_.task(m.tid);
   const Regs regs = registers(m.tid, nullptr);  // inside a syscall: at its instruction

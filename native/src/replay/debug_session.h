@@ -11,12 +11,15 @@
 
 #include <sys/user.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "replay/breakpoints.h"
@@ -31,6 +34,7 @@ struct Action {
     Continue,  // to the count-th stop of breakpoint set `config`
     Step,      // count instructions
     ToEnd,     // to the end of the segment: the instruction that ended it, not run yet
+    Position,  // to position `config` (an interrupted moment: registers and stack)
   } kind;
   uint32_t config = 0;
   uint64_t count = 0;
@@ -83,10 +87,10 @@ class DebugSession {
   uint64_t events() const { return events_; }
   DebugStop seek(uint64_t event);
   HistoryStats stats() const;
-  // A word another thread sets to non-zero to interrupt a running resume or seek: it stops at
-  // the next start of a segment of the debuggee (the first moment that can be named), or,
-  // going backwards, at the start of the window being replayed. nullptr: none.
-  void watchInterrupt(const int32_t* flag) { interrupt_ = flag; }
+  // A word another thread sets to non-zero to interrupt a running resume or seek. Forwards it
+  // stops soon after, a few instructions on from where the debuggee was (the first moment that
+  // can be named again); backwards, at the start of the window being replayed.
+  void watchInterrupt(const int32_t* flag);
 
  private:
   enum class Arrival { Same, Arrived, End };
@@ -117,10 +121,14 @@ class DebugSession {
 
   Arrival toDebuggeeSegment();
   void arrive(ReplayTask& t);
-  std::optional<Trap> runDebuggee(const Breakpoints* breaks, uint32_t config, bool step);
+  std::optional<Trap> runDebuggee(const Breakpoints* breaks, uint32_t config, bool step,
+                                  int stopAt = -1, bool interruptible = false);
   bool isFinal(const ReplayTask& t) const;
   DebugStop reachedEnd();
   DebugStop stopHere(DebugStop::Reason reason, const Trap* trap, uint32_t config);
+  DebugStop interruptHere();
+  bool atPosition(const PreemptEvent& p);
+  void watchForInterrupts();
   bool stopIsIn(const Breakpoints& set, const Trap& trap, uint32_t armedConfig);
   bool afterItsInstruction(const Trap& trap, uint32_t armedConfig) const;
 
@@ -147,6 +155,13 @@ class DebugSession {
   CodeCoverage coverage_;
   HistoryStats stats_;
   const int32_t* interrupt_ = nullptr;
+  // While an interruptible run is under way: the task it runs, which the watcher kicks once the
+  // interrupt word is set. Under the lock, so that a kick goes only to a task that runs.
+  std::mutex kickLock_;
+  pid_t running_ = 0;
+  std::atomic<bool> closing_{false};
+  std::thread watcher_;
+  std::deque<PreemptEvent> positions_;  // of Position actions; a deque: references stay valid
   uint64_t events_ = 0;
   Breakpoints breaks_;
   std::deque<Breakpoints> configs_;  // a deque: references stay valid as it grows

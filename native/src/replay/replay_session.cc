@@ -11,10 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
 #include "core/error.h"
+#include "core/kick.h"
 #include "core/remote_syscalls.h"
 #include "core/spawn.h"
 #include "core/syscall_buffers.h"
@@ -256,8 +258,11 @@ void ReplaySession::applyEvent() {
 std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
   ReplayTask& t = tasks_.at(active_);
   const std::optional<Event>& end = segmentEnd_;
-  const bool toPosition = end && end->type == EventType::Preempt;
-  const PreemptEvent* target = toPosition ? &end->preempt : nullptr;
+  // The debugger's position comes first: it lies before the segment's end.
+  const PreemptEvent* target = control.stopAt                           ? control.stopAt
+                               : end && end->type == EventType::Preempt ? &end->preempt
+                                                                        : nullptr;
+  const bool toPosition = target != nullptr;
   if (!segmentResumed_) {
     segmentResumed_ = true;
     if (end && end->type == EventType::Signal && !end->signal.fault) {
@@ -287,6 +292,7 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
            stackHash(*t.task, r.rsp) == target->stackHash;
   };
   auto reached = [&]() -> std::optional<Trap> {
+    if (control.stopAt) return Trap{Trap::Position};
     t.atPosition = true;
     active_ = 0;
     return std::nullopt;
@@ -315,6 +321,15 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
           t.task->setRegs(r);
         }
       }
+    }
+    if (s.kind == Stop::Signal && s.sig == SIGSTOP && kick::take()) {
+      // Not inside a trampoline, whose code is not the program's: the next kick comes soon.
+      uint64_t page = t.task->regs().rip & ~uint64_t(4095);
+      const std::vector<uint64_t>& tramps = trampolines_[t.tgid].pages;
+      bool inTrampoline = std::find(tramps.begin(), tramps.end(), page) != tramps.end();
+      if (control.interruptible && !inTrampoline) return Trap{Trap::Interrupted};
+      skip = skipped;
+      continue;
     }
     if (s.kind == Stop::Signal && s.sig == SIGSEGV && coverage_ && t.tgid == coverage_->tgid() &&
         coverage_->onFault(*t.task, t.stub.gadget)) {

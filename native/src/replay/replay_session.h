@@ -66,11 +66,16 @@ struct RunControl {
   const Breakpoints* breaks = nullptr;  // nullptr: run to the end of the stretch
   bool step = false;                    // one instruction
   uint64_t skipAt = ~0ull;  // no breakpoint here on the first resume (continuing from it)
+  // A position of the debugger's in this segment (the first time the task's registers and
+  // stack are these): the run stops there, with Trap::Position.
+  const PreemptEvent* stopAt = nullptr;
+  // Whether a kick (core/kick.h) stops the run, with Trap::Interrupted; otherwise it is ignored.
+  bool interruptible = false;
 };
 
 // Why user code stopped for the debugger.
 struct Trap {
-  enum Kind { Breakpoint, Watchpoint, Step } kind;
+  enum Kind { Breakpoint, Watchpoint, Step, Position, Interrupted } kind;
   int watch = -1;  // index in RunControl::breaks->watches
 };
 
