@@ -269,9 +269,12 @@ describe('debug session with threads, checkpointed', () => {
   });
 });
 
-describe('debug session with preempted threads, checkpointed', () => {
-  it('seeking back to an event shows every thread as seeking forwards to it does', async () => {
-    const exe = compile('compute_threads', { extra: ['-O1', '-pthread'] });
+describe('debug session with preempted threads, or with a child process, checkpointed', () => {
+  it.each([
+    ['threads preempted in tight loops', 'compute_threads', ['-pthread']],
+    ['a child computing beside its parent', 'fork_rounds', []],
+  ])('%s: seeking back to an event shows what seeking forwards to it shows', async (_what, fixture, flags) => {
+    const exe = compile(fixture, { extra: ['-O1', ...flags] });
     const rec = await record(exe, []);
     expectRecorded(rec, 0);
     const snapshot = (s: DebugSession): string =>
@@ -289,7 +292,8 @@ describe('debug session with preempted threads, checkpointed', () => {
         back.seek(e);
         seenBack.push(snapshot(back));
       }
-      expect(back.stats().checkpoints).toBeGreaterThan(2);
+      // Taken while the threads or both processes ran, not only before and after.
+      expect(back.stats().checkpoints).toBeGreaterThan(3);
     } finally {
       back.close();
     }

@@ -6,6 +6,8 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/task.h"
@@ -31,5 +33,14 @@ ThreadImage captureThread(const Task& thread, uint64_t clearChildTid);
 // Makes a thread like `image` in the process of `task` (stopped, at a stop where syscalls can be
 // injected) and returns its tid; it comes back stopped and traced.
 pid_t recreateThread(Task& task, uint64_t gadget, const ThreadImage& image);
+
+// A stopped process kept for later: a fork of it (of its leader thread only) and images of its
+// other threads, by the tids they had when recorded.
+struct ProcessCopy {
+  uint32_t tgid = 0;    // as recorded
+  uint64_t gadget = 0;  // a syscall instruction in it
+  std::unique_ptr<Task> leader;
+  std::vector<std::pair<uint32_t, ThreadImage>> threads;
+};
 
 }  // namespace rwd

@@ -71,8 +71,11 @@ DebugSession::~DebugSession() {
   closing_ = true;
   if (watcher_.joinable()) watcher_.join();
   std::vector<pid_t> copies;
-  for (Checkpoint& c : checkpoints_) copies.push_back(c.process->tid());
-  for (Checkpoint& c : shortcuts_) copies.push_back(c.process->tid());
+  for (const std::vector<Checkpoint>* list : {&checkpoints_, &shortcuts_}) {
+    for (const Checkpoint& c : *list) {
+      for (pid_t pid : c.pids()) copies.push_back(pid);
+    }
+  }
   killAndReap(copies);
 }
 
@@ -391,9 +394,12 @@ DebugStop DebugSession::interruptHere() {
       positions_.push_back(p);
       DebugStop stop = named(Action{Action::Position, uint32_t(positions_.size() - 1), 1});
       // Coming back here replays to the position with a register check at every pass (every
-      // iteration of a loop): a checkpoint of the moment spares that.
+      // iteration of a loop): a checkpoint of the moment spares that. And the stop is one
+      // instruction further, so that stepping back finds its way from the position.
       if (replay_.checkpointable()) keepShortcut();
-      return stop;
+      ended = !runDebuggee(nullptr, 0, true);
+      if (!ended) return stop;
+      break;
     }
     if (backwardConditionalJump(code, insn) && ++passes[at] >= 3) {
       Breakpoints exit;
@@ -831,11 +837,14 @@ int DebugSession::checkpointBefore(const Moment& m, bool strict) const {
 }
 
 void DebugSession::restore(const Checkpoint& c) {
-  const uint64_t gadget = c.state.tasks.front().stub.gadget;
-  const pid_t copy = forkProcess(*c.process, gadget);
-  std::map<uint32_t, pid_t> copies{{c.state.tasks.front().tgid, copy}};
-  Task leader{copy};
-  for (const auto& [tid, image] : c.threads) copies[tid] = recreateThread(leader, gadget, image);
+  std::map<uint32_t, pid_t> copies;
+  for (const ProcessCopy& p : c.processes) {
+    const pid_t copy = forkProcess(*p.leader, p.gadget);
+    copies[p.tgid] = copy;
+    Task leader{copy};
+    for (const auto& [tid, image] : p.threads)
+      copies[tid] = recreateThread(leader, p.gadget, image);
+  }
   replay_.restoreState(c.state, copies);
   coverage_.setTracking(c.coverage);
   now_ = c.at;
@@ -854,7 +863,7 @@ void DebugSession::keepShortcut() {
     if (c.at.segment == now_.segment && c.at.actions == now_.actions) return;
   }
   if (shortcuts_.size() >= kMaxShortcuts) {
-    killAndReap({shortcuts_.front().process->tid()});
+    killAndReap(shortcuts_.front().pids());
     shortcuts_.erase(shortcuts_.begin());
   }
   shortcuts_.push_back(checkpointHere());
@@ -865,17 +874,29 @@ DebugSession::Checkpoint DebugSession::checkpointHere() {
   c.at = now_;
   c.state = replay_.saveState();
   c.coverage = coverage_.tracking();
-  const ReplayTask& leader = *replay_.task(c.state.tasks.front().tgid);
+  std::map<uint32_t, ProcessCopy> copies;  // by recorded tgid
   for (const auto& [tid, t] : replay_.tasks()) {
-    if (tid != leader.recordedTid)
-      c.threads.emplace_back(tid, captureThread(*t.task, t.clearChildTid));
+    ProcessCopy& p = copies[t.tgid];
+    if (tid != t.tgid) p.threads.emplace_back(tid, captureThread(*t.task, t.clearChildTid));
   }
-  c.process = std::make_unique<Task>(forkProcess(*leader.task, leader.stub.gadget));
+  for (auto& [tgid, p] : copies) {
+    ReplayTask& leader = *replay_.task(tgid);
+    p.tgid = tgid;
+    p.gadget = leader.stub.gadget;
+    p.leader = std::make_unique<Task>(forkProcess(*leader.task, p.gadget));
+    c.processes.push_back(std::move(p));
+  }
   return c;
 }
 
-// At the start of a segment, when replay is down to one process, forks a checkpoint when replay
-// has run a while since the last one it passed.
+std::vector<pid_t> DebugSession::Checkpoint::pids() const {
+  std::vector<pid_t> out;
+  for (const ProcessCopy& p : processes) out.push_back(p.leader->tid());
+  return out;
+}
+
+// At the start of a segment, forks a checkpoint when replay has run a while since the last one
+// it passed.
 void DebugSession::maybeCheckpoint() {
   auto now = std::chrono::steady_clock::now();
   int ci = checkpointBefore(now_, false);
@@ -894,7 +915,7 @@ void DebugSession::maybeCheckpoint() {
       if (i % 2 == 0) {
         kept.push_back(std::move(checkpoints_[i]));
       } else {
-        dropped.push_back(checkpoints_[i].process->tid());
+        for (pid_t pid : checkpoints_[i].pids()) dropped.push_back(pid);
       }
     }
     checkpoints_ = std::move(kept);

@@ -103,8 +103,8 @@ class DebugSession {
     Moment at;
     ReplayState state;
     CodeTracking coverage;
-    std::unique_ptr<Task> process;  // a copy of the process with its leader thread only
-    std::vector<std::pair<uint32_t, ThreadImage>> threads;  // the others, by recorded tid
+    std::vector<ProcessCopy> processes;
+    std::vector<pid_t> pids() const;
   };
   struct Candidate {
     Moment at;

@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/kick.h"
+#include "core/memory_map.h"
 #include "core/remote_syscalls.h"
 #include "core/spawn.h"
 #include "core/syscall_buffers.h"
@@ -413,17 +414,26 @@ void ReplaySession::endSegment(ReplayTask& t, const Stop& s) {
 
 bool ReplaySession::checkpointable() const {
   if (tasks_.empty()) return false;
-  uint32_t process = tasks_.begin()->second.tgid;
-  if (!tasks_.count(process)) return false;  // the copy's first thread is the leader's
+  std::set<uint32_t> processes;
   for (const auto& [tid, t] : tasks_) {
-    if (t.tgid != process || t.exited || t.vforkRegs) return false;
+    // A copy of a process is a fork of its leader; a vfork child shares its parent's memory.
+    if (t.exited || t.vforkRegs || !tasks_.count(t.tgid)) return false;
+    processes.insert(t.tgid);
+  }
+  if (processes.size() == 1) return true;
+  // Copies of processes that share writable memory would share it no more.
+  for (uint32_t tgid : processes) {
+    for (const MapsEntry& m : readMemoryMap(tasks_.at(tgid).task->tid())) {
+      if (m.shared && (m.prot & PROT_WRITE)) return false;
+    }
   }
   return true;
 }
 
 ReplayState ReplaySession::saveState() const {
   if (!checkpointable())
-    fail(ErrorCode::Unsupported, "no checkpoint here: more than one process, or a thread ending");
+    fail(ErrorCode::Unsupported,
+         "no checkpoint here: a thread is ending, or processes share memory");
   ReplayState st;
   st.mark = reader_.mark();
   st.next = next_;

@@ -79,8 +79,8 @@ struct Trap {
   int watch = -1;  // index in RunControl::breaks->watches
 };
 
-// Everything a replay of one process needs to go on from a stop of one of its threads: with a
-// copy of the process and its threads, it is a checkpoint.
+// Everything a replay needs to go on from a stop of one of its tasks: with copies of the
+// processes and their threads, it is a checkpoint.
 struct ReplayState {
   ReaderMark mark;
   Event next;
@@ -127,8 +127,8 @@ class ReplaySession {
   const EventReader& reader() const { return reader_; }
   // Follows which code a process runs (a debugger's, for going back); nullptr: none.
   void followCode(CodeCoverage* coverage) { coverage_ = coverage; }
-  // Whether replay is where saveState() can be taken: one process, every thread alive and
-  // stopped where a copy can be made of it.
+  // Whether replay is where saveState() can be taken: every thread alive and stopped where a
+  // copy can be made of it, and no memory shared between processes.
   bool checkpointable() const;
   ReplayState saveState() const;
   // Takes up `state` with copies of its tasks (real tids by recorded tid); ends the tasks it had.
