@@ -16,11 +16,7 @@ export interface SessionStart {
 
 export type ToSession = { type: 'packet'; payload: Uint8Array } | { type: 'clientGone' } | { type: 'close' };
 
-export type FromSession =
-  | { type: 'ready' }
-  | { type: 'failed'; message: string; exitCode: number }
-  | { type: 'reply'; response: Response }
-  | { type: 'closed' };
+export type FromSession = { type: 'ready' } | { type: 'failed'; message: string; exitCode: number } | { type: 'reply'; response: Response };
 
 /** How long close() waits for a running resume to reach a point where it can stop. */
 const CLOSE_WAIT_MS = 5000;

@@ -63,8 +63,7 @@ function serve(port: NonNullable<typeof parentPort>, start: SessionStart): void 
         break;
       case 'close':
         gdb.close();
-        send({ type: 'closed' });
-        port.close();
+        port.close();  // the thread ends, which the other side waits for
         break;
     }
   });
