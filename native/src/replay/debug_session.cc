@@ -604,7 +604,7 @@ void DebugSession::runActions(const Moment& target, const std::vector<Action>& r
       case Action::Position:
         for (;;) {
           std::optional<Trap> trap = runDebuggee(observe, observeId, false, int(act.config));
-          if (!trap) lost("an interrupted moment");
+          if (!trap || (trap->kind != Trap::Position && !observe)) lost("an interrupted moment");
           if (trap->kind == Trap::Position) break;
           note(*trap, observeId);
         }
