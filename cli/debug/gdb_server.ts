@@ -93,6 +93,7 @@ function consoleOutput(text: string): string {
 const MONITOR_HELP = `rewind monitor commands:
   monitor when      the current event number and the number of events in the recording
   monitor seek N    go to the first moment at or after event N (then: maint flush register-cache)
+  monitor history   the checkpoints going back starts from, and how reverse-continue went
   monitor help      this text
 `;
 
@@ -482,6 +483,13 @@ export class GdbServer {
       case 'when': {
         const w = this.session.when();
         return say(`event ${w.event} of ${w.events}\n`);
+      }
+      case 'history': {
+        const h = this.session.stats();
+        return say(
+          `${h.checkpoints} checkpoints to go back from; reverse-continue replayed ${h.windowsReplayed} windows ` +
+            `between them and skipped ${h.windowsSkipped} whose code coverage showed no breakpoint could be there\n`,
+        );
       }
       case 'seek': {
         const n = words[1] !== undefined && /^\d+$/.test(words[1]) ? Number(words[1]) : NaN;

@@ -20,7 +20,7 @@ afterAll(cleanupTemps);
 it('Ctrl-C in gdb stops a continue, and the session goes on from there', async () => {
   const server = await startServer(traceDir);
   const children = server.descendants();
-  const commands = ['continue', 'monitor when', 'info registers rip', 'reverse-stepi', 'info registers rip', 'stepi', 'info registers rip', 'continue'];
+  const commands = ['continue', 'monitor when', 'info registers rip', 'reverse-stepi', 'info registers rip', 'stepi', 'info registers rip', 'continue', 'monitor history'];
   const gdb = await gdbInterrupted(server.port, commands, 500);
   const ctx = `${gdb.transcript}\n--- rewind debug stderr ---\n${server.stderr()}`;
   expect(gdb.status, ctx).toBe(0);
@@ -39,6 +39,7 @@ it('Ctrl-C in gdb stops a continue, and the session goes on from there', async (
   expect(pc(s[4]!), ctx).not.toBe(stoppedAt);
   expect(pc(s[6]!), ctx).toBe(stoppedAt);
   expect(s[7], ctx).toMatch(/No more reverse-execution history\./);
+  expect(s[8], ctx).toMatch(/^[1-9]\d* checkpoints to go back from; reverse-continue replayed 0 windows/m);
   expect(await server.exited, ctx).toBe(0);
   expectNoStray(children, ctx);
 }, 120_000);
