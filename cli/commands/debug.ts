@@ -174,12 +174,12 @@ elsewhere on this machine, tell gdb:
 Monitor commands (in gdb):
   monitor when      the current event number and how many events the recording holds
   monitor seek N    jump to event N; then \`maint flush register-cache\` shows the new place
+  monitor history   the checkpoints going back starts from, and how reverse-continue went
   monitor help
 
 History cannot change: writing registers or memory, calling functions and \`jump\` are
 refused. At either end of the recording gdb says "No more reverse-execution history."
-A running continue cannot be interrupted with Ctrl-C: it stops at a breakpoint, a
-watchpoint or the end of the recording. See docs/debugging.md.`;
+Ctrl-C in gdb stops a running continue within milliseconds. See docs/debugging.md.`;
 
 export function registerDebug(program: Command): void {
   const cmd = program
