@@ -1,9 +1,10 @@
 // The engine's debug session (issue 5), driven directly: breakpoints, watchpoints, steps, and
 // going back and forth through a recording always shows the same state.
 import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEngine, stubPath, type DebugSession } from '../../native/index.js';
-import { cleanupTemps, compile, eventsBlob, expectRecorded, record, requireCli } from './harness.js';
+import { cleanupTemps, compile, eventsBlob, expectRecorded, FIXTURES, record, requireCli } from './harness.js';
 
 afterAll(cleanupTemps);
 beforeAll(requireCli);
@@ -271,11 +272,13 @@ describe('debug session with threads, checkpointed', () => {
 
 describe('debug session with preempted threads, or with a child process, checkpointed', () => {
   it.each([
-    ['threads preempted in tight loops', 'compute_threads', ['-pthread']],
-    ['a child computing beside its parent', 'fork_rounds', []],
+    ['threads preempted in tight loops', 'compute_threads.c', ['-pthread']],
+    ['a child computing beside its parent', 'fork_rounds.c', []],
+    ['a shell with short-lived children and a background job', 'children.sh', []],
   ])('%s: seeking back to an event shows what seeking forwards to it shows', async (_what, fixture, flags) => {
-    const exe = compile(fixture, { extra: ['-O1', ...flags] });
-    const rec = await record(exe, []);
+    const rec = fixture.endsWith('.sh')
+      ? await record('/bin/bash', [join(FIXTURES, fixture)])
+      : await record(compile(fixture.replace(/\.c$/, ''), { extra: ['-O1', ...flags] }), []);
     expectRecorded(rec, 0);
     const snapshot = (s: DebugSession): string =>
       `${s.when().event} ${s.threads()

@@ -11,8 +11,8 @@
 
 namespace rwd {
 
-RemoteSyscalls::RemoteSyscalls(Task& task, uint64_t gadget)
-    : task_(task), saved_(task.regs()), gadget_(gadget) {}
+RemoteSyscalls::RemoteSyscalls(Task& task, uint64_t gadget, ChildSignals children)
+    : task_(task), saved_(task.regs()), gadget_(gadget), children_(children) {}
 
 RemoteSyscalls::~RemoteSyscalls() {
   try {
@@ -46,6 +46,7 @@ long RemoteSyscalls::call(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64
     Stop s = task_.wait();
     // A debugger's SIGSTOP that was meant to interrupt the task's own code: not for this.
     if (s.kind == Stop::Signal && s.sig == SIGSTOP && kick::take()) continue;
+    if (children_ == DropChildSignals && isChildEnd(task_, s)) continue;
     if (s.kind != Stop::SyscallStop) {
       fail(ErrorCode::System,
            std::string("task stopped unexpectedly while injecting ") + syscallName(nr));

@@ -14,7 +14,12 @@ namespace rwd {
 
 class RemoteSyscalls {
  public:
-  RemoteSyscalls(Task& task, uint64_t gadget);
+  // A SIGCHLD the kernel sends meanwhile (a child ended) is dropped by default: in a replay it
+  // is replay's own doing, the recording's SIGCHLDs being events of their own. A recorder, whose
+  // program must get it, keeps it: the injection then fails.
+  enum ChildSignals { DropChildSignals, KeepChildSignals };
+
+  RemoteSyscalls(Task& task, uint64_t gadget, ChildSignals children = DropChildSignals);
   ~RemoteSyscalls();
   RemoteSyscalls(const RemoteSyscalls&) = delete;
   RemoteSyscalls& operator=(const RemoteSyscalls&) = delete;
@@ -33,6 +38,7 @@ class RemoteSyscalls {
   Task& task_;
   Regs saved_;
   uint64_t gadget_;
+  ChildSignals children_;
 };
 
 }  // namespace rwd

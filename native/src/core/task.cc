@@ -199,4 +199,8 @@ Stop Task::wait() {
   }
 }
 
+bool isChildEnd(const Task& task, const Stop& s) {
+  return s.kind == Stop::Signal && s.sig == SIGCHLD && task.siginfo().si_code > 0;
+}
+
 }  // namespace rwd

@@ -61,6 +61,9 @@ void killAndReap(std::vector<pid_t> tids);
 // A hash of the 256 bytes at the top of a task's stack: with the registers, it names a position
 // in user code that no syscall marks.
 uint64_t stackHash(const Task& task, uint64_t rsp);
+// Whether a stop is the kernel's SIGCHLD for a child that ended or stopped (not one a process
+// sent).
+bool isChildEnd(const Task& task, const Stop& s);
 // Whether two register files are the same position (the flags the kernel sets for ptrace aside).
 bool samePosition(const Regs& a, const Regs& b);
 

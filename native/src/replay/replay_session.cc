@@ -221,8 +221,7 @@ void ReplaySession::applyEvent() {
       t.parked = false;
       if (t.vforkRegs) {
         // Its child exec'd or exited: the vfork returns now.
-        t.task->resume(PTRACE_SYSCALL);
-        if (t.task->wait().kind != Stop::SyscallStop) diverged(t, "no return from vfork");
+        if (resumeInKernel(t).kind != Stop::SyscallStop) diverged(t, "no return from vfork");
         finishSyscall(t, *t.vforkRegs, t.vforkResult);
         t.vforkRegs.reset();
       }
@@ -363,7 +362,7 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
       }
       // A SIGTRAP of the program's own: it ends the segment like any signal.
     }
-    if (s.kind == Stop::Signal && s.sig == SIGCHLD && t.task->siginfo().si_code > 0 &&
+    if (isChildEnd(*t.task, s) &&
         !(end && end->type == EventType::Signal && end->signal.signo == SIGCHLD)) {
       continue;  // a replayed child ended; the recording's SIGCHLDs are events of their own
     }
@@ -712,10 +711,7 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   // A vfork parent sleeps in the kernel until its child execs or exits, as it did when recorded;
   // its syscall is finished when the stream comes back to it.
   bool vfork = flags & CLONE_VFORK;
-  if (!vfork) {
-    t.task->resume(PTRACE_SYSCALL);
-    t.task->wait();
-  }
+  if (!vfork) resumeInKernel(t);
 
   uint32_t tid = uint32_t(ev.result);
   ReplayTask& c = tasks_[tid];
@@ -781,8 +777,7 @@ std::optional<Stop> ReplaySession::enterInPlace(ReplayTask& t, const Regs& at) {
   t.task->setRegs(r);
   // As in RemoteSyscalls: skip the exit stop of the syscall PTRACE_SYSEMU skipped.
   for (;;) {
-    t.task->resume(PTRACE_SYSCALL);
-    Stop s = t.task->wait();
+    Stop s = resumeInKernel(t);
     if (s.kind != Stop::SyscallStop) return s;
     if (t.task->regs().rip == insn + 2) return std::nullopt;
   }
@@ -790,8 +785,18 @@ std::optional<Stop> ReplaySession::enterInPlace(ReplayTask& t, const Regs& at) {
 
 Stop ReplaySession::runInPlace(ReplayTask& t, const Regs& at) {
   if (std::optional<Stop> early = enterInPlace(t, at)) return *early;
-  t.task->resume(PTRACE_SYSCALL);
-  return t.task->wait();
+  return resumeInKernel(t);
+}
+
+// Resumes the task with PTRACE_SYSCALL, for a syscall replay runs for real, and waits for its
+// next stop. A SIGCHLD the kernel sends meanwhile for a replayed child is passed over, as
+// runActive does: the recording's SIGCHLDs are events of their own.
+Stop ReplaySession::resumeInKernel(ReplayTask& t) {
+  for (;;) {
+    t.task->resume(PTRACE_SYSCALL);
+    Stop s = t.task->wait();
+    if (!isChildEnd(*t.task, s)) return s;
+  }
 }
 
 void ReplaySession::execInPlace(ReplayTask& t, const Regs& at) {
@@ -810,8 +815,7 @@ void ReplaySession::execInPlace(ReplayTask& t, const Regs& at) {
   if (s.kind != Stop::Event || s.event != PTRACE_EVENT_EXEC) {
     fail(ErrorCode::System, "replay could not exec the stub");
   }
-  t.task->resume(PTRACE_SYSCALL);
-  t.task->wait();
+  resumeInKernel(t);
   rebuild(t);
 }
 

@@ -155,6 +155,7 @@ class ReplaySession {
   void finishSyscall(ReplayTask& t, Regs r, int64_t result);
   std::optional<Stop> enterInPlace(ReplayTask& t, const Regs& at);
   Stop runInPlace(ReplayTask& t, const Regs& at);
+  Stop resumeInKernel(ReplayTask& t);
   void exitGroupInPlace(ReplayTask& t, const Regs& at);
   void rebuild(ReplayTask& t);
   void endSegment(ReplayTask& t, const Stop& s);
