@@ -313,6 +313,28 @@ describe('debug session with preempted threads, or with a child process, checkpo
   });
 });
 
+describe('debug session and signals waiting to be delivered', () => {
+  it('stopping at every event in turn (a checkpoint at each stop) leaves every signal delivered', async () => {
+    const rec = await record(compile('signal_rounds', { extra: ['-O1'] }), ['12']);
+    expectRecorded(rec, 0);
+    const s = open(rec.traceDir);
+    try {
+      const total = s.when().events;
+      // A pause of more than the checkpoint interval makes the session take a checkpoint at the
+      // next stop, wherever it is: also right after a signal stop, before the handler runs.
+      const pause = (): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25);
+      for (let e = 1; e < total; e++) {
+        s.seek(e);
+        pause();
+      }
+      expect(s.resume({ reverse: false, step: false }).reason).toBe('end');
+      expect(s.stats().checkpoints).toBeGreaterThan(total / 2);
+    } finally {
+      s.close();
+    }
+  });
+});
+
 describe('debug session after a long loop', () => {
   it('steps back from a function entered after a loop of 100 M iterations, without single-stepping the loop', async () => {
     const exe = compile('long_loop', { extra: ['-no-pie'] });

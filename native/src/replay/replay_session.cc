@@ -415,8 +415,10 @@ bool ReplaySession::checkpointable() const {
   if (tasks_.empty()) return false;
   std::set<uint32_t> processes;
   for (const auto& [tid, t] : tasks_) {
-    // A copy of a process is a fork of its leader; a vfork child shares its parent's memory.
-    if (t.exited || t.vforkRegs || !tasks_.count(t.tgid)) return false;
+    // A copy of a process is a fork of its leader; a vfork child shares its parent's memory. A
+    // signal waiting to be delivered needs the task to stay in its signal stop, which a syscall
+    // injected to copy it would end.
+    if (t.exited || t.vforkRegs || t.deliverSig || !tasks_.count(t.tgid)) return false;
     processes.insert(t.tgid);
   }
   if (processes.size() == 1) return true;
