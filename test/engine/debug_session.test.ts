@@ -275,6 +275,7 @@ describe('debug session with preempted threads, or with a child process, checkpo
     ['threads preempted in tight loops', 'compute_threads.c', ['-pthread']],
     ['a child computing beside its parent', 'fork_rounds.c', []],
     ['a shell with short-lived children and a background job', 'children.sh', []],
+    ['memory kept out of forks (MADV_DONTFORK)', 'dontfork.c', []],
   ])('%s: seeking back to an event shows what seeking forwards to it shows', async (_what, fixture, flags) => {
     const rec = fixture.endsWith('.sh')
       ? await record('/bin/bash', [join(FIXTURES, fixture)])

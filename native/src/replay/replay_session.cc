@@ -636,6 +636,12 @@ void ReplaySession::echo(ReplayTask& t, const SyscallEvent& ev) {
 void ReplaySession::replayExecuted(ReplayTask& t, const SyscallEvent& ev) {
   uint64_t a[6];
   memcpy(a, ev.args, sizeof a);
+  if (ev.nr == SYS_madvise && (a[2] == MADV_DONTFORK || a[2] == MADV_WIPEONFORK)) {
+    // Checkpoints are forks: memory kept out of forks would be missing (or zeroed) in every
+    // copy. Only a child of the program that touched that memory (and crashed when recorded)
+    // could tell the difference.
+    return finishSyscall(t, t.task->regs(), ev.result);
+  }
   if (ev.nr == SYS_mremap && !isError(ev.result) && uint64_t(ev.result) != a[0]) {
     // It moved when recorded: move it to the same place.
     a[3] |= MREMAP_MAYMOVE | MREMAP_FIXED;
