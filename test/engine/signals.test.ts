@@ -149,6 +149,11 @@ describe('record and replay', () => {
     expect(rec.stdout.toString()).toMatch(/^nanosleep=-1 Interrupted system call ticks=1 rem=4\.\d{9}\n$/);
   });
 
+  it('SIGCHLD let in only while waiting in pselect6 (as make does): delivered there in replay too', async () => {
+    const { rec } = await recordReplay(compile('pselect_mask'), [], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toBe([1, 2, 3].map((n) => `pselect -1 EINTR, handler ran ${n}\n`).join(''));
+  });
+
   for (const mode of ['pause', 'sigsuspend'] as const) {
     it(`${mode} interrupted by SIGALRM: recorded faithfully, or refused naming the syscall`, async () => {
       const rec = await record(compile('interrupt'), [mode]);

@@ -27,6 +27,7 @@ namespace rwd {
 namespace {
 
 constexpr long kSysClone3 = 435;
+constexpr long kSysEpollPwait2 = 441;
 
 uint64_t pageUp(uint64_t a) { return (a + 4095) & ~uint64_t(4095); }
 bool isError(int64_t result) { return result < 0 && result > -4096; }
@@ -587,6 +588,8 @@ void ReplaySession::onSyscall(ReplayTask& t) {
   nextEvent();
   switch (spec->replay) {
     case ReplayAction::Emulate:
+      if (interruptedUnderOwnMask(t, r, ev)) return;
+      return emulate(t, r, ev);
     case ReplayAction::Rseq:
     case ReplayAction::Execve:  // a failed execve
       return emulate(t, r, ev);
@@ -608,6 +611,57 @@ void ReplaySession::onSyscall(ReplayTask& t) {
     case ReplayAction::Unsupported:
       diverged(t, describeSyscall(nr, args, nargs));
   }
+}
+
+// A syscall that waits with a signal mask of its own (pselect6, ppoll, epoll_pwait), interrupted
+// by a signal that the program's own mask blocks: the kernel delivered that signal with the
+// syscall's mask in force, and saved the program's in the signal frame. Replay emulates the
+// syscall, so it has the kernel do the same: the signal sent, rt_sigsuspend on the syscall's mask
+// run in the syscall's place. The task is left in the signal's delivery stop, with the registers
+// the syscall returned with, for the Signal event that comes next.
+bool ReplaySession::interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const SyscallEvent& ev) {
+  constexpr int64_t kRestartCodes[] = {-EINTR, -512, -513, -514, -516};  // ERESTART*: kernel-only
+  if (std::find(std::begin(kRestartCodes), std::end(kRestartCodes), ev.result) ==
+      std::end(kRestartCodes)) {
+    return false;
+  }
+  uint64_t maskAt = 0;
+  if (ev.nr == SYS_pselect6) {
+    uint64_t arg[2];  // {const sigset_t *ss, size_t ss_len}
+    if (!ev.args[5] || !t.task->tryRead(ev.args[5], arg, sizeof arg)) return false;
+    maskAt = arg[0];
+  } else if (ev.nr == SYS_ppoll) {
+    maskAt = ev.args[3];
+  } else if (ev.nr == SYS_epoll_pwait || ev.nr == kSysEpollPwait2) {
+    maskAt = ev.args[4];
+  }
+  uint64_t during = 0, own = 0;
+  if (!maskAt || !t.task->tryRead(maskAt, &during, sizeof during)) return false;
+  if (ptrace(PTRACE_GETSIGMASK, t.task->tid(), sizeof own, &own) < 0) return false;
+  std::optional<Event> next = nextEventOf(t);
+  if (!next || next->type != EventType::Signal || next->signal.fault) return false;
+  const int sig = next->signal.signo;
+  const uint64_t bit = uint64_t(1) << (sig - 1);
+  if (!(own & bit) || (during & bit)) return false;  // deliverable as it is, or not even then
+  for (const MemoryWrite& w : ev.writes) {
+    t.task->write(w.addr, w.data.data(), w.data.size());
+    syscallWrites_.emplace_back(w.addr, w.data.size());
+  }
+  syscall(SYS_tgkill, t.task->tid(), t.task->tid(), sig);
+  Regs suspend = r;
+  suspend.orig_rax = SYS_rt_sigsuspend;
+  suspend.rdi = maskAt;
+  suspend.rsi = sizeof during;
+  if (runInPlace(t, suspend).kind != Stop::SyscallStop) diverged(t, "no return from rt_sigsuspend");
+  t.task->resume(PTRACE_SYSCALL);
+  Stop s = t.task->wait();
+  if (s.kind != Stop::Signal || s.sig != sig) diverged(t, describeStop(s));
+  // The program's syscall, as interrupted: delivery turns the restart code into EINTR.
+  Regs back = r;
+  back.rax = uint64_t(ev.result);
+  t.task->setRegs(back);
+  t.pending = s;
+  return true;
 }
 
 void ReplaySession::finishSyscall(ReplayTask& t, Regs r, int64_t result) {
