@@ -314,6 +314,26 @@ describe('debug session with preempted threads, or with a child process, checkpo
   });
 });
 
+describe('debug session and blocked SIGSEGV', () => {
+  it('following code coverage never lets a blocked SIGSEGV through', async () => {
+    const exe = compile('segv_blocked', { extra: ['-O1', '-no-pie'] });
+    const rec = await record(exe, []);
+    expectRecorded(rec, 0);
+    expect(rec.stdout.toString()).toMatch(/^(blocked\n){40}5460 \d+\n$/);
+    const s = open(rec.traceDir);
+    try {
+      s.setBreakpoint(symbols(exe).get('far_away')!);
+      for (let r = 0; r < 40; r++) expect(s.resume({ reverse: false, step: false }).reason).toBe('breakpoint');
+      s.removeBreakpoint(symbols(exe).get('far_away')!);
+      expect(s.resume({ reverse: false, step: false }).reason).toBe('end');
+      expect(s.resume({ reverse: true, step: false }).reason).toBe('begin');
+      expect(s.resume({ reverse: false, step: false }).reason).toBe('end');
+    } finally {
+      s.close();
+    }
+  });
+});
+
 describe('debug session and signals waiting to be delivered', () => {
   it('stopping at every event in turn (a checkpoint at each stop) leaves every signal delivered', async () => {
     const rec = await record(compile('signal_rounds', { extra: ['-O1'] }), ['12']);

@@ -1,7 +1,9 @@
 #include "replay/code_coverage.h"
 
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 
 #include <algorithm>
@@ -22,6 +24,8 @@ const CodeRange* rangeOf(const std::vector<CodeRange>& ranges, uint64_t addr) {
   }
   return nullptr;
 }
+
+constexpr uint64_t kSegvBit = uint64_t(1) << (SIGSEGV - 1);
 
 bool overlaps(const std::vector<CodeRange>& ranges, uint64_t addr, uint64_t len) {
   for (const CodeRange& r : ranges) {
@@ -45,7 +49,8 @@ std::vector<CodeRange> codeRanges(pid_t pid, uint64_t gadget) {
 
 }  // namespace
 
-void CodeCoverage::mark(Task& task, uint64_t gadget, uint64_t segment) {
+void CodeCoverage::mark(Task& task, uint64_t gadget, uint64_t segment,
+                        const std::vector<pid_t>& threads) {
   RemoteSyscalls remote(task, gadget);
   if (tracking_.on) {
     // Every segment from the last mark to this one ran in this process: a complete stretch.
@@ -56,6 +61,12 @@ void CodeCoverage::mark(Task& task, uint64_t gadget, uint64_t segment) {
       remote.check("giving code its permissions back", SYS_mprotect, r.start, r.end - r.start,
                    uint64_t(r.prot));
     }
+  }
+  tracking_ = CodeTracking{};
+  if (handlerBlocksSegv_) return;
+  for (pid_t tid : threads) {
+    uint64_t mask = 0;
+    if (ptrace(PTRACE_GETSIGMASK, tid, sizeof mask, &mask) < 0 || (mask & kSegvBit)) return;
   }
   tracking_ = CodeTracking{true, segment, codeRanges(task.tid(), gadget), {}, {}};
   for (const CodeRange& r : tracking_.ranges) {
@@ -89,9 +100,25 @@ bool CodeCoverage::onFault(Task& task, uint64_t gadget) {
 }
 
 void CodeCoverage::beforeSyscall(Task& task, uint64_t gadget, long nr, const uint64_t args[6]) {
+  if (nr == SYS_rt_sigaction && args[1]) {
+    uint64_t act[4] = {};  // the kernel's sigaction: handler, flags, restorer, mask
+    // A handler blocks its own signal while it runs, unless SA_NODEFER. Unreadable: assume so.
+    bool read = task.tryRead(args[1], act, sizeof act);
+    bool blocksSegv = (act[3] & kSegvBit) || (args[0] == SIGSEGV && !(act[1] & SA_NODEFER));
+    if (!read || (act[0] > 1 && blocksSegv)) handlerBlocksSegv_ = true;
+  }
   if (!tracking_.on) return;
-  bool disturbs = false;
+  bool disturbs = handlerBlocksSegv_;
   switch (nr) {
+    case SYS_rt_sigprocmask:  // blocking SIGSEGV
+      if (args[1] && args[0] != SIG_UNBLOCK) {
+        uint64_t set = 0;
+        disturbs |= !task.tryRead(args[1], &set, sizeof set) || (set & kSegvBit);
+      }
+      break;
+    case SYS_rt_sigaction:  // SIGSEGV's handler
+      disturbs |= args[0] == SIGSEGV && args[1];
+      break;
     case SYS_mmap:  // only a fixed mapping replaces what was there
       disturbs = (args[3] & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
                  overlaps(tracking_.ranges, args[0], args[1]);

@@ -4,6 +4,10 @@
 // does: at a mark the code loses its execute permission, and the first fetch from each page
 // faults once, gets the permission back, and is noted. After that the page runs at full speed.
 //
+// The faults are SIGSEGVs, and the kernel unblocks a blocked SIGSEGV it raises for a fault and
+// resets its handler: nothing is followed while the program may have SIGSEGV blocked (a thread's
+// mask, or a handler that blocks it while it runs).
+//
 // A stretch runs from a mark (the start of a segment) to the start of a later segment. Its
 // facts hold for any replay of it, replay being deterministic, so they outlive the process that
 // learnt them. The protection state belongs to a process and travels with its checkpoints.
@@ -40,9 +44,9 @@ class CodeCoverage {
   uint32_t tgid() const { return tgid_; }
 
   // At the start of segment `segment`, with the task at a stop where syscalls can be injected:
-  // closes the stretch that ends here and starts one (while the process is alone), which
-  // begins at the task's instruction.
-  void mark(Task& task, uint64_t gadget, uint64_t segment);
+  // closes the stretch that ends here and starts one, which begins at the task's instruction;
+  // `threads` are the tids of all of the process's threads.
+  void mark(Task& task, uint64_t gadget, uint64_t segment, const std::vector<pid_t>& threads);
   // A segment of the process begins at `rip`.
   void arrived(uint64_t rip);
   // The task stopped for SIGSEGV: true if it was a fetch from code protected here, which
@@ -72,6 +76,9 @@ class CodeCoverage {
 
   uint32_t tgid_;
   CodeTracking tracking_;
+  // A handler that blocks SIGSEGV while it runs was installed at some point of the recording:
+  // from then on (and, conservatively, anywhere replay goes afterwards) nothing is followed.
+  bool handlerBlocksSegv_ = false;
   std::map<uint64_t, Stretch> known_;  // by the segment of their mark
 };
 

@@ -932,7 +932,11 @@ void DebugSession::maybeCheckpoint() {
 void DebugSession::markCoverage() {
   if (!replay_.checkpointable()) return;
   ReplayTask& t = *replay_.task(now_.tid);
-  coverage_.mark(*t.task, t.stub.gadget, now_.segment);
+  std::vector<pid_t> threads;
+  for (const auto& [tid, other] : replay_.tasks()) {
+    if (other.tgid == t.tgid) threads.push_back(other.task->tid());
+  }
+  coverage_.mark(*t.task, t.stub.gadget, now_.segment, threads);
 }
 
 }  // namespace rwd
