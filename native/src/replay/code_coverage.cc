@@ -57,12 +57,8 @@ void CodeCoverage::mark(Task& task, uint64_t gadget, uint64_t segment,
     Stretch& s = known_[tracking_.since];
     if (segment > s.end) s = Stretch{segment, tracking_.ran, tracking_.ranges};
     // Whole mappings again: /proc/PID/maps shows them split by what was given back.
-    for (const CodeRange& r : tracking_.ranges) {
-      remote.check("giving code its permissions back", SYS_mprotect, r.start, r.end - r.start,
-                   uint64_t(r.prot));
-    }
+    giveBack(remote);
   }
-  tracking_ = CodeTracking{};
   if (handlerBlocksSegv_) return;
   for (pid_t tid : threads) {
     uint64_t mask = 0;
@@ -153,6 +149,11 @@ void CodeCoverage::beforeSyscall(Task& task, uint64_t gadget, long nr, const uin
   }
   if (!disturbs) return;
   RemoteSyscalls remote(task, gadget);
+  giveBack(remote);
+}
+
+// Gives all the followed code its permissions back; nothing is followed any more.
+void CodeCoverage::giveBack(RemoteSyscalls& remote) {
   for (const CodeRange& r : tracking_.ranges) {
     remote.check("giving code its permissions back", SYS_mprotect, r.start, r.end - r.start,
                  uint64_t(r.prot));

@@ -18,6 +18,7 @@
 #include <set>
 #include <vector>
 
+#include "core/remote_syscalls.h"
 #include "core/task.h"
 
 namespace rwd {
@@ -72,7 +73,7 @@ class CodeCoverage {
     std::set<uint64_t> ran;
     std::vector<CodeRange> ranges;
   };
-  void giveBack(Task& task, uint64_t gadget);
+  void giveBack(RemoteSyscalls& remote);
 
   uint32_t tgid_;
   CodeTracking tracking_;
