@@ -643,10 +643,7 @@ bool ReplaySession::interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const 
   const int sig = next->signal.signo;
   const uint64_t bit = uint64_t(1) << (sig - 1);
   if (!(own & bit) || (during & bit)) return false;  // deliverable as it is, or not even then
-  for (const MemoryWrite& w : ev.writes) {
-    t.task->write(w.addr, w.data.data(), w.data.size());
-    syscallWrites_.emplace_back(w.addr, w.data.size());
-  }
+  writeResults(t, ev);
   syscall(SYS_tgkill, t.task->tid(), t.task->tid(), sig);
   Regs suspend = r;
   suspend.orig_rax = SYS_rt_sigsuspend;
@@ -669,11 +666,16 @@ void ReplaySession::finishSyscall(ReplayTask& t, Regs r, int64_t result) {
   t.task->setRegs(r);
 }
 
-void ReplaySession::emulate(ReplayTask& t, Regs r, const SyscallEvent& ev) {
+// Writes what the recorded syscall wrote into the program's memory.
+void ReplaySession::writeResults(ReplayTask& t, const SyscallEvent& ev) {
   for (const MemoryWrite& w : ev.writes) {
     t.task->write(w.addr, w.data.data(), w.data.size());
     syscallWrites_.emplace_back(w.addr, w.data.size());
   }
+}
+
+void ReplaySession::emulate(ReplayTask& t, Regs r, const SyscallEvent& ev) {
+  writeResults(t, ev);
   if (ev.echoFd) echo(t, ev);
   finishSyscall(t, r, ev.result);
 }
