@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, writeSync } from 'node:fs';
 import type { Command } from 'commander';
 import { addClientOptions, type ClientFlags } from '../client/config.js';
+import { log } from '../debug/log.js';
 import { listenTcp, serveStdio, type Serving } from '../debug/serve.js';
 import { SessionThread } from '../debug/session_thread.js';
 import { resolveTraceDir } from '../trace/trace_dir.js';
@@ -17,14 +18,6 @@ interface DebugFlags extends ClientFlags {
 
 /** A trace id as the server hands them out (a UUID); anything else names a local directory. */
 const TRACE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-const log = (line: string): void => {
-  try {
-    writeSync(2, `rewind: ${line}\n`);
-  } catch {
-    // stderr is gone; nothing to tell
-  }
-};
 
 function parsePort(text: string | undefined): number {
   if (text === undefined) return 0;

@@ -1,23 +1,15 @@
 // The debug session's own thread. The engine's session and the protocol handling run here, on
 // the thread that ptrace ties the replayed processes to, so that the connection's thread stays
 // free while a resume runs: it reads gdb's Ctrl-C (0x03) and passes it on through a shared word.
-import { writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { engineErrorCode, stubPath, type DebugSession } from '../../native/index.js';
 import { requireEngine } from '../engine.js';
 import { eventsPath, readManifest } from '../trace/manifest.js';
 import { UserError } from '../user_error.js';
 import { errorReply, errorText, GdbServer, type Response } from './gdb_server.js';
+import { log } from './log.js';
 import type { FromSession, SessionStart, ToSession } from './session_thread.js';
 import { TraceFiles } from './trace_files.js';
-
-const log = (line: string): void => {
-  try {
-    writeSync(2, `rewind: ${line}\n`);
-  } catch {
-    // stderr is gone; nothing to tell
-  }
-};
 
 function startSession(dir: string, programStdout: number): { session: DebugSession; files: TraceFiles } {
   const manifest = readManifest(dir);
