@@ -134,23 +134,34 @@ export async function gdbBatch(
   commands: string[],
   opts: { pre?: string[]; timeoutMs?: number } = {},
 ): Promise<GdbRun> {
-  const args = ['-batch', '-nx', ...(opts.pre ?? []), '-iex', 'set pagination off', '-iex', 'set width 0', '-iex', 'set confirm off'];
-  args.push('-ex', `target extended-remote ${typeof target === 'number' ? `127.0.0.1:${target}` : target}`);
-  commands.forEach((c, i) => args.push('-ex', `echo \\n@@${i}@@\\n`, '-ex', c));
-  args.push('-ex', `echo \\n@@end@@\\n`);
+  const args = batchArgs(target, commands, opts.pre);
   // One pipe for both streams keeps gdb's messages in order with its output.
   const r = await run('sh', ['-c', 'exec gdb "$@" 2>&1', 'gdb', ...args], {
     timeoutMs: opts.timeoutMs ?? 120_000,
     env: baseEnv({ HOME: '/nonexistent' }),
   });
   const transcript = r.stdout.toString('utf8');
+  return { ...r, sections: splitSections(transcript, commands.length), transcript: `$ ${r.command}\n${transcript}` };
+}
+
+/** gdb's arguments for a batch run of `commands`, each preceded by an echoed marker. */
+function batchArgs(target: number | string, commands: string[], pre: string[] = []): string[] {
+  const args = ['-batch', '-nx', ...pre, '-iex', 'set pagination off', '-iex', 'set width 0', '-iex', 'set confirm off'];
+  args.push('-ex', `target extended-remote ${typeof target === 'number' ? `127.0.0.1:${target}` : target}`);
+  commands.forEach((c, i) => args.push('-ex', `echo \\n@@${i}@@\\n`, '-ex', c));
+  args.push('-ex', `echo \\n@@end@@\\n`);
+  return args;
+}
+
+/** The output of each of `count` commands, split at the markers batchArgs echoes. */
+function splitSections(transcript: string, count: number): string[] {
   const sections: string[] = [];
-  for (let i = 0; i < commands.length; i++) {
+  for (let i = 0; i < count; i++) {
     const start = transcript.indexOf(`@@${i}@@\n`);
-    const next = transcript.indexOf(`@@${i + 1 < commands.length ? i + 1 : 'end'}@@`, start);
+    const next = transcript.indexOf(`@@${i + 1 < count ? i + 1 : 'end'}@@`, start);
     sections.push(start < 0 ? '' : transcript.slice(start + `@@${i}@@\n`.length, next < 0 ? undefined : next));
   }
-  return { ...r, sections, transcript: `$ ${r.command}\n${transcript}` };
+  return sections;
 }
 
 export interface InterruptedGdb {
@@ -166,11 +177,7 @@ export interface InterruptedGdb {
  * SIGINT (the user's Ctrl-C), which it passes on to the session as 0x03.
  */
 export async function gdbInterrupted(target: number | string, commands: string[], afterMs: number): Promise<InterruptedGdb> {
-  const args = ['-batch', '-nx', '-iex', 'set pagination off', '-iex', 'set confirm off'];
-  args.push('-ex', `target extended-remote ${typeof target === 'number' ? `127.0.0.1:${target}` : target}`);
-  commands.forEach((c, i) => args.push('-ex', `echo \\n@@${i}@@\\n`, '-ex', c));
-  args.push('-ex', 'echo \\n@@end@@\\n');
-  const gdb = spawn('gdb', args, { env: baseEnv({ HOME: '/nonexistent' }), stdio: ['ignore', 'pipe', 'pipe'] });
+  const gdb = spawn('gdb', batchArgs(target, commands), { env: baseEnv({ HOME: '/nonexistent' }), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   gdb.stdout.on('data', (b: Buffer) => (out += b.toString()));
   gdb.stderr.on('data', (b: Buffer) => (out += b.toString()));
@@ -186,12 +193,7 @@ export async function gdbInterrupted(target: number | string, commands: string[]
   await waitFor('@@1@@');
   const stopMs = Date.now() - interruptedAt;
   const status = await exited;
-  const sections = commands.map((_, i) => {
-    const start = out.indexOf(`@@${i}@@\n`);
-    const next = out.indexOf(`@@${i + 1 < commands.length ? i + 1 : 'end'}@@`, start);
-    return start < 0 ? '' : out.slice(start, next < 0 ? undefined : next);
-  });
-  return { sections, transcript: out, status, stopMs };
+  return { sections: splitSections(out, commands.length), transcript: out, status, stopMs };
 }
 
 /** The section of the first command equal to `command` at or after index `from`. */
