@@ -24,6 +24,7 @@
         "src/replay/position_trap.cc",
         "src/core/x86_instruction.cc",
         "src/replay/replay_session.cc",
+        "src/replay/trace_blobs.cc",
         "src/binding/addon.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "src"],

@@ -1,7 +1,7 @@
 // The files gdb opens on the target (vFile): only those the recorded program mapped, served out
 // of the trace's blobs by the path the manifest records, so gdb (sysroot `target:`) never reads
 // the debugging machine's own copies, which may differ from the recorded ones.
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { basename, join, posix } from 'node:path';
 import type { BlobInfo } from '../../native/index.js';
 
@@ -62,7 +62,7 @@ export class TraceFiles {
     if (this.open.size >= MAX_OPEN) throw new FileIoError(FILEIO.EMFILE, 'too many open files');
     let hostFd: number;
     try {
-      hostFd = openSync(join(this.traceDir, 'blobs', sha), 'r');
+      hostFd = openSync(join(this.traceDir, 'blobs', sha), constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch {
       throw new FileIoError(FILEIO.ENOENT, `${path}: its blob is missing from the trace`);
     }

@@ -40,6 +40,8 @@ export interface Manifest {
   blobs: BlobInfo[];
 }
 
+const BLOB_NAME = /^[0-9a-f]{64}$/;
+
 export function manifestPath(dir: string): string {
   return join(dir, 'manifest.json');
 }
@@ -78,6 +80,12 @@ export function readManifest(dir: string): Manifest {
   }
   if (!Array.isArray(data.blobs) || !Array.isArray(data.argv) || (data.complete && !isObject(data.exit))) {
     throw new UserError(`${dir}: manifest.json is incomplete`);
+  }
+  for (const b of data.blobs as unknown[]) {
+    // Blob names become paths: anything but a sha256 could reach outside the trace.
+    if (!isObject(b) || typeof b.sha256 !== 'string' || !BLOB_NAME.test(b.sha256)) {
+      throw new UserError(`${dir}: manifest.json names a blob that is not a sha256 (64 hex digits)`);
+    }
   }
   return data as unknown as Manifest;
 }

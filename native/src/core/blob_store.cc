@@ -74,6 +74,19 @@ std::string sha256Hex(const void* data, size_t len) {
   return h.hex();
 }
 
+std::string sha256OfFile(int fd, const std::string& what) {
+  uint64_t size = 0;
+  return hashFile(fd, what, -1, "", &size);
+}
+
+bool isBlobName(const std::string& name) {
+  if (name.size() != 64) return false;
+  for (char c : name) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
 BlobStore::BlobStore(const std::string& traceDir) : dir_(traceDir + "/blobs") {
   if (mkdir(dir_.c_str(), 0755) < 0 && errno != EEXIST) failErrno("create " + dir_);
 }

@@ -46,4 +46,11 @@ class BlobStore {
 // Hex sha256 of a buffer.
 std::string sha256Hex(const void* data, size_t len);
 
+// Hex sha256 of the whole file open at `fd`; `what` names it in errors.
+std::string sha256OfFile(int fd, const std::string& what);
+
+// Whether `name` can name a blob: 64 lower-case hex digits. Names come from traces, which are
+// untrusted, so anything else (a path, "..", an upper-case or short name) is refused.
+bool isBlobName(const std::string& name);
+
 }  // namespace rwd

@@ -6,24 +6,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <iterator>
-
 #include "core/error.h"
 #include "core/memory_map.h"
 #include "core/remote_syscalls.h"
 #include "core/stub_layout.h"
 
 namespace rwd {
-namespace {
-
-std::vector<uint8_t> readBlob(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorCode::BadTrace, "the trace is missing blob " + path);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-}  // namespace
 
 uint64_t putScratchString(Task& task, const StubLayout& stub, const std::string& s,
                           uint64_t offset) {
@@ -31,7 +19,7 @@ uint64_t putScratchString(Task& task, const StubLayout& stub, const std::string&
   return stub.scratch + offset;
 }
 
-StubLayout buildAddressSpace(Task& task, const ExecEvent& exec, const std::string& blobDir) {
+StubLayout buildAddressSpace(Task& task, const ExecEvent& exec, TraceBlobs& blobs) {
   StubLayout stub;
   stub.gadget = task.regs().rip;  // the stub's entry point is its syscall instruction
   std::vector<MapsEntry> maps = readMemoryMap(task.tid());
@@ -42,7 +30,7 @@ StubLayout buildAddressSpace(Task& task, const ExecEvent& exec, const std::strin
     fail(ErrorCode::System, "the replay stub is not where rewind expects it");
   }
 
-  std::vector<uint8_t> snapshot = readBlob(blobDir + "/" + exec.snapshotBlob);
+  std::vector<uint8_t> snapshot = blobs.read(exec.snapshotBlob);
   {
     RemoteSyscalls remote(task, stub.gadget);
     for (const MapsEntry& m : maps) {
@@ -53,8 +41,9 @@ StubLayout buildAddressSpace(Task& task, const ExecEvent& exec, const std::strin
     for (const MappedRegion& r : exec.regions) {
       uint64_t len = r.end - r.start;
       if (r.source == MappedRegion::File) {
-        uint64_t path = putScratchString(task, stub, blobDir + "/" + r.blob);
-        long fd = remote.check("opening a captured file", SYS_open, path, O_RDONLY | O_CLOEXEC);
+        uint64_t path = putScratchString(task, stub, blobs.pathOf(r.blob));
+        long fd = remote.check("opening a captured file", SYS_open, path,
+                               O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         remote.check("mapping a captured file", SYS_mmap, r.start, len, r.prot,
                      MAP_PRIVATE | MAP_FIXED, uint64_t(fd), r.offset);
         remote.call(SYS_close, uint64_t(fd));

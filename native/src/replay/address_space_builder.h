@@ -8,6 +8,7 @@
 
 #include "core/events.h"
 #include "core/task.h"
+#include "replay/trace_blobs.h"
 
 namespace rwd {
 
@@ -17,7 +18,7 @@ struct StubLayout {
 };
 
 // `task` must be stopped at the exit of its execve of the stub.
-StubLayout buildAddressSpace(Task& task, const ExecEvent& exec, const std::string& blobDir);
+StubLayout buildAddressSpace(Task& task, const ExecEvent& exec, TraceBlobs& blobs);
 
 // Writes a NUL-terminated string into the stub's scratch memory and returns its address.
 uint64_t putScratchString(Task& task, const StubLayout& stub, const std::string& s,

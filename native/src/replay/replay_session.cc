@@ -62,9 +62,7 @@ void writeOut(int fd, const uint8_t* data, size_t len) {
 }  // namespace
 
 ReplaySession::ReplaySession(ReplayOptions options)
-    : options_(std::move(options)),
-      blobDir_(options_.traceDir + "/blobs"),
-      reader_(options_.eventsPath) {}
+    : options_(std::move(options)), blobs_(options_.traceDir), reader_(options_.eventsPath) {}
 
 ReplaySession::~ReplaySession() {
   std::vector<pid_t> alive;
@@ -127,7 +125,7 @@ void ReplaySession::spawnStub() {
 
 void ReplaySession::rebuild(ReplayTask& t) {
   t.task->reopenMemory();
-  t.stub = buildAddressSpace(*t.task, next_.exec, blobDir_);
+  t.stub = buildAddressSpace(*t.task, next_.exec, blobs_);
   t.brkEnd = pageUp(next_.exec.brkStart);
   programs_[t.tgid] = ProgramImage{next_.exec.exe, next_.exec.auxv};
   trampolines_.erase(t.tgid);
@@ -724,8 +722,9 @@ void ReplaySession::replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev) {
       // Anonymous memory, or a device like /dev/zero that maps as anonymous memory.
       got = remote.call(SYS_mmap, addr, len, prot, flags | MAP_ANONYMOUS, uint64_t(-1), 0);
     } else {
-      uint64_t path = putScratchString(*t.task, t.stub, blobDir_ + "/" + ev.blob);
-      long fd = remote.check("opening a captured file", SYS_open, path, O_RDONLY | O_CLOEXEC);
+      uint64_t path = putScratchString(*t.task, t.stub, blobs_.pathOf(ev.blob));
+      long fd = remote.check("opening a captured file", SYS_open, path,
+                             O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
       // Writes to a shared file mapping stay in the replayed process.
       flags = (flags & ~uint64_t(MAP_SHARED | MAP_SHARED_VALIDATE)) | MAP_PRIVATE;
       got = remote.call(SYS_mmap, addr, len, prot, flags, uint64_t(fd), ev.args[5]);

@@ -167,7 +167,7 @@ class ReplaySession {
   static std::string describeStop(const Stop& s);
 
   ReplayOptions options_;
-  std::string blobDir_;
+  TraceBlobs blobs_;
   EventReader reader_;
   Event next_;
   uint64_t eventIndex_ = 0;  // index of next_

@@ -1,0 +1,74 @@
+#include "replay/trace_blobs.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/blob_store.h"
+#include "core/error.h"
+
+namespace rwd {
+
+TraceBlobs::TraceBlobs(const std::string& traceDir) : dir_(traceDir + "/blobs") {
+  dirFd_ = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dirFd_ < 0) fail(ErrorCode::BadTrace, "the trace has no blob directory (" + dir_ + ")");
+}
+
+TraceBlobs::~TraceBlobs() { close(dirFd_); }
+
+int TraceBlobs::openVerified(const std::string& name) {
+  if (!isBlobName(name)) {
+    fail(ErrorCode::BadTrace, "the trace names an invalid blob \"" + name.substr(0, 80) +
+                                  "\" (a blob name is 64 hex digits)");
+  }
+  int fd = openat(dirFd_, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ELOOP) fail(ErrorCode::BadTrace, "blob " + name + " is a link, not a blob");
+    fail(ErrorCode::BadTrace, "the trace is missing blob " + name);
+  }
+  struct stat st;
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    fail(ErrorCode::BadTrace, "blob " + name + " is not a regular file");
+  }
+  if (!verified_.count(name)) {
+    std::string actual;
+    try {
+      actual = sha256OfFile(fd, "blob " + name);
+    } catch (...) {
+      close(fd);
+      throw;
+    }
+    if (actual != name) {
+      close(fd);
+      fail(ErrorCode::BadTrace, "blob " + name + " is damaged: its content hashes to " + actual);
+    }
+    verified_.insert(name);
+  }
+  return fd;
+}
+
+std::vector<uint8_t> TraceBlobs::read(const std::string& name) {
+  int fd = openVerified(name);
+  std::vector<uint8_t> data;
+  uint8_t buf[1 << 16];
+  off_t at = 0;
+  for (;;) {
+    ssize_t n = pread(fd, buf, sizeof buf, at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      close(fd);
+      if (n < 0) fail(ErrorCode::System, "read blob " + name);
+      return data;
+    }
+    data.insert(data.end(), buf, buf + n);
+    at += n;
+  }
+}
+
+std::string TraceBlobs::pathOf(const std::string& name) {
+  close(openVerified(name));
+  return dir_ + "/" + name;
+}
+
+}  // namespace rwd
