@@ -52,6 +52,7 @@ class Reader {
     p_ += n;
     return s;
   }
+  bool atEnd() const { return p_ == end_; }
   void raw(void* out, size_t n) {
     need(n);
     memcpy(out, p_, n);
@@ -132,6 +133,11 @@ void encodeEvent(const Event& e, std::vector<uint8_t>& out) {
       w.put(e.preempt.tid);
       w.bytes(&e.preempt.regs, sizeof e.preempt.regs);
       w.put(e.preempt.stackHash);
+      w.put<uint32_t>(uint32_t(e.preempt.words.size()));
+      for (const MemoryWord& m : e.preempt.words) {
+        w.put(m.addr);
+        w.put(m.value);
+      }
       break;
   }
 }
@@ -238,6 +244,13 @@ Event decodeEvent(const uint8_t* data, size_t len) {
         fail(ErrorCode::BadTrace, "malformed preempt record");
       memcpy(&e.preempt.regs, regs.data(), sizeof e.preempt.regs);
       e.preempt.stackHash = r.get<uint64_t>();
+      if (r.atEnd()) break;  // streams written before positions held words
+      uint32_t n = r.get<uint32_t>();
+      if (n > kMaxPositionWords) fail(ErrorCode::BadTrace, "malformed preempt record");
+      for (uint32_t i = 0; i < n; i++) {
+        uint64_t addr = r.get<uint64_t>();
+        e.preempt.words.push_back(MemoryWord{addr, r.get<uint64_t>()});
+      }
       break;
     }
     default:

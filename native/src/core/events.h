@@ -45,6 +45,12 @@ struct MemoryWrite {
   std::vector<uint8_t> data;
 };
 
+// An aligned 8-byte word of memory and its value.
+struct MemoryWord {
+  uint64_t addr;
+  uint64_t value;
+};
+
 struct SyscallEvent {
   uint32_t tid = 0;
   int32_t nr = 0;
@@ -73,12 +79,17 @@ struct RunEvent {
   uint32_t tid = 0;
 };
 
-// A position in user code without a branch counter: the registers and a hash of the top of
-// the stack. Replay stops at the first time the task reaches the same state.
+// A position in user code without a branch counter: the registers, a hash of the top of the
+// stack, and the words of memory that tell the passes of a loop apart (those the loop changed
+// from the previous pass to this one). Replay stops at the first time the task reaches the
+// same state.
+constexpr size_t kMaxPositionWords = 16;
+
 struct PreemptEvent {
   uint32_t tid = 0;
   Regs regs{};
   uint64_t stackHash = 0;
+  std::vector<MemoryWord> words;
 };
 
 struct ExitEvent {

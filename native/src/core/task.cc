@@ -113,6 +113,17 @@ siginfo_t Task::siginfo() const {
   return info;
 }
 
+std::set<int> Task::pendingSignals() const {
+  std::set<int> sigs;
+  for (uint32_t queue : {0u, uint32_t(PTRACE_PEEKSIGINFO_SHARED)}) {
+    siginfo_t infos[16];
+    __ptrace_peeksiginfo_args args{0, queue, 16};
+    long n = ptrace(PTRACE_PEEKSIGINFO, tid_, &args, infos);
+    for (long i = 0; i < n; i++) sigs.insert(infos[i].si_signo);
+  }
+  return sigs;
+}
+
 void Task::setSiginfo(const siginfo_t& info) {
   if (ptrace(PTRACE_SETSIGINFO, tid_, nullptr, &info) < 0) failErrno("PTRACE_SETSIGINFO");
 }

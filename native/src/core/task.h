@@ -6,6 +6,7 @@
 #include <sys/user.h>
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,8 @@ class Task {
   void setRegs(const Regs& regs);
   siginfo_t siginfo() const;
   void setSiginfo(const siginfo_t& info);
+  // The signals queued for the task or its process, not yet delivered.
+  std::set<int> pendingSignals() const;
 
   // Memory access through /proc/PID/mem, which also reaches pages the task cannot write.
   bool tryRead(uint64_t addr, void* buf, size_t len) const;

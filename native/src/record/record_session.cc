@@ -18,6 +18,7 @@
 #include <tuple>
 
 #include "core/error.h"
+#include "core/memory_image.h"
 #include "core/memory_map.h"
 #include "core/spawn.h"
 #include "core/syscall_table.h"
@@ -75,6 +76,14 @@ bool signalDue(const Task& task) {
     }
   }
   return false;
+}
+
+// Time the task spent on a CPU.
+std::chrono::nanoseconds cpuTime(pid_t tid) {
+  std::ifstream in("/proc/" + std::to_string(tid) + "/schedstat");
+  uint64_t ns = 0;
+  in >> ns;
+  return std::chrono::nanoseconds(ns);
 }
 
 }  // namespace
@@ -278,6 +287,7 @@ Event RecordSession::syscallEvent(const RecordedTask& t, int64_t result) const {
 }
 
 void RecordSession::onSyscallEntry(RecordedTask& t) {
+  t.pendingAtBoundary.clear();  // it ran user code
   t.entryRegs = t.task->regs();
   long nr = long(t.entryRegs.orig_rax);
   if (!t.execed) {
@@ -459,22 +469,11 @@ void RecordSession::onPreempt(RecordedTask& t) {
     t.task->resume(PTRACE_SYSCALL);  // it gave the token up by itself meanwhile
     return;
   }
-  if (!settle(t)) return;
-  appendPosition(t);
+  if (!namePosition(t)) return;
   holder_[t.tgid] = 0;
   t.deferred = Deferred::Resume;
   waiting_[t.tgid].push_back(tid);
   grantNext(t.tgid);
-}
-
-// The task's position in user code, where no syscall marks it: replay stops there too.
-void RecordSession::appendPosition(RecordedTask& t) {
-  Event e;
-  e.type = EventType::Preempt;
-  e.preempt.tid = uint32_t(t.task->tid());
-  e.preempt.regs = t.task->regs();
-  e.preempt.stackHash = stackHash(*t.task, e.preempt.regs.rsp);
-  events_.append(e);
 }
 
 // Moves a task stopped in user code a few instructions on, to one that replay finds without a
@@ -491,7 +490,7 @@ bool RecordSession::settle(RecordedTask& t) {
     X86Instruction insn = decodeX86(code, sizeof code);
     if (insn.length == 0 || insn.traps || relocatable(insn)) return true;
     if (backwardConditionalJump(code, insn) && ++passes[rip] >= 3) {
-      switch (runTo(t, rip + insn.length)) {
+      switch (runTo(t, rip + insn.length, std::chrono::milliseconds(20))) {
         case RunTo::Reached:
           passes.clear();
           continue;
@@ -501,32 +500,132 @@ bool RecordSession::settle(RecordedTask& t) {
           return false;
       }
     }
-    t.task->resume(PTRACE_SINGLESTEP);
-    Stop s = t.task->wait();
-    if (s.kind == Stop::Signal && s.sig == SIGTRAP) continue;
-    if (s.kind == Stop::Signal) {
-      // The instruction did not run. A fault comes back by itself when the task goes on; any
-      // other signal waits its turn like one landing in user code.
-      siginfo_t info = t.task->siginfo();
-      if (isFault(s.sig, info)) return true;
-      if (!ignoresSignal(t.task->tid(), s.sig)) hold(t, info);
-      continue;
+    switch (stepOne(t)) {
+      case Step::Done:
+        continue;
+      case Step::Faulted:
+        return true;
+      case Step::Left:
+        return false;
     }
-    requeued_.emplace_back(t.task->tid(), s.status);
-    return false;
   }
   return true;
 }
 
-// Lets the task run to `addr` at full speed, for 20 ms at most (then it is stopped where it is).
-RecordSession::RunTo RecordSession::runTo(RecordedTask& t, uint64_t addr) {
+// Runs the task's next instruction. A signal that comes instead is held like one landing in
+// user code, and the step is tried again; a fault comes back by itself when the task goes on.
+RecordSession::Step RecordSession::stepOne(RecordedTask& t) {
+  for (;;) {
+    t.task->resume(PTRACE_SINGLESTEP);
+    Stop s = t.task->wait();
+    if (s.kind == Stop::Signal && s.sig == SIGTRAP) return Step::Done;
+    if (s.kind == Stop::Signal) {
+      siginfo_t info = t.task->siginfo();
+      if (isFault(s.sig, info)) return Step::Faulted;
+      if (!ignoresSignal(t.task->tid(), s.sig)) hold(t, info);
+      continue;
+    }
+    requeued_.emplace_back(t.task->tid(), s.status);
+    return Step::Left;
+  }
+}
+
+// Names where the task is in user code, for replay (a Preempt event): settles it on an
+// instruction a trampoline can carry, then lets it pass there again for a while, noting the
+// words of memory the loop changes: from one pass to the next (an inner loop's state) and
+// over the whole while (an outer loop's). Registers and stack alone name the first pass with
+// them; those words tell this pass from the earlier ones when the loop keeps its state in
+// memory (docs/positions.md). False if the task left user code meanwhile (see settle).
+bool RecordSession::namePosition(RecordedTask& t) {
+  if (!settle(t)) return false;
+  std::vector<MemoryWord> words;
+  const uint64_t at = t.task->regs().rip;
+  const std::set<pid_t> pending = pendingStops(t);
+  MemoryImage first = MemoryImage::capture(t.tgid);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
+  Pass pass = nextPass(t, at);
+  for (int n = 0; pass == Pass::Again && n < 256 && std::chrono::steady_clock::now() < until; n++) {
+    pass = nextPass(t, at);
+  }
+  std::optional<MemoryImage> previous;
+  if (pass == Pass::Again) {
+    previous = MemoryImage::capture(t.tgid);
+    pass = nextPass(t, at);
+  }
+  // Another thread's syscall that returned meanwhile wrote memory the loop did not: the words
+  // would be its, so none are named.
+  if (pass == Pass::Again && pendingStops(t) == pending) {
+    MemoryImage last = MemoryImage::capture(t.tgid);
+    words = previous->changedWords(last, kMaxPositionWords / 2);
+    for (const MemoryWord& w : first.changedWords(last, kMaxPositionWords)) {
+      bool known = false;
+      for (const MemoryWord& k : words) known = known || k.addr == w.addr;
+      if (!known && words.size() < kMaxPositionWords) words.push_back(w);
+    }
+  }
+  if (pass == Pass::Left) return false;
+  // Not back there soon (no tight loop, so nothing to tell apart): settle where it is now.
+  if (pass == Pass::Elsewhere && !settle(t)) return false;
+  // Faulted: it stays before the instruction, named as it is.
+  Event e;
+  e.type = EventType::Preempt;
+  e.preempt.tid = uint32_t(t.task->tid());
+  e.preempt.regs = t.task->regs();
+  e.preempt.stackHash = stackHash(*t.task, e.preempt.regs.rsp);
+  e.preempt.words = std::move(words);
+  events_.append(e);
+  return true;
+}
+
+// Runs the task from instruction `at` on to its next pass there, for 2 ms at most.
+RecordSession::Pass RecordSession::nextPass(RecordedTask& t, uint64_t at) {
+  switch (stepOne(t)) {
+    case Step::Left:
+      return Pass::Left;
+    case Step::Faulted:
+      return Pass::Faulted;
+    case Step::Done:
+      break;
+  }
+  if (t.task->regs().rip == at) return Pass::Again;
+  switch (runTo(t, at, std::chrono::milliseconds(2))) {
+    case RunTo::Reached:
+      return Pass::Again;
+    case RunTo::Stopped:
+      return Pass::Elsewhere;
+    case RunTo::Left:
+      return Pass::Left;
+  }
+  return Pass::Left;
+}
+
+// The other threads of the task's process that have a stop the recorder has not taken yet.
+std::set<pid_t> RecordSession::pendingStops(const RecordedTask& t) const {
+  std::set<pid_t> pending;
+  for (const auto& [tid, other] : tasks_) {
+    if (other.tgid != t.tgid || tid == t.task->tid()) continue;
+    siginfo_t info{};
+    if (waitid(P_PID, id_t(tid), &info, WEXITED | WSTOPPED | WNOHANG | WNOWAIT | __WALL) == 0 &&
+        info.si_pid == tid) {
+      pending.insert(tid);
+    }
+  }
+  return pending;
+}
+
+// Lets the task run to `addr` at full speed, for `limit` of its CPU time at most (then it is
+// stopped where it is). CPU time, not elapsed time: on a loaded machine the task gets the same
+// chance to get there, so a busy recorder names the same kinds of positions as an idle one.
+RecordSession::RunTo RecordSession::runTo(RecordedTask& t, uint64_t addr,
+                                          std::chrono::milliseconds limit) {
   const pid_t tid = t.task->tid();
   uint8_t original;
   const uint8_t int3 = 0xcc;
   if (!t.task->tryRead(addr, &original, 1) || !t.task->tryWrite(addr, &int3, 1)) {
     return RunTo::Stopped;
   }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
+  const std::chrono::nanoseconds cpuDeadline = cpuTime(tid) + limit;
+  const auto deadline = std::chrono::steady_clock::now() + 20 * limit;  // however loaded
   bool stopSent = false;
   std::optional<RunTo> outcome;
   t.task->resume(PTRACE_SYSCALL);
@@ -534,7 +633,8 @@ RecordSession::RunTo RecordSession::runTo(RecordedTask& t, uint64_t addr) {
     int status;
     pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
     if (r == 0) {
-      if (!stopSent && std::chrono::steady_clock::now() > deadline) {
+      if (!stopSent &&
+          (cpuTime(tid) > cpuDeadline || std::chrono::steady_clock::now() > deadline)) {
         syscall(SYS_tgkill, t.tgid, tid, SIGSTOP);
         stopSent = true;
       }
@@ -643,8 +743,8 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     regs.rax = uint64_t(result);
     t.task->setRegs(regs);
   }
-  t.boundary = regs;
   resendHeld(t);
+  t.pendingAtBoundary = t.task->pendingSignals();
   if (t.execPending) {
     t.execPending = false;
     t.execed = true;
@@ -655,7 +755,6 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     Event e;
     e.type = EventType::Exec;
     e.exec = captureExec(*t.task, blobs_, n > 0 ? std::string(exe, size_t(n)) : options_.exe);
-    t.boundary = e.exec.regs;
     events_.append(e);
     for (ProcessInfo& p : processes_) {
       if (p.pid == t.task->tid()) p.execs.push_back(ProcessInfo::Exec{e.exec.exe, t.execArgv});
@@ -742,6 +841,10 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
     t.task->resume(PTRACE_SYSCALL);  // the child's SIGSTOP before exec
     return;
   }
+  // Whether the task is where its last syscall returned: the registers cannot tell, as a loop
+  // may come back to the same ones.
+  const bool atBoundary = t.pendingAtBoundary.count(sig) > 0;
+  t.pendingAtBoundary.clear();
   if (sig == SIGSTOP && t.preemptSent) {
     t.preemptSent = false;
     onPreempt(t);
@@ -759,17 +862,18 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
     t.resending = 0;
     info = t.heldSignals.front();
     t.heldSignals.pop_front();
-    Regs now = t.task->regs();
-    if (!t.boundary || !samePosition(now, *t.boundary)) {
+    if (!atBoundary) {
       // Re-sent where the task computes, after it made no syscall for too long: the stream
       // names the position, and replay delivers it there.
-      if (!settle(t)) return;
-      appendPosition(t);
+      if (!namePosition(t)) {
+        // It made a syscall first: the signal waits for its exit, where it is exact.
+        t.heldSignals.push_front(info);
+        return;
+      }
     }
     t.task->setSiginfo(info);
   } else if (!fault) {
-    Regs now = t.task->regs();
-    if (!t.boundary || !samePosition(now, *t.boundary)) {
+    if (!atBoundary) {
       hold(t, info);
       t.task->resume(PTRACE_SYSCALL);
       return;

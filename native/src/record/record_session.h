@@ -66,9 +66,10 @@ struct RecordedTask {
   bool held = false;      // stopped, waiting for forkSeen
   bool inSyscall = false;
   // Asynchronous signals that landed in user code wait for the task's next syscall, where replay
-  // can deliver them exactly: the registers it was resumed with after its last syscall, and
-  // the held signals (re-sent at the next syscall exit, or where they are after 5 ms).
-  std::optional<Regs> boundary;
+  // can deliver them exactly: the signals pending when it was resumed from its last syscall
+  // (the kernel delivers those before the task runs an instruction), and the held signals
+  // (re-sent at the next syscall exit, or where they are after 5 ms).
+  std::set<int> pendingAtBoundary;
   std::deque<siginfo_t> heldSignals;
   std::chrono::steady_clock::time_point heldSince;
   int resending = 0;            // a held signal re-sent at a syscall exit: record it there
@@ -102,10 +103,15 @@ class RecordSession {
   void runFrom(RecordedTask& t);
   void preemptOverdue();
   void onPreempt(RecordedTask& t);
-  void appendPosition(RecordedTask& t);
+  bool namePosition(RecordedTask& t);
   bool settle(RecordedTask& t);
+  enum class Step { Done, Faulted, Left };
+  Step stepOne(RecordedTask& t);
   enum class RunTo { Reached, Stopped, Left };
-  RunTo runTo(RecordedTask& t, uint64_t addr);
+  RunTo runTo(RecordedTask& t, uint64_t addr, std::chrono::milliseconds limit);
+  enum class Pass { Again, Elsewhere, Faulted, Left };
+  Pass nextPass(RecordedTask& t, uint64_t at);
+  std::set<pid_t> pendingStops(const RecordedTask& t) const;
   bool contended() const;
   void hold(RecordedTask& t, const siginfo_t& info);
   void resendHeld(RecordedTask& t);

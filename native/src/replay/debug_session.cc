@@ -421,9 +421,7 @@ DebugStop DebugSession::interruptHere() {
 bool DebugSession::atPosition(const PreemptEvent& p) {
   const ReplayTask* t = replay_.task(p.tid);
   if (!t) return false;
-  Regs r = t->task->regs();
-  return r.rip == p.regs.rip && samePosition(r, p.regs) &&
-         stackHash(*t->task, r.rsp) == p.stackHash;
+  return rwd::atPosition(*t->task, t->task->regs(), p);
 }
 
 void DebugSession::watchInterrupt(const int32_t* flag) {

@@ -69,8 +69,21 @@ class CodeWriter {
 
 }  // namespace
 
+bool atPosition(const Task& task, const Regs& r, const PreemptEvent& p) {
+  if (r.rip != p.regs.rip || !samePosition(r, p.regs) || stackHash(task, r.rsp) != p.stackHash) {
+    return false;
+  }
+  for (const MemoryWord& w : p.words) {
+    uint64_t v;
+    if (!task.tryRead(w.addr, &v, sizeof v) || v != w.value) return false;
+  }
+  return true;
+}
+
 std::unique_ptr<PositionTrap> PositionTrap::install(Task& task, const StubLayout& stub,
-                                                    TrampolinePages& pages, const Regs& target) {
+                                                    TrampolinePages& pages,
+                                                    const PreemptEvent& position) {
+  const Regs& target = position.regs;
   const uint64_t at = target.rip;
   uint8_t code[15];
   if (!task.tryRead(at, code, sizeof code)) return nullptr;
@@ -85,38 +98,74 @@ std::unique_ptr<PositionTrap> PositionTrap::install(Task& task, const StubLayout
     uint64_t want = freePageNear(task.tid(), at);
     if (!want) return nullptr;
     RemoteSyscalls remote(task, stub.gadget);
-    long got = remote.call(SYS_mmap, want, kPage, PROT_READ | PROT_EXEC,
+    // Writable too: the trampoline keeps rax and the flags in it.
+    long got = remote.call(SYS_mmap, want, kPage, PROT_READ | PROT_WRITE | PROT_EXEC,
                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, uint64_t(-1), 0);
     if (uint64_t(got) != want) return nullptr;
     page = want;
     pages.pages.push_back(page);
   }
 
-  // lea rsp,[rsp-128]; pushfq — below the red zone, so nothing of the program's is touched.
-  CodeWriter w(page);
-  w.emit({0x48, 0x8d, 0x64, 0x24, 0x80, 0x9c});
-  // cmp reg,[rip+slot]; jne miss — for every general register but rsp.
-  const int regNumbers[] = {0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  // The trampoline touches neither the stack nor the red zone: what it wrote there would stay
+  // behind in stack memory that the program reuses (and that later positions hash). rax and the
+  // flags are kept in slots of the trampoline's own page instead.
   const uint64_t values[] = {target.rax, target.rcx, target.rdx, target.rbx, target.rbp,
                              target.rsi, target.rdi, target.r8,  target.r9,  target.r10,
                              target.r11, target.r12, target.r13, target.r14, target.r15};
-  std::vector<std::pair<uint64_t, size_t>> slotFields, missFields;  // field address, slot
-  for (size_t i = 0; i < sizeof regNumbers / sizeof regNumbers[0]; i++) {
+  const size_t nRegs = sizeof values / sizeof values[0];
+  std::vector<uint64_t> slotValues(values, values + nRegs);
+  for (const MemoryWord& word : position.words) slotValues.push_back(word.value);
+  const size_t savedRax = slotValues.size(), savedFlags = savedRax + 1;
+  slotValues.push_back(0);
+  slotValues.push_back(0);
+
+  CodeWriter w(page);
+  std::vector<std::pair<uint64_t, size_t>> slotFields;  // rel32 field address, slot
+  std::vector<uint64_t> missFields;
+  // An instruction whose last field is a rel32 to slot `slot`.
+  auto withSlot = [&](std::initializer_list<uint8_t> opcode, size_t slot) {
+    w.emit(opcode);
+    slotFields.emplace_back(w.here(), slot);
+    w.emit32(0);
+  };
+  auto jumpIfMiss = [&]() {
+    w.emit({0x0f, 0x85});  // jne miss
+    missFields.push_back(w.here());
+    w.emit32(0);
+  };
+  withSlot({0x48, 0x89, 0x05}, savedRax);    // mov [rip+savedRax],rax
+  w.emit({0x9f, 0x0f, 0x90, 0xc0});          // lahf; seto al
+  withSlot({0x48, 0x89, 0x05}, savedFlags);  // mov [rip+savedFlags],rax
+  withSlot({0x48, 0x8b, 0x05}, savedRax);    // mov rax,[rip+savedRax]
+  // cmp reg,[rip+slot]; jne miss — for every general register but rsp.
+  const int regNumbers[] = {0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  for (size_t i = 0; i < nRegs; i++) {
     int r = regNumbers[i];
-    w.emit({uint8_t(r >= 8 ? 0x4c : 0x48), 0x3b, uint8_t(((r & 7) << 3) | 5)});
-    slotFields.emplace_back(w.here(), i);
-    w.emit32(0);
-    w.emit({0x0f, 0x85});
-    missFields.emplace_back(w.here(), 0);
-    w.emit32(0);
+    withSlot({uint8_t(r >= 8 ? 0x4c : 0x48), 0x3b, uint8_t(((r & 7) << 3) | 5)}, i);
+    jumpIfMiss();
   }
-  // All equal: popfq; lea rsp,[rsp+128]; int3 — the tracer looks at the stack and decides.
-  const std::vector<uint8_t> epilogue = {0x9d, 0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00};
-  w.emit(epilogue);
+  // movabs rax,ADDR; mov rax,[rax]; cmp rax,[rip+slot]; jne miss — for each word of memory.
+  for (size_t i = 0; i < position.words.size(); i++) {
+    uint64_t addr = position.words[i].addr;
+    w.emit({0x48, 0xb8});
+    w.emit32(int32_t(uint32_t(addr)));
+    w.emit32(int32_t(uint32_t(addr >> 32)));
+    w.emit({0x48, 0x8b, 0x00});
+    withSlot({0x48, 0x3b, 0x05}, nRegs + i);
+    jumpIfMiss();
+  }
+  // mov rax,[rip+savedFlags]; add al,0x7f (OF again); sahf; mov rax,[rip+savedRax]
+  auto restore = [&]() {
+    withSlot({0x48, 0x8b, 0x05}, savedFlags);
+    w.emit({0x04, 0x7f, 0x9e});
+    withSlot({0x48, 0x8b, 0x05}, savedRax);
+  };
+  // All equal: int3 — the tracer looks at the stack and decides.
+  restore();
   uint64_t matchTrap = w.here();
   w.emit({0xcc});
   uint64_t miss = w.here();
-  w.emit(epilogue);
+  restore();
   uint64_t copy = w.here();
   std::vector<uint8_t> moved(code, code + insn.length);
   if (insn.ripRelative) {
@@ -134,12 +183,12 @@ std::unique_ptr<PositionTrap> PositionTrap::install(Task& task, const StubLayout
   w.emit32(0);
   uint64_t slots = (w.here() + 7) & ~uint64_t(7);
   while (w.here() < slots) w.emit({0xcc});
-  for (uint64_t v : values) {
+  for (uint64_t v : slotValues) {
     w.emit32(int32_t(uint32_t(v)));
     w.emit32(int32_t(uint32_t(v >> 32)));
   }
   for (auto& [field, slot] : slotFields) w.patch32(field, slots + 8 * slot);
-  for (auto& [field, unused] : missFields) w.patch32(field, miss);
+  for (uint64_t field : missFields) w.patch32(field, miss);
   w.patch32(back, at + insn.length);
   if (w.bytes().size() > kPage) return nullptr;
   task.write(page, w.bytes().data(), w.bytes().size());

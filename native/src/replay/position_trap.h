@@ -1,15 +1,16 @@
 // Reaching a recorded position in user code fast. Without a branch counter, a position is the
-// first time the task's registers and stack are the recorded ones at the recorded instruction.
-// A breakpoint there costs a ptrace stop at every pass (every iteration of a loop). Instead the
-// instruction is replaced by a jump to a trampoline that compares the registers in the process
-// itself and traps only when they all match; otherwise it runs a copy of the instruction and
-// jumps back.
+// first time the task's registers, stack and the position's words of memory are the recorded
+// ones at the recorded instruction. A breakpoint there costs a ptrace stop at every pass (every
+// iteration of a loop). Instead the instruction is replaced by a jump to a trampoline that
+// compares the registers and the words in the process itself and traps only when they all
+// match; otherwise it runs a copy of the instruction and jumps back.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <vector>
 
+#include "core/events.h"
 #include "core/task.h"
 #include "replay/address_space_builder.h"
 
@@ -21,18 +22,22 @@ struct TrampolinePages {
   std::vector<uint64_t> pages;
 };
 
+// Whether a task with registers `r` is at position `p`: the same registers, stack and words.
+bool atPosition(const Task& task, const Regs& r, const PreemptEvent& p);
+
 class PositionTrap {
  public:
   // Returns nullptr when the instruction at target.rip cannot be moved (too short, relative to
   // rip, a jump) or no page is within reach; the caller falls back to a breakpoint.
   // The task must be at a stop where syscalls can be injected.
   static std::unique_ptr<PositionTrap> install(Task& task, const StubLayout& stub,
-                                               TrampolinePages& pages, const Regs& target);
+                                               TrampolinePages& pages, const PreemptEvent& target);
   ~PositionTrap();  // puts the instruction back
   PositionTrap(const PositionTrap&) = delete;
   PositionTrap& operator=(const PositionTrap&) = delete;
 
-  // Whether a SIGTRAP stop at `rip` is the trampoline finding the registers it waits for.
+  // Whether a SIGTRAP stop at `rip` is the trampoline finding the registers and words it waits
+  // for.
   bool matched(uint64_t rip) const { return rip == matchTrap_ + 1; }
   // Where to send the task when the registers matched but the position did not (its stack).
   uint64_t goOn() const { return copy_; }

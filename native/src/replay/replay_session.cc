@@ -276,7 +276,7 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
   std::unique_ptr<PositionTrap> trap;
   if (toPosition && !control.step && t.deliverSig == 0 &&
       addrs.lower_bound(position - 15) == addrs.upper_bound(position + 15)) {
-    trap = PositionTrap::install(*t.task, t.stub, trampolines_[t.tgid], target->regs);
+    trap = PositionTrap::install(*t.task, t.stub, trampolines_[t.tgid], *target);
   }
   if (toPosition && !trap) addrs.insert(position);
   const std::vector<Watch> none;
@@ -286,10 +286,7 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     t.watches = watches;
   }
   // Whether registers `r` (and the stack) are the recorded position's.
-  auto atTarget = [&](const Regs& r) {
-    return toPosition && r.rip == position && samePosition(r, target->regs) &&
-           stackHash(*t.task, r.rsp) == target->stackHash;
-  };
+  auto atTarget = [&](const Regs& r) { return toPosition && atPosition(*t.task, r, *target); };
   auto reached = [&]() -> std::optional<Trap> {
     if (control.stopAt) return Trap{Trap::Position};
     t.atPosition = true;
