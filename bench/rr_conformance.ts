@@ -25,6 +25,7 @@ const USAGE = `usage: npm run conformance -- RR_CHECKOUT [options]
   --json            print the results as JSON instead of the table
   --work DIR        build and scratch directory (default $TMPDIR/rewind-rr-conformance; binaries are reused)
   --results FILE    append one JSON line per test as it finishes
+  --resume          with --results: keep the tests FILE already holds, run only the others
   --report-from FILE  print the report of a --results file (complete or partial) and run nothing
   --keep            keep each test's working directories and trace`;
 
@@ -70,6 +71,7 @@ async function main(): Promise<number> {
       work: { type: 'string', default: join(tmpdir(), 'rewind-rr-conformance') },
       results: { type: 'string' },
       'report-from': { type: 'string' },
+      resume: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -125,10 +127,13 @@ async function main(): Promise<number> {
     const error = builtOk(t);
     return error ? [{ name: t.name, error }] : [];
   });
-  const runnable = tests.filter((t) => !builtOk(t));
+  const runnableAll = tests.filter((t) => !builtOk(t));
 
   const header: Omit<Report, 'results'> = { rr, timeoutS, skipped, notBuilt };
-  if (values.results) writeFileSync(values.results, `${JSON.stringify({ header })}\n`);
+  const earlier = values.resume && values.results && existsSync(values.results) ? reportFromResults(values.results).results : [];
+  if (values.results && !values.resume) writeFileSync(values.results, `${JSON.stringify({ header })}\n`);
+  const seen = new Set(earlier.map((r) => r.name));
+  const runnable = runnableAll.filter((t) => !seen.has(t.name));
   const cfg: RunConfig = { cli: CLI, bin: dirs.bin, testDir: join(rr, 'src', 'test'), work: scratch, timeoutMs: timeoutS * 1000, keepTraces: values.keep };
   let done = 0;
   const results = await pool(runnable, jobs, async (t) => {
@@ -138,7 +143,7 @@ async function main(): Promise<number> {
     if (values.results) appendFileSync(values.results, `${JSON.stringify({ result: r })}\n`);
     return r;
   });
-  const report: Report = { ...header, results };
+  const report: Report = { ...header, results: [...earlier, ...results] };
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
   return 0;
 }

@@ -1,5 +1,7 @@
 // The conformance table, the record and replay times against native, and the failures grouped
 // by their exact reason (most tests blocked first).
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Result, Verdict } from './run.js';
 import type { SkippedTest } from './suite.js';
 
@@ -41,6 +43,29 @@ export function reasonKey(reason: string): string {
     .replace(/\b(pid|tid) \d+/g, '$1 N');
 }
 
+/**
+ * Names for syscall numbers in refusals: the kernel's x86-64 table from this machine's headers,
+ * and rr's own rrcalls (1000 + k, which rr's tests call and which return ENOSYS natively).
+ */
+function syscallNames(rr: string): Map<number, string> {
+  const names = new Map<number, string>();
+  const unistd = '/usr/include/x86_64-linux-gnu/asm/unistd_64.h';
+  if (existsSync(unistd)) {
+    for (const m of readFileSync(unistd, 'utf8').matchAll(/^#define __NR_(\w+) (\d+)$/gm)) names.set(Number(m[2]), m[1] ?? '');
+  }
+  const rrcalls = join(rr, 'src', 'preload', 'rrcalls.h');
+  if (existsSync(rrcalls)) {
+    for (const m of readFileSync(rrcalls, 'utf8').matchAll(/^#define SYS_(rrcall_\w+) \(?RR_CALL_BASE(?: \+ (\d+))?\)?/gm)) {
+      names.set(1000 + Number(m[2] ?? 0), `rr's ${m[1] ?? ''}, ENOSYS natively`);
+    }
+  }
+  return names;
+}
+
+function nameSyscall(reason: string, names: Map<number, string>): string {
+  return reason.replace(/\bsyscall (-?\d+)\b/, (all, n: string) => `${all} [${names.get(Number(n)) ?? 'no such syscall'}]`);
+}
+
 function groupBy<T>(xs: T[], key: (x: T) => string): [string, T[]][] {
   const m = new Map<string, T[]>();
   for (const x of xs) {
@@ -64,9 +89,10 @@ export function formatReport(r: Report): string {
   const n = natively.length;
   const pct = (k: number): string => (n ? `${((100 * k) / n).toFixed(1)}%` : '-');
   out.push(`rr test suite at ${r.rr}, timeout ${r.timeoutS} s per run`);
+  const listed = r.results.length + r.notBuilt.length + r.skipped.length;
   out.push(
-    `${r.results.length + r.notBuilt.length} tests run, ${r.skipped.length} skipped (need rr's harness), ` +
-      `${r.notBuilt.length} do not build here, ${failsNatively.length} fail natively`,
+    `${listed} tests: ${r.skipped.length} skipped (their .run script needs rr's harness), ` +
+      `${r.notBuilt.length} do not build here, ${r.results.length} run, of which ${failsNatively.length} fail natively`,
   );
   out.push('');
   const rows = [['class', 'tests', 'of passing natively']];
@@ -97,12 +123,13 @@ export function formatReport(r: Report): string {
   out.push(`silent mismatches (replay exited without a divergence message but printed or exited otherwise): ${silent.length}`);
   for (const s of silent) out.push(`  ${s.name}: ${s.reason ?? ''}`);
 
+  const names = syscallNames(r.rr);
   for (const c of CLASSES.slice(1)) {
     const failed = natively.filter((x) => x.verdict === c.verdict);
     if (failed.length === 0) continue;
     out.push('');
     out.push(`${c.label}: ${failed.length}, by reason`);
-    for (const [key, tests] of groupBy(failed, (x) => reasonKey(x.reason ?? ''))) {
+    for (const [key, tests] of groupBy(failed, (x) => nameSyscall(reasonKey(x.reason ?? ''), names))) {
       out.push(`  ${tests.length}  ${key}`);
       out.push(`      ${tests.map((t) => t.name).join(' ')}`);
     }

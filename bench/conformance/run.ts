@@ -141,7 +141,10 @@ export async function runTest(spec: TestSpec, cfg: RunConfig): Promise<Result> {
   };
   const has = (out: Buffer): boolean => spec.token === '' || out.includes(spec.token);
   try {
-    const native = await runOnce(exe, args, inDir('native'), env, cfg.timeoutMs);
+    // Under rr or rewind the test's parent is the recorder, which survives the SIGINT or
+    // SIGTERM some tests send it (self_sigint, term_rr); natively a shell that traps them
+    // plays that part (a trap, unlike an ignored signal, does not pass to the test).
+    const native = await runOnce('/bin/sh', ['-c', 'trap : INT TERM; "$@"; exit $?', 'sh', exe, ...args], inDir('native'), env, cfg.timeoutMs);
     if (native.timedOut) return { name: spec.name, verdict: 'fails natively', reason: 'timeout natively' };
     if (!has(native.stdout)) {
       return { name: spec.name, verdict: 'fails natively', reason: `no ${spec.token} natively (exit ${native.status})` };

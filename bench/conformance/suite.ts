@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
-/** The program a test runs, how rr decides it passed, and where it came from. */
+/** The program a test runs, and how rr decides it passed. */
 export interface TestSpec {
   name: string;
   /** Name of the built binary to run (often the test's own). */
@@ -12,8 +12,6 @@ export interface TestSpec {
   args: string[];
   /** rr's pass token: must appear in stdout ('' means any output). */
   token: string;
-  /** BASIC_TESTS (compare_test EXIT-SUCCESS) or a .run script reduced to the same steps. */
-  origin: 'basic' | 'run-script';
 }
 
 export interface SkippedTest {
@@ -62,7 +60,7 @@ export function readSuite(rr: string, conditionalOk: (test: string) => boolean):
   for (const t of [...basicAll, ...cpp.items]) {
     const name = basename(t);
     sources.set(name, t);
-    tests.push({ name, exe: name, args: [], token: 'EXIT-SUCCESS', origin: 'basic' });
+    tests.push({ name, exe: name, args: [], token: 'EXIT-SUCCESS' });
   }
   for (const t of withProgram.items.filter(forThisArch)) sources.set(basename(t), t);
   const testDir = join(rr, 'src', 'test');
@@ -75,7 +73,7 @@ export function readSuite(rr: string, conditionalOk: (test: string) => boolean):
     }
     const parsed = parseRunScript(readFileSync(script, 'utf8'), name, testDir);
     if ('reason' in parsed) skipped.push({ name, reason: parsed.reason });
-    else tests.push({ name, ...parsed, origin: 'run-script' });
+    else tests.push({ name, ...parsed });
   }
   return { tests, skipped, sources, cppTests: new Set(cpp.items.map((t) => basename(t))) };
 }
@@ -129,7 +127,7 @@ const NO_OPS = new Set([
   'passed',
 ]);
 
-type Parsed = Omit<TestSpec, 'name' | 'origin'> | { reason: string };
+type Parsed = Omit<TestSpec, 'name'> | { reason: string };
 
 /**
  * Reduces a .run script to "record EXE ARGS, replay, check TOKEN" when that is all it does.
