@@ -38,7 +38,7 @@ export function reasonKey(reason: string): string {
   return reason
     .replace(/\bevent \d+/g, 'event N')
     .replace(/\(task \d+\)/g, '(task N)')
-    .replace(/0x[0-9a-f]+/gi, '0x…')
+    .replace(/(?<!request )0x[0-9a-f]+/gi, '0x…') // an ioctl's request names the ioctl: kept
     .replace(/\/tmp\/\S+/g, '<path>')
     .replace(/\b(pid|tid) \d+/g, '$1 N');
 }

@@ -1,6 +1,6 @@
 // Runs one rr test natively, recorded and replayed through rewind's CLI, and classifies it.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { TestSpec } from './suite.js';
@@ -18,15 +18,41 @@ export interface Outcome {
 
 const MAX_OUTPUT = 16 << 20;
 
+/** Marks every process of one run in its environment, so that runaways can be found. */
+const RUN_MARK = 'REWIND_CONFORMANCE_RUN';
+let runs = 0;
+
+/**
+ * Kills what is left of a run: its process group, and the processes that left the group (a
+ * daemon calls setsid) but still carry the run's mark in their environment.
+ */
+function killRun(pgid: number | undefined, mark: string): void {
+  try {
+    if (pgid) process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // the group is already gone
+  }
+  const needle = `${RUN_MARK}=${mark}\0`;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (readFileSync(`/proc/${pid}/environ`, 'latin1').includes(needle)) process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+}
+
 /**
  * Runs a command in its own process group. When the command exits (or the timeout hits) the
- * whole group is killed: a test's leftover children must not hold the pipes open, and a hung
- * recording must not outlive its run.
+ * rest of the run is killed: a test's leftover children must not hold the pipes open or use
+ * the CPU, and a hung recording must not outlive its run. Output still unread at the timeout
+ * (a descendant that escaped the kill holds the pipe) is dropped.
  */
 export function runOnce(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Outcome> {
   return new Promise((resolve) => {
+    const mark = `${process.pid}.${++runs}`;
     const start = process.hrtime.bigint();
-    const child = spawn(cmd, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(cmd, args, { cwd, env: { ...env, [RUN_MARK]: mark }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     const collect = (into: Buffer[]) => (d: Buffer) => {
@@ -35,32 +61,34 @@ export function runOnce(cmd: string, args: string[], cwd: string, env: NodeJS.Pr
     child.stdout.on('data', collect(out));
     child.stderr.on('data', collect(err));
     let timedOut = false;
-    let ms = 0;
-    const killGroup = (): void => {
-      try {
-        if (child.pid) process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // the group is already gone
-      }
+    let exited: { code: number | null; signal: NodeJS.Signals | null; ms: number } | null = null;
+    let settled = false;
+    const finish = (): void => {
+      if (settled || !exited) return;
+      settled = true;
+      clearTimeout(timer);
+      const { code, signal, ms } = exited;
+      const status = code ?? 128 + (signal ? constants.signals[signal] : 0);
+      resolve({ status, stdout: Buffer.concat(out), stderr: Buffer.concat(err), ms, timedOut, signal });
     };
     const timer = setTimeout(() => {
-      timedOut = true;
-      killGroup();
+      if (!exited) timedOut = true;
+      killRun(child.pid, mark);
+      child.stdout.destroy();
+      child.stderr.destroy();
+      finish();
     }, timeoutMs);
     // A program that cannot start (ENOENT, EACCES) is reported as a shell would, with status 127.
     child.on('error', (e) => {
+      settled = true;
       clearTimeout(timer);
       resolve({ status: 127, stdout: Buffer.alloc(0), stderr: Buffer.from(e.message), ms: 0, timedOut: false, signal: null });
     });
-    child.on('exit', () => {
-      ms = Number(process.hrtime.bigint() - start) / 1e6;
-      clearTimeout(timer);
-      killGroup();
+    child.on('exit', (code, signal) => {
+      exited = { code, signal, ms: Number(process.hrtime.bigint() - start) / 1e6 };
+      killRun(child.pid, mark);
     });
-    child.on('close', (code, signal) => {
-      const status = code ?? 128 + (signal ? constants.signals[signal] : 0);
-      resolve({ status, stdout: Buffer.concat(out), stderr: Buffer.concat(err), ms, timedOut, signal });
-    });
+    child.on('close', finish);
   });
 }
 
