@@ -127,10 +127,12 @@ function rewindMessage(stderr: string): string | null {
   return line ? line.slice('rewind: '.length) : null;
 }
 
+/** The line that ends a successful `rewind record`. */
+const TRACE_SAVED = /rewind: trace saved to [^\n]*\n$/;
+
 /** The recorded program's stderr: what rewind record wrote, without its closing "trace saved" line. */
 function programStderr(stderr: Buffer): Buffer {
-  const s = stderr.toString('latin1');
-  const m = /rewind: trace saved to [^\n]*\n$/.exec(s);
+  const m = TRACE_SAVED.exec(stderr.toString('latin1'));
   return m ? stderr.subarray(0, m.index) : stderr;
 }
 
@@ -160,10 +162,9 @@ export async function runTest(spec: TestSpec, cfg: RunConfig): Promise<Result> {
   const exe = spec.exe.includes('/') ? spec.exe : join(cfg.bin, spec.exe);
   const args = spec.args.map((a) => (a.startsWith('@BIN@') ? join(cfg.bin, a.slice(5)) : a));
   // Each run gets a fresh working directory, as rr's harness gives each test one.
-  const fresh = (what: string): string => mkdtempSync(join(cfg.work, `${spec.name}-${what}-`));
   const dirs: string[] = [];
   const inDir = (what: string): string => {
-    const d = fresh(what);
+    const d = mkdtempSync(join(cfg.work, `${spec.name}-${what}-`));
     dirs.push(d);
     return d;
   };
@@ -184,7 +185,7 @@ export async function runTest(spec: TestSpec, cfg: RunConfig): Promise<Result> {
     if (rec.timedOut) return { ...base, verdict: 'timeout', reason: 'record' };
     const recErr = rec.stderr.toString('utf8');
     const recMsg = rewindMessage(recErr);
-    if (!/rewind: trace saved to [^\n]*\n$/.test(recErr)) {
+    if (!TRACE_SAVED.test(recErr)) {
       if (recMsg?.startsWith('cannot record ')) {
         return { ...base, verdict: 'refused', reason: recMsg.replace(/^cannot record [^:]*: /, '') };
       }
@@ -195,7 +196,7 @@ export async function runTest(spec: TestSpec, cfg: RunConfig): Promise<Result> {
     const withRecord = { ...base, recordMs: rec.ms };
     if (rec.status !== native.status || !has(rec.stdout)) {
       const what = rec.status !== native.status ? `exit ${rec.status}, natively ${native.status}` : `no ${spec.token}`;
-      return { ...withRecord, verdict: 'recording differs from native', reason: `${what}: ${tail(programStderr(rec.stderr).toString())}` };
+      return { ...withRecord, verdict: 'recording differs from native', reason: `${what}: ${tail(programStderr(rec.stderr).toString()) || tail(rec.stdout.toString())}` };
     }
     const rep = await runOnce(process.execPath, [cfg.cli, 'replay', trace], recDir, env, cfg.timeoutMs);
     if (rep.timedOut) return { ...withRecord, verdict: 'timeout', reason: 'replay' };
