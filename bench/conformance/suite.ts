@@ -132,9 +132,9 @@ type Parsed = Omit<TestSpec, 'name'> | { reason: string };
 /**
  * Reduces a .run script to "record EXE ARGS, replay, check TOKEN" when that is all it does.
  * RECORD_ARGS (rr's scheduler and buffer options), rr's RR_* variables and TIMEOUT raises are
- * ignored: they mean nothing to rewind, and the timeout is the runner's. Anything else (gdb scripts, signals
- * sent by the harness, rr pack/rerun/checkpoints, shell pipelines) makes the test skipped, with
- * the first command that needs rr's harness as the reason.
+ * ignored: they mean nothing to rewind, and the timeout is the runner's. Anything else (gdb
+ * scripts, signals sent by the harness, rr pack/rerun/checkpoints, shell pipelines) makes the
+ * test skipped, with the first command that needs rr's harness as the reason.
  */
 export function parseRunScript(text: string, name: string, testDir: string): Parsed {
   const vars = new Map([
