@@ -12,6 +12,7 @@ import { DiskBlobStore } from './blobstore/disk.js';
 import type { BlobStore } from './blobstore/blobstore.js';
 import { Catalog } from './catalog/catalog.js';
 import { ReplayManager } from './replay/manager.js';
+import type { SandboxLimits } from '../native/index.js';
 import { agentService } from './services/agent.js';
 import { tokenService } from './services/auth.js';
 import { catalogService } from './services/catalog.js';
@@ -37,6 +38,8 @@ export interface ServerOptions {
   /** Debug worker command; `DIR --stdio` is appended (default: this CLI's `rewind debug`). */
   debugCommand?: string[];
   maxSessions?: number;
+  /** Resource bounds of each replay or debug worker's sandbox. */
+  sandbox?: Partial<SandboxLimits>;
   idleTimeoutMs?: number;
   /** Idle limit of a debug session (default 30 min: a person reads code between commands). */
   debugIdleTimeoutMs?: number;
@@ -167,6 +170,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     maxSessions: opts.maxSessions,
     idleTimeoutMs: opts.idleTimeoutMs,
     debugIdleTimeoutMs: opts.debugIdleTimeoutMs,
+    sandbox: opts.sandbox,
     workDir,
   });
 
