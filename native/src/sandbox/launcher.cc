@@ -42,7 +42,7 @@ struct Options {
   const char* traceDir = nullptr;
   rlim_t memory = rlim_t(4) << 30;
   rlim_t cpuSeconds = 3600;
-  rlim_t fileSize = 0;
+  rlim_t fileSize = rlim_t(16) << 20;
   rlim_t processes = 1024;
   char** argv = nullptr;
 };
