@@ -195,42 +195,40 @@ export function stubPath(): string {
   return join(buildDir(), 'rewind-stub');
 }
 
-/** What a sandboxed worker may use (docs/security.md); every process inside is bounded alike. */
+/** What a sandboxed worker may use (docs/security.md); each bound applies to every process inside. */
 export interface SandboxLimits {
   /**
    * Bytes of writable private memory of the worker (RLIMIT_DATA), and of address space of the
-   * replayed program (RLIMIT_AS), each.
+   * replayed program (RLIMIT_AS), each; default 4 GiB.
    */
   memoryBytes: number;
-  /** CPU seconds of each process (RLIMIT_CPU). */
+  /** CPU seconds of each process (RLIMIT_CPU); default 3600. */
   cpuSeconds: number;
-  /** The largest file a process may write (RLIMIT_FSIZE); the confined view is read-only anyway. */
+  /** The largest file a process may write (RLIMIT_FSIZE); default 16 MiB. The confined view is read-only anyway. */
   fileSizeBytes: number;
-  /** Tasks (processes and threads) in the sandbox (RLIMIT_NPROC). */
+  /** Tasks (processes and threads) in the sandbox (RLIMIT_NPROC); default 1024. */
   processes: number;
 }
 
-export const DEFAULT_SANDBOX_LIMITS: SandboxLimits = {
-  memoryBytes: 4 * 2 ** 30,
-  cpuSeconds: 3600,
-  fileSizeBytes: 16 * 2 ** 20,
-  processes: 1024,
+const LIMIT_FLAGS: Record<keyof SandboxLimits, string> = {
+  memoryBytes: '--memory',
+  cpuSeconds: '--cpu',
+  fileSizeBytes: '--file-size',
+  processes: '--processes',
 };
 
 /**
  * The command that runs the worker `argv` for the trace in `traceDir` in a sandbox: no network,
- * no other process in sight, bounded resources; the worker then calls confine().
+ * no other process in sight, bounded resources (the launcher's defaults where `limits` has none);
+ * the worker then calls confine().
  */
 export function sandboxedCommand(argv: string[], traceDir: string, limits: Partial<SandboxLimits> = {}): string[] {
   const launcher = join(buildDir(), 'rewind-sandbox');
   if (!existsSync(launcher)) throw new EngineUnavailableError(`the replay sandbox is not built (${launcher}); run \`npm run build:native\``);
-  const l = { ...DEFAULT_SANDBOX_LIMITS, ...limits };
-  const n = (x: number): string => String(Math.max(0, Math.floor(x)));
-  return [
-    launcher,
-    ...['--trace', resolve(traceDir), '--memory', n(l.memoryBytes), '--cpu', n(l.cpuSeconds)],
-    ...['--file-size', n(l.fileSizeBytes), '--processes', n(l.processes), '--', ...argv],
-  ];
+  const flags = Object.entries(limits)
+    .filter(([, v]) => v !== undefined)
+    .flatMap(([k, v]) => [LIMIT_FLAGS[k as keyof SandboxLimits], String(Math.max(0, Math.floor(v)))]);
+  return [launcher, '--trace', resolve(traceDir), ...flags, '--', ...argv];
 }
 
 /**

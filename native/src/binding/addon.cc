@@ -407,6 +407,8 @@ Napi::Value Confine(const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(env, rwd::sandbox::confine(traceDir, stubPath));
   } catch (const Error& e) {
     throwJs(env, e.what(), rwd::errorCodeName(e.code()));
+  } catch (const std::exception& e) {
+    throwJs(env, e.what(), "ESYSTEM");
   }
 }
 
