@@ -48,8 +48,8 @@ class Sink extends Writable {
     if (this.held) void this.held.then(() => cb());
     else cb();
   }
-  hold(until: Promise<void>): void {
-    this.held = until;
+  hold(released: Promise<void>): void {
+    this.held = released;
   }
   get bytes(): Buffer {
     return Buffer.concat(this.chunks);
