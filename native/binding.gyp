@@ -26,6 +26,8 @@
         "src/core/x86_instruction.cc",
         "src/replay/replay_session.cc",
         "src/replay/trace_blobs.cc",
+        "src/sandbox/confine.cc",
+        "src/sandbox/seccomp.cc",
         "src/binding/addon.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "src"],
@@ -33,6 +35,13 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-fexceptions", "-frtti"]
+    },
+    {
+      "target_name": "rewind-sandbox",
+      "type": "executable",
+      "sources": ["src/sandbox/launcher.cc"],
+      "include_dirs": ["src"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Werror"]
     },
     {
       "target_name": "rewind-stub",

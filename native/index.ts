@@ -2,7 +2,7 @@
 // server must work on machines where the addon was never built.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export type BlobRole = 'events' | 'file' | 'snapshot';
@@ -155,20 +155,25 @@ export interface Engine {
   replay(request: ReplayRequest): Promise<ReplayOutcome>;
   /** Starts a session stopped at the debuggee's first instruction. */
   debug(request: DebugRequest): DebugSession;
+  /** The sandbox's second step; call it through confine() below. */
+  confine(traceDir: string, stubPath: string): boolean;
 }
 
 export class EngineUnavailableError extends Error {}
 
+let build: string | undefined;
+
+/** Remembered: a confined worker (confine()) no longer sees where it was found. */
 function buildDir(): string {
+  if (build) return build;
   // native/index.ts runs from the source tree (tests) or from dist/native (the CLI).
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 4; i++) {
     const candidate = join(dir, 'native', 'build', 'Release');
-    if (existsSync(join(candidate, 'rewind.node'))) return candidate;
+    if (existsSync(join(candidate, 'rewind.node'))) return (build = candidate);
     dir = dirname(dir);
   }
-  const sibling = join(dirname(fileURLToPath(import.meta.url)), 'build', 'Release');
-  return sibling;
+  return (build = join(dirname(fileURLToPath(import.meta.url)), 'build', 'Release'));
 }
 
 let engine: Engine | undefined;
@@ -188,6 +193,51 @@ export function loadEngine(): Engine {
 
 export function stubPath(): string {
   return join(buildDir(), 'rewind-stub');
+}
+
+/** What a sandboxed worker may use (docs/security.md); each bound applies to every process inside. */
+export interface SandboxLimits {
+  /**
+   * Bytes of writable private memory of the worker (RLIMIT_DATA), and of address space of the
+   * replayed program (RLIMIT_AS), each; default 4 GiB.
+   */
+  memoryBytes: number;
+  /** CPU seconds of each process (RLIMIT_CPU); default 3600. */
+  cpuSeconds: number;
+  /** The largest file a process may write (RLIMIT_FSIZE); default 16 MiB. The confined view is read-only anyway. */
+  fileSizeBytes: number;
+  /** Tasks (processes and threads) in the sandbox (RLIMIT_NPROC); default 1024. */
+  processes: number;
+}
+
+const LIMIT_FLAGS: Record<keyof SandboxLimits, string> = {
+  memoryBytes: '--memory',
+  cpuSeconds: '--cpu',
+  fileSizeBytes: '--file-size',
+  processes: '--processes',
+};
+
+/**
+ * The command that runs the worker `argv` for the trace in `traceDir` in a sandbox: no network,
+ * no other process in sight, bounded resources (the launcher's defaults where `limits` has none);
+ * the worker then calls confine().
+ */
+export function sandboxedCommand(argv: string[], traceDir: string, limits: Partial<SandboxLimits> = {}): string[] {
+  const launcher = join(buildDir(), 'rewind-sandbox');
+  if (!existsSync(launcher)) throw new EngineUnavailableError(`the replay sandbox is not built (${launcher}); run \`npm run build:native\``);
+  const flags = Object.entries(limits)
+    .filter(([, v]) => v !== undefined)
+    .flatMap(([k, v]) => [LIMIT_FLAGS[k as keyof SandboxLimits], String(Math.max(0, Math.floor(v)))]);
+  return [launcher, '--trace', resolve(traceDir), ...flags, '--', ...argv];
+}
+
+/**
+ * Called by a worker once it has loaded everything it needs (the engine, every module), before
+ * it replays: in a sandbox, the trace (read-only), the replay stub and /proc become all it can
+ * see. Outside one (a local replay) it does nothing.
+ */
+export function confine(traceDir: string): void {
+  loadEngine().confine(resolve(traceDir), stubPath());
 }
 
 export function engineErrorCode(err: unknown): EngineErrorCode | undefined {

@@ -20,6 +20,7 @@ import { uploadService } from './services/upload.js';
 import { ServerStats } from './stats.js';
 import { sweep } from './gc.js';
 import { decodeUploadBlobRequest } from '../cli/client/upload_wire.js';
+import type { SandboxLimits } from '../native/index.js';
 import { AgentServiceService } from '../gen/rewind/agent/v1/agent.js';
 import { TokenServiceService } from '../gen/rewind/auth/v1/auth.js';
 import { CatalogServiceService } from '../gen/rewind/catalog/v1/catalog.js';
@@ -37,6 +38,8 @@ export interface ServerOptions {
   /** Debug worker command; `DIR --stdio` is appended (default: this CLI's `rewind debug`). */
   debugCommand?: string[];
   maxSessions?: number;
+  /** Resource bounds of each replay or debug worker's sandbox. */
+  sandbox?: Partial<SandboxLimits>;
   idleTimeoutMs?: number;
   /** Idle limit of a debug session (default 30 min: a person reads code between commands). */
   debugIdleTimeoutMs?: number;
@@ -167,6 +170,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     maxSessions: opts.maxSessions,
     idleTimeoutMs: opts.idleTimeoutMs,
     debugIdleTimeoutMs: opts.debugIdleTimeoutMs,
+    sandbox: opts.sandbox,
     workDir,
   });
 

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { engineErrorCode, stubPath } from '../../native/index.js';
+import { confine, engineErrorCode, stubPath } from '../../native/index.js';
 import { requireEngine } from '../engine.js';
 import { eventsPath, readManifest } from '../trace/manifest.js';
 import { resolveTraceDir } from '../trace/trace_dir.js';
@@ -18,6 +18,7 @@ async function replayLocal(dir: string): Promise<void> {
   }
   const engine = requireEngine();
   try {
+    confine(dir);
     await engine.replay({ traceDir: dir, eventsPath: events, stubPath: stubPath() });
   } catch (err) {
     const code = engineErrorCode(err);

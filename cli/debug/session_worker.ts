@@ -2,7 +2,7 @@
 // the thread that ptrace ties the replayed processes to, so that the connection's thread stays
 // free while a resume runs: it reads gdb's Ctrl-C (0x03) and passes it on through a shared word.
 import { parentPort, workerData } from 'node:worker_threads';
-import { engineErrorCode, stubPath, type DebugSession } from '../../native/index.js';
+import { confine, engineErrorCode, stubPath, type DebugSession } from '../../native/index.js';
 import { requireEngine } from '../engine.js';
 import { eventsPath, readManifest } from '../trace/manifest.js';
 import { UserError } from '../user_error.js';
@@ -18,6 +18,7 @@ function startSession(dir: string, programStdout: number): { session: DebugSessi
   const engine = requireEngine();
   let session: DebugSession;
   try {
+    confine(dir);
     session = engine.debug({ traceDir: dir, eventsPath: events, stubPath: stubPath(), stdoutFd: programStdout, stderrFd: 2 });
   } catch (err) {
     const code = engineErrorCode(err);

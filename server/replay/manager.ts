@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { sandboxedCommand, type SandboxLimits } from '../../native/index.js';
 import type { BlobStore } from '../blobstore/blobstore.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { RpcError } from '../errors.js';
@@ -24,6 +25,8 @@ export interface ReplayOptions {
   maxSessionMs?: number;
   /** Where trace directories are materialised. */
   workDir: string;
+  /** Resource bounds of each worker's sandbox (docs/security.md). */
+  sandbox?: Partial<SandboxLimits>;
 }
 
 export type ReplayEvent = { kind: 'stdout' | 'stderr'; data: Buffer } | { kind: 'exit'; status: number };
@@ -215,8 +218,8 @@ export class ReplayManager {
   }
 
   private runWorker(sessionId: string, dir: string, sink: ReplaySink, abort: AbortSignal): Promise<number> {
-    const [cmd, ...args] = this.command;
-    const child = spawn(cmd!, [...args, dir], {
+    const [cmd, ...args] = sandboxedCommand([...this.command, dir], dir, this.opts.sandbox);
+    const child = spawn(cmd!, args, {
       cwd: dir,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: WORKER_ENV(),
@@ -263,8 +266,8 @@ export class ReplayManager {
   }
 
   private runDebugWorker(sessionId: string, dir: string, io: DebugIo, abort: AbortSignal): Promise<void> {
-    const [cmd, ...args] = this.debugCommand;
-    const child = spawn(cmd!, [...args, dir, '--stdio'], {
+    const [cmd, ...args] = sandboxedCommand([...this.debugCommand, dir, '--stdio'], dir, this.opts.sandbox);
+    const child = spawn(cmd!, args, {
       cwd: dir,
       stdio: ['pipe', 'pipe', 'pipe'],
       env: WORKER_ENV(),

@@ -118,7 +118,10 @@ export async function startTestServer(opts: Partial<ServerOptions> = {}): Promis
   };
 }
 
-/** Pids of this process's descendants whose command line contains every needle. */
+/**
+ * Pids of this process's descendants whose command line contains every needle; not the replay
+ * sandbox's launcher and init (rewind-sandbox), whose command lines hold their worker's.
+ */
 export function descendants(...needles: string[]): number[] {
   const found: number[] = [];
   const visit = (pid: number): void => {
@@ -138,7 +141,8 @@ export function descendants(...needles: string[]): number[] {
       for (const k of kids ? kids.split(/\s+/).map(Number) : []) {
         try {
           const cmd = fs.readFileSync(`/proc/${k}/cmdline`, 'utf8');
-          if (needles.every((n) => cmd.includes(n))) found.push(k);
+          const sandbox = cmd.slice(0, cmd.indexOf('\0')).endsWith('/rewind-sandbox');
+          if (!sandbox && needles.every((n) => cmd.includes(n))) found.push(k);
         } catch {
           // gone
         }

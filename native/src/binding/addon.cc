@@ -10,6 +10,7 @@
 #include "record/record_session.h"
 #include "replay/debug_session.h"
 #include "replay/replay_session.h"
+#include "sandbox/sandbox.h"
 
 namespace {
 
@@ -397,12 +398,27 @@ Napi::Value Debug(const Napi::CallbackInfo& info) {
   return ctor->New({info[0]});
 }
 
+// confine(traceDir, stubPath) -> whether the worker was in a sandbox (and now is confined)
+Napi::Value Confine(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string traceDir = info[0].As<Napi::String>();
+  std::string stubPath = info[1].As<Napi::String>();
+  try {
+    return Napi::Boolean::New(env, rwd::sandbox::confine(traceDir, stubPath));
+  } catch (const Error& e) {
+    throwJs(env, e.what(), rwd::errorCodeName(e.code()));
+  } catch (const std::exception& e) {
+    throwJs(env, e.what(), "ESYSTEM");
+  }
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* ctor = new Napi::FunctionReference(Napi::Persistent(DebugSessionObject::define(env)));
   env.SetInstanceData(ctor);
   exports.Set("record", Napi::Function::New(env, Record));
   exports.Set("replay", Napi::Function::New(env, Replay));
   exports.Set("debug", Napi::Function::New(env, Debug));
+  exports.Set("confine", Napi::Function::New(env, Confine));
   return exports;
 }
 
