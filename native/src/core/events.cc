@@ -90,6 +90,7 @@ void encodeEvent(const Event& e, std::vector<uint8_t>& out) {
       w.str(x.snapshotBlob);
       w.bytes(x.auxv.data(), x.auxv.size());
       w.put(x.brkStart);
+      w.put(x.cpu);
       break;
     }
     case EventType::Syscall: {
@@ -105,6 +106,7 @@ void encodeEvent(const Event& e, std::vector<uint8_t>& out) {
         w.bytes(m.data.data(), m.data.size());
       }
       w.str(s.blob);
+      w.put(s.sentHash);
       break;
     }
     case EventType::Signal:
@@ -184,6 +186,7 @@ Event decodeEvent(const uint8_t* data, size_t len) {
       x.snapshotBlob = r.str();
       x.auxv = r.bytes();
       x.brkStart = r.get<uint64_t>();
+      x.cpu = r.get<int32_t>();
       break;
     }
     case uint8_t(EventType::Syscall): {
@@ -200,6 +203,7 @@ Event decodeEvent(const uint8_t* data, size_t len) {
         s.writes.push_back(MemoryWrite{addr, r.bytes()});
       }
       s.blob = r.str();
+      s.sentHash = r.get<uint64_t>();
       break;
     }
     case uint8_t(EventType::Signal): {

@@ -39,17 +39,24 @@ struct TableBuilder {
   std::array<SyscallSpec, kMaxSyscall> specs{};
 
   void add(long nr, const char* name, int nargs, ReplayAction replay,
-           std::initializer_list<Output> outputs = {}, bool echo = false) {
+           std::initializer_list<Output> outputs = {}) {
     SyscallSpec& s = specs[nr];
     s.name = name;
     s.nargs = uint8_t(nargs);
     s.replay = replay;
-    s.echo = echo;
     int i = 0;
     for (const Output& o : outputs) s.outputs[i++] = o;
   }
   void emulate(long nr, const char* name, int nargs, std::initializer_list<Output> outputs = {}) {
     add(nr, name, nargs, ReplayAction::Emulate, outputs);
+  }
+  // An emulated syscall that sends data; `echo`: replay echoes what went to stdout or stderr.
+  void sends(long nr, const char* name, int nargs, Sent sent, bool echo,
+             std::initializer_list<Output> outputs = {}, int fdArg = 0) {
+    emulate(nr, name, nargs, outputs);
+    specs[nr].sent = sent;
+    specs[nr].echo = echo;
+    specs[nr].fdArg = int8_t(fdArg);
   }
 };
 
@@ -62,11 +69,11 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_readv, "readv", 3, {custom()});
   t.emulate(SYS_preadv, "preadv", 4, {custom()});
   t.emulate(SYS_preadv2, "preadv2", 5, {custom()});
-  t.add(SYS_write, "write", 3, R::Emulate, {}, true);
-  t.add(SYS_writev, "writev", 3, R::Emulate, {}, true);
-  t.emulate(SYS_pwrite64, "pwrite64", 4);
-  t.emulate(SYS_pwritev, "pwritev", 4);
-  t.emulate(SYS_pwritev2, "pwritev2", 5);
+  t.sends(SYS_write, "write", 3, Sent::Buffer, true);
+  t.sends(SYS_writev, "writev", 3, Sent::Iovec, true);
+  t.sends(SYS_pwrite64, "pwrite64", 4, Sent::Buffer, false);
+  t.sends(SYS_pwritev, "pwritev", 4, Sent::Iovec, false);
+  t.sends(SYS_pwritev2, "pwritev2", 5, Sent::Iovec, false);
   t.emulate(SYS_open, "open", 3);
   t.emulate(SYS_openat, "openat", 4);
   t.emulate(kSysOpenat2, "openat2", 4);
@@ -143,9 +150,10 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_lsetxattr, "lsetxattr", 5);
   t.emulate(SYS_fsetxattr, "fsetxattr", 5);
   t.emulate(SYS_removexattr, "removexattr", 2);
-  t.emulate(SYS_sendfile, "sendfile", 4, {fixed(2, 8)});
-  t.emulate(SYS_copy_file_range, "copy_file_range", 6, {fixed(1, 8), fixed(3, 8)});
-  t.emulate(SYS_splice, "splice", 6, {fixed(1, 8), fixed(3, 8)});
+  t.sends(SYS_sendfile, "sendfile", 4, Sent::Copied, true, {fixed(2, 8)});
+  t.sends(SYS_copy_file_range, "copy_file_range", 6, Sent::Copied, true, {fixed(1, 8), fixed(3, 8)},
+          2);
+  t.sends(SYS_splice, "splice", 6, Sent::Copied, true, {fixed(1, 8), fixed(3, 8)}, 2);
   t.emulate(SYS_memfd_create, "memfd_create", 2);
   t.emulate(SYS_inotify_init1, "inotify_init1", 1);
   t.emulate(SYS_inotify_add_watch, "inotify_add_watch", 3);
@@ -178,9 +186,10 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_getpeername, "getpeername", 3, {sockLen(1, 2), fixed(2, 4)});
   t.emulate(SYS_getsockopt, "getsockopt", 5, {sockLen(3, 4), fixed(4, 4)});
   t.emulate(SYS_setsockopt, "setsockopt", 5);
-  t.add(SYS_sendto, "sendto", 6, R::Emulate, {}, true);
-  t.emulate(SYS_sendmsg, "sendmsg", 3);
-  t.emulate(SYS_sendmmsg, "sendmmsg", 4);
+  t.sends(SYS_sendto, "sendto", 6, Sent::Buffer, true);
+  t.sends(SYS_sendmsg, "sendmsg", 3, Sent::Message, true);
+  // The kernel writes each message's msg_len.
+  t.sends(SYS_sendmmsg, "sendmmsg", 4, Sent::Messages, true, {custom()});
   t.emulate(SYS_recvfrom, "recvfrom", 6, {result(1), sockLen(4, 5), fixed(5, 4)});
   t.emulate(SYS_recvmsg, "recvmsg", 3, {custom()});
   // Time.

@@ -37,12 +37,26 @@ struct Output {
   int8_t sizeArg = -1;
 };
 
+// The data a syscall sends out of the process (to a file, a pipe, a socket). Recording keeps a
+// hash of it; replay, which does not run the syscall, checks that the program sends the same.
+enum class Sent : uint8_t {
+  None,
+  Buffer,    // the buffer at argument 1, as many bytes as the result says
+  Iovec,     // the iovec array at argument 1 (argument 2 of them), as many bytes as the result
+  Message,   // the msghdr at argument 1: its name, iovecs (result bytes) and control data
+  Messages,  // the mmsghdr array at argument 1: the result's count of messages, each msg_len
+  Copied,    // copied by the kernel from another fd (sendfile, splice): never in the process's
+             // memory, so replay cannot echo it; recording refuses it when it reaches stdout
+};
+
 struct SyscallSpec {
   const char* name = nullptr;  // nullptr: not in the table
   uint8_t nargs = 0;           // arguments compared in replay to detect divergence
   ReplayAction replay = ReplayAction::Emulate;
   Output outputs[3];
-  bool echo = false;  // writes data; replay echoes it when the fd was stdout or stderr
+  Sent sent = Sent::None;
+  int8_t fdArg = 0;   // the argument naming the fd the data goes to
+  bool echo = false;  // replay echoes the data sent when the fd was stdout or stderr
 };
 
 // nullptr when the syscall is not in the table.

@@ -70,9 +70,7 @@ void killAndReap(std::vector<pid_t> tids) {
 uint64_t stackHash(const Task& task, uint64_t rsp) {
   uint8_t top[256] = {};
   task.tryRead(rsp, top, sizeof top);
-  uint64_t h = 14695981039346656037ull;  // FNV-1a
-  for (uint8_t b : top) h = (h ^ b) * 1099511628211ull;
-  return h;
+  return fnv1a(top, sizeof top);
 }
 
 bool samePosition(const Regs& a, const Regs& b) {

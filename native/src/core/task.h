@@ -58,6 +58,13 @@ class Task {
 // other threads, so they are reaped in whatever order the kernel allows (for up to 2 s).
 void killAndReap(std::vector<pid_t> tids);
 
+// FNV-1a, 64 bits.
+inline uint64_t fnv1a(const uint8_t* data, size_t len) {
+  uint64_t h = 14695981039346656037ull;
+  for (size_t i = 0; i < len; i++) h = (h ^ data[i]) * 1099511628211ull;
+  return h;
+}
+
 // A hash of the 256 bytes at the top of a task's stack: with the registers, it names a position
 // in user code that no syscall marks.
 uint64_t stackHash(const Task& task, uint64_t rsp);

@@ -130,6 +130,7 @@ bool RecordSession::ignoresSignal(pid_t tid, int sig) const {
 
 RecordResult RecordSession::run() {
   int execErrFd = -1;
+  cpu_ = pinToCpu(-1);
   initial_ = spawnTraced(options_.exe, options_.argv, options_.env, &execErrFd);
   RecordedTask& first = addTask(initial_);
   first.tgid = initial_;
@@ -184,6 +185,9 @@ RecordResult RecordSession::run() {
         events_.append(e);
         if (tid == initial_) result.waitStatus = s.status;
         releaseVforkParent(t);
+        releaseOutput(tid);
+        outputWaiting_.erase(std::remove(outputWaiting_.begin(), outputWaiting_.end(), tid),
+                             outputWaiting_.end());
         std::deque<pid_t>& queue = waiting_[t.tgid];
         queue.erase(std::remove(queue.begin(), queue.end(), tid), queue.end());
         pid_t tgid = t.tgid;
@@ -317,7 +321,9 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   // rseq is skipped: the kernel returns -ENOSYS and glibc does without it. The program's own
   // PR_SET_TSC/PR_GET_TSC are skipped too and answered at the exit stop: rdtsc stays trapped.
   t.fakeTsc = nr == SYS_prctl && (args[0] == PR_SET_TSC || args[0] == PR_GET_TSC);
-  if (spec->replay == ReplayAction::Rseq || t.fakeTsc) {
+  // The program's sched_setaffinity is skipped and succeeds: it stays on the recorder's CPU.
+  t.fakeAffinity = nr == SYS_sched_setaffinity;
+  if (spec->replay == ReplayAction::Rseq || t.fakeTsc || t.fakeAffinity) {
     Regs r = t.entryRegs;
     r.orig_rax = uint64_t(-1);
     t.task->setRegs(r);
@@ -327,7 +333,32 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
     events_.append(syscallEvent(t, 0));
     syscalls_++;
   }
+  t.echo = spec->echo ? echoTarget(t.task->tid(), args[spec->fdArg]) : 0;
+  if (t.echo && !claimOutput(t)) return;  // it waits at its entry for its turn
   t.task->resume(PTRACE_SYSCALL);
+}
+
+bool RecordSession::claimOutput(RecordedTask& t) {
+  if (outputBusy_ == 0 || outputBusy_ == t.task->tid()) {  // again: a restarted syscall
+    outputBusy_ = t.task->tid();
+    return true;
+  }
+  outputWaiting_.push_back(t.task->tid());
+  return false;
+}
+
+// The write under way is recorded (or its task is gone): the next one waiting may start.
+void RecordSession::releaseOutput(pid_t tid) {
+  if (outputBusy_ != tid) return;
+  outputBusy_ = 0;
+  while (!outputWaiting_.empty()) {
+    auto it = tasks_.find(outputWaiting_.front());
+    outputWaiting_.pop_front();
+    if (it == tasks_.end()) continue;
+    outputBusy_ = it->first;
+    it->second.task->resume(PTRACE_SYSCALL);
+    return;
+  }
 }
 
 // The kernel wakes a vfork parent while its child is still inside execve, so the parent could
@@ -643,6 +674,12 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     regs.rax = uint64_t(result);
     t.task->setRegs(regs);
   }
+  if (t.fakeAffinity) {
+    t.fakeAffinity = false;
+    result = 0;
+    regs.rax = 0;
+    t.task->setRegs(regs);
+  }
   t.boundary = regs;
   resendHeld(t);
   if (t.execPending) {
@@ -655,6 +692,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     Event e;
     e.type = EventType::Exec;
     e.exec = captureExec(*t.task, blobs_, n > 0 ? std::string(exe, size_t(n)) : options_.exe);
+    e.exec.cpu = cpu_;
     t.boundary = e.exec.regs;
     events_.append(e);
     for (ProcessInfo& p : processes_) {
@@ -682,7 +720,16 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   SyscallEvent& s = e.syscall;
   if (spec->replay == ReplayAction::Emulate) {
     s.writes = captureOutputs(*t.task, nr, *spec, s.args, result, t.entryValues);
-    if (spec->echo && !isError(result)) s.echoFd = echoTarget(t.task->tid(), s.args[0]);
+    if (!isError(result)) s.echoFd = t.echo;
+    if (spec->sent == Sent::Copied && result > 0 && t.echo) {
+      fail(ErrorCode::Unsupported, std::string("the program sent data to its ") +
+                                       (t.echo == 2 ? "stderr" : "stdout") + " with " + spec->name +
+                                       ", which rewind cannot replay yet");
+    }
+    if (spec->sent != Sent::None) {
+      std::vector<uint8_t> sent = sentBytes(*t.task, nr, *spec, s.args, result);
+      s.sentHash = fnv1a(sent.data(), sent.size());
+    }
   }
   if (spec->echo || nr == SYS_pwrite64 || nr == SYS_pwritev || nr == SYS_pwritev2) {
     if (result > 0 && mappedFiles_.count(t.tgid)) captureMappedWrite(t, s);
@@ -702,6 +749,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   }
   events_.append(e);
   syscalls_++;
+  releaseOutput(t.task->tid());
   // A signal the syscall raised (SIGPIPE) or that waited for it is delivered as the task returns
   // to user code: take that stop next, so its event follows this one with no other task's
   // between (replay delivers it right after the syscall).

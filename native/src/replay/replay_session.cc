@@ -138,6 +138,9 @@ void ReplaySession::start() {
   if (!nextEvent() || next_.type != EventType::Exec) {
     fail(ErrorCode::BadTrace, "the trace does not start with an exec");
   }
+  // On the recording's CPU if this machine has it: what cpuid says there is in the program's
+  // memory (glibc keeps it), and cpuid cannot be trapped here.
+  if (pinToCpu(next_.exec.cpu) < 0) pinToCpu(-1);
   spawnStub();
   activate(tasks_[initialTid_]);
 }
@@ -676,16 +679,45 @@ void ReplaySession::writeResults(ReplayTask& t, const SyscallEvent& ev) {
 
 void ReplaySession::emulate(ReplayTask& t, Regs r, const SyscallEvent& ev) {
   writeResults(t, ev);
-  if (ev.echoFd) echo(t, ev);
+  const SyscallSpec& spec = *lookupSyscall(ev.nr);
+  if (spec.sent != Sent::None) {
+    // What the program sends now must be what it sent when recorded: else its output, or a file
+    // it writes, would silently differ.
+    std::vector<uint8_t> data = sentBytes(*t.task, ev.nr, spec, ev.args, ev.result);
+    if (fnv1a(data.data(), data.size()) != ev.sentHash) divergedSent(ev, data);
+    if (ev.echoFd) echo(ev, data);
+  }
   finishSyscall(t, r, ev.result);
 }
 
-void ReplaySession::echo(ReplayTask& t, const SyscallEvent& ev) {
+void ReplaySession::divergedSent(const SyscallEvent& ev, const std::vector<uint8_t>& data) {
+  std::string shown;
+  for (size_t i = 0; i < data.size() && i < 48; i++) {
+    char c = char(data[i]);
+    if (c == '\n') {
+      shown += "\\n";
+    } else if (c >= 32 && c < 127 && c != '"' && c != '\\') {
+      shown += c;
+    } else {
+      char hex[8];
+      snprintf(hex, sizeof hex, "\\x%02x", data[i]);
+      shown += hex;
+    }
+  }
+  if (data.size() > 48) shown += "...";
+  fail(ErrorCode::Diverged,
+       "replay diverged at event " + std::to_string(eventIndex_ - 1) + " (task " +
+           std::to_string(ev.tid) +
+           "): " + describeSyscall(ev.nr, ev.args, lookupSyscall(ev.nr)->nargs) +
+           " sent other data than when recorded: " + std::to_string(data.size()) + " bytes \"" +
+           shown + "\"");
+}
+
+void ReplaySession::echo(const SyscallEvent& ev, const std::vector<uint8_t>& data) {
   // A debugger takes replay back and forth: output is written the first time only.
   uint64_t index = eventIndex_ - 1;
   if (index < echoed_) return;
   echoed_ = index + 1;
-  std::vector<uint8_t> data = writtenBytes(*t.task, ev.nr, ev.args, ev.result);
   writeOut(ev.echoFd == 2 ? options_.stderrFd : options_.stdoutFd, data.data(), data.size());
 }
 

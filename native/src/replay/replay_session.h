@@ -153,7 +153,8 @@ class ReplaySession {
   void replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void replayBrk(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void replayFork(ReplayTask& t, const Regs& at, const SyscallEvent& ev);
-  void echo(ReplayTask& t, const SyscallEvent& ev);
+  void echo(const SyscallEvent& ev, const std::vector<uint8_t>& data);
+  [[noreturn]] void divergedSent(const SyscallEvent& ev, const std::vector<uint8_t>& data);
   void finishSyscall(ReplayTask& t, Regs r, int64_t result);
   std::optional<Stop> enterInPlace(ReplayTask& t, const Regs& at);
   Stop runInPlace(ReplayTask& t, const Regs& at);

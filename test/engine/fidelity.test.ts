@@ -1,0 +1,121 @@
+// Issue 10: a replay never prints or does anything else than the recording without saying so.
+// Each corpus program here replayed wrongly, and silently, before the fix it tests.
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CLI,
+  EVENT_TYPES,
+  cleanupTemps,
+  compile,
+  encodeEventStream,
+  eventsBlob,
+  expectCleanFailure,
+  expectRecorded,
+  expectSameRun,
+  parseEventStream,
+  record,
+  recordReplay,
+  replaceEventsBlob,
+  replay,
+  requireCli,
+  run,
+  stripRewindLines,
+  syscallOf,
+  tempDir,
+  type EventRecord,
+  type Recording,
+} from './harness.js';
+
+afterAll(cleanupTemps);
+beforeAll(requireCli);
+
+const SYS_read = 0;
+const SYS_write = 1;
+
+// A syscall record: type u8, tid u32, nr i32, 6 × u64 args, i64 result, u8 echo, u32 n writes,
+// n × {u64 address, u32 length, data}, string blob, u64 hash of the data sent (docs/trace-format.md).
+const FIRST_WRITE_DATA = 1 + 4 + 4 + 48 + 8 + 1 + 4 + 8 + 4;
+
+function resultOf(r: EventRecord): bigint {
+  return r.body.readBigInt64LE(57);
+}
+
+/** Runs the stream of a trace through `change` and puts it back as a consistent trace. */
+function tamper(rec: Recording, change: (records: EventRecord[]) => EventRecord): EventRecord {
+  const stream = parseEventStream(readFileSync(eventsBlob(rec.traceDir).path));
+  const target = change(stream.records);
+  replaceEventsBlob(rec.traceDir, encodeEventStream(stream));
+  return target;
+}
+
+function findSyscall(records: EventRecord[], nr: number, test: (args: bigint[], r: EventRecord) => boolean): EventRecord {
+  const found = records.find((r) => r.type === EVENT_TYPES.syscall && syscallOf(r).nr === nr && test(syscallOf(r).args, r));
+  if (!found) throw new Error(`no syscall ${nr} record as wanted in the trace`);
+  return found;
+}
+
+function expectDivergedAt(rep: Awaited<ReturnType<typeof replay>>, index: number, what: RegExp): void {
+  expectCleanFailure(rep, /replay diverged at event \d+/);
+  const err = rep.stderr.toString();
+  expect(Number(/diverged at event (\d+)/.exec(err)?.[1]), err).toBe(index);
+  expect(err).toMatch(what);
+}
+
+describe('no silent mismatch', () => {
+  it('several processes and threads writing lines to one stdout: replay prints them in the recorded order', async () => {
+    const exe = compile('writers', { extra: ['-pthread'] });
+    for (let i = 0; i < 3; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+      expect(rec.stdout.toString().split('\n')).toHaveLength(4 * 150 * 2 + 2);
+    }
+  });
+
+  it('data sent by sendmsg (with a descriptor), sendmmsg, pwrite and writev replays exactly', async () => {
+    const { rec } = await recordReplay(compile('pass_fd'), [], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toContain('parent: sendmmsg 2, lengths 5 7\n');
+    expect(rec.stdout.toString()).toContain('reads 20 bytes: written with pwrite\n');
+  });
+
+  it('memory that holds what cpuid said (glibc keeps it) is the same in replay on another CPU', async () => {
+    const taskset = spawnSync('taskset', ['--version']);
+    if (taskset.status !== 0 || cpus().length < 2) return; // needs two CPUs to run on
+    const exe = compile('memscan');
+    // The recorder keeps the program on the CPU it starts on; replay starts on the other one.
+    const traceDir = join(tempDir('rewind-trace-'), 'trace');
+    const r = await run('taskset', ['-c', '0', process.execPath, CLI, 'record', '-o', traceDir, '--', exe]);
+    const rec: Recording = { ...r, traceDir, programStderr: stripRewindLines(r.stderr, traceDir) };
+    expectRecorded(rec, 0);
+    const rep = await run('taskset', ['-c', '1', process.execPath, CLI, 'replay', traceDir]);
+    expectSameRun(rec, rep);
+  });
+
+  it('the data a program reads tampered with: it writes other bytes, and replay says so', async () => {
+    const rec = await record(compile('stdin_cat'), [], { input: 'hello\n' });
+    expectRecorded(rec, 0);
+    expect(rec.stdout.toString()).toBe('HELLO\n');
+    tamper(rec, (records) => {
+      const read = findSyscall(records, SYS_read, (args, r) => args[0] === 0n && resultOf(r) === 6n);
+      read.body[FIRST_WRITE_DATA] = 'j'.charCodeAt(0);
+      return read;
+    });
+    const events = parseEventStream(readFileSync(eventsBlob(rec.traceDir).path)).records;
+    const write = findSyscall(events, SYS_write, (args) => args[0] === 1n);
+    const rep = await replay(rec.traceDir);
+    expectDivergedAt(rep, write.index, /write\(0x1, 0x[0-9a-f]+, 0x6\) sent other data than when recorded: 6 bytes "JELLO\\n"/);
+    expect(rep.stdout.toString()).toBe('');
+  });
+
+  it("a write's recorded hash tampered with: replay stops there", async () => {
+    const rec = await record(compile('hello'), []);
+    expectRecorded(rec, 3);
+    const write = tamper(rec, (records) => {
+      const w = findSyscall(records, SYS_write, (args) => args[0] === 1n);
+      w.body.writeBigUInt64LE(w.body.readBigUInt64LE(w.body.length - 8) ^ 1n, w.body.length - 8);
+      return w;
+    });
+    expectDivergedAt(await replay(rec.traceDir), write.index, /sent other data than when recorded: 18 bytes "hello from rewind\\n"/);
+  });
+});
