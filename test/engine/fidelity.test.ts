@@ -119,3 +119,24 @@ describe('no silent mismatch', () => {
     expectDivergedAt(await replay(rec.traceDir), write.index, /sent other data than when recorded: 18 bytes "hello from rewind\\n"/);
   });
 });
+
+describe('syscall numbers', () => {
+  it('numbers the kernel has no syscall for return ENOSYS, recorded and replayed', async () => {
+    const { rec } = await recordReplay(compile('nosys'), [], { expectStatus: 0 });
+    const out = rec.stdout.toString().split('\n');
+    expect(out.slice(0, 7).every((l) => l.endsWith('= -1, Function not implemented')), rec.stdout.toString()).toBe(true);
+    expect(out[7]).toBe('getpid with high bits set: same pid');
+  });
+
+  it('a 32-bit syscall (int $0x80) is refused by its i386 name, never read with the 64-bit table', async () => {
+    const exe = compile('int80');
+    for (const [nr, name] of [
+      ['20', 'getpid'], // writev in the 64-bit table
+      ['243', 'set_thread_area'], // mq_timedreceive in the 64-bit table
+    ] as const) {
+      const rec = await record(exe, [nr]);
+      expectCleanFailure(rec, new RegExp(`32-bit syscall ${name} \\(${nr}\\) via int \\$0x80 is not supported`));
+      expect(rec.stderr.toString()).not.toMatch(/writev|mq_timedreceive/);
+    }
+  });
+});

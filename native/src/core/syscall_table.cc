@@ -2,10 +2,13 @@
 
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <initializer_list>
 #include <string>
+
+#include "core/i386_syscalls.h"
 
 namespace rwd {
 namespace {
@@ -287,7 +290,7 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.add(SYS_exit_group, "exit_group", 1, R::InPlace);
   t.add(SYS_execve, "execve", 3, R::Execve);
   t.add(SYS_execveat, "execveat", 5, R::Execve);
-  t.add(SYS_rseq, "rseq", 4, R::Rseq);
+  t.add(SYS_rseq, "rseq", 4, R::Refused);
   // New processes (threads are refused by the recorder for now).
   t.add(SYS_clone, "clone", 5, R::Fork);
   t.add(kSysClone3, "clone3", 2, R::Fork);
@@ -298,6 +301,31 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   return t.specs;
 }
 
+// The highest number x86-64 assigns (file_setattr, Linux 6.17). A later kernel's newer syscalls
+// get ENOSYS, as on an older kernel.
+constexpr long kLastSyscall = 469;
+
+bool absentFromKernel(long nr) {
+  if (nr < 0 || nr > kLastSyscall) return true;
+  if (nr >= 335 && nr < 424) return true;  // x86-64 skips these: the 32-bit ABIs' own numbers
+  switch (nr) {
+    case 174:  // create_module
+    case 177:  // get_kernel_syms
+    case 178:  // query_module
+    case 180:  // nfsservctl
+    case 181:  // getpmsg
+    case 182:  // putpmsg
+    case 183:  // afs_syscall
+    case 184:  // tuxcall
+    case 185:  // security
+    case 214:  // epoll_ctl_old
+    case 215:  // epoll_wait_old
+    case 236:  // vserver
+      return true;
+  }
+  return false;
+}
+
 const std::array<SyscallSpec, kMaxSyscall>& table() {
   static const std::array<SyscallSpec, kMaxSyscall> specs = buildTable();
   return specs;
@@ -306,16 +334,33 @@ const std::array<SyscallSpec, kMaxSyscall>& table() {
 }  // namespace
 
 const SyscallSpec* lookupSyscall(long nr) {
-  if (nr < 0 || nr >= kMaxSyscall) return nullptr;
+  static const SyscallSpec absent{"no_such_syscall", 0, ReplayAction::Refused, {}};
+  if (absentFromKernel(nr)) return &absent;
   const SyscallSpec& s = table()[nr];
   return s.name ? &s : nullptr;
 }
 
 const char* syscallName(long nr) {
-  if (const SyscallSpec* s = lookupSyscall(nr)) return s->name;
+  const SyscallSpec* s = lookupSyscall(nr);
+  if (s && !absentFromKernel(nr)) return s->name;
   static thread_local char buf[32];
   snprintf(buf, sizeof buf, "syscall_%ld", nr);
   return buf;
+}
+
+std::string describeCompatSyscall(const Task& task) {
+  Regs r = task.regs();
+  long nr = syscallNumber(r.orig_rax);
+  const I386Syscall* end = std::end(kI386Syscalls);
+  const I386Syscall* it = std::lower_bound(std::begin(kI386Syscalls), end, nr,
+                                           [](const I386Syscall& s, long n) { return s.nr < n; });
+  std::string name = it != end && it->nr == nr ? it->name : "number";
+  uint8_t insn[2] = {};
+  task.tryRead(r.rip - 2, insn, sizeof insn);
+  const char* via = insn[0] == 0xcd && insn[1] == 0x80   ? "int $0x80"
+                    : insn[0] == 0x0f && insn[1] == 0x34 ? "sysenter"
+                                                         : "a 32-bit entry";
+  return "32-bit syscall " + name + " (" + std::to_string(nr) + ") via " + via;
 }
 
 }  // namespace rwd

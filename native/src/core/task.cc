@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
@@ -179,6 +180,12 @@ void Task::write(uint64_t addr, const void* buf, size_t len) {
     addr += n;
     len -= n;
   }
+}
+
+bool Task::inCompatSyscall() const {
+  __ptrace_syscall_info info{};
+  if (ptrace(PTRACE_GET_SYSCALL_INFO, tid_, sizeof info, &info) <= 0) return false;
+  return info.arch == AUDIT_ARCH_I386;
 }
 
 void Task::resume(int request, int sig) {

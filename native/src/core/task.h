@@ -46,6 +46,10 @@ class Task {
   // The memory file belongs to one address space: call after every exec.
   void reopenMemory();
 
+  // At a syscall-entry stop: whether the syscall came in through a 32-bit entry (int $0x80,
+  // sysenter), whose numbers and arguments are the i386 ABI's.
+  bool inCompatSyscall() const;
+
   void resume(int request, int sig = 0);
   Stop wait();
 

@@ -275,7 +275,7 @@ Event RecordSession::syscallEvent(const RecordedTask& t, int64_t result) const {
   e.type = EventType::Syscall;
   SyscallEvent& s = e.syscall;
   s.tid = uint32_t(t.task->tid());
-  s.nr = int32_t(t.entryRegs.orig_rax);
+  s.nr = int32_t(syscallNumber(t.entryRegs.orig_rax));
   for (int i = 0; i < 6; i++) s.args[i] = arg(t.entryRegs, i);
   s.result = result;
   return e;
@@ -283,11 +283,16 @@ Event RecordSession::syscallEvent(const RecordedTask& t, int64_t result) const {
 
 void RecordSession::onSyscallEntry(RecordedTask& t) {
   t.entryRegs = t.task->regs();
-  long nr = long(t.entryRegs.orig_rax);
+  long nr = syscallNumber(t.entryRegs.orig_rax);
   if (!t.execed) {
     // The child's own execve of the program: nothing to record before it.
     t.task->resume(PTRACE_SYSCALL);
     return;
+  }
+  if (t.task->inCompatSyscall()) {
+    // Its number means another syscall in the 64-bit table: never read it with that one.
+    fail(ErrorCode::Unsupported,
+         describeCompatSyscall(*t.task) + " is not supported: rewind records the 64-bit ABI only");
   }
   const SyscallSpec* spec = lookupSyscall(nr);
   if (!spec) {
@@ -323,7 +328,7 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   t.fakeTsc = nr == SYS_prctl && (args[0] == PR_SET_TSC || args[0] == PR_GET_TSC);
   // The program's sched_setaffinity is skipped and succeeds: it stays on the recorder's CPU.
   t.fakeAffinity = nr == SYS_sched_setaffinity;
-  if (spec->replay == ReplayAction::Rseq || t.fakeTsc || t.fakeAffinity) {
+  if (spec->replay == ReplayAction::Refused || t.fakeTsc || t.fakeAffinity) {
     Regs r = t.entryRegs;
     r.orig_rax = uint64_t(-1);
     t.task->setRegs(r);
@@ -618,7 +623,7 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
   t.forkRecorded = true;
   uint64_t args[6];
   for (int i = 0; i < 6; i++) args[i] = arg(t.entryRegs, i);
-  bool thread = startsThread(*t.task, long(t.entryRegs.orig_rax), args);
+  bool thread = startsThread(*t.task, syscallNumber(t.entryRegs.orig_rax), args);
   if (thread) {
     for (ProcessInfo& p : processes_) {
       if (p.pid == t.tgid) p.threads.push_back(pid_t(child));
@@ -651,7 +656,7 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
 
 void RecordSession::onSyscallExit(RecordedTask& t) {
   Regs regs = t.task->regs();
-  long nr = long(t.entryRegs.orig_rax);
+  long nr = syscallNumber(t.entryRegs.orig_rax);
   int64_t result = int64_t(regs.rax);
   if (t.preemptSent && result <= -512 && result >= -516) {
     // Our SIGSTOP interrupted the syscall: the kernel restarts it once the signal is dropped,

@@ -572,7 +572,7 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
 
 void ReplaySession::onSyscall(ReplayTask& t) {
   Regs r = t.task->regs();
-  long nr = long(r.orig_rax);
+  long nr = syscallNumber(r.orig_rax);
   uint64_t args[6];
   entryArgs(r, args);
   const SyscallSpec* spec = lookupSyscall(nr);
@@ -582,6 +582,7 @@ void ReplaySession::onSyscall(ReplayTask& t) {
   }
   bool isExec = haveNext_ && next_.type == EventType::Exec && next_.exec.tid == t.recordedTid;
   if (isExec && (nr == SYS_execve || nr == SYS_execveat)) return execInPlace(t, r);
+  if (t.task->inCompatSyscall()) diverged(t, describeCompatSyscall(*t.task));
   if (!spec || !haveNext_ || next_.type != EventType::Syscall ||
       next_.syscall.tid != t.recordedTid || next_.syscall.nr != nr ||
       memcmp(next_.syscall.args, args, size_t(nargs) * sizeof(uint64_t)) != 0) {
@@ -593,7 +594,7 @@ void ReplaySession::onSyscall(ReplayTask& t) {
     case ReplayAction::Emulate:
       if (interruptedUnderOwnMask(t, r, ev)) return;
       return emulate(t, r, ev);
-    case ReplayAction::Rseq:
+    case ReplayAction::Refused:
     case ReplayAction::Execve:  // a failed execve
       return emulate(t, r, ev);
     case ReplayAction::Execute:
