@@ -140,3 +140,10 @@ describe('syscall numbers', () => {
     }
   });
 });
+
+describe('one address space per process', () => {
+  it('a thread growing the heap after main grew and filled it: replay keeps main\'s data', async () => {
+    const { rec } = await recordReplay(compile('sbrk_threads', { extra: ['-pthread'] }), [], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toMatch(/^heap intact, new page right after it: yes, checksum [0-9a-f]{16}\n$/);
+  });
+});

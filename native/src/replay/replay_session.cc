@@ -128,9 +128,9 @@ void ReplaySession::spawnStub() {
 void ReplaySession::rebuild(ReplayTask& t) {
   t.task->reopenMemory();
   t.stub = buildAddressSpace(*t.task, next_.exec, blobDir_);
-  t.brkEnd = pageUp(next_.exec.brkStart);
-  programs_[t.tgid] = ProgramImage{next_.exec.exe, next_.exec.auxv};
-  trampolines_.erase(t.tgid);
+  t.space = t.tgid;
+  spaces_[t.space] =
+      AddressSpace{pageUp(next_.exec.brkStart), ProgramImage{next_.exec.exe, next_.exec.auxv}, {}};
   nextEvent();
 }
 
@@ -179,8 +179,10 @@ ReplayTask* ReplaySession::task(uint32_t recordedTid) {
 }
 
 const ProgramImage* ReplaySession::program(uint32_t tgid) const {
-  auto it = programs_.find(tgid);
-  return it == programs_.end() ? nullptr : &it->second;
+  for (const auto& [tid, t] : tasks_) {
+    if (t.tgid == tgid) return &spaces_.at(t.space).program;
+  }
+  return nullptr;
 }
 
 void ReplaySession::activate(ReplayTask& t) {
@@ -281,7 +283,7 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
   std::unique_ptr<PositionTrap> trap;
   if (toPosition && !control.step && t.deliverSig == 0 &&
       addrs.lower_bound(position - 15) == addrs.upper_bound(position + 15)) {
-    trap = PositionTrap::install(*t.task, t.stub, trampolines_[t.tgid], target->regs);
+    trap = PositionTrap::install(*t.task, t.stub, space(t).trampolines, target->regs);
   }
   if (toPosition && !trap) addrs.insert(position);
   const std::vector<Watch> none;
@@ -329,7 +331,7 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     if (s.kind == Stop::Signal && s.sig == SIGSTOP && kick::take()) {
       // Not inside a trampoline, whose code is not the program's: the next kick comes soon.
       uint64_t page = t.task->regs().rip & ~uint64_t(4095);
-      const std::vector<uint64_t>& tramps = trampolines_[t.tgid].pages;
+      const std::vector<uint64_t>& tramps = space(t).trampolines.pages;
       bool inTrampoline = std::find(tramps.begin(), tramps.end(), page) != tramps.end();
       if (control.interruptible && !inTrampoline) return Trap{Trap::Interrupted};
       skip = skipped;
@@ -451,8 +453,7 @@ ReplayState ReplaySession::saveState() const {
   st.segmentEnd = segmentEnd_;
   st.segmentWrites = segmentWrites_;
   st.waitStatus = waitStatus_;
-  st.programs = programs_;
-  st.trampolines = trampolines_;
+  st.spaces = spaces_;
   return st;
 }
 
@@ -480,8 +481,7 @@ void ReplaySession::restoreState(const ReplayState& st, const std::map<uint32_t,
   segmentWrites_ = st.segmentWrites;
   syscallWrites_.clear();
   waitStatus_ = st.waitStatus;
-  programs_ = st.programs;
-  trampolines_ = st.trampolines;
+  spaces_ = st.spaces;
 }
 
 // The stream says the task ended here without a syscall of its own: SIGKILL (which the
@@ -771,16 +771,16 @@ void ReplaySession::replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev) {
 
 void ReplaySession::replayBrk(ReplayTask& t, Regs r, const SyscallEvent& ev) {
   uint64_t target = pageUp(uint64_t(ev.result));
-  if (target != t.brkEnd) {
+  uint64_t& end = space(t).brkEnd;
+  if (target != end) {
     RemoteSyscalls remote(*t.task, t.stub.gadget);
-    if (target > t.brkEnd) {
-      remote.check("growing the heap", SYS_mmap, t.brkEnd, target - t.brkEnd,
-                   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, uint64_t(-1),
-                   0);
+    if (target > end) {
+      remote.check("growing the heap", SYS_mmap, end, target - end, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, uint64_t(-1), 0);
     } else {
-      remote.check("shrinking the heap", SYS_munmap, target, t.brkEnd - target);
+      remote.check("shrinking the heap", SYS_munmap, target, end - target);
     }
-    t.brkEnd = target;
+    end = target;
   }
   finishSyscall(t, r, ev.result);
 }
@@ -816,7 +816,9 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   c.tgid = (flags & CLONE_THREAD) ? t.tgid : tid;
   c.task = std::make_unique<Task>(pid_t(child));
   c.stub = t.stub;
-  c.brkEnd = t.brkEnd;
+  // Threads share the address space; a new process has a copy of it.
+  c.space = (flags & CLONE_VM) ? t.space : tid;
+  if (!(flags & CLONE_VM)) spaces_[c.space] = space(t);
   c.clearChildTid = (flags & CLONE_CHILD_CLEARTID) ? ctid : 0;
   Stop first = c.task->wait();  // the SIGSTOP every traced child starts with
   if (first.kind != Stop::Signal) fail(ErrorCode::System, "the replayed child did not start");
