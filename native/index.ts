@@ -155,6 +155,8 @@ export interface Engine {
   replay(request: ReplayRequest): Promise<ReplayOutcome>;
   /** Starts a session stopped at the debuggee's first instruction. */
   debug(request: DebugRequest): DebugSession;
+  /** Events `from` to `to` (inclusive) of an event stream file, one readable line each. */
+  dumpEvents(eventsPath: string, from: number, to: number): { index: number; text: string }[];
 }
 
 export class EngineUnavailableError extends Error {}

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadEngine } from '../../native/index.js';
 import {
   CLI,
   EVENT_TYPES,
@@ -57,11 +58,13 @@ function findSyscall(records: EventRecord[], nr: number, test: (args: bigint[], 
   return found;
 }
 
-function expectDivergedAt(rep: Awaited<ReturnType<typeof replay>>, index: number, what: RegExp): void {
+function expectDivergedAt(rep: Awaited<ReturnType<typeof replay>>, traceDir: string, index: number, what: RegExp): void {
   expectCleanFailure(rep, /replay diverged at event \d+/);
   const err = rep.stderr.toString();
   expect(Number(/diverged at event (\d+)/.exec(err)?.[1]), err).toBe(index);
   expect(err).toMatch(what);
+  // It says what to run to see the events around it.
+  expect(err).toContain(`; the events around it: rewind dump ${traceDir} --from ${Math.max(0, index - 5)} --to ${index + 5}`);
 }
 
 describe('no silent mismatch', () => {
@@ -104,7 +107,7 @@ describe('no silent mismatch', () => {
     const events = parseEventStream(readFileSync(eventsBlob(rec.traceDir).path)).records;
     const write = findSyscall(events, SYS_write, (args) => args[0] === 1n);
     const rep = await replay(rec.traceDir);
-    expectDivergedAt(rep, write.index, /write\(0x1, 0x[0-9a-f]+, 0x6\) sent other data than when recorded: 6 bytes "JELLO\\n"/);
+    expectDivergedAt(rep, rec.traceDir, write.index, /write\(0x1, 0x[0-9a-f]+, 0x6\) sent other data than when recorded: 6 bytes "JELLO\\n"/);
     expect(rep.stdout.toString()).toBe('');
   });
 
@@ -116,7 +119,7 @@ describe('no silent mismatch', () => {
       w.body.writeBigUInt64LE(w.body.readBigUInt64LE(w.body.length - 8) ^ 1n, w.body.length - 8);
       return w;
     });
-    expectDivergedAt(await replay(rec.traceDir), write.index, /sent other data than when recorded: 18 bytes "hello from rewind\\n"/);
+    expectDivergedAt(await replay(rec.traceDir), rec.traceDir, write.index, /sent other data than when recorded: 18 bytes "hello from rewind\\n"/);
   });
 });
 
@@ -145,5 +148,20 @@ describe('one address space per process', () => {
   it('a thread growing the heap after main grew and filled it: replay keeps main\'s data', async () => {
     const { rec } = await recordReplay(compile('sbrk_threads', { extra: ['-pthread'] }), [], { expectStatus: 0 });
     expect(rec.stdout.toString()).toMatch(/^heap intact, new page right after it: yes, checksum [0-9a-f]{16}\n$/);
+  });
+});
+
+describe('diagnosis', () => {
+  it('the engine lists events readably, with what each carries', async () => {
+    const rec = await record(compile('hello'), []);
+    expectRecorded(rec, 3);
+    const { path } = eventsBlob(rec.traceDir);
+    const all = loadEngine().dumpEvents(path, 0, 1_000_000);
+    expect(all.length).toBe(parseEventStream(readFileSync(path)).records.length);
+    expect(all[0]!.text).toMatch(/^task \d+: exec of .*hello, \d+ regions, ip 0x[0-9a-f]+, cpu -?\d+$/);
+    expect(all.map((l) => l.text).join('\n')).toMatch(/: write\(0x1, 0x[0-9a-f]+, 0x12\) = 18, to stdout$/m);
+    const some = loadEngine().dumpEvents(path, 2, 4);
+    expect(some.map((l) => l.index)).toEqual([2, 3, 4]);
+    expect(some.map((l) => l.text)).toEqual(all.slice(2, 5).map((l) => l.text));
   });
 });

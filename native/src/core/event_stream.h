@@ -65,6 +65,10 @@ struct ReaderMark {
   uint64_t position = 0;
 };
 
+// Events [from, to] of a stream file, one readable line each (dumpEvent), for diagnosis.
+std::vector<std::pair<uint64_t, std::string>> dumpEvents(const std::string& path, uint64_t from,
+                                                         uint64_t to);
+
 class EventReader {
  public:
   explicit EventReader(const std::string& path);

@@ -266,6 +266,43 @@ std::string describeSyscall(long nr, const uint64_t* args, int nargs) {
   return s + ")";
 }
 
+std::string dumpEvent(const Event& e) {
+  std::string line = "task " + std::to_string(e.tid()) + ": " + describeEvent(e);
+  char buf[96];
+  switch (e.type) {
+    case EventType::Exec:
+      snprintf(buf, sizeof buf, ", %zu regions, ip 0x%llx, cpu %d", e.exec.regions.size(),
+               (unsigned long long)e.exec.regs.rip, e.exec.cpu);
+      return line + buf;
+    case EventType::Syscall: {
+      const SyscallEvent& s = e.syscall;
+      if (s.echoFd) line += s.echoFd == 2 ? ", to stderr" : ", to stdout";
+      for (const MemoryWrite& w : s.writes) {
+        snprintf(buf, sizeof buf, ", writes %zu bytes at 0x%llx", w.data.size(),
+                 (unsigned long long)w.addr);
+        line += buf;
+      }
+      if (!s.blob.empty()) line += ", maps file " + s.blob;
+      return line;
+    }
+    case EventType::Signal:
+      return line + (e.signal.fault ? " (raised by the instruction)" : "");
+    case EventType::Rdtsc:
+      snprintf(buf, sizeof buf, " at ip 0x%llx = 0x%llx", (unsigned long long)e.rdtsc.rip,
+               (unsigned long long)((e.rdtsc.rdx << 32) | e.rdtsc.rax));
+      return line + buf;
+    case EventType::Exit:
+      snprintf(buf, sizeof buf, " with wait status 0x%x", unsigned(e.exit.waitStatus));
+      return line + buf;
+    case EventType::Run:
+      return line;
+    case EventType::Preempt:
+      snprintf(buf, sizeof buf, ", stack hash %016llx", (unsigned long long)e.preempt.stackHash);
+      return line + buf;
+  }
+  return line;
+}
+
 std::string describeEvent(const Event& e) {
   switch (e.type) {
     case EventType::Exec:

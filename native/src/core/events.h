@@ -112,6 +112,8 @@ Event decodeEvent(const uint8_t* data, size_t len);
 
 // A one-line human description, used in divergence messages.
 std::string describeEvent(const Event& e);
+// The same with what the event carries (memory written, echo, signal details), as a dump shows.
+std::string dumpEvent(const Event& e);
 std::string describeSyscall(long nr, const uint64_t* args, int nargs);
 std::string signalName(int signo);
 

@@ -91,16 +91,30 @@ void ReplaySession::diverged(const ReplayTask& t, const std::string& got) {
   } else {
     expected = "the end of the recording";
   }
-  fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_) + " (task " +
-                                std::to_string(t.recordedTid) + "): expected " + expected +
+  failDiverged(eventIndex_, " (task " + std::to_string(t.recordedTid) + "): expected " + expected +
                                 ", got " + got);
 }
 
 void ReplaySession::divergedResult(const SyscallEvent& ev, long got) {
-  fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_ - 1) +
-                                " (task " + std::to_string(ev.tid) +
-                                "): " + describeSyscall(ev.nr, ev.args, 6) + " returned " +
-                                std::to_string(got) + ", recorded " + std::to_string(ev.result));
+  failDiverged(eventIndex_ - 1,
+               " (task " + std::to_string(ev.tid) + "): " + describeSyscall(ev.nr, ev.args, 6) +
+                   " returned " + std::to_string(got) + ", recorded " + std::to_string(ev.result));
+}
+
+// Every divergence says where, what, and how to see the events around it.
+void ReplaySession::failDiverged(uint64_t event, const std::string& what) {
+  std::string dir = options_.traceDir;
+  if (dir.find_first_not_of(
+          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._+-") !=
+      std::string::npos) {
+    std::string quoted = "'";
+    for (char c : dir) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    dir = quoted + "'";
+  }
+  fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(event) + what +
+                                "; the events around it: rewind dump " + dir + " --from " +
+                                std::to_string(event > 5 ? event - 5 : 0) + " --to " +
+                                std::to_string(event + 5));
 }
 
 void ReplaySession::spawnStub() {
@@ -204,8 +218,7 @@ void ReplaySession::applyEvent() {
   }
   auto it = tasks_.find(next_.tid());
   if (it == tasks_.end()) {
-    fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_) +
-                                  ": it belongs to task " + std::to_string(next_.tid()) +
+    failDiverged(eventIndex_, ": it belongs to task " + std::to_string(next_.tid()) +
                                   ", which replay does not have");
   }
   ReplayTask& t = it->second;
@@ -706,12 +719,11 @@ void ReplaySession::divergedSent(const SyscallEvent& ev, const std::vector<uint8
     }
   }
   if (data.size() > 48) shown += "...";
-  fail(ErrorCode::Diverged,
-       "replay diverged at event " + std::to_string(eventIndex_ - 1) + " (task " +
-           std::to_string(ev.tid) +
-           "): " + describeSyscall(ev.nr, ev.args, lookupSyscall(ev.nr)->nargs) +
-           " sent other data than when recorded: " + std::to_string(data.size()) + " bytes \"" +
-           shown + "\"");
+  failDiverged(eventIndex_ - 1,
+               " (task " + std::to_string(ev.tid) +
+                   "): " + describeSyscall(ev.nr, ev.args, lookupSyscall(ev.nr)->nargs) +
+                   " sent other data than when recorded: " + std::to_string(data.size()) +
+                   " bytes \"" + shown + "\"");
 }
 
 void ReplaySession::echo(const SyscallEvent& ev, const std::vector<uint8_t>& data) {

@@ -151,6 +151,7 @@ class ReplaySession {
   bool nextEvent();
   [[noreturn]] void diverged(const ReplayTask& t, const std::string& got);
   [[noreturn]] void divergedResult(const SyscallEvent& ev, long got);
+  [[noreturn]] void failDiverged(uint64_t event, const std::string& what);
   void onStop(ReplayTask& t, const Stop& s);
   void onSyscall(ReplayTask& t);
   void onSignal(ReplayTask& t, int sig);
