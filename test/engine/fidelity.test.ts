@@ -95,6 +95,12 @@ describe('no silent mismatch', () => {
     expectSameRun(rec, rep);
   });
 
+  it('data the kernel copies to stdout (sendfile) is refused at record time, never left out of the replay', async () => {
+    const rec = await record(compile('sendfile_out'), []);
+    expectCleanFailure(rec, /the program sent data to its stdout with sendfile, which rewind cannot replay yet/);
+    expect(rec.stdout.toString()).toBe('sent by the kernel\n');
+  });
+
   it('the data a program reads tampered with: it writes other bytes, and replay says so', async () => {
     const rec = await record(compile('stdin_cat'), [], { input: 'hello\n' });
     expectRecorded(rec, 0);

@@ -220,45 +220,51 @@ void appendIovecs(const Task& task, uint64_t iovAddr, uint64_t count, uint64_t t
   for (const MemoryWrite& p : parts) data.insert(data.end(), p.data.begin(), p.data.end());
 }
 
-// A message's destination, data and control data (descriptors passed with SCM_RIGHTS).
-void appendMessage(const Task& task, const msghdr& msg, uint64_t bytes,
-                   std::vector<uint8_t>& data) {
-  append(task, uint64_t(msg.msg_name), std::min<uint64_t>(msg.msg_namelen, 4096), data);
-  appendIovecs(task, uint64_t(msg.msg_iov), msg.msg_iovlen, bytes, data);
-  append(task, uint64_t(msg.msg_control), std::min<uint64_t>(msg.msg_controllen, 1 << 16), data);
+// A message's data, destination and control data (descriptors passed with SCM_RIGHTS).
+void appendMessage(const Task& task, const msghdr& msg, uint64_t bytes, SentData& out) {
+  appendIovecs(task, uint64_t(msg.msg_iov), msg.msg_iovlen, bytes, out.payload);
+  append(task, uint64_t(msg.msg_name), std::min<uint64_t>(msg.msg_namelen, 4096), out.envelope);
+  append(task, uint64_t(msg.msg_control), std::min<uint64_t>(msg.msg_controllen, 1 << 16),
+         out.envelope);
 }
 
 }  // namespace
 
-std::vector<uint8_t> sentBytes(const Task& task, long nr, const SyscallSpec& spec,
-                               const uint64_t* args, int64_t result) {
-  std::vector<uint8_t> data;
-  if (result <= 0) return data;  // nothing sent
+uint64_t SentData::hash() const {
+  std::vector<uint8_t> all = payload;
+  all.insert(all.end(), envelope.begin(), envelope.end());
+  return fnv1a(all.data(), all.size());
+}
+
+SentData sentData(const Task& task, long nr, const SyscallSpec& spec, const uint64_t* args,
+                  int64_t result) {
+  SentData out;
+  if (result <= 0) return out;  // nothing sent
   switch (spec.sent) {
     case Sent::None:
     case Sent::Copied:
       break;
     case Sent::Buffer:
-      append(task, args[1], uint64_t(result), data);
-      if (nr == SYS_sendto) append(task, args[4], std::min<uint64_t>(args[5], 4096), data);
+      append(task, args[1], uint64_t(result), out.payload);
+      if (nr == SYS_sendto) append(task, args[4], std::min<uint64_t>(args[5], 4096), out.envelope);
       break;
     case Sent::Iovec:
-      appendIovecs(task, args[1], args[2], uint64_t(result), data);
+      appendIovecs(task, args[1], args[2], uint64_t(result), out.payload);
       break;
     case Sent::Message: {
       msghdr msg;
-      if (task.tryRead(args[1], &msg, sizeof msg)) appendMessage(task, msg, uint64_t(result), data);
+      if (task.tryRead(args[1], &msg, sizeof msg)) appendMessage(task, msg, uint64_t(result), out);
       break;
     }
     case Sent::Messages:
       for (uint64_t i = 0; i < std::min<uint64_t>(uint64_t(result), 1024); i++) {
         mmsghdr m;
         if (!task.tryRead(args[1] + i * sizeof m, &m, sizeof m)) break;
-        appendMessage(task, m.msg_hdr, m.msg_len, data);
+        appendMessage(task, m.msg_hdr, m.msg_len, out);
       }
       break;
   }
-  return data;
+  return out;
 }
 
 }  // namespace rwd

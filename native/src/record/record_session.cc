@@ -731,12 +731,9 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
                                        (t.echo == 2 ? "stderr" : "stdout") + " with " + spec->name +
                                        ", which rewind cannot replay yet");
     }
-    if (spec->sent != Sent::None) {
-      std::vector<uint8_t> sent = sentBytes(*t.task, nr, *spec, s.args, result);
-      s.sentHash = fnv1a(sent.data(), sent.size());
-    }
+    if (spec->sent != Sent::None) s.sentHash = sentData(*t.task, nr, *spec, s.args, result).hash();
   }
-  if (spec->echo || nr == SYS_pwrite64 || nr == SYS_pwritev || nr == SYS_pwritev2) {
+  if (spec->sent == Sent::Buffer || spec->sent == Sent::Iovec) {  // write, pwrite and the like
     if (result > 0 && mappedFiles_.count(t.tgid)) captureMappedWrite(t, s);
   }
   if (nr == SYS_mmap && !isError(result) && !(s.args[3] & MAP_ANONYMOUS)) {

@@ -697,9 +697,9 @@ void ReplaySession::emulate(ReplayTask& t, Regs r, const SyscallEvent& ev) {
   if (spec.sent != Sent::None) {
     // What the program sends now must be what it sent when recorded: else its output, or a file
     // it writes, would silently differ.
-    std::vector<uint8_t> data = sentBytes(*t.task, ev.nr, spec, ev.args, ev.result);
-    if (fnv1a(data.data(), data.size()) != ev.sentHash) divergedSent(ev, data);
-    if (ev.echoFd) echo(ev, data);
+    SentData sent = sentData(*t.task, ev.nr, spec, ev.args, ev.result);
+    if (sent.hash() != ev.sentHash) divergedSent(ev, sent.payload);
+    if (ev.echoFd) echo(ev, sent.payload);
   }
   finishSyscall(t, r, ev.result);
 }
