@@ -157,6 +157,8 @@ export interface Engine {
   debug(request: DebugRequest): DebugSession;
   /** The sandbox's second step; call it through confine() below. */
   confine(traceDir: string, stubPath: string): boolean;
+  /** Events `from` to `to` (inclusive) of an event stream file, one readable line each. */
+  dumpEvents(eventsPath: string, from: number, to: number): { index: number; text: string }[];
 }
 
 export class EngineUnavailableError extends Error {}

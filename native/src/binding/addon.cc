@@ -392,6 +392,28 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
   Napi::Reference<Napi::Int32Array> interruptFlag_;
 };
 
+// dumpEvents(eventsPath, from, to) -> [{index, text}]: events read to be shown, as `rewind dump`.
+Napi::Value DumpEvents(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>();
+  uint64_t from = uint64_t(info[1].As<Napi::Number>().Int64Value());
+  uint64_t to = uint64_t(info[2].As<Napi::Number>().Int64Value());
+  std::vector<std::pair<uint64_t, std::string>> lines;
+  try {
+    lines = rwd::dumpEvents(path, from, to);
+  } catch (const Error& e) {
+    throwJs(env, e.what(), rwd::errorCodeName(e.code()));
+  }
+  Napi::Array out = Napi::Array::New(env, lines.size());
+  for (uint32_t i = 0; i < lines.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("index", double(lines[i].first));
+    o.Set("text", lines[i].second);
+    out.Set(i, o);
+  }
+  return out;
+}
+
 // debug({traceDir, eventsPath, stubPath, stdoutFd?, stderrFd?}) -> DebugSession
 Napi::Value Debug(const Napi::CallbackInfo& info) {
   Napi::FunctionReference* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
@@ -419,6 +441,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("replay", Napi::Function::New(env, Replay));
   exports.Set("debug", Napi::Function::New(env, Debug));
   exports.Set("confine", Napi::Function::New(env, Confine));
+  exports.Set("dumpEvents", Napi::Function::New(env, DumpEvents));
   return exports;
 }
 

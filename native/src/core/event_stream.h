@@ -17,7 +17,7 @@
 
 namespace rwd {
 
-constexpr uint32_t kEventStreamVersion = 1;
+constexpr uint32_t kEventStreamVersion = 2;
 
 struct ChunkIndexEntry {
   uint64_t offset;      // of the chunk header in the file
@@ -64,6 +64,10 @@ struct ReaderMark {
   size_t cursor = 0;         // in the chunk's records
   uint64_t position = 0;
 };
+
+// Events [from, to] of a stream file, one readable line each (dumpEvent), for diagnosis.
+std::vector<std::pair<uint64_t, std::string>> dumpEvents(const std::string& path, uint64_t from,
+                                                         uint64_t to);
 
 class EventReader {
  public:

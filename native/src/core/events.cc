@@ -52,7 +52,6 @@ class Reader {
     p_ += n;
     return s;
   }
-  bool atEnd() const { return p_ == end_; }
   void raw(void* out, size_t n) {
     need(n);
     memcpy(out, p_, n);
@@ -91,6 +90,7 @@ void encodeEvent(const Event& e, std::vector<uint8_t>& out) {
       w.str(x.snapshotBlob);
       w.bytes(x.auxv.data(), x.auxv.size());
       w.put(x.brkStart);
+      w.put(x.cpu);
       break;
     }
     case EventType::Syscall: {
@@ -106,6 +106,7 @@ void encodeEvent(const Event& e, std::vector<uint8_t>& out) {
         w.bytes(m.data.data(), m.data.size());
       }
       w.str(s.blob);
+      w.put(s.sentHash);
       break;
     }
     case EventType::Signal:
@@ -190,6 +191,7 @@ Event decodeEvent(const uint8_t* data, size_t len) {
       x.snapshotBlob = r.str();
       x.auxv = r.bytes();
       x.brkStart = r.get<uint64_t>();
+      x.cpu = r.get<int32_t>();
       break;
     }
     case uint8_t(EventType::Syscall): {
@@ -206,6 +208,7 @@ Event decodeEvent(const uint8_t* data, size_t len) {
         s.writes.push_back(MemoryWrite{addr, r.bytes()});
       }
       s.blob = r.str();
+      s.sentHash = r.get<uint64_t>();
       break;
     }
     case uint8_t(EventType::Signal): {
@@ -244,7 +247,6 @@ Event decodeEvent(const uint8_t* data, size_t len) {
         fail(ErrorCode::BadTrace, "malformed preempt record");
       memcpy(&e.preempt.regs, regs.data(), sizeof e.preempt.regs);
       e.preempt.stackHash = r.get<uint64_t>();
-      if (r.atEnd()) break;  // streams written before positions held words
       uint32_t n = r.get<uint32_t>();
       if (n > kMaxPositionWords) fail(ErrorCode::BadTrace, "malformed preempt record");
       for (uint32_t i = 0; i < n; i++) {
@@ -273,6 +275,43 @@ std::string describeSyscall(long nr, const uint64_t* args, int nargs) {
     s += buf;
   }
   return s + ")";
+}
+
+std::string dumpEvent(const Event& e) {
+  std::string line = "task " + std::to_string(e.tid()) + ": " + describeEvent(e);
+  char buf[96];
+  switch (e.type) {
+    case EventType::Exec:
+      snprintf(buf, sizeof buf, ", %zu regions, ip 0x%llx, cpu %d", e.exec.regions.size(),
+               (unsigned long long)e.exec.regs.rip, e.exec.cpu);
+      return line + buf;
+    case EventType::Syscall: {
+      const SyscallEvent& s = e.syscall;
+      if (s.echoFd) line += s.echoFd == 2 ? ", to stderr" : ", to stdout";
+      for (const MemoryWrite& w : s.writes) {
+        snprintf(buf, sizeof buf, ", writes %zu bytes at 0x%llx", w.data.size(),
+                 (unsigned long long)w.addr);
+        line += buf;
+      }
+      if (!s.blob.empty()) line += ", maps file " + s.blob;
+      return line;
+    }
+    case EventType::Signal:
+      return line + (e.signal.fault ? " (raised by the instruction)" : "");
+    case EventType::Rdtsc:
+      snprintf(buf, sizeof buf, " at ip 0x%llx = 0x%llx", (unsigned long long)e.rdtsc.rip,
+               (unsigned long long)((e.rdtsc.rdx << 32) | e.rdtsc.rax));
+      return line + buf;
+    case EventType::Exit:
+      snprintf(buf, sizeof buf, " with wait status 0x%x", unsigned(e.exit.waitStatus));
+      return line + buf;
+    case EventType::Run:
+      return line;
+    case EventType::Preempt:
+      snprintf(buf, sizeof buf, ", stack hash %016llx", (unsigned long long)e.preempt.stackHash);
+      return line + buf;
+  }
+  return line;
 }
 
 std::string describeEvent(const Event& e) {

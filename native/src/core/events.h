@@ -38,6 +38,9 @@ struct ExecEvent {
   std::string snapshotBlob;
   std::vector<uint8_t> auxv;
   uint64_t brkStart = 0;  // where the program break starts (brk is emulated in replay)
+  // The CPU the recorder kept the process on, -1 if none: `cpuid` (which cannot be trapped here)
+  // tells code which CPU it runs on, and glibc keeps what it says in its memory.
+  int32_t cpu = -1;
 };
 
 struct MemoryWrite {
@@ -59,6 +62,9 @@ struct SyscallEvent {
   uint8_t echoFd = 0;  // 1 or 2 when the data written went to the recording's stdout/stderr
   std::vector<MemoryWrite> writes;
   std::string blob;  // mmap of a file: sha256 of the captured file
+  // FNV-1a of the bytes the syscall sent, for those whose table entry sends data
+  // (core/syscall_buffers.h): replay checks the program sends the same.
+  uint64_t sentHash = 0;
 };
 
 struct SignalEvent {
@@ -117,6 +123,8 @@ Event decodeEvent(const uint8_t* data, size_t len);
 
 // A one-line human description, used in divergence messages.
 std::string describeEvent(const Event& e);
+// The same with what the event carries (memory written, echo, signal details), as a dump shows.
+std::string dumpEvent(const Event& e);
 std::string describeSyscall(long nr, const uint64_t* args, int nargs);
 std::string signalName(int signo);
 

@@ -38,6 +38,15 @@ namespace {
 
 }  // namespace
 
+int pinToCpu(int cpu) {
+  if (cpu < 0) cpu = sched_getcpu();
+  if (cpu < 0 || cpu >= CPU_SETSIZE) return -1;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set) == 0 ? cpu : -1;
+}
+
 pid_t spawnTraced(const std::string& exe, const std::vector<std::string>& argv,
                   const std::vector<std::string>& env, int* execErrFd) {
   std::vector<char*> cargv, cenv;
@@ -46,14 +55,6 @@ pid_t spawnTraced(const std::string& exe, const std::vector<std::string>& argv,
   for (const std::string& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
   cenv.push_back(nullptr);
 
-  // Tracer and tracee on one CPU: a ptrace stop costs several times less than across CPUs.
-  int cpu = sched_getcpu();
-  if (cpu >= 0) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    sched_setaffinity(0, sizeof set, &set);
-  }
   int errPipe[2];
   if (pipe2(errPipe, O_CLOEXEC) < 0) failErrno("pipe");
   pid_t pid = fork();

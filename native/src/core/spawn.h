@@ -16,9 +16,14 @@ constexpr long kPtraceOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTR
 
 // Forks a child that starts with default signal dispositions, nothing blocked and the tracer's
 // stdin/stdout/stderr, stops itself under ptrace, and execs `exe` once resumed. Returns its pid,
-// stopped, with the options set; `execErrFd` reads the errno of a failed exec. Pins the calling
-// thread (and so the child) to the CPU it runs on.
+// stopped, with the options set; `execErrFd` reads the errno of a failed exec.
 pid_t spawnTraced(const std::string& exe, const std::vector<std::string>& argv,
                   const std::vector<std::string>& env, int* execErrFd);
+
+// Pins the calling thread (and so the tracees it spawns) to `cpu`, or to the CPU it runs on for
+// -1: tracer and tracee on one CPU make a ptrace stop several times cheaper, and the recorded
+// program's `cpuid` answers (which name the CPU) are the same in replay. Returns the CPU, or -1
+// when it could not pin.
+int pinToCpu(int cpu);
 
 }  // namespace rwd

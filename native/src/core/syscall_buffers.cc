@@ -149,6 +149,8 @@ void captureCustom(const Task& task, long nr, const uint64_t* args, int64_t resu
       return capture(task, args[1], 2 * sizeof(__user_cap_data_struct), out);
     case SYS_mincore:
       return capture(task, args[2], (args[1] + 4095) / 4096, out);
+    case SYS_sendmmsg:
+      return capture(task, args[1], uint64_t(result) * sizeof(mmsghdr), out);
   }
   fail(ErrorCode::System, std::string("no output rule for ") + syscallName(nr));
 }
@@ -203,18 +205,66 @@ std::vector<MemoryWrite> captureOutputs(const Task& task, long nr, const Syscall
   return out;
 }
 
-std::vector<uint8_t> writtenBytes(const Task& task, long nr, const uint64_t* args, int64_t result) {
-  std::vector<uint8_t> data;
-  if (result <= 0) return data;
-  if (nr == SYS_writev) {
-    std::vector<MemoryWrite> parts;
-    captureIovecs(task, args[1], args[2], uint64_t(result), parts);
-    for (const MemoryWrite& p : parts) data.insert(data.end(), p.data.begin(), p.data.end());
-    return data;
+namespace {
+
+void append(const Task& task, uint64_t addr, uint64_t len, std::vector<uint8_t>& data) {
+  std::vector<MemoryWrite> part;
+  capture(task, addr, len, part);
+  for (const MemoryWrite& p : part) data.insert(data.end(), p.data.begin(), p.data.end());
+}
+
+void appendIovecs(const Task& task, uint64_t iovAddr, uint64_t count, uint64_t total,
+                  std::vector<uint8_t>& data) {
+  std::vector<MemoryWrite> parts;
+  captureIovecs(task, iovAddr, count, total, parts);
+  for (const MemoryWrite& p : parts) data.insert(data.end(), p.data.begin(), p.data.end());
+}
+
+// A message's data, destination and control data (descriptors passed with SCM_RIGHTS).
+void appendMessage(const Task& task, const msghdr& msg, uint64_t bytes, SentData& out) {
+  appendIovecs(task, uint64_t(msg.msg_iov), msg.msg_iovlen, bytes, out.payload);
+  append(task, uint64_t(msg.msg_name), std::min<uint64_t>(msg.msg_namelen, 4096), out.envelope);
+  append(task, uint64_t(msg.msg_control), std::min<uint64_t>(msg.msg_controllen, 1 << 16),
+         out.envelope);
+}
+
+}  // namespace
+
+uint64_t SentData::hash() const {
+  std::vector<uint8_t> all = payload;
+  all.insert(all.end(), envelope.begin(), envelope.end());
+  return fnv1a(all.data(), all.size());
+}
+
+SentData sentData(const Task& task, long nr, const SyscallSpec& spec, const uint64_t* args,
+                  int64_t result) {
+  SentData out;
+  if (result <= 0) return out;  // nothing sent
+  switch (spec.sent) {
+    case Sent::None:
+    case Sent::Copied:
+      break;
+    case Sent::Buffer:
+      append(task, args[1], uint64_t(result), out.payload);
+      if (nr == SYS_sendto) append(task, args[4], std::min<uint64_t>(args[5], 4096), out.envelope);
+      break;
+    case Sent::Iovec:
+      appendIovecs(task, args[1], args[2], uint64_t(result), out.payload);
+      break;
+    case Sent::Message: {
+      msghdr msg;
+      if (task.tryRead(args[1], &msg, sizeof msg)) appendMessage(task, msg, uint64_t(result), out);
+      break;
+    }
+    case Sent::Messages:
+      for (uint64_t i = 0; i < std::min<uint64_t>(uint64_t(result), 1024); i++) {
+        mmsghdr m;
+        if (!task.tryRead(args[1] + i * sizeof m, &m, sizeof m)) break;
+        appendMessage(task, m.msg_hdr, m.msg_len, out);
+      }
+      break;
   }
-  data.resize(size_t(result));
-  if (!task.tryRead(args[1], data.data(), data.size())) data.clear();
-  return data;
+  return out;
 }
 
 }  // namespace rwd

@@ -22,7 +22,15 @@ std::vector<MemoryWrite> captureOutputs(const Task& task, long nr, const Syscall
                                         const uint64_t* args, int64_t result,
                                         const EntryValues& entry);
 
-// The bytes a write-like syscall sent (write, writev, sendto), for echoing in replay.
-std::vector<uint8_t> writtenBytes(const Task& task, long nr, const uint64_t* args, int64_t result);
+// What a syscall sent out of the process, as its table entry's `sent` says (nothing for a failed
+// one): recording keeps its hash, replay checks it and echoes the payload.
+struct SentData {
+  std::vector<uint8_t> payload;   // the data
+  std::vector<uint8_t> envelope;  // destination addresses and control data (passed descriptors)
+  uint64_t hash() const;
+};
+
+SentData sentData(const Task& task, long nr, const SyscallSpec& spec, const uint64_t* args,
+                  int64_t result);
 
 }  // namespace rwd

@@ -2,10 +2,13 @@
 
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <initializer_list>
 #include <string>
+
+#include "core/i386_syscalls.h"
 
 namespace rwd {
 namespace {
@@ -39,17 +42,24 @@ struct TableBuilder {
   std::array<SyscallSpec, kMaxSyscall> specs{};
 
   void add(long nr, const char* name, int nargs, ReplayAction replay,
-           std::initializer_list<Output> outputs = {}, bool echo = false) {
+           std::initializer_list<Output> outputs = {}) {
     SyscallSpec& s = specs[nr];
     s.name = name;
     s.nargs = uint8_t(nargs);
     s.replay = replay;
-    s.echo = echo;
     int i = 0;
     for (const Output& o : outputs) s.outputs[i++] = o;
   }
   void emulate(long nr, const char* name, int nargs, std::initializer_list<Output> outputs = {}) {
     add(nr, name, nargs, ReplayAction::Emulate, outputs);
+  }
+  // An emulated syscall that sends data; `echo`: replay echoes what went to stdout or stderr.
+  void sends(long nr, const char* name, int nargs, Sent sent, bool echo,
+             std::initializer_list<Output> outputs = {}, int fdArg = 0) {
+    emulate(nr, name, nargs, outputs);
+    specs[nr].sent = sent;
+    specs[nr].echo = echo;
+    specs[nr].fdArg = int8_t(fdArg);
   }
 };
 
@@ -62,11 +72,11 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_readv, "readv", 3, {custom()});
   t.emulate(SYS_preadv, "preadv", 4, {custom()});
   t.emulate(SYS_preadv2, "preadv2", 5, {custom()});
-  t.add(SYS_write, "write", 3, R::Emulate, {}, true);
-  t.add(SYS_writev, "writev", 3, R::Emulate, {}, true);
-  t.emulate(SYS_pwrite64, "pwrite64", 4);
-  t.emulate(SYS_pwritev, "pwritev", 4);
-  t.emulate(SYS_pwritev2, "pwritev2", 5);
+  t.sends(SYS_write, "write", 3, Sent::Buffer, true);
+  t.sends(SYS_writev, "writev", 3, Sent::Iovec, true);
+  t.sends(SYS_pwrite64, "pwrite64", 4, Sent::Buffer, false);
+  t.sends(SYS_pwritev, "pwritev", 4, Sent::Iovec, false);
+  t.sends(SYS_pwritev2, "pwritev2", 5, Sent::Iovec, false);
   t.emulate(SYS_open, "open", 3);
   t.emulate(SYS_openat, "openat", 4);
   t.emulate(kSysOpenat2, "openat2", 4);
@@ -143,9 +153,10 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_lsetxattr, "lsetxattr", 5);
   t.emulate(SYS_fsetxattr, "fsetxattr", 5);
   t.emulate(SYS_removexattr, "removexattr", 2);
-  t.emulate(SYS_sendfile, "sendfile", 4, {fixed(2, 8)});
-  t.emulate(SYS_copy_file_range, "copy_file_range", 6, {fixed(1, 8), fixed(3, 8)});
-  t.emulate(SYS_splice, "splice", 6, {fixed(1, 8), fixed(3, 8)});
+  t.sends(SYS_sendfile, "sendfile", 4, Sent::Copied, true, {fixed(2, 8)});
+  t.sends(SYS_copy_file_range, "copy_file_range", 6, Sent::Copied, true, {fixed(1, 8), fixed(3, 8)},
+          2);
+  t.sends(SYS_splice, "splice", 6, Sent::Copied, true, {fixed(1, 8), fixed(3, 8)}, 2);
   t.emulate(SYS_memfd_create, "memfd_create", 2);
   t.emulate(SYS_inotify_init1, "inotify_init1", 1);
   t.emulate(SYS_inotify_add_watch, "inotify_add_watch", 3);
@@ -178,9 +189,10 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_getpeername, "getpeername", 3, {sockLen(1, 2), fixed(2, 4)});
   t.emulate(SYS_getsockopt, "getsockopt", 5, {sockLen(3, 4), fixed(4, 4)});
   t.emulate(SYS_setsockopt, "setsockopt", 5);
-  t.add(SYS_sendto, "sendto", 6, R::Emulate, {}, true);
-  t.emulate(SYS_sendmsg, "sendmsg", 3);
-  t.emulate(SYS_sendmmsg, "sendmmsg", 4);
+  t.sends(SYS_sendto, "sendto", 6, Sent::Buffer, true);
+  t.sends(SYS_sendmsg, "sendmsg", 3, Sent::Message, true);
+  // The kernel writes each message's msg_len.
+  t.sends(SYS_sendmmsg, "sendmmsg", 4, Sent::Messages, true, {custom()});
   t.emulate(SYS_recvfrom, "recvfrom", 6, {result(1), sockLen(4, 5), fixed(5, 4)});
   t.emulate(SYS_recvmsg, "recvmsg", 3, {custom()});
   // Time.
@@ -278,7 +290,7 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.add(SYS_exit_group, "exit_group", 1, R::InPlace);
   t.add(SYS_execve, "execve", 3, R::Execve);
   t.add(SYS_execveat, "execveat", 5, R::Execve);
-  t.add(SYS_rseq, "rseq", 4, R::Rseq);
+  t.add(SYS_rseq, "rseq", 4, R::Refused);
   // New processes (threads are refused by the recorder for now).
   t.add(SYS_clone, "clone", 5, R::Fork);
   t.add(kSysClone3, "clone3", 2, R::Fork);
@@ -289,6 +301,31 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   return t.specs;
 }
 
+// The highest number x86-64 assigns (file_setattr, Linux 6.17). A later kernel's newer syscalls
+// get ENOSYS, as on an older kernel.
+constexpr long kLastSyscall = 469;
+
+bool absentFromKernel(long nr) {
+  if (nr < 0 || nr > kLastSyscall) return true;
+  if (nr >= 335 && nr < 424) return true;  // x86-64 skips these: the 32-bit ABIs' own numbers
+  switch (nr) {
+    case 174:  // create_module
+    case 177:  // get_kernel_syms
+    case 178:  // query_module
+    case 180:  // nfsservctl
+    case 181:  // getpmsg
+    case 182:  // putpmsg
+    case 183:  // afs_syscall
+    case 184:  // tuxcall
+    case 185:  // security
+    case 214:  // epoll_ctl_old
+    case 215:  // epoll_wait_old
+    case 236:  // vserver
+      return true;
+  }
+  return false;
+}
+
 const std::array<SyscallSpec, kMaxSyscall>& table() {
   static const std::array<SyscallSpec, kMaxSyscall> specs = buildTable();
   return specs;
@@ -297,16 +334,33 @@ const std::array<SyscallSpec, kMaxSyscall>& table() {
 }  // namespace
 
 const SyscallSpec* lookupSyscall(long nr) {
-  if (nr < 0 || nr >= kMaxSyscall) return nullptr;
+  static const SyscallSpec absent{"no_such_syscall", 0, ReplayAction::Refused, {}};
+  if (absentFromKernel(nr)) return &absent;
   const SyscallSpec& s = table()[nr];
   return s.name ? &s : nullptr;
 }
 
 const char* syscallName(long nr) {
-  if (const SyscallSpec* s = lookupSyscall(nr)) return s->name;
+  const SyscallSpec* s = lookupSyscall(nr);
+  if (s && !absentFromKernel(nr)) return s->name;
   static thread_local char buf[32];
   snprintf(buf, sizeof buf, "syscall_%ld", nr);
   return buf;
+}
+
+std::string describeCompatSyscall(const Task& task) {
+  Regs r = task.regs();
+  long nr = syscallNumber(r.orig_rax);
+  const I386Syscall* end = std::end(kI386Syscalls);
+  const I386Syscall* it = std::lower_bound(std::begin(kI386Syscalls), end, nr,
+                                           [](const I386Syscall& s, long n) { return s.nr < n; });
+  std::string name = it != end && it->nr == nr ? it->name : "number";
+  uint8_t insn[2] = {};
+  task.tryRead(r.rip - 2, insn, sizeof insn);
+  const char* via = insn[0] == 0xcd && insn[1] == 0x80   ? "int $0x80"
+                    : insn[0] == 0x0f && insn[1] == 0x34 ? "sysenter"
+                                                         : "a 32-bit entry";
+  return "32-bit syscall " + name + " (" + std::to_string(nr) + ") via " + via;
 }
 
 }  // namespace rwd

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+
+#include "core/task.h"
 
 namespace rwd {
 
@@ -15,7 +18,8 @@ enum class ReplayAction : uint8_t {
   Mremap,       // executed, moved to the recorded address
   Brk,          // emulated with anonymous mappings at the recorded addresses
   Execve,       // replay execs the stub and rebuilds the recorded address space
-  Rseq,         // refused with ENOSYS in record (glibc falls back) and in replay
+  Refused,      // skipped with ENOSYS in record and replay: rseq (glibc does without), numbers
+                // the kernel has no syscall for
   Fork,         // a new process: replay forks too and gives it the recorded pid
   Unsupported,  // recording stops with "not supported yet"
 };
@@ -37,17 +41,39 @@ struct Output {
   int8_t sizeArg = -1;
 };
 
+// The data a syscall sends out of the process (to a file, a pipe, a socket). Recording keeps a
+// hash of it; replay, which does not run the syscall, checks that the program sends the same.
+enum class Sent : uint8_t {
+  None,
+  Buffer,    // the buffer at argument 1, as many bytes as the result says
+  Iovec,     // the iovec array at argument 1 (argument 2 of them), as many bytes as the result
+  Message,   // the msghdr at argument 1: its name, iovecs (result bytes) and control data
+  Messages,  // the mmsghdr array at argument 1: the result's count of messages, each msg_len
+  Copied,    // copied by the kernel from another fd (sendfile, splice): never in the process's
+             // memory, so replay cannot echo it; recording refuses it when it reaches stdout
+};
+
 struct SyscallSpec {
   const char* name = nullptr;  // nullptr: not in the table
   uint8_t nargs = 0;           // arguments compared in replay to detect divergence
   ReplayAction replay = ReplayAction::Emulate;
   Output outputs[3];
-  bool echo = false;  // writes data; replay echoes it when the fd was stdout or stderr
+  Sent sent = Sent::None;
+  int8_t fdArg = 0;   // the argument naming the fd the data goes to
+  bool echo = false;  // replay echoes the data sent when the fd was stdout or stderr
 };
 
-// nullptr when the syscall is not in the table.
+// The syscall number the kernel acts on: the low 32 bits of orig_rax, sign-extended.
+inline long syscallNumber(uint64_t origRax) { return long(int32_t(uint32_t(origRax))); }
+
+// nullptr when the syscall is not in the table. A number x86-64 gives no syscall (negative, in
+// the gap the 32-bit ABIs use, past the last one, or retired) has an entry: the kernel answers
+// ENOSYS, and so do recording and replay.
 const SyscallSpec* lookupSyscall(long nr);
 // The table's name, or "syscall_N" for one it does not know.
 const char* syscallName(long nr);
+// A syscall the task made through a 32-bit entry, named for a refusal ("32-bit syscall
+// set_thread_area (243) via int $0x80"): the task is at its entry stop.
+std::string describeCompatSyscall(const Task& task);
 
 }  // namespace rwd

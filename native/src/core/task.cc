@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
@@ -70,9 +71,7 @@ void killAndReap(std::vector<pid_t> tids) {
 uint64_t stackHash(const Task& task, uint64_t rsp) {
   uint8_t top[256] = {};
   task.tryRead(rsp, top, sizeof top);
-  uint64_t h = 14695981039346656037ull;  // FNV-1a
-  for (uint8_t b : top) h = (h ^ b) * 1099511628211ull;
-  return h;
+  return fnv1a(top, sizeof top);
 }
 
 bool samePosition(const Regs& a, const Regs& b) {
@@ -192,6 +191,12 @@ void Task::write(uint64_t addr, const void* buf, size_t len) {
     addr += n;
     len -= n;
   }
+}
+
+bool Task::inCompatSyscall() const {
+  __ptrace_syscall_info info{};
+  if (ptrace(PTRACE_GET_SYSCALL_INFO, tid_, sizeof info, &info) <= 0) return false;
+  return info.arch == AUDIT_ARCH_I386;
 }
 
 void Task::resume(int request, int sig) {

@@ -49,6 +49,10 @@ class Task {
   // The memory file belongs to one address space: call after every exec.
   void reopenMemory();
 
+  // At a syscall-entry stop: whether the syscall came in through a 32-bit entry (int $0x80,
+  // sysenter), whose numbers and arguments are the i386 ABI's.
+  bool inCompatSyscall() const;
+
   void resume(int request, int sig = 0);
   Stop wait();
 
@@ -60,6 +64,13 @@ class Task {
 // Kills tasks and collects their ends. A thread-group leader reports its end only after its
 // other threads, so they are reaped in whatever order the kernel allows (for up to 2 s).
 void killAndReap(std::vector<pid_t> tids);
+
+// FNV-1a, 64 bits.
+inline uint64_t fnv1a(const uint8_t* data, size_t len) {
+  uint64_t h = 14695981039346656037ull;
+  for (size_t i = 0; i < len; i++) h = (h ^ data[i]) * 1099511628211ull;
+  return h;
+}
 
 // A hash of the 256 bytes at the top of a task's stack: with the registers, it names a position
 // in user code that no syscall marks.

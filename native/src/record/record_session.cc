@@ -139,6 +139,7 @@ bool RecordSession::ignoresSignal(pid_t tid, int sig) const {
 
 RecordResult RecordSession::run() {
   int execErrFd = -1;
+  cpu_ = pinToCpu(-1);
   initial_ = spawnTraced(options_.exe, options_.argv, options_.env, &execErrFd);
   RecordedTask& first = addTask(initial_);
   first.tgid = initial_;
@@ -193,6 +194,9 @@ RecordResult RecordSession::run() {
         events_.append(e);
         if (tid == initial_) result.waitStatus = s.status;
         releaseVforkParent(t);
+        releaseOutput(tid);
+        outputWaiting_.erase(std::remove(outputWaiting_.begin(), outputWaiting_.end(), tid),
+                             outputWaiting_.end());
         std::deque<pid_t>& queue = waiting_[t.tgid];
         queue.erase(std::remove(queue.begin(), queue.end(), tid), queue.end());
         pid_t tgid = t.tgid;
@@ -280,7 +284,7 @@ Event RecordSession::syscallEvent(const RecordedTask& t, int64_t result) const {
   e.type = EventType::Syscall;
   SyscallEvent& s = e.syscall;
   s.tid = uint32_t(t.task->tid());
-  s.nr = int32_t(t.entryRegs.orig_rax);
+  s.nr = int32_t(syscallNumber(t.entryRegs.orig_rax));
   for (int i = 0; i < 6; i++) s.args[i] = arg(t.entryRegs, i);
   s.result = result;
   return e;
@@ -289,11 +293,16 @@ Event RecordSession::syscallEvent(const RecordedTask& t, int64_t result) const {
 void RecordSession::onSyscallEntry(RecordedTask& t) {
   t.pendingAtBoundary.clear();  // it ran user code
   t.entryRegs = t.task->regs();
-  long nr = long(t.entryRegs.orig_rax);
+  long nr = syscallNumber(t.entryRegs.orig_rax);
   if (!t.execed) {
     // The child's own execve of the program: nothing to record before it.
     t.task->resume(PTRACE_SYSCALL);
     return;
+  }
+  if (t.task->inCompatSyscall()) {
+    // Its number means another syscall in the 64-bit table: never read it with that one.
+    fail(ErrorCode::Unsupported,
+         describeCompatSyscall(*t.task) + " is not supported: rewind records the 64-bit ABI only");
   }
   const SyscallSpec* spec = lookupSyscall(nr);
   if (!spec) {
@@ -327,7 +336,9 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   // rseq is skipped: the kernel returns -ENOSYS and glibc does without it. The program's own
   // PR_SET_TSC/PR_GET_TSC are skipped too and answered at the exit stop: rdtsc stays trapped.
   t.fakeTsc = nr == SYS_prctl && (args[0] == PR_SET_TSC || args[0] == PR_GET_TSC);
-  if (spec->replay == ReplayAction::Rseq || t.fakeTsc) {
+  // The program's sched_setaffinity is skipped and succeeds: it stays on the recorder's CPU.
+  t.fakeAffinity = nr == SYS_sched_setaffinity;
+  if (spec->replay == ReplayAction::Refused || t.fakeTsc || t.fakeAffinity) {
     Regs r = t.entryRegs;
     r.orig_rax = uint64_t(-1);
     t.task->setRegs(r);
@@ -337,7 +348,32 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
     events_.append(syscallEvent(t, 0));
     syscalls_++;
   }
+  t.echo = spec->echo ? echoTarget(t.task->tid(), args[spec->fdArg]) : 0;
+  if (t.echo && !claimOutput(t)) return;  // it waits at its entry for its turn
   t.task->resume(PTRACE_SYSCALL);
+}
+
+bool RecordSession::claimOutput(RecordedTask& t) {
+  if (outputBusy_ == 0 || outputBusy_ == t.task->tid()) {  // again: a restarted syscall
+    outputBusy_ = t.task->tid();
+    return true;
+  }
+  outputWaiting_.push_back(t.task->tid());
+  return false;
+}
+
+// The write under way is recorded (or its task is gone): the next one waiting may start.
+void RecordSession::releaseOutput(pid_t tid) {
+  if (outputBusy_ != tid) return;
+  outputBusy_ = 0;
+  while (!outputWaiting_.empty()) {
+    auto it = tasks_.find(outputWaiting_.front());
+    outputWaiting_.pop_front();
+    if (it == tasks_.end()) continue;
+    outputBusy_ = it->first;
+    it->second.task->resume(PTRACE_SYSCALL);
+    return;
+  }
 }
 
 // The kernel wakes a vfork parent while its child is still inside execve, so the parent could
@@ -687,7 +723,7 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
   t.forkRecorded = true;
   uint64_t args[6];
   for (int i = 0; i < 6; i++) args[i] = arg(t.entryRegs, i);
-  bool thread = startsThread(*t.task, long(t.entryRegs.orig_rax), args);
+  bool thread = startsThread(*t.task, syscallNumber(t.entryRegs.orig_rax), args);
   if (thread) {
     for (ProcessInfo& p : processes_) {
       if (p.pid == t.tgid) p.threads.push_back(pid_t(child));
@@ -720,7 +756,7 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
 
 void RecordSession::onSyscallExit(RecordedTask& t) {
   Regs regs = t.task->regs();
-  long nr = long(t.entryRegs.orig_rax);
+  long nr = syscallNumber(t.entryRegs.orig_rax);
   int64_t result = int64_t(regs.rax);
   if (t.preemptSent && result <= -512 && result >= -516) {
     // Our SIGSTOP interrupted the syscall: the kernel restarts it once the signal is dropped,
@@ -743,6 +779,12 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     regs.rax = uint64_t(result);
     t.task->setRegs(regs);
   }
+  if (t.fakeAffinity) {
+    t.fakeAffinity = false;
+    result = 0;
+    regs.rax = 0;
+    t.task->setRegs(regs);
+  }
   resendHeld(t);
   t.pendingAtBoundary = t.task->pendingSignals();
   if (t.execPending) {
@@ -755,6 +797,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     Event e;
     e.type = EventType::Exec;
     e.exec = captureExec(*t.task, blobs_, n > 0 ? std::string(exe, size_t(n)) : options_.exe);
+    e.exec.cpu = cpu_;
     events_.append(e);
     for (ProcessInfo& p : processes_) {
       if (p.pid == t.task->tid()) p.execs.push_back(ProcessInfo::Exec{e.exec.exe, t.execArgv});
@@ -781,9 +824,15 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   SyscallEvent& s = e.syscall;
   if (spec->replay == ReplayAction::Emulate) {
     s.writes = captureOutputs(*t.task, nr, *spec, s.args, result, t.entryValues);
-    if (spec->echo && !isError(result)) s.echoFd = echoTarget(t.task->tid(), s.args[0]);
+    if (!isError(result)) s.echoFd = t.echo;
+    if (spec->sent == Sent::Copied && result > 0 && t.echo) {
+      fail(ErrorCode::Unsupported, std::string("the program sent data to its ") +
+                                       (t.echo == 2 ? "stderr" : "stdout") + " with " + spec->name +
+                                       ", which rewind cannot replay yet");
+    }
+    if (spec->sent != Sent::None) s.sentHash = sentData(*t.task, nr, *spec, s.args, result).hash();
   }
-  if (spec->echo || nr == SYS_pwrite64 || nr == SYS_pwritev || nr == SYS_pwritev2) {
+  if (spec->sent == Sent::Buffer || spec->sent == Sent::Iovec) {  // write, pwrite and the like
     if (result > 0 && mappedFiles_.count(t.tgid)) captureMappedWrite(t, s);
   }
   if (nr == SYS_mmap && !isError(result) && !(s.args[3] & MAP_ANONYMOUS)) {
@@ -801,6 +850,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   }
   events_.append(e);
   syscalls_++;
+  releaseOutput(t.task->tid());
   // A signal the syscall raised (SIGPIPE) or that waited for it is delivered as the task returns
   // to user code: take that stop next, so its event follows this one with no other task's
   // between (replay delivers it right after the syscall).

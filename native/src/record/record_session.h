@@ -75,6 +75,8 @@ struct RecordedTask {
   int resending = 0;            // a held signal re-sent at a syscall exit: record it there
   bool deliverHere = false;     // a held signal re-sent after waiting too long: record it anywhere
   bool fakeTsc = false;         // a PR_SET_TSC/PR_GET_TSC skipped at entry, answered at exit
+  bool fakeAffinity = false;    // a sched_setaffinity skipped at entry: the recorder pins CPUs
+  uint8_t echo = 0;             // the syscall under way sends data to stdout (1) or stderr (2)
   int tscMode = PR_TSC_ENABLE;  // what the program believes it set
   bool execPending = false;     // PTRACE_EVENT_EXEC seen, the exit stop will follow
   bool forkRecorded = false;    // the fork's event was written at PTRACE_EVENT_FORK
@@ -121,6 +123,8 @@ class RecordSession {
   bool emulateRdtsc(RecordedTask& t);
   bool ignoresSignal(pid_t tid, int sig) const;
   uint8_t echoTarget(pid_t tid, uint64_t fd) const;
+  bool claimOutput(RecordedTask& t);
+  void releaseOutput(pid_t tid);
   RecordedTask& addTask(pid_t tid);
   Event syscallEvent(const RecordedTask& t, int64_t result) const;
   void captureMappedWrite(const RecordedTask& t, SyscallEvent& s);
@@ -141,6 +145,12 @@ class RecordSession {
   std::vector<ProcessInfo> processes_;
   std::map<pid_t, std::set<std::pair<dev_t, ino_t>>> mappedFiles_;  // per process
   uint64_t syscalls_ = 0;
+  // Writes to stdout and stderr run one at a time, each recorded before the next starts, so the
+  // stream has them in the order the kernel wrote them (replay echoes them in the stream's order):
+  // the task whose write is under way, and those stopped at their entry until it is recorded.
+  pid_t outputBusy_ = 0;
+  std::deque<pid_t> outputWaiting_;
+  int cpu_ = -1;  // the CPU the recorded tree runs on
   struct stat stdout_ {};
   struct stat stderr_ {};
 };

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/kick.h"
 #include "core/remote_syscalls.h"
+#include "core/syscall_table.h"
 #include "core/x86_instruction.h"
 
 namespace rwd {
@@ -349,7 +350,7 @@ std::optional<Trap> DebugSession::runDebuggee(const Breakpoints* breaks, uint32_
 bool DebugSession::isFinal(const ReplayTask& t) const {
   if (t.exited) return true;
   if (!t.pending || t.pending->kind != Stop::SyscallStop) return false;
-  long nr = long(t.task->regs().orig_rax);
+  long nr = syscallNumber(t.task->regs().orig_rax);
   return nr == SYS_exit_group || (nr == SYS_exit && threads().size() == 1);
 }
 

@@ -89,16 +89,30 @@ void ReplaySession::diverged(const ReplayTask& t, const std::string& got) {
   } else {
     expected = "the end of the recording";
   }
-  fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_) + " (task " +
-                                std::to_string(t.recordedTid) + "): expected " + expected +
+  failDiverged(eventIndex_, " (task " + std::to_string(t.recordedTid) + "): expected " + expected +
                                 ", got " + got);
 }
 
 void ReplaySession::divergedResult(const SyscallEvent& ev, long got) {
-  fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_ - 1) +
-                                " (task " + std::to_string(ev.tid) +
-                                "): " + describeSyscall(ev.nr, ev.args, 6) + " returned " +
-                                std::to_string(got) + ", recorded " + std::to_string(ev.result));
+  failDiverged(eventIndex_ - 1,
+               " (task " + std::to_string(ev.tid) + "): " + describeSyscall(ev.nr, ev.args, 6) +
+                   " returned " + std::to_string(got) + ", recorded " + std::to_string(ev.result));
+}
+
+// Every divergence says where, what, and how to see the events around it.
+void ReplaySession::failDiverged(uint64_t event, const std::string& what) {
+  std::string dir = options_.traceDir;
+  if (dir.find_first_not_of(
+          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._+-") !=
+      std::string::npos) {
+    std::string quoted = "'";
+    for (char c : dir) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    dir = quoted + "'";
+  }
+  fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(event) + what +
+                                "; the events around it: rewind dump " + dir + " --from " +
+                                std::to_string(event > 5 ? event - 5 : 0) + " --to " +
+                                std::to_string(event + 5));
 }
 
 void ReplaySession::spawnStub() {
@@ -126,9 +140,9 @@ void ReplaySession::spawnStub() {
 void ReplaySession::rebuild(ReplayTask& t) {
   t.task->reopenMemory();
   t.stub = buildAddressSpace(*t.task, next_.exec, blobs_);
-  t.brkEnd = pageUp(next_.exec.brkStart);
-  programs_[t.tgid] = ProgramImage{next_.exec.exe, next_.exec.auxv};
-  trampolines_.erase(t.tgid);
+  t.space = t.tgid;
+  spaces_[t.space] =
+      AddressSpace{pageUp(next_.exec.brkStart), ProgramImage{next_.exec.exe, next_.exec.auxv}, {}};
   nextEvent();
 }
 
@@ -136,6 +150,9 @@ void ReplaySession::start() {
   if (!nextEvent() || next_.type != EventType::Exec) {
     fail(ErrorCode::BadTrace, "the trace does not start with an exec");
   }
+  // On the recording's CPU if this machine has it: what cpuid says there is in the program's
+  // memory (glibc keeps it), and cpuid cannot be trapped here.
+  if (pinToCpu(next_.exec.cpu) < 0) pinToCpu(-1);
   spawnStub();
   activate(tasks_[initialTid_]);
 }
@@ -174,8 +191,10 @@ ReplayTask* ReplaySession::task(uint32_t recordedTid) {
 }
 
 const ProgramImage* ReplaySession::program(uint32_t tgid) const {
-  auto it = programs_.find(tgid);
-  return it == programs_.end() ? nullptr : &it->second;
+  for (const auto& [tid, t] : tasks_) {
+    if (t.tgid == tgid) return &spaces_.at(t.space).program;
+  }
+  return nullptr;
 }
 
 void ReplaySession::activate(ReplayTask& t) {
@@ -197,8 +216,7 @@ void ReplaySession::applyEvent() {
   }
   auto it = tasks_.find(next_.tid());
   if (it == tasks_.end()) {
-    fail(ErrorCode::Diverged, "replay diverged at event " + std::to_string(eventIndex_) +
-                                  ": it belongs to task " + std::to_string(next_.tid()) +
+    failDiverged(eventIndex_, ": it belongs to task " + std::to_string(next_.tid()) +
                                   ", which replay does not have");
   }
   ReplayTask& t = it->second;
@@ -276,7 +294,7 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
   std::unique_ptr<PositionTrap> trap;
   if (toPosition && !control.step && t.deliverSig == 0 &&
       addrs.lower_bound(position - 15) == addrs.upper_bound(position + 15)) {
-    trap = PositionTrap::install(*t.task, t.stub, trampolines_[t.tgid], *target);
+    trap = PositionTrap::install(*t.task, t.stub, space(t).trampolines, *target);
   }
   if (toPosition && !trap) addrs.insert(position);
   const std::vector<Watch> none;
@@ -321,7 +339,7 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     if (s.kind == Stop::Signal && s.sig == SIGSTOP && kick::take()) {
       // Not inside a trampoline, whose code is not the program's: the next kick comes soon.
       uint64_t page = t.task->regs().rip & ~uint64_t(4095);
-      const std::vector<uint64_t>& tramps = trampolines_[t.tgid].pages;
+      const std::vector<uint64_t>& tramps = space(t).trampolines.pages;
       bool inTrampoline = std::find(tramps.begin(), tramps.end(), page) != tramps.end();
       if (control.interruptible && !inTrampoline) return Trap{Trap::Interrupted};
       skip = skipped;
@@ -443,8 +461,7 @@ ReplayState ReplaySession::saveState() const {
   st.segmentEnd = segmentEnd_;
   st.segmentWrites = segmentWrites_;
   st.waitStatus = waitStatus_;
-  st.programs = programs_;
-  st.trampolines = trampolines_;
+  st.spaces = spaces_;
   return st;
 }
 
@@ -472,8 +489,7 @@ void ReplaySession::restoreState(const ReplayState& st, const std::map<uint32_t,
   segmentWrites_ = st.segmentWrites;
   syscallWrites_.clear();
   waitStatus_ = st.waitStatus;
-  programs_ = st.programs;
-  trampolines_ = st.trampolines;
+  spaces_ = st.spaces;
 }
 
 // The stream says the task ended here without a syscall of its own: SIGKILL (which the
@@ -564,7 +580,7 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
 
 void ReplaySession::onSyscall(ReplayTask& t) {
   Regs r = t.task->regs();
-  long nr = long(r.orig_rax);
+  long nr = syscallNumber(r.orig_rax);
   uint64_t args[6];
   entryArgs(r, args);
   const SyscallSpec* spec = lookupSyscall(nr);
@@ -574,6 +590,7 @@ void ReplaySession::onSyscall(ReplayTask& t) {
   }
   bool isExec = haveNext_ && next_.type == EventType::Exec && next_.exec.tid == t.recordedTid;
   if (isExec && (nr == SYS_execve || nr == SYS_execveat)) return execInPlace(t, r);
+  if (t.task->inCompatSyscall()) diverged(t, describeCompatSyscall(*t.task));
   if (!spec || !haveNext_ || next_.type != EventType::Syscall ||
       next_.syscall.tid != t.recordedTid || next_.syscall.nr != nr ||
       memcmp(next_.syscall.args, args, size_t(nargs) * sizeof(uint64_t)) != 0) {
@@ -585,7 +602,7 @@ void ReplaySession::onSyscall(ReplayTask& t) {
     case ReplayAction::Emulate:
       if (interruptedUnderOwnMask(t, r, ev)) return;
       return emulate(t, r, ev);
-    case ReplayAction::Rseq:
+    case ReplayAction::Refused:
     case ReplayAction::Execve:  // a failed execve
       return emulate(t, r, ev);
     case ReplayAction::Execute:
@@ -671,16 +688,44 @@ void ReplaySession::writeResults(ReplayTask& t, const SyscallEvent& ev) {
 
 void ReplaySession::emulate(ReplayTask& t, Regs r, const SyscallEvent& ev) {
   writeResults(t, ev);
-  if (ev.echoFd) echo(t, ev);
+  const SyscallSpec& spec = *lookupSyscall(ev.nr);
+  if (spec.sent != Sent::None) {
+    // What the program sends now must be what it sent when recorded: else its output, or a file
+    // it writes, would silently differ.
+    SentData sent = sentData(*t.task, ev.nr, spec, ev.args, ev.result);
+    if (sent.hash() != ev.sentHash) divergedSent(ev, sent.payload);
+    if (ev.echoFd) echo(ev, sent.payload);
+  }
   finishSyscall(t, r, ev.result);
 }
 
-void ReplaySession::echo(ReplayTask& t, const SyscallEvent& ev) {
+void ReplaySession::divergedSent(const SyscallEvent& ev, const std::vector<uint8_t>& data) {
+  std::string shown;
+  for (size_t i = 0; i < data.size() && i < 48; i++) {
+    char c = char(data[i]);
+    if (c == '\n') {
+      shown += "\\n";
+    } else if (c >= 32 && c < 127 && c != '"' && c != '\\') {
+      shown += c;
+    } else {
+      char hex[8];
+      snprintf(hex, sizeof hex, "\\x%02x", data[i]);
+      shown += hex;
+    }
+  }
+  if (data.size() > 48) shown += "...";
+  failDiverged(eventIndex_ - 1,
+               " (task " + std::to_string(ev.tid) +
+                   "): " + describeSyscall(ev.nr, ev.args, lookupSyscall(ev.nr)->nargs) +
+                   " sent other data than when recorded: " + std::to_string(data.size()) +
+                   " bytes \"" + shown + "\"");
+}
+
+void ReplaySession::echo(const SyscallEvent& ev, const std::vector<uint8_t>& data) {
   // A debugger takes replay back and forth: output is written the first time only.
   uint64_t index = eventIndex_ - 1;
   if (index < echoed_) return;
   echoed_ = index + 1;
-  std::vector<uint8_t> data = writtenBytes(*t.task, ev.nr, ev.args, ev.result);
   writeOut(ev.echoFd == 2 ? options_.stderrFd : options_.stdoutFd, data.data(), data.size());
 }
 
@@ -734,16 +779,16 @@ void ReplaySession::replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev) {
 
 void ReplaySession::replayBrk(ReplayTask& t, Regs r, const SyscallEvent& ev) {
   uint64_t target = pageUp(uint64_t(ev.result));
-  if (target != t.brkEnd) {
+  uint64_t& end = space(t).brkEnd;
+  if (target != end) {
     RemoteSyscalls remote(*t.task, t.stub.gadget);
-    if (target > t.brkEnd) {
-      remote.check("growing the heap", SYS_mmap, t.brkEnd, target - t.brkEnd,
-                   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, uint64_t(-1),
-                   0);
+    if (target > end) {
+      remote.check("growing the heap", SYS_mmap, end, target - end, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, uint64_t(-1), 0);
     } else {
-      remote.check("shrinking the heap", SYS_munmap, target, t.brkEnd - target);
+      remote.check("shrinking the heap", SYS_munmap, target, end - target);
     }
-    t.brkEnd = target;
+    end = target;
   }
   finishSyscall(t, r, ev.result);
 }
@@ -779,7 +824,9 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   c.tgid = (flags & CLONE_THREAD) ? t.tgid : tid;
   c.task = std::make_unique<Task>(pid_t(child));
   c.stub = t.stub;
-  c.brkEnd = t.brkEnd;
+  // Threads share the address space; a new process has a copy of it.
+  c.space = (flags & CLONE_VM) ? t.space : tid;
+  if (!(flags & CLONE_VM)) spaces_[c.space] = space(t);
   c.clearChildTid = (flags & CLONE_CHILD_CLEARTID) ? ctid : 0;
   Stop first = c.task->wait();  // the SIGSTOP every traced child starts with
   if (first.kind != Stop::Signal) fail(ErrorCode::System, "the replayed child did not start");

@@ -35,9 +35,9 @@ struct ReplayResult {
 // What replay knows of a task, known by the tid it had when recorded.
 struct ReplayTaskState {
   uint32_t recordedTid = 0;
-  uint32_t tgid = 0;  // its process, as recorded
+  uint32_t tgid = 0;   // its process, as recorded
+  uint32_t space = 0;  // its address space: key of ReplaySession's spaces
   StubLayout stub;
-  uint64_t brkEnd = 0;            // end of the emulated heap
   int deliverSig = 0;             // signal to deliver at the next resume
   std::optional<Regs> vforkRegs;  // set while a vfork parent waits for its child to exec
   int64_t vforkResult = 0;
@@ -59,6 +59,16 @@ struct ReplayTask : ReplayTaskState {
 struct ProgramImage {
   std::string exe;
   std::vector<uint8_t> auxv;
+};
+
+// What belongs to an address space, not to one of the threads that share it (as rr's
+// AddressSpace): a thread's sbrk moves the heap end of all of them. Known by the recorded tgid
+// of the process whose exec (or fork) made it; threads, and a vfork child until it execs, share
+// their parent's.
+struct AddressSpace {
+  uint64_t brkEnd = 0;  // end of the emulated heap
+  ProgramImage program;
+  TrampolinePages trampolines;
 };
 
 // How a debugger runs the active task's user code.
@@ -93,8 +103,7 @@ struct ReplayState {
   std::optional<Event> segmentEnd;
   std::vector<std::pair<uint64_t, uint64_t>> segmentWrites;
   int waitStatus = 0;
-  std::map<uint32_t, ProgramImage> programs;
-  std::map<uint32_t, TrampolinePages> trampolines;
+  std::map<uint32_t, AddressSpace> spaces;
 };
 
 class ReplaySession {
@@ -135,12 +144,14 @@ class ReplaySession {
   void restoreState(const ReplayState& state, const std::map<uint32_t, pid_t>& copies);
 
  private:
+  AddressSpace& space(const ReplayTask& t) { return spaces_.at(t.space); }
   void spawnStub();
   void activate(ReplayTask& t);
   void applyEvent();
   bool nextEvent();
   [[noreturn]] void diverged(const ReplayTask& t, const std::string& got);
   [[noreturn]] void divergedResult(const SyscallEvent& ev, long got);
+  [[noreturn]] void failDiverged(uint64_t event, const std::string& what);
   void onStop(ReplayTask& t, const Stop& s);
   void onSyscall(ReplayTask& t);
   void onSignal(ReplayTask& t, int sig);
@@ -153,7 +164,8 @@ class ReplaySession {
   void replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void replayBrk(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void replayFork(ReplayTask& t, const Regs& at, const SyscallEvent& ev);
-  void echo(ReplayTask& t, const SyscallEvent& ev);
+  void echo(const SyscallEvent& ev, const std::vector<uint8_t>& data);
+  [[noreturn]] void divergedSent(const SyscallEvent& ev, const std::vector<uint8_t>& data);
   void finishSyscall(ReplayTask& t, Regs r, int64_t result);
   std::optional<Stop> enterInPlace(ReplayTask& t, const Regs& at);
   Stop runInPlace(ReplayTask& t, const Regs& at);
@@ -184,8 +196,7 @@ class ReplaySession {
   std::vector<std::pair<uint64_t, uint64_t>> syscallWrites_;  // by the last emulated syscall
   uint64_t echoed_ =
       0;  // output of events before this one was written already (replay may go back)
-  std::map<uint32_t, ProgramImage> programs_;        // by recorded tgid
-  std::map<uint32_t, TrampolinePages> trampolines_;  // by recorded tgid
+  std::map<uint32_t, AddressSpace> spaces_;
   CodeCoverage* coverage_ = nullptr;
 };
 

@@ -1,0 +1,173 @@
+// Issue 10: a replay never prints or does anything else than the recording without saying so.
+// Each corpus program here replayed wrongly, and silently, before the fix it tests.
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadEngine } from '../../native/index.js';
+import {
+  CLI,
+  EVENT_TYPES,
+  cleanupTemps,
+  compile,
+  encodeEventStream,
+  eventsBlob,
+  expectCleanFailure,
+  expectRecorded,
+  expectSameRun,
+  parseEventStream,
+  record,
+  recordReplay,
+  replaceEventsBlob,
+  replay,
+  requireCli,
+  run,
+  stripRewindLines,
+  syscallOf,
+  tempDir,
+  type EventRecord,
+  type Recording,
+} from './harness.js';
+
+afterAll(cleanupTemps);
+beforeAll(requireCli);
+
+const SYS_read = 0;
+const SYS_write = 1;
+
+// A syscall record: type u8, tid u32, nr i32, 6 × u64 args, i64 result, u8 echo, u32 n writes,
+// n × {u64 address, u32 length, data}, string blob, u64 hash of the data sent (docs/trace-format.md).
+const FIRST_WRITE_DATA = 1 + 4 + 4 + 48 + 8 + 1 + 4 + 8 + 4;
+
+function resultOf(r: EventRecord): bigint {
+  return r.body.readBigInt64LE(57);
+}
+
+/** Runs the stream of a trace through `change` and puts it back as a consistent trace. */
+function tamper(rec: Recording, change: (records: EventRecord[]) => EventRecord): EventRecord {
+  const stream = parseEventStream(readFileSync(eventsBlob(rec.traceDir).path));
+  const target = change(stream.records);
+  replaceEventsBlob(rec.traceDir, encodeEventStream(stream));
+  return target;
+}
+
+function findSyscall(records: EventRecord[], nr: number, test: (args: bigint[], r: EventRecord) => boolean): EventRecord {
+  const found = records.find((r) => r.type === EVENT_TYPES.syscall && syscallOf(r).nr === nr && test(syscallOf(r).args, r));
+  if (!found) throw new Error(`no syscall ${nr} record as wanted in the trace`);
+  return found;
+}
+
+function expectDivergedAt(rep: Awaited<ReturnType<typeof replay>>, traceDir: string, index: number, what: RegExp): void {
+  expectCleanFailure(rep, /replay diverged at event \d+/);
+  const err = rep.stderr.toString();
+  expect(Number(/diverged at event (\d+)/.exec(err)?.[1]), err).toBe(index);
+  expect(err).toMatch(what);
+  // It says what to run to see the events around it.
+  expect(err).toContain(`; the events around it: rewind dump ${traceDir} --from ${Math.max(0, index - 5)} --to ${index + 5}`);
+}
+
+describe('no silent mismatch', () => {
+  it('several processes and threads writing lines to one stdout: replay prints them in the recorded order', async () => {
+    const exe = compile('writers', { extra: ['-pthread'] });
+    for (let i = 0; i < 3; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+      expect(rec.stdout.toString().split('\n')).toHaveLength(4 * 150 * 2 + 2);
+    }
+  });
+
+  it('data sent by sendmsg (with a descriptor), sendmmsg, pwrite and writev replays exactly', async () => {
+    const { rec } = await recordReplay(compile('pass_fd'), [], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toContain('parent: sendmmsg 2, lengths 5 7\n');
+    expect(rec.stdout.toString()).toContain('reads 20 bytes: written with pwrite\n');
+  });
+
+  it('memory that holds what cpuid said (glibc keeps it) is the same in replay on another CPU', async () => {
+    const taskset = spawnSync('taskset', ['--version']);
+    if (taskset.status !== 0 || cpus().length < 2) return; // needs two CPUs to run on
+    const exe = compile('memscan');
+    // The recorder keeps the program on the CPU it starts on; replay starts on the other one.
+    const traceDir = join(tempDir('rewind-trace-'), 'trace');
+    const r = await run('taskset', ['-c', '0', process.execPath, CLI, 'record', '-o', traceDir, '--', exe]);
+    const rec: Recording = { ...r, traceDir, programStderr: stripRewindLines(r.stderr, traceDir) };
+    expectRecorded(rec, 0);
+    const rep = await run('taskset', ['-c', '1', process.execPath, CLI, 'replay', traceDir]);
+    expectSameRun(rec, rep);
+  });
+
+  it('data the kernel copies to stdout (sendfile) is refused at record time, never left out of the replay', async () => {
+    const rec = await record(compile('sendfile_out'), []);
+    expectCleanFailure(rec, /the program sent data to its stdout with sendfile, which rewind cannot replay yet/);
+    expect(rec.stdout.toString()).toBe('sent by the kernel\n');
+  });
+
+  it('the data a program reads tampered with: it writes other bytes, and replay says so', async () => {
+    const rec = await record(compile('stdin_cat'), [], { input: 'hello\n' });
+    expectRecorded(rec, 0);
+    expect(rec.stdout.toString()).toBe('HELLO\n');
+    tamper(rec, (records) => {
+      const read = findSyscall(records, SYS_read, (args, r) => args[0] === 0n && resultOf(r) === 6n);
+      read.body[FIRST_WRITE_DATA] = 'j'.charCodeAt(0);
+      return read;
+    });
+    const events = parseEventStream(readFileSync(eventsBlob(rec.traceDir).path)).records;
+    const write = findSyscall(events, SYS_write, (args) => args[0] === 1n);
+    const rep = await replay(rec.traceDir);
+    expectDivergedAt(rep, rec.traceDir, write.index, /write\(0x1, 0x[0-9a-f]+, 0x6\) sent other data than when recorded: 6 bytes "JELLO\\n"/);
+    expect(rep.stdout.toString()).toBe('');
+  });
+
+  it("a write's recorded hash tampered with: replay stops there", async () => {
+    const rec = await record(compile('hello'), []);
+    expectRecorded(rec, 3);
+    const write = tamper(rec, (records) => {
+      const w = findSyscall(records, SYS_write, (args) => args[0] === 1n);
+      w.body.writeBigUInt64LE(w.body.readBigUInt64LE(w.body.length - 8) ^ 1n, w.body.length - 8);
+      return w;
+    });
+    expectDivergedAt(await replay(rec.traceDir), rec.traceDir, write.index, /sent other data than when recorded: 18 bytes "hello from rewind\\n"/);
+  });
+});
+
+describe('syscall numbers', () => {
+  it('numbers the kernel has no syscall for return ENOSYS, recorded and replayed', async () => {
+    const { rec } = await recordReplay(compile('nosys'), [], { expectStatus: 0 });
+    const out = rec.stdout.toString().split('\n');
+    expect(out.slice(0, 7).every((l) => l.endsWith('= -1, Function not implemented')), rec.stdout.toString()).toBe(true);
+    expect(out[7]).toBe('getpid with high bits set: same pid');
+  });
+
+  it('a 32-bit syscall (int $0x80) is refused by its i386 name, never read with the 64-bit table', async () => {
+    const exe = compile('int80');
+    for (const [nr, name] of [
+      ['20', 'getpid'], // writev in the 64-bit table
+      ['243', 'set_thread_area'], // mq_timedreceive in the 64-bit table
+    ] as const) {
+      const rec = await record(exe, [nr]);
+      expectCleanFailure(rec, new RegExp(`32-bit syscall ${name} \\(${nr}\\) via int \\$0x80 is not supported`));
+      expect(rec.stderr.toString()).not.toMatch(/writev|mq_timedreceive/);
+    }
+  });
+});
+
+describe('one address space per process', () => {
+  it('a thread growing the heap after main grew and filled it: replay keeps main\'s data', async () => {
+    const { rec } = await recordReplay(compile('sbrk_threads', { extra: ['-pthread'] }), [], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toMatch(/^heap intact, new page right after it: yes, checksum [0-9a-f]{16}\n$/);
+  });
+});
+
+describe('diagnosis', () => {
+  it('the engine lists events readably, with what each carries', async () => {
+    const rec = await record(compile('hello'), []);
+    expectRecorded(rec, 3);
+    const { path } = eventsBlob(rec.traceDir);
+    const all = loadEngine().dumpEvents(path, 0, 1_000_000);
+    expect(all.length).toBe(parseEventStream(readFileSync(path)).records.length);
+    expect(all[0]!.text).toMatch(/^task \d+: exec of .*hello, \d+ regions, ip 0x[0-9a-f]+, cpu -?\d+$/);
+    expect(all.map((l) => l.text).join('\n')).toMatch(/: write\(0x1, 0x[0-9a-f]+, 0x12\) = 18, to stdout$/m);
+    const some = loadEngine().dumpEvents(path, 2, 4);
+    expect(some.map((l) => l.index)).toEqual([2, 3, 4]);
+    expect(some.map((l) => l.text)).toEqual(all.slice(2, 5).map((l) => l.text));
+  });
+});
