@@ -1,0 +1,211 @@
+// Issue 13, problem 1: a recording that ends in a crash stops at the crash with its signal, as
+// gdb shows it natively; the crash moment can be inspected and left backwards, a second continue
+// reports the end of history, and the session never dies. In gdb batch and in MI (as VS Code's
+// cppdbg drives it). Handled signals are stops too, passed on by the next continue.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupTemps, compile, expectRecorded, record, requireCli } from '../engine/harness.js';
+import { expectNoStray, gdbBatch, lineContaining, lineOf, sourceLines, startServer, type DebugServer, type GdbRun } from './gdb_harness.js';
+import { gdbMi, miField, type MiSession } from './mi_harness.js';
+
+afterAll(cleanupTemps);
+
+async function recorded(fixture: string, status: number): Promise<string> {
+  const exe = compile(fixture, { extra: ['-O0'] });
+  const rec = await record(exe);
+  expectRecorded(rec, status);
+  return rec.traceDir;
+}
+
+/** Runs gdb batch against a fresh server; the session must end cleanly with gdb. */
+async function batch(traceDir: string, commands: string[]): Promise<{ gdb: GdbRun; ctx: string }> {
+  const server = await startServer(traceDir);
+  const children = server.descendants();
+  const gdb = await gdbBatch(server.port, commands);
+  return { gdb, ctx: await ended(server, children, gdb.transcript) };
+}
+
+async function ended(server: DebugServer, children: number[], transcript: string): Promise<string> {
+  const status = await Promise.race([server.exited, new Promise<number>((r) => setTimeout(() => r(-1), 20_000))]);
+  const ctx = `${transcript}\n--- rewind debug stderr ---\n${server.stderr()}`;
+  if (status === -1) server.kill();
+  expect(status, `rewind debug did not end with the gdb session\n${ctx}`).toBe(0);
+  expectNoStray(children, ctx);
+  // The session never died: no command failed for want of a thread or registers.
+  expect(transcript, ctx).not.toMatch(/Could not read registers|no thread \d+ at this moment|No threads\.|Remote connection closed|internal-error/);
+  return ctx;
+}
+
+const rip = (text: string | undefined): string | undefined => /rip +(0x[0-9a-f]+)/.exec(text ?? '')?.[1];
+
+describe('a NULL dereference (crash.c)', () => {
+  let traceDir: string;
+  beforeAll(async () => {
+    requireCli();
+    traceDir = await recorded('crash', 139);
+  });
+
+  it('stops with SIGSEGV at the faulting line, with everything readable, and goes back from there', async () => {
+    const crashLine = lineContaining('crash.c', '*(volatile int *)null_base = 1');
+    const printLine = lineContaining('crash.c', 'printf("about to crash');
+    const commands = [
+      'continue',
+      'bt',
+      'info registers rip',
+      'print null_base',
+      'x/i $pc',
+      'continue',
+      'info registers rip',
+      'bt',
+      'reverse-stepi',
+      'info registers rip',
+      'stepi',
+      'info registers rip',
+      `break crash.c:${printLine}`,
+      'reverse-continue',
+      'continue',
+      'continue',
+    ];
+    const { gdb, ctx } = await batch(traceDir, commands);
+    const s = gdb.sections;
+    expect(s[0], ctx).toMatch(/Program received signal SIGSEGV, Segmentation fault\.\n.*main \(\) at .*crash\.c/);
+    expect(sourceLines(s[0]!).pop(), ctx).toBe(crashLine);
+    expect(s[1], ctx).toMatch(new RegExp(`#0 +main \\(\\) at .*crash\\.c:${crashLine}`));
+    const at = rip(s[2]);
+    expect(at, ctx).toBeDefined();
+    expect(s[3], ctx).toMatch(/^\$1 = 0$/m);
+    expect(s[4], ctx).toMatch(/=> 0x[0-9a-f]+ <main\+\d+>:\s+mov/);
+    // Past the crash: the end of history, still at the crash, still readable.
+    expect(s[5], ctx).toMatch(/No more reverse-execution history\.\n.*main \(\) at .*crash\.c/);
+    expect(rip(s[6]), ctx).toBe(at);
+    expect(s[7], ctx).toMatch(new RegExp(`#0 +main \\(\\) at .*crash\\.c:${crashLine}`));
+    // One instruction back is another instruction; one forwards is the crash again.
+    expect(rip(s[9]), ctx).toBeDefined();
+    expect(rip(s[9]), ctx).not.toBe(at);
+    expect(s[10], ctx).toMatch(/Program received signal SIGSEGV/);
+    expect(rip(s[11]), ctx).toBe(at);
+    expect(s[13], ctx).toMatch(/Breakpoint 1, main \(\) at .*crash\.c/);
+    expect(sourceLines(s[13]!).pop(), ctx).toBe(printLine);
+    expect(s[14], ctx).toMatch(/Program received signal SIGSEGV, Segmentation fault\./);
+    expect(s[15], ctx).toMatch(/No more reverse-execution history\./);
+  });
+});
+
+describe('abort()', () => {
+  it('stops with SIGABRT inside abort, with the caller on the stack, and reverse-continues to main', async () => {
+    requireCli();
+    const traceDir = await recorded('abort', 134);
+    const commands = ['break main', 'continue', 'continue', 'bt', 'continue', 'reverse-continue', 'info threads'];
+    const { gdb, ctx } = await batch(traceDir, commands);
+    const s = gdb.sections;
+    expect(s[1], ctx).toMatch(/Breakpoint 1, main \(\)/);
+    expect(s[2], ctx).toMatch(/Program received signal SIGABRT, Aborted\./);
+    expect(s[3], ctx).toMatch(/#\d+ +0x[0-9a-f]+ in (__GI_)?abort \(\)[^]*#\d+ +0x[0-9a-f]+ in main \(\) at .*abort\.c/);
+    expect(s[4], ctx).toMatch(/No more reverse-execution history\./);
+    expect(s[5], ctx).toMatch(/Breakpoint 1, main \(\)/);
+    expect(s[6], ctx).toMatch(/\* 1 +Thread \d+\.\d+/);
+  });
+});
+
+describe('a use-after-free found from the crash', () => {
+  let traceDir: string;
+  beforeAll(async () => {
+    requireCli();
+    traceDir = await recorded('use_after_free', 139);
+  });
+  const L = (mark: string): number => lineOf('use_after_free.c', mark);
+
+  it('in gdb: the crash, then watch -l and reverse-continue to the store that cleared the pointer', async () => {
+    const commands = [
+      'continue',
+      'bt',
+      'print s->on_close',
+      'watch -l s->on_close',
+      'reverse-continue',
+      'bt',
+      'reverse-continue',
+      'bt 1',
+      'continue',
+      'continue',
+    ];
+    const { gdb, ctx } = await batch(traceDir, commands);
+    const s = gdb.sections;
+    expect(s[0], ctx).toMatch(/Program received signal SIGSEGV, Segmentation fault\.\n.*close_session \(s=0x[0-9a-f]+\) at .*use_after_free\.c/);
+    expect(sourceLines(s[0]!).pop(), ctx).toBe(L('crash'));
+    expect(s[1], ctx).toMatch(/#0 +close_session[^]*#1 +0x[0-9a-f]+ in main \(\)/);
+    expect(s[2], ctx).toMatch(/^\$1 = \(struct handler \*\) 0x0$/m);
+    expect(s[3], ctx).toMatch(/Hardware watchpoint 1: -location s->on_close/);
+    // The culprit: the message's store into the freed session's memory.
+    expect(s[4], ctx).toMatch(/Old value = \(struct handler \*\) 0x[0-9a-f]+ <greeter>\s+New value = \(struct handler \*\) 0x0/);
+    expect(sourceLines(s[4]!).pop(), ctx).toBe(L('culprit'));
+    expect(s[5], ctx).toMatch(/#0 +new_message \(text=[^)]*\) at .*use_after_free\.c:\d+\n#1 +0x[0-9a-f]+ in main \(\)/);
+    // Further back: where the pointer was set, when the memory was still the session's.
+    expect(s[6], ctx).toMatch(/New value = \(struct handler \*\) 0x[0-9a-f]+ <greeter>/);
+    expect(sourceLines(s[6]!).pop(), ctx).toBe(L('assign'));
+    expect(s[7], ctx).toMatch(/#0 +open_session/);
+    // Forwards again: the culprit, then the crash.
+    expect(sourceLines(s[8]!).pop(), ctx).toBe(L('culprit'));
+    expect(s[9], ctx).toMatch(/Program received signal SIGSEGV/);
+  });
+
+  it('in MI: every *running is followed by *stopped, with the signal, the frames and the culprit', async () => {
+    const server = await startServer(traceDir);
+    const children = server.descendants();
+    const commands = [
+      '-exec-continue',
+      '-stack-list-frames',
+      '-data-evaluate-expression s->on_close',
+      '-exec-continue',
+      '-data-evaluate-expression s->on_close',
+      '-interpreter-exec console "watch -l s->on_close"',
+      '-exec-continue --reverse',
+      '-stack-list-frames',
+      '-exec-continue',
+      '-exec-continue',
+      '-thread-info',
+    ];
+    const mi: MiSession = await gdbMi(server.port, commands);
+    const ctx = await ended(server, children, mi.transcript);
+    const r = mi.replies;
+    expect(r.length, ctx).toBe(commands.length);
+    for (const reply of r) {
+      if (reply.result.startsWith('^running')) expect(reply.stopped, `${reply.command}: no *stopped\n${ctx}`).toBeDefined();
+    }
+    expect(miField(r[0]!.stopped, 'reason'), ctx).toBe('signal-received');
+    expect(miField(r[0]!.stopped, 'signal-name'), ctx).toBe('SIGSEGV');
+    expect(miField(r[0]!.stopped, 'func'), ctx).toBe('close_session');
+    expect(miField(r[0]!.stopped, 'line'), ctx).toBe(String(L('crash')));
+    expect(r[1]!.result, ctx).toMatch(/^\^done,stack=\[frame=\{level="0",addr="0x[0-9a-f]+",func="close_session".*frame=\{level="1",addr="0x[0-9a-f]+",func="main"/);
+    expect(miField(r[2]!.result, 'value'), ctx).toBe('0x0');
+    // The end of history: a stop like any other, at the crash.
+    expect(miField(r[3]!.stopped, 'reason'), ctx).toBe('no-history');
+    expect(miField(r[3]!.stopped, 'func'), ctx).toBe('close_session');
+    expect(miField(r[4]!.result, 'value'), ctx).toBe('0x0');
+    expect(r[5]!.result, ctx).toMatch(/^\^done/);
+    expect(miField(r[6]!.stopped, 'reason'), ctx).toBe('watchpoint-trigger');
+    expect(miField(r[6]!.stopped, 'func'), ctx).toBe('new_message');
+    expect(miField(r[6]!.stopped, 'line'), ctx).toBe(String(L('culprit')));
+    expect(r[7]!.result, ctx).toMatch(/func="new_message".*func="main"/);
+    expect(miField(r[8]!.stopped, 'reason'), ctx).toBe('watchpoint-trigger');
+    expect(miField(r[9]!.stopped, 'reason'), ctx).toBe('signal-received');
+    expect(r[10]!.result, ctx).toMatch(/^\^done,threads=\[\{id="1"/);
+  });
+});
+
+describe('a handled signal', () => {
+  it('stops with SIGUSR1 as natively, and the next continue passes it to the handler', async () => {
+    requireCli();
+    const traceDir = await recorded('raise', 143);
+    const commands = ['break handler', 'continue', 'bt 1', 'continue', 'bt', 'continue', 'continue', 'reverse-continue', 'info registers rip'];
+    const { gdb, ctx } = await batch(traceDir, commands);
+    const s = gdb.sections;
+    expect(s[1], ctx).toMatch(/Program received signal SIGUSR1, User defined signal 1\./);
+    expect(s[2], ctx).toMatch(/#0 .*(raise|pthread_kill|__pthread_kill_implementation)/);
+    expect(s[3], ctx).toMatch(/Breakpoint 1, handler \(sig=10\)/);
+    expect(s[4], ctx).toMatch(/#0 +handler \(sig=10\)[^]*<signal handler called>/);
+    expect(s[5], ctx).toMatch(/Program received signal SIGUSR1/);
+    expect(s[6], ctx).toMatch(/Breakpoint 1, handler \(sig=10\)/);
+    // Backwards, the breakpoint before.
+    expect(s[7], ctx).toMatch(/Breakpoint 1, handler \(sig=10\)/);
+    expect(rip(s[8]), ctx).toBeDefined();
+  });
+});
