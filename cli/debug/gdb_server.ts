@@ -75,6 +75,40 @@ export function watchPieces(address: bigint, length: number): { address: bigint;
   return pieces;
 }
 
+/**
+ * gdb's number for a Linux signal (gdb numbers signals its own way, include/gdb/signals.def):
+ * the same up to SIGTERM but for SIGBUS, SIGUSR1 and SIGUSR2; real-time ones from 45 on.
+ */
+export function gdbSignal(linux: number): number {
+  const fixed: Record<number, number> = {
+    7: 10, // SIGBUS
+    10: 30, // SIGUSR1
+    12: 31, // SIGUSR2
+    16: 143, // SIGSTKFLT: gdb has none (GDB_SIGNAL_UNKNOWN)
+    17: 20, // SIGCHLD
+    18: 19, // SIGCONT
+    19: 17, // SIGSTOP
+    20: 18, // SIGTSTP
+    21: 21, // SIGTTIN
+    22: 22, // SIGTTOU
+    23: 16, // SIGURG
+    24: 24, // SIGXCPU
+    25: 25, // SIGXFSZ
+    26: 26, // SIGVTALRM
+    27: 27, // SIGPROF
+    28: 28, // SIGWINCH
+    29: 23, // SIGIO
+    30: 32, // SIGPWR
+    31: 12, // SIGSYS
+    32: 77, // SIGRTMIN (GDB_SIGNAL_REALTIME_32)
+  };
+  if (fixed[linux] !== undefined) return fixed[linux];
+  if (linux >= 1 && linux <= 15) return linux;
+  if (linux >= 33 && linux <= 63) return linux - 33 + 45;
+  if (linux === 64) return 78;
+  return 143;
+}
+
 /** The engine's message for an error, and the `E.` reply carrying it (protocol-safe characters). */
 export function errorText(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
@@ -228,6 +262,9 @@ export class GdbServer {
   private stopReply(stop: DebugStop): string {
     // gdb's Ctrl-C: the thread stopped as if by SIGINT.
     if (stop.reason === 'interrupted') return `T02thread:${this.threadId(stop.thread)};`;
+    // A recorded signal, as gdb sees one natively; gdb passes it on (C) or not, but replay
+    // delivers it either way, as it was.
+    if (stop.reason === 'signal') return `T${gdbSignal(stop.signal ?? 0).toString(16).padStart(2, '0')}thread:${this.threadId(stop.thread)};`;
     let why = '';
     const watch = stop.reason === 'watchpoint' ? stop.watch : undefined;
     if (stop.reason === 'breakpoint') {

@@ -226,6 +226,7 @@ DebugStop DebugSession::continueForward(uint32_t config) {
     if (a == Arrival::End) return reachedEnd();
     ReplayTask& t = *replay_.active();
     if (a == Arrival::Arrived) {
+      if (t.deliverSig) return signalHere(t);
       if (const Watch* w = writtenBySyscall(configs_[config])) {
         return DebugStop{DebugStop::Watchpoint, now_.tid, *w};
       }
@@ -257,6 +258,7 @@ DebugStop DebugSession::stepForward(uint32_t tid) {
     Arrival a = toDebuggeeSegment();
     if (a == Arrival::End) return reachedEnd();
     ReplayTask& cur = *replay_.active();
+    if (a == Arrival::Arrived && cur.deliverSig) return signalHere(cur);
     if (a == Arrival::Arrived && cur.recordedTid == tid) {
       return stopHere(DebugStop::Step, nullptr, config);
     }
@@ -293,7 +295,7 @@ DebugSession::Arrival DebugSession::toDebuggeeSegment() {
 
 void DebugSession::arrive(ReplayTask& t) {
   now_ = Moment{replay_.segmentKey(), t.recordedTid, {}};
-  segments_.emplace(now_.segment, Segment{t.recordedTid});
+  segments_.emplace(now_.segment, Segment{t.recordedTid, SegmentEnd::Unknown, t.deliverSig});
   maybeCheckpoint();
   coverage_.arrived(rip(t));
 }
@@ -362,7 +364,11 @@ DebugStop DebugSession::reachedEnd() {
     // cut short): come back to the end of its last segment.
     if (segments_.empty()) lost("the end");
     auto last = std::prev(segments_.end());
-    goTo(Moment{last->first, last->second.tid, {Action{Action::ToEnd, 0, 0}}});
+    // A fatal signal ends history where it was received: its delivery is the death.
+    const bool killed = last->second.signal && last->second.end == SegmentEnd::Exit;
+    Moment end{last->first, last->second.tid, {}};
+    if (!killed) end.actions.push_back(Action{Action::ToEnd, 0, 0});
+    goTo(end);
   }
   atEnd_ = true;
   return DebugStop{DebugStop::End, now_.tid, {}};
@@ -439,6 +445,14 @@ void DebugSession::watchForInterrupts() {
     std::lock_guard<std::mutex> lock(kickLock_);
     if (running_ && interrupted()) kick::send(running_);
   }
+}
+
+// The active task at the start of a segment that delivers a recorded signal: stopped as it was
+// received, as a debugger sees a signal natively.
+DebugStop DebugSession::signalHere(const ReplayTask& t) {
+  DebugStop s{DebugStop::Signal, now_.tid, {}};
+  s.signal = t.deliverSig;
+  return s;
 }
 
 DebugStop DebugSession::stopHere(DebugStop::Reason reason, const Trap* trap, uint32_t config) {
@@ -649,13 +663,17 @@ std::optional<Moment> DebugSession::previousMoment(const Moment& m) {
     // The start of a segment: the task came from the end of its previous one (a syscall, a
     // signal), or, after a preemption, from the same instruction.
     auto it = segments_.find(m.segment);
+    const bool delivering = it != segments_.end() && it->second.signal;
     while (it != segments_.begin() && (--it)->second.tid != m.tid) {
     }
     if (it == segments_.end() || it->first >= m.segment || it->second.tid != m.tid) {
       return std::nullopt;
     }
     Moment end{it->first, m.tid, {Action{Action::ToEnd, 0, 0}}};
-    if (it->second.end == SegmentEnd::Position) return previousMoment(end);
+    // A preempted task, or one stopped by a signal that this segment delivers, had not run the
+    // instruction it stopped at: the end of the segment before is this very moment.
+    const bool delivers = delivering && it->second.end == SegmentEnd::Signal;
+    if (it->second.end == SegmentEnd::Position || delivers) return previousMoment(end);
     return end;
   }
   Moment base = m;
