@@ -447,9 +447,18 @@ export class GdbServer {
       this.options.log(`resume: ${msg}`);
       return { packets: [consoleOutput(`rewind: ${msg}\n`), errorReply(msg)] };
     }
+    this.stopped(stop);
+    return { packets: [this.stopReply(stop)] };
+  }
+
+  /**
+   * After a stop gdb takes the stopped thread for its general thread (it sends no Hg for it), so
+   * g and p read that thread from now on; the thread for resuming stays as Hc set it.
+   */
+  private stopped(stop: DebugStop): void {
     this.lastStop = stop;
     this.current = stop.thread;
-    return { packets: [this.stopReply(stop)] };
+    this.generalThread = undefined;
   }
 
   // --- queries -----------------------------------------------------------------------------
@@ -538,8 +547,7 @@ export class GdbServer {
           const msg = errorText(err);
           return { packets: [consoleOutput(`rewind: ${msg}\n`), errorReply(msg)] };
         }
-        this.lastStop = stop;
-        this.current = stop.thread;
+        this.stopped(stop);
         const w = this.session.when();
         return say(`now at event ${w.event} of ${w.events}; run "maint flush register-cache" to show the new position\n`);
       }
