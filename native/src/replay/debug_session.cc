@@ -58,12 +58,17 @@ bool tracing() {
 
 DebugSession::DebugSession(ReplayOptions options) : replay_(std::move(options)) {
   replay_.start();
+  ReplayTask* t = replay_.active();
+  // A Ctrl-C at the terminal is the debugger's (gdb passes it on as an interrupt): in a process
+  // group of their own, out of the terminal's foreground group, the replayed processes never get
+  // it. Every process replay makes later is a fork of this one, in its group.
+  RemoteSyscalls(*t->task, t->stub.gadget)
+      .check("leaving the terminal's process group", SYS_setpgid, 0, 0);
   pid_ = replay_.initialTid();
   coverage_ = CodeCoverage(pid_);
   replay_.followCode(&coverage_);
   events_ = replay_.reader().total();
   configs_.push_back(Breakpoints{});  // configuration 0: nothing
-  ReplayTask* t = replay_.active();
   arrive(*t);
 }
 
