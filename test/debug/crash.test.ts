@@ -3,7 +3,23 @@
 // reports the end of history, and the session never dies. In gdb batch and in MI (as VS Code's
 // cppdbg drives it). Handled signals are stops too, passed on by the next continue.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupTemps, compile, expectRecorded, record, requireCli } from '../engine/harness.js';
+import { cpSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  cleanupTemps,
+  compile,
+  encodeEventStream,
+  EVENT_TYPES,
+  eventsBlob,
+  expectRecorded,
+  parseEventStream,
+  record,
+  replaceEventsBlob,
+  requireCli,
+  setSyscallNr,
+  syscallOf,
+  tempDir,
+} from '../engine/harness.js';
 import { expectNoStray, gdbBatch, lineContaining, lineOf, sourceLines, startServer, type DebugServer, type GdbRun } from './gdb_harness.js';
 import { gdbMi, miField, type MiSession } from './mi_harness.js';
 
@@ -215,5 +231,32 @@ describe('a handled signal', () => {
     // Backwards, the breakpoint before.
     expect(s[7], ctx).toMatch(/Breakpoint 1, handler \(sig=10\)/);
     expect(rip(s[8]), ctx).toBeDefined();
+  });
+});
+
+describe('a replay that fails under MI', () => {
+  it('still answers a resume with *stopped, and the session goes on', async () => {
+    requireCli();
+    // A copy of a trace with a syscall late in the run renumbered: replay diverges there.
+    const good = await recorded('crash', 139);
+    const bad = join(tempDir('rewind-debug-mi-diverge-'), 'trace');
+    cpSync(good, bad, { recursive: true });
+    const stream = parseEventStream(readFileSync(eventsBlob(bad).path));
+    const syscalls = stream.records.filter((r) => r.type === EVENT_TYPES.syscall);
+    const victim = syscalls[syscalls.length - 1]!;
+    setSyscallNr(victim, syscallOf(victim).nr === 39 ? 110 : 39);
+    replaceEventsBlob(bad, encodeEventStream(stream));
+    const server = await startServer(bad);
+    const children = server.descendants();
+    const commands = ['-exec-continue', '-data-evaluate-expression $pc', '-exec-continue --reverse', '-exec-continue'];
+    const mi = await gdbMi(server.port, commands);
+    const ctx = await ended(server, children, mi.transcript);
+    expect(mi.replies.length, ctx).toBe(commands.length);
+    for (const reply of mi.replies) {
+      if (reply.result.startsWith('^running')) expect(reply.stopped, `${reply.command}: no *stopped\n${ctx}`).toBeDefined();
+    }
+    expect(mi.replies[0]!.lines.join('\n'), ctx).toMatch(/replay diverged at event \d+/);
+    expect(mi.replies[1]!.result, ctx).toMatch(/^\^done,value="0x[0-9a-f]+/);
+    expect(mi.replies[2]!.lines.join('\n'), ctx).toContain('No more reverse-execution history.');
   });
 });
