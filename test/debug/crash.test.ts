@@ -260,3 +260,26 @@ describe('a replay that fails under MI', () => {
     expect(mi.replies[2]!.lines.join('\n'), ctx).toContain('No more reverse-execution history.');
   });
 });
+
+describe('a crash in one thread of several', () => {
+  it('stops on the crashing thread, the others readable where they were, and goes back from there', async () => {
+    requireCli();
+    const exe = compile('thread_crash', { extra: ['-O0', '-pthread'] });
+    const rec = await record(exe);
+    expectRecorded(rec, 139);
+    const commands = ['continue', 'bt', 'info threads', 'thread 1', 'bt', 'continue', 'break spinner', 'reverse-continue', 'bt 1'];
+    const { gdb, ctx } = await batch(rec.traceDir, commands);
+    const s = gdb.sections;
+    const crashed = /Thread (\d+) "thread_crash" received signal SIGSEGV, Segmentation fault\./.exec(s[0]!);
+    expect(crashed, ctx).not.toBeNull();
+    expect(sourceLines(s[0]!).pop(), ctx).toBe(lineOf('thread_crash.c', 'crash'));
+    expect(s[1], ctx).toMatch(/#0 +crasher \(arg=0x0\)[^]*start_thread/);
+    expect([...s[2]!.matchAll(/Thread \d+\.\d+ "thread_crash"/g)].length, ctx).toBe(3);
+    expect(s[2], ctx).toMatch(new RegExp(`^\\* ${crashed![1]} +Thread \\d+\\.\\d+ "thread_crash" crasher`, 'm'));
+    expect(s[4], ctx).toMatch(/#\d+ +0x[0-9a-f]+ in main \(\) at .*thread_crash\.c/);
+    // The end of history is the crash, on the crashing thread.
+    expect(s[5], ctx).toMatch(/No more reverse-execution history\.[^]*crasher \(arg=0x0\)/);
+    expect(s[7], ctx).toMatch(/hit Breakpoint 1, spinner \(arg=0x0\)/);
+    expect(s[8], ctx).toMatch(/#0 +spinner/);
+  });
+});
