@@ -76,10 +76,10 @@ export function watchPieces(address: bigint, length: number): { address: bigint;
 }
 
 /**
- * gdb's number for a Linux signal (gdb numbers signals its own way, include/gdb/signals.def):
- * the same up to SIGTERM but for SIGBUS, SIGUSR1 and SIGUSR2; real-time ones from 45 on.
+ * gdb's number for a Linux signal: gdb numbers signals its own way (include/gdb/signals.def),
+ * the same as Linux up to SIGTERM but for SIGBUS, SIGUSR1 and SIGUSR2; real-time ones from 45 on.
  */
-export function gdbSignal(linux: number): number {
+function gdbSignal(linux: number): number {
   const fixed: Record<number, number> = {
     7: 10, // SIGBUS
     10: 30, // SIGUSR1
