@@ -66,7 +66,7 @@ describe('a NULL dereference (crash.c)', () => {
     const commands = [
       'continue',
       'bt',
-      'info registers rip',
+      'info all-registers',
       'print null_base',
       'x/i $pc',
       'continue',
@@ -88,6 +88,9 @@ describe('a NULL dereference (crash.c)', () => {
     expect(sourceLines(s[0]!).pop(), ctx).toBe(crashLine);
     expect(s[1], ctx).toMatch(new RegExp(`#0 +main \\(\\) at .*crash\\.c:${crashLine}`));
     const at = rip(s[2]);
+    // Every register, general, segment, x87 and SSE, as the crash left them.
+    for (const r of ['rax', 'rsp', 'rip', 'eflags', 'cs', 'st0', 'xmm0', 'mxcsr']) expect(s[2], ctx).toMatch(new RegExp(`^${r} `, 'm'));
+    expect(s[2], ctx).not.toMatch(/value is not available|Could not/);
     expect(at, ctx).toBeDefined();
     expect(s[3], ctx).toMatch(/^\$1 = 0$/m);
     expect(s[4], ctx).toMatch(/=> 0x[0-9a-f]+ <main\+\d+>:\s+mov/);
