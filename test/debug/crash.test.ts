@@ -290,3 +290,21 @@ describe('a crash in one thread of several', () => {
     expect(s[8], ctx).toMatch(/#0 +spinner/);
   });
 });
+
+describe('a death no signal stop announces (SIGKILL)', () => {
+  it('ends history at the syscall that killed it, inspectable, and goes back from there', async () => {
+    requireCli();
+    const exe = compile('selfkill', { extra: ['-O0'] });
+    const rec = await record(exe, ['kill']);
+    expectRecorded(rec, 137);
+    const killLine = lineContaining('selfkill.c', 'kill(getpid(), sig)');
+    const commands = ['continue', 'bt', 'info registers rip', 'continue', 'break main', 'reverse-continue'];
+    const { gdb, ctx } = await batch(rec.traceDir, commands);
+    const s = gdb.sections;
+    expect(s[0], ctx).toMatch(/No more reverse-execution history\./);
+    expect(s[1], ctx).toMatch(new RegExp(`#\\d+ +0x[0-9a-f]+ in main \\(.*\\) at .*selfkill\\.c:${killLine}`));
+    expect(rip(s[2]), ctx).toBeDefined();
+    expect(s[3], ctx).toMatch(/No more reverse-execution history\./);
+    expect(s[5], ctx).toMatch(/Breakpoint 1, main \(/);
+  });
+});
