@@ -373,6 +373,9 @@ DebugStop DebugSession::reachedEnd() {
     const bool killed = last->second.signal && last->second.end == SegmentEnd::Exit;
     Moment end{last->first, last->second.tid, {}};
     if (!killed) end.actions.push_back(Action{Action::ToEnd, 0, 0});
+    // Where replay is now is past any moment, though now_ may still name the one before the
+    // death: nothing goes on from here (no segment has key 0).
+    now_ = Moment{};
     goTo(end);
   }
   atEnd_ = true;
