@@ -20,8 +20,8 @@ import {
   syscallOf,
   tempDir,
 } from '../engine/harness.js';
-import { expectNoStray, gdbBatch, lineContaining, lineOf, sourceLines, startServer, type DebugServer, type GdbRun } from './gdb_harness.js';
-import { gdbMi, miField, type MiSession } from './mi_harness.js';
+import { gdbBatch, lineContaining, lineOf, sourceLines, startServer, type GdbRun } from './gdb_harness.js';
+import { expectSessionEnded, gdbMi, miField, type MiSession } from './mi_harness.js';
 
 afterAll(cleanupTemps);
 
@@ -37,19 +37,9 @@ async function batch(traceDir: string, commands: string[]): Promise<{ gdb: GdbRu
   const server = await startServer(traceDir);
   const children = server.descendants();
   const gdb = await gdbBatch(server.port, commands);
-  return { gdb, ctx: await ended(server, children, gdb.transcript) };
+  return { gdb, ctx: await expectSessionEnded(server, children, gdb.transcript) };
 }
 
-async function ended(server: DebugServer, children: number[], transcript: string): Promise<string> {
-  const status = await Promise.race([server.exited, new Promise<number>((r) => setTimeout(() => r(-1), 20_000))]);
-  const ctx = `${transcript}\n--- rewind debug stderr ---\n${server.stderr()}`;
-  if (status === -1) server.kill();
-  expect(status, `rewind debug did not end with the gdb session\n${ctx}`).toBe(0);
-  expectNoStray(children, ctx);
-  // The session never died: no command failed for want of a thread or registers.
-  expect(transcript, ctx).not.toMatch(/Could not read registers|no thread \d+ at this moment|No threads\.|Remote connection closed|internal-error/);
-  return ctx;
-}
 
 const rip = (text: string | undefined): string | undefined => /rip +(0x[0-9a-f]+)/.exec(text ?? '')?.[1];
 
@@ -189,7 +179,7 @@ describe('a use-after-free found from the crash', () => {
       '-thread-info',
     ];
     const mi: MiSession = await gdbMi(server.port, commands);
-    const ctx = await ended(server, children, mi.transcript);
+    const ctx = await expectSessionEnded(server, children, mi.transcript);
     const r = mi.replies;
     expect(r.length, ctx).toBe(commands.length);
     for (const reply of r) {
@@ -253,7 +243,7 @@ describe('a replay that fails under MI', () => {
     const children = server.descendants();
     const commands = ['-exec-continue', '-data-evaluate-expression $pc', '-exec-continue --reverse', '-exec-continue'];
     const mi = await gdbMi(server.port, commands);
-    const ctx = await ended(server, children, mi.transcript);
+    const ctx = await expectSessionEnded(server, children, mi.transcript);
     expect(mi.replies.length, ctx).toBe(commands.length);
     for (const reply of mi.replies) {
       if (reply.result.startsWith('^running')) expect(reply.stopped, `${reply.command}: no *stopped\n${ctx}`).toBeDefined();

@@ -2,7 +2,9 @@
 // `gdb --interpreter=mi2`): one command at a time, each answered by a result record; a command
 // that resumes (^running) is done only at its *stopped record, which must always come.
 import { spawn } from 'node:child_process';
+import { expect } from 'vitest';
 import { baseEnv } from '../engine/harness.js';
+import { expectNoStray, type DebugServer } from './gdb_harness.js';
 
 export interface MiReply {
   command: string;
@@ -100,4 +102,19 @@ export async function gdbMi(target: number | string, commands: string[], timeout
 export function miField(record: string | undefined, name: string): string | undefined {
   const m = new RegExp(`(?:^|[,{])${name}="((?:[^"\\\\]|\\\\.)*)"`).exec(record ?? '');
   return m ? m[1]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c)) : undefined;
+}
+
+/**
+ * Waits for the server to end with the debugger's session, with no process left behind and no
+ * sign of a dead session in the transcript; returns the context for failure messages.
+ */
+export async function expectSessionEnded(server: DebugServer, children: number[], transcript: string): Promise<string> {
+  const status = await Promise.race([server.exited, new Promise<number>((r) => setTimeout(() => r(-1), 20_000))]);
+  const ctx = `${transcript}\n--- rewind debug stderr ---\n${server.stderr()}`;
+  if (status === -1) server.kill();
+  expect(status, `rewind debug did not end with the gdb session\n${ctx}`).toBe(0);
+  expectNoStray(children, ctx);
+  // The session never died: no command failed for want of a thread or registers.
+  expect(transcript, ctx).not.toMatch(/Could not read registers|no thread \d+ at this moment|No threads\.|Remote connection closed|internal-error/);
+  return ctx;
 }

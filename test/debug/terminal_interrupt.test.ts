@@ -24,16 +24,15 @@ it('Ctrl-C to the foreground process group of `rewind debug` interrupts gdb\'s c
   const gdbArgs = ['-batch', '-nx', '-iex', 'set pagination off', '-iex', 'set confirm off'];
   commands.forEach((c, i) => gdbArgs.push('-ex', `echo @@${i}@@\\n`, '-ex', c));
   gdbArgs.push('-ex', 'echo @@end@@\\n');
-  // A process group of its own, as a shell gives a foreground job; the program's output (the
-  // replay's letters) and gdb's share the pipe.
-  const child = spawn(process.execPath, [CLI, 'debug', traceDir, '--', ...gdbArgs], {
+  // A process group of its own, as a shell gives a foreground job. The program's output (the
+  // replay's letters) and gdb's share one pipe, stderr too, so that they keep their order.
+  const child = spawn('sh', ['-c', 'exec "$@" 2>&1', 'sh', process.execPath, CLI, 'debug', traceDir, '--', ...gdbArgs], {
     env: baseEnv({ HOME: '/nonexistent' }),
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', 'pipe', 'ignore'],
     detached: true,
   });
   let out = '';
   child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? -1 : null))));
   const waitFor = async (test: () => boolean, what: string): Promise<void> => {
     const end = Date.now() + 60_000;

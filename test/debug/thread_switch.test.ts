@@ -5,8 +5,8 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { cleanupTemps, compile, expectRecorded, record, requireCli } from '../engine/harness.js';
-import { expectNoStray, gdbBatch, lineOf, RawClient, sourceLines, startServer, type DebugServer } from './gdb_harness.js';
-import { gdbMi, miField } from './mi_harness.js';
+import { gdbBatch, lineOf, RawClient, sourceLines, startServer } from './gdb_harness.js';
+import { expectSessionEnded, gdbMi, miField } from './mi_harness.js';
 
 let traceDir: string;
 let exe: string;
@@ -22,14 +22,6 @@ beforeAll(async () => {
 
 afterAll(cleanupTemps);
 
-async function ended(server: DebugServer, children: number[], transcript: string): Promise<string> {
-  const status = await Promise.race([server.exited, new Promise<number>((r) => setTimeout(() => r(-1), 20_000))]);
-  const ctx = `${transcript}\n--- rewind debug stderr ---\n${server.stderr()}`;
-  if (status === -1) server.kill();
-  expect(status, `rewind debug did not end with the gdb session\n${ctx}`).toBe(0);
-  expectNoStray(children, ctx);
-  return ctx;
-}
 
 /** The worker ids of the `hit Breakpoint N, worker (arg=0xI)` stops in order, with their threads. */
 function workerHits(text: string): { thread: number; id: number }[] {
@@ -41,7 +33,7 @@ it('in gdb: every worker hit is reported, though the user switches to thread 1 o
   const children = server.descendants();
   const commands = ['break worker', 'continue', 'thread 1', 'continue', 'thread 1', 'bt 1', 'continue', 'info threads', 'continue', 'info threads', 'bt', 'continue'];
   const gdb = await gdbBatch(server.port, commands);
-  const ctx = await ended(server, children, gdb.transcript);
+  const ctx = await expectSessionEnded(server, children, gdb.transcript);
   const s = gdb.sections;
   const hits = [1, 3, 6, 8].map((i) => workerHits(s[i]!));
   for (const h of hits) expect(h.length, ctx).toBe(1);
@@ -60,7 +52,7 @@ it('in gdb: a watchpoint hit in a worker is shown on that worker\'s stack, forwa
   const children = server.descendants();
   const commands = ['watch results[2]', 'continue', 'bt', 'info threads', 'thread 1', 'print results[2] != 0', 'reverse-continue', 'bt'];
   const gdb = await gdbBatch(server.port, commands);
-  const ctx = await ended(server, children, gdb.transcript);
+  const ctx = await expectSessionEnded(server, children, gdb.transcript);
   const s = gdb.sections;
   const hit = /Thread (\d+) "thread_switch" hit Hardware watchpoint 1: results\[2\]/.exec(s[1]!);
   expect(hit, ctx).not.toBeNull();
@@ -92,7 +84,7 @@ it('in MI: thread switches and thread lists between stops lose no hit', async ()
     '-exec-continue',
   ];
   const mi = await gdbMi(server.port, commands);
-  const ctx = await ended(server, children, mi.transcript);
+  const ctx = await expectSessionEnded(server, children, mi.transcript);
   const r = mi.replies;
   expect(r.length, ctx).toBe(commands.length);
   for (const reply of r) {
@@ -181,5 +173,5 @@ it('in the protocol: g reads the stopped thread after a stop, Hg and Hc name exa
   } finally {
     c.close();
   }
-  await ended(server, children, log.join('\n'));
+  await expectSessionEnded(server, children, log.join('\n'));
 });
