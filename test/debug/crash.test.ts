@@ -20,7 +20,7 @@ import {
   syscallOf,
   tempDir,
 } from '../engine/harness.js';
-import { gdbBatch, lineContaining, lineOf, sourceLines, startServer, type GdbRun } from './gdb_harness.js';
+import { gdbBatch, lineContaining, lineOf, RawClient, sourceLines, startServer, type GdbRun } from './gdb_harness.js';
 import { expectSessionEnded, gdbMi, miField, type MiSession } from './mi_harness.js';
 
 afterAll(cleanupTemps);
@@ -296,5 +296,38 @@ describe('a death no signal stop announces (SIGKILL)', () => {
     expect(rip(s[2]), ctx).toBeDefined();
     expect(s[3], ctx).toMatch(/No more reverse-execution history\./);
     expect(s[5], ctx).toMatch(/Breakpoint 1, main \(/);
+  });
+});
+
+describe('signals gdb passes silently', () => {
+  it('are not reported once gdb lists them in QPassSignals; the others still are', async () => {
+    requireCli();
+    const traceDir = await recorded('raise', 143);
+    const server = await startServer(traceDir);
+    const children = server.descendants();
+    const c = await RawClient.connect(server.port);
+    const log: string[] = [];
+    const ask = async (p: string): Promise<string> => {
+      const reply = await c.ask(p);
+      log.push(`${p} -> ${reply.slice(0, 100)}`);
+      return reply;
+    };
+    try {
+      await ask('QStartNoAckMode');
+      expect(await ask('qSupported:multiprocess+;swbreak+;hwbreak+'), log.join('\n')).toContain('QPassSignals+');
+      // SIGUSR1 (gdb's 0x1e) is a stop until gdb says to pass it.
+      expect(await ask('vCont;c'), log.join('\n')).toMatch(/^T1ethread:/);
+      expect(await ask('QPassSignals:e;14;1e'), log.join('\n')).toBe('OK');
+      // The other SIGUSR1s go to the handler unreported; SIGTERM (0x0f) stops.
+      expect(await ask('vCont;C1e'), log.join('\n')).toMatch(/^T0fthread:/);
+      // An empty list passes none: back at the start, SIGUSR1 stops again.
+      expect(await ask('QPassSignals:'), log.join('\n')).toBe('OK');
+      expect(await ask('bc'), log.join('\n')).toMatch(/^T05replaylog:begin;/);
+      expect(await ask('vCont;c'), log.join('\n')).toMatch(/^T1ethread:/);
+      await ask('D');
+    } finally {
+      c.close();
+    }
+    await expectSessionEnded(server, children, log.join('\n'));
   });
 });
