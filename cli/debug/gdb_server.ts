@@ -27,6 +27,7 @@ const SUPPORTED = [
   'qXfer:exec-file:read+',
   'qXfer:threads:read+',
   'vContSupported+',
+  'QPassSignals+',
 ].join(';');
 
 const READ_ONLY = 'E.rewind replays a recording: registers and memory cannot be changed';
@@ -146,6 +147,8 @@ export class GdbServer {
   /** Software breakpoints (Z0); hardware ones (Z1) are 'execute' watches, in the debug registers. */
   private readonly breakpoints = new Set<bigint>();
   private watches: Watch[] = [];
+  /** Signals gdb passes to the program silently (QPassSignals), in gdb's numbering. */
+  private passSignals = new Set<number>();
   private closed = false;
 
   constructor(
@@ -440,7 +443,11 @@ export class GdbServer {
   private resume(reverse: boolean, step: boolean, thread: number | undefined): Response {
     let stop: DebugStop;
     try {
-      stop = this.session.resume(thread === undefined ? { reverse, step } : { reverse, step, thread });
+      const how = thread === undefined ? { reverse, step } : { reverse, step, thread };
+      stop = this.session.resume(how);
+      // gdb would only resume at once: a signal it passes silently goes to the program here. A
+      // step still reports it, for gdb's stepping to go round the handler.
+      while (!step && stop.reason === 'signal' && this.passSignals.has(gdbSignal(stop.signal ?? 0))) stop = this.session.resume(how);
     } catch (err) {
       // gdb takes an E stop reply as a stop and prints it; the console line says what happened.
       const msg = errorText(err);
@@ -467,6 +474,7 @@ export class GdbServer {
     const one = (p: string | Buffer): Response => ({ packets: [p] });
     if (text.startsWith('qSupported')) return one(SUPPORTED);
     if (text === 'QStartNoAckMode') return one('OK');
+    if (text.startsWith('QPassSignals:')) return one(this.setPassSignals(text.slice('QPassSignals:'.length)));
     if (text.startsWith('qAttached')) return one('1');
     if (text === 'qC') return one(`QC${this.threadId(this.current)}`);
     if (text === 'qfThreadInfo') return one(`m${this.session.threads().map((t) => this.threadId(t)).join(',')}`);
@@ -475,6 +483,14 @@ export class GdbServer {
     if (text.startsWith('qXfer:')) return one(this.xfer(text));
     if (text.startsWith('qRcmd,')) return this.monitor(text.slice('qRcmd,'.length));
     return one('');
+  }
+
+  private setPassSignals(list: string): string {
+    // gdb ends each number with ';'.
+    const signals = list.split(';').filter((s) => s !== '').map((s) => parseHexNumber(s));
+    if (signals.some((n) => n === null)) return 'E01';
+    this.passSignals = new Set(signals as number[]);
+    return 'OK';
   }
 
   private xfer(text: string): string | Buffer {

@@ -317,7 +317,7 @@ describe('signals gdb passes silently', () => {
       expect(await ask('qSupported:multiprocess+;swbreak+;hwbreak+'), log.join('\n')).toContain('QPassSignals+');
       // SIGUSR1 (gdb's 0x1e) is a stop until gdb says to pass it.
       expect(await ask('vCont;c'), log.join('\n')).toMatch(/^T1ethread:/);
-      expect(await ask('QPassSignals:e;14;1e'), log.join('\n')).toBe('OK');
+      expect(await ask('QPassSignals:e;14;1e;'), log.join('\n')).toBe('OK');
       // The other SIGUSR1s go to the handler unreported; SIGTERM (0x0f) stops.
       expect(await ask('vCont;C1e'), log.join('\n')).toMatch(/^T0fthread:/);
       // An empty list passes none: back at the start, SIGUSR1 stops again.
