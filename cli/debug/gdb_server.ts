@@ -191,6 +191,7 @@ export class GdbServer {
     this.files.closeAll();
     this.generalThread = undefined;
     this.continueThread = undefined;
+    this.passSignals = new Set();
   }
 
   handle(payload: Buffer): Response {
