@@ -23,7 +23,11 @@ const CLOSE_WAIT_MS = 5000;
 
 export class SessionThread {
   private readonly interruptWord: Int32Array;
-  private pending: ((response: Response) => void) | undefined;
+  /**
+   * Who waits for a reply, oldest first: the thread answers in order. A client that went away
+   * mid-resume leaves its reply to come before the next client's.
+   */
+  private readonly pending: ((response: Response) => void)[] = [];
   private closing: Promise<void> | undefined;
   private gone: string | undefined;
 
@@ -59,18 +63,18 @@ export class SessionThread {
     });
   }
 
-  /** Handles one packet; packets are handed over one at a time. */
+  /** Handles one packet; replies come in the order the packets went. */
   handle(payload: Buffer): Promise<Response> {
     if (this.gone !== undefined) return Promise.resolve({ packets: [`E.${this.gone}`], end: true });
     return new Promise((resolve) => {
-      this.pending = resolve;
+      this.pending.push(resolve);
       this.worker.postMessage({ type: 'packet', payload } satisfies ToSession);
     });
   }
 
   /** gdb's Ctrl-C: stops the resume under way, if there is one. */
   interrupt(): void {
-    if (this.pending) Atomics.store(this.interruptWord, 0, 1);
+    if (this.pending.length > 0) Atomics.store(this.interruptWord, 0, 1);
   }
 
   clientGone(): void {
@@ -97,8 +101,7 @@ export class SessionThread {
   }
 
   private settle(response: Response): void {
-    const resolve = this.pending;
-    this.pending = undefined;
+    const resolve = this.pending.shift();
     Atomics.store(this.interruptWord, 0, 0);
     // Buffers cross threads as plain Uint8Arrays.
     resolve?.({ ...response, packets: response.packets.map((p) => (typeof p === 'string' ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength))) });
@@ -107,6 +110,6 @@ export class SessionThread {
   private lost(why: string): void {
     if (this.gone !== undefined) return;
     this.gone = why;
-    this.settle({ packets: [`E.${why}`], end: true });
+    while (this.pending.length > 0) this.settle({ packets: [`E.${why}`], end: true });
   }
 }
