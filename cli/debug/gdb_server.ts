@@ -78,10 +78,10 @@ export function watchPieces(address: bigint, length: number): { address: bigint;
 
 /**
  * gdb's number for a Linux signal: gdb numbers signals its own way (include/gdb/signals.def),
- * the same as Linux up to SIGTERM but for SIGBUS, SIGUSR1 and SIGUSR2; real-time ones from 45 on.
+ * the same as Linux's for most of the first 31; real-time ones from 45 on.
  */
 function gdbSignal(linux: number): number {
-  const fixed: Record<number, number> = {
+  const differs: Record<number, number> = {
     7: 10, // SIGBUS
     10: 30, // SIGUSR1
     12: 31, // SIGUSR2
@@ -90,23 +90,16 @@ function gdbSignal(linux: number): number {
     18: 19, // SIGCONT
     19: 17, // SIGSTOP
     20: 18, // SIGTSTP
-    21: 21, // SIGTTIN
-    22: 22, // SIGTTOU
     23: 16, // SIGURG
-    24: 24, // SIGXCPU
-    25: 25, // SIGXFSZ
-    26: 26, // SIGVTALRM
-    27: 27, // SIGPROF
-    28: 28, // SIGWINCH
     29: 23, // SIGIO
     30: 32, // SIGPWR
     31: 12, // SIGSYS
     32: 77, // SIGRTMIN (GDB_SIGNAL_REALTIME_32)
+    64: 78, // SIGRTMAX (GDB_SIGNAL_REALTIME_64)
   };
-  if (fixed[linux] !== undefined) return fixed[linux];
-  if (linux >= 1 && linux <= 15) return linux;
+  if (differs[linux] !== undefined) return differs[linux];
+  if (linux >= 1 && linux <= 31) return linux;
   if (linux >= 33 && linux <= 63) return linux - 33 + 45;
-  if (linux === 64) return 78;
   return 143;
 }
 
