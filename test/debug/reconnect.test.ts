@@ -47,3 +47,31 @@ it('answers the next client\'s packets in turn after a client left mid-continue'
   }
   await expectSessionEnded(server, children, log.join('\n'));
 });
+
+it('a Ctrl-C that comes between packets (gdb handling a stop of its own) interrupts the next resume', async () => {
+  const server = await startServer(traceDir);
+  const children = server.descendants();
+  const c = await RawClient.connect(server.port);
+  const log: string[] = [];
+  try {
+    expect(await c.ask('QStartNoAckMode')).toBe('OK');
+    // gdb sends 0x03 whenever the user presses Ctrl-C during a continue, even while it is
+    // between a stop and the resume that goes on; the resume after it must stop soon.
+    c.raw('\x03');
+    const stop = await c.ask('vCont;c');
+    log.push(`vCont;c -> ${stop}`);
+    expect(stop, log.join('\n')).toMatch(/^T02thread:/);
+    const when = Buffer.from((await c.ask('qRcmd,7768656e')).slice(1), 'hex').toString();
+    log.push(when);
+    expect(await c.next()).toBe('OK');
+    const m = /^event (\d+) of (\d+)/.exec(when);
+    expect(m, log.join('\n')).not.toBeNull();
+    expect(Number(m![1]), log.join('\n')).toBeLessThan(Number(m![2]) / 2);
+    // Once only: the next continue runs to the end.
+    expect(await c.ask('vCont;c'), log.join('\n')).toMatch(/^T05replaylog:end;/);
+    await c.ask('D');
+  } finally {
+    c.close();
+  }
+  await expectSessionEnded(server, children, log.join('\n'));
+});
