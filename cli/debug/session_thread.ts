@@ -18,6 +18,9 @@ export type ToSession = { type: 'packet'; payload: Uint8Array } | { type: 'clien
 
 export type FromSession = { type: 'ready' } | { type: 'failed'; message: string; exitCode: number } | { type: 'reply'; response: Response };
 
+/** The packets that resume: c, s, C, S, vCont with actions, bc, bs. */
+const RESUME = /^([csCS]|vCont;|b[cs]$)/;
+
 /** How long close() waits for a running resume to reach a point where it can stop. */
 const CLOSE_WAIT_MS = 5000;
 
@@ -28,6 +31,8 @@ export class SessionThread {
    * mid-resume leaves its reply to come before the next client's.
    */
   private readonly pending: ((response: Response) => void)[] = [];
+  /** A Ctrl-C that came between two packets, for the next resume. */
+  private interruptLater = false;
   private closing: Promise<void> | undefined;
   private gone: string | undefined;
 
@@ -66,18 +71,28 @@ export class SessionThread {
   /** Handles one packet; replies come in the order the packets went. */
   handle(payload: Buffer): Promise<Response> {
     if (this.gone !== undefined) return Promise.resolve({ packets: [`E.${this.gone}`], end: true });
+    if (this.interruptLater && RESUME.test(payload.toString('latin1'))) {
+      this.interruptLater = false;
+      Atomics.store(this.interruptWord, 0, 1);
+    }
     return new Promise((resolve) => {
       this.pending.push(resolve);
       this.worker.postMessage({ type: 'packet', payload } satisfies ToSession);
     });
   }
 
-  /** gdb's Ctrl-C: stops the resume under way, if there is one. */
+  /**
+   * gdb's Ctrl-C: stops the resume under way, or the next one. gdb sends it whenever the user
+   * presses Ctrl-C during a continue, also while it handles a stop of its own on the way (the
+   * dynamic loader's, reading a library), and then waits for the interrupted stop.
+   */
   interrupt(): void {
     if (this.pending.length > 0) Atomics.store(this.interruptWord, 0, 1);
+    else this.interruptLater = true;
   }
 
   clientGone(): void {
+    this.interruptLater = false;
     if (this.gone === undefined) this.worker.postMessage({ type: 'clientGone' } satisfies ToSession);
   }
 
