@@ -74,10 +74,18 @@ export type DebugStopReason =
   | 'step'
   /** Reverse execution reached the start of the recording (the debuggee's first instruction). */
   | 'begin'
-  /** Forward execution reached the end of the recording: the debuggee's last instruction. */
+  /**
+   * Forward execution reached the end of the recording: the debuggee's last instruction, or the
+   * moment it received the signal that killed it.
+   */
   | 'end'
   /** The word given to watchInterrupt() was set while the session ran. */
-  | 'interrupted';
+  | 'interrupted'
+  /**
+   * The thread received a recorded signal (`signal`), not delivered yet: a crash, or a signal a
+   * handler takes. The next resume delivers it, as recorded; a fatal one ends history here.
+   */
+  | 'signal';
 
 export interface DebugStop {
   reason: DebugStopReason;
@@ -85,6 +93,8 @@ export interface DebugStop {
   thread: number;
   /** For 'watchpoint': the watched address that fired and the watch's kind. */
   watch?: { kind: WatchKind; address: bigint };
+  /** For 'signal': its number (Linux's numbering). */
+  signal?: number;
 }
 
 export interface DebugRequest {

@@ -171,8 +171,10 @@ Monitor commands (in gdb):
   monitor help
 
 History cannot change: writing registers or memory, calling functions and \`jump\` are
-refused. At either end of the recording gdb says "No more reverse-execution history."
-Ctrl-C in gdb stops a running continue within milliseconds. See docs/debugging.md.`;
+refused. Every recorded signal is a stop, as natively; a crash (SIGSEGV, abort) is the last
+one, inspectable and a place to go back from. At either end of the recording gdb says
+"No more reverse-execution history." Ctrl-C in gdb stops a running continue within
+milliseconds. See docs/debugging.md.`;
 
 export function registerDebug(program: Command): void {
   const cmd = program

@@ -27,6 +27,7 @@ const SUPPORTED = [
   'qXfer:exec-file:read+',
   'qXfer:threads:read+',
   'vContSupported+',
+  'QPassSignals+',
 ].join(';');
 
 const READ_ONLY = 'E.rewind replays a recording: registers and memory cannot be changed';
@@ -75,6 +76,33 @@ export function watchPieces(address: bigint, length: number): { address: bigint;
   return pieces;
 }
 
+/**
+ * gdb's number for a Linux signal: gdb numbers signals its own way (include/gdb/signals.def),
+ * the same as Linux's for most of the first 31; real-time ones from 45 on.
+ */
+function gdbSignal(linux: number): number {
+  const differs: Record<number, number> = {
+    7: 10, // SIGBUS
+    10: 30, // SIGUSR1
+    12: 31, // SIGUSR2
+    16: 143, // SIGSTKFLT: gdb has none (GDB_SIGNAL_UNKNOWN)
+    17: 20, // SIGCHLD
+    18: 19, // SIGCONT
+    19: 17, // SIGSTOP
+    20: 18, // SIGTSTP
+    23: 16, // SIGURG
+    29: 23, // SIGIO
+    30: 32, // SIGPWR
+    31: 12, // SIGSYS
+    32: 77, // SIGRTMIN (GDB_SIGNAL_REALTIME_32)
+    64: 78, // SIGRTMAX (GDB_SIGNAL_REALTIME_64)
+  };
+  if (differs[linux] !== undefined) return differs[linux];
+  if (linux >= 1 && linux <= 31) return linux;
+  if (linux >= 33 && linux <= 63) return linux - 33 + 45;
+  return 143;
+}
+
 /** The engine's message for an error, and the `E.` reply carrying it (protocol-safe characters). */
 export function errorText(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
@@ -112,6 +140,8 @@ export class GdbServer {
   /** Software breakpoints (Z0); hardware ones (Z1) are 'execute' watches, in the debug registers. */
   private readonly breakpoints = new Set<bigint>();
   private watches: Watch[] = [];
+  /** Signals gdb passes to the program silently (QPassSignals), in gdb's numbering. */
+  private passSignals = new Set<number>();
   private closed = false;
 
   constructor(
@@ -154,6 +184,7 @@ export class GdbServer {
     this.files.closeAll();
     this.generalThread = undefined;
     this.continueThread = undefined;
+    this.passSignals = new Set();
   }
 
   handle(payload: Buffer): Response {
@@ -228,6 +259,9 @@ export class GdbServer {
   private stopReply(stop: DebugStop): string {
     // gdb's Ctrl-C: the thread stopped as if by SIGINT.
     if (stop.reason === 'interrupted') return `T02thread:${this.threadId(stop.thread)};`;
+    // A recorded signal, as gdb sees one natively; gdb passes it on (C) or not, but replay
+    // delivers it either way, as it was.
+    if (stop.reason === 'signal') return `T${gdbSignal(stop.signal ?? 0).toString(16).padStart(2, '0')}thread:${this.threadId(stop.thread)};`;
     let why = '';
     const watch = stop.reason === 'watchpoint' ? stop.watch : undefined;
     if (stop.reason === 'breakpoint') {
@@ -403,16 +437,29 @@ export class GdbServer {
   private resume(reverse: boolean, step: boolean, thread: number | undefined): Response {
     let stop: DebugStop;
     try {
-      stop = this.session.resume(thread === undefined ? { reverse, step } : { reverse, step, thread });
+      const how = thread === undefined ? { reverse, step } : { reverse, step, thread };
+      stop = this.session.resume(how);
+      // gdb would only resume at once: a signal it passes silently goes to the program here. A
+      // step still reports it, for gdb's stepping to go round the handler.
+      while (!step && stop.reason === 'signal' && this.passSignals.has(gdbSignal(stop.signal ?? 0))) stop = this.session.resume(how);
     } catch (err) {
       // gdb takes an E stop reply as a stop and prints it; the console line says what happened.
       const msg = errorText(err);
       this.options.log(`resume: ${msg}`);
       return { packets: [consoleOutput(`rewind: ${msg}\n`), errorReply(msg)] };
     }
+    this.stopped(stop);
+    return { packets: [this.stopReply(stop)] };
+  }
+
+  /**
+   * After a stop gdb takes the stopped thread for its general thread (it sends no Hg for it), so
+   * g and p read that thread from now on; the thread for resuming stays as Hc set it.
+   */
+  private stopped(stop: DebugStop): void {
     this.lastStop = stop;
     this.current = stop.thread;
-    return { packets: [this.stopReply(stop)] };
+    this.generalThread = undefined;
   }
 
   // --- queries -----------------------------------------------------------------------------
@@ -421,6 +468,7 @@ export class GdbServer {
     const one = (p: string | Buffer): Response => ({ packets: [p] });
     if (text.startsWith('qSupported')) return one(SUPPORTED);
     if (text === 'QStartNoAckMode') return one('OK');
+    if (text.startsWith('QPassSignals:')) return one(this.setPassSignals(text.slice('QPassSignals:'.length)));
     if (text.startsWith('qAttached')) return one('1');
     if (text === 'qC') return one(`QC${this.threadId(this.current)}`);
     if (text === 'qfThreadInfo') return one(`m${this.session.threads().map((t) => this.threadId(t)).join(',')}`);
@@ -429,6 +477,14 @@ export class GdbServer {
     if (text.startsWith('qXfer:')) return one(this.xfer(text));
     if (text.startsWith('qRcmd,')) return this.monitor(text.slice('qRcmd,'.length));
     return one('');
+  }
+
+  private setPassSignals(list: string): string {
+    // gdb ends each number with ';'.
+    const signals = list.split(';').filter((s) => s !== '').map((s) => parseHexNumber(s));
+    if (signals.some((n) => n === null)) return 'E01';
+    this.passSignals = new Set(signals as number[]);
+    return 'OK';
   }
 
   private xfer(text: string): string | Buffer {
@@ -501,8 +557,7 @@ export class GdbServer {
           const msg = errorText(err);
           return { packets: [consoleOutput(`rewind: ${msg}\n`), errorReply(msg)] };
         }
-        this.lastStop = stop;
-        this.current = stop.thread;
+        this.stopped(stop);
         const w = this.session.when();
         return say(`now at event ${w.event} of ${w.events}; run "maint flush register-cache" to show the new position\n`);
       }

@@ -18,12 +18,21 @@ export type ToSession = { type: 'packet'; payload: Uint8Array } | { type: 'clien
 
 export type FromSession = { type: 'ready' } | { type: 'failed'; message: string; exitCode: number } | { type: 'reply'; response: Response };
 
+/** The packets that resume: c, s, C, S, vCont with actions, bc, bs. */
+const RESUME = /^([csCS]|vCont;|b[cs]$)/;
+
 /** How long close() waits for a running resume to reach a point where it can stop. */
 const CLOSE_WAIT_MS = 5000;
 
 export class SessionThread {
   private readonly interruptWord: Int32Array;
-  private pending: ((response: Response) => void) | undefined;
+  /**
+   * Who waits for a reply, oldest first: the thread answers in order. A client that went away
+   * mid-resume leaves its reply to come before the next client's.
+   */
+  private readonly pending: ((response: Response) => void)[] = [];
+  /** A Ctrl-C that came between two packets, for the next resume. */
+  private interruptLater = false;
   private closing: Promise<void> | undefined;
   private gone: string | undefined;
 
@@ -59,21 +68,31 @@ export class SessionThread {
     });
   }
 
-  /** Handles one packet; packets are handed over one at a time. */
+  /** Handles one packet; replies come in the order the packets went. */
   handle(payload: Buffer): Promise<Response> {
     if (this.gone !== undefined) return Promise.resolve({ packets: [`E.${this.gone}`], end: true });
+    if (this.interruptLater && RESUME.test(payload.toString('latin1'))) {
+      this.interruptLater = false;
+      Atomics.store(this.interruptWord, 0, 1);
+    }
     return new Promise((resolve) => {
-      this.pending = resolve;
+      this.pending.push(resolve);
       this.worker.postMessage({ type: 'packet', payload } satisfies ToSession);
     });
   }
 
-  /** gdb's Ctrl-C: stops the resume under way, if there is one. */
+  /**
+   * gdb's Ctrl-C: stops the resume under way, or the next one. gdb sends it whenever the user
+   * presses Ctrl-C during a continue, also while it handles a stop of its own on the way (the
+   * dynamic loader's, reading a library), and then waits for the interrupted stop.
+   */
   interrupt(): void {
-    if (this.pending) Atomics.store(this.interruptWord, 0, 1);
+    if (this.pending.length > 0) Atomics.store(this.interruptWord, 0, 1);
+    else this.interruptLater = true;
   }
 
   clientGone(): void {
+    this.interruptLater = false;
     if (this.gone === undefined) this.worker.postMessage({ type: 'clientGone' } satisfies ToSession);
   }
 
@@ -97,8 +116,7 @@ export class SessionThread {
   }
 
   private settle(response: Response): void {
-    const resolve = this.pending;
-    this.pending = undefined;
+    const resolve = this.pending.shift();
     Atomics.store(this.interruptWord, 0, 0);
     // Buffers cross threads as plain Uint8Arrays.
     resolve?.({ ...response, packets: response.packets.map((p) => (typeof p === 'string' ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength))) });
@@ -107,6 +125,6 @@ export class SessionThread {
   private lost(why: string): void {
     if (this.gone !== undefined) return;
     this.gone = why;
-    this.settle({ packets: [`E.${why}`], end: true });
+    while (this.pending.length > 0) this.settle({ packets: [`E.${why}`], end: true });
   }
 }

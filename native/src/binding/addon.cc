@@ -243,8 +243,8 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
   }
 
   Napi::Value stop(Napi::Env env, const rwd::DebugStop& s) {
-    static const char* reasons[] = {"breakpoint", "watchpoint", "step",
-                                    "begin",      "end",        "interrupted"};
+    static const char* reasons[] = {"breakpoint", "watchpoint",  "step",  "begin",
+                                    "end",        "interrupted", "signal"};
     Napi::Object o = Napi::Object::New(env);
     o.Set("reason", reasons[s.reason]);
     o.Set("thread", s.tid);
@@ -254,6 +254,7 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
       w.Set("address", Napi::BigInt::New(env, s.watch.addr));
       o.Set("watch", w);
     }
+    if (s.reason == rwd::DebugStop::Signal) o.Set("signal", s.signal);
     return o;
   }
 

@@ -59,12 +59,17 @@ bool tracing() {
 
 DebugSession::DebugSession(ReplayOptions options) : replay_(std::move(options)) {
   replay_.start();
+  ReplayTask* t = replay_.active();
+  // A Ctrl-C at the terminal is the debugger's (gdb passes it on as an interrupt): in a process
+  // group of their own, out of the terminal's foreground group, the replayed processes never get
+  // it. Every process replay makes later is a fork of this one, in its group.
+  RemoteSyscalls(*t->task, t->stub.gadget)
+      .check("leaving the terminal's process group", SYS_setpgid, 0, 0);
   pid_ = replay_.initialTid();
   coverage_ = CodeCoverage(pid_);
   replay_.followCode(&coverage_);
   events_ = replay_.reader().total();
   configs_.push_back(Breakpoints{});  // configuration 0: nothing
-  ReplayTask* t = replay_.active();
   arrive(*t);
 }
 
@@ -227,6 +232,7 @@ DebugStop DebugSession::continueForward(uint32_t config) {
     if (a == Arrival::End) return reachedEnd();
     ReplayTask& t = *replay_.active();
     if (a == Arrival::Arrived) {
+      if (t.deliverSig) return signalHere(t);
       if (const Watch* w = writtenBySyscall(configs_[config])) {
         return DebugStop{DebugStop::Watchpoint, now_.tid, *w};
       }
@@ -258,6 +264,7 @@ DebugStop DebugSession::stepForward(uint32_t tid) {
     Arrival a = toDebuggeeSegment();
     if (a == Arrival::End) return reachedEnd();
     ReplayTask& cur = *replay_.active();
+    if (a == Arrival::Arrived && cur.deliverSig) return signalHere(cur);
     if (a == Arrival::Arrived && cur.recordedTid == tid) {
       return stopHere(DebugStop::Step, nullptr, config);
     }
@@ -294,7 +301,7 @@ DebugSession::Arrival DebugSession::toDebuggeeSegment() {
 
 void DebugSession::arrive(ReplayTask& t) {
   now_ = Moment{replay_.segmentKey(), t.recordedTid, {}};
-  segments_.emplace(now_.segment, Segment{t.recordedTid});
+  segments_.emplace(now_.segment, Segment{t.recordedTid, SegmentEnd::Unknown, t.deliverSig});
   maybeCheckpoint();
   coverage_.arrived(rip(t));
 }
@@ -363,7 +370,14 @@ DebugStop DebugSession::reachedEnd() {
     // cut short): come back to the end of its last segment.
     if (segments_.empty()) lost("the end");
     auto last = std::prev(segments_.end());
-    goTo(Moment{last->first, last->second.tid, {Action{Action::ToEnd, 0, 0}}});
+    // A fatal signal ends history where it was received: its delivery is the death.
+    const bool killed = last->second.signal && last->second.end == SegmentEnd::Exit;
+    Moment end{last->first, last->second.tid, {}};
+    if (!killed) end.actions.push_back(Action{Action::ToEnd, 0, 0});
+    // Where replay is now is past any moment, though now_ may still name the one before the
+    // death: nothing goes on from here (no segment has key 0).
+    now_ = Moment{};
+    goTo(end);
   }
   atEnd_ = true;
   return DebugStop{DebugStop::End, now_.tid, {}};
@@ -438,6 +452,14 @@ void DebugSession::watchForInterrupts() {
     std::lock_guard<std::mutex> lock(kickLock_);
     if (running_ && interrupted()) kick::send(running_);
   }
+}
+
+// The active task at the start of a segment that delivers a recorded signal: stopped as it was
+// received, as a debugger sees a signal natively.
+DebugStop DebugSession::signalHere(const ReplayTask& t) {
+  DebugStop s{DebugStop::Signal, now_.tid, {}};
+  s.signal = t.deliverSig;
+  return s;
 }
 
 DebugStop DebugSession::stopHere(DebugStop::Reason reason, const Trap* trap, uint32_t config) {
@@ -648,13 +670,17 @@ std::optional<Moment> DebugSession::previousMoment(const Moment& m) {
     // The start of a segment: the task came from the end of its previous one (a syscall, a
     // signal), or, after a preemption, from the same instruction.
     auto it = segments_.find(m.segment);
+    const bool delivering = it != segments_.end() && it->second.signal;
     while (it != segments_.begin() && (--it)->second.tid != m.tid) {
     }
     if (it == segments_.end() || it->first >= m.segment || it->second.tid != m.tid) {
       return std::nullopt;
     }
     Moment end{it->first, m.tid, {Action{Action::ToEnd, 0, 0}}};
-    if (it->second.end == SegmentEnd::Position) return previousMoment(end);
+    // A preempted task, or one stopped by a signal that this segment delivers, had not run the
+    // instruction it stopped at: the end of the segment before is this very moment.
+    const bool delivers = delivering && it->second.end == SegmentEnd::Signal;
+    if (it->second.end == SegmentEnd::Position || delivers) return previousMoment(end);
     return end;
   }
   Moment base = m;

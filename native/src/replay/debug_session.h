@@ -59,9 +59,12 @@ struct HistoryStats {
 };
 
 struct DebugStop {
-  enum Reason { Breakpoint, Watchpoint, Step, Begin, End, Interrupted } reason;
+  // Signal: the thread received a recorded signal, not delivered yet (a crash, or one a handler
+  // takes); the next resume delivers it.
+  enum Reason { Breakpoint, Watchpoint, Step, Begin, End, Interrupted, Signal } reason;
   uint32_t tid = 0;
-  Watch watch{};  // Watchpoint: the one that fired
+  Watch watch{};   // Watchpoint: the one that fired
+  int signal = 0;  // Signal: its number
 };
 
 class DebugSession {
@@ -98,6 +101,7 @@ class DebugSession {
   struct Segment {
     uint32_t tid;
     SegmentEnd end = SegmentEnd::Unknown;
+    int signal = 0;  // delivered as it starts
   };
   struct Checkpoint {
     Moment at;
@@ -125,6 +129,7 @@ class DebugSession {
                                   int stopAt = -1, bool interruptible = false);
   bool isFinal(const ReplayTask& t) const;
   DebugStop reachedEnd();
+  DebugStop signalHere(const ReplayTask& t);
   DebugStop stopHere(DebugStop::Reason reason, const Trap* trap, uint32_t config);
   DebugStop interruptHere();
   bool atPosition(const PreemptEvent& p);

@@ -1,0 +1,85 @@
+// Issue 13, acceptance: the crash scenario and the thread-switching scenario through a real
+// server (uploaded over loopback, debugged in a server worker through the CLI's TCP bridge), in
+// gdb batch and in MI, as locally.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { openRemoteDebugBridge } from '../../cli/client/remote_debug.js';
+import { pushTrace } from '../../cli/client/upload.js';
+import { cleanupTemps, compile, expectRecorded, record, requireCli } from '../engine/harness.js';
+import { startTestServer, type TestServer } from '../server/helpers.js';
+import { gdbBatch, lineOf, sourceLines } from './gdb_harness.js';
+import { gdbMi, miField } from './mi_harness.js';
+
+let ts: TestServer;
+let reader: string;
+
+async function upload(fixture: string, extra: string[], status: number): Promise<string> {
+  const rec = await record(compile(fixture, { extra }));
+  expectRecorded(rec, status);
+  return (await pushTrace(ts.client(ts.token('agent')), rec.traceDir)).traceId;
+}
+
+beforeAll(async () => {
+  requireCli();
+  ts = await startTestServer({ maxSessions: 2 });
+  reader = ts.token('reader');
+}, 120_000);
+
+afterAll(async () => {
+  await ts?.close();
+  cleanupTemps();
+});
+
+it('the use-after-free: the crash, the end of history, and the culprit found backwards, in gdb and in MI', async () => {
+  const id = await upload('use_after_free', ['-O0'], 139);
+  const L = (mark: string): number => lineOf('use_after_free.c', mark);
+  const bridge = await openRemoteDebugBridge(id, { server: ts.address, token: reader }, 0);
+  try {
+    const gdb = await gdbBatch(bridge.port, ['continue', 'bt', 'continue', 'watch -l s->on_close', 'reverse-continue', 'bt 1']);
+    const s = gdb.sections;
+    expect(s[0], gdb.transcript).toMatch(/Program received signal SIGSEGV, Segmentation fault\.\n.*close_session/);
+    expect(s[1], gdb.transcript).toMatch(/#0 +close_session[^]*#1 +0x[0-9a-f]+ in main \(\)/);
+    expect(s[2], gdb.transcript).toMatch(/No more reverse-execution history\./);
+    expect(sourceLines(s[4]!).pop(), gdb.transcript).toBe(L('culprit'));
+    expect(s[5], gdb.transcript).toMatch(/#0 +(0x[0-9a-f]+ in )?new_message/);
+    expect(gdb.transcript).not.toMatch(/Could not read registers|Remote connection closed/);
+  } finally {
+    await bridge.close();
+  }
+  const again = await openRemoteDebugBridge(id, { server: ts.address, token: reader }, 0);
+  try {
+    const mi = await gdbMi(again.port, ['-exec-continue', '-exec-continue', '-interpreter-exec console "watch -l s->on_close"', '-exec-continue --reverse']);
+    const r = mi.replies;
+    expect(r.length, mi.transcript).toBe(4);
+    expect(miField(r[0]!.stopped, 'signal-name'), mi.transcript).toBe('SIGSEGV');
+    expect(r[1]!.stopped, mi.transcript).toBeDefined();
+    expect(miField(r[3]!.stopped, 'reason'), mi.transcript).toBe('watchpoint-trigger');
+    expect(miField(r[3]!.stopped, 'line'), mi.transcript).toBe(String(L('culprit')));
+  } finally {
+    await again.close();
+  }
+}, 180_000);
+
+it('thread switches between stops lose no hit, in gdb and in MI', async () => {
+  const id = await upload('thread_switch', ['-O0', '-pthread'], 0);
+  const bridge = await openRemoteDebugBridge(id, { server: ts.address, token: reader }, 0);
+  try {
+    const commands = ['break worker', 'continue', 'thread 1', 'continue', 'info threads', 'continue', 'thread 1', 'continue', 'bt 1', 'continue'];
+    const gdb = await gdbBatch(bridge.port, commands);
+    const s = gdb.sections;
+    const ids = [1, 3, 5, 7].map((i) => /hit Breakpoint 1, worker \(arg=0x(\d)\)/.exec(s[i]!)?.[1]);
+    expect(ids.sort(), gdb.transcript).toEqual(['0', '1', '2', '3']);
+    expect(s[8], gdb.transcript).toMatch(/#0 +worker/);
+    expect(s[9], gdb.transcript).toMatch(/No more reverse-execution history\./);
+  } finally {
+    await bridge.close();
+  }
+  const again = await openRemoteDebugBridge(id, { server: ts.address, token: reader }, 0);
+  try {
+    const mi = await gdbMi(again.port, ['-break-insert worker', '-exec-continue', '-thread-select 1', '-exec-continue', '-thread-info', '-exec-continue', '-thread-select 1', '-exec-continue']);
+    const stops = [1, 3, 5, 7].map((i) => mi.replies[i]?.stopped);
+    for (const st of stops) expect(miField(st, 'func'), mi.transcript).toBe('worker');
+    expect(new Set(stops.map((st) => miField(st, 'thread-id'))).size, mi.transcript).toBe(4);
+  } finally {
+    await again.close();
+  }
+}, 180_000);
