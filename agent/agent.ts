@@ -4,9 +4,10 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { status } from '@grpc/grpc-js';
-import { call, connect, isServiceError, type Clients } from '../cli/client/client.js';
-import type { ClientConfig } from '../cli/client/config.js';
-import { pushTrace, readLocalTrace } from '../cli/client/upload.js';
+import { call, connect, isServiceError, type Clients } from '../remote/client.js';
+import type { ClientConfig } from '../remote/config.js';
+import { pushTrace } from '../remote/upload.js';
+import { readLocalTrace } from '../trace/local.js';
 import type { Job } from '../gen/rewind/agent/v1/agent.js';
 import { hostFacts } from './facts.js';
 
@@ -18,16 +19,16 @@ export interface AgentOptions {
   keep?: boolean;
   /** How often the spool is scanned. */
   scanIntervalMs?: number;
-  /** Command that records: `... -o DIR -- PROGRAM ARGS` is appended. Default: this CLI's record. */
+  /** Command that records: `DIR PROGRAM ARGS...` is appended. Default: record_worker.ts. */
   recordCommand?: string[];
   log?: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
-/** The default recording worker: this installation's own `rewind record`. */
+/** The default recording worker: record_worker.ts, compiled (from the sources: the build's copy). */
 export function defaultRecordCommand(): string[] {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const main = here.includes(`${path.sep}dist${path.sep}`) ? path.resolve(here, '../cli/main.js') : path.resolve(here, '../dist/cli/main.js');
-  return [process.execPath, main, 'record'];
+  const dist = here.includes(`${path.sep}dist${path.sep}`) ? here : path.resolve(here, '../dist/agent');
+  return [process.execPath, path.join(dist, 'record_worker.js')];
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -103,7 +104,7 @@ export class Agent {
       await fsp.rm(work, { recursive: true, force: true });
       const [cmd, ...args] = this.opts.recordCommand ?? defaultRecordCommand();
       const stderr = await new Promise<string>((resolve, reject) => {
-        const child = spawn(cmd!, [...args, '-o', work, '--', ...job.argv], { stdio: ['ignore', 'ignore', 'pipe'] });
+        const child = spawn(cmd!, [...args, work, ...job.argv], { stdio: ['ignore', 'ignore', 'pipe'] });
         let err = '';
         child.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
         child.on('error', reject);
@@ -112,9 +113,8 @@ export class Agent {
       if (!fs.existsSync(path.join(work, 'manifest.json'))) {
         throw new Error(`recording failed: ${stderr.trim().split('\n').pop() ?? 'no trace written'}`);
       }
-      const { manifest } = await readLocalTrace(work);
-      const res = await this.upload(work, job.labels);
-      traceId = res ?? manifest.id;
+      // A job's directory is its own: no spool scan uploads it at the same time.
+      traceId = (await this.upload(work, job.labels)) ?? '';
     } catch (err) {
       error = (err as Error).message;
       this.log('job failed', { job: job.id, error });

@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import { BlobWriteError } from './blobstore/blobstore.js';
 import type { Catalog, RoleName, TokenRow } from './catalog/catalog.js';
 import { RpcError } from './errors.js';
+import { ManifestError } from '../trace/manifest.js';
 
 export interface RpcContext {
   token: TokenRow;
@@ -48,6 +49,7 @@ export function authenticate(deps: AuthDeps, md: Metadata, allowed: Allowed, met
 /** Converts any thrown value into a gRPC error; unexpected ones are logged and hidden. */
 export function toServiceError(err: unknown, log: Logger, method: string): ServerErrorResponse {
   if (err instanceof RpcError) return { name: 'RpcError', message: err.message, code: err.code, details: err.message };
+  if (err instanceof ManifestError) return { name: 'ManifestError', message: err.message, code: status.INVALID_ARGUMENT, details: err.message };
   if (err instanceof BlobWriteError) {
     const code =
       err.kind === 'too-large'

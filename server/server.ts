@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import type { Http2Session } from 'node:http2';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
@@ -19,7 +18,8 @@ import { replayService } from './services/replay.js';
 import { uploadService } from './services/upload.js';
 import { ServerStats } from './stats.js';
 import { sweep } from './gc.js';
-import { decodeUploadBlobRequest } from '../cli/client/upload_wire.js';
+import { decodeUploadBlobRequest } from '../remote/upload_wire.js';
+import { dataHome } from '../trace/trace_dir.js';
 import { AgentServiceService } from '../gen/rewind/agent/v1/agent.js';
 import { TokenServiceService } from '../gen/rewind/auth/v1/auth.js';
 import { CatalogServiceService } from '../gen/rewind/catalog/v1/catalog.js';
@@ -60,8 +60,7 @@ export interface RunningServer {
 export const DEFAULT_LISTEN = '127.0.0.1:7777';
 
 export function defaultDataDir(): string {
-  const base = process.env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
-  return path.join(base, 'rewind', 'server');
+  return path.join(dataHome(), 'server');
 }
 
 export const SERVICE_NAMES = [
@@ -176,7 +175,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   });
   widenReceiveWindows(server, log);
   const deps = { catalog, log };
-  // Chunks are decoded without copying their data (cli/client/upload_wire.ts).
+  // Chunks are decoded without copying their data (remote/upload_wire.ts).
   const uploadDefinition = { ...UploadServiceService, uploadBlob: { ...UploadServiceService.uploadBlob, requestDeserialize: decodeUploadBlobRequest } };
   server.addService(uploadDefinition, uploadService({ ...deps, store, stats }));
   server.addService(

@@ -1,19 +1,14 @@
-import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { addClientOptions, resolveConfig, type ClientFlags } from '../client/config.js';
-import { userErrorFrom } from '../client/client.js';
-import { UserError } from '../user_error.js';
+import { addClientOptions } from '../client_options.js';
+import { resolveConfig, type ClientFlags } from '../../remote/config.js';
+import { dataHome } from '../../trace/trace_dir.js';
+import { UserError } from '../../trace/user_error.js';
 
 interface AgentFlags extends ClientFlags {
   spool?: string;
   hostname?: string;
   keep?: boolean;
-}
-
-export function defaultSpoolDir(): string {
-  const base = process.env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
-  return path.join(base, 'rewind', 'spool');
 }
 
 export function registerAgent(program: Command): void {
@@ -28,7 +23,8 @@ export function registerAgent(program: Command): void {
     const config = resolveConfig(flags);
     if (!config.token) throw new UserError('the agent needs a token: pass --token or set REWIND_TOKEN (rewind token create --role agent)');
     const { Agent } = await import('../../agent/agent.js');
-    const agent = new Agent({ config, spoolDir: path.resolve(flags.spool ?? defaultSpoolDir()), hostname: flags.hostname, keep: flags.keep });
+    const { userErrorFrom } = await import('../../remote/client.js');
+    const agent = new Agent({ config, spoolDir: path.resolve(flags.spool ?? path.join(dataHome(), 'spool')), hostname: flags.hostname, keep: flags.keep });
     const stop = (): void => agent.stop();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { UserError } from '../user_error.js';
+import { UserError } from '../../trace/user_error.js';
 
 interface ServerFlags {
   data?: string;

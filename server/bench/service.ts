@@ -9,11 +9,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { call, connect, type Clients } from '../../cli/client/client.js';
-import { pushTrace } from '../../cli/client/upload.js';
+import { call, connect, type Clients } from '../../remote/client.js';
+import { pushTrace } from '../../remote/upload.js';
 import { ListTracesRequest } from '../../gen/rewind/catalog/v1/catalog.js';
 import { Catalog } from '../catalog/catalog.js';
-import { parseManifest } from '../manifest.js';
+import { parseManifest } from '../../trace/manifest.js';
 
 export interface ServiceBenchOptions {
   /** Size of the upload trace in MiB (default 500). */

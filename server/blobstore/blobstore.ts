@@ -61,4 +61,3 @@ export class BlobWriteError extends Error {
   }
 }
 
-export const SHA256_HEX = /^[0-9a-f]{64}$/;

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { BlobWriteError, SHA256_HEX, type BlobStore, type BlobWriter, type ChunkCheck } from './blobstore.js';
+import { BlobWriteError, type BlobStore, type BlobWriter, type ChunkCheck } from './blobstore.js';
+import { SHA256_HEX } from '../../trace/ids.js';
 import { ThreadWriteError, WriteThreads, type ThreadFile } from './write_threads.js';
 
 /**

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { failedPrecondition, invalidArgument, notFound } from '../errors.js';
-import { distinctBlobs, exitStatusOf, type Manifest } from '../manifest.js';
+import { distinctBlobs, type Manifest } from '../../trace/manifest.js';
 
 export type RoleName = 'agent' | 'reader' | 'admin';
 
@@ -301,7 +301,7 @@ export class Catalog {
         )
         .run(
           m.id, m.host.hostname, program, path.posix.basename(m.argv[0] ?? ''), m.exe, JSON.stringify(m.argv), m.user, m.cwd, Date.parse(m.startTime),
-          m.durationMs, exitStatusOf(m), m.exit.signal, m.complete ? 1 : 0, size, JSON.stringify(labels), manifestJson, Date.now(),
+          m.durationMs, m.exit?.status ?? -1, m.exit?.signal ?? null, m.complete ? 1 : 0, size, JSON.stringify(labels), manifestJson, Date.now(),
         );
       const addLabel = this.db.prepare('INSERT INTO trace_labels (trace_id, key, value) VALUES (?, ?, ?)');
       for (const [k, v] of Object.entries(labels)) addLabel.run(m.id, k, v);

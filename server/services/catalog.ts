@@ -1,7 +1,8 @@
 import type { BlobStore } from '../blobstore/blobstore.js';
 import type { Catalog, TraceRow } from '../catalog/catalog.js';
 import { invalidArgument } from '../errors.js';
-import { normaliseSignal } from '../manifest.js';
+import { isTraceId } from '../../trace/ids.js';
+import { normaliseSignal } from '../../trace/signals.js';
 import { unary, type AuthDeps } from '../rpc.js';
 import type { ServerStats } from '../stats.js';
 import type {
@@ -26,11 +27,9 @@ export interface CatalogDeps extends AuthDeps {
 }
 
 const READERS = ['reader'] as const;
-const TRACE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 export function checkTraceId(id: string): string {
   const lower = id.trim().toLowerCase();
-  if (!TRACE_ID.test(lower)) throw invalidArgument(`bad trace id ${JSON.stringify(id)}: expected a UUID`);
+  if (!isTraceId(lower)) throw invalidArgument(`bad trace id ${JSON.stringify(id)}: expected a UUID`);
   return lower;
 }
 

@@ -1,10 +1,11 @@
 import { inflateRawSync } from 'node:zlib';
 import { status, type ServerReadableStream } from '@grpc/grpc-js';
 import type { BlobStore, BlobWriter } from '../blobstore/blobstore.js';
-import { BlobWriteError, SHA256_HEX } from '../blobstore/blobstore.js';
+import { BlobWriteError } from '../blobstore/blobstore.js';
+import { SHA256_HEX } from '../../trace/ids.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { RpcError, invalidArgument } from '../errors.js';
-import { distinctBlobs, parseManifest } from '../manifest.js';
+import { distinctBlobs, parseManifest, type Manifest } from '../../trace/manifest.js';
 import { clientStream, unary, type AuthDeps } from '../rpc.js';
 import type { ServerStats } from '../stats.js';
 import type {
@@ -28,6 +29,15 @@ export interface UploadDeps extends AuthDeps {
 const WRITERS = ['agent'] as const;
 export const MAX_CHUNK = 4 << 20;
 
+/** The manifest of an upload, checked; a trace cut short must bring its event stream. */
+function uploadedManifest(json: string): Manifest {
+  const m = parseManifest(json, 'server');
+  if (!m.complete && !m.blobs.some((b) => b.role === 'events')) {
+    throw invalidArgument('an incomplete trace (its recording was cut short) must carry the events it holds as a blob with role "events"');
+  }
+  return m;
+}
+
 export function validateLabels(labels: Record<string, string>): Record<string, string> {
   for (const [k, v] of Object.entries(labels)) {
     if (!/^[A-Za-z0-9_.\-/]{1,128}$/.test(k)) throw invalidArgument(`bad label key ${JSON.stringify(k)}: use letters, digits, _ . - / (at most 128)`);
@@ -40,7 +50,7 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
   const { catalog, store, stats } = deps;
   return {
     prepareUpload: unary<PrepareUploadRequest, PrepareUploadResponse>(deps, 'PrepareUpload', WRITERS, async (req) => {
-      const m = parseManifest(req.manifestJson);
+      const m = uploadedManifest(req.manifestJson);
       const blobs = distinctBlobs(m);
       let total = 0n;
       let present = 0n;
@@ -63,7 +73,7 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
     uploadBlob: clientStream<UploadBlobRequest, UploadBlobResponse>(deps, 'UploadBlob', WRITERS, (call) => receiveBlob(call, deps)),
 
     commitUpload: unary<CommitUploadRequest, CommitUploadResponse>(deps, 'CommitUpload', WRITERS, (req, ctx) => {
-      const m = parseManifest(req.manifestJson);
+      const m = uploadedManifest(req.manifestJson);
       const labels = validateLabels(req.labels);
       const created = catalog.commitTrace(m, req.manifestJson, labels);
       if (created) {

@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { checksum } from '../../cli/debug/packet.js';
+import { checksum } from '../../debugserver/packet.js';
 import { baseEnv, CLI, FIXTURES, run, type RunResult } from '../engine/harness.js';
 
 /** The 1-based line of `mark:NAME` in a fixture. */

@@ -23,7 +23,7 @@ import {
   syscallOf,
   tempDir,
 } from '../engine/harness.js';
-import { checksum, MAX_PACKET, unescapeBinary } from '../../cli/debug/packet.js';
+import { checksum, MAX_PACKET, unescapeBinary } from '../../debugserver/packet.js';
 import { alive, expectNoStray, gdbBatch, RawClient, startServer, type DebugServer } from './gdb_harness.js';
 
 let traceDir: string;

@@ -4,7 +4,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recordOn } from '../../cli/client/remote_record.js';
+import { recordOn } from '../../remote/record.js';
 import { makeTrace, REPO, tmpDir } from './helpers.js';
 import { cleanEnv, cliEntry, ensureBuilt, rewind, spawnServer, type ServerProcess } from './cli.js';
 

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, connect } from '../../cli/client/client.js';
+import { call, connect } from '../../remote/client.js';
 import { REPO, tmpDir } from './helpers.js';
 import { ensureBuilt, rewind, spawnServer, type ServerProcess } from './cli.js';
 

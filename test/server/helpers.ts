@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll } from 'vitest';
-import { connect, type Clients } from '../../cli/client/client.js';
+import { connect, type Clients } from '../../remote/client.js';
 import { startServer, type RunningServer, type ServerOptions } from '../../server/server.js';
 
 export const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');

@@ -3,8 +3,8 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, type Clients } from '../../cli/client/client.js';
-import { pushTrace } from '../../cli/client/upload.js';
+import { call, type Clients } from '../../remote/client.js';
+import { pushTrace } from '../../remote/upload.js';
 import { ListTracesRequest } from '../../gen/rewind/catalog/v1/catalog.js';
 import { makeTrace, sha256, startTestServer, type TestServer } from './helpers.js';
 

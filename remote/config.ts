@@ -1,8 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Command } from 'commander';
-import { UserError } from '../user_error.js';
+import { UserError } from '../trace/user_error.js';
 
 /** How a client reaches the server. Flags win over REWIND_* variables, which win over the config file. */
 export interface ClientConfig {
@@ -73,13 +72,4 @@ export function resolveConfig(flags: ClientFlags): ClientConfig {
   }
   if (!/:\d+$/.test(server)) server = `${server}:${tls ? 443 : 7777}`;
   return { server, token, tls, caFile };
-}
-
-/** Adds --server/--token/--tls/--ca to a command that talks to a server. */
-export function addClientOptions(cmd: Command): Command {
-  return cmd
-    .option('--server <host:port>', `server address (env REWIND_SERVER, config file; default ${DEFAULT_SERVER})`)
-    .option('--token <token>', 'API token (env REWIND_TOKEN, config file)')
-    .option('--tls', 'connect with TLS (implied by https:// or --ca)')
-    .option('--ca <file>', 'PEM CA certificate to verify the server with');
 }

@@ -1,9 +1,9 @@
 import { status } from '@grpc/grpc-js';
-import { UserError } from '../user_error.js';
+import { UserError } from '../trace/user_error.js';
 import { call, isServiceError, withClients } from './client.js';
 import { resolveConfig, type ClientFlags } from './config.js';
 import { pushTrace } from './upload.js';
-import { JobState } from '../../gen/rewind/agent/v1/agent.js';
+import { JobState } from '../gen/rewind/agent/v1/agent.js';
 
 /**
  * `rewind record --on HOST -- PROGRAM ARGS`: asks HOST's agent to record the program, waits for

@@ -1,12 +1,18 @@
-// Where local traces live: $REWIND_TRACE_DIR or ~/.local/share/rewind/traces, one directory a
-// recording named <program>-<n>, and a `latest` link to the newest.
+// Where rewind keeps its files: under $XDG_DATA_HOME/rewind (default ~/.local/share/rewind).
+// Local traces live in $REWIND_TRACE_DIR or DATA/traces, one directory a recording named
+// <program>-<n>, and a `latest` link to the newest.
 import { existsSync, mkdirSync, readdirSync, readlinkSync, renameSync, symlinkSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, isAbsolute, join, resolve } from 'node:path';
-import { UserError } from '../user_error.js';
+import { UserError } from './user_error.js';
+
+/** rewind's data directory: traces, the agent's spool, the server's data. */
+export function dataHome(): string {
+  return join(process.env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'rewind');
+}
 
 export function tracesRoot(): string {
-  return process.env.REWIND_TRACE_DIR || join(homedir(), '.local', 'share', 'rewind', 'traces');
+  return process.env.REWIND_TRACE_DIR || join(dataHome(), 'traces');
 }
 
 /** Creates the directory for a new recording of `program`. */
@@ -31,8 +37,10 @@ export function newTraceDir(program: string): string {
   }
 }
 
+/** Points `latest` at `dir` (which may lie outside the traces directory: `record -o`). */
 export function updateLatest(dir: string): void {
   const root = tracesRoot();
+  mkdirSync(root, { recursive: true });
   const tmp = join(root, `.latest-${process.pid}`);
   symlinkSync(resolve(dir), tmp);
   renameSync(tmp, join(root, 'latest'));

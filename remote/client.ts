@@ -1,12 +1,12 @@
 import fs from 'node:fs';
 import { credentials, Metadata, status, type CallOptions, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
-import { UserError } from '../user_error.js';
+import { UserError } from '../trace/user_error.js';
 import type { ClientConfig } from './config.js';
-import { AgentServiceClient } from '../../gen/rewind/agent/v1/agent.js';
-import { TokenServiceClient } from '../../gen/rewind/auth/v1/auth.js';
-import { CatalogServiceClient } from '../../gen/rewind/catalog/v1/catalog.js';
-import { ReplayServiceClient } from '../../gen/rewind/replay/v1/replay.js';
-import { UploadServiceClient } from '../../gen/rewind/upload/v1/upload.js';
+import { AgentServiceClient } from '../gen/rewind/agent/v1/agent.js';
+import { TokenServiceClient } from '../gen/rewind/auth/v1/auth.js';
+import { CatalogServiceClient } from '../gen/rewind/catalog/v1/catalog.js';
+import { ReplayServiceClient } from '../gen/rewind/replay/v1/replay.js';
+import { UploadServiceClient } from '../gen/rewind/upload/v1/upload.js';
 
 export interface Clients {
   config: ClientConfig;

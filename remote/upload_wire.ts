@@ -4,7 +4,7 @@
 // their fresh buffers) are a large part of an upload's CPU time. The bytes on the wire are plain
 // protobuf: any decoder reads them (the tests check against the generated code).
 import { BinaryReader } from '@bufbuild/protobuf/wire';
-import type { UploadBlobRequest } from '../../gen/rewind/upload/v1/upload.js';
+import type { UploadBlobRequest } from '../gen/rewind/upload/v1/upload.js';
 
 /** Room to leave before a chunk's data for encodeChunkInPlace (the largest possible header). */
 export const CHUNK_HEADROOM = 256;

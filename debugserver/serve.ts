@@ -2,7 +2,8 @@
 // time; another may connect after it hangs up) or stdin/stdout (the server's remote debug worker).
 import net from 'node:net';
 import { RspConnection } from './connection.js';
-import type { SessionThread } from './session_thread.js';
+import { log } from './log.js';
+import { SessionThread } from './session_thread.js';
 
 export interface Serving {
   port: number;
@@ -100,4 +101,29 @@ export function serveStdio(gdb: SessionThread, options: ServeOptions): Serving {
   process.stdin.on('error', finish);
   process.stdout.on('error', finish);
   return { port: 0, done, close: finish };
+}
+
+/** Ends the session on SIGINT, SIGTERM or SIGHUP. */
+export function closeOnSignal(serving: { close(): unknown }): void {
+  const stop = (): void => {
+    void serving.close();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  process.once('SIGHUP', stop);
+}
+
+/** Options from the environment: REWIND_DEBUG_RSP=1 logs every packet. */
+export function serveOptions(): ServeOptions {
+  return { log, trace: process.env.REWIND_DEBUG_RSP === '1' };
+}
+
+/**
+ * A debug session of a trace directory on stdin/stdout until it ends: `rewind debug DIR --stdio`
+ * and the server's debug workers. The program's recorded output goes to stderr.
+ */
+export async function debugOverStdio(dir: string): Promise<void> {
+  const serving = serveStdio(await SessionThread.start(dir, 2), serveOptions());
+  closeOnSignal(serving);
+  await serving.done;
 }

@@ -1,8 +1,8 @@
 import { status } from '@grpc/grpc-js';
-import { UserError } from '../user_error.js';
+import { UserError } from '../trace/user_error.js';
 import { connect, isServiceError, userErrorFrom } from './client.js';
 import { resolveConfig, type ClientFlags } from './config.js';
-import type { RunReplayResponse } from '../../gen/rewind/replay/v1/replay.js';
+import type { RunReplayResponse } from '../gen/rewind/replay/v1/replay.js';
 
 export interface RemoteReplayOptions extends ClientFlags {
   stdout?: NodeJS.WritableStream;

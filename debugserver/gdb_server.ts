@@ -1,8 +1,8 @@
 // The gdb remote serial protocol's commands over a DebugSession: one packet in, the packets to
 // send back out. Framing and acknowledgements are the connection's business (connection.ts).
 // History is read-only, so every command that would write registers or memory is refused.
-import type { DebugSession, DebugStop, WatchKind } from '../../native/index.js';
-import { engineErrorCode } from '../../native/index.js';
+import type { DebugSession, DebugStop, WatchKind } from '../native/index.js';
+import { engineErrorCode } from '../native/index.js';
 import { escapeBinary, escapeBinaryPrefix, fromHex, MAX_PACKET, parseHex, parseHexNumber, toHex } from './packet.js';
 import { allRegisterBytes, registerBytes, REGISTERS, TARGET_XML } from './target_description.js';
 import { FileIoError, FILEIO, type TraceFiles } from './trace_files.js';

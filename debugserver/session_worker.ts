@@ -2,10 +2,10 @@
 // the thread that ptrace ties the replayed processes to, so that the connection's thread stays
 // free while a resume runs: it reads gdb's Ctrl-C (0x03) and passes it on through a shared word.
 import { parentPort, workerData } from 'node:worker_threads';
-import { engineErrorCode, stubPath, type DebugSession } from '../../native/index.js';
-import { requireEngine } from '../engine.js';
+import { engineErrorCode, stubPath, type DebugSession } from '../native/index.js';
+import { requireEngine } from '../trace/engine.js';
 import { eventsPath, readManifest } from '../trace/manifest.js';
-import { UserError } from '../user_error.js';
+import { UserError } from '../trace/user_error.js';
 import { errorReply, errorText, GdbServer, type Response } from './gdb_server.js';
 import { log } from './log.js';
 import type { FromSession, SessionStart, ToSession } from './session_thread.js';

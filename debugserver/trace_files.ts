@@ -3,7 +3,7 @@
 // the debugging machine's own copies, which may differ from the recorded ones.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { basename, join, posix } from 'node:path';
-import type { BlobInfo } from '../../native/index.js';
+import type { ManifestBlob } from '../trace/manifest.js';
 
 // gdb's File-I/O errno values (the remote protocol's, not the host's).
 export const FILEIO = { ENOENT: 2, EBADF: 9, EACCES: 13, EINVAL: 22, EMFILE: 24, EROFS: 30 } as const;
@@ -24,7 +24,7 @@ export class TraceFiles {
 
   constructor(
     private readonly traceDir: string,
-    blobs: readonly BlobInfo[],
+    blobs: readonly ManifestBlob[],
   ) {
     for (const b of blobs) {
       if (b.role === 'file' && b.path && !this.byPath.has(b.path)) this.byPath.set(b.path, b.sha256);

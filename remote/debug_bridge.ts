@@ -1,9 +1,9 @@
 import net from 'node:net';
 import { status } from '@grpc/grpc-js';
-import { UserError } from '../user_error.js';
+import { UserError } from '../trace/user_error.js';
 import { call, connect, isServiceError, userErrorFrom, type Clients } from './client.js';
 import { resolveConfig, type ClientFlags } from './config.js';
-import type { DebugResponse } from '../../gen/rewind/replay/v1/replay.js';
+import type { DebugResponse } from '../gen/rewind/replay/v1/replay.js';
 
 export interface RemoteDebugBridge {
   /** The local TCP port gdb connects to (127.0.0.1). */

@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { crc32, deflateRawSync } from 'node:zlib';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { status, type ClientWritableStream, type ServiceError } from '@grpc/grpc-js';
-import { UserError } from '../user_error.js';
+import { readLocalTrace } from '../trace/local.js';
+import { UserError } from '../trace/user_error.js';
 import { call, isServiceError, type Clients } from './client.js';
 import { CHUNK_HEADROOM, encodeChunk, encodeChunkInPlace, type ChunkHeader } from './upload_wire.js';
-import { Compression, UploadBlobResponse, UploadServiceService, type MissingBlob } from '../../gen/rewind/upload/v1/upload.js';
+import { Compression, UploadBlobResponse, UploadServiceService, type MissingBlob } from '../gen/rewind/upload/v1/upload.js';
 
 export interface PushProgress {
   /** Blob bytes sent so far (this push), before compression. */
@@ -58,100 +58,6 @@ export interface PushResult {
   attempts: number;
   /** The trace was cut short (pushed with allowIncomplete). */
   incomplete: boolean;
-}
-
-interface LocalManifest {
-  id: string;
-  blobs: { sha256: string; size: number; role?: string; path?: string }[];
-}
-
-export interface LocalTrace {
-  /** The manifest to upload (for a trace cut short: the local one, completed with its blobs). */
-  json: string;
-  manifest: LocalManifest;
-  /** The file holding each blob's bytes: DIR/blobs/<sha256>, or DIR/events.partial. */
-  files: Map<string, string>;
-  /** The recording was cut short (or is still running): `complete: false`. */
-  incomplete: boolean;
-}
-
-const SHA256_NAME = /^[0-9a-f]{64}$/;
-
-async function sha256File(file: string): Promise<{ sha256: string; size: number }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return { sha256: hash.digest('hex'), size };
-}
-
-/**
- * Reads DIR/manifest.json and checks that every blob it lists is present with the right size.
- * A trace whose recording was cut short (`complete: false`) is refused unless allowIncomplete:
- * then its manifest names no blobs yet, and the upload carries every blob in DIR/blobs plus the
- * event stream the recorder was writing (DIR/events.partial, as the `events` blob).
- */
-export async function readLocalTrace(dir: string, opts: { allowIncomplete?: boolean } = {}): Promise<LocalTrace> {
-  const file = path.join(dir, 'manifest.json');
-  let json: string;
-  try {
-    json = await fsp.readFile(file, 'utf8');
-  } catch {
-    throw new UserError(`${dir} is not a trace directory (no manifest.json)`);
-  }
-  let m: unknown;
-  try {
-    m = JSON.parse(json);
-  } catch (err) {
-    throw new UserError(`${file} is not valid JSON: ${(err as Error).message}`);
-  }
-  const o = m as (Partial<LocalManifest> & { complete?: unknown }) | null;
-  if (!o || typeof o !== 'object' || typeof o.id !== 'string' || !Array.isArray(o.blobs)) {
-    throw new UserError(`${file} is not a rewind trace manifest`);
-  }
-  const files = new Map<string, string>();
-  for (const b of o.blobs) {
-    if (!b || typeof b.sha256 !== 'string' || !SHA256_NAME.test(b.sha256)) throw new UserError(`${file}: bad blob entry`);
-    const blobFile = path.join(dir, 'blobs', b.sha256);
-    let st: fs.Stats;
-    try {
-      st = await fsp.stat(blobFile);
-    } catch {
-      throw new UserError(`trace ${dir} is incomplete: blob ${b.sha256} is missing`);
-    }
-    if (st.size !== b.size) throw new UserError(`trace ${dir}: blob ${b.sha256} is ${st.size} bytes, the manifest says ${b.size}`);
-    files.set(b.sha256, blobFile);
-  }
-  if (o.complete !== false) return { json, manifest: o as LocalManifest, files, incomplete: false };
-
-  if (!opts.allowIncomplete) {
-    throw new UserError(`trace ${dir} is incomplete (its recording is still running or was cut short); only finished traces can be pushed`);
-  }
-  const partial = path.join(dir, 'events.partial');
-  if (!fs.existsSync(partial)) throw new UserError(`trace ${dir} was cut short before it recorded any event; there is nothing to push`);
-  const blobs = o.blobs.filter((b) => b.role !== 'events');
-  const listed = new Set(blobs.map((b) => b.sha256));
-  let names: string[] = [];
-  try {
-    names = await fsp.readdir(path.join(dir, 'blobs'));
-  } catch {
-    // no blobs written yet
-  }
-  // Blobs are written whole (to a temporary name, then renamed): every hash-named file is one.
-  for (const name of names.sort()) {
-    if (!SHA256_NAME.test(name) || listed.has(name)) continue;
-    const st = await fsp.stat(path.join(dir, 'blobs', name));
-    if (!st.isFile()) continue;
-    blobs.push({ sha256: name, size: st.size, role: 'recorded' });
-    files.set(name, path.join(dir, 'blobs', name));
-  }
-  const events = await sha256File(partial);
-  blobs.push({ sha256: events.sha256, size: events.size, role: 'events' });
-  files.set(events.sha256, partial);
-  const manifest = { ...(o as Record<string, unknown>), complete: false, blobs } as unknown as LocalManifest;
-  return { json: JSON.stringify(manifest), manifest, files, incomplete: true };
 }
 
 const RETRIABLE = new Set<number>([
