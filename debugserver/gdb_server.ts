@@ -100,6 +100,8 @@ const MONITOR_HELP = `rewind monitor commands:
 export interface GdbServerOptions {
   /** Where diagnostics go (stderr): never the protocol stream. */
   log: (line: string) => void;
+  /** A stop reported the interrupt (gdb's Ctrl-C): it is taken, and its word may be cleared. */
+  interruptTaken: () => void;
 }
 
 export class GdbServer {
@@ -154,6 +156,8 @@ export class GdbServer {
     this.files.closeAll();
     this.generalThread = undefined;
     this.continueThread = undefined;
+    // The next client attaches to a plain stop here, even if this one's resume was interrupted.
+    this.lastStop = { reason: 'step', thread: this.current };
   }
 
   handle(payload: Buffer): Response {
@@ -400,6 +404,12 @@ export class GdbServer {
     return this.resume(false, step, step ? stepThread ?? this.specific(this.continueThread) ?? this.current : undefined);
   }
 
+  private stopped(stop: DebugStop): void {
+    this.lastStop = stop;
+    this.current = stop.thread;
+    if (stop.reason === 'interrupted') this.options.interruptTaken();
+  }
+
   private resume(reverse: boolean, step: boolean, thread: number | undefined): Response {
     let stop: DebugStop;
     try {
@@ -410,8 +420,7 @@ export class GdbServer {
       this.options.log(`resume: ${msg}`);
       return { packets: [consoleOutput(`rewind: ${msg}\n`), errorReply(msg)] };
     }
-    this.lastStop = stop;
-    this.current = stop.thread;
+    this.stopped(stop);
     return { packets: [this.stopReply(stop)] };
   }
 
@@ -501,8 +510,7 @@ export class GdbServer {
           const msg = errorText(err);
           return { packets: [consoleOutput(`rewind: ${msg}\n`), errorReply(msg)] };
         }
-        this.lastStop = stop;
-        this.current = stop.thread;
+        this.stopped(stop);
         const w = this.session.when();
         return say(`now at event ${w.event} of ${w.events}; run "maint flush register-cache" to show the new position\n`);
       }

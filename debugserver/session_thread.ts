@@ -24,6 +24,8 @@ const CLOSE_WAIT_MS = 5000;
 export class SessionThread {
   private readonly interruptWord: Int32Array;
   private pending: ((response: Response) => void) | undefined;
+  /** Packets go to the session one at a time, also across clients (one may leave mid-command). */
+  private turn: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | undefined;
   private gone: string | undefined;
 
@@ -59,21 +61,33 @@ export class SessionThread {
     });
   }
 
-  /** Handles one packet; packets are handed over one at a time. */
+  /** Handles one packet, after the packets handed over before it. */
   handle(payload: Buffer): Promise<Response> {
-    if (this.gone !== undefined) return Promise.resolve({ packets: [`E.${this.gone}`], end: true });
-    return new Promise((resolve) => {
-      this.pending = resolve;
-      this.worker.postMessage({ type: 'packet', payload } satisfies ToSession);
-    });
+    const reply = this.turn.then(
+      () =>
+        new Promise<Response>((resolve) => {
+          if (this.gone !== undefined) return resolve({ packets: [`E.${this.gone}`], end: true });
+          this.pending = resolve;
+          this.worker.postMessage({ type: 'packet', payload } satisfies ToSession);
+        }),
+    );
+    this.turn = reply;
+    return reply;
   }
 
-  /** gdb's Ctrl-C: stops the resume under way, if there is one. */
+  /**
+   * gdb's Ctrl-C: stops the resume under way. gdb sends it while it waits for a resume to stop,
+   * but it may arrive just before that resume or just after it stopped for another reason (a
+   * breakpoint gdb handles itself and resumes from): it stays pending, like a SIGINT, until a
+   * stop reports it (the session thread clears it then).
+   */
   interrupt(): void {
-    if (this.pending) Atomics.store(this.interruptWord, 0, 1);
+    Atomics.store(this.interruptWord, 0, 1);
   }
 
+  /** The client left: a resume it started is interrupted, so that the next one is served soon. */
   clientGone(): void {
+    if (this.pending) Atomics.store(this.interruptWord, 0, 1);
     if (this.gone === undefined) this.worker.postMessage({ type: 'clientGone' } satisfies ToSession);
   }
 
@@ -99,7 +113,6 @@ export class SessionThread {
   private settle(response: Response): void {
     const resolve = this.pending;
     this.pending = undefined;
-    Atomics.store(this.interruptWord, 0, 0);
     // Buffers cross threads as plain Uint8Arrays.
     resolve?.({ ...response, packets: response.packets.map((p) => (typeof p === 'string' ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength))) });
   }

@@ -29,10 +29,11 @@ function startSession(dir: string, programStdout: number): { session: DebugSessi
 function serve(port: NonNullable<typeof parentPort>, start: SessionStart): void {
   const send = (m: FromSession): void => port.postMessage(m);
   let gdb: GdbServer;
+  const interrupt = new Int32Array(start.interrupt);
   try {
     const { session, files } = startSession(start.dir, start.programStdout);
-    session.watchInterrupt(new Int32Array(start.interrupt));
-    gdb = new GdbServer(session, files, { log });
+    session.watchInterrupt(interrupt);
+    gdb = new GdbServer(session, files, { log, interruptTaken: () => Atomics.store(interrupt, 0, 0) });
   } catch (err) {
     send({ type: 'failed', message: errorText(err), exitCode: err instanceof UserError ? err.exitCode : 1 });
     return;
@@ -51,6 +52,8 @@ function serve(port: NonNullable<typeof parentPort>, start: SessionStart): void 
         break;
       }
       case 'clientGone':
+        // An interrupt still pending was the departed client's.
+        Atomics.store(interrupt, 0, 0);
         gdb.clientGone();
         break;
       case 'close':

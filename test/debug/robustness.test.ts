@@ -45,11 +45,7 @@ afterAll(cleanupTemps);
 
 /** Waits until the server has noticed `n` disconnections (it logs each). */
 async function untilDisconnected(n: number): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while ((server!.stderr().match(/the debugger disconnected/g) ?? []).length < n) {
-    if (Date.now() > deadline) throw new Error(`the server did not notice the disconnection:\n${server!.stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await server!.waitFor(new RegExp(`(the debugger disconnected[^]*){${n}}`), 'stderr', 20_000);
 }
 
 /** A connected client in no-ack mode, after gdb's first packets. */

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRemoteDebugBridge } from '../../remote/debug_bridge.js';
 import { pushTrace } from '../../remote/upload.js';
 import { gdbInterrupted } from '../debug/gdb_harness.js';
-import { cleanEnv, ensureBuilt, rewind } from './cli.js';
+import { cleanEnv, rewind } from './cli.js';
 import { descendants, REPO, startTestServer, tmpDir, until, type TestServer } from './helpers.js';
 
 const CLI = path.join(REPO, 'dist/cli/main.js');
@@ -89,7 +89,6 @@ describe.skipIf(skip !== undefined)(`gdb through a remote debug session${skip ? 
   let reader: string;
 
   beforeAll(async () => {
-    ensureBuilt();
     const work = tmpDir('rewind-gdb-');
     const exe = path.join(work, 'squares');
     fs.writeFileSync(path.join(work, 'squares.c'), PROGRAM);
@@ -169,7 +168,7 @@ describe.skipIf(skip !== undefined)(`gdb through a remote debug session${skip ? 
     const id = (await pushTrace(ts.client(ts.token('agent')), trace)).traceId;
     const bridge = await openRemoteDebugBridge(id, { server: ts.address, token: reader }, 0);
     try {
-      const gdb = await gdbInterrupted(bridge.port, ['continue', 'monitor when'], 500);
+      const gdb = await gdbInterrupted(bridge.port, ['continue', 'monitor when']);
       expect(gdb.status, gdb.transcript).toBe(0);
       expect(gdb.sections[0], gdb.transcript).toMatch(/Program received signal SIGINT, Interrupt\./);
       expect(gdb.stopMs, gdb.transcript).toBeLessThan(2000);
