@@ -5,4 +5,12 @@ import { readFileSync } from 'node:fs';
 const here = new URL('.', import.meta.url).pathname;
 const pkg = new URL(here.includes('/dist/') ? '../../package.json' : '../package.json', import.meta.url);
 
-export const REWIND_VERSION = (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
+function readVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(pkg, 'utf8')) as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown'; // dist/ copied without its package.json
+  }
+}
+
+export const REWIND_VERSION = readVersion();

@@ -1,3 +1,4 @@
+import { UploadServiceService } from '../../gen/rewind/upload/v1/upload.js';
 import { inflateRawSync } from 'node:zlib';
 import { status, type ServerReadableStream } from '@grpc/grpc-js';
 import type { BlobStore, BlobWriter } from '../blobstore/blobstore.js';
@@ -26,7 +27,6 @@ export interface UploadDeps extends AuthDeps {
   stats: ServerStats;
 }
 
-const WRITERS = ['agent'] as const;
 export const MAX_CHUNK = 4 << 20;
 
 /** The manifest of an upload, checked; a trace cut short must bring its event stream. */
@@ -49,18 +49,18 @@ export function validateLabels(labels: Record<string, string>): Record<string, s
 export function uploadService(deps: UploadDeps): UploadServiceServer {
   const { catalog, store, stats } = deps;
   return {
-    prepareUpload: unary<PrepareUploadRequest, PrepareUploadResponse>(deps, 'PrepareUpload', WRITERS, async (req) => {
+    prepareUpload: unary<PrepareUploadRequest, PrepareUploadResponse>(deps, UploadServiceService.prepareUpload, async (req) => {
       const m = uploadedManifest(req.manifestJson);
       const blobs = distinctBlobs(m);
       let total = 0n;
       let present = 0n;
       for (const s of blobs.values()) total += BigInt(s);
-      if (catalog.hasTrace(m.id)) {
+      if (catalog.traces.has(m.id)) {
         return { traceId: m.id, missing: [], totalBytes: total, presentBytes: total, alreadyCommitted: true };
       }
       const missing: MissingBlob[] = [];
       for (const [sha, size] of blobs) {
-        if (catalog.hasBlob(sha)) {
+        if (catalog.blobs.has(sha)) {
           present += BigInt(size);
         } else {
           const held = Math.min(await store.partialSize(sha), size);
@@ -70,12 +70,12 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
       return { traceId: m.id, missing, totalBytes: total, presentBytes: present, alreadyCommitted: false };
     }),
 
-    uploadBlob: clientStream<UploadBlobRequest, UploadBlobResponse>(deps, 'UploadBlob', WRITERS, (call) => receiveBlob(call, deps)),
+    uploadBlob: clientStream<UploadBlobRequest, UploadBlobResponse>(deps, UploadServiceService.uploadBlob, (call) => receiveBlob(call, deps)),
 
-    commitUpload: unary<CommitUploadRequest, CommitUploadResponse>(deps, 'CommitUpload', WRITERS, (req, ctx) => {
+    commitUpload: unary<CommitUploadRequest, CommitUploadResponse>(deps, UploadServiceService.commitUpload, (req, ctx) => {
       const m = uploadedManifest(req.manifestJson);
       const labels = validateLabels(req.labels);
-      const created = catalog.commitTrace(m, req.manifestJson, labels);
+      const created = catalog.traces.commit(m, req.manifestJson, labels);
       if (created) {
         stats.tracesCommitted++;
         ctx.log.info({ trace: m.id, host: m.host.hostname, token: ctx.token.name }, 'trace committed');
@@ -117,7 +117,7 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
         if (!SHA256_HEX.test(sha)) throw invalidArgument(`bad blob sha256 ${JSON.stringify(sha)}`);
         if (msg.size > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument('blob size too large');
         size = Number(msg.size);
-        if (catalog.hasBlob(sha)) {
+        if (catalog.blobs.has(sha)) {
           call.removeAllListeners('data');
           done({ sha256: sha, offset: BigInt(size), complete: true });
           return;
@@ -178,7 +178,7 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
               if (err instanceof BlobWriteError && (err.kind === 'chunk' || err.kind === 'hash')) stats.chunksRejected++;
               throw err;
             }
-            catalog.addBlob(sha, size);
+            catalog.blobs.add(sha, size);
             stats.blobsCompleted++;
             done({ sha256: sha, offset: BigInt(size), complete: true });
           } else {

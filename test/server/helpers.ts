@@ -102,7 +102,7 @@ export async function startTestServer(opts: Partial<ServerOptions> = {}): Promis
       return c;
     },
     token(role) {
-      return server.catalog.createToken(role, '').secret;
+      return server.catalog.tokens.create(role, '').secret;
     },
     async close() {
       for (const c of clients) c.close();
