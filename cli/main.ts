@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// The `rewind` command line. Each command lives in cli/commands/<name>.ts and is loaded
-// only when used, so commands that talk to a server never load the native addon.
+// The `rewind` command line. Each command lives in cli/commands/<name>.ts; registering it loads
+// only commander and small modules, and its action loads what it uses (the gRPC client, the
+// engine, the debug server), so `rewind --help` starts at once and commands that talk to a
+// server never load the native addon.
 import { writeSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { registerCommands } from './commands/index.js';

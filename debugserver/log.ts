@@ -1,11 +1,9 @@
-// The debug server's messages: one line each on stderr, written at once (the protocol may own
-// stdout, and the session thread may be about to end).
-import { writeSync } from 'node:fs';
+// The debug server's messages: one `rewind: ...` line each on stderr (the protocol may own
+// stdout), through the one logger (trace/log.ts) at REWIND_LOG's level.
+import { humanLogger } from '../trace/log.js';
+
+const logger = humanLogger('rewind-debug');
 
 export function log(line: string): void {
-  try {
-    writeSync(2, `rewind: ${line}\n`);
-  } catch {
-    // stderr is gone; nothing to tell
-  }
+  logger.info(line);
 }

@@ -83,6 +83,16 @@ export function isServiceError(err: unknown): err is ServiceError {
   return typeof err === 'object' && err !== null && 'code' in err && 'details' in err && typeof (err as ServiceError).code === 'number';
 }
 
+/**
+ * grpc-js says "No connection established. Last error: Error: connect ECONNREFUSED 1.2.3.4:5.
+ * Resolution note: " (the note often empty): the last error is what the user needs.
+ */
+function unreachable(details: string): string {
+  const last = /Last error: (?:Error: )?(.*?)\.?\s*(?:Resolution note:\s*(.*?))?\s*$/s.exec(details);
+  if (!last) return details;
+  return last[2] ? `${last[1]} (${last[2]})` : last[1]!;
+}
+
 /** Turns a gRPC failure into a one-line message for the user (no stack). */
 export function userErrorFrom(err: unknown, server: string): Error {
   if (!isServiceError(err)) return err instanceof Error ? err : new Error(String(err));
@@ -97,7 +107,7 @@ export function userErrorFrom(err: unknown, server: string): Error {
     case status.INVALID_ARGUMENT:
       return new UserError(`invalid argument: ${d}`, 65);
     case status.UNAVAILABLE:
-      return new UserError(`cannot reach the server at ${server}: ${d}`, 69);
+      return new UserError(`cannot reach the server at ${server}: ${unreachable(d)}`, 69);
     case status.DEADLINE_EXCEEDED:
       return new UserError(`timed out: ${d}`, 75);
     case status.RESOURCE_EXHAUSTED:

@@ -3,10 +3,7 @@
 import { engineErrorCode, stubPath } from '../native/index.js';
 import { requireEngine } from './engine.js';
 import { eventsPath, readManifest } from './manifest.js';
-import { UserError } from './user_error.js';
-
-/** Exit status of a replay that fails itself (divergence, damaged trace). */
-export const REPLAY_FAILED = 125;
+import { REPLAY_FAILED, UserError } from './user_error.js';
 
 /**
  * Writes what the program wrote to stdout and stderr and resolves its recorded exit status;

@@ -12,6 +12,9 @@ export class UserError extends Error {
 /** Exit status of an unexpected failure (EX_SOFTWARE). */
 export const INTERNAL_ERROR = 70;
 
+/** Exit status of a replay that fails itself (divergence, damaged trace). */
+export const REPLAY_FAILED = 125;
+
 /**
  * Reports a failure of a command or worker on stderr in one line and returns its exit status;
  * REWIND_DEBUG=1 adds the stack of an unexpected one.

@@ -9,6 +9,7 @@ interface AgentFlags extends ClientFlags {
   spool?: string;
   hostname?: string;
   keep?: boolean;
+  logLevel?: string;
 }
 
 export function registerAgent(program: Command): void {
@@ -18,13 +19,16 @@ export function registerAgent(program: Command): void {
       .description('run the host agent: register, heartbeat, run recording jobs, upload the spool (agent token)')
       .option('--spool <dir>', 'directory of finished traces to upload (default ~/.local/share/rewind/spool)')
       .option('--hostname <name>', 'name to register this host under (default: the system hostname)')
-      .option('--keep', 'keep uploaded traces in SPOOL/uploaded instead of deleting them'),
+      .option('--keep', 'keep uploaded traces in SPOOL/uploaded instead of deleting them')
+      .option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace or silent (env REWIND_LOG; default info)'),
   ).action(async (flags: AgentFlags) => {
     const config = resolveConfig(flags);
     if (!config.token) throw new UserError('the agent needs a token: pass --token or set REWIND_TOKEN (rewind token create --role agent)');
     const { Agent } = await import('../../agent/agent.js');
     const { userErrorFrom } = await import('../../remote/client.js');
-    const agent = new Agent({ config, spoolDir: path.resolve(flags.spool ?? path.join(dataHome(), 'spool')), hostname: flags.hostname, keep: flags.keep });
+    const { jsonLogger, logLevel } = await import('../../trace/log.js');
+    const log = jsonLogger('rewind-agent', logLevel(flags.logLevel), 2);
+    const agent = new Agent({ config, spoolDir: path.resolve(flags.spool ?? path.join(dataHome(), 'spool')), hostname: flags.hostname, keep: flags.keep, log });
     const stop = (): void => agent.stop();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

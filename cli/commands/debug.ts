@@ -13,6 +13,7 @@ interface DebugFlags extends ClientFlags {
   stdio?: boolean;
   json?: boolean;
   gdb?: string;
+  logLevel?: string;
 }
 
 function parsePort(text: string | undefined): number {
@@ -119,6 +120,11 @@ async function debugRemote(traceId: string, flags: DebugFlags, extra: string[]):
 }
 
 async function debug(operands: string[], flags: DebugFlags): Promise<void> {
+  if (flags.logLevel !== undefined) {
+    // The session thread reads it too: the debug server's messages go through trace/log.ts.
+    const { logLevel } = await import('../../trace/log.js');
+    process.env.REWIND_LOG = logLevel(flags.logLevel);
+  }
   // Everything after `--` goes to gdb; commander gives us those as operands too.
   const dashes = process.argv.indexOf('--');
   const extra = dashes >= 0 ? process.argv.slice(dashes + 1) : [];
@@ -173,6 +179,7 @@ export function registerDebug(program: Command): void {
     .option('--stdio', 'speak the remote protocol on stdin/stdout (for `target remote | rewind debug DIR --stdio`)')
     .option('--json', 'with --no-launch: print the port and commands as one JSON line')
     .option('--gdb <path>', 'the gdb to launch (default: gdb)')
+    .option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace or silent (env REWIND_LOG; default info)')
     .addHelpText('after', HELP)
     .action(async (trace: string | undefined, gdbArgs: string[], flags: DebugFlags) => {
       await debug(trace === undefined ? [] : [trace, ...gdbArgs], flags);

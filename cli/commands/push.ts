@@ -5,7 +5,6 @@ import { print } from '../output.js';
 import { resolveConfig, type ClientFlags } from '../../remote/config.js';
 import type { PushProgress } from '../../remote/upload.js';
 import { formatBytes } from '../../trace/format.js';
-import { readLocalTrace } from '../../trace/local.js';
 import { resolveTraceDir } from '../../trace/trace_dir.js';
 
 interface PushFlags extends ClientFlags {
@@ -43,6 +42,7 @@ export function registerPush(program: Command): void {
   ).action(async (dir: string | undefined, flags: PushFlags) => {
     const config = resolveConfig(flags);
     const traceDir = resolveTraceDir(dir);
+    const { readLocalTrace } = await import('../../trace/local.js');
     const local = await readLocalTrace(traceDir, { allowIncomplete: true });
     if (local.incomplete) {
       process.stderr.write(

@@ -3,8 +3,6 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { addClientOptions } from '../client_options.js';
 import type { ClientFlags } from '../../remote/config.js';
-import { requireEngine } from '../../trace/engine.js';
-import { recordTrace, resolveProgram } from '../../trace/record.js';
 import { newTraceDir } from '../../trace/trace_dir.js';
 import { UserError } from '../../trace/user_error.js';
 
@@ -46,6 +44,9 @@ async function record(command: string[], flags: RecordFlags): Promise<void> {
     process.stdout.write(`${id}\n`);
     return;
   }
+  // Loaded only here: `rewind --help` and remote recording need neither.
+  const { recordTrace, resolveProgram } = await import('../../trace/record.js');
+  const { requireEngine } = await import('../../trace/engine.js');
   const exe = resolveProgram(program);
   const engine = requireEngine();
   const traceDir = prepareOutput(flags.output, program);

@@ -3,9 +3,8 @@ import type { Command } from 'commander';
 import { addClientOptions } from '../client_options.js';
 import type { ClientFlags } from '../../remote/config.js';
 import { isTraceId } from '../../trace/ids.js';
-import { REPLAY_FAILED } from '../../trace/replay.js';
 import { resolveTraceDir } from '../../trace/trace_dir.js';
-import { UserError } from '../../trace/user_error.js';
+import { REPLAY_FAILED, UserError } from '../../trace/user_error.js';
 
 async function replay(trace: string | undefined, flags: ClientFlags): Promise<void> {
   if (trace && !existsSync(trace) && isTraceId(trace)) {
