@@ -19,7 +19,7 @@ export interface LocalTrace {
   incomplete: boolean;
 }
 
-export async function sha256File(file: string): Promise<{ sha256: string; size: number }> {
+async function sha256File(file: string): Promise<{ sha256: string; size: number }> {
   const hash = createHash('sha256');
   let size = 0;
   for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) {

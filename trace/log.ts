@@ -8,7 +8,7 @@ import { UserError } from './user_error.js';
 
 export type { Logger };
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** The level a --log-level flag or REWIND_LOG asks for (default info). */
 export function logLevel(flag?: string): string {

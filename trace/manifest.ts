@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HostFacts } from './host_facts.js';
-import { SHA256_HEX, TRACE_ID } from './ids.js';
+import { isTraceId, SHA256_HEX } from './ids.js';
 import { signalName, signalNumber } from './signals.js';
 import { UserError } from './user_error.js';
 
@@ -116,9 +116,9 @@ export function parseJson(json: string): Obj {
 }
 
 /** The trace id of a manifest (lower case). */
-export function manifestId(raw: Obj): string {
+function manifestId(raw: Obj): string {
   const id = str(raw, 'id');
-  return TRACE_ID.test(id) ? id.toLowerCase() : bad('id', 'a UUID');
+  return isTraceId(id) ? id.toLowerCase() : bad('id', 'a UUID');
 }
 
 /** The blob list of a manifest: names, sizes and roles checked, one size per name. */

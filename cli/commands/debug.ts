@@ -6,6 +6,7 @@ import type { ClientFlags } from '../../remote/config.js';
 import { isTraceId } from '../../trace/ids.js';
 import { resolveTraceDir } from '../../trace/trace_dir.js';
 import { UserError } from '../../trace/user_error.js';
+import type { Serving } from '../../debugserver/serve.js';
 
 interface DebugFlags extends ClientFlags {
   port?: string;
@@ -75,7 +76,7 @@ async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: s
   // With gdb in the terminal the program's output goes where it went when recorded; otherwise
   // stdout is the connection details' (--no-launch --json).
   const gdb = await SessionThread.start(dir, flags.launch ? 1 : 2);
-  let serving;
+  let serving: Serving;
   try {
     serving = await listenTcp(gdb, parsePort(flags.port), serveOptions());
   } catch (err) {

@@ -2,6 +2,8 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { addClientOptions } from '../client_options.js';
+import { collectLabel } from '../format.js';
+import { print } from '../output.js';
 import type { ClientFlags } from '../../remote/config.js';
 import { newTraceDir } from '../../trace/trace_dir.js';
 import { UserError } from '../../trace/user_error.js';
@@ -15,13 +17,7 @@ interface RecordFlags extends ClientFlags {
 }
 
 function parseLabels(labels: string[] | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const l of labels ?? []) {
-    const eq = l.indexOf('=');
-    if (eq <= 0) throw new UserError(`--label ${l}: expected KEY=VALUE`);
-    out[l.slice(0, eq)] = l.slice(eq + 1);
-  }
-  return out;
+  return (labels ?? []).reduce<Record<string, string>>((all, l) => collectLabel(l, all), {});
 }
 
 function prepareOutput(output: string | undefined, program: string): string {
@@ -41,7 +37,7 @@ async function record(command: string[], flags: RecordFlags): Promise<void> {
     // Recorded by that host's agent; this machine needs neither the engine nor the program.
     const { recordOn } = await import('../../remote/record.js');
     const id = await recordOn(flags.on, command, { ...flags, labels: parseLabels(flags.label) });
-    process.stdout.write(`${id}\n`);
+    print(`${id}\n`);
     return;
   }
   // Loaded only here: `rewind --help` and remote recording need neither.

@@ -69,3 +69,39 @@ describe('a server that cannot be reached', () => {
     expect(r.ms, describeRun(r)).toBeLessThan(10_000);
   });
 });
+
+describe('shell completion and the man page, from the commands as registered', () => {
+  it('bash completes commands, subcommands and options', async () => {
+    const cases: [string, string][] = [
+      ['rewind to', 'token'],
+      ['rewind token c', 'create'],
+      ['rewind token create --r', '--role'],
+      ['rewind ls --li', '--limit'],
+      ['rewind debug --no', '--no-launch'],
+    ];
+    const script = cases
+      .map(([line]) => `read -ra COMP_WORDS <<< '${line}'; COMP_CWORD=$((\${#COMP_WORDS[@]}-1)); COMPREPLY=(); _rewind; echo "\${COMPREPLY[*]}"`)
+      .join('\n');
+    const r = await run('bash', ['-c', `source <("$0" "$1" completion bash)\n${script}`, process.execPath, CLI]);
+    expect(r.stdout.toString().split('\n').slice(0, -1), describeRun(r)).toEqual(cases.map(([, want]) => want));
+  });
+
+  it('zsh gets the same function through bashcompinit; another shell is a clear error', async () => {
+    const zsh = await rewind(['completion', 'zsh']);
+    expect(zsh.status, describeRun(zsh)).toBe(0);
+    expect(zsh.stdout.toString()).toMatch(/^#compdef rewind\n[^]*bashcompinit[^]*complete -o default -F _rewind rewind\n$/);
+    const fish = await rewind(['completion', 'fish']);
+    expect(fish.status).toBe(1);
+    expect(fish.stderr.toString()).toBe('rewind: no completion for "fish": bash or zsh\n');
+  });
+
+  it('rewind man is a man page groff reads without a warning, with every command and option', async () => {
+    const r = await run('sh', ['-c', '"$0" "$1" man | groff -man -ww -Tutf8 -P-cbou', process.execPath, CLI]);
+    expect(r.stderr.toString(), describeRun(r)).toBe('');
+    const page = r.stdout.toString();
+    for (const heading of ['NAME', 'SYNOPSIS', 'COMMANDS', 'EXIT STATUS']) expect(page).toMatch(new RegExp(`^${heading}$`, 'm'));
+    for (const text of ['record [options] -- PROGRAM [ARGS...]', 'token create', '--no-launch', '--log-level <level>', '--max-sessions <n>']) {
+      expect(page, text).toContain(text);
+    }
+  });
+});
