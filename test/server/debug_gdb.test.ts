@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRemoteDebugBridge } from '../../remote/debug_bridge.js';
 import { pushTrace } from '../../remote/upload.js';
-import { gdbInterrupted } from '../debug/gdb_harness.js';
+import { gdbBatch, gdbInterrupted } from '../debug/gdb_harness.js';
 import { cleanEnv, rewind } from './cli.js';
 import { descendants, REPO, startTestServer, tmpDir, until, type TestServer } from './helpers.js';
 
@@ -60,21 +60,10 @@ interface Run {
   status: number | null;
 }
 
-/** gdb in batch mode against `target` (a port, or `| command` for a pipe). */
-function gdb(target: string, script = GDB_SCRIPT, timeoutMs = 90_000): Promise<Run> {
-  const args = ['-batch', '-nx', '-ex', 'set pagination off', '-ex', `target extended-remote ${target}`];
-  for (const c of script) args.push('-ex', c);
-  return new Promise((resolve) => {
-    const child = spawn('gdb', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ out, status });
-    });
-  });
+/** gdb in batch mode against `target` (a port, or `| command` for a pipe), with the support's driver. */
+async function gdb(target: string, script = GDB_SCRIPT, timeoutMs = 90_000): Promise<Run> {
+  const r = await gdbBatch(target, script, { timeoutMs });
+  return { out: r.stdout.toString(), status: r.status };
 }
 
 /** What may differ between two runs: the port, and the local path of the stdio worker. */

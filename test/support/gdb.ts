@@ -67,9 +67,13 @@ export function rustGdbArgs(): string[] {
   return ['-iex', `source ${loader}`];
 }
 
-/** gdb's arguments for a batch run of `commands`, each preceded by an echoed marker. */
+/**
+ * gdb's arguments for a batch run of `commands`, each preceded by an echoed marker. gdb waits
+ * 2 s for a reply by default, then goes on and takes the late reply for the next packet's: on a
+ * loaded machine a session starting up (a server's worker) takes longer.
+ */
 function batchArgs(target: number | string, commands: string[], pre: string[] = []): string[] {
-  const args = ['-batch', '-nx', ...pre, '-iex', 'set pagination off', '-iex', 'set width 0', '-iex', 'set confirm off'];
+  const args = ['-batch', '-nx', ...pre, '-iex', 'set pagination off', '-iex', 'set width 0', '-iex', 'set confirm off', '-iex', 'set remotetimeout 60'];
   args.push('-ex', `target extended-remote ${typeof target === 'number' ? `127.0.0.1:${target}` : target}`);
   commands.forEach((c, i) => args.push('-ex', `echo \\n@@${i}@@\\n`, '-ex', c));
   args.push('-ex', `echo \\n@@end@@\\n`);
