@@ -59,7 +59,8 @@ export async function openRemoteDebugBridge(traceId: string, flags: ClientFlags,
       socket.destroy();
       return;
     }
-    if (active) {
+    // One debugger at a time: the one connected until it hangs up (its session may still be ending).
+    if (active && !active.socket.readableEnded && !active.socket.destroyed) {
       process.stderr.write(
         `rewind: a debugger is already connected to this session; closing the connection from ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}\n`,
       );
@@ -67,7 +68,7 @@ export async function openRemoteDebugBridge(traceId: string, flags: ClientFlags,
       return;
     }
     const session = bridge(c, config.server, traceId, socket, (fatal) => {
-      active = undefined;
+      if (active?.socket === socket) active = undefined;
       if (fatal) shutdown();
     });
     active = { socket, stop: session.stop };
