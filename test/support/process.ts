@@ -2,8 +2,8 @@
 // whole group is killed), so a hung tracer or tracee fails its test instead of hanging the suite.
 // A running process can be waited on for what it prints: an event, never a fixed sleep.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { constants as osConstants } from 'node:os';
 import { testEnv } from './env.js';
+import { signalNumber } from '../../trace/signals.js';
 
 /** Default time limit for one child process (record, replay or native run). */
 export const RUN_TIMEOUT_MS = 45_000;
@@ -41,10 +41,6 @@ export interface Running {
    */
   waitFor(pattern: RegExp | string, which?: 'stdout' | 'stderr', timeoutMs?: number): Promise<void>;
   done: Promise<RunResult>;
-}
-
-function signalNumber(sig: NodeJS.Signals): number {
-  return (osConstants.signals as Record<string, number | undefined>)[sig] ?? 0;
 }
 
 /** Starts a command in its own process group; `done` resolves when it has ended. */
@@ -101,7 +97,7 @@ export function start(cmd: string, args: readonly string[], opts: RunOptions = {
         command,
         stdout: Buffer.concat(out),
         stderr: Buffer.concat(err),
-        status: code ?? (signal ? 128 + signalNumber(signal) : -1),
+        status: code ?? (signal ? 128 + (signalNumber(signal) ?? 0) : -1),
         signal,
         timedOut,
         ms: Date.now() - started,
