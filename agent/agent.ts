@@ -4,9 +4,11 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { status } from '@grpc/grpc-js';
-import { call, connect, isServiceError, type Clients } from '../cli/client/client.js';
-import type { ClientConfig } from '../cli/client/config.js';
-import { pushTrace, readLocalTrace } from '../cli/client/upload.js';
+import { call, connect, isServiceError, type Clients } from '../remote/client.js';
+import type { ClientConfig } from '../remote/config.js';
+import { pushTrace } from '../remote/upload.js';
+import { readLocalTrace } from '../trace/local.js';
+import { jsonLogger, logLevel, type Logger } from '../trace/log.js';
 import type { Job } from '../gen/rewind/agent/v1/agent.js';
 import { hostFacts } from './facts.js';
 
@@ -18,16 +20,17 @@ export interface AgentOptions {
   keep?: boolean;
   /** How often the spool is scanned. */
   scanIntervalMs?: number;
-  /** Command that records: `... -o DIR -- PROGRAM ARGS` is appended. Default: this CLI's record. */
+  /** Command that records: `DIR PROGRAM ARGS...` is appended. Default: record_worker.ts. */
   recordCommand?: string[];
-  log?: (msg: string, fields?: Record<string, unknown>) => void;
+  /** Where the agent logs (default: JSON lines on stderr at REWIND_LOG's level). */
+  log?: Logger;
 }
 
-/** The default recording worker: this installation's own `rewind record`. */
+/** The default recording worker: record_worker.ts, compiled (from the sources: the build's copy). */
 export function defaultRecordCommand(): string[] {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const main = here.includes(`${path.sep}dist${path.sep}`) ? path.resolve(here, '../cli/main.js') : path.resolve(here, '../dist/cli/main.js');
-  return [process.execPath, main, 'record'];
+  const dist = here.includes(`${path.sep}dist${path.sep}`) ? here : path.resolve(here, '../dist/agent');
+  return [process.execPath, path.join(dist, 'record_worker.js')];
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -43,11 +46,11 @@ export class Agent {
   private heartbeatMs = 5000;
   private stopped = false;
   private readonly uploading = new Set<string>();
-  private readonly log: (msg: string, fields?: Record<string, unknown>) => void;
+  private readonly log: Logger;
 
   constructor(private readonly opts: AgentOptions) {
     this.clients = connect(opts.config);
-    this.log = opts.log ?? ((msg, fields) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), msg, ...fields })}\n`));
+    this.log = opts.log ?? jsonLogger('rewind-agent', logLevel(), 2);
     for (const d of ['', '.recording', 'uploaded', 'failed']) fs.mkdirSync(path.join(opts.spoolDir, d), { recursive: true, mode: 0o700 });
   }
 
@@ -67,11 +70,11 @@ export class Agent {
         const res = await call(this.clients, this.clients.agent.register.bind(this.clients.agent), { facts: hostFacts(this.opts.hostname) });
         this.agentId = res.agentId;
         this.heartbeatMs = res.heartbeatIntervalMs || 5000;
-        this.log('registered', { agentId: this.agentId, server: this.opts.config.server });
+        this.log.info({ agentId: this.agentId, server: this.opts.config.server }, 'registered');
         return;
       } catch (err) {
         if (isServiceError(err) && (err.code === status.UNAUTHENTICATED || err.code === status.PERMISSION_DENIED)) throw err;
-        this.log('register failed; retrying', { error: (err as Error).message, inMs: backoff });
+        this.log.warn({ error: (err as Error).message, inMs: backoff }, 'register failed; retrying');
         await sleep(backoff);
         backoff = Math.min(backoff * 2, 10_000);
       }
@@ -87,7 +90,7 @@ export class Agent {
       } catch (err) {
         if (this.stopped) return;
         if (isServiceError(err) && err.code === status.NOT_FOUND) await this.register();
-        else this.log('heartbeat failed', { error: (err as Error).message });
+        else this.log.warn({ error: (err as Error).message }, 'heartbeat failed');
       }
       await sleep(this.heartbeatMs);
     }
@@ -95,7 +98,7 @@ export class Agent {
 
   /** Records a job's program in a worker process, uploads the trace and reports the outcome. */
   private async runJob(job: Job): Promise<void> {
-    this.log('job', { job: job.id, argv: job.argv });
+    this.log.info({ job: job.id, argv: job.argv }, 'job');
     const work = path.join(this.opts.spoolDir, '.recording', job.id);
     let traceId = '';
     let error = '';
@@ -103,7 +106,7 @@ export class Agent {
       await fsp.rm(work, { recursive: true, force: true });
       const [cmd, ...args] = this.opts.recordCommand ?? defaultRecordCommand();
       const stderr = await new Promise<string>((resolve, reject) => {
-        const child = spawn(cmd!, [...args, '-o', work, '--', ...job.argv], { stdio: ['ignore', 'ignore', 'pipe'] });
+        const child = spawn(cmd!, [...args, work, ...job.argv], { stdio: ['ignore', 'ignore', 'pipe'] });
         let err = '';
         child.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
         child.on('error', reject);
@@ -112,19 +115,18 @@ export class Agent {
       if (!fs.existsSync(path.join(work, 'manifest.json'))) {
         throw new Error(`recording failed: ${stderr.trim().split('\n').pop() ?? 'no trace written'}`);
       }
-      const { manifest } = await readLocalTrace(work);
-      const res = await this.upload(work, job.labels);
-      traceId = res ?? manifest.id;
+      // A job's directory is its own: no spool scan uploads it at the same time.
+      traceId = (await this.upload(work, job.labels)) ?? '';
     } catch (err) {
       error = (err as Error).message;
-      this.log('job failed', { job: job.id, error });
+      this.log.warn({ job: job.id, error }, 'job failed');
     }
     for (let backoff = 250; !this.stopped; backoff = Math.min(backoff * 2, 10_000)) {
       try {
         await call(this.clients, this.clients.agent.completeJob.bind(this.clients.agent), { jobId: job.id, traceId, error });
         break;
       } catch (err) {
-        this.log('completing the job failed; retrying', { job: job.id, error: (err as Error).message });
+        this.log.warn({ job: job.id, error: (err as Error).message }, 'completing the job failed; retrying');
         await sleep(backoff);
       }
     }
@@ -138,9 +140,9 @@ export class Agent {
       const res = await pushTrace(this.clients, dir, {
         labels,
         retries: Infinity,
-        onRetry: (e, n, ms) => this.log('upload interrupted; retrying', { dir, error: e.message, attempt: n, inMs: ms }),
+        onRetry: (e, n, ms) => this.log.warn({ dir, error: e.message, attempt: n, inMs: ms }, 'upload interrupted; retrying'),
       });
-      this.log('uploaded', { dir, trace: res.traceId, bytesSent: res.bytesSent, created: res.created });
+      this.log.info({ dir, trace: res.traceId, bytesSent: res.bytesSent, created: res.created }, 'uploaded');
       if (this.opts.keep) await fsp.rename(dir, path.join(this.opts.spoolDir, 'uploaded', path.basename(dir)));
       else await fsp.rm(dir, { recursive: true, force: true });
       return res.traceId;
@@ -156,7 +158,7 @@ export class Agent {
       try {
         entries = await fsp.readdir(this.opts.spoolDir, { withFileTypes: true });
       } catch (err) {
-        this.log('cannot read the spool', { error: (err as Error).message });
+        this.log.warn({ error: (err as Error).message }, 'cannot read the spool');
       }
       for (const e of entries) {
         if (this.stopped) return;
@@ -175,11 +177,11 @@ export class Agent {
           if (this.stopped) return;
           if (isServiceError(err) && err.code === status.INVALID_ARGUMENT) {
             // The server refuses this trace for good (bad manifest, unsupported version): park it.
-            this.log('upload refused; moved to failed/', { dir, error: err.details });
+            this.log.warn({ dir, error: err.details }, 'upload refused; moved to failed/');
             await fsp.rename(dir, path.join(this.opts.spoolDir, 'failed', e.name)).catch(() => undefined);
           } else {
             // Anything else (a revoked token, a full disk on the server) is tried again next scan.
-            this.log('upload failed; will retry', { dir, error: (err as Error).message });
+            this.log.warn({ dir, error: (err as Error).message }, 'upload failed; will retry');
           }
         }
       }

@@ -1,30 +1,17 @@
-import fs from 'node:fs';
-import os from 'node:os';
+import { hostFacts as traceHostFacts } from '../trace/host_facts.js';
+import { REWIND_VERSION } from '../trace/version.js';
 import type { HostFacts } from '../gen/rewind/agent/v1/agent.js';
 
-export const REWIND_VERSION = '0.1.0';
-
-/** Facts about this host that the server keeps (and shows in `rewind hosts`). */
-export function hostFacts(hostname = os.hostname()): HostFacts {
-  let model: string;
-  let vendor = '';
-  let flags: string[] = [];
-  try {
-    const info = fs.readFileSync('/proc/cpuinfo', 'utf8');
-    const field = (name: string): string => new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(info)?.[1]?.trim() ?? '';
-    model = field('model name');
-    vendor = field('vendor_id');
-    flags = field('flags').split(/\s+/).filter(Boolean);
-  } catch {
-    model = os.cpus()[0]?.model ?? '';
-  }
+/** Facts about this host that the server keeps (and shows in `rewind hosts`): a trace's, as the API carries them. */
+export function hostFacts(hostname?: string): HostFacts {
+  const f = traceHostFacts(hostname);
   return {
-    hostname,
-    kernel: os.release(),
-    arch: os.arch() === 'x64' ? 'x86_64' : os.arch(),
-    cpuModel: model,
-    cpuVendor: vendor,
-    cpuFlags: flags,
+    hostname: f.hostname,
+    kernel: f.kernel,
+    arch: f.arch,
+    cpuModel: f.cpu.model,
+    cpuVendor: f.cpu.vendor,
+    cpuFlags: f.cpu.flags,
     rewindVersion: REWIND_VERSION,
   };
 }

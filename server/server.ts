@@ -1,13 +1,11 @@
 import fs from 'node:fs';
 import type { Http2Session } from 'node:http2';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
-import { pino, type Logger } from 'pino';
 import { DiskBlobStore } from './blobstore/disk.js';
 import type { BlobStore } from './blobstore/blobstore.js';
 import { Catalog } from './catalog/catalog.js';
@@ -19,8 +17,10 @@ import { replayService } from './services/replay.js';
 import { uploadService } from './services/upload.js';
 import { ServerStats } from './stats.js';
 import { sweep } from './gc.js';
-import { decodeUploadBlobRequest } from '../cli/client/upload_wire.js';
 import type { SandboxLimits } from '../native/index.js';
+import { decodeUploadBlobRequest } from '../remote/upload_wire.js';
+import { dataHome } from '../trace/trace_dir.js';
+import { jsonLogger, logLevel, type Logger } from '../trace/log.js';
 import { AgentServiceService } from '../gen/rewind/agent/v1/agent.js';
 import { TokenServiceService } from '../gen/rewind/auth/v1/auth.js';
 import { CatalogServiceService } from '../gen/rewind/catalog/v1/catalog.js';
@@ -33,6 +33,7 @@ export interface ServerOptions {
   listen?: string;
   tlsCert?: string;
   tlsKey?: string;
+  /** Default: JSON lines on stdout at REWIND_LOG's level. */
   logger?: Logger;
   replayCommand?: string[];
   /** Debug worker command; `DIR --stdio` is appended (default: this CLI's `rewind debug`). */
@@ -63,8 +64,7 @@ export interface RunningServer {
 export const DEFAULT_LISTEN = '127.0.0.1:7777';
 
 export function defaultDataDir(): string {
-  const base = process.env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
-  return path.join(base, 'rewind', 'server');
+  return path.join(dataHome(), 'server');
 }
 
 export const SERVICE_NAMES = [
@@ -102,11 +102,11 @@ function protoFiles(root: string): string[] {
 /** Creates the admin token on first start and writes it to DATA/admin.token (0600). */
 function ensureAdminToken(catalog: Catalog, dataDir: string, log: Logger): string {
   const file = path.join(dataDir, 'admin.token');
-  if (!catalog.getMeta('admin_token_created')) {
-    const { secret } = catalog.createToken('admin', 'admin');
+  if (!catalog.meta.get('admin_token_created')) {
+    const { secret } = catalog.tokens.create('admin', 'admin');
     fs.writeFileSync(file, `${secret}\n`, { mode: 0o600 });
     fs.chmodSync(file, 0o600);
-    catalog.setMeta('admin_token_created', new Date().toISOString());
+    catalog.meta.set('admin_token_created', new Date().toISOString());
     log.info({ path: file }, 'created the first admin token');
   } else if (fs.existsSync(file)) {
     log.info({ path: file }, 'admin token file');
@@ -155,10 +155,10 @@ function widenReceiveWindows(server: Server, log: Logger): void {
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
   const dataDir = path.resolve(opts.dataDir ?? defaultDataDir());
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const log = opts.logger ?? pino({ name: 'rewind-server' });
+  const log = opts.logger ?? jsonLogger('rewind-server', logLevel());
   const catalog = Catalog.inDir(dataDir);
   const blobDir = path.join(dataDir, 'blobs');
-  const store: BlobStore & { isBusy?: (sha: string) => boolean } = new DiskBlobStore(blobDir);
+  const store: BlobStore = new DiskBlobStore(blobDir);
   const workDir = path.join(dataDir, 'tmp');
   fs.rmSync(workDir, { recursive: true, force: true });
   fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
@@ -180,12 +180,12 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   });
   widenReceiveWindows(server, log);
   const deps = { catalog, log };
-  // Chunks are decoded without copying their data (cli/client/upload_wire.ts).
+  // Chunks are decoded without copying their data (remote/upload_wire.ts).
   const uploadDefinition = { ...UploadServiceService, uploadBlob: { ...UploadServiceService.uploadBlob, requestDeserialize: decodeUploadBlobRequest } };
   server.addService(uploadDefinition, uploadService({ ...deps, store, stats }));
   server.addService(
     CatalogServiceService,
-    catalogService({ ...deps, store, stats, activeSessions: () => replays.active, isBlobBusy: (s) => store.isBusy?.(s) ?? false }),
+    catalogService({ ...deps, store, stats, activeSessions: () => replays.active, }),
   );
   server.addService(ReplayServiceService, replayService({ ...deps, replays }));
   server.addService(TokenServiceService, tokenService(deps));
@@ -215,7 +215,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   log.info({ address, dataDir, tls: Boolean(opts.tlsCert) }, 'rewind server listening');
 
   const runSweep = (): void => {
-    sweep(catalog, store, path.join(blobDir, '.partial'), opts.orphanBlobTtlMs ?? 86_400_000, opts.partialTtlMs ?? 7 * 86_400_000, log).catch(
+    sweep(catalog, store, opts.orphanBlobTtlMs ?? 86_400_000, opts.partialTtlMs ?? 7 * 86_400_000, log).catch(
       (err: unknown) => log.warn({ err }, 'sweep failed'),
     );
   };

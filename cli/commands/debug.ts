@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { existsSync, writeSync } from 'node:fs';
 import type { Command } from 'commander';
-import { addClientOptions, type ClientFlags } from '../client/config.js';
-import { log } from '../debug/log.js';
-import { listenTcp, serveStdio, type Serving } from '../debug/serve.js';
-import { SessionThread } from '../debug/session_thread.js';
-import { resolveTraceDir } from '../trace/trace_dir.js';
-import { UserError } from '../user_error.js';
+import { addClientOptions } from '../client_options.js';
+import type { ClientFlags } from '../../remote/config.js';
+import { isTraceId } from '../../trace/ids.js';
+import { resolveTraceDir } from '../../trace/trace_dir.js';
+import { UserError } from '../../trace/user_error.js';
+import type { Serving } from '../../debugserver/serve.js';
 
 interface DebugFlags extends ClientFlags {
   port?: string;
@@ -14,10 +14,8 @@ interface DebugFlags extends ClientFlags {
   stdio?: boolean;
   json?: boolean;
   gdb?: string;
+  logLevel?: string;
 }
-
-/** A trace id as the server hands them out (a UUID); anything else names a local directory. */
-const TRACE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function parsePort(text: string | undefined): number {
   if (text === undefined) return 0;
@@ -66,30 +64,21 @@ function launchGdb(gdb: string, port: number, extra: string[]): Promise<number> 
   });
 }
 
-function untilSignal(serving: { close(): unknown }): void {
-  const stop = (): void => {
-    void serving.close();
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  process.once('SIGHUP', stop);
-}
-
 async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: string[]): Promise<void> {
   const dir = resolveTraceDir(trace);
-  // With gdb in the terminal the program's output goes where it went when recorded; otherwise
-  // stdout is the protocol's (--stdio) or the connection details' (--no-launch --json).
-  const gdb = await SessionThread.start(dir, flags.launch && !flags.stdio ? 1 : 2);
-  const trace_ = process.env.REWIND_DEBUG_RSP === '1';
-  let serving: Serving;
+  // Loaded only here: remote debugging must not need the engine.
+  const { closeOnSignal, debugOverStdio, listenTcp, serveOptions } = await import('../../debugserver/serve.js');
   if (flags.stdio) {
-    serving = serveStdio(gdb, { log, trace: trace_ });
-    untilSignal(serving);
-    await serving.done;
+    await debugOverStdio(dir);
     return;
   }
+  const { SessionThread } = await import('../../debugserver/session_thread.js');
+  // With gdb in the terminal the program's output goes where it went when recorded; otherwise
+  // stdout is the connection details' (--no-launch --json).
+  const gdb = await SessionThread.start(dir, flags.launch ? 1 : 2);
+  let serving: Serving;
   try {
-    serving = await listenTcp(gdb, parsePort(flags.port), { log, trace: trace_ });
+    serving = await listenTcp(gdb, parsePort(flags.port), serveOptions());
   } catch (err) {
     await gdb.close();
     const e = err as NodeJS.ErrnoException;
@@ -97,7 +86,7 @@ async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: s
   }
   if (!flags.launch) {
     announce(serving.port, dir, flags, extra);
-    untilSignal(serving);
+    closeOnSignal(serving);
     await serving.done;
     return;
   }
@@ -113,11 +102,12 @@ async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: s
 async function debugRemote(traceId: string, flags: DebugFlags, extra: string[]): Promise<void> {
   if (flags.stdio) throw new UserError('--stdio serves a local trace directory; a trace on the server is debugged through its port');
   // Loaded only here: local debugging must not need the gRPC client.
-  const { openRemoteDebugBridge } = await import('../client/remote_debug.js');
+  const { openRemoteDebugBridge } = await import('../../remote/debug_bridge.js');
   const bridge = await openRemoteDebugBridge(traceId, flags, parsePort(flags.port));
   if (!flags.launch) {
     announce(bridge.port, traceId, flags, extra);
-    untilSignal(bridge);
+    const { closeOnSignal } = await import('../../debugserver/serve.js');
+    closeOnSignal(bridge);
     await bridge.closed;
     return;
   }
@@ -131,13 +121,18 @@ async function debugRemote(traceId: string, flags: DebugFlags, extra: string[]):
 }
 
 async function debug(operands: string[], flags: DebugFlags): Promise<void> {
+  if (flags.logLevel !== undefined) {
+    // The session thread reads it too: the debug server's messages go through trace/log.ts.
+    const { logLevel } = await import('../../trace/log.js');
+    process.env.REWIND_LOG = logLevel(flags.logLevel);
+  }
   // Everything after `--` goes to gdb; commander gives us those as operands too.
   const dashes = process.argv.indexOf('--');
   const extra = dashes >= 0 ? process.argv.slice(dashes + 1) : [];
   const before = operands.slice(0, operands.length - extra.length);
   if (before.length > 1) throw new UserError(`one trace at a time (got ${before.join(', ')}); gdb arguments go after --`);
   const trace = before[0];
-  if (trace && !existsSync(trace) && TRACE_ID.test(trace)) {
+  if (trace && !existsSync(trace) && isTraceId(trace)) {
     await debugRemote(trace, flags, extra);
     return;
   }
@@ -187,6 +182,7 @@ export function registerDebug(program: Command): void {
     .option('--stdio', 'speak the remote protocol on stdin/stdout (for `target remote | rewind debug DIR --stdio`)')
     .option('--json', 'with --no-launch: print the port and commands as one JSON line')
     .option('--gdb <path>', 'the gdb to launch (default: gdb)')
+    .option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace or silent (env REWIND_LOG; default info)')
     .addHelpText('after', HELP)
     .action(async (trace: string | undefined, gdbArgs: string[], flags: DebugFlags) => {
       await debug(trace === undefined ? [] : [trace, ...gdbArgs], flags);

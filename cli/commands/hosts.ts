@@ -1,11 +1,13 @@
 import type { Command } from 'commander';
-import { call, withClients } from '../client/client.js';
-import { addClientOptions, resolveConfig, type ClientFlags } from '../client/config.js';
-import { table } from '../client/format.js';
+import { addClientOptions } from '../client_options.js';
+import { table } from '../format.js';
+import { print } from '../output.js';
+import { resolveConfig, type ClientFlags } from '../../remote/config.js';
 
 export function registerHosts(program: Command): void {
   addClientOptions(program.command('hosts').description('list hosts whose agent registered, with their last heartbeat').option('--json', 'print JSON')).action(
     async (flags: ClientFlags & { json?: boolean }) => {
+      const { call, withClients } = await import('../../remote/client.js');
       const res = await withClients(resolveConfig(flags), (c) => call(c, c.agent.listHosts.bind(c.agent), {}));
       if (flags.json) {
         const out = res.hosts.map((h) => ({
@@ -15,7 +17,7 @@ export function registerHosts(program: Command): void {
           lastHeartbeat: h.lastHeartbeat?.toISOString(),
           online: h.online,
         }));
-        process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+        print(`${JSON.stringify(out, null, 2)}\n`);
         return;
       }
       if (res.hosts.length === 0) {
@@ -23,7 +25,7 @@ export function registerHosts(program: Command): void {
         return;
       }
       const now = Date.now();
-      process.stdout.write(
+      print(
         table(
           ['HOST', 'STATE', 'LAST HEARTBEAT', 'KERNEL', 'CPU', 'VERSION'],
           res.hosts.map((h) => [

@@ -11,6 +11,7 @@ import { registerServer } from './server.js';
 import { registerToken } from './token.js';
 import { registerHosts } from './hosts.js';
 import { registerAgent } from './agent.js';
+import { registerCompletion } from './completion.js';
 
 /** Every command, in the order `rewind --help` lists them. */
 export function registerCommands(program: Command): void {
@@ -26,4 +27,5 @@ export function registerCommands(program: Command): void {
   registerToken(program);
   registerHosts(program);
   registerAgent(program);
+  registerCompletion(program);
 }

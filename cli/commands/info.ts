@@ -1,16 +1,8 @@
 import type { Command } from 'commander';
-import { readManifest, type Manifest } from '../trace/manifest.js';
-import { resolveTraceDir } from '../trace/trace_dir.js';
-
-function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
-}
+import { print } from '../output.js';
+import { formatBytes } from '../../trace/format.js';
+import { readManifest, type Manifest } from '../../trace/manifest.js';
+import { resolveTraceDir } from '../../trace/trace_dir.js';
 
 function shellWords(argv: string[]): string {
   return argv.map((a) => (/^[\w./=:-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
@@ -39,14 +31,14 @@ function printInfo(dir: string, m: Manifest): void {
     ['size', `${formatBytes(m.counts.bytes)} in ${m.blobs.length} blobs`],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
-  for (const [k, v] of rows) process.stdout.write(`${k.padEnd(width)}  ${v}\n`);
-  const processes = m.processes ?? [];
+  for (const [k, v] of rows) print(`${k.padEnd(width)}  ${v}\n`);
+  const processes = m.processes;
   if (processes.length > 0) {
-    process.stdout.write(`processes (${processes.length}):\n`);
+    print(`processes (${processes.length}):\n`);
     for (const p of processes) {
       const progs = p.execs.map((e) => shellWords(e.argv)).join(' -> ') || '(no exec)';
-      const threads = p.threads?.length ? `  (+${p.threads.length} threads: ${p.threads.join(' ')})` : '';
-      process.stdout.write(`  ${String(p.pid).padStart(7)}  parent ${String(p.parent).padStart(7)}  ${progs}${threads}\n`);
+      const threads = p.threads.length ? `  (+${p.threads.length} threads: ${p.threads.join(' ')})` : '';
+      print(`  ${String(p.pid).padStart(7)}  parent ${String(p.parent).padStart(7)}  ${progs}${threads}\n`);
     }
   }
 }
@@ -55,7 +47,7 @@ function info(trace: string | undefined, flags: { json?: boolean }): void {
   const dir = resolveTraceDir(trace);
   const manifest = readManifest(dir);
   if (flags.json) {
-    process.stdout.write(`${JSON.stringify(manifest, null, 2)}\n`);
+    print(`${JSON.stringify(manifest, null, 2)}\n`);
   } else {
     printInfo(dir, manifest);
   }

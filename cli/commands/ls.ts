@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
-import { call, withClients } from '../client/client.js';
-import { addClientOptions, resolveConfig, type ClientFlags } from '../client/config.js';
-import { collectLabel, formatBytes, formatDuration, parseTime, table } from '../client/format.js';
-import { UserError } from '../user_error.js';
-import { ListTracesRequest, type TraceSummary } from '../../gen/rewind/catalog/v1/catalog.js';
+import { addClientOptions } from '../client_options.js';
+import { collectLabel, parseTime, table } from '../format.js';
+import { print } from '../output.js';
+import { resolveConfig, type ClientFlags } from '../../remote/config.js';
+import { formatBytes, formatDuration } from '../../trace/format.js';
+import { UserError } from '../../trace/user_error.js';
+import type { TraceSummary } from '../../gen/rewind/catalog/v1/catalog.js';
 
 interface LsFlags extends ClientFlags {
   host?: string;
@@ -74,6 +76,8 @@ export function registerLs(program: Command): void {
       limit = Number(flags.limit);
       if (!Number.isInteger(limit) || limit <= 0 || limit > 10_000) throw new UserError('--limit must be between 1 and 10000');
     }
+    const { call, withClients } = await import('../../remote/client.js');
+    const { ListTracesRequest } = await import('../../gen/rewind/catalog/v1/catalog.js');
     const req = ListTracesRequest.fromPartial({
       host: flags.host,
       program: flags.program,
@@ -88,7 +92,7 @@ export function registerLs(program: Command): void {
     });
     const res = await withClients(config, (c) => call(c, c.catalog.listTraces.bind(c.catalog), req));
     if (flags.json) {
-      process.stdout.write(`${JSON.stringify(res.traces.map(summaryJson), null, 2)}\n`);
+      print(`${JSON.stringify(res.traces.map(summaryJson), null, 2)}\n`);
       return;
     }
     if (res.traces.length === 0) {
@@ -104,6 +108,6 @@ export function registerLs(program: Command): void {
       formatBytes(Number(t.sizeBytes)),
       [t.program, ...t.argv.slice(1)].join(' '),
     ]);
-    process.stdout.write(table(['ID', 'STARTED', 'HOST', 'EXIT', 'DURATION', 'SIZE', 'COMMAND'], rows));
+    print(table(['ID', 'STARTED', 'HOST', 'EXIT', 'DURATION', 'SIZE', 'COMMAND'], rows));
   });
 }

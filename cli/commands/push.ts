@@ -1,19 +1,14 @@
-import os from 'node:os';
-import path from 'node:path';
 import type { Command } from 'commander';
-import { withClients } from '../client/client.js';
-import { addClientOptions, resolveConfig, type ClientFlags } from '../client/config.js';
-import { collectLabel, formatBytes } from '../client/format.js';
-import { pushTrace, readLocalTrace, type PushProgress } from '../client/upload.js';
+import { addClientOptions } from '../client_options.js';
+import { collectLabel } from '../format.js';
+import { print } from '../output.js';
+import { resolveConfig, type ClientFlags } from '../../remote/config.js';
+import type { PushProgress } from '../../remote/upload.js';
+import { formatBytes } from '../../trace/format.js';
+import { resolveTraceDir } from '../../trace/trace_dir.js';
 
 interface PushFlags extends ClientFlags {
   label?: Record<string, string>;
-}
-
-/** The directory `rewind record` writes to by default ($REWIND_TRACE_DIR/latest). */
-export function defaultTraceDir(): string {
-  const base = process.env.REWIND_TRACE_DIR || path.join(process.env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share'), 'rewind', 'traces');
-  return path.join(base, 'latest');
 }
 
 function progressBar(): (p: PushProgress) => void {
@@ -46,7 +41,8 @@ export function registerPush(program: Command): void {
       ),
   ).action(async (dir: string | undefined, flags: PushFlags) => {
     const config = resolveConfig(flags);
-    const traceDir = dir ?? defaultTraceDir();
+    const traceDir = resolveTraceDir(dir);
+    const { readLocalTrace } = await import('../../trace/local.js');
     const local = await readLocalTrace(traceDir, { allowIncomplete: true });
     if (local.incomplete) {
       process.stderr.write(
@@ -54,6 +50,8 @@ export function registerPush(program: Command): void {
           'the server marks the trace incomplete, and its replay stops where they end\n',
       );
     }
+    const { withClients } = await import('../../remote/client.js');
+    const { pushTrace } = await import('../../remote/upload.js');
     const res = await withClients(config, (c) =>
       pushTrace(c, traceDir, {
         allowIncomplete: true,
@@ -66,6 +64,6 @@ export function registerPush(program: Command): void {
       const saved = res.totalBytes - res.bytesSent;
       process.stderr.write(`\n${res.created ? 'uploaded' : 'already on the server'}: sent ${formatBytes(res.bytesSent)}, ${formatBytes(Math.max(saved, 0))} deduplicated\n`);
     }
-    process.stdout.write(`${res.traceId}\n`);
+    print(`${res.traceId}\n`);
   });
 }

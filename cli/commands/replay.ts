@@ -1,46 +1,21 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { confine, engineErrorCode, stubPath } from '../../native/index.js';
-import { requireEngine } from '../engine.js';
-import { eventsPath, readManifest } from '../trace/manifest.js';
-import { resolveTraceDir } from '../trace/trace_dir.js';
-import { UserError } from '../user_error.js';
-import { addClientOptions, type ClientFlags } from '../client/config.js';
-
-/** Exit status of `rewind replay` when replay itself fails (divergence, damaged trace). */
-export const REPLAY_FAILED = 125;
-
-async function replayLocal(dir: string): Promise<void> {
-  const manifest = readManifest(dir);
-  const events = eventsPath(manifest, dir);
-  if (!manifest.complete) {
-    process.stderr.write('rewind: this recording was cut short (the recorder was killed); replaying the events it holds\n');
-  }
-  const engine = requireEngine();
-  try {
-    confine(dir);
-    await engine.replay({ traceDir: dir, eventsPath: events, stubPath: stubPath() });
-  } catch (err) {
-    const code = engineErrorCode(err);
-    const message = err instanceof Error ? err.message : String(err);
-    if (code === 'EDIVERGED' || code === 'EBADTRACE') throw new UserError(message, REPLAY_FAILED);
-    throw new UserError(`replay failed: ${message}`, REPLAY_FAILED);
-  }
-  process.exitCode = manifest.exit?.status ?? REPLAY_FAILED;
-}
-
-/** A trace id as the server hands them out (a UUID); anything else names a local directory. */
-const TRACE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { addClientOptions } from '../client_options.js';
+import type { ClientFlags } from '../../remote/config.js';
+import { isTraceId } from '../../trace/ids.js';
+import { resolveTraceDir } from '../../trace/trace_dir.js';
+import { REPLAY_FAILED, UserError } from '../../trace/user_error.js';
 
 async function replay(trace: string | undefined, flags: ClientFlags): Promise<void> {
-  if (trace && !existsSync(trace) && TRACE_ID.test(trace)) {
+  if (trace && !existsSync(trace) && isTraceId(trace)) {
     // Loaded only here: local replay must not need the gRPC client, nor remote replay the engine.
-    const { remoteReplay } = await import('../client/remote_replay.js');
+    const { remoteReplay } = await import('../../remote/replay.js');
     process.exitCode = await remoteReplay(trace, flags);
     return;
   }
   if (trace && !existsSync(trace)) throw new UserError(`${trace}: no such trace directory`);
-  await replayLocal(resolveTraceDir(trace));
+  const { replayTrace } = await import('../../trace/replay.js');
+  process.exitCode = await replayTrace(resolveTraceDir(trace));
 }
 
 export function registerReplay(program: Command): void {

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { call, withClients } from '../client/client.js';
-import { addClientOptions, resolveConfig, type ClientFlags } from '../client/config.js';
-import { formatBytes } from '../client/format.js';
+import { addClientOptions } from '../client_options.js';
+import { resolveConfig, type ClientFlags } from '../../remote/config.js';
+import { formatBytes } from '../../trace/format.js';
 
 export function registerRm(program: Command): void {
   addClientOptions(
@@ -11,6 +11,7 @@ export function registerRm(program: Command): void {
       .argument('<ids...>', 'trace ids'),
   ).action(async (ids: string[], flags: ClientFlags) => {
     const config = resolveConfig(flags);
+    const { call, withClients } = await import('../../remote/client.js');
     await withClients(config, async (c) => {
       for (const id of ids) {
         const res = await call(c, c.catalog.deleteTrace.bind(c.catalog), { id });

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { UserError } from '../user_error.js';
+import { UserError } from '../../trace/user_error.js';
 
 interface ServerFlags {
   data?: string;
@@ -9,6 +9,7 @@ interface ServerFlags {
   maxSessions?: string;
   idleTimeout?: string;
   debugIdleTimeout?: string;
+  logLevel?: string;
 }
 
 function positiveInt(v: string | undefined, what: string): number | undefined {
@@ -29,9 +30,12 @@ export function registerServer(program: Command): void {
     .option('--max-sessions <n>', 'concurrent replay and debug sessions (default 4)')
     .option('--idle-timeout <seconds>', 'kill a replay session idle (no output, no CPU) this long (default 60)')
     .option('--debug-idle-timeout <seconds>', 'kill a debug session idle (no bytes, no CPU) this long (default 1800)')
+    .option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace or silent (env REWIND_LOG; default info)')
     .action(async (flags: ServerFlags) => {
       if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) throw new UserError('--tls-cert and --tls-key go together');
       const { startServer } = await import('../../server/server.js');
+      const { jsonLogger, logLevel } = await import('../../trace/log.js');
+      const logger = jsonLogger('rewind-server', logLevel(flags.logLevel));
       let replayCommand: string[] | undefined;
       if (process.env.REWIND_REPLAY_COMMAND) {
         const v = JSON.parse(process.env.REWIND_REPLAY_COMMAND) as unknown;
@@ -44,6 +48,7 @@ export function registerServer(program: Command): void {
       try {
         srv = await startServer({
           dataDir: flags.data,
+          logger,
           listen: flags.listen,
           tlsCert: flags.tlsCert,
           tlsKey: flags.tlsKey,

@@ -9,11 +9,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { call, connect, type Clients } from '../../cli/client/client.js';
-import { pushTrace } from '../../cli/client/upload.js';
+import { call, connect, type Clients } from '../../remote/client.js';
+import { pushTrace } from '../../remote/upload.js';
 import { ListTracesRequest } from '../../gen/rewind/catalog/v1/catalog.js';
 import { Catalog } from '../catalog/catalog.js';
-import { parseManifest } from '../manifest.js';
+import { parseManifest } from '../../trace/manifest.js';
 
 export interface ServiceBenchOptions {
   /** Size of the upload trace in MiB (default 500). */
@@ -202,9 +202,9 @@ async function lsBench(work: string, n: number, print: (l: string) => void): Pro
   const programs = ['ls', 'make', 'gcc', 'python3', 'node', 'bash', 'curl', 'git', 'ssh', 'rg'];
   const signals = [null, null, null, null, null, null, null, null, 'SIGSEGV', 'SIGABRT'];
   const blob = 'a'.repeat(64);
-  cat.addBlob(blob, 4096);
+  cat.blobs.add(blob, 4096);
   let t = process.hrtime.bigint();
-  cat.db.transaction(() => {
+  cat.batch(() => {
     for (let i = 0; i < n; i++) {
       const p = programs[i % programs.length]!;
       const sig = signals[i % signals.length] ?? null;
@@ -215,9 +215,9 @@ async function lsBench(work: string, n: number, print: (l: string) => void): Pro
         durationMs: i % 1000, exit: { status, code: sig ? null : status, signal: sig }, complete: true,
         blobs: [{ sha256: blob, size: 4096, role: 'events' }],
       });
-      cat.commitTrace(parseManifest(json), json, i % 3 === 0 ? { team: `t${i % 5}` } : {});
+      cat.traces.commit(parseManifest(json), json, i % 3 === 0 ? { team: `t${i % 5}` } : {});
     }
-  })();
+  });
   cat.close();
   print(`catalogue: ${n} traces inserted in ${(Number(process.hrtime.bigint() - t) / 1e6).toFixed(0)} ms`);
 

@@ -16,6 +16,10 @@ export interface BlobStore {
   materialize(sha256: string, dest: string): Promise<void>;
   /** Removes a complete blob (no-op when absent). */
   delete(sha256: string): Promise<void>;
+  /** True while an upload stream writes this blob. */
+  isBusy(sha256: string): boolean;
+  /** Removes unfinished uploads untouched for `olderThanMs` (none being written); returns how many. */
+  sweepPartials(olderThanMs: number): Promise<number>;
   /** Releases what the store holds (threads, connections); called when the server stops. */
   close?(): Promise<void>;
 }
@@ -61,4 +65,3 @@ export class BlobWriteError extends Error {
   }
 }
 
-export const SHA256_HEX = /^[0-9a-f]{64}$/;

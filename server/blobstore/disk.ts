@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { BlobWriteError, SHA256_HEX, type BlobStore, type BlobWriter, type ChunkCheck } from './blobstore.js';
+import { BlobWriteError, type BlobStore, type BlobWriter, type ChunkCheck } from './blobstore.js';
+import { SHA256_HEX } from '../../trace/ids.js';
 import { ThreadWriteError, WriteThreads, type ThreadFile } from './write_threads.js';
 
 /**
@@ -26,7 +27,6 @@ export class DiskBlobStore implements BlobStore {
     fs.mkdirSync(this.partialDir, { recursive: true, mode: 0o700 });
   }
 
-  /** True while an upload stream writes this blob. */
   isBusy(sha256: string): boolean {
     return this.busy.has(sha256);
   }
@@ -119,6 +119,29 @@ export class DiskBlobStore implements BlobStore {
 
   async delete(sha256: string): Promise<void> {
     await fsp.rm(this.pathOf(sha256), { force: true });
+  }
+
+  async sweepPartials(olderThanMs: number): Promise<number> {
+    let names: string[] = [];
+    try {
+      names = await fsp.readdir(this.partialDir);
+    } catch {
+      // no partial uploads
+    }
+    let removed = 0;
+    for (const n of names) {
+      if (this.isBusy(n)) continue;
+      const p = path.join(this.partialDir, n);
+      try {
+        if (Date.now() - (await fsp.stat(p)).mtimeMs > olderThanMs) {
+          await fsp.rm(p, { force: true });
+          removed++;
+        }
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return removed;
   }
 
   async close(): Promise<void> {

@@ -55,23 +55,24 @@ export interface DebugInput {
   end(): void;
 }
 
-function cliMain(): string {
+/** A worker entry point next to this module, compiled (the TypeScript sources are not runnable directly). */
+function workerEntry(name: string): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  // dist/server/replay -> dist/cli/main.js (the TypeScript sources are not runnable directly).
-  return here.includes(`${path.sep}dist${path.sep}`) ? path.resolve(here, '../../cli/main.js') : path.resolve(here, '../../dist/cli/main.js');
+  // dist/server/replay holds them; from the sources (tests), the build's copy.
+  return here.includes(`${path.sep}dist${path.sep}`) ? path.join(here, name) : path.resolve(here, '../../dist/server/replay', name);
 }
 
-/** The default worker: this installation's own CLI, `rewind replay DIR`. */
+/** The default replay worker: replay_worker.ts. */
 export function defaultReplayCommand(): string[] {
-  return [process.execPath, cliMain(), 'replay'];
+  return [process.execPath, workerEntry('replay_worker.js')];
 }
 
-/** The default debug worker: `rewind debug DIR --stdio`. */
+/** The default debug worker: debug_worker.ts, serving the remote protocol on stdin/stdout. */
 export function defaultDebugCommand(): string[] {
-  return [process.execPath, cliMain(), 'debug'];
+  return [process.execPath, workerEntry('debug_worker.js')];
 }
 
-const WORKER_ENV = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', REWIND_REPLAY_WORKER: '1' });
+const WORKER_ENV = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8' });
 
 /**
  * Runs replay and debug sessions, one worker process each: a crash or hang of one worker ends
@@ -145,8 +146,8 @@ export class ReplayManager {
     let error = '';
     let exitStatus: number | null = null;
     try {
-      const t = this.catalog.getTrace(traceId);
-      this.catalog.startSession(sessionId, traceId, tokenId);
+      const t = this.catalog.traces.get(traceId);
+      this.catalog.sessions.start(sessionId, traceId, tokenId);
       dir = await fsp.mkdtemp(path.join(this.opts.workDir, 'replay-'));
       await fsp.writeFile(path.join(dir, 'manifest.json'), t.manifest, { mode: 0o600 });
       await fsp.mkdir(path.join(dir, 'blobs'));
@@ -166,7 +167,7 @@ export class ReplayManager {
     } finally {
       this.sessions.delete(sessionId);
       try {
-        this.catalog.endSession(sessionId, exitStatus, error);
+        this.catalog.sessions.end(sessionId, exitStatus, error);
       } catch {
         // The catalogue may be closing with the server.
       }

@@ -1,3 +1,4 @@
+import { AgentServiceService } from '../../gen/rewind/agent/v1/agent.js';
 import { status } from '@grpc/grpc-js';
 import type { Catalog, JobRow } from '../catalog/catalog.js';
 import { RpcError, invalidArgument, notFound } from '../errors.js';
@@ -41,24 +42,24 @@ function toJob(j: JobRow): Job {
 export function agentService(deps: AgentDeps): AgentServiceServer {
   const { catalog } = deps;
   return {
-    register: unary<RegisterRequest, RegisterResponse>(deps, 'Register', ['agent'], (req, ctx) => {
+    register: unary<RegisterRequest, RegisterResponse>(deps, AgentServiceService.register, (req, ctx) => {
       const facts = req.facts;
       if (!facts?.hostname) throw invalidArgument('facts.hostname is required');
-      const a = catalog.registerAgent(facts.hostname, JSON.stringify(HostFacts.toJSON(facts)));
+      const a = catalog.agents.register(facts.hostname, JSON.stringify(HostFacts.toJSON(facts)));
       ctx.log.info({ agent: a.id, hostname: a.hostname }, 'agent registered');
       return { agentId: a.id, heartbeatIntervalMs: deps.heartbeatIntervalMs };
     }),
-    heartbeat: unary<HeartbeatRequest, HeartbeatResponse>(deps, 'Heartbeat', ['agent'], (req) => ({
-      jobs: catalog.heartbeat(req.agentId).map(toJob),
+    heartbeat: unary<HeartbeatRequest, HeartbeatResponse>(deps, AgentServiceService.heartbeat, (req) => ({
+      jobs: catalog.agents.heartbeat(req.agentId).map(toJob),
     })),
-    completeJob: unary<CompleteJobRequest, CompleteJobResponse>(deps, 'CompleteJob', ['agent'], (req) => {
-      catalog.completeJob(req.jobId, req.traceId, req.error);
+    completeJob: unary<CompleteJobRequest, CompleteJobResponse>(deps, AgentServiceService.completeJob, (req) => {
+      catalog.agents.completeJob(req.jobId, req.traceId, req.error);
       return {};
     }),
-    listHosts: unary<ListHostsRequest, ListHostsResponse>(deps, 'ListHosts', ['reader'], () => {
+    listHosts: unary<ListHostsRequest, ListHostsResponse>(deps, AgentServiceService.listHosts, () => {
       const now = Date.now();
       return {
-        hosts: catalog.listAgents().map((a) => ({
+        hosts: catalog.agents.list().map((a) => ({
           agentId: a.id,
           facts: HostFacts.fromJSON(JSON.parse(a.facts)),
           registeredAt: new Date(a.registeredMs),
@@ -67,17 +68,17 @@ export function agentService(deps: AgentDeps): AgentServiceServer {
         })),
       };
     }),
-    createJob: unary<CreateJobRequest, CreateJobResponse>(deps, 'CreateJob', [], (req, ctx) => {
+    createJob: unary<CreateJobRequest, CreateJobResponse>(deps, AgentServiceService.createJob, (req, ctx) => {
       if (!req.hostname) throw invalidArgument('hostname is required');
       if (req.argv.length === 0) throw invalidArgument('argv is empty: what should the agent record?');
-      if (!catalog.listAgents().some((a) => a.hostname === req.hostname)) throw notFound(`no agent on host ${req.hostname}`);
-      const j = catalog.createJob(req.hostname, req.argv, validateLabels(req.labels));
+      if (!catalog.agents.list().some((a) => a.hostname === req.hostname)) throw notFound(`no agent on host ${req.hostname}`);
+      const j = catalog.agents.createJob(req.hostname, req.argv, validateLabels(req.labels));
       ctx.log.info({ job: j.id, host: j.hostname, argv: j.argv, by: ctx.token.name }, 'job created');
       return { job: toJob(j) };
     }),
-    getJob: unary<GetJobRequest, GetJobResponse>(deps, 'GetJob', ['reader'], async (req, _ctx, call) => {
+    getJob: unary<GetJobRequest, GetJobResponse>(deps, AgentServiceService.getJob, async (req, _ctx, call) => {
       for (;;) {
-        const j = catalog.getJob(req.id);
+        const j = catalog.agents.getJob(req.id);
         if (!j) throw notFound(`no job ${req.id}`);
         if (!req.wait || j.state === 'done' || j.state === 'failed') return { job: toJob(j) };
         if (call.cancelled) throw new RpcError(status.CANCELLED, 'cancelled');

@@ -1,3 +1,4 @@
+import { TokenServiceService } from '../../gen/rewind/auth/v1/auth.js';
 import type { Catalog, RoleName, TokenRow } from '../catalog/catalog.js';
 import { invalidArgument } from '../errors.js';
 import { unary, type AuthDeps } from '../rpc.js';
@@ -47,22 +48,22 @@ function toToken(t: TokenRow): Token {
 export function tokenService(deps: TokenDeps): TokenServiceServer {
   const { catalog } = deps;
   return {
-    createToken: unary<CreateTokenRequest, CreateTokenResponse>(deps, 'CreateToken', [], (req, ctx) => {
+    createToken: unary<CreateTokenRequest, CreateTokenResponse>(deps, TokenServiceService.createToken, (req, ctx) => {
       const role = roleName(req.role);
       if (req.name.length > 128) throw invalidArgument('token name is longer than 128 characters');
-      const { token, secret } = catalog.createToken(role, req.name);
+      const { token, secret } = catalog.tokens.create(role, req.name);
       ctx.log.info({ token: token.id, name: token.name, role, by: ctx.token.name }, 'token created');
       return { token: toToken(token), secret };
     }),
-    revokeToken: unary<RevokeTokenRequest, RevokeTokenResponse>(deps, 'RevokeToken', [], (req, ctx) => {
+    revokeToken: unary<RevokeTokenRequest, RevokeTokenResponse>(deps, TokenServiceService.revokeToken, (req, ctx) => {
       if (!req.token) throw invalidArgument('which token? give its id, name or secret');
-      const t = catalog.revokeToken(req.token);
+      const t = catalog.tokens.revoke(req.token);
       ctx.log.info({ token: t.id, name: t.name, by: ctx.token.name }, 'token revoked');
       return { token: toToken(t) };
     }),
-    listTokens: unary<ListTokensRequest, ListTokensResponse>(deps, 'ListTokens', [], () => ({
-      tokens: catalog.listTokens().map(toToken),
+    listTokens: unary<ListTokensRequest, ListTokensResponse>(deps, TokenServiceService.listTokens, () => ({
+      tokens: catalog.tokens.list().map(toToken),
     })),
-    whoAmI: unary<WhoAmIRequest, WhoAmIResponse>(deps, 'WhoAmI', ['agent', 'reader'], (_req, ctx) => ({ token: toToken(ctx.token) })),
+    whoAmI: unary<WhoAmIRequest, WhoAmIResponse>(deps, TokenServiceService.whoAmI, (_req, ctx) => ({ token: toToken(ctx.token) })),
   };
 }

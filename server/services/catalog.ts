@@ -1,7 +1,9 @@
+import { CatalogServiceService } from '../../gen/rewind/catalog/v1/catalog.js';
 import type { BlobStore } from '../blobstore/blobstore.js';
 import type { Catalog, TraceRow } from '../catalog/catalog.js';
 import { invalidArgument } from '../errors.js';
-import { normaliseSignal } from '../manifest.js';
+import { isTraceId } from '../../trace/ids.js';
+import { normaliseSignal } from '../../trace/signals.js';
 import { unary, type AuthDeps } from '../rpc.js';
 import type { ServerStats } from '../stats.js';
 import type {
@@ -22,15 +24,11 @@ export interface CatalogDeps extends AuthDeps {
   store: BlobStore;
   stats: ServerStats;
   activeSessions: () => number;
-  isBlobBusy?: (sha256: string) => boolean;
 }
-
-const READERS = ['reader'] as const;
-const TRACE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export function checkTraceId(id: string): string {
   const lower = id.trim().toLowerCase();
-  if (!TRACE_ID.test(lower)) throw invalidArgument(`bad trace id ${JSON.stringify(id)}: expected a UUID`);
+  if (!isTraceId(lower)) throw invalidArgument(`bad trace id ${JSON.stringify(id)}: expected a UUID`);
   return lower;
 }
 
@@ -56,14 +54,14 @@ export function toSummary(t: TraceRow): TraceSummary {
 export function catalogService(deps: CatalogDeps): CatalogServiceServer {
   const { catalog, store, stats } = deps;
   return {
-    listTraces: unary<ListTracesRequest, ListTracesResponse>(deps, 'ListTraces', READERS, (req) => {
+    listTraces: unary<ListTracesRequest, ListTracesResponse>(deps, CatalogServiceService.listTraces, (req) => {
       let signal: string | undefined;
       if (req.signal) {
         signal = normaliseSignal(req.signal);
         if (!signal) throw invalidArgument(`unknown signal ${JSON.stringify(req.signal)}`);
       }
       if (req.limit > 10_000) throw invalidArgument('limit must be at most 10000');
-      const rows = catalog.listTraces({
+      const rows = catalog.traces.list({
         host: req.host || undefined,
         program: req.program || undefined,
         exitStatus: req.exitStatus,
@@ -78,8 +76,8 @@ export function catalogService(deps: CatalogDeps): CatalogServiceServer {
       return { traces: rows.map(toSummary) };
     }),
 
-    getTrace: unary<GetTraceRequest, GetTraceResponse>(deps, 'GetTrace', READERS, (req) => {
-      const t = catalog.getTrace(checkTraceId(req.id));
+    getTrace: unary<GetTraceRequest, GetTraceResponse>(deps, CatalogServiceService.getTrace, (req) => {
+      const t = catalog.traces.get(checkTraceId(req.id));
       return {
         summary: toSummary(t.trace),
         manifestJson: t.manifest,
@@ -87,14 +85,14 @@ export function catalogService(deps: CatalogDeps): CatalogServiceServer {
       };
     }),
 
-    deleteTrace: unary<DeleteTraceRequest, DeleteTraceResponse>(deps, 'DeleteTrace', [], async (req, ctx) => {
+    deleteTrace: unary<DeleteTraceRequest, DeleteTraceResponse>(deps, CatalogServiceService.deleteTrace, async (req, ctx) => {
       const id = checkTraceId(req.id);
-      const freed = catalog.deleteTrace(id);
+      const freed = catalog.traces.delete(id);
       let bytes = 0n;
       let removed = 0;
       for (const b of freed) {
         // A blob re-uploaded in the meantime (row back, or a writer busy) stays.
-        if (catalog.hasBlob(b.sha256) || deps.isBlobBusy?.(b.sha256)) continue;
+        if (catalog.blobs.has(b.sha256) || store.isBusy(b.sha256)) continue;
         await store.delete(b.sha256);
         bytes += BigInt(b.size);
         removed++;
@@ -103,8 +101,8 @@ export function catalogService(deps: CatalogDeps): CatalogServiceServer {
       return { blobsRemoved: removed, bytesFreed: bytes };
     }),
 
-    getStats: unary<GetStatsRequest, GetStatsResponse>(deps, 'GetStats', READERS, () => {
-      const s = catalog.stats();
+    getStats: unary<GetStatsRequest, GetStatsResponse>(deps, CatalogServiceService.getStats, () => {
+      const s = catalog.traces.stats();
       return {
         traces: BigInt(s.traces),
         blobs: BigInt(s.blobs),

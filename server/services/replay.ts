@@ -1,3 +1,4 @@
+import { ReplayServiceService } from '../../gen/rewind/replay/v1/replay.js';
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import { checkTraceId } from './catalog.js';
 import type { Catalog } from '../catalog/catalog.js';
@@ -19,9 +20,9 @@ export interface ReplayDeps extends AuthDeps {
 
 export function replayService(deps: ReplayDeps): ReplayServiceServer {
   return {
-    runReplay: serverStream<RunReplayRequest, RunReplayResponse>(deps, 'RunReplay', ['reader'], async (call, ctx) => {
+    runReplay: serverStream<RunReplayRequest, RunReplayResponse>(deps, ReplayServiceService.runReplay, async (call, ctx) => {
       const id = checkTraceId(call.request.traceId);
-      deps.catalog.getTrace(id); // NOT_FOUND before taking a slot
+      deps.catalog.traces.get(id); // NOT_FOUND before taking a slot
       const session = deps.replays.reserve();
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
@@ -43,11 +44,11 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
       );
     }),
 
-    debug: bidiStream<DebugRequest, DebugResponse>(deps, 'Debug', ['reader'], async (call, ctx) => {
+    debug: bidiStream<DebugRequest, DebugResponse>(deps, ReplayServiceService.debug, async (call, ctx) => {
       const first = await firstMessage(call);
       if (!first?.start) throw invalidArgument('the first Debug message must be start{trace_id}');
       const id = checkTraceId(first.start.traceId);
-      deps.catalog.getTrace(id); // NOT_FOUND before taking a slot
+      deps.catalog.traces.get(id); // NOT_FOUND before taking a slot
       const session = deps.replays.reserve();
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());

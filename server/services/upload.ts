@@ -1,10 +1,12 @@
+import { UploadServiceService } from '../../gen/rewind/upload/v1/upload.js';
 import { inflateRawSync } from 'node:zlib';
 import { status, type ServerReadableStream } from '@grpc/grpc-js';
 import type { BlobStore, BlobWriter } from '../blobstore/blobstore.js';
-import { BlobWriteError, SHA256_HEX } from '../blobstore/blobstore.js';
+import { BlobWriteError } from '../blobstore/blobstore.js';
+import { SHA256_HEX } from '../../trace/ids.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { RpcError, invalidArgument } from '../errors.js';
-import { distinctBlobs, parseManifest } from '../manifest.js';
+import { distinctBlobs, parseManifest, type Manifest } from '../../trace/manifest.js';
 import { clientStream, unary, type AuthDeps } from '../rpc.js';
 import type { ServerStats } from '../stats.js';
 import type {
@@ -25,8 +27,16 @@ export interface UploadDeps extends AuthDeps {
   stats: ServerStats;
 }
 
-const WRITERS = ['agent'] as const;
 export const MAX_CHUNK = 4 << 20;
+
+/** The manifest of an upload, checked; a trace cut short must bring its event stream. */
+function uploadedManifest(json: string): Manifest {
+  const m = parseManifest(json, 'server');
+  if (!m.complete && !m.blobs.some((b) => b.role === 'events')) {
+    throw invalidArgument('an incomplete trace (its recording was cut short) must carry the events it holds as a blob with role "events"');
+  }
+  return m;
+}
 
 export function validateLabels(labels: Record<string, string>): Record<string, string> {
   for (const [k, v] of Object.entries(labels)) {
@@ -39,18 +49,18 @@ export function validateLabels(labels: Record<string, string>): Record<string, s
 export function uploadService(deps: UploadDeps): UploadServiceServer {
   const { catalog, store, stats } = deps;
   return {
-    prepareUpload: unary<PrepareUploadRequest, PrepareUploadResponse>(deps, 'PrepareUpload', WRITERS, async (req) => {
-      const m = parseManifest(req.manifestJson);
+    prepareUpload: unary<PrepareUploadRequest, PrepareUploadResponse>(deps, UploadServiceService.prepareUpload, async (req) => {
+      const m = uploadedManifest(req.manifestJson);
       const blobs = distinctBlobs(m);
       let total = 0n;
       let present = 0n;
       for (const s of blobs.values()) total += BigInt(s);
-      if (catalog.hasTrace(m.id)) {
+      if (catalog.traces.has(m.id)) {
         return { traceId: m.id, missing: [], totalBytes: total, presentBytes: total, alreadyCommitted: true };
       }
       const missing: MissingBlob[] = [];
       for (const [sha, size] of blobs) {
-        if (catalog.hasBlob(sha)) {
+        if (catalog.blobs.has(sha)) {
           present += BigInt(size);
         } else {
           const held = Math.min(await store.partialSize(sha), size);
@@ -60,12 +70,12 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
       return { traceId: m.id, missing, totalBytes: total, presentBytes: present, alreadyCommitted: false };
     }),
 
-    uploadBlob: clientStream<UploadBlobRequest, UploadBlobResponse>(deps, 'UploadBlob', WRITERS, (call) => receiveBlob(call, deps)),
+    uploadBlob: clientStream<UploadBlobRequest, UploadBlobResponse>(deps, UploadServiceService.uploadBlob, (call) => receiveBlob(call, deps)),
 
-    commitUpload: unary<CommitUploadRequest, CommitUploadResponse>(deps, 'CommitUpload', WRITERS, (req, ctx) => {
-      const m = parseManifest(req.manifestJson);
+    commitUpload: unary<CommitUploadRequest, CommitUploadResponse>(deps, UploadServiceService.commitUpload, (req, ctx) => {
+      const m = uploadedManifest(req.manifestJson);
       const labels = validateLabels(req.labels);
-      const created = catalog.commitTrace(m, req.manifestJson, labels);
+      const created = catalog.traces.commit(m, req.manifestJson, labels);
       if (created) {
         stats.tracesCommitted++;
         ctx.log.info({ trace: m.id, host: m.host.hostname, token: ctx.token.name }, 'trace committed');
@@ -107,7 +117,7 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
         if (!SHA256_HEX.test(sha)) throw invalidArgument(`bad blob sha256 ${JSON.stringify(sha)}`);
         if (msg.size > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument('blob size too large');
         size = Number(msg.size);
-        if (catalog.hasBlob(sha)) {
+        if (catalog.blobs.has(sha)) {
           call.removeAllListeners('data');
           done({ sha256: sha, offset: BigInt(size), complete: true });
           return;
@@ -168,7 +178,7 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
               if (err instanceof BlobWriteError && (err.kind === 'chunk' || err.kind === 'hash')) stats.chunksRejected++;
               throw err;
             }
-            catalog.addBlob(sha, size);
+            catalog.blobs.add(sha, size);
             stats.blobsCompleted++;
             done({ sha256: sha, offset: BigInt(size), complete: true });
           } else {

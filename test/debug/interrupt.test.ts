@@ -21,7 +21,7 @@ it('Ctrl-C in gdb stops a continue, and the session goes on from there', async (
   const server = await startServer(traceDir);
   const children = server.descendants();
   const commands = ['continue', 'monitor when', 'info registers rip', 'reverse-stepi', 'info registers rip', 'stepi', 'info registers rip', 'continue', 'monitor history'];
-  const gdb = await gdbInterrupted(server.port, commands, 500);
+  const gdb = await gdbInterrupted(server.port, commands);
   const ctx = `${gdb.transcript}\n--- rewind debug stderr ---\n${server.stderr()}`;
   expect(gdb.status, ctx).toBe(0);
   const s = gdb.sections;
@@ -52,7 +52,7 @@ it('Ctrl-C stops a long computation without syscalls in the middle, and history 
   const server = await startServer(rec.traceDir);
   const children = server.descendants();
   const commands = ['continue', 'print i', 'stepi', 'reverse-stepi', 'print i', 'continue'];
-  const gdb = await gdbInterrupted(server.port, commands, 500);
+  const gdb = await gdbInterrupted(server.port, commands);
   const ctx = `${gdb.transcript}\n--- rewind debug stderr ---\n${server.stderr()}`;
   expect(gdb.status, ctx).toBe(0);
   const s = gdb.sections;

@@ -4,9 +4,9 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { watchPieces } from '../../cli/debug/gdb_server.js';
-import { checksum, escapeBinary, escapeBinaryPrefix, frame, MAX_PACKET, PacketReader, unescapeBinary } from '../../cli/debug/packet.js';
-import { allRegisterBytes, registerBytes, REGISTERS, TARGET_XML } from '../../cli/debug/target_description.js';
+import { watchPieces } from '../../debugserver/gdb_server.js';
+import { checksum, escapeBinary, escapeBinaryPrefix, frame, MAX_PACKET, PacketReader, unescapeBinary } from '../../debugserver/packet.js';
+import { allRegisterBytes, registerBytes, REGISTERS, TARGET_XML } from '../../debugserver/target_description.js';
 import { cleanupTemps, tempDir } from '../engine/harness.js';
 
 afterAll(cleanupTemps);

@@ -23,7 +23,7 @@ import {
   syscallOf,
   tempDir,
 } from '../engine/harness.js';
-import { checksum, MAX_PACKET, unescapeBinary } from '../../cli/debug/packet.js';
+import { checksum, MAX_PACKET, unescapeBinary } from '../../debugserver/packet.js';
 import { alive, expectNoStray, gdbBatch, RawClient, startServer, type DebugServer } from './gdb_harness.js';
 
 let traceDir: string;
@@ -45,11 +45,7 @@ afterAll(cleanupTemps);
 
 /** Waits until the server has noticed `n` disconnections (it logs each). */
 async function untilDisconnected(n: number): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while ((server!.stderr().match(/the debugger disconnected/g) ?? []).length < n) {
-    if (Date.now() > deadline) throw new Error(`the server did not notice the disconnection:\n${server!.stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await server!.waitFor(new RegExp(`(the debugger disconnected[^]*){${n}}`), 'stderr', 20_000);
 }
 
 /** A connected client in no-ack mode, after gdb's first packets. */

@@ -12,12 +12,14 @@ import {
   expectCleanFailure,
   expectRecorded,
   expectSameRun,
+  flushedWrites,
   readManifest,
   record,
   recordReplay,
   replay,
   requireCli,
   tempDir,
+  until,
 } from './harness.js';
 
 afterAll(cleanupTemps);
@@ -131,14 +133,8 @@ describe('recordings cut short', () => {
       env: baseEnv(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let stdout = '';
-    await new Promise<void>((resolve) => {
-      child.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
-        // Give the recorder time to flush the chunk holding the write (every 100 ms).
-        if (stdout.includes('first\n')) setTimeout(() => resolve(), 500);
-      });
-    });
+    // Killed once the chunk holding the write is flushed: the trace then holds it.
+    await until('the write to be flushed', () => flushedWrites(traceDir) >= 1);
     child.kill('SIGKILL');
     await new Promise((resolve) => child.on('close', resolve));
     expect(existsSync(join(traceDir, 'manifest.json'))).toBe(true);

@@ -44,26 +44,16 @@ async function recordHello(): Promise<Recording> {
 }
 
 describe('refused at record time', () => {
-  it('a second thread: refused with "not supported yet", or recorded faithfully (issue 3)', async () => {
+  it('a second thread: recorded faithfully (issue 3)', async () => {
     const rec = await record(compile('thread', { extra: ['-pthread'] }), []);
-    if (rec.status !== 0) {
-      expectCleanFailure(rec, /not supported yet/);
-      return;
-    }
     expectRecorded(rec, 0);
     expect(rec.stdout.toString()).toBe('starting a thread\njoined\n');
     expect(readManifest(rec.traceDir).counts?.tasks).toBe(2);
     expectSameRun(rec, await replay(rec.traceDir));
   });
 
-  it('a second process (fork): refused with "not supported yet", or recorded faithfully', async () => {
-    // The brief's contract refuses processes; the engine (syscall table: clone/fork → Fork) records
-    // them. Either is acceptable, a trace that does not replay both processes exactly is not.
+  it('a second process (fork): recorded faithfully, both processes replayed exactly', async () => {
     const rec = await record(compile('fork'), []);
-    if (rec.status !== 0) {
-      expectCleanFailure(rec, /not supported yet/);
-      return;
-    }
     expectRecorded(rec, 0);
     expect(rec.stdout.toString()).toMatch(/^forking\nchild random=[0-9a-f]{16}\nchild exited 7\n$/);
     expect(readManifest(rec.traceDir).counts?.tasks).toBe(2);

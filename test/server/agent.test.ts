@@ -4,9 +4,10 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recordOn } from '../../cli/client/remote_record.js';
+import { recordOn } from '../../remote/record.js';
 import { makeTrace, REPO, tmpDir } from './helpers.js';
-import { cleanEnv, cliEntry, ensureBuilt, rewind, spawnServer, type ServerProcess } from './cli.js';
+import { cleanEnv, rewind, spawnServer, type ServerProcess } from './cli.js';
+import { CLI } from '../support/paths.js';
 
 const engineBuilt = fs.existsSync(path.join(REPO, 'native/build/Release/rewind.node'));
 
@@ -41,12 +42,11 @@ function drop(name: string): string {
 }
 
 beforeAll(async () => {
-  ensureBuilt();
   srv = await spawnServer(dataDir, '127.0.0.1:0', [], serverEnv);
   env = { REWIND_SERVER: srv.address, REWIND_TOKEN: srv.adminToken };
   const tok = await rewind(['token', 'create', '--role', 'agent', '--name', 'agent-testhost'], env);
   expect(tok.status, tok.stderr).toBe(0);
-  agentProc = spawn(process.execPath, [cliEntry(), 'agent', '--spool', spool, '--hostname', 'testhost', '--keep'], {
+  agentProc = spawn(process.execPath, [CLI, 'agent', '--spool', spool, '--hostname', 'testhost', '--keep'], {
     cwd: REPO,
     env: { ...cleanEnv(), REWIND_SERVER: srv.address, REWIND_TOKEN: tok.stdout.trim() },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -78,7 +78,8 @@ describe('agent', () => {
 
     await srv.stop('SIGKILL');
     const b = drop('spooled-b');
-    await new Promise((r) => setTimeout(r, 1500));
+    // The agent tries while the server is down, and retries.
+    await until('an upload of spooled-b to fail', async () => (/spooled-b[^\n]*retr|retr[^\n]*spooled-b/.test(agentLog) ? true : undefined));
     srv = await spawnServer(dataDir, srv.address, [], serverEnv);
     await until('the trace spooled while the server was down', async () => ((await listIds()).includes(b) ? true : undefined), 30_000);
     expect((await listIds()).filter((x) => x === a || x === b).sort()).toEqual([a, b].sort());
@@ -95,17 +96,10 @@ describe('agent', () => {
     const exe = path.join(tmpDir('rewind-job-'), 'abort');
     const cc = spawnSync('gcc', ['-O1', '-o', exe, path.join(REPO, 'test/fixtures/abort.c')], { encoding: 'utf8' });
     expect(cc.status, cc.stderr).toBe(0);
-    // Through the CLI once `record --on` is wired to recordOn(); through the library until then.
-    const help = await rewind(['record', '--help'], env);
-    let id: string;
-    if (/--on\b/.test(help.stdout)) {
-      const r = await rewind(['record', '--on', 'testhost', '--', exe], env);
-      expect(r.status, r.stderr).toBe(0);
-      id = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/.exec(r.stdout)?.[0] ?? '';
-    } else {
-      id = await recordOn('testhost', [exe], { server: srv.address, token: srv.adminToken, labels: { via: 'job' } });
-    }
-    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    const r = await rewind(['record', '--on', 'testhost', '--', exe], env);
+    expect(r.status, r.stderr).toBe(0);
+    const id = r.stdout.trim();
+    expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
     const ls = await rewind(['ls', '--json', '--signal', 'SIGABRT'], env);
     expect((JSON.parse(ls.stdout) as { id: string; exitStatus: number }[]).map((t) => [t.id, t.exitStatus])).toEqual([[id, 134]]);
     const show = await rewind(['show', id], env);

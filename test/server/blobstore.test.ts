@@ -80,7 +80,7 @@ describe('DiskBlobStore', () => {
     // Chunk 2 arrives damaged (its check was computed on the right bytes); 3 to 5 are queued behind it.
     const damaged = chunk(2);
     const check = crc32(damaged);
-    damaged[12345] ^= 0x40;
+    damaged[12345]! ^= 0x40;
     const results = await Promise.allSettled([
       w.write(damaged, { crc32: check }),
       w.write(chunk(3), { crc32: crc32(chunk(3)) }),
@@ -108,7 +108,7 @@ describe('DiskBlobStore', () => {
     await expect(s.openWriter(h, blob.length, 0)).rejects.toThrow(/being uploaded by another stream/);
     await expect(w.write(Buffer.alloc(blob.length + 1))).rejects.toBeInstanceOf(BlobWriteError);
     const bad = Buffer.from(blob);
-    bad[150_000] ^= 1;
+    bad[150_000]! ^= 1;
     await w.write(bad);
     const err = await w.finish().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BlobWriteError);

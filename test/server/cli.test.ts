@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTrace, tmpDir } from './helpers.js';
-import { ensureBuilt, rewind, spawnServer, type ServerProcess } from './cli.js';
+import { rewind, spawnServer, type ServerProcess } from './cli.js';
 
 let srv: ServerProcess;
 let env: Record<string, string>;
@@ -10,7 +10,6 @@ let readerToken: string;
 let agentToken: string;
 
 beforeAll(async () => {
-  ensureBuilt();
   srv = await spawnServer(tmpDir('rewind-cli-server-'));
   env = { REWIND_SERVER: srv.address, REWIND_TOKEN: srv.adminToken };
   const r = await rewind(['token', 'create', '--role', 'reader', '--name', 'ci-reader'], env);

@@ -5,8 +5,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, rewind, cleanEnv } from './cli.js';
-import { REPO, startTestServer, tmpDir, type TestServer } from './helpers.js';
+import { rewind, cleanEnv } from './cli.js';
+import { REPO, startTestServer, tmpDir, until, type TestServer } from './helpers.js';
+import { flushedWrites } from '../support/traces.js';
 
 const CLI = path.join(REPO, 'dist/cli/main.js');
 const skip = fs.existsSync(path.join(REPO, 'native/build/Release/rewind.node')) ? undefined : 'the native engine is not built';
@@ -16,20 +17,13 @@ describe.skipIf(skip !== undefined)(`pushing a recording cut short${skip ? ` (sk
   let traceDir: string;
 
   beforeAll(async () => {
-    ensureBuilt();
     traceDir = path.join(tmpDir('rewind-cut-'), 'trace');
     const child = spawn(process.execPath, [CLI, 'record', '-o', traceDir, '--', '/bin/sh', '-c', 'echo first; echo to-stderr >&2; sleep 20; echo never'], {
       env: cleanEnv(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let stdout = '';
-    await new Promise<void>((resolve) => {
-      child.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
-        // Give the recorder time to flush the chunk holding the writes (every 100 ms).
-        if (stdout.includes('first\n')) setTimeout(() => resolve(), 500);
-      });
-    });
+    // Killed once the chunk holding both writes is flushed: the trace then holds them.
+    await until('both writes to be flushed', () => flushedWrites(traceDir) >= 2);
     child.kill('SIGKILL');
     await new Promise((resolve) => child.on('close', resolve));
     const m = JSON.parse(fs.readFileSync(path.join(traceDir, 'manifest.json'), 'utf8')) as { complete: boolean };

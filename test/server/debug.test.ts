@@ -6,9 +6,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, type Clients } from '../../cli/client/client.js';
-import { openRemoteDebugBridge } from '../../cli/client/remote_debug.js';
-import { pushTrace } from '../../cli/client/upload.js';
+import { call, type Clients } from '../../remote/client.js';
+import { openRemoteDebugBridge } from '../../remote/debug_bridge.js';
+import { pushTrace } from '../../remote/upload.js';
 import type { DebugRequest, DebugResponse } from '../../gen/rewind/replay/v1/replay.js';
 import { descendants, makeTrace, REPO, startTestServer, until, type TestServer } from './helpers.js';
 

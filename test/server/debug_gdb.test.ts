@@ -6,10 +6,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openRemoteDebugBridge } from '../../cli/client/remote_debug.js';
-import { pushTrace } from '../../cli/client/upload.js';
-import { gdbInterrupted } from '../debug/gdb_harness.js';
-import { cleanEnv, ensureBuilt, rewind } from './cli.js';
+import { openRemoteDebugBridge } from '../../remote/debug_bridge.js';
+import { pushTrace } from '../../remote/upload.js';
+import { gdbBatch, gdbInterrupted } from '../debug/gdb_harness.js';
+import { cleanEnv, rewind } from './cli.js';
 import { descendants, REPO, startTestServer, tmpDir, until, type TestServer } from './helpers.js';
 
 const CLI = path.join(REPO, 'dist/cli/main.js');
@@ -60,21 +60,10 @@ interface Run {
   status: number | null;
 }
 
-/** gdb in batch mode against `target` (a port, or `| command` for a pipe). */
-function gdb(target: string, script = GDB_SCRIPT, timeoutMs = 90_000): Promise<Run> {
-  const args = ['-batch', '-nx', '-ex', 'set pagination off', '-ex', `target extended-remote ${target}`];
-  for (const c of script) args.push('-ex', c);
-  return new Promise((resolve) => {
-    const child = spawn('gdb', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ out, status });
-    });
-  });
+/** gdb in batch mode against `target` (a port, or `| command` for a pipe), with the support's driver. */
+async function gdb(target: string, script = GDB_SCRIPT, timeoutMs = 90_000): Promise<Run> {
+  const r = await gdbBatch(target, script, { timeoutMs });
+  return { out: r.stdout.toString(), status: r.status };
 }
 
 /** What may differ between two runs: the port, and the local path of the stdio worker. */
@@ -89,7 +78,6 @@ describe.skipIf(skip !== undefined)(`gdb through a remote debug session${skip ? 
   let reader: string;
 
   beforeAll(async () => {
-    ensureBuilt();
     const work = tmpDir('rewind-gdb-');
     const exe = path.join(work, 'squares');
     fs.writeFileSync(path.join(work, 'squares.c'), PROGRAM);
@@ -169,7 +157,7 @@ describe.skipIf(skip !== undefined)(`gdb through a remote debug session${skip ? 
     const id = (await pushTrace(ts.client(ts.token('agent')), trace)).traceId;
     const bridge = await openRemoteDebugBridge(id, { server: ts.address, token: reader }, 0);
     try {
-      const gdb = await gdbInterrupted(bridge.port, ['continue', 'monitor when'], 500);
+      const gdb = await gdbInterrupted(bridge.port, ['continue', 'monitor when']);
       expect(gdb.status, gdb.transcript).toBe(0);
       expect(gdb.sections[0], gdb.transcript).toMatch(/Program received signal SIGINT, Interrupt\./);
       expect(gdb.stopMs, gdb.transcript).toBeLessThan(2000);

@@ -4,9 +4,9 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, connect } from '../../cli/client/client.js';
+import { call, connect } from '../../remote/client.js';
 import { REPO, tmpDir } from './helpers.js';
-import { ensureBuilt, rewind, spawnServer, type ServerProcess } from './cli.js';
+import { rewind, spawnServer, type ServerProcess } from './cli.js';
 
 const engineBuilt = fs.existsSync(path.join(REPO, 'native/build/Release/rewind.node'));
 
@@ -18,7 +18,6 @@ describe.skipIf(!engineBuilt)('record, push, ls, show, remote replay (real engin
   const work = tmpDir('rewind-e2e-');
 
   beforeAll(async () => {
-    ensureBuilt();
     exe = path.join(work, 'abort');
     const cc = spawnSync('gcc', ['-O1', '-o', exe, path.join(REPO, 'test/fixtures/abort.c')], { encoding: 'utf8' });
     expect(cc.status, cc.stderr).toBe(0);

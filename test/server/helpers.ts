@@ -1,26 +1,23 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+// The service suites' helpers: synthetic trace directories and an in-process server; the rest
+// comes from test/support.
+import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll } from 'vitest';
-import { connect, type Clients } from '../../cli/client/client.js';
+import { connect, type Clients } from '../../remote/client.js';
 import { startServer, type RunningServer, type ServerOptions } from '../../server/server.js';
+import { cleanupTemps, tempDir } from '../support/tmp.js';
+import { sha256 } from '../support/traces.js';
 
-export const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-
-const created: string[] = [];
+export { REPO } from '../support/paths.js';
+export { descendants } from '../support/procs.js';
+export { until } from '../support/process.js';
+export { sha256 };
 
 /** A fresh temporary directory, removed when the test file ends. */
-export function tmpDir(prefix = 'rewind-test-'): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  created.push(d);
-  return d;
-}
-
-afterAll(() => {
-  for (const d of created.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
+export const tmpDir = tempDir;
+afterAll(cleanupTemps);
 
 export interface SyntheticTrace {
   dir: string;
@@ -40,10 +37,6 @@ export interface TraceSpec {
   blobs?: { data: Buffer; role: string; path?: string }[];
   /** Extra fields merged into the manifest (to make it malformed, etc.). */
   extra?: Record<string, unknown>;
-}
-
-export function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
 }
 
 /** Writes a small synthetic trace directory (random blobs, valid manifest). */
@@ -109,56 +102,11 @@ export async function startTestServer(opts: Partial<ServerOptions> = {}): Promis
       return c;
     },
     token(role) {
-      return server.catalog.createToken(role, '').secret;
+      return server.catalog.tokens.create(role, '').secret;
     },
     async close() {
       for (const c of clients) c.close();
       await server.close();
     },
   };
-}
-
-/**
- * Pids of this process's descendants whose command line contains every needle; not the replay
- * sandbox's launcher and init (rewind-sandbox), whose command lines hold their worker's.
- */
-export function descendants(...needles: string[]): number[] {
-  const found: number[] = [];
-  const visit = (pid: number): void => {
-    let tids: string[];
-    try {
-      tids = fs.readdirSync(`/proc/${pid}/task`);
-    } catch {
-      return;
-    }
-    for (const tid of tids) {
-      let kids: string;
-      try {
-        kids = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
-      } catch {
-        continue;
-      }
-      for (const k of kids ? kids.split(/\s+/).map(Number) : []) {
-        try {
-          const cmd = fs.readFileSync(`/proc/${k}/cmdline`, 'utf8');
-          const sandbox = cmd.slice(0, cmd.indexOf('\0')).endsWith('/rewind-sandbox');
-          if (!sandbox && needles.every((n) => cmd.includes(n))) found.push(k);
-        } catch {
-          // gone
-        }
-        visit(k);
-      }
-    }
-  };
-  visit(process.pid);
-  return found;
-}
-
-/** Waits until `cond` holds, polling; fails after `ms`. */
-export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }

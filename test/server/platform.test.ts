@@ -6,12 +6,11 @@ import path from 'node:path';
 import { credentials, loadPackageDefinition, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, connect } from '../../cli/client/client.js';
-import { pushTrace } from '../../cli/client/upload.js';
+import { call, connect } from '../../remote/client.js';
+import { pushTrace } from '../../remote/upload.js';
 import { ListTracesRequest } from '../../gen/rewind/catalog/v1/catalog.js';
-import { makeTrace, REPO, startTestServer, tmpDir, type TestServer } from './helpers.js';
-import { ensureBuilt, type CliResult } from './cli.js';
-import { spawn } from 'node:child_process';
+import { makeTrace, REPO, startTestServer, tmpDir, until, type TestServer } from './helpers.js';
+import { run as runProcess } from '../support/process.js';
 
 type Unary = (req: object, cb: (err: ServiceError | null, res: Record<string, unknown>) => void) => void;
 type Ctor = new (addr: string, creds: ReturnType<typeof credentials.createInsecure>) => Record<string, unknown>;
@@ -68,8 +67,8 @@ describe('HTTP/2 flow control', () => {
     try {
       const settings = await new Promise<{ initialWindowSize?: number }>((resolve) => c.once('remoteSettings', resolve));
       expect(settings.initialWindowSize).toBeGreaterThanOrEqual(1 << 20);
-      await new Promise((r) => setTimeout(r, 100));
-      expect(c.state.remoteWindowSize).toBeGreaterThanOrEqual(1 << 20);
+      // The connection's window comes in a WINDOW_UPDATE after the settings.
+      await until('the connection window update', () => (c.state.remoteWindowSize ?? 0) >= 1 << 20);
     } finally {
       c.close();
     }
@@ -101,7 +100,6 @@ describe('TLS', () => {
 
 describe('without the native addon', () => {
   it('push, ls, show, hosts, token and remote replay work from an install with no native build', async () => {
-    ensureBuilt();
     // An "installation" of dist/ with node_modules but without native/build.
     const inst = tmpDir('rewind-noaddon-');
     fs.cpSync(path.join(REPO, 'dist'), path.join(inst, 'dist'), { recursive: true });
@@ -109,19 +107,13 @@ describe('without the native addon', () => {
     fs.writeFileSync(path.join(inst, 'package.json'), JSON.stringify({ type: 'module' }));
     expect(fs.existsSync(path.join(inst, 'native'))).toBe(false);
     const main = path.join(inst, 'dist/cli/main.js');
-    if (!fs.existsSync(main)) return; // cli/main.ts not built yet
-    const run = (args: string[]): Promise<CliResult> =>
-      new Promise((resolve) => {
-        const child = spawn(process.execPath, [main, ...args], {
-          cwd: inst,
-          env: { PATH: process.env.PATH ?? '', HOME: inst, REWIND_SERVER: ts.address, REWIND_TOKEN: ts.adminToken },
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-        child.on('close', (status) => resolve({ status, stdout, stderr }));
+    const run = async (args: string[]): Promise<{ status: number; stdout: string; stderr: string }> => {
+      const r = await runProcess(process.execPath, [main, ...args], {
+        cwd: inst,
+        env: { PATH: process.env.PATH ?? '', HOME: inst, REWIND_SERVER: ts.address, REWIND_TOKEN: ts.adminToken },
       });
+      return { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+    };
     const t = makeTrace({ argv: ['noaddon'] });
     const push = await run(['push', t.dir]);
     expect(push.status, push.stderr).toBe(0);

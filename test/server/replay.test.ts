@@ -1,9 +1,9 @@
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, type Clients } from '../../cli/client/client.js';
-import { remoteReplay } from '../../cli/client/remote_replay.js';
-import { pushTrace } from '../../cli/client/upload.js';
+import { call, type Clients } from '../../remote/client.js';
+import { remoteReplay } from '../../remote/replay.js';
+import { pushTrace } from '../../remote/upload.js';
 import { makeTrace, REPO, startTestServer, type TestServer } from './helpers.js';
 
 let ts: TestServer;

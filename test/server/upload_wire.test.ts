@@ -1,11 +1,11 @@
-// The hand-written codec of UploadBlobRequest (cli/client/upload_wire.ts) against the generated
+// The hand-written codec of UploadBlobRequest (remote/upload_wire.ts) against the generated
 // ts-proto code: both must read each other's bytes exactly.
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pushTrace } from '../../cli/client/upload.js';
-import { CHUNK_HEADROOM, decodeUploadBlobRequest, encodeChunk, encodeChunkInPlace, type ChunkHeader } from '../../cli/client/upload_wire.js';
+import { pushTrace } from '../../remote/upload.js';
+import { CHUNK_HEADROOM, decodeUploadBlobRequest, encodeChunk, encodeChunkInPlace, type ChunkHeader } from '../../remote/upload_wire.js';
 import { UploadBlobRequest } from '../../gen/rewind/upload/v1/upload.js';
 import { makeTrace, sha256, startTestServer, type TestServer } from './helpers.js';
 

@@ -1,0 +1,110 @@
+// The files gdb opens on the target (vFile): only those the recorded program mapped, served out
+// of the trace's blobs by the path the manifest records, so gdb (sysroot `target:`) never reads
+// the debugging machine's own copies, which may differ from the recorded ones.
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { basename, join, posix } from 'node:path';
+import type { ManifestBlob } from '../trace/manifest.js';
+
+// gdb's File-I/O errno values (the remote protocol's, not the host's).
+export const FILEIO = { ENOENT: 2, EBADF: 9, EACCES: 13, EINVAL: 22, EMFILE: 24, EROFS: 30 } as const;
+
+export class FileIoError extends Error {
+  constructor(readonly errno: number, message: string) {
+    super(message);
+  }
+}
+
+const MAX_OPEN = 64;
+
+export class TraceFiles {
+  /** Recorded path → blob sha256. */
+  private readonly byPath = new Map<string, string>();
+  private readonly open = new Map<number, number>();
+  private nextFd = 1;
+
+  constructor(
+    private readonly traceDir: string,
+    blobs: readonly ManifestBlob[],
+  ) {
+    for (const b of blobs) {
+      if (b.role === 'file' && b.path && !this.byPath.has(b.path)) this.byPath.set(b.path, b.sha256);
+    }
+  }
+
+  /**
+   * The blob for a path gdb asks for. The manifest records where the kernel found each file
+   * (symlinks resolved: /usr/lib/x86_64-linux-gnu/libc.so.6), while gdb asks by the names the
+   * program used (PT_INTERP's /lib64/ld-linux-x86-64.so.2, link_map's /lib/.../libc.so.6); so
+   * an exact match first, then the only recorded file of that name, then the only recorded file
+   * the name is a versioned-symlink prefix of (libfoo.so.1 → libfoo.so.1.2.3).
+   */
+  resolve(path: string): string | undefined {
+    const normal = posix.normalize(path);
+    const exact = this.byPath.get(normal);
+    if (exact) return exact;
+    const name = basename(normal);
+    const same = [...this.byPath].filter(([p]) => basename(p) === name);
+    if (same.length === 1) return same[0]![1];
+    if (same.length > 1) return undefined;
+    const versioned = [...this.byPath].filter(([p]) => basename(p).startsWith(`${name}.`));
+    return versioned.length === 1 ? versioned[0]![1] : undefined;
+  }
+
+  /** Recorded paths, for messages. */
+  paths(): string[] {
+    return [...this.byPath.keys()];
+  }
+
+  openFile(path: string, flags: number): number {
+    if ((flags & 3) !== 0) throw new FileIoError(FILEIO.EROFS, `${path}: the trace is read-only`);
+    const sha = this.resolve(path);
+    if (!sha) throw new FileIoError(FILEIO.ENOENT, `${path}: not in the trace`);
+    if (this.open.size >= MAX_OPEN) throw new FileIoError(FILEIO.EMFILE, 'too many open files');
+    let hostFd: number;
+    try {
+      hostFd = openSync(join(this.traceDir, 'blobs', sha), constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch {
+      throw new FileIoError(FILEIO.ENOENT, `${path}: its blob is missing from the trace`);
+    }
+    const fd = this.nextFd++;
+    this.open.set(fd, hostFd);
+    return fd;
+  }
+
+  pread(fd: number, length: number, offset: number): Buffer {
+    const hostFd = this.hostFd(fd);
+    const buf = Buffer.alloc(length);
+    const n = readSync(hostFd, buf, 0, length, offset);
+    return buf.subarray(0, n);
+  }
+
+  /** gdb's struct stat for vFile:fstat: 64 bytes, big-endian. */
+  fstat(fd: number): Buffer {
+    const st = fstatSync(this.hostFd(fd));
+    const out = Buffer.alloc(64);
+    out.writeUInt32BE(0, 0); // st_dev
+    out.writeUInt32BE(fd, 4); // st_ino
+    out.writeUInt32BE(0o100444, 8); // st_mode: a regular read-only file
+    out.writeUInt32BE(1, 12); // st_nlink
+    out.writeBigUInt64BE(BigInt(st.size), 28);
+    out.writeBigUInt64BE(4096n, 36); // st_blksize
+    out.writeBigUInt64BE(BigInt(Math.ceil(st.size / 512)), 44);
+    return out;
+  }
+
+  close(fd: number): void {
+    closeSync(this.hostFd(fd));
+    this.open.delete(fd);
+  }
+
+  closeAll(): void {
+    for (const hostFd of this.open.values()) closeSync(hostFd);
+    this.open.clear();
+  }
+
+  private hostFd(fd: number): number {
+    const h = this.open.get(fd);
+    if (h === undefined) throw new FileIoError(FILEIO.EBADF, `fd ${fd} is not open`);
+    return h;
+  }
+}

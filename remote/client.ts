@@ -1,0 +1,130 @@
+import fs from 'node:fs';
+import { credentials, Metadata, status, type CallOptions, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
+import { UserError } from '../trace/user_error.js';
+import type { ClientConfig } from './config.js';
+import { AgentServiceClient } from '../gen/rewind/agent/v1/agent.js';
+import { TokenServiceClient } from '../gen/rewind/auth/v1/auth.js';
+import { CatalogServiceClient } from '../gen/rewind/catalog/v1/catalog.js';
+import { ReplayServiceClient } from '../gen/rewind/replay/v1/replay.js';
+import { UploadServiceClient } from '../gen/rewind/upload/v1/upload.js';
+
+export interface Clients {
+  config: ClientConfig;
+  upload: UploadServiceClient;
+  catalog: CatalogServiceClient;
+  replay: ReplayServiceClient;
+  tokens: TokenServiceClient;
+  agent: AgentServiceClient;
+  metadata(): Metadata;
+  close(): void;
+}
+
+const CHANNEL_OPTIONS = {
+  'grpc.max_receive_message_length': 64 << 20,
+  'grpc.max_send_message_length': 16 << 20,
+  'grpc.keepalive_time_ms': 30_000,
+  // Replay output streams in without waiting a round trip per 64 KiB.
+  'grpc-node.flow_control_window': 16 << 20,
+};
+
+export function connect(config: ClientConfig): Clients {
+  let creds: ChannelCredentials;
+  if (config.tls) {
+    let ca: Buffer | null = null;
+    if (config.caFile) {
+      try {
+        ca = fs.readFileSync(config.caFile);
+      } catch (err) {
+        throw new UserError(`cannot read CA file ${config.caFile}: ${(err as Error).message}`);
+      }
+    }
+    creds = credentials.createSsl(ca);
+  } else {
+    creds = credentials.createInsecure();
+  }
+  const upload = new UploadServiceClient(config.server, creds, CHANNEL_OPTIONS);
+  // All clients share upload's channel.
+  const shared = { channelOverride: upload.getChannel() };
+  const catalog = new CatalogServiceClient(config.server, creds, shared);
+  const replay = new ReplayServiceClient(config.server, creds, shared);
+  const tokens = new TokenServiceClient(config.server, creds, shared);
+  const agent = new AgentServiceClient(config.server, creds, shared);
+  return {
+    config,
+    upload,
+    catalog,
+    replay,
+    tokens,
+    agent,
+    metadata: () => {
+      const md = new Metadata();
+      if (config.token) md.set('authorization', `Bearer ${config.token}`);
+      return md;
+    },
+    close: () => upload.close(),
+  };
+}
+
+type UnaryMethod<Req, Res> = (
+  req: Req,
+  md: Metadata,
+  opts: Partial<CallOptions>,
+  cb: (err: ServiceError | null, res: Res) => void,
+) => unknown;
+
+/** Calls a unary RPC with the token attached; resolves the response. */
+export function call<Req, Res>(c: Clients, method: UnaryMethod<Req, Res>, req: Req, timeoutMs = 30_000): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    method(req, c.metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+export function isServiceError(err: unknown): err is ServiceError {
+  return typeof err === 'object' && err !== null && 'code' in err && 'details' in err && typeof (err as ServiceError).code === 'number';
+}
+
+/**
+ * grpc-js says "No connection established. Last error: Error: connect ECONNREFUSED 1.2.3.4:5.
+ * Resolution note: " (the note often empty): the last error is what the user needs.
+ */
+function unreachable(details: string): string {
+  const last = /Last error: (?:Error: )?(.*?)\.?\s*(?:Resolution note:\s*(.*?))?\s*$/s.exec(details);
+  if (!last) return details;
+  return last[2] ? `${last[1]} (${last[2]})` : last[1]!;
+}
+
+/** Turns a gRPC failure into a one-line message for the user (no stack). */
+export function userErrorFrom(err: unknown, server: string): Error {
+  if (!isServiceError(err)) return err instanceof Error ? err : new Error(String(err));
+  const d = err.details || err.message;
+  switch (err.code) {
+    case status.UNAUTHENTICATED:
+      return new UserError(`not authenticated: ${d}`, 77);
+    case status.PERMISSION_DENIED:
+      return new UserError(`permission denied: ${d}`, 77);
+    case status.NOT_FOUND:
+      return new UserError(`not found: ${d}`, 66);
+    case status.INVALID_ARGUMENT:
+      return new UserError(`invalid argument: ${d}`, 65);
+    case status.UNAVAILABLE:
+      return new UserError(`cannot reach the server at ${server}: ${unreachable(d)}`, 69);
+    case status.DEADLINE_EXCEEDED:
+      return new UserError(`timed out: ${d}`, 75);
+    case status.RESOURCE_EXHAUSTED:
+      return new UserError(`server busy: ${d}`, 75);
+    default:
+      return new UserError(`server error (${status[err.code] ?? err.code}): ${d}`, 1);
+  }
+}
+
+/** Runs fn with connected clients, mapping gRPC errors to user errors and closing the channel. */
+export async function withClients<T>(config: ClientConfig, fn: (c: Clients) => Promise<T>): Promise<T> {
+  const c = connect(config);
+  try {
+    return await fn(c);
+  } catch (err) {
+    throw userErrorFrom(err, config.server);
+  } finally {
+    c.close();
+  }
+}

@@ -1,0 +1,218 @@
+// Traces: the catalogue's listing (filters, full-text search) over committed manifests, and the
+// blob references each commit and delete counts.
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { failedPrecondition, invalidArgument, notFound } from '../errors.js';
+import { distinctBlobs, type Manifest } from '../../trace/manifest.js';
+import type { BlobEntry, TraceFilter, TraceRow } from './types.js';
+
+export interface TraceStore {
+  has(id: string): boolean;
+  /**
+   * Commits a trace in one transaction, only if every blob it names is present.
+   * Returns false (and changes nothing) when the trace is already there.
+   */
+  commit(m: Manifest, manifestJson: string, labels: Record<string, string>): boolean;
+  list(f: TraceFilter): TraceRow[];
+  get(id: string): { trace: TraceRow; manifest: string; blobs: BlobEntry[] };
+  /** Deletes a trace; returns the blobs no trace references any more (their rows are gone). */
+  delete(id: string): { sha256: string; size: number }[];
+  stats(): { traces: number; blobs: number; blobBytes: number };
+}
+
+interface RawTrace {
+  id: string;
+  host: string;
+  program: string;
+  exe: string;
+  argv: string;
+  user: string;
+  cwd: string;
+  start_ms: number;
+  duration_ms: number;
+  exit_status: number;
+  signal: string | null;
+  complete: number;
+  size_bytes: number;
+  labels: string;
+  uploaded_ms: number;
+}
+
+const TRACE_COLS =
+  't.id, t.host, t.program, t.exe, t.argv, t.user, t.cwd, t.start_ms, t.duration_ms, t.exit_status, t.signal, t.complete, t.size_bytes, t.labels, t.uploaded_ms';
+
+function toTrace(r: RawTrace): TraceRow {
+  return {
+    id: r.id,
+    host: r.host,
+    program: r.program,
+    argv: JSON.parse(r.argv) as string[],
+    exe: r.exe,
+    user: r.user,
+    cwd: r.cwd,
+    startMs: r.start_ms,
+    durationMs: r.duration_ms,
+    exitStatus: r.exit_status,
+    signal: r.signal,
+    complete: r.complete !== 0,
+    sizeBytes: r.size_bytes,
+    labels: JSON.parse(r.labels) as Record<string, string>,
+    uploadedMs: r.uploaded_ms,
+  };
+}
+
+export class SqliteTraces implements TraceStore {
+  constructor(private readonly db: Database.Database) {}
+
+  has(id: string): boolean {
+    return this.db.prepare('SELECT 1 FROM traces WHERE id = ?').get(id) !== undefined;
+  }
+
+  commit(m: Manifest, manifestJson: string, labels: Record<string, string>): boolean {
+    const run = this.db.transaction((): boolean => {
+      if (this.has(m.id)) return false;
+      const blobs = distinctBlobs(m);
+      const missing: string[] = [];
+      const sizeOf = this.db.prepare('SELECT size FROM blobs WHERE sha256 = ?');
+      for (const [sha, size] of blobs) {
+        const r = sizeOf.get(sha) as { size: number } | undefined;
+        if (!r) missing.push(sha);
+        else if (r.size !== size) throw invalidArgument(`blob ${sha} is ${r.size} bytes, but the manifest says ${size}`);
+      }
+      if (missing.length > 0) {
+        throw failedPrecondition(`cannot commit trace ${m.id}: ${missing.length} blob(s) not uploaded yet (first: ${missing[0]})`);
+      }
+      let size = 0;
+      for (const s of blobs.values()) size += s;
+      const program = path.posix.basename(m.exe || m.argv[0] || '');
+      const info = this.db
+        .prepare(
+          `INSERT INTO traces (id, host, program, argv0, exe, argv, user, cwd, start_ms, duration_ms, exit_status, signal,
+             complete, size_bytes, labels, manifest, uploaded_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          m.id, m.host.hostname, program, path.posix.basename(m.argv[0] ?? ''), m.exe, JSON.stringify(m.argv), m.user, m.cwd, Date.parse(m.startTime),
+          m.durationMs, m.exit?.status ?? -1, m.exit?.signal ?? null, m.complete ? 1 : 0, size, JSON.stringify(labels), manifestJson, Date.now(),
+        );
+      const addLabel = this.db.prepare('INSERT INTO trace_labels (trace_id, key, value) VALUES (?, ?, ?)');
+      for (const [k, v] of Object.entries(labels)) addLabel.run(m.id, k, v);
+      const addRef = this.db.prepare('INSERT INTO trace_blobs (trace_id, idx, sha256, size, role, path) VALUES (?, ?, ?, ?, ?, ?)');
+      m.blobs.forEach((b, i) => addRef.run(m.id, i, b.sha256, b.size, b.role, b.path ?? ''));
+      const inc = this.db.prepare('UPDATE blobs SET refcount = refcount + 1 WHERE sha256 = ?');
+      for (const sha of blobs.keys()) inc.run(sha);
+      this.db
+        .prepare('INSERT INTO traces_fts (rowid, argv, exe, host, cwd, user, labels) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(
+          info.lastInsertRowid, m.argv.join(' '), m.exe, m.host.hostname, m.cwd, m.user,
+          Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(' '),
+        );
+      return true;
+    });
+    return run.immediate();
+  }
+
+  list(f: TraceFilter): TraceRow[] {
+    const limit = Math.min(Math.max(f.limit || 50, 1), 10_000);
+    if (f.program && !f.program.includes('/')) {
+      // The executable's name or the name it was run as (python3 vs python3.11): two queries
+      // that each walk their (name, start) index, merged newest first.
+      const a = this.queryTraces(f, ['t.program = ?'], [f.program], limit);
+      const b = this.queryTraces(f, ['t.argv0 = ?', 't.program != ?'], [f.program, f.program], limit);
+      return [...a, ...b].sort((x, y) => y.startMs - x.startMs || (x.id < y.id ? -1 : 1)).slice(0, limit);
+    }
+    return this.queryTraces(f, f.program ? ['t.exe = ?'] : [], f.program ? [f.program] : [], limit);
+  }
+
+  private queryTraces(f: TraceFilter, extraWhere: string[], extraArgs: (string | number)[], limit: number): TraceRow[] {
+    const where: string[] = [...extraWhere];
+    const args: (string | number)[] = [...extraArgs];
+    if (f.host) {
+      where.push('t.host = ?');
+      args.push(f.host);
+    }
+    if (f.exitStatus !== undefined) {
+      where.push('t.exit_status = ?');
+      args.push(f.exitStatus);
+    }
+    // A negative status is unknown (a recording cut short): not counted as failed.
+    if (f.failed) where.push('(t.exit_status > 0 OR t.signal IS NOT NULL)');
+    if (f.signal) {
+      where.push('t.signal = ?');
+      args.push(f.signal);
+    }
+    if (f.sinceMs !== undefined) {
+      where.push('t.start_ms >= ?');
+      args.push(f.sinceMs);
+    }
+    if (f.untilMs !== undefined) {
+      where.push('t.start_ms <= ?');
+      args.push(f.untilMs);
+    }
+    for (const [k, v] of Object.entries(f.labels ?? {})) {
+      where.push('EXISTS (SELECT 1 FROM trace_labels l WHERE l.trace_id = t.id AND l.key = ? AND l.value = ?)');
+      args.push(k, v);
+    }
+    if (f.search) {
+      where.push('t.rowid IN (SELECT rowid FROM traces_fts WHERE traces_fts MATCH ?)');
+      args.push(ftsQuery(f.search));
+    }
+    const sql = `SELECT ${TRACE_COLS} FROM traces t ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY t.start_ms DESC, t.id LIMIT ${limit}`;
+    try {
+      return (this.db.prepare(sql).all(...args) as RawTrace[]).map(toTrace);
+    } catch (err) {
+      // FTS5 refuses some texts as a query: the client's to change, not the server's fault.
+      if (f.search && err instanceof Database.SqliteError && err.code === 'SQLITE_ERROR') throw invalidArgument(`bad search text: ${err.message}`);
+      throw err;
+    }
+  }
+
+  get(id: string): { trace: TraceRow; manifest: string; blobs: BlobEntry[] } {
+    const r = this.db.prepare(`SELECT ${TRACE_COLS}, t.manifest FROM traces t WHERE t.id = ?`).get(id) as
+      | (RawTrace & { manifest: string })
+      | undefined;
+    if (!r) throw notFound(`no trace ${id}`);
+    const blobs = this.db
+      .prepare('SELECT sha256, size, role, path FROM trace_blobs WHERE trace_id = ? ORDER BY idx')
+      .all(id) as BlobEntry[];
+    return { trace: toTrace(r), manifest: r.manifest, blobs };
+  }
+
+  delete(id: string): { sha256: string; size: number }[] {
+    const run = this.db.transaction(() => {
+      const r = this.db.prepare('SELECT rowid FROM traces WHERE id = ?').get(id) as { rowid: number } | undefined;
+      if (!r) throw notFound(`no trace ${id}`);
+      const shas = (this.db.prepare('SELECT DISTINCT sha256 FROM trace_blobs WHERE trace_id = ?').all(id) as { sha256: string }[]).map(
+        (x) => x.sha256,
+      );
+      this.db.prepare('DELETE FROM traces_fts WHERE rowid = ?').run(r.rowid);
+      this.db.prepare('DELETE FROM traces WHERE id = ?').run(id);
+      const dec = this.db.prepare('UPDATE blobs SET refcount = refcount - 1 WHERE sha256 = ?');
+      const get = this.db.prepare('SELECT size, refcount FROM blobs WHERE sha256 = ?');
+      const del = this.db.prepare('DELETE FROM blobs WHERE sha256 = ?');
+      const freed: { sha256: string; size: number }[] = [];
+      for (const sha of shas) {
+        dec.run(sha);
+        const b = get.get(sha) as { size: number; refcount: number } | undefined;
+        if (b && b.refcount <= 0) {
+          del.run(sha);
+          freed.push({ sha256: sha, size: b.size });
+        }
+      }
+      return freed;
+    });
+    return run.immediate();
+  }
+
+  stats(): { traces: number; blobs: number; blobBytes: number } {
+    const t = this.db.prepare('SELECT COUNT(*) AS n FROM traces').get() as { n: number };
+    const b = this.db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS s FROM blobs').get() as { n: number; s: number };
+    return { traces: t.n, blobs: b.n, blobBytes: b.s };
+  }
+}
+
+/** Turns free text into an FTS5 query: every word must occur (as a prefix). */
+function ftsQuery(text: string): string {
+  const words = text.split(/\s+/).filter(Boolean);
+  return words.map((w) => `"${w.replace(/"/g, '""')}"*`).join(' ');
+}
