@@ -438,12 +438,6 @@ export class GdbServer {
     return this.resume(false, step, step ? stepThread ?? this.specific(this.continueThread) ?? this.current : undefined);
   }
 
-  private stopped(stop: DebugStop): void {
-    this.lastStop = stop;
-    this.current = stop.thread;
-    if (stop.reason === 'interrupted') this.options.interruptTaken();
-  }
-
   private resume(reverse: boolean, step: boolean, thread: number | undefined): Response {
     let stop: DebugStop;
     try {
@@ -470,6 +464,7 @@ export class GdbServer {
     this.lastStop = stop;
     this.current = stop.thread;
     this.generalThread = undefined;
+    if (stop.reason === 'interrupted') this.options.interruptTaken();
   }
 
   // --- queries -----------------------------------------------------------------------------

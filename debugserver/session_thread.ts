@@ -2,7 +2,7 @@
 // thread: packets go there and replies come back, while this thread stays free to pass on an
 // interrupt (gdb's Ctrl-C) to a resume that is running.
 import { Worker } from 'node:worker_threads';
-import { UserError } from '../user_error.js';
+import { UserError } from '../trace/user_error.js';
 import type { Response } from './gdb_server.js';
 
 /** What the session thread starts from. */

@@ -2,8 +2,8 @@
 // server (uploaded over loopback, debugged in a server worker through the CLI's TCP bridge), in
 // gdb batch and in MI, as locally.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { openRemoteDebugBridge } from '../../cli/client/remote_debug.js';
-import { pushTrace } from '../../cli/client/upload.js';
+import { openRemoteDebugBridge } from '../../remote/debug_bridge.js';
+import { pushTrace } from '../../remote/upload.js';
 import { cleanupTemps, compile, expectRecorded, record, requireCli } from '../engine/harness.js';
 import { startTestServer, type TestServer } from '../server/helpers.js';
 import { gdbBatch, lineOf, sourceLines } from './gdb_harness.js';

@@ -10,12 +10,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, type Clients } from '../../cli/client/client.js';
-import { openRemoteDebugBridge } from '../../cli/client/remote_debug.js';
-import { remoteReplay } from '../../cli/client/remote_replay.js';
-import { pushTrace } from '../../cli/client/upload.js';
+import { call, type Clients } from '../../remote/client.js';
+import { openRemoteDebugBridge } from '../../remote/debug_bridge.js';
+import { remoteReplay } from '../../remote/replay.js';
+import { pushTrace } from '../../remote/upload.js';
 import { ListTracesRequest } from '../../gen/rewind/catalog/v1/catalog.js';
-import { ensureBuilt, rewind } from './cli.js';
+import { rewind } from './cli.js';
 import { descendants, REPO, startTestServer, tmpDir, until, type TestServer } from './helpers.js';
 
 const RELEASE = path.join(REPO, 'native/build/Release');
@@ -183,7 +183,6 @@ describe.skipIf(!engineBuilt)('replay and debug workers are a sandbox', () => {
   };
 
   beforeAll(async () => {
-    ensureBuilt();
     record('hello', [compile('hello')]);
     const bigAlloc = compile('big_alloc');
     record('big', [bigAlloc, '600']);
