@@ -164,7 +164,7 @@ describe('blob names from a trace', () => {
     const m = JSON.parse(readFileSync(path, 'utf8')) as Manifest;
     m.blobs.find((b) => b.role === 'events')!.sha256 = relative(join(dir, 'blobs'), canary);
     writeFileSync(path, JSON.stringify(m));
-    await expectRefused(dir, /manifest\.json names a blob that is not a sha256/, 1);
+    await expectRefused(dir, /malformed manifest: "blobs\[\d+\]\.sha256" must be 64 lowercase hex digits/, 1);
   });
 
   it('a blob that is a link is not followed', async () => {

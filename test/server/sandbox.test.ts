@@ -144,7 +144,7 @@ function expectSandboxProcesses(procs: SeenProcess[], worker: string): void {
     [2, 1],
   ]);
   expect(procs[0]!.cmdline[0]).toBe(LAUNCHER);
-  expect(procs[1]!.cmdline).toContain(worker);
+  expect(procs[1]!.cmdline.join(' ')).toContain(worker);
   expect(procs.length).toBeGreaterThan(2);
   for (const t of procs.slice(2)) expect([t.name, t.ppid]).toEqual(['rewind-stub', 2]);
 }
@@ -273,7 +273,7 @@ describe.skipIf(!engineBuilt)('replay and debug workers are a sandbox', () => {
         expect(view).toEqual(expectedView(traceDir, blobsOf(traces.head)));
         for (const c of canaries) expect(fs.existsSync(root + c), c).toBe(false);
         // Never pid 1: a program there would ignore signals that kill it when recorded.
-        expectSandboxProcesses(processesSeenBy(pid!), 'replay');
+        expectSandboxProcesses(processesSeenBy(pid!), 'replay_worker.js');
         release();
       }
       const r = await running;
@@ -318,7 +318,7 @@ describe.skipIf(!engineBuilt)('replay and debug workers are a sandbox', () => {
       const r = await replay(realServer, realReader, ids[name]!);
       expect(r.status).toBe(125);
       expect(r.out.bytes.length).toBe(0);
-      expect(r.err.bytes.toString()).toMatch(/^rewind: replay diverged at event \d+ \(task \d+\): mmap\(.*\) returned -12, recorded \d+\n$/);
+      expect(r.err.bytes.toString()).toMatch(/^rewind: replay diverged at event \d+ \(task \d+\): mmap\(.*\) returned -12, recorded \d+; the events around it: rewind dump .*\n$/);
     }
 
     const admin = realServer.client(realServer.adminToken);
