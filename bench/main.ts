@@ -11,14 +11,17 @@
 //                  others waited, natively and recorded (fairness)
 //   sh-200         sh -c running 200 short commands (fork, exec, wait)
 // Then the debugger (issue 5, bench/debug.ts) and the service (issue 4, server/bench/service.ts).
+// `positions [N]` (bench/positions.ts, not part of `all`) records and replays the positions
+// corpus N times (default 100).
 //
-// Usage: node dist/bench/main.js [engine|debug|service|all]   (default: all)
+// Usage: node dist/bench/main.js [engine|debug|service|all|positions [N]]   (default: all)
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, realpathSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { positionsBench } from './positions.js';
 
 const RUNS = 3;
 const TIMEOUT_MS = 600_000;
@@ -237,9 +240,14 @@ async function serviceBench(): Promise<number> {
 
 async function main(): Promise<number> {
   const which = process.argv[2] ?? 'all';
-  if (!['engine', 'debug', 'service', 'all'].includes(which)) {
-    process.stderr.write('usage: node dist/bench/main.js [engine|debug|service|all]\n');
+  if (!['engine', 'debug', 'service', 'all', 'positions'].includes(which)) {
+    process.stderr.write('usage: node dist/bench/main.js [engine|debug|service|all|positions [N]]\n');
     return 2;
+  }
+  if (which === 'positions') {
+    const runs = Number(process.argv[3] ?? 100);
+    process.stdout.write(`positions: ${runs} recordings of each program, each replayed\n`);
+    return positionsBench(REPO, CLI, runs, (line) => process.stdout.write(`${line}\n`));
   }
   let status = 0;
   if (which === 'engine' || which === 'all') {
