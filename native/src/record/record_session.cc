@@ -613,7 +613,7 @@ bool RecordSession::namePosition(RecordedTask& t) {
   return true;
 }
 
-// Runs the task from instruction `at` on to its next pass there, for 2 ms at most.
+// Runs the task from instruction `at` on to its next pass there, for 2 ms of its CPU time at most.
 RecordSession::Pass RecordSession::nextPass(RecordedTask& t, uint64_t at) {
   switch (stepOne(t)) {
     case Step::Left:
