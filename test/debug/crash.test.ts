@@ -20,7 +20,7 @@ import {
   syscallOf,
   tempDir,
 } from '../engine/harness.js';
-import { gdbBatch, lineContaining, lineOf, RawClient, sourceLines, startServer, type GdbRun } from './gdb_harness.js';
+import { gdbBatch, lineContaining, lineOf, loggedAsk, RawClient, sourceLines, startServer, type GdbRun } from './gdb_harness.js';
 import { expectSessionEnded, gdbMi, miField, type MiSession } from './mi_harness.js';
 
 afterAll(cleanupTemps);
@@ -307,11 +307,7 @@ describe('signals gdb passes silently', () => {
     const children = server.descendants();
     const c = await RawClient.connect(server.port);
     const log: string[] = [];
-    const ask = async (p: string): Promise<string> => {
-      const reply = await c.ask(p);
-      log.push(`${p} -> ${reply.slice(0, 100)}`);
-      return reply;
-    };
+    const ask = loggedAsk(c, log, 100);
     try {
       await ask('QStartNoAckMode');
       expect(await ask('qSupported:multiprocess+;swbreak+;hwbreak+'), log.join('\n')).toContain('QPassSignals+');

@@ -2,7 +2,7 @@
 // client's packets get their own replies, not the one the continue leaves behind.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { cleanupTemps, compile, expectRecorded, record, requireCli } from '../engine/harness.js';
-import { RawClient, startServer } from './gdb_harness.js';
+import { loggedAsk, RawClient, startServer } from './gdb_harness.js';
 import { expectSessionEnded } from './mi_harness.js';
 
 let traceDir: string;
@@ -28,11 +28,7 @@ it('answers the next client\'s packets in turn after a client left mid-continue'
   while (!server.stderr().includes('the debugger disconnected') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   const next = await RawClient.connect(server.port);
   const log: string[] = [];
-  const ask = async (p: string): Promise<string> => {
-    const reply = await next.ask(p);
-    log.push(`${p} -> ${reply.slice(0, 80)}`);
-    return reply;
-  };
+  const ask = loggedAsk(next, log, 80);
   try {
     // Asked while the continue runs: answered after it, and with its own reply.
     expect(await ask('qSupported:multiprocess+;swbreak+;hwbreak+'), log.join('\n')).toMatch(/^PacketSize=/);

@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { cleanupTemps, compile, expectRecorded, record, requireCli } from '../engine/harness.js';
-import { gdbBatch, lineOf, RawClient, sourceLines, startServer } from './gdb_harness.js';
+import { gdbBatch, lineOf, loggedAsk, RawClient, sourceLines, startServer } from './gdb_harness.js';
 import { expectSessionEnded, gdbMi, miField } from './mi_harness.js';
 
 let traceDir: string;
@@ -116,11 +116,7 @@ it('in the protocol: g reads the stopped thread after a stop, Hg and Hc name exa
   const children = server.descendants();
   const c = await RawClient.connect(server.port);
   const log: string[] = [];
-  const ask = async (p: string): Promise<string> => {
-    const reply = await c.ask(p);
-    log.push(`${p} -> ${reply.slice(0, 120)}`);
-    return reply;
-  };
+  const ask = loggedAsk(c, log, 120);
   const pc = async (): Promise<bigint> => {
     // rip is register 16 in the target description, and at byte 128 of `g`.
     const one = await ask('p10');

@@ -168,6 +168,18 @@ export function sourceLines(out: string): number[] {
 }
 
 /** A bare remote-protocol client for hostile input: raw bytes out, parsed replies in. */
+/**
+ * `client.ask` that notes each exchange in `log` (the reply's first `width` characters), for
+ * the messages of failed assertions.
+ */
+export function loggedAsk(client: RawClient, log: string[], width: number): (payload: string) => Promise<string> {
+  return async (payload) => {
+    const reply = await client.ask(payload);
+    log.push(`${payload} -> ${reply.slice(0, width)}`);
+    return reply;
+  };
+}
+
 export class RawClient {
   private buffer = Buffer.alloc(0);
   private waiters: (() => void)[] = [];
