@@ -4,6 +4,7 @@ import net from 'node:net';
 import { RspConnection } from './connection.js';
 import { log } from './log.js';
 import { SessionThread } from './session_thread.js';
+import type { ReplayTraceOptions } from '../trace/replay.js';
 
 export interface Serving {
   port: number;
@@ -122,8 +123,8 @@ export function serveOptions(): ServeOptions {
  * A debug session of a trace directory on stdin/stdout until it ends: `rewind debug DIR --stdio`
  * and the server's debug workers. The program's recorded output goes to stderr.
  */
-export async function debugOverStdio(dir: string): Promise<void> {
-  const serving = serveStdio(await SessionThread.start(dir, 2), serveOptions());
+export async function debugOverStdio(dir: string, opts: ReplayTraceOptions = {}): Promise<void> {
+  const serving = serveStdio(await SessionThread.start(dir, 2, opts), serveOptions());
   closeOnSignal(serving);
   await serving.done;
 }

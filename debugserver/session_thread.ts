@@ -2,6 +2,7 @@
 // thread: packets go there and replies come back, while this thread stays free to pass on an
 // interrupt (gdb's Ctrl-C) to a resume that is running.
 import { Worker } from 'node:worker_threads';
+import type { ReplayTraceOptions } from '../trace/replay.js';
 import { UserError } from '../trace/user_error.js';
 import type { Response } from './gdb_server.js';
 
@@ -12,6 +13,7 @@ export interface SessionStart {
   programStdout: number;
   /** One Int32: non-zero asks a running resume to stop. */
   interrupt: SharedArrayBuffer;
+  nameById?: boolean;
 }
 
 export type ToSession = { type: 'packet'; payload: Uint8Array } | { type: 'clientGone' } | { type: 'close' };
@@ -49,9 +51,9 @@ export class SessionThread {
   }
 
   /** Starts the session; a trace that cannot be debugged is a UserError. */
-  static start(dir: string, programStdout: number): Promise<SessionThread> {
+  static start(dir: string, programStdout: number, opts: ReplayTraceOptions = {}): Promise<SessionThread> {
     const interrupt = new SharedArrayBuffer(4);
-    const start: SessionStart = { dir, programStdout, interrupt };
+    const start: SessionStart = { dir, programStdout, interrupt, nameById: opts.nameById };
     const worker = new Worker(new URL('./session_worker.js', import.meta.url), { workerData: start });
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(new UserError(`cannot start a debug session on ${dir}: ${err.message}`));

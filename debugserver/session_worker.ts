@@ -11,7 +11,7 @@ import { log } from './log.js';
 import type { FromSession, SessionStart, ToSession } from './session_thread.js';
 import { TraceFiles } from './trace_files.js';
 
-function startSession(dir: string, programStdout: number): { session: DebugSession; files: TraceFiles } {
+function startSession(dir: string, programStdout: number, nameById: boolean): { session: DebugSession; files: TraceFiles } {
   const manifest = readManifest(dir);
   const events = eventsPath(manifest, dir);
   if (!manifest.complete) log('this recording was cut short (the recorder was killed); its history ends where the recording does');
@@ -19,7 +19,14 @@ function startSession(dir: string, programStdout: number): { session: DebugSessi
   let session: DebugSession;
   try {
     confine(dir);
-    session = engine.debug({ traceDir: dir, eventsPath: events, stubPath: stubPath(), stdoutFd: programStdout, stderrFd: 2 });
+    session = engine.debug({
+      traceDir: dir,
+      eventsPath: events,
+      stubPath: stubPath(),
+      traceName: nameById ? manifest.id : undefined,
+      stdoutFd: programStdout,
+      stderrFd: 2,
+    });
   } catch (err) {
     const code = engineErrorCode(err);
     throw new UserError(`cannot start a debug session on ${dir}: ${errorText(err)}`, code === 'EBADTRACE' || code === 'EDIVERGED' ? 125 : 1);
@@ -32,7 +39,7 @@ function serve(port: NonNullable<typeof parentPort>, start: SessionStart): void 
   let gdb: GdbServer;
   const interrupt = new Int32Array(start.interrupt);
   try {
-    const { session, files } = startSession(start.dir, start.programStdout);
+    const { session, files } = startSession(start.dir, start.programStdout, start.nameById ?? false);
     session.watchInterrupt(interrupt);
     gdb = new GdbServer(session, files, { log, interruptTaken: () => Atomics.store(interrupt, 0, 0) });
   } catch (err) {

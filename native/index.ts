@@ -46,6 +46,8 @@ export interface ReplayRequest {
   /** The event stream file: blobs/<sha256>, or events.partial of a recording cut short. */
   eventsPath: string;
   stubPath: string;
+  /** How divergence messages name the trace for `rewind dump` (default: traceDir). */
+  traceName?: string;
   stdoutFd?: number;
   stderrFd?: number;
 }
@@ -101,6 +103,8 @@ export interface DebugRequest {
   traceDir: string;
   eventsPath: string;
   stubPath: string;
+  /** How divergence messages name the trace for `rewind dump` (default: traceDir). */
+  traceName?: string;
   /** Where the program's recorded output goes, the first time replay passes it (default: 2, stderr). */
   stdoutFd?: number;
   stderrFd?: number;
@@ -160,6 +164,15 @@ export interface DebugSession {
   close(): void;
 }
 
+/** One event of a trace, as `rewind dump` shows it. */
+export interface DumpedEvent {
+  index: number;
+  /** The recorded tid of the task the event belongs to. */
+  task: number;
+  kind: 'exec' | 'syscall' | 'signal' | 'rdtsc' | 'exit' | 'run' | 'preempt';
+  text: string;
+}
+
 export interface Engine {
   record(request: RecordRequest): Promise<RecordOutcome>;
   replay(request: ReplayRequest): Promise<ReplayOutcome>;
@@ -167,8 +180,8 @@ export interface Engine {
   debug(request: DebugRequest): DebugSession;
   /** The sandbox's second step; call it through confine() below. */
   confine(traceDir: string, stubPath: string): boolean;
-  /** Events `from` to `to` (inclusive) of an event stream file, one readable line each. */
-  dumpEvents(eventsPath: string, from: number, to: number): { index: number; text: string }[];
+  /** Events `from` to `to` (inclusive) of an event stream file, for `rewind dump`. */
+  dumpEvents(eventsPath: string, from: number, to: number): DumpedEvent[];
 }
 
 export class EngineUnavailableError extends Error {}

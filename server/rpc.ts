@@ -49,6 +49,7 @@ const ROLES: Readonly<Record<string, readonly RoleName[]>> = {
   '/rewind.catalog.v1.CatalogService/GetTrace': ['reader'],
   '/rewind.catalog.v1.CatalogService/GetStats': ['reader'],
   '/rewind.replay.v1.ReplayService/RunReplay': ['reader'],
+  '/rewind.replay.v1.ReplayService/DumpEvents': ['reader'],
   '/rewind.replay.v1.ReplayService/Debug': ['reader'],
   '/rewind.auth.v1.TokenService/WhoAmI': ['agent', 'reader'],
   '/rewind.agent.v1.AgentService/Register': ['agent'],

@@ -5,11 +5,19 @@ import { requireEngine } from './engine.js';
 import { eventsPath, readManifest } from './manifest.js';
 import { REPLAY_FAILED, UserError } from './user_error.js';
 
+export interface ReplayTraceOptions {
+  /**
+   * Divergence messages name the trace by its id (`rewind dump ID`), not by its directory: a
+   * server's worker replays a scratch directory that its user never sees.
+   */
+  nameById?: boolean;
+}
+
 /**
  * Writes what the program wrote to stdout and stderr and resolves its recorded exit status;
  * a replay that cannot follow the recording is a UserError with status REPLAY_FAILED.
  */
-export async function replayTrace(dir: string): Promise<number> {
+export async function replayTrace(dir: string, opts: ReplayTraceOptions = {}): Promise<number> {
   const manifest = readManifest(dir);
   const events = eventsPath(manifest, dir);
   if (!manifest.complete) {
@@ -18,7 +26,7 @@ export async function replayTrace(dir: string): Promise<number> {
   const engine = requireEngine();
   try {
     confine(dir);
-    await engine.replay({ traceDir: dir, eventsPath: events, stubPath: stubPath() });
+    await engine.replay({ traceDir: dir, eventsPath: events, stubPath: stubPath(), traceName: opts.nameById ? manifest.id : undefined });
   } catch (err) {
     const code = engineErrorCode(err);
     const message = err instanceof Error ? err.message : String(err);

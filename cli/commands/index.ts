@@ -3,6 +3,7 @@ import { registerRecord } from './record.js';
 import { registerReplay } from './replay.js';
 import { registerDebug } from './debug.js';
 import { registerInfo } from './info.js';
+import { registerDump } from './dump.js';
 import { registerPush } from './push.js';
 import { registerLs } from './ls.js';
 import { registerShow } from './show.js';
@@ -19,6 +20,7 @@ export function registerCommands(program: Command): void {
   registerReplay(program);
   registerDebug(program);
   registerInfo(program);
+  registerDump(program);
   registerPush(program);
   registerLs(program);
   registerShow(program);

@@ -5,7 +5,7 @@ import { debugOverStdio } from '../../debugserver/serve.js';
 import { reportError } from '../../trace/user_error.js';
 
 try {
-  await debugOverStdio(process.argv[2] ?? '.');
+  await debugOverStdio(process.argv[2] ?? '.', { nameById: true });
 } catch (err) {
   process.exitCode = reportError(err);
 }

@@ -67,6 +67,11 @@ export function defaultReplayCommand(): string[] {
   return [process.execPath, workerEntry('replay_worker.js')];
 }
 
+/** The dump worker: dump_worker.ts, printing a trace's events as JSON lines. */
+function dumpCommand(): string[] {
+  return [process.execPath, workerEntry('dump_worker.js')];
+}
+
 /** The default debug worker: debug_worker.ts, serving the remote protocol on stdin/stdout. */
 export function defaultDebugCommand(): string[] {
   return [process.execPath, workerEntry('debug_worker.js')];
@@ -122,7 +127,19 @@ export class ReplayManager {
    */
   async run(sessionId: string, traceId: string, tokenId: string, sink: ReplaySink, abort: AbortSignal): Promise<void> {
     await this.session(sessionId, traceId, tokenId, async (dir) => {
-      const exitStatus = await this.runWorker(sessionId, dir, sink, abort);
+      const exitStatus = await this.runWorker(sessionId, [...this.command, dir], dir, sink, abort);
+      sink.write({ kind: 'exit', status: exitStatus });
+      return exitStatus;
+    });
+  }
+
+  /**
+   * Runs a dump worker over events `from` to `to` of the trace: its stdout (one JSON event a
+   * line) and stderr reach the sink, then its exit status.
+   */
+  async dump(sessionId: string, traceId: string, tokenId: string, from: number, to: number, sink: ReplaySink, abort: AbortSignal): Promise<void> {
+    await this.session(sessionId, traceId, tokenId, async (dir) => {
+      const exitStatus = await this.runWorker(sessionId, [...dumpCommand(), dir, String(from), String(to)], dir, sink, abort);
       sink.write({ kind: 'exit', status: exitStatus });
       return exitStatus;
     });
@@ -218,8 +235,8 @@ export class ReplayManager {
     };
   }
 
-  private runWorker(sessionId: string, dir: string, sink: ReplaySink, abort: AbortSignal): Promise<number> {
-    const [cmd, ...args] = sandboxedCommand([...this.command, dir], dir, this.opts.sandbox);
+  private runWorker(sessionId: string, argv: string[], dir: string, sink: ReplaySink, abort: AbortSignal): Promise<number> {
+    const [cmd, ...args] = sandboxedCommand(argv, dir, this.opts.sandbox);
     const child = spawn(cmd!, args, {
       cwd: dir,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -5,7 +5,7 @@ import { replayTrace } from '../../trace/replay.js';
 import { reportError } from '../../trace/user_error.js';
 
 try {
-  process.exitCode = await replayTrace(process.argv[2] ?? '.');
+  process.exitCode = await replayTrace(process.argv[2] ?? '.', { nameById: true });
 } catch (err) {
   process.exitCode = reportError(err);
 }

@@ -5,7 +5,11 @@ import type { Catalog } from '../catalog/catalog.js';
 import { invalidArgument, RpcError } from '../errors.js';
 import { bidiStream, serverStream, type AuthDeps } from '../rpc.js';
 import type { ReplayManager } from '../replay/manager.js';
+import { EventLines } from '../replay/event_lines.js';
+import { DUMP_PAGE_EVENTS } from '../../trace/dump.js';
 import type {
+  DumpEventsRequest,
+  DumpEventsResponse,
   DebugRequest,
   DebugResponse,
   ReplayServiceServer,
@@ -42,6 +46,58 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
         },
         abort.signal,
       );
+    }),
+
+    dumpEvents: serverStream<DumpEventsRequest, DumpEventsResponse>(deps, ReplayServiceService.dumpEvents, async (call, ctx) => {
+      const id = checkTraceId(call.request.traceId);
+      const { from, to } = call.request;
+      if (from > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument(`from ${from} is past any trace's events`);
+      if (to !== undefined && to < from) throw invalidArgument(`to ${to} is before from ${from}`);
+      const first = Number(from);
+      const last = Math.min(first + DUMP_PAGE_EVENTS - 1, to === undefined ? Infinity : Number(to));
+      deps.catalog.traces.get(id); // NOT_FOUND before taking a slot
+      const session = deps.replays.reserve();
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort());
+      ctx.log.info({ session, trace: id, token: ctx.token.name, from: first, to: last }, 'dump session');
+      const lines = new EventLines();
+      let bad: Error | undefined;
+      let stderr = '';
+      let exitStatus = 0;
+      try {
+        await deps.replays.dump(
+          session,
+          id,
+          ctx.token.id,
+          first,
+          last,
+          {
+            write: (ev) => {
+              if (ev.kind === 'stderr') stderr = (stderr + ev.data.toString('utf8')).slice(-4000);
+              if (ev.kind === 'exit') exitStatus = ev.status;
+              if (ev.kind !== 'stdout' || call.cancelled || bad) return true;
+              try {
+                const events = lines.push(ev.data);
+                return events.length === 0 || call.write({ events: events.map((e) => ({ ...e, index: BigInt(e.index) })) });
+              } catch (err) {
+                bad = err instanceof Error ? err : new Error(String(err));
+                abort.abort();
+                return true;
+              }
+            },
+            onDrain: (cb) => call.once('drain', cb),
+          },
+          abort.signal,
+        );
+        lines.end();
+      } catch (err) {
+        if (!bad) throw err;
+      }
+      if (bad) throw new RpcError(status.INTERNAL, `the dump worker failed: ${bad.message}`);
+      if (exitStatus !== 0) {
+        const said = stderr.trim().split('\n').pop()?.replace(/^rewind: /, '') ?? '';
+        throw new RpcError(status.FAILED_PRECONDITION, `cannot read the trace's events: ${said || `the dump worker exited with ${exitStatus}`}`);
+      }
     }),
 
     debug: bidiStream<DebugRequest, DebugResponse>(deps, ReplayServiceService.debug, async (call, ctx) => {

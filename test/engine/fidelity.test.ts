@@ -6,6 +6,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEngine } from '../../native/index.js';
+import { readManifest } from '../../trace/manifest.js';
 import {
   CLI,
   EVENT_TYPES,
@@ -164,8 +165,10 @@ describe('diagnosis', () => {
     const { path } = eventsBlob(rec.traceDir);
     const all = loadEngine().dumpEvents(path, 0, 1_000_000);
     expect(all.length).toBe(parseEventStream(readFileSync(path)).records.length);
-    expect(all[0]!.text).toMatch(/^task \d+: exec of .*hello, \d+ regions, ip 0x[0-9a-f]+, cpu -?\d+$/);
-    expect(all.map((l) => l.text).join('\n')).toMatch(/: write\(0x1, 0x[0-9a-f]+, 0x12\) = 18, to stdout$/m);
+    expect(all[0]).toMatchObject({ index: 0, task: readManifest(rec.traceDir).processes[0]!.pid, kind: 'exec' });
+    expect(all[0]!.text).toMatch(/^exec of .*hello, \d+ regions, ip 0x[0-9a-f]+, cpu -?\d+$/);
+    expect(all.map((l) => l.text).join('\n')).toMatch(/^write\(0x1, 0x[0-9a-f]+, 0x12\) = 18, to stdout$/m);
+    expect(all.map((l) => l.text).join('\n')).toMatch(/ = -2 ENOENT$/m);
     const some = loadEngine().dumpEvents(path, 2, 4);
     expect(some.map((l) => l.index)).toEqual([2, 3, 4]);
     expect(some.map((l) => l.text)).toEqual(all.slice(2, 5).map((l) => l.text));

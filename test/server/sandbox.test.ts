@@ -318,7 +318,17 @@ describe.skipIf(!engineBuilt)('replay and debug workers are a sandbox', () => {
       const r = await replay(realServer, realReader, ids[name]!);
       expect(r.status).toBe(125);
       expect(r.out.bytes.length).toBe(0);
-      expect(r.err.bytes.toString()).toMatch(/^rewind: replay diverged at event \d+ \(task \d+\): mmap\(.*\) returned -12, recorded \d+; the events around it: rewind dump .*\n$/);
+      const text = r.err.bytes.toString();
+      // The hint names the trace as its user knows it, and following it shows the event.
+      const hint = /^rewind: replay diverged at event (\d+) \(task \d+\): mmap\(.*\) returned -12, recorded \d+; the events around it: rewind dump (\S+) --from (\d+) --to (\d+)\n$/.exec(text);
+      expect(hint, text).not.toBeNull();
+      const [, at, traceName, from, to] = hint!;
+      expect(traceName).toBe(ids[name]);
+      const dumped = await rewind(['dump', traceName!, '--from', from!, '--to', to!, '--server', realServer.address, '--token', realReader]);
+      expect(dumped.status, dumped.stderr).toBe(0);
+      const lines = dumped.stdout.trimEnd().split('\n');
+      expect(lines.map((l) => Number(/^\s*(\d+) /.exec(l)?.[1])).slice(0, 1)).toEqual([Number(from)]);
+      expect(lines.find((l) => l.trimStart().startsWith(`${at}  `)), dumped.stdout).toMatch(/ task \d+ {2}mmap\(.*\) = 0x[0-9a-f]+$/);
     }
 
     const admin = realServer.client(realServer.adminToken);

@@ -144,13 +144,15 @@ Napi::Value Record(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// replay({traceDir, eventsPath, stubPath, stdoutFd?, stderrFd?}) -> Promise<{waitStatus, events}>
+// replay({traceDir, eventsPath, stubPath, traceName?, stdoutFd?, stderrFd?})
+//   -> Promise<{waitStatus, events}>
 Napi::Value Replay(const Napi::CallbackInfo& info) {
   Napi::Object o = info[0].As<Napi::Object>();
   rwd::ReplayOptions options;
   options.traceDir = o.Get("traceDir").As<Napi::String>();
   options.eventsPath = o.Get("eventsPath").As<Napi::String>();
   options.stubPath = o.Get("stubPath").As<Napi::String>();
+  if (o.Get("traceName").IsString()) options.traceName = o.Get("traceName").As<Napi::String>();
   if (o.Has("stdoutFd")) options.stdoutFd = o.Get("stdoutFd").As<Napi::Number>().Int32Value();
   if (o.Has("stderrFd")) options.stderrFd = o.Get("stderrFd").As<Napi::Number>().Int32Value();
   auto* worker = new ReplayWorker(info.Env(), std::move(options));
@@ -218,6 +220,7 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
     options.traceDir = o.Get("traceDir").As<Napi::String>();
     options.eventsPath = o.Get("eventsPath").As<Napi::String>();
     options.stubPath = o.Get("stubPath").As<Napi::String>();
+    if (o.Get("traceName").IsString()) options.traceName = o.Get("traceName").As<Napi::String>();
     // The program's output goes to stderr by default: stdout may carry the debugger's protocol.
     options.stdoutFd = o.Has("stdoutFd") ? o.Get("stdoutFd").As<Napi::Number>().Int32Value() : 2;
     options.stderrFd = o.Has("stderrFd") ? o.Get("stderrFd").As<Napi::Number>().Int32Value() : 2;
@@ -393,13 +396,14 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
   Napi::Reference<Napi::Int32Array> interruptFlag_;
 };
 
-// dumpEvents(eventsPath, from, to) -> [{index, text}]: events read to be shown, as `rewind dump`.
+// dumpEvents(eventsPath, from, to) -> [{index, task, kind, text}]: events to be shown, as
+// `rewind dump`.
 Napi::Value DumpEvents(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = info[0].As<Napi::String>();
   uint64_t from = uint64_t(info[1].As<Napi::Number>().Int64Value());
   uint64_t to = uint64_t(info[2].As<Napi::Number>().Int64Value());
-  std::vector<std::pair<uint64_t, std::string>> lines;
+  std::vector<rwd::DumpedEvent> lines;
   try {
     lines = rwd::dumpEvents(path, from, to);
   } catch (const Error& e) {
@@ -408,14 +412,16 @@ Napi::Value DumpEvents(const Napi::CallbackInfo& info) {
   Napi::Array out = Napi::Array::New(env, lines.size());
   for (uint32_t i = 0; i < lines.size(); i++) {
     Napi::Object o = Napi::Object::New(env);
-    o.Set("index", double(lines[i].first));
-    o.Set("text", lines[i].second);
+    o.Set("index", double(lines[i].index));
+    o.Set("task", lines[i].tid);
+    o.Set("kind", lines[i].kind);
+    o.Set("text", lines[i].text);
     out.Set(i, o);
   }
   return out;
 }
 
-// debug({traceDir, eventsPath, stubPath, stdoutFd?, stderrFd?}) -> DebugSession
+// debug({traceDir, eventsPath, stubPath, traceName?, stdoutFd?, stderrFd?}) -> DebugSession
 Napi::Value Debug(const Napi::CallbackInfo& info) {
   Napi::FunctionReference* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
   return ctor->New({info[0]});

@@ -280,14 +280,13 @@ bool EventReader::next(Event& out) {
   return true;
 }
 
-std::vector<std::pair<uint64_t, std::string>> dumpEvents(const std::string& path, uint64_t from,
-                                                         uint64_t to) {
-  std::vector<std::pair<uint64_t, std::string>> lines;
+std::vector<DumpedEvent> dumpEvents(const std::string& path, uint64_t from, uint64_t to) {
+  std::vector<DumpedEvent> lines;
   EventReader reader(path);
   Event e;
   for (uint64_t index = reader.position(); index <= to && reader.next(e);
        index = reader.position()) {
-    if (index >= from) lines.emplace_back(index, dumpEvent(e));
+    if (index >= from) lines.push_back({index, e.tid(), eventKindName(e.type), dumpEvent(e)});
   }
   return lines;
 }

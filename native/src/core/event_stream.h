@@ -65,9 +65,16 @@ struct ReaderMark {
   uint64_t position = 0;
 };
 
-// Events [from, to] of a stream file, one readable line each (dumpEvent), for diagnosis.
-std::vector<std::pair<uint64_t, std::string>> dumpEvents(const std::string& path, uint64_t from,
-                                                         uint64_t to);
+// One event as `rewind dump` shows it.
+struct DumpedEvent {
+  uint64_t index;
+  uint32_t tid;
+  const char* kind;
+  std::string text;  // dumpEvent
+};
+
+// Events [from, to] of a stream file, for diagnosis.
+std::vector<DumpedEvent> dumpEvents(const std::string& path, uint64_t from, uint64_t to);
 
 class EventReader {
  public:

@@ -277,8 +277,28 @@ std::string describeSyscall(long nr, const uint64_t* args, int nargs) {
   return s + ")";
 }
 
+const char* eventKindName(EventType type) {
+  switch (type) {
+    case EventType::Exec:
+      return "exec";
+    case EventType::Syscall:
+      return "syscall";
+    case EventType::Signal:
+      return "signal";
+    case EventType::Rdtsc:
+      return "rdtsc";
+    case EventType::Exit:
+      return "exit";
+    case EventType::Run:
+      return "run";
+    case EventType::Preempt:
+      return "preempt";
+  }
+  return "?";
+}
+
 std::string dumpEvent(const Event& e) {
-  std::string line = "task " + std::to_string(e.tid()) + ": " + describeEvent(e);
+  std::string line = describeEvent(e);
   char buf[96];
   switch (e.type) {
     case EventType::Exec:
@@ -314,6 +334,20 @@ std::string dumpEvent(const Event& e) {
   return line;
 }
 
+// An error as its name (-2 ENOENT), an address in hex, a count in decimal.
+static std::string describeResult(int64_t result) {
+  if (result < 0 && result >= -4095) {
+    const char* name = strerrorname_np(int(-result));
+    return std::to_string(result) + (name ? std::string(" ") + name : "");
+  }
+  if (result > 0xffff) {
+    char buf[24];
+    snprintf(buf, sizeof buf, "0x%llx", (unsigned long long)result);
+    return buf;
+  }
+  return std::to_string(result);
+}
+
 std::string describeEvent(const Event& e) {
   switch (e.type) {
     case EventType::Exec:
@@ -321,7 +355,7 @@ std::string describeEvent(const Event& e) {
     case EventType::Syscall: {
       const SyscallSpec* spec = lookupSyscall(e.syscall.nr);
       return describeSyscall(e.syscall.nr, e.syscall.args, spec ? spec->nargs : 6) + " = " +
-             std::to_string(e.syscall.result);
+             describeResult(e.syscall.result);
     }
     case EventType::Signal:
       return "signal " + signalName(e.signal.signo);

@@ -125,6 +125,8 @@ Event decodeEvent(const uint8_t* data, size_t len);
 std::string describeEvent(const Event& e);
 // The same with what the event carries (memory written, echo, signal details), as a dump shows.
 std::string dumpEvent(const Event& e);
+// The event's kind as `rewind dump --json` names it.
+const char* eventKindName(EventType type);
 std::string describeSyscall(long nr, const uint64_t* args, int nargs);
 std::string signalName(int signo);
 

@@ -101,7 +101,7 @@ void ReplaySession::divergedResult(const SyscallEvent& ev, long got) {
 
 // Every divergence says where, what, and how to see the events around it.
 void ReplaySession::failDiverged(uint64_t event, const std::string& what) {
-  std::string dir = options_.traceDir;
+  std::string dir = options_.traceName.empty() ? options_.traceDir : options_.traceName;
   if (dir.find_first_not_of(
           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._+-") !=
       std::string::npos) {

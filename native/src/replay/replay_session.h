@@ -23,6 +23,9 @@ struct ReplayOptions {
   std::string traceDir;
   std::string eventsPath;  // the event stream: a blob, or events.partial of a cut-short trace
   std::string stubPath;
+  // How divergence messages name the trace for `rewind dump`: a server's worker names the trace
+  // id, not its scratch directory. Empty: traceDir.
+  std::string traceName;
   int stdoutFd = 1;  // where the program's recorded stdout and stderr go
   int stderrFd = 2;
 };
