@@ -21,6 +21,7 @@ import {
   run,
   tempDir,
   which,
+  type RunResult,
 } from './harness.js';
 
 afterAll(cleanupTemps);
@@ -240,5 +241,25 @@ describe('record and replay', () => {
     expectSameRun(rec, await replay(rec.traceDir));
     rmSync(dataDir, { recursive: true, force: true });
     expectSameRun(rec, await replay(rec.traceDir));
+  });
+});
+
+describe("the program's recorded output, written again by replay", () => {
+  it('a write that fails (full disk, file size limit) stops replay with the reason; a reader that went away does not', async () => {
+    const rec = await record(compile('hello'), []);
+    expectRecorded(rec, 3);
+    const sh = (redirect: string, prelude = ''): Promise<RunResult> =>
+      run('bash', ['-c', `${prelude}"$0" "$1" replay "$2" ${redirect}; echo "status \${PIPESTATUS[0]}" >&2`, process.execPath, CLI, rec.traceDir]);
+
+    const full = await sh('> /dev/full');
+    expect(full.stderr.toString(), describeRun(full)).toBe("rewind: replay failed: cannot write the program's recorded stdout: No space left on device\nstatus 125\n");
+
+    const out = join(tempDir('rewind-fsize-'), 'out');
+    const limited = await sh(`> ${out}`, 'trap "" XFSZ; ulimit -f 0; ');
+    expect(limited.stderr.toString(), describeRun(limited)).toBe("rewind: replay failed: cannot write the program's recorded stdout: File too large\nstatus 125\n");
+
+    // As the program did when its reader went away: replay goes on to the recorded exit.
+    const gone = await sh('| true');
+    expect(gone.stderr.toString(), describeRun(gone)).toBe('status 3\n');
   });
 });

@@ -42,7 +42,8 @@ void entryArgs(const Regs& r, uint64_t* args) {
 }
 
 // Writes all of `data` to `fd`, waiting when the fd is non-blocking and full.
-void writeOut(int fd, const uint8_t* data, size_t len) {
+// Returns 0, or the errno that stopped the write.
+int writeOut(int fd, const uint8_t* data, size_t len) {
   while (len > 0) {
     ssize_t n = ::write(fd, data, len);
     if (n < 0) {
@@ -52,11 +53,12 @@ void writeOut(int fd, const uint8_t* data, size_t len) {
         poll(&p, 1, -1);
         continue;
       }
-      return;  // the reader went away: replay goes on, as the program did
+      return errno;
     }
     data += n;
     len -= size_t(n);
   }
+  return 0;
 }
 
 }  // namespace
@@ -726,7 +728,14 @@ void ReplaySession::echo(const SyscallEvent& ev, const std::vector<uint8_t>& dat
   uint64_t index = eventIndex_ - 1;
   if (index < echoed_) return;
   echoed_ = index + 1;
-  writeOut(ev.echoFd == 2 ? options_.stderrFd : options_.stdoutFd, data.data(), data.size());
+  int fd = ev.echoFd == 2 ? options_.stderrFd : options_.stdoutFd;
+  int err = writeOut(fd, data.data(), data.size());
+  // A reader that went away (`rewind replay | head`) ends nothing: replay goes on, as the program
+  // did. Any other failure (a full disk, a file size limit) would lose output without a word.
+  if (err != 0 && err != EPIPE) {
+    fail(ErrorCode::System, std::string("cannot write the program's recorded ") +
+                                (ev.echoFd == 2 ? "stderr" : "stdout") + ": " + strerror(err));
+  }
 }
 
 void ReplaySession::replayExecuted(ReplayTask& t, const SyscallEvent& ev) {
