@@ -8,6 +8,7 @@
         "src/core/events.cc",
         "src/core/kick.cc",
         "src/core/memory_image.cc",
+        "src/core/snapshot_image.cc",
         "src/core/memory_map.cc",
         "src/core/remote_syscalls.cc",
         "src/core/spawn.cc",

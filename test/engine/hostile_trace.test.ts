@@ -1,7 +1,9 @@
 // Issue 11, finding 1: a trace is untrusted input. The names of the blobs it holds (the exec
 // snapshot, each mapped file of an exec, each mmap of a file) must never reach outside the
 // trace's blob directory, links must not be followed, and a blob must hold what its name says.
+import { createHash } from 'node:crypto';
 import { readFileSync, symlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { deflateSync, inflateSync } from 'node:zlib';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -15,6 +17,7 @@ import {
   eventsBlob,
   expectCleanFailure,
   expectRecorded,
+  expectSameRun,
   parseEventStream,
   readManifest,
   record,
@@ -186,5 +189,91 @@ describe('blob names from a trace', () => {
     rmSync(path);
     writeFileSync(path, content);
     await expectRefused(dir, /blob [0-9a-f]{64} is damaged/);
+  });
+});
+
+/** The exec snapshot as stored: "RWSN", u64 raw size, u32 runs, runs {u64 offset, u64 length}, zlib of the runs' bytes. */
+interface StoredSnapshot {
+  size: bigint;
+  runs: { offset: bigint; length: bigint }[];
+  data: Buffer;
+}
+
+function parseSnapshot(b: Buffer): StoredSnapshot {
+  expect(b.toString('latin1', 0, 4)).toBe('RWSN');
+  const n = b.readUInt32LE(12);
+  const runs = Array.from({ length: n }, (_, i) => ({ offset: b.readBigUInt64LE(16 + 16 * i), length: b.readBigUInt64LE(24 + 16 * i) }));
+  return { size: b.readBigUInt64LE(4), runs, data: inflateSync(b.subarray(16 + 16 * n)) };
+}
+
+function encodeSnapshot(s: StoredSnapshot): Buffer {
+  const head = Buffer.alloc(16 + 16 * s.runs.length);
+  head.write('RWSN', 0, 'latin1');
+  head.writeBigUInt64LE(s.size, 4);
+  head.writeUInt32LE(s.runs.length, 12);
+  s.runs.forEach((r, i) => {
+    head.writeBigUInt64LE(r.offset, 16 + 16 * i);
+    head.writeBigUInt64LE(r.length, 24 + 16 * i);
+  });
+  return Buffer.concat([head, deflateSync(s.data)]);
+}
+
+/** Swaps the trace's first exec snapshot for `content`, consistently: blob name, manifest, exec record. */
+function replaceSnapshot(dir: string, records: EventRecord[], content: Buffer): void {
+  const exec = records[0]!;
+  const field = execBlobFields(exec).snapshot;
+  const old = exec.body.toString('utf8', field.start + 4, field.end);
+  const name = createHash('sha256').update(content).digest('hex');
+  writeFileSync(blobPath(dir, name), content);
+  replaceField(exec, field, name);
+  const path = join(dir, 'manifest.json');
+  const m = JSON.parse(readFileSync(path, 'utf8')) as Manifest;
+  m.blobs.push({ sha256: name, size: content.length, role: 'snapshot' });
+  expect(m.blobs.some((b) => b.sha256 === old)).toBe(true);
+  writeFileSync(path, JSON.stringify(m));
+}
+
+function firstSnapshot(dir: string, records: EventRecord[]): Buffer {
+  const field = execBlobFields(records[0]!).snapshot;
+  return readFileSync(blobPath(dir, records[0]!.body.toString('utf8', field.start + 4, field.end)));
+}
+
+describe('exec snapshots (stored without their zero pages, compressed)', () => {
+  it('a snapshot whose sizes or runs do not hold is refused, whatever its name says', async () => {
+    for (const damage of [
+      (s: StoredSnapshot) => void (s.size += 4096n),
+      (s: StoredSnapshot) => void (s.runs[0]!.offset = s.size),
+      (s: StoredSnapshot) => void (s.runs[0]!.length = 1n << 62n),
+      (s: StoredSnapshot) => void s.runs.push({ ...s.runs[0]! }),
+      (s: StoredSnapshot) => void (s.data = s.data.subarray(1)),
+    ]) {
+      const dir = await recordMmap();
+      editEvents(dir, (records) => {
+        const s = parseSnapshot(firstSnapshot(dir, records));
+        damage(s);
+        replaceSnapshot(dir, records, encodeSnapshot(s));
+      });
+      await expectRefused(dir, /the exec snapshot is damaged: /);
+    }
+  });
+
+  it('an event stream of version 2, whose snapshots were stored raw, still replays byte for byte', async () => {
+    const data = join(tempDir('rewind-data-'), 'data.txt');
+    writeFileSync(data, 'the recorded data file\n');
+    const rec = await record(exe, [data]);
+    expectRecorded(rec, 0);
+    const stream = parseEventStream(readFileSync(eventsBlob(rec.traceDir).path));
+    expect(stream.version).toBe(3);
+    stream.version = 2;
+    const s = parseSnapshot(firstSnapshot(rec.traceDir, stream.records));
+    const raw = Buffer.alloc(Number(s.size));
+    let at = 0;
+    for (const r of s.runs) {
+      s.data.copy(raw, Number(r.offset), at, at + Number(r.length));
+      at += Number(r.length);
+    }
+    replaceSnapshot(rec.traceDir, stream.records, raw);
+    replaceEventsBlob(rec.traceDir, encodeEventStream(stream));
+    expectSameRun(rec, await replay(rec.traceDir));
   });
 });

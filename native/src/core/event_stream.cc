@@ -153,11 +153,13 @@ EventReader::EventReader(const std::string& path) {
   }
   uint32_t version;
   memcpy(&version, header + 4, 4);
-  if (version != kEventStreamVersion) {
+  if (version < kOldestEventStreamVersion || version > kEventStreamVersion) {
     fail(ErrorCode::BadTrace,
          "event stream version " + std::to_string(version) +
-             " is not supported (supported: " + std::to_string(kEventStreamVersion) + ")");
+             " is not supported (supported: " + std::to_string(kOldestEventStreamVersion) + " to " +
+             std::to_string(kEventStreamVersion) + ")");
   }
+  version_ = version;
   Trailer t;
   if (fileSize_ >= 8 + sizeof t && fseeko(file_, off_t(fileSize_ - sizeof t), SEEK_SET) == 0 &&
       fread(&t, sizeof t, 1, file_) == 1 && memcmp(t.magic, kTrailerMagic, 8) == 0) {
@@ -275,6 +277,7 @@ bool EventReader::next(Event& out) {
   cursor_ += 4;
   if (chunk_.size() - cursor_ < len) badStream("record cut off");
   out = decodeEvent(chunk_.data() + cursor_, len);
+  if (out.type == EventType::Exec) out.exec.snapshotEncoded = version_ >= 3;
   cursor_ += len;
   position_++;
   return true;

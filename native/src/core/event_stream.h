@@ -17,7 +17,9 @@
 
 namespace rwd {
 
-constexpr uint32_t kEventStreamVersion = 2;
+constexpr uint32_t kEventStreamVersion = 3;
+// Version 2 differs only in its exec snapshots, stored raw: still read.
+constexpr uint32_t kOldestEventStreamVersion = 2;
 
 struct ChunkIndexEntry {
   uint64_t offset;      // of the chunk header in the file
@@ -108,6 +110,7 @@ class EventReader {
   uint64_t fileSize_ = 0;
   uint64_t nextChunkOffset_ = 0;
   uint64_t position_ = 0;
+  uint32_t version_ = kEventStreamVersion;
   uint64_t chunkOffset_ = 0;
   uint64_t chunkFirst_ = 0;
   std::vector<uint8_t> chunk_;

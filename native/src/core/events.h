@@ -36,6 +36,9 @@ struct ExecEvent {
   Regs regs{};
   std::vector<MappedRegion> regions;
   std::string snapshotBlob;
+  // How the snapshot blob is stored: encoded (snapshot_image.h) from stream version 3 on, raw
+  // before. Not in the record: the reader sets it from the stream's version.
+  bool snapshotEncoded = true;
   std::vector<uint8_t> auxv;
   uint64_t brkStart = 0;  // where the program break starts (brk is emulated in replay)
   // The CPU the recorder kept the process on, -1 if none: `cpuid` (which cannot be trapped here)

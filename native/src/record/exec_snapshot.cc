@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/memory_map.h"
 #include "core/remote_syscalls.h"
+#include "core/snapshot_image.h"
 #include "core/stub_layout.h"
 #include "core/vdso.h"
 
@@ -86,7 +87,8 @@ ExecEvent captureExec(Task& task, BlobStore& blobs, const std::string& exe) {
     }
     ev.regions.push_back(std::move(r));
   }
-  ev.snapshotBlob = blobs.put(snapshot.data(), snapshot.size(), "snapshot");
+  std::vector<uint8_t> stored = encodeSnapshot(snapshot);
+  ev.snapshotBlob = blobs.put(stored.data(), stored.size(), "snapshot");
   ev.auxv = readAuxv(task.tid());
 
   RemoteSyscalls remote(task, gadget, RemoteSyscalls::KeepChildSignals);

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/memory_map.h"
 #include "core/remote_syscalls.h"
+#include "core/snapshot_image.h"
 #include "core/stub_layout.h"
 
 namespace rwd {
@@ -30,7 +31,12 @@ StubLayout buildAddressSpace(Task& task, const ExecEvent& exec, TraceBlobs& blob
     fail(ErrorCode::System, "the replay stub is not where rewind expects it");
   }
 
+  uint64_t snapshotSize = 0;
+  for (const MappedRegion& r : exec.regions) {
+    if (r.source == MappedRegion::Data) snapshotSize += r.end - r.start;
+  }
   std::vector<uint8_t> snapshot = blobs.read(exec.snapshotBlob);
+  if (exec.snapshotEncoded) snapshot = decodeSnapshot(snapshot, snapshotSize);
   {
     RemoteSyscalls remote(task, stub.gadget);
     for (const MapsEntry& m : maps) {
