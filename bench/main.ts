@@ -17,7 +17,7 @@
 // Usage: node dist/bench/main.js [engine|debug|service|all|positions [N]]   (default: all)
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, realpathSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -148,6 +148,28 @@ function measure(work: string, name: string, cmd: string, args: string[]): Row {
   };
 }
 
+/** Blob sizes by sha256, from a trace's manifest. */
+function blobSizes(trace: string): Map<string, number> {
+  const m = JSON.parse(readFileSync(join(trace, 'manifest.json'), 'utf8')) as { blobs: { sha256: string; size: number }[] };
+  return new Map(m.blobs.map((b) => [b.sha256, b.size]));
+}
+
+/**
+ * Issue 14, trace size: what a second recording of the same command adds to a store that holds
+ * the first (blobs are stored once by their sha256), as a share of the first.
+ */
+function secondRecording(work: string, cmd: string, args: string[]): string {
+  const traces = [0, 1].map((i) => {
+    const trace = join(work, `dedup-${i}`);
+    check('dedup: rewind record', timed(process.execPath, [CLI, 'record', '-o', trace, '--', cmd, ...args]));
+    return blobSizes(trace);
+  });
+  const [first, second] = traces as [Map<string, number>, Map<string, number>];
+  const firstBytes = [...first.values()].reduce((a, b) => a + b, 0);
+  const added = [...second].filter(([sha]) => !first.has(sha)).reduce((a, [, size]) => a + size, 0);
+  return `${fmtBytes(added)} of ${fmtBytes(firstBytes)} (${((100 * added) / firstBytes).toFixed(1)}%, goal < 5%)`;
+}
+
 function fmtMs(ms: number): string {
   return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`;
 }
@@ -200,6 +222,7 @@ function engineBench(): number {
     ];
     process.stderr.write('\n');
     process.stdout.write(`${table(rows)}\n`);
+    process.stdout.write(`second recording of python3 -c pass (through its shim when it has one) adds: ${secondRecording(work, 'python3', ['-c', 'pass'])}\n`);
     const fairness = rows.find((r) => r.name.startsWith('threads-mutex'));
     if (fairness) {
       process.stdout.write(`threads-mutex fairness, native: ${fairness.nativeOut.trim()}\n`);
