@@ -4,9 +4,6 @@
 // engine, the debug server), so `rewind --help` starts at once and commands that talk to a
 // server never load the native addon.
 import { writeSync } from 'node:fs';
-import { Command, CommanderError } from 'commander';
-import { registerCommands } from './commands/index.js';
-import { reportError } from '../trace/user_error.js';
 import { REWIND_VERSION } from '../trace/version.js';
 
 function writeQuietly(fd: number, text: string): void {
@@ -16,6 +13,16 @@ function writeQuietly(fd: number, text: string): void {
     // the reader went away
   }
 }
+
+// `rewind --version` answers before anything else loads: scripts call it to probe for rewind.
+if (process.argv.length === 3 && ['--version', '-V'].includes(process.argv[2]!)) {
+  writeQuietly(1, `${REWIND_VERSION}\n`);
+  process.exit(0);
+}
+
+const { Command, CommanderError } = await import('commander');
+const { registerCommands } = await import('./commands/index.js');
+const { reportError } = await import('../trace/user_error.js');
 
 const program = new Command('rewind')
   .description('Time-travel debugging for Linux: record a process, replay it exactly, anywhere.')

@@ -1,11 +1,11 @@
 // The command line's own behaviour: output into a closed pipe, where traces go and which is the
 // latest, and a server that cannot be reached.
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../server/helpers.js';
-import { CLI, cleanupTemps, compile, describeRun, readManifest, requireCli, rewind, run, tempDir, testEnv } from '../support/index.js';
+import { CLI, cleanupTemps, compile, describeRun, readManifest, REPO, requireCli, rewind, run, tempDir, testEnv } from '../support/index.js';
 
 let hello: string;
 
@@ -102,6 +102,17 @@ describe('shell completion and the man page, from the commands as registered', (
     for (const heading of ['NAME', 'SYNOPSIS', 'COMMANDS', 'EXIT STATUS']) expect(page).toMatch(new RegExp(`^${heading}$`, 'm'));
     for (const text of ['record [options] -- PROGRAM [ARGS...]', 'token create', '--no-launch', '--log-level <level>', '--max-sessions <n>']) {
       expect(page, text).toContain(text);
+    }
+  });
+});
+
+describe('rewind --version', () => {
+  it('prints the version of the package, alone or as -V', async () => {
+    const { version } = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      const r = await rewind([flag]);
+      expect(r.status, describeRun(r)).toBe(0);
+      expect(r.stdout.toString()).toBe(`${version}\n`);
     }
   });
 });
