@@ -729,6 +729,7 @@ void ReplaySession::echo(const SyscallEvent& ev, const std::vector<uint8_t>& dat
   if (index < echoed_) return;
   echoed_ = index + 1;
   int fd = ev.echoFd == 2 ? options_.stderrFd : options_.stdoutFd;
+  if (fd < 0) return;
   int err = writeOut(fd, data.data(), data.size());
   // A reader that went away (`rewind replay | head`) ends nothing: replay goes on, as the program
   // did. Any other failure (a full disk, a file size limit) would lose output without a word.

@@ -26,7 +26,7 @@ struct ReplayOptions {
   // How divergence messages name the trace for `rewind dump`: a server's worker names the trace
   // id, not its scratch directory. Empty: traceDir.
   std::string traceName;
-  int stdoutFd = 1;  // where the program's recorded stdout and stderr go
+  int stdoutFd = 1;  // where the program's recorded stdout and stderr go (-1: nowhere)
   int stderrFd = 2;
 };
 
