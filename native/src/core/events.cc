@@ -107,6 +107,8 @@ void encodeEvent(const Event& e, std::vector<uint8_t>& out) {
       }
       w.str(s.blob);
       w.put(s.sentHash);
+      w.put(s.child);
+      w.put<uint8_t>(uint8_t(s.filtered));
       break;
     }
     case EventType::Signal:
@@ -209,6 +211,12 @@ Event decodeEvent(const uint8_t* data, size_t len) {
       }
       s.blob = r.str();
       s.sentHash = r.get<uint64_t>();
+      s.child = r.get<uint32_t>();
+      uint8_t filtered = r.get<uint8_t>();
+      if (filtered > uint8_t(SyscallEvent::Filtered::KilledProcess)) {
+        fail(ErrorCode::BadTrace, "malformed syscall record");
+      }
+      s.filtered = SyscallEvent::Filtered(filtered);
       break;
     }
     case uint8_t(EventType::Signal): {
@@ -294,6 +302,9 @@ std::string dumpEvent(const Event& e) {
         line += buf;
       }
       if (!s.blob.empty()) line += ", maps file " + s.blob;
+      if (s.child) line += ", new task " + std::to_string(s.child);
+      if (s.filtered == SyscallEvent::Filtered::Returned) line += ", stopped by seccomp";
+      if (s.filtered > SyscallEvent::Filtered::Returned) line += ", killed by seccomp";
       return line;
     }
     case EventType::Signal:

@@ -65,6 +65,15 @@ struct SyscallEvent {
   // FNV-1a of the bytes the syscall sent, for those whose table entry sends data
   // (core/syscall_buffers.h): replay checks the program sends the same.
   uint64_t sentHash = 0;
+  // fork, vfork, clone, clone3: the new task's tid as the recorder knew it, by which the stream
+  // names it. `result` is what the caller saw, another number when it lives in a pid namespace
+  // of its own; `writes` are then the child's (what CLONE_CHILD_SETTID wrote, as it saw itself).
+  uint32_t child = 0;
+  // How the program's own seccomp filter stopped the syscall (the kernel did not run it):
+  // replay does not run it either, whatever its table entry says. Returned: with an errno,
+  // ENOSYS or SIGSYS; the others: the filter killed the thread or the process.
+  enum class Filtered : uint8_t { No, Returned, KilledThread, KilledProcess };
+  Filtered filtered = Filtered::No;
 };
 
 struct SignalEvent {

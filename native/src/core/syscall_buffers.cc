@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -151,6 +152,10 @@ void captureCustom(const Task& task, long nr, const uint64_t* args, int64_t resu
       return capture(task, args[2], (args[1] + 4095) / 4096, out);
     case SYS_sendmmsg:
       return capture(task, args[1], uint64_t(result) * sizeof(mmsghdr), out);
+    case SYS_seccomp:
+      // SECCOMP_GET_NOTIF_SIZES: three u16 sizes.
+      if (args[0] == SECCOMP_GET_NOTIF_SIZES) capture(task, args[2], 6, out);
+      return;
   }
   fail(ErrorCode::System, std::string("no output rule for ") + syscallName(nr));
 }

@@ -90,6 +90,7 @@ ExecEvent captureExec(Task& task, BlobStore& blobs, const std::string& exe) {
   ev.auxv = readAuxv(task.tid());
 
   RemoteSyscalls remote(task, gadget, RemoteSyscalls::KeepChildSignals);
+  remote.claimOrigin(kRewindSyscallIp);  // seccomp filters kept across exec let it through
   remote.check("reserving the replay stub's address range", SYS_mmap, kStubBase, kStubSize,
                PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_NORESERVE,
                uint64_t(-1), 0);

@@ -19,6 +19,7 @@
 #include "core/event_stream.h"
 #include "core/syscall_buffers.h"
 #include "core/task.h"
+#include "record/seccomp_filter.h"
 
 namespace rwd {
 
@@ -82,7 +83,11 @@ struct RecordedTask {
   bool forkRecorded = false;    // the fork's event was written at PTRACE_EVENT_FORK
   pid_t vforkChild = 0;         // a vfork child that has not exec'd or exited yet
   pid_t vforkParent = 0;
-  bool parked = false;  // a vfork parent held at its syscall exit until its child execs
+  bool parked = false;     // a vfork parent held at its syscall exit until its child execs
+  SeccompFilters seccomp;  // the program's filters in force for the task
+  SyscallEvent::Filtered filtered = SyscallEvent::Filtered::No;  // their verdict on this syscall
+  std::optional<FilterInstall> filterInstall;                    // this syscall installs one
+  bool claimed = false;  // cancelled: it claimed kRewindSyscallIp as its origin at entry
   Regs entryRegs{};
   EntryValues entryValues;
   std::vector<std::string> execArgv;  // read at execve entry, for the manifest
