@@ -336,7 +336,14 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
     fail(ErrorCode::Unsupported,
          std::string("the program used ") + spec->name + ", which is not supported yet");
   }
-  t.filtered = t.seccomp.empty() ? SyscallEvent::Filtered::No : t.seccomp.classify(t.entryRegs);
+  // The patched vDSO makes syscalls where natively the vDSO answers without one, which no filter
+  // sees: they pass as rewind's own.
+  auto vdso = vdso_.find(t.tgid);
+  const bool fromVdso = !t.seccomp.empty() && vdso != vdso_.end() &&
+                        t.entryRegs.rip >= vdso->second.first &&
+                        t.entryRegs.rip < vdso->second.second;
+  t.filtered =
+      t.seccomp.empty() || fromVdso ? SyscallEvent::Filtered::No : t.seccomp.classify(t.entryRegs);
   if (t.filtered != SyscallEvent::Filtered::No && spec->replay == ReplayAction::InPlace) {
     fail(ErrorCode::Unsupported, std::string("the program's seccomp filter stopped ") + spec->name +
                                      ", which rewind cannot replay");
@@ -359,15 +366,16 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   t.fakeTsc = nr == SYS_prctl && (args[0] == PR_SET_TSC || args[0] == PR_GET_TSC);
   // The program's sched_setaffinity is skipped and succeeds: it stays on the recorder's CPU.
   t.fakeAffinity = nr == SYS_sched_setaffinity;
-  if (t.filtered != SyscallEvent::Filtered::No) {
-    // The program's filter stops it as natively: nothing to skip.
-    t.fakeTsc = t.fakeAffinity = false;
-  } else if (spec->replay == ReplayAction::Refused || t.fakeTsc || t.fakeAffinity) {
+  // The program's filter stops it as natively: nothing to skip.
+  if (t.filtered != SyscallEvent::Filtered::No) t.fakeTsc = t.fakeAffinity = false;
+  const bool cancel = t.filtered == SyscallEvent::Filtered::No &&
+                      (spec->replay == ReplayAction::Refused || t.fakeTsc || t.fakeAffinity);
+  // The program's filters would see the cancelled syscall, which is rewind's: it claims the
+  // address they let through, and gets its own back at the exit stop.
+  t.claimed = !t.seccomp.empty() && (cancel || fromVdso);
+  if (cancel || t.claimed) {
     Regs r = t.entryRegs;
-    r.orig_rax = uint64_t(-1);
-    // The program's filters see the syscall cancelled, which is rewind's: it claims the address
-    // they let through, and gets its own back at the exit stop.
-    t.claimed = !t.seccomp.empty();
+    if (cancel) r.orig_rax = uint64_t(-1);
     if (t.claimed) r.rip = kRewindSyscallIp;
     t.task->setRegs(r);
   }
@@ -784,7 +792,8 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
       startTask(it->second);
     }
   }
-  it->second.seccomp = t.seccomp;  // inherited
+  it->second.seccomp = t.seccomp;  // inherited, with the vDSO
+  if (vdso_.count(t.tgid)) vdso_[it->second.tgid] = vdso_[t.tgid];
   auto mapped = mappedFiles_.find(t.tgid);
   if (mapped != mappedFiles_.end()) mappedFiles_[it->second.tgid] = mapped->second;  // inherited
   if (vfork) {
@@ -852,6 +861,9 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     e.type = EventType::Exec;
     e.exec = captureExec(*t.task, blobs_, n > 0 ? std::string(exe, size_t(n)) : options_.exe);
     e.exec.cpu = cpu_;
+    for (const MappedRegion& r : e.exec.regions) {
+      if (r.name == "[vdso]") vdso_[t.tgid] = {r.start, r.end};
+    }
     events_.append(e);
     for (ProcessInfo& p : processes_) {
       if (p.pid == t.task->tid()) p.execs.push_back(ProcessInfo::Exec{e.exec.exe, t.execArgv});

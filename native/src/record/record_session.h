@@ -149,6 +149,7 @@ class RecordSession {
   uint32_t taskCount_ = 0;
   std::vector<ProcessInfo> processes_;
   std::map<pid_t, std::set<std::pair<dev_t, ino_t>>> mappedFiles_;  // per process
+  std::map<pid_t, std::pair<uint64_t, uint64_t>> vdso_;  // per process: where its vDSO is
   uint64_t syscalls_ = 0;
   // Writes to stdout and stderr run one at a time, each recorded before the next starts, so the
   // stream has them in the order the kernel wrote them (replay echoes them in the stream's order):

@@ -1,0 +1,47 @@
+// Issue 10, acceptance 4: programs that isolate themselves. Namespaces (a pid namespace, whose
+// pids the recorder maps; clone into new namespaces, which replay forks without) and seccomp
+// filters the program installs (which also see rewind's own syscalls), recorded and replayed
+// byte for byte, and what rewind refuses by name.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupTemps, compile, describeRun, expectCleanFailure, record, recordReplay, requireCli, run } from './harness.js';
+
+afterAll(cleanupTemps);
+beforeAll(requireCli);
+
+describe('namespaces', () => {
+  it('a pid namespace: fork, getpid, kill, waitpid and the SETTID words as the tree inside saw them', async () => {
+    const exe = compile('pid_namespace');
+    const native = await run(exe, []);
+    expect(native.status, describeRun(native)).toBe(0);
+    expect(native.stdout.toString()).toContain('child: getpid 2, CLONE_CHILD_SETTID wrote 2');
+    for (let i = 0; i < 3; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+      expect(rec.stdout.toString()).toBe(native.stdout.toString());
+    }
+  });
+});
+
+describe('seccomp filters the program installs', () => {
+  it('errno, SIGSYS, ENOSYS, a skipped mprotect, the vDSO, TSYNC, a child, then death by SIGSYS', async () => {
+    const exe = compile('seccomp_filters', { extra: ['-pthread'] });
+    const native = await run(exe, []);
+    expect(native.status, describeRun(native)).toBe(128 + 31);
+    expect(native.stdout.toString()).toContain('mprotect -1 (Permission denied)');
+    for (let i = 0; i < 3; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 128 + 31 });
+      expect(rec.stdout.toString()).toBe(native.stdout.toString());
+    }
+  });
+
+  it("rewind's own syscalls pass a filter that kills them: an exec under it", async () => {
+    const exe = compile('seccomp_filters', { extra: ['-pthread'] });
+    const { rec } = await recordReplay(exe, ['exec'], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toBe('echo ran under the filter\n');
+  });
+
+  it('strict mode and user-notification listeners are refused by name', async () => {
+    const exe = compile('seccomp_filters', { extra: ['-pthread'] });
+    expectCleanFailure(await record(exe, ['strict']), /seccomp strict mode/);
+    expectCleanFailure(await record(exe, ['listener']), /SECCOMP_FILTER_FLAG_NEW_LISTENER/);
+  });
+});
