@@ -9,11 +9,12 @@ afterAll(cleanupTemps);
 beforeAll(requireCli);
 
 describe('namespaces', () => {
-  it('a pid namespace: fork, getpid, kill, waitpid and the SETTID words as the tree inside saw them', async () => {
+  it('a pid namespace: fork, getpid, kill, waitpid and the SETTID words as the tree inside saw them; its init ignores signals and dies of faults', async () => {
     const exe = compile('pid_namespace');
     const native = await run(exe, []);
     expect(native.status, describeRun(native)).toBe(0);
     expect(native.stdout.toString()).toContain('child: getpid 2, CLONE_CHILD_SETTID wrote 2');
+    expect(native.stdout.toString()).toContain('outside: crashing init killed by 11');
     for (let i = 0; i < 3; i++) {
       const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
       expect(rec.stdout.toString()).toBe(native.stdout.toString());

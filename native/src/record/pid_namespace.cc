@@ -8,14 +8,15 @@
 namespace rwd {
 namespace {
 
-// A task's pid in each pid namespace it is in, from the recorder's (outermost) to its own.
-std::vector<pid_t> namespacePids(pid_t tid) {
+// A task's pid (`key` NSpid:) or its process's (NStgid:) in each pid namespace it is in, from
+// the recorder's (outermost) to its own.
+std::vector<pid_t> namespacePids(pid_t tid, const std::string& key = "NSpid:") {
   std::ifstream in("/proc/" + std::to_string(tid) + "/status");
   std::string line;
   std::vector<pid_t> pids;
   while (std::getline(in, line)) {
-    if (line.rfind("NSpid:", 0) != 0) continue;
-    std::istringstream fields(line.substr(6));
+    if (line.rfind(key, 0) != 0) continue;
+    std::istringstream fields(line.substr(key.size()));
     for (pid_t p; fields >> p;) pids.push_back(p);
   }
   return pids;
@@ -32,6 +33,11 @@ ChildPids childPids(pid_t parent, pid_t child) {
     ids.seenByItself = own.back();
   }
   return ids;
+}
+
+bool inNamespaceInit(pid_t tid) {
+  std::vector<pid_t> pids = namespacePids(tid, "NStgid:");
+  return pids.size() > 1 && pids.back() == 1;
 }
 
 }  // namespace rwd

@@ -16,4 +16,8 @@ struct ChildPids {
 
 ChildPids childPids(pid_t parent, pid_t child);
 
+// Whether the task belongs to the init of a pid namespace (pid 1 there), which the kernel shields
+// from the signals it does not catch, SIGKILL and SIGSTOP aside.
+bool inNamespaceInit(pid_t tid);
+
 }  // namespace rwd

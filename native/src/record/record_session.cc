@@ -146,8 +146,9 @@ bool RecordSession::ignoresSignal(pid_t tid, int sig) const {
   }
   uint64_t bit = uint64_t(1) << (sig - 1);
   if (ignored & bit) return true;
+  if (caught & bit) return false;
   bool defaultIgnore = sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH;
-  return defaultIgnore && !(caught & bit);
+  return defaultIgnore || (sig != SIGKILL && sig != SIGSTOP && inNamespaceInit(tid));
 }
 
 RecordResult RecordSession::run() {
@@ -972,11 +973,14 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
   }
   siginfo_t info = t.task->siginfo();
   if (sig == SIGSEGV && info.si_code == SI_KERNEL && emulateRdtsc(t)) return;
+  bool fault = isFault(sig, info);
+  if (fault && ignoresSignal(t.task->tid(), sig) && inNamespaceInit(t.task->tid())) {
+    return dieOfFaultInInit(t, info);
+  }
   if (ignoresSignal(t.task->tid(), sig)) {
     t.task->resume(PTRACE_SYSCALL);
     return;
   }
-  bool fault = isFault(sig, info);
   if (t.resending == sig) {
     // A held signal, re-sent: it is delivered with what it carried when it first came.
     t.resending = 0;
@@ -1007,6 +1011,22 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
   memcpy(e.signal.info, &info, sizeof e.signal.info);
   events_.append(e);
   t.task->resume(PTRACE_SYSCALL, sig);
+}
+
+// A pid namespace's init whose instruction raised a signal it does not catch: natively the kernel
+// lets that kill it, but not under ptrace (it drops the signal, and the instruction faults again
+// and again). The recorder records the fault and lets go of the task, which faults once more
+// and dies as natively; its end is taken as the kernel would have reported it.
+void RecordSession::dieOfFaultInInit(RecordedTask& t, const siginfo_t& info) {
+  Event e;
+  e.type = EventType::Signal;
+  e.signal.tid = uint32_t(t.task->tid());
+  e.signal.signo = info.si_signo;
+  e.signal.fault = true;
+  memcpy(e.signal.info, &info, sizeof e.signal.info);
+  events_.append(e);
+  if (ptrace(PTRACE_DETACH, t.task->tid(), nullptr, nullptr) < 0) failErrno("PTRACE_DETACH");
+  requeued_.emplace_back(t.task->tid(), info.si_signo);  // the wait status of death by it
 }
 
 }  // namespace rwd

@@ -125,6 +125,7 @@ class RecordSession {
   void resendOverdue();
   void releaseVforkParent(RecordedTask& child);
   void onSignal(RecordedTask& t, int sig);
+  void dieOfFaultInInit(RecordedTask& t, const siginfo_t& info);
   bool emulateRdtsc(RecordedTask& t);
   bool ignoresSignal(pid_t tid, int sig) const;
   uint8_t echoTarget(pid_t tid, uint64_t fd) const;
