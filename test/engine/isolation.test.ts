@@ -20,6 +20,14 @@ describe('namespaces', () => {
       expect(rec.stdout.toString()).toBe(native.stdout.toString());
     }
   });
+
+  it('a network namespace: replacing an iptables table gives back its counters (a setsockopt that writes)', async () => {
+    const exe = compile('netfilter_replace');
+    const native = await run(exe, []);
+    expect(native.status, describeRun(native)).toBe(0);
+    const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toBe(native.stdout.toString());
+  });
 });
 
 describe('seccomp filters the program installs', () => {

@@ -190,7 +190,7 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_getsockname, "getsockname", 3, {sockLen(1, 2), fixed(2, 4)});
   t.emulate(SYS_getpeername, "getpeername", 3, {sockLen(1, 2), fixed(2, 4)});
   t.emulate(SYS_getsockopt, "getsockopt", 5, {sockLen(3, 4), fixed(4, 4)});
-  t.emulate(SYS_setsockopt, "setsockopt", 5);
+  t.emulate(SYS_setsockopt, "setsockopt", 5, {custom()});  // a netfilter table's counters
   t.sends(SYS_sendto, "sendto", 6, Sent::Buffer, true);
   t.sends(SYS_sendmsg, "sendmsg", 3, Sent::Message, true);
   // The kernel writes each message's msg_len.
