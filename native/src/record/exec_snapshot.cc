@@ -1,8 +1,10 @@
 #include "record/exec_snapshot.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -35,6 +37,21 @@ uint64_t readStartBrk(pid_t pid) {
     if (i == 47) return std::stoull(field);
   }
   fail(ErrorCode::System, "cannot read start_brk from /proc/PID/stat");
+}
+
+// map_files needs CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE): without it, the file is opened by
+// its path as the task sees it (through its root, in its mount namespace), if it is still the
+// file mapped there.
+int openByPath(pid_t tid, const MapsEntry& m) {
+  std::string path = "/proc/" + std::to_string(tid) + "/root" + m.name;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd >= 0 && (fstat(fd, &st) != 0 || st.st_ino != m.inode || st.st_dev != m.dev)) {
+    close(fd);
+    errno = ESTALE;
+    return -1;
+  }
+  return fd;
 }
 
 }  // namespace
@@ -73,6 +90,7 @@ ExecEvent captureExec(Task& task, BlobStore& blobs, const std::string& exe) {
       snprintf(procPath, sizeof procPath, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, task.tid(),
                m.start, m.end);
       int fd = openTraceeFile(procPath);
+      if (fd < 0 && errno == EPERM) fd = openByPath(task.tid(), m);
       if (fd < 0) failErrno(std::string("capture ") + m.name);
       r.source = MappedRegion::File;
       r.offset = m.offset;
