@@ -46,7 +46,7 @@ describe('namespaces', () => {
 });
 
 describe('seccomp filters the program installs', () => {
-  it('errno, SIGSYS, ENOSYS, a skipped mprotect, the vDSO, TSYNC, a child, then death by SIGSYS', async () => {
+  it('errno, SIGSYS, ENOSYS, a skipped mprotect, the vDSO, TSYNC, a thread killed, a child, then death by SIGSYS', async () => {
     const exe = compile('seccomp_filters', { extra: ['-pthread'] });
     const native = await run(exe, []);
     expect(native.status, describeRun(native)).toBe(128 + 31);

@@ -380,9 +380,15 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
     if (t.claimed) r.rip = kRewindSyscallIp;
     t.task->setRegs(r);
   }
-  if (nr == SYS_exit || nr == SYS_exit_group) {
-    // No exit stop follows: the event is complete now.
-    events_.append(syscallEvent(t, 0));
+  const bool killed = t.filtered == SyscallEvent::Filtered::KilledThread ||
+                      t.filtered == SyscallEvent::Filtered::KilledProcess;
+  if (nr == SYS_exit || nr == SYS_exit_group || killed) {
+    // No exit stop follows (a filter that kills a thread of several ends it at once; one that
+    // kills the process leaves it the syscall number, as it rolls the syscall back): the event
+    // is complete now.
+    Event e = syscallEvent(t, killed ? nr : 0);
+    e.syscall.filtered = t.filtered;
+    events_.append(e);
     syscalls_++;
   }
   t.echo = spec->echo ? echoTarget(t.task->tid(), args[spec->fdArg]) : 0;
@@ -807,9 +813,11 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   Regs regs = t.task->regs();
   long nr = syscallNumber(t.entryRegs.orig_rax);
   int64_t result = int64_t(regs.rax);
-  if (t.preemptSent && result <= -512 && result >= -516) {
-    // Our SIGSTOP interrupted the syscall: the kernel restarts it once the signal is dropped,
-    // so this return never reaches the program.
+  const bool restarted = t.preemptSent && result <= -512 && result >= -516;
+  // Our SIGSTOP interrupted the syscall: the kernel restarts it once the signal is dropped, so
+  // this return never reaches the program. Or a filter killed it: recorded at its entry.
+  if (restarted || t.filtered == SyscallEvent::Filtered::KilledThread ||
+      t.filtered == SyscallEvent::Filtered::KilledProcess) {
     t.task->resume(PTRACE_SYSCALL);
     return;
   }
