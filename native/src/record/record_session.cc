@@ -799,7 +799,7 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
       startTask(it->second);
     }
   }
-  it->second.seccomp = t.seccomp;  // inherited, with the vDSO
+  it->second.seccomp = t.seccomp;  // inherited, and so is where the vDSO is
   if (vdso_.count(t.tgid)) vdso_[it->second.tgid] = vdso_[t.tgid];
   auto mapped = mappedFiles_.find(t.tgid);
   if (mapped != mappedFiles_.end()) mappedFiles_[it->second.tgid] = mapped->second;  // inherited
