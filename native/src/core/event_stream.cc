@@ -243,7 +243,7 @@ bool EventReader::lookAhead(const std::function<int(const uint8_t*, size_t)>& ju
     int verdict = judge(record, len);
     if (verdict < 0) return false;
     if (verdict > 0) {
-      out = decodeEvent(record, len);
+      out = decodeEvent(record, len, version_);
       return true;
     }
   }
@@ -276,8 +276,7 @@ bool EventReader::next(Event& out) {
   memcpy(&len, chunk_.data() + cursor_, 4);
   cursor_ += 4;
   if (chunk_.size() - cursor_ < len) badStream("record cut off");
-  out = decodeEvent(chunk_.data() + cursor_, len);
-  if (out.type == EventType::Exec) out.exec.snapshotEncoded = version_ >= 3;
+  out = decodeEvent(chunk_.data() + cursor_, len, version_);
   cursor_ += len;
   position_++;
   return true;

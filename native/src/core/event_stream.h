@@ -18,7 +18,7 @@
 namespace rwd {
 
 constexpr uint32_t kEventStreamVersion = 3;
-// Version 2 differs only in its exec snapshots, stored raw: still read.
+// Version 2 stored exec snapshots raw and its syscall records end before `child`: still read.
 constexpr uint32_t kOldestEventStreamVersion = 2;
 
 struct ChunkIndexEntry {

@@ -107,6 +107,8 @@ void encodeEvent(const Event& e, std::vector<uint8_t>& out) {
       }
       w.str(s.blob);
       w.put(s.sentHash);
+      w.put(s.child);
+      w.put<uint8_t>(uint8_t(s.filtered));
       break;
     }
     case EventType::Signal:
@@ -163,7 +165,7 @@ uint32_t Event::tid() const {
   return 0;
 }
 
-Event decodeEvent(const uint8_t* data, size_t len) {
+Event decodeEvent(const uint8_t* data, size_t len, uint32_t version) {
   Reader r(data, len);
   Event e;
   auto type = r.get<uint8_t>();
@@ -189,6 +191,7 @@ Event decodeEvent(const uint8_t* data, size_t len) {
         x.regions.push_back(std::move(m));
       }
       x.snapshotBlob = r.str();
+      x.snapshotEncoded = version >= 3;
       x.auxv = r.bytes();
       x.brkStart = r.get<uint64_t>();
       x.cpu = r.get<int32_t>();
@@ -209,6 +212,20 @@ Event decodeEvent(const uint8_t* data, size_t len) {
       }
       s.blob = r.str();
       s.sentHash = r.get<uint64_t>();
+      if (version < 3) {
+        // Before pid namespaces, a fork's new task was named by the pid its caller saw.
+        const SyscallSpec* spec = lookupSyscall(s.nr);
+        if (spec && spec->replay == ReplayAction::Fork && s.result > 0) {
+          s.child = uint32_t(s.result);
+        }
+        break;
+      }
+      s.child = r.get<uint32_t>();
+      uint8_t filtered = r.get<uint8_t>();
+      if (filtered > uint8_t(SyscallEvent::Filtered::KilledProcess)) {
+        fail(ErrorCode::BadTrace, "malformed syscall record");
+      }
+      s.filtered = SyscallEvent::Filtered(filtered);
       break;
     }
     case uint8_t(EventType::Signal): {
@@ -314,6 +331,9 @@ std::string dumpEvent(const Event& e) {
         line += buf;
       }
       if (!s.blob.empty()) line += ", maps file " + s.blob;
+      if (s.child) line += ", new task " + std::to_string(s.child);
+      if (s.filtered == SyscallEvent::Filtered::Returned) line += ", stopped by seccomp";
+      if (s.filtered > SyscallEvent::Filtered::Returned) line += ", killed by seccomp";
       return line;
     }
     case EventType::Signal:

@@ -37,7 +37,7 @@ struct ExecEvent {
   std::vector<MappedRegion> regions;
   std::string snapshotBlob;
   // How the snapshot blob is stored: encoded (snapshot_image.h) from stream version 3 on, raw
-  // before. Not in the record: the reader sets it from the stream's version.
+  // before. Not in the record: it follows from the stream's version.
   bool snapshotEncoded = true;
   std::vector<uint8_t> auxv;
   uint64_t brkStart = 0;  // where the program break starts (brk is emulated in replay)
@@ -68,6 +68,15 @@ struct SyscallEvent {
   // FNV-1a of the bytes the syscall sent, for those whose table entry sends data
   // (core/syscall_buffers.h): replay checks the program sends the same.
   uint64_t sentHash = 0;
+  // fork, vfork, clone, clone3: the new task's tid as the recorder knew it, by which the stream
+  // names it. `result` is what the caller saw, another number when it lives in a pid namespace
+  // of its own; `writes` are then the child's (what CLONE_CHILD_SETTID wrote, as it saw itself).
+  uint32_t child = 0;
+  // How the program's own seccomp filter stopped the syscall (the kernel did not run it):
+  // replay does not run it either, whatever its table entry says. Returned: with an errno,
+  // ENOSYS or SIGSYS; the others: the filter killed the thread or the process.
+  enum class Filtered : uint8_t { No, Returned, KilledThread, KilledProcess };
+  Filtered filtered = Filtered::No;
 };
 
 struct SignalEvent {
@@ -121,8 +130,9 @@ struct Event {
 };
 
 void encodeEvent(const Event& e, std::vector<uint8_t>& out);
-// Decodes one record from [data, data+len); throws BadTrace on a malformed record.
-Event decodeEvent(const uint8_t* data, size_t len);
+// Decodes one record from [data, data+len) of a stream of that version; throws BadTrace on a
+// malformed record.
+Event decodeEvent(const uint8_t* data, size_t len, uint32_t version);
 
 // A one-line human description, used in divergence messages.
 std::string describeEvent(const Event& e);

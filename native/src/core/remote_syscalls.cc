@@ -53,6 +53,11 @@ long RemoteSyscalls::call(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64
     }
     if (task_.regs().rip == gadget_ + 2) break;
   }
+  if (origin_) {
+    Regs entry = task_.regs();
+    entry.rip = origin_;
+    task_.setRegs(entry);
+  }
   // A fork stops once more on the way, at its ptrace event.
   Stop s;
   do {

@@ -31,6 +31,10 @@ class RemoteSyscalls {
   long check(const char* what, long nr, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2 = 0,
              uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0);
 
+  // The injected syscalls claim to come from `ip`, which is what seccomp filters see of them
+  // (record/seccomp_filter.h).
+  void claimOrigin(uint64_t ip) { origin_ = ip; }
+
   const Regs& savedRegs() const { return saved_; }
   Task& task() { return task_; }
 
@@ -39,6 +43,7 @@ class RemoteSyscalls {
   Regs saved_;
   uint64_t gadget_;
   ChildSignals children_;
+  uint64_t origin_ = 0;
 };
 
 }  // namespace rwd

@@ -3,6 +3,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/netfilter_ipv4/ip_tables.h>
+#include <linux/netfilter_ipv6/ip6_tables.h>
+#include <linux/seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -97,6 +100,21 @@ void capturePrctl(const Task& task, const uint64_t* args, std::vector<MemoryWrit
   }
 }
 
+// Replacing a netfilter table (iptables, ip6tables) gives back the old table's counters, where
+// the ipt_replace (or ip6t_replace, the same header) asks for them. (The levels SOL_IP and
+// SOL_IPV6 are the protocol numbers.)
+void captureSetsockopt(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
+  const bool ipv4 = args[1] == IPPROTO_IP && args[2] == IPT_SO_SET_REPLACE;
+  const bool ipv6 = args[1] == IPPROTO_IPV6 && args[2] == IP6T_SO_SET_REPLACE;
+  ipt_replace replace;
+  if ((!ipv4 && !ipv6) || args[4] < sizeof replace ||
+      !task.tryRead(args[3], &replace, sizeof replace)) {
+    return;
+  }
+  capture(task, uint64_t(replace.counters),
+          std::min<uint64_t>(replace.num_counters, 1 << 20) * sizeof(xt_counters), out);
+}
+
 void captureRecvmsg(const Task& task, const uint64_t* args, int64_t result,
                     std::vector<MemoryWrite>& out) {
   msghdr msg;
@@ -151,6 +169,12 @@ void captureCustom(const Task& task, long nr, const uint64_t* args, int64_t resu
       return capture(task, args[2], (args[1] + 4095) / 4096, out);
     case SYS_sendmmsg:
       return capture(task, args[1], uint64_t(result) * sizeof(mmsghdr), out);
+    case SYS_setsockopt:
+      return captureSetsockopt(task, args, out);
+    case SYS_seccomp:
+      // SECCOMP_GET_NOTIF_SIZES: three u16 sizes.
+      if (args[0] == SECCOMP_GET_NOTIF_SIZES) capture(task, args[2], 6, out);
+      return;
   }
   fail(ErrorCode::System, std::string("no output rule for ") + syscallName(nr));
 }

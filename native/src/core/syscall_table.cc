@@ -23,6 +23,8 @@ constexpr long kSysEpollPwait2 = 441;
 constexpr long kSysFchmodat2 = 452;
 constexpr long kSysPidfdOpen = 434;
 constexpr long kSysClone3 = 435;
+constexpr long kSysOpenTree = 428, kSysMoveMount = 429, kSysFsopen = 430, kSysFsconfig = 431,
+               kSysFsmount = 432, kSysFspick = 433, kSysMountSetattr = 442;
 
 Output fixed(int arg, uint32_t bytes) { return Output{int8_t(arg), OutputSize::Fixed, bytes, -1}; }
 Output result(int arg) { return Output{int8_t(arg), OutputSize::Result, 0, -1}; }
@@ -188,7 +190,7 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_getsockname, "getsockname", 3, {sockLen(1, 2), fixed(2, 4)});
   t.emulate(SYS_getpeername, "getpeername", 3, {sockLen(1, 2), fixed(2, 4)});
   t.emulate(SYS_getsockopt, "getsockopt", 5, {sockLen(3, 4), fixed(4, 4)});
-  t.emulate(SYS_setsockopt, "setsockopt", 5);
+  t.emulate(SYS_setsockopt, "setsockopt", 5, {custom()});  // a netfilter table's counters
   t.sends(SYS_sendto, "sendto", 6, Sent::Buffer, true);
   t.sends(SYS_sendmsg, "sendmsg", 3, Sent::Message, true);
   // The kernel writes each message's msg_len.
@@ -271,6 +273,29 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_ioprio_set, "ioprio_set", 3);
   t.emulate(kSysPidfdOpen, "pidfd_open", 2);
   t.emulate(SYS_restart_syscall, "restart_syscall", 0);
+  // Namespaces, mounts, identity and filters: they act on the kernel's view of the recorded
+  // tree, which replay does not need (every result is in the recording), so it emulates them.
+  // A seccomp filter the program installs is classified by the recorder as each syscall enters
+  // (record/seccomp_filter.h): replay skips what it stopped.
+  t.emulate(SYS_unshare, "unshare", 1);
+  t.emulate(SYS_setns, "setns", 2);
+  t.emulate(SYS_mount, "mount", 5);
+  t.emulate(SYS_umount2, "umount2", 2);
+  t.emulate(SYS_pivot_root, "pivot_root", 2);
+  t.emulate(SYS_chroot, "chroot", 1);
+  t.emulate(kSysOpenTree, "open_tree", 3);
+  t.emulate(kSysMoveMount, "move_mount", 5);
+  t.emulate(kSysFsopen, "fsopen", 2);
+  t.emulate(kSysFsconfig, "fsconfig", 5);
+  t.emulate(kSysFsmount, "fsmount", 3);
+  t.emulate(kSysFspick, "fspick", 3);
+  t.emulate(kSysMountSetattr, "mount_setattr", 4);
+  t.emulate(SYS_sethostname, "sethostname", 2);
+  t.emulate(SYS_setdomainname, "setdomainname", 2);
+  t.emulate(SYS_capset, "capset", 2);
+  t.emulate(SYS_setfsuid, "setfsuid", 1);
+  t.emulate(SYS_setfsgid, "setfsgid", 1);
+  t.emulate(SYS_seccomp, "seccomp", 3, {custom()});
   // Address space and task state: executed again in replay.
   t.add(SYS_mmap, "mmap", 6, R::Mmap);
   t.add(SYS_munmap, "munmap", 2, R::Execute);

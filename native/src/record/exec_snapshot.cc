@@ -1,8 +1,10 @@
 #include "record/exec_snapshot.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -36,6 +38,21 @@ uint64_t readStartBrk(pid_t pid) {
     if (i == 47) return std::stoull(field);
   }
   fail(ErrorCode::System, "cannot read start_brk from /proc/PID/stat");
+}
+
+// map_files needs CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE): without it, the file is opened by
+// its path as the task sees it (through its root, in its mount namespace), if it is still the
+// file mapped there.
+int openByPath(pid_t tid, const MapsEntry& m) {
+  std::string path = "/proc/" + std::to_string(tid) + "/root" + m.name;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd >= 0 && (fstat(fd, &st) != 0 || st.st_ino != m.inode || st.st_dev != m.dev)) {
+    close(fd);
+    errno = ESTALE;
+    return -1;
+  }
+  return fd;
 }
 
 }  // namespace
@@ -74,6 +91,7 @@ ExecEvent captureExec(Task& task, BlobStore& blobs, const std::string& exe) {
       snprintf(procPath, sizeof procPath, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, task.tid(),
                m.start, m.end);
       int fd = openTraceeFile(procPath);
+      if (fd < 0 && errno == EPERM) fd = openByPath(task.tid(), m);
       if (fd < 0) failErrno(std::string("capture ") + m.name);
       r.source = MappedRegion::File;
       r.offset = m.offset;
@@ -92,6 +110,7 @@ ExecEvent captureExec(Task& task, BlobStore& blobs, const std::string& exe) {
   ev.auxv = readAuxv(task.tid());
 
   RemoteSyscalls remote(task, gadget, RemoteSyscalls::KeepChildSignals);
+  remote.claimOrigin(kRewindSyscallIp);  // seccomp filters kept across exec let it through
   remote.check("reserving the replay stub's address range", SYS_mmap, kStubBase, kStubSize,
                PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_NORESERVE,
                uint64_t(-1), 0);

@@ -21,9 +21,11 @@
 #include "core/memory_image.h"
 #include "core/memory_map.h"
 #include "core/spawn.h"
+#include "core/stub_layout.h"
 #include "core/syscall_table.h"
 #include "core/x86_instruction.h"
 #include "record/exec_snapshot.h"
+#include "record/pid_namespace.h"
 
 namespace rwd {
 namespace {
@@ -53,12 +55,23 @@ bool isFault(int sig, const siginfo_t& info) {
          info.si_code > 0;
 }
 
-// clone and clone3 with CLONE_VM but not CLONE_VFORK share the address space: a thread.
-bool startsThread(const Task& task, long nr, const uint64_t* args) {
+// The flags of a clone or clone3 (0 for fork and vfork), and where CLONE_CHILD_SETTID has the
+// kernel write the child's tid.
+uint64_t cloneFlags(const Task& task, long nr, const uint64_t* args, uint64_t* childTid) {
   uint64_t flags = 0;
-  if (nr == SYS_clone) flags = args[0];
-  if (nr == 435) task.tryRead(args[0], &flags, sizeof flags);  // clone3: clone_args.flags
-  return (flags & CLONE_VM) && !(flags & CLONE_VFORK);
+  *childTid = 0;
+  if (nr == SYS_clone) {
+    flags = args[0];
+    *childTid = args[3];
+  }
+  if (nr == 435) {  // clone3: clone_args {flags, pidfd, child_tid, ...}
+    uint64_t cl[3] = {};
+    task.tryRead(args[0], cl, sizeof cl);
+    flags = cl[0];
+    *childTid = cl[2];
+  }
+  if (!(flags & CLONE_CHILD_SETTID)) *childTid = 0;
+  return flags;
 }
 
 // Whether a signal is queued for the task that it does not block, so it stops for it as soon as
@@ -133,8 +146,9 @@ bool RecordSession::ignoresSignal(pid_t tid, int sig) const {
   }
   uint64_t bit = uint64_t(1) << (sig - 1);
   if (ignored & bit) return true;
+  if (caught & bit) return false;
   bool defaultIgnore = sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH;
-  return defaultIgnore && !(caught & bit);
+  return defaultIgnore || (sig != SIGKILL && sig != SIGSTOP && inNamespaceInit(tid));
 }
 
 RecordResult RecordSession::run() {
@@ -323,6 +337,21 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
     fail(ErrorCode::Unsupported,
          std::string("the program used ") + spec->name + ", which is not supported yet");
   }
+  // The patched vDSO makes syscalls where natively the vDSO answers without one, which no filter
+  // sees: they pass as rewind's own.
+  auto vdso = vdso_.find(t.tgid);
+  const bool fromVdso = !t.seccomp.empty() && vdso != vdso_.end() &&
+                        t.entryRegs.rip >= vdso->second.first &&
+                        t.entryRegs.rip < vdso->second.second;
+  t.filtered =
+      t.seccomp.empty() || fromVdso ? SyscallEvent::Filtered::No : t.seccomp.classify(t.entryRegs);
+  if (t.filtered != SyscallEvent::Filtered::No && spec->replay == ReplayAction::InPlace) {
+    fail(ErrorCode::Unsupported, std::string("the program's seccomp filter stopped ") + spec->name +
+                                     ", which rewind cannot replay");
+  }
+  if (t.filtered == SyscallEvent::Filtered::No) {
+    t.filterInstall = FilterInstall::begin(*t.task, t.entryRegs);
+  }
   t.entryValues = readEntryValues(*t.task, *spec, args);
   if (nr == SYS_execve || nr == SYS_execveat) {
     t.execArgv.clear();
@@ -338,14 +367,28 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   t.fakeTsc = nr == SYS_prctl && (args[0] == PR_SET_TSC || args[0] == PR_GET_TSC);
   // The program's sched_setaffinity is skipped and succeeds: it stays on the recorder's CPU.
   t.fakeAffinity = nr == SYS_sched_setaffinity;
-  if (spec->replay == ReplayAction::Refused || t.fakeTsc || t.fakeAffinity) {
+  // The program's filter stops it as natively: nothing to skip.
+  if (t.filtered != SyscallEvent::Filtered::No) t.fakeTsc = t.fakeAffinity = false;
+  const bool cancel = t.filtered == SyscallEvent::Filtered::No &&
+                      (spec->replay == ReplayAction::Refused || t.fakeTsc || t.fakeAffinity);
+  // The program's filters would see the cancelled syscall, which is rewind's: it claims the
+  // address they let through, and gets its own back at the exit stop.
+  t.claimed = !t.seccomp.empty() && (cancel || fromVdso);
+  if (cancel || t.claimed) {
     Regs r = t.entryRegs;
-    r.orig_rax = uint64_t(-1);
+    if (cancel) r.orig_rax = uint64_t(-1);
+    if (t.claimed) r.rip = kRewindSyscallIp;
     t.task->setRegs(r);
   }
-  if (nr == SYS_exit || nr == SYS_exit_group) {
-    // No exit stop follows: the event is complete now.
-    events_.append(syscallEvent(t, 0));
+  const bool killed = t.filtered == SyscallEvent::Filtered::KilledThread ||
+                      t.filtered == SyscallEvent::Filtered::KilledProcess;
+  if (nr == SYS_exit || nr == SYS_exit_group || killed) {
+    // No exit stop follows (a filter that kills a thread of several ends it at once; one that
+    // kills the process leaves it the syscall number, as it rolls the syscall back): the event
+    // is complete now.
+    Event e = syscallEvent(t, killed ? nr : 0);
+    e.syscall.filtered = t.filtered;
+    events_.append(e);
     syscalls_++;
   }
   t.echo = spec->echo ? echoTarget(t.task->tid(), args[spec->fdArg]) : 0;
@@ -716,14 +759,24 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
   if (ptrace(PTRACE_GETEVENTMSG, t.task->tid(), nullptr, &child) < 0) {
     failErrno("PTRACE_GETEVENTMSG");
   }
-  // Written now, not at the syscall's exit: a vfork parent only gets there after its child
-  // exec'd, and the child's events must follow its creation in the stream.
-  events_.append(syscallEvent(t, int64_t(child)));
-  syscalls_++;
-  t.forkRecorded = true;
   uint64_t args[6];
   for (int i = 0; i < 6; i++) args[i] = arg(t.entryRegs, i);
-  bool thread = startsThread(*t.task, syscallNumber(t.entryRegs.orig_rax), args);
+  uint64_t childTid;
+  const uint64_t flags = cloneFlags(*t.task, syscallNumber(t.entryRegs.orig_rax), args, &childTid);
+  // clone and clone3 with CLONE_VM but not CLONE_VFORK share the address space: a thread.
+  const bool thread = (flags & CLONE_VM) && !(flags & CLONE_VFORK);
+  // Written now, not at the syscall's exit: a vfork parent only gets there after its child
+  // exec'd, and the child's events must follow its creation in the stream.
+  const ChildPids ids = childPids(t.task->tid(), pid_t(child));
+  Event e = syscallEvent(t, ids.seenByParent);
+  e.syscall.child = uint32_t(child);
+  if (childTid) {
+    const auto* self = reinterpret_cast<const uint8_t*>(&ids.seenByItself);
+    e.syscall.writes.push_back(MemoryWrite{childTid, {self, self + sizeof(pid_t)}});
+  }
+  events_.append(e);
+  syscalls_++;
+  t.forkRecorded = true;
   if (thread) {
     for (ProcessInfo& p : processes_) {
       if (p.pid == t.tgid) p.threads.push_back(pid_t(child));
@@ -746,6 +799,8 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
       startTask(it->second);
     }
   }
+  it->second.seccomp = t.seccomp;  // inherited, and so is where the vDSO is
+  if (vdso_.count(t.tgid)) vdso_[it->second.tgid] = vdso_[t.tgid];
   auto mapped = mappedFiles_.find(t.tgid);
   if (mapped != mappedFiles_.end()) mappedFiles_[it->second.tgid] = mapped->second;  // inherited
   if (vfork) {
@@ -758,11 +813,28 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   Regs regs = t.task->regs();
   long nr = syscallNumber(t.entryRegs.orig_rax);
   int64_t result = int64_t(regs.rax);
-  if (t.preemptSent && result <= -512 && result >= -516) {
-    // Our SIGSTOP interrupted the syscall: the kernel restarts it once the signal is dropped,
-    // so this return never reaches the program.
+  const bool restarted = t.preemptSent && result <= -512 && result >= -516;
+  // Our SIGSTOP interrupted the syscall: the kernel restarts it once the signal is dropped, so
+  // this return never reaches the program. Or a filter killed it: recorded at its entry.
+  if (restarted || t.filtered == SyscallEvent::Filtered::KilledThread ||
+      t.filtered == SyscallEvent::Filtered::KilledProcess) {
     t.task->resume(PTRACE_SYSCALL);
     return;
+  }
+  if (t.claimed) {
+    t.claimed = false;
+    regs.rip = t.entryRegs.rip;
+    t.task->setRegs(regs);
+  }
+  if (t.filterInstall) {
+    if (std::shared_ptr<const BpfProgram> program = t.filterInstall->finish(*t.task, result)) {
+      t.seccomp.add(std::move(program));
+      for (auto& [tid, other] : tasks_) {
+        if (t.filterInstall->tsync() && other.tgid == t.tgid) other.seccomp = t.seccomp;
+      }
+    }
+    t.filterInstall.reset();
+    regs = t.task->regs();
   }
   if (!acquire(t, Deferred::SyscallExit)) return;
   if (t.fakeTsc) {
@@ -798,6 +870,9 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     e.type = EventType::Exec;
     e.exec = captureExec(*t.task, blobs_, n > 0 ? std::string(exe, size_t(n)) : options_.exe);
     e.exec.cpu = cpu_;
+    for (const MappedRegion& r : e.exec.regions) {
+      if (r.name == "[vdso]") vdso_[t.tgid] = {r.start, r.end};
+    }
     events_.append(e);
     for (ProcessInfo& p : processes_) {
       if (p.pid == t.task->tid()) p.execs.push_back(ProcessInfo::Exec{e.exec.exe, t.execArgv});
@@ -822,7 +897,10 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   const SyscallSpec* spec = lookupSyscall(nr);
   Event e = syscallEvent(t, result);
   SyscallEvent& s = e.syscall;
-  if (spec->replay == ReplayAction::Emulate) {
+  s.filtered = t.filtered;
+  if (s.filtered != SyscallEvent::Filtered::No) {
+    // Stopped by the program's filter: it wrote and sent nothing.
+  } else if (spec->replay == ReplayAction::Emulate) {
     s.writes = captureOutputs(*t.task, nr, *spec, s.args, result, t.entryValues);
     if (!isError(result)) s.echoFd = t.echo;
     if (spec->sent == Sent::Copied && result > 0 && t.echo) {
@@ -832,10 +910,11 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     }
     if (spec->sent != Sent::None) s.sentHash = sentData(*t.task, nr, *spec, s.args, result).hash();
   }
-  if (spec->sent == Sent::Buffer || spec->sent == Sent::Iovec) {  // write, pwrite and the like
+  const bool ran = s.filtered == SyscallEvent::Filtered::No;
+  if (ran && (spec->sent == Sent::Buffer || spec->sent == Sent::Iovec)) {  // write, pwrite...
     if (result > 0 && mappedFiles_.count(t.tgid)) captureMappedWrite(t, s);
   }
-  if (nr == SYS_mmap && !isError(result) && !(s.args[3] & MAP_ANONYMOUS)) {
+  if (ran && nr == SYS_mmap && !isError(result) && !(s.args[3] & MAP_ANONYMOUS)) {
     std::string fdPath =
         "/proc/" + std::to_string(t.task->tid()) + "/fd/" + std::to_string(int(s.args[4]));
     int fd = openTraceeFile(fdPath);
@@ -902,11 +981,14 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
   }
   siginfo_t info = t.task->siginfo();
   if (sig == SIGSEGV && info.si_code == SI_KERNEL && emulateRdtsc(t)) return;
+  bool fault = isFault(sig, info);
+  if (fault && ignoresSignal(t.task->tid(), sig) && inNamespaceInit(t.task->tid())) {
+    return dieOfFaultInInit(t, info);
+  }
   if (ignoresSignal(t.task->tid(), sig)) {
     t.task->resume(PTRACE_SYSCALL);
     return;
   }
-  bool fault = isFault(sig, info);
   if (t.resending == sig) {
     // A held signal, re-sent: it is delivered with what it carried when it first came.
     t.resending = 0;
@@ -937,6 +1019,22 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
   memcpy(e.signal.info, &info, sizeof e.signal.info);
   events_.append(e);
   t.task->resume(PTRACE_SYSCALL, sig);
+}
+
+// A pid namespace's init whose instruction raised a signal it does not catch: natively the kernel
+// lets that kill it, but not under ptrace (it drops the signal, and the instruction faults again
+// and again). The recorder records the fault and lets go of the task, which faults once more
+// and dies as natively; its end is taken as the kernel would have reported it.
+void RecordSession::dieOfFaultInInit(RecordedTask& t, const siginfo_t& info) {
+  Event e;
+  e.type = EventType::Signal;
+  e.signal.tid = uint32_t(t.task->tid());
+  e.signal.signo = info.si_signo;
+  e.signal.fault = true;
+  memcpy(e.signal.info, &info, sizeof e.signal.info);
+  events_.append(e);
+  if (ptrace(PTRACE_DETACH, t.task->tid(), nullptr, nullptr) < 0) failErrno("PTRACE_DETACH");
+  requeued_.emplace_back(t.task->tid(), info.si_signo);  // the wait status of death by it
 }
 
 }  // namespace rwd

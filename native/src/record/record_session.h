@@ -19,6 +19,7 @@
 #include "core/event_stream.h"
 #include "core/syscall_buffers.h"
 #include "core/task.h"
+#include "record/seccomp_filter.h"
 
 namespace rwd {
 
@@ -82,7 +83,11 @@ struct RecordedTask {
   bool forkRecorded = false;    // the fork's event was written at PTRACE_EVENT_FORK
   pid_t vforkChild = 0;         // a vfork child that has not exec'd or exited yet
   pid_t vforkParent = 0;
-  bool parked = false;  // a vfork parent held at its syscall exit until its child execs
+  bool parked = false;     // a vfork parent held at its syscall exit until its child execs
+  SeccompFilters seccomp;  // the program's filters in force for the task
+  SyscallEvent::Filtered filtered = SyscallEvent::Filtered::No;  // their verdict on this syscall
+  std::optional<FilterInstall> filterInstall;                    // this syscall installs one
+  bool claimed = false;  // cancelled: it claimed kRewindSyscallIp as its origin at entry
   Regs entryRegs{};
   EntryValues entryValues;
   std::vector<std::string> execArgv;  // read at execve entry, for the manifest
@@ -120,6 +125,7 @@ class RecordSession {
   void resendOverdue();
   void releaseVforkParent(RecordedTask& child);
   void onSignal(RecordedTask& t, int sig);
+  void dieOfFaultInInit(RecordedTask& t, const siginfo_t& info);
   bool emulateRdtsc(RecordedTask& t);
   bool ignoresSignal(pid_t tid, int sig) const;
   uint8_t echoTarget(pid_t tid, uint64_t fd) const;
@@ -144,6 +150,7 @@ class RecordSession {
   uint32_t taskCount_ = 0;
   std::vector<ProcessInfo> processes_;
   std::map<pid_t, std::set<std::pair<dev_t, ino_t>>> mappedFiles_;  // per process
+  std::map<pid_t, std::pair<uint64_t, uint64_t>> vdso_;  // per process: where its vDSO is
   uint64_t syscalls_ = 0;
   // Writes to stdout and stderr run one at a time, each recorded before the next starts, so the
   // stream has them in the order the kernel wrote them (replay echoes them in the stream's order):

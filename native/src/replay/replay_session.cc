@@ -2,10 +2,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -600,6 +603,8 @@ void ReplaySession::onSyscall(ReplayTask& t) {
   }
   SyscallEvent ev = std::move(next_.syscall);
   nextEvent();
+  if (ev.filtered == SyscallEvent::Filtered::Returned) return finishSyscall(t, r, ev.result);
+  if (ev.filtered != SyscallEvent::Filtered::No) return killAsFiltered(t, r, ev);
   switch (spec->replay) {
     case ReplayAction::Emulate:
       if (interruptedUnderOwnMask(t, r, ev)) return;
@@ -819,7 +824,21 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
     ctid = cl[2];
     ptid = cl[3];
   }
-  Stop s = runInPlace(t, at);
+  // The namespaces and cgroup the recorded child was put in are not replay's to make (every pid
+  // and result is in the recording, and replay may lack the privilege): it forks without them.
+  constexpr uint64_t kCloneNewTime = 0x80, kCloneIntoCgroup = 0x200000000ull;
+  constexpr uint64_t kPlacement = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC |
+                                  CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET;
+  Regs run = at;
+  if (ev.nr == SYS_clone) run.rdi &= ~kPlacement;
+  const uint64_t placement = kPlacement | kCloneNewTime | kCloneIntoCgroup;
+  const bool strip3 = ev.nr == kSysClone3 && (flags & placement);
+  if (strip3) {
+    const uint64_t without = flags & ~placement;
+    t.task->write(ev.args[0], &without, sizeof without);
+  }
+  Stop s = runInPlace(t, run);
+  if (strip3) t.task->write(ev.args[0], &flags, sizeof flags);
   if (s.kind != Stop::Event) fail(ErrorCode::System, "replay could not fork");
   unsigned long child = 0;
   ptrace(PTRACE_GETEVENTMSG, t.task->tid(), nullptr, &child);
@@ -828,7 +847,8 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   bool vfork = flags & CLONE_VFORK;
   if (!vfork) resumeInKernel(t);
 
-  uint32_t tid = uint32_t(ev.result);
+  const uint32_t tid = ev.child;
+  if (tid == 0) fail(ErrorCode::BadTrace, "a fork record names no new task");
   ReplayTask& c = tasks_[tid];
   c.recordedTid = tid;
   c.tgid = (flags & CLONE_THREAD) ? t.tgid : tid;
@@ -840,9 +860,12 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   c.clearChildTid = (flags & CLONE_CHILD_CLEARTID) ? ctid : 0;
   Stop first = c.task->wait();  // the SIGSTOP every traced child starts with
   if (first.kind != Stop::Signal) fail(ErrorCode::System, "the replayed child did not start");
-  // The kernel wrote the child's real tid where the program asked for it: write the recorded one.
-  if ((flags & CLONE_CHILD_SETTID) && ctid) c.task->write(ctid, &tid, sizeof tid);
-  if ((flags & CLONE_PARENT_SETTID) && ptid) t.task->write(ptid, &tid, sizeof tid);
+  // The kernel wrote the child's real tid where the program asked for it: write the pids the
+  // recorded child (CLONE_CHILD_SETTID: the recorded writes) and parent saw.
+  for (const MemoryWrite& w : ev.writes) c.task->write(w.addr, w.data.data(), w.data.size());
+  if (strip3) c.task->write(ev.args[0], &flags, sizeof flags);  // its copy of clone_args
+  const auto seen = uint32_t(ev.result);
+  if ((flags & CLONE_PARENT_SETTID) && ptid) t.task->write(ptid, &seen, sizeof seen);
   if (vfork) {
     t.vforkResult = ev.result;
     t.vforkRegs = at;
@@ -852,6 +875,29 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   // Both run when the stream says so (their Run events), as the recorder let them.
   t.parked = true;
   c.parked = true;
+}
+
+// The program's seccomp filter killed the thread or the process at this syscall when recorded:
+// replay has the kernel do the same, through a filter of its own that kills at this syscall.
+void ReplaySession::killAsFiltered(ReplayTask& t, const Regs& at, const SyscallEvent& ev) {
+  const uint32_t action = ev.filtered == SyscallEvent::Filtered::KilledThread
+                              ? SECCOMP_RET_KILL_THREAD
+                              : SECCOMP_RET_KILL_PROCESS;
+  const sock_filter kill = BPF_STMT(BPF_RET | BPF_K, action);
+  const uint64_t prog = t.stub.scratch, code = prog + sizeof(sock_fprog);
+  const sock_fprog fprog{1, reinterpret_cast<sock_filter*>(code)};
+  t.task->write(prog, &fprog, sizeof fprog);
+  t.task->write(code, &kill, sizeof kill);
+  {
+    RemoteSyscalls remote(*t.task, t.stub.gadget);
+    remote.check("preparing a seccomp kill", SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    remote.check("installing a seccomp kill", SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, prog);
+  }
+  // The syscall's exit stop comes first, then the end.
+  Stop s = runInPlace(t, at);
+  for (int i = 0; i < 4 && s.kind == Stop::SyscallStop; i++) s = resumeInKernel(t);
+  if (s.kind != Stop::Exited && s.kind != Stop::Killed) diverged(t, describeStop(s));
+  onExit(t, s);
 }
 
 // exit_group ends every thread of the process; the kernel reports the leader's end only after

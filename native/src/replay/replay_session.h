@@ -164,6 +164,7 @@ class ReplaySession {
   void writeResults(ReplayTask& t, const SyscallEvent& ev);
   bool interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const SyscallEvent& ev);
   void replayExecuted(ReplayTask& t, const SyscallEvent& ev);
+  void killAsFiltered(ReplayTask& t, const Regs& at, const SyscallEvent& ev);
   void replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void replayBrk(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void replayFork(ReplayTask& t, const Regs& at, const SyscallEvent& ev);
