@@ -838,12 +838,19 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   if (nr == SYS_mmap && !isError(result) && !(s.args[3] & MAP_ANONYMOUS)) {
     std::string fdPath =
         "/proc/" + std::to_string(t.task->tid()) + "/fd/" + std::to_string(int(s.args[4]));
+    char link[4096];
+    ssize_t n = readlink(fdPath.c_str(), link, sizeof link - 1);
+    std::string target = n > 0 ? std::string(link, size_t(n)) : fdPath;
+    if (target.rfind("anon_inode:", 0) == 0) {
+      // Memory the kernel keeps writing (a perf_event ring buffer, a bpf map): replay's copy
+      // could not follow it.
+      fail(ErrorCode::Unsupported, "the program mapped a descriptor of " + target +
+                                       " into memory, which rewind cannot replay");
+    }
     int fd = openTraceeFile(fdPath);
     struct stat st;
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-      char link[4096];
-      ssize_t n = readlink(fdPath.c_str(), link, sizeof link - 1);
-      s.blob = blobs_.putFile(fd, n > 0 ? std::string(link, size_t(n)) : fdPath);
+      s.blob = blobs_.putFile(fd, target);
       mappedFiles_[t.tgid].insert({st.st_dev, st.st_ino});
     }
     if (fd >= 0) close(fd);

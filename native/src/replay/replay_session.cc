@@ -625,9 +625,9 @@ void ReplaySession::onSyscall(ReplayTask& t) {
   }
 }
 
-// A syscall that waits with a signal mask of its own (pselect6, ppoll, epoll_pwait), interrupted
-// by a signal that the program's own mask blocks: the kernel delivered that signal with the
-// syscall's mask in force, and saved the program's in the signal frame. Replay emulates the
+// A syscall that waits with a signal mask of its own (pselect6, ppoll, epoll_pwait, rt_sigsuspend),
+// interrupted by a signal that the program's own mask blocks: the kernel delivered that signal with
+// the syscall's mask in force, and saved the program's in the signal frame. Replay emulates the
 // syscall, so it has the kernel do the same: the signal sent, rt_sigsuspend on the syscall's mask
 // run in the syscall's place. The task is left in the signal's delivery stop, with the registers
 // the syscall returned with, for the Signal event that comes next.
@@ -646,6 +646,8 @@ bool ReplaySession::interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const 
     maskAt = ev.args[3];
   } else if (ev.nr == SYS_epoll_pwait || ev.nr == kSysEpollPwait2) {
     maskAt = ev.args[4];
+  } else if (ev.nr == SYS_rt_sigsuspend) {
+    maskAt = ev.args[0];
   }
   uint64_t during = 0, own = 0;
   if (!maskAt || !t.task->tryRead(maskAt, &during, sizeof during)) return false;
@@ -654,7 +656,9 @@ bool ReplaySession::interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const 
   if (!next || next->type != EventType::Signal || next->signal.fault) return false;
   const int sig = next->signal.signo;
   const uint64_t bit = uint64_t(1) << (sig - 1);
-  if (!(own & bit) || (during & bit)) return false;  // deliverable as it is, or not even then
+  // Deliverable as it is, or not even then. rt_sigsuspend always runs: the handler runs under
+  // its mask, not the program's.
+  if ((!(own & bit) && ev.nr != SYS_rt_sigsuspend) || (during & bit)) return false;
   writeResults(t, ev);
   syscall(SYS_tgkill, t.task->tid(), t.task->tid(), sig);
   Regs suspend = r;
