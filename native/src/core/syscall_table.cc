@@ -278,6 +278,7 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_prctl, "prctl", 5, {custom()});
   t.emulate(SYS_personality, "personality", 1);
   t.emulate(SYS_set_tid_address, "set_tid_address", 1);
+  // Replay marks a dying thread's robust mutexes itself (replay/robust_futexes.h).
   t.emulate(SYS_set_robust_list, "set_robust_list", 2);
   t.emulate(SYS_get_robust_list, "get_robust_list", 3, {fixed(1, 8), fixed(2, 8)});
   t.emulate(SYS_futex, "futex", 3);

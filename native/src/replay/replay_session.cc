@@ -22,6 +22,7 @@
 #include "core/spawn.h"
 #include "core/syscall_buffers.h"
 #include "core/syscall_table.h"
+#include "replay/robust_futexes.h"
 
 namespace rwd {
 namespace {
@@ -492,9 +493,21 @@ void ReplaySession::restoreState(const ReplayState& st, const std::map<uint32_t,
   spaces_ = st.spaces;
 }
 
+void ReplaySession::releaseRobustFutexes(ReplayTask& t) {
+  rwd::releaseRobustFutexes(*t.task, t.robustList, t.recordedTid);
+  t.robustList = 0;
+}
+
+void ReplaySession::releaseProcessRobustFutexes(uint32_t tgid) {
+  for (auto& [tid, other] : tasks_) {
+    if (other.tgid == tgid && !other.exited) releaseRobustFutexes(other);
+  }
+}
+
 // The stream says the task ended here without a syscall of its own: SIGKILL (which the
 // recorder never sees as a signal), or another thread's exit_group or exec.
 void ReplaySession::collectDeath(ReplayTask& t) {
+  releaseRobustFutexes(t);
   if (WIFSIGNALED(next_.exit.waitStatus) && WTERMSIG(next_.exit.waitStatus) == SIGKILL) {
     kill(t.task->tid(), SIGKILL);
   }
@@ -600,6 +613,7 @@ void ReplaySession::onSyscall(ReplayTask& t) {
   nextEvent();
   switch (spec->replay) {
     case ReplayAction::Emulate:
+      if (nr == SYS_set_robust_list && !isError(ev.result)) t.robustList = ev.args[0];
       if (interruptedUnderOwnMask(t, r, ev)) return;
       return emulate(t, r, ev);
     case ReplayAction::Refused:
@@ -616,6 +630,7 @@ void ReplaySession::onSyscall(ReplayTask& t) {
       return replayFork(t, r, ev);
     case ReplayAction::InPlace: {
       if (nr == SYS_exit_group) return exitGroupInPlace(t, r);
+      if (nr == SYS_exit) releaseRobustFutexes(t);
       Stop s = runInPlace(t, r);
       if (s.kind == Stop::Exited || s.kind == Stop::Killed) onExit(t, s);
       return;
@@ -851,6 +866,7 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
 // exit_group ends every thread of the process; the kernel reports the leader's end only after
 // the others', so all of them are collected here (their Exit events are checked in turn).
 void ReplaySession::exitGroupInPlace(ReplayTask& t, const Regs& at) {
+  releaseProcessRobustFutexes(t.tgid);
   if (std::optional<Stop> early = enterInPlace(t, at)) {
     if (early->kind == Stop::Exited || early->kind == Stop::Killed) return onExit(t, *early);
     fail(ErrorCode::System, "exit_group did not run");
@@ -911,6 +927,7 @@ Stop ReplaySession::resumeInKernel(ReplayTask& t) {
 }
 
 void ReplaySession::execInPlace(ReplayTask& t, const Regs& at) {
+  releaseProcessRobustFutexes(t.tgid);  // the threads exec ends, and the one that execs
   // Exec the stub again: the kernel resets what exec resets, then the recorded address space
   // is rebuilt around the stub as at the start.
   Regs r = at;
