@@ -133,6 +133,10 @@ const corpus: Corpus[] = [
     ],
   },
   {
+    name: 'proc_self_mem',
+    expect: [/^pwrite=8 a_is_now=1\nwrite=8 b=7\npwritev=16 c=30,40\npatched code=6 answer=42\na=\d+\n$/],
+  },
+  {
     name: 'robust_mutex',
     extra: ['-pthread'],
     timed: true,
@@ -177,5 +181,10 @@ describe('refused by name at record time', () => {
   it("process_vm_writev into another process's memory", async () => {
     const rec = await record(compile('unreplayable'), ['vm-writev']);
     expectCleanFailure(rec, /wrote into another process's memory with process_vm_writev/);
+  });
+
+  it("a write into another process's memory through /proc/PID/mem", async () => {
+    const rec = await record(compile('unreplayable'), ['proc-mem']);
+    expectCleanFailure(rec, /wrote into another process's memory through \/proc\/\d+\/mem with pwrite64/);
   });
 });
