@@ -671,9 +671,7 @@ bool ReplaySession::interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const 
   if (!next || next->type != EventType::Signal || next->signal.fault) return false;
   const int sig = next->signal.signo;
   const uint64_t bit = uint64_t(1) << (sig - 1);
-  // Deliverable as it is, or not even then. rt_sigsuspend always runs: the handler runs under
-  // its mask, not the program's.
-  if ((!(own & bit) && ev.nr != SYS_rt_sigsuspend) || (during & bit)) return false;
+  if (!(own & bit) || (during & bit)) return false;  // deliverable as it is, or not even then
   writeResults(t, ev);
   syscall(SYS_tgkill, t.task->tid(), t.task->tid(), sig);
   Regs suspend = r;
@@ -681,8 +679,7 @@ bool ReplaySession::interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const 
   suspend.rdi = maskAt;
   suspend.rsi = sizeof during;
   if (runInPlace(t, suspend).kind != Stop::SyscallStop) diverged(t, "no return from rt_sigsuspend");
-  t.task->resume(PTRACE_SYSCALL);
-  Stop s = t.task->wait();
+  Stop s = resumeInKernel(t);  // a replayed child's end may come first
   if (s.kind != Stop::Signal || s.sig != sig) diverged(t, describeStop(s));
   // The program's syscall, as interrupted: delivery turns the restart code into EINTR.
   Regs back = r;
