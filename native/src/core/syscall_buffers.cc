@@ -341,8 +341,8 @@ uint64_t semaphoreCount(const Task& task, int semid) {
   if (stat("/proc/self/ns/ipc", &own) < 0 || stat(ns.c_str(), &its) < 0 ||
       own.st_ino != its.st_ino || semctl(semid, 0, IPC_STAT, &ds) < 0) {
     fail(ErrorCode::Unsupported,
-         "the program used semctl GETALL in an IPC namespace of its own, which rewind cannot "
-         "record yet");
+         "the program used semctl GETALL on a semaphore set the recorder "
+         "cannot see (another IPC namespace, or removed meanwhile)");
   }
   return ds.sem_nsems;
 }

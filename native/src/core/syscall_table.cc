@@ -288,7 +288,7 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_rt_sigqueueinfo, "rt_sigqueueinfo", 3);
   t.emulate(SYS_rt_tgsigqueueinfo, "rt_tgsigqueueinfo", 4);
   t.emulate(SYS_pidfd_send_signal, "pidfd_send_signal", 4);
-  // Replay runs it in place when a signal ended it (see interruptedUnderOwnMask).
+  // Replay runs it in place when its mask let through a signal the program's own blocks.
   t.emulate(SYS_rt_sigsuspend, "rt_sigsuspend", 2);
   t.emulate(SYS_wait4, "wait4", 4, {fixed(1, 4), fixed(3, kRusage)});
   t.emulate(SYS_waitid, "waitid", 5, {fixed(2, kSiginfo), fixed(4, kRusage)});
