@@ -24,6 +24,7 @@
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -198,7 +199,8 @@ long ownPid(const Task& task) {
   std::ifstream in("/proc/" + std::to_string(task.tid()) + "/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("NStgid:", 0) == 0) return std::stol(line.substr(line.find_last_of(" \t") + 1));
+    if (line.rfind("NStgid:", 0) == 0)
+      return strtol(line.c_str() + line.find_last_of(" \t"), nullptr, 10);
   }
   return -1;
 }
@@ -220,7 +222,7 @@ long fdinfoValue(const Task& task, uint64_t fd, const std::string& key) {
   std::ifstream in("/proc/" + std::to_string(task.tid()) + "/fdinfo/" + std::to_string(fd));
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind(key + ":", 0) == 0) return std::stol(line.substr(key.size() + 1));
+    if (line.rfind(key + ":", 0) == 0) return strtol(line.c_str() + key.size() + 1, nullptr, 10);
   }
   return -1;
 }
@@ -463,8 +465,9 @@ void captureCustom(const Task& task, long nr, const uint64_t* args, int64_t resu
     case SYS_get_mempolicy:
       capture(task, args[0], sizeof(int), out);
       // The kernel fills the mask rounded up to whole longs, at most a page of it.
-      if (args[2] >= 1)
+      if (args[2] >= 1) {
         capture(task, args[1], std::min<uint64_t>((args[2] + 62) / 64 * 8, 4096), out);
+      }
       return;
     case SYS_poll:
     case SYS_ppoll:
