@@ -142,7 +142,8 @@ const corpus: Corpus[] = [
     timed: true,
     expect: [
       /^after the thread died: lock=EOWNERDEAD consistent=0 unlock=0\nagain: lock=0$/m,
-      /^after the child died \(3\): lock=EOWNERDEAD consistent=0$/m,
+      /^after the child exited \(3\): lock=EOWNERDEAD consistent=0$/m,
+      /^after the child died of signal 6: lock=EOWNERDEAD consistent=0$/m,
     ],
   },
 ];

@@ -589,6 +589,12 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
   t.task->setSiginfo(info);
   t.deliverSig = sig;
   nextEvent();
+  // It kills the process: its threads die holding what they held.
+  std::optional<Event> after = nextEventOf(t);
+  if (after && after->type == EventType::Exit && WIFSIGNALED(after->exit.waitStatus) &&
+      WTERMSIG(after->exit.waitStatus) == sig) {
+    releaseProcessRobustFutexes(t.tgid);
+  }
 }
 
 void ReplaySession::onSyscall(ReplayTask& t) {
