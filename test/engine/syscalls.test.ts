@@ -46,6 +46,15 @@ const corpus: Corpus[] = [
     ],
   },
   {
+    name: 'thread_signals',
+    extra: ['-pthread'],
+    timed: true,
+    expect: [
+      /^pending SIGUSR1 taken by the thread that unblocked it: 1\nSIGUSR2 in the waiter: 1\n/m,
+      /^timer's SIGALRM in the waiter: 1 value=99\nmain took none: 1\n$/m,
+    ],
+  },
+  {
     name: 'sysv_ipc',
     timed: true,
     expect: [

@@ -285,8 +285,9 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     segmentResumed_ = true;
     if (end && end->type == EventType::Signal && !end->signal.fault) {
       // The recording saw this signal delivered right here, but replay will not raise it by
-      // itself (another process or an emulated syscall sent it): send it now.
-      syscall(SYS_tgkill, t.task->tid(), t.task->tid(), end->signal.signo);
+      // itself (another process or an emulated syscall sent it): send it now. (tkill: a thread's
+      // tid is not its process's id.)
+      syscall(SYS_tkill, t.task->tid(), end->signal.signo);
     }
   }
   std::set<uint64_t> addrs;
@@ -679,7 +680,7 @@ bool ReplaySession::interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const 
   const uint64_t bit = uint64_t(1) << (sig - 1);
   if (!(own & bit) || (during & bit)) return false;  // deliverable as it is, or not even then
   writeResults(t, ev);
-  syscall(SYS_tgkill, t.task->tid(), t.task->tid(), sig);
+  syscall(SYS_tkill, t.task->tid(), sig);
   Regs suspend = r;
   suspend.orig_rax = SYS_rt_sigsuspend;
   suspend.rdi = maskAt;
