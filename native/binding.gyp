@@ -28,6 +28,7 @@
         "src/replay/position_trap.cc",
         "src/core/x86_instruction.cc",
         "src/replay/replay_session.cc",
+        "src/replay/robust_futexes.cc",
         "src/replay/trace_blobs.cc",
         "src/sandbox/confine.cc",
         "src/sandbox/seccomp.cc",

@@ -2,17 +2,33 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/bpf.h>
 #include <linux/capability.h>
+#include <linux/dqblk_xfs.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <linux/kd.h>
+#include <linux/keyctl.h>
 #include <linux/netfilter_ipv4/ip_tables.h>
 #include <linux/netfilter_ipv6/ip6_tables.h>
+#include <linux/perf_event.h>
+#include <linux/quota.h>
+#include <linux/random.h>
 #include <linux/seccomp.h>
+#include <linux/serial.h>
+#include <linux/vt.h>
 #include <sys/ioctl.h>
+#include <sys/msg.h>
 #include <sys/prctl.h>
+#include <sys/sem.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "core/error.h"
@@ -22,6 +38,8 @@ namespace {
 
 // The kernel's struct termios, which TCGETS fills (smaller than the C library's).
 constexpr uint64_t kKernelTermiosSize = 36;
+// syslog's actions that copy the kernel log into the buffer (SYSLOG_ACTION_READ*).
+constexpr uint64_t kSyslogRead = 2, kSyslogReadAll = 3, kSyslogReadClear = 4;
 
 void capture(const Task& task, uint64_t addr, uint64_t len, std::vector<MemoryWrite>& out) {
   if (!addr || !len) return;
@@ -51,28 +69,83 @@ void captureIovecs(const Task& task, uint64_t iovAddr, uint64_t count, uint64_t 
   fail(ErrorCode::Unsupported, buf);
 }
 
+// The ioctl requests recording knows, and how many bytes each writes at its argument (0: none).
+struct IoctlRule {
+  uint32_t request;
+  uint32_t bytes;
+};
+
+constexpr IoctlRule kIoctls[] = {
+    // Terminals.
+    {TCGETS, kKernelTermiosSize},
+    {TCSETS, 0},
+    {TCSETSW, 0},
+    {TCSETSF, 0},
+    {TCXONC, 0},
+    {TCFLSH, 0},
+    {TIOCGWINSZ, sizeof(struct winsize)},
+    {TIOCSWINSZ, 0},
+    {TIOCGPGRP, sizeof(int)},
+    {TIOCSPGRP, 0},
+    {TIOCGSID, sizeof(int)},
+    {TIOCOUTQ, sizeof(int)},
+    {TIOCSCTTY, 0},
+    {TIOCNOTTY, 0},
+    {TIOCSTI, 0},
+    {TIOCEXCL, 0},
+    {TIOCNXCL, 0},
+    {TIOCGEXCL, sizeof(int)},
+    {TIOCGETD, sizeof(int)},
+    {TIOCSETD, 0},
+    {TIOCLINUX, 1},  // the subcode byte; the queries answer in it
+    {TIOCMGET, sizeof(int)},
+    {TIOCMSET, 0},
+    {TIOCMBIS, 0},
+    {TIOCMBIC, 0},
+    {TIOCGICOUNT, sizeof(struct serial_icounter_struct)},
+    {TIOCSERGETLSR, sizeof(int)},
+    // Pseudo-terminal masters.
+    {TIOCGPTN, sizeof(unsigned)},
+    {TIOCSPTLCK, 0},
+    {TIOCGPTLCK, sizeof(int)},
+    {TIOCPKT, 0},
+    {TIOCGPKT, sizeof(int)},
+    {TIOCGPTPEER, 0},  // returns a descriptor
+    // Virtual consoles.
+    {VT_OPENQRY, sizeof(int)},
+    {VT_GETSTATE, sizeof(struct vt_stat)},
+    {KDGKBMODE, sizeof(int)},
+    // Any descriptor.
+    {FIONREAD, sizeof(int)},
+    {FIONBIO, 0},
+    {FIOCLEX, 0},
+    {FIONCLEX, 0},
+    {FIOASYNC, 0},
+    // Files: the kernel writes an int for these two, whatever their encoded size says.
+    {FS_IOC_GETVERSION, sizeof(int)},
+    {FS_IOC_GETFLAGS, sizeof(int)},
+    {FS_IOC_FSGETXATTR, sizeof(struct fsxattr)},
+    {RNDGETENTCNT, sizeof(int)},
+    // Performance counters.
+    {PERF_EVENT_IOC_ENABLE, 0},
+    {PERF_EVENT_IOC_DISABLE, 0},
+    {PERF_EVENT_IOC_RESET, 0},
+    {PERF_EVENT_IOC_REFRESH, 0},
+    {PERF_EVENT_IOC_PERIOD, 0},
+    {PERF_EVENT_IOC_ID, sizeof(uint64_t)},
+};
+
 void captureIoctl(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
   uint64_t request = args[1] & 0xffffffff, arg = args[2];
-  switch (request) {
-    case TCGETS:
-      return capture(task, arg, kKernelTermiosSize, out);
-    case TIOCGWINSZ:
-      return capture(task, arg, sizeof(struct winsize), out);
-    case FIONREAD:
-    case TIOCGPGRP:
-    case TIOCGSID:
-    case TIOCOUTQ:
-      return capture(task, arg, sizeof(int), out);
-    case TCSETS:
-    case TCSETSW:
-    case TCSETSF:
-    case TIOCSPGRP:
-    case TIOCSWINSZ:
-    case FIONBIO:
-    case FIOCLEX:
-    case FIONCLEX:
-    case FIOASYNC:
-      return;
+  if (request == FS_IOC_FIEMAP) {
+    // The header, then as many extents as the kernel mapped (at most as many as asked for).
+    fiemap head;
+    if (!task.tryRead(arg, &head, sizeof head)) return;
+    uint64_t extents = std::min(head.fm_mapped_extents, head.fm_extent_count);
+    return capture(task, arg, sizeof head + extents * sizeof(fiemap_extent), out);
+  }
+  for (const IoctlRule& rule : kIoctls) {
+    if (rule.request == request) return capture(task, arg, rule.bytes, out);
   }
   unsupportedRequest("ioctl", request);
 }
@@ -115,14 +188,239 @@ void captureSetsockopt(const Task& task, const uint64_t* args, std::vector<Memor
           std::min<uint64_t>(replace.num_counters, 1 << 20) * sizeof(xt_counters), out);
 }
 
-void captureRecvmsg(const Task& task, const uint64_t* args, int64_t result,
-                    std::vector<MemoryWrite>& out) {
+// A message received into the msghdr at `addr`, `bytes` of data: the kernel updates its lengths
+// and flags, and fills the name, the control data and the iovecs.
+void captureReceived(const Task& task, uint64_t addr, uint64_t bytes,
+                     std::vector<MemoryWrite>& out) {
   msghdr msg;
-  if (!task.tryRead(args[1], &msg, sizeof msg)) return;
-  capture(task, args[1], sizeof msg, out);  // the kernel updates lengths and flags
+  if (!task.tryRead(addr, &msg, sizeof msg)) return;
+  capture(task, addr, sizeof msg, out);
   capture(task, uint64_t(msg.msg_name), msg.msg_namelen, out);
   capture(task, uint64_t(msg.msg_control), msg.msg_controllen, out);
-  captureIovecs(task, uint64_t(msg.msg_iov), msg.msg_iovlen, uint64_t(result), out);
+  captureIovecs(task, uint64_t(msg.msg_iov), msg.msg_iovlen, bytes, out);
+}
+
+void captureRecvmmsg(const Task& task, const uint64_t* args, int64_t result,
+                     std::vector<MemoryWrite>& out) {
+  for (uint64_t i = 0; i < std::min<uint64_t>(uint64_t(result), 1024); i++) {
+    uint64_t addr = args[1] + i * sizeof(mmsghdr);
+    mmsghdr m;
+    if (!task.tryRead(addr, &m, sizeof m)) break;
+    captureReceived(task, addr, m.msg_len, out);
+    capture(task, addr + offsetof(mmsghdr, msg_len), sizeof m.msg_len, out);
+  }
+  capture(task, args[4], sizeof(timespec), out);  // the time left
+}
+
+// The task's process id as the task sees it (the last NStgid: its own pid namespace's).
+long ownPid(const Task& task) {
+  std::ifstream in("/proc/" + std::to_string(task.tid()) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("NStgid:", 0) == 0)
+      return strtol(line.c_str() + line.find_last_of(" \t"), nullptr, 10);
+  }
+  return -1;
+}
+
+// process_vm_writev: what the kernel wrote into the caller's own memory. Another process's memory
+// is not the event's task's to write in replay.
+void captureVmWrite(const Task& task, const uint64_t* args, int64_t result,
+                    std::vector<MemoryWrite>& out) {
+  if (long(int32_t(args[0])) != ownPid(task)) {
+    fail(ErrorCode::Unsupported,
+         "the program wrote into another process's memory with process_vm_writev, which rewind "
+         "cannot replay yet");
+  }
+  captureIovecs(task, args[3], args[4], uint64_t(result), out);
+}
+
+// A number from a /proc/PID/fdinfo/FD line "key:\tvalue" (-1 when absent).
+long fdinfoValue(const Task& task, uint64_t fd, const std::string& key) {
+  std::ifstream in("/proc/" + std::to_string(task.tid()) + "/fdinfo/" + std::to_string(fd));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ":", 0) == 0) return strtol(line.c_str() + key.size() + 1, nullptr, 10);
+  }
+  return -1;
+}
+
+void captureBpf(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
+  bpf_attr attr{};
+  task.tryRead(args[1], &attr, std::min<uint64_t>(args[2], sizeof attr));
+  switch (int(args[0])) {
+    case BPF_MAP_CREATE:
+    case BPF_MAP_UPDATE_ELEM:
+    case BPF_MAP_DELETE_ELEM:
+    case BPF_OBJ_PIN:
+    case BPF_OBJ_GET:
+      return;
+    case BPF_MAP_LOOKUP_ELEM:
+    case BPF_MAP_GET_NEXT_KEY: {
+      bool lookup = args[0] == BPF_MAP_LOOKUP_ELEM;
+      long type = fdinfoValue(task, attr.map_fd, "map_type");
+      long size = fdinfoValue(task, attr.map_fd, lookup ? "value_size" : "key_size");
+      bool perCpu = type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||
+                    type == BPF_MAP_TYPE_LRU_PERCPU_HASH ||
+                    type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
+      if (size < 0 || (lookup && perCpu)) break;
+      return capture(task, lookup ? attr.value : attr.next_key, uint64_t(size), out);
+    }
+  }
+  unsupportedRequest("bpf", args[0]);
+}
+
+void captureKeyctl(const Task& task, const uint64_t* args, int64_t result,
+                   std::vector<MemoryWrite>& out) {
+  switch (int(args[0])) {
+    case KEYCTL_DESCRIBE:
+    case KEYCTL_READ:
+    case KEYCTL_GET_SECURITY:
+    case KEYCTL_DH_COMPUTE:
+      // The result is the whole size: no more than the buffer's length was copied.
+      return capture(task, args[2], std::min<uint64_t>(uint64_t(result), args[3]), out);
+    case KEYCTL_CAPABILITIES:
+      return capture(task, args[1], std::min<uint64_t>(uint64_t(result), args[2]), out);
+    case KEYCTL_GET_KEYRING_ID:
+    case KEYCTL_JOIN_SESSION_KEYRING:
+    case KEYCTL_UPDATE:
+    case KEYCTL_REVOKE:
+    case KEYCTL_CHOWN:
+    case KEYCTL_SETPERM:
+    case KEYCTL_CLEAR:
+    case KEYCTL_LINK:
+    case KEYCTL_UNLINK:
+    case KEYCTL_SEARCH:
+    case KEYCTL_INSTANTIATE:
+    case KEYCTL_NEGATE:
+    case KEYCTL_SET_REQKEY_KEYRING:
+    case KEYCTL_SET_TIMEOUT:
+    case KEYCTL_ASSUME_AUTHORITY:
+    case KEYCTL_SESSION_TO_PARENT:
+    case KEYCTL_REJECT:
+    case KEYCTL_INSTANTIATE_IOV:
+    case KEYCTL_INVALIDATE:
+    case KEYCTL_GET_PERSISTENT:
+    case KEYCTL_RESTRICT_KEYRING:
+    case KEYCTL_MOVE:
+      return;
+  }
+  unsupportedRequest("keyctl", args[0]);
+}
+
+void captureQuotactl(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
+  uint64_t bytes = 0;
+  switch (int(args[0]) >> SUBCMDSHIFT) {
+    case Q_GETQUOTA:
+      bytes = sizeof(if_dqblk);
+      break;
+    case Q_GETNEXTQUOTA:
+      bytes = sizeof(if_nextdqblk);
+      break;
+    case Q_GETINFO:
+      bytes = sizeof(if_dqinfo);
+      break;
+    case Q_GETFMT:
+      bytes = sizeof(uint32_t);
+      break;
+    case Q_XGETQUOTA:
+    case Q_XGETNEXTQUOTA:
+      bytes = sizeof(fs_disk_quota);
+      break;
+    case Q_XGETQSTAT:
+      bytes = sizeof(fs_quota_stat);
+      break;
+    case Q_XGETQSTATV:
+      bytes = sizeof(fs_quota_statv);
+      break;
+    case Q_QUOTAON:
+    case Q_QUOTAOFF:
+    case Q_SETQUOTA:
+    case Q_SETINFO:
+    case Q_SYNC:
+    case Q_XQUOTAON:
+    case Q_XQUOTAOFF:
+    case Q_XSETQLIM:
+    case Q_XQUOTARM:
+    case Q_XQUOTASYNC:
+      break;
+    default:
+      unsupportedRequest("quotactl", args[0]);
+  }
+  capture(task, args[3], bytes, out);
+}
+
+// semctl and msgctl take IPC_64 in the command on some ABIs; x86-64's structures are the same.
+constexpr int kIpc64 = 0x100;
+
+// How many semaphores a set has, asked by the recorder in the tracee's IPC namespace.
+uint64_t semaphoreCount(const Task& task, int semid) {
+  struct stat own, its;
+  std::string ns = "/proc/" + std::to_string(task.tid()) + "/ns/ipc";
+  semid_ds ds{};
+  if (stat("/proc/self/ns/ipc", &own) < 0 || stat(ns.c_str(), &its) < 0 ||
+      own.st_ino != its.st_ino || semctl(semid, 0, IPC_STAT, &ds) < 0) {
+    fail(ErrorCode::Unsupported,
+         "the program used semctl GETALL on a semaphore set the recorder "
+         "cannot see (another IPC namespace, or removed meanwhile)");
+  }
+  return ds.sem_nsems;
+}
+
+void captureSemctl(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
+  switch (int(args[2]) & ~kIpc64) {
+    case IPC_STAT:
+    case SEM_STAT:
+    case SEM_STAT_ANY:
+      return capture(task, args[3], sizeof(semid_ds), out);
+    case IPC_INFO:
+    case SEM_INFO:
+      return capture(task, args[3], sizeof(seminfo), out);
+    case GETALL:
+      return capture(task, args[3], semaphoreCount(task, int(args[0])) * sizeof(uint16_t), out);
+    case IPC_RMID:
+    case IPC_SET:
+    case GETVAL:
+    case GETPID:
+    case GETNCNT:
+    case GETZCNT:
+    case SETVAL:
+    case SETALL:
+      return;
+  }
+  unsupportedRequest("semctl", args[2]);
+}
+
+void captureMsgctl(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
+  switch (int(args[1]) & ~kIpc64) {
+    case IPC_STAT:
+    case MSG_STAT:
+    case MSG_STAT_ANY:
+      return capture(task, args[2], sizeof(msqid_ds), out);
+    case IPC_INFO:
+    case MSG_INFO:
+      return capture(task, args[2], sizeof(msginfo), out);
+    case IPC_RMID:
+    case IPC_SET:
+      return;
+  }
+  unsupportedRequest("msgctl", args[1]);
+}
+
+// The _sysctl call's argument block (the syscall is gone from recent kernels: ENOSYS).
+struct SysctlArgs {
+  uint64_t name;
+  int32_t nlen;
+  uint64_t oldval, oldlenp, newval, newlen;
+};
+
+void captureSysctl(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
+  SysctlArgs a;
+  uint64_t oldlen = 0;
+  if (!task.tryRead(args[0], &a, sizeof a) || !a.oldlenp) return;
+  if (!task.tryRead(a.oldlenp, &oldlen, sizeof oldlen)) return;
+  capture(task, a.oldlenp, sizeof oldlen, out);
+  capture(task, a.oldval, oldlen, out);
 }
 
 void captureFdSets(const Task& task, const uint64_t* args, uint64_t timeoutArg,
@@ -146,7 +444,49 @@ void captureCustom(const Task& task, long nr, const uint64_t* args, int64_t resu
     case SYS_prctl:
       return capturePrctl(task, args, out);
     case SYS_recvmsg:
-      return captureRecvmsg(task, args, result, out);
+      return captureReceived(task, args[1], uint64_t(result), out);
+    case SYS_recvmmsg:
+      return captureRecvmmsg(task, args, result, out);
+    case SYS_process_vm_readv:
+      return captureIovecs(task, args[1], args[2], uint64_t(result), out);
+    case SYS_process_vm_writev:
+      return captureVmWrite(task, args, result, out);
+    case SYS_bpf:
+      return captureBpf(task, args, out);
+    case SYS_keyctl:
+      return captureKeyctl(task, args, result, out);
+    case SYS_quotactl:
+      return captureQuotactl(task, args, out);
+    case SYS_semctl:
+      return captureSemctl(task, args, out);
+    case SYS_msgctl:
+      return captureMsgctl(task, args, out);
+    case SYS_msgrcv:  // the message type, then the text
+      return capture(task, args[1], sizeof(long) + uint64_t(result), out);
+    case SYS__sysctl:
+      return captureSysctl(task, args, out);
+    case SYS_syslog:
+      if (args[0] == kSyslogRead || args[0] == kSyslogReadAll || args[0] == kSyslogReadClear) {
+        capture(task, args[1], uint64_t(result), out);
+      }
+      return;
+    case SYS_sysfs:  // option 2 copies a file system's name
+      if (args[0] == 2) capture(task, args[2], task.readCString(args[2], 256).size() + 1, out);
+      return;
+    case SYS_sched_getattr: {
+      uint32_t size = 0;  // the kernel sets it to the bytes it wrote
+      if (task.tryRead(args[1], &size, sizeof size)) {
+        capture(task, args[1], std::min<uint64_t>(size, args[2]), out);
+      }
+      return;
+    }
+    case SYS_get_mempolicy:
+      capture(task, args[0], sizeof(int), out);
+      // The kernel fills the mask rounded up to whole longs, at most a page of it.
+      if (args[2] >= 1) {
+        capture(task, args[1], std::min<uint64_t>((args[2] + 62) / 64 * 8, 4096), out);
+      }
+      return;
     case SYS_poll:
     case SYS_ppoll:
       capture(task, args[0], std::min<uint64_t>(args[1], 1 << 16) * 8, out);
@@ -200,6 +540,11 @@ std::vector<MemoryWrite> captureOutputs(const Task& task, long nr, const Syscall
   // (-EINTR, or a restart code the kernel turns into -EINTR as it delivers the signal).
   bool interrupted = result == -EINTR || (result >= -516 && result <= -512);
   bool sleepInterrupted = interrupted && (nr == SYS_nanosleep || nr == SYS_clock_nanosleep);
+  if (result == -E2BIG && (nr == SYS_sched_setattr || nr == SYS_perf_event_open)) {
+    // A structure of a size the kernel does not know: it writes the size it knows in its field.
+    uint64_t sizeField = nr == SYS_sched_setattr ? args[1] : args[0] + 4;
+    capture(task, sizeField, sizeof(uint32_t), out);
+  }
   if (result < 0 && result > -4096 && !sleepInterrupted) return out;
   for (int i = 0; i < 3; i++) {
     const Output& o = spec.outputs[i];
@@ -263,7 +608,8 @@ uint64_t SentData::hash() const {
 SentData sentData(const Task& task, long nr, const SyscallSpec& spec, const uint64_t* args,
                   int64_t result) {
   SentData out;
-  if (result <= 0) return out;  // nothing sent
+  // Nothing sent (a message sent by msgsnd or mq_timedsend returns 0).
+  if (result < 0 || (result == 0 && spec.sent != Sent::Sized)) return out;
   switch (spec.sent) {
     case Sent::None:
     case Sent::Copied:
@@ -280,6 +626,11 @@ SentData sentData(const Task& task, long nr, const SyscallSpec& spec, const uint
       if (task.tryRead(args[1], &msg, sizeof msg)) appendMessage(task, msg, uint64_t(result), out);
       break;
     }
+    case Sent::Sized:
+      append(task, args[1],
+             std::min<uint64_t>(args[2], 1 << 24) + (nr == SYS_msgsnd ? sizeof(long) : 0),
+             out.payload);
+      break;
     case Sent::Messages:
       for (uint64_t i = 0; i < std::min<uint64_t>(uint64_t(result), 1024); i++) {
         mmsghdr m;

@@ -38,7 +38,7 @@ Output custom() { return Output{-1, OutputSize::Custom, 0, -1}; }
 
 constexpr uint32_t kStat = 144, kStatx = 256, kStatfs = 120, kTimespec = 16, kRusage = 144,
                    kRlimit = 16, kItimerval = 32, kSiginfo = 128, kUtsname = 390, kSysinfo = 112,
-                   kTms = 32, kItimerspec = 32;
+                   kTms = 32, kItimerspec = 32, kTimex = 208, kMqAttr = 64;
 
 struct TableBuilder {
   std::array<SyscallSpec, kMaxSyscall> specs{};
@@ -155,15 +155,27 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_lsetxattr, "lsetxattr", 5);
   t.emulate(SYS_fsetxattr, "fsetxattr", 5);
   t.emulate(SYS_removexattr, "removexattr", 2);
+  t.emulate(SYS_lremovexattr, "lremovexattr", 2);
+  t.emulate(SYS_fremovexattr, "fremovexattr", 2);
+  t.emulate(SYS_mknod, "mknod", 3);
+  t.emulate(SYS_mknodat, "mknodat", 4);
+  t.emulate(SYS_open_tree, "open_tree", 3);
   t.sends(SYS_sendfile, "sendfile", 4, Sent::Copied, true, {fixed(2, 8)});
   t.sends(SYS_copy_file_range, "copy_file_range", 6, Sent::Copied, true, {fixed(1, 8), fixed(3, 8)},
           2);
   t.sends(SYS_splice, "splice", 6, Sent::Copied, true, {fixed(1, 8), fixed(3, 8)}, 2);
   t.emulate(SYS_memfd_create, "memfd_create", 2);
+  // Descriptors whose reads are recorded like any other.
+  t.emulate(SYS_inotify_init, "inotify_init", 0);
   t.emulate(SYS_inotify_init1, "inotify_init1", 1);
   t.emulate(SYS_inotify_add_watch, "inotify_add_watch", 3);
   t.emulate(SYS_inotify_rm_watch, "inotify_rm_watch", 2);
+  t.emulate(SYS_eventfd, "eventfd", 1);
   t.emulate(SYS_eventfd2, "eventfd2", 2);
+  t.emulate(SYS_fanotify_init, "fanotify_init", 2);
+  t.emulate(SYS_fanotify_mark, "fanotify_mark", 5);
+  t.emulate(SYS_perf_event_open, "perf_event_open", 5);
+  t.emulate(SYS_bpf, "bpf", 3, {custom()});
   t.emulate(SYS_signalfd4, "signalfd4", 4);
   t.emulate(SYS_timerfd_create, "timerfd_create", 2);
   t.emulate(SYS_timerfd_settime, "timerfd_settime", 4, {fixed(3, kItimerspec)});
@@ -197,9 +209,13 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.sends(SYS_sendmmsg, "sendmmsg", 4, Sent::Messages, true, {custom()});
   t.emulate(SYS_recvfrom, "recvfrom", 6, {result(1), sockLen(4, 5), fixed(5, 4)});
   t.emulate(SYS_recvmsg, "recvmsg", 3, {custom()});
+  t.emulate(SYS_recvmmsg, "recvmmsg", 5, {custom()});
   // Time.
   t.emulate(SYS_clock_gettime, "clock_gettime", 2, {fixed(1, kTimespec)});
   t.emulate(SYS_clock_getres, "clock_getres", 2, {fixed(1, kTimespec)});
+  t.emulate(SYS_clock_settime, "clock_settime", 2);
+  t.emulate(SYS_adjtimex, "adjtimex", 1, {fixed(0, kTimex)});
+  t.emulate(SYS_clock_adjtime, "clock_adjtime", 2, {fixed(1, kTimex)});
   t.emulate(SYS_gettimeofday, "gettimeofday", 2, {fixed(0, 16), fixed(1, 8)});
   t.emulate(SYS_time, "time", 1, {fixed(0, 8)});
   t.emulate(SYS_nanosleep, "nanosleep", 2, {fixed(1, kTimespec)});
@@ -209,6 +225,12 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_setitimer, "setitimer", 3, {fixed(2, kItimerval)});
   t.emulate(SYS_alarm, "alarm", 1);
   t.emulate(SYS_pause, "pause", 0);
+  // POSIX timers: the kernel's timer id is an int. Their signals are recorded as they come.
+  t.emulate(SYS_timer_create, "timer_create", 3, {fixed(2, 4)});
+  t.emulate(SYS_timer_settime, "timer_settime", 4, {fixed(3, kItimerspec)});
+  t.emulate(SYS_timer_gettime, "timer_gettime", 2, {fixed(1, kItimerspec)});
+  t.emulate(SYS_timer_getoverrun, "timer_getoverrun", 1);
+  t.emulate(SYS_timer_delete, "timer_delete", 1);
   // Process and system information.
   t.emulate(SYS_getpid, "getpid", 0);
   t.emulate(SYS_getppid, "getppid", 0);
@@ -250,14 +272,26 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_sched_getparam, "sched_getparam", 2, {fixed(1, 4)});
   t.emulate(SYS_sched_get_priority_max, "sched_get_priority_max", 1);
   t.emulate(SYS_sched_get_priority_min, "sched_get_priority_min", 1);
+  t.emulate(SYS_sched_setparam, "sched_setparam", 2);
+  t.emulate(SYS_sched_setscheduler, "sched_setscheduler", 3);
+  t.emulate(SYS_sched_rr_get_interval, "sched_rr_get_interval", 2, {fixed(1, kTimespec)});
+  t.emulate(SYS_sched_setattr, "sched_setattr", 3);
+  t.emulate(SYS_sched_getattr, "sched_getattr", 4, {custom()});
   t.emulate(SYS_prctl, "prctl", 5, {custom()});
   t.emulate(SYS_personality, "personality", 1);
   t.emulate(SYS_set_tid_address, "set_tid_address", 1);
+  // Replay marks a dying thread's robust mutexes itself (replay/robust_futexes.h).
   t.emulate(SYS_set_robust_list, "set_robust_list", 2);
+  t.emulate(SYS_get_robust_list, "get_robust_list", 3, {fixed(1, 8), fixed(2, 8)});
   t.emulate(SYS_futex, "futex", 3);
   t.emulate(SYS_kill, "kill", 2);
   t.emulate(SYS_tkill, "tkill", 2);
   t.emulate(SYS_tgkill, "tgkill", 3);
+  t.emulate(SYS_rt_sigqueueinfo, "rt_sigqueueinfo", 3);
+  t.emulate(SYS_rt_tgsigqueueinfo, "rt_tgsigqueueinfo", 4);
+  t.emulate(SYS_pidfd_send_signal, "pidfd_send_signal", 4);
+  // Replay runs it in place when its mask let through a signal the program's own blocks.
+  t.emulate(SYS_rt_sigsuspend, "rt_sigsuspend", 2);
   t.emulate(SYS_wait4, "wait4", 4, {fixed(1, 4), fixed(3, kRusage)});
   t.emulate(SYS_waitid, "waitid", 5, {fixed(2, kSiginfo), fixed(4, kRusage)});
   t.emulate(SYS_rt_sigpending, "rt_sigpending", 2, {argValue(0, 1)});
@@ -272,6 +306,46 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_ioprio_get, "ioprio_get", 2);
   t.emulate(SYS_ioprio_set, "ioprio_set", 3);
   t.emulate(kSysPidfdOpen, "pidfd_open", 2);
+  t.emulate(SYS_pidfd_getfd, "pidfd_getfd", 3);
+  t.emulate(SYS_kcmp, "kcmp", 5);
+  t.emulate(SYS_process_vm_readv, "process_vm_readv", 6, {custom()});
+  // Into the caller's own memory only (other processes' memory is not the event's task's).
+  t.emulate(SYS_process_vm_writev, "process_vm_writev", 6, {custom()});
+  // NUMA policy: only get_mempolicy and move_pages tell it, and they are recorded.
+  t.emulate(SYS_mbind, "mbind", 6);
+  t.emulate(SYS_set_mempolicy, "set_mempolicy", 3);
+  t.emulate(SYS_get_mempolicy, "get_mempolicy", 5, {custom()});
+  // Port access: replay, a sandbox, never grants it; an in or out after it faults in replay
+  // and diverges.
+  t.emulate(SYS_iopl, "iopl", 1);
+  t.emulate(SYS_ioperm, "ioperm", 3);
+  t.emulate(SYS_acct, "acct", 1);
+  t.emulate(SYS_syslog, "syslog", 3, {custom()});
+  t.emulate(SYS_sysfs, "sysfs", 3, {custom()});
+  t.emulate(SYS__sysctl, "_sysctl", 1, {custom()});
+  t.emulate(SYS_quotactl, "quotactl", 4, {custom()});
+  t.emulate(SYS_add_key, "add_key", 5);
+  t.emulate(SYS_request_key, "request_key", 4);
+  t.emulate(SYS_keyctl, "keyctl", 5, {custom()});
+  t.emulate(SYS_landlock_create_ruleset, "landlock_create_ruleset", 3);
+  t.emulate(SYS_landlock_add_rule, "landlock_add_rule", 4);
+  t.emulate(SYS_landlock_restrict_self, "landlock_restrict_self", 2);
+  // POSIX message queues are descriptors; a message sent is data leaving the process.
+  t.emulate(SYS_mq_open, "mq_open", 4);
+  t.emulate(SYS_mq_unlink, "mq_unlink", 1);
+  t.sends(SYS_mq_timedsend, "mq_timedsend", 5, Sent::Sized, false);
+  t.emulate(SYS_mq_timedreceive, "mq_timedreceive", 5, {result(1), fixed(3, 4)});
+  t.emulate(SYS_mq_notify, "mq_notify", 2);
+  t.emulate(SYS_mq_getsetattr, "mq_getsetattr", 3, {fixed(2, kMqAttr)});
+  // SysV semaphores and message queues.
+  t.emulate(SYS_semget, "semget", 3);
+  t.emulate(SYS_semop, "semop", 3);
+  t.emulate(SYS_semtimedop, "semtimedop", 4);
+  t.emulate(SYS_semctl, "semctl", 4, {custom()});
+  t.emulate(SYS_msgget, "msgget", 2);
+  t.sends(SYS_msgsnd, "msgsnd", 4, Sent::Sized, false);
+  t.emulate(SYS_msgrcv, "msgrcv", 5, {custom()});
+  t.emulate(SYS_msgctl, "msgctl", 3, {custom()});
   t.emulate(SYS_restart_syscall, "restart_syscall", 0);
   // Namespaces, mounts, identity and filters: they act on the kernel's view of the recorded
   // tree, which replay does not need (every result is in the recording), so it emulates them.
@@ -304,6 +378,8 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.add(SYS_mremap, "mremap", 4, R::Mremap);
   t.add(SYS_brk, "brk", 1, R::Brk);
   t.add(SYS_arch_prctl, "arch_prctl", 2, R::Execute);
+  // The LDT decides what segment loads and lsl see: replay installs the same entries.
+  t.add(SYS_modify_ldt, "modify_ldt", 3, R::Execute);
   t.add(SYS_pkey_alloc, "pkey_alloc", 2, R::Execute);
   t.add(SYS_pkey_free, "pkey_free", 1, R::Execute);
   t.add(SYS_pkey_mprotect, "pkey_mprotect", 4, R::Execute);

@@ -49,6 +49,7 @@ enum class Sent : uint8_t {
   Iovec,     // the iovec array at argument 1 (argument 2 of them), as many bytes as the result
   Message,   // the msghdr at argument 1: its name, iovecs (result bytes) and control data
   Messages,  // the mmsghdr array at argument 1: the result's count of messages, each msg_len
+  Sized,     // the buffer at argument 1, as many bytes as argument 2 says (msgsnd: and its mtype)
   Copied,    // copied by the kernel from another fd (sendfile, splice): never in the process's
              // memory, so replay cannot echo it; recording refuses it when it reaches stdout
 };

@@ -99,6 +99,19 @@ std::chrono::nanoseconds cpuTime(pid_t tid) {
   return std::chrono::nanoseconds(ns);
 }
 
+// Where in its file a write that returned put its data.
+uint64_t writtenAt(const RecordedTask& t, const SyscallEvent& s) {
+  if (s.nr != SYS_write && s.nr != SYS_writev) return s.args[3];  // pwrite*: the offset argument
+  std::ifstream info("/proc/" + std::to_string(t.task->tid()) + "/fdinfo/" +
+                     std::to_string(s.args[0]));
+  std::string key;
+  uint64_t pos = 0;
+  while (info >> key) {
+    if (key == "pos:" && (info >> pos)) break;
+  }
+  return pos - uint64_t(s.result);
+}
+
 }  // namespace
 
 RecordSession::RecordSession(RecordOptions options)
@@ -273,16 +286,7 @@ void RecordSession::captureMappedWrite(const RecordedTask& t, SyscallEvent& s) {
   struct stat st;
   if (stat((proc + "/fd/" + fd).c_str(), &st) < 0 || !S_ISREG(st.st_mode)) return;
   if (!mappedFiles_[t.tgid].count({st.st_dev, st.st_ino})) return;
-  uint64_t start = s.args[3];  // pwrite*: the offset argument
-  if (s.nr == SYS_write || s.nr == SYS_writev) {
-    std::ifstream info(proc + "/fdinfo/" + fd);
-    std::string key;
-    uint64_t pos = 0;
-    while (info >> key) {
-      if (key == "pos:" && (info >> pos)) break;
-    }
-    start = pos - uint64_t(s.result);
-  }
+  uint64_t start = writtenAt(t, s);
   uint64_t end = start + uint64_t(s.result);
   for (const MapsEntry& m : readMemoryMap(t.task->tid())) {
     if (m.inode != st.st_ino || m.dev != st.st_dev) continue;
@@ -291,6 +295,34 @@ void RecordSession::captureMappedWrite(const RecordedTask& t, SyscallEvent& s) {
     MemoryWrite w{m.start + (lo - m.offset), std::vector<uint8_t>(hi - lo)};
     if (t.task->tryRead(w.addr, w.data.data(), w.data.size())) s.writes.push_back(std::move(w));
   }
+}
+
+// Data written to /proc/PID/mem lands in that process's memory. The program's own: the bytes go
+// into the event, as a syscall's output does. Another recorded process's: replay could not put
+// them there, so recording stops. (A process not recorded is the world outside.)
+void RecordSession::captureProcMemWrite(const RecordedTask& t, SyscallEvent& s) {
+  std::string fdPath =
+      "/proc/" + std::to_string(t.task->tid()) + "/fd/" + std::to_string(s.args[0]);
+  char link[256];
+  ssize_t n = readlink(fdPath.c_str(), link, sizeof link - 1);
+  if (n <= 0) return;
+  link[n] = 0;
+  unsigned pid = 0, tid = 0;
+  int end = 0;
+  if (!(sscanf(link, "/proc/%u/mem%n", &pid, &end) == 1 && end == n) &&
+      !(sscanf(link, "/proc/%u/task/%u/mem%n", &pid, &tid, &end) == 2 && end == n)) {
+    return;
+  }
+  auto owner = tasks_.find(pid_t(pid));
+  if (owner == tasks_.end()) return;
+  if (owner->second.tgid != t.tgid) {
+    fail(ErrorCode::Unsupported, std::string("the program wrote into another process's memory "
+                                             "through ") +
+                                     link + " with " + syscallName(s.nr) +
+                                     ", which rewind cannot replay yet");
+  }
+  MemoryWrite w{writtenAt(t, s), std::vector<uint8_t>(size_t(s.result))};
+  if (t.task->tryRead(w.addr, w.data.data(), w.data.size())) s.writes.push_back(std::move(w));
 }
 
 Event RecordSession::syscallEvent(const RecordedTask& t, int64_t result) const {
@@ -913,16 +945,24 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   const bool ran = s.filtered == SyscallEvent::Filtered::No;
   if (ran && (spec->sent == Sent::Buffer || spec->sent == Sent::Iovec)) {  // write, pwrite...
     if (result > 0 && mappedFiles_.count(t.tgid)) captureMappedWrite(t, s);
+    if (result > 0) captureProcMemWrite(t, s);
   }
   if (ran && nr == SYS_mmap && !isError(result) && !(s.args[3] & MAP_ANONYMOUS)) {
     std::string fdPath =
         "/proc/" + std::to_string(t.task->tid()) + "/fd/" + std::to_string(int(s.args[4]));
+    char link[4096];
+    ssize_t n = readlink(fdPath.c_str(), link, sizeof link - 1);
+    std::string target = n > 0 ? std::string(link, size_t(n)) : fdPath;
+    if (target.rfind("anon_inode:", 0) == 0) {
+      // Memory the kernel keeps writing (a perf_event ring buffer, a bpf map): replay's copy
+      // could not follow it.
+      fail(ErrorCode::Unsupported, "the program mapped a descriptor of " + target +
+                                       " into memory, which rewind cannot replay");
+    }
     int fd = openTraceeFile(fdPath);
     struct stat st;
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-      char link[4096];
-      ssize_t n = readlink(fdPath.c_str(), link, sizeof link - 1);
-      s.blob = blobs_.putFile(fd, n > 0 ? std::string(link, size_t(n)) : fdPath);
+      s.blob = blobs_.putFile(fd, target);
       mappedFiles_[t.tgid].insert({st.st_dev, st.st_ino});
     }
     if (fd >= 0) close(fd);

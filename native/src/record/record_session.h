@@ -134,6 +134,7 @@ class RecordSession {
   RecordedTask& addTask(pid_t tid);
   Event syscallEvent(const RecordedTask& t, int64_t result) const;
   void captureMappedWrite(const RecordedTask& t, SyscallEvent& s);
+  void captureProcMemWrite(const RecordedTask& t, SyscallEvent& s);
 
   RecordOptions options_;
   BlobStore blobs_;

@@ -25,6 +25,7 @@
 #include "core/spawn.h"
 #include "core/syscall_buffers.h"
 #include "core/syscall_table.h"
+#include "replay/robust_futexes.h"
 
 namespace rwd {
 namespace {
@@ -289,8 +290,9 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     segmentResumed_ = true;
     if (end && end->type == EventType::Signal && !end->signal.fault) {
       // The recording saw this signal delivered right here, but replay will not raise it by
-      // itself (another process or an emulated syscall sent it): send it now.
-      syscall(SYS_tgkill, t.task->tid(), t.task->tid(), end->signal.signo);
+      // itself (another process or an emulated syscall sent it): send it now. (tkill: a thread's
+      // tid is not its process's id.)
+      syscall(SYS_tkill, t.task->tid(), end->signal.signo);
     }
   }
   std::set<uint64_t> addrs;
@@ -497,9 +499,21 @@ void ReplaySession::restoreState(const ReplayState& st, const std::map<uint32_t,
   spaces_ = st.spaces;
 }
 
+void ReplaySession::releaseRobustFutexes(ReplayTask& t) {
+  rwd::releaseRobustFutexes(*t.task, t.robustList, t.recordedTid);
+  t.robustList = 0;
+}
+
+void ReplaySession::releaseProcessRobustFutexes(uint32_t tgid) {
+  for (auto& [tid, other] : tasks_) {
+    if (other.tgid == tgid && !other.exited) releaseRobustFutexes(other);
+  }
+}
+
 // The stream says the task ended here without a syscall of its own: SIGKILL (which the
 // recorder never sees as a signal), or another thread's exit_group or exec.
 void ReplaySession::collectDeath(ReplayTask& t) {
+  releaseRobustFutexes(t);
   if (WIFSIGNALED(next_.exit.waitStatus) && WTERMSIG(next_.exit.waitStatus) == SIGKILL) {
     kill(t.task->tid(), SIGKILL);
   }
@@ -581,6 +595,12 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
   t.task->setSiginfo(info);
   t.deliverSig = sig;
   nextEvent();
+  // It kills the process: its threads die holding what they held.
+  std::optional<Event> after = nextEventOf(t);
+  if (after && after->type == EventType::Exit && WIFSIGNALED(after->exit.waitStatus) &&
+      WTERMSIG(after->exit.waitStatus) == sig) {
+    releaseProcessRobustFutexes(t.tgid);
+  }
 }
 
 void ReplaySession::onSyscall(ReplayTask& t) {
@@ -607,6 +627,7 @@ void ReplaySession::onSyscall(ReplayTask& t) {
   if (ev.filtered != SyscallEvent::Filtered::No) return killAsFiltered(t, r, ev);
   switch (spec->replay) {
     case ReplayAction::Emulate:
+      if (nr == SYS_set_robust_list && !isError(ev.result)) t.robustList = ev.args[0];
       if (interruptedUnderOwnMask(t, r, ev)) return;
       return emulate(t, r, ev);
     case ReplayAction::Refused:
@@ -623,6 +644,7 @@ void ReplaySession::onSyscall(ReplayTask& t) {
       return replayFork(t, r, ev);
     case ReplayAction::InPlace: {
       if (nr == SYS_exit_group) return exitGroupInPlace(t, r);
+      if (nr == SYS_exit) releaseRobustFutexes(t);
       Stop s = runInPlace(t, r);
       if (s.kind == Stop::Exited || s.kind == Stop::Killed) onExit(t, s);
       return;
@@ -632,9 +654,9 @@ void ReplaySession::onSyscall(ReplayTask& t) {
   }
 }
 
-// A syscall that waits with a signal mask of its own (pselect6, ppoll, epoll_pwait), interrupted
-// by a signal that the program's own mask blocks: the kernel delivered that signal with the
-// syscall's mask in force, and saved the program's in the signal frame. Replay emulates the
+// A syscall that waits with a signal mask of its own (pselect6, ppoll, epoll_pwait, rt_sigsuspend),
+// interrupted by a signal that the program's own mask blocks: the kernel delivered that signal with
+// the syscall's mask in force, and saved the program's in the signal frame. Replay emulates the
 // syscall, so it has the kernel do the same: the signal sent, rt_sigsuspend on the syscall's mask
 // run in the syscall's place. The task is left in the signal's delivery stop, with the registers
 // the syscall returned with, for the Signal event that comes next.
@@ -653,6 +675,8 @@ bool ReplaySession::interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const 
     maskAt = ev.args[3];
   } else if (ev.nr == SYS_epoll_pwait || ev.nr == kSysEpollPwait2) {
     maskAt = ev.args[4];
+  } else if (ev.nr == SYS_rt_sigsuspend) {
+    maskAt = ev.args[0];
   }
   uint64_t during = 0, own = 0;
   if (!maskAt || !t.task->tryRead(maskAt, &during, sizeof during)) return false;
@@ -663,14 +687,13 @@ bool ReplaySession::interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const 
   const uint64_t bit = uint64_t(1) << (sig - 1);
   if (!(own & bit) || (during & bit)) return false;  // deliverable as it is, or not even then
   writeResults(t, ev);
-  syscall(SYS_tgkill, t.task->tid(), t.task->tid(), sig);
+  syscall(SYS_tkill, t.task->tid(), sig);
   Regs suspend = r;
   suspend.orig_rax = SYS_rt_sigsuspend;
   suspend.rdi = maskAt;
   suspend.rsi = sizeof during;
   if (runInPlace(t, suspend).kind != Stop::SyscallStop) diverged(t, "no return from rt_sigsuspend");
-  t.task->resume(PTRACE_SYSCALL);
-  Stop s = t.task->wait();
+  Stop s = resumeInKernel(t);  // a replayed child's end may come first
   if (s.kind != Stop::Signal || s.sig != sig) diverged(t, describeStop(s));
   // The program's syscall, as interrupted: delivery turns the restart code into EINTR.
   Regs back = r;
@@ -903,6 +926,7 @@ void ReplaySession::killAsFiltered(ReplayTask& t, const Regs& at, const SyscallE
 // exit_group ends every thread of the process; the kernel reports the leader's end only after
 // the others', so all of them are collected here (their Exit events are checked in turn).
 void ReplaySession::exitGroupInPlace(ReplayTask& t, const Regs& at) {
+  releaseProcessRobustFutexes(t.tgid);
   if (std::optional<Stop> early = enterInPlace(t, at)) {
     if (early->kind == Stop::Exited || early->kind == Stop::Killed) return onExit(t, *early);
     fail(ErrorCode::System, "exit_group did not run");
@@ -963,6 +987,7 @@ Stop ReplaySession::resumeInKernel(ReplayTask& t) {
 }
 
 void ReplaySession::execInPlace(ReplayTask& t, const Regs& at) {
+  releaseProcessRobustFutexes(t.tgid);  // the threads exec ends, and the one that execs
   // Exec the stub again: the kernel resets what exec resets, then the recorded address space
   // is rebuilt around the stub as at the start.
   Regs r = at;

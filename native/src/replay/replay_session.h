@@ -52,6 +52,7 @@ struct ReplayTaskState {
   std::vector<Watch> watches;  // in its debug registers
   // Where the kernel clears its tid when it exits (CLONE_CHILD_CLEARTID); 0: nowhere.
   uint64_t clearChildTid = 0;
+  uint64_t robustList = 0;  // the head it gave set_robust_list; 0: none
 };
 
 struct ReplayTask : ReplayTaskState {
@@ -179,6 +180,8 @@ class ReplaySession {
   void endSegment(ReplayTask& t, const Stop& s);
   std::optional<Event> nextEventOf(const ReplayTask& t);
   void collectDeath(ReplayTask& t);
+  void releaseRobustFutexes(ReplayTask& t);
+  void releaseProcessRobustFutexes(uint32_t tgid);
   static std::string describeExit(int status);
   static std::string describeStop(const Stop& s);
 
