@@ -287,7 +287,7 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     if (end && end->type == EventType::Signal && !end->signal.fault) {
       // The recording saw this signal delivered right here, but replay will not raise it by
       // itself (another process or an emulated syscall sent it): send it now.
-      syscall(SYS_tgkill, t.task->tid(), t.task->tid(), end->signal.signo);
+      t.task->sendSignal(end->signal.signo);
     }
   }
   std::set<uint64_t> addrs;
@@ -658,7 +658,7 @@ bool ReplaySession::interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const 
   const uint64_t bit = uint64_t(1) << (sig - 1);
   if (!(own & bit) || (during & bit)) return false;  // deliverable as it is, or not even then
   writeResults(t, ev);
-  syscall(SYS_tgkill, t.task->tid(), t.task->tid(), sig);
+  t.task->sendSignal(sig);
   Regs suspend = r;
   suspend.orig_rax = SYS_rt_sigsuspend;
   suspend.rdi = maskAt;
