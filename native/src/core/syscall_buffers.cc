@@ -13,6 +13,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/syscall_restart.h"
 
 namespace rwd {
 namespace {
@@ -174,7 +175,7 @@ std::vector<MemoryWrite> captureOutputs(const Task& task, long nr, const Syscall
   std::vector<MemoryWrite> out;
   // Failed syscalls write nothing replay needs, but for the time left of an interrupted sleep.
   // (-EINTR, or a restart code the kernel turns into -EINTR as it delivers the signal).
-  bool interrupted = result == -EINTR || (result >= -516 && result <= -512);
+  bool interrupted = result == -EINTR || isRestartCode(result);
   bool sleepInterrupted = interrupted && (nr == SYS_nanosleep || nr == SYS_clock_nanosleep);
   if (result < 0 && result > -4096 && !sleepInterrupted) return out;
   for (int i = 0; i < 3; i++) {

@@ -21,6 +21,7 @@
 #include "core/remote_syscalls.h"
 #include "core/spawn.h"
 #include "core/syscall_buffers.h"
+#include "core/syscall_restart.h"
 #include "core/syscall_table.h"
 
 namespace rwd {
@@ -603,7 +604,8 @@ void ReplaySession::onSyscall(ReplayTask& t) {
   switch (spec->replay) {
     case ReplayAction::Emulate:
       if (interruptedUnderOwnMask(t, r, ev)) return;
-      return emulate(t, r, ev);
+      emulate(t, r, ev);
+      return restartUnlessSignalled(t, ev);
     case ReplayAction::Refused:
     case ReplayAction::Execve:  // a failed execve
       return emulate(t, r, ev);
@@ -634,11 +636,7 @@ void ReplaySession::onSyscall(ReplayTask& t) {
 // run in the syscall's place. The task is left in the signal's delivery stop, with the registers
 // the syscall returned with, for the Signal event that comes next.
 bool ReplaySession::interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const SyscallEvent& ev) {
-  constexpr int64_t kRestartCodes[] = {-EINTR, -512, -513, -514, -516};  // ERESTART*: kernel-only
-  if (std::find(std::begin(kRestartCodes), std::end(kRestartCodes), ev.result) ==
-      std::end(kRestartCodes)) {
-    return false;
-  }
+  if (ev.result != -EINTR && !isRestartCode(ev.result)) return false;
   uint64_t maskAt = 0;
   if (ev.nr == SYS_pselect6) {
     uint64_t arg[2];  // {const sigset_t *ss, size_t ss_len}
@@ -673,6 +671,17 @@ bool ReplaySession::interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const 
   t.task->setRegs(back);
   t.pending = s;
   return true;
+}
+
+// A syscall that a signal interrupted returns to the program only through a handler of that
+// signal, whose delivery the stream holds next. Without one (the signal was ignored, or the
+// recorder's own), the kernel made the task go back and make the syscall again (or
+// restart_syscall): so does replay, and the stream has that syscall next.
+void ReplaySession::restartUnlessSignalled(ReplayTask& t, const SyscallEvent& ev) {
+  if (!isRestartCode(ev.result)) return;
+  std::optional<Event> next = nextEventOf(t);
+  if (next && next->type == EventType::Signal && !next->signal.fault) return;
+  t.task->setRegs(restartedRegs(t.task->regs(), ev.result));
 }
 
 void ReplaySession::finishSyscall(ReplayTask& t, Regs r, int64_t result) {
