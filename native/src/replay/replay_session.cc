@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -576,6 +577,12 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
   }
   siginfo_t info;
   memcpy(&info, next_.signal.info, sizeof info);
+  if (next_.signal.fault) {
+    // The same fault, raised by the same access: a stack that overflowed at another depth, or
+    // an access to another address, is the same signal but not the same moment.
+    siginfo_t got = t.task->siginfo();
+    if (got.si_code != info.si_code || got.si_addr != info.si_addr) diverged(t, describeFault(got));
+  }
   t.task->setSiginfo(info);
   t.deliverSig = sig;
   nextEvent();
@@ -605,6 +612,7 @@ void ReplaySession::onSyscall(ReplayTask& t) {
     case ReplayAction::Emulate:
       if (interruptedUnderOwnMask(t, r, ev)) return;
       emulate(t, r, ev);
+      applyStackLimit(t, ev);
       return restartUnlessSignalled(t, ev);
     case ReplayAction::Refused:
     case ReplayAction::Execve:  // a failed execve
@@ -682,6 +690,20 @@ void ReplaySession::restartUnlessSignalled(ReplayTask& t, const SyscallEvent& ev
   std::optional<Event> next = nextEventOf(t);
   if (next && next->type == EventType::Signal && !next->signal.fault) return;
   t.task->setRegs(restartedRegs(t.task->regs(), ev.result));
+}
+
+// How far the stack may grow is the process's RLIMIT_STACK: where a deep recursion overflows
+// it, and faults, depends on it. So a limit the program set on itself is set in replay too (the
+// recorded results stay). Should the kernel refuse it here, a fault that comes elsewhere because
+// of it is a divergence that onSignal names.
+void ReplaySession::applyStackLimit(ReplayTask& t, const SyscallEvent& ev) {
+  bool own = ev.nr == SYS_setrlimit ||
+             (ev.nr == SYS_prlimit64 && (ev.args[0] == 0 || ev.args[0] == t.tgid));
+  uint64_t resource = ev.args[ev.nr == SYS_setrlimit ? 0 : 1];
+  uint64_t limit = ev.args[ev.nr == SYS_setrlimit ? 1 : 2];
+  if (!own || resource != RLIMIT_STACK || !limit || ev.result != 0) return;
+  RemoteSyscalls remote(*t.task, t.stub.gadget);
+  remote.call(SYS_prlimit64, 0, RLIMIT_STACK, limit, 0);
 }
 
 void ReplaySession::finishSyscall(ReplayTask& t, Regs r, int64_t result) {

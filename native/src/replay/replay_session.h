@@ -162,6 +162,7 @@ class ReplaySession {
   void execInPlace(ReplayTask& t, const Regs& at);
   void emulate(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void writeResults(ReplayTask& t, const SyscallEvent& ev);
+  void applyStackLimit(ReplayTask& t, const SyscallEvent& ev);
   void restartUnlessSignalled(ReplayTask& t, const SyscallEvent& ev);
   bool interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const SyscallEvent& ev);
   void replayExecuted(ReplayTask& t, const SyscallEvent& ev);
