@@ -16,10 +16,13 @@ import {
   replay,
   requireCli,
   run,
+  syscallOf,
+  type EventRecord,
 } from './harness.js';
 
 afterAll(cleanupTemps);
 
+const SYS_clone = 56;
 const runs = 5; // timing matters: each recorded and replayed this many times
 
 describe('signals sent to a thread that is not its process leader', () => {
@@ -62,6 +65,24 @@ describe('syscalls the kernel restarts', () => {
 
   // Traced, an ignored signal interrupts: nanosleep and poll come back with restart_syscall
   // (which writes what they write), read with itself.
+  // A syscall record's result: type u8, tid u32, nr i32, 6 × u64 arguments, then i64 result.
+  const resultOf = (r: EventRecord): bigint => r.body.readBigInt64LE(1 + 4 + 4 + 48);
+  const ERESTARTNOINTR = -513n;
+
+  it(`fork restarted after a SIGCHLD came during it: ${runs} recordings replay`, async () => {
+    const exe = compile('fork_storm');
+    let restarts = 0;
+    for (let i = 0; i < runs; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+      expect(rec.stdout.toString()).toBe('reaped 40 children, exit codes sum to 780\n');
+      const stream = parseEventStream(readFileSync(eventsBlob(rec.traceDir).path));
+      restarts += stream.records.filter(
+        (r) => r.type === EVENT_TYPES.syscall && syscallOf(r).nr === SYS_clone && resultOf(r) === ERESTARTNOINTR,
+      ).length;
+    }
+    expect(restarts, 'no fork was restarted in any recording: the case was not exercised').toBeGreaterThan(0);
+  });
+
   it(`nanosleep, poll and read restarted after an ignored signal: ${runs} recordings replay`, async () => {
     const exe = compile('restart', { extra: ['-pthread'] });
     for (let i = 0; i < runs; i++) {

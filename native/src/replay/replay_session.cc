@@ -612,8 +612,7 @@ void ReplaySession::onSyscall(ReplayTask& t) {
     case ReplayAction::Emulate:
       if (interruptedUnderOwnMask(t, r, ev)) return;
       emulate(t, r, ev);
-      applyStackLimit(t, ev);
-      return restartUnlessSignalled(t, ev);
+      return applyStackLimit(t, ev);
     case ReplayAction::Refused:
     case ReplayAction::Execve:  // a failed execve
       return emulate(t, r, ev);
@@ -681,17 +680,6 @@ bool ReplaySession::interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const 
   return true;
 }
 
-// A syscall that a signal interrupted returns to the program only through a handler of that
-// signal, whose delivery the stream holds next. Without one (the signal was ignored, or the
-// recorder's own), the kernel made the task go back and make the syscall again (or
-// restart_syscall): so does replay, and the stream has that syscall next.
-void ReplaySession::restartUnlessSignalled(ReplayTask& t, const SyscallEvent& ev) {
-  if (!isRestartCode(ev.result)) return;
-  std::optional<Event> next = nextEventOf(t);
-  if (next && next->type == EventType::Signal && !next->signal.fault) return;
-  t.task->setRegs(restartedRegs(t.task->regs(), ev.result));
-}
-
 // How far the stack may grow is the process's RLIMIT_STACK: where a deep recursion overflows
 // it, and faults, depends on it. So a limit the program set on itself is set in replay too (the
 // recorded results stay). Should the kernel refuse it here, a fault that comes elsewhere because
@@ -706,8 +694,19 @@ void ReplaySession::applyStackLimit(ReplayTask& t, const SyscallEvent& ev) {
   remote.call(SYS_prlimit64, 0, RLIMIT_STACK, limit, 0);
 }
 
+// Returns the recorded result of a syscall (the stream is past its event). A syscall that a
+// signal interrupted returns to the program only through a handler of that signal, whose
+// delivery is the task's next event. Without one (the signal was ignored, or the recorder's
+// own), the kernel made the task go back and make the syscall again (or restart_syscall): so
+// does replay, and the stream has that syscall next.
 void ReplaySession::finishSyscall(ReplayTask& t, Regs r, int64_t result) {
   r.rax = uint64_t(result);
+  if (isRestartCode(result)) {
+    std::optional<Event> next = nextEventOf(t);
+    if (!next || next->type != EventType::Signal || next->signal.fault) {
+      r = restartedRegs(r, result);
+    }
+  }
   t.task->setRegs(r);
 }
 
