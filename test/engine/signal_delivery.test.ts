@@ -123,3 +123,18 @@ describe('faults', () => {
     );
   });
 });
+
+describe('signals that end a process', () => {
+  beforeAll(requireCli);
+
+  // The kernel reports the death of a process's leader only once its other threads are reaped.
+  for (const to of ['leader', 'thread'] as const) {
+    it(`SIGTERM to the ${to} of a child whose two threads wait: both end, ${runs} recordings replay`, async () => {
+      const exe = compile('group_kill', { extra: ['-pthread'] });
+      for (let i = 0; i < runs; i++) {
+        const { rec } = await recordReplay(exe, [to], { expectStatus: 0, timeoutMs: 20_000 });
+        expect(rec.stdout.toString()).toBe('child killed by signal 15\n');
+      }
+    });
+  }
+});

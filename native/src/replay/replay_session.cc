@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <set>
 
 #include "core/error.h"
@@ -328,9 +329,10 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     bool hit = false;
     {
       InsertedBreakpoints inserted(*t.task, single ? std::set<uint64_t>{} : addrs);
+      const bool ends = t.deliverSig && killsProcess(t, t.deliverSig);
       t.task->resume(single ? PTRACE_SYSEMU_SINGLESTEP : PTRACE_SYSEMU, t.deliverSig);
       t.deliverSig = 0;
-      s = t.task->wait();
+      s = ends ? waitForProcessEnd(t) : t.task->wait();
       if (s.kind == Stop::Signal && s.sig == SIGTRAP) {
         Regs r = t.task->regs();
         hit = !single && inserted.has(r.rip - 1);
@@ -386,6 +388,55 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     }
     endSegment(t, s);
     return std::nullopt;
+  }
+}
+
+// Whether the signal ends the task's process: not caught, not ignored, and not one whose
+// default is to be ignored or to stop the process. (The program's own rt_sigaction runs in
+// replay, so what the kernel says of the replayed task is what the program set.)
+bool ReplaySession::killsProcess(const ReplayTask& t, int sig) const {
+  switch (sig) {
+    case SIGCHLD:
+    case SIGURG:
+    case SIGWINCH:
+    case SIGCONT:
+    case SIGSTOP:
+    case SIGTSTP:
+    case SIGTTIN:
+    case SIGTTOU:
+      return false;
+  }
+  std::ifstream in("/proc/" + std::to_string(t.task->tid()) + "/status");
+  std::string line;
+  uint64_t handled = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind("SigIgn:", 0) == 0 || line.rfind("SigCgt:", 0) == 0) {
+      handled |= std::stoull(line.substr(7), nullptr, 16);
+    }
+  }
+  return !(handled & (uint64_t(1) << (sig - 1)));
+}
+
+// Waits for the end of the task's process, which a signal kills. The kernel reports a leader's
+// death only once its other threads are reaped, and they die with it: so they are reaped meanwhile
+// (their Exit events are checked when the stream reaches them).
+Stop ReplaySession::waitForProcessEnd(ReplayTask& t) {
+  for (;;) {
+    int status;
+    pid_t r = waitpid(t.task->tid(), &status, __WALL | WNOHANG);
+    if (r == t.task->tid()) return Stop::fromWaitStatus(status);
+    if (r < 0 && errno != EINTR) failErrno("waitpid");
+    for (auto& [tid, other] : tasks_) {
+      if (&other == &t || other.tgid != t.tgid || other.exited) continue;
+      if (waitpid(other.task->tid(), &status, __WALL | WNOHANG) != other.task->tid()) continue;
+      Stop s = Stop::fromWaitStatus(status);
+      if (s.kind == Stop::Exited || s.kind == Stop::Killed) {
+        onExit(other, s);
+      } else {
+        other.task->resume(PTRACE_CONT);  // a stop on its way out: let it die
+      }
+    }
+    usleep(200);
   }
 }
 

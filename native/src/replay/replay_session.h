@@ -177,6 +177,8 @@ class ReplaySession {
   void exitGroupInPlace(ReplayTask& t, const Regs& at);
   void rebuild(ReplayTask& t);
   void endSegment(ReplayTask& t, const Stop& s);
+  bool killsProcess(const ReplayTask& t, int sig) const;
+  Stop waitForProcessEnd(ReplayTask& t);
   std::optional<Event> nextEventOf(const ReplayTask& t);
   void collectDeath(ReplayTask& t);
   static std::string describeExit(int status);
