@@ -137,4 +137,14 @@ describe('signals that end a process', () => {
       }
     });
   }
+
+  // Replay runs one task at a time: the child's last stretch must not wait for the parent's
+  // kill, which comes later in the stream.
+  it(`SIGKILL to a child computing without a syscall: ${runs} recordings replay`, async () => {
+    const exe = compile('group_kill', { extra: ['-pthread'] });
+    for (let i = 0; i < runs; i++) {
+      const { rec } = await recordReplay(exe, ['spinning'], { expectStatus: 0, timeoutMs: 20_000 });
+      expect(rec.stdout.toString()).toBe('child killed by signal 9\n');
+    }
+  });
 });

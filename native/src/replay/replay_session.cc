@@ -285,6 +285,14 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
                                : end && end->type == EventType::Preempt ? &end->preempt
                                                                         : nullptr;
   const bool toPosition = target != nullptr;
+  if (end && end->type == EventType::Exit && WIFSIGNALED(end->exit.waitStatus) && !t.deliverSig) {
+    // A death by a signal the task was not delivered as an event: the SIGKILL or group exit that
+    // another task brought while this one ran, still to come in replay (which runs one task at a
+    // time). Nothing this stretch did could reach another task but through memory, so it waits
+    // where it is for that death (collectDeath), rather than run until something ends it.
+    active_ = 0;
+    return std::nullopt;
+  }
   if (!segmentResumed_) {
     segmentResumed_ = true;
     if (end && end->type == EventType::Signal && !end->signal.fault) {
