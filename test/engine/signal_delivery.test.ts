@@ -23,6 +23,8 @@ import {
 afterAll(cleanupTemps);
 
 const SYS_clone = 56;
+const SYS_exit_group = 231;
+const SIGKILL = 9;
 const runs = 5; // timing matters: each recorded and replayed this many times
 
 describe('signals sent to a thread that is not its process leader', () => {
@@ -137,6 +139,27 @@ describe('signals that end a process', () => {
       }
     });
   }
+
+  // A syscall record: type u8, tid u32, nr i32; an exit record: type u8, tid u32, i32 status.
+  const killedInExitGroup = (traceDir: string): boolean => {
+    const records = parseEventStream(readFileSync(eventsBlob(traceDir).path)).records;
+    const entered = new Set(
+      records.filter((r) => r.type === EVENT_TYPES.syscall && syscallOf(r).nr === SYS_exit_group).map((r) => r.body.readUInt32LE(1)),
+    );
+    return records.some((r) => r.type === EVENT_TYPES.exit && entered.has(r.body.readUInt32LE(1)) && r.body.readInt32LE(5) === SIGKILL);
+  };
+
+  // Another process's SIGKILL that comes as the task enters exit_group: the kernel skips it.
+  it('SIGKILL to a child as it enters exit_group: it dies of it in replay too', async () => {
+    const exe = compile('kill_exiting');
+    let hit = false;
+    for (let i = 0; i < 20 && !hit; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+      expect(rec.stdout.toString()).toMatch(/^child (killed by signal 9|exited with 3)\n$/);
+      hit = killedInExitGroup(rec.traceDir);
+    }
+    expect(hit, 'in 20 recordings, no SIGKILL came as the child entered exit_group').toBe(true);
+  });
 
   // Replay runs one task at a time: the child's last stretch must not wait for the parent's
   // kill, which comes later in the stream.

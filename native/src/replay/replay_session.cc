@@ -949,7 +949,15 @@ void ReplaySession::exitGroupInPlace(ReplayTask& t, const Regs& at) {
     if (early->kind == Stop::Exited || early->kind == Stop::Killed) return onExit(t, *early);
     fail(ErrorCode::System, "exit_group did not run");
   }
-  t.task->resume(PTRACE_SYSCALL);
+  std::optional<Event> end = nextEventOf(t);
+  if (end && end->type == EventType::Exit && WIFSIGNALED(end->exit.waitStatus) &&
+      WTERMSIG(end->exit.waitStatus) == SIGKILL) {
+    // Recorded, a SIGKILL (from another process, which replay does not send) came as the task
+    // entered exit_group: the kernel skips the syscall, and the process dies of it.
+    t.task->sendSignal(SIGKILL);
+  } else {
+    t.task->resume(PTRACE_SYSCALL);
+  }
   uint32_t process = t.tgid;
   for (int round = 0; round < 5000; round++) {
     bool left = false;
