@@ -65,8 +65,6 @@ describe('syscalls the kernel restarts', () => {
     expect(r.stdout.toString()).toBe(out);
   });
 
-  // Traced, an ignored signal interrupts: nanosleep and poll come back with restart_syscall
-  // (which writes what they write), read with itself.
   // A syscall record's result: type u8, tid u32, nr i32, 6 × u64 arguments, then i64 result.
   const resultOf = (r: EventRecord): bigint => r.body.readBigInt64LE(1 + 4 + 4 + 48);
   const ERESTARTNOINTR = -513n;
@@ -85,6 +83,8 @@ describe('syscalls the kernel restarts', () => {
     expect(restarts, 'no fork was restarted in any recording: the case was not exercised').toBeGreaterThan(0);
   });
 
+  // Traced, an ignored signal interrupts: nanosleep and poll come back with restart_syscall
+  // (which writes what they write), read with itself.
   it(`nanosleep, poll and read restarted after an ignored signal: ${runs} recordings replay`, async () => {
     const exe = compile('restart', { extra: ['-pthread'] });
     for (let i = 0; i < runs; i++) {
