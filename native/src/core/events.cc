@@ -337,7 +337,7 @@ std::string dumpEvent(const Event& e) {
       return line;
     }
     case EventType::Signal:
-      return line + (e.signal.fault ? " (raised by the instruction)" : "");
+      return line;
     case EventType::Rdtsc:
       snprintf(buf, sizeof buf, " at ip 0x%llx = 0x%llx", (unsigned long long)e.rdtsc.rip,
                (unsigned long long)((e.rdtsc.rdx << 32) | e.rdtsc.rax));
@@ -368,6 +368,13 @@ static std::string describeResult(int64_t result) {
   return std::to_string(result);
 }
 
+std::string describeFault(const siginfo_t& info) {
+  char buf[96];
+  snprintf(buf, sizeof buf, " (raised by the instruction: code %d, address 0x%llx)", info.si_code,
+           (unsigned long long)(uintptr_t)info.si_addr);
+  return signalName(info.si_signo) + buf;
+}
+
 std::string describeEvent(const Event& e) {
   switch (e.type) {
     case EventType::Exec:
@@ -377,8 +384,12 @@ std::string describeEvent(const Event& e) {
       return describeSyscall(e.syscall.nr, e.syscall.args, spec ? spec->nargs : 6) + " = " +
              describeResult(e.syscall.result);
     }
-    case EventType::Signal:
-      return "signal " + signalName(e.signal.signo);
+    case EventType::Signal: {
+      if (!e.signal.fault) return "signal " + signalName(e.signal.signo);
+      siginfo_t info;
+      memcpy(&info, e.signal.info, sizeof info);
+      return "signal " + describeFault(info);
+    }
     case EventType::Rdtsc:
       return e.rdtsc.rdtscp ? "rdtscp" : "rdtsc";
     case EventType::Exit:

@@ -142,5 +142,7 @@ std::string dumpEvent(const Event& e);
 const char* eventKindName(EventType type);
 std::string describeSyscall(long nr, const uint64_t* args, int nargs);
 std::string signalName(int signo);
+// A signal an instruction raised, with the code and address that tell one fault from another.
+std::string describeFault(const siginfo_t& info);
 
 }  // namespace rwd

@@ -32,6 +32,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/syscall_restart.h"
 
 namespace rwd {
 namespace {
@@ -538,7 +539,7 @@ std::vector<MemoryWrite> captureOutputs(const Task& task, long nr, const Syscall
   std::vector<MemoryWrite> out;
   // Failed syscalls write nothing replay needs, but for the time left of an interrupted sleep.
   // (-EINTR, or a restart code the kernel turns into -EINTR as it delivers the signal).
-  bool interrupted = result == -EINTR || (result >= -516 && result <= -512);
+  bool interrupted = result == -EINTR || isRestartCode(result);
   bool sleepInterrupted = interrupted && (nr == SYS_nanosleep || nr == SYS_clock_nanosleep);
   if (result == -E2BIG && (nr == SYS_sched_setattr || nr == SYS_perf_event_open)) {
     // A structure of a size the kernel does not know: it writes the size it knows in its field.

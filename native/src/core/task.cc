@@ -5,6 +5,7 @@
 #include <linux/audit.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -121,6 +122,10 @@ std::set<int> Task::pendingSignals() const {
     for (long i = 0; i < n; i++) sigs.insert(infos[i].si_signo);
   }
   return sigs;
+}
+
+void Task::sendSignal(int sig) {
+  if (syscall(SYS_tkill, tid_, sig) < 0) failErrno("tkill");
 }
 
 void Task::setSiginfo(const siginfo_t& info) {

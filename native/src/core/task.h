@@ -38,6 +38,8 @@ class Task {
   void setSiginfo(const siginfo_t& info);
   // The signals queued for the task or its process, not yet delivered.
   std::set<int> pendingSignals() const;
+  // Sends the task itself (this thread, not its process) a signal.
+  void sendSignal(int sig);
 
   // Memory access through /proc/PID/mem, which also reaches pages the task cannot write.
   bool tryRead(uint64_t addr, void* buf, size_t len) const;

@@ -22,6 +22,7 @@
 #include "core/memory_map.h"
 #include "core/spawn.h"
 #include "core/stub_layout.h"
+#include "core/syscall_restart.h"
 #include "core/syscall_table.h"
 #include "core/x86_instruction.h"
 #include "record/exec_snapshot.h"
@@ -340,6 +341,17 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   t.pendingAtBoundary.clear();  // it ran user code
   t.entryRegs = t.task->regs();
   long nr = syscallNumber(t.entryRegs.orig_rax);
+  t.restarting.reset();
+  if (nr == SYS_restart_syscall && t.interrupted) {
+    if (t.interrupted->swallowed) {
+      // Natively, nothing interrupted it: the stream has the syscall as the program made it.
+      t.entryRegs = t.interrupted->entry;
+      nr = syscallNumber(t.entryRegs.orig_rax);
+    } else {
+      t.restarting = t.interrupted;
+    }
+  }
+  t.interrupted.reset();
   if (!t.execed) {
     // The child's own execve of the program: nothing to record before it.
     t.task->resume(PTRACE_SYSCALL);
@@ -384,7 +396,7 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   if (t.filtered == SyscallEvent::Filtered::No) {
     t.filterInstall = FilterInstall::begin(*t.task, t.entryRegs);
   }
-  t.entryValues = readEntryValues(*t.task, *spec, args);
+  t.entryValues = t.restarting ? t.restarting->values : readEntryValues(*t.task, *spec, args);
   if (nr == SYS_execve || nr == SYS_execveat) {
     t.execArgv.clear();
     uint64_t argv = args[nr == SYS_execve ? 1 : 2];
@@ -845,10 +857,14 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   Regs regs = t.task->regs();
   long nr = syscallNumber(t.entryRegs.orig_rax);
   int64_t result = int64_t(regs.rax);
-  const bool restarted = t.preemptSent && result <= -512 && result >= -516;
+  if (result == kErestartRestartBlock) {
+    const Regs& entry = t.restarting ? t.restarting->entry : t.entryRegs;
+    t.interrupted = RecordedTask::Interrupted{entry, t.entryValues, t.preemptSent};
+  }
   // Our SIGSTOP interrupted the syscall: the kernel restarts it once the signal is dropped, so
   // this return never reaches the program. Or a filter killed it: recorded at its entry.
-  if (restarted || t.filtered == SyscallEvent::Filtered::KilledThread ||
+  if ((t.preemptSent && isRestartCode(result)) ||
+      t.filtered == SyscallEvent::Filtered::KilledThread ||
       t.filtered == SyscallEvent::Filtered::KilledProcess) {
     t.task->resume(PTRACE_SYSCALL);
     return;
@@ -933,7 +949,15 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   if (s.filtered != SyscallEvent::Filtered::No) {
     // Stopped by the program's filter: it wrote and sent nothing.
   } else if (spec->replay == ReplayAction::Emulate) {
-    s.writes = captureOutputs(*t.task, nr, *spec, s.args, result, t.entryValues);
+    if (t.restarting) {
+      // It writes what the syscall it goes on with writes.
+      long was = syscallNumber(t.restarting->entry.orig_rax);
+      uint64_t args[6];
+      for (int i = 0; i < 6; i++) args[i] = arg(t.restarting->entry, i);
+      s.writes = captureOutputs(*t.task, was, *lookupSyscall(was), args, result, t.entryValues);
+    } else {
+      s.writes = captureOutputs(*t.task, nr, *spec, s.args, result, t.entryValues);
+    }
     if (!isError(result)) s.echoFd = t.echo;
     if (spec->sent == Sent::Copied && result > 0 && t.echo) {
       fail(ErrorCode::Unsupported, std::string("the program sent data to its ") +

@@ -90,7 +90,16 @@ struct RecordedTask {
   bool claimed = false;  // cancelled: it claimed kRewindSyscallIp as its origin at entry
   Regs entryRegs{};
   EntryValues entryValues;
-  std::vector<std::string> execArgv;  // read at execve entry, for the manifest
+  // A syscall that returned ERESTART_RESTARTBLOCK: restart_syscall goes on with it, and writes
+  // what it writes. `swallowed`: the program never saw it return (our SIGSTOP interrupted it).
+  struct Interrupted {
+    Regs entry;
+    EntryValues values;
+    bool swallowed;
+  };
+  std::optional<Interrupted> interrupted;  // the last syscall, if it was such a one
+  std::optional<Interrupted> restarting;   // the one the restart_syscall under way goes on with
+  std::vector<std::string> execArgv;       // read at execve entry, for the manifest
 };
 
 class RecordSession {

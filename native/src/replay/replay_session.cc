@@ -10,12 +10,14 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <set>
 
 #include "core/error.h"
@@ -24,6 +26,7 @@
 #include "core/remote_syscalls.h"
 #include "core/spawn.h"
 #include "core/syscall_buffers.h"
+#include "core/syscall_restart.h"
 #include "core/syscall_table.h"
 #include "replay/robust_futexes.h"
 
@@ -286,13 +289,20 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
                                : end && end->type == EventType::Preempt ? &end->preempt
                                                                         : nullptr;
   const bool toPosition = target != nullptr;
+  if (end && end->type == EventType::Exit && WIFSIGNALED(end->exit.waitStatus) && !t.deliverSig) {
+    // A death by a signal the task was not delivered as an event: the SIGKILL or group exit that
+    // another task brought while this one ran, still to come in replay (which runs one task at a
+    // time). Nothing this stretch did could reach another task but through memory, so it waits
+    // where it is for that death (collectDeath), rather than run until something ends it.
+    active_ = 0;
+    return std::nullopt;
+  }
   if (!segmentResumed_) {
     segmentResumed_ = true;
     if (end && end->type == EventType::Signal && !end->signal.fault) {
       // The recording saw this signal delivered right here, but replay will not raise it by
-      // itself (another process or an emulated syscall sent it): send it now. (tkill: a thread's
-      // tid is not its process's id.)
-      syscall(SYS_tkill, t.task->tid(), end->signal.signo);
+      // itself (another process or an emulated syscall sent it): send it now.
+      t.task->sendSignal(end->signal.signo);
     }
   }
   std::set<uint64_t> addrs;
@@ -331,9 +341,10 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     bool hit = false;
     {
       InsertedBreakpoints inserted(*t.task, single ? std::set<uint64_t>{} : addrs);
+      const bool ends = t.deliverSig && killsProcess(t, t.deliverSig);
       t.task->resume(single ? PTRACE_SYSEMU_SINGLESTEP : PTRACE_SYSEMU, t.deliverSig);
       t.deliverSig = 0;
-      s = t.task->wait();
+      s = ends ? waitForProcessEnd(t) : t.task->wait();
       if (s.kind == Stop::Signal && s.sig == SIGTRAP) {
         Regs r = t.task->regs();
         hit = !single && inserted.has(r.rip - 1);
@@ -389,6 +400,55 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     }
     endSegment(t, s);
     return std::nullopt;
+  }
+}
+
+// Whether the signal ends the task's process: not caught, not ignored, and not one whose
+// default is to be ignored or to stop the process. (The program's own rt_sigaction runs in
+// replay, so what the kernel says of the replayed task is what the program set.)
+bool ReplaySession::killsProcess(const ReplayTask& t, int sig) const {
+  switch (sig) {
+    case SIGCHLD:
+    case SIGURG:
+    case SIGWINCH:
+    case SIGCONT:
+    case SIGSTOP:
+    case SIGTSTP:
+    case SIGTTIN:
+    case SIGTTOU:
+      return false;
+  }
+  std::ifstream in("/proc/" + std::to_string(t.task->tid()) + "/status");
+  std::string line;
+  uint64_t handled = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind("SigIgn:", 0) == 0 || line.rfind("SigCgt:", 0) == 0) {
+      handled |= std::stoull(line.substr(7), nullptr, 16);
+    }
+  }
+  return !(handled & (uint64_t(1) << (sig - 1)));
+}
+
+// Waits for the end of the task's process, which a signal kills. The kernel reports a leader's
+// death only once its other threads are reaped, and they die with it: so they are reaped meanwhile
+// (their Exit events are checked when the stream reaches them).
+Stop ReplaySession::waitForProcessEnd(ReplayTask& t) {
+  for (;;) {
+    int status;
+    pid_t r = waitpid(t.task->tid(), &status, __WALL | WNOHANG);
+    if (r == t.task->tid()) return Stop::fromWaitStatus(status);
+    if (r < 0 && errno != EINTR) failErrno("waitpid");
+    for (auto& [tid, other] : tasks_) {
+      if (&other == &t || other.tgid != t.tgid || other.exited) continue;
+      if (waitpid(other.task->tid(), &status, __WALL | WNOHANG) != other.task->tid()) continue;
+      Stop s = Stop::fromWaitStatus(status);
+      if (s.kind == Stop::Exited || s.kind == Stop::Killed) {
+        onExit(other, s);
+      } else {
+        other.task->resume(PTRACE_CONT);  // a stop on its way out: let it die
+      }
+    }
+    usleep(200);
   }
 }
 
@@ -592,6 +652,12 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
   }
   siginfo_t info;
   memcpy(&info, next_.signal.info, sizeof info);
+  if (next_.signal.fault) {
+    // The same fault, raised by the same access: a stack that overflowed at another depth, or
+    // an access to another address, is the same signal but not the same moment.
+    siginfo_t got = t.task->siginfo();
+    if (got.si_code != info.si_code || got.si_addr != info.si_addr) diverged(t, describeFault(got));
+  }
   t.task->setSiginfo(info);
   t.deliverSig = sig;
   nextEvent();
@@ -629,7 +695,8 @@ void ReplaySession::onSyscall(ReplayTask& t) {
     case ReplayAction::Emulate:
       if (nr == SYS_set_robust_list && !isError(ev.result)) t.robustList = ev.args[0];
       if (interruptedUnderOwnMask(t, r, ev)) return;
-      return emulate(t, r, ev);
+      emulate(t, r, ev);
+      return applyStackLimit(t, ev);
     case ReplayAction::Refused:
     case ReplayAction::Execve:  // a failed execve
       return emulate(t, r, ev);
@@ -661,11 +728,7 @@ void ReplaySession::onSyscall(ReplayTask& t) {
 // run in the syscall's place. The task is left in the signal's delivery stop, with the registers
 // the syscall returned with, for the Signal event that comes next.
 bool ReplaySession::interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const SyscallEvent& ev) {
-  constexpr int64_t kRestartCodes[] = {-EINTR, -512, -513, -514, -516};  // ERESTART*: kernel-only
-  if (std::find(std::begin(kRestartCodes), std::end(kRestartCodes), ev.result) ==
-      std::end(kRestartCodes)) {
-    return false;
-  }
+  if (ev.result != -EINTR && !isRestartCode(ev.result)) return false;
   uint64_t maskAt = 0;
   if (ev.nr == SYS_pselect6) {
     uint64_t arg[2];  // {const sigset_t *ss, size_t ss_len}
@@ -687,7 +750,7 @@ bool ReplaySession::interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const 
   const uint64_t bit = uint64_t(1) << (sig - 1);
   if (!(own & bit) || (during & bit)) return false;  // deliverable as it is, or not even then
   writeResults(t, ev);
-  syscall(SYS_tkill, t.task->tid(), sig);
+  t.task->sendSignal(sig);
   Regs suspend = r;
   suspend.orig_rax = SYS_rt_sigsuspend;
   suspend.rdi = maskAt;
@@ -703,8 +766,33 @@ bool ReplaySession::interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const 
   return true;
 }
 
+// How far the stack may grow is the process's RLIMIT_STACK: where a deep recursion overflows
+// it, and faults, depends on it. So a limit the program set on itself is set in replay too (the
+// recorded results stay). Should the kernel refuse it here, a fault that comes elsewhere because
+// of it is a divergence that onSignal names.
+void ReplaySession::applyStackLimit(ReplayTask& t, const SyscallEvent& ev) {
+  bool own = ev.nr == SYS_setrlimit ||
+             (ev.nr == SYS_prlimit64 && (ev.args[0] == 0 || ev.args[0] == t.tgid));
+  uint64_t resource = ev.args[ev.nr == SYS_setrlimit ? 0 : 1];
+  uint64_t limit = ev.args[ev.nr == SYS_setrlimit ? 1 : 2];
+  if (!own || resource != RLIMIT_STACK || !limit || ev.result != 0) return;
+  RemoteSyscalls remote(*t.task, t.stub.gadget);
+  remote.call(SYS_prlimit64, 0, RLIMIT_STACK, limit, 0);
+}
+
+// Returns the recorded result of a syscall (the stream is past its event). A syscall that a
+// signal interrupted returns to the program only through a handler of that signal, whose
+// delivery is the task's next event. Without one (the signal was ignored, or the recorder's
+// own), the kernel made the task go back and make the syscall again (or restart_syscall): so
+// does replay, and the stream has that syscall next.
 void ReplaySession::finishSyscall(ReplayTask& t, Regs r, int64_t result) {
   r.rax = uint64_t(result);
+  if (isRestartCode(result)) {
+    std::optional<Event> next = nextEventOf(t);
+    if (!next || next->type != EventType::Signal || next->signal.fault) {
+      r = restartedRegs(r, result);
+    }
+  }
   t.task->setRegs(r);
 }
 
@@ -931,7 +1019,15 @@ void ReplaySession::exitGroupInPlace(ReplayTask& t, const Regs& at) {
     if (early->kind == Stop::Exited || early->kind == Stop::Killed) return onExit(t, *early);
     fail(ErrorCode::System, "exit_group did not run");
   }
-  t.task->resume(PTRACE_SYSCALL);
+  std::optional<Event> end = nextEventOf(t);
+  if (end && end->type == EventType::Exit && WIFSIGNALED(end->exit.waitStatus) &&
+      WTERMSIG(end->exit.waitStatus) == SIGKILL) {
+    // Recorded, a SIGKILL (from another process, which replay does not send) came as the task
+    // entered exit_group: the kernel skips the syscall, and the process dies of it.
+    t.task->sendSignal(SIGKILL);
+  } else {
+    t.task->resume(PTRACE_SYSCALL);
+  }
   uint32_t process = t.tgid;
   for (int round = 0; round < 5000; round++) {
     bool left = false;

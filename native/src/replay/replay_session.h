@@ -163,6 +163,7 @@ class ReplaySession {
   void execInPlace(ReplayTask& t, const Regs& at);
   void emulate(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void writeResults(ReplayTask& t, const SyscallEvent& ev);
+  void applyStackLimit(ReplayTask& t, const SyscallEvent& ev);
   bool interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const SyscallEvent& ev);
   void replayExecuted(ReplayTask& t, const SyscallEvent& ev);
   void killAsFiltered(ReplayTask& t, const Regs& at, const SyscallEvent& ev);
@@ -178,6 +179,8 @@ class ReplaySession {
   void exitGroupInPlace(ReplayTask& t, const Regs& at);
   void rebuild(ReplayTask& t);
   void endSegment(ReplayTask& t, const Stop& s);
+  bool killsProcess(const ReplayTask& t, int sig) const;
+  Stop waitForProcessEnd(ReplayTask& t);
   std::optional<Event> nextEventOf(const ReplayTask& t);
   void collectDeath(ReplayTask& t);
   void releaseRobustFutexes(ReplayTask& t);
