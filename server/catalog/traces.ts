@@ -41,12 +41,26 @@ interface RawTrace {
 const TRACE_COLS =
   't.id, t.host, t.program, t.exe, t.argv, t.user, t.cwd, t.start_ms, t.duration_ms, t.exit_status, t.signal, t.complete, t.size_bytes, t.labels, t.uploaded_ms';
 
+/** JSON the catalogue wrote; a row damaged on disk (or by hand) reads as `fallback`. */
+function parsed<T>(json: string, ok: (v: unknown) => boolean, fallback: T): T {
+  try {
+    const v: unknown = JSON.parse(json);
+    return ok(v) ? (v as T) : fallback;
+  } catch {
+    return fallback;
+  }
+}
+
+const isStrings = (v: unknown): boolean => Array.isArray(v) && v.every((x) => typeof x === 'string');
+const isStringMap = (v: unknown): boolean =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string');
+
 function toTrace(r: RawTrace): TraceRow {
   return {
     id: r.id,
     host: r.host,
     program: r.program,
-    argv: JSON.parse(r.argv) as string[],
+    argv: parsed<string[]>(r.argv, isStrings, []),
     exe: r.exe,
     user: r.user,
     cwd: r.cwd,
@@ -56,7 +70,7 @@ function toTrace(r: RawTrace): TraceRow {
     signal: r.signal,
     complete: r.complete !== 0,
     sizeBytes: r.size_bytes,
-    labels: JSON.parse(r.labels) as Record<string, string>,
+    labels: parsed<Record<string, string>>(r.labels, isStringMap, {}),
     uploadedMs: r.uploaded_ms,
   };
 }

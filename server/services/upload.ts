@@ -38,7 +38,12 @@ function uploadedManifest(json: string): Manifest {
   return m;
 }
 
+export const MAX_LABELS = 64;
+
+/** Labels of a trace or a job: a few short key=value pairs (each listing page carries them). */
 export function validateLabels(labels: Record<string, string>): Record<string, string> {
+  const n = Object.keys(labels).length;
+  if (n > MAX_LABELS) throw invalidArgument(`too many labels (${n}): at most ${MAX_LABELS}`);
   for (const [k, v] of Object.entries(labels)) {
     if (!/^[A-Za-z0-9_.\-/]{1,128}$/.test(k)) throw invalidArgument(`bad label key ${JSON.stringify(k)}: use letters, digits, _ . - / (at most 128)`);
     if (v.length > 1024) throw invalidArgument(`label ${k} is longer than 1024 characters`);

@@ -23,17 +23,17 @@ afterAll(async () => {
   await ts.close();
 });
 
-async function failure(p: Promise<unknown>): Promise<{ code: number; details: string }> {
+async function failure(p: Promise<unknown>, what = 'the call'): Promise<{ code: number; details: string }> {
   const err = await p.then(
     () => undefined,
     (e: unknown) => e as { code: number; details: string },
   );
-  expect(err, 'the call should have failed').toBeDefined();
+  expect(err, `${what} should have failed`).toBeDefined();
   return err!;
 }
 
-async function expectCode(p: Promise<unknown>, code: status, text?: RegExp): Promise<void> {
-  const err = await failure(p);
+async function expectCode(p: Promise<unknown>, code: status, text?: RegExp, what?: string): Promise<void> {
+  const err = await failure(p, what);
   expect(status[err.code], err.details).toBe(status[code]);
   if (text) expect(err.details).toMatch(text);
 }
@@ -48,22 +48,22 @@ describe('finding 2: one upload cannot break the catalogue', () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ exit: { status: 2147483648, code: null, signal: null } }, /exit\.status/],
       [{ exit: { status: 3, code: -1, signal: null } }, /exit\.code/],
-      [{ exit: { status: 300, code: 300, signal: null } }, /exit\.status/],
+      [{ exit: { status: 300, code: null, signal: null } }, /exit\.status/],
       [{ exit: { status: 139, code: null, signal: 'SIGNOPE' } }, /exit\.signal/],
       [{ startTime: '+275760-09-13T00:00:00.000Z' }, /startTime/],
       [{ durationMs: 1e300 }, /durationMs/],
       [{ counts: { events: 2 ** 60, tasks: 1, syscalls: 1, bytes: 1 } }, /counts\.events/],
-      [{ argv: Array.from({ length: 40_000 }, () => 'x'.repeat(60)) }, /argv/],
+      [{ argv: Array.from({ length: 300_000 }, () => 'x') }, /argv/],
       [{ exe: 'x'.repeat(70_000) }, /exe/],
       [{ host: { hostname: 'h'.repeat(5000) } }, /host\.hostname/],
-      [{ env: ['A=' + 'v'.repeat(3 << 20)] }, /env/],
+      [{ env: ['A=' + 'v'.repeat(7 << 20)] }, /env/],
       [{ processes: [{ pid: -5, parent: 0, execs: [], threads: [] }] }, /processes\[0\]\.pid/],
       [{ blobs: [{ sha256: 'a'.repeat(64), size: 2 ** 53 - 1, role: 'events' }] }, /blobs\[0\]\.size/],
-      [{ blobs: [{ sha256: 'a'.repeat(64), size: 1, role: 'r'.repeat(200) }] }, /blobs\[0\]\.role/],
+      [{ blobs: [{ sha256: 'a'.repeat(64), size: 1, role: 'r'.repeat(300) }] }, /blobs\[0\]\.role/],
     ];
     for (const [extra, field] of cases) {
       const t = makeTrace({ extra });
-      await expectCode(prepare(agent, manifestOf(t.dir)), status.INVALID_ARGUMENT, field);
+      await expectCode(prepare(agent, manifestOf(t.dir)), status.INVALID_ARGUMENT, field, JSON.stringify(extra).slice(0, 100));
     }
     // The limits are generous: a real recording's manifest passes (a long but sane argv too).
     const ok = makeTrace({ argv: ['prog', ...Array.from({ length: 1000 }, (_, i) => `--arg-${i}=${'y'.repeat(100)}`)] });
