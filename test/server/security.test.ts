@@ -118,3 +118,76 @@ describe('finding 2: one upload cannot break the catalogue', () => {
     await call(reader, reader.catalog.getTrace.bind(reader.catalog), { id: t.id });
   });
 });
+
+/** Sends raw bytes as the request of a unary method (a client that does not speak our protobuf). */
+function rawUnary(c: Clients, method: string, bytes: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    c.catalog.makeUnaryRequest<Buffer, Buffer>(
+      method,
+      (b) => b,
+      (b) => b,
+      bytes,
+      c.metadata(),
+      { deadline: Date.now() + 20_000 },
+      (err, res) => (err ? reject(err) : resolve(res!)),
+    );
+  });
+}
+
+/** How long a cheap call takes to answer right now. */
+async function latency(c: Clients): Promise<number> {
+  const t0 = performance.now();
+  await call(c, c.tokens.whoAmI.bind(c.tokens), {});
+  return performance.now() - t0;
+}
+
+describe('finding 3: no request blocks the server', () => {
+  it('refuses a search of thousands of words at once, and others are answered meanwhile', async () => {
+    for (let i = 0; i < 20; i++) await pushTrace(agent, makeTrace({ argv: ['searchable', `w${i}`] }).dir);
+    const words = Array.from({ length: 60_000 }, (_, i) => `w${i}`).join(' ');
+    const t0 = performance.now();
+    const big = expectCode(list(reader, { search: words }), status.INVALID_ARGUMENT, /search/);
+    const meanwhile = await latency(agent);
+    await big;
+    expect(performance.now() - t0).toBeLessThan(2000);
+    expect(meanwhile).toBeLessThan(1000);
+    // The bound leaves real searches alone.
+    const found = await list(reader, { search: 'searchable w1' });
+    expect(found.traces.length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('bounds request sizes per method: a 16 MB listing request is refused before it is decoded', async () => {
+    const huge = ListTracesRequest.encode(ListTracesRequest.fromPartial({ search: 'x'.repeat(15 << 20) })).finish();
+    const t0 = performance.now();
+    await expectCode(rawUnary(reader, '/rewind.catalog.v1.CatalogService/ListTraces', Buffer.from(huge)), status.INVALID_ARGUMENT, /ListTraces takes at most/);
+    expect(performance.now() - t0).toBeLessThan(3000);
+    // An upload's manifest may still be large.
+    const t = makeTrace({ argv: ['big', 'a'.repeat(2 << 20)] });
+    expect((await pushTrace(agent, t.dir)).created).toBe(true);
+  });
+});
+
+describe('finding 8: small things a client can get wrong', () => {
+  it('malformed protobuf is INVALID_ARGUMENT', async () => {
+    // A length-delimited field 1 claiming 2^31 bytes.
+    const garbage = Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x07, 0x01]);
+    await expectCode(rawUnary(reader, '/rewind.catalog.v1.CatalogService/GetTrace', garbage), status.INVALID_ARGUMENT, /malformed/);
+    await expectCode(rawUnary(agent, '/rewind.upload.v1.UploadService/PrepareUpload', garbage), status.INVALID_ARGUMENT, /malformed/);
+    expect(await latency(reader)).toBeLessThan(1000);
+  });
+
+  it('search text "\\0" is refused as invalid, not an internal error', async () => {
+    await expectCode(list(reader, { search: '\0' }), status.INVALID_ARGUMENT, /search/);
+    await expectCode(list(reader, { search: 'a\0b' }), status.INVALID_ARGUMENT, /search/);
+  });
+
+  it('an oversized trace id is refused without being echoed, and the connection goes on', async () => {
+    for (const id of ['x'.repeat(1 << 20), 'y'.repeat(3000)]) {
+      const err = await failure(call(reader, reader.catalog.getTrace.bind(reader.catalog), { id }));
+      expect(status[err.code]).toBe('INVALID_ARGUMENT');
+      expect(err.details.length).toBeLessThan(200);
+      expect(err.details).not.toMatch(/xxxx|yyyy/);
+    }
+    expect(await latency(reader)).toBeLessThan(1000);
+  });
+});
