@@ -95,9 +95,15 @@ const SQLITE_STATUS: Readonly<Record<string, status>> = {
   SQLITE_FULL: status.RESOURCE_EXHAUSTED,
 };
 
+const MAX_DETAILS = 1024;
+
 /** Converts any thrown value into a gRPC error; unexpected ones are logged and hidden. */
 export function toServiceError(err: unknown, log: Logger, method: Method): ServerErrorResponse {
-  const reply = (name: string, code: status, message: string): ServerErrorResponse => ({ name, message, code, details: message });
+  // Details travel in a trailer: a long one (a message quoting a huge request) would wedge the connection.
+  const reply = (name: string, code: status, text: string): ServerErrorResponse => {
+    const message = text.length > MAX_DETAILS ? `${text.slice(0, MAX_DETAILS)}…` : text;
+    return { name, message, code, details: message };
+  };
   if (err instanceof RpcError) return reply('RpcError', err.code, err.message);
   if (err instanceof ManifestError) return reply('ManifestError', status.INVALID_ARGUMENT, err.message);
   if (err instanceof BlobWriteError) return reply('BlobWriteError', BLOB_STATUS[err.kind], err.message);

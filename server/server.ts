@@ -15,6 +15,7 @@ import { tokenService } from './services/auth.js';
 import { catalogService } from './services/catalog.js';
 import { replayService } from './services/replay.js';
 import { uploadService } from './services/upload.js';
+import { refuseRequests, withRequestLimits } from './request_limits.js';
 import { ServerStats } from './stats.js';
 import { sweep } from './gc.js';
 import type { SandboxLimits } from '../native/index.js';
@@ -177,19 +178,20 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const server = new Server({
     'grpc.max_receive_message_length': 16 << 20,
     'grpc.keepalive_permit_without_calls': 1,
+    interceptors: [refuseRequests],
   });
   widenReceiveWindows(server, log);
   const deps = { catalog, log };
   // Chunks are decoded without copying their data (remote/upload_wire.ts).
   const uploadDefinition = { ...UploadServiceService, uploadBlob: { ...UploadServiceService.uploadBlob, requestDeserialize: decodeUploadBlobRequest } };
-  server.addService(uploadDefinition, uploadService({ ...deps, store, stats }));
+  server.addService(withRequestLimits(uploadDefinition), uploadService({ ...deps, store, stats }));
   server.addService(
-    CatalogServiceService,
-    catalogService({ ...deps, store, stats, activeSessions: () => replays.active, }),
+    withRequestLimits(CatalogServiceService),
+    catalogService({ ...deps, store, stats, activeSessions: () => replays.active }),
   );
-  server.addService(ReplayServiceService, replayService({ ...deps, replays }));
-  server.addService(TokenServiceService, tokenService(deps));
-  server.addService(AgentServiceService, agentService({ ...deps, heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 5000 }));
+  server.addService(withRequestLimits(ReplayServiceService), replayService({ ...deps, replays }));
+  server.addService(withRequestLimits(TokenServiceService), tokenService(deps));
+  server.addService(withRequestLimits(AgentServiceService), agentService({ ...deps, heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 5000 }));
 
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
   health.addToServer(server);

@@ -225,8 +225,15 @@ export class SqliteTraces implements TraceStore {
   }
 }
 
+/** A search's bounds: FTS5 plans and runs a query on the event loop, in time growing with its terms. */
+export const SEARCH_LIMITS = { chars: 1024, words: 16 } as const;
+
 /** Turns free text into an FTS5 query: every word must occur (as a prefix). */
 function ftsQuery(text: string): string {
+  if (text.length > SEARCH_LIMITS.chars) throw invalidArgument(`search text is longer than ${SEARCH_LIMITS.chars} characters`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u0008\u000e-\u001f\u007f]/.test(text)) throw invalidArgument('search text must not contain control characters');
   const words = text.split(/\s+/).filter(Boolean);
+  if (words.length > SEARCH_LIMITS.words) throw invalidArgument(`search has ${words.length} words; at most ${SEARCH_LIMITS.words}`);
   return words.map((w) => `"${w.replace(/"/g, '""')}"*`).join(' ');
 }

@@ -30,8 +30,10 @@ export interface CatalogDeps extends AuthDeps {
 
 export function checkTraceId(id: string): string {
   const lower = id.trim().toLowerCase();
-  if (!isTraceId(lower)) throw invalidArgument(`bad trace id ${JSON.stringify(id)}: expected a UUID`);
-  return lower;
+  if (isTraceId(lower)) return lower;
+  // Quoted back only when short: the client's bytes are not ours to repeat at any length.
+  const shown = id.length <= 64 ? JSON.stringify(id) : `of ${id.length} characters`;
+  throw invalidArgument(`bad trace id ${shown}: expected a UUID`);
 }
 
 /** A time the catalogue holds as a Timestamp; one out of range (a row no validator saw) is the epoch. */

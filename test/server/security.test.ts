@@ -1,12 +1,14 @@
 // Issue 11's findings, each reproduced against a real server on loopback with real tokens, and
 // the defence that holds it (docs/security.md, "How each defence is tested").
 import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, type Clients } from '../../remote/client.js';
 import { pushTrace } from '../../remote/upload.js';
+import { encodeChunk } from '../../remote/upload_wire.js';
 import { ListTracesRequest, ListTracesResponse } from '../../gen/rewind/catalog/v1/catalog.js';
 import { makeTrace, startTestServer, type TestServer } from './helpers.js';
 
@@ -146,9 +148,13 @@ describe('finding 3: no request blocks the server', () => {
     for (let i = 0; i < 20; i++) await pushTrace(agent, makeTrace({ argv: ['searchable', `w${i}`] }).dir);
     const words = Array.from({ length: 60_000 }, (_, i) => `w${i}`).join(' ');
     const t0 = performance.now();
-    const big = expectCode(list(reader, { search: words }), status.INVALID_ARGUMENT, /search/);
+    const big = expectCode(list(reader, { search: words }), status.INVALID_ARGUMENT, /ListTraces takes at most/);
     const meanwhile = await latency(agent);
     await big;
+    // Within the request bound, the search's own: its length, and its number of words.
+    const tenThousand = words.split(' ').slice(0, 10_000).join(' ');
+    await expectCode(list(reader, { search: tenThousand }), status.INVALID_ARGUMENT, /search text is longer than 1024/);
+    await expectCode(list(reader, { search: words.split(' ').slice(0, 17).join(' ') }), status.INVALID_ARGUMENT, /search has 17 words; at most 16/);
     expect(performance.now() - t0).toBeLessThan(2000);
     expect(meanwhile).toBeLessThan(1000);
     // The bound leaves real searches alone.
@@ -174,6 +180,28 @@ describe('finding 8: small things a client can get wrong', () => {
     await expectCode(rawUnary(reader, '/rewind.catalog.v1.CatalogService/GetTrace', garbage), status.INVALID_ARGUMENT, /malformed/);
     await expectCode(rawUnary(agent, '/rewind.upload.v1.UploadService/PrepareUpload', garbage), status.INVALID_ARGUMENT, /malformed/);
     expect(await latency(reader)).toBeLessThan(1000);
+
+    // In a stream: a good chunk, then garbage. The call ends INVALID_ARGUMENT, and the blob is not
+    // left busy: the upload resumes from the good chunk.
+    const data = randomBytes(2 << 20);
+    const t = makeTrace({ blobs: [{ data, role: 'events' }] });
+    const sha = t.blobs[0]!.sha256;
+    const res = new Promise<unknown>((resolve, reject) => {
+      const s = agent.upload.makeClientStreamRequest<Buffer, Buffer>(
+        '/rewind.upload.v1.UploadService/UploadBlob',
+        (b) => b,
+        (b) => b,
+        agent.metadata(),
+        {},
+        (err, r) => (err ? reject(err) : resolve(r)),
+      );
+      s.write(encodeChunk({ sha256: sha, size: data.length, offset: 0 }, data.subarray(0, 1 << 20)));
+      s.write(garbage);
+    });
+    await expectCode(res, status.INVALID_ARGUMENT, /malformed UploadBlob request/);
+    const pushed = await pushTrace(agent, t.dir);
+    expect(pushed.created).toBe(true);
+    expect(pushed.blobBytesSent).toBe(1 << 20);
   });
 
   it('search text "\\0" is refused as invalid, not an internal error', async () => {
