@@ -15,8 +15,8 @@ const REQUEST_BYTES: Readonly<Record<string, number>> = {
   '/rewind.upload.v1.UploadService/CommitUpload': 16 << 20,
   // A chunk of at most 4 MiB and its header.
   '/rewind.upload.v1.UploadService/UploadBlob': (4 << 20) + (4 << 10),
-  // Remote-protocol bytes as the client's socket delivered them.
-  '/rewind.replay.v1.ReplayService/Debug': 1 << 20,
+  // Remote-protocol bytes, piped to the worker with flow control: only the server's own bound.
+  '/rewind.replay.v1.ReplayService/Debug': 16 << 20,
   '/rewind.agent.v1.AgentService/CreateJob': 1 << 20,
   '/rewind.agent.v1.AgentService/Register': 256 << 10,
 };

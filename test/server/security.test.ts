@@ -10,7 +10,10 @@ import { call, type Clients } from '../../remote/client.js';
 import { pushTrace } from '../../remote/upload.js';
 import { encodeChunk } from '../../remote/upload_wire.js';
 import { ListTracesRequest, ListTracesResponse } from '../../gen/rewind/catalog/v1/catalog.js';
-import { makeTrace, startTestServer, type TestServer } from './helpers.js';
+import { makeTrace, REPO, startTestServer, tmpDir, type TestServer } from './helpers.js';
+import { rewind, type CliResult } from './cli.js';
+
+const engineBuilt = fs.existsSync(path.join(REPO, 'native/build/Release/rewind.node'));
 
 let ts: TestServer;
 let agent: Clients;
@@ -217,5 +220,62 @@ describe('finding 8: small things a client can get wrong', () => {
       expect(err.details).not.toMatch(/xxxx|yyyy/);
     }
     expect(await latency(reader)).toBeLessThan(1000);
+  });
+});
+
+describe.skipIf(!engineBuilt)('finding 4: readers do not see the recorded environment\'s secrets', () => {
+  const secret = 'hunter2-do-not-leak';
+  const run = (args: string[], token: string): Promise<CliResult> =>
+    rewind(args, { REWIND_SERVER: ts.address, REWIND_TOKEN: token, MY_SECRET_API_KEY: secret, GITHUB_TOKEN: `gh-${secret}`, PLAIN: 'visible' });
+
+  it('record --push redacts by default; replay on the server still prints what the program printed', async () => {
+    const agentToken = ts.token('agent');
+    const readerToken = ts.token('reader');
+    const dir = path.join(tmpDir('rewind-redact-'), 't');
+    const rec = await run(['record', '--push', '-o', dir, '--', '/usr/bin/printenv', 'MY_SECRET_API_KEY', 'REWIND_TOKEN', 'PLAIN'], agentToken);
+    expect(rec.status, rec.stderr).toBe(0);
+    expect(rec.stdout).toBe(`${secret}\n${agentToken}\nvisible\n`);
+    const id = /uploaded as (\S+)/.exec(rec.stderr)![1]!;
+    const show = await run(['show', id], readerToken);
+    expect(show.status, show.stderr).toBe(0);
+    expect(show.stdout).toContain('MY_SECRET_API_KEY=[redacted]');
+    expect(show.stdout).toContain('REWIND_TOKEN=[redacted]');
+    expect(show.stdout).toContain('GITHUB_TOKEN=[redacted]');
+    expect(show.stdout).toContain('PLAIN=visible');
+    const got = await call(reader, reader.catalog.getTrace.bind(reader.catalog), { id });
+    for (const leak of [secret, agentToken]) {
+      expect(show.stdout).not.toContain(leak);
+      expect(got.manifestJson).not.toContain(leak);
+    }
+    // The local trace keeps its environment (it never left this machine).
+    expect(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')).toContain(secret);
+    // Replay does not need the values: the recorded memory holds what the program read.
+    const rep = await run(['replay', id], readerToken);
+    expect(rep.status, rep.stderr).toBe(0);
+    expect(rep.stdout).toBe(rec.stdout);
+  });
+
+  it('--keep-env keeps the environment, except REWIND_TOKEN', async () => {
+    const agentToken = ts.token('agent');
+    const dir = path.join(tmpDir('rewind-keepenv-'), 't');
+    const rec = await run(['record', '-o', dir, '--', '/usr/bin/true'], agentToken);
+    expect(rec.status, rec.stderr).toBe(0);
+    const pushed = await run(['push', '--keep-env', dir], agentToken);
+    expect(pushed.status, pushed.stderr).toBe(0);
+    const got = await call(reader, reader.catalog.getTrace.bind(reader.catalog), { id: pushed.stdout.trim() });
+    const env = (JSON.parse(got.manifestJson) as { env: string[] }).env;
+    expect(env).toContain(`MY_SECRET_API_KEY=${secret}`);
+    expect(env).toContain('REWIND_TOKEN=[redacted]');
+    expect(got.manifestJson).not.toContain(agentToken);
+    const help = await rewind(['push', '--help']);
+    expect(help.stdout).toMatch(/--keep-env/);
+  });
+
+  it('the server drops a token a client left in the environment', async () => {
+    const leaked = ts.token('admin');
+    const t = makeTrace({ extra: { env: ['REWIND_TOKEN=x', `SOMETHING=${leaked}`, 'OK=1'] } });
+    await pushTrace(agent, t.dir, { keepEnv: true });
+    const got = await call(reader, reader.catalog.getTrace.bind(reader.catalog), { id: t.id });
+    expect((JSON.parse(got.manifestJson) as { env: string[] }).env).toEqual(['REWIND_TOKEN=[redacted]', 'SOMETHING=[redacted]', 'OK=1']);
   });
 });
