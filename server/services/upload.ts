@@ -7,6 +7,7 @@ import { SHA256_HEX } from '../../trace/ids.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { RpcError, invalidArgument } from '../errors.js';
 import { distinctBlobs, parseManifest, type Manifest } from '../../trace/manifest.js';
+import { redactManifestJson } from '../../trace/redact.js';
 import { clientStream, unary, type AuthDeps } from '../rpc.js';
 import type { ServerStats } from '../stats.js';
 import type {
@@ -80,7 +81,8 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
     commitUpload: unary<CommitUploadRequest, CommitUploadResponse>(deps, UploadServiceService.commitUpload, (req, ctx) => {
       const m = uploadedManifest(req.manifestJson);
       const labels = validateLabels(req.labels);
-      const created = catalog.traces.commit(m, req.manifestJson, labels);
+      // Defence in depth, for a client that did not redact: no rewind token enters the catalogue.
+      const created = catalog.traces.commit(m, redactManifestJson(req.manifestJson, true), labels);
       if (created) {
         stats.tracesCommitted++;
         ctx.log.info({ trace: m.id, host: m.host.hostname, token: ctx.token.name }, 'trace committed');
