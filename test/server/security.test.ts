@@ -282,3 +282,47 @@ describe.skipIf(!engineBuilt)('finding 4: readers do not see the recorded enviro
     expect((JSON.parse(got.manifestJson) as { env: string[] }).env).toEqual(['REWIND_TOKEN=[redacted]', 'SOMETHING=[redacted]', 'OK=1']);
   });
 });
+
+describe('finding 5: an agent token belongs to one host', () => {
+  const facts = (hostname: string, kernel: string) => ({ facts: { hostname, kernel, arch: 'x86_64', cpuModel: '', cpuVendor: '', cpuFlags: [], rewindVersion: '' } });
+
+  it('registration, heartbeats, jobs and completions are checked against the token', async () => {
+    const a = ts.client(ts.token('agent'));
+    const b = ts.client(ts.token('agent'));
+    const admin = ts.client(ts.adminToken);
+    const reg = await call(a, a.agent.register.bind(a.agent), facts('host-a', 'kernel-a'));
+    // Another agent token may not take the host's name, nor its facts.
+    await expectCode(call(b, b.agent.register.bind(b.agent), facts('host-a', 'forged')), status.PERMISSION_DENIED, /host-a belongs to another agent token/);
+    const hosts = await call(reader, reader.agent.listHosts.bind(reader.agent), {});
+    expect(hosts.hosts.find((h) => h.facts?.hostname === 'host-a')?.facts?.kernel).toBe('kernel-a');
+    // Nor may one token speak for two hosts.
+    await expectCode(call(a, a.agent.register.bind(a.agent), facts('host-a2', 'k')), status.PERMISSION_DENIED, /already belongs to host host-a/);
+    // The same token registering again is fine.
+    expect((await call(a, a.agent.register.bind(a.agent), facts('host-a', 'kernel-a'))).agentId).toBe(reg.agentId);
+
+    const job = (await call(admin, admin.agent.createJob.bind(admin.agent), { hostname: 'host-a', argv: ['/bin/true'], labels: {} })).job!;
+    await expectCode(call(b, b.agent.heartbeat.bind(b.agent), { agentId: reg.agentId }), status.PERMISSION_DENIED, /another agent token/);
+    const jobs = await call(a, a.agent.heartbeat.bind(a.agent), { agentId: reg.agentId });
+    expect(jobs.jobs.map((j) => j.id)).toEqual([job.id]);
+
+    // A trace of the right host's token completes it; nobody else's does.
+    const byB = makeTrace({ hostname: 'host-a' });
+    await pushTrace(b, byB.dir);
+    const byA = makeTrace({ hostname: 'host-a' });
+    await pushTrace(a, byA.dir);
+    const complete = (c: Clients, traceId: string, error = ''): Promise<unknown> =>
+      call(c, c.agent.completeJob.bind(c.agent), { jobId: job.id, traceId, error });
+    await expectCode(complete(b, byB.id), status.PERMISSION_DENIED, /another agent token/);
+    await expectCode(complete(a, byB.id), status.PERMISSION_DENIED, /was not uploaded with this token/);
+    await expectCode(complete(a, '00000000-0000-4000-8000-000000000000'), status.NOT_FOUND, /no trace/);
+    await expectCode(complete(a, 'not-an-id'), status.INVALID_ARGUMENT, /trace id/);
+    await complete(a, byA.id);
+    await expectCode(complete(a, byA.id), status.FAILED_PRECONDITION, /not running/);
+    const done = await call(reader, reader.agent.getJob.bind(reader.agent), { id: job.id, wait: false });
+    expect(done.job!.traceId).toBe(byA.id);
+
+    // A revoked token frees its host for a new one.
+    await call(admin, admin.tokens.revokeToken.bind(admin.tokens), { token: (await call(a, a.tokens.whoAmI.bind(a.tokens), {})).token!.id });
+    expect((await call(b, b.agent.register.bind(b.agent), facts('host-a', 'kernel-b'))).agentId).toBe(reg.agentId);
+  });
+});
