@@ -85,6 +85,11 @@ export class Catalog {
       this.db.exec("ALTER TABLE traces ADD COLUMN argv0 TEXT NOT NULL DEFAULT ''");
     }
     this.db.exec('CREATE INDEX IF NOT EXISTS traces_argv0 ON traces (argv0, start_ms DESC)');
+    // Who uploaded a trace, and which agent token a host belongs to ('' for rows from before).
+    if (!cols.includes('token_id')) this.db.exec("ALTER TABLE traces ADD COLUMN token_id TEXT NOT NULL DEFAULT ''");
+    const agentCols = (this.db.prepare('PRAGMA table_info(agents)').all() as { name: string }[]).map((c) => c.name);
+    if (!agentCols.includes('token_id')) this.db.exec("ALTER TABLE agents ADD COLUMN token_id TEXT NOT NULL DEFAULT ''");
+    this.db.exec('CREATE INDEX IF NOT EXISTS traces_token ON traces (token_id)');
   }
 
   static inDir(dataDir: string): Catalog {

@@ -12,7 +12,7 @@ export interface TraceStore {
    * Commits a trace in one transaction, only if every blob it names is present.
    * Returns false (and changes nothing) when the trace is already there.
    */
-  commit(m: Manifest, manifestJson: string, labels: Record<string, string>): boolean;
+  commit(m: Manifest, manifestJson: string, labels: Record<string, string>, tokenId: string): boolean;
   list(f: TraceFilter): TraceRow[];
   get(id: string): { trace: TraceRow; manifest: string; blobs: BlobEntry[] };
   /** Deletes a trace; returns the blobs no trace references any more (their rows are gone). */
@@ -82,7 +82,7 @@ export class SqliteTraces implements TraceStore {
     return this.db.prepare('SELECT 1 FROM traces WHERE id = ?').get(id) !== undefined;
   }
 
-  commit(m: Manifest, manifestJson: string, labels: Record<string, string>): boolean {
+  commit(m: Manifest, manifestJson: string, labels: Record<string, string>, tokenId: string): boolean {
     const run = this.db.transaction((): boolean => {
       if (this.has(m.id)) return false;
       const blobs = distinctBlobs(m);
@@ -102,11 +102,11 @@ export class SqliteTraces implements TraceStore {
       const info = this.db
         .prepare(
           `INSERT INTO traces (id, host, program, argv0, exe, argv, user, cwd, start_ms, duration_ms, exit_status, signal,
-             complete, size_bytes, labels, manifest, uploaded_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+             complete, size_bytes, labels, manifest, uploaded_ms, token_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           m.id, m.host.hostname, program, path.posix.basename(m.argv[0] ?? ''), m.exe, JSON.stringify(m.argv), m.user, m.cwd, Date.parse(m.startTime),
-          m.durationMs, m.exit?.status ?? -1, m.exit?.signal ?? null, m.complete ? 1 : 0, size, JSON.stringify(labels), manifestJson, Date.now(),
+          m.durationMs, m.exit?.status ?? -1, m.exit?.signal ?? null, m.complete ? 1 : 0, size, JSON.stringify(labels), manifestJson, Date.now(), tokenId,
         );
       const addLabel = this.db.prepare('INSERT INTO trace_labels (trace_id, key, value) VALUES (?, ?, ?)');
       for (const [k, v] of Object.entries(labels)) addLabel.run(m.id, k, v);

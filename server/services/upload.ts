@@ -82,7 +82,7 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
       const m = uploadedManifest(req.manifestJson);
       const labels = validateLabels(req.labels);
       // Defence in depth, for a client that did not redact: no rewind token enters the catalogue.
-      const created = catalog.traces.commit(m, redactManifestJson(req.manifestJson, true), labels);
+      const created = catalog.traces.commit(m, redactManifestJson(req.manifestJson, true), labels, ctx.token.id);
       if (created) {
         stats.tracesCommitted++;
         ctx.log.info({ trace: m.id, host: m.host.hostname, token: ctx.token.name }, 'trace committed');
