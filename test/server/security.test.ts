@@ -1,6 +1,7 @@
 // Issue 11's findings, each reproduced against a real server on loopback with real tokens, and
 // the defence that holds it (docs/security.md, "How each defence is tested").
 import Database from 'better-sqlite3';
+import { spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,7 +11,7 @@ import { call, type Clients } from '../../remote/client.js';
 import { pushTrace } from '../../remote/upload.js';
 import { encodeChunk } from '../../remote/upload_wire.js';
 import { ListTracesRequest, ListTracesResponse } from '../../gen/rewind/catalog/v1/catalog.js';
-import { makeTrace, REPO, startTestServer, tmpDir, type TestServer } from './helpers.js';
+import { makeTrace, REPO, startTestServer, tmpDir, until, type TestServer } from './helpers.js';
 import { rewind, type CliResult } from './cli.js';
 
 const engineBuilt = fs.existsSync(path.join(REPO, 'native/build/Release/rewind.node'));
@@ -324,5 +325,104 @@ describe('finding 5: an agent token belongs to one host', () => {
     // A revoked token frees its host for a new one.
     await call(admin, admin.tokens.revokeToken.bind(admin.tokens), { token: (await call(a, a.tokens.whoAmI.bind(a.tokens), {})).token!.id });
     expect((await call(b, b.agent.register.bind(b.agent), facts('host-a', 'kernel-b'))).agentId).toBe(reg.agentId);
+  });
+});
+
+const isRoot = process.getuid?.() === 0;
+
+describe.skipIf(!isRoot)('finding 6: a full disk, declared sizes and quotas', () => {
+  let mnt: string;
+  let small: TestServer;
+
+  beforeAll(async () => {
+    mnt = tmpDir('rewind-smallfs-');
+    // A real file system of 24 MiB for the whole data directory: catalogue, blobs, sessions.
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=24m,mode=0700', 'tmpfs', mnt], { encoding: 'utf8' });
+    expect(m.status, m.stderr).toBe(0);
+    small = await startTestServer({
+      dataDir: path.join(mnt, 'data'),
+      replayCommand: [process.execPath, path.join(REPO, 'test/server/fixtures/fake_replay.mjs')],
+      maxBlobBytes: 40 << 20,
+      uploadQuotaBytes: 48 << 20,
+    });
+  });
+  afterAll(async () => {
+    await small?.close();
+    if (mnt) spawnSync('umount', ['-l', mnt]);
+  });
+
+  const partials = (): string[] => fs.readdirSync(path.join(small.dataDir, 'blobs', '.partial'));
+
+  it('disk full: RESOURCE_EXHAUSTED saying so, the partial upload removed, every other call still works', async () => {
+    const up = small.client(small.token('agent'));
+    const rd = small.client(small.token('reader'));
+    const admin = small.client(small.adminToken);
+    const first = makeTrace({ argv: ['prog', 'x'], blobs: [{ data: randomBytes(64 << 10), role: 'events' }] });
+    await pushTrace(up, first.dir);
+    const free = (): number => fs.statfsSync(mnt).bavail * fs.statfsSync(mnt).bsize;
+    const before = free();
+    const big = makeTrace({ blobs: [{ data: randomBytes(32 << 20), role: 'snapshot' }] });
+    await expectCode(pushTrace(up, big.dir, { retries: 0 }), status.RESOURCE_EXHAUSTED, /disk is full/);
+    await until('the partial upload to be removed', async () => partials().length === 0);
+    expect(free()).toBeGreaterThanOrEqual(before - (1 << 20));
+    // Everything else works: tokens, listing, a replay (which writes its session directory).
+    await call(admin, admin.tokens.createToken.bind(admin.tokens), { role: 2, name: 'after-full' });
+    expect((await call(rd, rd.catalog.listTraces.bind(rd.catalog), ListTracesRequest.fromPartial({}))).traces.map((t) => t.id)).toEqual([first.id]);
+    const out: Buffer[] = [];
+    const code = await new Promise<number>((resolve, reject) => {
+      const s = rd.replay.runReplay({ traceId: first.id }, rd.metadata());
+      let exit = -1;
+      s.on('data', (m: { stdout?: Buffer; exit?: { status: number } }) => {
+        if (m.stdout) out.push(m.stdout);
+        if (m.exit) exit = m.exit.status;
+      });
+      s.on('error', reject);
+      s.on('end', () => resolve(exit));
+    });
+    expect(code).toBe(0);
+    expect(Buffer.concat(out).toString()).toMatch(/^out: prog x\n/);
+  });
+
+  it('declared blob sizes are bounded', async () => {
+    const up = small.client(small.token('agent'));
+    const t = makeTrace({ extra: { blobs: [{ sha256: 'b'.repeat(64), size: 8 * 2 ** 50, role: 'snapshot' }] } });
+    await expectCode(prepare(up, manifestOf(t.dir)), status.INVALID_ARGUMENT, /blobs\[0\]\.size/);
+    const u = makeTrace({ extra: { blobs: [{ sha256: 'b'.repeat(64), size: 41 << 20, role: 'snapshot' }] } });
+    await expectCode(prepare(up, manifestOf(u.dir)), status.INVALID_ARGUMENT, /larger than this server takes \(41943040 bytes\)/);
+    // Straight to UploadBlob, without a manifest.
+    const res = new Promise<unknown>((resolve, reject) => {
+      const s = up.upload.uploadBlob(up.metadata(), (err, r) => (err ? reject(err) : resolve(r)));
+      s.write({ sha256: 'c'.repeat(64), size: 8n * 2n ** 50n, offset: 0n, data: Buffer.alloc(10), chunkSha256: Buffer.alloc(0), compression: 0 });
+      s.end();
+    });
+    await expectCode(res, status.INVALID_ARGUMENT, /larger than this server takes/);
+    expect(partials()).toEqual([]);
+  });
+
+  it('uploads have a quota per token', async () => {
+    const token = small.token('agent');
+    const up = small.client(token);
+    const blob = (mib: number): ReturnType<typeof makeTrace> => makeTrace({ blobs: [{ data: randomBytes(mib << 20), role: 'events' }] });
+    const kept: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const t = blob(4);
+      await pushTrace(up, t.dir);
+      kept.push(t.id);
+    }
+    // 8 MiB stored, 48 MiB allowed: a 41 MiB trace would pass it.
+    const over = makeTrace({ extra: { blobs: [{ sha256: 'd'.repeat(64), size: 40 << 20, role: 'snapshot' }, { sha256: 'e'.repeat(64), size: 1 << 20, role: 'events' }] } });
+    await expectCode(prepare(up, manifestOf(over.dir)), status.RESOURCE_EXHAUSTED, /upload quota/);
+    // Blobs begun outside any manifest count while they are not committed.
+    const open = (sha: string, size: number): Promise<unknown> =>
+      new Promise((resolve, reject) => {
+        const s = up.upload.uploadBlob(up.metadata(), (err, r) => (err ? reject(err) : resolve(r)));
+        s.write({ sha256: sha, size: BigInt(size), offset: 0n, data: Buffer.alloc(1000), chunkSha256: Buffer.alloc(0), compression: 0 });
+        s.end();
+      });
+    await open('1'.repeat(64), 39 << 20);
+    await expectCode(open('2'.repeat(64), 2 << 20), status.RESOURCE_EXHAUSTED, /upload quota/);
+    // Another token has its own.
+    const other = small.client(small.token('agent'));
+    expect((await pushTrace(other, blob(1).dir)).created).toBe(true);
   });
 });
