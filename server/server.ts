@@ -15,6 +15,7 @@ import { tokenService } from './services/auth.js';
 import { catalogService } from './services/catalog.js';
 import { replayService } from './services/replay.js';
 import { uploadService } from './services/upload.js';
+import { DEFAULT_UPLOAD_LIMITS, UploadQuota } from './quota.js';
 import { refuseRequests, withRequestLimits } from './request_limits.js';
 import { ServerStats } from './stats.js';
 import { sweep } from './gc.js';
@@ -48,8 +49,12 @@ export interface ServerOptions {
   heartbeatIntervalMs?: number;
   /** Uploaded blobs no trace committed are removed after this long (default 24 h). */
   orphanBlobTtlMs?: number;
-  /** Unfinished partial uploads untouched this long are removed (default 7 days). */
+  /** Unfinished partial uploads untouched this long are removed (default 6 hours). */
   partialTtlMs?: number;
+  /** The largest blob an upload may declare (default 64 GiB). */
+  maxBlobBytes?: number;
+  /** Bytes each token may store (committed traces, and uploads not committed yet); 0: none (default 1 TiB). */
+  uploadQuotaBytes?: number;
 }
 
 export interface RunningServer {
@@ -184,7 +189,11 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const deps = { catalog, log };
   // Chunks are decoded without copying their data (remote/upload_wire.ts).
   const uploadDefinition = { ...UploadServiceService, uploadBlob: { ...UploadServiceService.uploadBlob, requestDeserialize: decodeUploadBlobRequest } };
-  server.addService(withRequestLimits(uploadDefinition), uploadService({ ...deps, store, stats }));
+  const quota = new UploadQuota(catalog, store, {
+    maxBlobBytes: opts.maxBlobBytes ?? DEFAULT_UPLOAD_LIMITS.maxBlobBytes,
+    quotaBytes: opts.uploadQuotaBytes ?? DEFAULT_UPLOAD_LIMITS.quotaBytes,
+  });
+  server.addService(withRequestLimits(uploadDefinition), uploadService({ ...deps, store, stats, quota }));
   server.addService(
     withRequestLimits(CatalogServiceService),
     catalogService({ ...deps, store, stats, activeSessions: () => replays.active }),
@@ -217,12 +226,12 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   log.info({ address, dataDir, tls: Boolean(opts.tlsCert) }, 'rewind server listening');
 
   const runSweep = (): void => {
-    sweep(catalog, store, opts.orphanBlobTtlMs ?? 86_400_000, opts.partialTtlMs ?? 7 * 86_400_000, log).catch(
+    sweep(catalog, store, opts.orphanBlobTtlMs ?? 86_400_000, opts.partialTtlMs ?? 6 * 3_600_000, log).catch(
       (err: unknown) => log.warn({ err }, 'sweep failed'),
     );
   };
   runSweep();
-  const sweeper = setInterval(runSweep, 3_600_000);
+  const sweeper = setInterval(runSweep, 15 * 60_000);
   sweeper.unref();
 
   return {

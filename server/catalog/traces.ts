@@ -18,6 +18,8 @@ export interface TraceStore {
   /** Deletes a trace; returns the blobs no trace references any more (their rows are gone). */
   delete(id: string): { sha256: string; size: number }[];
   stats(): { traces: number; blobs: number; blobBytes: number };
+  /** The size of every trace committed with this token. */
+  bytesUploadedBy(tokenId: string): number;
 }
 
 interface RawTrace {
@@ -216,6 +218,10 @@ export class SqliteTraces implements TraceStore {
       return freed;
     });
     return run.immediate();
+  }
+
+  bytesUploadedBy(tokenId: string): number {
+    return (this.db.prepare('SELECT COALESCE(SUM(size_bytes), 0) AS s FROM traces WHERE token_id = ?').get(tokenId) as { s: number }).s;
   }
 
   stats(): { traces: number; blobs: number; blobBytes: number } {

@@ -4,7 +4,8 @@ import { status, type ServerReadableStream } from '@grpc/grpc-js';
 import type { BlobStore, BlobWriter } from '../blobstore/blobstore.js';
 import { BlobWriteError } from '../blobstore/blobstore.js';
 import { SHA256_HEX } from '../../trace/ids.js';
-import type { Catalog } from '../catalog/catalog.js';
+import type { Catalog, TokenRow } from '../catalog/catalog.js';
+import type { UploadQuota } from '../quota.js';
 import { RpcError, invalidArgument } from '../errors.js';
 import { distinctBlobs, parseManifest, type Manifest } from '../../trace/manifest.js';
 import { redactManifestJson } from '../../trace/redact.js';
@@ -26,6 +27,7 @@ export interface UploadDeps extends AuthDeps {
   catalog: Catalog;
   store: BlobStore;
   stats: ServerStats;
+  quota: UploadQuota;
 }
 
 export const MAX_CHUNK = 4 << 20;
@@ -55,7 +57,7 @@ export function validateLabels(labels: Record<string, string>): Record<string, s
 export function uploadService(deps: UploadDeps): UploadServiceServer {
   const { catalog, store, stats } = deps;
   return {
-    prepareUpload: unary<PrepareUploadRequest, PrepareUploadResponse>(deps, UploadServiceService.prepareUpload, async (req) => {
+    prepareUpload: unary<PrepareUploadRequest, PrepareUploadResponse>(deps, UploadServiceService.prepareUpload, async (req, ctx) => {
       const m = uploadedManifest(req.manifestJson);
       const blobs = distinctBlobs(m);
       let total = 0n;
@@ -64,6 +66,7 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
       if (catalog.traces.has(m.id)) {
         return { traceId: m.id, missing: [], totalBytes: total, presentBytes: total, alreadyCommitted: true };
       }
+      await deps.quota.checkTrace(ctx.token, blobs);
       const missing: MissingBlob[] = [];
       for (const [sha, size] of blobs) {
         if (catalog.blobs.has(sha)) {
@@ -76,7 +79,7 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
       return { traceId: m.id, missing, totalBytes: total, presentBytes: present, alreadyCommitted: false };
     }),
 
-    uploadBlob: clientStream<UploadBlobRequest, UploadBlobResponse>(deps, UploadServiceService.uploadBlob, (call) => receiveBlob(call, deps)),
+    uploadBlob: clientStream<UploadBlobRequest, UploadBlobResponse>(deps, UploadServiceService.uploadBlob, (call, ctx) => receiveBlob(call, ctx.token, deps)),
 
     commitUpload: unary<CommitUploadRequest, CommitUploadResponse>(deps, UploadServiceService.commitUpload, (req, ctx) => {
       const m = uploadedManifest(req.manifestJson);
@@ -93,8 +96,8 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
 }
 
 /** One blob per stream: chunks must arrive in order starting at the offset the server holds. */
-function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobResponse>, deps: UploadDeps): Promise<UploadBlobResponse> {
-  const { catalog, store, stats } = deps;
+function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobResponse>, token: TokenRow, deps: UploadDeps): Promise<UploadBlobResponse> {
+  const { catalog, store, stats, quota } = deps;
   return new Promise((resolve, reject) => {
     let writer: BlobWriter | undefined;
     let sha = '';
@@ -122,13 +125,14 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
       if (!writer) {
         sha = msg.sha256;
         if (!SHA256_HEX.test(sha)) throw invalidArgument(`bad blob sha256 ${JSON.stringify(sha)}`);
-        if (msg.size > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument('blob size too large');
+        quota.checkBlobSize(msg.size, sha);
         size = Number(msg.size);
         if (catalog.blobs.has(sha)) {
           call.removeAllListeners('data');
           done({ sha256: sha, offset: BigInt(size), complete: true });
           return;
         }
+        await quota.begin(token, sha, size, Math.min(Number(msg.offset), size));
         writer = await store.openWriter(sha, size, Number(msg.offset));
       }
       if (msg.sha256 !== sha || Number(msg.size) !== size) throw invalidArgument('one UploadBlob stream carries one blob');
