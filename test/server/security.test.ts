@@ -426,3 +426,68 @@ describe.skipIf(!isRoot)('finding 6: a full disk, declared sizes and quotas', ()
     expect((await pushTrace(other, blob(1).dir)).created).toBe(true);
   });
 });
+
+describe('finding 7: session slots', () => {
+  let srv: TestServer;
+  let echo: string;
+  beforeAll(async () => {
+    srv = await startTestServer({
+      debugCommand: [process.execPath, path.join(REPO, 'test/server/fixtures/fake_debug.mjs')],
+      maxSessions: 3,
+      maxSessionsPerToken: 2,
+      debugStartTimeoutMs: 1000,
+      reclaimIdleMs: 1500,
+    });
+    const up = srv.client(srv.token('agent'));
+    echo = (await pushTrace(up, makeTrace({ argv: ['echo'], exe: '/usr/bin/echo' }).dir)).traceId;
+  });
+  afterAll(async () => {
+    await srv?.close();
+  });
+
+  /** A Debug stream that sends `start` (unless told not to) and then nothing, held open. */
+  function hold(token: string, start = true): { session: Promise<string>; ended: Promise<{ code: number; details: string }>; cancel(): void } {
+    const c = srv.client(token);
+    const s = c.replay.debug(c.metadata());
+    let gotSession!: (id: string) => void;
+    const session = new Promise<string>((r) => (gotSession = r));
+    const ended = new Promise<{ code: number; details: string }>((resolve) => {
+      s.on('data', (m: { sessionId?: string }) => m.sessionId && gotSession(m.sessionId));
+      s.on('error', (e: { code: number; details: string }) => resolve(e));
+      s.on('end', () => resolve({ code: 0, details: 'ended' }));
+    });
+    if (start) s.write({ start: { traceId: echo } });
+    return { session, ended, cancel: () => s.cancel() };
+  }
+
+  it('a token holds at most its share; the server reclaims sessions idle when another needs a slot', async () => {
+    const r1 = srv.token('reader');
+    const a = hold(r1);
+    const b = hold(r1);
+    await Promise.all([a.session, b.session]);
+    const third = await hold(r1).ended;
+    expect(status[third.code]).toBe('RESOURCE_EXHAUSTED');
+    expect(third.details).toMatch(/this token already runs 2 sessions/);
+    const c = hold(srv.token('reader'));
+    await c.session;
+    // The server is full; once a and b have been idle a while, a newcomer gets a's slot.
+    await new Promise((r) => setTimeout(r, 1600));
+    const d = hold(srv.token('reader'));
+    await d.session;
+    const reclaimed = await a.ended;
+    expect(status[reclaimed.code]).toBe('DEADLINE_EXCEEDED');
+    expect(reclaimed.details).toMatch(/idle .* closed to make room/);
+    for (const h of [b, c, d]) h.cancel();
+  });
+
+  it('a Debug stream that does not send start within the bound is closed', async () => {
+    const t0 = performance.now();
+    const silent = Array.from({ length: 200 }, () => hold(srv.token('reader'), false));
+    const ends = await Promise.all(silent.map((h) => h.ended));
+    for (const e of ends) {
+      expect(status[e.code]).toBe('DEADLINE_EXCEEDED');
+      expect(e.details).toMatch(/no start message within 1 s/);
+    }
+    expect(performance.now() - t0).toBeLessThan(10_000);
+  });
+});
