@@ -41,6 +41,12 @@ export interface ServerOptions {
   /** Debug worker command; `DIR --stdio` is appended (default: this CLI's `rewind debug`). */
   debugCommand?: string[];
   maxSessions?: number;
+  /** Sessions one token may hold at once (default 2). */
+  maxSessionsPerToken?: number;
+  /** When the server is full, a session idle this long is closed for a new one (default 5 min). */
+  reclaimIdleMs?: number;
+  /** A Debug stream must send `start` within this (default 5 s). */
+  debugStartTimeoutMs?: number;
   /** Resource bounds of each replay or debug worker's sandbox. */
   sandbox?: Partial<SandboxLimits>;
   idleTimeoutMs?: number;
@@ -174,6 +180,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     command: opts.replayCommand,
     debugCommand: opts.debugCommand,
     maxSessions: opts.maxSessions,
+    maxSessionsPerToken: opts.maxSessionsPerToken,
+    reclaimIdleMs: opts.reclaimIdleMs,
+    debugStartTimeoutMs: opts.debugStartTimeoutMs,
     idleTimeoutMs: opts.idleTimeoutMs,
     debugIdleTimeoutMs: opts.debugIdleTimeoutMs,
     sandbox: opts.sandbox,

@@ -7,6 +7,7 @@ interface ServerFlags {
   tlsCert?: string;
   tlsKey?: string;
   maxSessions?: string;
+  maxSessionsPerToken?: string;
   idleTimeout?: string;
   debugIdleTimeout?: string;
   uploadQuota?: string;
@@ -38,6 +39,7 @@ export function registerServer(program: Command): void {
     .option('--tls-cert <file>', 'PEM certificate chain; with --tls-key switches on TLS')
     .option('--tls-key <file>', 'PEM private key')
     .option('--max-sessions <n>', 'concurrent replay and debug sessions (default 4)')
+    .option('--max-sessions-per-token <n>', 'concurrent sessions of one token (default 2)')
     .option('--idle-timeout <seconds>', 'kill a replay session idle (no output, no CPU) this long (default 60)')
     .option('--debug-idle-timeout <seconds>', 'kill a debug session idle (no bytes, no CPU) this long (default 1800)')
     .option('--upload-quota <GiB>', 'bytes each token may store: its committed traces and uploads not committed yet (default 1024; 0: no quota)')
@@ -65,6 +67,7 @@ export function registerServer(program: Command): void {
           tlsCert: flags.tlsCert,
           tlsKey: flags.tlsKey,
           maxSessions: positiveInt(flags.maxSessions, '--max-sessions'),
+          maxSessionsPerToken: positiveInt(flags.maxSessionsPerToken, '--max-sessions-per-token'),
           idleTimeoutMs: idle === undefined ? undefined : idle * 1000,
           debugIdleTimeoutMs: debugIdle === undefined ? undefined : debugIdle * 1000,
           replayCommand,

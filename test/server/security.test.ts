@@ -470,14 +470,20 @@ describe('finding 7: session slots', () => {
     expect(third.details).toMatch(/this token already runs 2 sessions/);
     const c = hold(srv.token('reader'));
     await c.session;
-    // The server is full; once a and b have been idle a while, a newcomer gets a's slot.
-    await new Promise((r) => setTimeout(r, 1600));
-    const d = hold(srv.token('reader'));
-    await d.session;
+    const full = Date.now();
+    // The server is full; once a (the first) has been idle long enough, a newcomer gets its slot.
+    const r4 = srv.token('reader');
+    let d: ReturnType<typeof hold> | undefined;
+    await until('a slot to be reclaimed', async () => {
+      const h = hold(r4);
+      if (await Promise.race([h.session.then(() => true), h.ended.then(() => false)])) d = h;
+      return d !== undefined;
+    });
+    expect(Date.now() - full).toBeGreaterThanOrEqual(1000);
     const reclaimed = await a.ended;
     expect(status[reclaimed.code]).toBe('DEADLINE_EXCEEDED');
     expect(reclaimed.details).toMatch(/idle .* closed to make room/);
-    for (const h of [b, c, d]) h.cancel();
+    for (const h of [b, c, d!]) h.cancel();
   });
 
   it('a Debug stream that does not send start within the bound is closed', async () => {
