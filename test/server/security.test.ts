@@ -497,3 +497,43 @@ describe('finding 7: session slots', () => {
     expect(performance.now() - t0).toBeLessThan(10_000);
   });
 });
+
+describe('finding 8: the data directory is private; TLS mistakes are explained', () => {
+  it('catalog.sqlite and its WAL are 0600 and the data directory 0700, also when an older server left them open', async () => {
+    const mode = (p: string): string => (fs.statSync(p).mode & 0o777).toString(8);
+    const dir = tmpDir('rewind-modes-');
+    const a = await startTestServer({ dataDir: dir });
+    await pushTrace(a.client(a.token('agent')), makeTrace().dir);
+    const files = ['catalog.sqlite', 'catalog.sqlite-wal', 'catalog.sqlite-shm'].map((f) => path.join(dir, f));
+    expect(mode(dir)).toBe('700');
+    for (const f of files) expect(mode(f), f).toBe('600');
+    await a.close();
+    fs.chmodSync(dir, 0o755);
+    for (const f of files.filter((x) => fs.existsSync(x))) fs.chmodSync(f, 0o644);
+    const b = await startTestServer({ dataDir: dir });
+    expect(mode(dir)).toBe('700');
+    for (const f of files.filter((x) => fs.existsSync(x))) expect(mode(f), f).toBe('600');
+    await b.close();
+  });
+
+  it('a plaintext client against the TLS port is told to use TLS, and a TLS client against a plaintext one the reverse', async () => {
+    const dir = tmpDir('rewind-tls-');
+    const [cert, key] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
+    const gen = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8' });
+    expect(gen.status, gen.stderr).toBe(0);
+    const tls = await startTestServer({ tlsCert: cert, tlsKey: key });
+    try {
+      const plain = await rewind(['ls', '--server', tls.address, '--token', tls.adminToken]);
+      expect(plain.status).toBe(69);
+      expect(plain.stderr).toMatch(/speaks TLS: connect with --tls/);
+      expect(plain.stderr).not.toMatch(/ECONNREFUSED/);
+      const ok = await rewind(['ls', '--server', tls.address, '--token', tls.adminToken, '--ca', cert]);
+      expect(ok.status, ok.stderr).toBe(0);
+      const wrongWay = await rewind(['ls', '--server', ts.address, '--token', ts.adminToken, '--tls']);
+      expect(wrongWay.status).toBe(69);
+      expect(wrongWay.stderr).toMatch(/does not speak TLS/);
+    } finally {
+      await tls.close();
+    }
+  });
+});
