@@ -167,6 +167,7 @@ function widenReceiveWindows(server: Server, log: Logger): void {
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
   const dataDir = path.resolve(opts.dataDir ?? defaultDataDir());
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(dataDir, 0o700); // also one made earlier, or by hand: everything in it is secret
   const log = opts.logger ?? jsonLogger('rewind-server', logLevel());
   const catalog = Catalog.inDir(dataDir);
   const blobDir = path.join(dataDir, 'blobs');
