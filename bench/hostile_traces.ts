@@ -493,7 +493,7 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
   for (const f of canaryFiles) fs.writeFileSync(f, `${canary}\n`);
 
   let watching = true;
-  const watcher = (async (): Promise<void> => {
+  const watch = async (): Promise<void> => {
     const hc = client('reader');
     while (watching) {
       const start = performance.now();
@@ -505,10 +505,13 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
       report.maxWorkerRssBytes = Math.max(report.maxWorkerRssBytes, maxDescendantRss());
       await new Promise((r) => setTimeout(r, 100));
     }
-  })();
+  };
+  let watcher: Promise<void> | undefined;
 
   try {
+    // Recorded before the watch starts: spawnSync holds this process's event loop meanwhile.
     const bases = record(path.join(REPO, 'test', 'fixtures'), work).map(loadBase);
+    watcher = watch();
     const up = client('agent');
     const originals: { id: string; result: ReplayResult }[] = [];
     for (const b of bases) {
@@ -571,7 +574,7 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
         if (id) {
           const r = await replay(reader, id);
           report.replayed++;
-          count(r.outcome.startsWith('exit:') ? 'replay:exit' : r.outcome);
+          count(r.outcome);
           if (r.outcome.startsWith('replay:') && !REPLAY_ENDINGS.has(r.outcome.slice(7))) report.failures.push(`${label}: ${r.outcome}`);
           if (r.output.includes(canary)) report.failures.push(`${label}: a canary file's content came out of the replay`);
           try {
