@@ -359,14 +359,14 @@ function maxDescendantRss(): number {
   let max = 0;
   const walk = (pid: number, depth: number): void => {
     if (depth > 8) return;
-    let tids: string[] = [];
+    let tids: string[];
     try {
       tids = fs.readdirSync(`/proc/${pid}/task`);
     } catch {
       return;
     }
     for (const tid of tids) {
-      let kids = '';
+      let kids: string;
       try {
         kids = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
       } catch {
