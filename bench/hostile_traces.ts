@@ -75,7 +75,6 @@ interface Base {
   dir: string;
   manifest: Record<string, unknown> & { blobs: Blob[] };
   events: EventStream;
-  eventsSha: string;
 }
 
 interface Mutant {
@@ -109,7 +108,7 @@ const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex
 type Field = { off: number; kind: 'int'; size: 1 | 4 | 8 } | { off: number; kind: 'len' } | { off: number; kind: 'name' } | { off: number; kind: 'data'; len: number };
 
 /** Every field of a record body, in order: integers, lengths and counts, names, data. */
-export function fieldsOf(body: Buffer): Field[] {
+function fieldsOf(body: Buffer): Field[] {
   const f: Field[] = [];
   let p = 1;
   const int = (size: 1 | 4 | 8, times = 1): void => {
@@ -450,7 +449,7 @@ function record(fixtures: string, work: string): string[] {
 function loadBase(dir: string): Base {
   const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as Base['manifest'];
   const ev = manifest.blobs.find((b) => b.role === 'events')!;
-  return { dir, manifest, events: parseEventStream(fs.readFileSync(path.join(dir, 'blobs', ev.sha256))), eventsSha: ev.sha256 };
+  return { dir, manifest, events: parseEventStream(fs.readFileSync(path.join(dir, 'blobs', ev.sha256))) };
 }
 
 export async function runHostileBatch(opts: HostileOptions): Promise<HostileReport> {

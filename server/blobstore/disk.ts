@@ -221,10 +221,8 @@ class DiskBlobWriter implements BlobWriter {
       }
       await this.store.publish(this.sha256, this.partial);
     } catch (err) {
-      if (!isNoSpace(err)) throw err;
-      this.fileClosed = true;
-      await fsp.rm(this.partial, { force: true });
-      throw this.noSpace();
+      // An fsync or a rename that found the disk full: close() removes the partial.
+      throw isNoSpace(err) ? this.noSpace() : err;
     } finally {
       this.close();
     }

@@ -13,7 +13,12 @@ export interface TraceStore {
    * Returns false (and changes nothing) when the trace is already there.
    */
   commit(m: Manifest, manifestJson: string, labels: Record<string, string>, tokenId: string): boolean;
-  list(f: TraceFilter): TraceRow[];
+  /**
+   * The traces that match, newest first: at most `limit`, and no more rows than fit in
+   * `maxBytes` of text (then `truncated`; the rows are read one at a time, so a listing of huge
+   * rows never holds more than that in memory).
+   */
+  list(f: TraceFilter): { rows: TraceRow[]; truncated: boolean };
   get(id: string): { trace: TraceRow; manifest: string; blobs: BlobEntry[] };
   /** Deletes a trace; returns the blobs no trace references any more (their rows are gone). */
   delete(id: string): { sha256: string; size: number }[];
@@ -42,6 +47,8 @@ interface RawTrace {
 
 const TRACE_COLS =
   't.id, t.host, t.program, t.exe, t.argv, t.user, t.cwd, t.start_ms, t.duration_ms, t.exit_status, t.signal, t.complete, t.size_bytes, t.labels, t.uploaded_ms';
+
+const newestFirst = (x: TraceRow, y: TraceRow): number => y.startMs - x.startMs || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0);
 
 /** JSON the catalogue wrote; a row damaged on disk (or by hand) reads as `fallback`. */
 function parsed<T>(json: string, ok: (v: unknown) => boolean, fallback: T): T {
@@ -127,19 +134,24 @@ export class SqliteTraces implements TraceStore {
     return run.immediate();
   }
 
-  list(f: TraceFilter): TraceRow[] {
+  list(f: TraceFilter): { rows: TraceRow[]; truncated: boolean } {
     const limit = Math.min(Math.max(f.limit || 50, 1), 10_000);
     if (f.program && !f.program.includes('/')) {
       // The executable's name or the name it was run as (python3 vs python3.11): two queries
       // that each walk their (name, start) index, merged newest first.
-      const a = this.queryTraces(f, ['t.program = ?'], [f.program], limit);
-      const b = this.queryTraces(f, ['t.argv0 = ?', 't.program != ?'], [f.program, f.program], limit);
-      return [...a, ...b].sort((x, y) => y.startMs - x.startMs || (x.id < y.id ? -1 : 1)).slice(0, limit);
+      const parts = [this.queryTraces(f, ['t.program = ?'], [f.program], limit), this.queryTraces(f, ['t.argv0 = ?', 't.program != ?'], [f.program, f.program], limit)];
+      let rows = parts.flatMap((p) => p.rows).sort(newestFirst);
+      // A query cut short covers only up to its last row: nothing older may fill its gap.
+      for (const p of parts) {
+        const last = p.rows[p.rows.length - 1];
+        if (p.truncated && last) rows = rows.filter((r) => newestFirst(r, last) <= 0);
+      }
+      return { rows: rows.slice(0, limit), truncated: parts.some((p) => p.truncated) };
     }
     return this.queryTraces(f, f.program ? ['t.exe = ?'] : [], f.program ? [f.program] : [], limit);
   }
 
-  private queryTraces(f: TraceFilter, extraWhere: string[], extraArgs: (string | number)[], limit: number): TraceRow[] {
+  private queryTraces(f: TraceFilter, extraWhere: string[], extraArgs: (string | number)[], limit: number): { rows: TraceRow[]; truncated: boolean } {
     const where: string[] = [...extraWhere];
     const args: (string | number)[] = [...extraArgs];
     if (f.host) {
@@ -174,8 +186,16 @@ export class SqliteTraces implements TraceStore {
     }
     const sql = `SELECT ${TRACE_COLS} FROM traces t ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY t.start_ms DESC, t.id LIMIT ${limit}`;
+    const maxBytes = f.maxBytes ?? Infinity;
     try {
-      return (this.db.prepare(sql).all(...args) as RawTrace[]).map(toTrace);
+      const rows: TraceRow[] = [];
+      let bytes = 0;
+      for (const r of this.db.prepare(sql).iterate(...args) as IterableIterator<RawTrace>) {
+        bytes += r.argv.length + r.labels.length + r.exe.length + r.cwd.length + r.host.length + r.user.length + 100;
+        if (rows.length > 0 && bytes > maxBytes) return { rows, truncated: true };
+        rows.push(toTrace(r));
+      }
+      return { rows, truncated: false };
     } catch (err) {
       // FTS5 refuses some texts as a query: the client's to change, not the server's fault.
       if (f.search && err instanceof Database.SqliteError && err.code === 'SQLITE_ERROR') throw invalidArgument(`bad search text: ${err.message}`);
@@ -232,7 +252,7 @@ export class SqliteTraces implements TraceStore {
 }
 
 /** A search's bounds: FTS5 plans and runs a query on the event loop, in time growing with its terms. */
-export const SEARCH_LIMITS = { chars: 1024, words: 16 } as const;
+const SEARCH_LIMITS = { chars: 1024, words: 16 } as const;
 
 /** Turns free text into an FTS5 query: every word must occur (as a prefix). */
 function ftsQuery(text: string): string {

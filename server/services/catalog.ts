@@ -63,13 +63,13 @@ export function toSummary(t: TraceRow): TraceSummary {
 }
 
 /** A ListTraces page stops growing at this many bytes (clients accept 64 MiB). */
-export const PAGE_BYTES = 4 << 20;
+const PAGE_BYTES = 4 << 20;
 
 /**
  * The summaries that fit one page: at least one, then as many as stay within PAGE_BYTES. A row
  * that cannot be encoded at all is left out (and logged) rather than failing the page.
  */
-export function boundedPage(rows: TraceRow[], log: Logger): ListTracesResponse {
+function boundedPage(rows: TraceRow[], truncated: boolean, log: Logger): ListTracesResponse {
   const traces: TraceSummary[] = [];
   let bytes = 0;
   for (const row of rows) {
@@ -86,7 +86,7 @@ export function boundedPage(rows: TraceRow[], log: Logger): ListTracesResponse {
     traces.push(s);
     bytes += size;
   }
-  return { traces, truncated: false };
+  return { traces, truncated };
 }
 
 export function catalogService(deps: CatalogDeps): CatalogServiceServer {
@@ -99,7 +99,7 @@ export function catalogService(deps: CatalogDeps): CatalogServiceServer {
         if (!signal) throw invalidArgument(`unknown signal ${JSON.stringify(req.signal)}`);
       }
       if (req.limit > 10_000) throw invalidArgument('limit must be at most 10000');
-      const rows = catalog.traces.list({
+      const { rows, truncated } = catalog.traces.list({
         host: req.host || undefined,
         program: req.program || undefined,
         exitStatus: req.exitStatus,
@@ -110,8 +110,9 @@ export function catalogService(deps: CatalogDeps): CatalogServiceServer {
         labels: req.labels,
         search: req.search.trim() || undefined,
         limit: req.limit,
+        maxBytes: PAGE_BYTES,
       });
-      return boundedPage(rows, ctx.log);
+      return boundedPage(rows, truncated, ctx.log);
     }),
 
     getTrace: unary<GetTraceRequest, GetTraceResponse>(deps, CatalogServiceService.getTrace, (req) => {

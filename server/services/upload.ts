@@ -41,7 +41,7 @@ function uploadedManifest(json: string): Manifest {
   return m;
 }
 
-export const MAX_LABELS = 64;
+const MAX_LABELS = 64;
 
 /** Labels of a trace or a job: a few short key=value pairs (each listing page carries them). */
 export function validateLabels(labels: Record<string, string>): Record<string, string> {
