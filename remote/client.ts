@@ -1,4 +1,6 @@
 import fs from 'node:fs';
+import { isIP } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { credentials, Metadata, status, type CallOptions, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import { UserError } from '../trace/user_error.js';
 import type { ClientConfig } from './config.js';
@@ -117,12 +119,44 @@ export function userErrorFrom(err: unknown, server: string): Error {
   }
 }
 
+/**
+ * Why a server that answers TCP cannot be reached, when the client and it disagree on TLS
+ * (grpc-js then reports only a failed connection): one TLS handshake tells. Undefined when
+ * they agree, or the server does not answer at all.
+ */
+export function tlsMismatch(config: ClientConfig, timeoutMs = 2000): Promise<string | undefined> {
+  const colon = config.server.lastIndexOf(':');
+  const host = config.server.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(config.server.slice(colon + 1));
+  return new Promise((resolve) => {
+    const sock = tlsConnect({ host, port, rejectUnauthorized: false, servername: isIP(host) ? undefined : host });
+    const done = (why: string | undefined): void => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(why);
+    };
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    sock.once('secureConnect', () =>
+      done(config.tls ? undefined : `the server at ${config.server} speaks TLS: connect with --tls (and --ca FILE unless a system CA signed its certificate)`),
+    );
+    sock.once('error', (err: NodeJS.ErrnoException) => {
+      // Anything but TLS on the other end fails the handshake itself (not the TCP connection).
+      const notTls = err.code === 'EPROTO' || String(err.code).startsWith('ERR_SSL') || /wrong version number|packet length/i.test(err.message);
+      done(config.tls && notTls ? `the server at ${config.server} does not speak TLS: connect without --tls` : undefined);
+    });
+  });
+}
+
 /** Runs fn with connected clients, mapping gRPC errors to user errors and closing the channel. */
 export async function withClients<T>(config: ClientConfig, fn: (c: Clients) => Promise<T>): Promise<T> {
   const c = connect(config);
   try {
     return await fn(c);
   } catch (err) {
+    if (isServiceError(err) && err.code === status.UNAVAILABLE) {
+      const why = await tlsMismatch(config);
+      if (why) throw new UserError(`cannot reach the server: ${why}`, 69);
+    }
     throw userErrorFrom(err, config.server);
   } finally {
     c.close();

@@ -30,8 +30,8 @@ export async function recordOn(host: string, argv: string[], flags: ClientFlags 
 }
 
 /** `rewind record --push`: uploads a freshly recorded trace directory and resolves its id. */
-export async function pushRecorded(dir: string, flags: ClientFlags & { labels?: Record<string, string> } = {}): Promise<string> {
+export async function pushRecorded(dir: string, flags: ClientFlags & { labels?: Record<string, string>; keepEnv?: boolean } = {}): Promise<string> {
   const config = resolveConfig(flags);
-  const res = await withClients(config, (c) => pushTrace(c, dir, { labels: flags.labels }));
+  const res = await withClients(config, (c) => pushTrace(c, dir, { labels: flags.labels, keepEnv: flags.keepEnv }));
   return res.traceId;
 }

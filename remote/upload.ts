@@ -4,6 +4,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { status, type ClientWritableStream, type ServiceError } from '@grpc/grpc-js';
 import { readLocalTrace } from '../trace/local.js';
+import { redactManifestJson } from '../trace/redact.js';
 import { UserError } from '../trace/user_error.js';
 import { call, isServiceError, type Clients } from './client.js';
 import { CHUNK_HEADROOM, encodeChunk, encodeChunkInPlace, type ChunkHeader } from './upload_wire.js';
@@ -41,6 +42,11 @@ export interface PushOptions {
    * the server marks it incomplete. Without this such a trace is refused.
    */
   allowIncomplete?: boolean;
+  /**
+   * Upload the recorded environment as it is; by default variables named like secrets are
+   * redacted (trace/redact.ts). REWIND_TOKEN and rewind tokens are redacted either way.
+   */
+  keepEnv?: boolean;
   /** Test hook: corrupt the data of the n-th chunk sent (1-based), keeping its declared hash. */
   corruptChunk?: number;
   signal?: AbortSignal;
@@ -91,7 +97,9 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
  * the server again what is missing and continues from there.
  */
 export async function pushTrace(c: Clients, dir: string, opts: PushOptions = {}): Promise<PushResult> {
-  const { json, files, incomplete } = await readLocalTrace(dir, { allowIncomplete: opts.allowIncomplete });
+  const local = await readLocalTrace(dir, { allowIncomplete: opts.allowIncomplete });
+  const { files, incomplete } = local;
+  const json = redactManifestJson(local.json, opts.keepEnv);
   const retries = opts.retries ?? 5;
   let backoff = opts.backoffMs ?? 250;
   const maxBackoff = opts.maxBackoffMs ?? 10_000;

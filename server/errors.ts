@@ -14,3 +14,4 @@ export class RpcError extends Error {
 export const invalidArgument = (m: string): RpcError => new RpcError(status.INVALID_ARGUMENT, m);
 export const notFound = (m: string): RpcError => new RpcError(status.NOT_FOUND, m);
 export const failedPrecondition = (m: string): RpcError => new RpcError(status.FAILED_PRECONDITION, m);
+export const permissionDenied = (m: string): RpcError => new RpcError(status.PERMISSION_DENIED, m);

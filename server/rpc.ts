@@ -17,7 +17,7 @@ import {
 } from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
-import { BlobWriteError } from './blobstore/blobstore.js';
+import { BlobWriteError, isNoSpace } from './blobstore/blobstore.js';
 import type { Catalog, RoleName, TokenRow } from './catalog/catalog.js';
 import { RpcError } from './errors.js';
 import { ManifestError } from '../trace/manifest.js';
@@ -87,6 +87,7 @@ const BLOB_STATUS: Record<BlobWriteError['kind'], status> = {
   busy: status.ABORTED,
   offset: status.FAILED_PRECONDITION,
   incomplete: status.FAILED_PRECONDITION,
+  'no-space': status.RESOURCE_EXHAUSTED,
 };
 
 /** SQLite's result codes that a client can act on: try again, or free space. */
@@ -96,12 +97,22 @@ const SQLITE_STATUS: Readonly<Record<string, status>> = {
   SQLITE_FULL: status.RESOURCE_EXHAUSTED,
 };
 
+const MAX_DETAILS = 1024;
+
 /** Converts any thrown value into a gRPC error; unexpected ones are logged and hidden. */
 export function toServiceError(err: unknown, log: Logger, method: Method): ServerErrorResponse {
-  const reply = (name: string, code: status, message: string): ServerErrorResponse => ({ name, message, code, details: message });
+  // Details travel in a trailer: a long one (a message quoting a huge request) would wedge the connection.
+  const reply = (name: string, code: status, text: string): ServerErrorResponse => {
+    const message = text.length > MAX_DETAILS ? `${text.slice(0, MAX_DETAILS)}…` : text;
+    return { name, message, code, details: message };
+  };
   if (err instanceof RpcError) return reply('RpcError', err.code, err.message);
   if (err instanceof ManifestError) return reply('ManifestError', status.INVALID_ARGUMENT, err.message);
   if (err instanceof BlobWriteError) return reply('BlobWriteError', BLOB_STATUS[err.kind], err.message);
+  if (isNoSpace(err)) {
+    log.error({ err, method: method.path }, 'the disk is full');
+    return reply('NoSpace', status.RESOURCE_EXHAUSTED, "the server's disk is full; try again once space is freed");
+  }
   const sqlite = err instanceof Database.SqliteError ? SQLITE_STATUS[err.code] : undefined;
   if (sqlite !== undefined) {
     log.warn({ err, method: method.path }, 'catalogue unavailable');

@@ -15,6 +15,8 @@ import { tokenService } from './services/auth.js';
 import { catalogService } from './services/catalog.js';
 import { replayService } from './services/replay.js';
 import { uploadService } from './services/upload.js';
+import { DEFAULT_UPLOAD_LIMITS, UploadQuota } from './quota.js';
+import { refuseRequests, withRequestLimits } from './request_limits.js';
 import { ServerStats } from './stats.js';
 import { sweep } from './gc.js';
 import type { SandboxLimits } from '../native/index.js';
@@ -39,6 +41,12 @@ export interface ServerOptions {
   /** Debug worker command; `DIR --stdio` is appended (default: this CLI's `rewind debug`). */
   debugCommand?: string[];
   maxSessions?: number;
+  /** Sessions one token may hold at once (default 2). */
+  maxSessionsPerToken?: number;
+  /** When the server is full, a session idle this long is closed for a new one (default 5 min). */
+  reclaimIdleMs?: number;
+  /** A Debug stream must send `start` within this (default 5 s). */
+  debugStartTimeoutMs?: number;
   /** Resource bounds of each replay or debug worker's sandbox. */
   sandbox?: Partial<SandboxLimits>;
   idleTimeoutMs?: number;
@@ -47,8 +55,12 @@ export interface ServerOptions {
   heartbeatIntervalMs?: number;
   /** Uploaded blobs no trace committed are removed after this long (default 24 h). */
   orphanBlobTtlMs?: number;
-  /** Unfinished partial uploads untouched this long are removed (default 7 days). */
+  /** Unfinished partial uploads untouched this long are removed (default 6 hours). */
   partialTtlMs?: number;
+  /** The largest blob an upload may declare (default 64 GiB). */
+  maxBlobBytes?: number;
+  /** Bytes each token may store (committed traces, and uploads not committed yet); 0: none (default 1 TiB). */
+  uploadQuotaBytes?: number;
 }
 
 export interface RunningServer {
@@ -155,6 +167,7 @@ function widenReceiveWindows(server: Server, log: Logger): void {
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
   const dataDir = path.resolve(opts.dataDir ?? defaultDataDir());
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(dataDir, 0o700); // also one made earlier, or by hand: everything in it is secret
   const log = opts.logger ?? jsonLogger('rewind-server', logLevel());
   const catalog = Catalog.inDir(dataDir);
   const blobDir = path.join(dataDir, 'blobs');
@@ -168,6 +181,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     command: opts.replayCommand,
     debugCommand: opts.debugCommand,
     maxSessions: opts.maxSessions,
+    maxSessionsPerToken: opts.maxSessionsPerToken,
+    reclaimIdleMs: opts.reclaimIdleMs,
+    debugStartTimeoutMs: opts.debugStartTimeoutMs,
     idleTimeoutMs: opts.idleTimeoutMs,
     debugIdleTimeoutMs: opts.debugIdleTimeoutMs,
     sandbox: opts.sandbox,
@@ -177,19 +193,24 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const server = new Server({
     'grpc.max_receive_message_length': 16 << 20,
     'grpc.keepalive_permit_without_calls': 1,
+    interceptors: [refuseRequests],
   });
   widenReceiveWindows(server, log);
   const deps = { catalog, log };
   // Chunks are decoded without copying their data (remote/upload_wire.ts).
   const uploadDefinition = { ...UploadServiceService, uploadBlob: { ...UploadServiceService.uploadBlob, requestDeserialize: decodeUploadBlobRequest } };
-  server.addService(uploadDefinition, uploadService({ ...deps, store, stats }));
+  const quota = new UploadQuota(catalog, store, {
+    maxBlobBytes: opts.maxBlobBytes ?? DEFAULT_UPLOAD_LIMITS.maxBlobBytes,
+    quotaBytes: opts.uploadQuotaBytes ?? DEFAULT_UPLOAD_LIMITS.quotaBytes,
+  });
+  server.addService(withRequestLimits(uploadDefinition), uploadService({ ...deps, store, stats, quota }));
   server.addService(
-    CatalogServiceService,
-    catalogService({ ...deps, store, stats, activeSessions: () => replays.active, }),
+    withRequestLimits(CatalogServiceService),
+    catalogService({ ...deps, store, stats, activeSessions: () => replays.active }),
   );
-  server.addService(ReplayServiceService, replayService({ ...deps, replays }));
-  server.addService(TokenServiceService, tokenService(deps));
-  server.addService(AgentServiceService, agentService({ ...deps, heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 5000 }));
+  server.addService(withRequestLimits(ReplayServiceService), replayService({ ...deps, replays }));
+  server.addService(withRequestLimits(TokenServiceService), tokenService(deps));
+  server.addService(withRequestLimits(AgentServiceService), agentService({ ...deps, heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 5000 }));
 
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
   health.addToServer(server);
@@ -215,12 +236,12 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   log.info({ address, dataDir, tls: Boolean(opts.tlsCert) }, 'rewind server listening');
 
   const runSweep = (): void => {
-    sweep(catalog, store, opts.orphanBlobTtlMs ?? 86_400_000, opts.partialTtlMs ?? 7 * 86_400_000, log).catch(
+    sweep(catalog, store, opts.orphanBlobTtlMs ?? 86_400_000, opts.partialTtlMs ?? 6 * 3_600_000, log).catch(
       (err: unknown) => log.warn({ err }, 'sweep failed'),
     );
   };
   runSweep();
-  const sweeper = setInterval(runSweep, 3_600_000);
+  const sweeper = setInterval(runSweep, 15 * 60_000);
   sweeper.unref();
 
   return {

@@ -12,7 +12,31 @@ import { UserError } from './user_error.js';
 export const TRACE_FORMAT = 'rewind-trace';
 export const SUPPORTED_VERSIONS: readonly number[] = [1];
 export const CURRENT_VERSION = 1;
-const MAX_BLOBS = 1_000_000;
+
+/**
+ * What a manifest may hold. Generous for any real recording (the kernel caps argv and env at a
+ * quarter of the stack limit, at most 6 MiB; paths at 4096 bytes), small enough that no
+ * field can break a reader downstream (a protobuf int32, a page of a listing).
+ */
+export const MANIFEST_LIMITS = {
+  blobs: 1_000_000,
+  /** One blob: a captured file or a snapshot of an address space (the server may bound it lower). */
+  blobBytes: 2 ** 40,
+  /** argv, env, and each exec's argv: entries and total bytes (the kernel's bound is 6 MiB). */
+  strings: 1 << 18,
+  stringBytes: 6 << 20,
+  path: 4096,
+  /** hostname, kernel, arch, CPU model and vendor, a blob's role, a CPU flag. */
+  name: 256,
+  cpuFlags: 1024,
+  processes: 100_000,
+  threads: 1 << 20,
+  execs: 1024,
+  /** durationMs: about 31 years. */
+  durationMs: 1e12,
+  /** Times between 1970 and 9999, as a protobuf Timestamp (and SQLite) holds them. */
+  maxTimeMs: 253_402_300_799_999,
+} as const;
 
 export interface ExitInfo {
   /** Shell-style status: the exit code, or 128 + the signal number. */
@@ -76,26 +100,46 @@ function bad(field: string, want: string): never {
   throw new ManifestError(`malformed manifest: "${field}" must be ${want}`);
 }
 
-function str(o: Obj, k: string, field = k, optional = false): string {
+function str(o: Obj, k: string, field = k, optional = false, max: number = MANIFEST_LIMITS.path): string {
   const v = o[k];
   if (v === undefined && optional) return '';
-  return typeof v === 'string' ? v : bad(field, 'a string');
+  if (typeof v !== 'string') bad(field, 'a string');
+  return v.length <= max ? v : bad(field, `at most ${max} characters`);
 }
 
-function num(o: Obj, k: string, field = k, optional = false): number {
+function num(o: Obj, k: string, field = k, optional = false, max = Number.MAX_SAFE_INTEGER): number {
   const v = o[k];
   if (v === undefined && optional) return 0;
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : bad(field, 'a non-negative number');
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= max ? v : bad(field, `a number from 0 to ${max}`);
 }
 
-function int(v: unknown, field: string): number {
-  return typeof v === 'number' && Number.isSafeInteger(v) ? v : bad(field, 'an integer');
+/** An integer in [min, max] (by default any safe integer). */
+function int(v: unknown, field: string, min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) bad(field, 'an integer');
+  return v >= min && v <= max ? v : bad(field, `an integer from ${min} to ${max}`);
 }
 
-function strs(o: Obj, k: string, field = k, optional = false): string[] {
+/** A list of strings bounded in entries and in total size. */
+function strs(o: Obj, k: string, field = k, optional = false, maxEach: number = MANIFEST_LIMITS.stringBytes): string[] {
   const v = o[k];
   if (v === undefined && optional) return [];
-  return Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : bad(field, 'an array of strings');
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) bad(field, 'an array of strings');
+  const list = v as string[];
+  if (list.length > MANIFEST_LIMITS.strings) bad(field, `at most ${MANIFEST_LIMITS.strings} entries`);
+  let bytes = 0;
+  for (const x of list) {
+    if (x.length > maxEach) bad(field, `made of strings of at most ${maxEach} characters`);
+    bytes += x.length + 1;
+  }
+  return bytes <= MANIFEST_LIMITS.stringBytes ? list : bad(field, `at most ${MANIFEST_LIMITS.stringBytes} bytes in all`);
+}
+
+/** An ISO 8601 time between 1970 and 9999. */
+function time(o: Obj, k: string, optional = false): string {
+  const t = str(o, k, k, optional, 64);
+  if (!t && optional) return t;
+  const ms = Date.parse(t);
+  return ms >= 0 && ms <= MANIFEST_LIMITS.maxTimeMs ? t : bad(k, 'an ISO 8601 time between 1970 and 9999');
 }
 
 function obj(o: Obj, k: string, field = k): Obj {
@@ -125,30 +169,37 @@ function manifestId(raw: Obj): string {
 export function manifestBlobs(raw: Obj): ManifestBlob[] {
   if (!Array.isArray(raw.blobs)) bad('blobs', 'an array');
   const list = raw.blobs as unknown[];
-  if (list.length > MAX_BLOBS) bad('blobs', `at most ${MAX_BLOBS} entries`);
+  if (list.length > MANIFEST_LIMITS.blobs) bad('blobs', `at most ${MANIFEST_LIMITS.blobs} entries`);
   const sizes = new Map<string, number>();
   return list.map((b, i) => {
     if (!isObj(b)) bad(`blobs[${i}]`, 'an object');
     const sha256 = str(b, 'sha256', `blobs[${i}].sha256`);
     if (!SHA256_HEX.test(sha256)) bad(`blobs[${i}].sha256`, '64 lowercase hex digits');
-    const size = int(b.size, `blobs[${i}].size`);
-    if (size < 0) bad(`blobs[${i}].size`, 'a non-negative integer');
+    const size = int(b.size, `blobs[${i}].size`, 0, MANIFEST_LIMITS.blobBytes);
     if ((sizes.get(sha256) ?? size) !== size) bad(`blobs[${i}].size`, `the same for every entry of blob ${sha256}`);
     sizes.set(sha256, size);
-    const role = str(b, 'role', `blobs[${i}].role`);
-    if (b.path !== undefined && typeof b.path !== 'string') bad(`blobs[${i}].path`, 'a string');
-    return b.path === undefined ? { sha256, size, role } : { sha256, size, role, path: b.path as string };
+    const role = str(b, 'role', `blobs[${i}].role`, false, MANIFEST_LIMITS.name);
+    if (b.path === undefined) return { sha256, size, role };
+    return { sha256, size, role, path: str(b, 'path', `blobs[${i}].path`) };
   });
+}
+
+/** A signal as the recorder names it: SIGSEGV, or "signal 34" for one without a name. */
+function signalOf(name: string): number {
+  const n = /^signal (\d{1,2})$/.exec(name);
+  const num = n ? Number(n[1]) : signalNumber(name);
+  return num !== undefined && num >= 1 && num <= 64 ? num : bad('exit.signal', 'a signal name (SIGSEGV) or null');
 }
 
 function exitOf(raw: Obj): ExitInfo | null {
   if (raw.exit === undefined || raw.exit === null) return null;
   const e = obj(raw, 'exit');
-  const intOrNull = (k: string): number | null => (e[k] === undefined || e[k] === null ? null : int(e[k], `exit.${k}`));
+  // Shell-style statuses: an exit code is a byte, and 128 + a signal number stays below 256.
+  const intOrNull = (k: string): number | null => (e[k] === undefined || e[k] === null ? null : int(e[k], `exit.${k}`, 0, 255));
   if (e.signal !== undefined && e.signal !== null && typeof e.signal !== 'string') bad('exit.signal', 'a string or null');
   const signal = (e.signal as string | null | undefined) ?? null;
   const code = intOrNull('code');
-  const sig = signal === null ? undefined : signalNumber(signal);
+  const sig = signal === null ? undefined : signalOf(signal);
   const status = intOrNull('status') ?? code ?? (sig === undefined ? null : 128 + sig);
   return status === null ? null : { status, code, signal };
 }
@@ -156,15 +207,23 @@ function exitOf(raw: Obj): ExitInfo | null {
 function processesOf(raw: Obj): ManifestProcess[] {
   if (raw.processes === undefined) return [];
   if (!Array.isArray(raw.processes)) bad('processes', 'an array');
-  return (raw.processes as unknown[]).map((p, i) => {
+  const procs = raw.processes as unknown[];
+  if (procs.length > MANIFEST_LIMITS.processes) bad('processes', `at most ${MANIFEST_LIMITS.processes} entries`);
+  const PID_MAX = 2 ** 22; // the kernel's limit (pid_max)
+  let threadCount = 0;
+  return procs.map((p, i) => {
     const f = `processes[${i}]`;
     if (!isObj(p)) bad(f, 'an object');
     if (!Array.isArray(p.execs)) bad(`${f}.execs`, 'an array');
+    if (p.execs.length > MANIFEST_LIMITS.execs) bad(`${f}.execs`, `at most ${MANIFEST_LIMITS.execs} entries`);
     const execs = (p.execs as unknown[]).map((e, j) =>
       isObj(e) ? { exe: str(e, 'exe', `${f}.execs[${j}].exe`), argv: strs(e, 'argv', `${f}.execs[${j}].argv`) } : bad(`${f}.execs[${j}]`, 'an object'),
     );
-    const threads = p.threads === undefined ? [] : Array.isArray(p.threads) ? p.threads.map((t, j) => int(t, `${f}.threads[${j}]`)) : bad(`${f}.threads`, 'an array');
-    return { pid: int(p.pid, `${f}.pid`), parent: int(p.parent, `${f}.parent`), execs, threads };
+    if (p.threads !== undefined && !Array.isArray(p.threads)) bad(`${f}.threads`, 'an array');
+    const threads = ((p.threads ?? []) as unknown[]).map((t, j) => int(t, `${f}.threads[${j}]`, 1, PID_MAX));
+    threadCount += threads.length;
+    if (threadCount > MANIFEST_LIMITS.threads) bad(`${f}.threads`, `at most ${MANIFEST_LIMITS.threads} threads in all`);
+    return { pid: int(p.pid, `${f}.pid`, 1, PID_MAX), parent: int(p.parent, `${f}.parent`, 0, PID_MAX), execs, threads };
   });
 }
 
@@ -186,20 +245,21 @@ export function validateManifest(raw: Obj, reader = 'rewind'): Manifest {
   if (!isObj(raw.host)) bad('host', 'an object');
   const hostRaw = raw.host;
   const cpu = obj(hostRaw, 'cpu', 'host.cpu');
+  const name = MANIFEST_LIMITS.name;
+  const flags = strs(cpu, 'flags', 'host.cpu.flags', true, name);
+  if (flags.length > MANIFEST_LIMITS.cpuFlags) bad('host.cpu.flags', `at most ${MANIFEST_LIMITS.cpuFlags} entries`);
   const host: HostFacts = {
-    hostname: str(hostRaw, 'hostname', 'host.hostname'),
-    kernel: str(hostRaw, 'kernel', 'host.kernel', true),
-    arch: str(hostRaw, 'arch', 'host.arch', true),
+    hostname: str(hostRaw, 'hostname', 'host.hostname', false, name),
+    kernel: str(hostRaw, 'kernel', 'host.kernel', true, name),
+    arch: str(hostRaw, 'arch', 'host.arch', true, name),
     cpu: {
-      model: str(cpu, 'model', 'host.cpu.model', true),
-      vendor: str(cpu, 'vendor', 'host.cpu.vendor', true),
-      flags: strs(cpu, 'flags', 'host.cpu.flags', true),
+      model: str(cpu, 'model', 'host.cpu.model', true, name),
+      vendor: str(cpu, 'vendor', 'host.cpu.vendor', true, name),
+      flags,
     },
   };
-  const startTime = str(raw, 'startTime');
-  if (Number.isNaN(Date.parse(startTime))) bad('startTime', 'an ISO 8601 time');
-  const endTime = str(raw, 'endTime', 'endTime', true);
-  if (endTime && Number.isNaN(Date.parse(endTime))) bad('endTime', 'an ISO 8601 time');
+  const startTime = time(raw, 'startTime');
+  const endTime = time(raw, 'endTime', true);
   const counts = obj(raw, 'counts');
   if (raw.complete !== undefined && typeof raw.complete !== 'boolean') bad('complete', 'a boolean');
   const blobs = manifestBlobs(raw);
@@ -214,11 +274,11 @@ export function validateManifest(raw: Obj, reader = 'rewind'): Manifest {
     exe: str(raw, 'exe', 'exe', true),
     cwd: str(raw, 'cwd', 'cwd', true),
     env: strs(raw, 'env', 'env', true),
-    user: str(raw, 'user', 'user', true),
+    user: str(raw, 'user', 'user', true, name),
     host,
     startTime,
     endTime,
-    durationMs: num(raw, 'durationMs', 'durationMs', true),
+    durationMs: num(raw, 'durationMs', 'durationMs', true, MANIFEST_LIMITS.durationMs),
     exit: exitOf(raw),
     complete,
     counts: {

@@ -91,6 +91,10 @@ export function registerLs(program: Command): void {
       limit,
     });
     const res = await withClients(config, (c) => call(c, c.catalog.listTraces.bind(c.catalog), req));
+    const last = res.traces[res.traces.length - 1]?.startTime;
+    if (res.truncated && last) {
+      process.stderr.write(`rewind: the page reached the server's size bound; for more: --until ${new Date(last.getTime() - 1).toISOString()}\n`);
+    }
     if (flags.json) {
       print(`${JSON.stringify(res.traces.map(summaryJson), null, 2)}\n`);
       return;

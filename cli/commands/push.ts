@@ -9,6 +9,7 @@ import { resolveTraceDir } from '../../trace/trace_dir.js';
 
 interface PushFlags extends ClientFlags {
   label?: Record<string, string>;
+  keepEnv?: boolean;
 }
 
 function progressBar(): (p: PushProgress) => void {
@@ -34,10 +35,14 @@ export function registerPush(program: Command): void {
       .description('upload a local trace to the server and print its id (only blobs the server lacks are sent)')
       .argument('[dir]', 'trace directory (default: the latest recording)')
       .option('--label <k=v>', 'attach a label (repeatable)', collectLabel)
+      .option('--keep-env', 'upload the environment as recorded (by default variables named like secrets are redacted; REWIND_TOKEN always is)')
       .addHelpText(
         'after',
         '\nA recording cut short (its recorder was killed) is pushed too, with the events it holds: the server\n' +
-          'marks it incomplete and its replay stops where they end, as a local replay does.',
+          'marks it incomplete and its replay stops where they end, as a local replay does.\n\n' +
+          'The recorded environment is uploaded with the values of variables named like secrets (*TOKEN*, *KEY*,\n' +
+          '*SECRET*, *PASSW*, *CREDENTIAL*, *AUTH*, ...) replaced by [redacted]; --keep-env keeps them. REWIND_TOKEN and\n' +
+          'any rewind token are redacted either way. The local trace keeps its environment.',
       ),
   ).action(async (dir: string | undefined, flags: PushFlags) => {
     const config = resolveConfig(flags);
@@ -56,6 +61,7 @@ export function registerPush(program: Command): void {
       pushTrace(c, traceDir, {
         allowIncomplete: true,
         labels: flags.label,
+        keepEnv: flags.keepEnv,
         onProgress: progressBar(),
         onRetry: (e, n, ms) => process.stderr.write(`\nrewind: upload interrupted (${e.message}); retry ${n} in ${ms} ms\n`),
       }),

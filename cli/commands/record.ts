@@ -14,6 +14,7 @@ interface RecordFlags extends ClientFlags {
   push?: boolean;
   on?: string;
   label?: string[];
+  keepEnv?: boolean;
 }
 
 function parseLabels(labels: string[] | undefined): Record<string, string> {
@@ -72,6 +73,7 @@ export function registerRecord(program: Command): void {
     .option('--push', 'upload the trace to the server when the program ends')
     .option('--on <host>', "record on HOST's agent instead of here (admin token); prints the trace id")
     .option('--label <key=value...>', 'labels for the uploaded trace (with --push or --on)')
+    .option('--keep-env', 'with --push: upload the environment as recorded (by default variables named like secrets are redacted; REWIND_TOKEN always is)')
     .argument('<command...>', 'the program to record and its arguments')
     .passThroughOptions()
     .addHelpText(

@@ -7,9 +7,20 @@ interface ServerFlags {
   tlsCert?: string;
   tlsKey?: string;
   maxSessions?: string;
+  maxSessionsPerToken?: string;
   idleTimeout?: string;
   debugIdleTimeout?: string;
+  uploadQuota?: string;
+  maxBlob?: string;
   logLevel?: string;
+}
+
+/** A size in GiB (fractions allowed); 0 only where `zeroOk`. */
+function gib(v: string | undefined, what: string, zeroOk: boolean): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0 || (n === 0 && !zeroOk)) throw new UserError(`${what} must be a ${zeroOk ? 'non-negative' : 'positive'} number of GiB`);
+  return Math.round(n * 2 ** 30);
 }
 
 function positiveInt(v: string | undefined, what: string): number | undefined {
@@ -28,8 +39,11 @@ export function registerServer(program: Command): void {
     .option('--tls-cert <file>', 'PEM certificate chain; with --tls-key switches on TLS')
     .option('--tls-key <file>', 'PEM private key')
     .option('--max-sessions <n>', 'concurrent replay and debug sessions (default 4)')
+    .option('--max-sessions-per-token <n>', 'concurrent sessions of one token (default 2)')
     .option('--idle-timeout <seconds>', 'kill a replay session idle (no output, no CPU) this long (default 60)')
     .option('--debug-idle-timeout <seconds>', 'kill a debug session idle (no bytes, no CPU) this long (default 1800)')
+    .option('--upload-quota <GiB>', 'bytes each token may store: its committed traces and uploads not committed yet (default 1024; 0: no quota)')
+    .option('--max-blob <GiB>', 'the largest blob an upload may declare (default 64)')
     .option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace or silent (env REWIND_LOG; default info)')
     .action(async (flags: ServerFlags) => {
       if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) throw new UserError('--tls-cert and --tls-key go together');
@@ -53,10 +67,13 @@ export function registerServer(program: Command): void {
           tlsCert: flags.tlsCert,
           tlsKey: flags.tlsKey,
           maxSessions: positiveInt(flags.maxSessions, '--max-sessions'),
+          maxSessionsPerToken: positiveInt(flags.maxSessionsPerToken, '--max-sessions-per-token'),
           idleTimeoutMs: idle === undefined ? undefined : idle * 1000,
           debugIdleTimeoutMs: debugIdle === undefined ? undefined : debugIdle * 1000,
           replayCommand,
           heartbeatIntervalMs: positiveInt(process.env.REWIND_HEARTBEAT_MS, 'REWIND_HEARTBEAT_MS'),
+          uploadQuotaBytes: gib(flags.uploadQuota, '--upload-quota', true),
+          maxBlobBytes: gib(flags.maxBlob, '--max-blob', false),
         });
       } catch (err) {
         throw new UserError((err as Error).message);

@@ -215,7 +215,7 @@ async function lsBench(work: string, n: number, print: (l: string) => void): Pro
         durationMs: i % 1000, exit: { status, code: sig ? null : status, signal: sig }, complete: true,
         blobs: [{ sha256: blob, size: 4096, role: 'events' }],
       });
-      cat.traces.commit(parseManifest(json), json, i % 3 === 0 ? { team: `t${i % 5}` } : {});
+      cat.traces.commit(parseManifest(json), json, i % 3 === 0 ? { team: `t${i % 5}` } : {}, 'bench');
     }
   });
   cat.close();

@@ -45,7 +45,14 @@ export interface BlobWriter {
   close(): void;
 }
 
-export type BlobWriteErrorKind = 'offset' | 'busy' | 'too-large' | 'hash' | 'incomplete' | 'chunk';
+/** 'no-space': the store is full; what was written of the blob is removed. */
+export type BlobWriteErrorKind = 'offset' | 'busy' | 'too-large' | 'hash' | 'incomplete' | 'chunk' | 'no-space';
+
+/** errno codes of a full file system (or quota) as Node reports them. */
+export function isNoSpace(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
 
 /** What a chunk must match before it is written: its CRC-32 (zlib polynomial) and/or sha256 (raw 32 bytes). */
 export interface ChunkCheck {

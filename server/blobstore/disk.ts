@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { BlobWriteError, type BlobStore, type BlobWriter, type ChunkCheck } from './blobstore.js';
+import { BlobWriteError, isNoSpace, type BlobStore, type BlobWriter, type ChunkCheck } from './blobstore.js';
 import { SHA256_HEX } from '../../trace/ids.js';
 import { ThreadWriteError, WriteThreads, type ThreadFile } from './write_threads.js';
 
@@ -158,6 +158,8 @@ class DiskBlobWriter implements BlobWriter {
   private finished = false;
   private released = false;
   private fileClosed = false;
+  /** The disk filled up: what was written is removed when the writer is released. */
+  private discard = false;
 
   constructor(
     private readonly store: DiskBlobStore,
@@ -191,6 +193,8 @@ class DiskBlobWriter implements BlobWriter {
       this.file.write(data, check).catch((err: unknown) => {
         if (err instanceof ThreadWriteError && err.code === 'chunk') {
           this.failure ??= new BlobWriteError('chunk', `chunk at offset ${at} of blob ${this.sha256} does not match its ${err.message}; re-send it`, at);
+        } else if (isNoSpace(err)) {
+          this.failure ??= this.noSpace();
         } else {
           this.failure ??= err instanceof Error ? err : new Error(String(err));
         }
@@ -216,9 +220,21 @@ class DiskBlobWriter implements BlobWriter {
         throw new BlobWriteError('hash', `blob content does not match its sha256: expected ${this.sha256}, got ${got}`, 0);
       }
       await this.store.publish(this.sha256, this.partial);
+    } catch (err) {
+      // An fsync or a rename that found the disk full: close() removes the partial.
+      throw isNoSpace(err) ? this.noSpace() : err;
     } finally {
       this.close();
     }
+  }
+
+  private noSpace(): BlobWriteError {
+    this.discard = true;
+    return new BlobWriteError(
+      'no-space',
+      `the server's disk is full: blob ${this.sha256} was not stored, and what had arrived of it was removed; try again once space is freed`,
+      0,
+    );
   }
 
   /** Keeps what was written (queued writes complete first) and releases the blob for another writer. */
@@ -227,7 +243,9 @@ class DiskBlobWriter implements BlobWriter {
     this.released = true;
     // The thread handles requests in order: the close comes after every queued write. After a
     // finish the file is closed already, and the blob is released at once (before the reply).
-    this.release(this.fileClosed ? undefined : this.file.close().catch(() => undefined));
+    const closed = this.fileClosed ? undefined : this.file.close().catch(() => undefined);
+    // A partial that filled the disk goes at once (a resume would only fill it again).
+    this.release(this.discard ? (closed ?? Promise.resolve()).then(() => fsp.rm(this.partial, { force: true })).catch(() => undefined) : closed);
   }
 }
 

@@ -4,6 +4,8 @@ import type Database from 'better-sqlite3';
 
 export interface BlobIndex {
   has(sha256: string): boolean;
+  /** A committed trace names it. */
+  isReferenced(sha256: string): boolean;
   /** Records a complete, verified blob (unreferenced until a trace naming it is committed). */
   add(sha256: string, size: number): void;
   /**
@@ -18,6 +20,10 @@ export class SqliteBlobs implements BlobIndex {
 
   has(sha256: string): boolean {
     return this.db.prepare('SELECT 1 FROM blobs WHERE sha256 = ?').get(sha256) !== undefined;
+  }
+
+  isReferenced(sha256: string): boolean {
+    return this.db.prepare('SELECT 1 FROM blobs WHERE sha256 = ? AND refcount > 0').get(sha256) !== undefined;
   }
 
   add(sha256: string, size: number): void {

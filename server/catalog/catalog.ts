@@ -1,6 +1,7 @@
 // The server's SQLite catalogue (better-sqlite3, WAL): one database, one store per concept
 // (tokens, traces, blobs, agents and their jobs, sessions), each behind an interface.
 import Database from 'better-sqlite3';
+import fs from 'node:fs';
 import path from 'node:path';
 import { SqliteAgents, type AgentStore } from './agents.js';
 import { SqliteBlobs, SqliteMeta, type BlobIndex, type MetaStore } from './blobs.js';
@@ -64,6 +65,13 @@ export class Catalog {
   private readonly db: Database.Database;
 
   constructor(file: string) {
+    // Private to the server's user: the catalogue holds every trace's manifest. SQLite gives its
+    // -wal and -shm files the database's mode; an older server's files are tightened too.
+    fs.closeSync(fs.openSync(file, 'a', 0o600));
+    const own = (): void => {
+      for (const f of [file, `${file}-wal`, `${file}-shm`]) if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
+    };
+    own();
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL'); // a commit the client saw survives a power cut
@@ -71,6 +79,7 @@ export class Catalog {
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
     this.migrate();
+    own();
     this.tokens = new SqliteTokens(this.db);
     this.traces = new SqliteTraces(this.db);
     this.blobs = new SqliteBlobs(this.db);
@@ -85,6 +94,11 @@ export class Catalog {
       this.db.exec("ALTER TABLE traces ADD COLUMN argv0 TEXT NOT NULL DEFAULT ''");
     }
     this.db.exec('CREATE INDEX IF NOT EXISTS traces_argv0 ON traces (argv0, start_ms DESC)');
+    // Who uploaded a trace, and which agent token a host belongs to ('' for rows from before).
+    if (!cols.includes('token_id')) this.db.exec("ALTER TABLE traces ADD COLUMN token_id TEXT NOT NULL DEFAULT ''");
+    const agentCols = (this.db.prepare('PRAGMA table_info(agents)').all() as { name: string }[]).map((c) => c.name);
+    if (!agentCols.includes('token_id')) this.db.exec("ALTER TABLE agents ADD COLUMN token_id TEXT NOT NULL DEFAULT ''");
+    this.db.exec('CREATE INDEX IF NOT EXISTS traces_token ON traces (token_id)');
   }
 
   static inDir(dataDir: string): Catalog {

@@ -39,6 +39,8 @@ export interface TraceFilter {
   labels?: Record<string, string>;
   search?: string;
   limit?: number;
+  /** Stop reading rows past this many bytes of text. */
+  maxBytes?: number;
 }
 
 export interface BlobEntry {

@@ -17,6 +17,15 @@ export interface ReplayOptions {
   /** Command that serves gdb's remote protocol on stdin/stdout for a trace directory (`DIR --stdio` is appended). */
   debugCommand?: string[];
   maxSessions?: number;
+  /** Sessions one token may hold at once (default 2). */
+  maxSessionsPerToken?: number;
+  /**
+   * When the server is full, a session idle (no bytes, no CPU) this long is closed to make room
+   * for a new one (default 5 min).
+   */
+  reclaimIdleMs?: number;
+  /** A Debug stream must send `start` within this (default 5 s). */
+  debugStartTimeoutMs?: number;
   /** A session whose worker neither prints nor runs (uses no CPU) for this long is killed. */
   idleTimeoutMs?: number;
   /** The same for a debug session, where a person reads code between commands (default 30 min). */
@@ -79,19 +88,43 @@ export function defaultDebugCommand(): string[] {
 
 const WORKER_ENV = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8' });
 
+/** A session slot: reserved first, then running its worker. */
+interface Session {
+  tokenId: string;
+  child?: ChildProcess;
+  /** Ends the session with this error (set once the worker runs). */
+  kill?: (e: RpcError) => void;
+  /** When bytes last moved or the worker tree last used CPU. */
+  activeMs: number;
+  /** The worker tree's CPU ticks at the last sample. */
+  cpu?: number;
+}
+
+/** A session whose worker tree used CPU since the last sample is active now. */
+function sampleCpu(s: Session, now: number): void {
+  const cpu = cpuTicks(s.child?.pid);
+  if (cpu === undefined) return;
+  if (s.cpu !== undefined && cpu - s.cpu >= 2) s.activeMs = now;
+  s.cpu = cpu;
+}
+
 /**
  * Runs replay and debug sessions, one worker process each: a crash or hang of one worker ends
  * only its own session. The number of concurrent sessions (of both kinds) is bounded; idle
  * sessions are killed.
  */
 export class ReplayManager {
-  private readonly sessions = new Map<string, ChildProcess>();
+  private readonly sessions = new Map<string, Session>();
   readonly maxSessions: number;
+  readonly maxSessionsPerToken: number;
+  readonly reclaimIdleMs: number;
+  readonly debugStartTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly debugIdleTimeoutMs: number;
   readonly maxSessionMs: number;
   private readonly command: string[];
   private readonly debugCommand: string[];
+  private sampler: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly catalog: Catalog,
@@ -100,6 +133,9 @@ export class ReplayManager {
     private readonly opts: ReplayOptions,
   ) {
     this.maxSessions = opts.maxSessions ?? 4;
+    this.maxSessionsPerToken = opts.maxSessionsPerToken ?? 2;
+    this.reclaimIdleMs = opts.reclaimIdleMs ?? 5 * 60_000;
+    this.debugStartTimeoutMs = opts.debugStartTimeoutMs ?? 5000;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 60_000;
     this.debugIdleTimeoutMs = opts.debugIdleTimeoutMs ?? 30 * 60_000;
     this.maxSessionMs = opts.maxSessionMs ?? 3_600_000;
@@ -111,14 +147,60 @@ export class ReplayManager {
     return this.sessions.size;
   }
 
-  /** Reserves a session slot, or throws RESOURCE_EXHAUSTED. */
-  reserve(): string {
-    if (this.sessions.size >= this.maxSessions) {
-      throw new RpcError(status.RESOURCE_EXHAUSTED, `the server already runs ${this.maxSessions} replay sessions; try again later`);
+  /**
+   * Reserves a session slot for the token, or throws RESOURCE_EXHAUSTED: past the token's share,
+   * or when the server is full and no session has been idle long enough to close for this one.
+   */
+  reserve(tokenId: string): string {
+    let mine = 0;
+    for (const s of this.sessions.values()) if (s.tokenId === tokenId) mine++;
+    const full = this.sessions.size >= this.maxSessions;
+    const busy = (): RpcError => new RpcError(status.RESOURCE_EXHAUSTED, `the server already runs ${this.maxSessions} replay sessions; try again later`);
+    if (mine >= this.maxSessionsPerToken) {
+      if (full) throw busy();
+      throw new RpcError(status.RESOURCE_EXHAUSTED, `this token already runs ${mine} sessions (at most ${this.maxSessionsPerToken} at once); end one first`);
     }
+    if (full && !this.reclaimOne()) throw busy();
     const id = randomUUID();
-    this.sessions.set(id, placeholder);
+    this.sessions.set(id, { tokenId, activeMs: Date.now() });
     return id;
+  }
+
+  /** Closes the session idle longest, if it has been idle reclaimIdleMs; true when one was. */
+  private reclaimOne(): boolean {
+    const now = Date.now();
+    let oldest: [string, Session] | undefined;
+    for (const entry of this.sessions) {
+      const s = entry[1];
+      if (!s.kill) continue;
+      sampleCpu(s, now);
+      if (now - s.activeMs >= this.reclaimIdleMs && (!oldest || s.activeMs < oldest[1].activeMs)) oldest = entry;
+    }
+    if (!oldest) return false;
+    const [id, s] = oldest;
+    this.sessions.delete(id);
+    const idle = Math.round((now - s.activeMs) / 1000);
+    s.kill!(new RpcError(status.DEADLINE_EXCEEDED, `session idle for ${idle} s; closed to make room for another session`));
+    return true;
+  }
+
+  /** The worker of a session runs: it can be reclaimed from now on. */
+  private started(sessionId: string, child: ChildProcess, kill: (e: RpcError) => void): void {
+    const s = this.sessions.get(sessionId);
+    if (!s) return;
+    s.child = child;
+    s.kill = kill;
+    s.activeMs = Date.now();
+    // CPU activity is sampled now and then (a long reverse-continue moves no bytes).
+    this.sampler ??= setInterval(() => {
+      const now = Date.now();
+      for (const x of this.sessions.values()) sampleCpu(x, now);
+    }, Math.min(this.reclaimIdleMs / 4, 15_000)).unref();
+  }
+
+  private touched(sessionId: string): void {
+    const s = this.sessions.get(sessionId);
+    if (s) s.activeMs = Date.now();
   }
 
   /**
@@ -192,15 +274,12 @@ export class ReplayManager {
     }
   }
 
-  release(sessionId: string): void {
-    this.sessions.delete(sessionId);
-  }
-
   /**
    * Kills the worker when it is idle (no activity reported through the returned `touch` and no CPU
    * used by its process tree for the idle timeout) or runs past the session limit.
    */
   private watch(
+    sessionId: string,
     child: ChildProcess,
     what: string,
     idleMs: number,
@@ -227,7 +306,10 @@ export class ReplayManager {
       this.maxSessionMs,
     );
     return {
-      touch: arm,
+      touch: () => {
+        arm();
+        this.touched(sessionId);
+      },
       stop: () => {
         if (idle) clearTimeout(idle);
         clearTimeout(limit);
@@ -243,7 +325,6 @@ export class ReplayManager {
       env: WORKER_ENV(),
       detached: false,
     });
-    this.sessions.set(sessionId, child);
     const log = this.log.child({ session: sessionId, pid: child.pid });
     log.info('replay worker started');
     return new Promise<number>((resolve, reject) => {
@@ -252,8 +333,9 @@ export class ReplayManager {
         why ??= e;
         child.kill('SIGKILL');
       };
+      this.started(sessionId, child, kill);
       // Idle means: no output and no CPU time used (a replay computing silently is not idle).
-      const timers = this.watch(child, 'replay session', this.idleTimeoutMs, kill);
+      const timers = this.watch(sessionId, child, 'replay session', this.idleTimeoutMs, kill);
       const onAbort = (): void => kill(new RpcError(status.CANCELLED, 'replay cancelled by the client'));
       abort.addEventListener('abort', onAbort);
       const pump = (kind: 'stdout' | 'stderr', stream: NodeJS.ReadableStream): void => {
@@ -291,7 +373,6 @@ export class ReplayManager {
       env: WORKER_ENV(),
       detached: false,
     });
-    this.sessions.set(sessionId, child);
     const log = this.log.child({ session: sessionId, pid: child.pid });
     log.info('debug worker started');
     return new Promise<void>((resolve, reject) => {
@@ -300,9 +381,10 @@ export class ReplayManager {
         why ??= e;
         child.kill('SIGKILL');
       };
+      this.started(sessionId, child, kill);
       if (abort.aborted) kill(abortReason(abort));
       // Idle means: no bytes either way and no CPU time used (a long reverse-continue is not idle).
-      const timers = this.watch(child, 'debug session', this.debugIdleTimeoutMs, kill);
+      const timers = this.watch(sessionId, child, 'debug session', this.debugIdleTimeoutMs, kill);
       const onAbort = (): void => kill(abortReason(abort));
       abort.addEventListener('abort', onAbort);
 
@@ -372,7 +454,8 @@ export class ReplayManager {
 
   /** Kills every worker (server shutdown). */
   closeAll(): void {
-    for (const c of this.sessions.values()) if (c !== placeholder) c.kill('SIGKILL');
+    clearInterval(this.sampler);
+    for (const s of this.sessions.values()) s.child?.kill('SIGKILL');
   }
 }
 
@@ -380,8 +463,6 @@ function abortReason(abort: AbortSignal): RpcError {
   const r: unknown = abort.reason;
   return r instanceof RpcError ? r : new RpcError(status.CANCELLED, 'debug session cancelled by the client');
 }
-
-const placeholder = {} as ChildProcess;
 
 /**
  * CPU time (utime + stime, in ticks) used so far by a process and every live descendant, from

@@ -3,6 +3,7 @@ import { status } from '@grpc/grpc-js';
 import type { Catalog, JobRow } from '../catalog/catalog.js';
 import { RpcError, invalidArgument, notFound } from '../errors.js';
 import { unary, type AuthDeps } from '../rpc.js';
+import { checkTraceId } from './catalog.js';
 import { validateLabels } from './upload.js';
 import {
   JobState,
@@ -45,15 +46,17 @@ export function agentService(deps: AgentDeps): AgentServiceServer {
     register: unary<RegisterRequest, RegisterResponse>(deps, AgentServiceService.register, (req, ctx) => {
       const facts = req.facts;
       if (!facts?.hostname) throw invalidArgument('facts.hostname is required');
-      const a = catalog.agents.register(facts.hostname, JSON.stringify(HostFacts.toJSON(facts)));
+      if (facts.hostname.length > 255) throw invalidArgument('facts.hostname is longer than 255 characters');
+      const a = catalog.agents.register(facts.hostname, JSON.stringify(HostFacts.toJSON(facts)), ctx.token);
       ctx.log.info({ agent: a.id, hostname: a.hostname }, 'agent registered');
       return { agentId: a.id, heartbeatIntervalMs: deps.heartbeatIntervalMs };
     }),
-    heartbeat: unary<HeartbeatRequest, HeartbeatResponse>(deps, AgentServiceService.heartbeat, (req) => ({
-      jobs: catalog.agents.heartbeat(req.agentId).map(toJob),
+    heartbeat: unary<HeartbeatRequest, HeartbeatResponse>(deps, AgentServiceService.heartbeat, (req, ctx) => ({
+      jobs: catalog.agents.heartbeat(req.agentId, ctx.token).map(toJob),
     })),
-    completeJob: unary<CompleteJobRequest, CompleteJobResponse>(deps, AgentServiceService.completeJob, (req) => {
-      catalog.agents.completeJob(req.jobId, req.traceId, req.error);
+    completeJob: unary<CompleteJobRequest, CompleteJobResponse>(deps, AgentServiceService.completeJob, (req, ctx) => {
+      const traceId = req.error ? '' : checkTraceId(req.traceId);
+      catalog.agents.completeJob(req.jobId, traceId, req.error.slice(0, 4096), ctx.token);
       return {};
     }),
     listHosts: unary<ListHostsRequest, ListHostsResponse>(deps, AgentServiceService.listHosts, () => {

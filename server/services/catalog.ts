@@ -6,6 +6,9 @@ import { isTraceId } from '../../trace/ids.js';
 import { normaliseSignal } from '../../trace/signals.js';
 import { unary, type AuthDeps } from '../rpc.js';
 import type { ServerStats } from '../stats.js';
+import type { Logger } from 'pino';
+import { MANIFEST_LIMITS } from '../../trace/manifest.js';
+import { TraceSummary } from '../../gen/rewind/catalog/v1/catalog.js';
 import type {
   CatalogServiceServer,
   DeleteTraceRequest,
@@ -16,7 +19,6 @@ import type {
   GetTraceResponse,
   ListTracesRequest,
   ListTracesResponse,
-  TraceSummary,
 } from '../../gen/rewind/catalog/v1/catalog.js';
 
 export interface CatalogDeps extends AuthDeps {
@@ -28,11 +30,20 @@ export interface CatalogDeps extends AuthDeps {
 
 export function checkTraceId(id: string): string {
   const lower = id.trim().toLowerCase();
-  if (!isTraceId(lower)) throw invalidArgument(`bad trace id ${JSON.stringify(id)}: expected a UUID`);
-  return lower;
+  if (isTraceId(lower)) return lower;
+  // Quoted back only when short: the client's bytes are not ours to repeat at any length.
+  const shown = id.length <= 64 ? JSON.stringify(id) : `of ${id.length} characters`;
+  throw invalidArgument(`bad trace id ${shown}: expected a UUID`);
 }
 
+/** A time the catalogue holds as a Timestamp; one out of range (a row no validator saw) is the epoch. */
+function timestamp(ms: number): Date {
+  return new Date(Number.isFinite(ms) && ms >= 0 && ms <= MANIFEST_LIMITS.maxTimeMs ? ms : 0);
+}
+
+/** A stored trace as the API shows it: every number clamped into its protobuf field's range. */
 export function toSummary(t: TraceRow): TraceSummary {
+  const int32 = Number.isSafeInteger(t.exitStatus) && t.exitStatus >= -1 && t.exitStatus <= 0x7fff_ffff;
   return {
     id: t.id,
     host: t.host,
@@ -40,28 +51,55 @@ export function toSummary(t: TraceRow): TraceSummary {
     argv: t.argv,
     exe: t.exe,
     user: t.user,
-    startTime: new Date(t.startMs),
-    durationMs: t.durationMs,
-    exitStatus: t.exitStatus,
+    startTime: timestamp(t.startMs),
+    durationMs: Number.isFinite(t.durationMs) && t.durationMs >= 0 ? t.durationMs : 0,
+    exitStatus: int32 ? t.exitStatus : -1,
     signal: t.signal ?? '',
-    sizeBytes: BigInt(t.sizeBytes),
+    sizeBytes: Number.isSafeInteger(t.sizeBytes) && t.sizeBytes >= 0 ? BigInt(t.sizeBytes) : 0n,
     labels: t.labels,
-    uploadedAt: new Date(t.uploadedMs),
+    uploadedAt: timestamp(t.uploadedMs),
     complete: t.complete,
   };
+}
+
+/** A ListTraces page stops growing at this many bytes (clients accept 64 MiB). */
+const PAGE_BYTES = 4 << 20;
+
+/**
+ * The summaries that fit one page: at least one, then as many as stay within PAGE_BYTES. A row
+ * that cannot be encoded at all is left out (and logged) rather than failing the page.
+ */
+function boundedPage(rows: TraceRow[], truncated: boolean, log: Logger): ListTracesResponse {
+  const traces: TraceSummary[] = [];
+  let bytes = 0;
+  for (const row of rows) {
+    let size: number;
+    let s: TraceSummary;
+    try {
+      s = toSummary(row);
+      size = TraceSummary.encode(s).finish().length + 8;
+    } catch (err) {
+      log.warn({ err, trace: row.id }, 'a stored trace cannot be listed; left out');
+      continue;
+    }
+    if (traces.length > 0 && bytes + size > PAGE_BYTES) return { traces, truncated: true };
+    traces.push(s);
+    bytes += size;
+  }
+  return { traces, truncated };
 }
 
 export function catalogService(deps: CatalogDeps): CatalogServiceServer {
   const { catalog, store, stats } = deps;
   return {
-    listTraces: unary<ListTracesRequest, ListTracesResponse>(deps, CatalogServiceService.listTraces, (req) => {
+    listTraces: unary<ListTracesRequest, ListTracesResponse>(deps, CatalogServiceService.listTraces, (req, ctx) => {
       let signal: string | undefined;
       if (req.signal) {
         signal = normaliseSignal(req.signal);
         if (!signal) throw invalidArgument(`unknown signal ${JSON.stringify(req.signal)}`);
       }
       if (req.limit > 10_000) throw invalidArgument('limit must be at most 10000');
-      const rows = catalog.traces.list({
+      const { rows, truncated } = catalog.traces.list({
         host: req.host || undefined,
         program: req.program || undefined,
         exitStatus: req.exitStatus,
@@ -72,8 +110,9 @@ export function catalogService(deps: CatalogDeps): CatalogServiceServer {
         labels: req.labels,
         search: req.search.trim() || undefined,
         limit: req.limit,
+        maxBytes: PAGE_BYTES,
       });
-      return { traces: rows.map(toSummary) };
+      return boundedPage(rows, truncated, ctx.log);
     }),
 
     getTrace: unary<GetTraceRequest, GetTraceResponse>(deps, CatalogServiceService.getTrace, (req) => {

@@ -27,7 +27,7 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
     runReplay: serverStream<RunReplayRequest, RunReplayResponse>(deps, ReplayServiceService.runReplay, async (call, ctx) => {
       const id = checkTraceId(call.request.traceId);
       deps.catalog.traces.get(id); // NOT_FOUND before taking a slot
-      const session = deps.replays.reserve();
+      const session = deps.replays.reserve(ctx.token.id);
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
       call.write({ sessionId: session });
@@ -56,7 +56,7 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
       const first = Number(from);
       const last = Math.min(first + DUMP_PAGE_EVENTS - 1, to === undefined ? Infinity : Number(to));
       deps.catalog.traces.get(id); // NOT_FOUND before taking a slot
-      const session = deps.replays.reserve();
+      const session = deps.replays.reserve(ctx.token.id);
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
       ctx.log.info({ session, trace: id, token: ctx.token.name, from: first, to: last }, 'dump session');
@@ -101,11 +101,11 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
     }),
 
     debug: bidiStream<DebugRequest, DebugResponse>(deps, ReplayServiceService.debug, async (call, ctx) => {
-      const first = await firstMessage(call);
+      const first = await firstMessage(call, deps.replays.debugStartTimeoutMs);
       if (!first?.start) throw invalidArgument('the first Debug message must be start{trace_id}');
       const id = checkTraceId(first.start.traceId);
       deps.catalog.traces.get(id); // NOT_FOUND before taking a slot
-      const session = deps.replays.reserve();
+      const session = deps.replays.reserve(ctx.token.id);
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
       call.write({ sessionId: session });
@@ -136,10 +136,18 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
   };
 }
 
-/** The first message of a client stream (undefined if it ended first); the stream is left paused. */
-function firstMessage<Req, Res>(call: ServerDuplexStream<Req, Res>): Promise<Req | undefined> {
+/**
+ * The first message of a client stream (undefined if it ended first); the stream is left paused.
+ * A stream silent for `timeoutMs` is refused: it holds a connection's stream and memory.
+ */
+function firstMessage<Req, Res>(call: ServerDuplexStream<Req, Res>, timeoutMs: number): Promise<Req | undefined> {
   return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new RpcError(status.DEADLINE_EXCEEDED, `no start message within ${Math.round(timeoutMs / 1000)} s; closed`));
+    }, timeoutMs);
     const cleanup = (): void => {
+      clearTimeout(timer);
       call.off('data', onData);
       call.off('end', onEnd);
       call.off('cancelled', onCancel);

@@ -4,9 +4,11 @@ import { status, type ServerReadableStream } from '@grpc/grpc-js';
 import type { BlobStore, BlobWriter } from '../blobstore/blobstore.js';
 import { BlobWriteError } from '../blobstore/blobstore.js';
 import { SHA256_HEX } from '../../trace/ids.js';
-import type { Catalog } from '../catalog/catalog.js';
+import type { Catalog, TokenRow } from '../catalog/catalog.js';
+import type { UploadQuota } from '../quota.js';
 import { RpcError, invalidArgument } from '../errors.js';
 import { distinctBlobs, parseManifest, type Manifest } from '../../trace/manifest.js';
+import { redactManifestJson } from '../../trace/redact.js';
 import { clientStream, unary, type AuthDeps } from '../rpc.js';
 import type { ServerStats } from '../stats.js';
 import type {
@@ -25,6 +27,7 @@ export interface UploadDeps extends AuthDeps {
   catalog: Catalog;
   store: BlobStore;
   stats: ServerStats;
+  quota: UploadQuota;
 }
 
 export const MAX_CHUNK = 4 << 20;
@@ -38,7 +41,12 @@ function uploadedManifest(json: string): Manifest {
   return m;
 }
 
+const MAX_LABELS = 64;
+
+/** Labels of a trace or a job: a few short key=value pairs (each listing page carries them). */
 export function validateLabels(labels: Record<string, string>): Record<string, string> {
+  const n = Object.keys(labels).length;
+  if (n > MAX_LABELS) throw invalidArgument(`too many labels (${n}): at most ${MAX_LABELS}`);
   for (const [k, v] of Object.entries(labels)) {
     if (!/^[A-Za-z0-9_.\-/]{1,128}$/.test(k)) throw invalidArgument(`bad label key ${JSON.stringify(k)}: use letters, digits, _ . - / (at most 128)`);
     if (v.length > 1024) throw invalidArgument(`label ${k} is longer than 1024 characters`);
@@ -49,7 +57,7 @@ export function validateLabels(labels: Record<string, string>): Record<string, s
 export function uploadService(deps: UploadDeps): UploadServiceServer {
   const { catalog, store, stats } = deps;
   return {
-    prepareUpload: unary<PrepareUploadRequest, PrepareUploadResponse>(deps, UploadServiceService.prepareUpload, async (req) => {
+    prepareUpload: unary<PrepareUploadRequest, PrepareUploadResponse>(deps, UploadServiceService.prepareUpload, async (req, ctx) => {
       const m = uploadedManifest(req.manifestJson);
       const blobs = distinctBlobs(m);
       let total = 0n;
@@ -58,6 +66,7 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
       if (catalog.traces.has(m.id)) {
         return { traceId: m.id, missing: [], totalBytes: total, presentBytes: total, alreadyCommitted: true };
       }
+      await deps.quota.checkTrace(ctx.token, blobs);
       const missing: MissingBlob[] = [];
       for (const [sha, size] of blobs) {
         if (catalog.blobs.has(sha)) {
@@ -70,12 +79,13 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
       return { traceId: m.id, missing, totalBytes: total, presentBytes: present, alreadyCommitted: false };
     }),
 
-    uploadBlob: clientStream<UploadBlobRequest, UploadBlobResponse>(deps, UploadServiceService.uploadBlob, (call) => receiveBlob(call, deps)),
+    uploadBlob: clientStream<UploadBlobRequest, UploadBlobResponse>(deps, UploadServiceService.uploadBlob, (call, ctx) => receiveBlob(call, ctx.token, deps)),
 
     commitUpload: unary<CommitUploadRequest, CommitUploadResponse>(deps, UploadServiceService.commitUpload, (req, ctx) => {
       const m = uploadedManifest(req.manifestJson);
       const labels = validateLabels(req.labels);
-      const created = catalog.traces.commit(m, req.manifestJson, labels);
+      // Defence in depth, for a client that did not redact: no rewind token enters the catalogue.
+      const created = catalog.traces.commit(m, redactManifestJson(req.manifestJson, true), labels, ctx.token.id);
       if (created) {
         stats.tracesCommitted++;
         ctx.log.info({ trace: m.id, host: m.host.hostname, token: ctx.token.name }, 'trace committed');
@@ -86,8 +96,8 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
 }
 
 /** One blob per stream: chunks must arrive in order starting at the offset the server holds. */
-function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobResponse>, deps: UploadDeps): Promise<UploadBlobResponse> {
-  const { catalog, store, stats } = deps;
+function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobResponse>, token: TokenRow, deps: UploadDeps): Promise<UploadBlobResponse> {
+  const { catalog, store, stats, quota } = deps;
   return new Promise((resolve, reject) => {
     let writer: BlobWriter | undefined;
     let sha = '';
@@ -115,13 +125,14 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
       if (!writer) {
         sha = msg.sha256;
         if (!SHA256_HEX.test(sha)) throw invalidArgument(`bad blob sha256 ${JSON.stringify(sha)}`);
-        if (msg.size > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument('blob size too large');
+        quota.checkBlobSize(msg.size, sha);
         size = Number(msg.size);
         if (catalog.blobs.has(sha)) {
           call.removeAllListeners('data');
           done({ sha256: sha, offset: BigInt(size), complete: true });
           return;
         }
+        await quota.begin(token, sha, size, Math.min(Number(msg.offset), size));
         writer = await store.openWriter(sha, size, Number(msg.offset));
       }
       if (msg.sha256 !== sha || Number(msg.size) !== size) throw invalidArgument('one UploadBlob stream carries one blob');
