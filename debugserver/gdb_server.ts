@@ -30,6 +30,16 @@ const SUPPORTED = [
   'QPassSignals+',
 ].join(';');
 
+const AT_SYSINFO_EHDR = 33n;
+
+/** The value of an entry of an auxiliary vector (pairs of 64-bit words). */
+function auxvEntry(auxv: Buffer, type: bigint): bigint | undefined {
+  for (let i = 0; i + 16 <= auxv.length; i += 16) {
+    if (auxv.readBigUInt64LE(i) === type) return auxv.readBigUInt64LE(i + 8);
+  }
+  return undefined;
+}
+
 const READ_ONLY = 'E.rewind replays a recording: registers and memory cannot be changed';
 
 /** Sets of one kind of watchpoint pieces: the engine takes 1, 2, 4 or 8 aligned bytes. */
@@ -584,6 +594,23 @@ export class GdbServer {
     return one('');
   }
 
+  /**
+   * /proc/PID/maps or /proc/PID/task/TID/maps of the debuggee (gdb reads it for the vDSO's
+   * extent at every start, and for `info proc mappings`): the replay's mappings now, which are
+   * the recorded ones, under the recorded file names. Other /proc files do not exist here.
+   */
+  private procMaps(path: string): Buffer | undefined {
+    const m = /^\/proc\/(\d+)\/(?:task\/(\d+)\/)?maps$/.exec(path);
+    if (!m || Number(m[1]) !== this.pid || (m[2] !== undefined && !this.session.threads().includes(Number(m[2])))) return undefined;
+    // Replay maps the recorded vDSO as plain memory: its name comes from the auxiliary vector.
+    const vdso = auxvEntry(this.session.auxv(), AT_SYSINFO_EHDR);
+    const maps = this.files
+      .recordedMaps(this.session.memoryMap())
+      .split('\n')
+      .map((l) => (vdso !== undefined && l.startsWith(`${vdso.toString(16).padStart(8, '0')}-`) ? `${l.padEnd(73)}[vdso]` : l));
+    return Buffer.from(maps.join('\n'), 'utf8');
+  }
+
   private vFile(text: string): string | Buffer {
     const colon = text.indexOf(':', 6);
     const op = colon < 0 ? text.slice(6) : text.slice(6, colon);
@@ -598,6 +625,8 @@ export class GdbServer {
           const name = fromHex(args[0] ?? '');
           const flags = parseHexNumber(args[1] ?? '');
           if (!name || flags === null) return fail(FILEIO.EINVAL);
+          const maps = this.procMaps(name.toString('utf8'));
+          if (maps) return `F${this.files.openData(maps).toString(16)}`;
           return `F${this.files.openFile(name.toString('utf8'), flags).toString(16)}`;
         }
         case 'pread': {

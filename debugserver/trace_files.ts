@@ -19,7 +19,10 @@ const MAX_OPEN = 64;
 export class TraceFiles {
   /** Recorded path → blob sha256. */
   private readonly byPath = new Map<string, string>();
-  private readonly open = new Map<number, number>();
+  /** Blob sha256 → the path it was recorded at. */
+  private readonly bySha = new Map<string, string>();
+  /** gdb's fds: a blob's host fd, or the bytes of a file made here (/proc/PID/maps). */
+  private readonly open = new Map<number, number | Buffer>();
   private nextFd = 1;
 
   constructor(
@@ -28,6 +31,7 @@ export class TraceFiles {
   ) {
     for (const b of blobs) {
       if (b.role === 'file' && b.path && !this.byPath.has(b.path)) this.byPath.set(b.path, b.sha256);
+      if (b.role === 'file' && b.path && !this.bySha.has(b.sha256)) this.bySha.set(b.sha256, b.path);
     }
   }
 
@@ -48,6 +52,22 @@ export class TraceFiles {
     if (same.length > 1) return undefined;
     const versioned = [...this.byPath].filter(([p]) => basename(p).startsWith(`${name}.`));
     return versioned.length === 1 ? versioned[0]![1] : undefined;
+  }
+
+  /**
+   * A maps text of the replay with the recorded paths of the files that replay maps out of the
+   * trace's blobs (a live map names blobs/SHA256).
+   */
+  recordedMaps(maps: string): string {
+    return maps.replace(/\S*\/blobs\/([0-9a-f]{64})$/gm, (name, sha: string) => this.bySha.get(sha) ?? name);
+  }
+
+  /** Opens bytes made here as a read-only file. */
+  openData(data: Buffer): number {
+    if (this.open.size >= MAX_OPEN) throw new FileIoError(FILEIO.EMFILE, 'too many open files');
+    const fd = this.nextFd++;
+    this.open.set(fd, data);
+    return fd;
   }
 
   /** Recorded paths, for messages. */
@@ -73,6 +93,7 @@ export class TraceFiles {
 
   pread(fd: number, length: number, offset: number): Buffer {
     const hostFd = this.hostFd(fd);
+    if (Buffer.isBuffer(hostFd)) return hostFd.subarray(offset, offset + length);
     const buf = Buffer.alloc(length);
     const n = readSync(hostFd, buf, 0, length, offset);
     return buf.subarray(0, n);
@@ -80,29 +101,31 @@ export class TraceFiles {
 
   /** gdb's struct stat for vFile:fstat: 64 bytes, big-endian. */
   fstat(fd: number): Buffer {
-    const st = fstatSync(this.hostFd(fd));
+    const file = this.hostFd(fd);
+    const size = Buffer.isBuffer(file) ? file.length : fstatSync(file).size;
     const out = Buffer.alloc(64);
     out.writeUInt32BE(0, 0); // st_dev
     out.writeUInt32BE(fd, 4); // st_ino
     out.writeUInt32BE(0o100444, 8); // st_mode: a regular read-only file
     out.writeUInt32BE(1, 12); // st_nlink
-    out.writeBigUInt64BE(BigInt(st.size), 28);
+    out.writeBigUInt64BE(BigInt(size), 28);
     out.writeBigUInt64BE(4096n, 36); // st_blksize
-    out.writeBigUInt64BE(BigInt(Math.ceil(st.size / 512)), 44);
+    out.writeBigUInt64BE(BigInt(Math.ceil(size / 512)), 44);
     return out;
   }
 
   close(fd: number): void {
-    closeSync(this.hostFd(fd));
+    const file = this.hostFd(fd);
+    if (!Buffer.isBuffer(file)) closeSync(file);
     this.open.delete(fd);
   }
 
   closeAll(): void {
-    for (const hostFd of this.open.values()) closeSync(hostFd);
+    for (const file of this.open.values()) if (!Buffer.isBuffer(file)) closeSync(file);
     this.open.clear();
   }
 
-  private hostFd(fd: number): number {
+  private hostFd(fd: number): number | Buffer {
     const h = this.open.get(fd);
     if (h === undefined) throw new FileIoError(FILEIO.EBADF, `fd ${fd} is not open`);
     return h;

@@ -133,6 +133,11 @@ export interface DebugSession {
   auxv(): Buffer;
   /** Path of the debuggee's current program, as recorded. */
   exe(): string;
+  /**
+   * The debugged process's mappings now, in /proc/PID/maps's format, with the protections the
+   * program gave them; files are named by where replay mapped them from (the trace's blobs).
+   */
+  memoryMap(): string;
   setBreakpoint(address: bigint): void;
   removeBreakpoint(address: bigint): void;
   /** Hardware watchpoint: length 1, 2, 4 or 8, aligned to it; at most 4 at once (EUNSUPPORTED otherwise). */

@@ -7,6 +7,7 @@ import { isTraceId } from '../../trace/ids.js';
 import { resolveTraceDir } from '../../trace/trace_dir.js';
 import { UserError } from '../../trace/user_error.js';
 import type { Serving } from '../../debugserver/serve.js';
+import type { GdbSetup } from '../../debugserver/gdb_setup.js';
 
 interface DebugFlags extends ClientFlags {
   port?: string;
@@ -24,8 +25,8 @@ function parsePort(text: string | undefined): number {
   return n;
 }
 
-function gdbCommand(gdb: string, port: number, extra: string[]): string[] {
-  return [gdb, '-q', '-ex', `target extended-remote 127.0.0.1:${port}`, ...extra];
+function gdbCommand(gdb: string, port: number, setup: GdbSetup, extra: string[]): string[] {
+  return [gdb, '-q', ...setup.args, '-ex', `target extended-remote 127.0.0.1:${port}`, ...extra];
 }
 
 function shellQuote(args: string[]): string {
@@ -33,8 +34,8 @@ function shellQuote(args: string[]): string {
 }
 
 /** Prints where to connect (human text, or one JSON line) on stdout. */
-function announce(port: number, what: string, flags: DebugFlags, extra: string[]): void {
-  const gdb = gdbCommand(flags.gdb ?? 'gdb', port, extra);
+function announce(port: number, what: string, flags: DebugFlags, setup: GdbSetup, extra: string[]): void {
+  const gdb = gdbCommand(flags.gdb ?? 'gdb', port, setup, extra);
   const lldb = ['lldb', '-o', `gdb-remote 127.0.0.1:${port}`];
   const text = flags.json
     ? `${JSON.stringify({ port, trace: what, gdb, lldb })}\n`
@@ -46,12 +47,12 @@ function announce(port: number, what: string, flags: DebugFlags, extra: string[]
 }
 
 /** Runs gdb connected to the port; resolves with its exit status. */
-function launchGdb(gdb: string, port: number, extra: string[]): Promise<number> {
+function launchGdb(gdb: string, port: number, setup: GdbSetup, extra: string[]): Promise<number> {
   // Ctrl-C in gdb's terminal reaches us too; it is gdb's to handle, not a reason to stop serving.
   const ignore = (): void => undefined;
   process.on('SIGINT', ignore);
   return new Promise((resolve, reject) => {
-    const [cmd, ...args] = gdbCommand(gdb, port, extra);
+    const [cmd, ...args] = gdbCommand(gdb, port, setup, extra);
     const child = spawn(cmd!, args, { stdio: 'inherit' });
     child.on('error', (err) => {
       process.off('SIGINT', ignore);
@@ -73,6 +74,7 @@ async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: s
     return;
   }
   const { SessionThread } = await import('../../debugserver/session_thread.js');
+  const { prepareGdbSetup } = await import('../../debugserver/gdb_setup.js');
   // With gdb in the terminal the program's output goes where it went when recorded; otherwise
   // stdout is the connection details' (--no-launch --json).
   const gdb = await SessionThread.start(dir, flags.launch ? 1 : 2);
@@ -84,19 +86,22 @@ async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: s
     const e = err as NodeJS.ErrnoException;
     throw new UserError(`cannot listen on 127.0.0.1:${flags.port ?? 0}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}`);
   }
-  if (!flags.launch) {
-    announce(serving.port, dir, flags, extra);
-    closeOnSignal(serving);
-    await serving.done;
-    return;
-  }
-  let status: number;
+  const setup = prepareGdbSetup(dir);
   try {
-    status = await launchGdb(flags.gdb ?? 'gdb', serving.port, extra);
+    if (!flags.launch) {
+      announce(serving.port, dir, flags, setup, extra);
+      closeOnSignal(serving);
+      await serving.done;
+      return;
+    }
+    try {
+      process.exitCode = await launchGdb(flags.gdb ?? 'gdb', serving.port, setup, extra);
+    } finally {
+      serving.close();
+    }
   } finally {
-    serving.close();
+    setup.remove();
   }
-  process.exitCode = status;
 }
 
 async function debugRemote(traceId: string, flags: DebugFlags, extra: string[]): Promise<void> {
@@ -104,20 +109,24 @@ async function debugRemote(traceId: string, flags: DebugFlags, extra: string[]):
   // Loaded only here: local debugging must not need the gRPC client.
   const { openRemoteDebugBridge } = await import('../../remote/debug_bridge.js');
   const bridge = await openRemoteDebugBridge(traceId, flags, parsePort(flags.port));
-  if (!flags.launch) {
-    announce(bridge.port, traceId, flags, extra);
-    const { closeOnSignal } = await import('../../debugserver/serve.js');
-    closeOnSignal(bridge);
-    await bridge.closed;
-    return;
-  }
-  let status: number;
+  const { remoteGdbSetup } = await import('../../debugserver/gdb_setup.js');
+  const setup = remoteGdbSetup();
   try {
-    status = await launchGdb(flags.gdb ?? 'gdb', bridge.port, extra);
+    if (!flags.launch) {
+      announce(bridge.port, traceId, flags, setup, extra);
+      const { closeOnSignal } = await import('../../debugserver/serve.js');
+      closeOnSignal(bridge);
+      await bridge.closed;
+      return;
+    }
+    try {
+      process.exitCode = await launchGdb(flags.gdb ?? 'gdb', bridge.port, setup, extra);
+    } finally {
+      await bridge.close();
+    }
   } finally {
-    await bridge.close();
+    setup.remove();
   }
-  process.exitCode = status;
 }
 
 async function debug(operands: string[], flags: DebugFlags): Promise<void> {

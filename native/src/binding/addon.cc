@@ -201,6 +201,7 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
                         InstanceMethod<&DebugSessionObject::readMemory>("readMemory"),
                         InstanceMethod<&DebugSessionObject::auxv>("auxv"),
                         InstanceMethod<&DebugSessionObject::exe>("exe"),
+                        InstanceMethod<&DebugSessionObject::memoryMap>("memoryMap"),
                         InstanceMethod<&DebugSessionObject::setBreakpoint>("setBreakpoint"),
                         InstanceMethod<&DebugSessionObject::removeBreakpoint>("removeBreakpoint"),
                         InstanceMethod<&DebugSessionObject::setWatchpoint>("setWatchpoint"),
@@ -302,6 +303,11 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
   Napi::Value exe(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return Napi::String::New(env, guard(env, [&] { return session(env).program().exe; }));
+  }
+
+  Napi::Value memoryMap(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Napi::String::New(env, guard(env, [&] { return session(env).memoryMap(); }));
   }
 
   Napi::Value setBreakpoint(const Napi::CallbackInfo& info) {

@@ -1,12 +1,17 @@
 #include "replay/debug_session.h"
 
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 
 #include <algorithm>
+#include <cinttypes>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/kick.h"
+#include "core/memory_map.h"
 #include "core/remote_syscalls.h"
 #include "core/syscall_table.h"
 #include "core/x86_instruction.h"
@@ -132,6 +137,44 @@ const ProgramImage& DebugSession::program() const {
   const ProgramImage* p = replay_.program(pid_);
   if (!p) fail(ErrorCode::System, "the debugged process has no program");
   return *p;
+}
+
+std::string DebugSession::memoryMap() const {
+  std::vector<uint32_t> tids = threads();
+  if (tids.empty())
+    fail(ErrorCode::Unsupported, "the debugged process has no thread at this moment");
+  std::vector<MapsEntry> live = readMemoryMap(replay_.tasks().at(tids[0]).task->tid());
+  const CodeTracking& code = coverage_.tracking();
+  std::vector<MapsEntry> out;
+  for (MapsEntry& e : live) {
+    if (code.on) {
+      for (const CodeRange& r : code.ranges) {
+        if (e.start >= r.start && e.end <= r.end) e.prot = r.prot;
+      }
+    }
+    // Pieces that coverage split off one mapping are one again.
+    MapsEntry* last = out.empty() ? nullptr : &out.back();
+    if (last && last->end == e.start && last->prot == e.prot && last->shared == e.shared &&
+        last->name == e.name && last->inode == e.inode && last->dev == e.dev &&
+        (e.inode == 0 || last->offset + (last->end - last->start) == e.offset)) {
+      last->end = e.end;
+      continue;
+    }
+    out.push_back(std::move(e));
+  }
+  std::string text;
+  char line[160];
+  for (const MapsEntry& e : out) {
+    snprintf(line, sizeof line,
+             "%08" PRIx64 "-%08" PRIx64 " %c%c%c%c %08" PRIx64 " %02x:%02x %" PRIu64, e.start,
+             e.end, e.prot & PROT_READ ? 'r' : '-', e.prot & PROT_WRITE ? 'w' : '-',
+             e.prot & PROT_EXEC ? 'x' : '-', e.shared ? 's' : 'p', e.offset, major(e.dev),
+             minor(e.dev), e.inode);
+    text += line;
+    if (!e.name.empty()) text += std::string(std::max<size_t>(1, 73 - strlen(line)), ' ') + e.name;
+    text += '\n';
+  }
+  return text;
 }
 
 void DebugSession::setBreakpoint(uint64_t addr) {

@@ -78,6 +78,9 @@ class DebugSession {
   Regs registers(uint32_t tid, user_fpregs_struct* fp);
   std::vector<uint8_t> readMemory(uint64_t addr, size_t len);
   const ProgramImage& program() const;
+  // The debuggee's mappings as /proc/PID/maps shows them, with the protections the program
+  // gave its code (which going back's code coverage takes away for a while).
+  std::string memoryMap() const;
 
   void setBreakpoint(uint64_t addr);
   void removeBreakpoint(uint64_t addr);
