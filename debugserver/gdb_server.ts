@@ -6,6 +6,7 @@ import { engineErrorCode } from '../native/index.js';
 import { escapeBinary, escapeBinaryPrefix, fromHex, MAX_PACKET, parseHex, parseHexNumber, toHex } from './packet.js';
 import { allRegisterBytes, registerBytes, REGISTERS, TARGET_XML } from './target_description.js';
 import { FileIoError, FILEIO, type TraceFiles } from './trace_files.js';
+import { UserError } from '../trace/user_error.js';
 
 export interface Response {
   /** Payloads to send, in order (console output first, then the reply). */
@@ -140,7 +141,15 @@ export interface GdbServerOptions {
   log: (line: string) => void;
   /** A stop reported the interrupt (gdb's Ctrl-C): it is taken, and its word may be cleared. */
   interruptTaken: () => void;
+  /** The program's output since last asked, to show on gdb's console; absent: it goes elsewhere. */
+  programOutput?: () => Buffer;
 }
+
+/** Where a session starts: event N (rewind dump's numbering), or the end of the recording. */
+export type StartAt = { event: number } | 'end';
+
+/** Offset of rip in the kernel's user_regs_struct. */
+const RIP_OFFSET = 16 * 8;
 
 export class GdbServer {
   private readonly pid: number;
@@ -460,10 +469,45 @@ export class GdbServer {
       // gdb takes an E stop reply as a stop and prints it; the console line says what happened.
       const msg = errorText(err);
       this.options.log(`resume: ${msg}`);
-      return { packets: [consoleOutput(`rewind: ${msg}\n`), errorReply(msg)] };
+      return { packets: [...this.programOutput(), consoleOutput(`rewind: ${msg}\n`), errorReply(msg)] };
     }
     this.stopped(stop);
-    return { packets: [this.stopReply(stop)] };
+    return { packets: [...this.programOutput(), this.stopReply(stop)] };
+  }
+
+  /** What the program wrote while replay ran, as console output packets (gdb shows them). */
+  private programOutput(): string[] {
+    const out = this.options.programOutput?.();
+    if (!out || out.length === 0) return [];
+    const packets: string[] = [];
+    const chunk = Math.floor((MAX_PACKET - 8) / 2);
+    for (let i = 0; i < out.length; i += chunk) packets.push(`O${out.subarray(i, i + chunk).toString('hex')}`);
+    return packets;
+  }
+
+  /**
+   * Moves the session before any debugger connects: to the first moment at or after event N, or
+   * to the end. A recording that ends in a fatal signal ends where it arrived: there the stop
+   * shown is the signal's, as natively.
+   */
+  startAt(at: StartAt): void {
+    if (at !== 'end') {
+      const { events } = this.session.when();
+      if (!Number.isSafeInteger(at.event) || at.event < 0 || at.event >= events) {
+        throw new UserError(`--event ${at.event}: the recording has events 0 to ${events - 1} (see rewind dump)`);
+      }
+      this.stopped(this.session.seek(at.event));
+      return;
+    }
+    let before: DebugStop | undefined;
+    let stop = this.session.resume({ reverse: false, step: false });
+    while (stop.reason !== 'end' && stop.reason !== 'interrupted') {
+      before = stop;
+      stop = this.session.resume({ reverse: false, step: false });
+    }
+    const rip = (s: DebugStop): bigint => this.session.registers(s.thread).general.readBigUInt64LE(RIP_OFFSET);
+    if (before?.reason === 'signal' && before.thread === stop.thread && rip(before) === rip(stop)) stop = before;
+    this.stopped(stop);
   }
 
   /**
@@ -574,7 +618,7 @@ export class GdbServer {
         }
         this.stopped(stop);
         const w = this.session.when();
-        return say(`now at event ${w.event} of ${w.events}; run "maint flush register-cache" to show the new position\n`);
+        return { packets: [...this.programOutput(), consoleOutput(`now at event ${w.event} of ${w.events}; run "maint flush register-cache" to show the new position\n`), 'OK'] };
       }
       default:
         return say(`rewind: unknown monitor command "${command}"\n${MONITOR_HELP}`);

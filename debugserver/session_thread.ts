@@ -4,13 +4,17 @@
 import { Worker } from 'node:worker_threads';
 import type { ReplayTraceOptions } from '../trace/replay.js';
 import { UserError } from '../trace/user_error.js';
-import type { Response } from './gdb_server.js';
+import type { Response, StartAt } from './gdb_server.js';
 
 /** What the session thread starts from. */
 export interface SessionStart {
   dir: string;
-  /** Where the program's recorded stdout is shown (its stderr always goes to ours). */
-  programStdout: number;
+  /**
+   * Where the program's recorded stdout is shown (its stderr then goes to ours), or 'console':
+   * both go to the debugger, as console output with the reply of the command that ran them.
+   */
+  programStdout: number | 'console';
+  at?: StartAt;
   /** One Int32: non-zero asks a running resume to stop. */
   interrupt: SharedArrayBuffer;
   nameById?: boolean;
@@ -51,9 +55,9 @@ export class SessionThread {
   }
 
   /** Starts the session; a trace that cannot be debugged is a UserError. */
-  static start(dir: string, programStdout: number, opts: ReplayTraceOptions = {}): Promise<SessionThread> {
+  static start(dir: string, programStdout: number | 'console', opts: ReplayTraceOptions & { at?: StartAt } = {}): Promise<SessionThread> {
     const interrupt = new SharedArrayBuffer(4);
-    const start: SessionStart = { dir, programStdout, interrupt, nameById: opts.nameById };
+    const start: SessionStart = { dir, programStdout, interrupt, nameById: opts.nameById, at: opts.at };
     const worker = new Worker(new URL('./session_worker.js', import.meta.url), { workerData: start });
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(new UserError(`cannot start a debug session on ${dir}: ${err.message}`));

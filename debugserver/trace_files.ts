@@ -1,9 +1,11 @@
 // The files gdb opens on the target (vFile): only those the recorded program mapped, served out
 // of the trace's blobs by the path the manifest records, so gdb (sysroot `target:`) never reads
 // the debugging machine's own copies, which may differ from the recorded ones.
+import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { basename, join, posix } from 'node:path';
 import type { ManifestBlob } from '../trace/manifest.js';
+import { UserError } from '../trace/user_error.js';
 
 // gdb's File-I/O errno values (the remote protocol's, not the host's).
 export const FILEIO = { ENOENT: 2, EBADF: 9, EACCES: 13, EINVAL: 22, EMFILE: 24, EROFS: 30 } as const;
@@ -15,6 +17,38 @@ export class FileIoError extends Error {
 }
 
 const MAX_OPEN = 64;
+
+/**
+ * Checks that every blob of the trace is there with the bytes the manifest names, before a
+ * debugger is let in: a damaged file would otherwise show as a replay that stops somewhere
+ * inside the dynamic loader, or as wrong symbols. Exit status 125, as for a divergence.
+ */
+export function checkBlobs(traceDir: string, blobs: readonly ManifestBlob[]): void {
+  const seen = new Set<string>();
+  const buf = Buffer.alloc(1 << 20);
+  for (const b of blobs) {
+    if (seen.has(b.sha256)) continue;
+    seen.add(b.sha256);
+    const what = `blob ${b.sha256}${b.path ? ` (${b.path})` : ` (${b.role})`}`;
+    let fd: number;
+    try {
+      fd = openSync(join(traceDir, 'blobs', b.sha256), constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch {
+      throw new UserError(`trace ${traceDir} is damaged: ${what} is missing`, 125);
+    }
+    const hash = createHash('sha256');
+    let size = 0;
+    try {
+      for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; size += n) hash.update(buf.subarray(0, n));
+    } finally {
+      closeSync(fd);
+    }
+    const actual = hash.digest('hex');
+    if (size !== b.size || actual !== b.sha256) {
+      throw new UserError(`trace ${traceDir} is damaged: ${what} is ${size} bytes hashing to ${actual}; the manifest says ${b.size} bytes`, 125);
+    }
+  }
+}
 
 export class TraceFiles {
   /** Recorded path → blob sha256. */

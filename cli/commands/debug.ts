@@ -8,6 +8,7 @@ import { resolveTraceDir } from '../../trace/trace_dir.js';
 import { UserError } from '../../trace/user_error.js';
 import type { Serving } from '../../debugserver/serve.js';
 import type { GdbSetup } from '../../debugserver/gdb_setup.js';
+import type { StartAt } from '../../debugserver/gdb_server.js';
 
 interface DebugFlags extends ClientFlags {
   port?: string;
@@ -16,6 +17,17 @@ interface DebugFlags extends ClientFlags {
   json?: boolean;
   gdb?: string;
   logLevel?: string;
+  atEnd?: boolean;
+  event?: string;
+}
+
+/** Where --at-end or --event N start the session; undefined: at the program's first instruction. */
+function startAt(flags: DebugFlags): StartAt | undefined {
+  if (flags.atEnd && flags.event !== undefined) throw new UserError('--at-end and --event: one place to start at');
+  if (flags.atEnd) return 'end';
+  if (flags.event === undefined) return undefined;
+  if (!/^\d+$/.test(flags.event) || !Number.isSafeInteger(Number(flags.event))) throw new UserError(`--event ${flags.event}: not an event number (see rewind dump)`);
+  return { event: Number(flags.event) };
 }
 
 function parsePort(text: string | undefined): number {
@@ -69,15 +81,16 @@ async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: s
   const dir = resolveTraceDir(trace);
   // Loaded only here: remote debugging must not need the engine.
   const { closeOnSignal, debugOverStdio, listenTcp, serveOptions } = await import('../../debugserver/serve.js');
+  const at = startAt(flags);
   if (flags.stdio) {
-    await debugOverStdio(dir);
+    await debugOverStdio(dir, { at });
     return;
   }
   const { SessionThread } = await import('../../debugserver/session_thread.js');
   const { prepareGdbSetup } = await import('../../debugserver/gdb_setup.js');
   // With gdb in the terminal the program's output goes where it went when recorded; otherwise
-  // stdout is the connection details' (--no-launch --json).
-  const gdb = await SessionThread.start(dir, flags.launch ? 1 : 2);
+  // to the debugger's console, wherever that is (stdout is the connection details').
+  const gdb = await SessionThread.start(dir, flags.launch ? 1 : 'console', { at });
   let serving: Serving;
   try {
     serving = await listenTcp(gdb, parsePort(flags.port), serveOptions());
@@ -106,6 +119,7 @@ async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: s
 
 async function debugRemote(traceId: string, flags: DebugFlags, extra: string[]): Promise<void> {
   if (flags.stdio) throw new UserError('--stdio serves a local trace directory; a trace on the server is debugged through its port');
+  if (startAt(flags) !== undefined) throw new UserError('--at-end and --event start a local trace there; on a trace on the server, `monitor seek N` goes to event N');
   // Loaded only here: local debugging must not need the gRPC client.
   const { openRemoteDebugBridge } = await import('../../remote/debug_bridge.js');
   const bridge = await openRemoteDebugBridge(traceId, flags, parsePort(flags.port));
@@ -160,6 +174,9 @@ libraries out of the trace (vFile), never from this machine.
                                          use -iex for settings that must come first)
   rewind debug ID                        a trace on the server: the session runs there, and
                                          a local port is bridged to it
+  rewind debug DIR --at-end              start at the end: at the crash, for a recording that crashed
+  rewind debug DIR --event N             start at event N (numbered as rewind dump and divergence
+                                         messages number them)
   rewind debug DIR --no-launch           print the port and the commands to connect, and wait:
       gdb -q -ex 'target extended-remote 127.0.0.1:PORT'
       lldb -o 'gdb-remote 127.0.0.1:PORT'
@@ -190,6 +207,8 @@ export function registerDebug(program: Command): void {
     .option('--no-launch', 'do not start gdb: print the port and the gdb and lldb commands, and wait')
     .option('--stdio', 'speak the remote protocol on stdin/stdout (for `target remote | rewind debug DIR --stdio`)')
     .option('--json', 'with --no-launch: print the port and commands as one JSON line')
+    .option('--at-end', 'start at the end of the recording: its last instruction, or the fatal signal it ended with')
+    .option('--event <n>', 'start at event N (the numbering of rewind dump and of divergence messages)')
     .option('--gdb <path>', 'the gdb to launch (default: gdb)')
     .option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace or silent (env REWIND_LOG; default info)')
     .addHelpText('after', HELP)

@@ -242,12 +242,26 @@ export class RawClient {
     }
   }
 
-  /** Sends a packet and returns its reply (no-ack mode: no '+' to skip). */
+  /** Console output (O packets) that came before the stop replies of resumes, decoded. */
+  console = '';
+
+  /**
+   * Sends a packet and returns its reply (no-ack mode: no '+' to skip). A resume's reply is its
+   * stop reply: the console output before it (the program's output) goes to `console`, as gdb
+   * shows it.
+   */
   async ask(payload: string): Promise<string> {
     this.send(payload);
-    let r = await this.next();
-    while (r === '+') r = await this.next();
-    return r;
+    const resume = /^([csCS]|vCont;|b[cs]$)/.test(payload);
+    for (;;) {
+      const r = await this.next();
+      if (r === '+') continue;
+      if (resume && /^O([0-9a-f]{2})+$/.test(r)) {
+        this.console += Buffer.from(r.slice(1), 'hex').toString('utf8');
+        continue;
+      }
+      return r;
+    }
   }
 
   close(): void {
