@@ -29,6 +29,7 @@ const SUPPORTED = [
   'qXfer:threads:read+',
   'vContSupported+',
   'QPassSignals+',
+  'QCatchSyscalls+',
 ].join(';');
 
 const AT_SYSINFO_EHDR = 33n;
@@ -206,6 +207,7 @@ export class GdbServer {
     this.generalThread = undefined;
     this.continueThread = undefined;
     this.passSignals = new Set();
+    this.tryEngine(() => this.session.catchSyscalls(null));
     // The next client attaches to a plain stop here, even if this one's resume was interrupted.
     this.lastStop = { reason: 'step', thread: this.current };
   }
@@ -295,6 +297,8 @@ export class GdbServer {
       why = `${WATCH_REPLY[watch.kind]}:${watch.address.toString(16)};`;
     } else if (stop.reason === 'begin' || stop.reason === 'end') {
       why = `replaylog:${stop.reason};`;
+    } else if (stop.reason === 'syscall-entry' || stop.reason === 'syscall-return') {
+      why = `${stop.reason === 'syscall-entry' ? 'syscall_entry' : 'syscall_return'}:${(stop.syscall ?? 0).toString(16)};`;
     }
     return `T05${why}thread:${this.threadId(stop.thread)};`;
   }
@@ -528,6 +532,7 @@ export class GdbServer {
     if (text.startsWith('qSupported')) return one(SUPPORTED);
     if (text === 'QStartNoAckMode') return one('OK');
     if (text.startsWith('QPassSignals:')) return one(this.setPassSignals(text.slice('QPassSignals:'.length)));
+    if (text.startsWith('QCatchSyscalls:')) return one(this.setCatchSyscalls(text.slice('QCatchSyscalls:'.length)));
     if (text.startsWith('qAttached')) return one('1');
     if (text === 'qC') return one(`QC${this.threadId(this.current)}`);
     if (text === 'qfThreadInfo') return one(`m${this.session.threads().map((t) => this.threadId(t)).join(',')}`);
@@ -543,6 +548,19 @@ export class GdbServer {
     const signals = list.split(';').filter((s) => s !== '').map((s) => parseHexNumber(s));
     if (signals.some((n) => n === null)) return 'E01';
     this.passSignals = new Set(signals as number[]);
+    return 'OK';
+  }
+
+  /** gdb's `catch syscall`: `0` (none), `1` (all), or `1;NR;NR...` (hex). */
+  private setCatchSyscalls(arg: string): string {
+    const [on, ...numbers] = arg.split(';');
+    if (on === '0' && numbers.length === 0) {
+      this.session.catchSyscalls(null);
+      return 'OK';
+    }
+    const nrs = numbers.map((n) => parseHexNumber(n));
+    if (on !== '1' || nrs.some((n) => n === null)) return 'E01';
+    this.session.catchSyscalls(nrs as number[]);
     return 'OK';
   }
 

@@ -206,6 +206,7 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
                         InstanceMethod<&DebugSessionObject::removeBreakpoint>("removeBreakpoint"),
                         InstanceMethod<&DebugSessionObject::setWatchpoint>("setWatchpoint"),
                         InstanceMethod<&DebugSessionObject::removeWatchpoint>("removeWatchpoint"),
+                        InstanceMethod<&DebugSessionObject::catchSyscalls>("catchSyscalls"),
                         InstanceMethod<&DebugSessionObject::resume>("resume"),
                         InstanceMethod<&DebugSessionObject::when>("when"),
                         InstanceMethod<&DebugSessionObject::seek>("seek"),
@@ -247,8 +248,9 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
   }
 
   Napi::Value stop(Napi::Env env, const rwd::DebugStop& s) {
-    static const char* reasons[] = {"breakpoint", "watchpoint",  "step",  "begin",
-                                    "end",        "interrupted", "signal"};
+    static const char* reasons[] = {"breakpoint", "watchpoint",    "step",
+                                    "begin",      "end",           "interrupted",
+                                    "signal",     "syscall-entry", "syscall-return"};
     Napi::Object o = Napi::Object::New(env);
     o.Set("reason", reasons[s.reason]);
     o.Set("thread", s.tid);
@@ -259,6 +261,9 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
       o.Set("watch", w);
     }
     if (s.reason == rwd::DebugStop::Signal) o.Set("signal", s.signal);
+    if (s.reason == rwd::DebugStop::SyscallEntry || s.reason == rwd::DebugStop::SyscallReturn) {
+      o.Set("syscall", double(s.syscall));
+    }
     return o;
   }
 
@@ -339,6 +344,21 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
     Napi::Env env = info.Env();
     rwd::Watch w = watch(info);
     guard(env, [&] { session(env).removeWatchpoint(w); });
+    return env.Undefined();
+  }
+
+  // catchSyscalls(null): off; catchSyscalls([]): all; catchSyscalls([nr...]): those.
+  Napi::Value catchSyscalls(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::set<long> nrs;
+    bool on = info[0].IsArray();
+    if (on) {
+      Napi::Array a = info[0].As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) {
+        nrs.insert(long(a.Get(i).As<Napi::Number>().Int64Value()));
+      }
+    }
+    guard(env, [&] { session(env).catchSyscalls(on, on && nrs.empty(), nrs); });
     return env.Undefined();
   }
 

@@ -206,6 +206,27 @@ void DebugSession::removeWatchpoint(const Watch& w) {
   if (it != breaks_.watches.end()) breaks_.watches.erase(it);
 }
 
+void DebugSession::catchSyscalls(bool on, bool all, const std::set<long>& nrs) {
+  catchOn_ = on;
+  catchAll_ = all;
+  catchNrs_ = nrs;
+}
+
+bool DebugSession::catches(long nr) const { return catchOn_ && (catchAll_ || catchNrs_.count(nr)); }
+
+// The syscall that thread `tid` returns from as its segment now_ begins: its previous segment
+// ended in one. -1: none.
+long DebugSession::returnedFrom(uint32_t tid) const {
+  auto it = segments_.find(now_.segment);
+  while (it != segments_.begin()) {
+    --it;
+    if (it->second.tid == tid) {
+      return it->second.end == SegmentEnd::Syscall ? it->second.syscall : -1;
+    }
+  }
+  return -1;
+}
+
 HistoryStats DebugSession::stats() const {
   HistoryStats s = stats_;
   s.checkpoints = checkpoints_.size();
@@ -276,6 +297,12 @@ DebugStop DebugSession::continueForward(uint32_t config) {
     ReplayTask& t = *replay_.active();
     if (a == Arrival::Arrived) {
       if (t.deliverSig) return signalHere(t);
+      long returned = catchOn_ ? returnedFrom(t.recordedTid) : -1;
+      if (returned >= 0 && catches(returned)) {
+        DebugStop stop = stopHere(DebugStop::SyscallReturn, nullptr, config);
+        stop.syscall = returned;
+        return stop;
+      }
       if (const Watch* w = writtenBySyscall(configs_[config])) {
         return DebugStop{DebugStop::Watchpoint, now_.tid, *w};
       }
@@ -290,6 +317,12 @@ DebugStop DebugSession::continueForward(uint32_t config) {
     }
     if (trap) return stopHere(DebugStop::Breakpoint, &*trap, config);
     if (isFinal(t)) return reachedEnd();
+    const Segment& ended = segments_[now_.segment];
+    if (ended.end == SegmentEnd::Syscall && catches(ended.syscall)) {
+      DebugStop stop{DebugStop::SyscallEntry, now_.tid, {}};
+      stop.syscall = ended.syscall;
+      return stop;
+    }
   }
 }
 
@@ -392,6 +425,9 @@ std::optional<Trap> DebugSession::runDebuggee(const Breakpoints* breaks, uint32_
                    : t.pending && t.pending->kind == Stop::SyscallStop ? SegmentEnd::Syscall
                                                                        : SegmentEnd::Signal;
   segments_[now_.segment].end = end;
+  if (end == SegmentEnd::Syscall) {
+    segments_[now_.segment].syscall = syscallNumber(t.task->regs().orig_rax);
+  }
   return std::nullopt;
 }
 

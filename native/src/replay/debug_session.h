@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -61,10 +62,23 @@ struct HistoryStats {
 struct DebugStop {
   // Signal: the thread received a recorded signal, not delivered yet (a crash, or one a handler
   // takes); the next resume delivers it.
-  enum Reason { Breakpoint, Watchpoint, Step, Begin, End, Interrupted, Signal } reason;
+  // SyscallEntry: at a syscall's instruction, not run yet; SyscallReturn: right after it returned
+  // (a catchpoint's stops, forwards only).
+  enum Reason {
+    Breakpoint,
+    Watchpoint,
+    Step,
+    Begin,
+    End,
+    Interrupted,
+    Signal,
+    SyscallEntry,
+    SyscallReturn
+  } reason;
   uint32_t tid = 0;
-  Watch watch{};   // Watchpoint: the one that fired
-  int signal = 0;  // Signal: its number
+  Watch watch{};      // Watchpoint: the one that fired
+  int signal = 0;     // Signal: its number
+  long syscall = -1;  // SyscallEntry, SyscallReturn: its number
 };
 
 class DebugSession {
@@ -86,6 +100,9 @@ class DebugSession {
   void removeBreakpoint(uint64_t addr);
   void setWatchpoint(const Watch& w);
   void removeWatchpoint(const Watch& w);
+  // Continuing forwards stops at the entry and return of these syscalls (all of them when
+  // `all`); off: none.
+  void catchSyscalls(bool on, bool all, const std::set<long>& nrs);
 
   // tid 0: the current thread.
   DebugStop resume(bool reverse, bool step, uint32_t tid);
@@ -104,7 +121,8 @@ class DebugSession {
   struct Segment {
     uint32_t tid;
     SegmentEnd end = SegmentEnd::Unknown;
-    int signal = 0;  // delivered as it starts
+    int signal = 0;     // delivered as it starts
+    long syscall = -1;  // SegmentEnd::Syscall: its number
   };
   struct Checkpoint {
     Moment at;
@@ -157,6 +175,8 @@ class DebugSession {
   bool interrupted() const { return interrupt_ && __atomic_load_n(interrupt_, __ATOMIC_RELAXED); }
   uint64_t rip(const ReplayTask& t) const;
   const Watch* writtenBySyscall(const Breakpoints& set) const;
+  bool catches(long nr) const;
+  long returnedFrom(uint32_t tid) const;
 
   ReplaySession replay_;
   uint32_t pid_ = 0;
@@ -172,6 +192,8 @@ class DebugSession {
   std::deque<PreemptEvent> positions_;  // of Position actions; a deque: references stay valid
   uint64_t events_ = 0;
   Breakpoints breaks_;
+  bool catchOn_ = false, catchAll_ = false;
+  std::set<long> catchNrs_;
   std::deque<Breakpoints> configs_;  // a deque: references stay valid as it grows
   Moment now_;
   bool atEnd_ = false;
