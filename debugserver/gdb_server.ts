@@ -49,6 +49,9 @@ const WATCH_KINDS: Record<string, WatchKind> = { '2': 'write', '3': 'read', '4':
 const WATCH_REPLY: Record<Exclude<WatchKind, 'execute'>, string> = { write: 'watch', read: 'rwatch', access: 'awatch' };
 const MAX_WATCH_PIECES = 4;
 
+/** The target, as lldb's qHostInfo and qProcessInfo describe it (cputype 0x1000007: x86_64). */
+const LLDB_ARCH = `cputype:16777223;cpusubtype:3;triple:${toHex('x86_64-pc-linux-gnu')};ostype:linux;vendor:pc;endian:little;ptrsize:8;`;
+
 interface Watch {
   kind: WatchKind;
   address: bigint;
@@ -260,8 +263,9 @@ export class GdbServer {
         if (text === 'bc' || text === 'bs') return this.resume(true, text === 'bs', this.specific(this.continueThread));
         return one('');
       case 'k':
+        // gdb expects no reply (it uses vKill anyway), lldb the process's end.
         this.close();
-        return { packets: [], end: true };
+        return { packets: [`X09;process:${this.pid.toString(16)}`], end: true };
       case 'D':
         this.close();
         return { packets: ['OK'], end: true };
@@ -538,6 +542,10 @@ export class GdbServer {
     if (text === 'qfThreadInfo') return one(`m${this.session.threads().map((t) => this.threadId(t)).join(',')}`);
     if (text === 'qsThreadInfo') return one('l');
     if (text.startsWith('qSymbol')) return one('OK');
+    // lldb's: what it cannot learn from the executable's headers, and how many watchpoints.
+    if (text === 'qHostInfo') return one(`${LLDB_ARCH}hostname:${toHex('rewind')};`);
+    if (text === 'qProcessInfo') return one(`pid:${this.pid.toString(16)};${LLDB_ARCH}`);
+    if (text === 'qWatchpointSupportInfo' || text === 'qWatchpointSupportInfo:') return one(`num:${MAX_WATCH_PIECES.toString(16)};`);
     if (text.startsWith('qXfer:')) return one(this.xfer(text));
     if (text.startsWith('qRcmd,')) return this.monitor(text.slice('qRcmd,'.length));
     return one('');

@@ -11,6 +11,8 @@ import { readManifest } from '../trace/manifest.js';
 export interface GdbSetup {
   /** gdb's arguments, to come before anything that connects. */
   args: string[];
+  /** lldb's commands before it connects: the recorded executable, and where its libraries are. */
+  lldb: string[];
   /** Removes what was made for gdb; idempotent. */
   remove(): void;
 }
@@ -56,6 +58,18 @@ function aliases(name: string): string[] {
 }
 
 /**
+ * Where else a program finds a file the kernel found at `path`, on a system with /usr merged:
+ * /usr/lib/... as /lib/..., and the dynamic loader as /lib64/... (its PT_INTERP). lldb looks for
+ * libraries by the names the program's link map holds.
+ */
+function pathAliases(path: string): string[] {
+  const out = [path];
+  if (path.startsWith('/usr/lib/')) out.push(path.slice('/usr'.length));
+  if (/^\/(usr\/)?lib\/[^/]+\/ld-linux[^/]*\.so\.\d+$/.test(path)) out.push(`/lib64/${basename(path)}`);
+  return out;
+}
+
+/**
  * A blob at `at`: a hard link where the file system allows, a copy (a clone where it can) where
  * not. Not a symlink: gdb names a file by its real path, which would be the blob's.
  */
@@ -80,12 +94,15 @@ export function prepareGdbSetup(traceDir: string): GdbSetup {
   mkdirSync(byName, { recursive: true });
   const blobs = resolve(traceDir, 'blobs');
   const names = new Map<string, string | null>(); // file name → sha, null when two files share it
-  for (const b of readManifest(traceDir).blobs) {
+  const manifest = readManifest(traceDir);
+  for (const b of manifest.blobs) {
     const path = b.role === 'file' && b.path ? safePath(b.path) : undefined;
     if (!path || !/^[0-9a-f]{64}$/.test(b.sha256)) continue;
-    const at = join(sysroot, path);
-    mkdirSync(join(at, '..'), { recursive: true });
-    place(join(blobs, b.sha256), at);
+    for (const alias of pathAliases(path)) {
+      const at = join(sysroot, alias);
+      mkdirSync(join(at, '..'), { recursive: true });
+      place(join(blobs, b.sha256), at);
+    }
     for (const name of aliases(basename(path))) {
       const seen = names.get(name);
       names.set(name, seen === undefined || seen === b.sha256 ? b.sha256 : null);
@@ -97,6 +114,7 @@ export function prepareGdbSetup(traceDir: string): GdbSetup {
   let removed = false;
   return {
     args: ['-iex', `set sysroot ${sysroot}`, '-iex', `set solib-search-path ${byName}`, '-ix', script],
+    lldb: safePath(manifest.exe) && existsSync(join(sysroot, manifest.exe)) ? ['target create "' + join(sysroot, manifest.exe) + '"', `target modules search-paths add / ${sysroot}/`] : [],
     remove: () => {
       if (removed) return;
       removed = true;
@@ -110,5 +128,5 @@ export function remoteGdbSetup(): GdbSetup {
   const dir = mkdtempSync(join(tmpdir(), 'rewind-gdb-'));
   const script = join(dir, 'rewind.py');
   writeFileSync(script, NO_RECORD_PY);
-  return { args: ['-ix', script], remove: () => rmSync(dir, { recursive: true, force: true }) };
+  return { args: ['-ix', script], lldb: [], remove: () => rmSync(dir, { recursive: true, force: true }) };
 }

@@ -48,7 +48,7 @@ function shellQuote(args: string[]): string {
 /** Prints where to connect (human text, or one JSON line) on stdout. */
 function announce(port: number, what: string, flags: DebugFlags, setup: GdbSetup, extra: string[]): void {
   const gdb = gdbCommand(flags.gdb ?? 'gdb', port, setup, extra);
-  const lldb = ['lldb', '-o', `gdb-remote 127.0.0.1:${port}`];
+  const lldb = ['lldb', ...setup.lldb.flatMap((c) => ['-o', c]), '-o', `gdb-remote 127.0.0.1:${port}`];
   const text = flags.json
     ? `${JSON.stringify({ port, trace: what, gdb, lldb })}\n`
     : `rewind: debugging ${what} on 127.0.0.1:${port}\n` +

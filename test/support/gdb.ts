@@ -30,6 +30,8 @@ export function lineContaining(fixture: string, text: string): number {
 
 export interface DebugServer {
   port: number;
+  /** The lldb command line the server printed (--json). */
+  lldb: string[];
   child: ChildProcess;
   stderr(): string;
   /** Resolves with the exit status (or 128+signal) once the server exits. */
@@ -42,14 +44,15 @@ export interface DebugServer {
 }
 
 /** Starts `rewind debug DIR --no-launch --json` and waits for it to print its port. */
-export async function startServer(traceDir: string, extra: string[] = []): Promise<DebugServer> {
-  const server = start(process.execPath, [CLI, 'debug', traceDir, '--no-launch', '--json', ...extra], { timeoutMs: 600_000 });
+export async function startServer(traceDir: string, extra: string[] = [], env: Record<string, string> = {}): Promise<DebugServer> {
+  const server = start(process.execPath, [CLI, 'debug', traceDir, '--no-launch', '--json', ...extra], { timeoutMs: 600_000, env: testEnv(env) });
   const exited = server.done.then((r) => r.status);
   await server.waitFor('\n', 'stdout', 30_000);
-  const info = JSON.parse(server.stdout().split('\n')[0]!) as { port: number };
+  const info = JSON.parse(server.stdout().split('\n')[0]!) as { port: number; lldb: string[] };
   const pid = server.child.pid!;
   return {
     port: info.port,
+    lldb: info.lldb,
     child: server.child,
     stderr: server.stderr,
     exited,
