@@ -6,6 +6,7 @@ import { engineErrorCode } from '../native/index.js';
 import { escapeBinary, escapeBinaryPrefix, fromHex, MAX_PACKET, parseHex, parseHexNumber, toHex } from './packet.js';
 import { allRegisterBytes, registerBytes, REGISTERS, TARGET_XML } from './target_description.js';
 import { FileIoError, FILEIO, type TraceFiles } from './trace_files.js';
+import type { ManifestProcess } from '../trace/manifest.js';
 import { UserError } from '../trace/user_error.js';
 
 export interface Response {
@@ -137,6 +138,7 @@ const MONITOR_HELP = `rewind monitor commands:
   monitor when      the current event number and the number of events in the recording
   monitor seek N    go to the first moment at or after event N (then: maint flush register-cache)
   monitor history   the checkpoints going back starts from, and how reverse-continue went
+  monitor processes the recorded processes: pid, parent, the programs each ran (* debugged)
   monitor help      this text
 `;
 
@@ -147,6 +149,8 @@ export interface GdbServerOptions {
   interruptTaken: () => void;
   /** The program's output since last asked, to show on gdb's console; absent: it goes elsewhere. */
   programOutput?: () => Buffer;
+  /** The recorded process tree (the manifest's), for `monitor processes`. */
+  processes?: readonly ManifestProcess[];
 }
 
 /** Where a session starts: event N (rewind dump's numbering), or the end of the recording. */
@@ -632,6 +636,8 @@ export class GdbServer {
             `between them and skipped ${h.windowsSkipped} whose code coverage showed no breakpoint could be there\n`,
         );
       }
+      case 'processes':
+        return say(this.processList());
       case 'seek': {
         const n = words[1] !== undefined && /^\d+$/.test(words[1]) ? Number(words[1]) : NaN;
         if (words.length !== 2 || !Number.isSafeInteger(n)) return say('usage: monitor seek N (an event number; see monitor when)\n');
@@ -649,6 +655,15 @@ export class GdbServer {
       default:
         return say(`rewind: unknown monitor command "${command}"\n${MONITOR_HELP}`);
     }
+  }
+
+  private processList(): string {
+    const rows = (this.options.processes ?? []).map((p) => {
+      const programs = p.execs.map((e) => [e.exe, ...e.argv.slice(1)].join(' ')).join('  then  ');
+      const mark = p.pid === this.pid ? '*' : ' ';
+      return `${mark} ${String(p.pid).padStart(7)} ${String(p.parent || '-').padStart(7)}  ${programs || '(no exec: a fork of its parent)'}`;
+    });
+    return `  ${'pid'.padStart(7)} ${'parent'.padStart(7)}  program\n${rows.join('\n')}\n`;
   }
 
   // --- v packets ---------------------------------------------------------------------------

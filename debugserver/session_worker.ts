@@ -7,14 +7,19 @@ import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { confine, engineErrorCode, stubPath, type DebugSession } from '../native/index.js';
 import { requireEngine } from '../trace/engine.js';
-import { eventsPath, readManifest } from '../trace/manifest.js';
+import { eventsPath, readManifest, type ManifestProcess } from '../trace/manifest.js';
 import { UserError } from '../trace/user_error.js';
 import { errorReply, errorText, GdbServer, type Response } from './gdb_server.js';
 import { log } from './log.js';
 import type { FromSession, SessionStart, ToSession } from './session_thread.js';
 import { checkBlobs, TraceFiles } from './trace_files.js';
 
-function startSession(dir: string, programStdout: number, programStderr: number, nameById: boolean): { session: DebugSession; files: TraceFiles } {
+function startSession(
+  dir: string,
+  programStdout: number,
+  programStderr: number,
+  nameById: boolean,
+): { session: DebugSession; files: TraceFiles; processes: ManifestProcess[] } {
   const manifest = readManifest(dir);
   const events = eventsPath(manifest, dir);
   checkBlobs(dir, manifest.blobs);
@@ -35,7 +40,7 @@ function startSession(dir: string, programStdout: number, programStderr: number,
     const code = engineErrorCode(err);
     throw new UserError(`cannot start a debug session on ${dir}: ${errorText(err)}`, code === 'EBADTRACE' || code === 'EDIVERGED' ? 125 : 1);
   }
-  return { session, files: new TraceFiles(dir, manifest.blobs) };
+  return { session, files: new TraceFiles(dir, manifest.blobs), processes: manifest.processes };
 }
 
 /**
@@ -72,9 +77,9 @@ function serve(port: NonNullable<typeof parentPort>, start: SessionStart): void 
   try {
     const output = start.programStdout === 'console' ? new ProgramOutput() : undefined;
     const fd = output?.fd ?? (start.programStdout as number);
-    const { session, files } = startSession(start.dir, fd, output?.fd ?? 2, start.nameById ?? false);
+    const { session, files, processes } = startSession(start.dir, fd, output?.fd ?? 2, start.nameById ?? false);
     session.watchInterrupt(interrupt);
-    gdb = new GdbServer(session, files, { log, interruptTaken: () => Atomics.store(interrupt, 0, 0), programOutput: output && (() => output.take()) });
+    gdb = new GdbServer(session, files, { log, interruptTaken: () => Atomics.store(interrupt, 0, 0), programOutput: output && (() => output.take()), processes });
     if (start.at) gdb.startAt(start.at);
   } catch (err) {
     send({ type: 'failed', message: errorText(err), exitCode: err instanceof UserError ? err.exitCode : 1 });
