@@ -5,6 +5,14 @@ import { cleanupTemps, compile, expectRecorded, readManifest, record, requireCli
 import { gdbBatch, startServer } from './gdb_harness.js';
 import { expectSessionEnded } from './mi_harness.js';
 
+interface Process {
+  pid: number;
+  parent: number;
+  execs: { exe: string; argv: string[] }[];
+}
+
+const processes = (traceDir: string): Process[] => readManifest(traceDir).processes as Process[];
+
 afterAll(cleanupTemps);
 beforeAll(requireCli);
 
@@ -19,7 +27,7 @@ it('lists a fork child under its parent, the parent debugged', async () => {
   const exe = compile('fork');
   const rec = await record(exe);
   expectRecorded(rec, 0);
-  const [parent, child] = readManifest(rec.traceDir).processes;
+  const [parent, child] = processes(rec.traceDir);
   expect(child, 'the recording has the child').toBeDefined();
   const { out, ctx } = await monitorProcesses(rec.traceDir);
   expect(out, ctx).toMatch(/pid +parent +program/);
@@ -31,7 +39,7 @@ it('shows the programs a process ran, in order, when it execs', async () => {
   const exe = compile('exec');
   const rec = await record(exe);
   expectRecorded(rec, 0);
-  const execs = readManifest(rec.traceDir).processes[0]!.execs;
+  const execs = processes(rec.traceDir)[0]!.execs;
   expect(execs.length).toBe(2);
   const { out, ctx } = await monitorProcesses(rec.traceDir);
   expect(out, ctx).toContain(`${exe}  then  ${execs[1]!.exe} ${execs[1]!.argv.slice(1).join(' ')}`);
