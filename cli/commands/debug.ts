@@ -166,8 +166,8 @@ async function debug(operands: string[], flags: DebugFlags): Promise<void> {
 const HELP = `
 Starts a replay of the recording that gdb drives through its remote protocol, forwards and
 backwards: break, watch (write, read, access), step, next, finish, continue, and their
-reverse-* twins; registers, memory, backtraces, threads. gdb reads the executable and its
-libraries out of the trace (vFile), never from this machine.
+reverse-* twins; catch syscall; registers, memory, backtraces, threads. gdb reads the
+executable and its libraries out of the trace, never from this machine's own copies.
 
   rewind debug                           the latest recording, in a gdb started for you
   rewind debug DIR -- -ex 'break main'   arguments after -- go to gdb (after it connects;
@@ -189,6 +189,7 @@ Monitor commands (in gdb):
   monitor when      the current event number and how many events the recording holds
   monitor seek N    jump to event N; then \`maint flush register-cache\` shows the new place
   monitor history   the checkpoints going back starts from, and how reverse-continue went
+  monitor processes the recorded processes, their parents and the programs they ran
   monitor help
 
 History cannot change: writing registers or memory, calling functions and \`jump\` are
