@@ -184,6 +184,11 @@ export class GdbServer {
     this.lastStop = { reason: 'step', thread: first };
   }
 
+  /** The number of events in the recording. */
+  get events(): number {
+    return this.session.when().events;
+  }
+
   get isClosed(): boolean {
     return this.closed;
   }

@@ -73,19 +73,20 @@ class ProgramOutput {
 function serve(port: NonNullable<typeof parentPort>, start: SessionStart): void {
   const send = (m: FromSession): void => port.postMessage(m);
   let gdb: GdbServer;
-  const interrupt = new Int32Array(start.interrupt);
+  const interrupt = new Int32Array(start.interrupt, 0, 1);
   try {
     const output = start.programStdout === 'console' ? new ProgramOutput() : undefined;
     const fd = output?.fd ?? (start.programStdout as number);
     const { session, files, processes } = startSession(start.dir, fd, output?.fd ?? 2, start.nameById ?? false);
     session.watchInterrupt(interrupt);
+    session.watchProgress(new Int32Array(start.interrupt, 4, 1));
     gdb = new GdbServer(session, files, { log, interruptTaken: () => Atomics.store(interrupt, 0, 0), programOutput: output && (() => output.take()), processes });
     if (start.at) gdb.startAt(start.at);
   } catch (err) {
     send({ type: 'failed', message: errorText(err), exitCode: err instanceof UserError ? err.exitCode : 1 });
     return;
   }
-  send({ type: 'ready' });
+  send({ type: 'ready', events: gdb.events });
   port.on('message', (m: ToSession) => {
     switch (m.type) {
       case 'packet': {

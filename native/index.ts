@@ -176,6 +176,11 @@ export interface DebugSession {
    * the window being replayed; the word is the caller's to clear.
    */
   watchInterrupt(flag: Int32Array): void;
+  /**
+   * A word where the session keeps the event it has reached (capped at 2^31-1) while it runs,
+   * for another thread (which shares the buffer) to show a long resume's progress.
+   */
+  watchProgress(word: Int32Array): void;
   /** Ends the session and its processes. Idempotent. */
   close(): void;
 }

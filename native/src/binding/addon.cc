@@ -212,6 +212,7 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
                         InstanceMethod<&DebugSessionObject::seek>("seek"),
                         InstanceMethod<&DebugSessionObject::stats>("stats"),
                         InstanceMethod<&DebugSessionObject::watchInterrupt>("watchInterrupt"),
+                        InstanceMethod<&DebugSessionObject::watchProgress>("watchProgress"),
                         InstanceMethod<&DebugSessionObject::close>("close")});
   }
 
@@ -392,6 +393,20 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
     return o;
   }
 
+  Napi::Value watchProgress(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+        info[0].As<Napi::Int32Array>().ElementLength() < 1) {
+      throwJs(env, "watchProgress takes an Int32Array of at least one element", "EUNSUPPORTED");
+    }
+    Napi::Int32Array word = info[0].As<Napi::Int32Array>();
+    // Kept referenced: the engine writes the word while a resume runs.
+    progressWord_ = Napi::Persistent(word);
+    session(env).watchProgress(word.Data());
+    return env.Undefined();
+  }
+
   Napi::Value watchInterrupt(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsTypedArray() ||
@@ -420,6 +435,7 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
 
   std::unique_ptr<rwd::DebugSession> session_;
   Napi::Reference<Napi::Int32Array> interruptFlag_;
+  Napi::Reference<Napi::Int32Array> progressWord_;
 };
 
 // dumpEvents(eventsPath, from, to) -> [{index, task, kind, text}]: events to be shown, as

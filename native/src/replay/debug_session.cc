@@ -377,6 +377,10 @@ DebugSession::Arrival DebugSession::toDebuggeeSegment() {
 
 void DebugSession::arrive(ReplayTask& t) {
   now_ = Moment{replay_.segmentKey(), t.recordedTid, {}};
+  if (progress_) {
+    __atomic_store_n(progress_, int32_t(std::min<uint64_t>(now_.segment, INT32_MAX)),
+                     __ATOMIC_RELAXED);
+  }
   segments_.emplace(now_.segment, Segment{t.recordedTid, SegmentEnd::Unknown, t.deliverSig});
   maybeCheckpoint();
   coverage_.arrived(rip(t));

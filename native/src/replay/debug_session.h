@@ -114,6 +114,9 @@ class DebugSession {
   // stops soon after, a few instructions on from where the debuggee was (the first moment that
   // can be named again); backwards, at the start of the window being replayed.
   void watchInterrupt(const int32_t* flag);
+  // A word where the session keeps the event it has reached (capped at INT32_MAX), for another
+  // thread to show progress while a long resume runs.
+  void watchProgress(int32_t* word) { progress_ = word; }
 
  private:
   enum class Arrival { Same, Arrived, End };
@@ -183,6 +186,7 @@ class DebugSession {
   CodeCoverage coverage_;
   HistoryStats stats_;
   const int32_t* interrupt_ = nullptr;
+  int32_t* progress_ = nullptr;
   // While an interruptible run is under way: the task it runs, which the watcher kicks once the
   // interrupt word is set. Under the lock, so that a kick goes only to a task that runs.
   std::mutex kickLock_;
