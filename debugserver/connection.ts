@@ -8,7 +8,15 @@ export interface PacketHandler {
   handle(payload: Buffer): Promise<Response>;
   /** gdb's Ctrl-C (0x03) while a resume runs. */
   interrupt(): void;
+  /** Where a resume under way has got to (`event N of M`). */
+  progress?(): string;
 }
+
+/** The packets that run the program: c, s, C, S, vCont with actions, bc, bs, monitor (seek). */
+const RUNS = /^([csCS]|vCont;|b[cs]$|qRcmd,)/;
+
+/** A resume that runs longer than this shows its progress on gdb's console, then as often again. */
+const PROGRESS_MS = 1000;
 
 export interface ConnectionOptions {
   /** Writes bytes to the client. */
@@ -75,7 +83,13 @@ export class RspConnection {
     // Acknowledged in turn: a packet after QStartNoAckMode is not, even if it came early.
     if (!this.noAck) this.options.write(Buffer.from('+'));
     if (this.options.trace) this.options.log(`<- ${payload.toString('latin1').slice(0, 200)}`);
-    const response = await this.server.handle(payload);
+    const progress = this.server.progress && RUNS.test(payload.toString('latin1')) ? this.showProgress(this.server.progress.bind(this.server)) : undefined;
+    let response: Response;
+    try {
+      response = await this.server.handle(payload);
+    } finally {
+      clearInterval(progress);
+    }
     if (this.ended) return;
     for (const p of response.packets) this.send(p);
     if (payload.toString('latin1') === 'QStartNoAckMode' && response.packets[0] === 'OK') this.noAck = true;
@@ -83,6 +97,19 @@ export class RspConnection {
       this.ended = true;
       this.options.onEnd();
     }
+  }
+
+  /**
+   * Console output (O packets, which gdb shows while it waits for a stop) every second of a long
+   * resume: going back far or running a long stretch, the user sees that it moves.
+   */
+  private showProgress(where: () => string): NodeJS.Timeout {
+    const started = Date.now();
+    return setInterval(() => {
+      if (this.ended) return;
+      const seconds = Math.round((Date.now() - started) / 1000);
+      this.send(`O${Buffer.from(`rewind: replaying, at ${where()} (${seconds} s; Ctrl-C stops)\n`).toString('hex')}`);
+    }, PROGRESS_MS);
   }
 
   private send(payload: string | Buffer): void {

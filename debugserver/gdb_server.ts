@@ -6,6 +6,8 @@ import { engineErrorCode } from '../native/index.js';
 import { escapeBinary, escapeBinaryPrefix, fromHex, MAX_PACKET, parseHex, parseHexNumber, toHex } from './packet.js';
 import { allRegisterBytes, registerBytes, REGISTERS, TARGET_XML } from './target_description.js';
 import { FileIoError, FILEIO, type TraceFiles } from './trace_files.js';
+import type { ManifestProcess } from '../trace/manifest.js';
+import { UserError } from '../trace/user_error.js';
 
 export interface Response {
   /** Payloads to send, in order (console output first, then the reply). */
@@ -28,7 +30,18 @@ const SUPPORTED = [
   'qXfer:threads:read+',
   'vContSupported+',
   'QPassSignals+',
+  'QCatchSyscalls+',
 ].join(';');
+
+const AT_SYSINFO_EHDR = 33n;
+
+/** The value of an entry of an auxiliary vector (pairs of 64-bit words). */
+function auxvEntry(auxv: Buffer, type: bigint): bigint | undefined {
+  for (let i = 0; i + 16 <= auxv.length; i += 16) {
+    if (auxv.readBigUInt64LE(i) === type) return auxv.readBigUInt64LE(i + 8);
+  }
+  return undefined;
+}
 
 const READ_ONLY = 'E.rewind replays a recording: registers and memory cannot be changed';
 
@@ -36,6 +49,9 @@ const READ_ONLY = 'E.rewind replays a recording: registers and memory cannot be 
 const WATCH_KINDS: Record<string, WatchKind> = { '2': 'write', '3': 'read', '4': 'access' };
 const WATCH_REPLY: Record<Exclude<WatchKind, 'execute'>, string> = { write: 'watch', read: 'rwatch', access: 'awatch' };
 const MAX_WATCH_PIECES = 4;
+
+/** The target, as lldb's qHostInfo and qProcessInfo describe it (cputype 0x1000007: x86_64). */
+const LLDB_ARCH = `cputype:16777223;cpusubtype:3;triple:${toHex('x86_64-pc-linux-gnu')};ostype:linux;vendor:pc;endian:little;ptrsize:8;`;
 
 interface Watch {
   kind: WatchKind;
@@ -122,6 +138,7 @@ const MONITOR_HELP = `rewind monitor commands:
   monitor when      the current event number and the number of events in the recording
   monitor seek N    go to the first moment at or after event N (then: maint flush register-cache)
   monitor history   the checkpoints going back starts from, and how reverse-continue went
+  monitor processes the recorded processes: pid, parent, the programs each ran (* debugged)
   monitor help      this text
 `;
 
@@ -130,7 +147,17 @@ export interface GdbServerOptions {
   log: (line: string) => void;
   /** A stop reported the interrupt (gdb's Ctrl-C): it is taken, and its word may be cleared. */
   interruptTaken: () => void;
+  /** The program's output since last asked, to show on gdb's console; absent: it goes elsewhere. */
+  programOutput?: () => Buffer;
+  /** The recorded process tree (the manifest's), for `monitor processes`. */
+  processes?: readonly ManifestProcess[];
 }
+
+/** Where a session starts: event N (rewind dump's numbering), or the end of the recording. */
+export type StartAt = { event: number } | 'end';
+
+/** Offset of rip in the kernel's user_regs_struct. */
+const RIP_OFFSET = 16 * 8;
 
 export class GdbServer {
   private readonly pid: number;
@@ -155,6 +182,11 @@ export class GdbServer {
     const first = session.threads()[0] ?? session.pid;
     this.current = first;
     this.lastStop = { reason: 'step', thread: first };
+  }
+
+  /** The number of events in the recording. */
+  get events(): number {
+    return this.session.when().events;
   }
 
   get isClosed(): boolean {
@@ -187,6 +219,7 @@ export class GdbServer {
     this.generalThread = undefined;
     this.continueThread = undefined;
     this.passSignals = new Set();
+    this.tryEngine(() => this.session.catchSyscalls(null));
     // The next client attaches to a plain stop here, even if this one's resume was interrupted.
     this.lastStop = { reason: 'step', thread: this.current };
   }
@@ -239,8 +272,9 @@ export class GdbServer {
         if (text === 'bc' || text === 'bs') return this.resume(true, text === 'bs', this.specific(this.continueThread));
         return one('');
       case 'k':
+        // gdb expects no reply (it uses vKill anyway), lldb the process's end.
         this.close();
-        return { packets: [], end: true };
+        return { packets: [`X09;process:${this.pid.toString(16)}`], end: true };
       case 'D':
         this.close();
         return { packets: ['OK'], end: true };
@@ -276,6 +310,8 @@ export class GdbServer {
       why = `${WATCH_REPLY[watch.kind]}:${watch.address.toString(16)};`;
     } else if (stop.reason === 'begin' || stop.reason === 'end') {
       why = `replaylog:${stop.reason};`;
+    } else if (stop.reason === 'syscall-entry' || stop.reason === 'syscall-return') {
+      why = `${stop.reason === 'syscall-entry' ? 'syscall_entry' : 'syscall_return'}:${(stop.syscall ?? 0).toString(16)};`;
     }
     return `T05${why}thread:${this.threadId(stop.thread)};`;
   }
@@ -450,10 +486,45 @@ export class GdbServer {
       // gdb takes an E stop reply as a stop and prints it; the console line says what happened.
       const msg = errorText(err);
       this.options.log(`resume: ${msg}`);
-      return { packets: [consoleOutput(`rewind: ${msg}\n`), errorReply(msg)] };
+      return { packets: [...this.programOutput(), consoleOutput(`rewind: ${msg}\n`), errorReply(msg)] };
     }
     this.stopped(stop);
-    return { packets: [this.stopReply(stop)] };
+    return { packets: [...this.programOutput(), this.stopReply(stop)] };
+  }
+
+  /** What the program wrote while replay ran, as console output packets (gdb shows them). */
+  private programOutput(): string[] {
+    const out = this.options.programOutput?.();
+    if (!out || out.length === 0) return [];
+    const packets: string[] = [];
+    const chunk = Math.floor((MAX_PACKET - 8) / 2);
+    for (let i = 0; i < out.length; i += chunk) packets.push(`O${out.subarray(i, i + chunk).toString('hex')}`);
+    return packets;
+  }
+
+  /**
+   * Moves the session before any debugger connects: to the first moment at or after event N, or
+   * to the end. A recording that ends in a fatal signal ends where it arrived: there the stop
+   * shown is the signal's, as natively.
+   */
+  startAt(at: StartAt): void {
+    if (at !== 'end') {
+      const { events } = this.session.when();
+      if (!Number.isSafeInteger(at.event) || at.event < 0 || at.event >= events) {
+        throw new UserError(`--event ${at.event}: the recording has events 0 to ${events - 1} (see rewind dump)`);
+      }
+      this.stopped(this.session.seek(at.event));
+      return;
+    }
+    let before: DebugStop | undefined;
+    let stop = this.session.resume({ reverse: false, step: false });
+    while (stop.reason !== 'end' && stop.reason !== 'interrupted') {
+      before = stop;
+      stop = this.session.resume({ reverse: false, step: false });
+    }
+    const rip = (s: DebugStop): bigint => this.session.registers(s.thread).general.readBigUInt64LE(RIP_OFFSET);
+    if (before?.reason === 'signal' && before.thread === stop.thread && rip(before) === rip(stop)) stop = before;
+    this.stopped(stop);
   }
 
   /**
@@ -474,11 +545,16 @@ export class GdbServer {
     if (text.startsWith('qSupported')) return one(SUPPORTED);
     if (text === 'QStartNoAckMode') return one('OK');
     if (text.startsWith('QPassSignals:')) return one(this.setPassSignals(text.slice('QPassSignals:'.length)));
+    if (text.startsWith('QCatchSyscalls:')) return one(this.setCatchSyscalls(text.slice('QCatchSyscalls:'.length)));
     if (text.startsWith('qAttached')) return one('1');
     if (text === 'qC') return one(`QC${this.threadId(this.current)}`);
     if (text === 'qfThreadInfo') return one(`m${this.session.threads().map((t) => this.threadId(t)).join(',')}`);
     if (text === 'qsThreadInfo') return one('l');
     if (text.startsWith('qSymbol')) return one('OK');
+    // lldb's: what it cannot learn from the executable's headers, and how many watchpoints.
+    if (text === 'qHostInfo') return one(`${LLDB_ARCH}hostname:${toHex('rewind')};`);
+    if (text === 'qProcessInfo') return one(`pid:${this.pid.toString(16)};${LLDB_ARCH}`);
+    if (text === 'qWatchpointSupportInfo' || text === 'qWatchpointSupportInfo:') return one(`num:${MAX_WATCH_PIECES.toString(16)};`);
     if (text.startsWith('qXfer:')) return one(this.xfer(text));
     if (text.startsWith('qRcmd,')) return this.monitor(text.slice('qRcmd,'.length));
     return one('');
@@ -489,6 +565,19 @@ export class GdbServer {
     const signals = list.split(';').filter((s) => s !== '').map((s) => parseHexNumber(s));
     if (signals.some((n) => n === null)) return 'E01';
     this.passSignals = new Set(signals as number[]);
+    return 'OK';
+  }
+
+  /** gdb's `catch syscall`: `0` (none), `1` (all), or `1;NR;NR...` (hex). */
+  private setCatchSyscalls(arg: string): string {
+    const [on, ...numbers] = arg.split(';');
+    if (on === '0' && numbers.length === 0) {
+      this.session.catchSyscalls(null);
+      return 'OK';
+    }
+    const nrs = numbers.map((n) => parseHexNumber(n));
+    if (on !== '1' || nrs.some((n) => n === null)) return 'E01';
+    this.session.catchSyscalls(nrs as number[]);
     return 'OK';
   }
 
@@ -552,6 +641,8 @@ export class GdbServer {
             `between them and skipped ${h.windowsSkipped} whose code coverage showed no breakpoint could be there\n`,
         );
       }
+      case 'processes':
+        return say(this.processList());
       case 'seek': {
         const n = words[1] !== undefined && /^\d+$/.test(words[1]) ? Number(words[1]) : NaN;
         if (words.length !== 2 || !Number.isSafeInteger(n)) return say('usage: monitor seek N (an event number; see monitor when)\n');
@@ -564,11 +655,20 @@ export class GdbServer {
         }
         this.stopped(stop);
         const w = this.session.when();
-        return say(`now at event ${w.event} of ${w.events}; run "maint flush register-cache" to show the new position\n`);
+        return { packets: [...this.programOutput(), consoleOutput(`now at event ${w.event} of ${w.events}; run "maint flush register-cache" to show the new position\n`), 'OK'] };
       }
       default:
         return say(`rewind: unknown monitor command "${command}"\n${MONITOR_HELP}`);
     }
+  }
+
+  private processList(): string {
+    const rows = (this.options.processes ?? []).map((p) => {
+      const programs = p.execs.map((e) => [e.exe, ...e.argv.slice(1)].join(' ')).join('  then  ');
+      const mark = p.pid === this.pid ? '*' : ' ';
+      return `${mark} ${String(p.pid).padStart(7)} ${String(p.parent || '-').padStart(7)}  ${programs || '(no exec: a fork of its parent)'}`;
+    });
+    return `  ${'pid'.padStart(7)} ${'parent'.padStart(7)}  program\n${rows.join('\n')}\n`;
   }
 
   // --- v packets ---------------------------------------------------------------------------
@@ -582,6 +682,23 @@ export class GdbServer {
     }
     if (text.startsWith('vFile:')) return one(this.vFile(text));
     return one('');
+  }
+
+  /**
+   * /proc/PID/maps or /proc/PID/task/TID/maps of the debuggee (gdb reads it for the vDSO's
+   * extent at every start, and for `info proc mappings`): the replay's mappings now, which are
+   * the recorded ones, under the recorded file names. Other /proc files do not exist here.
+   */
+  private procMaps(path: string): Buffer | undefined {
+    const m = /^\/proc\/(\d+)\/(?:task\/(\d+)\/)?maps$/.exec(path);
+    if (!m || Number(m[1]) !== this.pid || (m[2] !== undefined && !this.session.threads().includes(Number(m[2])))) return undefined;
+    // Replay maps the recorded vDSO as plain memory: its name comes from the auxiliary vector.
+    const vdso = auxvEntry(this.session.auxv(), AT_SYSINFO_EHDR);
+    const maps = this.files
+      .recordedMaps(this.session.memoryMap())
+      .split('\n')
+      .map((l) => (vdso !== undefined && l.startsWith(`${vdso.toString(16).padStart(8, '0')}-`) ? `${l.padEnd(73)}[vdso]` : l));
+    return Buffer.from(maps.join('\n'), 'utf8');
   }
 
   private vFile(text: string): string | Buffer {
@@ -598,6 +715,8 @@ export class GdbServer {
           const name = fromHex(args[0] ?? '');
           const flags = parseHexNumber(args[1] ?? '');
           if (!name || flags === null) return fail(FILEIO.EINVAL);
+          const maps = this.procMaps(name.toString('utf8'));
+          if (maps) return `F${this.files.openData(maps).toString(16)}`;
           return `F${this.files.openFile(name.toString('utf8'), flags).toString(16)}`;
         }
         case 'pread': {

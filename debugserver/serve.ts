@@ -5,6 +5,7 @@ import { RspConnection } from './connection.js';
 import { log } from './log.js';
 import { SessionThread } from './session_thread.js';
 import type { ReplayTraceOptions } from '../trace/replay.js';
+import type { StartAt } from './gdb_server.js';
 
 export interface Serving {
   port: number;
@@ -121,10 +122,10 @@ export function serveOptions(): ServeOptions {
 
 /**
  * A debug session of a trace directory on stdin/stdout until it ends: `rewind debug DIR --stdio`
- * and the server's debug workers. The program's recorded output goes to stderr.
+ * and the server's debug workers. The program's recorded output goes to the debugger's console.
  */
-export async function debugOverStdio(dir: string, opts: ReplayTraceOptions = {}): Promise<void> {
-  const serving = serveStdio(await SessionThread.start(dir, 2, opts), serveOptions());
+export async function debugOverStdio(dir: string, opts: ReplayTraceOptions & { at?: StartAt } = {}): Promise<void> {
+  const serving = serveStdio(await SessionThread.start(dir, 'console', opts), serveOptions());
   closeOnSignal(serving);
   await serving.done;
 }

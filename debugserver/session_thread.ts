@@ -4,21 +4,25 @@
 import { Worker } from 'node:worker_threads';
 import type { ReplayTraceOptions } from '../trace/replay.js';
 import { UserError } from '../trace/user_error.js';
-import type { Response } from './gdb_server.js';
+import type { Response, StartAt } from './gdb_server.js';
 
 /** What the session thread starts from. */
 export interface SessionStart {
   dir: string;
-  /** Where the program's recorded stdout is shown (its stderr always goes to ours). */
-  programStdout: number;
-  /** One Int32: non-zero asks a running resume to stop. */
+  /**
+   * Where the program's recorded stdout is shown (its stderr then goes to ours), or 'console':
+   * both go to the debugger, as console output with the reply of the command that ran them.
+   */
+  programStdout: number | 'console';
+  at?: StartAt;
+  /** Two Int32s: non-zero in the first asks a running resume to stop; the second is the event replay has reached. */
   interrupt: SharedArrayBuffer;
   nameById?: boolean;
 }
 
 export type ToSession = { type: 'packet'; payload: Uint8Array } | { type: 'clientGone' } | { type: 'close' };
 
-export type FromSession = { type: 'ready' } | { type: 'failed'; message: string; exitCode: number } | { type: 'reply'; response: Response };
+export type FromSession = { type: 'ready'; events: number } | { type: 'failed'; message: string; exitCode: number } | { type: 'reply'; response: Response };
 
 /** The packets that resume: c, s, C, S, vCont with actions, bc, bs. */
 const RESUME = /^([csCS]|vCont;|b[cs]$)/;
@@ -28,6 +32,7 @@ const CLOSE_WAIT_MS = 5000;
 
 export class SessionThread {
   private readonly interruptWord: Int32Array;
+  private readonly progressWord: Int32Array;
   /**
    * Who waits for a reply, oldest first: the thread answers in order. A client that went away
    * mid-resume leaves its reply to come before the next client's.
@@ -41,8 +46,10 @@ export class SessionThread {
   private constructor(
     private readonly worker: Worker,
     interrupt: SharedArrayBuffer,
+    private readonly events: number,
   ) {
-    this.interruptWord = new Int32Array(interrupt);
+    this.interruptWord = new Int32Array(interrupt, 0, 1);
+    this.progressWord = new Int32Array(interrupt, 4, 1);
     worker.on('message', (m: FromSession) => {
       if (m.type === 'reply') this.settle(m.response);
     });
@@ -51,9 +58,9 @@ export class SessionThread {
   }
 
   /** Starts the session; a trace that cannot be debugged is a UserError. */
-  static start(dir: string, programStdout: number, opts: ReplayTraceOptions = {}): Promise<SessionThread> {
-    const interrupt = new SharedArrayBuffer(4);
-    const start: SessionStart = { dir, programStdout, interrupt, nameById: opts.nameById };
+  static start(dir: string, programStdout: number | 'console', opts: ReplayTraceOptions & { at?: StartAt } = {}): Promise<SessionThread> {
+    const interrupt = new SharedArrayBuffer(8);
+    const start: SessionStart = { dir, programStdout, interrupt, nameById: opts.nameById, at: opts.at };
     const worker = new Worker(new URL('./session_worker.js', import.meta.url), { workerData: start });
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(new UserError(`cannot start a debug session on ${dir}: ${err.message}`));
@@ -61,7 +68,7 @@ export class SessionThread {
       worker.once('message', (m: FromSession) => {
         worker.off('error', onError);
         if (m.type === 'ready') {
-          resolve(new SessionThread(worker, interrupt));
+          resolve(new SessionThread(worker, interrupt, m.events));
         } else {
           void worker.terminate();
           reject(new UserError(m.type === 'failed' ? m.message : `the debug session did not start (${m.type})`, m.type === 'failed' ? m.exitCode : 1));
@@ -91,6 +98,11 @@ export class SessionThread {
   interrupt(): void {
     if (this.pending.length > 0) Atomics.store(this.interruptWord, 0, 1);
     else this.interruptLater = true;
+  }
+
+  /** Where a long resume has got to, for the debugger's console. */
+  progress(): string {
+    return `event ${Atomics.load(this.progressWord, 0)} of ${this.events}`;
   }
 
   clientGone(): void {

@@ -87,7 +87,11 @@ export type DebugStopReason =
    * The thread received a recorded signal (`signal`), not delivered yet: a crash, or a signal a
    * handler takes. The next resume delivers it, as recorded; a fatal one ends history here.
    */
-  | 'signal';
+  | 'signal'
+  /** A caught syscall (catchSyscalls): at its instruction, not run yet. */
+  | 'syscall-entry'
+  /** A caught syscall: right after it returned. */
+  | 'syscall-return';
 
 export interface DebugStop {
   reason: DebugStopReason;
@@ -97,6 +101,8 @@ export interface DebugStop {
   watch?: { kind: WatchKind; address: bigint };
   /** For 'signal': its number (Linux's numbering). */
   signal?: number;
+  /** For 'syscall-entry' and 'syscall-return': the syscall's number. */
+  syscall?: number;
 }
 
 export interface DebugRequest {
@@ -133,11 +139,21 @@ export interface DebugSession {
   auxv(): Buffer;
   /** Path of the debuggee's current program, as recorded. */
   exe(): string;
+  /**
+   * The debugged process's mappings now, in /proc/PID/maps's format, with the protections the
+   * program gave them; files are named by where replay mapped them from (the trace's blobs).
+   */
+  memoryMap(): string;
   setBreakpoint(address: bigint): void;
   removeBreakpoint(address: bigint): void;
   /** Hardware watchpoint: length 1, 2, 4 or 8, aligned to it; at most 4 at once (EUNSUPPORTED otherwise). */
   setWatchpoint(kind: WatchKind, address: bigint, length: number): void;
   removeWatchpoint(kind: WatchKind, address: bigint, length: number): void;
+  /**
+   * Continuing forwards also stops at the entry and the return of these syscalls (by number; an
+   * empty list: every syscall); null: none. Going backwards does not stop at them.
+   */
+  catchSyscalls(numbers: number[] | null): void;
   /**
    * Runs forwards or backwards until a breakpoint, a watchpoint, the end of a single step of
    * `thread` (default: the current thread), or an end of the recording.
@@ -160,6 +176,11 @@ export interface DebugSession {
    * the window being replayed; the word is the caller's to clear.
    */
   watchInterrupt(flag: Int32Array): void;
+  /**
+   * A word where the session keeps the event it has reached (capped at 2^31-1) while it runs,
+   * for another thread (which shares the buffer) to show a long resume's progress.
+   */
+  watchProgress(word: Int32Array): void;
   /** Ends the session and its processes. Idempotent. */
   close(): void;
 }

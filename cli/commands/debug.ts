@@ -7,6 +7,8 @@ import { isTraceId } from '../../trace/ids.js';
 import { resolveTraceDir } from '../../trace/trace_dir.js';
 import { UserError } from '../../trace/user_error.js';
 import type { Serving } from '../../debugserver/serve.js';
+import type { GdbSetup } from '../../debugserver/gdb_setup.js';
+import type { StartAt } from '../../debugserver/gdb_server.js';
 
 interface DebugFlags extends ClientFlags {
   port?: string;
@@ -15,6 +17,17 @@ interface DebugFlags extends ClientFlags {
   json?: boolean;
   gdb?: string;
   logLevel?: string;
+  atEnd?: boolean;
+  event?: string;
+}
+
+/** Where --at-end or --event N start the session; undefined: at the program's first instruction. */
+function startAt(flags: DebugFlags): StartAt | undefined {
+  if (flags.atEnd && flags.event !== undefined) throw new UserError('--at-end and --event: one place to start at');
+  if (flags.atEnd) return 'end';
+  if (flags.event === undefined) return undefined;
+  if (!/^\d+$/.test(flags.event) || !Number.isSafeInteger(Number(flags.event))) throw new UserError(`--event ${flags.event}: not an event number (see rewind dump)`);
+  return { event: Number(flags.event) };
 }
 
 function parsePort(text: string | undefined): number {
@@ -24,8 +37,8 @@ function parsePort(text: string | undefined): number {
   return n;
 }
 
-function gdbCommand(gdb: string, port: number, extra: string[]): string[] {
-  return [gdb, '-q', '-ex', `target extended-remote 127.0.0.1:${port}`, ...extra];
+function gdbCommand(gdb: string, port: number, setup: GdbSetup, extra: string[]): string[] {
+  return [gdb, '-q', ...setup.args, '-ex', `target extended-remote 127.0.0.1:${port}`, ...extra];
 }
 
 function shellQuote(args: string[]): string {
@@ -33,9 +46,9 @@ function shellQuote(args: string[]): string {
 }
 
 /** Prints where to connect (human text, or one JSON line) on stdout. */
-function announce(port: number, what: string, flags: DebugFlags, extra: string[]): void {
-  const gdb = gdbCommand(flags.gdb ?? 'gdb', port, extra);
-  const lldb = ['lldb', '-o', `gdb-remote 127.0.0.1:${port}`];
+function announce(port: number, what: string, flags: DebugFlags, setup: GdbSetup, extra: string[]): void {
+  const gdb = gdbCommand(flags.gdb ?? 'gdb', port, setup, extra);
+  const lldb = ['lldb', ...setup.lldb.flatMap((c) => ['-o', c]), '-o', `gdb-remote 127.0.0.1:${port}`];
   const text = flags.json
     ? `${JSON.stringify({ port, trace: what, gdb, lldb })}\n`
     : `rewind: debugging ${what} on 127.0.0.1:${port}\n` +
@@ -46,12 +59,12 @@ function announce(port: number, what: string, flags: DebugFlags, extra: string[]
 }
 
 /** Runs gdb connected to the port; resolves with its exit status. */
-function launchGdb(gdb: string, port: number, extra: string[]): Promise<number> {
+function launchGdb(gdb: string, port: number, setup: GdbSetup, extra: string[]): Promise<number> {
   // Ctrl-C in gdb's terminal reaches us too; it is gdb's to handle, not a reason to stop serving.
   const ignore = (): void => undefined;
   process.on('SIGINT', ignore);
   return new Promise((resolve, reject) => {
-    const [cmd, ...args] = gdbCommand(gdb, port, extra);
+    const [cmd, ...args] = gdbCommand(gdb, port, setup, extra);
     const child = spawn(cmd!, args, { stdio: 'inherit' });
     child.on('error', (err) => {
       process.off('SIGINT', ignore);
@@ -68,14 +81,16 @@ async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: s
   const dir = resolveTraceDir(trace);
   // Loaded only here: remote debugging must not need the engine.
   const { closeOnSignal, debugOverStdio, listenTcp, serveOptions } = await import('../../debugserver/serve.js');
+  const at = startAt(flags);
   if (flags.stdio) {
-    await debugOverStdio(dir);
+    await debugOverStdio(dir, { at });
     return;
   }
   const { SessionThread } = await import('../../debugserver/session_thread.js');
+  const { prepareGdbSetup } = await import('../../debugserver/gdb_setup.js');
   // With gdb in the terminal the program's output goes where it went when recorded; otherwise
-  // stdout is the connection details' (--no-launch --json).
-  const gdb = await SessionThread.start(dir, flags.launch ? 1 : 2);
+  // to the debugger's console, wherever that is (stdout is the connection details').
+  const gdb = await SessionThread.start(dir, flags.launch ? 1 : 'console', { at });
   let serving: Serving;
   try {
     serving = await listenTcp(gdb, parsePort(flags.port), serveOptions());
@@ -84,40 +99,48 @@ async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: s
     const e = err as NodeJS.ErrnoException;
     throw new UserError(`cannot listen on 127.0.0.1:${flags.port ?? 0}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}`);
   }
-  if (!flags.launch) {
-    announce(serving.port, dir, flags, extra);
-    closeOnSignal(serving);
-    await serving.done;
-    return;
-  }
-  let status: number;
+  const setup = prepareGdbSetup(dir);
   try {
-    status = await launchGdb(flags.gdb ?? 'gdb', serving.port, extra);
+    if (!flags.launch) {
+      announce(serving.port, dir, flags, setup, extra);
+      closeOnSignal(serving);
+      await serving.done;
+      return;
+    }
+    try {
+      process.exitCode = await launchGdb(flags.gdb ?? 'gdb', serving.port, setup, extra);
+    } finally {
+      serving.close();
+    }
   } finally {
-    serving.close();
+    setup.remove();
   }
-  process.exitCode = status;
 }
 
 async function debugRemote(traceId: string, flags: DebugFlags, extra: string[]): Promise<void> {
   if (flags.stdio) throw new UserError('--stdio serves a local trace directory; a trace on the server is debugged through its port');
+  if (startAt(flags) !== undefined) throw new UserError('--at-end and --event start a local trace there; on a trace on the server, `monitor seek N` goes to event N');
   // Loaded only here: local debugging must not need the gRPC client.
   const { openRemoteDebugBridge } = await import('../../remote/debug_bridge.js');
   const bridge = await openRemoteDebugBridge(traceId, flags, parsePort(flags.port));
-  if (!flags.launch) {
-    announce(bridge.port, traceId, flags, extra);
-    const { closeOnSignal } = await import('../../debugserver/serve.js');
-    closeOnSignal(bridge);
-    await bridge.closed;
-    return;
-  }
-  let status: number;
+  const { remoteGdbSetup } = await import('../../debugserver/gdb_setup.js');
+  const setup = remoteGdbSetup();
   try {
-    status = await launchGdb(flags.gdb ?? 'gdb', bridge.port, extra);
+    if (!flags.launch) {
+      announce(bridge.port, traceId, flags, setup, extra);
+      const { closeOnSignal } = await import('../../debugserver/serve.js');
+      closeOnSignal(bridge);
+      await bridge.closed;
+      return;
+    }
+    try {
+      process.exitCode = await launchGdb(flags.gdb ?? 'gdb', bridge.port, setup, extra);
+    } finally {
+      await bridge.close();
+    }
   } finally {
-    await bridge.close();
+    setup.remove();
   }
-  process.exitCode = status;
 }
 
 async function debug(operands: string[], flags: DebugFlags): Promise<void> {
@@ -143,14 +166,17 @@ async function debug(operands: string[], flags: DebugFlags): Promise<void> {
 const HELP = `
 Starts a replay of the recording that gdb drives through its remote protocol, forwards and
 backwards: break, watch (write, read, access), step, next, finish, continue, and their
-reverse-* twins; registers, memory, backtraces, threads. gdb reads the executable and its
-libraries out of the trace (vFile), never from this machine.
+reverse-* twins; catch syscall; registers, memory, backtraces, threads. gdb reads the
+executable and its libraries out of the trace, never from this machine's own copies.
 
   rewind debug                           the latest recording, in a gdb started for you
   rewind debug DIR -- -ex 'break main'   arguments after -- go to gdb (after it connects;
                                          use -iex for settings that must come first)
   rewind debug ID                        a trace on the server: the session runs there, and
                                          a local port is bridged to it
+  rewind debug DIR --at-end              start at the end: at the crash, for a recording that crashed
+  rewind debug DIR --event N             start at event N (numbered as rewind dump and divergence
+                                         messages number them)
   rewind debug DIR --no-launch           print the port and the commands to connect, and wait:
       gdb -q -ex 'target extended-remote 127.0.0.1:PORT'
       lldb -o 'gdb-remote 127.0.0.1:PORT'
@@ -163,6 +189,7 @@ Monitor commands (in gdb):
   monitor when      the current event number and how many events the recording holds
   monitor seek N    jump to event N; then \`maint flush register-cache\` shows the new place
   monitor history   the checkpoints going back starts from, and how reverse-continue went
+  monitor processes the recorded processes, their parents and the programs they ran
   monitor help
 
 History cannot change: writing registers or memory, calling functions and \`jump\` are
@@ -181,6 +208,8 @@ export function registerDebug(program: Command): void {
     .option('--no-launch', 'do not start gdb: print the port and the gdb and lldb commands, and wait')
     .option('--stdio', 'speak the remote protocol on stdin/stdout (for `target remote | rewind debug DIR --stdio`)')
     .option('--json', 'with --no-launch: print the port and commands as one JSON line')
+    .option('--at-end', 'start at the end of the recording: its last instruction, or the fatal signal it ended with')
+    .option('--event <n>', 'start at event N (the numbering of rewind dump and of divergence messages)')
     .option('--gdb <path>', 'the gdb to launch (default: gdb)')
     .option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace or silent (env REWIND_LOG; default info)')
     .addHelpText('after', HELP)

@@ -24,9 +24,10 @@ export interface MiSession {
 
 /**
  * Runs `gdb --interpreter=mi2` connected to the port (or a `| command`), then the commands in
- * order, then -gdb-exit. A reply that does not come in `timeoutMs` ends the run there.
+ * order, then -gdb-exit. A reply that does not come in `timeoutMs` ends the run there. With
+ * `target` null the commands connect themselves (as an IDE's configuration does).
  */
-export async function gdbMi(target: number | string, commands: string[], timeoutMs = 60_000): Promise<MiSession> {
+export async function gdbMi(target: number | string | null, commands: string[], timeoutMs = 60_000): Promise<MiSession> {
   const gdb = spawn('gdb', ['--interpreter=mi2', '-nx', '-iex', 'set pagination off', '-iex', 'set confirm off'], {
     env: baseEnv({ HOME: '/nonexistent' }),
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -74,8 +75,8 @@ export async function gdbMi(target: number | string, commands: string[], timeout
     }
   };
   const replies: MiReply[] = [];
-  const connect = `-target-select extended-remote ${typeof target === 'number' ? `127.0.0.1:${target}` : target}`;
-  for (const command of [connect, ...commands]) {
+  const connect = target === null ? [] : [`-target-select extended-remote ${typeof target === 'number' ? `127.0.0.1:${target}` : target}`];
+  for (const command of [...connect, ...commands]) {
     gdb.stdin.write(`${command}\n`);
     const r = await until((l) => /^\^(done|running|error|connected|exit)/.test(l));
     const reply: MiReply = { command, lines: r.taken, result: r.hit ?? '' };
@@ -95,7 +96,7 @@ export async function gdbMi(target: number | string, commands: string[], timeout
   const timer = setTimeout(() => gdb.kill('SIGKILL'), 20_000);
   const status = await exited;
   clearTimeout(timer);
-  return { replies: replies.slice(1), transcript: out, status };
+  return { replies: replies.slice(connect.length), transcript: out, status };
 }
 
 /** The value of `name="..."` in an MI record (first occurrence), unescaped. */

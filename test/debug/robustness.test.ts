@@ -224,7 +224,8 @@ describe('--stdio', () => {
     send('?');
     send('k');
     expect(await exited).toBe(0);
-    expect(out).toMatch(/^\+\$PacketSize=4000;[^#]*#[0-9a-f]{2}\+\$OK#9a\$T05thread:p[0-9a-f]+\.[0-9a-f]+;#[0-9a-f]{2}$/);
+    // k: the process's end for lldb, which waits for it (gdb expects nothing and has hung up).
+    expect(out).toMatch(/^\+\$PacketSize=4000;[^#]*#[0-9a-f]{2}\+\$OK#9a\$T05thread:p[0-9a-f]+\.[0-9a-f]+;#[0-9a-f]{2}\$X09;process:[0-9a-f]+#[0-9a-f]{2}$/);
   });
 
   it('serves gdb through `target extended-remote | rewind debug DIR --stdio`', async () => {

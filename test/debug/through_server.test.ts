@@ -37,6 +37,8 @@ it('the use-after-free: the crash, the end of history, and the culprit found bac
     const gdb = await gdbBatch(bridge.port, ['continue', 'bt', 'continue', 'watch -l s->on_close', 'reverse-continue', 'bt 1']);
     const s = gdb.sections;
     expect(s[0], gdb.transcript).toMatch(/Program received signal SIGSEGV, Segmentation fault\.\n.*close_session/);
+    // The program's output reaches the user's gdb, not the server's log.
+    expect(s[0], gdb.transcript).toMatch(/session for \w+\n/);
     expect(s[1], gdb.transcript).toMatch(/#0 +close_session[^]*#1 +0x[0-9a-f]+ in main \(\)/);
     expect(s[2], gdb.transcript).toMatch(/No more reverse-execution history\./);
     expect(sourceLines(s[4]!).pop(), gdb.transcript).toBe(L('culprit'));

@@ -1,6 +1,7 @@
 // The engine's debug session (issue 5), driven directly: breakpoints, watchpoints, steps, and
 // going back and forth through a recording always shows the same state.
 import { execFileSync } from 'node:child_process';
+import { openSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEngine, stubPath, type DebugSession, type DebugStop } from '../../native/index.js';
@@ -34,9 +35,11 @@ function forwardPastSignals(s: DebugSession): DebugStop {
   }
 }
 
+/** Where the program's output goes: it is not what these tests look at (and replay stops on a failed write). */
+const devNull = openSync('/dev/null', 'w');
+
 function open(traceDir: string): DebugSession {
-  // The program's output is not what these tests look at.
-  return loadEngine().debug({ traceDir, eventsPath: eventsBlob(traceDir).path, stubPath: stubPath(), stdoutFd: -1, stderrFd: -1 });
+  return loadEngine().debug({ traceDir, eventsPath: eventsBlob(traceDir).path, stubPath: stubPath(), stdoutFd: devNull, stderrFd: devNull });
 }
 
 function rip(s: DebugSession, thread = s.pid): bigint {

@@ -30,6 +30,8 @@ export function lineContaining(fixture: string, text: string): number {
 
 export interface DebugServer {
   port: number;
+  /** The lldb command line the server printed (--json). */
+  lldb: string[];
   child: ChildProcess;
   stderr(): string;
   /** Resolves with the exit status (or 128+signal) once the server exits. */
@@ -42,14 +44,15 @@ export interface DebugServer {
 }
 
 /** Starts `rewind debug DIR --no-launch --json` and waits for it to print its port. */
-export async function startServer(traceDir: string, extra: string[] = []): Promise<DebugServer> {
-  const server = start(process.execPath, [CLI, 'debug', traceDir, '--no-launch', '--json', ...extra], { timeoutMs: 600_000 });
+export async function startServer(traceDir: string, extra: string[] = [], env: Record<string, string> = {}): Promise<DebugServer> {
+  const server = start(process.execPath, [CLI, 'debug', traceDir, '--no-launch', '--json', ...extra], { timeoutMs: 600_000, env: testEnv(env) });
   const exited = server.done.then((r) => r.status);
   await server.waitFor('\n', 'stdout', 30_000);
-  const info = JSON.parse(server.stdout().split('\n')[0]!) as { port: number };
+  const info = JSON.parse(server.stdout().split('\n')[0]!) as { port: number; lldb: string[] };
   const pid = server.child.pid!;
   return {
     port: info.port,
+    lldb: info.lldb,
     child: server.child,
     stderr: server.stderr,
     exited,
@@ -242,12 +245,26 @@ export class RawClient {
     }
   }
 
-  /** Sends a packet and returns its reply (no-ack mode: no '+' to skip). */
+  /** Console output (O packets) that came before the stop replies of resumes, decoded. */
+  console = '';
+
+  /**
+   * Sends a packet and returns its reply (no-ack mode: no '+' to skip). A resume's reply is its
+   * stop reply: the console output before it (the program's output) goes to `console`, as gdb
+   * shows it.
+   */
   async ask(payload: string): Promise<string> {
     this.send(payload);
-    let r = await this.next();
-    while (r === '+') r = await this.next();
-    return r;
+    const resume = /^([csCS]|vCont;|b[cs]$)/.test(payload);
+    for (;;) {
+      const r = await this.next();
+      if (r === '+') continue;
+      if (resume && /^O([0-9a-f]{2})+$/.test(r)) {
+        this.console += Buffer.from(r.slice(1), 'hex').toString('utf8');
+        continue;
+      }
+      return r;
+    }
   }
 
   close(): void {

@@ -201,15 +201,18 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
                         InstanceMethod<&DebugSessionObject::readMemory>("readMemory"),
                         InstanceMethod<&DebugSessionObject::auxv>("auxv"),
                         InstanceMethod<&DebugSessionObject::exe>("exe"),
+                        InstanceMethod<&DebugSessionObject::memoryMap>("memoryMap"),
                         InstanceMethod<&DebugSessionObject::setBreakpoint>("setBreakpoint"),
                         InstanceMethod<&DebugSessionObject::removeBreakpoint>("removeBreakpoint"),
                         InstanceMethod<&DebugSessionObject::setWatchpoint>("setWatchpoint"),
                         InstanceMethod<&DebugSessionObject::removeWatchpoint>("removeWatchpoint"),
+                        InstanceMethod<&DebugSessionObject::catchSyscalls>("catchSyscalls"),
                         InstanceMethod<&DebugSessionObject::resume>("resume"),
                         InstanceMethod<&DebugSessionObject::when>("when"),
                         InstanceMethod<&DebugSessionObject::seek>("seek"),
                         InstanceMethod<&DebugSessionObject::stats>("stats"),
                         InstanceMethod<&DebugSessionObject::watchInterrupt>("watchInterrupt"),
+                        InstanceMethod<&DebugSessionObject::watchProgress>("watchProgress"),
                         InstanceMethod<&DebugSessionObject::close>("close")});
   }
 
@@ -246,8 +249,9 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
   }
 
   Napi::Value stop(Napi::Env env, const rwd::DebugStop& s) {
-    static const char* reasons[] = {"breakpoint", "watchpoint",  "step",  "begin",
-                                    "end",        "interrupted", "signal"};
+    static const char* reasons[] = {"breakpoint", "watchpoint",    "step",
+                                    "begin",      "end",           "interrupted",
+                                    "signal",     "syscall-entry", "syscall-return"};
     Napi::Object o = Napi::Object::New(env);
     o.Set("reason", reasons[s.reason]);
     o.Set("thread", s.tid);
@@ -258,6 +262,9 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
       o.Set("watch", w);
     }
     if (s.reason == rwd::DebugStop::Signal) o.Set("signal", s.signal);
+    if (s.reason == rwd::DebugStop::SyscallEntry || s.reason == rwd::DebugStop::SyscallReturn) {
+      o.Set("syscall", double(s.syscall));
+    }
     return o;
   }
 
@@ -304,6 +311,11 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
     return Napi::String::New(env, guard(env, [&] { return session(env).program().exe; }));
   }
 
+  Napi::Value memoryMap(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Napi::String::New(env, guard(env, [&] { return session(env).memoryMap(); }));
+  }
+
   Napi::Value setBreakpoint(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     guard(env, [&] { session(env).setBreakpoint(address(info[0])); });
@@ -333,6 +345,21 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
     Napi::Env env = info.Env();
     rwd::Watch w = watch(info);
     guard(env, [&] { session(env).removeWatchpoint(w); });
+    return env.Undefined();
+  }
+
+  // catchSyscalls(null): off; catchSyscalls([]): all; catchSyscalls([nr...]): those.
+  Napi::Value catchSyscalls(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::set<long> nrs;
+    bool on = info[0].IsArray();
+    if (on) {
+      Napi::Array a = info[0].As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) {
+        nrs.insert(long(a.Get(i).As<Napi::Number>().Int64Value()));
+      }
+    }
+    guard(env, [&] { session(env).catchSyscalls(on, on && nrs.empty(), nrs); });
     return env.Undefined();
   }
 
@@ -366,6 +393,20 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
     return o;
   }
 
+  Napi::Value watchProgress(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+        info[0].As<Napi::Int32Array>().ElementLength() < 1) {
+      throwJs(env, "watchProgress takes an Int32Array of at least one element", "EUNSUPPORTED");
+    }
+    Napi::Int32Array word = info[0].As<Napi::Int32Array>();
+    // Kept referenced: the engine writes the word while a resume runs.
+    progressWord_ = Napi::Persistent(word);
+    session(env).watchProgress(word.Data());
+    return env.Undefined();
+  }
+
   Napi::Value watchInterrupt(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsTypedArray() ||
@@ -394,6 +435,7 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
 
   std::unique_ptr<rwd::DebugSession> session_;
   Napi::Reference<Napi::Int32Array> interruptFlag_;
+  Napi::Reference<Napi::Int32Array> progressWord_;
 };
 
 // dumpEvents(eventsPath, from, to) -> [{index, task, kind, text}]: events to be shown, as

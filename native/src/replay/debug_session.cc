@@ -1,12 +1,17 @@
 #include "replay/debug_session.h"
 
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 
 #include <algorithm>
+#include <cinttypes>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/kick.h"
+#include "core/memory_map.h"
 #include "core/remote_syscalls.h"
 #include "core/syscall_table.h"
 #include "core/x86_instruction.h"
@@ -134,6 +139,44 @@ const ProgramImage& DebugSession::program() const {
   return *p;
 }
 
+std::string DebugSession::memoryMap() const {
+  std::vector<uint32_t> tids = threads();
+  if (tids.empty())
+    fail(ErrorCode::Unsupported, "the debugged process has no thread at this moment");
+  std::vector<MapsEntry> live = readMemoryMap(replay_.tasks().at(tids[0]).task->tid());
+  const CodeTracking& code = coverage_.tracking();
+  std::vector<MapsEntry> out;
+  for (MapsEntry& e : live) {
+    if (code.on) {
+      for (const CodeRange& r : code.ranges) {
+        if (e.start >= r.start && e.end <= r.end) e.prot = r.prot;
+      }
+    }
+    // Pieces that coverage split off one mapping are one again.
+    MapsEntry* last = out.empty() ? nullptr : &out.back();
+    if (last && last->end == e.start && last->prot == e.prot && last->shared == e.shared &&
+        last->name == e.name && last->inode == e.inode && last->dev == e.dev &&
+        (e.inode == 0 || last->offset + (last->end - last->start) == e.offset)) {
+      last->end = e.end;
+      continue;
+    }
+    out.push_back(std::move(e));
+  }
+  std::string text;
+  char line[160];
+  for (const MapsEntry& e : out) {
+    snprintf(line, sizeof line,
+             "%08" PRIx64 "-%08" PRIx64 " %c%c%c%c %08" PRIx64 " %02x:%02x %" PRIu64, e.start,
+             e.end, e.prot & PROT_READ ? 'r' : '-', e.prot & PROT_WRITE ? 'w' : '-',
+             e.prot & PROT_EXEC ? 'x' : '-', e.shared ? 's' : 'p', e.offset, major(e.dev),
+             minor(e.dev), e.inode);
+    text += line;
+    if (!e.name.empty()) text += std::string(std::max<size_t>(1, 73 - strlen(line)), ' ') + e.name;
+    text += '\n';
+  }
+  return text;
+}
+
 void DebugSession::setBreakpoint(uint64_t addr) {
   if (readMemory(addr, 1).empty()) {
     char what[80];
@@ -161,6 +204,27 @@ void DebugSession::setWatchpoint(const Watch& w) {
 void DebugSession::removeWatchpoint(const Watch& w) {
   auto it = std::find(breaks_.watches.begin(), breaks_.watches.end(), w);
   if (it != breaks_.watches.end()) breaks_.watches.erase(it);
+}
+
+void DebugSession::catchSyscalls(bool on, bool all, const std::set<long>& nrs) {
+  catchOn_ = on;
+  catchAll_ = all;
+  catchNrs_ = nrs;
+}
+
+bool DebugSession::catches(long nr) const { return catchOn_ && (catchAll_ || catchNrs_.count(nr)); }
+
+// The syscall that thread `tid` returns from as its segment now_ begins: its previous segment
+// ended in one. -1: none.
+long DebugSession::returnedFrom(uint32_t tid) const {
+  auto it = segments_.find(now_.segment);
+  while (it != segments_.begin()) {
+    --it;
+    if (it->second.tid == tid) {
+      return it->second.end == SegmentEnd::Syscall ? it->second.syscall : -1;
+    }
+  }
+  return -1;
 }
 
 HistoryStats DebugSession::stats() const {
@@ -233,6 +297,12 @@ DebugStop DebugSession::continueForward(uint32_t config) {
     ReplayTask& t = *replay_.active();
     if (a == Arrival::Arrived) {
       if (t.deliverSig) return signalHere(t);
+      long returned = catchOn_ ? returnedFrom(t.recordedTid) : -1;
+      if (returned >= 0 && catches(returned)) {
+        DebugStop stop = stopHere(DebugStop::SyscallReturn, nullptr, config);
+        stop.syscall = returned;
+        return stop;
+      }
       if (const Watch* w = writtenBySyscall(configs_[config])) {
         return DebugStop{DebugStop::Watchpoint, now_.tid, *w};
       }
@@ -247,6 +317,12 @@ DebugStop DebugSession::continueForward(uint32_t config) {
     }
     if (trap) return stopHere(DebugStop::Breakpoint, &*trap, config);
     if (isFinal(t)) return reachedEnd();
+    const Segment& ended = segments_[now_.segment];
+    if (ended.end == SegmentEnd::Syscall && catches(ended.syscall)) {
+      DebugStop stop{DebugStop::SyscallEntry, now_.tid, {}};
+      stop.syscall = ended.syscall;
+      return stop;
+    }
   }
 }
 
@@ -301,6 +377,10 @@ DebugSession::Arrival DebugSession::toDebuggeeSegment() {
 
 void DebugSession::arrive(ReplayTask& t) {
   now_ = Moment{replay_.segmentKey(), t.recordedTid, {}};
+  if (progress_) {
+    __atomic_store_n(progress_, int32_t(std::min<uint64_t>(now_.segment, INT32_MAX)),
+                     __ATOMIC_RELAXED);
+  }
   segments_.emplace(now_.segment, Segment{t.recordedTid, SegmentEnd::Unknown, t.deliverSig});
   maybeCheckpoint();
   coverage_.arrived(rip(t));
@@ -349,6 +429,9 @@ std::optional<Trap> DebugSession::runDebuggee(const Breakpoints* breaks, uint32_
                    : t.pending && t.pending->kind == Stop::SyscallStop ? SegmentEnd::Syscall
                                                                        : SegmentEnd::Signal;
   segments_[now_.segment].end = end;
+  if (end == SegmentEnd::Syscall) {
+    segments_[now_.segment].syscall = syscallNumber(t.task->regs().orig_rax);
+  }
   return std::nullopt;
 }
 

@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -61,10 +62,23 @@ struct HistoryStats {
 struct DebugStop {
   // Signal: the thread received a recorded signal, not delivered yet (a crash, or one a handler
   // takes); the next resume delivers it.
-  enum Reason { Breakpoint, Watchpoint, Step, Begin, End, Interrupted, Signal } reason;
+  // SyscallEntry: at a syscall's instruction, not run yet; SyscallReturn: right after it returned
+  // (a catchpoint's stops, forwards only).
+  enum Reason {
+    Breakpoint,
+    Watchpoint,
+    Step,
+    Begin,
+    End,
+    Interrupted,
+    Signal,
+    SyscallEntry,
+    SyscallReturn
+  } reason;
   uint32_t tid = 0;
-  Watch watch{};   // Watchpoint: the one that fired
-  int signal = 0;  // Signal: its number
+  Watch watch{};      // Watchpoint: the one that fired
+  int signal = 0;     // Signal: its number
+  long syscall = -1;  // SyscallEntry, SyscallReturn: its number
 };
 
 class DebugSession {
@@ -78,11 +92,17 @@ class DebugSession {
   Regs registers(uint32_t tid, user_fpregs_struct* fp);
   std::vector<uint8_t> readMemory(uint64_t addr, size_t len);
   const ProgramImage& program() const;
+  // The debuggee's mappings as /proc/PID/maps shows them, with the protections the program
+  // gave its code (which going back's code coverage takes away for a while).
+  std::string memoryMap() const;
 
   void setBreakpoint(uint64_t addr);
   void removeBreakpoint(uint64_t addr);
   void setWatchpoint(const Watch& w);
   void removeWatchpoint(const Watch& w);
+  // Continuing forwards stops at the entry and return of these syscalls (all of them when
+  // `all`); off: none.
+  void catchSyscalls(bool on, bool all, const std::set<long>& nrs);
 
   // tid 0: the current thread.
   DebugStop resume(bool reverse, bool step, uint32_t tid);
@@ -94,6 +114,9 @@ class DebugSession {
   // stops soon after, a few instructions on from where the debuggee was (the first moment that
   // can be named again); backwards, at the start of the window being replayed.
   void watchInterrupt(const int32_t* flag);
+  // A word where the session keeps the event it has reached (capped at INT32_MAX), for another
+  // thread to show progress while a long resume runs.
+  void watchProgress(int32_t* word) { progress_ = word; }
 
  private:
   enum class Arrival { Same, Arrived, End };
@@ -101,7 +124,8 @@ class DebugSession {
   struct Segment {
     uint32_t tid;
     SegmentEnd end = SegmentEnd::Unknown;
-    int signal = 0;  // delivered as it starts
+    int signal = 0;     // delivered as it starts
+    long syscall = -1;  // SegmentEnd::Syscall: its number
   };
   struct Checkpoint {
     Moment at;
@@ -154,12 +178,15 @@ class DebugSession {
   bool interrupted() const { return interrupt_ && __atomic_load_n(interrupt_, __ATOMIC_RELAXED); }
   uint64_t rip(const ReplayTask& t) const;
   const Watch* writtenBySyscall(const Breakpoints& set) const;
+  bool catches(long nr) const;
+  long returnedFrom(uint32_t tid) const;
 
   ReplaySession replay_;
   uint32_t pid_ = 0;
   CodeCoverage coverage_;
   HistoryStats stats_;
   const int32_t* interrupt_ = nullptr;
+  int32_t* progress_ = nullptr;
   // While an interruptible run is under way: the task it runs, which the watcher kicks once the
   // interrupt word is set. Under the lock, so that a kick goes only to a task that runs.
   std::mutex kickLock_;
@@ -169,6 +196,8 @@ class DebugSession {
   std::deque<PreemptEvent> positions_;  // of Position actions; a deque: references stay valid
   uint64_t events_ = 0;
   Breakpoints breaks_;
+  bool catchOn_ = false, catchAll_ = false;
+  std::set<long> catchNrs_;
   std::deque<Breakpoints> configs_;  // a deque: references stay valid as it grows
   Moment now_;
   bool atEnd_ = false;
