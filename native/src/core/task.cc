@@ -11,6 +11,15 @@
 #include "core/error.h"
 
 namespace rwd {
+namespace {
+
+// Throws TaskGone for a task that vanished (ESRCH), a System error otherwise.
+[[noreturn]] void failPtrace(const std::string& what) {
+  if (errno == ESRCH) throw TaskGone(what + ": " + strerror(errno));
+  failErrno(what);
+}
+
+}  // namespace
 
 const char* errorCodeName(ErrorCode code) {
   switch (code) {
@@ -98,17 +107,17 @@ void Task::reopenMemory() {
 
 Regs Task::regs() const {
   Regs r;
-  if (ptrace(PTRACE_GETREGS, tid_, nullptr, &r) < 0) failErrno("PTRACE_GETREGS");
+  if (ptrace(PTRACE_GETREGS, tid_, nullptr, &r) < 0) failPtrace("PTRACE_GETREGS");
   return r;
 }
 
 void Task::setRegs(const Regs& r) {
-  if (ptrace(PTRACE_SETREGS, tid_, nullptr, &r) < 0) failErrno("PTRACE_SETREGS");
+  if (ptrace(PTRACE_SETREGS, tid_, nullptr, &r) < 0) failPtrace("PTRACE_SETREGS");
 }
 
 siginfo_t Task::siginfo() const {
   siginfo_t info;
-  if (ptrace(PTRACE_GETSIGINFO, tid_, nullptr, &info) < 0) failErrno("PTRACE_GETSIGINFO");
+  if (ptrace(PTRACE_GETSIGINFO, tid_, nullptr, &info) < 0) failPtrace("PTRACE_GETSIGINFO");
   return info;
 }
 
@@ -124,7 +133,7 @@ std::set<int> Task::pendingSignals() const {
 }
 
 void Task::setSiginfo(const siginfo_t& info) {
-  if (ptrace(PTRACE_SETSIGINFO, tid_, nullptr, &info) < 0) failErrno("PTRACE_SETSIGINFO");
+  if (ptrace(PTRACE_SETSIGINFO, tid_, nullptr, &info) < 0) failPtrace("PTRACE_SETSIGINFO");
 }
 
 bool Task::tryRead(uint64_t addr, void* buf, size_t len) const {
@@ -202,7 +211,7 @@ bool Task::inCompatSyscall() const {
 void Task::resume(int request, int sig) {
   if (ptrace(static_cast<__ptrace_request>(request), tid_, nullptr,
              reinterpret_cast<void*>(static_cast<intptr_t>(sig))) < 0) {
-    failErrno("ptrace resume");
+    failPtrace("ptrace resume");
   }
 }
 

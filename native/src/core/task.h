@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+
 namespace rwd {
 
 using Regs = user_regs_struct;
@@ -21,6 +23,13 @@ struct Stop {
   int event = 0;   // Event: PTRACE_EVENT_*
   int status = 0;  // the raw wait status
   static Stop fromWaitStatus(int status);
+};
+
+// A ptrace request on a task that is no longer in a ptrace stop: it was killed meanwhile (a
+// SIGKILL, another thread's exit_group or exec) and is on its way out; waitpid reports its end.
+class TaskGone : public Error {
+ public:
+  explicit TaskGone(const std::string& message) : Error(ErrorCode::System, message) {}
 };
 
 class Task {

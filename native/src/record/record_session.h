@@ -17,6 +17,7 @@
 
 #include "core/blob_store.h"
 #include "core/event_stream.h"
+#include "core/spawn.h"
 #include "core/syscall_buffers.h"
 #include "core/task.h"
 
@@ -51,7 +52,8 @@ struct RecordResult {
 };
 
 // What a task waiting for its process's run token does once it gets it.
-enum class Deferred : uint8_t { None, SyscallExit, Start, Resume };
+// Continue: from a stop of its process, after a SIGCONT.
+enum class Deferred : uint8_t { None, SyscallExit, Start, Resume, Continue };
 
 // What the recorder tracks for each task of the recorded tree.
 struct RecordedTask {
@@ -65,6 +67,9 @@ struct RecordedTask {
   bool forkSeen = false;  // its parent's fork is recorded: it may run
   bool held = false;      // stopped, waiting for forkSeen
   bool inSyscall = false;
+  bool restarting = false;    // its syscall was interrupted, and the kernel restarts it
+  bool exiting = false;       // it called exit (the thread's, not the process's)
+  bool groupStopped = false;  // in a stop of its process (SIGSTOP...), left in force
   // Asynchronous signals that landed in user code wait for the task's next syscall, where replay
   // can deliver them exactly: the signals pending when it was resumed from its last syscall
   // (the kernel delivers those before the task runs an instruction), and the held signals
@@ -95,6 +100,8 @@ class RecordSession {
   RecordResult run();
 
  private:
+  void onStop(RecordedTask& t, const Stop& s);
+  void onEventStop(RecordedTask& t, int sig);
   void onSyscallEntry(RecordedTask& t);
   void onSyscallExit(RecordedTask& t);
   void onFork(RecordedTask& t, bool vfork);
@@ -104,6 +111,7 @@ class RecordSession {
   void startTask(RecordedTask& t);
   void runFrom(RecordedTask& t);
   void preemptOverdue();
+  void releaseExited();
   void onPreempt(RecordedTask& t);
   bool namePosition(RecordedTask& t);
   bool settle(RecordedTask& t);
@@ -139,6 +147,9 @@ class RecordSession {
   std::map<pid_t, pid_t> holder_;
   std::map<pid_t, std::deque<pid_t>> waiting_;
   pid_t initial_ = -1;
+  int execErrFd_ = -1;  // reads the errno of the program's failed exec
+  int waitStatus_ = 0;  // the program's end
+  std::optional<TerminalForeground> terminal_;
   pid_t next_ = 0;  // a task whose next stop is taken before any other's
   std::deque<std::pair<pid_t, int>> requeued_;  // wait statuses taken early, handled next
   uint32_t taskCount_ = 0;

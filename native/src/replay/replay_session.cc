@@ -616,6 +616,13 @@ void ReplaySession::onSyscall(ReplayTask& t) {
       return replayFork(t, r, ev);
     case ReplayAction::InPlace: {
       if (nr == SYS_exit_group) return exitGroupInPlace(t, r);
+      if (nr == SYS_exit && leadsLiveThreads(t)) {
+        // Its end is reported once its threads have ended: it waits for its Exit event.
+        if (std::optional<Stop> early = enterInPlace(t, r)) return onStop(t, *early);
+        t.task->resume(PTRACE_SYSCALL);
+        t.parked = true;
+        return;
+      }
       Stop s = runInPlace(t, r);
       if (s.kind == Stop::Exited || s.kind == Stop::Killed) onExit(t, s);
       return;
@@ -846,6 +853,14 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
 
 // exit_group ends every thread of the process; the kernel reports the leader's end only after
 // the others', so all of them are collected here (their Exit events are checked in turn).
+bool ReplaySession::leadsLiveThreads(const ReplayTask& t) const {
+  if (t.recordedTid != t.tgid) return false;
+  for (const auto& [tid, other] : tasks_) {
+    if (other.tgid == t.tgid && tid != t.recordedTid && !other.exited) return true;
+  }
+  return false;
+}
+
 void ReplaySession::exitGroupInPlace(ReplayTask& t, const Regs& at) {
   if (std::optional<Stop> early = enterInPlace(t, at)) {
     if (early->kind == Stop::Exited || early->kind == Stop::Killed) return onExit(t, *early);

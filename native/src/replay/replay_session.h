@@ -170,6 +170,9 @@ class ReplaySession {
   std::optional<Stop> enterInPlace(ReplayTask& t, const Regs& at);
   Stop runInPlace(ReplayTask& t, const Regs& at);
   Stop resumeInKernel(ReplayTask& t);
+  // Whether the task is its process's first thread and others are alive: its exit is then
+  // reported only after theirs.
+  bool leadsLiveThreads(const ReplayTask& t) const;
   void exitGroupInPlace(ReplayTask& t, const Regs& at);
   void rebuild(ReplayTask& t);
   void endSegment(ReplayTask& t, const Stop& s);
