@@ -47,4 +47,12 @@ describe('the recorder and its tracees', () => {
       expect(lines.slice(4), describeRun(rec)).toEqual(['all joined', '']);
     }
   });
+
+  it('a daemon that outlives the program: the recording ends with the program, the daemon killed', async () => {
+    const exe = compile('daemon');
+    for (let i = 0; i < 3; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0, timeoutMs: 20_000 });
+      expect(rec.stdout.toString(), describeRun(rec)).toBe('the daemon runs; the program ends\n');
+    }
+  });
 });

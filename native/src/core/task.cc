@@ -102,7 +102,9 @@ void Task::reopenMemory() {
   if (memFd_ >= 0) close(memFd_);
   std::string path = "/proc/" + std::to_string(tid_) + "/mem";
   memFd_ = open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (memFd_ < 0) failErrno("open " + path);
+  // A task that vanished already (killed as it was created) has no memory to read: its end is
+  // reported next.
+  if (memFd_ < 0 && errno != ESRCH && errno != ENOENT) failErrno("open " + path);
 }
 
 Regs Task::regs() const {

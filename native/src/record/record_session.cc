@@ -257,7 +257,14 @@ void RecordSession::onStop(RecordedTask& t, const Stop& s) {
       e.type = EventType::Exit;
       e.exit = ExitEvent{uint32_t(tid), s.status};
       events_.append(e);
-      if (tid == initial_) waitStatus_ = s.status;
+      if (tid == initial_) {
+        // The recording ends with the program, as rr's does: what it left running (a daemon
+        // that outlives it) is killed, and its end recorded, so the trace ends there too.
+        waitStatus_ = s.status;
+        for (const auto& [other, task] : tasks_) {
+          if (other != tid) kill(other, SIGKILL);
+        }
+      }
       releaseVforkParent(t);
       releaseOutput(tid);
       outputWaiting_.erase(std::remove(outputWaiting_.begin(), outputWaiting_.end(), tid),
@@ -678,7 +685,7 @@ bool RecordSession::namePosition(RecordedTask& t) {
   std::vector<MemoryWord> words;
   const uint64_t at = t.task->regs().rip;
   const std::set<pid_t> pending = pendingStops(t);
-  MemoryImage first = MemoryImage::capture(t.tgid);
+  MemoryImage first = MemoryImage::capture(t.tgid, t.task->tid());
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
   Pass pass = nextPass(t, at);
   for (int n = 0; pass == Pass::Again && n < 256 && std::chrono::steady_clock::now() < until; n++) {
@@ -686,13 +693,13 @@ bool RecordSession::namePosition(RecordedTask& t) {
   }
   std::optional<MemoryImage> previous;
   if (pass == Pass::Again) {
-    previous = MemoryImage::capture(t.tgid);
+    previous = MemoryImage::capture(t.tgid, t.task->tid());
     pass = nextPass(t, at);
   }
   // Another thread's syscall that returned meanwhile wrote memory the loop did not: the words
   // would be its, so none are named.
   if (pass == Pass::Again && pendingStops(t) == pending) {
-    MemoryImage last = MemoryImage::capture(t.tgid);
+    MemoryImage last = MemoryImage::capture(t.tgid, t.task->tid());
     words = previous->changedWords(last, kMaxPositionWords / 2);
     for (const MemoryWord& w : first.changedWords(last, kMaxPositionWords)) {
       bool known = false;

@@ -275,6 +275,13 @@ void ReplaySession::applyEvent() {
 std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
   ReplayTask& t = tasks_.at(active_);
   const std::optional<Event>& end = segmentEnd_;
+  if (end && end->type == EventType::Exit) {
+    // Killed from outside as it ran (SIGKILL, another thread's exit_group): how far it got is
+    // nothing the recording can tell, and it may never stop by itself (a spin loop). It waits
+    // for its end.
+    active_ = 0;
+    return std::nullopt;
+  }
   // The debugger's position comes first: it lies before the segment's end.
   const PreemptEvent* target = control.stopAt                           ? control.stopAt
                                : end && end->type == EventType::Preempt ? &end->preempt
