@@ -275,10 +275,10 @@ void ReplaySession::applyEvent() {
 std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
   ReplayTask& t = tasks_.at(active_);
   const std::optional<Event>& end = segmentEnd_;
-  if (end && end->type == EventType::Exit) {
-    // Killed from outside as it ran (SIGKILL, another thread's exit_group): how far it got is
-    // nothing the recording can tell, and it may never stop by itself (a spin loop). It waits
-    // for its end.
+  if (end && end->type == EventType::Exit && t.deliverSig == 0) {
+    // Killed from outside as it ran (SIGKILL, another thread's exit_group), not by a signal
+    // delivered now: how far it got is nothing the recording can tell, and it may never stop
+    // by itself (a spin loop). It waits for its end.
     active_ = 0;
     return std::nullopt;
   }
