@@ -55,4 +55,10 @@ describe('the recorder and its tracees', () => {
       expect(rec.stdout.toString(), describeRun(rec)).toBe('the daemon runs; the program ends\n');
     }
   });
+
+  it('SIGSEGV blocked by the program stays blocked through the rdtsc traps (whose SIGSEGV the kernel forces), across exec', async () => {
+    const exe = compile('segv_mask_rdtsc');
+    const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+    expect(rec.stdout.toString(), describeRun(rec)).toBe('after rdtsc: SIGSEGV blocked (1)\nafter exec and rdtsc: SIGSEGV blocked (1)\n');
+  });
 });

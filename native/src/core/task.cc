@@ -226,6 +226,20 @@ Stop Task::wait() {
   }
 }
 
+uint64_t blockedSignals(const Task& task) {
+  uint64_t mask = 0;
+  if (ptrace(PTRACE_GETSIGMASK, task.tid(), sizeof mask, &mask) < 0) return 0;
+  return mask;
+}
+
+void reblockForcedSigsegv(const Task& task, uint64_t mask) {
+  const uint64_t segv = uint64_t(1) << (SIGSEGV - 1);
+  uint64_t now = blockedSignals(task);
+  if (now != mask && (now | segv) == mask) {
+    ptrace(PTRACE_SETSIGMASK, task.tid(), sizeof mask, &mask);
+  }
+}
+
 bool isChildEnd(const Task& task, const Stop& s) {
   return s.kind == Stop::Signal && s.sig == SIGCHLD && task.siginfo().si_code > 0;
 }

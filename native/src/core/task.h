@@ -74,6 +74,14 @@ class Task {
 // other threads, so they are reaped in whatever order the kernel allows (for up to 2 s).
 void killAndReap(std::vector<pid_t> tids);
 
+// The task's blocked signals (at a syscall stop: the program's own, not a syscall's temporary
+// mask); 0 if it vanished.
+uint64_t blockedSignals(const Task& task);
+// The kernel unblocks the SIGSEGV it forces on a trapped rdtsc: blocks it again if `mask` (the
+// task's blocked signals as its last syscall left them: only syscalls and signal delivery change
+// them) had it, and it is all that changed.
+void reblockForcedSigsegv(const Task& task, uint64_t mask);
+
 // FNV-1a, 64 bits.
 inline uint64_t fnv1a(const uint8_t* data, size_t len) {
   uint64_t h = 14695981039346656037ull;

@@ -875,6 +875,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     return;
   }
   t.restarting = false;
+  t.sigmask = blockedSignals(*t.task);
   if (!acquire(t, Deferred::SyscallExit)) return;
   if (t.fakeTsc) {
     t.fakeTsc = false;
@@ -976,6 +977,7 @@ bool RecordSession::emulateRdtsc(RecordedTask& t) {
   bool rdtsc = insn[0] == 0x0f && insn[1] == 0x31;
   bool rdtscp = insn[0] == 0x0f && insn[1] == 0x01 && insn[2] == 0xf9;
   if (!rdtsc && !rdtscp) return false;
+  reblockForcedSigsegv(*t.task, t.sigmask);
   Event e;
   e.type = EventType::Rdtsc;
   RdtscEvent& ev = e.rdtsc;

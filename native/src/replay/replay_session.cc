@@ -198,6 +198,7 @@ const ProgramImage* ReplaySession::program(uint32_t tgid) const {
 }
 
 void ReplaySession::activate(ReplayTask& t) {
+  t.sigmask = blockedSignals(*t.task);  // as the recorder notes it after each syscall
   active_ = t.recordedTid;
   segmentKey_ = eventIndex_;
   segmentResumed_ = false;
@@ -563,6 +564,7 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
   if (sig == SIGSEGV && haveNext_ && next_.type == EventType::Rdtsc &&
       next_.rdtsc.tid == t.recordedTid && next_.rdtsc.rip == r.rip) {
     const RdtscEvent& ev = next_.rdtsc;
+    reblockForcedSigsegv(*t.task, t.sigmask);
     r.rax = ev.rax;
     r.rdx = ev.rdx;
     if (ev.rdtscp) r.rcx = ev.rcx;

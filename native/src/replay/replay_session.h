@@ -46,6 +46,7 @@ struct ReplayTaskState {
   bool atPosition = false;      // stopped at the position of its next Preempt event
   bool exited = false;
   int exitStatus = 0;          // wait status, once exited
+  uint64_t sigmask = 0;        // its blocked signals when it last went back to user code
   std::vector<Watch> watches;  // in its debug registers
   // Where the kernel clears its tid when it exits (CLONE_CHILD_CLEARTID); 0: nowhere.
   uint64_t clearChildTid = 0;
