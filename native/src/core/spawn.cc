@@ -18,7 +18,7 @@ namespace rwd {
 namespace {
 
 // Runs in the forked child before exec: only async-signal-safe calls. A child to be seized
-// (`pgid` >= 0) joins that process group (0: one of its own) instead of asking to be traced.
+// (`pgid` >= 0) joins process group `pgid` instead of asking to be traced.
 [[noreturn]] void execTracee(const char* exe, char* const* argv, char* const* envp, int errFd,
                              pid_t pgid) {
   if (pgid < 0) {

@@ -860,8 +860,6 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   c.parked = true;
 }
 
-// exit_group ends every thread of the process; the kernel reports the leader's end only after
-// the others', so all of them are collected here (their Exit events are checked in turn).
 bool ReplaySession::leadsLiveThreads(const ReplayTask& t) const {
   if (t.recordedTid != t.tgid) return false;
   for (const auto& [tid, other] : tasks_) {
@@ -870,6 +868,8 @@ bool ReplaySession::leadsLiveThreads(const ReplayTask& t) const {
   return false;
 }
 
+// exit_group ends every thread of the process; the kernel reports the leader's end only after
+// the others', so all of them are collected here (their Exit events are checked in turn).
 void ReplaySession::exitGroupInPlace(ReplayTask& t, const Regs& at) {
   if (std::optional<Stop> early = enterInPlace(t, at)) {
     if (early->kind == Stop::Exited || early->kind == Stop::Killed) return onExit(t, *early);
