@@ -52,10 +52,10 @@ uint64_t stoppedStackPointer(pid_t tid) {
   return std::stoull(words[words.size() - 2], nullptr, 16);
 }
 
-MemoryImage MemoryImage::capture(pid_t tgid) {
+MemoryImage MemoryImage::capture(pid_t tgid, pid_t through) {
   // Dead stack: from the bottom of the mapping holding a thread's stack pointer to below its
   // red zone.
-  std::vector<MapsEntry> maps = readMemoryMap(tgid);
+  std::vector<MapsEntry> maps = readMemoryMap(through);
   std::vector<std::pair<uint64_t, uint64_t>> dead;
   for (pid_t tid : threadsOf(tgid)) {
     uint64_t sp = stoppedStackPointer(tid);
@@ -65,7 +65,7 @@ MemoryImage MemoryImage::capture(pid_t tgid) {
       }
     }
   }
-  std::string proc = "/proc/" + std::to_string(tgid);
+  std::string proc = "/proc/" + std::to_string(through);
   int fd = open((proc + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) failErrno("open " + proc + "/mem");
   int pagemap = open((proc + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC);

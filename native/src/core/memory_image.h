@@ -19,7 +19,9 @@ class MemoryImage {
   // Every writable page of the process (the stub's range aside) that is not all zero. The stack
   // below each thread's red zone is dead, and replay's position trampolines write there: it
   // reads as zero.
-  static MemoryImage capture(pid_t tgid);
+  // `through`: a live thread of the process, whose /proc files reach its memory (the first
+  // thread's do not once it has exited).
+  static MemoryImage capture(pid_t tgid, pid_t through);
 
   // The aligned 8-byte words whose value differs in `later`, lowest address first, at most `max`.
   std::vector<MemoryWord> changedWords(const MemoryImage& later, size_t max) const;

@@ -12,6 +12,15 @@
 #include "core/error.h"
 
 namespace rwd {
+namespace {
+
+// Throws TaskGone for a task that vanished (ESRCH), a System error otherwise.
+[[noreturn]] void failPtrace(const std::string& what) {
+  if (errno == ESRCH) throw TaskGone(what + ": " + strerror(errno));
+  failErrno(what);
+}
+
+}  // namespace
 
 const char* errorCodeName(ErrorCode code) {
   switch (code) {
@@ -94,22 +103,24 @@ void Task::reopenMemory() {
   if (memFd_ >= 0) close(memFd_);
   std::string path = "/proc/" + std::to_string(tid_) + "/mem";
   memFd_ = open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (memFd_ < 0) failErrno("open " + path);
+  // A task that vanished already (killed as it was created) has no memory to read: its end is
+  // reported next.
+  if (memFd_ < 0 && errno != ESRCH && errno != ENOENT) failErrno("open " + path);
 }
 
 Regs Task::regs() const {
   Regs r;
-  if (ptrace(PTRACE_GETREGS, tid_, nullptr, &r) < 0) failErrno("PTRACE_GETREGS");
+  if (ptrace(PTRACE_GETREGS, tid_, nullptr, &r) < 0) failPtrace("PTRACE_GETREGS");
   return r;
 }
 
 void Task::setRegs(const Regs& r) {
-  if (ptrace(PTRACE_SETREGS, tid_, nullptr, &r) < 0) failErrno("PTRACE_SETREGS");
+  if (ptrace(PTRACE_SETREGS, tid_, nullptr, &r) < 0) failPtrace("PTRACE_SETREGS");
 }
 
 siginfo_t Task::siginfo() const {
   siginfo_t info;
-  if (ptrace(PTRACE_GETSIGINFO, tid_, nullptr, &info) < 0) failErrno("PTRACE_GETSIGINFO");
+  if (ptrace(PTRACE_GETSIGINFO, tid_, nullptr, &info) < 0) failPtrace("PTRACE_GETSIGINFO");
   return info;
 }
 
@@ -129,7 +140,7 @@ void Task::sendSignal(int sig) {
 }
 
 void Task::setSiginfo(const siginfo_t& info) {
-  if (ptrace(PTRACE_SETSIGINFO, tid_, nullptr, &info) < 0) failErrno("PTRACE_SETSIGINFO");
+  if (ptrace(PTRACE_SETSIGINFO, tid_, nullptr, &info) < 0) failPtrace("PTRACE_SETSIGINFO");
 }
 
 bool Task::tryRead(uint64_t addr, void* buf, size_t len) const {
@@ -207,7 +218,7 @@ bool Task::inCompatSyscall() const {
 void Task::resume(int request, int sig) {
   if (ptrace(static_cast<__ptrace_request>(request), tid_, nullptr,
              reinterpret_cast<void*>(static_cast<intptr_t>(sig))) < 0) {
-    failErrno("ptrace resume");
+    failPtrace("ptrace resume");
   }
 }
 
@@ -217,6 +228,20 @@ Stop Task::wait() {
     pid_t r = waitpid(tid_, &status, __WALL);
     if (r == tid_) return Stop::fromWaitStatus(status);
     if (r < 0 && errno != EINTR) failErrno("waitpid");
+  }
+}
+
+uint64_t blockedSignals(const Task& task) {
+  uint64_t mask = 0;
+  if (ptrace(PTRACE_GETSIGMASK, task.tid(), sizeof mask, &mask) < 0) return 0;
+  return mask;
+}
+
+void reblockForcedSigsegv(const Task& task, uint64_t mask) {
+  const uint64_t segv = uint64_t(1) << (SIGSEGV - 1);
+  uint64_t now = blockedSignals(task);
+  if (now != mask && (now | segv) == mask) {
+    ptrace(PTRACE_SETSIGMASK, task.tid(), sizeof mask, &mask);
   }
 }
 

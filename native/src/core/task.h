@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+
 namespace rwd {
 
 using Regs = user_regs_struct;
@@ -21,6 +23,13 @@ struct Stop {
   int event = 0;   // Event: PTRACE_EVENT_*
   int status = 0;  // the raw wait status
   static Stop fromWaitStatus(int status);
+};
+
+// A ptrace request on a task that is no longer in a ptrace stop: it was killed meanwhile (a
+// SIGKILL, another thread's exit_group or exec) and is on its way out; waitpid reports its end.
+class TaskGone : public Error {
+ public:
+  explicit TaskGone(const std::string& message) : Error(ErrorCode::System, message) {}
 };
 
 class Task {
@@ -66,6 +75,14 @@ class Task {
 // Kills tasks and collects their ends. A thread-group leader reports its end only after its
 // other threads, so they are reaped in whatever order the kernel allows (for up to 2 s).
 void killAndReap(std::vector<pid_t> tids);
+
+// The task's blocked signals (at a syscall stop: the program's own, not a syscall's temporary
+// mask); 0 if it vanished.
+uint64_t blockedSignals(const Task& task);
+// The kernel unblocks the SIGSEGV it forces on a trapped rdtsc: blocks it again if `mask` (the
+// task's blocked signals as its last syscall left them: only syscalls and signal delivery change
+// them) had it, and it is all that changed.
+void reblockForcedSigsegv(const Task& task, uint64_t mask);
 
 // FNV-1a, 64 bits.
 inline uint64_t fnv1a(const uint8_t* data, size_t len) {

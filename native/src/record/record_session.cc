@@ -92,6 +92,53 @@ bool signalDue(const Task& task) {
   return false;
 }
 
+// Signals whose default action stops the process.
+bool isStopSignal(int sig) {
+  return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+}
+
+
+// A task's signal sets, from /proc/PID/status. `blocked` is the mask in force, which during
+// pselect6 and the like is the syscall's (PTRACE_GETSIGMASK gives the program's own then).
+struct SignalSets {
+  uint64_t blocked = 0, ignored = 0, caught = 0;
+};
+
+SignalSets signalSets(pid_t tid) {
+  std::ifstream in("/proc/" + std::to_string(tid) + "/status");
+  std::string line;
+  SignalSets sets;
+  while (std::getline(in, line)) {
+    if (line.rfind("SigBlk:", 0) == 0) sets.blocked = std::stoull(line.substr(7), nullptr, 16);
+    if (line.rfind("SigIgn:", 0) == 0) sets.ignored = std::stoull(line.substr(7), nullptr, 16);
+    if (line.rfind("SigCgt:", 0) == 0) sets.caught = std::stoull(line.substr(7), nullptr, 16);
+  }
+  return sets;
+}
+
+// A signal the task neither catches nor lets kill it has no effect.
+bool hasNoEffect(const SignalSets& sets, int sig) {
+  uint64_t bit = uint64_t(1) << (sig - 1);
+  if (sets.ignored & bit) return true;
+  // SIGCONT's effect (resuming a stopped process) comes when it is sent, not delivered.
+  bool defaultIgnore = sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT;
+  return defaultIgnore && !(sets.caught & bit);
+}
+
+// Whether the signals queued for the task, unblocked, do nothing but maybe stop it (they are
+// ignored, or stop signals without a handler): a syscall they interrupt is restarted.
+bool onlyStopsDue(const RecordedTask& t) {
+  const SignalSets sets = signalSets(t.task->tid());
+  for (int sig : t.task->pendingSignals()) {
+    if (sig <= 0 || sig > 64) continue;
+    uint64_t bit = uint64_t(1) << (sig - 1);
+    if (sets.blocked & bit) continue;
+    bool stops = isStopSignal(sig) && !(sets.caught & bit);
+    if (!stops && !hasNoEffect(sets, sig)) return false;
+  }
+  return true;
+}
+
 // Time the task spent on a CPU.
 std::chrono::nanoseconds cpuTime(pid_t tid) {
   std::ifstream in("/proc/" + std::to_string(tid) + "/schedstat");
@@ -129,6 +176,7 @@ RecordSession::~RecordSession() {
   std::vector<pid_t> alive;
   for (auto& [tid, t] : tasks_) alive.push_back(tid);
   killAndReap(alive);
+  if (execErrFd_ >= 0) close(execErrFd_);
 }
 
 RecordedTask& RecordSession::addTask(pid_t tid) {
@@ -148,34 +196,27 @@ uint8_t RecordSession::echoTarget(pid_t tid, uint64_t fd) const {
   return out ? 1 : 0;
 }
 
-// A signal the task neither catches nor lets kill it has no effect: it is dropped, not
-// recorded, so replay need not deliver it at an exact point (SIGCHLD, SIGWINCH...).
+// A signal without effect is dropped, not recorded, so replay need not deliver it at an exact
+// point (SIGCHLD, SIGWINCH...).
 bool RecordSession::ignoresSignal(pid_t tid, int sig) const {
-  std::ifstream in("/proc/" + std::to_string(tid) + "/status");
-  std::string line;
-  uint64_t ignored = 0, caught = 0;
-  while (std::getline(in, line)) {
-    if (line.rfind("SigIgn:", 0) == 0) ignored = std::stoull(line.substr(7), nullptr, 16);
-    if (line.rfind("SigCgt:", 0) == 0) caught = std::stoull(line.substr(7), nullptr, 16);
-  }
-  uint64_t bit = uint64_t(1) << (sig - 1);
-  if (ignored & bit) return true;
-  if (caught & bit) return false;
-  bool defaultIgnore = sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH;
-  return defaultIgnore || (sig != SIGKILL && sig != SIGSTOP && inNamespaceInit(tid));
+  const SignalSets sets = signalSets(tid);
+  if (hasNoEffect(sets, sig)) return true;
+  // A pid namespace's init drops the signals it does not catch, but SIGKILL and SIGSTOP.
+  const bool caught = sets.caught & (uint64_t(1) << (sig - 1));
+  return !caught && sig != SIGKILL && sig != SIGSTOP && inNamespaceInit(tid);
 }
 
 RecordResult RecordSession::run() {
-  int execErrFd = -1;
   cpu_ = pinToCpu(-1);
-  initial_ = spawnTraced(options_.exe, options_.argv, options_.env, &execErrFd);
+  pid_t pgid = 0;
+  initial_ = spawnRecorded(options_.exe, options_.argv, options_.env, &execErrFd_, &pgid);
+  terminal_.emplace(pgid);
   RecordedTask& first = addTask(initial_);
   first.tgid = initial_;
   first.execed = false;
   first.execArgv = options_.argv;
   processes_.push_back(ProcessInfo{initial_, 0, {}, {}});
   first.task->resume(PTRACE_SYSCALL);
-  RecordResult result;
   while (!tasks_.empty()) {
     int status;
     pid_t tid;
@@ -188,8 +229,13 @@ RecordResult RecordSession::run() {
       tid = waitpid(want, &status, __WALL | (want < 0 && contended() ? WNOHANG : 0));
     }
     if (tid == 0) {
-      preemptOverdue();
-      resendOverdue();
+      try {
+        preemptOverdue();
+        resendOverdue();
+        releaseExited();
+      } catch (const TaskGone&) {
+        // its end comes next
+      }
       usleep(200);
       continue;
     }
@@ -204,78 +250,119 @@ RecordResult RecordSession::run() {
       addTask(tid).newborn = true;
       it = tasks_.find(tid);
     }
-    RecordedTask& t = it->second;
-    switch (s.kind) {
-      case Stop::Exited:
-      case Stop::Killed: {
-        if (!t.execed) {
-          int err = 0;
-          std::string why = "it did not start";
-          if (read(execErrFd, &err, sizeof err) == sizeof err) why = strerror(err);
-          close(execErrFd);
-          tasks_.clear();
-          fail(ErrorCode::Exec, "cannot execute " + options_.exe + ": " + why);
-        }
-        Event e;
-        e.type = EventType::Exit;
-        e.exit = ExitEvent{uint32_t(tid), s.status};
-        events_.append(e);
-        if (tid == initial_) result.waitStatus = s.status;
-        releaseVforkParent(t);
-        releaseOutput(tid);
-        outputWaiting_.erase(std::remove(outputWaiting_.begin(), outputWaiting_.end(), tid),
-                             outputWaiting_.end());
-        std::deque<pid_t>& queue = waiting_[t.tgid];
-        queue.erase(std::remove(queue.begin(), queue.end(), tid), queue.end());
-        pid_t tgid = t.tgid;
-        bool held = holder_[tgid] == tid;
-        tasks_.erase(it);
-        if (held) {
-          holder_[tgid] = 0;
-          grantNext(tgid);
-        }
-        break;
-      }
-      case Stop::SyscallStop:
-        t.inSyscall = !t.inSyscall;
-        if (t.inSyscall) {
-          onSyscallEntry(t);
-        } else {
-          onSyscallExit(t);
-        }
-        break;
-      case Stop::Event:
-        if (s.event == PTRACE_EVENT_EXEC) t.execPending = true;
-        if (s.event == PTRACE_EVENT_FORK || s.event == PTRACE_EVENT_VFORK ||
-            s.event == PTRACE_EVENT_CLONE) {
-          onFork(t, s.event == PTRACE_EVENT_VFORK);
-        }
-        t.task->resume(PTRACE_SYSCALL);
-        break;
-      case Stop::Signal:
-        if (t.newborn && s.sig == SIGSTOP) {
-          t.newborn = false;
-          // It runs once its parent's fork is in the stream, so its events come after it.
-          if (t.forkSeen) {
-            startTask(t);
-          } else {
-            t.held = true;
-          }
-          break;
-        }
-        onSignal(t, s.sig);
-        break;
+    try {
+      onStop(it->second, s);
+    } catch (const TaskGone&) {
+      // Killed while the recorder handled its stop (another thread's exit_group, a SIGKILL):
+      // its end comes next.
     }
   }
-  close(execErrFd);
+  terminal_.reset();
   events_.finish();
   blobs_.adopt(eventsPath_, "events");
+  RecordResult result;
+  result.waitStatus = waitStatus_;
   result.events = events_.eventCount();
   result.syscalls = syscalls_;
   result.tasks = taskCount_;
   result.processes = processes_;
   result.blobs = blobs_.blobs();
   return result;
+}
+
+void RecordSession::onStop(RecordedTask& t, const Stop& s) {
+  const pid_t tid = t.task->tid();
+  switch (s.kind) {
+    case Stop::Exited:
+    case Stop::Killed: {
+      if (!t.execed) {
+        int err = 0;
+        std::string why = "it did not start";
+        if (read(execErrFd_, &err, sizeof err) == sizeof err) why = strerror(err);
+        tasks_.clear();
+        fail(ErrorCode::Exec, "cannot execute " + options_.exe + ": " + why);
+      }
+      Event e;
+      e.type = EventType::Exit;
+      e.exit = ExitEvent{uint32_t(tid), s.status};
+      events_.append(e);
+      if (tid == initial_) {
+        // The recording ends with the program, as rr's does: what it left running (a daemon
+        // that outlives it) is killed, and its end recorded, so the trace ends there too.
+        waitStatus_ = s.status;
+        for (const auto& [other, task] : tasks_) {
+          if (other != tid) kill(other, SIGKILL);
+        }
+      }
+      releaseVforkParent(t);
+      releaseOutput(tid);
+      outputWaiting_.erase(std::remove(outputWaiting_.begin(), outputWaiting_.end(), tid),
+                           outputWaiting_.end());
+      std::deque<pid_t>& queue = waiting_[t.tgid];
+      queue.erase(std::remove(queue.begin(), queue.end(), tid), queue.end());
+      pid_t tgid = t.tgid;
+      bool held = holder_[tgid] == tid;
+      tasks_.erase(tid);
+      if (held) {
+        holder_[tgid] = 0;
+        grantNext(tgid);
+      }
+      break;
+    }
+    case Stop::SyscallStop:
+      t.inSyscall = !t.inSyscall;
+      if (t.inSyscall) {
+        onSyscallEntry(t);
+      } else {
+        onSyscallExit(t);
+      }
+      break;
+    case Stop::Event:
+      if (s.event == PTRACE_EVENT_STOP) {
+        onEventStop(t, s.sig);
+        break;
+      }
+      if (s.event == PTRACE_EVENT_EXEC) t.execPending = true;
+      if (s.event == PTRACE_EVENT_FORK || s.event == PTRACE_EVENT_VFORK ||
+          s.event == PTRACE_EVENT_CLONE) {
+        onFork(t, s.event == PTRACE_EVENT_VFORK);
+      }
+      t.task->resume(PTRACE_SYSCALL);
+      break;
+    case Stop::Signal:
+      onSignal(t, s.sig);
+      break;
+  }
+}
+
+// A stop of the seized kind: a new task's first, a stop of its process (group-stop: SIGSTOP and
+// the like), or the kernel telling a stopped task that its process was continued.
+void RecordSession::onEventStop(RecordedTask& t, int sig) {
+  if (t.newborn) {
+    t.newborn = false;
+    // It runs once its parent's fork is in the stream, so its events come after it.
+    if (t.forkSeen) {
+      startTask(t);
+    } else {
+      t.held = true;
+    }
+    return;
+  }
+  if (isStopSignal(sig)) {
+    // It stays stopped until a SIGCONT, as it would natively, and its parent's waitpid sees it
+    // stopped once all its threads are: it lets the next one run. Nothing to record: replay
+    // need not stop it, as what others see of the stop comes from syscalls that replay emulates.
+    t.groupStopped = true;
+    release(t);
+    t.task->resume(PTRACE_LISTEN);
+    return;
+  }
+  // Continued (SIGCONT): it waits for its turn to run user code again.
+  if (t.groupStopped) {
+    t.groupStopped = false;
+    if (!acquire(t, Deferred::Continue)) return;
+  }
+  t.task->resume(PTRACE_SYSCALL);
 }
 
 // Data written to a file shows in the process's mappings of it (shared ones, and private pages
@@ -339,7 +426,8 @@ Event RecordSession::syscallEvent(const RecordedTask& t, int64_t result) const {
 
 void RecordSession::onSyscallEntry(RecordedTask& t) {
   t.pendingAtBoundary.clear();  // it ran user code
-  t.entryRegs = t.task->regs();
+  Regs regs = t.task->regs();
+  t.entryRegs = regs;
   long nr = syscallNumber(t.entryRegs.orig_rax);
   t.restarting.reset();
   if (nr == SYS_restart_syscall && t.interrupted) {
@@ -434,6 +522,7 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
     e.syscall.filtered = t.filtered;
     events_.append(e);
     syscalls_++;
+    t.exiting = nr == SYS_exit;
   }
   t.echo = spec->echo ? echoTarget(t.task->tid(), args[spec->fdArg]) : 0;
   if (t.echo && !claimOutput(t)) return;  // it waits at its entry for its turn
@@ -510,6 +599,8 @@ void RecordSession::grantNext(pid_t tgid) {
     t.deferred = Deferred::None;
     if (d == Deferred::SyscallExit) {
       onSyscallExit(t);
+    } else if (d == Deferred::Continue) {
+      t.task->resume(PTRACE_SYSCALL);
     } else {
       runFrom(t);
     }
@@ -567,6 +658,20 @@ void RecordSession::resendOverdue() {
     if (!t.heldSignals.empty() && now - t.heldSince > std::chrono::milliseconds(5)) {
       resendHeld(t);
     }
+  }
+}
+
+// A process's first thread that ends before the others is reported only once they have all
+// ended: it gives up its token once it is a zombie (its tid cleared for pthread_join).
+void RecordSession::releaseExited() {
+  for (auto& [tid, t] : tasks_) {
+    if (!t.exiting || holder_[t.tgid] != tid) continue;
+    std::ifstream in("/proc/" + std::to_string(tid) + "/stat");
+    std::string stat;
+    std::getline(in, stat);
+    size_t paren = stat.rfind(')');
+    char state = paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : 'X';
+    if (state == 'Z' || state == 'X') release(t);
   }
 }
 
@@ -664,7 +769,7 @@ bool RecordSession::namePosition(RecordedTask& t) {
   std::vector<MemoryWord> words;
   const uint64_t at = t.task->regs().rip;
   const std::set<pid_t> pending = pendingStops(t);
-  MemoryImage first = MemoryImage::capture(t.tgid);
+  MemoryImage first = MemoryImage::capture(t.tgid, t.task->tid());
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
   Pass pass = nextPass(t, at);
   for (int n = 0; pass == Pass::Again && n < 256 && std::chrono::steady_clock::now() < until; n++) {
@@ -672,13 +777,13 @@ bool RecordSession::namePosition(RecordedTask& t) {
   }
   std::optional<MemoryImage> previous;
   if (pass == Pass::Again) {
-    previous = MemoryImage::capture(t.tgid);
+    previous = MemoryImage::capture(t.tgid, t.task->tid());
     pass = nextPass(t, at);
   }
   // Another thread's syscall that returned meanwhile wrote memory the loop did not: the words
   // would be its, so none are named.
   if (pass == Pass::Again && pendingStops(t) == pending) {
-    MemoryImage last = MemoryImage::capture(t.tgid);
+    MemoryImage last = MemoryImage::capture(t.tgid, t.task->tid());
     words = previous->changedWords(last, kMaxPositionWords / 2);
     for (const MemoryWord& w : first.changedWords(last, kMaxPositionWords)) {
       bool known = false;
@@ -857,18 +962,21 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   Regs regs = t.task->regs();
   long nr = syscallNumber(t.entryRegs.orig_rax);
   int64_t result = int64_t(regs.rax);
+  // Our SIGSTOP, or a stop of its process, interrupted the syscall: the kernel restarts it once
+  // the task goes on, so this return never reaches the program (a restart_syscall that continues
+  // it is recorded as the syscall itself, which is what replay meets).
+  const bool swallowed = isRestartCode(result) && (t.preemptSent || onlyStopsDue(t));
   if (result == kErestartRestartBlock) {
     const Regs& entry = t.restarting ? t.restarting->entry : t.entryRegs;
-    t.interrupted = RecordedTask::Interrupted{entry, t.entryValues, t.preemptSent};
+    t.interrupted = RecordedTask::Interrupted{entry, t.entryValues, swallowed};
   }
-  // Our SIGSTOP interrupted the syscall: the kernel restarts it once the signal is dropped, so
-  // this return never reaches the program. Or a filter killed it: recorded at its entry.
-  if ((t.preemptSent && isRestartCode(result)) ||
-      t.filtered == SyscallEvent::Filtered::KilledThread ||
+  // Or a filter killed it: recorded at its entry.
+  if (swallowed || t.filtered == SyscallEvent::Filtered::KilledThread ||
       t.filtered == SyscallEvent::Filtered::KilledProcess) {
     t.task->resume(PTRACE_SYSCALL);
     return;
   }
+  t.sigmask = blockedSignals(*t.task);
   if (t.claimed) {
     t.claimed = false;
     regs.rip = t.entryRegs.rip;
@@ -1008,6 +1116,7 @@ bool RecordSession::emulateRdtsc(RecordedTask& t) {
   bool rdtsc = insn[0] == 0x0f && insn[1] == 0x31;
   bool rdtscp = insn[0] == 0x0f && insn[1] == 0x01 && insn[2] == 0xf9;
   if (!rdtsc && !rdtscp) return false;
+  reblockForcedSigsegv(*t.task, t.sigmask);
   Event e;
   e.type = EventType::Rdtsc;
   RdtscEvent& ev = e.rdtsc;
@@ -1041,6 +1150,12 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
   if (sig == SIGSTOP && t.preemptSent) {
     t.preemptSent = false;
     onPreempt(t);
+    return;
+  }
+  if (isStopSignal(sig) && !(signalSets(t.task->tid()).caught & (uint64_t(1) << (sig - 1)))) {
+    // It stops its process wherever it comes (each thread then reports its group-stop), which
+    // replay need not do: not recorded.
+    t.task->resume(PTRACE_SYSCALL, sig);
     return;
   }
   siginfo_t info = t.task->siginfo();

@@ -17,6 +17,7 @@
 
 #include "core/blob_store.h"
 #include "core/event_stream.h"
+#include "core/spawn.h"
 #include "core/syscall_buffers.h"
 #include "core/task.h"
 #include "record/seccomp_filter.h"
@@ -52,7 +53,8 @@ struct RecordResult {
 };
 
 // What a task waiting for its process's run token does once it gets it.
-enum class Deferred : uint8_t { None, SyscallExit, Start, Resume };
+// Continue: from a stop of its process, after a SIGCONT.
+enum class Deferred : uint8_t { None, SyscallExit, Start, Resume, Continue };
 
 // What the recorder tracks for each task of the recorded tree.
 struct RecordedTask {
@@ -66,6 +68,8 @@ struct RecordedTask {
   bool forkSeen = false;  // its parent's fork is recorded: it may run
   bool held = false;      // stopped, waiting for forkSeen
   bool inSyscall = false;
+  bool exiting = false;       // it called exit (the thread's, not the process's)
+  bool groupStopped = false;  // in a stop of its process (SIGSTOP...), left in force
   // Asynchronous signals that landed in user code wait for the task's next syscall, where replay
   // can deliver them exactly: the signals pending when it was resumed from its last syscall
   // (the kernel delivers those before the task runs an instruction), and the held signals
@@ -79,6 +83,7 @@ struct RecordedTask {
   bool fakeAffinity = false;    // a sched_setaffinity skipped at entry: the recorder pins CPUs
   uint8_t echo = 0;             // the syscall under way sends data to stdout (1) or stderr (2)
   int tscMode = PR_TSC_ENABLE;  // what the program believes it set
+  uint64_t sigmask = 0;         // its blocked signals at its last syscall exit
   bool execPending = false;     // PTRACE_EVENT_EXEC seen, the exit stop will follow
   bool forkRecorded = false;    // the fork's event was written at PTRACE_EVENT_FORK
   pid_t vforkChild = 0;         // a vfork child that has not exec'd or exited yet
@@ -109,6 +114,8 @@ class RecordSession {
   RecordResult run();
 
  private:
+  void onStop(RecordedTask& t, const Stop& s);
+  void onEventStop(RecordedTask& t, int sig);
   void onSyscallEntry(RecordedTask& t);
   void onSyscallExit(RecordedTask& t);
   void onFork(RecordedTask& t, bool vfork);
@@ -118,6 +125,7 @@ class RecordSession {
   void startTask(RecordedTask& t);
   void runFrom(RecordedTask& t);
   void preemptOverdue();
+  void releaseExited();
   void onPreempt(RecordedTask& t);
   bool namePosition(RecordedTask& t);
   bool settle(RecordedTask& t);
@@ -155,6 +163,9 @@ class RecordSession {
   std::map<pid_t, pid_t> holder_;
   std::map<pid_t, std::deque<pid_t>> waiting_;
   pid_t initial_ = -1;
+  int execErrFd_ = -1;  // reads the errno of the program's failed exec
+  int waitStatus_ = 0;  // the program's end
+  std::optional<TerminalForeground> terminal_;
   pid_t next_ = 0;  // a task whose next stop is taken before any other's
   std::deque<std::pair<pid_t, int>> requeued_;  // wait statuses taken early, handled next
   uint32_t taskCount_ = 0;

@@ -207,6 +207,7 @@ const ProgramImage* ReplaySession::program(uint32_t tgid) const {
 }
 
 void ReplaySession::activate(ReplayTask& t) {
+  t.sigmask = blockedSignals(*t.task);  // as the recorder notes it after each syscall
   active_ = t.recordedTid;
   segmentKey_ = eventIndex_;
   segmentResumed_ = false;
@@ -284,6 +285,13 @@ void ReplaySession::applyEvent() {
 std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
   ReplayTask& t = tasks_.at(active_);
   const std::optional<Event>& end = segmentEnd_;
+  if (end && end->type == EventType::Exit && t.deliverSig == 0) {
+    // Killed from outside as it ran (SIGKILL, another thread's exit_group), not by a signal
+    // delivered now: how far it got is nothing the recording can tell, and it may never stop
+    // by itself (a spin loop). It waits for its end.
+    active_ = 0;
+    return std::nullopt;
+  }
   // The debugger's position comes first: it lies before the segment's end.
   const PreemptEvent* target = control.stopAt                           ? control.stopAt
                                : end && end->type == EventType::Preempt ? &end->preempt
@@ -635,6 +643,7 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
   if (sig == SIGSEGV && haveNext_ && next_.type == EventType::Rdtsc &&
       next_.rdtsc.tid == t.recordedTid && next_.rdtsc.rip == r.rip) {
     const RdtscEvent& ev = next_.rdtsc;
+    reblockForcedSigsegv(*t.task, t.sigmask);
     r.rax = ev.rax;
     r.rdx = ev.rdx;
     if (ev.rdtscp) r.rcx = ev.rcx;
@@ -712,6 +721,13 @@ void ReplaySession::onSyscall(ReplayTask& t) {
     case ReplayAction::InPlace: {
       if (nr == SYS_exit_group) return exitGroupInPlace(t, r);
       if (nr == SYS_exit) releaseRobustFutexes(t);
+      if (nr == SYS_exit && leadsLiveThreads(t)) {
+        // Its end is reported once its threads have ended: it waits for its Exit event.
+        if (std::optional<Stop> early = enterInPlace(t, r)) return onStop(t, *early);
+        t.task->resume(PTRACE_SYSCALL);
+        t.parked = true;
+        return;
+      }
       Stop s = runInPlace(t, r);
       if (s.kind == Stop::Exited || s.kind == Stop::Killed) onExit(t, s);
       return;
@@ -1009,6 +1025,14 @@ void ReplaySession::killAsFiltered(ReplayTask& t, const Regs& at, const SyscallE
   for (int i = 0; i < 4 && s.kind == Stop::SyscallStop; i++) s = resumeInKernel(t);
   if (s.kind != Stop::Exited && s.kind != Stop::Killed) diverged(t, describeStop(s));
   onExit(t, s);
+}
+
+bool ReplaySession::leadsLiveThreads(const ReplayTask& t) const {
+  if (t.recordedTid != t.tgid) return false;
+  for (const auto& [tid, other] : tasks_) {
+    if (other.tgid == t.tgid && tid != t.recordedTid && !other.exited) return true;
+  }
+  return false;
 }
 
 // exit_group ends every thread of the process; the kernel reports the leader's end only after

@@ -49,6 +49,7 @@ struct ReplayTaskState {
   bool atPosition = false;      // stopped at the position of its next Preempt event
   bool exited = false;
   int exitStatus = 0;          // wait status, once exited
+  uint64_t sigmask = 0;        // its blocked signals when it last went back to user code
   std::vector<Watch> watches;  // in its debug registers
   // Where the kernel clears its tid when it exits (CLONE_CHILD_CLEARTID); 0: nowhere.
   uint64_t clearChildTid = 0;
@@ -176,6 +177,9 @@ class ReplaySession {
   std::optional<Stop> enterInPlace(ReplayTask& t, const Regs& at);
   Stop runInPlace(ReplayTask& t, const Regs& at);
   Stop resumeInKernel(ReplayTask& t);
+  // Whether the task is its process's first thread and others are alive: its exit is then
+  // reported only after theirs.
+  bool leadsLiveThreads(const ReplayTask& t) const;
   void exitGroupInPlace(ReplayTask& t, const Regs& at);
   void rebuild(ReplayTask& t);
   void endSegment(ReplayTask& t, const Stop& s);

@@ -1,0 +1,64 @@
+// Issue 10, acceptance 5: the recorder never dies, hangs or crashes with its tracees. Stops of a
+// whole process, signals to the process group, tasks that vanish while the recorder handles
+// them, a main thread that ends before its threads, and a daemon that outlives its parent.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupTemps, compile, describeRun, recordReplay, requireCli } from './harness.js';
+
+afterAll(cleanupTemps);
+beforeAll(requireCli);
+
+const RUNS = 5;
+
+describe('the recorder and its tracees', () => {
+  it('SIGSTOP and SIGCONT act as natively: a stopped child is seen stopped by waitpid(WUNTRACED), then continued', async () => {
+    const exe = compile('group_stop', { extra: ['-pthread'] });
+    for (let i = 0; i < RUNS; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+      expect(rec.stdout.toString(), describeRun(rec)).toBe(
+        'self-stopped: stopped by 19\ncontinued: exited 7\nstopped by its parent: stopped by 19\nafter 20 stops: exited 8\n' +
+          'stopped by its thread: stopped by 19\njoined: exited 9\n',
+      );
+    }
+  });
+
+  it('kill(0, SIG) reaches the program and its children only: the recorder outlives it and reports the signal', async () => {
+    const exe = compile('group_signal');
+    for (const sig of [5, 6, 10, 15]) {
+      const { rec } = await recordReplay(exe, [String(sig)], { expectStatus: 128 + sig });
+      // Not its group's leader, as a command a shell runs: setsid() works in it and its children.
+      expect(rec.stdout.toString(), describeRun(rec)).toBe(
+        `leads its group: no\nsetsid in a child: ok\nsignalling the group with ${sig}\n`,
+      );
+    }
+  });
+
+  it('a thread that crashes while others run and wait: recorded every time (they vanish under the recorder)', async () => {
+    const exe = compile('thread_crash', { extra: ['-O0', '-pthread'] });
+    for (let i = 0; i < RUNS; i++) await recordReplay(exe, [], { expectStatus: 139 });
+  });
+
+  it('the main thread ends before its threads, and a thread gets a signal before it ran', async () => {
+    const exe = compile('leader_exit', { extra: ['-pthread'] });
+    for (let i = 0; i < RUNS; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+      const lines = rec.stdout.toString().split('\n');
+      expect(lines[0], describeRun(rec)).toBe('main leaves first');
+      expect(lines.slice(1, 4).sort(), describeRun(rec)).toEqual(['worker 0 done: 632', 'worker 1 done: 537', 'worker 2 done: 442']);
+      expect(lines.slice(4), describeRun(rec)).toEqual(['all joined', '']);
+    }
+  });
+
+  it('a daemon that outlives the program: the recording ends with the program, the daemon killed', async () => {
+    const exe = compile('daemon');
+    for (let i = 0; i < 3; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0, timeoutMs: 20_000 });
+      expect(rec.stdout.toString(), describeRun(rec)).toBe('the daemon runs; the program ends\n');
+    }
+  });
+
+  it('SIGSEGV blocked by the program stays blocked through the rdtsc traps (whose SIGSEGV the kernel forces), across exec', async () => {
+    const exe = compile('segv_mask_rdtsc');
+    const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+    expect(rec.stdout.toString(), describeRun(rec)).toBe('after rdtsc: SIGSEGV blocked (1)\nafter exec and rdtsc: SIGSEGV blocked (1)\n');
+  });
+});
