@@ -97,7 +97,6 @@ bool isStopSignal(int sig) {
   return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
 }
 
-
 // A task's signal sets, from /proc/PID/status. `blocked` is the mask in force, which during
 // pselect6 and the like is the syscall's (PTRACE_GETSIGMASK gives the program's own then).
 struct SignalSets {
