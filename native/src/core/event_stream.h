@@ -17,7 +17,7 @@
 
 namespace rwd {
 
-constexpr uint32_t kEventStreamVersion = 2;
+constexpr uint32_t kEventStreamVersion = 3;
 
 struct ChunkIndexEntry {
   uint64_t offset;      // of the chunk header in the file

@@ -107,6 +107,13 @@ void encodeEvent(const Event& e, std::vector<uint8_t>& out) {
       }
       w.str(s.blob);
       w.put(s.sentHash);
+      w.put(s.file);
+      w.put(s.fileSize);
+      w.put<uint32_t>(uint32_t(s.fileWrites.size()));
+      for (const MemoryWrite& m : s.fileWrites) {
+        w.put(m.addr);
+        w.bytes(m.data.data(), m.data.size());
+      }
       break;
     }
     case EventType::Signal:
@@ -209,6 +216,13 @@ Event decodeEvent(const uint8_t* data, size_t len) {
       }
       s.blob = r.str();
       s.sentHash = r.get<uint64_t>();
+      s.file = r.get<uint64_t>();
+      s.fileSize = r.get<uint64_t>();
+      n = r.get<uint32_t>();
+      for (uint32_t i = 0; i < n; i++) {
+        uint64_t offset = r.get<uint64_t>();
+        s.fileWrites.push_back(MemoryWrite{offset, r.bytes()});
+      }
       break;
     }
     case uint8_t(EventType::Signal): {
@@ -294,6 +308,16 @@ std::string dumpEvent(const Event& e) {
         line += buf;
       }
       if (!s.blob.empty()) line += ", maps file " + s.blob;
+      if (s.file) {
+        snprintf(buf, sizeof buf, ", shared file %llu of %llu bytes", (unsigned long long)s.file,
+                 (unsigned long long)s.fileSize);
+        line += buf;
+      }
+      for (const MemoryWrite& w : s.fileWrites) {
+        snprintf(buf, sizeof buf, ", writes %zu bytes at offset 0x%llx of it", w.data.size(),
+                 (unsigned long long)w.addr);
+        line += buf;
+      }
       return line;
     }
     case EventType::Signal:

@@ -65,6 +65,12 @@ struct SyscallEvent {
   // FNV-1a of the bytes the syscall sent, for those whose table entry sends data
   // (core/syscall_buffers.h): replay checks the program sends the same.
   uint64_t sentHash = 0;
+  // A file mapped shared somewhere in the recorded tree (docs/memory.md), which the syscall
+  // mapped or changed: its number in the trace (0: none), its size after the syscall, and the
+  // bytes the syscall wrote into it (`addr` is the offset in the file).
+  uint64_t file = 0;
+  uint64_t fileSize = 0;
+  std::vector<MemoryWrite> fileWrites;
 };
 
 struct SignalEvent {

@@ -250,9 +250,9 @@ RecordResult RecordSession::run() {
   return result;
 }
 
-// Data written to a file shows in the process's mappings of it (shared ones, and private pages
-// it never wrote). Replay maps a private copy and emulates the write, so the bytes those
-// mappings now show go into the event.
+// Data written to a file shows in the process's private mappings of it (in the pages it never
+// wrote). Replay maps a private copy and emulates the write, so the bytes those mappings now
+// show go into the event. (Shared mappings are record/shared_files.h's.)
 void RecordSession::captureMappedWrite(const RecordedTask& t, SyscallEvent& s) {
   std::string fd = std::to_string(s.args[0]);
   std::string proc = "/proc/" + std::to_string(t.task->tid());
@@ -271,7 +271,8 @@ void RecordSession::captureMappedWrite(const RecordedTask& t, SyscallEvent& s) {
   }
   uint64_t end = start + uint64_t(s.result);
   for (const MapsEntry& m : readMemoryMap(t.task->tid())) {
-    if (m.inode != st.st_ino || m.dev != st.st_dev) continue;
+    // Shared mappings show the emulated file, which replay writes itself.
+    if (m.inode != st.st_ino || m.dev != st.st_dev || m.shared) continue;
     uint64_t lo = std::max(start, m.offset), hi = std::min(end, m.offset + (m.end - m.start));
     if (lo >= hi) continue;
     MemoryWrite w{m.start + (lo - m.offset), std::vector<uint8_t>(hi - lo)};
@@ -835,6 +836,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   if (spec->sent == Sent::Buffer || spec->sent == Sent::Iovec) {  // write, pwrite and the like
     if (result > 0 && mappedFiles_.count(t.tgid)) captureMappedWrite(t, s);
   }
+  sharedFiles_.captureChange(*t.task, nr, result, s);
   if (nr == SYS_mmap && !isError(result) && !(s.args[3] & MAP_ANONYMOUS)) {
     std::string fdPath =
         "/proc/" + std::to_string(t.task->tid()) + "/fd/" + std::to_string(int(s.args[4]));
@@ -843,8 +845,15 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
       char link[4096];
       ssize_t n = readlink(fdPath.c_str(), link, sizeof link - 1);
-      s.blob = blobs_.putFile(fd, n > 0 ? std::string(link, size_t(n)) : fdPath);
-      mappedFiles_[t.tgid].insert({st.st_dev, st.st_ino});
+      bool shared = (s.args[3] & MAP_TYPE) != MAP_PRIVATE;
+      // A file mapped shared may change at any moment: captured afresh, never from the cache.
+      s.blob = blobs_.putFile(fd, n > 0 ? std::string(link, size_t(n)) : fdPath, !shared);
+      if (shared) {
+        s.file = sharedFiles_.mapped(fd);
+        s.fileSize = uint64_t(st.st_size);
+      } else {
+        mappedFiles_[t.tgid].insert({st.st_dev, st.st_ino});
+      }
     }
     if (fd >= 0) close(fd);
   }

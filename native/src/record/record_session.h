@@ -19,6 +19,7 @@
 #include "core/event_stream.h"
 #include "core/syscall_buffers.h"
 #include "core/task.h"
+#include "record/shared_files.h"
 
 namespace rwd {
 
@@ -143,7 +144,8 @@ class RecordSession {
   std::deque<std::pair<pid_t, int>> requeued_;  // wait statuses taken early, handled next
   uint32_t taskCount_ = 0;
   std::vector<ProcessInfo> processes_;
-  std::map<pid_t, std::set<std::pair<dev_t, ino_t>>> mappedFiles_;  // per process
+  std::map<pid_t, std::set<std::pair<dev_t, ino_t>>> mappedFiles_;  // per process, private
+  SharedFiles sharedFiles_;
   uint64_t syscalls_ = 0;
   // Writes to stdout and stderr run one at a time, each recorded before the next starts, so the
   // stream has them in the order the kernel wrote them (replay echoes them in the stream's order):

@@ -435,11 +435,11 @@ bool ReplaySession::checkpointable() const {
     if (t.exited || t.vforkRegs || t.deliverSig || !tasks_.count(t.tgid)) return false;
     processes.insert(t.tgid);
   }
-  if (processes.size() == 1) return true;
-  // Copies of processes that share writable memory would share it no more.
+  // A copy of a process shares its shared mappings with the original: what either stores
+  // later, and what recorded syscalls write into an emulated file, would show in both.
   for (uint32_t tgid : processes) {
     for (const MapsEntry& m : readMemoryMap(tasks_.at(tgid).task->tid())) {
-      if (m.shared && (m.prot & PROT_WRITE)) return false;
+      if (m.shared) return false;
     }
   }
   return true;
@@ -688,6 +688,7 @@ void ReplaySession::writeResults(ReplayTask& t, const SyscallEvent& ev) {
 
 void ReplaySession::emulate(ReplayTask& t, Regs r, const SyscallEvent& ev) {
   writeResults(t, ev);
+  sharedFiles_.apply(ev);
   const SyscallSpec& spec = *lookupSyscall(ev.nr);
   if (spec.sent != Sent::None) {
     // What the program sends now must be what it sent when recorded: else its output, or a file
@@ -763,14 +764,29 @@ void ReplaySession::replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev) {
     if (ev.blob.empty()) {
       // Anonymous memory, or a device like /dev/zero that maps as anonymous memory.
       got = remote.call(SYS_mmap, addr, len, prot, flags | MAP_ANONYMOUS, uint64_t(-1), 0);
+    } else if (ev.file) {
+      // A file mapped shared: its emulated file, mapped shared as recorded.
+      std::string file = sharedFiles_.reset(ev.file, blobs_.read(ev.blob), ev.fileSize);
+      uint64_t path = putScratchString(*t.task, t.stub, file);
+      long fd = remote.check("opening a shared file", SYS_open, path, O_RDWR | O_CLOEXEC);
+      got = remote.call(SYS_mmap, addr, len, prot, flags, uint64_t(fd), ev.args[5]);
+      remote.call(SYS_close, uint64_t(fd));
     } else {
       uint64_t path = putScratchString(*t.task, t.stub, blobs_.pathOf(ev.blob));
       long fd = remote.check("opening a captured file", SYS_open, path,
                              O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-      // Writes to a shared file mapping stay in the replayed process.
       flags = (flags & ~uint64_t(MAP_SHARED | MAP_SHARED_VALIDATE)) | MAP_PRIVATE;
       got = remote.call(SYS_mmap, addr, len, prot, flags, uint64_t(fd), ev.args[5]);
       remote.call(SYS_close, uint64_t(fd));
+      // Past the end of the captured file: pages a file that grew later shows (zeros, and what
+      // recorded writes put there); had the program touched them while they lay past the end,
+      // the recording would hold its SIGBUS, which replay would not meet.
+      uint64_t filePages = pageUp(blobs_.sizeOf(ev.blob));
+      if (got == ev.result && ev.args[5] + pageUp(len) > filePages) {
+        uint64_t from = filePages > ev.args[5] ? filePages - ev.args[5] : 0;
+        remote.check("mapping past the end of a file", SYS_mmap, addr + from, pageUp(len) - from,
+                     prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, uint64_t(-1), 0);
+      }
     }
   }
   if (got != ev.result) divergedResult(ev, got);

@@ -15,6 +15,7 @@
 #include "replay/address_space_builder.h"
 #include "replay/breakpoints.h"
 #include "replay/code_coverage.h"
+#include "replay/emulated_files.h"
 #include "replay/position_trap.h"
 
 namespace rwd {
@@ -137,7 +138,7 @@ class ReplaySession {
   // Follows which code a process runs (a debugger's, for going back); nullptr: none.
   void followCode(CodeCoverage* coverage) { coverage_ = coverage; }
   // Whether replay is where saveState() can be taken: every thread alive and stopped where a
-  // copy can be made of it, and no memory shared between processes.
+  // copy can be made of it, and no shared memory (a copy would share it with the original).
   bool checkpointable() const;
   ReplayState saveState() const;
   // Takes up `state` with copies of its tasks (real tids by recorded tid); ends the tasks it had.
@@ -197,6 +198,7 @@ class ReplaySession {
   uint64_t echoed_ =
       0;  // output of events before this one was written already (replay may go back)
   std::map<uint32_t, AddressSpace> spaces_;
+  EmulatedFiles sharedFiles_;
   CodeCoverage* coverage_ = nullptr;
 };
 
