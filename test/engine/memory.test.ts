@@ -23,4 +23,19 @@ describe('memory', () => {
     );
     expect(readdirSync(dir)).toEqual([]);
   });
+
+  it('mappings: fork advice, a locked page under MADV_DONTNEED, a merged file mapping grown by mremap and set_tid_address run again in replay', async () => {
+    const dir = tempDir('rewind-mappings-');
+    const exe = compile('mappings', { extra: ['-pthread'] });
+    for (let i = 0; i < 3; i++) {
+      const { rec } = await recordReplay(exe, [dir], { expectStatus: 0 });
+      expect(rec.stdout.toString()).toBe(
+        'wiped in the child: 7\n' +
+          'left out of the child: Segmentation fault\n' +
+          'dontneed over a locked page: -1 Invalid argument; first 0, second kept 1\n' +
+          'mremap of the merged mapping: moved, 1\n' +
+          'tid cleared at the new address: 1\n',
+      );
+    }
+  });
 });

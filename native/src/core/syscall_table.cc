@@ -250,7 +250,6 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_sched_get_priority_min, "sched_get_priority_min", 1);
   t.emulate(SYS_prctl, "prctl", 5, {custom()});
   t.emulate(SYS_personality, "personality", 1);
-  t.emulate(SYS_set_tid_address, "set_tid_address", 1);
   t.emulate(SYS_set_robust_list, "set_robust_list", 2);
   t.emulate(SYS_futex, "futex", 3);
   t.emulate(SYS_kill, "kill", 2);
@@ -261,10 +260,6 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_rt_sigpending, "rt_sigpending", 2, {argValue(0, 1)});
   t.emulate(SYS_rt_sigtimedwait, "rt_sigtimedwait", 4, {fixed(1, kSiginfo)});
   t.emulate(SYS_membarrier, "membarrier", 3);
-  t.emulate(SYS_mlock, "mlock", 2);
-  t.emulate(SYS_munlock, "munlock", 2);
-  t.emulate(SYS_mlockall, "mlockall", 1);
-  t.emulate(SYS_munlockall, "munlockall", 0);
   t.emulate(SYS_msync, "msync", 3);
   t.emulate(SYS_mincore, "mincore", 3, {custom()});
   t.emulate(SYS_ioprio_get, "ioprio_get", 2);
@@ -276,9 +271,16 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.add(SYS_munmap, "munmap", 2, R::Execute);
   t.add(SYS_mprotect, "mprotect", 3, R::Execute);
   t.add(SYS_madvise, "madvise", 3, R::Execute);
+  // Locked pages change what madvise and mremap do to them.
+  t.add(SYS_mlock, "mlock", 2, R::Execute);
+  t.add(SYS_munlock, "munlock", 2, R::Execute);
+  t.add(SYS_mlockall, "mlockall", 1, R::Execute);
+  t.add(SYS_munlockall, "munlockall", 0, R::Execute);
   t.add(SYS_mremap, "mremap", 4, R::Mremap);
   t.add(SYS_brk, "brk", 1, R::Brk);
   t.add(SYS_arch_prctl, "arch_prctl", 2, R::Execute);
+  // Where the kernel clears the tid (and wakes a futex) when the thread ends.
+  t.add(SYS_set_tid_address, "set_tid_address", 1, R::Execute);
   t.add(SYS_pkey_alloc, "pkey_alloc", 2, R::Execute);
   t.add(SYS_pkey_free, "pkey_free", 1, R::Execute);
   t.add(SYS_pkey_mprotect, "pkey_mprotect", 4, R::Execute);

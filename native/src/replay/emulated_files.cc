@@ -41,6 +41,23 @@ int EmulatedFiles::fdOf(uint64_t id) {
   return fd;
 }
 
+int EmulatedFiles::copyOf(const std::vector<uint8_t>& content, uint64_t size) {
+  int fd = memfd_create("rewind-file-copy", MFD_CLOEXEC);
+  if (fd < 0) failErrno("memfd_create for a copy of a file");
+  try {
+    writeAt(fd, content.data(), content.size(), 0);
+    resize(fd, size);
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+  return fd;
+}
+
+std::string EmulatedFiles::pathOf(int fd) {
+  return "/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(fd);
+}
+
 void EmulatedFiles::resize(int fd, uint64_t size) {
   if (size > kMaxFileSize) fail(ErrorCode::BadTrace, "a shared file is larger than it can be");
   if (ftruncate(fd, off_t(size)) < 0) failErrno("resize an emulated shared file");
@@ -51,7 +68,7 @@ std::string EmulatedFiles::reset(uint64_t id, const std::vector<uint8_t>& conten
   resize(fd, 0);
   writeAt(fd, content.data(), content.size(), 0);
   resize(fd, size);
-  return "/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(fd);
+  return pathOf(fd);
 }
 
 void EmulatedFiles::apply(const SyscallEvent& ev) {

@@ -141,8 +141,8 @@ void ReplaySession::rebuild(ReplayTask& t) {
   t.task->reopenMemory();
   t.stub = buildAddressSpace(*t.task, next_.exec, blobs_);
   t.space = t.tgid;
-  spaces_[t.space] =
-      AddressSpace{pageUp(next_.exec.brkStart), ProgramImage{next_.exec.exe, next_.exec.auxv}, {}};
+  spaces_[t.space] = AddressSpace{
+      pageUp(next_.exec.brkStart), ProgramImage{next_.exec.exe, next_.exec.auxv}, {}, {}};
   nextEvent();
 }
 
@@ -733,10 +733,10 @@ void ReplaySession::echo(const SyscallEvent& ev, const std::vector<uint8_t>& dat
 void ReplaySession::replayExecuted(ReplayTask& t, const SyscallEvent& ev) {
   uint64_t a[6];
   memcpy(a, ev.args, sizeof a);
-  if (ev.nr == SYS_madvise && (a[2] == MADV_DONTFORK || a[2] == MADV_WIPEONFORK)) {
-    // Checkpoints are forks: memory kept out of forks would be missing (or zeroed) in every
-    // copy. Only a child of the program that touched that memory (and crashed when recorded)
-    // could tell the difference.
+  if (ev.nr == SYS_set_tid_address) {
+    // It returns the caller's tid, which replay's task has another of.
+    { RemoteSyscalls(*t.task, t.stub.gadget).call(ev.nr, a[0]); }
+    t.clearChildTid = a[0];
     return finishSyscall(t, t.task->regs(), ev.result);
   }
   if (ev.nr == SYS_mremap && !isError(ev.result) && uint64_t(ev.result) != a[0]) {
@@ -764,33 +764,53 @@ void ReplaySession::replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev) {
     if (ev.blob.empty()) {
       // Anonymous memory, or a device like /dev/zero that maps as anonymous memory.
       got = remote.call(SYS_mmap, addr, len, prot, flags | MAP_ANONYMOUS, uint64_t(-1), 0);
-    } else if (ev.file) {
-      // A file mapped shared: its emulated file, mapped shared as recorded.
-      std::string file = sharedFiles_.reset(ev.file, blobs_.read(ev.blob), ev.fileSize);
-      uint64_t path = putScratchString(*t.task, t.stub, file);
-      long fd = remote.check("opening a shared file", SYS_open, path, O_RDWR | O_CLOEXEC);
-      got = remote.call(SYS_mmap, addr, len, prot, flags, uint64_t(fd), ev.args[5]);
-      remote.call(SYS_close, uint64_t(fd));
     } else {
-      uint64_t path = putScratchString(*t.task, t.stub, blobs_.pathOf(ev.blob));
-      long fd = remote.check("opening a captured file", SYS_open, path,
-                             O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-      flags = (flags & ~uint64_t(MAP_SHARED | MAP_SHARED_VALIDATE)) | MAP_PRIVATE;
+      if (!ev.file) flags = (flags & ~uint64_t(MAP_SHARED | MAP_SHARED_VALIDATE)) | MAP_PRIVATE;
+      long fd = mapSource(t, remote, ev, ev.args[5] + pageUp(len));
       got = remote.call(SYS_mmap, addr, len, prot, flags, uint64_t(fd), ev.args[5]);
-      remote.call(SYS_close, uint64_t(fd));
-      // Past the end of the captured file: pages a file that grew later shows (zeros, and what
-      // recorded writes put there); had the program touched them while they lay past the end,
-      // the recording would hold its SIGBUS, which replay would not meet.
-      uint64_t filePages = pageUp(blobs_.sizeOf(ev.blob));
-      if (got == ev.result && ev.args[5] + pageUp(len) > filePages) {
-        uint64_t from = filePages > ev.args[5] ? filePages - ev.args[5] : 0;
-        remote.check("mapping past the end of a file", SYS_mmap, addr + from, pageUp(len) - from,
-                     prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, uint64_t(-1), 0);
-      }
     }
   }
   if (got != ev.result) divergedResult(ev, got);
   finishSyscall(t, r, ev.result);
+}
+
+// The descriptor, in the task, of what replay maps for the file `ev` maps, `reach` bytes of
+// it at least: a file mapped shared is its emulated file; another is the captured file, or, when
+// the mapping reaches past its end, a copy of it made long enough (pages a file that grew later
+// shows: zeros, and what recorded writes put there; had the program touched them while they lay
+// past the end, the recording would hold its SIGBUS, which replay would not meet). The
+// descriptor stays open in the address space: all the mappings of one file are of one open
+// file, which the kernel merges into one mapping where it did when recorded (and mremap needs).
+long ReplaySession::mapSource(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev,
+                              uint64_t reach) {
+  std::map<std::string, MapSource>& sources = space(t).sources;
+  const std::string key = ev.file ? "shared file " + std::to_string(ev.file) : ev.blob;
+  auto it = sources.find(key);
+  if (ev.file) {
+    std::string path = sharedFiles_.reset(ev.file, blobs_.read(ev.blob), ev.fileSize);
+    if (it != sources.end()) return it->second.fd;
+    uint64_t at = putScratchString(*t.task, t.stub, path);
+    long fd = remote.check("opening a shared file", SYS_open, at, O_RDWR | O_CLOEXEC);
+    sources[key] = MapSource{fd, 0};
+    return fd;
+  }
+  if (it != sources.end() && it->second.reach >= reach) return it->second.fd;
+  uint64_t size = pageUp(blobs_.sizeOf(ev.blob));
+  long fd;
+  if (reach <= size) {
+    uint64_t at = putScratchString(*t.task, t.stub, blobs_.pathOf(ev.blob));
+    fd = remote.check("opening a captured file", SYS_open, at, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  } else {
+    size = std::max(reach, it != sources.end() ? it->second.reach : 0);
+    int copy = sharedFiles_.copyOf(blobs_.read(ev.blob), size);
+    uint64_t at = putScratchString(*t.task, t.stub, EmulatedFiles::pathOf(copy));
+    fd = remote.call(SYS_open, at, O_RDONLY | O_CLOEXEC);
+    close(copy);
+    if (fd < 0) fail(ErrorCode::System, "cannot open a copy of a captured file");
+  }
+  if (it != sources.end()) remote.call(SYS_close, uint64_t(it->second.fd));
+  sources[key] = MapSource{fd, size};
+  return fd;
 }
 
 void ReplaySession::replayBrk(ReplayTask& t, Regs r, const SyscallEvent& ev) {

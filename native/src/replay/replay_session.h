@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/event_stream.h"
+#include "core/remote_syscalls.h"
 #include "core/task.h"
 #include "replay/address_space_builder.h"
 #include "replay/breakpoints.h"
@@ -66,10 +67,17 @@ struct ProgramImage {
 // AddressSpace): a thread's sbrk moves the heap end of all of them. Known by the recorded tgid
 // of the process whose exec (or fork) made it; threads, and a vfork child until it execs, share
 // their parent's.
+// A file replay maps, open in the replayed process (see ReplaySession::mapSource).
+struct MapSource {
+  long fd = -1;
+  uint64_t reach = 0;  // bytes it has to map (a captured file's, rounded up to pages)
+};
+
 struct AddressSpace {
   uint64_t brkEnd = 0;  // end of the emulated heap
   ProgramImage program;
   TrampolinePages trampolines;
+  std::map<std::string, MapSource> sources;  // by blob, or by emulated file
 };
 
 // How a debugger runs the active task's user code.
@@ -163,6 +171,7 @@ class ReplaySession {
   bool interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const SyscallEvent& ev);
   void replayExecuted(ReplayTask& t, const SyscallEvent& ev);
   void replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev);
+  long mapSource(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev, uint64_t reach);
   void replayBrk(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void replayFork(ReplayTask& t, const Regs& at, const SyscallEvent& ev);
   void echo(const SyscallEvent& ev, const std::vector<uint8_t>& data);
