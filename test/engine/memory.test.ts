@@ -38,4 +38,12 @@ describe('memory', () => {
       );
     }
   });
+
+  it('shared_counter: a parent and its fork child sharing anonymous memory run in the recorded order, each of 5 recordings', async () => {
+    const exe = compile('shared_counter');
+    for (let i = 0; i < 5; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+      expect(rec.stdout.toString()).toMatch(/^(sample \d: \d+\n){5}final: \d+, not below the last sample: 1\n$/);
+    }
+  });
 });

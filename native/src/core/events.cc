@@ -332,7 +332,8 @@ std::string dumpEvent(const Event& e) {
     case EventType::Run:
       return line;
     case EventType::Preempt:
-      snprintf(buf, sizeof buf, ", stack hash %016llx", (unsigned long long)e.preempt.stackHash);
+      snprintf(buf, sizeof buf, ", stack hash %016llx, %zu words of memory",
+               (unsigned long long)e.preempt.stackHash, e.preempt.words.size());
       return line + buf;
   }
   return line;

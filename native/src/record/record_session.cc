@@ -1,5 +1,6 @@
 #include "record/record_session.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -143,6 +144,7 @@ RecordResult RecordSession::run() {
   initial_ = spawnTraced(options_.exe, options_.argv, options_.env, &execErrFd);
   RecordedTask& first = addTask(initial_);
   first.tgid = initial_;
+  first.token = initial_;
   first.execed = false;
   first.execArgv = options_.argv;
   processes_.push_back(ProcessInfo{initial_, 0, {}, {}});
@@ -197,14 +199,14 @@ RecordResult RecordSession::run() {
         releaseOutput(tid);
         outputWaiting_.erase(std::remove(outputWaiting_.begin(), outputWaiting_.end(), tid),
                              outputWaiting_.end());
-        std::deque<pid_t>& queue = waiting_[t.tgid];
+        std::deque<pid_t>& queue = waiting_[t.token];
         queue.erase(std::remove(queue.begin(), queue.end(), tid), queue.end());
-        pid_t tgid = t.tgid;
-        bool held = holder_[tgid] == tid;
+        pid_t token = t.token;
+        bool held = holder_[token] == tid;
         tasks_.erase(it);
         if (held) {
-          holder_[tgid] = 0;
-          grantNext(tgid);
+          holder_[token] = 0;
+          grantNext(token);
         }
         break;
       }
@@ -278,6 +280,51 @@ void RecordSession::captureMappedWrite(const RecordedTask& t, SyscallEvent& s) {
     MemoryWrite w{m.start + (lo - m.offset), std::vector<uint8_t>(hi - lo)};
     if (t.task->tryRead(w.addr, w.data.data(), w.data.size())) s.writes.push_back(std::move(w));
   }
+}
+
+bool RecordSession::sharesMemory(pid_t tid) const {
+  for (const MapsEntry& m : readMemoryMap(tid)) {
+    if (m.shared) return true;
+  }
+  return false;
+}
+
+// A file the task maps shared may be mapped shared by other processes too. Replay keeps their
+// stores in the recorded order only for processes that take turns on one run token (a fork
+// child and its parent); any other sharer, in the tree or outside it, stops recording.
+void RecordSession::checkSharedMapping(const RecordedTask& t, const struct stat& file) {
+  auto mapsIt = [&](pid_t pid) {
+    for (const MapsEntry& m : readMemoryMap(pid)) {
+      if (m.shared && m.dev == file.st_dev && m.inode == file.st_ino) return true;
+    }
+    return false;
+  };
+  std::set<pid_t> recorded;
+  for (const auto& [tid, other] : tasks_) {
+    recorded.insert(other.tgid);
+    if (other.token != t.token && other.tgid == tid && other.execed && mapsIt(tid)) {
+      fail(ErrorCode::Unsupported,
+           "processes " + std::to_string(t.tgid) + " and " + std::to_string(tid) +
+               " of the recording map one file shared without one having it from the other "
+               "(fork), which rewind cannot replay yet");
+    }
+  }
+  DIR* proc = opendir("/proc");
+  if (!proc) failErrno("open /proc");
+  while (dirent* e = readdir(proc)) {
+    pid_t pid = pid_t(atoi(e->d_name));
+    if (pid <= 0 || pid == getpid() || recorded.count(pid)) continue;
+    try {
+      if (!mapsIt(pid)) continue;
+    } catch (const std::exception&) {
+      continue;  // gone, or not ours to read
+    }
+    closedir(proc);
+    fail(ErrorCode::Unsupported,
+         "the program maps a file shared with process " + std::to_string(pid) +
+             ", which is not recorded: rewind cannot replay memory shared with it");
+  }
+  closedir(proc);
 }
 
 Event RecordSession::syscallEvent(const RecordedTask& t, int64_t result) const {
@@ -393,32 +440,32 @@ void RecordSession::releaseVforkParent(RecordedTask& child) {
 }
 
 bool RecordSession::acquire(RecordedTask& t, Deferred ifBusy) {
-  pid_t& holder = holder_[t.tgid];
+  pid_t& holder = holder_[t.token];
   if (holder == 0 || holder == t.task->tid()) {
     holder = t.task->tid();
     t.grantedAt = std::chrono::steady_clock::now();
     return true;
   }
   t.deferred = ifBusy;
-  waiting_[t.tgid].push_back(t.task->tid());
+  waiting_[t.token].push_back(t.task->tid());
   return false;
 }
 
 void RecordSession::release(RecordedTask& t) {
-  auto it = holder_.find(t.tgid);
+  auto it = holder_.find(t.token);
   if (it == holder_.end() || it->second != t.task->tid()) return;
   it->second = 0;
-  grantNext(t.tgid);
+  grantNext(t.token);
 }
 
-void RecordSession::grantNext(pid_t tgid) {
-  std::deque<pid_t>& queue = waiting_[tgid];
+void RecordSession::grantNext(pid_t token) {
+  std::deque<pid_t>& queue = waiting_[token];
   while (!queue.empty()) {
     auto it = tasks_.find(queue.front());
     queue.pop_front();
     if (it == tasks_.end()) continue;
     RecordedTask& t = it->second;
-    holder_[tgid] = t.task->tid();
+    holder_[token] = t.task->tid();
     t.grantedAt = std::chrono::steady_clock::now();
     Deferred d = t.deferred;
     t.deferred = Deferred::None;
@@ -488,13 +535,13 @@ void RecordSession::resendOverdue() {
 // is, and waits its turn again (a thread spinning on a flag another thread sets must not hang).
 void RecordSession::preemptOverdue() {
   auto now = std::chrono::steady_clock::now();
-  for (const auto& [tgid, queue] : waiting_) {
+  for (const auto& [token, queue] : waiting_) {
     if (queue.empty()) continue;
-    auto it = tasks_.find(holder_[tgid]);
+    auto it = tasks_.find(holder_[token]);
     if (it == tasks_.end()) continue;
     RecordedTask& t = it->second;
     if (!t.preemptSent && now - t.grantedAt > std::chrono::milliseconds(10)) {
-      syscall(SYS_tgkill, tgid, t.task->tid(), SIGSTOP);
+      syscall(SYS_tgkill, t.tgid, t.task->tid(), SIGSTOP);
       t.preemptSent = true;
     }
   }
@@ -502,15 +549,15 @@ void RecordSession::preemptOverdue() {
 
 void RecordSession::onPreempt(RecordedTask& t) {
   pid_t tid = t.task->tid();
-  if (holder_[t.tgid] != tid || waiting_[t.tgid].empty()) {
+  if (holder_[t.token] != tid || waiting_[t.token].empty()) {
     t.task->resume(PTRACE_SYSCALL);  // it gave the token up by itself meanwhile
     return;
   }
   if (!namePosition(t)) return;
-  holder_[t.tgid] = 0;
+  holder_[t.token] = 0;
   t.deferred = Deferred::Resume;
-  waiting_[t.tgid].push_back(tid);
-  grantNext(t.tgid);
+  waiting_[t.token].push_back(tid);
+  grantNext(t.token);
 }
 
 // Moves a task stopped in user code a few instructions on, to one that replay finds without a
@@ -640,7 +687,7 @@ RecordSession::Pass RecordSession::nextPass(RecordedTask& t, uint64_t at) {
 std::set<pid_t> RecordSession::pendingStops(const RecordedTask& t) const {
   std::set<pid_t> pending;
   for (const auto& [tid, other] : tasks_) {
-    if (other.tgid != t.tgid || tid == t.task->tid()) continue;
+    if (other.token != t.token || tid == t.task->tid()) continue;
     siginfo_t info{};
     if (waitid(P_PID, id_t(tid), &info, WEXITED | WSTOPPED | WNOHANG | WNOWAIT | __WALL) == 0 &&
         info.si_pid == tid) {
@@ -732,16 +779,22 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
   } else {
     processes_.push_back(ProcessInfo{pid_t(child), t.task->tid(), {}, {}});
   }
+  // A child that shares memory with its parent (MAP_SHARED mappings it inherits) runs user code
+  // only when none of them does, as threads do, so the stream has their stores in the order
+  // they ran.
+  pid_t token = thread || sharesMemory(t.task->tid()) ? t.token : pid_t(child);
   auto it = tasks_.find(pid_t(child));
   if (it == tasks_.end()) {
     RecordedTask& c = addTask(pid_t(child));
     c.newborn = true;
     c.forkSeen = true;
     c.tgid = thread ? t.tgid : pid_t(child);
+    c.token = token;
     it = tasks_.find(pid_t(child));
   } else {
     it->second.forkSeen = true;
     it->second.tgid = thread ? t.tgid : pid_t(child);
+    it->second.token = token;
     if (it->second.held) {
       it->second.held = false;
       startTask(it->second);
@@ -849,6 +902,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
       // A file mapped shared may change at any moment: captured afresh, never from the cache.
       s.blob = blobs_.putFile(fd, n > 0 ? std::string(link, size_t(n)) : fdPath, !shared);
       if (shared) {
+        checkSharedMapping(t, st);
         s.file = sharedFiles_.mapped(fd);
         s.fileSize = uint64_t(st.st_size);
       } else {
