@@ -1,8 +1,11 @@
 // The memory model of record and replay (docs/memory.md): files mapped shared, memory shared
 // between processes, mappings that move and grow, advice that changes what a fork copies.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupTemps, compile, recordReplay, tempDir } from './harness.js';
+import { cleanupTemps, compile, describeRun, record, recordReplay, tempDir } from './harness.js';
 
 afterAll(cleanupTemps);
 
@@ -45,5 +48,33 @@ describe('memory', () => {
       const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
       expect(rec.stdout.toString()).toMatch(/^(sample \d: \d+\n){5}final: \d+, not below the last sample: 1\n$/);
     }
+  });
+
+  it('map_shared: memory shared without one process inheriting it from the other, or with a process outside the recording, is refused at record time', async () => {
+    const exe = compile('map_shared');
+    const dir = tempDir('rewind-map-shared-');
+    const pair = await record(exe, ['pair', join(dir, 'pair.dat')]);
+    expect(pair.status, describeRun(pair)).not.toBe(0);
+    expect(pair.stderr.toString()).toMatch(
+      /processes \d+ and \d+ of the recording map one file shared without one having it from the other \(fork\), which rewind cannot replay yet/,
+    );
+
+    const held = join(dir, 'held.dat');
+    const holder = spawn(exe, ['hold', held], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      const [first] = (await once(holder.stdout, 'data')) as [Buffer];
+      expect(first.toString()).toBe('mapped\n');
+      const outside = await record(exe, ['map', held]);
+      expect(outside.status, describeRun(outside)).not.toBe(0);
+      expect(outside.stderr.toString()).toContain(
+        `the program maps a file shared with process ${holder.pid}, which is not recorded: rewind cannot replay memory shared with it`,
+      );
+    } finally {
+      holder.stdin.end();
+      await once(holder, 'exit');
+    }
+    // Once no one else maps it, the same program records and replays.
+    const { rec } = await recordReplay(exe, ['map', held], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toBe('stored\n');
   });
 });
