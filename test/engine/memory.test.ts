@@ -77,4 +77,14 @@ describe('memory', () => {
     const { rec } = await recordReplay(exe, ['map', held], { expectStatus: 0 });
     expect(rec.stdout.toString()).toBe('stored\n');
   });
+
+  it('sysv_shm: SysV segments attached twice, inherited by a fork child and detached after a partial munmap replay exactly', async () => {
+    const exe = compile('sysv_shm');
+    for (let i = 0; i < 3; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+      expect(rec.stdout.toString()).toMatch(
+        /^size 12278, attached 2, mine 1\nstore seen through the other attach: 1, zero before: 0\nchild's store: 1, values \d+ \d+\nattached again read-only: 1\nremoved\n$/,
+      );
+    }
+  });
 });

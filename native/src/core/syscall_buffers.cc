@@ -5,6 +5,7 @@
 #include <linux/capability.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -19,6 +20,9 @@ namespace {
 
 // The kernel's struct termios, which TCGETS fills (smaller than the C library's).
 constexpr uint64_t kKernelTermiosSize = 36;
+// The flag of a SysV IPC command asking for the 64-bit structures (linux/ipc.h): on x86-64 they
+// are the only ones.
+constexpr int kIpc64 = 0x100;
 
 void capture(const Task& task, uint64_t addr, uint64_t len, std::vector<MemoryWrite>& out) {
   if (!addr || !len) return;
@@ -97,6 +101,19 @@ void capturePrctl(const Task& task, const uint64_t* args, std::vector<MemoryWrit
   }
 }
 
+void captureShmctl(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
+  switch (int(args[1]) & ~kIpc64) {
+    case IPC_STAT:
+    case SHM_STAT:
+    case SHM_STAT_ANY:
+      return capture(task, args[2], sizeof(struct shmid_ds), out);
+    case IPC_INFO:
+      return capture(task, args[2], sizeof(struct shminfo), out);
+    case SHM_INFO:
+      return capture(task, args[2], sizeof(struct shm_info), out);
+  }
+}
+
 void captureRecvmsg(const Task& task, const uint64_t* args, int64_t result,
                     std::vector<MemoryWrite>& out) {
   msghdr msg;
@@ -151,6 +168,8 @@ void captureCustom(const Task& task, long nr, const uint64_t* args, int64_t resu
       return capture(task, args[2], (args[1] + 4095) / 4096, out);
     case SYS_sendmmsg:
       return capture(task, args[1], uint64_t(result) * sizeof(mmsghdr), out);
+    case SYS_shmctl:
+      return captureShmctl(task, args, out);
   }
   fail(ErrorCode::System, std::string("no output rule for ") + syscallName(nr));
 }

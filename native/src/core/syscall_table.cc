@@ -299,7 +299,11 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.add(SYS_fork, "fork", 0, R::Fork);
   t.add(SYS_vfork, "vfork", 0, R::Fork);
   t.add(SYS_ptrace, "ptrace", 4, R::Unsupported);
-  t.add(SYS_shmat, "shmat", 3, R::Unsupported);
+  // SysV shared memory: segments are emulated files too; attaching maps one, detaching unmaps it.
+  t.emulate(SYS_shmget, "shmget", 3);
+  t.emulate(SYS_shmctl, "shmctl", 3, {custom()});
+  t.add(SYS_shmat, "shmat", 3, R::Mmap);
+  t.add(SYS_shmdt, "shmdt", 1, R::Mmap);
   return t.specs;
 }
 

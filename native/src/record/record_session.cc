@@ -289,9 +289,9 @@ bool RecordSession::sharesMemory(pid_t tid) const {
   return false;
 }
 
-// A file the task maps shared may be mapped shared by other processes too. Replay keeps their
-// stores in the recorded order only for processes that take turns on one run token (a fork
-// child and its parent); any other sharer, in the tree or outside it, stops recording.
+// A file (or SysV segment) the task maps shared may be mapped shared by other processes too. Replay
+// keeps their stores in the recorded order only for processes that take turns on one run token (a
+// fork child and its parent); any other sharer, in the tree or outside it, stops recording.
 void RecordSession::checkSharedMapping(const RecordedTask& t, const struct stat& file) {
   auto mapsIt = [&](pid_t pid) {
     for (const MapsEntry& m : readMemoryMap(pid)) {
@@ -325,6 +325,25 @@ void RecordSession::checkSharedMapping(const RecordedTask& t, const struct stat&
              ", which is not recorded: rewind cannot replay memory shared with it");
   }
   closedir(proc);
+}
+
+// A SysV segment the task attached is shared memory as a file mapped shared is: replay maps an
+// emulated file for it, which takes the content the segment has now.
+void RecordSession::captureShmat(const RecordedTask& t, SyscallEvent& s) {
+  for (const MapsEntry& m : readMemoryMap(t.task->tid())) {
+    if (m.start != uint64_t(s.result)) continue;
+    struct stat segment {};
+    segment.st_dev = m.dev;
+    segment.st_ino = ino_t(m.inode);
+    checkSharedMapping(t, segment);
+    std::vector<uint8_t> content(m.end - m.start);
+    t.task->read(m.start, content.data(), content.size());
+    s.blob = blobs_.put(content.data(), content.size(), "file");
+    s.file = sharedFiles_.mapped(m.dev, ino_t(m.inode));
+    s.fileSize = content.size();
+    return;
+  }
+  fail(ErrorCode::System, "shmat returned an address where nothing is mapped");
 }
 
 Event RecordSession::syscallEvent(const RecordedTask& t, int64_t result) const {
@@ -911,6 +930,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     }
     if (fd >= 0) close(fd);
   }
+  if (nr == SYS_shmat && !isError(result)) captureShmat(t, s);
   events_.append(e);
   syscalls_++;
   releaseOutput(t.task->tid());

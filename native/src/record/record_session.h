@@ -106,6 +106,7 @@ class RecordSession {
   void grantNext(pid_t token);
   bool sharesMemory(pid_t tid) const;
   void checkSharedMapping(const RecordedTask& t, const struct stat& file);
+  void captureShmat(const RecordedTask& t, SyscallEvent& s);
   void startTask(RecordedTask& t);
   void runFrom(RecordedTask& t);
   void preemptOverdue();

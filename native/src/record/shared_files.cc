@@ -38,7 +38,11 @@ std::string fdPath(pid_t tid, uint64_t fd) {
 uint64_t SharedFiles::mapped(int tracerFd) {
   struct stat st;
   if (fstat(tracerFd, &st) < 0) failErrno("stat a file mapped shared");
-  auto [it, added] = ids_.emplace(std::make_pair(st.st_dev, st.st_ino), ids_.size() + 1);
+  return mapped(st.st_dev, st.st_ino);
+}
+
+uint64_t SharedFiles::mapped(dev_t dev, ino_t inode) {
+  auto [it, added] = ids_.emplace(std::make_pair(dev, inode), ids_.size() + 1);
   return it->second;
 }
 

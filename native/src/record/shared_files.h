@@ -21,6 +21,9 @@ class SharedFiles {
   // The number of the file open at `tracerFd` (the recorder's own descriptor of it), which a
   // MAP_SHARED mmap maps: a new one the first time.
   uint64_t mapped(int tracerFd);
+  // The same for a file known by its device and inode (a SysV segment, as /proc/PID/maps names
+  // it).
+  uint64_t mapped(dev_t dev, ino_t inode);
   // After a syscall of `task` returned `result`: when it changed a file mapped shared (a write
   // through any of its descriptors, ftruncate, fallocate), notes the change in `s`. Changes that
   // cannot be told as bytes at an offset stop recording with a message naming the syscall.

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/shm.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -756,6 +757,7 @@ void ReplaySession::replayExecuted(ReplayTask& t, const SyscallEvent& ev) {
 
 void ReplaySession::replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev) {
   if (isError(ev.result)) return finishSyscall(t, r, ev.result);
+  if (ev.nr == SYS_shmat || ev.nr == SYS_shmdt) return replayShm(t, r, ev);
   uint64_t addr = uint64_t(ev.result), len = ev.args[1], prot = ev.args[2], flags = ev.args[3];
   flags = (flags & ~uint64_t(MAP_FIXED_NOREPLACE)) | MAP_FIXED;
   long got;
@@ -772,6 +774,46 @@ void ReplaySession::replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev) {
   }
   if (got != ev.result) divergedResult(ev, got);
   finishSyscall(t, r, ev.result);
+}
+
+// shmat maps the segment's emulated file where the recording attached it; shmdt unmaps what an
+// attach there mapped, as the kernel does: every piece left of it.
+void ReplaySession::replayShm(ReplayTask& t, Regs r, const SyscallEvent& ev) {
+  {
+    RemoteSyscalls remote(*t.task, t.stub.gadget);
+    if (ev.nr == SYS_shmat) {
+      shmAttach(t, remote, ev);
+    } else {
+      shmDetach(t, remote, ev);
+    }
+  }
+  finishSyscall(t, r, ev.result);
+}
+
+void ReplaySession::shmAttach(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev) {
+  uint64_t prot = (ev.args[2] & SHM_RDONLY) ? PROT_READ : PROT_READ | PROT_WRITE;
+  if (ev.args[2] & SHM_EXEC) prot |= PROT_EXEC;
+  long fd = mapSource(t, remote, ev, 0);
+  long got = remote.call(SYS_mmap, uint64_t(ev.result), ev.fileSize, prot, MAP_SHARED | MAP_FIXED,
+                         uint64_t(fd), 0);
+  if (got != ev.result) divergedResult(ev, got);
+}
+
+void ReplaySession::shmDetach(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev) {
+  const uint64_t at = ev.args[0];
+  std::vector<MapsEntry> maps = readMemoryMap(t.task->tid());
+  // What is left of the attach: mappings of its segment that start as far into it as they lie
+  // past `at` (the program may have unmapped its start).
+  auto ofAttach = [&](const MapsEntry& m) {
+    return m.shared && m.start >= at && m.start - m.offset == at;
+  };
+  auto attach = std::find_if(maps.begin(), maps.end(), ofAttach);
+  if (attach == maps.end()) divergedResult(ev, -EINVAL);
+  for (const MapsEntry& m : maps) {
+    if (ofAttach(m) && m.dev == attach->dev && m.inode == attach->inode) {
+      remote.check("detaching a segment", SYS_munmap, m.start, m.end - m.start);
+    }
+  }
 }
 
 // The descriptor, in the task, of what replay maps for the file `ev` maps, `reach` bytes of

@@ -171,6 +171,9 @@ class ReplaySession {
   bool interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const SyscallEvent& ev);
   void replayExecuted(ReplayTask& t, const SyscallEvent& ev);
   void replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev);
+  void replayShm(ReplayTask& t, Regs r, const SyscallEvent& ev);
+  void shmAttach(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev);
+  void shmDetach(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev);
   long mapSource(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev, uint64_t reach);
   void replayBrk(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void replayFork(ReplayTask& t, const Regs& at, const SyscallEvent& ev);
