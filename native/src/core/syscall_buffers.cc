@@ -87,6 +87,10 @@ void captureFcntl(const Task& task, const uint64_t* args, std::vector<MemoryWrit
     case F_GETOWN_EX:
       capture(task, args[2], sizeof(struct f_owner_ex), out);
       return;
+    case F_GET_RW_HINT:
+    case F_GET_FILE_RW_HINT:
+      capture(task, args[2], sizeof(uint64_t), out);
+      return;
   }
 }
 
@@ -96,8 +100,12 @@ void capturePrctl(const Task& task, const uint64_t* args, std::vector<MemoryWrit
       return capture(task, args[1], 16, out);
     case PR_GET_PDEATHSIG:
     case PR_GET_TSC:
+    case PR_GET_CHILD_SUBREAPER:
     case PR_GET_TID_ADDRESS:
       return capture(task, args[1], args[0] == PR_GET_TID_ADDRESS ? 8 : 4, out);
+    case PR_SET_MM:
+      if (args[1] == PR_SET_MM_MAP_SIZE) capture(task, args[2], sizeof(unsigned), out);
+      return;
   }
 }
 

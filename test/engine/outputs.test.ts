@@ -1,0 +1,12 @@
+// Syscalls whose answer the kernel writes through a pointer argument: replay writes it back.
+import { afterAll, describe, expect, it } from 'vitest';
+import { cleanupTemps, compile, recordReplay, tempDir } from './harness.js';
+
+afterAll(cleanupTemps);
+
+describe('outputs written through pointers', () => {
+  it('kernel_outputs: fcntl F_GET_RW_HINT, prctl PR_GET_CHILD_SUBREAPER and PR_SET_MM_MAP_SIZE', async () => {
+    const { rec } = await recordReplay(compile('kernel_outputs'), [tempDir('rewind-outputs-')], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toMatch(/^rw hint: (0 3|unsupported)\nsubreaper: 0 1\nmm map size: 0 [1-9]\d*\n$/);
+  });
+});
