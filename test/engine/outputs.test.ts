@@ -9,4 +9,11 @@ describe('outputs written through pointers', () => {
     const { rec } = await recordReplay(compile('kernel_outputs'), [tempDir('rewind-outputs-')], { expectStatus: 0 });
     expect(rec.stdout.toString()).toMatch(/^rw hint: (0 3|unsupported)\nsubreaper: 0 1\nmm map size: 0 [1-9]\d*\n$/);
   });
+
+  it('clone_flags: a CLONE_UNTRACED child is followed, and the pidfd number CLONE_PIDFD writes is replayed', async () => {
+    const { rec } = await recordReplay(compile('clone_flags'), [], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toBe(
+      'untraced child wrote u, exit 0\npidfd right after the last descriptor: 1\nvfork child exit 7\n',
+    );
+  });
 });

@@ -29,6 +29,8 @@
 namespace rwd {
 namespace {
 
+constexpr long kSysClone3 = 435;
+
 uint64_t arg(const Regs& r, int i) {
   switch (i) {
     case 0:
@@ -410,6 +412,13 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
     r.orig_rax = uint64_t(-1);
     t.task->setRegs(r);
   }
+  if (nr == SYS_clone && (args[0] & CLONE_UNTRACED)) {
+    // A child the recorder could not follow would run unrecorded: it is forked traced, and so
+    // is it in replay.
+    Regs r = t.entryRegs;
+    r.rdi &= ~uint64_t(CLONE_UNTRACED);
+    t.task->setRegs(r);
+  }
   if (nr == SYS_exit || nr == SYS_exit_group) {
     // No exit stop follows: the event is complete now.
     events_.append(syscallEvent(t, 0));
@@ -785,12 +794,25 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
   }
   // Written now, not at the syscall's exit: a vfork parent only gets there after its child
   // exec'd, and the child's events must follow its creation in the stream.
-  events_.append(syscallEvent(t, int64_t(child)));
-  syscalls_++;
-  t.forkRecorded = true;
+  Event e = syscallEvent(t, int64_t(child));
   uint64_t args[6];
   for (int i = 0; i < 6; i++) args[i] = arg(t.entryRegs, i);
-  bool thread = startsThread(*t.task, syscallNumber(t.entryRegs.orig_rax), args);
+  // The pidfd the kernel made for the parent (CLONE_PIDFD): its number, written where asked.
+  uint64_t pidfdAt = 0;
+  long nr = syscallNumber(t.entryRegs.orig_rax);
+  if (nr == SYS_clone && (args[0] & CLONE_PIDFD)) pidfdAt = args[2];
+  uint64_t cl[2] = {};  // clone3: clone_args.flags, .pidfd
+  if (nr == kSysClone3 && t.task->tryRead(args[0], cl, sizeof cl) && (cl[0] & CLONE_PIDFD)) {
+    pidfdAt = cl[1];
+  }
+  if (pidfdAt) {
+    MemoryWrite w{pidfdAt, std::vector<uint8_t>(sizeof(int))};
+    if (t.task->tryRead(pidfdAt, w.data.data(), w.data.size())) e.syscall.writes.push_back(w);
+  }
+  events_.append(e);
+  syscalls_++;
+  t.forkRecorded = true;
+  bool thread = startsThread(*t.task, nr, args);
   if (thread) {
     for (ProcessInfo& p : processes_) {
       if (p.pid == t.tgid) p.threads.push_back(pid_t(child));

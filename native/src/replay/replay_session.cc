@@ -887,7 +887,9 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
     ctid = cl[2];
     ptid = cl[3];
   }
-  Stop s = runInPlace(t, at);
+  Regs clone = at;
+  if (ev.nr == SYS_clone) clone.rdi &= ~uint64_t(CLONE_UNTRACED);  // as the recorder forked it
+  Stop s = runInPlace(t, clone);
   if (s.kind != Stop::Event) fail(ErrorCode::System, "replay could not fork");
   unsigned long child = 0;
   ptrace(PTRACE_GETEVENTMSG, t.task->tid(), nullptr, &child);
@@ -911,6 +913,7 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   // The kernel wrote the child's real tid where the program asked for it: write the recorded one.
   if ((flags & CLONE_CHILD_SETTID) && ctid) c.task->write(ctid, &tid, sizeof tid);
   if ((flags & CLONE_PARENT_SETTID) && ptid) t.task->write(ptid, &tid, sizeof tid);
+  writeResults(t, ev);  // the recorded pidfd's number (CLONE_PIDFD)
   if (vfork) {
     t.vforkResult = ev.result;
     t.vforkRegs = at;
