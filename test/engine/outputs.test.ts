@@ -16,4 +16,15 @@ describe('outputs written through pointers', () => {
       'untraced child wrote u, exit 0\npidfd right after the last descriptor: 1\nvfork child exit 7\n',
     );
   });
+
+  it('futex_ops: what FUTEX_WAKE_OP and the PI operations store is there for the thread they wake, each of 5 recordings', async () => {
+    const exe = compile('futex_ops', { extra: ['-pthread'] });
+    for (let i = 0; i < 5; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+      expect(rec.stdout.toString()).toBe(
+        'woken 1, second word 1\nwaited 0, second word 1\n' +
+          'lock_pi 0: owner is me 1\nunlock_pi 0: word 0\ntrylock_pi 0: owner is me 1\n',
+      );
+    }
+  });
 });

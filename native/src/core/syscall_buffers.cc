@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/futex.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/shm.h>
@@ -109,6 +110,23 @@ void capturePrctl(const Task& task, const uint64_t* args, std::vector<MemoryWrit
   }
 }
 
+// The futex words the kernel itself stores into.
+void captureFutex(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
+  switch (int(args[1]) & FUTEX_CMD_MASK) {
+    case FUTEX_WAKE_OP:
+      return capture(task, args[4], sizeof(uint32_t), out);
+    case FUTEX_LOCK_PI:
+    case FUTEX_LOCK_PI2:
+    case FUTEX_TRYLOCK_PI:
+    case FUTEX_UNLOCK_PI:
+      return capture(task, args[0], sizeof(uint32_t), out);
+    case FUTEX_WAIT_REQUEUE_PI:  // woken owning the PI futex it was requeued to
+    case FUTEX_CMP_REQUEUE_PI:
+      capture(task, args[0], sizeof(uint32_t), out);
+      return capture(task, args[4], sizeof(uint32_t), out);
+  }
+}
+
 void captureShmctl(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
   switch (int(args[1]) & ~kIpc64) {
     case IPC_STAT:
@@ -178,6 +196,8 @@ void captureCustom(const Task& task, long nr, const uint64_t* args, int64_t resu
       return capture(task, args[1], uint64_t(result) * sizeof(mmsghdr), out);
     case SYS_shmctl:
       return captureShmctl(task, args, out);
+    case SYS_futex:
+      return captureFutex(task, args, out);
   }
   fail(ErrorCode::System, std::string("no output rule for ") + syscallName(nr));
 }

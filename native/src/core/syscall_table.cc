@@ -251,7 +251,8 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_prctl, "prctl", 5, {custom()});
   t.emulate(SYS_personality, "personality", 1);
   t.emulate(SYS_set_robust_list, "set_robust_list", 2);
-  t.emulate(SYS_futex, "futex", 3);
+  // FUTEX_WAKE_OP stores into its second word; the PI operations store the owner's tid.
+  t.emulate(SYS_futex, "futex", 3, {custom()});
   t.emulate(SYS_kill, "kill", 2);
   t.emulate(SYS_tkill, "tkill", 2);
   t.emulate(SYS_tgkill, "tgkill", 3);

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -77,6 +78,22 @@ bool signalDue(const Task& task) {
       int sig = queued[i].si_signo;
       if (sig > 0 && sig <= 64 && !(blocked & (uint64_t(1) << (sig - 1)))) return true;
     }
+  }
+  return false;
+}
+
+// futex operations that never wait in the kernel.
+bool futexWakesOnly(uint64_t op) {
+  switch (int(op) & FUTEX_CMD_MASK) {
+    case FUTEX_WAKE:
+    case FUTEX_WAKE_OP:
+    case FUTEX_WAKE_BITSET:
+    case FUTEX_REQUEUE:
+    case FUTEX_CMP_REQUEUE:
+    case FUTEX_CMP_REQUEUE_PI:
+    case FUTEX_TRYLOCK_PI:
+    case FUTEX_UNLOCK_PI:
+      return true;
   }
   return false;
 }
@@ -382,12 +399,16 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   // address space (replay maps at the recorded addresses in the stream's order, so those must
   // reach the stream in the order the kernel ran them), nor while a thread exits (the kernel
   // then clears its tid for pthread_join): those do not block, and keep the token.
-  bool keepsToken = spec->replay == ReplayAction::Execute || spec->replay == ReplayAction::Mmap ||
-                    spec->replay == ReplayAction::Mremap || spec->replay == ReplayAction::Brk ||
-                    spec->replay == ReplayAction::InPlace;
-  if (!keepsToken) release(t);
+  // Nor during a futex operation that wakes without waiting: what it stores (FUTEX_WAKE_OP's
+  // second word, a PI futex's owner) is seen by the threads it wakes once they run, so they
+  // must not run before its record is in the stream.
   uint64_t args[6];
   for (int i = 0; i < 6; i++) args[i] = arg(t.entryRegs, i);
+  bool keepsToken = spec->replay == ReplayAction::Execute || spec->replay == ReplayAction::Mmap ||
+                    spec->replay == ReplayAction::Mremap || spec->replay == ReplayAction::Brk ||
+                    spec->replay == ReplayAction::InPlace ||
+                    (nr == SYS_futex && futexWakesOnly(args[1]));
+  if (!keepsToken) release(t);
   if (spec->replay == ReplayAction::Unsupported) {
     fail(ErrorCode::Unsupported,
          std::string("the program used ") + spec->name + ", which is not supported yet");
