@@ -484,7 +484,7 @@ void RecordSession::releaseVforkParent(RecordedTask& child) {
   parent.vforkChild = 0;
   if (parent.parked) {
     parent.parked = false;
-    runFrom(parent);
+    if (acquire(parent, Deferred::Start)) runFrom(parent);
   }
 }
 
@@ -930,6 +930,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     t.forkRecorded = false;
     if (t.vforkChild) {
       t.parked = true;
+      release(t);  // its child may share its token (memory shared with it) and must run
     } else {
       runFrom(t);
     }

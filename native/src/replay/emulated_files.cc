@@ -41,20 +41,7 @@ int EmulatedFiles::fdOf(uint64_t id) {
   return fd;
 }
 
-int EmulatedFiles::copyOf(const std::vector<uint8_t>& content, uint64_t size) {
-  int fd = memfd_create("rewind-file-copy", MFD_CLOEXEC);
-  if (fd < 0) failErrno("memfd_create for a copy of a file");
-  try {
-    writeAt(fd, content.data(), content.size(), 0);
-    resize(fd, size);
-  } catch (...) {
-    close(fd);
-    throw;
-  }
-  return fd;
-}
-
-std::string EmulatedFiles::pathOf(int fd) {
+static std::string pathOf(int fd) {
   return "/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(fd);
 }
 

@@ -24,10 +24,6 @@ class EmulatedFiles {
   // Gives file `id` the content it had when an mmap mapped it; returns the path a replayed task
   // opens to map it.
   std::string reset(uint64_t id, const std::vector<uint8_t>& content, uint64_t size);
-  // A memfd of the replayer's holding `content`, `size` bytes long (the caller closes it).
-  int copyOf(const std::vector<uint8_t>& content, uint64_t size);
-  // The path by which a replayed task opens the replayer's descriptor `fd`.
-  static std::string pathOf(int fd);
   // Applies what a recorded syscall did to the file it names: the bytes it wrote, its new size.
   void apply(const SyscallEvent& ev);
 

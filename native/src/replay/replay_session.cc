@@ -768,7 +768,7 @@ void ReplaySession::replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev) {
       got = remote.call(SYS_mmap, addr, len, prot, flags | MAP_ANONYMOUS, uint64_t(-1), 0);
     } else {
       if (!ev.file) flags = (flags & ~uint64_t(MAP_SHARED | MAP_SHARED_VALIDATE)) | MAP_PRIVATE;
-      long fd = mapSource(t, remote, ev, ev.args[5] + pageUp(len));
+      long fd = mapSource(t, remote, ev);
       got = remote.call(SYS_mmap, addr, len, prot, flags, uint64_t(fd), ev.args[5]);
     }
   }
@@ -793,7 +793,7 @@ void ReplaySession::replayShm(ReplayTask& t, Regs r, const SyscallEvent& ev) {
 void ReplaySession::shmAttach(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev) {
   uint64_t prot = (ev.args[2] & SHM_RDONLY) ? PROT_READ : PROT_READ | PROT_WRITE;
   if (ev.args[2] & SHM_EXEC) prot |= PROT_EXEC;
-  long fd = mapSource(t, remote, ev, 0);
+  long fd = mapSource(t, remote, ev);
   long got = remote.call(SYS_mmap, uint64_t(ev.result), ev.fileSize, prot, MAP_SHARED | MAP_FIXED,
                          uint64_t(fd), 0);
   if (got != ev.result) divergedResult(ev, got);
@@ -816,42 +816,22 @@ void ReplaySession::shmDetach(ReplayTask& t, RemoteSyscalls& remote, const Sysca
   }
 }
 
-// The descriptor, in the task, of what replay maps for the file `ev` maps, `reach` bytes of
-// it at least: a file mapped shared is its emulated file; another is the captured file, or, when
-// the mapping reaches past its end, a copy of it made long enough (pages a file that grew later
-// shows: zeros, and what recorded writes put there; had the program touched them while they lay
-// past the end, the recording would hold its SIGBUS, which replay would not meet). The
-// descriptor stays open in the address space: all the mappings of one file are of one open
-// file, which the kernel merges into one mapping where it did when recorded (and mremap needs).
-long ReplaySession::mapSource(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev,
-                              uint64_t reach) {
-  std::map<std::string, MapSource>& sources = space(t).sources;
+// The descriptor, in the task, of what replay maps for the file `ev` maps: a file mapped shared
+// is its emulated file, another the captured file. It stays open in the address space: all the
+// mappings of one file are of one open file, which the kernel merges into one mapping where it
+// did when recorded (and mremap needs).
+long ReplaySession::mapSource(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev) {
+  std::map<std::string, long>& sources = space(t).sources;
   const std::string key = ev.file ? "shared file " + std::to_string(ev.file) : ev.blob;
+  std::string path = ev.file ? sharedFiles_.reset(ev.file, blobs_.read(ev.blob), ev.fileSize)
+                             : blobs_.pathOf(ev.blob);
   auto it = sources.find(key);
-  if (ev.file) {
-    std::string path = sharedFiles_.reset(ev.file, blobs_.read(ev.blob), ev.fileSize);
-    if (it != sources.end()) return it->second.fd;
-    uint64_t at = putScratchString(*t.task, t.stub, path);
-    long fd = remote.check("opening a shared file", SYS_open, at, O_RDWR | O_CLOEXEC);
-    sources[key] = MapSource{fd, 0};
-    return fd;
-  }
-  if (it != sources.end() && it->second.reach >= reach) return it->second.fd;
-  uint64_t size = pageUp(blobs_.sizeOf(ev.blob));
-  long fd;
-  if (reach <= size) {
-    uint64_t at = putScratchString(*t.task, t.stub, blobs_.pathOf(ev.blob));
-    fd = remote.check("opening a captured file", SYS_open, at, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  } else {
-    size = std::max(reach, it != sources.end() ? it->second.reach : 0);
-    int copy = sharedFiles_.copyOf(blobs_.read(ev.blob), size);
-    uint64_t at = putScratchString(*t.task, t.stub, EmulatedFiles::pathOf(copy));
-    fd = remote.call(SYS_open, at, O_RDONLY | O_CLOEXEC);
-    close(copy);
-    if (fd < 0) fail(ErrorCode::System, "cannot open a copy of a captured file");
-  }
-  if (it != sources.end()) remote.call(SYS_close, uint64_t(it->second.fd));
-  sources[key] = MapSource{fd, size};
+  if (it != sources.end()) return it->second;
+  uint64_t at = putScratchString(*t.task, t.stub, path);
+  long fd = ev.file ? remote.check("opening a shared file", SYS_open, at, O_RDWR | O_CLOEXEC)
+                    : remote.check("opening a captured file", SYS_open, at,
+                                   O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  sources[key] = fd;
   return fd;
 }
 

@@ -67,17 +67,13 @@ struct ProgramImage {
 // AddressSpace): a thread's sbrk moves the heap end of all of them. Known by the recorded tgid
 // of the process whose exec (or fork) made it; threads, and a vfork child until it execs, share
 // their parent's.
-// A file replay maps, open in the replayed process (see ReplaySession::mapSource).
-struct MapSource {
-  long fd = -1;
-  uint64_t reach = 0;  // bytes it has to map (a captured file's, rounded up to pages)
-};
-
 struct AddressSpace {
   uint64_t brkEnd = 0;  // end of the emulated heap
   ProgramImage program;
   TrampolinePages trampolines;
-  std::map<std::string, MapSource> sources;  // by blob, or by emulated file
+  // Descriptors of the files replay maps, open in the process (ReplaySession::mapSource), by
+  // blob or emulated file.
+  std::map<std::string, long> sources;
 };
 
 // How a debugger runs the active task's user code.
@@ -174,7 +170,7 @@ class ReplaySession {
   void replayShm(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void shmAttach(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev);
   void shmDetach(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev);
-  long mapSource(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev, uint64_t reach);
+  long mapSource(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev);
   void replayBrk(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void replayFork(ReplayTask& t, const Regs& at, const SyscallEvent& ev);
   void echo(const SyscallEvent& ev, const std::vector<uint8_t>& data);

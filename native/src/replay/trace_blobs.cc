@@ -66,15 +66,6 @@ std::vector<uint8_t> TraceBlobs::read(const std::string& name) {
   }
 }
 
-uint64_t TraceBlobs::sizeOf(const std::string& name) {
-  int fd = openVerified(name);
-  struct stat st;
-  int r = fstat(fd, &st);
-  close(fd);
-  if (r < 0) failErrno("stat blob " + name);
-  return uint64_t(st.st_size);
-}
-
 std::string TraceBlobs::pathOf(const std::string& name) {
   close(openVerified(name));
   return dir_ + "/" + name;

@@ -20,8 +20,6 @@ class TraceBlobs {
 
   // The content of a verified blob.
   std::vector<uint8_t> read(const std::string& name);
-  // The size of a verified blob.
-  uint64_t sizeOf(const std::string& name);
   // The path of a verified blob, for the replayed task to open (with O_NOFOLLOW).
   std::string pathOf(const std::string& name);
 
