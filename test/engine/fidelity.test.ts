@@ -38,8 +38,12 @@ const SYS_read = 0;
 const SYS_write = 1;
 
 // A syscall record: type u8, tid u32, nr i32, 6 × u64 args, i64 result, u8 echo, u32 n writes,
-// n × {u64 address, u32 length, data}, string blob, u64 hash of the data sent (docs/trace-format.md).
+// n × {u64 address, u32 length, data}, string blob, u64 hash of the data sent, u32 child, u8
+// filtered, u64 shared file, u64 its size, u32 n file writes, n × {u64 offset, u32 length, data}
+// (docs/trace-format.md).
 const FIRST_WRITE_DATA = 1 + 4 + 4 + 48 + 8 + 1 + 4 + 8 + 4;
+// From the hash of the data sent to the end of a record that changes no shared file.
+const FROM_SENT_HASH = 8 + 4 + 1 + 8 + 8 + 4;
 
 function resultOf(r: EventRecord): bigint {
   return r.body.readBigInt64LE(57);
@@ -123,7 +127,8 @@ describe('no silent mismatch', () => {
     expectRecorded(rec, 3);
     const write = tamper(rec, (records) => {
       const w = findSyscall(records, SYS_write, (args) => args[0] === 1n);
-      w.body.writeBigUInt64LE(w.body.readBigUInt64LE(w.body.length - 8) ^ 1n, w.body.length - 8);
+      const at = w.body.length - FROM_SENT_HASH;
+      w.body.writeBigUInt64LE(w.body.readBigUInt64LE(at) ^ 1n, at);
       return w;
     });
     expectDivergedAt(await replay(rec.traceDir), rec.traceDir, write.index, /sent other data than when recorded: 18 bytes "hello from rewind\\n"/);

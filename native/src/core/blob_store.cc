@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <memory>
@@ -116,13 +117,19 @@ std::string BlobStore::put(const void* data, size_t len, const std::string& role
   return commitTemp(temp, sha, len, role, "");
 }
 
-std::string BlobStore::putFile(int fd, const std::string& path) {
+std::string BlobStore::putFile(int fd, const std::string& path, bool cached) {
   struct stat st;
   if (fstat(fd, &st) < 0) failErrno("stat " + path);
-  auto key = std::make_tuple(st.st_dev, st.st_ino, st.st_size,
-                             int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec);
-  auto cached = fileCache_.find(key);
-  if (cached != fileCache_.end()) return cached->second;
+  const int64_t mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  auto key = std::make_tuple(st.st_dev, st.st_ino, st.st_size, mtime);
+  auto hit = fileCache_.find(key);
+  if (cached && hit != fileCache_.end() && hit->second.settled) return hit->second.sha256;
+  // The kernel's file times are coarse (a clock tick): a write right after a capture can leave
+  // size and mtime as they were. Only a capture made well after the file's mtime can be trusted
+  // to stand for later ones with the same mtime (git's "racy" rule).
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  const bool settled = int64_t(now.tv_sec) * 1000000000 + now.tv_nsec - mtime > 1000000000;
 
   std::string temp = dir_ + "/.tmp-" + std::to_string(tempCounter_++);
   int out = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -138,7 +145,7 @@ std::string BlobStore::putFile(int fd, const std::string& path) {
   }
   close(out);
   sha = commitTemp(temp, sha, size, "file", path);
-  fileCache_[key] = sha;
+  fileCache_[key] = Captured{sha, settled};
   return sha;
 }
 

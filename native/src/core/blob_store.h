@@ -26,7 +26,9 @@ class BlobStore {
 
   std::string put(const void* data, size_t len, const std::string& role);
   // Captures the file open at `fd` (the tracer's own descriptor); `path` is for the manifest.
-  std::string putFile(int fd, const std::string& path);
+  // `cached`: a file captured before with the same (device, inode, size, mtime) is not read
+  // again, unless its mtime was too close to that capture to tell a later change from it.
+  std::string putFile(int fd, const std::string& path, bool cached = true);
   // Moves a finished file (the event stream) into the store.
   std::string adopt(const std::string& file, const std::string& role);
   std::string pathOf(const std::string& sha256) const;
@@ -39,7 +41,11 @@ class BlobStore {
   std::string dir_;
   std::vector<BlobRef> blobs_;
   std::map<std::string, size_t> known_;  // sha256 -> index in blobs_
-  std::map<std::tuple<dev_t, ino_t, off_t, int64_t>, std::string> fileCache_;
+  struct Captured {
+    std::string sha256;
+    bool settled;  // its mtime was over a second old when it was read
+  };
+  std::map<std::tuple<dev_t, ino_t, off_t, int64_t>, Captured> fileCache_;
   uint64_t tempCounter_ = 0;
 };
 

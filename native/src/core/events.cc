@@ -109,6 +109,13 @@ void encodeEvent(const Event& e, std::vector<uint8_t>& out) {
       w.put(s.sentHash);
       w.put(s.child);
       w.put<uint8_t>(uint8_t(s.filtered));
+      w.put(s.file);
+      w.put(s.fileSize);
+      w.put<uint32_t>(uint32_t(s.fileWrites.size()));
+      for (const MemoryWrite& m : s.fileWrites) {
+        w.put(m.addr);
+        w.bytes(m.data.data(), m.data.size());
+      }
       break;
     }
     case EventType::Signal:
@@ -226,6 +233,13 @@ Event decodeEvent(const uint8_t* data, size_t len, uint32_t version) {
         fail(ErrorCode::BadTrace, "malformed syscall record");
       }
       s.filtered = SyscallEvent::Filtered(filtered);
+      s.file = r.get<uint64_t>();
+      s.fileSize = r.get<uint64_t>();
+      n = r.get<uint32_t>();
+      for (uint32_t i = 0; i < n; i++) {
+        uint64_t offset = r.get<uint64_t>();
+        s.fileWrites.push_back(MemoryWrite{offset, r.bytes()});
+      }
       break;
     }
     case uint8_t(EventType::Signal): {
@@ -334,6 +348,16 @@ std::string dumpEvent(const Event& e) {
       if (s.child) line += ", new task " + std::to_string(s.child);
       if (s.filtered == SyscallEvent::Filtered::Returned) line += ", stopped by seccomp";
       if (s.filtered > SyscallEvent::Filtered::Returned) line += ", killed by seccomp";
+      if (s.file) {
+        snprintf(buf, sizeof buf, ", shared file %llu of %llu bytes", (unsigned long long)s.file,
+                 (unsigned long long)s.fileSize);
+        line += buf;
+      }
+      for (const MemoryWrite& w : s.fileWrites) {
+        snprintf(buf, sizeof buf, ", writes %zu bytes at offset 0x%llx of it", w.data.size(),
+                 (unsigned long long)w.addr);
+        line += buf;
+      }
       return line;
     }
     case EventType::Signal:
@@ -348,7 +372,8 @@ std::string dumpEvent(const Event& e) {
     case EventType::Run:
       return line;
     case EventType::Preempt:
-      snprintf(buf, sizeof buf, ", stack hash %016llx", (unsigned long long)e.preempt.stackHash);
+      snprintf(buf, sizeof buf, ", stack hash %016llx, %zu words of memory",
+               (unsigned long long)e.preempt.stackHash, e.preempt.words.size());
       return line + buf;
   }
   return line;

@@ -77,6 +77,12 @@ struct SyscallEvent {
   // ENOSYS or SIGSYS; the others: the filter killed the thread or the process.
   enum class Filtered : uint8_t { No, Returned, KilledThread, KilledProcess };
   Filtered filtered = Filtered::No;
+  // A file mapped shared somewhere in the recorded tree (docs/memory.md), which the syscall
+  // mapped or changed: its number in the trace (0: none), its size after the syscall, and the
+  // bytes the syscall wrote into it (`addr` is the offset in the file).
+  uint64_t file = 0;
+  uint64_t fileSize = 0;
+  std::vector<MemoryWrite> fileWrites;
 };
 
 struct SignalEvent {

@@ -73,7 +73,9 @@ MemoryImage MemoryImage::capture(pid_t tgid, pid_t through) {
   MemoryImage image;
   std::vector<uint8_t> page(kPage);
   for (const MapsEntry& m : maps) {
-    if (!(m.prot & PROT_WRITE) || inStubRange(m.start) || m.name.rfind("/dev/", 0) == 0) continue;
+    // Not device memory; but shared anonymous memory (named /dev/zero) is the program's.
+    bool device = m.name.rfind("/dev/", 0) == 0 && m.name.rfind("/dev/zero", 0) != 0;
+    if (!(m.prot & PROT_WRITE) || inStubRange(m.start) || device) continue;
     const bool anonymous = m.inode == 0;
     for (uint64_t at = m.start; at < m.end; at += kPage) {
       // An anonymous page that was never touched (neither present nor swapped) is zero: big

@@ -7,6 +7,7 @@
 #include <linux/dqblk_xfs.h>
 #include <linux/fiemap.h>
 #include <linux/fs.h>
+#include <linux/futex.h>
 #include <linux/kd.h>
 #include <linux/keyctl.h>
 #include <linux/netfilter_ipv4/ip_tables.h>
@@ -21,6 +22,7 @@
 #include <sys/msg.h>
 #include <sys/prctl.h>
 #include <sys/sem.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -41,6 +43,9 @@ namespace {
 constexpr uint64_t kKernelTermiosSize = 36;
 // syslog's actions that copy the kernel log into the buffer (SYSLOG_ACTION_READ*).
 constexpr uint64_t kSyslogRead = 2, kSyslogReadAll = 3, kSyslogReadClear = 4;
+// The flag of a SysV IPC command asking for the 64-bit structures (linux/ipc.h): on x86-64 they
+// are the only ones.
+constexpr int kIpc64 = 0x100;
 
 void capture(const Task& task, uint64_t addr, uint64_t len, std::vector<MemoryWrite>& out) {
   if (!addr || !len) return;
@@ -160,6 +165,10 @@ void captureFcntl(const Task& task, const uint64_t* args, std::vector<MemoryWrit
     case F_GETOWN_EX:
       capture(task, args[2], sizeof(struct f_owner_ex), out);
       return;
+    case F_GET_RW_HINT:
+    case F_GET_FILE_RW_HINT:
+      capture(task, args[2], sizeof(uint64_t), out);
+      return;
   }
 }
 
@@ -169,8 +178,42 @@ void capturePrctl(const Task& task, const uint64_t* args, std::vector<MemoryWrit
       return capture(task, args[1], 16, out);
     case PR_GET_PDEATHSIG:
     case PR_GET_TSC:
+    case PR_GET_CHILD_SUBREAPER:
     case PR_GET_TID_ADDRESS:
       return capture(task, args[1], args[0] == PR_GET_TID_ADDRESS ? 8 : 4, out);
+    case PR_SET_MM:
+      if (args[1] == PR_SET_MM_MAP_SIZE) capture(task, args[2], sizeof(unsigned), out);
+      return;
+  }
+}
+
+// The futex words the kernel itself stores into.
+void captureFutex(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
+  switch (int(args[1]) & FUTEX_CMD_MASK) {
+    case FUTEX_WAKE_OP:
+      return capture(task, args[4], sizeof(uint32_t), out);
+    case FUTEX_LOCK_PI:
+    case FUTEX_LOCK_PI2:
+    case FUTEX_TRYLOCK_PI:
+    case FUTEX_UNLOCK_PI:
+      return capture(task, args[0], sizeof(uint32_t), out);
+    case FUTEX_WAIT_REQUEUE_PI:  // woken owning the PI futex it was requeued to
+    case FUTEX_CMP_REQUEUE_PI:
+      capture(task, args[0], sizeof(uint32_t), out);
+      return capture(task, args[4], sizeof(uint32_t), out);
+  }
+}
+
+void captureShmctl(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
+  switch (int(args[1]) & ~kIpc64) {
+    case IPC_STAT:
+    case SHM_STAT:
+    case SHM_STAT_ANY:
+      return capture(task, args[2], sizeof(struct shmid_ds), out);
+    case IPC_INFO:
+      return capture(task, args[2], sizeof(struct shminfo), out);
+    case SHM_INFO:
+      return capture(task, args[2], sizeof(struct shm_info), out);
   }
 }
 
@@ -351,9 +394,6 @@ void captureQuotactl(const Task& task, const uint64_t* args, std::vector<MemoryW
   capture(task, args[3], bytes, out);
 }
 
-// semctl and msgctl take IPC_64 in the command on some ABIs; x86-64's structures are the same.
-constexpr int kIpc64 = 0x100;
-
 // How many semaphores a set has, asked by the recorder in the tracee's IPC namespace.
 uint64_t semaphoreCount(const Task& task, int semid) {
   struct stat own, its;
@@ -516,6 +556,10 @@ void captureCustom(const Task& task, long nr, const uint64_t* args, int64_t resu
       // SECCOMP_GET_NOTIF_SIZES: three u16 sizes.
       if (args[0] == SECCOMP_GET_NOTIF_SIZES) capture(task, args[2], 6, out);
       return;
+    case SYS_shmctl:
+      return captureShmctl(task, args, out);
+    case SYS_futex:
+      return captureFutex(task, args, out);
   }
   fail(ErrorCode::System, std::string("no output rule for ") + syscallName(nr));
 }

@@ -279,11 +279,11 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_sched_getattr, "sched_getattr", 4, {custom()});
   t.emulate(SYS_prctl, "prctl", 5, {custom()});
   t.emulate(SYS_personality, "personality", 1);
-  t.emulate(SYS_set_tid_address, "set_tid_address", 1);
   // Replay marks a dying thread's robust mutexes itself (replay/robust_futexes.h).
   t.emulate(SYS_set_robust_list, "set_robust_list", 2);
   t.emulate(SYS_get_robust_list, "get_robust_list", 3, {fixed(1, 8), fixed(2, 8)});
-  t.emulate(SYS_futex, "futex", 3);
+  // FUTEX_WAKE_OP stores into its second word; the PI operations store the owner's tid.
+  t.emulate(SYS_futex, "futex", 3, {custom()});
   t.emulate(SYS_kill, "kill", 2);
   t.emulate(SYS_tkill, "tkill", 2);
   t.emulate(SYS_tgkill, "tgkill", 3);
@@ -297,10 +297,6 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_rt_sigpending, "rt_sigpending", 2, {argValue(0, 1)});
   t.emulate(SYS_rt_sigtimedwait, "rt_sigtimedwait", 4, {fixed(1, kSiginfo)});
   t.emulate(SYS_membarrier, "membarrier", 3);
-  t.emulate(SYS_mlock, "mlock", 2);
-  t.emulate(SYS_munlock, "munlock", 2);
-  t.emulate(SYS_mlockall, "mlockall", 1);
-  t.emulate(SYS_munlockall, "munlockall", 0);
   t.emulate(SYS_msync, "msync", 3);
   t.emulate(SYS_mincore, "mincore", 3, {custom()});
   t.emulate(SYS_ioprio_get, "ioprio_get", 2);
@@ -375,11 +371,18 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.add(SYS_munmap, "munmap", 2, R::Execute);
   t.add(SYS_mprotect, "mprotect", 3, R::Execute);
   t.add(SYS_madvise, "madvise", 3, R::Execute);
+  // Locked pages change what madvise and mremap do to them.
+  t.add(SYS_mlock, "mlock", 2, R::Execute);
+  t.add(SYS_munlock, "munlock", 2, R::Execute);
+  t.add(SYS_mlockall, "mlockall", 1, R::Execute);
+  t.add(SYS_munlockall, "munlockall", 0, R::Execute);
   t.add(SYS_mremap, "mremap", 4, R::Mremap);
   t.add(SYS_brk, "brk", 1, R::Brk);
   t.add(SYS_arch_prctl, "arch_prctl", 2, R::Execute);
   // The LDT decides what segment loads and lsl see: replay installs the same entries.
   t.add(SYS_modify_ldt, "modify_ldt", 3, R::Execute);
+  // Where the kernel clears the tid (and wakes a futex) when the thread ends.
+  t.add(SYS_set_tid_address, "set_tid_address", 1, R::Execute);
   t.add(SYS_pkey_alloc, "pkey_alloc", 2, R::Execute);
   t.add(SYS_pkey_free, "pkey_free", 1, R::Execute);
   t.add(SYS_pkey_mprotect, "pkey_mprotect", 4, R::Execute);
@@ -398,7 +401,11 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.add(SYS_fork, "fork", 0, R::Fork);
   t.add(SYS_vfork, "vfork", 0, R::Fork);
   t.add(SYS_ptrace, "ptrace", 4, R::Unsupported);
-  t.add(SYS_shmat, "shmat", 3, R::Unsupported);
+  // SysV shared memory: segments are emulated files too; attaching maps one, detaching unmaps it.
+  t.emulate(SYS_shmget, "shmget", 3);
+  t.emulate(SYS_shmctl, "shmctl", 3, {custom()});
+  t.add(SYS_shmat, "shmat", 3, R::Mmap);
+  t.add(SYS_shmdt, "shmdt", 1, R::Mmap);
   return t.specs;
 }
 

@@ -14,7 +14,8 @@ enum class ReplayAction : uint8_t {
   Emulate,      // skipped in replay: the recorded result and output buffers are written back
   Execute,      // shapes the address space or task state: run again with the same arguments
   InPlace,      // must run where the task made it (exit, rt_sigreturn)
-  Mmap,         // executed at the recorded address; file mappings map the captured blob
+  Mmap,         // executed at the recorded address; file mappings map the captured blob (shmat
+                // and shmdt map and unmap a SysV segment's emulated file)
   Mremap,       // executed, moved to the recorded address
   Brk,          // emulated with anonymous mappings at the recorded addresses
   Execve,       // replay execs the stub and rebuilds the recorded address space

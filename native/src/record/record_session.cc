@@ -1,7 +1,9 @@
 #include "record/record_session.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -30,6 +32,8 @@
 
 namespace rwd {
 namespace {
+
+constexpr long kSysClone3 = 435;
 
 uint64_t arg(const Regs& r, int i) {
   switch (i) {
@@ -138,6 +142,22 @@ bool onlyStopsDue(const RecordedTask& t) {
   return true;
 }
 
+// futex operations that never wait in the kernel.
+bool futexWakesOnly(uint64_t op) {
+  switch (int(op) & FUTEX_CMD_MASK) {
+    case FUTEX_WAKE:
+    case FUTEX_WAKE_OP:
+    case FUTEX_WAKE_BITSET:
+    case FUTEX_REQUEUE:
+    case FUTEX_CMP_REQUEUE:
+    case FUTEX_CMP_REQUEUE_PI:
+    case FUTEX_TRYLOCK_PI:
+    case FUTEX_UNLOCK_PI:
+      return true;
+  }
+  return false;
+}
+
 // Time the task spent on a CPU.
 std::chrono::nanoseconds cpuTime(pid_t tid) {
   std::ifstream in("/proc/" + std::to_string(tid) + "/schedstat");
@@ -212,6 +232,7 @@ RecordResult RecordSession::run() {
   terminal_.emplace(pgid);
   RecordedTask& first = addTask(initial_);
   first.tgid = initial_;
+  first.token = initial_;
   first.execed = false;
   first.execArgv = options_.argv;
   processes_.push_back(ProcessInfo{initial_, 0, {}, {}});
@@ -297,14 +318,14 @@ void RecordSession::onStop(RecordedTask& t, const Stop& s) {
       releaseOutput(tid);
       outputWaiting_.erase(std::remove(outputWaiting_.begin(), outputWaiting_.end(), tid),
                            outputWaiting_.end());
-      std::deque<pid_t>& queue = waiting_[t.tgid];
+      std::deque<pid_t>& queue = waiting_[t.token];
       queue.erase(std::remove(queue.begin(), queue.end(), tid), queue.end());
-      pid_t tgid = t.tgid;
-      bool held = holder_[tgid] == tid;
+      pid_t token = t.token;
+      bool held = holder_[token] == tid;
       tasks_.erase(tid);
       if (held) {
-        holder_[tgid] = 0;
-        grantNext(tgid);
+        holder_[token] = 0;
+        grantNext(token);
       }
       break;
     }
@@ -364,9 +385,9 @@ void RecordSession::onEventStop(RecordedTask& t, int sig) {
   t.task->resume(PTRACE_SYSCALL);
 }
 
-// Data written to a file shows in the process's mappings of it (shared ones, and private pages
-// it never wrote). Replay maps a private copy and emulates the write, so the bytes those
-// mappings now show go into the event.
+// Data written to a file shows in the process's private mappings of it (in the pages it never
+// wrote). Replay maps a private copy and emulates the write, so the bytes those mappings now
+// show go into the event. (Shared mappings are record/shared_files.h's.)
 void RecordSession::captureMappedWrite(const RecordedTask& t, SyscallEvent& s) {
   std::string fd = std::to_string(s.args[0]);
   std::string proc = "/proc/" + std::to_string(t.task->tid());
@@ -376,7 +397,8 @@ void RecordSession::captureMappedWrite(const RecordedTask& t, SyscallEvent& s) {
   uint64_t start = writtenAt(t, s);
   uint64_t end = start + uint64_t(s.result);
   for (const MapsEntry& m : readMemoryMap(t.task->tid())) {
-    if (m.inode != st.st_ino || m.dev != st.st_dev) continue;
+    // Shared mappings show the emulated file, which replay writes itself.
+    if (m.inode != st.st_ino || m.dev != st.st_dev || m.shared) continue;
     uint64_t lo = std::max(start, m.offset), hi = std::min(end, m.offset + (m.end - m.start));
     if (lo >= hi) continue;
     MemoryWrite w{m.start + (lo - m.offset), std::vector<uint8_t>(hi - lo)};
@@ -410,6 +432,70 @@ void RecordSession::captureProcMemWrite(const RecordedTask& t, SyscallEvent& s) 
   }
   MemoryWrite w{writtenAt(t, s), std::vector<uint8_t>(size_t(s.result))};
   if (t.task->tryRead(w.addr, w.data.data(), w.data.size())) s.writes.push_back(std::move(w));
+}
+
+bool RecordSession::sharesMemory(pid_t tid) const {
+  for (const MapsEntry& m : readMemoryMap(tid)) {
+    if (m.shared) return true;
+  }
+  return false;
+}
+
+// A file (or SysV segment) the task maps shared may be mapped shared by other processes too. Replay
+// keeps their stores in the recorded order only for processes that take turns on one run token (a
+// fork child and its parent); any other sharer, in the tree or outside it, stops recording.
+void RecordSession::checkSharedMapping(const RecordedTask& t, const struct stat& file) {
+  auto mapsIt = [&](pid_t pid) {
+    for (const MapsEntry& m : readMemoryMap(pid)) {
+      if (m.shared && m.dev == file.st_dev && m.inode == file.st_ino) return true;
+    }
+    return false;
+  };
+  std::set<pid_t> recorded;
+  for (const auto& [tid, other] : tasks_) {
+    recorded.insert(other.tgid);
+    if (other.token != t.token && other.tgid == tid && other.execed && mapsIt(tid)) {
+      fail(ErrorCode::Unsupported,
+           "processes " + std::to_string(t.tgid) + " and " + std::to_string(tid) +
+               " of the recording map one file shared without one having it from the other "
+               "(fork), which rewind cannot replay yet");
+    }
+  }
+  DIR* proc = opendir("/proc");
+  if (!proc) failErrno("open /proc");
+  while (dirent* e = readdir(proc)) {
+    pid_t pid = pid_t(atoi(e->d_name));
+    if (pid <= 0 || pid == getpid() || recorded.count(pid)) continue;
+    try {
+      if (!mapsIt(pid)) continue;
+    } catch (const std::exception&) {
+      continue;  // gone, or not ours to read
+    }
+    closedir(proc);
+    fail(ErrorCode::Unsupported,
+         "the program maps a file shared with process " + std::to_string(pid) +
+             ", which is not recorded: rewind cannot replay memory shared with it");
+  }
+  closedir(proc);
+}
+
+// A SysV segment the task attached is shared memory as a file mapped shared is: replay maps an
+// emulated file for it, which takes the content the segment has now.
+void RecordSession::captureShmat(const RecordedTask& t, SyscallEvent& s) {
+  for (const MapsEntry& m : readMemoryMap(t.task->tid())) {
+    if (m.start != uint64_t(s.result)) continue;
+    struct stat segment {};
+    segment.st_dev = m.dev;
+    segment.st_ino = ino_t(m.inode);
+    checkSharedMapping(t, segment);
+    std::vector<uint8_t> content(m.end - m.start);
+    t.task->read(m.start, content.data(), content.size());
+    s.blob = blobs_.put(content.data(), content.size(), "file");
+    s.file = sharedFiles_.mapped(m.dev, ino_t(m.inode));
+    s.fileSize = content.size();
+    return;
+  }
+  fail(ErrorCode::System, "shmat returned an address where nothing is mapped");
 }
 
 Event RecordSession::syscallEvent(const RecordedTask& t, int64_t result) const {
@@ -458,12 +544,16 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   // address space (replay maps at the recorded addresses in the stream's order, so those must
   // reach the stream in the order the kernel ran them), nor while a thread exits (the kernel
   // then clears its tid for pthread_join): those do not block, and keep the token.
-  bool keepsToken = spec->replay == ReplayAction::Execute || spec->replay == ReplayAction::Mmap ||
-                    spec->replay == ReplayAction::Mremap || spec->replay == ReplayAction::Brk ||
-                    spec->replay == ReplayAction::InPlace;
-  if (!keepsToken) release(t);
+  // Nor during a futex operation that wakes without waiting: what it stores (FUTEX_WAKE_OP's
+  // second word, a PI futex's owner) is seen by the threads it wakes once they run, so they
+  // must not run before its record is in the stream.
   uint64_t args[6];
   for (int i = 0; i < 6; i++) args[i] = arg(t.entryRegs, i);
+  bool keepsToken = spec->replay == ReplayAction::Execute || spec->replay == ReplayAction::Mmap ||
+                    spec->replay == ReplayAction::Mremap || spec->replay == ReplayAction::Brk ||
+                    spec->replay == ReplayAction::InPlace ||
+                    (nr == SYS_futex && futexWakesOnly(args[1]));
+  if (!keepsToken) release(t);
   if (spec->replay == ReplayAction::Unsupported) {
     fail(ErrorCode::Unsupported,
          std::string("the program used ") + spec->name + ", which is not supported yet");
@@ -509,6 +599,13 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
     Regs r = t.entryRegs;
     if (cancel) r.orig_rax = uint64_t(-1);
     if (t.claimed) r.rip = kRewindSyscallIp;
+    t.task->setRegs(r);
+  }
+  if (nr == SYS_clone && (args[0] & CLONE_UNTRACED)) {
+    // A child the recorder could not follow would run unrecorded: it is forked traced, and so
+    // is it in replay.
+    Regs r = t.entryRegs;
+    r.rdi &= ~uint64_t(CLONE_UNTRACED);
     t.task->setRegs(r);
   }
   const bool killed = t.filtered == SyscallEvent::Filtered::KilledThread ||
@@ -562,37 +659,37 @@ void RecordSession::releaseVforkParent(RecordedTask& child) {
   parent.vforkChild = 0;
   if (parent.parked) {
     parent.parked = false;
-    runFrom(parent);
+    if (acquire(parent, Deferred::Start)) runFrom(parent);
   }
 }
 
 bool RecordSession::acquire(RecordedTask& t, Deferred ifBusy) {
-  pid_t& holder = holder_[t.tgid];
+  pid_t& holder = holder_[t.token];
   if (holder == 0 || holder == t.task->tid()) {
     holder = t.task->tid();
     t.grantedAt = std::chrono::steady_clock::now();
     return true;
   }
   t.deferred = ifBusy;
-  waiting_[t.tgid].push_back(t.task->tid());
+  waiting_[t.token].push_back(t.task->tid());
   return false;
 }
 
 void RecordSession::release(RecordedTask& t) {
-  auto it = holder_.find(t.tgid);
+  auto it = holder_.find(t.token);
   if (it == holder_.end() || it->second != t.task->tid()) return;
   it->second = 0;
-  grantNext(t.tgid);
+  grantNext(t.token);
 }
 
-void RecordSession::grantNext(pid_t tgid) {
-  std::deque<pid_t>& queue = waiting_[tgid];
+void RecordSession::grantNext(pid_t token) {
+  std::deque<pid_t>& queue = waiting_[token];
   while (!queue.empty()) {
     auto it = tasks_.find(queue.front());
     queue.pop_front();
     if (it == tasks_.end()) continue;
     RecordedTask& t = it->second;
-    holder_[tgid] = t.task->tid();
+    holder_[token] = t.task->tid();
     t.grantedAt = std::chrono::steady_clock::now();
     Deferred d = t.deferred;
     t.deferred = Deferred::None;
@@ -678,13 +775,13 @@ void RecordSession::releaseExited() {
 // is, and waits its turn again (a thread spinning on a flag another thread sets must not hang).
 void RecordSession::preemptOverdue() {
   auto now = std::chrono::steady_clock::now();
-  for (const auto& [tgid, queue] : waiting_) {
+  for (const auto& [token, queue] : waiting_) {
     if (queue.empty()) continue;
-    auto it = tasks_.find(holder_[tgid]);
+    auto it = tasks_.find(holder_[token]);
     if (it == tasks_.end()) continue;
     RecordedTask& t = it->second;
     if (!t.preemptSent && now - t.grantedAt > std::chrono::milliseconds(10)) {
-      syscall(SYS_tgkill, tgid, t.task->tid(), SIGSTOP);
+      syscall(SYS_tgkill, t.tgid, t.task->tid(), SIGSTOP);
       t.preemptSent = true;
     }
   }
@@ -692,15 +789,15 @@ void RecordSession::preemptOverdue() {
 
 void RecordSession::onPreempt(RecordedTask& t) {
   pid_t tid = t.task->tid();
-  if (holder_[t.tgid] != tid || waiting_[t.tgid].empty()) {
+  if (holder_[t.token] != tid || waiting_[t.token].empty()) {
     t.task->resume(PTRACE_SYSCALL);  // it gave the token up by itself meanwhile
     return;
   }
   if (!namePosition(t)) return;
-  holder_[t.tgid] = 0;
+  holder_[t.token] = 0;
   t.deferred = Deferred::Resume;
-  waiting_[t.tgid].push_back(tid);
-  grantNext(t.tgid);
+  waiting_[t.token].push_back(tid);
+  grantNext(t.token);
 }
 
 // Moves a task stopped in user code a few instructions on, to one that replay finds without a
@@ -830,7 +927,7 @@ RecordSession::Pass RecordSession::nextPass(RecordedTask& t, uint64_t at) {
 std::set<pid_t> RecordSession::pendingStops(const RecordedTask& t) const {
   std::set<pid_t> pending;
   for (const auto& [tid, other] : tasks_) {
-    if (other.tgid != t.tgid || tid == t.task->tid()) continue;
+    if (other.token != t.token || tid == t.task->tid()) continue;
     siginfo_t info{};
     if (waitid(P_PID, id_t(tid), &info, WEXITED | WSTOPPED | WNOHANG | WNOWAIT | __WALL) == 0 &&
         info.si_pid == tid) {
@@ -922,6 +1019,19 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
     const auto* self = reinterpret_cast<const uint8_t*>(&ids.seenByItself);
     e.syscall.writes.push_back(MemoryWrite{childTid, {self, self + sizeof(pid_t)}});
   }
+  // The pidfd the kernel made for the parent (CLONE_PIDFD): its number, written where asked.
+  uint64_t pidfdAt = 0;
+  if (syscallNumber(t.entryRegs.orig_rax) == SYS_clone && (args[0] & CLONE_PIDFD))
+    pidfdAt = args[2];
+  uint64_t cl[2] = {};  // clone3: clone_args.flags, .pidfd
+  if (syscallNumber(t.entryRegs.orig_rax) == kSysClone3 &&
+      t.task->tryRead(args[0], cl, sizeof cl) && (cl[0] & CLONE_PIDFD)) {
+    pidfdAt = cl[1];
+  }
+  if (pidfdAt) {
+    MemoryWrite w{pidfdAt, std::vector<uint8_t>(sizeof(int))};
+    if (t.task->tryRead(pidfdAt, w.data.data(), w.data.size())) e.syscall.writes.push_back(w);
+  }
   events_.append(e);
   syscalls_++;
   t.forkRecorded = true;
@@ -932,16 +1042,22 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
   } else {
     processes_.push_back(ProcessInfo{pid_t(child), t.task->tid(), {}, {}});
   }
+  // A child that shares memory with its parent (MAP_SHARED mappings it inherits) runs user code
+  // only when none of them does, as threads do, so the stream has their stores in the order
+  // they ran.
+  pid_t token = thread || sharesMemory(t.task->tid()) ? t.token : pid_t(child);
   auto it = tasks_.find(pid_t(child));
   if (it == tasks_.end()) {
     RecordedTask& c = addTask(pid_t(child));
     c.newborn = true;
     c.forkSeen = true;
     c.tgid = thread ? t.tgid : pid_t(child);
+    c.token = token;
     it = tasks_.find(pid_t(child));
   } else {
     it->second.forkSeen = true;
     it->second.tgid = thread ? t.tgid : pid_t(child);
+    it->second.token = token;
     if (it->second.held) {
       it->second.held = false;
       startTask(it->second);
@@ -1044,6 +1160,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     t.forkRecorded = false;
     if (t.vforkChild) {
       t.parked = true;
+      release(t);  // its child may share its token (memory shared with it) and must run
     } else {
       runFrom(t);
     }
@@ -1078,6 +1195,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     if (result > 0 && mappedFiles_.count(t.tgid)) captureMappedWrite(t, s);
     if (result > 0) captureProcMemWrite(t, s);
   }
+  if (ran) sharedFiles_.captureChange(*t.task, nr, result, s);
   if (ran && nr == SYS_mmap && !isError(result) && !(s.args[3] & MAP_ANONYMOUS)) {
     std::string fdPath =
         "/proc/" + std::to_string(t.task->tid()) + "/fd/" + std::to_string(int(s.args[4]));
@@ -1093,11 +1211,20 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     int fd = openTraceeFile(fdPath);
     struct stat st;
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-      s.blob = blobs_.putFile(fd, target);
-      mappedFiles_[t.tgid].insert({st.st_dev, st.st_ino});
+      bool shared = (s.args[3] & MAP_TYPE) != MAP_PRIVATE;
+      // A file mapped shared may change at any moment: captured afresh, never from the cache.
+      s.blob = blobs_.putFile(fd, target, !shared);
+      if (shared) {
+        checkSharedMapping(t, st);
+        s.file = sharedFiles_.mapped(fd);
+        s.fileSize = uint64_t(st.st_size);
+      } else {
+        mappedFiles_[t.tgid].insert({st.st_dev, st.st_ino});
+      }
     }
     if (fd >= 0) close(fd);
   }
+  if (nr == SYS_shmat && !isError(result)) captureShmat(t, s);
   events_.append(e);
   syscalls_++;
   releaseOutput(t.task->tid());

@@ -21,6 +21,7 @@
 #include "core/syscall_buffers.h"
 #include "core/task.h"
 #include "record/seccomp_filter.h"
+#include "record/shared_files.h"
 
 namespace rwd {
 
@@ -59,7 +60,9 @@ enum class Deferred : uint8_t { None, SyscallExit, Start, Resume, Continue };
 // What the recorder tracks for each task of the recorded tree.
 struct RecordedTask {
   std::unique_ptr<Task> task;
-  pid_t tgid = 0;  // its process: threads of one process take turns to run user code
+  pid_t tgid = 0;   // its process
+  pid_t token = 0;  // the run token it takes turns on to run user code: its process's, or the
+                    // one of the processes it shares memory with
   Deferred deferred = Deferred::None;
   bool preemptSent = false;  // the recorder sent it SIGSTOP to take the token back
   std::chrono::steady_clock::time_point grantedAt;
@@ -121,7 +124,10 @@ class RecordSession {
   void onFork(RecordedTask& t, bool vfork);
   bool acquire(RecordedTask& t, Deferred ifBusy);
   void release(RecordedTask& t);
-  void grantNext(pid_t tgid);
+  void grantNext(pid_t token);
+  bool sharesMemory(pid_t tid) const;
+  void checkSharedMapping(const RecordedTask& t, const struct stat& file);
+  void captureShmat(const RecordedTask& t, SyscallEvent& s);
   void startTask(RecordedTask& t);
   void runFrom(RecordedTask& t);
   void preemptOverdue();
@@ -158,8 +164,9 @@ class RecordSession {
   std::string eventsPath_;
   EventWriter events_;
   std::map<pid_t, RecordedTask> tasks_;
-  // One thread of a process runs user code at a time: the token's holder per process, and the
-  // threads waiting for it in order (a fair queue: none waits more than one turn of each other).
+  // One thread of a process (or of processes sharing memory) runs user code at a time: the
+  // token's holder per token, and the threads waiting for it in order (a fair queue: none waits
+  // more than one turn of each other).
   std::map<pid_t, pid_t> holder_;
   std::map<pid_t, std::deque<pid_t>> waiting_;
   pid_t initial_ = -1;
@@ -170,7 +177,8 @@ class RecordSession {
   std::deque<std::pair<pid_t, int>> requeued_;  // wait statuses taken early, handled next
   uint32_t taskCount_ = 0;
   std::vector<ProcessInfo> processes_;
-  std::map<pid_t, std::set<std::pair<dev_t, ino_t>>> mappedFiles_;  // per process
+  std::map<pid_t, std::set<std::pair<dev_t, ino_t>>> mappedFiles_;  // per process, private
+  SharedFiles sharedFiles_;
   std::map<pid_t, std::pair<uint64_t, uint64_t>> vdso_;  // per process: where its vDSO is
   uint64_t syscalls_ = 0;
   // Writes to stdout and stderr run one at a time, each recorded before the next starts, so the

@@ -3,9 +3,17 @@
 #include <elf.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/remote_syscalls.h"
@@ -19,17 +27,62 @@ void awaitStart(Task& t, const char* what) {
   if (first.kind != Stop::Signal) fail(ErrorCode::System, std::string(what) + " did not start");
 }
 
+struct ForkAdvice {
+  uint64_t start, end;
+  int advice;  // MADV_DONTFORK or MADV_WIPEONFORK
+};
+
+// The mappings the kernel keeps out of forks or wipes in them: "dc" and "wf" in their VmFlags.
+std::vector<ForkAdvice> forkAdviceOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps");
+  std::vector<ForkAdvice> out;
+  std::string line;
+  uint64_t start = 0, end = 0;
+  while (std::getline(in, line)) {
+    uint64_t from, to;
+    if (sscanf(line.c_str(), "%" SCNx64 "-%" SCNx64 " ", &from, &to) == 2) {
+      start = from;
+      end = to;
+      continue;
+    }
+    if (line.rfind("VmFlags:", 0) != 0) continue;
+    std::istringstream flags(line.substr(8));
+    std::string flag;
+    while (flags >> flag) {
+      if (flag == "dc") out.push_back(ForkAdvice{start, end, MADV_DONTFORK});
+      if (flag == "wf") out.push_back(ForkAdvice{start, end, MADV_WIPEONFORK});
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 pid_t forkProcess(Task& task, uint64_t gadget) {
   const Regs saved = task.regs();
+  // A copy has all of the memory as it is: what the program keeps out of its forks, or has
+  // them wipe, is given to this fork, and kept out of the program's own forks again in both.
+  const std::vector<ForkAdvice> advice = forkAdviceOf(task.tid());
+  auto advise = [&](RemoteSyscalls& remote, bool lift) {
+    for (const ForkAdvice& a : advice) {
+      int what = lift ? (a.advice == MADV_DONTFORK ? MADV_DOFORK : MADV_KEEPONFORK) : a.advice;
+      remote.check("advising a checkpoint's memory", SYS_madvise, a.start, a.end - a.start,
+                   uint64_t(what));
+    }
+  };
   long child;
   {
     RemoteSyscalls remote(task, gadget);
+    advise(remote, true);
     child = remote.check("forking a checkpoint", SYS_clone, CLONE_PARENT | SIGCHLD);
+    advise(remote, false);
   }
   Task copy{pid_t(child)};
   awaitStart(copy, "checkpoint: the copy");
+  if (!advice.empty()) {
+    RemoteSyscalls remote(copy, gadget);
+    advise(remote, false);
+  }
   copy.setRegs(saved);
   return pid_t(child);
 }

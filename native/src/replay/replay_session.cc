@@ -11,6 +11,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/shm.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -150,8 +151,8 @@ void ReplaySession::rebuild(ReplayTask& t) {
   t.task->reopenMemory();
   t.stub = buildAddressSpace(*t.task, next_.exec, blobs_);
   t.space = t.tgid;
-  spaces_[t.space] =
-      AddressSpace{pageUp(next_.exec.brkStart), ProgramImage{next_.exec.exe, next_.exec.auxv}, {}};
+  spaces_[t.space] = AddressSpace{
+      pageUp(next_.exec.brkStart), ProgramImage{next_.exec.exe, next_.exec.auxv}, {}, {}};
   nextEvent();
 }
 
@@ -510,11 +511,11 @@ bool ReplaySession::checkpointable() const {
     if (t.exited || t.vforkRegs || t.deliverSig || !tasks_.count(t.tgid)) return false;
     processes.insert(t.tgid);
   }
-  if (processes.size() == 1) return true;
-  // Copies of processes that share writable memory would share it no more.
+  // A copy of a process shares its shared mappings with the original: what either stores
+  // later, and what recorded syscalls write into an emulated file, would show in both.
   for (uint32_t tgid : processes) {
     for (const MapsEntry& m : readMemoryMap(tasks_.at(tgid).task->tid())) {
-      if (m.shared && (m.prot & PROT_WRITE)) return false;
+      if (m.shared) return false;
     }
   }
   return true;
@@ -822,6 +823,7 @@ void ReplaySession::writeResults(ReplayTask& t, const SyscallEvent& ev) {
 
 void ReplaySession::emulate(ReplayTask& t, Regs r, const SyscallEvent& ev) {
   writeResults(t, ev);
+  sharedFiles_.apply(ev);
   const SyscallSpec& spec = *lookupSyscall(ev.nr);
   if (spec.sent != Sent::None) {
     // What the program sends now must be what it sent when recorded: else its output, or a file
@@ -874,10 +876,10 @@ void ReplaySession::echo(const SyscallEvent& ev, const std::vector<uint8_t>& dat
 void ReplaySession::replayExecuted(ReplayTask& t, const SyscallEvent& ev) {
   uint64_t a[6];
   memcpy(a, ev.args, sizeof a);
-  if (ev.nr == SYS_madvise && (a[2] == MADV_DONTFORK || a[2] == MADV_WIPEONFORK)) {
-    // Checkpoints are forks: memory kept out of forks would be missing (or zeroed) in every
-    // copy. Only a child of the program that touched that memory (and crashed when recorded)
-    // could tell the difference.
+  if (ev.nr == SYS_set_tid_address) {
+    // It returns the caller's tid, which replay's task has another of.
+    { RemoteSyscalls(*t.task, t.stub.gadget).call(ev.nr, a[0]); }
+    t.clearChildTid = a[0];
     return finishSyscall(t, t.task->regs(), ev.result);
   }
   if (ev.nr == SYS_mremap && !isError(ev.result) && uint64_t(ev.result) != a[0]) {
@@ -897,6 +899,7 @@ void ReplaySession::replayExecuted(ReplayTask& t, const SyscallEvent& ev) {
 
 void ReplaySession::replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev) {
   if (isError(ev.result)) return finishSyscall(t, r, ev.result);
+  if (ev.nr == SYS_shmat || ev.nr == SYS_shmdt) return replayShm(t, r, ev);
   uint64_t addr = uint64_t(ev.result), len = ev.args[1], prot = ev.args[2], flags = ev.args[3];
   flags = (flags & ~uint64_t(MAP_FIXED_NOREPLACE)) | MAP_FIXED;
   long got;
@@ -906,17 +909,72 @@ void ReplaySession::replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev) {
       // Anonymous memory, or a device like /dev/zero that maps as anonymous memory.
       got = remote.call(SYS_mmap, addr, len, prot, flags | MAP_ANONYMOUS, uint64_t(-1), 0);
     } else {
-      uint64_t path = putScratchString(*t.task, t.stub, blobs_.pathOf(ev.blob));
-      long fd = remote.check("opening a captured file", SYS_open, path,
-                             O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-      // Writes to a shared file mapping stay in the replayed process.
-      flags = (flags & ~uint64_t(MAP_SHARED | MAP_SHARED_VALIDATE)) | MAP_PRIVATE;
+      if (!ev.file) flags = (flags & ~uint64_t(MAP_SHARED | MAP_SHARED_VALIDATE)) | MAP_PRIVATE;
+      long fd = mapSource(t, remote, ev);
       got = remote.call(SYS_mmap, addr, len, prot, flags, uint64_t(fd), ev.args[5]);
-      remote.call(SYS_close, uint64_t(fd));
     }
   }
   if (got != ev.result) divergedResult(ev, got);
   finishSyscall(t, r, ev.result);
+}
+
+// shmat maps the segment's emulated file where the recording attached it; shmdt unmaps what an
+// attach there mapped, as the kernel does: every piece left of it.
+void ReplaySession::replayShm(ReplayTask& t, Regs r, const SyscallEvent& ev) {
+  {
+    RemoteSyscalls remote(*t.task, t.stub.gadget);
+    if (ev.nr == SYS_shmat) {
+      shmAttach(t, remote, ev);
+    } else {
+      shmDetach(t, remote, ev);
+    }
+  }
+  finishSyscall(t, r, ev.result);
+}
+
+void ReplaySession::shmAttach(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev) {
+  uint64_t prot = (ev.args[2] & SHM_RDONLY) ? PROT_READ : PROT_READ | PROT_WRITE;
+  if (ev.args[2] & SHM_EXEC) prot |= PROT_EXEC;
+  long fd = mapSource(t, remote, ev);
+  long got = remote.call(SYS_mmap, uint64_t(ev.result), ev.fileSize, prot, MAP_SHARED | MAP_FIXED,
+                         uint64_t(fd), 0);
+  if (got != ev.result) divergedResult(ev, got);
+}
+
+void ReplaySession::shmDetach(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev) {
+  const uint64_t at = ev.args[0];
+  std::vector<MapsEntry> maps = readMemoryMap(t.task->tid());
+  // What is left of the attach: mappings of its segment that start as far into it as they lie
+  // past `at` (the program may have unmapped its start).
+  auto ofAttach = [&](const MapsEntry& m) {
+    return m.shared && m.start >= at && m.start - m.offset == at;
+  };
+  auto attach = std::find_if(maps.begin(), maps.end(), ofAttach);
+  if (attach == maps.end()) divergedResult(ev, -EINVAL);
+  for (const MapsEntry& m : maps) {
+    if (ofAttach(m) && m.dev == attach->dev && m.inode == attach->inode) {
+      remote.check("detaching a segment", SYS_munmap, m.start, m.end - m.start);
+    }
+  }
+}
+
+// The descriptor, in the task, of what replay maps for the file `ev` maps: a file mapped shared
+// is its emulated file, another the captured file. It stays open in the address space: all the
+// mappings of one file are of one open file, which the kernel merges into one mapping where it
+// did when recorded (and mremap needs).
+long ReplaySession::mapSource(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev) {
+  std::map<std::string, long>& sources = space(t).sources;
+  const std::string key = ev.file ? "shared file " + std::to_string(ev.file) : ev.blob;
+  std::string path = ev.file ? sharedFiles_.reset(ev.file, blobs_.read(ev.blob), ev.fileSize)
+                             : blobs_.pathOf(ev.blob);
+  auto it = sources.find(key);
+  if (it != sources.end()) return it->second;
+  uint64_t at = putScratchString(*t.task, t.stub, path);
+  long fd = ev.file ? remote.check("opening a shared file", SYS_open, at, O_RDWR | O_CLOEXEC)
+                    : remote.check("opening a captured file", SYS_open, at,
+                                   O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  sources[key] = fd;
+  return fd;
 }
 
 void ReplaySession::replayBrk(ReplayTask& t, Regs r, const SyscallEvent& ev) {
@@ -957,7 +1015,8 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   constexpr uint64_t kPlacement = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC |
                                   CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET;
   Regs run = at;
-  if (ev.nr == SYS_clone) run.rdi &= ~kPlacement;
+  // Nor untraced: the recorder forked it traced.
+  if (ev.nr == SYS_clone) run.rdi &= ~(kPlacement | uint64_t(CLONE_UNTRACED));
   const uint64_t placement = kPlacement | kCloneNewTime | kCloneIntoCgroup;
   const bool strip3 = ev.nr == kSysClone3 && (flags & placement);
   if (strip3) {
@@ -988,8 +1047,12 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   Stop first = c.task->wait();  // the SIGSTOP every traced child starts with
   if (first.kind != Stop::Signal) fail(ErrorCode::System, "the replayed child did not start");
   // The kernel wrote the child's real tid where the program asked for it: write the pids the
-  // recorded child (CLONE_CHILD_SETTID: the recorded writes) and parent saw.
-  for (const MemoryWrite& w : ev.writes) c.task->write(w.addr, w.data.data(), w.data.size());
+  // recorded child (CLONE_CHILD_SETTID: its recorded write) and parent saw. The parent's other
+  // recorded write is its pidfd's number (CLONE_PIDFD).
+  for (const MemoryWrite& w : ev.writes) {
+    Task& into = (flags & CLONE_CHILD_SETTID) && w.addr == ctid ? *c.task : *t.task;
+    into.write(w.addr, w.data.data(), w.data.size());
+  }
   if (strip3) c.task->write(ev.args[0], &flags, sizeof flags);  // its copy of clone_args
   const auto seen = uint32_t(ev.result);
   if ((flags & CLONE_PARENT_SETTID) && ptid) t.task->write(ptid, &seen, sizeof seen);

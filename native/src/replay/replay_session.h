@@ -11,10 +11,12 @@
 #include <string>
 
 #include "core/event_stream.h"
+#include "core/remote_syscalls.h"
 #include "core/task.h"
 #include "replay/address_space_builder.h"
 #include "replay/breakpoints.h"
 #include "replay/code_coverage.h"
+#include "replay/emulated_files.h"
 #include "replay/position_trap.h"
 
 namespace rwd {
@@ -74,6 +76,9 @@ struct AddressSpace {
   uint64_t brkEnd = 0;  // end of the emulated heap
   ProgramImage program;
   TrampolinePages trampolines;
+  // Descriptors of the files replay maps, open in the process (ReplaySession::mapSource), by
+  // blob or emulated file.
+  std::map<std::string, long> sources;
 };
 
 // How a debugger runs the active task's user code.
@@ -142,7 +147,7 @@ class ReplaySession {
   // Follows which code a process runs (a debugger's, for going back); nullptr: none.
   void followCode(CodeCoverage* coverage) { coverage_ = coverage; }
   // Whether replay is where saveState() can be taken: every thread alive and stopped where a
-  // copy can be made of it, and no memory shared between processes.
+  // copy can be made of it, and no shared memory (a copy would share it with the original).
   bool checkpointable() const;
   ReplayState saveState() const;
   // Takes up `state` with copies of its tasks (real tids by recorded tid); ends the tasks it had.
@@ -169,6 +174,10 @@ class ReplaySession {
   void replayExecuted(ReplayTask& t, const SyscallEvent& ev);
   void killAsFiltered(ReplayTask& t, const Regs& at, const SyscallEvent& ev);
   void replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev);
+  void replayShm(ReplayTask& t, Regs r, const SyscallEvent& ev);
+  void shmAttach(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev);
+  void shmDetach(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev);
+  long mapSource(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev);
   void replayBrk(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void replayFork(ReplayTask& t, const Regs& at, const SyscallEvent& ev);
   void echo(const SyscallEvent& ev, const std::vector<uint8_t>& data);
@@ -211,6 +220,7 @@ class ReplaySession {
   uint64_t echoed_ =
       0;  // output of events before this one was written already (replay may go back)
   std::map<uint32_t, AddressSpace> spaces_;
+  EmulatedFiles sharedFiles_;
   CodeCoverage* coverage_ = nullptr;
 };
 

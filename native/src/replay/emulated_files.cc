@@ -1,0 +1,71 @@
+#include "replay/emulated_files.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+namespace rwd {
+namespace {
+
+// Sizes and offsets come from the trace, which is untrusted: a file larger than this is a
+// malformed trace, not something to allocate.
+constexpr uint64_t kMaxFileSize = uint64_t(1) << 40;
+
+void writeAt(int fd, const uint8_t* data, size_t len, uint64_t offset) {
+  if (offset > kMaxFileSize || len > kMaxFileSize - offset) {
+    fail(ErrorCode::BadTrace, "a write to a shared file lies past any size it can have");
+  }
+  while (len > 0) {
+    ssize_t n = pwrite(fd, data, len, off_t(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) failErrno("write to an emulated shared file");
+    data += n;
+    len -= size_t(n);
+    offset += uint64_t(n);
+  }
+}
+
+}  // namespace
+
+EmulatedFiles::~EmulatedFiles() {
+  for (const auto& [id, fd] : fds_) close(fd);
+}
+
+int EmulatedFiles::fdOf(uint64_t id) {
+  auto it = fds_.find(id);
+  if (it != fds_.end()) return it->second;
+  int fd = memfd_create("rewind-shared-file", MFD_CLOEXEC);
+  if (fd < 0) failErrno("memfd_create for a shared file");
+  fds_[id] = fd;
+  return fd;
+}
+
+static std::string pathOf(int fd) {
+  return "/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(fd);
+}
+
+void EmulatedFiles::resize(int fd, uint64_t size) {
+  if (size > kMaxFileSize) fail(ErrorCode::BadTrace, "a shared file is larger than it can be");
+  if (ftruncate(fd, off_t(size)) < 0) failErrno("resize an emulated shared file");
+}
+
+std::string EmulatedFiles::reset(uint64_t id, const std::vector<uint8_t>& content, uint64_t size) {
+  int fd = fdOf(id);
+  resize(fd, 0);
+  writeAt(fd, content.data(), content.size(), 0);
+  resize(fd, size);
+  return pathOf(fd);
+}
+
+void EmulatedFiles::apply(const SyscallEvent& ev) {
+  if (!ev.file) return;
+  auto it = fds_.find(ev.file);
+  if (it == fds_.end()) fail(ErrorCode::BadTrace, "a syscall changes a shared file never mapped");
+  for (const MemoryWrite& w : ev.fileWrites) {
+    writeAt(it->second, w.data.data(), w.data.size(), w.addr);
+  }
+  resize(it->second, ev.fileSize);
+}
+
+}  // namespace rwd
