@@ -75,6 +75,19 @@ describe('memory', () => {
     // Once no one else maps it, the same program records and replays.
     const { rec } = await recordReplay(exe, ['map', held], { expectStatus: 0 });
     expect(rec.stdout.toString()).toBe('stored\n');
+
+    // Mapped read-only here and outside (as glibc maps gconv-modules.cache): no one stores into
+    // it, so it is recorded and replays.
+    const reader = spawn(exe, ['holdro', held], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      const [first] = (await once(reader.stdout, 'data')) as [Buffer];
+      expect(first.toString()).toBe('mapped\n');
+      const { rec: read } = await recordReplay(exe, ['read', held], { expectStatus: 0 });
+      expect(read.stdout.toString()).toBe('read x\n');
+    } finally {
+      reader.stdin.end();
+      await once(reader, 'exit');
+    }
   });
 
   it('sysv_shm: SysV segments attached twice, inherited by a fork child and detached after a partial munmap replay exactly', async () => {

@@ -17,6 +17,14 @@
 namespace rwd {
 namespace {
 
+// A NULL-terminated array of the strings, for exec (they must outlive it).
+std::vector<char*> cStrings(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (const std::string& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
 // Runs in the forked child before exec: only async-signal-safe calls. A child to be seized
 // (`pgid` >= 0) joins process group `pgid` instead of asking to be traced.
 [[noreturn]] void execTracee(const char* exe, char* const* argv, char* const* envp, int errFd,
@@ -57,11 +65,7 @@ int pinToCpu(int cpu) {
 
 pid_t spawnTraced(const std::string& exe, const std::vector<std::string>& argv,
                   const std::vector<std::string>& env, int* execErrFd) {
-  std::vector<char*> cargv, cenv;
-  for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-  cargv.push_back(nullptr);
-  for (const std::string& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
-  cenv.push_back(nullptr);
+  std::vector<char*> cargv = cStrings(argv), cenv = cStrings(env);
 
   int errPipe[2];
   if (pipe2(errPipe, O_CLOEXEC) < 0) failErrno("pipe");
@@ -100,11 +104,7 @@ TerminalForeground::~TerminalForeground() {
 // until the program joins it leads it, as a shell leads the group of the commands it forks.
 pid_t spawnRecorded(const std::string& exe, const std::vector<std::string>& argv,
                     const std::vector<std::string>& env, int* execErrFd, pid_t* pgid) {
-  std::vector<char*> cargv, cenv;
-  for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-  cargv.push_back(nullptr);
-  for (const std::string& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
-  cenv.push_back(nullptr);
+  std::vector<char*> cargv = cStrings(argv), cenv = cStrings(env);
 
   int errPipe[2];
   if (pipe2(errPipe, O_CLOEXEC) < 0) failErrno("pipe");

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/shm.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -441,20 +442,39 @@ bool RecordSession::sharesMemory(pid_t tid) const {
   return false;
 }
 
+// Whether the task's descriptor was opened for writing: a mapping of it may become writable.
+bool RecordSession::openedForWriting(const RecordedTask& t, uint64_t fd) const {
+  std::ifstream in("/proc/" + std::to_string(t.task->tid()) + "/fdinfo/" + std::to_string(int(fd)));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags:", 0) == 0) {
+      return (std::stoul(line.substr(6), nullptr, 8) & O_ACCMODE) != O_RDONLY;
+    }
+  }
+  return true;  // unknown: assume it may be written
+}
+
 // A file (or SysV segment) the task maps shared may be mapped shared by other processes too. Replay
 // keeps their stores in the recorded order only for processes that take turns on one run token (a
-// fork child and its parent); any other sharer, in the tree or outside it, stops recording.
-void RecordSession::checkSharedMapping(const RecordedTask& t, const struct stat& file) {
-  auto mapsIt = [&](pid_t pid) {
+// fork child and its parent); any other sharer that may store into it, in the tree or outside
+// it, stops recording. Mappings that are all read-only (glibc maps gconv-modules.cache so) carry
+// no stores: what others write() into the file is what a private mapping's unwritten pages
+// would show too.
+void RecordSession::checkSharedMapping(const RecordedTask& t, const struct stat& file,
+                                       bool writable) {
+  auto mapsIt = [&](pid_t pid, bool anyProt) {
     for (const MapsEntry& m : readMemoryMap(pid)) {
-      if (m.shared && m.dev == file.st_dev && m.inode == file.st_ino) return true;
+      if (m.shared && m.dev == file.st_dev && m.inode == file.st_ino &&
+          (anyProt || (m.prot & PROT_WRITE))) {
+        return true;
+      }
     }
     return false;
   };
   std::set<pid_t> recorded;
   for (const auto& [tid, other] : tasks_) {
     recorded.insert(other.tgid);
-    if (other.token != t.token && other.tgid == tid && other.execed && mapsIt(tid)) {
+    if (other.token != t.token && other.tgid == tid && other.execed && mapsIt(tid, writable)) {
       fail(ErrorCode::Unsupported,
            "processes " + std::to_string(t.tgid) + " and " + std::to_string(tid) +
                " of the recording map one file shared without one having it from the other "
@@ -467,7 +487,7 @@ void RecordSession::checkSharedMapping(const RecordedTask& t, const struct stat&
     pid_t pid = pid_t(atoi(e->d_name));
     if (pid <= 0 || pid == getpid() || recorded.count(pid)) continue;
     try {
-      if (!mapsIt(pid)) continue;
+      if (!mapsIt(pid, false)) continue;
     } catch (const std::exception&) {
       continue;  // gone, or not ours to read
     }
@@ -487,7 +507,7 @@ void RecordSession::captureShmat(const RecordedTask& t, SyscallEvent& s) {
     struct stat segment {};
     segment.st_dev = m.dev;
     segment.st_ino = ino_t(m.inode);
-    checkSharedMapping(t, segment);
+    checkSharedMapping(t, segment, !(s.args[2] & SHM_RDONLY));
     std::vector<uint8_t> content(m.end - m.start);
     t.task->read(m.start, content.data(), content.size());
     s.blob = blobs_.put(content.data(), content.size(), "file");
@@ -1215,7 +1235,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
       // A file mapped shared may change at any moment: captured afresh, never from the cache.
       s.blob = blobs_.putFile(fd, target, !shared);
       if (shared) {
-        checkSharedMapping(t, st);
+        checkSharedMapping(t, st, (s.args[2] & PROT_WRITE) || openedForWriting(t, s.args[4]));
         s.file = sharedFiles_.mapped(fd);
         s.fileSize = uint64_t(st.st_size);
       } else {

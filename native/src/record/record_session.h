@@ -126,7 +126,8 @@ class RecordSession {
   void release(RecordedTask& t);
   void grantNext(pid_t token);
   bool sharesMemory(pid_t tid) const;
-  void checkSharedMapping(const RecordedTask& t, const struct stat& file);
+  void checkSharedMapping(const RecordedTask& t, const struct stat& file, bool writable);
+  bool openedForWriting(const RecordedTask& t, uint64_t fd) const;
   void captureShmat(const RecordedTask& t, SyscallEvent& s);
   void startTask(RecordedTask& t);
   void runFrom(RecordedTask& t);
