@@ -19,9 +19,11 @@ import { pino } from 'pino';
 import { EVENT_TYPES, encodeEventStream, parseEventStream, type EventRecord, type EventStream } from './event_stream.js';
 import { call, connect, isServiceError, type Clients } from '../remote/client.js';
 import { pushTrace } from '../remote/upload.js';
+import { ManifestError } from '../trace/manifest.js';
 import { startServer } from '../server/server.js';
 import { ListTracesRequest, type ListTracesResponse } from '../gen/rewind/catalog/v1/catalog.js';
 import type { RunReplayResponse } from '../gen/rewind/replay/v1/replay.js';
+import { Manifest as ManifestMessage } from '../gen/rewind/trace/v1/manifest.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const REPO = fs.existsSync(path.join(here, '..', 'package.json')) ? path.resolve(here, '..') : path.resolve(here, '..', '..');
@@ -35,6 +37,17 @@ const BASES: { fixture: string; args: (dir: string) => string[] }[] = [
 ];
 
 const MEMORY_BOUND = 512 << 20;
+
+/** The mutated manifest as the API's message, when its types allow (a size of "x" or 2^70 has none). */
+function representable(raw: Record<string, unknown>): ManifestMessage | undefined {
+  try {
+    const msg = ManifestMessage.fromJSON(raw);
+    ManifestMessage.encode(msg).finish();
+    return msg;
+  } catch {
+    return undefined;
+  }
+}
 
 export interface HostileOptions {
   count: number;
@@ -455,6 +468,11 @@ function loadBase(dir: string): Base {
 export async function runHostileBatch(opts: HostileOptions): Promise<HostileReport> {
   const t0 = Date.now();
   const log = opts.log ?? (() => {});
+  // Each broken invariant is logged when it happens: a long run shows them as it goes.
+  const fail = (what: string): void => {
+    report.failures.push(what);
+    log(`failure: ${what}`);
+  };
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'rewind-hostile-'));
   const dataDir = path.join(work, 'server');
   const report: HostileReport = {
@@ -500,7 +518,7 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
       const ms = performance.now() - start;
       report.healthChecks++;
       report.healthMaxMs = Math.max(report.healthMaxMs, ms);
-      if (!ok) report.failures.push(`health check failed after ${Math.round(ms)} ms`);
+      if (!ok) fail(`health check failed after ${Math.round(ms)} ms`);
       report.maxWorkerRssBytes = Math.max(report.maxWorkerRssBytes, maxDescendantRss());
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -554,32 +572,34 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
         };
         let id: string | undefined;
         try {
-          // The server's validator sees the manifest as mutated (the client's own checks come after).
-          await call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifestJson: JSON.stringify(mt.manifest) });
+          // The server's validator sees the manifest as mutated, as far as the message's types carry
+          // it (the client's own checks come after).
+          const manifest = representable(mt.manifest);
+          if (manifest) await call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifest });
           id = (await pushTrace(agent, dir, { retries: 0, allowIncomplete: true })).traceId;
         } catch (err) {
           const code = isServiceError(err) ? status[err.code] : undefined;
           if (code && UPLOAD_REFUSALS.has(code)) {
             report.refusedAtUpload++;
             count(`upload:${code}`);
-          } else if (!code && err instanceof Error && /trace .* (is incomplete|blob .* is)|malformed manifest|is not a rewind trace|cut short/.test(err.message)) {
+          } else if (!code && (err instanceof ManifestError || (err instanceof Error && /trace .* (is incomplete|blob .* is)|is not a rewind trace|cut short/.test(err.message)))) {
             // The client's own checks refused it before the server saw it.
             report.refusedAtUpload++;
             count('upload:refused-by-client');
           } else {
-            report.failures.push(`${label}: upload failed with ${code ?? (err as Error).message}`);
+            fail(`${label}: upload failed with ${code ?? (err as Error).message}`);
           }
         }
         if (id) {
           const r = await replay(reader, id);
           report.replayed++;
           count(r.outcome);
-          if (r.outcome.startsWith('replay:') && !REPLAY_ENDINGS.has(r.outcome.slice(7))) report.failures.push(`${label}: ${r.outcome}`);
-          if (r.output.includes(canary)) report.failures.push(`${label}: a canary file's content came out of the replay`);
+          if (r.outcome.startsWith('replay:') && !REPLAY_ENDINGS.has(r.outcome.slice(7))) fail(`${label}: ${r.outcome}`);
+          if (r.output.includes(canary)) fail(`${label}: a canary file's content came out of the replay`);
           try {
             await call(admin, admin.catalog.deleteTrace.bind(admin.catalog), { id });
           } catch (err) {
-            report.failures.push(`${label}: deleting it failed: ${(err as Error).message}`);
+            fail(`${label}: deleting it failed: ${(err as Error).message}`);
           }
         }
         fs.rmSync(dir, { recursive: true, force: true });
@@ -597,7 +617,7 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
       const again = await replay(rd, o.id);
       if (!ids.has(o.id) || again.outcome !== o.result.outcome || !again.output.equals(o.result.output)) {
         report.originalsIntact = false;
-        report.failures.push(`trace ${o.id} recorded first no longer lists or replays as before (${again.outcome} vs ${o.result.outcome})`);
+        fail(`trace ${o.id} recorded first no longer lists or replays as before (${again.outcome} vs ${o.result.outcome})`);
       }
     }
   } finally {
@@ -612,7 +632,7 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
     fs.rmSync(work, { recursive: true, force: true });
     report.ms = Date.now() - t0;
   }
-  if (report.maxWorkerRssBytes > MEMORY_BOUND) report.failures.push(`a worker process reached ${report.maxWorkerRssBytes} bytes resident, past its bound`);
+  if (report.maxWorkerRssBytes > MEMORY_BOUND) fail(`a worker process reached ${report.maxWorkerRssBytes} bytes resident, past its bound`);
   return report;
 }
 

@@ -85,6 +85,21 @@ export function isServiceError(err: unknown): err is ServiceError {
   return typeof err === 'object' && err !== null && 'code' in err && 'details' in err && typeof (err as ServiceError).code === 'number';
 }
 
+/** Codes of a server or connection that failed this time: the same request may succeed later. */
+const TRANSIENT = new Set<number>([
+  status.UNAVAILABLE,
+  status.ABORTED,
+  status.INTERNAL,
+  status.UNKNOWN,
+  status.DEADLINE_EXCEEDED,
+  status.CANCELLED,
+  status.RESOURCE_EXHAUSTED,
+]);
+
+export function isTransient(err: unknown): boolean {
+  return isServiceError(err) && TRANSIENT.has(err.code);
+}
+
 /**
  * grpc-js says "No connection established. Last error: Error: connect ECONNREFUSED 1.2.3.4:5.
  * Resolution note: " (the note often empty): the last error is what the user needs.

@@ -4,9 +4,10 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { status, type ClientWritableStream, type ServiceError } from '@grpc/grpc-js';
 import { readLocalTrace } from '../trace/local.js';
-import { redactManifestJson } from '../trace/redact.js';
+import { manifestMessage } from '../trace/manifest_message.js';
+import { redactEnv } from '../trace/redact.js';
 import { UserError } from '../trace/user_error.js';
-import { call, isServiceError, type Clients } from './client.js';
+import { call, isServiceError, isTransient, type Clients } from './client.js';
 import { CHUNK_HEADROOM, encodeChunk, encodeChunkInPlace, type ChunkHeader } from './upload_wire.js';
 import { Compression, UploadBlobResponse, UploadServiceService, type MissingBlob } from '../gen/rewind/upload/v1/upload.js';
 
@@ -66,20 +67,9 @@ export interface PushResult {
   incomplete: boolean;
 }
 
-const RETRIABLE = new Set<number>([
-  status.UNAVAILABLE,
-  status.DATA_LOSS,
-  status.FAILED_PRECONDITION,
-  status.ABORTED,
-  status.INTERNAL,
-  status.UNKNOWN,
-  status.DEADLINE_EXCEEDED,
-  status.CANCELLED,
-  status.RESOURCE_EXHAUSTED,
-]);
-
+/** Worth another try: a transient failure, or a chunk refused or an offset moved (ask again). */
 export function isRetriable(err: unknown): boolean {
-  return isServiceError(err) && RETRIABLE.has(err.code);
+  return isTransient(err) || (isServiceError(err) && (err.code === status.DATA_LOSS || err.code === status.FAILED_PRECONDITION));
 }
 
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
@@ -99,7 +89,7 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
 export async function pushTrace(c: Clients, dir: string, opts: PushOptions = {}): Promise<PushResult> {
   const local = await readLocalTrace(dir, { allowIncomplete: opts.allowIncomplete });
   const { files, incomplete } = local;
-  const json = redactManifestJson(local.json, opts.keepEnv);
+  const manifest = manifestMessage({ ...local.manifest, env: redactEnv(local.manifest.env, opts.keepEnv) });
   const retries = opts.retries ?? 5;
   let backoff = opts.backoffMs ?? 250;
   const maxBackoff = opts.maxBackoffMs ?? 10_000;
@@ -109,7 +99,7 @@ export async function pushTrace(c: Clients, dir: string, opts: PushOptions = {})
   for (;;) {
     attempt++;
     try {
-      const prep = await call(c, c.upload.prepareUpload.bind(c.upload), { manifestJson: json });
+      const prep = await call(c, c.upload.prepareUpload.bind(c.upload), { manifest });
       progress.total = Number(prep.totalBytes);
       if (progress.toSend < 0) progress.toSend = prep.missing.reduce((a, m) => a + Number(m.size - m.offset), 0);
       opts.onProgress?.(progress);
@@ -117,7 +107,7 @@ export async function pushTrace(c: Clients, dir: string, opts: PushOptions = {})
         return { traceId: prep.traceId, bytesSent: progress.wire, blobBytesSent: progress.sent, totalBytes: progress.total, created: false, attempts: attempt, incomplete };
       }
       await sendAll(prep.missing, opts.parallel ?? 4, (m) => sendBlob(c, files.get(m.sha256) ?? path.join(dir, 'blobs', m.sha256), m, opts, progress, counter));
-      const res = await call(c, c.upload.commitUpload.bind(c.upload), { manifestJson: json, labels: opts.labels ?? {} });
+      const res = await call(c, c.upload.commitUpload.bind(c.upload), { manifest, labels: opts.labels ?? {} });
       return { traceId: res.traceId, bytesSent: progress.wire, blobBytesSent: progress.sent, totalBytes: progress.total, created: res.created, attempts: attempt, incomplete };
     } catch (err) {
       if (!isRetriable(err) || attempt > retries || opts.signal?.aborted) throw err;

@@ -1,18 +1,17 @@
 // A local trace directory as an upload sees it: the manifest to send and the file behind each
-// blob. Only what the upload itself relies on is checked here (the blobs, with the manifest's
-// own validator); whether the server takes the rest (its id, its version) is the server's to
-// say, with the same validator.
+// blob. The manifest is checked with the validator the server applies again on its side, so a
+// bad one is explained here, before anything travels.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { SHA256_HEX } from './ids.js';
-import { ManifestError, manifestBlobs, manifestPath, parseJson, readManifestText, type ManifestBlob } from './manifest.js';
+import { ManifestError, manifestPath, parseJson, readManifestText, validateManifest, type Manifest } from './manifest.js';
 import { UserError } from './user_error.js';
 
 export interface LocalTrace {
   /** The manifest to upload (for a trace cut short: the local one, completed with its blobs). */
-  json: string;
+  manifest: Manifest;
   /** The file holding each blob's bytes: DIR/blobs/<sha256>, or DIR/events.partial. */
   files: Map<string, string>;
   /** The recording was cut short (or is still running): `complete: false`. */
@@ -36,18 +35,15 @@ async function sha256File(file: string): Promise<{ sha256: string; size: number 
  * event stream the recorder was writing (DIR/events.partial, as the `events` blob).
  */
 export async function readLocalTrace(dir: string, opts: { allowIncomplete?: boolean } = {}): Promise<LocalTrace> {
-  const json = readManifestText(dir);
-  let raw: Record<string, unknown>;
-  let listed: ManifestBlob[];
+  let manifest: Manifest;
   try {
-    raw = parseJson(json);
-    listed = manifestBlobs(raw);
+    manifest = validateManifest(parseJson(readManifestText(dir)));
   } catch (err) {
     if (err instanceof ManifestError) throw new ManifestError(`${manifestPath(dir)}: ${err.message}`);
     throw err;
   }
   const files = new Map<string, string>();
-  for (const b of listed) {
+  for (const b of manifest.blobs) {
     const blobFile = path.join(dir, 'blobs', b.sha256);
     let st: fs.Stats;
     try {
@@ -58,14 +54,14 @@ export async function readLocalTrace(dir: string, opts: { allowIncomplete?: bool
     if (st.size !== b.size) throw new UserError(`trace ${dir}: blob ${b.sha256} is ${st.size} bytes, the manifest says ${b.size}`);
     files.set(b.sha256, blobFile);
   }
-  if (raw.complete !== false) return { json, files, incomplete: false };
+  if (manifest.complete) return { manifest, files, incomplete: false };
 
   if (!opts.allowIncomplete) {
     throw new UserError(`trace ${dir} is incomplete (its recording is still running or was cut short); only finished traces can be pushed`);
   }
   const partial = path.join(dir, 'events.partial');
   if (!fs.existsSync(partial)) throw new UserError(`trace ${dir} was cut short before it recorded any event; there is nothing to push`);
-  const blobs = listed.filter((b) => b.role !== 'events');
+  const blobs = manifest.blobs.filter((b) => b.role !== 'events');
   const known = new Set(blobs.map((b) => b.sha256));
   let names: string[] = [];
   try {
@@ -84,5 +80,5 @@ export async function readLocalTrace(dir: string, opts: { allowIncomplete?: bool
   const events = await sha256File(partial);
   blobs.push({ sha256: events.sha256, size: events.size, role: 'events' });
   files.set(events.sha256, partial);
-  return { json: JSON.stringify({ ...raw, complete: false, blobs }), files, incomplete: true };
+  return { manifest: { ...manifest, blobs }, files, incomplete: true };
 }

@@ -24,19 +24,3 @@ export function redactEnv(env: readonly string[], keepEnv = false): string[] {
     return secret && value !== REDACTED ? `${name}=${REDACTED}` : entry;
   });
 }
-
-/** A manifest's text with its `env` redacted; the same text when there was nothing to redact. */
-export function redactManifestJson(json: string, keepEnv = false): string {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(json);
-  } catch {
-    return json; // the validator explains what is wrong with it
-  }
-  if (typeof raw !== 'object' || raw === null || !('env' in raw)) return json;
-  const env = (raw as { env: unknown }).env;
-  if (!Array.isArray(env) || !env.every((e) => typeof e === 'string')) return json;
-  const redacted = redactEnv(env as string[], keepEnv);
-  if (redacted.every((e, i) => e === env[i])) return json;
-  return JSON.stringify({ ...raw, env: redacted });
-}

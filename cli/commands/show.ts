@@ -4,7 +4,8 @@ import { print } from '../output.js';
 import { exitText } from './ls.js';
 import { resolveConfig, type ClientFlags } from '../../remote/config.js';
 import { formatBytes, formatDuration } from '../../trace/format.js';
-import { parseManifest } from '../../trace/manifest.js';
+import { manifestFromMessage } from '../../trace/manifest_message.js';
+import { UserError } from '../../trace/user_error.js';
 
 interface ShowFlags extends ClientFlags {
   json?: boolean;
@@ -22,13 +23,14 @@ export function registerShow(program: Command): void {
     const { call, withClients } = await import('../../remote/client.js');
     const res = await withClients(config, (c) => call(c, c.catalog.getTrace.bind(c.catalog), { id }));
     const s = res.summary!;
+    if (!res.manifest) throw new UserError(`the server sent trace ${id} without its manifest`);
+    const m = manifestFromMessage(res.manifest, 'server');
     if (flags.json) {
-      // The manifest as uploaded, every field of it.
+      // The manifest as stored, every field of it, in the shape of manifest.json.
       const server = { labels: s.labels, sizeBytes: Number(s.sizeBytes), uploadedAt: s.uploadedAt?.toISOString() ?? null };
-      print(`${JSON.stringify({ ...(JSON.parse(res.manifestJson) as object), server }, null, 2)}\n`);
+      print(`${JSON.stringify({ ...m, server }, null, 2)}\n`);
       return;
     }
-    const m = parseManifest(res.manifestJson, 'server');
     const lines: [string, string][] = [
       ['id', s.id],
       ['command', s.argv.join(' ')],

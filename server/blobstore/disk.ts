@@ -51,6 +51,8 @@ export class DiskBlobStore implements BlobStore {
   }
 
   async partialSize(sha256: string): Promise<number> {
+    // A writer just closed may still be flushing what it took: count those bytes too.
+    await this.draining.get(sha256)?.catch(() => undefined);
     try {
       return (await fsp.stat(this.partialOf(sha256))).size;
     } catch {

@@ -1,13 +1,14 @@
 import { CatalogServiceService } from '../../gen/rewind/catalog/v1/catalog.js';
 import type { BlobStore } from '../blobstore/blobstore.js';
 import type { Catalog, TraceRow } from '../catalog/catalog.js';
-import { invalidArgument } from '../errors.js';
+import { failedPrecondition, invalidArgument } from '../errors.js';
 import { isTraceId } from '../../trace/ids.js';
 import { normaliseSignal } from '../../trace/signals.js';
 import { unary, type AuthDeps } from '../rpc.js';
 import type { ServerStats } from '../stats.js';
 import type { Logger } from 'pino';
-import { MANIFEST_LIMITS } from '../../trace/manifest.js';
+import { MANIFEST_LIMITS, ManifestError, parseManifest } from '../../trace/manifest.js';
+import { manifestMessage, type ManifestMessage } from '../../trace/manifest_message.js';
 import { TraceSummary } from '../../gen/rewind/catalog/v1/catalog.js';
 import type {
   CatalogServiceServer,
@@ -20,6 +21,16 @@ import type {
   ListTracesRequest,
   ListTracesResponse,
 } from '../../gen/rewind/catalog/v1/catalog.js';
+
+/** A stored manifest as the API sends it; one this server can no longer read is named, not hidden. */
+function storedManifest(id: string, json: string): ManifestMessage {
+  try {
+    return manifestMessage(parseManifest(json, 'server'));
+  } catch (err) {
+    if (err instanceof ManifestError) throw failedPrecondition(`the stored manifest of trace ${id} is damaged: ${err.message}`);
+    throw err;
+  }
+}
 
 export interface CatalogDeps extends AuthDeps {
   catalog: Catalog;
@@ -119,7 +130,7 @@ export function catalogService(deps: CatalogDeps): CatalogServiceServer {
       const t = catalog.traces.get(checkTraceId(req.id));
       return {
         summary: toSummary(t.trace),
-        manifestJson: t.manifest,
+        manifest: storedManifest(t.trace.id, t.manifest),
         blobs: t.blobs.map((b) => ({ sha256: b.sha256, size: BigInt(b.size), role: b.role, path: b.path })),
       };
     }),

@@ -7,8 +7,9 @@ import { SHA256_HEX } from '../../trace/ids.js';
 import type { Catalog, TokenRow } from '../catalog/catalog.js';
 import type { UploadQuota } from '../quota.js';
 import { RpcError, invalidArgument } from '../errors.js';
-import { distinctBlobs, parseManifest, type Manifest } from '../../trace/manifest.js';
-import { redactManifestJson } from '../../trace/redact.js';
+import { distinctBlobs, type Manifest } from '../../trace/manifest.js';
+import { manifestFromMessage, type ManifestMessage } from '../../trace/manifest_message.js';
+import { redactEnv } from '../../trace/redact.js';
 import { clientStream, unary, type AuthDeps } from '../rpc.js';
 import type { ServerStats } from '../stats.js';
 import type {
@@ -33,8 +34,9 @@ export interface UploadDeps extends AuthDeps {
 export const MAX_CHUNK = 4 << 20;
 
 /** The manifest of an upload, checked; a trace cut short must bring its event stream. */
-function uploadedManifest(json: string): Manifest {
-  const m = parseManifest(json, 'server');
+function uploadedManifest(msg: ManifestMessage | undefined): Manifest {
+  if (!msg) throw invalidArgument('the request carries no manifest');
+  const m = manifestFromMessage(msg, 'server');
   if (!m.complete && !m.blobs.some((b) => b.role === 'events')) {
     throw invalidArgument('an incomplete trace (its recording was cut short) must carry the events it holds as a blob with role "events"');
   }
@@ -58,7 +60,7 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
   const { catalog, store, stats } = deps;
   return {
     prepareUpload: unary<PrepareUploadRequest, PrepareUploadResponse>(deps, UploadServiceService.prepareUpload, async (req, ctx) => {
-      const m = uploadedManifest(req.manifestJson);
+      const m = uploadedManifest(req.manifest);
       const blobs = distinctBlobs(m);
       let total = 0n;
       let present = 0n;
@@ -82,10 +84,11 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
     uploadBlob: clientStream<UploadBlobRequest, UploadBlobResponse>(deps, UploadServiceService.uploadBlob, (call, ctx) => receiveBlob(call, ctx.token, deps)),
 
     commitUpload: unary<CommitUploadRequest, CommitUploadResponse>(deps, UploadServiceService.commitUpload, (req, ctx) => {
-      const m = uploadedManifest(req.manifestJson);
+      const m = uploadedManifest(req.manifest);
       const labels = validateLabels(req.labels);
       // Defence in depth, for a client that did not redact: no rewind token enters the catalogue.
-      const created = catalog.traces.commit(m, redactManifestJson(req.manifestJson, true), labels, ctx.token.id);
+      const stored = { ...m, env: redactEnv(m.env, true) };
+      const created = catalog.traces.commit(stored, JSON.stringify(stored), labels, ctx.token.id);
       if (created) {
         stats.tracesCommitted++;
         ctx.log.info({ trace: m.id, host: m.host.hostname, token: ctx.token.name }, 'trace committed');
@@ -110,9 +113,9 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
       if (settled) return;
       settled = true;
       call.removeAllListeners('data');
-      // Keep what was written for a resume, once the write in flight (if any) is done.
-      void chain.then(() => writer?.close());
-      reject(err);
+      // Keep what was written for a resume, once the write in flight (if any) is done; the client
+      // hears of the failure after that, so the prepare it sends next sees every byte held.
+      void chain.then(() => writer?.close()).finally(() => reject(err));
     };
     const done = (res: UploadBlobResponse): void => {
       if (settled) return;

@@ -86,7 +86,7 @@ describe('rewind CLI against a server', () => {
     expect(badId.stderr).toBe('rewind: invalid argument: bad trace id "nope": expected a UUID\n');
     fs.writeFileSync(path.join(t.dir, 'manifest.json'), JSON.stringify({ format: 'rewind-trace', version: 7, id: 'x', blobs: [] }));
     const v7 = await rewind(['push', t.dir], env);
-    expect(v7.stderr).toMatch(/unsupported trace format version 7; this server supports version 1/);
+    expect(v7.stderr).toMatch(/unsupported trace format version 7; this rewind supports version 1/);
     const down = await rewind(['ls', '--server', '127.0.0.1:1'], env);
     expect(down.stderr).toMatch(/^rewind: cannot reach the server at 127\.0\.0\.1:1/);
     for (const r of [noTok, wrong, readerPush, badId, v7, down]) expect(r.stderr).not.toMatch(/\n\s+at /);

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll } from 'vitest';
 import { connect, type Clients } from '../../remote/client.js';
+import { Manifest as ManifestMessage } from '../../gen/rewind/trace/v1/manifest.js';
 import { startServer, type RunningServer, type ServerOptions } from '../../server/server.js';
 import { cleanupTemps, tempDir } from '../support/tmp.js';
 import { sha256 } from '../support/traces.js';
@@ -74,6 +75,11 @@ export function makeTrace(spec: TraceSpec = {}, dir = tmpDir('rewind-trace-')): 
   };
   fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2));
   return { dir, id, manifest, blobs };
+}
+
+/** DIR/manifest.json as the API's message, as a client that does not check it would send it. */
+export function manifestMessageOf(dir: string): ManifestMessage {
+  return ManifestMessage.fromJSON(JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')));
 }
 
 export interface TestServer {

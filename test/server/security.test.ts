@@ -11,7 +11,9 @@ import { call, type Clients } from '../../remote/client.js';
 import { pushTrace } from '../../remote/upload.js';
 import { encodeChunk } from '../../remote/upload_wire.js';
 import { ListTracesRequest, ListTracesResponse } from '../../gen/rewind/catalog/v1/catalog.js';
-import { makeTrace, REPO, startTestServer, tmpDir, until, type TestServer } from './helpers.js';
+import { makeTrace, manifestMessageOf, REPO, startTestServer, tmpDir, until, type TestServer } from './helpers.js';
+import { manifestFromMessage } from '../../trace/manifest_message.js';
+import { Manifest as ManifestMessage } from '../../gen/rewind/trace/v1/manifest.js';
 import { rewind, type CliResult } from './cli.js';
 
 const engineBuilt = fs.existsSync(path.join(REPO, 'native/build/Release/rewind.node'));
@@ -44,15 +46,16 @@ async function expectCode(p: Promise<unknown>, code: status, text?: RegExp, what
   if (text) expect(err.details).toMatch(text);
 }
 
-const manifestOf = (dir: string): string => fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8');
-const prepare = (c: Clients, json: string): Promise<unknown> => call(c, c.upload.prepareUpload.bind(c.upload), { manifestJson: json });
+const prepare = (c: Clients, manifest: ManifestMessage): Promise<unknown> => call(c, c.upload.prepareUpload.bind(c.upload), { manifest });
 const list = (c: Clients, req: Partial<ListTracesRequest> = {}) =>
   call(c, c.catalog.listTraces.bind(c.catalog), ListTracesRequest.fromPartial({ limit: 10_000, ...req }));
 
 describe('finding 2: one upload cannot break the catalogue', () => {
   it('range-checks every manifest field at upload', async () => {
     const cases: [Record<string, unknown>, RegExp][] = [
-      [{ exit: { status: 2147483648, code: null, signal: null } }, /exit\.status/],
+      // 2147483648 itself no longer fits the message (exit.status is an int32); its neighbours do.
+      [{ exit: { status: 2147483647, code: null, signal: null } }, /exit\.status/],
+      [{ exit: { status: -2147483648, code: null, signal: null } }, /exit\.status/],
       [{ exit: { status: 3, code: -1, signal: null } }, /exit\.code/],
       [{ exit: { status: 300, code: null, signal: null } }, /exit\.status/],
       [{ exit: { status: 139, code: null, signal: 'SIGNOPE' } }, /exit\.signal/],
@@ -63,13 +66,13 @@ describe('finding 2: one upload cannot break the catalogue', () => {
       [{ exe: 'x'.repeat(70_000) }, /exe/],
       [{ host: { hostname: 'h'.repeat(5000) } }, /host\.hostname/],
       [{ env: ['A=' + 'v'.repeat(7 << 20)] }, /env/],
-      [{ processes: [{ pid: -5, parent: 0, execs: [], threads: [] }] }, /processes\[0\]\.pid/],
+      [{ processes: [{ pid: 5_000_000, parent: 0, execs: [], threads: [] }] }, /processes\[0\]\.pid/],
       [{ blobs: [{ sha256: 'a'.repeat(64), size: 2 ** 53 - 1, role: 'events' }] }, /blobs\[0\]\.size/],
       [{ blobs: [{ sha256: 'a'.repeat(64), size: 1, role: 'r'.repeat(300) }] }, /blobs\[0\]\.role/],
     ];
     for (const [extra, field] of cases) {
       const t = makeTrace({ extra });
-      await expectCode(prepare(agent, manifestOf(t.dir)), status.INVALID_ARGUMENT, field, JSON.stringify(extra).slice(0, 100));
+      await expectCode(prepare(agent, manifestMessageOf(t.dir)), status.INVALID_ARGUMENT, field, JSON.stringify(extra).slice(0, 100));
     }
     // The limits are generous: a real recording's manifest passes (a long but sane argv too).
     const ok = makeTrace({ argv: ['prog', ...Array.from({ length: 1000 }, (_, i) => `--arg-${i}=${'y'.repeat(100)}`)] });
@@ -246,7 +249,7 @@ describe.skipIf(!engineBuilt)('finding 4: readers do not see the recorded enviro
     const got = await call(reader, reader.catalog.getTrace.bind(reader.catalog), { id });
     for (const leak of [secret, agentToken]) {
       expect(show.stdout).not.toContain(leak);
-      expect(got.manifestJson).not.toContain(leak);
+      expect(JSON.stringify(ManifestMessage.toJSON(got.manifest!))).not.toContain(leak);
     }
     // The local trace keeps its environment (it never left this machine).
     expect(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')).toContain(secret);
@@ -264,10 +267,10 @@ describe.skipIf(!engineBuilt)('finding 4: readers do not see the recorded enviro
     const pushed = await run(['push', '--keep-env', dir], agentToken);
     expect(pushed.status, pushed.stderr).toBe(0);
     const got = await call(reader, reader.catalog.getTrace.bind(reader.catalog), { id: pushed.stdout.trim() });
-    const env = (JSON.parse(got.manifestJson) as { env: string[] }).env;
+    const env = got.manifest!.env;
     expect(env).toContain(`MY_SECRET_API_KEY=${secret}`);
     expect(env).toContain('REWIND_TOKEN=[redacted]');
-    expect(got.manifestJson).not.toContain(agentToken);
+    expect(JSON.stringify(ManifestMessage.toJSON(got.manifest!))).not.toContain(agentToken);
     const help = await rewind(['push', '--help']);
     expect(help.stdout).toMatch(/--keep-env/);
   });
@@ -278,9 +281,9 @@ describe.skipIf(!engineBuilt)('finding 4: readers do not see the recorded enviro
     await pushTrace(agent, t.dir);
     // Another trace of the same blobs, committed by a client that does not redact.
     const manifest = { ...t.manifest, id: randomUUID(), env: ['REWIND_TOKEN=x', `SOMETHING=${leaked}`, 'OK=1'] };
-    await call(agent, agent.upload.commitUpload.bind(agent.upload), { manifestJson: JSON.stringify(manifest), labels: {} });
+    await call(agent, agent.upload.commitUpload.bind(agent.upload), { manifest: ManifestMessage.fromJSON(manifest), labels: {} });
     const got = await call(reader, reader.catalog.getTrace.bind(reader.catalog), { id: manifest.id });
-    expect((JSON.parse(got.manifestJson) as { env: string[] }).env).toEqual(['REWIND_TOKEN=[redacted]', 'SOMETHING=[redacted]', 'OK=1']);
+    expect(manifestFromMessage(got.manifest!).env).toEqual(['REWIND_TOKEN=[redacted]', 'SOMETHING=[redacted]', 'OK=1']);
   });
 });
 
@@ -386,9 +389,9 @@ describe.skipIf(!isRoot)('finding 6: a full disk, declared sizes and quotas', ()
   it('declared blob sizes are bounded', async () => {
     const up = small.client(small.token('agent'));
     const t = makeTrace({ extra: { blobs: [{ sha256: 'b'.repeat(64), size: 8 * 2 ** 50, role: 'snapshot' }] } });
-    await expectCode(prepare(up, manifestOf(t.dir)), status.INVALID_ARGUMENT, /blobs\[0\]\.size/);
+    await expectCode(prepare(up, manifestMessageOf(t.dir)), status.INVALID_ARGUMENT, /blobs\[0\]\.size/);
     const u = makeTrace({ extra: { blobs: [{ sha256: 'b'.repeat(64), size: 41 << 20, role: 'snapshot' }] } });
-    await expectCode(prepare(up, manifestOf(u.dir)), status.INVALID_ARGUMENT, /larger than this server takes \(41943040 bytes\)/);
+    await expectCode(prepare(up, manifestMessageOf(u.dir)), status.INVALID_ARGUMENT, /larger than this server takes \(41943040 bytes\)/);
     // Straight to UploadBlob, without a manifest.
     const res = new Promise<unknown>((resolve, reject) => {
       const s = up.upload.uploadBlob(up.metadata(), (err, r) => (err ? reject(err) : resolve(r)));
@@ -411,7 +414,7 @@ describe.skipIf(!isRoot)('finding 6: a full disk, declared sizes and quotas', ()
     }
     // 8 MiB stored, 48 MiB allowed: a 41 MiB trace would pass it.
     const over = makeTrace({ extra: { blobs: [{ sha256: 'd'.repeat(64), size: 40 << 20, role: 'snapshot' }, { sha256: 'e'.repeat(64), size: 1 << 20, role: 'events' }] } });
-    await expectCode(prepare(up, manifestOf(over.dir)), status.RESOURCE_EXHAUSTED, /upload quota/);
+    await expectCode(prepare(up, manifestMessageOf(over.dir)), status.RESOURCE_EXHAUSTED, /upload quota/);
     // Blobs begun outside any manifest count while they are not committed.
     const open = (sha: string, size: number): Promise<unknown> =>
       new Promise((resolve, reject) => {

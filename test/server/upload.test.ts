@@ -7,7 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, type Clients } from '../../remote/client.js';
 import { pushTrace } from '../../remote/upload.js';
 import { ListTracesRequest } from '../../gen/rewind/catalog/v1/catalog.js';
-import { makeTrace, sha256, startTestServer, until, type TestServer } from './helpers.js';
+import { makeTrace, manifestMessageOf, sha256, startTestServer, until, type TestServer } from './helpers.js';
+import { validateManifest } from '../../trace/manifest.js';
+import { manifestFromMessage } from '../../trace/manifest_message.js';
+import { Manifest as ManifestMessage } from '../../gen/rewind/trace/v1/manifest.js';
 
 let ts: TestServer;
 let agent: Clients;
@@ -64,7 +67,7 @@ describe('upload', () => {
     expect((await pushTrace(agent, t3.dir)).created).toBe(true);
     expect(list.traces[0]!.labels).toEqual({ team: 'infra' });
     const got = await call(reader, reader.catalog.getTrace.bind(reader.catalog), { id: t.id });
-    expect(JSON.parse(got.manifestJson)).toEqual(t.manifest);
+    expect(manifestFromMessage(got.manifest!)).toEqual(validateManifest(t.manifest));
     expect(got.blobs.length).toBe(2);
   });
 
@@ -116,7 +119,7 @@ describe('upload', () => {
     expect(fs.existsSync(path.join(ts.dataDir, 'blobs', wrong.slice(0, 2), wrong.slice(2, 4), wrong))).toBe(false);
     // Nothing half-written: a fresh prepare reports the blob missing from offset 0.
     const t = makeTrace({ blobs: [{ data, role: 'events' }] });
-    const prep = await call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifestJson: fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8') });
+    const prep = await call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifest: manifestMessageOf(t.dir) });
     expect(prep.missing).toEqual([{ sha256: h, size: 1000n, offset: 0n }]);
   });
 
@@ -138,14 +141,14 @@ describe('upload', () => {
   it('keeps the bytes of a cancelled stream and resumes from them', async () => {
     const data = randomBytes(3 << 20);
     const t = makeTrace({ blobs: [{ data, role: 'snapshot' }] });
-    const json = fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8');
+    const manifest = manifestMessageOf(t.dir);
     const sha = t.blobs[0]!.sha256;
     const s = agent.upload.uploadBlob(agent.metadata(), () => {});
     for (let i = 0; i < 2; i++) {
       s.write({ sha256: sha, size: BigInt(data.length), offset: BigInt(i << 20), data: data.subarray(i << 20, (i + 1) << 20), chunkSha256: Buffer.alloc(0), compression: 0 });
     }
     const held = async (): Promise<bigint> =>
-      (await call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifestJson: json })).missing[0]!.offset;
+      (await call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifest })).missing[0]!.offset;
     await until('the server to hold both chunks', async () => (await held()) >= 2n << 20n);
     s.cancel();
     expect(await held()).toBe(2n << 20n);
@@ -156,8 +159,7 @@ describe('upload', () => {
 
   it('never lists a trace whose blobs are not all uploaded', async () => {
     const t = makeTrace();
-    const json = fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8');
-    await expectCode(call(agent, agent.upload.commitUpload.bind(agent.upload), { manifestJson: json, labels: {} }), status.FAILED_PRECONDITION, /not uploaded/);
+    await expectCode(call(agent, agent.upload.commitUpload.bind(agent.upload), { manifest: manifestMessageOf(t.dir), labels: {} }), status.FAILED_PRECONDITION, /not uploaded/);
     await expectCode(call(reader, reader.catalog.getTrace.bind(reader.catalog), { id: t.id }), status.NOT_FOUND);
   });
 });
@@ -191,13 +193,16 @@ describe('auth', () => {
 });
 
 describe('bad manifests', () => {
-  const prepare = (json: string): Promise<unknown> => call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifestJson: json });
-  it('rejects malformed JSON and missing fields', async () => {
-    await expectCode(prepare('{not json'), status.INVALID_ARGUMENT, /malformed manifest/);
+  const prepare = (manifest: ManifestMessage | undefined): Promise<unknown> => call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifest });
+  it('rejects a missing manifest and missing or malformed fields', async () => {
+    await expectCode(prepare(undefined), status.INVALID_ARGUMENT, /carries no manifest/);
+    await expectCode(prepare(ManifestMessage.fromPartial({})), status.INVALID_ARGUMENT, /not a rewind trace manifest/);
     const t = makeTrace({ extra: { id: 'not-a-uuid' } });
-    await expectCode(prepare(fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8')), status.INVALID_ARGUMENT, /"id" must be a UUID/);
+    await expectCode(prepare(manifestMessageOf(t.dir)), status.INVALID_ARGUMENT, /"id" must be a UUID/);
     const u = makeTrace({ extra: { blobs: [{ sha256: 'xyz', size: 1, role: 'events' }] } });
-    await expectCode(prepare(fs.readFileSync(path.join(u.dir, 'manifest.json'), 'utf8')), status.INVALID_ARGUMENT, /sha256/);
+    await expectCode(prepare(manifestMessageOf(u.dir)), status.INVALID_ARGUMENT, /sha256/);
+    const v = makeTrace({ extra: { host: undefined } });
+    await expectCode(prepare(manifestMessageOf(v.dir)), status.INVALID_ARGUMENT, /"host" must be an object/);
   });
   it('a trace cut short: refused without its events, by default by pushTrace (the agent); pushed with allowIncomplete, marked incomplete', async () => {
     // What a killed recorder leaves: the provisional manifest (no blobs listed, no exit), the
@@ -206,7 +211,7 @@ describe('bad manifests', () => {
     const partial = randomBytes(30_000);
     fs.writeFileSync(path.join(t.dir, 'events.partial'), partial);
     await expectCode(
-      prepare(fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8')),
+      prepare(manifestMessageOf(t.dir)),
       status.INVALID_ARGUMENT,
       /an incomplete trace \(its recording was cut short\) must carry the events it holds/,
     );
@@ -220,7 +225,7 @@ describe('bad manifests', () => {
     expect(got.summary!.exitStatus).toBe(-1);
     const roles = got.blobs.map((b) => `${b.role}:${b.sha256}`).sort();
     expect(roles).toEqual([...t.blobs.map((b) => `recorded:${b.sha256}`), `events:${sha256(partial)}`].sort());
-    expect(JSON.parse(got.manifestJson)).toMatchObject({ complete: false, exit: null });
+    expect(manifestFromMessage(got.manifest!)).toMatchObject({ complete: false, exit: null });
     // The server holds the events byte for byte.
     const ev = got.blobs.find((b) => b.role === 'events')!;
     expect(fs.readFileSync(path.join(ts.dataDir, 'blobs', ev.sha256.slice(0, 2), ev.sha256.slice(2, 4), ev.sha256)).equals(partial)).toBe(true);
@@ -233,9 +238,9 @@ describe('bad manifests', () => {
   });
   it('rejects another format and an unsupported version, naming the supported ones', async () => {
     const t = makeTrace({ extra: { format: 'other' } });
-    await expectCode(prepare(fs.readFileSync(path.join(t.dir, 'manifest.json'), 'utf8')), status.INVALID_ARGUMENT, /not a rewind trace/);
+    await expectCode(prepare(manifestMessageOf(t.dir)), status.INVALID_ARGUMENT, /not a rewind trace/);
     const v = makeTrace({ extra: { version: 2 } });
-    await expectCode(prepare(fs.readFileSync(path.join(v.dir, 'manifest.json'), 'utf8')), status.INVALID_ARGUMENT, /unsupported trace format version 2; this server supports version 1/);
+    await expectCode(prepare(manifestMessageOf(v.dir)), status.INVALID_ARGUMENT, /unsupported trace format version 2; this server supports version 1/);
   });
 });
 
@@ -248,7 +253,7 @@ describe('leftovers of unfinished uploads', () => {
     await pushTrace(agent, committed.dir);
     // An upload that never commits: its blob is stored, not referenced.
     const orphan = makeTrace({ blobs: [{ data: randomBytes(5000), role: 'events' }] });
-    const json = fs.readFileSync(path.join(orphan.dir, 'manifest.json'), 'utf8');
+    const manifest = manifestMessageOf(orphan.dir);
     const sha = orphan.blobs[0]!.sha256;
     await new Promise<void>((resolve, reject) => {
       const s = agent.upload.uploadBlob(agent.metadata(), (e) => (e ? reject(e) : resolve()));
@@ -263,7 +268,7 @@ describe('leftovers of unfinished uploads', () => {
     expect(ts.server.catalog.blobs.has(sha)).toBe(false);
     expect(fs.existsSync(store.pathOf(sha))).toBe(false);
     for (const b of committed.blobs) expect(fs.existsSync(store.pathOf(b.sha256))).toBe(true);
-    const prep = await call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifestJson: json });
+    const prep = await call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifest });
     expect(prep.missing.map((m) => m.sha256)).toEqual([sha]);
   });
 });
