@@ -4,10 +4,11 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { status } from '@grpc/grpc-js';
-import { call, connect, isServiceError, type Clients } from '../remote/client.js';
+import { call, connect, isServiceError, isTransient, type Clients } from '../remote/client.js';
 import type { ClientConfig } from '../remote/config.js';
 import { pushTrace } from '../remote/upload.js';
 import { readLocalTrace } from '../trace/local.js';
+import { ManifestError } from '../trace/manifest.js';
 import { jsonLogger, logLevel, type Logger } from '../trace/log.js';
 import type { Job } from '../gen/rewind/agent/v1/agent.js';
 import { hostFacts } from './facts.js';
@@ -126,6 +127,12 @@ export class Agent {
         await call(this.clients, this.clients.agent.completeJob.bind(this.clients.agent), { jobId: job.id, traceId, error });
         break;
       } catch (err) {
+        if (!isTransient(err)) {
+          // The server refuses for good (the job is no longer running, or not this host's): trying
+          // again would change nothing.
+          this.log.error({ job: job.id, error: (err as Error).message }, 'completing the job was refused; giving up on it');
+          break;
+        }
         this.log.warn({ job: job.id, error: (err as Error).message }, 'completing the job failed; retrying');
         await sleep(backoff);
       }
@@ -151,6 +158,12 @@ export class Agent {
     }
   }
 
+  /** Moves a trace that can never be uploaded (bad manifest, unsupported version) to failed/. */
+  private async park(dir: string, name: string, error: string): Promise<void> {
+    this.log.warn({ dir, error }, 'upload refused; moved to failed/');
+    await fsp.rename(dir, path.join(this.opts.spoolDir, 'failed', name)).catch(() => undefined);
+  }
+
   /** Uploads every finished trace found in the spool (a directory with manifest.json and all its blobs). */
   private async spoolLoop(): Promise<void> {
     while (!this.stopped) {
@@ -168,17 +181,18 @@ export class Agent {
           const st = await fsp.stat(path.join(dir, 'manifest.json'));
           if (Date.now() - st.mtimeMs < 500) continue; // still being written
           await readLocalTrace(dir);
-        } catch {
-          continue; // not (yet) a complete trace
+        } catch (err) {
+          // A manifest is written whole (renamed into place), so one that does not validate stays
+          // so: park it. Anything else (blobs still arriving) is looked at again next scan.
+          if (err instanceof ManifestError) await this.park(dir, e.name, err.message);
+          continue;
         }
         try {
           await this.upload(dir);
         } catch (err) {
           if (this.stopped) return;
           if (isServiceError(err) && err.code === status.INVALID_ARGUMENT) {
-            // The server refuses this trace for good (bad manifest, unsupported version): park it.
-            this.log.warn({ dir, error: err.details }, 'upload refused; moved to failed/');
-            await fsp.rename(dir, path.join(this.opts.spoolDir, 'failed', e.name)).catch(() => undefined);
+            await this.park(dir, e.name, err.details); // the server refuses this trace for good
           } else {
             // Anything else (a revoked token, a full disk on the server) is tried again next scan.
             this.log.warn({ dir, error: (err as Error).message }, 'upload failed; will retry');

@@ -1,7 +1,9 @@
 // A real server process, a real agent process and the CLI: host registration, heartbeat, spool
 // uploads that survive a server restart, and (with the engine built) a recording job.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import Database from 'better-sqlite3';
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordOn } from '../../remote/record.js';
@@ -85,7 +87,7 @@ describe('agent', () => {
     expect((await listIds()).filter((x) => x === a || x === b).sort()).toEqual([a, b].sort());
   });
 
-  it('parks a trace the server refuses for good in failed/', async () => {
+  it('parks a trace that can never be uploaded in failed/', async () => {
     const t = makeTrace({ argv: ['v9'], extra: { version: 9 } }, path.join(tmpDir('rewind-drop-'), 'bad-version'));
     fs.renameSync(t.dir, path.join(spool, 'bad-version'));
     await until('the refused trace to be parked', async () => (fs.existsSync(path.join(spool, 'failed', 'bad-version')) ? true : undefined));
@@ -113,6 +115,33 @@ describe('agent', () => {
     expect(remoteRun.status).toBe(localRun.status);
     expect(remoteRun.stdout).toBe(localRun.stdout);
     expect(remoteRun.stderr).toBe(localRun.stderr);
+  });
+
+  it.skipIf(!engineBuilt)('gives up completing a job the server refuses for good, and goes on working', async () => {
+    // The job's program waits on a FIFO, so the test can end the job on the server meanwhile.
+    const fifo = path.join(tmpDir('rewind-fifo-'), 'gate');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const recording = recordOn('testhost', ['/bin/cat', fifo], { server: srv.address, token: srv.adminToken }).then(
+      () => 'done',
+      (err: Error) => err.message,
+    );
+    const db = new Database(path.join(dataDir, 'catalog.sqlite'));
+    try {
+      const job = await until('the job to run', async () => {
+        const row = db.prepare("SELECT id FROM jobs WHERE state = 'running' AND argv LIKE ?").get(`%${fifo}%`) as { id: string } | undefined;
+        return row?.id;
+      });
+      db.prepare("UPDATE jobs SET state = 'failed', error = 'withdrawn by the test' WHERE id = ?").run(job);
+      await fsp.writeFile(fifo, 'x\n');
+      await until('the refusal to be logged', async () => (new RegExp(`"job":"${job}"[^\n]*giving up`).test(agentLog) ? true : undefined));
+      // The agent goes on working: a trace dropped afterwards is uploaded.
+      const later = drop('after-refusal');
+      await until('the trace dropped after the refusal', async () => ((await listIds()).includes(later) ? true : undefined));
+      expect(agentLog).not.toMatch(new RegExp(`"job":"${job}"[^\n]*retrying`));
+      expect(await recording).toMatch(/recording on testhost failed: withdrawn by the test/);
+    } finally {
+      db.close();
+    }
   });
 
   it('reports a job whose program cannot be recorded', async () => {
