@@ -228,13 +228,15 @@ function readBody(req: http.IncomingMessage, max: number): Promise<Buffer | unde
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer): void => {
       size += c.length;
-      if (size > max) {
-        resolve(undefined);
-        req.destroy();
-      } else chunks.push(c);
-    });
+      if (size <= max) return void chunks.push(c);
+      // The rest is read and dropped so the refusal reaches the client; the connection then closes.
+      req.off('data', onData);
+      req.resume();
+      resolve(undefined);
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
@@ -274,7 +276,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<RunningWeb
     } catch (err) {
       const e = err instanceof CallError ? err : new CallError(status.INTERNAL, 'internal server error');
       if (!(err instanceof CallError)) log.error({ err, method }, 'internal error in the JSON layer');
-      if (!res.headersSent) res.writeHead(HTTP_STATUS[e.code] ?? 500, API_HEADERS).end(errorBody(e));
+      if (!res.headersSent) res.writeHead(HTTP_STATUS[e.code] ?? 500, { ...API_HEADERS, ...(req.complete ? {} : { connection: 'close' }) }).end(errorBody(e));
       else res.end();
     }
   };

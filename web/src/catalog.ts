@@ -62,6 +62,7 @@ export async function showCatalog(main: HTMLElement, params: URLSearchParams): P
   form.append(el('div', { class: 'field actions' }, el('button', { type: 'submit' }, 'Filter'), el('a', { href: '#/', class: 'button secondary' }, 'Clear')));
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
+    performance.mark('rewind:list-submit');
     const p = new URLSearchParams();
     for (const [k, v] of new FormData(form)) if (typeof v === 'string' && v.trim()) p.set(k, v.trim());
     location.hash = `#/?${p.toString()}`;
@@ -103,15 +104,14 @@ export async function showCatalog(main: HTMLElement, params: URLSearchParams): P
     older.disabled = !(more && last);
     newer.disabled = page === 0;
     status.textContent = traces.length === 0 ? 'No traces match.' : `${traces.length} traces (page ${page + 1}) in ${Math.round(performance.now() - started)} ms`;
-    main.dataset.loaded = String(Date.now());
+    // After the frame that painted the rows (bench/web_catalog.ts reads it).
+    requestAnimationFrame(() => setTimeout(() => performance.mark('rewind:list-painted')));
   };
-  older.addEventListener('click', () => {
-    page++;
-    void load();
-  });
-  newer.addEventListener('click', () => {
-    page = Math.max(0, page - 1);
-    void load();
-  });
+  const turn = (to: number): void => {
+    page = to;
+    load().catch((err: unknown) => (status.textContent = `Cannot list traces: ${err instanceof Error ? err.message : String(err)}`));
+  };
+  older.addEventListener('click', () => turn(page + 1));
+  newer.addEventListener('click', () => turn(Math.max(0, page - 1)));
   await load();
 }
