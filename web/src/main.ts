@@ -15,9 +15,11 @@ export interface Session {
   role: Role;
 }
 
-let session: Session | null = null;
+/** Who the token is: asked once at sign-in, beside the first view's own call (one round trip). */
+let session: Promise<Session> | null = null;
 
 function showSignIn(message?: string): void {
+  session = null;
   who.textContent = '';
   signout.hidden = true;
   const input = el('input', { id: 'token', type: 'password', name: 'token', autocomplete: 'off', required: true, 'aria-describedby': 'token-help' });
@@ -35,48 +37,50 @@ function showSignIn(message?: string): void {
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     token.set(input.value.trim());
-    void start();
+    start();
   });
   main.replaceChildren(form);
   input.focus();
 }
 
-async function start(): Promise<void> {
+function refused(err: unknown): void {
+  token.clear();
+  showSignIn(err instanceof ApiError ? err.message : String(err));
+}
+
+function start(): void {
   if (!token.get()) return showSignIn();
-  try {
-    const me = await api.whoAmI();
-    session = { name: me.token?.name ?? '', role: me.token?.role ?? 'ROLE_READER' };
-  } catch (err) {
-    token.clear();
-    return showSignIn(err instanceof ApiError ? err.message : String(err));
-  }
-  who.textContent = `${session.name || 'token'} · ${session.role.replace('ROLE_', '').toLowerCase()}`;
-  signout.hidden = false;
-  await route();
+  const me = api.whoAmI().then((r): Session => ({ name: r.token?.name ?? '', role: r.token?.role ?? 'ROLE_READER' }));
+  session = me;
+  me.then((s) => {
+    who.textContent = `${s.name || 'token'} · ${s.role.replace('ROLE_', '').toLowerCase()}`;
+    signout.hidden = false;
+  }, refused);
+  void route();
 }
 
 /** Shows the view the hash names: #/?filters or #/trace/ID. */
 async function route(): Promise<void> {
-  if (!session) return;
+  const current = session;
+  if (!current) return;
   const hash = location.hash.replace(/^#/, '') || '/';
   const trace = /^\/trace\/([0-9a-fA-F-]{36})$/.exec(hash);
+  // A view is drawn anew; the control that had the focus (a filter field) gets it back.
+  const focused = document.activeElement?.id;
   try {
-    if (trace) await showTrace(main, trace[1]!, session);
+    if (trace) await showTrace(main, trace[1]!, await current);
     else await showCatalog(main, new URLSearchParams(hash.split('?')[1] ?? ''));
+    if (focused) document.getElementById(focused)?.focus();
   } catch (err) {
-    if (err instanceof ApiError && err.httpStatus === 401) {
-      token.clear();
-      session = null;
-      return showSignIn(err.message);
-    }
+    if (session !== current) return; // signed out (or refused) meanwhile
+    if (err instanceof ApiError && err.httpStatus === 401) return refused(err);
     main.replaceChildren(el('p', { class: 'error', role: 'alert' }, err instanceof Error ? err.message : String(err)));
   }
 }
 
 signout.addEventListener('click', () => {
   token.clear();
-  session = null;
   showSignIn();
 });
 window.addEventListener('hashchange', () => void route());
-void start();
+start();
