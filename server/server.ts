@@ -19,7 +19,7 @@ import { DEFAULT_UPLOAD_LIMITS, UploadQuota } from './quota.js';
 import { refuseRequests, withRequestLimits } from './request_limits.js';
 import { ServerStats } from './stats.js';
 import { sweep } from './gc.js';
-import { startWebServer } from './http/web_server.js';
+import { parseHttpListen, startWebServer } from './http/web_server.js';
 import type { SandboxLimits } from '../native/index.js';
 import { decodeUploadBlobRequest } from '../remote/upload_wire.js';
 import { dataHome } from '../trace/trace_dir.js';
@@ -170,6 +170,7 @@ function widenReceiveWindows(server: Server, log: Logger): void {
 }
 
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
+  if (opts.http) parseHttpListen(opts.http); // refused before anything is opened
   const dataDir = path.resolve(opts.dataDir ?? defaultDataDir());
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   fs.chmodSync(dataDir, 0o700); // also one made earlier, or by hand: everything in it is secret
@@ -248,6 +249,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     web = opts.http ? await startWebServer({ listen: opts.http, handlers, log, tls }) : undefined;
   } catch (err) {
     server.forceShutdown();
+    replays.closeAll();
+    await store.close?.();
     catalog.close();
     throw err;
   }

@@ -254,6 +254,14 @@ function parseBody(bytes: Buffer, method: string): unknown {
   return v;
 }
 
+/** --http's HOST:PORT (port 0: any free one); throws a message for the user on anything else. */
+export function parseHttpListen(listen: string): { host: string; port: number } {
+  const sep = listen.lastIndexOf(':');
+  const port = listen.slice(sep + 1);
+  if (sep < 0 || !/^\d+$/.test(port) || Number(port) > 65535) throw new Error(`--http ${listen}: expected HOST:PORT`);
+  return { host: listen.slice(0, sep) || '127.0.0.1', port: Number(port) };
+}
+
 export async function startWebServer(opts: WebServerOptions): Promise<RunningWebServer> {
   const { log } = opts;
   const root = opts.webRoot ?? defaultWebRoot();
@@ -302,13 +310,10 @@ export async function startWebServer(opts: WebServerOptions): Promise<RunningWeb
   };
 
   const server = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, handle) : http.createServer(handle);
-  const sep = opts.listen.lastIndexOf(':');
-  const host = opts.listen.slice(0, sep) || '127.0.0.1';
-  const portText = opts.listen.slice(sep + 1);
-  if (sep < 0 || !/^\d+$/.test(portText) || Number(portText) > 65535) throw new Error(`--http ${opts.listen}: expected HOST:PORT`);
+  const { host, port: wanted } = parseHttpListen(opts.listen);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(new Error(`cannot listen on ${opts.listen}: ${err.message}`)));
-    server.listen(Number(portText), host.replace(/^\[(.*)\]$/, '$1'), () => resolve());
+    server.listen(wanted, host.replace(/^\[(.*)\]$/, '$1'), () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
   const address = `${host}:${port}`;

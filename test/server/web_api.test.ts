@@ -5,7 +5,8 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushTrace } from '../../remote/upload.js';
 import { TimelineBuilder, TIMELINE_LIMITS } from '../../server/http/timeline.js';
-import { makeTrace, startTestServer, type TestServer } from './helpers.js';
+import { makeTrace, startTestServer, tmpDir, type TestServer } from './helpers.js';
+import { rewind, spawnServer } from './cli.js';
 
 const CATALOG = 'rewind.catalog.v1.CatalogService';
 
@@ -111,6 +112,24 @@ describe('the JSON layer', () => {
       });
       expect(status, p).toBe(want);
     }
+  });
+});
+
+describe('rewind server --http', () => {
+  it('serves the page at the address it logs, and refuses an address that is not HOST:PORT', async () => {
+    const srv = await spawnServer(tmpDir('rewind-web-cli-'), '127.0.0.1:0', ['--http', '127.0.0.1:0']);
+    try {
+      const line = srv.logs.map((l) => JSON.parse(l) as { msg?: string; http?: string }).find((l) => l.msg === 'rewind server listening');
+      expect(line?.http).toMatch(/^127\.0\.0\.1:\d+$/);
+      const who = await fetch(`http://${line!.http!}/api/rewind.auth.v1.TokenService/WhoAmI`, { method: 'POST', headers: { authorization: `Bearer ${srv.adminToken}` }, body: '{}' });
+      expect(await who.json()).toMatchObject({ token: { role: 'ROLE_ADMIN' } });
+      expect((await fetch(`http://${line!.http!}/`)).status).toBe(200);
+    } finally {
+      await srv.stop();
+    }
+    const bad = await rewind(['server', '--data', tmpDir('rewind-web-cli-'), '--listen', '127.0.0.1:0', '--http', 'nope']);
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toBe('rewind: --http nope: expected HOST:PORT\n');
   });
 });
 
