@@ -8,7 +8,9 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { browserSuiteRuns, launchChromium, SCREENSHOTS } from '../support/browser.js';
 import { compile, expectRecorded, record } from '../support/index.js';
 import { rewind } from '../server/cli.js';
-import { startTestServer, type TestServer } from '../server/helpers.js';
+import { randomBytes } from 'node:crypto';
+import { pushTrace } from '../../remote/upload.js';
+import { makeTrace, startTestServer, type TestServer } from '../server/helpers.js';
 
 describe.skipIf(!browserSuiteRuns())('the web page in Chromium', () => {
   let srv: TestServer;
@@ -180,6 +182,36 @@ describe.skipIf(!browserSuiteRuns())('the web page in Chromium', () => {
     await expect.poll(() => rows(admin.page)).toHaveLength(1);
     expect(await traceStatus(abortId)).toBe(404);
     await admin.context.close();
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('pages through the catalogue newest first, with runs that started in the same millisecond', async () => {
+    // A server of its own: 57 small synthetic traces, the last 12 sharing one start time, 5 of
+    // which end the first page: the next must go on after those, not show them again.
+    const many = await startTestServer({ http: '127.0.0.1:0' });
+    try {
+      const agent = many.client(many.token('agent'));
+      const starts = Array.from({ length: 57 }, (_, i) => Date.UTC(2026, 0, 1, 0, 0, i < 45 ? 100 - i : 55));
+      for (const ms of starts) await pushTrace(agent, makeTrace({ startTime: new Date(ms).toISOString(), blobs: [{ data: randomBytes(64), role: 'events' }] }).dir);
+      const { context, page } = await newPage();
+      await page.goto(`http://${many.server.httpAddress!}`);
+      await page.getByLabel('Token').fill(many.token('reader'));
+      await page.getByLabel('Token').press('Enter');
+      await expect.poll(() => page.locator('#traces tr').count()).toBe(50);
+      const ids = async (): Promise<string[]> => page.locator('#traces a').evaluateAll((as) => as.map((a) => a.getAttribute('href')!));
+      const first = await ids();
+      expect(await page.locator('#newer').isDisabled()).toBe(true);
+      await page.locator('#older').click();
+      await expect.poll(() => page.locator('#traces tr').count()).toBe(7);
+      const second = await ids();
+      expect(new Set([...first, ...second]).size).toBe(57);
+      expect(await page.locator('#older').isDisabled()).toBe(true);
+      await page.locator('#newer').click();
+      await expect.poll(ids).toEqual(first);
+      await context.close();
+    } finally {
+      await many.close();
+    }
     expect(pageErrors).toEqual([]);
   });
 });
