@@ -19,6 +19,7 @@ import { DEFAULT_UPLOAD_LIMITS, UploadQuota } from './quota.js';
 import { refuseRequests, withRequestLimits } from './request_limits.js';
 import { ServerStats } from './stats.js';
 import { sweep } from './gc.js';
+import { parseHttpListen, startWebServer } from './http/web_server.js';
 import type { SandboxLimits } from '../native/index.js';
 import { decodeUploadBlobRequest } from '../remote/upload_wire.js';
 import { dataHome } from '../trace/trace_dir.js';
@@ -61,6 +62,8 @@ export interface ServerOptions {
   maxBlobBytes?: number;
   /** Bytes each token may store (committed traces, and uploads not committed yet); 0: none (default 1 TiB). */
   uploadQuotaBytes?: number;
+  /** HOST:PORT of the web page and its JSON API (docs/web.md); off when not given. */
+  http?: string;
 }
 
 export interface RunningServer {
@@ -70,6 +73,8 @@ export interface RunningServer {
   adminTokenPath: string;
   catalog: Catalog;
   stats: ServerStats;
+  /** HOST:PORT of the web page, when --http was given. */
+  httpAddress?: string;
   close(): Promise<void>;
 }
 
@@ -165,6 +170,7 @@ function widenReceiveWindows(server: Server, log: Logger): void {
 }
 
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
+  if (opts.http) parseHttpListen(opts.http); // refused before anything is opened
   const dataDir = path.resolve(opts.dataDir ?? defaultDataDir());
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   fs.chmodSync(dataDir, 0o700); // also one made earlier, or by hand: everything in it is secret
@@ -204,12 +210,15 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     quotaBytes: opts.uploadQuotaBytes ?? DEFAULT_UPLOAD_LIMITS.quotaBytes,
   });
   server.addService(withRequestLimits(uploadDefinition), uploadService({ ...deps, store, stats, quota }));
-  server.addService(
-    withRequestLimits(CatalogServiceService),
-    catalogService({ ...deps, store, stats, activeSessions: () => replays.active }),
-  );
-  server.addService(withRequestLimits(ReplayServiceService), replayService({ ...deps, replays }));
-  server.addService(withRequestLimits(TokenServiceService), tokenService(deps));
+  // The web page's JSON layer calls these same handlers (server/http/web_server.ts).
+  const handlers = {
+    catalog: catalogService({ ...deps, store, stats, activeSessions: () => replays.active }),
+    replay: replayService({ ...deps, replays }),
+    token: tokenService(deps),
+  };
+  server.addService(withRequestLimits(CatalogServiceService), handlers.catalog);
+  server.addService(withRequestLimits(ReplayServiceService), handlers.replay);
+  server.addService(withRequestLimits(TokenServiceService), handlers.token);
   server.addService(withRequestLimits(AgentServiceService), agentService({ ...deps, heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 5000 }));
 
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
@@ -223,9 +232,11 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   }
 
   let creds = ServerCredentials.createInsecure();
+  let tls: { cert: Buffer; key: Buffer } | undefined;
   if (opts.tlsCert || opts.tlsKey) {
     if (!opts.tlsCert || !opts.tlsKey) throw new Error('--tls-cert and --tls-key go together');
-    creds = ServerCredentials.createSsl(null, [{ cert_chain: fs.readFileSync(opts.tlsCert), private_key: fs.readFileSync(opts.tlsKey) }], false);
+    tls = { cert: fs.readFileSync(opts.tlsCert), key: fs.readFileSync(opts.tlsKey) };
+    creds = ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false);
   }
   const listen = opts.listen ?? DEFAULT_LISTEN;
   const port = await new Promise<number>((resolve, reject) =>
@@ -233,7 +244,17 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   );
   const host = listen.slice(0, listen.lastIndexOf(':')) || '127.0.0.1';
   const address = `${host}:${port}`;
-  log.info({ address, dataDir, tls: Boolean(opts.tlsCert) }, 'rewind server listening');
+  let web;
+  try {
+    web = opts.http ? await startWebServer({ listen: opts.http, handlers, log, tls }) : undefined;
+  } catch (err) {
+    server.forceShutdown();
+    replays.closeAll();
+    await store.close?.();
+    catalog.close();
+    throw err;
+  }
+  log.info({ address, dataDir, tls: Boolean(opts.tlsCert), http: web?.address }, 'rewind server listening');
 
   const runSweep = (): void => {
     sweep(catalog, store, opts.orphanBlobTtlMs ?? 86_400_000, opts.partialTtlMs ?? 6 * 3_600_000, log).catch(
@@ -251,8 +272,10 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     adminTokenPath,
     catalog,
     stats,
+    httpAddress: web?.address,
     close: async () => {
       clearInterval(sweeper);
+      await web?.close();
       replays.closeAll();
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {

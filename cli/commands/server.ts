@@ -13,6 +13,7 @@ interface ServerFlags {
   uploadQuota?: string;
   maxBlob?: string;
   logLevel?: string;
+  http?: string;
 }
 
 /** A size in GiB (fractions allowed); 0 only where `zeroOk`. */
@@ -44,6 +45,7 @@ export function registerServer(program: Command): void {
     .option('--debug-idle-timeout <seconds>', 'kill a debug session idle (no bytes, no CPU) this long (default 1800)')
     .option('--upload-quota <GiB>', 'bytes each token may store: its committed traces and uploads not committed yet (default 1024; 0: no quota)')
     .option('--max-blob <GiB>', 'the largest blob an upload may declare (default 64)')
+    .option('--http <host:port>', 'also serve the web page and its JSON API here (docs/web.md; default: off)')
     .option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace or silent (env REWIND_LOG; default info)')
     .action(async (flags: ServerFlags) => {
       if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) throw new UserError('--tls-cert and --tls-key go together');
@@ -74,6 +76,7 @@ export function registerServer(program: Command): void {
           heartbeatIntervalMs: positiveInt(process.env.REWIND_HEARTBEAT_MS, 'REWIND_HEARTBEAT_MS'),
           uploadQuotaBytes: gib(flags.uploadQuota, '--upload-quota', true),
           maxBlobBytes: gib(flags.maxBlob, '--max-blob', false),
+          http: flags.http,
         });
       } catch (err) {
         throw new UserError((err as Error).message);

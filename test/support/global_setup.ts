@@ -43,4 +43,6 @@ export default function setup(): void {
     mtime(join(REPO, 'tsconfig.json')),
   );
   if (mtime(join(REPO, 'dist', 'cli', 'main.js')) < sources) step('npm run build:ts', 'npm', ['run', '--silent', 'build:ts']);
+  // The web page, which `rewind server --http` serves from dist/web.
+  if (mtime(join(REPO, 'dist', 'web', 'index.html')) < newest(join(REPO, 'web'), /\.(ts|html|css)$/)) step('npm run build:web', 'npm', ['run', '--silent', 'build:web']);
 }
