@@ -177,7 +177,7 @@ std::string DebugSession::memoryMap() const {
   return text;
 }
 
-void DebugSession::setBreakpoint(uint64_t addr) {
+void DebugSession::setBreakpoint(uint64_t addr, std::vector<Condition> conditions) {
   if (readMemory(addr, 1).empty()) {
     char what[80];
     snprintf(what, sizeof what, "cannot set a breakpoint at 0x%llx: nothing is mapped there",
@@ -185,9 +185,17 @@ void DebugSession::setBreakpoint(uint64_t addr) {
     fail(ErrorCode::Unsupported, what);
   }
   breaks_.code.insert(addr);
+  if (conditions.empty()) {
+    breaks_.conditions.erase(addr);
+  } else {
+    breaks_.conditions[addr] = std::move(conditions);
+  }
 }
 
-void DebugSession::removeBreakpoint(uint64_t addr) { breaks_.code.erase(addr); }
+void DebugSession::removeBreakpoint(uint64_t addr) {
+  breaks_.code.erase(addr);
+  breaks_.conditions.erase(addr);
+}
 
 void DebugSession::setWatchpoint(const Watch& w) {
   if ((w.len != 1 && w.len != 2 && w.len != 4 && w.len != 8) || w.addr % w.len != 0) {
@@ -242,6 +250,12 @@ uint32_t DebugSession::configId(const Breakpoints& b) {
 }
 
 uint64_t DebugSession::rip(const ReplayTask& t) const { return t.task->regs().rip; }
+
+// Whether the task, at an address of the set's breakpoints, stops there: its conditions hold.
+bool DebugSession::breaksHere(const Breakpoints& set, const ReplayTask& t) const {
+  const Regs r = t.task->regs();
+  return set.stopsAt(r.rip, *t.task, r);
+}
 
 // The write or access watchpoint of `set` on memory that the syscall the active task just
 // returned from wrote (replay writes it as the kernel did: the debug registers never see it).
@@ -306,8 +320,7 @@ DebugStop DebugSession::continueForward(uint32_t config) {
       if (const Watch* w = writtenBySyscall(configs_[config])) {
         return DebugStop{DebugStop::Watchpoint, now_.tid, *w};
       }
-      if (configs_[config].code.count(rip(t)))
-        return stopHere(DebugStop::Breakpoint, nullptr, config);
+      if (breaksHere(configs_[config], t)) return stopHere(DebugStop::Breakpoint, nullptr, config);
       if (interrupted()) return DebugStop{DebugStop::Interrupted, now_.tid, {}};
     }
     std::optional<Trap> trap = runDebuggee(&configs_[config], config, false, -1, true);
@@ -334,8 +347,12 @@ DebugStop DebugSession::stepForward(uint32_t tid) {
     if (trap) return stopHere(DebugStop::Step, &*trap, config);
     if (isFinal(*t)) return reachedEnd();
   }
-  // The thread is not in user code (a syscall, or its turn has not come): the step ends when
-  // it runs user code again. Other threads run meanwhile and may stop at breakpoints.
+  return awaitThread(tid, config);
+}
+
+// The thread is not in user code (a syscall, or its turn has not come): a step ends when it
+// runs user code again. Other threads run meanwhile and may stop at breakpoints.
+DebugStop DebugSession::awaitThread(uint32_t tid, uint32_t config) {
   for (;;) {
     Arrival a = toDebuggeeSegment();
     if (a == Arrival::End) return reachedEnd();
@@ -344,7 +361,7 @@ DebugStop DebugSession::stepForward(uint32_t tid) {
     if (a == Arrival::Arrived && cur.recordedTid == tid) {
       return stopHere(DebugStop::Step, nullptr, config);
     }
-    if (a == Arrival::Arrived && configs_[config].code.count(rip(cur))) {
+    if (a == Arrival::Arrived && breaksHere(configs_[config], cur)) {
       return stopHere(DebugStop::Breakpoint, nullptr, config);
     }
     if (a == Arrival::Arrived && interrupted()) {
@@ -357,6 +374,46 @@ DebugStop DebugSession::stepForward(uint32_t tid) {
     }
     if (trap) return stopHere(DebugStop::Breakpoint, &*trap, config);
     if (isFinal(cur)) return reachedEnd();
+  }
+}
+
+// Steps thread `tid` while it runs the code of [start, end) (gdb's range stepping, for `next`
+// and `step` over a source line): at full speed, with breakpoints where the range can be left,
+// and single steps only over the instructions in it that leave it other than by a direct jump.
+DebugStop DebugSession::stepRange(uint32_t tid, uint64_t start, uint64_t end) {
+  if (tid == 0) tid = now_.tid;
+  atEnd_ = false;
+  const uint32_t user = configId(breaks_);
+  ReplayTask* t = replay_.active();
+  const bool inRange = t && t->recordedTid == tid && t->tgid == pid_ &&
+                       now_.segment == replay_.segmentKey() && rip(*t) >= start && rip(*t) < end;
+  std::optional<std::set<uint64_t>> exits =
+      inRange ? rangeExits(*t->task, start, end) : std::nullopt;
+  if (!exits) return stepForward(tid);
+  Breakpoints armed = breaks_;
+  for (uint64_t a : *exits) {
+    if (readMemory(a, 1).empty()) return stepForward(tid);  // a way out to nowhere: step
+    armed.code.insert(a);
+    armed.conditions.erase(a);
+  }
+  const uint32_t id = configId(armed);
+  for (;;) {
+    const uint64_t at = rip(*t);
+    std::optional<Trap> trap;
+    if (exits->count(at) && at != end) {
+      trap = runDebuggee(&configs_[user], user, true);  // an instruction that may leave
+    } else {
+      trap = runDebuggee(&configs_[id], id, false, -1, true);
+    }
+    if (!trap) return isFinal(*t) ? reachedEnd() : awaitThread(tid, user);
+    if (trap->kind == Trap::Interrupted) {
+      if (interrupted()) return interruptHere();
+      continue;
+    }
+    if (trap->kind == Trap::Watchpoint) return stopHere(DebugStop::Watchpoint, &*trap, id);
+    const uint64_t pc = rip(*t);
+    if (pc != at && breaksHere(breaks_, *t)) return stopHere(DebugStop::Breakpoint, nullptr, user);
+    if (pc < start || pc >= end) return stopHere(DebugStop::Step, nullptr, user);
   }
 }
 
@@ -400,7 +457,12 @@ std::optional<Trap> DebugSession::runDebuggee(const Breakpoints* breaks, uint32_
     std::lock_guard<std::mutex> lock(kickLock_);
     running_ = t.task->tid();
   }
-  std::optional<Trap> trap = replay_.runActive(c);
+  std::optional<Trap> trap;
+  for (;;) {
+    trap = replay_.runActive(c);
+    if (!trap || trap->kind != Trap::Breakpoint || step || breaksHere(*breaks, t)) break;
+    c.skipAt = rip(t);  // a hit whose conditions are false: on, without a stop
+  }
   if (c.interruptible) {
     std::lock_guard<std::mutex> lock(kickLock_);
     running_ = 0;
@@ -632,7 +694,7 @@ void DebugSession::scan(const Moment& end, uint32_t config, std::optional<Candid
       *found = Candidate{now_, DebugStop{DebugStop::Watchpoint, now_.tid, *w}};
     }
     const bool isEnd = key == end.segment && end.actions.empty();
-    if (a == Arrival::Arrived && !isEnd && set.code.count(rip(*replay_.active()))) {
+    if (a == Arrival::Arrived && !isEnd && breaksHere(set, *replay_.active())) {
       *found = Candidate{now_, DebugStop{DebugStop::Breakpoint, now_.tid, {}}};
     }
     if (key == end.segment) return runActions(end, end.actions, &set, found);
@@ -649,7 +711,7 @@ bool DebugSession::stopIsIn(const Breakpoints& set, const Trap& trap, uint32_t a
     const Watch& w = configs_[armedConfig].watches.at(size_t(trap.watch));
     return std::find(set.watches.begin(), set.watches.end(), w) != set.watches.end();
   }
-  return set.code.count(rip(*replay_.active())) > 0;
+  return breaksHere(set, *replay_.active());
 }
 
 // Whether the stop comes after the instruction that caused it: a data watchpoint's. Going
