@@ -652,7 +652,7 @@ DebugStop DebugSession::continueBackward(uint32_t config) {
       std::optional<Moment> before;
       if (found->stop.reason == DebugStop::Watchpoint &&
           found->stop.watch.kind != WatchKind::Execute) {
-        before = previousMoment(found->at);
+        before = previousMoment(found->at, true);
       }
       goTo(before ? *before : found->at);
       return found->stop;
@@ -810,7 +810,7 @@ DebugStop DebugSession::stepBackward(uint32_t tid) {
 }
 
 // The moment one instruction of m.tid before m, or nullopt at the start of its history.
-std::optional<Moment> DebugSession::previousMoment(const Moment& m) {
+std::optional<Moment> DebugSession::previousMoment(const Moment& m, bool watchStop) {
   if (m.actions.empty()) {
     // The start of a segment: the task came from the end of its previous one (a syscall, a
     // signal), or, after a preemption, from the same instruction.
@@ -837,6 +837,12 @@ std::optional<Moment> DebugSession::previousMoment(const Moment& m) {
   }
   if (lastAction.kind == Action::Continue && lastAction.count > 1) {
     base.actions.push_back(Action{Action::Continue, lastAction.config, lastAction.count - 1});
+  }
+  // A data watchpoint's stop comes right after the instruction that wrote, which is almost
+  // always the one that ends where the stop is: look for it with a breakpoint first, for the
+  // write in a hot loop lies far from the stop before.
+  if (watchStop && lastAction.kind == Action::Continue) {
+    if (std::optional<Moment> prev = predecessorByBreakpoint(m, base, lastAction)) return prev;
   }
   // Step from the stop before (or the segment's start) until m, counting; when that is far,
   // look for m's predecessor with a breakpoint instead.
@@ -881,8 +887,8 @@ std::optional<Moment> DebugSession::previousMoment(const Moment& m) {
 // or the call that entered m's function. A
 // breakpoint on such a guess, replayed from `base` to m at full speed, finds its last run
 // before m; one step from there must land on m's instruction. That arrival is m itself when m
-// is a breakpoint stop (no other stop of its set lies between base and m) or the instruction
-// that ends its segment; for other moments (a watchpoint's) nothing is guessed.
+// is a breakpoint stop (no other stop of its set lies between base and m), a watchpoint stop
+// whose watchpoint the step fires (likewise), or the instruction that ends its segment.
 std::optional<Moment> DebugSession::predecessorByBreakpoint(const Moment& m, const Moment& base,
                                                             const Action& last) {
   if (last.kind == Action::Position) return std::nullopt;
@@ -894,9 +900,8 @@ std::optional<Moment> DebugSession::predecessorByBreakpoint(const Moment& m, con
     return set.code.count(at) || std::find(set.watches.begin(), set.watches.end(),
                                            Watch{WatchKind::Execute, at, 1}) != set.watches.end();
   };
-  if (last.kind == Action::ToEnd ? t.atPosition : !breaksAt(configs_[last.config])) {
-    return std::nullopt;
-  }
+  const bool breakStop = last.kind == Action::Continue && breaksAt(configs_[last.config]);
+  if (last.kind == Action::ToEnd && t.atPosition) return std::nullopt;
   if (last.kind == Action::Continue && configs_[last.config].watches.size() >= kMaxWatches) {
     return std::nullopt;
   }
@@ -917,7 +922,17 @@ std::optional<Moment> DebugSession::predecessorByBreakpoint(const Moment& m, con
   }
   Action rest = last;
   if (rest.kind == Action::Continue) rest.count = 1;
-  for (uint64_t start : guesses) {
+  // The instruction found last time first: stepping or going back through a loop meets the
+  // same one again and again.
+  auto cached = std::find(guesses.begin(), guesses.end(), lastGuess_);
+  if (cached != guesses.end()) std::rotate(guesses.begin(), cached, cached + 1);
+  for (size_t i = 0; i < guesses.size(); i++) {
+    const uint64_t start = guesses[i];
+    if (i == 1 && replay_.checkpointable()) {
+      // Each guess replays from base: from a checkpoint there, not the one before.
+      goTo(base);
+      keepShortcut();
+    }
     // A hardware breakpoint: a wrong guess at where an instruction starts is harmless there,
     // where an int3 would corrupt the instruction it lands in.
     Breakpoints before;
@@ -935,9 +950,16 @@ std::optional<Moment> DebugSession::predecessorByBreakpoint(const Moment& m, con
     goTo(found->at);
     // Stepping back goes on from here: keep a checkpoint of it.
     if (replay_.checkpointable()) keepShortcut();
-    runDebuggee(nullptr, 0, true);
+    const uint32_t armed = last.kind == Action::Continue ? last.config : 0;
+    std::optional<Trap> trap = runDebuggee(&configs_[armed], armed, true);
     const ReplayTask* now = replay_.active();
-    if (now && now->recordedTid == m.tid && rip(*now) == at) return found->at;
+    const bool fired =
+        trap && trap->kind == Trap::Watchpoint && stopIsIn(configs_[armed], *trap, armed);
+    if (now && now->recordedTid == m.tid && rip(*now) == at &&
+        (last.kind != Action::Continue || breakStop || fired)) {
+      lastGuess_ = start;
+      return found->at;
+    }
   }
   return std::nullopt;
 }

@@ -147,7 +147,8 @@ class DebugSession {
   DebugStop awaitThread(uint32_t tid, uint32_t config);
   DebugStop continueBackward(uint32_t config);
   DebugStop stepBackward(uint32_t tid);
-  std::optional<Moment> previousMoment(const Moment& m);
+  // watchStop: m is a data watchpoint's stop.
+  std::optional<Moment> previousMoment(const Moment& m, bool watchStop = false);
   std::optional<Moment> predecessorByBreakpoint(const Moment& m, const Moment& base,
                                                 const Action& last);
 
@@ -210,6 +211,7 @@ class DebugSession {
   std::vector<Checkpoint> shortcuts_;    // inside segments, oldest first
   uint64_t steps_ = 0;
   std::optional<uint64_t> noteBudget_;    // while guessing: stops a scan may note before giving up
+  uint64_t lastGuess_ = 0;                // the predecessor a guess found last
   std::map<uint64_t, Segment> segments_;  // the debuggee's segments seen so far
   std::chrono::steady_clock::time_point sinceCheckpoint_;
 };
