@@ -132,3 +132,21 @@ it('Ctrl-C stops a next over a long one-line loop, in the loop', async () => {
   expect(s[4], ctx).toContain('= 1');
   expect(s[5], ctx).toMatch(new RegExp(`Line ${oneLine} of`));
 }, 300_000);
+
+it('goes back to the writes of a watchpoint written at every pass of a loop, one after another', async () => {
+  const server = await startServer(traceDir);
+  const children = server.descendants();
+  const tickLine = lineOf('going_back.c', 'tick');
+  const commands = [`break going_back.c:${oneLine}`, 'continue', 'watch hot', 'reverse-continue', 'reverse-continue', 'print i', 'print round', 'continue', 'continue'];
+  const gdb = await gdbBatch(server.port, commands, { timeoutMs: 300_000 });
+  const ctx = await expectSessionEnded(server, children, gdb.transcript);
+  const s = gdb.sections;
+  // Backwards, gdb shows the value after the write as old and the one before as new.
+  const change = (before: number, after: number): RegExp => new RegExp(`Old value = ${after}\\nNew value = ${before}\\n[^]*^${tickLine}\\t`, 'm');
+  expect(s[3], ctx).toMatch(change(19098, 19099));
+  expect(s[4], ctx).toMatch(change(19097, 19098));
+  expect(s[5], ctx).toContain('$1 = 98');
+  expect(s[6], ctx).toContain('$2 = 19');
+  expect(s[7], ctx).toMatch(/Old value = 19097\nNew value = 19098/);
+  expect(s[8], ctx).toMatch(/Old value = 19098\nNew value = 19099/);
+}, 300_000);
