@@ -154,6 +154,7 @@ function consoleOutput(text: string): string {
 const MONITOR_HELP = `rewind monitor commands:
   monitor when      the current event number and the number of events in the recording
   monitor seek N    go to the first moment at or after event N (then: maint flush register-cache)
+  monitor seek end  go to the end (a crash: the fatal signal's stop)
   monitor history   the checkpoints going back starts from, and how reverse-continue went
   monitor processes the recorded processes: pid, parent, the programs each ran (* debugged)
   monitor help      this text
@@ -673,16 +674,16 @@ export class GdbServer {
       case 'processes':
         return say(this.processList());
       case 'seek': {
+        const end = words[1] === 'end';
         const n = words[1] !== undefined && /^\d+$/.test(words[1]) ? Number(words[1]) : NaN;
-        if (words.length !== 2 || !Number.isSafeInteger(n)) return say('usage: monitor seek N (an event number; see monitor when)\n');
-        let stop: DebugStop;
+        if (words.length !== 2 || (!end && !Number.isSafeInteger(n))) return say('usage: monitor seek N (an event number; see monitor when), or monitor seek end\n');
         try {
-          stop = this.session.seek(n);
+          if (end) this.startAt('end');
+          else this.stopped(this.session.seek(n));
         } catch (err) {
           const msg = errorText(err);
           return { packets: [consoleOutput(`rewind: ${msg}\n`), errorReply(msg)] };
         }
-        this.stopped(stop);
         const w = this.session.when();
         return { packets: [...this.programOutput(), consoleOutput(`now at event ${w.event} of ${w.events}; run "maint flush register-cache" to show the new position\n`), 'OK'] };
       }
