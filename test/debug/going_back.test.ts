@@ -3,7 +3,8 @@
 // over a one-line loop is one range step at full speed (vCont;r), which Ctrl-C interrupts.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { cleanupTemps, compile, expectRecorded, record, requireCli } from '../engine/harness.js';
-import { gdbBatch, gdbInterrupted, lineOf, startServer } from './gdb_harness.js';
+import { execFileSync } from 'node:child_process';
+import { expectNoStray, gdbBatch, gdbInterrupted, lineOf, RawClient, startServer } from './gdb_harness.js';
 import { expectSessionEnded, gdbMi, miField } from './mi_harness.js';
 
 afterAll(cleanupTemps);
@@ -150,3 +151,39 @@ it('goes back to the writes of a watchpoint written at every pass of a loop, one
   expect(s[7], ctx).toMatch(/Old value = 19097\nNew value = 19098/);
   expect(s[8], ctx).toMatch(/Old value = 19098\nNew value = 19099/);
 }, 300_000);
+
+it('refuses malformed conditions and ranges, and stops where a condition cannot be evaluated', async () => {
+  const fixed = compile('going_back', { extra: ['-no-pie'], outName: 'going_back_fixed' });
+  const tick = /^([0-9a-f]+) T tick$/m.exec(execFileSync('nm', [fixed], { encoding: 'utf8' }))![1]!;
+  const rec = await record(fixed, ['2', '10']);
+  expectRecorded(rec, 0);
+  const server = await startServer(rec.traceDir);
+  const children = server.descendants();
+  const client = await RawClient.connect(server.port);
+  try {
+    expect(await client.ask('QStartNoAckMode')).toBe('OK');
+    expect((await client.ask('qSupported:swbreak+')).split(';')).toContain('ConditionalBreakpoints+');
+    expect(await client.ask('vCont?')).toMatch(/;r$/);
+    // Lengths that do not match, bad hex, an empty expression.
+    for (const bad of [`Z0,${tick},1;X3,2227`, `Z0,${tick},1;X2,zz27`, `Z0,${tick},1;X0,`, `Z0,${tick},1;Y2,2227`]) {
+      expect(await client.ask(bad), bad).toMatch(/^E/);
+    }
+    expect(await client.ask(`vCont;r${'f'.repeat(17)},1:-1`)).toMatch(/^E/);
+    // A condition that loops forever (goto 0) is cut short and stops, as does reading unmapped memory.
+    expect(await client.ask(`Z0,${tick},1;X3,210000`)).toBe('OK');
+    expect(await client.ask('vCont;c')).toMatch(/^T05swbreak:;/);
+    expect(await client.ask(`Z0,${tick},1;X4,22001a27`)).toBe('OK');
+    expect(await client.ask('vCont;c')).toMatch(/^T05swbreak:;/);
+    // false: (0 == 1); replaces the last: no stop at tick before the end.
+    expect(await client.ask(`Z0,${tick},1;X6,220022011327`)).toBe('OK');
+    expect(await client.ask('vCont;c')).toMatch(/replaylog:end/);
+    // An empty range steps one instruction.
+    expect(await client.ask('bs')).toMatch(/^T05/);
+    expect(await client.ask('vCont;r10,10:-1')).toMatch(/^T05/);
+    client.send('vKill;1');
+  } finally {
+    client.close();
+  }
+  expect(await server.exited).toBe(0);
+  expectNoStray(children, server.stderr());
+}, 120_000);

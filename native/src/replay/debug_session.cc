@@ -668,6 +668,7 @@ DebugStop DebugSession::continueBackward(uint32_t config) {
 // Whether replay from the start of segment `first` to `end` may meet a stop of `set`, as far as
 // code coverage tells (data watchpoints: always).
 bool DebugSession::mayStopIn(const Breakpoints& set, uint64_t first, const Moment& end) const {
+  if (catchOn_) return true;  // caught syscalls: code coverage does not see them
   std::vector<uint64_t> addrs(set.code.begin(), set.code.end());
   for (const Watch& w : set.watches) {
     if (w.kind != WatchKind::Execute) return true;
@@ -688,12 +689,18 @@ void DebugSession::scan(const Moment& end, uint32_t config, std::optional<Candid
     first = false;
     const uint64_t key = replay_.segmentKey();
     if (a == Arrival::End || key > end.segment) return;
+    const bool isEnd = key == end.segment && end.actions.empty();
+    // A caught syscall's return is the segment's first stop forwards.
+    const long returned = a == Arrival::Arrived && !isEnd && catchOn_ ? returnedFrom(now_.tid) : -1;
+    if (returned >= 0 && catches(returned)) {
+      *found = Candidate{now_, stopHere(DebugStop::SyscallReturn, nullptr, config)};
+      (*found)->stop.syscall = returned;
+    }
     // A syscall's write comes before the segment's first instruction; going backwards from the
     // segment's start, it is the first thing undone.
     if (const Watch* w = a == Arrival::Arrived ? writtenBySyscall(set) : nullptr) {
       *found = Candidate{now_, DebugStop{DebugStop::Watchpoint, now_.tid, *w}};
     }
-    const bool isEnd = key == end.segment && end.actions.empty();
     if (a == Arrival::Arrived && !isEnd && breaksHere(set, *replay_.active())) {
       *found = Candidate{now_, DebugStop{DebugStop::Breakpoint, now_.tid, {}}};
     }
@@ -702,6 +709,12 @@ void DebugSession::scan(const Moment& end, uint32_t config, std::optional<Candid
       std::optional<Trap> trap = runDebuggee(&set, config, false);
       if (!trap) break;
       *found = Candidate{now_, stopHere(DebugStop::Breakpoint, &*trap, config)};
+    }
+    // The segment ended at a syscall instruction: a caught one's entry is a stop there.
+    const Segment& ended = segments_[now_.segment];
+    if (ended.end == SegmentEnd::Syscall && catches(ended.syscall)) {
+      *found = Candidate{now_, DebugStop{DebugStop::SyscallEntry, now_.tid, {}}};
+      (*found)->stop.syscall = ended.syscall;
     }
   }
 }
