@@ -129,6 +129,119 @@ function measureThreads(cli: string, work: string, sources: string, print: (line
   }
 }
 
+/** The address range of a source line's code (all its line-table entries, which are contiguous here). */
+function lineRange(exe: string, line: number, next: number): { start: bigint; end: bigint } {
+  const at = (n: number): bigint => {
+    const out = execFileSync('gdb', ['-batch', '-nx', '-ex', `info line going_back.c:${n}`, exe], { encoding: 'utf8' });
+    const m = /starts at address (0x[0-9a-f]+)/.exec(out);
+    if (!m) throw new Error(`no address for line ${n}: ${out}`);
+    return BigInt(m[1]!);
+  };
+  return { start: at(line), end: at(next) };
+}
+
+/** The 1-based line of `mark:NAME` in a source file. */
+function markedLine(source: string, mark: string): number {
+  const i = readFileSync(source, 'utf8').split('\n').findIndex((l) => l.includes(`mark:${mark} `));
+  if (i < 0) throw new Error(`no mark:${mark} in ${source}`);
+  return i + 1;
+}
+
+const RDI = 112;
+const RIP = 128;
+
+/**
+ * Going back where users go back most (issue 13.5), each against forward replay of the window it
+ * crosses, in the same run, on test/fixtures/going_back.c (40 rounds of 100 calls of tick(), a
+ * write to `hot` in each, then a one-line loop of 3M iterations): reverse-continue to a
+ * breakpoint whose condition (evaluated in the replay) is true six rounds back, the first and
+ * the next reverse-continue on a watchpoint on `hot`, and `next` (a range step) over the loop.
+ */
+function measureGoingBack(cli: string, work: string, sources: string, print: (line: string) => void): void {
+  const source = join(sources, '..', 'test', 'fixtures', 'going_back.c');
+  const exe = join(work, 'going_back');
+  const cc = spawnSync('gcc', ['-O1', '-g', '-no-pie', '-o', exe, source], { encoding: 'utf8' });
+  if (cc.status !== 0) throw new Error(`gcc going_back.c failed:\n${cc.stderr}`);
+  const rounds = 40;
+  const trace = join(work, 'going-back');
+  recordTrace(cli, trace, exe, [String(rounds)]);
+  const oneLine = lineRange(exe, markedLine(source, 'one_line'), markedLine(source, 'after_loop'));
+  // The machine is shared: each figure is the median of three sessions.
+  const runs = [0, 1, 2].map(() => goingBackOnce(trace, exe, rounds, oneLine));
+  rmSync(trace, { recursive: true, force: true });
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[1]!;
+  const rows = runs[0]!.map(([what], i) => [what, median(runs.map((r) => r[i]![1])), median(runs.map((r) => r[i]![2]))] as const);
+  const width = Math.max(...rows.map(([what]) => what.length));
+  print(`${'going back (issue 13.5), median of 3'.padEnd(width)}  ${'time'.padStart(9)}  ${'forwards'.padStart(9)}  ratio  target <= 1.5`);
+  for (const [what, took, forward] of rows) {
+    const ratio = took / forward;
+    print(`${what.padEnd(width)}  ${fmt(took).padStart(9)}  ${fmt(forward).padStart(9)}  ${ratio.toFixed(2).padStart(5)}  ${ratio <= 1.5 ? 'met' : 'missed'}`);
+  }
+}
+
+/** One session of measureGoingBack's: [what, time, forward replay of the same window]. */
+function goingBackOnce(trace: string, exe: string, rounds: number, oneLine: { start: bigint; end: bigint }): [string, number, number][] {
+  const s = openSession(trace);
+  const rows: [string, number, number][] = [];
+  const timed = <T>(f: () => T): [T, number] => {
+    const t = process.hrtime.bigint();
+    const r = f();
+    return [r, ms(t)];
+  };
+  const reg = (offset: number): bigint => s.registers(s.pid).general.readBigUInt64LE(offset);
+  try {
+    s.setBreakpoint(oneLine.start);
+    expectReason('continue to the one-line loop', s.resume({ reverse: false, step: false }).reason, 'breakpoint');
+    // round == K && i == 50, as gdb compiles it at tick's entry (round in edi, i in esi).
+    const k = rounds - 6;
+    const condition = Buffer.from([0x26, 0, 5, 0x16, 32, 0x22, k, 0x13, 0x26, 0, 4, 0x16, 32, 0x22, 50, 0x13, 0x0f, 0x27]);
+    const tick = symbol(exe, 'tick');
+    s.setBreakpoint(tick, [condition]);
+    const [back, backMs] = timed(() => s.resume({ reverse: true, step: false }));
+    expectReason('reverse-continue to the conditional breakpoint', back.reason, 'breakpoint');
+    if (reg(RDI) !== BigInt(k)) throw new Error(`the conditional breakpoint stopped in round ${reg(RDI)}, not ${k}`);
+    const [, forwardMs] = timed(() => expectReason('continue back to the loop', s.resume({ reverse: false, step: false }).reason, 'breakpoint'));
+    rows.push(['reverse-continue to a conditional breakpoint six rounds (600 calls) back', backMs, forwardMs]);
+    s.removeBreakpoint(tick);
+
+    const hot = symbol(exe, 'hot');
+    s.setWatchpoint('write', hot, 8);
+    const [first, firstMs] = timed(() => s.resume({ reverse: true, step: false }));
+    expectReason('first reverse-continue on the watchpoint', first.reason, 'watchpoint');
+    const [next, nextMs] = timed(() => s.resume({ reverse: true, step: false }));
+    expectReason('next reverse-continue on the watchpoint', next.reason, 'watchpoint');
+    // Stopped before the write (going back, a watchpoint stops before its instruction): the
+    // first stop forwards is that write's.
+    expectReason('continue over the write', s.resume({ reverse: false, step: false }).reason, 'watchpoint');
+    const [, nextForwardMs] = timed(() => expectReason('continue to the last write', s.resume({ reverse: false, step: false }).reason, 'watchpoint'));
+    const [, firstForwardMs] = timed(() => expectReason('continue to the loop', s.resume({ reverse: false, step: false }).reason, 'breakpoint'));
+    rows.push(['first reverse-continue on a watchpoint written at every pass', firstMs, firstForwardMs]);
+    rows.push(['next reverse-continue on it', nextMs, nextForwardMs]);
+    s.removeWatchpoint('write', hot, 8);
+
+    const [stepped, stepMs] = timed(() => s.resume({ reverse: false, step: true, range: oneLine }));
+    expectReason('next over the one-line loop', stepped.reason, 'step');
+    if (reg(RIP) !== oneLine.end) throw new Error(`next stopped at 0x${reg(RIP).toString(16)}, not at the next line`);
+    expectReason('reverse-continue to the loop', s.resume({ reverse: true, step: false }).reason, 'breakpoint');
+    s.removeBreakpoint(oneLine.start);
+    s.setBreakpoint(oneLine.end);
+    const [, loopForwardMs] = timed(() => expectReason('continue over the loop', s.resume({ reverse: false, step: false }).reason, 'breakpoint'));
+    rows.push(['next over a one-line loop of 3M iterations (range stepping)', stepMs, loopForwardMs]);
+  } finally {
+    s.close();
+  }
+  return rows;
+}
+
+export function runGoingBackBench(cli: string, sources: string, print: (line: string) => void): void {
+  const work = mkdtempSync(join(tmpdir(), 'rewind-bench-back-'));
+  try {
+    measureGoingBack(cli, work, sources, print);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
 export function runDebugBench(cli: string, sources: string, print: (line: string) => void): void {
   const work = mkdtempSync(join(tmpdir(), 'rewind-bench-debug-'));
   try {
@@ -164,6 +277,7 @@ export function runDebugBench(cli: string, sources: string, print: (line: string
       print(`target: reverse-continue on the 1 s recording < 0.5 s, ${r.layout}: ${r.reverseContinue < 500 ? 'met' : 'missed'} (${fmt(r.reverseContinue)})`);
     }
     measureThreads(cli, work, sources, print);
+    measureGoingBack(cli, work, sources, print);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

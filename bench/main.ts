@@ -249,6 +249,17 @@ async function debugBench(): Promise<number> {
   }
 }
 
+async function goingBackBench(): Promise<number> {
+  const { runGoingBackBench } = await import('./debug.js');
+  try {
+    runGoingBackBench(CLI, SOURCES, (line) => process.stdout.write(`${line}\n`));
+    return 0;
+  } catch (err) {
+    process.stderr.write(`bench: going-back benchmarks failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}
+
 async function serviceBench(): Promise<number> {
   // Loaded only when asked for, so the engine figures never depend on the server code.
   const { runServiceBench } = await import('../server/bench/service.js');
@@ -263,10 +274,11 @@ async function serviceBench(): Promise<number> {
 
 async function main(): Promise<number> {
   const which = process.argv[2] ?? 'all';
-  if (!['engine', 'debug', 'service', 'all', 'positions'].includes(which)) {
-    process.stderr.write('usage: node dist/bench/main.js [engine|debug|service|all|positions [N]]\n');
+  if (!['engine', 'debug', 'going-back', 'service', 'all', 'positions'].includes(which)) {
+    process.stderr.write('usage: node dist/bench/main.js [engine|debug|going-back|service|all|positions [N]]\n');
     return 2;
   }
+  if (which === 'going-back') return goingBackBench();
   if (which === 'positions') {
     const runs = Number(process.argv[3] ?? 100);
     process.stdout.write(`positions: ${runs} recordings of each program, each replayed\n`);

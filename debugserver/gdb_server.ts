@@ -31,6 +31,7 @@ const SUPPORTED = [
   'vContSupported+',
   'QPassSignals+',
   'QCatchSyscalls+',
+  'ConditionalBreakpoints+',
 ].join(';');
 
 const AT_SYSINFO_EHDR = 33n;
@@ -76,6 +77,22 @@ function parseThreadId(text: string): ThreadId | null {
   }
   const tid = one(text);
   return tid === null ? null : { tid };
+}
+
+/**
+ * The conditions of a Z0 packet (`;X<len>,<bytecode hex>` each, gdb's agent expressions), or
+ * null when malformed. Other parameters (`;cmds:`) are not offered (no BreakpointCommands+).
+ */
+export function parseConditions(params: string): Buffer[] | null {
+  const conditions: Buffer[] = [];
+  for (const p of params.split(';').slice(1)) {
+    const m = /^X([0-9a-fA-F]+),([0-9a-fA-F]*)$/.exec(p);
+    const length = m ? parseHexNumber(m[1]!) : null;
+    const code = m ? fromHex(m[2]!) : undefined;
+    if (length === null || !code || code.length !== length || length === 0) return null;
+    conditions.push(code);
+  }
+  return conditions;
 }
 
 /** Splits [address, address + length) into naturally aligned pieces of 8, 4, 2 or 1 bytes. */
@@ -137,6 +154,7 @@ function consoleOutput(text: string): string {
 const MONITOR_HELP = `rewind monitor commands:
   monitor when      the current event number and the number of events in the recording
   monitor seek N    go to the first moment at or after event N (then: maint flush register-cache)
+  monitor seek end  go to the end (a crash: the fatal signal's stop)
   monitor history   the checkpoints going back starts from, and how reverse-continue went
   monitor processes the recorded processes: pid, parent, the programs each ran (* debugged)
   monitor help      this text
@@ -385,17 +403,21 @@ export class GdbServer {
     const kind = m ? parseHexNumber(m[3]!) : null;
     if (!m || address === null || kind === null) return 'E01';
     const type = m[1]!;
-    if (type === '0') return insert ? this.insertBreakpoint(address) : this.removeBreakpoint(address);
+    if (type === '0') {
+      if (!insert) return this.removeBreakpoint(address);
+      const conditions = parseConditions(m[4] ?? '');
+      return conditions ? this.insertBreakpoint(address, conditions) : 'E.malformed breakpoint condition';
+    }
     // A hardware breakpoint's kind is its instruction length, which x86 debug registers ignore.
     if (type === '1') return insert ? this.insertWatch('execute', address, 1) : this.removeWatch('execute', address, 1);
     const watchKind = WATCH_KINDS[type]!;
     return insert ? this.insertWatch(watchKind, address, kind) : this.removeWatch(watchKind, address, kind);
   }
 
-  private insertBreakpoint(address: bigint): string {
-    if (this.breakpoints.has(address)) return 'OK';
-    // The engine refuses an address where nothing is mapped, with a message for gdb to show.
-    this.session.setBreakpoint(address);
+  private insertBreakpoint(address: bigint, conditions: Buffer[]): string {
+    // gdb inserts a breakpoint again to change its conditions: they replace the old ones. The
+    // engine refuses an address where nothing is mapped, with a message for gdb to show.
+    this.session.setBreakpoint(address, conditions);
     this.breakpoints.add(address);
     return 'OK';
   }
@@ -453,16 +475,24 @@ export class GdbServer {
   }
 
   private vCont(text: string): Response {
-    if (text === 'vCont?') return { packets: ['vCont;c;C;s;S'] };
+    if (text === 'vCont?') return { packets: ['vCont;c;C;s;S;r'] };
     const actions = text.slice('vCont;'.length).split(';');
     let stepThread: number | undefined;
     let step = false;
+    let range: { start: bigint; end: bigint } | undefined;
     for (const a of actions) {
       const [action, thread] = a.split(':');
-      if (!action || !/^([cs]|[CS][0-9a-fA-F]{2})$/.test(action)) return { packets: ['E.unsupported vCont action'] };
-      if (action[0] === 's' || action[0] === 'S') {
+      const r = action ? /^r([0-9a-fA-F]+),([0-9a-fA-F]+)$/.exec(action) : null;
+      if (!action || (!r && !/^([cs]|[CS][0-9a-fA-F]{2})$/.test(action))) return { packets: ['E.unsupported vCont action'] };
+      if (r || action[0] === 's' || action[0] === 'S') {
         if (step) continue; // the first action that applies to a thread wins
         step = true;
+        // Range stepping: step while the thread stays in [start, end), at full speed.
+        if (r) {
+          const [start, end] = [parseHex(r[1]!), parseHex(r[2]!)];
+          if (start === null || end === null) return { packets: ['E.malformed range'] };
+          range = { start, end };
+        }
         if (thread !== undefined) {
           const id = parseThreadId(thread);
           const resolved = id ? this.resolveThread(id) : null;
@@ -471,13 +501,13 @@ export class GdbServer {
         }
       }
     }
-    return this.resume(false, step, step ? stepThread ?? this.specific(this.continueThread) ?? this.current : undefined);
+    return this.resume(false, step, step ? stepThread ?? this.specific(this.continueThread) ?? this.current : undefined, range);
   }
 
-  private resume(reverse: boolean, step: boolean, thread: number | undefined): Response {
+  private resume(reverse: boolean, step: boolean, thread: number | undefined, range?: { start: bigint; end: bigint }): Response {
     let stop: DebugStop;
     try {
-      const how = thread === undefined ? { reverse, step } : { reverse, step, thread };
+      const how = { reverse, step, ...(thread === undefined ? {} : { thread }), ...(range ? { range } : {}) };
       stop = this.session.resume(how);
       // gdb would only resume at once: a signal it passes silently goes to the program here. A
       // step still reports it, for gdb's stepping to go round the handler.
@@ -644,16 +674,16 @@ export class GdbServer {
       case 'processes':
         return say(this.processList());
       case 'seek': {
+        const end = words[1] === 'end';
         const n = words[1] !== undefined && /^\d+$/.test(words[1]) ? Number(words[1]) : NaN;
-        if (words.length !== 2 || !Number.isSafeInteger(n)) return say('usage: monitor seek N (an event number; see monitor when)\n');
-        let stop: DebugStop;
+        if (words.length !== 2 || (!end && !Number.isSafeInteger(n))) return say('usage: monitor seek N (an event number; see monitor when), or monitor seek end\n');
         try {
-          stop = this.session.seek(n);
+          if (end) this.startAt('end');
+          else this.stopped(this.session.seek(n));
         } catch (err) {
           const msg = errorText(err);
           return { packets: [consoleOutput(`rewind: ${msg}\n`), errorReply(msg)] };
         }
-        this.stopped(stop);
         const w = this.session.when();
         return { packets: [...this.programOutput(), consoleOutput(`now at event ${w.event} of ${w.events}; run "maint flush register-cache" to show the new position\n`), 'OK'] };
       }

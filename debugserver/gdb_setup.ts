@@ -3,7 +3,8 @@
 // ... from remote target" line each and its warning that remote file transfers are slow, and a
 // script that refuses gdb's own `record` (record-full would record the replay again, slowly,
 // and answer reverse commands itself instead of the recording).
-import { constants, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { constants, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, posix, resolve } from 'node:path';
 import { readManifest } from '../trace/manifest.js';
@@ -83,6 +84,25 @@ function place(blob: string, at: string): void {
 }
 
 /**
+ * gdb's arguments that load the Rust standard library's pretty-printers (String, Vec, Option...)
+ * when `exe` is a Rust program: gdb would auto-load them only for a binary of this machine's own
+ * toolchain found at its build path. Rust names them in the program's .debug_gdb_scripts; they
+ * come from this machine's rustc, when there is one.
+ */
+function rustPrinterArgs(exe: string): string[] {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(exe);
+  } catch {
+    return [];
+  }
+  if (!bytes.includes('gdb_load_rust_pretty_printers.py')) return [];
+  const r = spawnSync('rustc', ['--print', 'sysroot'], { encoding: 'utf8', timeout: 10_000 });
+  const loader = r.status === 0 ? join(r.stdout.trim(), 'lib', 'rustlib', 'etc', 'gdb_load_rust_pretty_printers.py') : '';
+  return loader && existsSync(loader) ? ['-iex', `source ${loader}`] : [];
+}
+
+/**
  * Lays out the trace's files for a gdb on this machine: DIR/sysroot/<recorded path> and
  * DIR/by-name/<file name> (gdb asks by the names the program used, /lib64/ld-linux-x86-64.so.2,
  * which are not always where the kernel found the file).
@@ -112,8 +132,9 @@ export function prepareGdbSetup(traceDir: string): GdbSetup {
   const script = join(dir, 'rewind.py');
   writeFileSync(script, NO_RECORD_PY);
   let removed = false;
+  const exe = safePath(manifest.exe) ? join(sysroot, manifest.exe) : undefined;
   return {
-    args: ['-iex', `set sysroot ${sysroot}`, '-iex', `set solib-search-path ${byName}`, '-ix', script],
+    args: ['-iex', `set sysroot ${sysroot}`, '-iex', `set solib-search-path ${byName}`, '-ix', script, ...(exe ? rustPrinterArgs(exe) : [])],
     lldb: safePath(manifest.exe) && existsSync(join(sysroot, manifest.exe)) ? ['target create "' + join(sysroot, manifest.exe) + '"', `target modules search-paths add / ${sysroot}/`] : [],
     remove: () => {
       if (removed) return;

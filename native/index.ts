@@ -144,7 +144,11 @@ export interface DebugSession {
    * program gave them; files are named by where replay mapped them from (the trace's blobs).
    */
   memoryMap(): string;
-  setBreakpoint(address: bigint): void;
+  /**
+   * A breakpoint; with conditions (gdb agent expressions, the bytecode of Z0's `X` parameters), a
+   * hit stops only if one of them is true. Setting it again replaces its conditions.
+   */
+  setBreakpoint(address: bigint, conditions?: Buffer[]): void;
   removeBreakpoint(address: bigint): void;
   /** Hardware watchpoint: length 1, 2, 4 or 8, aligned to it; at most 4 at once (EUNSUPPORTED otherwise). */
   setWatchpoint(kind: WatchKind, address: bigint, length: number): void;
@@ -158,7 +162,8 @@ export interface DebugSession {
    * Runs forwards or backwards until a breakpoint, a watchpoint, the end of a single step of
    * `thread` (default: the current thread), or an end of the recording.
    */
-  resume(options: { reverse: boolean; step: boolean; thread?: number }): DebugStop;
+  /** With `range` (forwards): steps the thread while it runs the code of [start, end). */
+  resume(options: { reverse: boolean; step: boolean; thread?: number; range?: { start: bigint; end: bigint } }): DebugStop;
   /** The index of the next event to replay, and the number of events in the recording. */
   when(): { event: number; events: number };
   /** Goes to the debuggee's first moment at or after event `event` (backwards or forwards). */

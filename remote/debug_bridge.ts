@@ -4,6 +4,8 @@ import { UserError } from '../trace/user_error.js';
 import { call, connect, isServiceError, userErrorFrom, type Clients } from './client.js';
 import { resolveConfig, type ClientFlags } from './config.js';
 import type { DebugResponse } from '../gen/rewind/replay/v1/replay.js';
+import { checksum } from '../debugserver/packet.js';
+import type { StartAt } from '../debugserver/gdb_server.js';
 
 export interface RemoteDebugBridge {
   /** The local TCP port gdb connects to (127.0.0.1). */
@@ -29,7 +31,7 @@ const FATAL = new Set<number>([status.UNAUTHENTICATED, status.PERMISSION_DENIED,
  * checked before listening, so an unknown id or a bad token is a UserError here, not a refused
  * gdb connection. Errors during a session are printed on stderr as `rewind: ...`.
  */
-export async function openRemoteDebugBridge(traceId: string, flags: ClientFlags, port: number): Promise<RemoteDebugBridge> {
+export async function openRemoteDebugBridge(traceId: string, flags: ClientFlags, port: number, at?: StartAt): Promise<RemoteDebugBridge> {
   const config = resolveConfig(flags);
   const c = connect(config);
   try {
@@ -67,7 +69,7 @@ export async function openRemoteDebugBridge(traceId: string, flags: ClientFlags,
       socket.destroy();
       return;
     }
-    const session = bridge(c, config.server, traceId, socket, (fatal) => {
+    const session = bridge(c, config.server, traceId, socket, at, (fatal) => {
       if (active?.socket === socket) active = undefined;
       if (fatal) shutdown();
     });
@@ -94,8 +96,17 @@ export async function openRemoteDebugBridge(traceId: string, flags: ClientFlags,
   };
 }
 
-/** Pipes one TCP connection through one Debug stream; `done(fatal)` runs once both are finished. */
-function bridge(c: Clients, server: string, traceId: string, socket: net.Socket, done: (fatal: boolean) => void): { stop(): void } {
+/** The monitor command that takes a new session where --at-end or --event N start it. */
+function seekCommand(at: StartAt): string {
+  return at === 'end' ? 'seek end' : `seek ${at.event}`;
+}
+
+/**
+ * Pipes one TCP connection through one Debug stream; `done(fatal)` runs once both are finished.
+ * With `at`, the session first goes there (a monitor seek whose reply the debugger never sees),
+ * and only then are the debugger's bytes passed on.
+ */
+function bridge(c: Clients, server: string, traceId: string, socket: net.Socket, at: StartAt | undefined, done: (fatal: boolean) => void): { stop(): void } {
   const stream = c.replay.debug(c.metadata());
   let streamDone = false;
   let socketDone = false;
@@ -116,6 +127,27 @@ function bridge(c: Clients, server: string, traceId: string, socket: net.Socket,
 
   socket.setNoDelay(true);
   stream.write({ start: { traceId } });
+  // Until the seek's reply (OK or an error packet) has come, what the session sends is ours.
+  let seeking: Buffer | undefined;
+  if (at !== undefined) {
+    socket.pause();
+    seeking = Buffer.alloc(0);
+    const payload = Buffer.from(`qRcmd,${Buffer.from(seekCommand(at)).toString('hex')}`, 'latin1');
+    stream.write({ data: Buffer.concat([Buffer.from('$'), payload, Buffer.from(`#${checksum(payload).toString(16).padStart(2, '0')}`)]) });
+  }
+  const seekReply = (data: Buffer): Buffer | undefined => {
+    seeking = Buffer.concat([seeking!, data]);
+    for (const m of seeking.toString('latin1').matchAll(/\$([^#]*)#[0-9a-fA-F]{2}/g)) {
+      const reply = m[1]!;
+      if (reply !== 'OK' && !reply.startsWith('E')) continue; // console output
+      if (reply !== 'OK') process.stderr.write(`rewind: cannot start ${at === 'end' ? 'at the end' : `at event ${(at as { event: number }).event}`}: ${reply.slice(2)}\n`);
+      const rest = seeking.subarray(m.index + m[0].length);
+      seeking = undefined;
+      socket.resume();
+      return rest;
+    }
+    return undefined;
+  };
 
   socket.on('data', (data: Buffer) => {
     if (streamDone) return;
@@ -141,8 +173,9 @@ function bridge(c: Clients, server: string, traceId: string, socket: net.Socket,
   });
 
   stream.on('data', (msg: DebugResponse) => {
-    if (msg.data && msg.data.length > 0 && !socket.destroyed) {
-      if (!socket.write(msg.data)) {
+    const data = msg.data && msg.data.length > 0 && seeking ? seekReply(Buffer.from(msg.data)) : msg.data;
+    if (data && data.length > 0 && !socket.destroyed) {
+      if (!socket.write(data)) {
         stream.pause();
         socket.once('drain', () => stream.resume());
       }

@@ -58,3 +58,34 @@ it('catch syscall NAME: on entry the syscall has not run, on return rax holds th
   expect(BigInt(/rax +(0x[0-9a-f]+)/.exec(s[8]!)![1]!), ctx).toBe(BigInt(reads[1]!.result));
   expect(s[10], ctx).toMatch(/No more reverse-execution history\./);
 });
+
+it('reverse-continue stops at the same catchpoints backwards: each return, then its entry', async () => {
+  const reads = syscalls.filter((c) => c.name === 'read');
+  expect(reads.length).toBeGreaterThan(1);
+  const commands = [
+    'catch syscall read',
+    'continue',
+    'continue',
+    'continue',
+    'continue',
+    'info registers rax',
+    'reverse-continue',
+    'x/i $pc',
+    'reverse-continue',
+    'info registers rax',
+    'reverse-continue',
+    'reverse-continue',
+    'continue',
+  ];
+  const { sections: s, ctx } = await batch(commands);
+  expect(s[4], ctx).toMatch(/Catchpoint 1 \(returned from syscall read\)/);
+  expect(BigInt(/rax +(0x[0-9a-f]+)/.exec(s[5]!)![1]!), ctx).toBe(BigInt(reads[1]!.result));
+  expect(s[6], ctx).toMatch(/Catchpoint 1 \(call to syscall read\)/);
+  expect(s[7], ctx).toMatch(/=> 0x[0-9a-f]+ <[^>]+>:\tsyscall/);
+  expect(s[8], ctx).toMatch(/Catchpoint 1 \(returned from syscall read\)/);
+  expect(BigInt(/rax +(0x[0-9a-f]+)/.exec(s[9]!)![1]!), ctx).toBe(BigInt(reads[0]!.result));
+  expect(s[10], ctx).toMatch(/Catchpoint 1 \(call to syscall read\)/);
+  expect(s[11], ctx).toMatch(/No more reverse-execution history\./);
+  // And forwards again from the start: the first read's entry.
+  expect(s[12], ctx).toMatch(/Catchpoint 1 \(call to syscall read\)/);
+});

@@ -28,7 +28,9 @@ export interface MiSession {
  * `target` null the commands connect themselves (as an IDE's configuration does).
  */
 export async function gdbMi(target: number | string | null, commands: string[], timeoutMs = 60_000): Promise<MiSession> {
-  const gdb = spawn('gdb', ['--interpreter=mi2', '-nx', '-iex', 'set pagination off', '-iex', 'set confirm off'], {
+  // gdb waits 2 s for a reply by default and then takes a late reply for the next packet's (a
+  // server's worker starting on a loaded machine): as in batch runs, wait longer.
+  const gdb = spawn('gdb', ['--interpreter=mi2', '-nx', '-iex', 'set pagination off', '-iex', 'set confirm off', '-iex', 'set remotetimeout 60'], {
     env: baseEnv({ HOME: '/nonexistent' }),
     stdio: ['pipe', 'pipe', 'pipe'],
   });

@@ -85,3 +85,27 @@ it('thread switches between stops lose no hit, in gdb and in MI', async () => {
     await again.close();
   }
 }, 180_000);
+
+it('starts a trace on the server at its end (the crash) or at event N, as locally', async () => {
+  const id = await upload('use_after_free', ['-O0'], 139);
+  const L = (mark: string): number => lineOf('use_after_free.c', mark);
+  const atEnd = await openRemoteDebugBridge(id, { server: ts.address, token: reader }, 0, 'end');
+  try {
+    const gdb = await gdbBatch(atEnd.port, ['bt 1', 'monitor when', 'watch -l s->on_close', 'reverse-continue']);
+    const s = gdb.sections;
+    // Connected at the crash: its frame, and the way back from it.
+    expect(s[0], gdb.transcript).toMatch(/#0 +(0x[0-9a-f]+ in )?close_session/);
+    const when = /event (\d+) of (\d+)/.exec(s[1]!);
+    expect(Number(when?.[1]), gdb.transcript).toBeGreaterThan(0);
+    expect(sourceLines(s[3]!).pop(), gdb.transcript).toBe(L('culprit'));
+  } finally {
+    await atEnd.close();
+  }
+  const atEvent = await openRemoteDebugBridge(id, { server: ts.address, token: reader }, 0, { event: 5 });
+  try {
+    const gdb = await gdbBatch(atEvent.port, ['monitor when']);
+    expect(gdb.sections[0], gdb.transcript).toMatch(/^event 5 of \d+/m);
+  } finally {
+    await atEvent.close();
+  }
+}, 180_000);

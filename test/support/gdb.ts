@@ -136,18 +136,18 @@ export interface InterruptedGdb {
 }
 
 /**
- * Like gdbBatch, but the first command, a resume of a long computation, is interrupted: once
- * the replayed program is seen running it (it has used `runningMs` of CPU time: past the
- * dynamic loader, in its own code), gdb gets SIGINT (the user's Ctrl-C), which it passes on to
+ * Like gdbBatch, but the first command (or command `interrupted`), a resume of a long
+ * computation, is interrupted: once the replayed program is seen running it (it has used
+ * `runningMs` of CPU time: past the dynamic loader, in its own code), gdb gets SIGINT (the user's Ctrl-C), which it passes on to
  * the session as 0x03.
  */
-export async function gdbInterrupted(target: number | string, commands: string[], runningMs = 200): Promise<InterruptedGdb> {
+export async function gdbInterrupted(target: number | string, commands: string[], runningMs = 200, interrupted = 0): Promise<InterruptedGdb> {
   const gdb = startGdb(target, commands);
-  await gdb.waitFor('@@0@@');
+  await gdb.waitFor(`@@${interrupted}@@`);
   await until(`the replayed program to run ${runningMs} ms of its code`, () => replayedCpuMs() >= runningMs, 60_000);
   const interruptedAt = Date.now();
   gdb.child.kill('SIGINT');
-  await gdb.waitFor('@@1@@');
+  await gdb.waitFor(`@@${interrupted + 1}@@`);
   const stopMs = Date.now() - interruptedAt;
   const r = await gdb.done;
   const transcript = r.stdout.toString('utf8');

@@ -318,7 +318,18 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
 
   Napi::Value setBreakpoint(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    guard(env, [&] { session(env).setBreakpoint(address(info[0])); });
+    // Conditions: an array of Buffers, each an agent expression.
+    std::vector<rwd::Condition> conditions;
+    if (info.Length() > 1 && info[1].IsArray()) {
+      Napi::Array a = info[1].As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) {
+        Napi::Value v = a.Get(i);
+        if (!v.IsBuffer()) continue;
+        Napi::Buffer<uint8_t> b = v.As<Napi::Buffer<uint8_t>>();
+        conditions.emplace_back(b.Data(), b.Data() + b.Length());
+      }
+    }
+    guard(env, [&] { session(env).setBreakpoint(address(info[0]), std::move(conditions)); });
     return env.Undefined();
   }
 
@@ -371,6 +382,13 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
     uint32_t tid = o.Has("thread") && o.Get("thread").IsNumber()
                        ? o.Get("thread").As<Napi::Number>().Uint32Value()
                        : 0;
+    if (o.Has("range") && o.Get("range").IsObject()) {
+      // Range stepping: forwards, while the thread stays in [start, end).
+      Napi::Object r = o.Get("range").As<Napi::Object>();
+      uint64_t start = address(r.Get("start")), end = address(r.Get("end"));
+      rwd::DebugStop s = guard(env, [&] { return session(env).stepRange(tid, start, end); });
+      return stop(env, s);
+    }
     rwd::DebugStop s = guard(env, [&] { return session(env).resume(reverse, step, tid); });
     return stop(env, s);
   }

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <set>
 #include <utility>
 #include <vector>
@@ -23,13 +25,35 @@ struct Watch {
 
 constexpr size_t kMaxWatches = 4;  // debug registers DR0-DR3
 
+// A breakpoint condition the debugger has the target evaluate: gdb's agent expression bytecode
+// (Z0's `X` parameter; gdb's manual, "Agent Expressions").
+using Condition = std::vector<uint8_t>;
+
 struct Breakpoints {
   std::set<uint64_t> code;
+  // Conditions of breakpoints in `code`: a hit there is a stop only if one of them is true.
+  std::map<uint64_t, std::vector<Condition>> conditions;
   std::vector<Watch> watches;
-  bool operator==(const Breakpoints& o) const { return code == o.code && watches == o.watches; }
-  // Both sets at once; fails (Unsupported) when the watches do not fit the debug registers.
+  bool operator==(const Breakpoints& o) const {
+    return code == o.code && conditions == o.conditions && watches == o.watches;
+  }
+  // Both sets at once (a hit stops if it stops in either); fails (Unsupported) when the watches
+  // do not fit the debug registers.
   Breakpoints merged(const Breakpoints& other) const;
+  // Whether a hit of the task (stopped with `regs`) at `addr` is a stop of this set.
+  bool stopsAt(uint64_t addr, const Task& task, const Regs& regs) const;
 };
+
+// The value of a condition for a task stopped with `regs`; nullopt when it cannot be evaluated
+// (an operation a condition has no use for, unreadable memory, a malformed expression).
+std::optional<uint64_t> evaluateCondition(const Condition& code, const Task& task,
+                                          const Regs& regs);
+
+// Where a task running the code of [start, end) (a source line's, for range stepping) can
+// leave it: `end`, the targets outside of the direct jumps and calls in it, and the
+// instructions in it that leave it some other way (returns, indirect jumps, syscalls), which
+// are to be single-stepped. nullopt when the range does not decode to whole instructions.
+std::optional<std::set<uint64_t>> rangeExits(const Task& task, uint64_t start, uint64_t end);
 
 // int3 at each address for as long as it lives; the original bytes come back at destruction,
 // so nothing but a running task ever sees them.

@@ -177,7 +177,7 @@ std::string DebugSession::memoryMap() const {
   return text;
 }
 
-void DebugSession::setBreakpoint(uint64_t addr) {
+void DebugSession::setBreakpoint(uint64_t addr, std::vector<Condition> conditions) {
   if (readMemory(addr, 1).empty()) {
     char what[80];
     snprintf(what, sizeof what, "cannot set a breakpoint at 0x%llx: nothing is mapped there",
@@ -185,9 +185,17 @@ void DebugSession::setBreakpoint(uint64_t addr) {
     fail(ErrorCode::Unsupported, what);
   }
   breaks_.code.insert(addr);
+  if (conditions.empty()) {
+    breaks_.conditions.erase(addr);
+  } else {
+    breaks_.conditions[addr] = std::move(conditions);
+  }
 }
 
-void DebugSession::removeBreakpoint(uint64_t addr) { breaks_.code.erase(addr); }
+void DebugSession::removeBreakpoint(uint64_t addr) {
+  breaks_.code.erase(addr);
+  breaks_.conditions.erase(addr);
+}
 
 void DebugSession::setWatchpoint(const Watch& w) {
   if ((w.len != 1 && w.len != 2 && w.len != 4 && w.len != 8) || w.addr % w.len != 0) {
@@ -242,6 +250,12 @@ uint32_t DebugSession::configId(const Breakpoints& b) {
 }
 
 uint64_t DebugSession::rip(const ReplayTask& t) const { return t.task->regs().rip; }
+
+// Whether the task, at an address of the set's breakpoints, stops there: its conditions hold.
+bool DebugSession::breaksHere(const Breakpoints& set, const ReplayTask& t) const {
+  const Regs r = t.task->regs();
+  return set.stopsAt(r.rip, *t.task, r);
+}
 
 // The write or access watchpoint of `set` on memory that the syscall the active task just
 // returned from wrote (replay writes it as the kernel did: the debug registers never see it).
@@ -306,8 +320,7 @@ DebugStop DebugSession::continueForward(uint32_t config) {
       if (const Watch* w = writtenBySyscall(configs_[config])) {
         return DebugStop{DebugStop::Watchpoint, now_.tid, *w};
       }
-      if (configs_[config].code.count(rip(t)))
-        return stopHere(DebugStop::Breakpoint, nullptr, config);
+      if (breaksHere(configs_[config], t)) return stopHere(DebugStop::Breakpoint, nullptr, config);
       if (interrupted()) return DebugStop{DebugStop::Interrupted, now_.tid, {}};
     }
     std::optional<Trap> trap = runDebuggee(&configs_[config], config, false, -1, true);
@@ -334,8 +347,12 @@ DebugStop DebugSession::stepForward(uint32_t tid) {
     if (trap) return stopHere(DebugStop::Step, &*trap, config);
     if (isFinal(*t)) return reachedEnd();
   }
-  // The thread is not in user code (a syscall, or its turn has not come): the step ends when
-  // it runs user code again. Other threads run meanwhile and may stop at breakpoints.
+  return awaitThread(tid, config);
+}
+
+// The thread is not in user code (a syscall, or its turn has not come): a step ends when it
+// runs user code again. Other threads run meanwhile and may stop at breakpoints.
+DebugStop DebugSession::awaitThread(uint32_t tid, uint32_t config) {
   for (;;) {
     Arrival a = toDebuggeeSegment();
     if (a == Arrival::End) return reachedEnd();
@@ -344,7 +361,7 @@ DebugStop DebugSession::stepForward(uint32_t tid) {
     if (a == Arrival::Arrived && cur.recordedTid == tid) {
       return stopHere(DebugStop::Step, nullptr, config);
     }
-    if (a == Arrival::Arrived && configs_[config].code.count(rip(cur))) {
+    if (a == Arrival::Arrived && breaksHere(configs_[config], cur)) {
       return stopHere(DebugStop::Breakpoint, nullptr, config);
     }
     if (a == Arrival::Arrived && interrupted()) {
@@ -357,6 +374,46 @@ DebugStop DebugSession::stepForward(uint32_t tid) {
     }
     if (trap) return stopHere(DebugStop::Breakpoint, &*trap, config);
     if (isFinal(cur)) return reachedEnd();
+  }
+}
+
+// Steps thread `tid` while it runs the code of [start, end) (gdb's range stepping, for `next`
+// and `step` over a source line): at full speed, with breakpoints where the range can be left,
+// and single steps only over the instructions in it that leave it other than by a direct jump.
+DebugStop DebugSession::stepRange(uint32_t tid, uint64_t start, uint64_t end) {
+  if (tid == 0) tid = now_.tid;
+  atEnd_ = false;
+  const uint32_t user = configId(breaks_);
+  ReplayTask* t = replay_.active();
+  const bool inRange = t && t->recordedTid == tid && t->tgid == pid_ &&
+                       now_.segment == replay_.segmentKey() && rip(*t) >= start && rip(*t) < end;
+  std::optional<std::set<uint64_t>> exits =
+      inRange ? rangeExits(*t->task, start, end) : std::nullopt;
+  if (!exits) return stepForward(tid);
+  Breakpoints armed = breaks_;
+  for (uint64_t a : *exits) {
+    if (readMemory(a, 1).empty()) return stepForward(tid);  // a way out to nowhere: step
+    armed.code.insert(a);
+    armed.conditions.erase(a);
+  }
+  const uint32_t id = configId(armed);
+  for (;;) {
+    const uint64_t at = rip(*t);
+    std::optional<Trap> trap;
+    if (exits->count(at) && at != end) {
+      trap = runDebuggee(&configs_[user], user, true);  // an instruction that may leave
+    } else {
+      trap = runDebuggee(&configs_[id], id, false, -1, true);
+    }
+    if (!trap) return isFinal(*t) ? reachedEnd() : awaitThread(tid, user);
+    if (trap->kind == Trap::Interrupted) {
+      if (interrupted()) return interruptHere();
+      continue;
+    }
+    if (trap->kind == Trap::Watchpoint) return stopHere(DebugStop::Watchpoint, &*trap, id);
+    const uint64_t pc = rip(*t);
+    if (pc != at && breaksHere(breaks_, *t)) return stopHere(DebugStop::Breakpoint, nullptr, user);
+    if (pc < start || pc >= end) return stopHere(DebugStop::Step, nullptr, user);
   }
 }
 
@@ -400,7 +457,12 @@ std::optional<Trap> DebugSession::runDebuggee(const Breakpoints* breaks, uint32_
     std::lock_guard<std::mutex> lock(kickLock_);
     running_ = t.task->tid();
   }
-  std::optional<Trap> trap = replay_.runActive(c);
+  std::optional<Trap> trap;
+  for (;;) {
+    trap = replay_.runActive(c);
+    if (!trap || trap->kind != Trap::Breakpoint || step || breaksHere(*breaks, t)) break;
+    c.skipAt = rip(t);  // a hit whose conditions are false: on, without a stop
+  }
   if (c.interruptible) {
     std::lock_guard<std::mutex> lock(kickLock_);
     running_ = 0;
@@ -590,7 +652,7 @@ DebugStop DebugSession::continueBackward(uint32_t config) {
       std::optional<Moment> before;
       if (found->stop.reason == DebugStop::Watchpoint &&
           found->stop.watch.kind != WatchKind::Execute) {
-        before = previousMoment(found->at);
+        before = previousMoment(found->at, true);
       }
       goTo(before ? *before : found->at);
       return found->stop;
@@ -606,6 +668,7 @@ DebugStop DebugSession::continueBackward(uint32_t config) {
 // Whether replay from the start of segment `first` to `end` may meet a stop of `set`, as far as
 // code coverage tells (data watchpoints: always).
 bool DebugSession::mayStopIn(const Breakpoints& set, uint64_t first, const Moment& end) const {
+  if (catchOn_) return true;  // caught syscalls: code coverage does not see them
   std::vector<uint64_t> addrs(set.code.begin(), set.code.end());
   for (const Watch& w : set.watches) {
     if (w.kind != WatchKind::Execute) return true;
@@ -626,13 +689,19 @@ void DebugSession::scan(const Moment& end, uint32_t config, std::optional<Candid
     first = false;
     const uint64_t key = replay_.segmentKey();
     if (a == Arrival::End || key > end.segment) return;
+    const bool isEnd = key == end.segment && end.actions.empty();
+    // A caught syscall's return is the segment's first stop forwards.
+    const long returned = a == Arrival::Arrived && !isEnd && catchOn_ ? returnedFrom(now_.tid) : -1;
+    if (returned >= 0 && catches(returned)) {
+      *found = Candidate{now_, stopHere(DebugStop::SyscallReturn, nullptr, config)};
+      (*found)->stop.syscall = returned;
+    }
     // A syscall's write comes before the segment's first instruction; going backwards from the
     // segment's start, it is the first thing undone.
     if (const Watch* w = a == Arrival::Arrived ? writtenBySyscall(set) : nullptr) {
       *found = Candidate{now_, DebugStop{DebugStop::Watchpoint, now_.tid, *w}};
     }
-    const bool isEnd = key == end.segment && end.actions.empty();
-    if (a == Arrival::Arrived && !isEnd && set.code.count(rip(*replay_.active()))) {
+    if (a == Arrival::Arrived && !isEnd && breaksHere(set, *replay_.active())) {
       *found = Candidate{now_, DebugStop{DebugStop::Breakpoint, now_.tid, {}}};
     }
     if (key == end.segment) return runActions(end, end.actions, &set, found);
@@ -640,6 +709,12 @@ void DebugSession::scan(const Moment& end, uint32_t config, std::optional<Candid
       std::optional<Trap> trap = runDebuggee(&set, config, false);
       if (!trap) break;
       *found = Candidate{now_, stopHere(DebugStop::Breakpoint, &*trap, config)};
+    }
+    // The segment ended at a syscall instruction: a caught one's entry is a stop there.
+    const Segment& ended = segments_[now_.segment];
+    if (ended.end == SegmentEnd::Syscall && catches(ended.syscall)) {
+      *found = Candidate{now_, DebugStop{DebugStop::SyscallEntry, now_.tid, {}}};
+      (*found)->stop.syscall = ended.syscall;
     }
   }
 }
@@ -649,7 +724,7 @@ bool DebugSession::stopIsIn(const Breakpoints& set, const Trap& trap, uint32_t a
     const Watch& w = configs_[armedConfig].watches.at(size_t(trap.watch));
     return std::find(set.watches.begin(), set.watches.end(), w) != set.watches.end();
   }
-  return set.code.count(rip(*replay_.active())) > 0;
+  return breaksHere(set, *replay_.active());
 }
 
 // Whether the stop comes after the instruction that caused it: a data watchpoint's. Going
@@ -748,7 +823,7 @@ DebugStop DebugSession::stepBackward(uint32_t tid) {
 }
 
 // The moment one instruction of m.tid before m, or nullopt at the start of its history.
-std::optional<Moment> DebugSession::previousMoment(const Moment& m) {
+std::optional<Moment> DebugSession::previousMoment(const Moment& m, bool watchStop) {
   if (m.actions.empty()) {
     // The start of a segment: the task came from the end of its previous one (a syscall, a
     // signal), or, after a preemption, from the same instruction.
@@ -775,6 +850,12 @@ std::optional<Moment> DebugSession::previousMoment(const Moment& m) {
   }
   if (lastAction.kind == Action::Continue && lastAction.count > 1) {
     base.actions.push_back(Action{Action::Continue, lastAction.config, lastAction.count - 1});
+  }
+  // A data watchpoint's stop comes right after the instruction that wrote, which is almost
+  // always the one that ends where the stop is: look for it with a breakpoint first, for the
+  // write in a hot loop lies far from the stop before.
+  if (watchStop && lastAction.kind == Action::Continue) {
+    if (std::optional<Moment> prev = predecessorByBreakpoint(m, base, lastAction)) return prev;
   }
   // Step from the stop before (or the segment's start) until m, counting; when that is far,
   // look for m's predecessor with a breakpoint instead.
@@ -819,8 +900,8 @@ std::optional<Moment> DebugSession::previousMoment(const Moment& m) {
 // or the call that entered m's function. A
 // breakpoint on such a guess, replayed from `base` to m at full speed, finds its last run
 // before m; one step from there must land on m's instruction. That arrival is m itself when m
-// is a breakpoint stop (no other stop of its set lies between base and m) or the instruction
-// that ends its segment; for other moments (a watchpoint's) nothing is guessed.
+// is a breakpoint stop (no other stop of its set lies between base and m), a watchpoint stop
+// whose watchpoint the step fires (likewise), or the instruction that ends its segment.
 std::optional<Moment> DebugSession::predecessorByBreakpoint(const Moment& m, const Moment& base,
                                                             const Action& last) {
   if (last.kind == Action::Position) return std::nullopt;
@@ -832,9 +913,8 @@ std::optional<Moment> DebugSession::predecessorByBreakpoint(const Moment& m, con
     return set.code.count(at) || std::find(set.watches.begin(), set.watches.end(),
                                            Watch{WatchKind::Execute, at, 1}) != set.watches.end();
   };
-  if (last.kind == Action::ToEnd ? t.atPosition : !breaksAt(configs_[last.config])) {
-    return std::nullopt;
-  }
+  const bool breakStop = last.kind == Action::Continue && breaksAt(configs_[last.config]);
+  if (last.kind == Action::ToEnd && t.atPosition) return std::nullopt;
   if (last.kind == Action::Continue && configs_[last.config].watches.size() >= kMaxWatches) {
     return std::nullopt;
   }
@@ -855,7 +935,17 @@ std::optional<Moment> DebugSession::predecessorByBreakpoint(const Moment& m, con
   }
   Action rest = last;
   if (rest.kind == Action::Continue) rest.count = 1;
-  for (uint64_t start : guesses) {
+  // The instruction found last time first: stepping or going back through a loop meets the
+  // same one again and again.
+  auto cached = std::find(guesses.begin(), guesses.end(), lastGuess_);
+  if (cached != guesses.end()) std::rotate(guesses.begin(), cached, cached + 1);
+  for (size_t i = 0; i < guesses.size(); i++) {
+    const uint64_t start = guesses[i];
+    if (i == 1 && replay_.checkpointable()) {
+      // Each guess replays from base: from a checkpoint there, not the one before.
+      goTo(base);
+      keepShortcut();
+    }
     // A hardware breakpoint: a wrong guess at where an instruction starts is harmless there,
     // where an int3 would corrupt the instruction it lands in.
     Breakpoints before;
@@ -873,9 +963,16 @@ std::optional<Moment> DebugSession::predecessorByBreakpoint(const Moment& m, con
     goTo(found->at);
     // Stepping back goes on from here: keep a checkpoint of it.
     if (replay_.checkpointable()) keepShortcut();
-    runDebuggee(nullptr, 0, true);
+    const uint32_t armed = last.kind == Action::Continue ? last.config : 0;
+    std::optional<Trap> trap = runDebuggee(&configs_[armed], armed, true);
     const ReplayTask* now = replay_.active();
-    if (now && now->recordedTid == m.tid && rip(*now) == at) return found->at;
+    const bool fired =
+        trap && trap->kind == Trap::Watchpoint && stopIsIn(configs_[armed], *trap, armed);
+    if (now && now->recordedTid == m.tid && rip(*now) == at &&
+        (last.kind != Action::Continue || breakStop || fired)) {
+      lastGuess_ = start;
+      return found->at;
+    }
   }
   return std::nullopt;
 }

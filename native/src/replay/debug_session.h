@@ -96,7 +96,8 @@ class DebugSession {
   // gave its code (which going back's code coverage takes away for a while).
   std::string memoryMap() const;
 
-  void setBreakpoint(uint64_t addr);
+  // A breakpoint stops only where one of its conditions (if any) is true.
+  void setBreakpoint(uint64_t addr, std::vector<Condition> conditions = {});
   void removeBreakpoint(uint64_t addr);
   void setWatchpoint(const Watch& w);
   void removeWatchpoint(const Watch& w);
@@ -106,6 +107,8 @@ class DebugSession {
 
   // tid 0: the current thread.
   DebugStop resume(bool reverse, bool step, uint32_t tid);
+  // Forwards, steps thread `tid` until it leaves [start, end), or stops at a breakpoint.
+  DebugStop stepRange(uint32_t tid, uint64_t start, uint64_t end);
   uint64_t when() const { return now_.segment; }
   uint64_t events() const { return events_; }
   DebugStop seek(uint64_t event);
@@ -141,9 +144,11 @@ class DebugSession {
 
   DebugStop continueForward(uint32_t config);
   DebugStop stepForward(uint32_t tid);
+  DebugStop awaitThread(uint32_t tid, uint32_t config);
   DebugStop continueBackward(uint32_t config);
   DebugStop stepBackward(uint32_t tid);
-  std::optional<Moment> previousMoment(const Moment& m);
+  // watchStop: m is a data watchpoint's stop.
+  std::optional<Moment> previousMoment(const Moment& m, bool watchStop = false);
   std::optional<Moment> predecessorByBreakpoint(const Moment& m, const Moment& base,
                                                 const Action& last);
 
@@ -177,6 +182,7 @@ class DebugSession {
   uint32_t configId(const Breakpoints& b);
   bool interrupted() const { return interrupt_ && __atomic_load_n(interrupt_, __ATOMIC_RELAXED); }
   uint64_t rip(const ReplayTask& t) const;
+  bool breaksHere(const Breakpoints& set, const ReplayTask& t) const;
   const Watch* writtenBySyscall(const Breakpoints& set) const;
   bool catches(long nr) const;
   long returnedFrom(uint32_t tid) const;
@@ -205,6 +211,7 @@ class DebugSession {
   std::vector<Checkpoint> shortcuts_;    // inside segments, oldest first
   uint64_t steps_ = 0;
   std::optional<uint64_t> noteBudget_;    // while guessing: stops a scan may note before giving up
+  uint64_t lastGuess_ = 0;                // the predecessor a guess found last
   std::map<uint64_t, Segment> segments_;  // the debuggee's segments seen so far
   std::chrono::steady_clock::time_point sinceCheckpoint_;
 };
