@@ -23,6 +23,7 @@
 #include "core/error.h"
 #include "core/memory_image.h"
 #include "core/memory_map.h"
+#include "core/proc_files.h"
 #include "core/spawn.h"
 #include "core/stub_layout.h"
 #include "core/syscall_restart.h"
@@ -109,15 +110,10 @@ struct SignalSets {
 };
 
 SignalSets signalSets(pid_t tid) {
-  std::ifstream in("/proc/" + std::to_string(tid) + "/status");
-  std::string line;
-  SignalSets sets;
-  while (std::getline(in, line)) {
-    if (line.rfind("SigBlk:", 0) == 0) sets.blocked = std::stoull(line.substr(7), nullptr, 16);
-    if (line.rfind("SigIgn:", 0) == 0) sets.ignored = std::stoull(line.substr(7), nullptr, 16);
-    if (line.rfind("SigCgt:", 0) == 0) sets.caught = std::stoull(line.substr(7), nullptr, 16);
-  }
-  return sets;
+  ProcFields status = procStatus(tid);
+  return SignalSets{uint64_t(status.number("SigBlk", 16, 0)),
+                    uint64_t(status.number("SigIgn", 16, 0)),
+                    uint64_t(status.number("SigCgt", 16, 0))};
 }
 
 // A signal the task neither catches nor lets kill it has no effect.
@@ -170,13 +166,7 @@ std::chrono::nanoseconds cpuTime(pid_t tid) {
 // Where in its file a write that returned put its data.
 uint64_t writtenAt(const RecordedTask& t, const SyscallEvent& s) {
   if (s.nr != SYS_write && s.nr != SYS_writev) return s.args[3];  // pwrite*: the offset argument
-  std::ifstream info("/proc/" + std::to_string(t.task->tid()) + "/fdinfo/" +
-                     std::to_string(s.args[0]));
-  std::string key;
-  uint64_t pos = 0;
-  while (info >> key) {
-    if (key == "pos:" && (info >> pos)) break;
-  }
+  uint64_t pos = uint64_t(procFdinfo(t.task->tid(), s.args[0]).number("pos", 10, 0));
   return pos - uint64_t(s.result);
 }
 
@@ -444,14 +434,8 @@ bool RecordSession::sharesMemory(pid_t tid) const {
 
 // Whether the task's descriptor was opened for writing: a mapping of it may become writable.
 bool RecordSession::openedForWriting(const RecordedTask& t, uint64_t fd) const {
-  std::ifstream in("/proc/" + std::to_string(t.task->tid()) + "/fdinfo/" + std::to_string(int(fd)));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("flags:", 0) == 0) {
-      return (std::stoul(line.substr(6), nullptr, 8) & O_ACCMODE) != O_RDONLY;
-    }
-  }
-  return true;  // unknown: assume it may be written
+  int64_t flags = procFdinfo(t.task->tid(), uint64_t(int(fd))).number("flags", 8, -1);
+  return flags < 0 || (flags & O_ACCMODE) != O_RDONLY;  // unknown: it may be written
 }
 
 // A file (or SysV segment) the task maps shared may be mapped shared by other processes too. Replay
@@ -1111,7 +1095,11 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     t.task->resume(PTRACE_SYSCALL);
     return;
   }
-  t.sigmask = blockedSignals(*t.task);
+  // Only these syscalls and a signal's delivery change the mask (the rdtsc traps need it).
+  if (t.sigmaskStale || nr == SYS_rt_sigprocmask || nr == SYS_rt_sigreturn) {
+    t.sigmask = blockedSignals(*t.task);
+    t.sigmaskStale = false;
+  }
   if (t.claimed) {
     t.claimed = false;
     regs.rip = t.entryRegs.rip;
@@ -1306,6 +1294,7 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
   }
   siginfo_t info = t.task->siginfo();
   if (sig == SIGSEGV && info.si_code == SI_KERNEL && emulateRdtsc(t)) return;
+  t.sigmaskStale = true;
   bool fault = isFault(sig, info);
   if (fault && ignoresSignal(t.task->tid(), sig) && inNamespaceInit(t.task->tid())) {
     return dieOfFaultInInit(t, info);

@@ -87,6 +87,7 @@ struct RecordedTask {
   uint8_t echo = 0;             // the syscall under way sends data to stdout (1) or stderr (2)
   int tscMode = PR_TSC_ENABLE;  // what the program believes it set
   uint64_t sigmask = 0;         // its blocked signals at its last syscall exit
+  bool sigmaskStale = true;     // a signal came since: read them again at the next syscall exit
   bool execPending = false;     // PTRACE_EVENT_EXEC seen, the exit stop will follow
   bool forkRecorded = false;    // the fork's event was written at PTRACE_EVENT_FORK
   pid_t vforkChild = 0;         // a vfork child that has not exec'd or exited yet
