@@ -965,8 +965,8 @@ void ReplaySession::shmDetach(ReplayTask& t, RemoteSyscalls& remote, const Sysca
 long ReplaySession::mapSource(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev) {
   std::map<std::string, long>& sources = space(t).sources;
   const std::string key = ev.file ? "shared file " + std::to_string(ev.file) : ev.blob;
-  std::string path = ev.file ? sharedFiles_.reset(ev.file, blobs_, ev.blob, ev.fileSize)
-                             : blobs_.pathOf(ev.blob);
+  std::string path =
+      ev.file ? sharedFiles_.reset(ev.file, blobs_, ev.blob, ev.fileSize) : blobs_.pathOf(ev.blob);
   auto it = sources.find(key);
   if (it != sources.end()) return it->second;
   uint64_t at = putScratchString(*t.task, t.stub, path);
