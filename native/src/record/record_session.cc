@@ -296,7 +296,11 @@ void RecordSession::onStop(RecordedTask& t, const Stop& s) {
       Event e;
       e.type = EventType::Exit;
       e.exit = ExitEvent{uint32_t(tid), s.status};
-      events_.append(e);
+      if (tid != t.tgid && execUnderWay(t.tgid)) {
+        endedByExec_[t.tgid].push_back(e);
+      } else {
+        events_.append(e);
+      }
       if (tid == initial_) {
         // The recording ends with the program, as rr's does: what it left running (a daemon
         // that outlives it) is killed, and its end recorded, so the trace ends there too.
@@ -513,6 +517,23 @@ Event RecordSession::syscallEvent(const RecordedTask& t, int64_t result) const {
   return e;
 }
 
+bool RecordSession::execUnderWay(pid_t tgid) const {
+  for (const auto& [tid, other] : tasks_) {
+    long nr = syscallNumber(other.entryRegs.orig_rax);
+    if (other.tgid == tgid && other.inSyscall && (nr == SYS_execve || nr == SYS_execveat)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void RecordSession::appendEndedByExec(pid_t tgid) {
+  auto it = endedByExec_.find(tgid);
+  if (it == endedByExec_.end()) return;
+  for (const Event& e : it->second) events_.append(e);
+  endedByExec_.erase(it);
+}
+
 void RecordSession::onSyscallEntry(RecordedTask& t) {
   t.pendingAtBoundary.clear();  // it ran user code
   Regs regs = t.task->regs();
@@ -543,6 +564,13 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   if (!spec) {
     fail(ErrorCode::Unsupported,
          "the program used syscall " + std::to_string(nr) + ", which rewind does not support yet");
+  }
+  if ((nr == SYS_execve || nr == SYS_execveat) && t.task->tid() != t.tgid) {
+    // The kernel gives the exec'd image the main thread's tid, and ends the main thread
+    // unreported: the stream and replay would have to follow the tid change.
+    fail(ErrorCode::Unsupported,
+         std::string("the program called ") + spec->name +
+             " in a thread other than its main one, which rewind cannot record yet");
   }
   // While it waits in the kernel, another thread may run. Not during a syscall that changes the
   // address space (replay maps at the recorded addresses in the stream's order, so those must
@@ -1153,6 +1181,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
       if (r.name == "[vdso]") vdso_[t.tgid] = {r.start, r.end};
     }
     events_.append(e);
+    appendEndedByExec(t.tgid);
     for (ProcessInfo& p : processes_) {
       if (p.pid == t.task->tid()) p.execs.push_back(ProcessInfo::Exec{e.exec.exe, t.execArgv});
     }
@@ -1234,6 +1263,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   }
   if (nr == SYS_shmat && !isError(result)) captureShmat(t, s);
   events_.append(e);
+  if (nr == SYS_execve || nr == SYS_execveat) appendEndedByExec(t.tgid);  // it failed
   syscalls_++;
   releaseOutput(t.task->tid());
   // A signal the syscall raised (SIGPIPE) or that waited for it is delivered as the task returns

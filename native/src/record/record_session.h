@@ -154,6 +154,8 @@ class RecordSession {
   bool emulateRdtsc(RecordedTask& t);
   bool ignoresSignal(pid_t tid, int sig) const;
   uint8_t echoTarget(pid_t tid, uint64_t fd) const;
+  bool execUnderWay(pid_t tgid) const;  // a thread of the process is in execve
+  void appendEndedByExec(pid_t tgid);
   bool claimOutput(RecordedTask& t);
   void releaseOutput(pid_t tid);
   RecordedTask& addTask(pid_t tid);
@@ -182,6 +184,9 @@ class RecordSession {
   std::map<pid_t, std::set<std::pair<dev_t, ino_t>>> mappedFiles_;  // per process, private
   SharedFiles sharedFiles_;
   std::map<pid_t, std::pair<uint64_t, uint64_t>> vdso_;  // per process: where its vDSO is
+  // Per process: the ends of threads its exec under way killed, which follow its exec event
+  // (replay's exec ends them).
+  std::map<pid_t, std::vector<Event>> endedByExec_;
   uint64_t syscalls_ = 0;
   // Writes to stdout and stderr run one at a time, each recorded before the next starts, so the
   // stream has them in the order the kernel wrote them (replay echoes them in the stream's order):

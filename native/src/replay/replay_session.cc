@@ -1169,6 +1169,22 @@ Stop ReplaySession::resumeInKernel(ReplayTask& t) {
   }
 }
 
+// The exec kills the process's other threads, and goes on only once their ends are collected
+// (traced, they stay zombies until then): their Exit events come after the exec's.
+void ReplaySession::collectEndedByExec(const ReplayTask& t) {
+  for (auto& [tid, other] : tasks_) {
+    if (&other == &t || other.tgid != t.tgid || other.exited) continue;
+    for (;;) {
+      Stop s = other.task->wait();
+      if (s.kind == Stop::Exited || s.kind == Stop::Killed) {
+        onExit(other, s);
+        break;
+      }
+      other.task->resume(PTRACE_CONT);  // a stop it reached before the kill
+    }
+  }
+}
+
 void ReplaySession::execInPlace(ReplayTask& t, const Regs& at) {
   releaseProcessRobustFutexes(t.tgid);  // the threads exec ends, and the one that execs
   // Exec the stub again: the kernel resets what exec resets, then the recorded address space
@@ -1182,7 +1198,16 @@ void ReplaySession::execInPlace(ReplayTask& t, const Regs& at) {
   r.rdi = path;
   r.rsi = arrays;
   r.rdx = arrays + 8;
-  Stop s = runInPlace(t, r);
+  std::optional<Stop> early = enterInPlace(t, r);
+  Stop s{};
+  if (early) {
+    s = *early;
+  } else {
+    t.task->resume(PTRACE_SYSCALL);
+    collectEndedByExec(t);
+    s = t.task->wait();
+    if (isChildEnd(*t.task, s)) s = resumeInKernel(t);
+  }
   if (s.kind != Stop::Event || s.event != PTRACE_EVENT_EXEC) {
     fail(ErrorCode::System, "replay could not exec the stub");
   }

@@ -167,6 +167,7 @@ class ReplaySession {
   void onSignal(ReplayTask& t, int sig);
   void onExit(ReplayTask& t, const Stop& s);
   void execInPlace(ReplayTask& t, const Regs& at);
+  void collectEndedByExec(const ReplayTask& t);
   void emulate(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void writeResults(ReplayTask& t, const SyscallEvent& ev);
   void applyStackLimit(ReplayTask& t, const SyscallEvent& ev);
