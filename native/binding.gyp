@@ -6,6 +6,7 @@
         "src/core/blob_store.cc",
         "src/core/event_stream.cc",
         "src/core/events.cc",
+        "src/core/forced_sigsegv.cc",
         "src/core/kick.cc",
         "src/core/memory_image.cc",
         "src/core/snapshot_image.cc",

@@ -21,6 +21,7 @@
 #include <tuple>
 
 #include "core/error.h"
+#include "core/forced_sigsegv.h"
 #include "core/memory_image.h"
 #include "core/memory_map.h"
 #include "core/proc_files.h"
@@ -80,6 +81,10 @@ uint64_t cloneFlags(const Task& task, long nr, const uint64_t* args, uint64_t* c
   if (!(flags & CLONE_CHILD_SETTID)) *childTid = 0;
   return flags;
 }
+
+// Scratch memory on a task's stack for an injected syscall: below the red zone (whose 128 bytes
+// leaf functions use without moving the stack pointer).
+constexpr uint64_t kBelowRedZone = 256;
 
 // Whether a signal is queued for the task that it does not block, so it stops for it as soon as
 // it returns to user code.
@@ -1124,7 +1129,8 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     return;
   }
   // Only these syscalls and a signal's delivery change the mask (the rdtsc traps need it).
-  if (t.sigmaskStale || nr == SYS_rt_sigprocmask || nr == SYS_rt_sigreturn) {
+  const bool maskRead = t.sigmaskStale || nr == SYS_rt_sigprocmask || nr == SYS_rt_sigreturn;
+  if (maskRead) {
     t.sigmask = blockedSignals(*t.task);
     t.sigmaskStale = false;
   }
@@ -1142,6 +1148,12 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     }
     t.filterInstall.reset();
     regs = t.task->regs();
+  }
+  if ((t.sigmask & kSigsegvBit) && (maskRead || nr == SYS_rt_sigaction)) {
+    t.segvGadget = t.entryRegs.rip - 2;
+    RemoteSyscalls remote(*t.task, t.segvGadget, RemoteSyscalls::KeepChildSignals);
+    remote.claimOrigin(kRewindSyscallIp);
+    t.segvAction = sigsegvAction(remote, regs.rsp - kBelowRedZone);
   }
   if (!acquire(t, Deferred::SyscallExit)) return;
   if (t.fakeTsc) {
@@ -1169,6 +1181,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   if (t.execPending) {
     t.execPending = false;
     t.execed = true;
+    t.sigmaskStale = true;  // its SIGSEGV action is read again
     t.task->reopenMemory();
     char exe[4096];
     std::string link = "/proc/" + std::to_string(t.task->tid()) + "/exe";
@@ -1281,6 +1294,14 @@ bool RecordSession::emulateRdtsc(RecordedTask& t) {
   bool rdtscp = insn[0] == 0x0f && insn[1] == 0x01 && insn[2] == 0xf9;
   if (!rdtsc && !rdtscp) return false;
   reblockForcedSigsegv(*t.task, t.sigmask);
+  uint8_t gadget[2] = {};
+  if ((t.sigmask & kSigsegvBit) && t.segvAction && t.segvAction->handler != uint64_t(SIG_DFL) &&
+      t.task->tryRead(t.segvGadget, gadget, sizeof gadget) && gadget[0] == 0x0f &&
+      gadget[1] == 0x05) {
+    RemoteSyscalls remote(*t.task, t.segvGadget, RemoteSyscalls::KeepChildSignals);
+    remote.claimOrigin(kRewindSyscallIp);
+    setSigsegvAction(remote, r.rsp - kBelowRedZone, *t.segvAction);
+  }
   Event e;
   e.type = EventType::Rdtsc;
   RdtscEvent& ev = e.rdtsc;

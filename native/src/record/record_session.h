@@ -17,6 +17,7 @@
 
 #include "core/blob_store.h"
 #include "core/event_stream.h"
+#include "core/forced_sigsegv.h"
 #include "core/spawn.h"
 #include "core/syscall_buffers.h"
 #include "core/task.h"
@@ -109,6 +110,11 @@ struct RecordedTask {
   std::optional<Interrupted> interrupted;  // the last syscall, if it was such a one
   std::optional<Interrupted> restarting;   // the one the restart_syscall under way goes on with
   std::vector<std::string> execArgv;       // read at execve entry, for the manifest
+
+  // Its SIGSEGV action, read while SIGSEGV is blocked (core/forced_sigsegv.h), and the syscall
+  // instruction it was read through.
+  std::optional<KernelSigaction> segvAction;
+  uint64_t segvGadget = 0;
 };
 
 class RecordSession {

@@ -645,6 +645,10 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
       next_.rdtsc.tid == t.recordedTid && next_.rdtsc.rip == r.rip) {
     const RdtscEvent& ev = next_.rdtsc;
     reblockForcedSigsegv(*t.task, t.sigmask);
+    if ((t.sigmask & kSigsegvBit) && t.segvAction && t.segvAction->handler != uint64_t(SIG_DFL)) {
+      RemoteSyscalls remote(*t.task, t.stub.gadget);
+      setSigsegvAction(remote, t.stub.scratch, *t.segvAction);
+    }
     r.rax = ev.rax;
     r.rdx = ev.rdx;
     if (ev.rdtscp) r.rcx = ev.rcx;
@@ -891,6 +895,11 @@ void ReplaySession::replayExecuted(ReplayTask& t, const SyscallEvent& ev) {
   {
     RemoteSyscalls remote(*t.task, t.stub.gadget);
     got = remote.call(ev.nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+    // As the recorder reads it (not after rt_sigreturn, which replay runs in place).
+    if ((ev.nr == SYS_rt_sigprocmask || ev.nr == SYS_rt_sigaction) &&
+        (blockedSignals(*t.task) & kSigsegvBit)) {
+      t.segvAction = sigsegvAction(remote, t.stub.scratch);
+    }
   }
   if (got != ev.result) divergedResult(ev, got);
   // Registers as the syscall left them: arch_prctl changes fs_base.

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/event_stream.h"
+#include "core/forced_sigsegv.h"
 #include "core/remote_syscalls.h"
 #include "core/task.h"
 #include "replay/address_space_builder.h"
@@ -56,6 +57,9 @@ struct ReplayTaskState {
   // Where the kernel clears its tid when it exits (CLONE_CHILD_CLEARTID); 0: nowhere.
   uint64_t clearChildTid = 0;
   uint64_t robustList = 0;  // the head it gave set_robust_list; 0: none
+
+  // Its SIGSEGV action, read while SIGSEGV is blocked (core/forced_sigsegv.h).
+  std::optional<KernelSigaction> segvAction;
 };
 
 struct ReplayTask : ReplayTaskState {

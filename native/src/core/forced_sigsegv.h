@@ -1,0 +1,30 @@
+// A trapped rdtsc raises a SIGSEGV that the kernel forces: if the program blocked SIGSEGV, the
+// kernel unblocks it and resets its action to the default (reblockForcedSigsegv in core/task.h
+// blocks it again). The action is gone by the trap, so it is read beforehand, whenever SIGSEGV
+// is blocked at a syscall that may have changed the mask or the action, and set again after the
+// trap: a later fault then reaches the program's handler, as natively.
+#pragma once
+
+#include <signal.h>
+
+#include <cstdint>
+#include <optional>
+
+#include "core/remote_syscalls.h"
+
+namespace rwd {
+
+// The kernel's struct sigaction, as rt_sigaction reads and writes it.
+struct KernelSigaction {
+  uint64_t handler = 0, flags = 0, restorer = 0, mask = 0;
+};
+
+constexpr uint64_t kSigsegvBit = uint64_t(1) << (SIGSEGV - 1);
+
+// The task's SIGSEGV action, through an injected rt_sigaction that uses 32 bytes at `scratch`
+// (restored after); nothing if the injection failed.
+std::optional<KernelSigaction> sigsegvAction(RemoteSyscalls& remote, uint64_t scratch);
+// Sets it again.
+void setSigsegvAction(RemoteSyscalls& remote, uint64_t scratch, const KernelSigaction& action);
+
+}  // namespace rwd
