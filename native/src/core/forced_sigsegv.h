@@ -2,7 +2,8 @@
 // kernel unblocks it and resets its action to the default (reblockForcedSigsegv in core/task.h
 // blocks it again). The action is gone by the trap, so it is read beforehand, whenever SIGSEGV
 // is blocked at a syscall that may have changed the mask or the action, and set again after the
-// trap: a later fault then reaches the program's handler, as natively.
+// trap: a later fault then reaches the program's handler, as natively. (Replay forces the SIGSYS
+// of a filter's SECCOMP_RET_TRAP with the same helpers.)
 #pragma once
 
 #include <signal.h>
@@ -21,10 +22,11 @@ struct KernelSigaction {
 
 constexpr uint64_t kSigsegvBit = uint64_t(1) << (SIGSEGV - 1);
 
-// The task's SIGSEGV action, through an injected rt_sigaction that uses 32 bytes at `scratch`
+// The task's action for `sig`, through an injected rt_sigaction that uses 32 bytes at `scratch`
 // (restored after); nothing if the injection failed.
-std::optional<KernelSigaction> sigsegvAction(RemoteSyscalls& remote, uint64_t scratch);
-// Sets it again.
-void setSigsegvAction(RemoteSyscalls& remote, uint64_t scratch, const KernelSigaction& action);
+std::optional<KernelSigaction> signalAction(RemoteSyscalls& remote, uint64_t scratch, int sig);
+// Sets it (again).
+void setSignalAction(RemoteSyscalls& remote, uint64_t scratch, int sig,
+                     const KernelSigaction& action);
 
 }  // namespace rwd

@@ -1153,7 +1153,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     t.segvGadget = t.entryRegs.rip - 2;
     RemoteSyscalls remote(*t.task, t.segvGadget, RemoteSyscalls::KeepChildSignals);
     remote.claimOrigin(kRewindSyscallIp);
-    t.segvAction = sigsegvAction(remote, regs.rsp - kBelowRedZone);
+    t.segvAction = signalAction(remote, regs.rsp - kBelowRedZone, SIGSEGV);
   }
   if (!acquire(t, Deferred::SyscallExit)) return;
   if (t.fakeTsc) {
@@ -1300,7 +1300,7 @@ bool RecordSession::emulateRdtsc(RecordedTask& t) {
       gadget[1] == 0x05) {
     RemoteSyscalls remote(*t.task, t.segvGadget, RemoteSyscalls::KeepChildSignals);
     remote.claimOrigin(kRewindSyscallIp);
-    setSigsegvAction(remote, r.rsp - kBelowRedZone, *t.segvAction);
+    setSignalAction(remote, r.rsp - kBelowRedZone, SIGSEGV, *t.segvAction);
   }
   Event e;
   e.type = EventType::Rdtsc;

@@ -24,6 +24,7 @@
 #include "core/error.h"
 #include "core/kick.h"
 #include "core/memory_map.h"
+#include "core/proc_files.h"
 #include "core/remote_syscalls.h"
 #include "core/spawn.h"
 #include "core/syscall_buffers.h"
@@ -647,7 +648,7 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
     reblockForcedSigsegv(*t.task, t.sigmask);
     if ((t.sigmask & kSigsegvBit) && t.segvAction && t.segvAction->handler != uint64_t(SIG_DFL)) {
       RemoteSyscalls remote(*t.task, t.stub.gadget);
-      setSigsegvAction(remote, t.stub.scratch, *t.segvAction);
+      setSignalAction(remote, t.stub.scratch, SIGSEGV, *t.segvAction);
     }
     r.rax = ev.rax;
     r.rdx = ev.rdx;
@@ -703,7 +704,10 @@ void ReplaySession::onSyscall(ReplayTask& t) {
   }
   SyscallEvent ev = std::move(next_.syscall);
   nextEvent();
-  if (ev.filtered == SyscallEvent::Filtered::Returned) return finishSyscall(t, r, ev.result);
+  if (ev.filtered == SyscallEvent::Filtered::Returned) {
+    forceFilterTrap(t);
+    return finishSyscall(t, r, ev.result);
+  }
   if (ev.filtered != SyscallEvent::Filtered::No) return killAsFiltered(t, r, ev);
   switch (spec->replay) {
     case ReplayAction::Emulate:
@@ -877,6 +881,22 @@ void ReplaySession::echo(const SyscallEvent& ev, const std::vector<uint8_t>& dat
   }
 }
 
+// A filter's SECCOMP_RET_TRAP raises a SIGSYS the kernel forces: one the program blocked or
+// ignored is unblocked, and its action reset to the default. Replay sends it as a signal of
+// its own, so it forces it so first.
+void ReplaySession::forceFilterTrap(ReplayTask& t) {
+  std::optional<Event> next = nextEventOf(t);
+  if (!next || next->type != EventType::Signal || next->signal.signo != SIGSYS) return;
+  const uint64_t bit = uint64_t(1) << (SIGSYS - 1);
+  uint64_t blocked = blockedSignals(*t.task);
+  const bool ignored = uint64_t(procStatus(t.task->tid()).number("SigIgn", 16, 0)) & bit;
+  if (!(blocked & bit) && !ignored) return;
+  blocked &= ~bit;
+  ptrace(PTRACE_SETSIGMASK, t.task->tid(), sizeof blocked, &blocked);
+  RemoteSyscalls remote(*t.task, t.stub.gadget);
+  setSignalAction(remote, t.stub.scratch, SIGSYS, KernelSigaction{});
+}
+
 void ReplaySession::replayExecuted(ReplayTask& t, const SyscallEvent& ev) {
   uint64_t a[6];
   memcpy(a, ev.args, sizeof a);
@@ -898,7 +918,7 @@ void ReplaySession::replayExecuted(ReplayTask& t, const SyscallEvent& ev) {
     // As the recorder reads it (not after rt_sigreturn, which replay runs in place).
     if ((ev.nr == SYS_rt_sigprocmask || ev.nr == SYS_rt_sigaction) &&
         (blockedSignals(*t.task) & kSigsegvBit)) {
-      t.segvAction = sigsegvAction(remote, t.stub.scratch);
+      t.segvAction = signalAction(remote, t.stub.scratch, SIGSEGV);
     }
   }
   if (got != ev.result) divergedResult(ev, got);

@@ -172,6 +172,7 @@ class ReplaySession {
   void onExit(ReplayTask& t, const Stop& s);
   void execInPlace(ReplayTask& t, const Regs& at);
   void collectEndedByExec(const ReplayTask& t);
+  void forceFilterTrap(ReplayTask& t);
   void emulate(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void writeResults(ReplayTask& t, const SyscallEvent& ev);
   void applyStackLimit(ReplayTask& t, const SyscallEvent& ev);
