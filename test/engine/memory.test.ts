@@ -57,6 +57,12 @@ describe('memory', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  it('private_grow: a file mapped private past its end faults there until it grows, then shows what was written to it, in replay too', async () => {
+    const dir = tempDir('rewind-private-grow-');
+    const { rec } = await recordReplay(compile('private_grow'), [dir], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toBe('SIGBUS before growing\nafter growing: x file\nSIGBUS past the new end\n');
+  });
+
   it('shared_counter: a parent and its fork child sharing anonymous memory run in the recorded order, each of 5 recordings', async () => {
     const exe = compile('shared_counter');
     for (let i = 0; i < 5; i++) {

@@ -1270,6 +1270,14 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
         s.fileSize = uint64_t(st.st_size);
       } else {
         mappedFiles_[t.tgid].insert({st.st_dev, st.st_ino});
+        // Mapped past its end through a descriptor that may grow it: its pages there fault until
+        // it grows (rr's mmap_private_grow_under_map), so replay maps an emulated file that
+        // follows its size (record/shared_files.h), privately still.
+        if (s.args[5] + s.args[1] > ((uint64_t(st.st_size) + 4095) & ~uint64_t(4095)) &&
+            openedForWriting(t, s.args[4])) {
+          s.file = sharedFiles_.mapped(fd);
+          s.fileSize = uint64_t(st.st_size);
+        }
       }
     }
     if (fd >= 0) close(fd);
