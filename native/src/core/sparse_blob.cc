@@ -1,5 +1,6 @@
 #include "core/sparse_blob.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
@@ -60,7 +61,10 @@ void writeDecoded(int blobFd, int out, uint64_t maxSize) {
   readExact(blobFd, magic, sizeof magic, 0);
   readExact(blobFd, head, sizeof head, sizeof magic);
   const uint64_t size = head[0], count = head[1];
-  if (!isSparseEncoding(magic, sizeof magic) || size > maxSize || count > size / 4096 + 1) {
+  struct stat st;
+  if (fstat(blobFd, &st) < 0) failErrno("stat a sparse blob");
+  const uint64_t room = uint64_t(st.st_size) - (sizeof magic + sizeof head);
+  if (!isSparseEncoding(magic, sizeof magic) || size > maxSize || count > room / sizeof(Extent)) {
     fail(ErrorCode::BadTrace, "a sparse blob has an impossible size or extent count");
   }
   if (ftruncate(out, off_t(size)) < 0) failErrno("size a file from a sparse blob");

@@ -1129,8 +1129,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     return;
   }
   // Only these syscalls and a signal's delivery change the mask (the rdtsc traps need it).
-  const bool maskRead = t.sigmaskStale || nr == SYS_rt_sigprocmask || nr == SYS_rt_sigreturn;
-  if (maskRead) {
+  if (t.sigmaskStale || nr == SYS_rt_sigprocmask || nr == SYS_rt_sigreturn) {
     t.sigmask = blockedSignals(*t.task);
     t.sigmaskStale = false;
   }
@@ -1149,11 +1148,10 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     t.filterInstall.reset();
     regs = t.task->regs();
   }
-  if ((t.sigmask & kSigsegvBit) && (maskRead || nr == SYS_rt_sigaction)) {
-    t.segvGadget = t.entryRegs.rip - 2;
-    RemoteSyscalls remote(*t.task, t.segvGadget, RemoteSyscalls::KeepChildSignals);
-    remote.claimOrigin(kRewindSyscallIp);
-    t.segvAction = signalAction(remote, regs.rsp - kBelowRedZone, SIGSEGV);
+  KernelSigaction action;
+  if (nr == SYS_rt_sigaction && result == 0 && arg(t.entryRegs, 0) == SIGSEGV &&
+      arg(t.entryRegs, 1) && t.task->tryRead(arg(t.entryRegs, 1), &action, sizeof action)) {
+    segvActions_[t.tgid] = {action, t.entryRegs.rip - 2};
   }
   if (!acquire(t, Deferred::SyscallExit)) return;
   if (t.fakeTsc) {
@@ -1181,7 +1179,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   if (t.execPending) {
     t.execPending = false;
     t.execed = true;
-    t.sigmaskStale = true;  // its SIGSEGV action is read again
+    segvActions_.erase(t.tgid);  // exec resets the actions of caught signals
     t.task->reopenMemory();
     char exe[4096];
     std::string link = "/proc/" + std::to_string(t.task->tid()) + "/exe";
@@ -1272,9 +1270,12 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
         mappedFiles_[t.tgid].insert({st.st_dev, st.st_ino});
         // Mapped past its end through a descriptor that may grow it: its pages there fault until
         // it grows (rr's mmap_private_grow_under_map), so replay maps an emulated file that
-        // follows its size (record/shared_files.h), privately still.
-        if (s.args[5] + s.args[1] > ((uint64_t(st.st_size) + 4095) & ~uint64_t(4095)) &&
-            openedForWriting(t, s.args[4])) {
+        // follows its size (record/shared_files.h), privately still; so are its later mappings,
+        // which the kernel may merge with that one.
+        const bool pastEnd = s.args[5] + s.args[1] > ((uint64_t(st.st_size) + 4095) & ~4095ull);
+        if (growable_.count({st.st_dev, st.st_ino}) ||
+            (pastEnd && openedForWriting(t, s.args[4]))) {
+          growable_.insert({st.st_dev, st.st_ino});
           s.file = sharedFiles_.mapped(fd);
           s.fileSize = uint64_t(st.st_size);
         }
@@ -1302,13 +1303,15 @@ bool RecordSession::emulateRdtsc(RecordedTask& t) {
   bool rdtscp = insn[0] == 0x0f && insn[1] == 0x01 && insn[2] == 0xf9;
   if (!rdtsc && !rdtscp) return false;
   reblockForcedSigsegv(*t.task, t.sigmask);
+  auto action = segvActions_.find(t.tgid);
   uint8_t gadget[2] = {};
-  if ((t.sigmask & kSigsegvBit) && t.segvAction && t.segvAction->handler != uint64_t(SIG_DFL) &&
-      t.task->tryRead(t.segvGadget, gadget, sizeof gadget) && gadget[0] == 0x0f &&
+  if ((t.sigmask & kSigsegvBit) && action != segvActions_.end() &&
+      action->second.first.handler != uint64_t(SIG_DFL) &&
+      t.task->tryRead(action->second.second, gadget, sizeof gadget) && gadget[0] == 0x0f &&
       gadget[1] == 0x05) {
-    RemoteSyscalls remote(*t.task, t.segvGadget, RemoteSyscalls::KeepChildSignals);
+    RemoteSyscalls remote(*t.task, action->second.second, RemoteSyscalls::KeepChildSignals);
     remote.claimOrigin(kRewindSyscallIp);
-    setSignalAction(remote, r.rsp - kBelowRedZone, SIGSEGV, *t.segvAction);
+    setSignalAction(remote, r.rsp - kBelowRedZone, SIGSEGV, action->second.first);
   }
   Event e;
   e.type = EventType::Rdtsc;

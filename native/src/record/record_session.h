@@ -110,11 +110,6 @@ struct RecordedTask {
   std::optional<Interrupted> interrupted;  // the last syscall, if it was such a one
   std::optional<Interrupted> restarting;   // the one the restart_syscall under way goes on with
   std::vector<std::string> execArgv;       // read at execve entry, for the manifest
-
-  // Its SIGSEGV action, read while SIGSEGV is blocked (core/forced_sigsegv.h), and the syscall
-  // instruction it was read through.
-  std::optional<KernelSigaction> segvAction;
-  uint64_t segvGadget = 0;
 };
 
 class RecordSession {
@@ -188,11 +183,15 @@ class RecordSession {
   uint32_t taskCount_ = 0;
   std::vector<ProcessInfo> processes_;
   std::map<pid_t, std::set<std::pair<dev_t, ino_t>>> mappedFiles_;  // per process, private
+  std::set<std::pair<dev_t, ino_t>> growable_;  // mapped private through an emulated file
   SharedFiles sharedFiles_;
   std::map<pid_t, std::pair<uint64_t, uint64_t>> vdso_;  // per process: where its vDSO is
   // Per process: the ends of threads its exec under way killed, which follow its exec event
   // (replay's exec ends them).
   std::map<pid_t, std::vector<Event>> endedByExec_;
+  // Per process: the SIGSEGV action its last rt_sigaction set, and the syscall instruction of
+  // that call, through which it is set again after an rdtsc trap (core/forced_sigsegv.h).
+  std::map<pid_t, std::pair<KernelSigaction, uint64_t>> segvActions_;
   uint64_t syscalls_ = 0;
   // Writes to stdout and stderr run one at a time, each recorded before the next starts, so the
   // stream has them in the order the kernel wrote them (replay echoes them in the stream's order):

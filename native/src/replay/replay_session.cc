@@ -646,9 +646,11 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
       next_.rdtsc.tid == t.recordedTid && next_.rdtsc.rip == r.rip) {
     const RdtscEvent& ev = next_.rdtsc;
     reblockForcedSigsegv(*t.task, t.sigmask);
-    if ((t.sigmask & kSigsegvBit) && t.segvAction && t.segvAction->handler != uint64_t(SIG_DFL)) {
+    auto action = segvActions_.find(t.tgid);
+    if ((t.sigmask & kSigsegvBit) && action != segvActions_.end() &&
+        action->second.handler != uint64_t(SIG_DFL)) {
       RemoteSyscalls remote(*t.task, t.stub.gadget);
-      setSignalAction(remote, t.stub.scratch, SIGSEGV, *t.segvAction);
+      setSignalAction(remote, t.stub.scratch, SIGSEGV, action->second);
     }
     r.rax = ev.rax;
     r.rdx = ev.rdx;
@@ -915,11 +917,11 @@ void ReplaySession::replayExecuted(ReplayTask& t, const SyscallEvent& ev) {
   {
     RemoteSyscalls remote(*t.task, t.stub.gadget);
     got = remote.call(ev.nr, a[0], a[1], a[2], a[3], a[4], a[5]);
-    // As the recorder reads it (not after rt_sigreturn, which replay runs in place).
-    if ((ev.nr == SYS_rt_sigprocmask || ev.nr == SYS_rt_sigaction) &&
-        (blockedSignals(*t.task) & kSigsegvBit)) {
-      t.segvAction = signalAction(remote, t.stub.scratch, SIGSEGV);
-    }
+  }
+  KernelSigaction action;
+  if (ev.nr == SYS_rt_sigaction && got == 0 && a[0] == SIGSEGV && a[1] &&
+      t.task->tryRead(a[1], &action, sizeof action)) {
+    segvActions_[t.tgid] = action;  // as the recorder keeps it
   }
   if (got != ev.result) divergedResult(ev, got);
   // Registers as the syscall left them: arch_prctl changes fs_base.
@@ -1215,7 +1217,9 @@ void ReplaySession::collectEndedByExec(const ReplayTask& t) {
 }
 
 void ReplaySession::execInPlace(ReplayTask& t, const Regs& at) {
-  releaseProcessRobustFutexes(t.tgid);  // the threads exec ends, and the one that execs
+  releaseProcessRobustFutexes(t.tgid);
+  segvActions_.erase(t.tgid);  // exec resets the actions of caught signals  // the threads exec
+                               // ends, and the one that execs
   // Exec the stub again: the kernel resets what exec resets, then the recorded address space
   // is rebuilt around the stub as at the start.
   Regs r = at;

@@ -57,9 +57,6 @@ struct ReplayTaskState {
   // Where the kernel clears its tid when it exits (CLONE_CHILD_CLEARTID); 0: nowhere.
   uint64_t clearChildTid = 0;
   uint64_t robustList = 0;  // the head it gave set_robust_list; 0: none
-
-  // Its SIGSEGV action, read while SIGSEGV is blocked (core/forced_sigsegv.h).
-  std::optional<KernelSigaction> segvAction;
 };
 
 struct ReplayTask : ReplayTaskState {
@@ -227,6 +224,9 @@ class ReplaySession {
       0;  // output of events before this one was written already (replay may go back)
   std::map<uint32_t, AddressSpace> spaces_;
   EmulatedFiles sharedFiles_;
+  // Per process (recorded tgid): the SIGSEGV action its last rt_sigaction set, set again after
+  // an rdtsc trap (core/forced_sigsegv.h).
+  std::map<uint32_t, KernelSigaction> segvActions_;
   CodeCoverage* coverage_ = nullptr;
 };
 
