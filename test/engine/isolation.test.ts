@@ -57,6 +57,11 @@ describe('seccomp filters the program installs', () => {
     }
   });
 
+  it('a filter trap (SECCOMP_RET_TRAP) kills a child that blocked or ignored SIGSYS, as the kernel forces it, and reaches one that catches it', async () => {
+    const { rec } = await recordReplay(compile('seccomp_trap_blocked'), [], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toBe('blocked: killed by signal 31\nignored: killed by signal 31\ncaught: exited with 7\n');
+  });
+
   it("rewind's own syscalls pass a filter that kills them: an exec under it", async () => {
     const exe = compile('seccomp_filters', { extra: ['-pthread'] });
     const { rec } = await recordReplay(exe, ['exec'], { expectStatus: 0 });

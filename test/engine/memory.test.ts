@@ -2,7 +2,7 @@
 // between processes, mappings that move and grow, advice that changes what a fork copies.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanupTemps, compile, describeRun, record, recordReplay, tempDir } from './harness.js';
@@ -39,6 +39,28 @@ describe('memory', () => {
           'tid cleared at the new address: 1\n',
       );
     }
+  });
+
+  it('sparse_files: a 1 TiB memfd, a 20 GiB one and a 64 GiB file with a punched hole replay exactly, and the trace holds their data, not their holes', async () => {
+    const dir = tempDir('rewind-sparse-');
+    const { rec } = await recordReplay(compile('sparse_files'), [dir], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toBe(
+      '1 TiB private: x y 0\n' +
+        '1 TiB shared: x y 0\n' +
+        '20 GiB, one page: 0\n' +
+        '64 GiB file: punched 0, kept 2, last z\n' +
+        'magic file: rewind-sparse1, and then some text\n',
+    );
+    const blobs = join(rec.traceDir, 'blobs');
+    const stored = readdirSync(blobs).reduce((sum, name) => sum + statSync(join(blobs, name)).size, 0);
+    expect(stored).toBeLessThan(64 << 20);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('private_grow: a file mapped private past its end faults there until it grows, then shows what was written to it, in replay too', async () => {
+    const dir = tempDir('rewind-private-grow-');
+    const { rec } = await recordReplay(compile('private_grow'), [dir], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toBe('SIGBUS before growing\nafter growing: x file\nSIGBUS past the new end\n');
   });
 
   it('shared_counter: a parent and its fork child sharing anonymous memory run in the recorded order, each of 5 recordings', async () => {

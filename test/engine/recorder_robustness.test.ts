@@ -61,4 +61,10 @@ describe('the recorder and its tracees', () => {
     const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
     expect(rec.stdout.toString(), describeRun(rec)).toBe('after rdtsc: SIGSEGV blocked (1)\nafter exec and rdtsc: SIGSEGV blocked (1)\n');
   });
+
+  it('a SIGSEGV handler outlives rdtsc traps made while SIGSEGV is blocked (the kernel resets the action it forces), and a later fault reaches it', async () => {
+    const exe = compile('segv_handler_rdtsc');
+    const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+    expect(rec.stdout.toString(), describeRun(rec)).toBe('rdtsc with SIGSEGV blocked: 3, handler kept: 1\nfault handled: 1, value 42\n');
+  });
 });

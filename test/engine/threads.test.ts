@@ -4,12 +4,22 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EVENT_TYPES, FIXTURES, cleanupTemps, compile, eventsBlob, parseEventStream, readManifest, realPython, recordReplay, requireCli, run, tempDir } from './harness.js';
+import { EVENT_TYPES, FIXTURES, cleanupTemps, compile, eventsBlob, expectCleanFailure, parseEventStream, readManifest, realPython, record, recordReplay, requireCli, run, tempDir } from './harness.js';
 
 afterAll(cleanupTemps);
 beforeAll(requireCli);
 
 describe('threads', () => {
+  it('exec_threads: an exec from the main thread ends the thread sleeping in a syscall, in recording and replay, each of 5 recordings; an exec from another thread is refused by name', async () => {
+    const exe = compile('exec_threads', { extra: ['-pthread'] });
+    for (let i = 0; i < 5; i++) {
+      const { rec } = await recordReplay(exe, ['main'], { expectStatus: 0 });
+      expect(rec.stdout.toString()).toBe("about to exec\nthe exec'd image runs\n");
+    }
+    const other = await record(exe, ['other']);
+    expectCleanFailure(other, /the program called execve in a thread other than its main one, which rewind cannot record yet/);
+  });
+
   it('8 threads racing on an unsynchronised counter: native runs differ, replay follows the recording', async () => {
     const exe = compile('racing_threads', { extra: ['-pthread'] });
     const outputs = new Set<string>();

@@ -5,9 +5,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "core/error.h"
+#include "core/sparse_blob.h"
 
 namespace rwd {
 namespace {
@@ -67,6 +69,56 @@ std::string hashFile(int fd, const std::string& what, int copyTo, const std::str
   return h.hex();
 }
 
+// A file whose holes add up to this much is stored as its data extents (core/sparse_blob.h).
+constexpr uint64_t kSparseHoles = 1 << 20;
+
+// Hashes and writes to `copyTo` the sparse encoding of the file at `fd`, `size` bytes long.
+std::string encodeSparse(int fd, uint64_t size, const std::vector<Extent>& extents,
+                         const std::string& what, int copyTo, const std::string& copyName,
+                         uint64_t* encodedSize) {
+  Sha256 h;
+  auto emit = [&](const void* p, size_t n) {
+    h.update(p, n);
+    writeAll(copyTo, static_cast<const uint8_t*>(p), n, copyName);
+    *encodedSize += n;
+  };
+  *encodedSize = 0;
+  uint64_t head[2] = {size, extents.size()};
+  emit(kSparseMagic, sizeof kSparseMagic);
+  emit(head, sizeof head);
+  emit(extents.data(), extents.size() * sizeof(Extent));
+  std::vector<uint8_t> buf(1 << 20);
+  for (const Extent& e : extents) {
+    for (uint64_t done = 0; done < e.length;) {
+      size_t want = size_t(std::min<uint64_t>(buf.size(), e.length - done));
+      ssize_t n = pread(fd, buf.data(), want, off_t(e.offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) failErrno("read " + what);
+      // Shrunk since its extents were read: what is gone reads as zeros, as past the end.
+      if (n == 0) std::fill(buf.begin(), buf.begin() + ptrdiff_t(want), 0);
+      size_t got = n == 0 ? want : size_t(n);
+      emit(buf.data(), got);
+      done += got;
+    }
+  }
+  return h.hex();
+}
+
+// Whether the file at `fd` is to be stored sparse, and its data extents if so.
+bool sparseExtents(int fd, uint64_t size, std::vector<Extent>* extents) {
+  char head[sizeof kSparseMagic];
+  if (pread(fd, head, sizeof head, 0) == ssize_t(sizeof head) &&
+      isSparseEncoding(head, sizeof head)) {
+    *extents = {Extent{0, size}};
+    return true;  // it would read as an encoding
+  }
+  if (size < kSparseHoles) return false;
+  *extents = dataExtents(fd, size);
+  uint64_t data = 0;
+  for (const Extent& e : *extents) data += e.length;
+  return size - data >= kSparseHoles;
+}
+
 }  // namespace
 
 std::string sha256Hex(const void* data, size_t len) {
@@ -107,6 +159,22 @@ std::string BlobStore::commitTemp(const std::string& temp, const std::string& sh
 }
 
 std::string BlobStore::put(const void* data, size_t len, const std::string& role) {
+  if (role == "file" && isSparseEncoding(data, len)) {
+    // It would read as an encoding: stored as one, of one extent.
+    std::vector<uint8_t> encoded(sizeof kSparseMagic);
+    memcpy(encoded.data(), kSparseMagic, sizeof kSparseMagic);
+    for (uint64_t word : {uint64_t(len), uint64_t(1), uint64_t(0), uint64_t(len)}) {
+      encoded.insert(encoded.end(), reinterpret_cast<uint8_t*>(&word),
+                     reinterpret_cast<uint8_t*>(&word) + sizeof word);
+    }
+    const auto* bytes = static_cast<const uint8_t*>(data);
+    encoded.insert(encoded.end(), bytes, bytes + len);
+    return store(encoded.data(), encoded.size(), "sparse file");
+  }
+  return store(data, len, role);
+}
+
+std::string BlobStore::store(const void* data, size_t len, const std::string& role) {
   std::string sha = sha256Hex(data, len);
   if (known_.count(sha)) return sha;
   std::string temp = dir_ + "/.tmp-" + std::to_string(tempCounter_++);
@@ -136,15 +204,23 @@ std::string BlobStore::putFile(int fd, const std::string& path, bool cached) {
   if (out < 0) failErrno("create " + temp);
   uint64_t size = 0;
   std::string sha;
+  bool sparse = false;
   try {
-    sha = hashFile(fd, path, out, temp, &size);
+    std::vector<Extent> extents;
+    sparse = sparseExtents(fd, uint64_t(st.st_size), &extents);
+    if (sparse) {
+      sha = encodeSparse(fd, uint64_t(st.st_size), extents, path, out, temp, &size);
+    } else {
+      sha = hashFile(fd, path, out, temp, &size);
+    }
   } catch (...) {
     close(out);
     unlink(temp.c_str());
     throw;
   }
   close(out);
-  sha = commitTemp(temp, sha, size, "file", path);
+  // Not "file": gdb is served files by their path, as their bytes (debugserver/trace_files.ts).
+  sha = commitTemp(temp, sha, size, sparse ? "sparse file" : "file", path);
   fileCache_[key] = Captured{sha, settled};
   return sha;
 }

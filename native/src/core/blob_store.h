@@ -16,7 +16,7 @@ namespace rwd {
 struct BlobRef {
   std::string sha256;
   uint64_t size = 0;
-  std::string role;  // events, file, snapshot
+  std::string role;  // events, file, sparse file (core/sparse_blob.h), snapshot
   std::string path;  // for files: where the program found it
 };
 
@@ -38,6 +38,7 @@ class BlobStore {
  private:
   std::string commitTemp(const std::string& temp, const std::string& sha, uint64_t size,
                          const std::string& role, const std::string& path);
+  std::string store(const void* data, size_t len, const std::string& role);
   std::string dir_;
   std::vector<BlobRef> blobs_;
   std::map<std::string, size_t> known_;  // sha256 -> index in blobs_

@@ -30,10 +30,10 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 
 #include "core/error.h"
+#include "core/proc_files.h"
 #include "core/syscall_restart.h"
 
 namespace rwd {
@@ -258,13 +258,8 @@ void captureRecvmmsg(const Task& task, const uint64_t* args, int64_t result,
 
 // The task's process id as the task sees it (the last NStgid: its own pid namespace's).
 long ownPid(const Task& task) {
-  std::ifstream in("/proc/" + std::to_string(task.tid()) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("NStgid:", 0) == 0)
-      return strtol(line.c_str() + line.find_last_of(" \t"), nullptr, 10);
-  }
-  return -1;
+  std::vector<int64_t> pids = procStatus(task.tid()).numbers("NStgid");
+  return pids.empty() ? -1 : long(pids.back());
 }
 
 // process_vm_writev: what the kernel wrote into the caller's own memory. Another process's memory
@@ -277,16 +272,6 @@ void captureVmWrite(const Task& task, const uint64_t* args, int64_t result,
          "cannot replay yet");
   }
   captureIovecs(task, args[3], args[4], uint64_t(result), out);
-}
-
-// A number from a /proc/PID/fdinfo/FD line "key:\tvalue" (-1 when absent).
-long fdinfoValue(const Task& task, uint64_t fd, const std::string& key) {
-  std::ifstream in("/proc/" + std::to_string(task.tid()) + "/fdinfo/" + std::to_string(fd));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key + ":", 0) == 0) return strtol(line.c_str() + key.size() + 1, nullptr, 10);
-  }
-  return -1;
 }
 
 void captureBpf(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
@@ -302,8 +287,9 @@ void captureBpf(const Task& task, const uint64_t* args, std::vector<MemoryWrite>
     case BPF_MAP_LOOKUP_ELEM:
     case BPF_MAP_GET_NEXT_KEY: {
       bool lookup = args[0] == BPF_MAP_LOOKUP_ELEM;
-      long type = fdinfoValue(task, attr.map_fd, "map_type");
-      long size = fdinfoValue(task, attr.map_fd, lookup ? "value_size" : "key_size");
+      ProcFields info = procFdinfo(task.tid(), attr.map_fd);
+      int64_t type = info.number("map_type", 10, -1);
+      int64_t size = info.number(lookup ? "value_size" : "key_size", 10, -1);
       bool perCpu = type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||
                     type == BPF_MAP_TYPE_LRU_PERCPU_HASH ||
                     type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;

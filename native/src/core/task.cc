@@ -239,6 +239,7 @@ uint64_t blockedSignals(const Task& task) {
 
 void reblockForcedSigsegv(const Task& task, uint64_t mask) {
   const uint64_t segv = uint64_t(1) << (SIGSEGV - 1);
+  if (!(mask & segv)) return;  // nothing was unblocked
   uint64_t now = blockedSignals(task);
   if (now != mask && (now | segv) == mask) {
     ptrace(PTRACE_SETSIGMASK, task.tid(), sizeof mask, &mask);

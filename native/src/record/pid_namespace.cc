@@ -1,27 +1,20 @@
 #include "record/pid_namespace.h"
 
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
+
+#include "core/proc_files.h"
 
 namespace rwd {
 namespace {
 
-// A task's pid (`key` NSpid:) or its process's (NStgid:) in each pid namespace it is in, from
+// A task's pid (`key` NSpid) or its process's (NStgid) in each pid namespace it is in, from
 // the recorder's (outermost) to its own.
-std::vector<pid_t> namespacePids(pid_t tid, const std::string& key = "NSpid:") {
-  std::ifstream in("/proc/" + std::to_string(tid) + "/status");
-  std::string line;
+std::vector<pid_t> namespacePids(pid_t tid, const std::string& key = "NSpid") {
   std::vector<pid_t> pids;
-  while (std::getline(in, line)) {
-    if (line.rfind(key, 0) != 0) continue;
-    std::istringstream fields(line.substr(key.size()));
-    for (pid_t p; fields >> p;) pids.push_back(p);
-  }
+  for (int64_t p : procStatus(tid).numbers(key)) pids.push_back(pid_t(p));
   return pids;
 }
-
 }  // namespace
 
 ChildPids childPids(pid_t parent, pid_t child) {
@@ -36,7 +29,7 @@ ChildPids childPids(pid_t parent, pid_t child) {
 }
 
 bool inNamespaceInit(pid_t tid) {
-  std::vector<pid_t> pids = namespacePids(tid, "NStgid:");
+  std::vector<pid_t> pids = namespacePids(tid, "NStgid");
   return pids.size() > 1 && pids.back() == 1;
 }
 

@@ -21,8 +21,10 @@
 #include <tuple>
 
 #include "core/error.h"
+#include "core/forced_sigsegv.h"
 #include "core/memory_image.h"
 #include "core/memory_map.h"
+#include "core/proc_files.h"
 #include "core/spawn.h"
 #include "core/stub_layout.h"
 #include "core/syscall_restart.h"
@@ -80,6 +82,10 @@ uint64_t cloneFlags(const Task& task, long nr, const uint64_t* args, uint64_t* c
   return flags;
 }
 
+// Scratch memory on a task's stack for an injected syscall: below the red zone (whose 128 bytes
+// leaf functions use without moving the stack pointer).
+constexpr uint64_t kBelowRedZone = 256;
+
 // Whether a signal is queued for the task that it does not block, so it stops for it as soon as
 // it returns to user code.
 bool signalDue(const Task& task) {
@@ -109,15 +115,10 @@ struct SignalSets {
 };
 
 SignalSets signalSets(pid_t tid) {
-  std::ifstream in("/proc/" + std::to_string(tid) + "/status");
-  std::string line;
-  SignalSets sets;
-  while (std::getline(in, line)) {
-    if (line.rfind("SigBlk:", 0) == 0) sets.blocked = std::stoull(line.substr(7), nullptr, 16);
-    if (line.rfind("SigIgn:", 0) == 0) sets.ignored = std::stoull(line.substr(7), nullptr, 16);
-    if (line.rfind("SigCgt:", 0) == 0) sets.caught = std::stoull(line.substr(7), nullptr, 16);
-  }
-  return sets;
+  ProcFields status = procStatus(tid);
+  return SignalSets{uint64_t(status.number("SigBlk", 16, 0)),
+                    uint64_t(status.number("SigIgn", 16, 0)),
+                    uint64_t(status.number("SigCgt", 16, 0))};
 }
 
 // A signal the task neither catches nor lets kill it has no effect.
@@ -170,13 +171,7 @@ std::chrono::nanoseconds cpuTime(pid_t tid) {
 // Where in its file a write that returned put its data.
 uint64_t writtenAt(const RecordedTask& t, const SyscallEvent& s) {
   if (s.nr != SYS_write && s.nr != SYS_writev) return s.args[3];  // pwrite*: the offset argument
-  std::ifstream info("/proc/" + std::to_string(t.task->tid()) + "/fdinfo/" +
-                     std::to_string(s.args[0]));
-  std::string key;
-  uint64_t pos = 0;
-  while (info >> key) {
-    if (key == "pos:" && (info >> pos)) break;
-  }
+  uint64_t pos = uint64_t(procFdinfo(t.task->tid(), s.args[0]).number("pos", 10, 0));
   return pos - uint64_t(s.result);
 }
 
@@ -306,7 +301,11 @@ void RecordSession::onStop(RecordedTask& t, const Stop& s) {
       Event e;
       e.type = EventType::Exit;
       e.exit = ExitEvent{uint32_t(tid), s.status};
-      events_.append(e);
+      if (tid != t.tgid && execUnderWay(t.tgid)) {
+        endedByExec_[t.tgid].push_back(e);
+      } else {
+        events_.append(e);
+      }
       if (tid == initial_) {
         // The recording ends with the program, as rr's does: what it left running (a daemon
         // that outlives it) is killed, and its end recorded, so the trace ends there too.
@@ -444,14 +443,8 @@ bool RecordSession::sharesMemory(pid_t tid) const {
 
 // Whether the task's descriptor was opened for writing: a mapping of it may become writable.
 bool RecordSession::openedForWriting(const RecordedTask& t, uint64_t fd) const {
-  std::ifstream in("/proc/" + std::to_string(t.task->tid()) + "/fdinfo/" + std::to_string(int(fd)));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("flags:", 0) == 0) {
-      return (std::stoul(line.substr(6), nullptr, 8) & O_ACCMODE) != O_RDONLY;
-    }
-  }
-  return true;  // unknown: assume it may be written
+  int64_t flags = procFdinfo(t.task->tid(), uint64_t(int(fd))).number("flags", 8, -1);
+  return flags < 0 || (flags & O_ACCMODE) != O_RDONLY;  // unknown: it may be written
 }
 
 // A file (or SysV segment) the task maps shared may be mapped shared by other processes too. Replay
@@ -529,6 +522,23 @@ Event RecordSession::syscallEvent(const RecordedTask& t, int64_t result) const {
   return e;
 }
 
+bool RecordSession::execUnderWay(pid_t tgid) const {
+  for (const auto& [tid, other] : tasks_) {
+    long nr = syscallNumber(other.entryRegs.orig_rax);
+    if (other.tgid == tgid && other.inSyscall && (nr == SYS_execve || nr == SYS_execveat)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void RecordSession::appendEndedByExec(pid_t tgid) {
+  auto it = endedByExec_.find(tgid);
+  if (it == endedByExec_.end()) return;
+  for (const Event& e : it->second) events_.append(e);
+  endedByExec_.erase(it);
+}
+
 void RecordSession::onSyscallEntry(RecordedTask& t) {
   t.pendingAtBoundary.clear();  // it ran user code
   Regs regs = t.task->regs();
@@ -559,6 +569,13 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   if (!spec) {
     fail(ErrorCode::Unsupported,
          "the program used syscall " + std::to_string(nr) + ", which rewind does not support yet");
+  }
+  if ((nr == SYS_execve || nr == SYS_execveat) && t.task->tid() != t.tgid) {
+    // The kernel gives the exec'd image the main thread's tid, and ends the main thread
+    // unreported: the stream and replay would have to follow the tid change.
+    fail(ErrorCode::Unsupported,
+         std::string("the program called ") + spec->name +
+             " in a thread other than its main one, which rewind cannot record yet");
   }
   // While it waits in the kernel, another thread may run. Not during a syscall that changes the
   // address space (replay maps at the recorded addresses in the stream's order, so those must
@@ -1111,7 +1128,11 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     t.task->resume(PTRACE_SYSCALL);
     return;
   }
-  t.sigmask = blockedSignals(*t.task);
+  // Only these syscalls and a signal's delivery change the mask (the rdtsc traps need it).
+  if (t.sigmaskStale || nr == SYS_rt_sigprocmask || nr == SYS_rt_sigreturn) {
+    t.sigmask = blockedSignals(*t.task);
+    t.sigmaskStale = false;
+  }
   if (t.claimed) {
     t.claimed = false;
     regs.rip = t.entryRegs.rip;
@@ -1126,6 +1147,11 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     }
     t.filterInstall.reset();
     regs = t.task->regs();
+  }
+  KernelSigaction action;
+  if (nr == SYS_rt_sigaction && result == 0 && arg(t.entryRegs, 0) == SIGSEGV &&
+      arg(t.entryRegs, 1) && t.task->tryRead(arg(t.entryRegs, 1), &action, sizeof action)) {
+    segvActions_[t.tgid] = {action, t.entryRegs.rip - 2};
   }
   if (!acquire(t, Deferred::SyscallExit)) return;
   if (t.fakeTsc) {
@@ -1153,6 +1179,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   if (t.execPending) {
     t.execPending = false;
     t.execed = true;
+    segvActions_.erase(t.tgid);  // exec resets the actions of caught signals
     t.task->reopenMemory();
     char exe[4096];
     std::string link = "/proc/" + std::to_string(t.task->tid()) + "/exe";
@@ -1165,6 +1192,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
       if (r.name == "[vdso]") vdso_[t.tgid] = {r.start, r.end};
     }
     events_.append(e);
+    appendEndedByExec(t.tgid);
     for (ProcessInfo& p : processes_) {
       if (p.pid == t.task->tid()) p.execs.push_back(ProcessInfo::Exec{e.exec.exe, t.execArgv});
     }
@@ -1240,12 +1268,24 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
         s.fileSize = uint64_t(st.st_size);
       } else {
         mappedFiles_[t.tgid].insert({st.st_dev, st.st_ino});
+        // Mapped past its end through a descriptor that may grow it: its pages there fault until
+        // it grows (rr's mmap_private_grow_under_map), so replay maps an emulated file that
+        // follows its size (record/shared_files.h), privately still; so are its later mappings,
+        // which the kernel may merge with that one.
+        const bool pastEnd = s.args[5] + s.args[1] > ((uint64_t(st.st_size) + 4095) & ~4095ull);
+        if (growable_.count({st.st_dev, st.st_ino}) ||
+            (pastEnd && openedForWriting(t, s.args[4]))) {
+          growable_.insert({st.st_dev, st.st_ino});
+          s.file = sharedFiles_.mapped(fd);
+          s.fileSize = uint64_t(st.st_size);
+        }
       }
     }
     if (fd >= 0) close(fd);
   }
   if (nr == SYS_shmat && !isError(result)) captureShmat(t, s);
   events_.append(e);
+  if (nr == SYS_execve || nr == SYS_execveat) appendEndedByExec(t.tgid);  // it failed
   syscalls_++;
   releaseOutput(t.task->tid());
   // A signal the syscall raised (SIGPIPE) or that waited for it is delivered as the task returns
@@ -1263,6 +1303,16 @@ bool RecordSession::emulateRdtsc(RecordedTask& t) {
   bool rdtscp = insn[0] == 0x0f && insn[1] == 0x01 && insn[2] == 0xf9;
   if (!rdtsc && !rdtscp) return false;
   reblockForcedSigsegv(*t.task, t.sigmask);
+  auto action = segvActions_.find(t.tgid);
+  uint8_t gadget[2] = {};
+  if ((t.sigmask & kSigsegvBit) && action != segvActions_.end() &&
+      action->second.first.handler != uint64_t(SIG_DFL) &&
+      t.task->tryRead(action->second.second, gadget, sizeof gadget) && gadget[0] == 0x0f &&
+      gadget[1] == 0x05) {
+    RemoteSyscalls remote(*t.task, action->second.second, RemoteSyscalls::KeepChildSignals);
+    remote.claimOrigin(kRewindSyscallIp);
+    setSignalAction(remote, r.rsp - kBelowRedZone, SIGSEGV, action->second.first);
+  }
   Event e;
   e.type = EventType::Rdtsc;
   RdtscEvent& ev = e.rdtsc;
@@ -1306,6 +1356,7 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
   }
   siginfo_t info = t.task->siginfo();
   if (sig == SIGSEGV && info.si_code == SI_KERNEL && emulateRdtsc(t)) return;
+  t.sigmaskStale = true;
   bool fault = isFault(sig, info);
   if (fault && ignoresSignal(t.task->tid(), sig) && inNamespaceInit(t.task->tid())) {
     return dieOfFaultInInit(t, info);

@@ -17,6 +17,7 @@
 
 #include "core/blob_store.h"
 #include "core/event_stream.h"
+#include "core/forced_sigsegv.h"
 #include "core/spawn.h"
 #include "core/syscall_buffers.h"
 #include "core/task.h"
@@ -87,6 +88,7 @@ struct RecordedTask {
   uint8_t echo = 0;             // the syscall under way sends data to stdout (1) or stderr (2)
   int tscMode = PR_TSC_ENABLE;  // what the program believes it set
   uint64_t sigmask = 0;         // its blocked signals at its last syscall exit
+  bool sigmaskStale = true;     // a signal came since: read them again at the next syscall exit
   bool execPending = false;     // PTRACE_EVENT_EXEC seen, the exit stop will follow
   bool forkRecorded = false;    // the fork's event was written at PTRACE_EVENT_FORK
   pid_t vforkChild = 0;         // a vfork child that has not exec'd or exited yet
@@ -153,6 +155,8 @@ class RecordSession {
   bool emulateRdtsc(RecordedTask& t);
   bool ignoresSignal(pid_t tid, int sig) const;
   uint8_t echoTarget(pid_t tid, uint64_t fd) const;
+  bool execUnderWay(pid_t tgid) const;  // a thread of the process is in execve
+  void appendEndedByExec(pid_t tgid);
   bool claimOutput(RecordedTask& t);
   void releaseOutput(pid_t tid);
   RecordedTask& addTask(pid_t tid);
@@ -179,8 +183,15 @@ class RecordSession {
   uint32_t taskCount_ = 0;
   std::vector<ProcessInfo> processes_;
   std::map<pid_t, std::set<std::pair<dev_t, ino_t>>> mappedFiles_;  // per process, private
+  std::set<std::pair<dev_t, ino_t>> growable_;  // mapped private through an emulated file
   SharedFiles sharedFiles_;
   std::map<pid_t, std::pair<uint64_t, uint64_t>> vdso_;  // per process: where its vDSO is
+  // Per process: the ends of threads its exec under way killed, which follow its exec event
+  // (replay's exec ends them).
+  std::map<pid_t, std::vector<Event>> endedByExec_;
+  // Per process: the SIGSEGV action its last rt_sigaction set, and the syscall instruction of
+  // that call, through which it is set again after an rdtsc trap (core/forced_sigsegv.h).
+  std::map<pid_t, std::pair<KernelSigaction, uint64_t>> segvActions_;
   uint64_t syscalls_ = 0;
   // Writes to stdout and stderr run one at a time, each recorded before the next starts, so the
   // stream has them in the order the kernel wrote them (replay echoes them in the stream's order):

@@ -6,10 +6,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <fstream>
+#include <algorithm>
 #include <string>
 
 #include "core/error.h"
+#include "core/proc_files.h"
 #include "core/syscall_table.h"
 
 namespace rwd {
@@ -17,16 +18,12 @@ namespace {
 
 // An offset of -1 (pwritev2): the write went where the file position was.
 constexpr uint64_t kAtPosition = ~uint64_t(0);
+// The most of a file mapped shared that one fallocate may zero (it is recorded as zeros).
+constexpr uint64_t kMaxZeroedRange = uint64_t(64) << 20;
 
 // The file position of the task's descriptor `fd`, from /proc/PID/fdinfo.
 uint64_t filePosition(pid_t tid, uint64_t fd) {
-  std::ifstream info("/proc/" + std::to_string(tid) + "/fdinfo/" + std::to_string(fd));
-  std::string key;
-  uint64_t pos = 0;
-  while (info >> key) {
-    if (key == "pos:" && (info >> pos)) break;
-  }
-  return pos;
+  return uint64_t(procFdinfo(tid, fd).number("pos", 10, 0));
 }
 
 std::string fdPath(pid_t tid, uint64_t fd) {
@@ -77,15 +74,25 @@ void SharedFiles::captureChange(const Task& task, long nr, int64_t result, Sysca
   if (stat(path.c_str(), &st) < 0 || !S_ISREG(st.st_mode)) return;
   auto it = ids_.find({st.st_dev, st.st_ino});
   if (it == ids_.end()) return;
-  const bool holePunched =
-      nr == SYS_fallocate && (s.args[1] & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE |
-                                           FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE));
-  if (nr == SYS_sendfile || nr == SYS_copy_file_range || nr == SYS_splice || holePunched) {
+  // A hole punched or a range zeroed reads as zeros: replay writes them (a bounded amount).
+  const bool zeroed = nr == SYS_fallocate &&
+                      (s.args[1] & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) &&
+                      !(s.args[1] & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)) &&
+                      s.args[3] <= kMaxZeroedRange;
+  const bool moved = nr == SYS_fallocate && !zeroed &&
+                     (s.args[1] & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE |
+                                   FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE));
+  if (nr == SYS_sendfile || nr == SYS_copy_file_range || nr == SYS_splice || moved) {
     fail(ErrorCode::Unsupported, std::string("the program changed a file it maps shared with ") +
                                      syscallName(nr) + ", which rewind cannot record yet");
   }
   s.file = it->second;
   s.fileSize = uint64_t(st.st_size);
+  if (zeroed && result == 0 && s.args[2] < s.fileSize) {
+    uint64_t len = std::min(s.args[3], s.fileSize - s.args[2]);
+    s.fileWrites.push_back(MemoryWrite{s.args[2], std::vector<uint8_t>(size_t(len))});
+    return;
+  }
   if (nr == SYS_ftruncate || nr == SYS_truncate || nr == SYS_fallocate || result <= 0) return;
   uint64_t start = s.args[3];
   if (nr == SYS_write || nr == SYS_writev || (nr == SYS_pwritev2 && start == kAtPosition)) {

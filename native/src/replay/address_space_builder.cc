@@ -49,7 +49,7 @@ StubLayout buildAddressSpace(Task& task, const ExecEvent& exec, TraceBlobs& blob
       if (r.source == MappedRegion::File) {
         uint64_t path = putScratchString(task, stub, blobs.pathOf(r.blob));
         long fd = remote.check("opening a captured file", SYS_open, path,
-                               O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                               O_RDONLY | O_CLOEXEC | blobs.noFollow(r.blob));
         remote.check("mapping a captured file", SYS_mmap, r.start, len, r.prot,
                      MAP_PRIVATE | MAP_FIXED, uint64_t(fd), r.offset);
         remote.call(SYS_close, uint64_t(fd));

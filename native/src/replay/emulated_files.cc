@@ -8,10 +8,6 @@
 namespace rwd {
 namespace {
 
-// Sizes and offsets come from the trace, which is untrusted: a file larger than this is a
-// malformed trace, not something to allocate.
-constexpr uint64_t kMaxFileSize = uint64_t(1) << 40;
-
 void writeAt(int fd, const uint8_t* data, size_t len, uint64_t offset) {
   if (offset > kMaxFileSize || len > kMaxFileSize - offset) {
     fail(ErrorCode::BadTrace, "a write to a shared file lies past any size it can have");
@@ -50,10 +46,11 @@ void EmulatedFiles::resize(int fd, uint64_t size) {
   if (ftruncate(fd, off_t(size)) < 0) failErrno("resize an emulated shared file");
 }
 
-std::string EmulatedFiles::reset(uint64_t id, const std::vector<uint8_t>& content, uint64_t size) {
+std::string EmulatedFiles::reset(uint64_t id, TraceBlobs& blobs, const std::string& blob,
+                                 uint64_t size) {
   int fd = fdOf(id);
   resize(fd, 0);
-  writeAt(fd, content.data(), content.size(), 0);
+  blobs.copyInto(blob, fd);
   resize(fd, size);
   return pathOf(fd);
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/events.h"
+#include "replay/trace_blobs.h"
 
 namespace rwd {
 
@@ -23,7 +24,7 @@ class EmulatedFiles {
 
   // Gives file `id` the content it had when an mmap mapped it; returns the path a replayed task
   // opens to map it.
-  std::string reset(uint64_t id, const std::vector<uint8_t>& content, uint64_t size);
+  std::string reset(uint64_t id, TraceBlobs& blobs, const std::string& blob, uint64_t size);
   // Applies what a recorded syscall did to the file it names: the bytes it wrote, its new size.
   void apply(const SyscallEvent& ev);
 

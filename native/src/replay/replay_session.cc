@@ -24,6 +24,7 @@
 #include "core/error.h"
 #include "core/kick.h"
 #include "core/memory_map.h"
+#include "core/proc_files.h"
 #include "core/remote_syscalls.h"
 #include "core/spawn.h"
 #include "core/syscall_buffers.h"
@@ -645,6 +646,12 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
       next_.rdtsc.tid == t.recordedTid && next_.rdtsc.rip == r.rip) {
     const RdtscEvent& ev = next_.rdtsc;
     reblockForcedSigsegv(*t.task, t.sigmask);
+    auto action = segvActions_.find(t.tgid);
+    if ((t.sigmask & kSigsegvBit) && action != segvActions_.end() &&
+        action->second.handler != uint64_t(SIG_DFL)) {
+      RemoteSyscalls remote(*t.task, t.stub.gadget);
+      setSignalAction(remote, t.stub.scratch, SIGSEGV, action->second);
+    }
     r.rax = ev.rax;
     r.rdx = ev.rdx;
     if (ev.rdtscp) r.rcx = ev.rcx;
@@ -699,7 +706,10 @@ void ReplaySession::onSyscall(ReplayTask& t) {
   }
   SyscallEvent ev = std::move(next_.syscall);
   nextEvent();
-  if (ev.filtered == SyscallEvent::Filtered::Returned) return finishSyscall(t, r, ev.result);
+  if (ev.filtered == SyscallEvent::Filtered::Returned) {
+    forceFilterTrap(t);
+    return finishSyscall(t, r, ev.result);
+  }
   if (ev.filtered != SyscallEvent::Filtered::No) return killAsFiltered(t, r, ev);
   switch (spec->replay) {
     case ReplayAction::Emulate:
@@ -873,6 +883,22 @@ void ReplaySession::echo(const SyscallEvent& ev, const std::vector<uint8_t>& dat
   }
 }
 
+// A filter's SECCOMP_RET_TRAP raises a SIGSYS the kernel forces: one the program blocked or
+// ignored is unblocked, and its action reset to the default. Replay sends it as a signal of
+// its own, so it forces it so first.
+void ReplaySession::forceFilterTrap(ReplayTask& t) {
+  std::optional<Event> next = nextEventOf(t);
+  if (!next || next->type != EventType::Signal || next->signal.signo != SIGSYS) return;
+  const uint64_t bit = uint64_t(1) << (SIGSYS - 1);
+  uint64_t blocked = blockedSignals(*t.task);
+  const bool ignored = uint64_t(procStatus(t.task->tid()).number("SigIgn", 16, 0)) & bit;
+  if (!(blocked & bit) && !ignored) return;
+  blocked &= ~bit;
+  ptrace(PTRACE_SETSIGMASK, t.task->tid(), sizeof blocked, &blocked);
+  RemoteSyscalls remote(*t.task, t.stub.gadget);
+  setSignalAction(remote, t.stub.scratch, SIGSYS, KernelSigaction{});
+}
+
 void ReplaySession::replayExecuted(ReplayTask& t, const SyscallEvent& ev) {
   uint64_t a[6];
   memcpy(a, ev.args, sizeof a);
@@ -891,6 +917,11 @@ void ReplaySession::replayExecuted(ReplayTask& t, const SyscallEvent& ev) {
   {
     RemoteSyscalls remote(*t.task, t.stub.gadget);
     got = remote.call(ev.nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+  }
+  KernelSigaction action;
+  if (ev.nr == SYS_rt_sigaction && got == 0 && a[0] == SIGSEGV && a[1] &&
+      t.task->tryRead(a[1], &action, sizeof action)) {
+    segvActions_[t.tgid] = action;  // as the recorder keeps it
   }
   if (got != ev.result) divergedResult(ev, got);
   // Registers as the syscall left them: arch_prctl changes fs_base.
@@ -965,14 +996,14 @@ void ReplaySession::shmDetach(ReplayTask& t, RemoteSyscalls& remote, const Sysca
 long ReplaySession::mapSource(ReplayTask& t, RemoteSyscalls& remote, const SyscallEvent& ev) {
   std::map<std::string, long>& sources = space(t).sources;
   const std::string key = ev.file ? "shared file " + std::to_string(ev.file) : ev.blob;
-  std::string path = ev.file ? sharedFiles_.reset(ev.file, blobs_.read(ev.blob), ev.fileSize)
-                             : blobs_.pathOf(ev.blob);
+  std::string path =
+      ev.file ? sharedFiles_.reset(ev.file, blobs_, ev.blob, ev.fileSize) : blobs_.pathOf(ev.blob);
   auto it = sources.find(key);
   if (it != sources.end()) return it->second;
   uint64_t at = putScratchString(*t.task, t.stub, path);
   long fd = ev.file ? remote.check("opening a shared file", SYS_open, at, O_RDWR | O_CLOEXEC)
                     : remote.check("opening a captured file", SYS_open, at,
-                                   O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                                   O_RDONLY | O_CLOEXEC | blobs_.noFollow(ev.blob));
   sources[key] = fd;
   return fd;
 }
@@ -1169,8 +1200,26 @@ Stop ReplaySession::resumeInKernel(ReplayTask& t) {
   }
 }
 
+// The exec kills the process's other threads, and goes on only once their ends are collected
+// (traced, they stay zombies until then): their Exit events come after the exec's.
+void ReplaySession::collectEndedByExec(const ReplayTask& t) {
+  for (auto& [tid, other] : tasks_) {
+    if (&other == &t || other.tgid != t.tgid || other.exited) continue;
+    for (;;) {
+      Stop s = other.task->wait();
+      if (s.kind == Stop::Exited || s.kind == Stop::Killed) {
+        onExit(other, s);
+        break;
+      }
+      other.task->resume(PTRACE_CONT);  // a stop it reached before the kill
+    }
+  }
+}
+
 void ReplaySession::execInPlace(ReplayTask& t, const Regs& at) {
-  releaseProcessRobustFutexes(t.tgid);  // the threads exec ends, and the one that execs
+  releaseProcessRobustFutexes(t.tgid);
+  segvActions_.erase(t.tgid);  // exec resets the actions of caught signals  // the threads exec
+                               // ends, and the one that execs
   // Exec the stub again: the kernel resets what exec resets, then the recorded address space
   // is rebuilt around the stub as at the start.
   Regs r = at;
@@ -1182,7 +1231,16 @@ void ReplaySession::execInPlace(ReplayTask& t, const Regs& at) {
   r.rdi = path;
   r.rsi = arrays;
   r.rdx = arrays + 8;
-  Stop s = runInPlace(t, r);
+  std::optional<Stop> early = enterInPlace(t, r);
+  Stop s{};
+  if (early) {
+    s = *early;
+  } else {
+    t.task->resume(PTRACE_SYSCALL);
+    collectEndedByExec(t);
+    s = t.task->wait();
+    if (isChildEnd(*t.task, s)) s = resumeInKernel(t);
+  }
   if (s.kind != Stop::Event || s.event != PTRACE_EVENT_EXEC) {
     fail(ErrorCode::System, "replay could not exec the stub");
   }

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/event_stream.h"
+#include "core/forced_sigsegv.h"
 #include "core/remote_syscalls.h"
 #include "core/task.h"
 #include "replay/address_space_builder.h"
@@ -167,6 +168,8 @@ class ReplaySession {
   void onSignal(ReplayTask& t, int sig);
   void onExit(ReplayTask& t, const Stop& s);
   void execInPlace(ReplayTask& t, const Regs& at);
+  void collectEndedByExec(const ReplayTask& t);
+  void forceFilterTrap(ReplayTask& t);
   void emulate(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void writeResults(ReplayTask& t, const SyscallEvent& ev);
   void applyStackLimit(ReplayTask& t, const SyscallEvent& ev);
@@ -221,6 +224,9 @@ class ReplaySession {
       0;  // output of events before this one was written already (replay may go back)
   std::map<uint32_t, AddressSpace> spaces_;
   EmulatedFiles sharedFiles_;
+  // Per process (recorded tgid): the SIGSEGV action its last rt_sigaction set, set again after
+  // an rdtsc trap (core/forced_sigsegv.h).
+  std::map<uint32_t, KernelSigaction> segvActions_;
   CodeCoverage* coverage_ = nullptr;
 };
 

@@ -1,11 +1,13 @@
 #include "replay/trace_blobs.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/blob_store.h"
 #include "core/error.h"
+#include "core/sparse_blob.h"
 
 namespace rwd {
 
@@ -14,7 +16,10 @@ TraceBlobs::TraceBlobs(const std::string& traceDir) : dir_(traceDir + "/blobs") 
   if (dirFd_ < 0) fail(ErrorCode::BadTrace, "the trace has no blob directory (" + dir_ + ")");
 }
 
-TraceBlobs::~TraceBlobs() { close(dirFd_); }
+TraceBlobs::~TraceBlobs() {
+  close(dirFd_);
+  for (const auto& [name, fd] : decoded_) close(fd);
+}
 
 int TraceBlobs::openVerified(const std::string& name) {
   if (!isBlobName(name)) {
@@ -67,8 +72,50 @@ std::vector<uint8_t> TraceBlobs::read(const std::string& name) {
 }
 
 std::string TraceBlobs::pathOf(const std::string& name) {
-  close(openVerified(name));
-  return dir_ + "/" + name;
+  auto it = decoded_.find(name);
+  if (it == decoded_.end()) {
+    int fd = openVerified(name);
+    char head[sizeof kSparseMagic] = {};
+    bool sparse = pread(fd, head, sizeof head, 0) == ssize_t(sizeof head) &&
+                  isSparseEncoding(head, sizeof head);
+    close(fd);
+    if (!sparse) return dir_ + "/" + name;
+    int out = memfd_create("rewind-captured-file", MFD_CLOEXEC);
+    if (out < 0) failErrno("memfd_create for a captured file");
+    it = decoded_.emplace(name, out).first;
+    copyInto(name, out);
+  }
+  return "/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(it->second);
+}
+
+void TraceBlobs::copyInto(const std::string& name, int out) {
+  int fd = openVerified(name);
+  try {
+    char head[sizeof kSparseMagic] = {};
+    if (pread(fd, head, sizeof head, 0) == ssize_t(sizeof head) &&
+        isSparseEncoding(head, sizeof head)) {
+      writeDecoded(fd, out, kMaxFileSize);
+    } else {
+      uint8_t buf[1 << 16];
+      for (off_t at = 0;;) {
+        ssize_t n = pread(fd, buf, sizeof buf, at);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail(ErrorCode::System, "read blob " + name);
+        if (n == 0) break;
+        for (ssize_t done = 0; done < n;) {
+          ssize_t w = pwrite(out, buf + done, size_t(n - done), at + done);
+          if (w < 0 && errno == EINTR) continue;
+          if (w <= 0) failErrno("copy blob " + name);
+          done += w;
+        }
+        at += n;
+      }
+    }
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+  close(fd);
 }
 
 }  // namespace rwd

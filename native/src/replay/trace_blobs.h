@@ -4,12 +4,19 @@
 // its name before replay uses it.
 #pragma once
 
+#include <fcntl.h>
+
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
 
 namespace rwd {
+
+// Sizes and offsets of files come from the trace, which is untrusted: a file larger than this is
+// a malformed trace, not something to allocate.
+constexpr uint64_t kMaxFileSize = uint64_t(1) << 40;
 
 class TraceBlobs {
  public:
@@ -20,8 +27,12 @@ class TraceBlobs {
 
   // The content of a verified blob.
   std::vector<uint8_t> read(const std::string& name);
-  // The path of a verified blob, for the replayed task to open (with O_NOFOLLOW).
+  // The path of a verified file blob, for the replayed task to open with noFollow(name): the
+  // blob itself, or a memfd of the replayer's that holds the file a sparse blob stands for.
   std::string pathOf(const std::string& name);
+  int noFollow(const std::string& name) const { return decoded_.count(name) ? 0 : O_NOFOLLOW; }
+  // Writes the file a verified file blob stands for into `out`, an empty file.
+  void copyInto(const std::string& name, int out);
 
  private:
   // Opens and verifies the blob, returning its descriptor (the caller closes it).
@@ -30,6 +41,7 @@ class TraceBlobs {
   std::string dir_;
   int dirFd_ = -1;
   std::set<std::string> verified_;
+  std::map<std::string, int> decoded_;  // sparse blob -> memfd
 };
 
 }  // namespace rwd
