@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { call, connect, type Clients } from '../../remote/client.js';
 import { pushTrace } from '../../remote/upload.js';
 import { ListTracesRequest } from '../../gen/rewind/catalog/v1/catalog.js';
-import { Catalog } from '../catalog/catalog.js';
+import { openCatalog, type NewTrace } from '../catalog/catalog.js';
 import { parseManifest } from '../../trace/manifest.js';
 
 export interface ServiceBenchOptions {
@@ -34,9 +34,9 @@ interface Srv {
   token: string;
 }
 
-function startServer(dataDir: string): Promise<Srv> {
+function startServer(dataDir: string, extra: string[] = []): Promise<Srv> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'server', '--data', dataDir, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'server', '--data', dataDir, '--listen', '127.0.0.1:0', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     let buf = '';
     const timer = setTimeout(() => reject(new Error('server did not start')), 30_000);
     child.stdout!.on('data', (d: Buffer) => {
@@ -195,17 +195,21 @@ async function dedupBench(work: string, print: (l: string) => void): Promise<voi
   }
 }
 
-async function lsBench(work: string, n: number, print: (l: string) => void): Promise<void> {
-  const dataDir = path.join(work, 'ls-server');
-  fs.mkdirSync(dataDir);
-  const cat = Catalog.inDir(dataDir);
+/**
+ * `ls` latency over gRPC with `n` synthetic traces in the catalogue `catalog` (default: SQLite in
+ * the server's data directory; a PostgreSQL URL must name an empty database), loaded in batches.
+ */
+export async function lsBench(work: string, n: number, print: (l: string) => void, catalog?: string): Promise<void> {
+  const dataDir = fs.mkdtempSync(path.join(work, 'ls-server-'));
+  const cat = await openCatalog(dataDir, catalog);
   const programs = ['ls', 'make', 'gcc', 'python3', 'node', 'bash', 'curl', 'git', 'ssh', 'rg'];
   const signals = [null, null, null, null, null, null, null, null, 'SIGSEGV', 'SIGABRT'];
   const blob = 'a'.repeat(64);
-  cat.blobs.add(blob, 4096);
+  await cat.blobs.add(blob, 4096);
   let t = process.hrtime.bigint();
-  cat.batch(() => {
-    for (let i = 0; i < n; i++) {
+  for (let start = 0; start < n; start += 5000) {
+    const batch: NewTrace[] = [];
+    for (let i = start; i < Math.min(n, start + 5000); i++) {
       const p = programs[i % programs.length]!;
       const sig = signals[i % signals.length] ?? null;
       const status = sig === 'SIGSEGV' ? 139 : sig === 'SIGABRT' ? 134 : i % 7 === 0 ? 1 : 0;
@@ -215,13 +219,15 @@ async function lsBench(work: string, n: number, print: (l: string) => void): Pro
         durationMs: i % 1000, exit: { status, code: sig ? null : status, signal: sig }, complete: true,
         blobs: [{ sha256: blob, size: 4096, role: 'events' }],
       });
-      cat.traces.commit(parseManifest(json), json, i % 3 === 0 ? { team: `t${i % 5}` } : {}, 'bench');
+      batch.push({ manifest: parseManifest(json), manifestJson: json, labels: i % 3 === 0 ? { team: `t${i % 5}` } : {}, tokenId: 'bench' });
     }
-  });
-  cat.close();
-  print(`catalogue: ${n} traces inserted in ${(Number(process.hrtime.bigint() - t) / 1e6).toFixed(0)} ms`);
+    await cat.traces.commitMany(batch);
+  }
+  const kind = cat.kind;
+  await cat.close();
+  print(`catalogue (${kind}): ${n} traces inserted in ${(Number(process.hrtime.bigint() - t) / 1e6).toFixed(0)} ms`);
 
-  const srv = await startServer(dataDir);
+  const srv = await startServer(dataDir, catalog ? ['--catalog', catalog] : []);
   const c = connect({ server: srv.address, token: srv.token, tls: false });
   try {
     const queries: Partial<ListTracesRequest>[] = [
@@ -239,7 +245,7 @@ async function lsBench(work: string, n: number, print: (l: string) => void): Pro
     }
     times.sort((a, b) => a - b);
     const pct = (p: number): string => times[Math.min(times.length - 1, Math.floor(times.length * p))]!.toFixed(2);
-    print(`ls filtered query over gRPC, ${n} traces, ${times.length} queries: p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms`);
+    print(`ls filtered query over gRPC (${kind}), ${n} traces, ${times.length} queries: p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms`);
   } finally {
     c.close();
     await stop(srv);
