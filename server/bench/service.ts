@@ -222,6 +222,7 @@ export async function lsBench(work: string, n: number, print: (l: string) => voi
       batch.push({ manifest: parseManifest(json), manifestJson: json, labels: i % 3 === 0 ? { team: `t${i % 5}` } : {}, tokenId: 'bench' });
     }
     await cat.traces.commitMany(batch);
+    if ((start + 5000) % 100_000 === 0) print(`  ${start + 5000} traces loaded in ${(Number(process.hrtime.bigint() - t) / 1e6).toFixed(0)} ms`);
   }
   const kind = cat.kind;
   await cat.close();
