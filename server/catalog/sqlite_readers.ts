@@ -107,7 +107,6 @@ class ReaderThread {
 
 export class SqliteReaders {
   private readonly threads: ReaderThread[];
-
   private readonly driver = createRequire(import.meta.url).resolve('better-sqlite3');
 
   constructor(

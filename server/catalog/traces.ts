@@ -7,7 +7,7 @@ import { distinctBlobs } from '../../trace/manifest.js';
 import { listQueries, listSql, mergePages, searchColumns, searchWords, toTrace, TRACE_COLS, type Page, type RawTrace } from './listing.js';
 import type { SqliteReaders } from './sqlite_readers.js';
 import type { NewTrace, TraceStore } from './stores.js';
-import type { BlobEntry, TraceFilter } from './types.js';
+import type { BlobEntry, TraceFilter, TraceRow } from './types.js';
 
 /** The columns a committed trace is listed by, from its manifest. */
 export function traceColumns(t: NewTrace): {
@@ -123,7 +123,7 @@ export class SqliteTraces implements TraceStore {
     return mergePages(parts, queries[0]!.limit);
   }
 
-  async get(id: string): Promise<{ trace: ReturnType<typeof toTrace>; manifest: string; blobs: BlobEntry[] }> {
+  async get(id: string): Promise<{ trace: TraceRow; manifest: string; blobs: BlobEntry[] }> {
     const r = this.db.prepare(`SELECT ${TRACE_COLS}, t.manifest FROM traces t WHERE t.id = ?`).get(id) as (RawTrace & { manifest: string }) | undefined;
     if (!r) throw notFound(`no trace ${id}`);
     const blobs = this.db.prepare('SELECT sha256, size, role, path FROM trace_blobs WHERE trace_id = ? ORDER BY idx').all(id) as BlobEntry[];
