@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { call, connect, type Clients } from '../../remote/client.js';
 import { pushTrace } from '../../remote/upload.js';
 import { ListTracesRequest } from '../../gen/rewind/catalog/v1/catalog.js';
-import { openCatalog, type NewTrace } from '../catalog/catalog.js';
+import { openCatalog, type Catalog, type NewTrace } from '../catalog/catalog.js';
 import { parseManifest } from '../../trace/manifest.js';
 
 export interface ServiceBenchOptions {
@@ -195,18 +195,13 @@ async function dedupBench(work: string, print: (l: string) => void): Promise<voi
   }
 }
 
-/**
- * `ls` latency over gRPC with `n` synthetic traces in the catalogue `catalog` (default: SQLite in
- * the server's data directory; a PostgreSQL URL must name an empty database), loaded in batches.
- */
-export async function lsBench(work: string, n: number, print: (l: string) => void, catalog?: string): Promise<void> {
-  const dataDir = fs.mkdtempSync(path.join(work, 'ls-server-'));
-  const cat = await openCatalog(dataDir, catalog);
+/** Commits `n` synthetic traces (ten programs, fifty hosts, some failed or labelled) in batches. */
+export async function loadSynthetic(cat: Catalog, n: number, print: (l: string) => void): Promise<void> {
   const programs = ['ls', 'make', 'gcc', 'python3', 'node', 'bash', 'curl', 'git', 'ssh', 'rg'];
   const signals = [null, null, null, null, null, null, null, null, 'SIGSEGV', 'SIGABRT'];
   const blob = 'a'.repeat(64);
   await cat.blobs.add(blob, 4096);
-  let t = process.hrtime.bigint();
+  const t = process.hrtime.bigint();
   for (let start = 0; start < n; start += 5000) {
     const batch: NewTrace[] = [];
     for (let i = start; i < Math.min(n, start + 5000); i++) {
@@ -224,9 +219,18 @@ export async function lsBench(work: string, n: number, print: (l: string) => voi
     await cat.traces.commitMany(batch);
     if ((start + 5000) % 100_000 === 0) print(`  ${start + 5000} traces loaded in ${(Number(process.hrtime.bigint() - t) / 1e6).toFixed(0)} ms`);
   }
-  const kind = cat.kind;
+  print(`catalogue (${cat.kind}): ${n} traces inserted in ${(Number(process.hrtime.bigint() - t) / 1e6).toFixed(0)} ms`);
+}
+
+/**
+ * `ls` latency over gRPC with `n` synthetic traces in the catalogue `catalog` (default: SQLite in
+ * the server's data directory; a PostgreSQL URL must name an empty database), loaded in batches.
+ */
+export async function lsBench(work: string, n: number, print: (l: string) => void, catalog?: string): Promise<void> {
+  const dataDir = fs.mkdtempSync(path.join(work, 'ls-server-'));
+  const cat = await openCatalog(dataDir, catalog);
+  await loadSynthetic(cat, n, print);
   await cat.close();
-  print(`catalogue (${kind}): ${n} traces inserted in ${(Number(process.hrtime.bigint() - t) / 1e6).toFixed(0)} ms`);
 
   const srv = await startServer(dataDir, catalog ? ['--catalog', catalog] : []);
   const c = connect({ server: srv.address, token: srv.token, tls: false });
@@ -236,17 +240,25 @@ export async function lsBench(work: string, n: number, print: (l: string) => voi
       { labels: { team: 't2' } }, { search: 'file42' }, { host: 'host3', failed: true }, { since: new Date(Date.now() - 86_400_000) },
       { program: 'make', labels: { team: 't1' } },
     ];
+    // A call that reads no trace, between the queries: what the machine and gRPC cost alone.
     const times: number[] = [];
+    const base: number[] = [];
+    const timed = async (into: number[], fn: () => Promise<unknown>): Promise<void> => {
+      const t = process.hrtime.bigint();
+      await fn();
+      into.push(Number(process.hrtime.bigint() - t) / 1e6);
+    };
     for (let round = 0; round < 30; round++) {
       for (const q of queries) {
-        t = process.hrtime.bigint();
-        await call(c, c.catalog.listTraces.bind(c.catalog), ListTracesRequest.fromPartial({ ...q, limit: 50 }));
-        times.push(Number(process.hrtime.bigint() - t) / 1e6);
+        await timed(times, () => call(c, c.catalog.listTraces.bind(c.catalog), ListTracesRequest.fromPartial({ ...q, limit: 50 })));
+        await timed(base, () => call(c, c.tokens.whoAmI.bind(c.tokens), {}));
       }
     }
-    times.sort((a, b) => a - b);
-    const pct = (p: number): string => times[Math.min(times.length - 1, Math.floor(times.length * p))]!.toFixed(2);
-    print(`ls filtered query over gRPC (${kind}), ${n} traces, ${times.length} queries: p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms`);
+    const pct = (xs: number[], p: number): string => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!.toFixed(2);
+    print(
+      `ls filtered query over gRPC (${catalog ? 'postgres' : 'sqlite'}), ${n} traces, ${times.length} queries: p50 ${pct(times, 0.5)} ms, p99 ${pct(times, 0.99)} ms` +
+        ` (WhoAmI between them: p50 ${pct(base, 0.5)} ms, p99 ${pct(base, 0.99)} ms)`,
+    );
   } finally {
     c.close();
     await stop(srv);
