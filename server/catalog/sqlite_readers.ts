@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
  * Threads with read-only connections of their own to the SQLite catalogue, for the queries whose
  * work has no small bound (listing, full-text search, totals): those never run on the server's
  * event loop, so one heavy search does not stall every other call. Each thread runs one query at
- * a time; a query goes to the least busy thread.
+ * a time, in order.
  *
  * The threads run a small plain-JS program (below), so the same code runs from the TypeScript
  * sources under the tests and from dist/. A listing reads its rows one at a time and stops at a
@@ -105,31 +105,26 @@ class ReaderThread {
   }
 }
 
+/** Which thread a query runs on: full-text searches have one of their own, so a flood of heavy searches delays only other searches. */
+export type Lane = 'search' | 'other';
+
 export class SqliteReaders {
-  private readonly threads: ReaderThread[];
+  private readonly threads: Record<Lane, ReaderThread>;
   private readonly driver = createRequire(import.meta.url).resolve('better-sqlite3');
 
-  constructor(
-    private readonly file: string,
-    count = 2,
-  ) {
-    this.threads = Array.from({ length: count }, () => new ReaderThread(file, this.driver));
+  constructor(private readonly file: string) {
+    this.threads = { search: new ReaderThread(file, this.driver), other: new ReaderThread(file, this.driver) };
   }
 
-  /** Runs a read-only query on the least busy thread; stops reading rows past `maxBytes` of text. */
-  async all<T>(sql: string, args: unknown[], maxBytes?: number): Promise<{ rows: T[]; truncated: boolean }> {
-    let i = 0;
-    this.threads.forEach((t, j) => {
-      if (t.load < this.threads[i]!.load) i = j;
-    });
+  /** Runs a read-only query on its lane's thread; stops reading rows past `maxBytes` of text. */
+  async all<T>(sql: string, args: unknown[], lane: Lane, maxBytes?: number): Promise<{ rows: T[]; truncated: boolean }> {
     // A thread that died (out of memory, say) is replaced; its queries failed with it.
-    if (this.threads[i]!.dead) this.threads[i] = new ReaderThread(this.file, this.driver);
-    const t = this.threads[i]!;
-    const r = await t.query(sql, args, maxBytes === undefined || maxBytes === Infinity ? null : maxBytes);
+    if (this.threads[lane].dead) this.threads[lane] = new ReaderThread(this.file, this.driver);
+    const r = await this.threads[lane].query(sql, args, maxBytes === undefined || maxBytes === Infinity ? null : maxBytes);
     return { rows: r.rows as T[], truncated: r.truncated };
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.threads.map((t) => t.close()));
+    await Promise.all(Object.values(this.threads).map((t) => t.close()));
   }
 }

@@ -111,7 +111,7 @@ export class SqliteTraces implements TraceStore {
     const parts = await Promise.all(
       queries.map(async (q) => {
         try {
-          const r = await this.readers.all<RawTrace>(listSql(q), q.args, f.maxBytes);
+          const r = await this.readers.all<RawTrace>(listSql(q), q.args, f.search ? 'search' : 'other', f.maxBytes);
           return { rows: r.rows.map(toTrace), truncated: r.truncated };
         } catch (err) {
           // FTS5 refuses some texts as a query: the client's to change, not the server's fault.
@@ -153,7 +153,7 @@ export class SqliteTraces implements TraceStore {
   }
 
   async bytesUploadedBy(tokenId: string): Promise<number> {
-    const r = await this.readers.all<{ s: number }>('SELECT COALESCE(SUM(size_bytes), 0) AS s FROM traces WHERE token_id = ?', [tokenId]);
+    const r = await this.readers.all<{ s: number }>('SELECT COALESCE(SUM(size_bytes), 0) AS s FROM traces WHERE token_id = ?', [tokenId], 'other');
     return r.rows[0]!.s;
   }
 
@@ -161,6 +161,7 @@ export class SqliteTraces implements TraceStore {
     const r = await this.readers.all<{ t: number; b: number; s: number }>(
       'SELECT (SELECT COUNT(*) FROM traces) AS t, COUNT(*) AS b, COALESCE(SUM(size), 0) AS s FROM blobs',
       [],
+      'other',
     );
     const x = r.rows[0]!;
     return { traces: x.t, blobs: x.b, blobBytes: x.s };

@@ -38,11 +38,11 @@ afterAll(async () => {
 });
 
 describe('finding 3: a heavy search does not stall the server', () => {
-  it('other calls are answered while searches of 16 prefix words run', async () => {
+  it('other calls, listings among them, are answered while searches of 16 prefix words run', async () => {
     const search = ListTracesRequest.fromPartial({ search: WORDS.join(' '), limit: 50 });
     let searching = true;
     const t0 = performance.now();
-    // Four at once: both reader threads busy, two more queued behind them.
+    // Four at once: one running on the search thread, three queued behind it.
     const searches = Promise.all(Array.from({ length: 4 }, () => call(reader, reader.catalog.listTraces.bind(reader.catalog), search, 120_000))).finally(
       () => (searching = false),
     );
