@@ -488,9 +488,10 @@ describe('finding 7: session slots', () => {
   });
 
   it('a Debug stream that does not send start within the bound is closed', async () => {
+    const tokens: string[] = [];
+    for (let i = 0; i < 200; i++) tokens.push(await srv.token('reader'));
     const t0 = performance.now();
-    const silent: ReturnType<typeof hold>[] = [];
-    for (let i = 0; i < 200; i++) silent.push(hold(await srv.token('reader'), false));
+    const silent = tokens.map((t) => hold(t, false));
     const ends = await Promise.all(silent.map((h) => h.ended));
     for (const e of ends) {
       expect(status[e.code]).toBe('DEADLINE_EXCEEDED');
