@@ -499,8 +499,8 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
     sandbox: { memoryBytes: MEMORY_BOUND, cpuSeconds: 20 },
   });
   const clients: Clients[] = [];
-  const client = (role: 'agent' | 'reader'): Clients => {
-    const c = connect({ server: server.address, token: server.catalog.tokens.create(role, '').secret, tls: false });
+  const client = async (role: 'agent' | 'reader'): Promise<Clients> => {
+    const c = connect({ server: server.address, token: (await server.catalog.tokens.create(role, '')).secret, tls: false });
     clients.push(c);
     return c;
   };
@@ -511,7 +511,7 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
 
   let watching = true;
   const watch = async (): Promise<void> => {
-    const hc = client('reader');
+    const hc = await client('reader');
     while (watching) {
       const start = performance.now();
       const ok = await healthCheck(hc, 2000);
@@ -529,11 +529,11 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
     // Recorded before the watch starts: spawnSync holds this process's event loop meanwhile.
     const bases = record(path.join(REPO, 'test', 'fixtures'), work).map(loadBase);
     watcher = watch();
-    const up = client('agent');
+    const up = await client('agent');
     const originals: { id: string; result: ReplayResult }[] = [];
     for (const b of bases) {
       const id = (await pushTrace(up, b.dir)).traceId;
-      originals.push({ id, result: await replay(client('reader'), id) });
+      originals.push({ id, result: await replay(await client('reader'), id) });
     }
     const shas = bases.flatMap((b) => b.manifest.blobs.map((x) => x.sha256));
     const names = [
@@ -558,8 +558,8 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
     clients.push(admin);
     let next = 0;
     const lane = async (n: number): Promise<void> => {
-      const agent = client('agent');
-      const reader = client('reader');
+      const agent = await client('agent');
+      const reader = await client('reader');
       for (let i = next++; i < opts.count; i = next++) {
         const base = bases[i % bases.length]!;
         const mt = mutate(base, m);
@@ -609,7 +609,7 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
     await Promise.all(Array.from({ length: opts.parallel ?? 2 }, (_, n) => lane(n)));
 
     // The first traces: still listed, still replayed exactly as at the start.
-    const rd = client('reader');
+    const rd = await client('reader');
     const listed: ListTracesResponse = await call(rd, rd.catalog.listTraces.bind(rd.catalog), ListTracesRequest.fromPartial({ limit: 10_000 }));
     const ids = new Set(listed.traces.map((t) => t.id));
     report.originalsIntact = true;

@@ -14,8 +14,8 @@ export interface SweepResult {
  */
 export async function sweep(catalog: Catalog, store: BlobStore, blobTtlMs: number, partialTtlMs: number, log?: Logger): Promise<SweepResult> {
   const res: SweepResult = { blobsRemoved: 0, bytesFreed: 0, partialsRemoved: 0 };
-  for (const b of catalog.blobs.takeOrphans(Date.now() - blobTtlMs)) {
-    if (catalog.blobs.has(b.sha256) || store.isBusy(b.sha256)) continue;
+  for (const b of await catalog.blobs.takeOrphans(Date.now() - blobTtlMs)) {
+    if ((await catalog.blobs.has(b.sha256)) || store.isBusy(b.sha256)) continue;
     await store.delete(b.sha256);
     res.blobsRemoved++;
     res.bytesFreed += b.size;

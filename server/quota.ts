@@ -46,7 +46,7 @@ export class UploadQuota {
   private async check(token: TokenRow, bytes: number): Promise<void> {
     const quota = this.limits.quotaBytes;
     if (quota <= 0 || token.role === 'admin') return;
-    const used = this.catalog.traces.bytesUploadedBy(token.id) + (await this.pendingBytes(token.id));
+    const used = (await this.catalog.traces.bytesUploadedBy(token.id)) + (await this.pendingBytes(token.id));
     if (used + bytes > quota) {
       throw new RpcError(
         status.RESOURCE_EXHAUSTED,
@@ -68,8 +68,8 @@ export class UploadQuota {
     if (!mine) return 0;
     let total = 0;
     for (const [sha, size] of mine) {
-      const gone = !this.catalog.blobs.has(sha) && !this.store.isBusy(sha) && (await this.store.partialSize(sha)) === 0;
-      if (gone || this.catalog.blobs.isReferenced(sha)) mine.delete(sha);
+      const gone = !(await this.catalog.blobs.has(sha)) && !this.store.isBusy(sha) && (await this.store.partialSize(sha)) === 0;
+      if (gone || (await this.catalog.blobs.isReferenced(sha))) mine.delete(sha);
       else total += size;
     }
     if (mine.size === 0) this.pending.delete(tokenId);

@@ -63,13 +63,13 @@ function methodName(m: Method): string {
   return m.path.slice(m.path.lastIndexOf('/') + 1);
 }
 
-export function authenticate(deps: AuthDeps, md: Metadata, method: Method): TokenRow {
+export async function authenticate(deps: AuthDeps, md: Metadata, method: Method): Promise<TokenRow> {
   const v = md.get('authorization')[0];
   const header = typeof v === 'string' ? v : v?.toString('utf8');
   if (!header) throw new RpcError(status.UNAUTHENTICATED, 'no token given: pass --token, set REWIND_TOKEN, or add it to the config file');
   const m = /^Bearer\s+(\S+)$/i.exec(header);
   if (!m) throw new RpcError(status.UNAUTHENTICATED, 'malformed authorization header: expected "Bearer <token>"');
-  const token = deps.catalog.tokens.forSecret(m[1]!);
+  const token = await deps.catalog.tokens.forSecret(m[1]!);
   if (!token) throw new RpcError(status.UNAUTHENTICATED, 'invalid or revoked token');
   const allowed = ROLES[method.path] ?? [];
   if (token.role !== 'admin' && !allowed.includes(token.role)) {
@@ -126,7 +126,7 @@ export function toServiceError(err: unknown, log: Logger, method: Method): Serve
 function answer<Res>(deps: AuthDeps, method: Method, md: Metadata, run: (ctx: RpcContext) => Promise<Res> | Res, callback: sendUnaryData<Res>): void {
   void (async () => {
     try {
-      const token = authenticate(deps, md, method);
+      const token = await authenticate(deps, md, method);
       callback(null, await run({ token, log: deps.log }));
     } catch (err) {
       callback(toServiceError(err, deps.log, method));
@@ -147,7 +147,7 @@ function stream<Call extends OutStream>(deps: AuthDeps, method: Method, fn: (cal
   return (call) => {
     void (async () => {
       try {
-        const token = authenticate(deps, call.metadata, method);
+        const token = await authenticate(deps, call.metadata, method);
         await fn(call, { token, log: deps.log });
         if (!call.cancelled) call.end();
       } catch (err) {

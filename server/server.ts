@@ -8,7 +8,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { DiskBlobStore } from './blobstore/disk.js';
 import type { BlobStore } from './blobstore/blobstore.js';
-import { Catalog } from './catalog/catalog.js';
+import { openCatalog, type Catalog } from './catalog/catalog.js';
 import { ReplayManager } from './replay/manager.js';
 import { agentService } from './services/agent.js';
 import { tokenService } from './services/auth.js';
@@ -32,6 +32,8 @@ import { UploadServiceService } from '../gen/rewind/upload/v1/upload.js';
 
 export interface ServerOptions {
   dataDir?: string;
+  /** The catalogue: a postgres:// URL or a SQLite file (default: catalog.sqlite in the data directory). */
+  catalog?: string;
   /** HOST:PORT; default 127.0.0.1:7777. Port 0 picks a free port. */
   listen?: string;
   tlsCert?: string;
@@ -54,6 +56,8 @@ export interface ServerOptions {
   /** Idle limit of a debug session (default 30 min: a person reads code between commands). */
   debugIdleTimeoutMs?: number;
   heartbeatIntervalMs?: number;
+  /** This server's lease on its sessions in the catalogue (default 30 s; renewed every third of it). */
+  serverLeaseMs?: number;
   /** Uploaded blobs no trace committed are removed after this long (default 24 h). */
   orphanBlobTtlMs?: number;
   /** Unfinished partial uploads untouched this long are removed (default 6 hours). */
@@ -116,15 +120,21 @@ function protoFiles(root: string): string[] {
   return out;
 }
 
-/** Creates the admin token on first start and writes it to DATA/admin.token (0600). */
-function ensureAdminToken(catalog: Catalog, dataDir: string, log: Logger): string {
+/**
+ * Creates the admin token on first start of a catalogue and writes it to DATA/admin.token (0600).
+ * Of several servers starting on one new database, one creates it (the others' tokens are revoked).
+ */
+async function ensureAdminToken(catalog: Catalog, dataDir: string, log: Logger): Promise<string> {
   const file = path.join(dataDir, 'admin.token');
-  if (!catalog.meta.get('admin_token_created')) {
-    const { secret } = catalog.tokens.create('admin', 'admin');
-    fs.writeFileSync(file, `${secret}\n`, { mode: 0o600 });
-    fs.chmodSync(file, 0o600);
-    catalog.meta.set('admin_token_created', new Date().toISOString());
-    log.info({ path: file }, 'created the first admin token');
+  if (!(await catalog.meta.get('admin_token_created'))) {
+    const { token, secret } = await catalog.tokens.create('admin', 'admin');
+    if (await catalog.meta.setOnce('admin_token_created', new Date().toISOString())) {
+      fs.writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+      fs.chmodSync(file, 0o600);
+      log.info({ path: file }, 'created the first admin token');
+    } else {
+      await catalog.tokens.revoke(token.id);
+    }
   } else if (fs.existsSync(file)) {
     log.info({ path: file }, 'admin token file');
   }
@@ -175,14 +185,18 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   fs.chmodSync(dataDir, 0o700); // also one made earlier, or by hand: everything in it is secret
   const log = opts.logger ?? jsonLogger('rewind-server', logLevel());
-  const catalog = Catalog.inDir(dataDir);
+  const catalog = await openCatalog(dataDir, opts.catalog);
   const blobDir = path.join(dataDir, 'blobs');
   const store: BlobStore = new DiskBlobStore(blobDir);
   const workDir = path.join(dataDir, 'tmp');
   fs.rmSync(workDir, { recursive: true, force: true });
   fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
   const stats = new ServerStats();
-  const adminTokenPath = ensureAdminToken(catalog, dataDir, log);
+  const adminTokenPath = await ensureAdminToken(catalog, dataDir, log);
+  // Holds this server's sessions; ends those of servers that went away (their lease ran out).
+  const leaseMs = opts.serverLeaseMs ?? 30_000;
+  const ended = await catalog.sessions.keepAlive(leaseMs);
+  if (ended > 0) log.info({ sessions: ended }, 'ended the sessions of servers that went away');
   const replays = new ReplayManager(catalog, store, log, {
     command: opts.replayCommand,
     debugCommand: opts.debugCommand,
@@ -241,7 +255,10 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const listen = opts.listen ?? DEFAULT_LISTEN;
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(listen, creds, (err, p) => (err ? reject(new Error(`cannot listen on ${listen}: ${err.message}`)) : resolve(p))),
-  );
+  ).catch(async (err: unknown) => {
+    await catalog.close();
+    throw err;
+  });
   const host = listen.slice(0, listen.lastIndexOf(':')) || '127.0.0.1';
   const address = `${host}:${port}`;
   let web;
@@ -251,10 +268,10 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     server.forceShutdown();
     replays.closeAll();
     await store.close?.();
-    catalog.close();
+    await catalog.close();
     throw err;
   }
-  log.info({ address, dataDir, tls: Boolean(opts.tlsCert), http: web?.address }, 'rewind server listening');
+  log.info({ address, dataDir, catalog: catalog.kind, tls: Boolean(opts.tlsCert), http: web?.address }, 'rewind server listening');
 
   const runSweep = (): void => {
     sweep(catalog, store, opts.orphanBlobTtlMs ?? 86_400_000, opts.partialTtlMs ?? 6 * 3_600_000, log).catch(
@@ -264,6 +281,10 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   runSweep();
   const sweeper = setInterval(runSweep, 15 * 60_000);
   sweeper.unref();
+  const keepAlive = setInterval(() => {
+    catalog.sessions.keepAlive(leaseMs).catch((err: unknown) => log.warn({ err }, 'renewing the server lease failed'));
+  }, leaseMs / 3);
+  keepAlive.unref();
 
   return {
     port,
@@ -275,6 +296,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     httpAddress: web?.address,
     close: async () => {
       clearInterval(sweeper);
+      clearInterval(keepAlive);
       await web?.close();
       replays.closeAll();
       await new Promise<void>((resolve) => {
@@ -288,7 +310,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
         });
       });
       await store.close?.();
-      catalog.close();
+      await catalog.close();
     },
   };
 }

@@ -3,6 +3,7 @@ import { UserError } from '../../trace/user_error.js';
 
 interface ServerFlags {
   data?: string;
+  catalog?: string;
   listen?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -36,6 +37,7 @@ export function registerServer(program: Command): void {
     .command('server')
     .description('run the rewind server: catalogue, blob store, uploads and remote replay')
     .option('--data <dir>', 'data directory (default ~/.local/share/rewind/server)')
+    .option('--catalog <url|file>', 'the catalogue: postgres://USER:PASSWORD@HOST:PORT/DB, or a SQLite file (default DATA/catalog.sqlite)')
     .option('--listen <host:port>', 'address to listen on (default 127.0.0.1:7777)')
     .option('--tls-cert <file>', 'PEM certificate chain; with --tls-key switches on TLS')
     .option('--tls-key <file>', 'PEM private key')
@@ -64,6 +66,7 @@ export function registerServer(program: Command): void {
       try {
         srv = await startServer({
           dataDir: flags.data,
+          catalog: flags.catalog,
           logger,
           listen: flags.listen,
           tlsCert: flags.tlsCert,

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { call, connect, type Clients } from '../../remote/client.js';
 import { pushTrace } from '../../remote/upload.js';
 import { ListTracesRequest } from '../../gen/rewind/catalog/v1/catalog.js';
-import { Catalog } from '../catalog/catalog.js';
+import { openCatalog, type Catalog, type NewTrace } from '../catalog/catalog.js';
 import { parseManifest } from '../../trace/manifest.js';
 
 export interface ServiceBenchOptions {
@@ -34,9 +34,9 @@ interface Srv {
   token: string;
 }
 
-function startServer(dataDir: string): Promise<Srv> {
+function startServer(dataDir: string, extra: string[] = []): Promise<Srv> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'server', '--data', dataDir, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'server', '--data', dataDir, '--listen', '127.0.0.1:0', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     let buf = '';
     const timer = setTimeout(() => reject(new Error('server did not start')), 30_000);
     child.stdout!.on('data', (d: Buffer) => {
@@ -195,17 +195,16 @@ async function dedupBench(work: string, print: (l: string) => void): Promise<voi
   }
 }
 
-async function lsBench(work: string, n: number, print: (l: string) => void): Promise<void> {
-  const dataDir = path.join(work, 'ls-server');
-  fs.mkdirSync(dataDir);
-  const cat = Catalog.inDir(dataDir);
+/** Commits `n` synthetic traces (ten programs, fifty hosts, some failed or labelled) in batches. */
+export async function loadSynthetic(cat: Catalog, n: number, print: (l: string) => void): Promise<void> {
   const programs = ['ls', 'make', 'gcc', 'python3', 'node', 'bash', 'curl', 'git', 'ssh', 'rg'];
   const signals = [null, null, null, null, null, null, null, null, 'SIGSEGV', 'SIGABRT'];
   const blob = 'a'.repeat(64);
-  cat.blobs.add(blob, 4096);
-  let t = process.hrtime.bigint();
-  cat.batch(() => {
-    for (let i = 0; i < n; i++) {
+  await cat.blobs.add(blob, 4096);
+  const t = process.hrtime.bigint();
+  for (let start = 0; start < n; start += 5000) {
+    const batch: NewTrace[] = [];
+    for (let i = start; i < Math.min(n, start + 5000); i++) {
       const p = programs[i % programs.length]!;
       const sig = signals[i % signals.length] ?? null;
       const status = sig === 'SIGSEGV' ? 139 : sig === 'SIGABRT' ? 134 : i % 7 === 0 ? 1 : 0;
@@ -215,13 +214,25 @@ async function lsBench(work: string, n: number, print: (l: string) => void): Pro
         durationMs: i % 1000, exit: { status, code: sig ? null : status, signal: sig }, complete: true,
         blobs: [{ sha256: blob, size: 4096, role: 'events' }],
       });
-      cat.traces.commit(parseManifest(json), json, i % 3 === 0 ? { team: `t${i % 5}` } : {}, 'bench');
+      batch.push({ manifest: parseManifest(json), manifestJson: json, labels: i % 3 === 0 ? { team: `t${i % 5}` } : {}, tokenId: 'bench' });
     }
-  });
-  cat.close();
-  print(`catalogue: ${n} traces inserted in ${(Number(process.hrtime.bigint() - t) / 1e6).toFixed(0)} ms`);
+    await cat.traces.commitMany(batch);
+    if ((start + 5000) % 100_000 === 0) print(`  ${start + 5000} traces loaded in ${(Number(process.hrtime.bigint() - t) / 1e6).toFixed(0)} ms`);
+  }
+  print(`catalogue (${cat.kind}): ${n} traces inserted in ${(Number(process.hrtime.bigint() - t) / 1e6).toFixed(0)} ms`);
+}
 
-  const srv = await startServer(dataDir);
+/**
+ * `ls` latency over gRPC with `n` synthetic traces in the catalogue `catalog` (default: SQLite in
+ * the server's data directory; a PostgreSQL URL must name an empty database), loaded in batches.
+ */
+export async function lsBench(work: string, n: number, print: (l: string) => void, catalog?: string): Promise<void> {
+  const dataDir = fs.mkdtempSync(path.join(work, 'ls-server-'));
+  const cat = await openCatalog(dataDir, catalog);
+  await loadSynthetic(cat, n, print);
+  await cat.close();
+
+  const srv = await startServer(dataDir, catalog ? ['--catalog', catalog] : []);
   const c = connect({ server: srv.address, token: srv.token, tls: false });
   try {
     const queries: Partial<ListTracesRequest>[] = [
@@ -229,17 +240,25 @@ async function lsBench(work: string, n: number, print: (l: string) => void): Pro
       { labels: { team: 't2' } }, { search: 'file42' }, { host: 'host3', failed: true }, { since: new Date(Date.now() - 86_400_000) },
       { program: 'make', labels: { team: 't1' } },
     ];
+    // A call that reads no trace, between the queries: what the machine and gRPC cost alone.
     const times: number[] = [];
+    const base: number[] = [];
+    const timed = async (into: number[], fn: () => Promise<unknown>): Promise<void> => {
+      const t = process.hrtime.bigint();
+      await fn();
+      into.push(Number(process.hrtime.bigint() - t) / 1e6);
+    };
     for (let round = 0; round < 30; round++) {
       for (const q of queries) {
-        t = process.hrtime.bigint();
-        await call(c, c.catalog.listTraces.bind(c.catalog), ListTracesRequest.fromPartial({ ...q, limit: 50 }));
-        times.push(Number(process.hrtime.bigint() - t) / 1e6);
+        await timed(times, () => call(c, c.catalog.listTraces.bind(c.catalog), ListTracesRequest.fromPartial({ ...q, limit: 50 })));
+        await timed(base, () => call(c, c.tokens.whoAmI.bind(c.tokens), {}));
       }
     }
-    times.sort((a, b) => a - b);
-    const pct = (p: number): string => times[Math.min(times.length - 1, Math.floor(times.length * p))]!.toFixed(2);
-    print(`ls filtered query over gRPC, ${n} traces, ${times.length} queries: p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms`);
+    const pct = (xs: number[], p: number): string => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!.toFixed(2);
+    print(
+      `ls filtered query over gRPC (${catalog ? 'postgres' : 'sqlite'}), ${n} traces, ${times.length} queries: p50 ${pct(times, 0.5)} ms, p99 ${pct(times, 0.99)} ms` +
+        ` (WhoAmI between them: p50 ${pct(base, 0.5)} ms, p99 ${pct(base, 0.99)} ms)`,
+    );
   } finally {
     c.close();
     await stop(srv);

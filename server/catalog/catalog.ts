@@ -1,18 +1,44 @@
-// The server's SQLite catalogue (better-sqlite3, WAL): one database, one store per concept
-// (tokens, traces, blobs, agents and their jobs, sessions), each behind an interface.
-import Database from 'better-sqlite3';
+// The server's catalogue: one store per concept (tokens, traces, blobs, agents and their jobs,
+// sessions) behind the interfaces of stores.ts, in SQLite (the default: one file in the data
+// directory, better-sqlite3, WAL) or PostgreSQL (several servers on one database). Both version
+// their schema the same way: a `schema_migrations` table names the migrations applied, and the
+// missing ones run, in order, when the catalogue is opened.
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { SqliteAgents, type AgentStore } from './agents.js';
-import { SqliteBlobs, SqliteMeta, type BlobIndex, type MetaStore } from './blobs.js';
-import { SqliteSessions, type SessionLog } from './sessions.js';
-import { SqliteTokens, type TokenStore } from './tokens.js';
-import { SqliteTraces, type TraceStore } from './traces.js';
+import Database from 'better-sqlite3';
+import { SqliteAgents } from './agents.js';
+import { SqliteBlobs, SqliteMeta } from './blobs.js';
+import { SqliteReaders } from './sqlite_readers.js';
+import { SqliteSessions } from './sessions.js';
+import type { AgentStore, BlobIndex, Catalog, MetaStore, SessionLog, TokenStore, TraceStore } from './stores.js';
+import { SqliteTokens } from './tokens.js';
+import { SqliteTraces } from './traces.js';
 
 export type * from './types.js';
-export type { AgentStore, BlobIndex, MetaStore, SessionLog, TokenStore, TraceStore };
+export type * from './stores.js';
 
-const SCHEMA = `
+export interface Migration {
+  version: number;
+  name: string;
+  /** SQL, or a function for the steps SQL alone cannot express (columns added to older files). */
+  up: string | ((db: Database.Database) => void);
+}
+
+const columns = (db: Database.Database, table: string): string[] =>
+  (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name);
+
+const addColumn = (db: Database.Database, table: string, column: string, decl: string): void => {
+  if (!columns(db, table).includes(column)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${decl}`);
+};
+
+/** SQLite's migrations. The first is written to run on a file from before versioning as well. */
+const SQLITE_MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'catalogue',
+    up: (db) => {
+      db.exec(`
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
@@ -52,10 +78,32 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_host_state ON jobs (hostname, state);
 CREATE TABLE IF NOT EXISTS sessions (
   id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, token_id TEXT NOT NULL, started_ms INTEGER NOT NULL,
-  ended_ms INTEGER, exit_status INTEGER, error TEXT);
-`;
+  ended_ms INTEGER, exit_status INTEGER, error TEXT);`);
+      addColumn(db, 'traces', 'argv0', "TEXT NOT NULL DEFAULT ''");
+      db.exec('CREATE INDEX IF NOT EXISTS traces_argv0 ON traces (argv0, start_ms DESC)');
+      // Who uploaded a trace, and which agent token a host belongs to ('' for rows from before).
+      addColumn(db, 'traces', 'token_id', "TEXT NOT NULL DEFAULT ''");
+      addColumn(db, 'agents', 'token_id', "TEXT NOT NULL DEFAULT ''");
+      db.exec('CREATE INDEX IF NOT EXISTS traces_token ON traces (token_id)');
+    },
+  },
+  {
+    version: 2,
+    name: 'leases: jobs to their agent, sessions to their server',
+    up: `
+ALTER TABLE jobs ADD COLUMN agent_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN lease_until_ms INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_running ON jobs (state, lease_until_ms);
+ALTER TABLE sessions ADD COLUMN server_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX sessions_open ON sessions (server_id) WHERE ended_ms IS NULL;
+CREATE TABLE servers (id TEXT PRIMARY KEY, started_ms INTEGER NOT NULL, lease_until_ms INTEGER NOT NULL);`,
+  },
+];
 
-export class Catalog {
+/** The SQLite catalogue: writes and point reads on the main connection, unbounded reads on reader threads. */
+export class SqliteCatalog implements Catalog {
+  readonly kind = 'sqlite';
+  readonly serverId = randomUUID();
   readonly tokens: TokenStore;
   readonly traces: TraceStore;
   readonly blobs: BlobIndex;
@@ -63,6 +111,7 @@ export class Catalog {
   readonly sessions: SessionLog;
   readonly meta: MetaStore;
   private readonly db: Database.Database;
+  private readonly readers: SqliteReaders;
 
   constructor(file: string) {
     // Private to the server's user: the catalogue holds every trace's manifest. SQLite gives its
@@ -77,40 +126,52 @@ export class Catalog {
     this.db.pragma('synchronous = FULL'); // a commit the client saw survives a power cut
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
-    this.db.exec(SCHEMA);
-    this.migrate();
+    migrateSqlite(this.db);
     own();
+    this.readers = new SqliteReaders(file);
     this.tokens = new SqliteTokens(this.db);
-    this.traces = new SqliteTraces(this.db);
+    this.traces = new SqliteTraces(this.db, this.readers);
     this.blobs = new SqliteBlobs(this.db);
     this.agents = new SqliteAgents(this.db);
-    this.sessions = new SqliteSessions(this.db);
+    this.sessions = new SqliteSessions(this.db, this.serverId);
     this.meta = new SqliteMeta(this.db);
   }
 
-  private migrate(): void {
-    const cols = (this.db.prepare('PRAGMA table_info(traces)').all() as { name: string }[]).map((c) => c.name);
-    if (!cols.includes('argv0')) {
-      this.db.exec("ALTER TABLE traces ADD COLUMN argv0 TEXT NOT NULL DEFAULT ''");
-    }
-    this.db.exec('CREATE INDEX IF NOT EXISTS traces_argv0 ON traces (argv0, start_ms DESC)');
-    // Who uploaded a trace, and which agent token a host belongs to ('' for rows from before).
-    if (!cols.includes('token_id')) this.db.exec("ALTER TABLE traces ADD COLUMN token_id TEXT NOT NULL DEFAULT ''");
-    const agentCols = (this.db.prepare('PRAGMA table_info(agents)').all() as { name: string }[]).map((c) => c.name);
-    if (!agentCols.includes('token_id')) this.db.exec("ALTER TABLE agents ADD COLUMN token_id TEXT NOT NULL DEFAULT ''");
-    this.db.exec('CREATE INDEX IF NOT EXISTS traces_token ON traces (token_id)');
-  }
-
-  static inDir(dataDir: string): Catalog {
-    return new Catalog(path.join(dataDir, 'catalog.sqlite'));
-  }
-
-  /** Runs fn in one transaction: many writes at the cost of one commit (bulk loads). */
-  batch<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
-  }
-
-  close(): void {
+  async close(): Promise<void> {
+    await this.readers.close();
     this.db.close();
   }
+}
+
+function migrateSqlite(db: Database.Database): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)');
+  db.transaction(() => {
+    const done = new Set((db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version));
+    const newest = Math.max(0, ...done);
+    const known = SQLITE_MIGRATIONS[SQLITE_MIGRATIONS.length - 1]!.version;
+    if (newest > known) throw new Error(`the catalogue's schema is version ${newest}, newer than this server knows (${known}): upgrade rewind`);
+    for (const m of SQLITE_MIGRATIONS) {
+      if (done.has(m.version)) continue;
+      if (typeof m.up === 'string') db.exec(m.up);
+      else m.up(db);
+      db.prepare('INSERT INTO schema_migrations (version, name, applied_ms) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
+    }
+  }).immediate();
+}
+
+/** True when `spec` (a --catalog value) names a PostgreSQL database. */
+export function isPostgresUrl(spec: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(spec);
+}
+
+/**
+ * Opens the catalogue `spec` names: a postgres:// URL, or a SQLite file (default: catalog.sqlite
+ * in the data directory).
+ */
+export async function openCatalog(dataDir: string, spec?: string): Promise<Catalog> {
+  if (spec && isPostgresUrl(spec)) {
+    const { PgCatalog } = await import('./postgres.js');
+    return PgCatalog.open(spec);
+  }
+  return new SqliteCatalog(spec ? path.resolve(spec) : path.join(dataDir, 'catalog.sqlite'));
 }

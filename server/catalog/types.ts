@@ -70,3 +70,14 @@ export interface JobRow {
   error: string;
   createdMs: number;
 }
+
+export interface SessionRow {
+  id: string;
+  traceId: string;
+  tokenId: string;
+  serverId: string;
+  startedMs: number;
+  endedMs: number | null;
+  exitStatus: number | null;
+  error: string | null;
+}

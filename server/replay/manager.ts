@@ -245,8 +245,8 @@ export class ReplayManager {
     let error = '';
     let exitStatus: number | null = null;
     try {
-      const t = this.catalog.traces.get(traceId);
-      this.catalog.sessions.start(sessionId, traceId, tokenId);
+      const t = await this.catalog.traces.get(traceId);
+      await this.catalog.sessions.start(sessionId, traceId, tokenId);
       dir = await fsp.mkdtemp(path.join(this.opts.workDir, 'replay-'));
       await fsp.writeFile(path.join(dir, 'manifest.json'), t.manifest, { mode: 0o600 });
       await fsp.mkdir(path.join(dir, 'blobs'));
@@ -266,7 +266,7 @@ export class ReplayManager {
     } finally {
       this.sessions.delete(sessionId);
       try {
-        this.catalog.sessions.end(sessionId, exitStatus, error);
+        await this.catalog.sessions.end(sessionId, exitStatus, error);
       } catch {
         // The catalogue may be closing with the server.
       }

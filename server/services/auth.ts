@@ -48,21 +48,21 @@ function toToken(t: TokenRow): Token {
 export function tokenService(deps: TokenDeps): TokenServiceServer {
   const { catalog } = deps;
   return {
-    createToken: unary<CreateTokenRequest, CreateTokenResponse>(deps, TokenServiceService.createToken, (req, ctx) => {
+    createToken: unary<CreateTokenRequest, CreateTokenResponse>(deps, TokenServiceService.createToken, async (req, ctx) => {
       const role = roleName(req.role);
       if (req.name.length > 128) throw invalidArgument('token name is longer than 128 characters');
-      const { token, secret } = catalog.tokens.create(role, req.name);
+      const { token, secret } = await catalog.tokens.create(role, req.name);
       ctx.log.info({ token: token.id, name: token.name, role, by: ctx.token.name }, 'token created');
       return { token: toToken(token), secret };
     }),
-    revokeToken: unary<RevokeTokenRequest, RevokeTokenResponse>(deps, TokenServiceService.revokeToken, (req, ctx) => {
+    revokeToken: unary<RevokeTokenRequest, RevokeTokenResponse>(deps, TokenServiceService.revokeToken, async (req, ctx) => {
       if (!req.token) throw invalidArgument('which token? give its id, name or secret');
-      const t = catalog.tokens.revoke(req.token);
+      const t = await catalog.tokens.revoke(req.token);
       ctx.log.info({ token: t.id, name: t.name, by: ctx.token.name }, 'token revoked');
       return { token: toToken(t) };
     }),
-    listTokens: unary<ListTokensRequest, ListTokensResponse>(deps, TokenServiceService.listTokens, () => ({
-      tokens: catalog.tokens.list().map(toToken),
+    listTokens: unary<ListTokensRequest, ListTokensResponse>(deps, TokenServiceService.listTokens, async () => ({
+      tokens: (await catalog.tokens.list()).map(toToken),
     })),
     whoAmI: unary<WhoAmIRequest, WhoAmIResponse>(deps, TokenServiceService.whoAmI, (_req, ctx) => ({ token: toToken(ctx.token) })),
   };

@@ -103,14 +103,14 @@ function boundedPage(rows: TraceRow[], truncated: boolean, log: Logger): ListTra
 export function catalogService(deps: CatalogDeps): CatalogServiceServer {
   const { catalog, store, stats } = deps;
   return {
-    listTraces: unary<ListTracesRequest, ListTracesResponse>(deps, CatalogServiceService.listTraces, (req, ctx) => {
+    listTraces: unary<ListTracesRequest, ListTracesResponse>(deps, CatalogServiceService.listTraces, async (req, ctx) => {
       let signal: string | undefined;
       if (req.signal) {
         signal = normaliseSignal(req.signal);
         if (!signal) throw invalidArgument(`unknown signal ${JSON.stringify(req.signal)}`);
       }
       if (req.limit > 10_000) throw invalidArgument('limit must be at most 10000');
-      const { rows, truncated } = catalog.traces.list({
+      const { rows, truncated } = await catalog.traces.list({
         host: req.host || undefined,
         program: req.program || undefined,
         exitStatus: req.exitStatus,
@@ -126,8 +126,8 @@ export function catalogService(deps: CatalogDeps): CatalogServiceServer {
       return boundedPage(rows, truncated, ctx.log);
     }),
 
-    getTrace: unary<GetTraceRequest, GetTraceResponse>(deps, CatalogServiceService.getTrace, (req) => {
-      const t = catalog.traces.get(checkTraceId(req.id));
+    getTrace: unary<GetTraceRequest, GetTraceResponse>(deps, CatalogServiceService.getTrace, async (req) => {
+      const t = await catalog.traces.get(checkTraceId(req.id));
       return {
         summary: toSummary(t.trace),
         manifest: storedManifest(t.trace.id, t.manifest),
@@ -137,12 +137,12 @@ export function catalogService(deps: CatalogDeps): CatalogServiceServer {
 
     deleteTrace: unary<DeleteTraceRequest, DeleteTraceResponse>(deps, CatalogServiceService.deleteTrace, async (req, ctx) => {
       const id = checkTraceId(req.id);
-      const freed = catalog.traces.delete(id);
+      const freed = await catalog.traces.delete(id);
       let bytes = 0n;
       let removed = 0;
       for (const b of freed) {
         // A blob re-uploaded in the meantime (row back, or a writer busy) stays.
-        if (catalog.blobs.has(b.sha256) || store.isBusy(b.sha256)) continue;
+        if ((await catalog.blobs.has(b.sha256)) || store.isBusy(b.sha256)) continue;
         await store.delete(b.sha256);
         bytes += BigInt(b.size);
         removed++;
@@ -151,8 +151,8 @@ export function catalogService(deps: CatalogDeps): CatalogServiceServer {
       return { blobsRemoved: removed, bytesFreed: bytes };
     }),
 
-    getStats: unary<GetStatsRequest, GetStatsResponse>(deps, CatalogServiceService.getStats, () => {
-      const s = catalog.traces.stats();
+    getStats: unary<GetStatsRequest, GetStatsResponse>(deps, CatalogServiceService.getStats, async () => {
+      const s = await catalog.traces.stats();
       return {
         traces: BigInt(s.traces),
         blobs: BigInt(s.blobs),

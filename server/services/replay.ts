@@ -26,7 +26,7 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
   return {
     runReplay: serverStream<RunReplayRequest, RunReplayResponse>(deps, ReplayServiceService.runReplay, async (call, ctx) => {
       const id = checkTraceId(call.request.traceId);
-      deps.catalog.traces.get(id); // NOT_FOUND before taking a slot
+      await deps.catalog.traces.get(id); // NOT_FOUND before taking a slot
       const session = deps.replays.reserve(ctx.token.id);
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
@@ -55,7 +55,7 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
       if (to !== undefined && to < from) throw invalidArgument(`to ${to} is before from ${from}`);
       const first = Number(from);
       const last = Math.min(first + DUMP_PAGE_EVENTS - 1, to === undefined ? Infinity : Number(to));
-      deps.catalog.traces.get(id); // NOT_FOUND before taking a slot
+      await deps.catalog.traces.get(id); // NOT_FOUND before taking a slot
       const session = deps.replays.reserve(ctx.token.id);
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
@@ -104,7 +104,7 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
       const first = await firstMessage(call, deps.replays.debugStartTimeoutMs);
       if (!first?.start) throw invalidArgument('the first Debug message must be start{trace_id}');
       const id = checkTraceId(first.start.traceId);
-      deps.catalog.traces.get(id); // NOT_FOUND before taking a slot
+      await deps.catalog.traces.get(id); // NOT_FOUND before taking a slot
       const session = deps.replays.reserve(ctx.token.id);
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());

@@ -65,13 +65,13 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
       let total = 0n;
       let present = 0n;
       for (const s of blobs.values()) total += BigInt(s);
-      if (catalog.traces.has(m.id)) {
+      if (await catalog.traces.has(m.id)) {
         return { traceId: m.id, missing: [], totalBytes: total, presentBytes: total, alreadyCommitted: true };
       }
       await deps.quota.checkTrace(ctx.token, blobs);
       const missing: MissingBlob[] = [];
       for (const [sha, size] of blobs) {
-        if (catalog.blobs.has(sha)) {
+        if (await catalog.blobs.has(sha)) {
           present += BigInt(size);
         } else {
           const held = Math.min(await store.partialSize(sha), size);
@@ -83,12 +83,12 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
 
     uploadBlob: clientStream<UploadBlobRequest, UploadBlobResponse>(deps, UploadServiceService.uploadBlob, (call, ctx) => receiveBlob(call, ctx.token, deps)),
 
-    commitUpload: unary<CommitUploadRequest, CommitUploadResponse>(deps, UploadServiceService.commitUpload, (req, ctx) => {
+    commitUpload: unary<CommitUploadRequest, CommitUploadResponse>(deps, UploadServiceService.commitUpload, async (req, ctx) => {
       const m = uploadedManifest(req.manifest);
       const labels = validateLabels(req.labels);
       // Defence in depth, for a client that did not redact: no rewind token enters the catalogue.
       const stored = { ...m, env: redactEnv(m.env, true) };
-      const created = catalog.traces.commit(stored, JSON.stringify(stored), labels, ctx.token.id);
+      const created = await catalog.traces.commit({ manifest: stored, manifestJson: JSON.stringify(stored), labels, tokenId: ctx.token.id });
       if (created) {
         stats.tracesCommitted++;
         ctx.log.info({ trace: m.id, host: m.host.hostname, token: ctx.token.name }, 'trace committed');
@@ -130,7 +130,7 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
         if (!SHA256_HEX.test(sha)) throw invalidArgument(`bad blob sha256 ${JSON.stringify(sha)}`);
         quota.checkBlobSize(msg.size, sha);
         size = Number(msg.size);
-        if (catalog.blobs.has(sha)) {
+        if (await catalog.blobs.has(sha)) {
           call.removeAllListeners('data');
           done({ sha256: sha, offset: BigInt(size), complete: true });
           return;
@@ -192,7 +192,7 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
               if (err instanceof BlobWriteError && (err.kind === 'chunk' || err.kind === 'hash')) stats.chunksRejected++;
               throw err;
             }
-            catalog.blobs.add(sha, size);
+            await catalog.blobs.add(sha, size);
             stats.blobsCompleted++;
             done({ sha256: sha, offset: BigInt(size), complete: true });
           } else {

@@ -45,7 +45,7 @@ describe('where traces go', () => {
     expect(rec.status, describeRun(rec)).toBe(3);
     const latest = join(xdg, 'rewind', 'traces', 'latest');
     expect(existsSync(join(latest, 'manifest.json')), describeRun(rec)).toBe(true);
-    const push = await rewind(['push'], { env: { ...env, REWIND_SERVER: ts.address, REWIND_TOKEN: ts.token('agent') } });
+    const push = await rewind(['push'], { env: { ...env, REWIND_SERVER: ts.address, REWIND_TOKEN: (await ts.token('agent')) } });
     expect(push.status, describeRun(push)).toBe(0);
     expect(push.stdout.toString()).toBe(`${readManifest(latest).id}\n`);
   });

@@ -15,13 +15,13 @@ let reader: string;
 async function upload(fixture: string, extra: string[], status: number): Promise<string> {
   const rec = await record(compile(fixture, { extra }));
   expectRecorded(rec, status);
-  return (await pushTrace(ts.client(ts.token('agent')), rec.traceDir)).traceId;
+  return (await pushTrace(ts.client(await ts.token('agent')), rec.traceDir)).traceId;
 }
 
 beforeAll(async () => {
   requireCli();
   ts = await startTestServer({ maxSessions: 2 });
-  reader = ts.token('reader');
+  reader = await ts.token('reader');
 }, 120_000);
 
 afterAll(async () => {

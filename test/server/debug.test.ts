@@ -22,8 +22,8 @@ beforeAll(async () => {
     maxSessions: 2,
     debugIdleTimeoutMs: 1500,
   });
-  agent = ts.client(ts.token('agent'));
-  reader = ts.token('reader');
+  agent = ts.client(await ts.token('agent'));
+  reader = await ts.token('reader');
 });
 afterAll(async () => {
   await ts.close();
@@ -137,7 +137,7 @@ describe('Debug rpc', () => {
     const nostart = await rawDebug(reader, { data: Buffer.from('$g#67') });
     expect(nostart.error?.code).toBe(status.INVALID_ARGUMENT);
     expect(nostart.error?.details).toMatch(/first Debug message must be start/);
-    const agentRole = await rawDebug(ts.token('agent'), { start: { traceId: id } });
+    const agentRole = await rawDebug(await ts.token('agent'), { start: { traceId: id } });
     expect(agentRole.error?.code).toBe(status.PERMISSION_DENIED);
     const twice = ts.client(reader).replay.debug(ts.client(reader).metadata());
     const twiceErr = new Promise<ServiceError>((r) => twice.on('error', r));
@@ -234,7 +234,7 @@ describe('openRemoteDebugBridge', () => {
       /^not authenticated: invalid or revoked token$/,
     );
     await expect(openRemoteDebugBridge(id, { server: ts.address }, 0)).rejects.toThrow(/^not authenticated: no token given/);
-    await expect(openRemoteDebugBridge(id, { server: ts.address, token: ts.token('agent') }, 0)).rejects.toThrow(
+    await expect(openRemoteDebugBridge(id, { server: ts.address, token: (await ts.token('agent')) }, 0)).rejects.toThrow(
       /^permission denied: GetTrace needs a reader or admin token; this is an agent token$/,
     );
   });

@@ -88,9 +88,9 @@ describe.skipIf(skip !== undefined)(`gdb through a remote debug session${skip ? 
     expect(rec.stdout).toBe('total 52 home\n');
     expect(rec.status).toBe(2704 % 7);
     ts = await startTestServer({ maxSessions: 2 });
-    const agent = ts.client(ts.token('agent'));
+    const agent = ts.client(await ts.token('agent'));
     traceId = (await pushTrace(agent, traceDir)).traceId;
-    reader = ts.token('reader');
+    reader = await ts.token('reader');
   });
   afterAll(async () => {
     await ts?.close();
@@ -154,7 +154,7 @@ describe.skipIf(skip !== undefined)(`gdb through a remote debug session${skip ? 
     const trace = path.join(work, 'trace');
     const rec = spawnSync(process.execPath, [CLI, 'record', '-o', trace, '--', exe], { encoding: 'utf8', timeout: 60_000 });
     expect(rec.status, rec.stderr).toBe(0);
-    const id = (await pushTrace(ts.client(ts.token('agent')), trace)).traceId;
+    const id = (await pushTrace(ts.client(await ts.token('agent')), trace)).traceId;
     const bridge = await openRemoteDebugBridge(id, { server: ts.address, token: reader }, 0);
     try {
       const gdb = await gdbInterrupted(bridge.port, ['continue', 'monitor when']);

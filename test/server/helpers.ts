@@ -88,7 +88,7 @@ export interface TestServer {
   adminToken: string;
   address: string;
   client(token?: string): Clients;
-  token(role: 'agent' | 'reader' | 'admin'): string;
+  token(role: 'agent' | 'reader' | 'admin'): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -107,8 +107,8 @@ export async function startTestServer(opts: Partial<ServerOptions> = {}): Promis
       clients.push(c);
       return c;
     },
-    token(role) {
-      return server.catalog.tokens.create(role, '').secret;
+    async token(role) {
+      return (await server.catalog.tokens.create(role, '')).secret;
     },
     async close() {
       for (const c of clients) c.close();

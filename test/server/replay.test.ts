@@ -16,8 +16,8 @@ beforeAll(async () => {
     maxSessions: 2,
     idleTimeoutMs: 1500,
   });
-  agent = ts.client(ts.token('agent'));
-  reader = ts.token('reader');
+  agent = ts.client(await ts.token('agent'));
+  reader = await ts.token('reader');
 });
 afterAll(async () => {
   await ts.close();
@@ -63,7 +63,7 @@ describe('remote replay', () => {
     const b = await replay('xyz');
     expect((b.status as Error).message).toMatch(/^invalid argument: bad trace id/);
     const id = await upload(['prog']);
-    const a = await replay(id, ts.token('agent'));
+    const a = await replay(id, (await ts.token('agent')));
     expect((a.status as Error).message).toMatch(/^permission denied: RunReplay needs a reader or admin token/);
   });
 

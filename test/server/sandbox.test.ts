@@ -178,7 +178,7 @@ describe.skipIf(!engineBuilt)('replay and debug workers are a sandbox', () => {
     return exe;
   };
   const push = async (ts: TestServer, name: keyof typeof traces): Promise<string> => {
-    const agent: Clients = ts.client(ts.token('agent'));
+    const agent: Clients = ts.client(await ts.token('agent'));
     return (await pushTrace(agent, traces[name])).traceId;
   };
 
@@ -208,8 +208,8 @@ describe.skipIf(!engineBuilt)('replay and debug workers are a sandbox', () => {
       sandbox: { memoryBytes: 2 ** 30, fileSizeBytes: MiB },
     });
     realServer = await startTestServer({ dataDir: realData, sandbox: { memoryBytes: 512 * MiB } });
-    probeReader = probeServer.token('reader');
-    realReader = realServer.token('reader');
+    probeReader = await probeServer.token('reader');
+    realReader = await realServer.token('reader');
     ids.probeHello = await push(probeServer, 'hello');
     for (const name of ['hello', 'big', 'bigShared', 'head', 'debuggee'] as const) ids[name] = await push(realServer, name);
   }, 120_000);
@@ -346,7 +346,7 @@ describe.skipIf(!engineBuilt)('replay and debug workers are a sandbox', () => {
     });
     try {
       const id = await push(ts, 'hello');
-      const r = await replay(ts, ts.token('reader'), id);
+      const r = await replay(ts, await ts.token('reader'), id);
       expect(r.status).toBeInstanceOf(Error);
       expect((r.status as Error).message).toBe('remote replay failed: replay worker crashed (killed by SIGXCPU); only this session was affected');
       expect(r.err.bytes.toString()).toBe('rewind-sandbox: the worker used up its CPU time (1 s) and was stopped\n');

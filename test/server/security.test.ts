@@ -24,8 +24,8 @@ let reader: Clients;
 
 beforeAll(async () => {
   ts = await startTestServer();
-  agent = ts.client(ts.token('agent'));
-  reader = ts.client(ts.token('reader'));
+  agent = ts.client(await ts.token('agent'));
+  reader = ts.client(await ts.token('reader'));
 });
 afterAll(async () => {
   await ts.close();
@@ -233,8 +233,8 @@ describe.skipIf(!engineBuilt)('finding 4: readers do not see the recorded enviro
     rewind(args, { REWIND_SERVER: ts.address, REWIND_TOKEN: token, MY_SECRET_API_KEY: secret, GITHUB_TOKEN: `gh-${secret}`, PLAIN: 'visible' });
 
   it('record --push redacts by default; replay on the server still prints what the program printed', async () => {
-    const agentToken = ts.token('agent');
-    const readerToken = ts.token('reader');
+    const agentToken = await ts.token('agent');
+    const readerToken = await ts.token('reader');
     const dir = path.join(tmpDir('rewind-redact-'), 't');
     const rec = await run(['record', '--push', '-o', dir, '--', '/usr/bin/printenv', 'MY_SECRET_API_KEY', 'REWIND_TOKEN', 'PLAIN'], agentToken);
     expect(rec.status, rec.stderr).toBe(0);
@@ -260,7 +260,7 @@ describe.skipIf(!engineBuilt)('finding 4: readers do not see the recorded enviro
   });
 
   it('--keep-env keeps the environment, except REWIND_TOKEN', async () => {
-    const agentToken = ts.token('agent');
+    const agentToken = await ts.token('agent');
     const dir = path.join(tmpDir('rewind-keepenv-'), 't');
     const rec = await run(['record', '-o', dir, '--', '/usr/bin/true'], agentToken);
     expect(rec.status, rec.stderr).toBe(0);
@@ -276,7 +276,7 @@ describe.skipIf(!engineBuilt)('finding 4: readers do not see the recorded enviro
   });
 
   it('the server drops a token a client left in the environment', async () => {
-    const leaked = ts.token('admin');
+    const leaked = await ts.token('admin');
     const t = makeTrace();
     await pushTrace(agent, t.dir);
     // Another trace of the same blobs, committed by a client that does not redact.
@@ -291,8 +291,8 @@ describe('finding 5: an agent token belongs to one host', () => {
   const facts = (hostname: string, kernel: string) => ({ facts: { hostname, kernel, arch: 'x86_64', cpuModel: '', cpuVendor: '', cpuFlags: [], rewindVersion: '' } });
 
   it('registration, heartbeats, jobs and completions are checked against the token', async () => {
-    const a = ts.client(ts.token('agent'));
-    const b = ts.client(ts.token('agent'));
+    const a = ts.client(await ts.token('agent'));
+    const b = ts.client(await ts.token('agent'));
     const admin = ts.client(ts.adminToken);
     const reg = await call(a, a.agent.register.bind(a.agent), facts('host-a', 'kernel-a'));
     // Another agent token may not take the host's name, nor its facts.
@@ -357,8 +357,8 @@ describe.skipIf(!isRoot)('finding 6: a full disk, declared sizes and quotas', ()
   const partials = (): string[] => fs.readdirSync(path.join(small.dataDir, 'blobs', '.partial'));
 
   it('disk full: RESOURCE_EXHAUSTED saying so, the partial upload removed, every other call still works', async () => {
-    const up = small.client(small.token('agent'));
-    const rd = small.client(small.token('reader'));
+    const up = small.client(await small.token('agent'));
+    const rd = small.client(await small.token('reader'));
     const admin = small.client(small.adminToken);
     const first = makeTrace({ argv: ['prog', 'x'], blobs: [{ data: randomBytes(64 << 10), role: 'events' }] });
     await pushTrace(up, first.dir);
@@ -387,7 +387,7 @@ describe.skipIf(!isRoot)('finding 6: a full disk, declared sizes and quotas', ()
   });
 
   it('declared blob sizes are bounded', async () => {
-    const up = small.client(small.token('agent'));
+    const up = small.client(await small.token('agent'));
     const t = makeTrace({ extra: { blobs: [{ sha256: 'b'.repeat(64), size: 8 * 2 ** 50, role: 'snapshot' }] } });
     await expectCode(prepare(up, manifestMessageOf(t.dir)), status.INVALID_ARGUMENT, /blobs\[0\]\.size/);
     const u = makeTrace({ extra: { blobs: [{ sha256: 'b'.repeat(64), size: 41 << 20, role: 'snapshot' }] } });
@@ -403,7 +403,7 @@ describe.skipIf(!isRoot)('finding 6: a full disk, declared sizes and quotas', ()
   });
 
   it('uploads have a quota per token', async () => {
-    const token = small.token('agent');
+    const token = await small.token('agent');
     const up = small.client(token);
     const blob = (mib: number): ReturnType<typeof makeTrace> => makeTrace({ blobs: [{ data: randomBytes(mib << 20), role: 'events' }] });
     const kept: string[] = [];
@@ -425,7 +425,7 @@ describe.skipIf(!isRoot)('finding 6: a full disk, declared sizes and quotas', ()
     await open('1'.repeat(64), 39 << 20);
     await expectCode(open('2'.repeat(64), 2 << 20), status.RESOURCE_EXHAUSTED, /upload quota/);
     // Another token has its own.
-    const other = small.client(small.token('agent'));
+    const other = small.client(await small.token('agent'));
     expect((await pushTrace(other, blob(1).dir)).created).toBe(true);
   });
 });
@@ -441,7 +441,7 @@ describe('finding 7: session slots', () => {
       debugStartTimeoutMs: 1000,
       reclaimIdleMs: 1500,
     });
-    const up = srv.client(srv.token('agent'));
+    const up = srv.client(await srv.token('agent'));
     echo = (await pushTrace(up, makeTrace({ argv: ['echo'], exe: '/usr/bin/echo' }).dir)).traceId;
   });
   afterAll(async () => {
@@ -464,18 +464,18 @@ describe('finding 7: session slots', () => {
   }
 
   it('a token holds at most its share; the server reclaims sessions idle when another needs a slot', async () => {
-    const r1 = srv.token('reader');
+    const r1 = await srv.token('reader');
     const a = hold(r1);
     const b = hold(r1);
     await Promise.all([a.session, b.session]);
     const third = await hold(r1).ended;
     expect(status[third.code]).toBe('RESOURCE_EXHAUSTED');
     expect(third.details).toMatch(/this token already runs 2 sessions/);
-    const c = hold(srv.token('reader'));
+    const c = hold(await srv.token('reader'));
     await c.session;
     const full = Date.now();
     // The server is full; once a session has been idle long enough, a newcomer gets its slot.
-    const r4 = srv.token('reader');
+    const r4 = await srv.token('reader');
     let d: ReturnType<typeof hold> | undefined;
     await until('a slot to be reclaimed', async () => {
       const h = hold(r4);
@@ -491,8 +491,10 @@ describe('finding 7: session slots', () => {
   });
 
   it('a Debug stream that does not send start within the bound is closed', async () => {
+    const tokens: string[] = [];
+    for (let i = 0; i < 200; i++) tokens.push(await srv.token('reader'));
     const t0 = performance.now();
-    const silent = Array.from({ length: 200 }, () => hold(srv.token('reader'), false));
+    const silent = tokens.map((t) => hold(t, false));
     const ends = await Promise.all(silent.map((h) => h.ended));
     for (const e of ends) {
       expect(status[e.code]).toBe('DEADLINE_EXCEEDED');
@@ -507,7 +509,7 @@ describe('finding 8: the data directory is private; TLS mistakes are explained',
     const mode = (p: string): string => (fs.statSync(p).mode & 0o777).toString(8);
     const dir = tmpDir('rewind-modes-');
     const a = await startTestServer({ dataDir: dir });
-    await pushTrace(a.client(a.token('agent')), makeTrace().dir);
+    await pushTrace(a.client(await a.token('agent')), makeTrace().dir);
     const files = ['catalog.sqlite', 'catalog.sqlite-wal', 'catalog.sqlite-shm'].map((f) => path.join(dir, f));
     expect(mode(dir)).toBe('700');
     for (const f of files) expect(mode(f), f).toBe('600');

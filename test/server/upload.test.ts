@@ -19,8 +19,8 @@ let admin: Clients;
 
 beforeAll(async () => {
   ts = await startTestServer();
-  agent = ts.client(ts.token('agent'));
-  reader = ts.client(ts.token('reader'));
+  agent = ts.client(await ts.token('agent'));
+  reader = ts.client(await ts.token('reader'));
   admin = ts.client(ts.adminToken);
 });
 afterAll(async () => {
@@ -260,12 +260,12 @@ describe('leftovers of unfinished uploads', () => {
       s.write({ sha256: sha, size: 5000n, offset: 0n, data: fs.readFileSync(path.join(orphan.dir, 'blobs', sha)), chunkSha256: Buffer.alloc(0), compression: 0 });
       s.end();
     });
-    expect(ts.server.catalog.blobs.has(sha)).toBe(true);
+    expect(await ts.server.catalog.blobs.has(sha)).toBe(true);
     fs.writeFileSync(path.join(ts.dataDir, 'blobs', '.partial', 'f'.repeat(64)), 'stale');
     const res = await sweep(ts.server.catalog, store, 0, 0);
     expect(res.blobsRemoved).toBeGreaterThanOrEqual(1);
     expect(res.partialsRemoved).toBeGreaterThanOrEqual(1);
-    expect(ts.server.catalog.blobs.has(sha)).toBe(false);
+    expect(await ts.server.catalog.blobs.has(sha)).toBe(false);
     expect(fs.existsSync(store.pathOf(sha))).toBe(false);
     for (const b of committed.blobs) expect(fs.existsSync(store.pathOf(b.sha256))).toBe(true);
     const prep = await call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifest });

@@ -72,7 +72,7 @@ describe('pushTrace over the hand-written codec', () => {
   });
 
   it('a blob whose bytes the server all holds, unfinished (killed before storing it), is finished on the next push', async () => {
-    const agent = ts.client(ts.token('agent'));
+    const agent = ts.client(await ts.token('agent'));
     const data = randomBytes(600_000);
     const t = makeTrace({ blobs: [{ data, role: 'events' }] });
     const sha = sha256(data);
@@ -87,7 +87,7 @@ describe('pushTrace over the hand-written codec', () => {
   });
 
   it('with chunk_sha256 instead of CRC-32, a corrupted chunk is rejected and re-sent', async () => {
-    const agent = ts.client(ts.token('agent'));
+    const agent = ts.client(await ts.token('agent'));
     const t = makeTrace({ blobs: [{ data: randomBytes(3 << 20), role: 'events' }] });
     const retries: string[] = [];
     const res = await pushTrace(agent, t.dir, { chunkSha256: true, corruptChunk: 2, backoffMs: 10, onRetry: (e) => retries.push(e.message) });
