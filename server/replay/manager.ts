@@ -81,6 +81,11 @@ function dumpCommand(): string[] {
   return [process.execPath, workerEntry('dump_worker.js')];
 }
 
+/** The query worker: query_worker.ts, printing an answer as JSON lines. */
+function queryCommand(): string[] {
+  return [process.execPath, workerEntry('query_worker.js')];
+}
+
 /** The default debug worker: debug_worker.ts, serving the remote protocol on stdin/stdout. */
 export function defaultDebugCommand(): string[] {
   return [process.execPath, workerEntry('debug_worker.js')];
@@ -222,6 +227,18 @@ export class ReplayManager {
   async dump(sessionId: string, traceId: string, tokenId: string, from: number, to: number, sink: ReplaySink, abort: AbortSignal): Promise<void> {
     await this.session(sessionId, traceId, tokenId, async (dir) => {
       const exitStatus = await this.runWorker(sessionId, [...dumpCommand(), dir, String(from), String(to)], dir, sink, abort);
+      sink.write({ kind: 'exit', status: exitStatus });
+      return exitStatus;
+    });
+  }
+
+  /**
+   * Runs a query worker on the trace (`words`: the query, already checked): its stdout (JSON
+   * lines: progress, then the answer) and stderr reach the sink, then its exit status.
+   */
+  async query(sessionId: string, traceId: string, tokenId: string, words: string[], sink: ReplaySink, abort: AbortSignal): Promise<void> {
+    await this.session(sessionId, traceId, tokenId, async (dir) => {
+      const exitStatus = await this.runWorker(sessionId, [...queryCommand(), dir, ...words], dir, sink, abort);
       sink.write({ kind: 'exit', status: exitStatus });
       return exitStatus;
     });
