@@ -115,6 +115,10 @@ function cstrAt(buf: Buffer | undefined, at: number): string {
 // Tags, attributes and forms used here (DWARF 5, section 7).
 const TAG = { formalParameter: 0x05, compileUnit: 0x11, subprogram: 0x2e, baseType: 0x24, pointer: 0x0f, reference: 0x10, rvalueReference: 0x42, enumeration: 0x04 } as const;
 const TRANSPARENT = new Set([0x16 /* typedef */, 0x26 /* const */, 0x35 /* volatile */, 0x37 /* restrict */, 0x47 /* atomic */]);
+const QUALIFIERS = new Map([
+  [0x26, 'const'],
+  [0x35, 'volatile'],
+]);
 const AT = { name: 0x03, lowPc: 0x11, type: 0x49, encoding: 0x3e, byteSize: 0x0b, strOffsetsBase: 0x72, addrBase: 0x73, specification: 0x47, abstractOrigin: 0x31 } as const;
 const MAX_DIES = 20_000_000;
 
@@ -287,7 +291,8 @@ export class Dwarf {
     const name = this.name(die);
     if (TRANSPARENT.has(die.tag)) {
       const inner = this.type(die.attrs.get(AT.type), depth + 1);
-      return { ...inner, name: name ?? inner.name };
+      const qualifier = QUALIFIERS.get(die.tag);
+      return { ...inner, name: name ?? (qualifier ? `${qualifier} ${inner.name}` : inner.name) };
     }
     if (die.tag === TAG.pointer || die.tag === TAG.reference || die.tag === TAG.rvalueReference) {
       const to = this.type(die.attrs.get(AT.type), depth + 1);

@@ -123,12 +123,14 @@ export class Elf {
  * A Rust legacy-mangled name (`_ZN9creatures6record17h0123456789abcdefE`) as a path
  * (`creatures::record`), without its hash; other names as they are.
  */
-export function demangle(name: string): string {
-  if (!name.startsWith('_ZN') || !name.endsWith('E')) return name;
+export function demangle(mangled: string): string {
+  // LLVM's suffixes after the mangled name (`.0` for a piece of a split global, `.llvm.123`).
+  const name = mangled.replace(/E(\.[A-Za-z0-9_.]+)$/, 'E');
+  if (!name.startsWith('_ZN') || !name.endsWith('E')) return mangled;
   const parts: string[] = [];
   for (let at = 3; at < name.length - 1; ) {
     const m = /^\d+/.exec(name.slice(at, at + 6));
-    if (!m) return name;
+    if (!m) return mangled;
     const len = Number(m[0]);
     at += m[0].length;
     parts.push(name.slice(at, at + len));
