@@ -29,7 +29,8 @@ const FATAL = new Set<number>([status.UNAUTHENTICATED, status.PERMISSION_DENIED,
  * checked before listening, so an unknown id or a bad token is a UserError here, not a refused
  * gdb connection. Errors during a session are printed on stderr as `rewind: ...`.
  */
-export async function openRemoteDebugBridge(traceId: string, flags: ClientFlags, port: number): Promise<RemoteDebugBridge> {
+/** `moment`: where the session starts (a query's moment); undefined: the program's first instruction. */
+export async function openRemoteDebugBridge(traceId: string, flags: ClientFlags, port: number, moment?: string): Promise<RemoteDebugBridge> {
   const config = resolveConfig(flags);
   const c = connect(config);
   try {
@@ -67,7 +68,7 @@ export async function openRemoteDebugBridge(traceId: string, flags: ClientFlags,
       socket.destroy();
       return;
     }
-    const session = bridge(c, config.server, traceId, socket, (fatal) => {
+    const session = bridge(c, config.server, traceId, moment, socket, (fatal) => {
       if (active?.socket === socket) active = undefined;
       if (fatal) shutdown();
     });
@@ -95,7 +96,7 @@ export async function openRemoteDebugBridge(traceId: string, flags: ClientFlags,
 }
 
 /** Pipes one TCP connection through one Debug stream; `done(fatal)` runs once both are finished. */
-function bridge(c: Clients, server: string, traceId: string, socket: net.Socket, done: (fatal: boolean) => void): { stop(): void } {
+function bridge(c: Clients, server: string, traceId: string, moment: string | undefined, socket: net.Socket, done: (fatal: boolean) => void): { stop(): void } {
   const stream = c.replay.debug(c.metadata());
   let streamDone = false;
   let socketDone = false;
@@ -115,7 +116,7 @@ function bridge(c: Clients, server: string, traceId: string, socket: net.Socket,
   };
 
   socket.setNoDelay(true);
-  stream.write({ start: { traceId } });
+  stream.write({ start: { traceId, moment } });
 
   socket.on('data', (data: Buffer) => {
     if (streamDone) return;

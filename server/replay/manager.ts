@@ -249,9 +249,9 @@ export class ReplayManager {
    * Resolves when the worker exits with status 0; rejects with an RpcError when it failed,
    * crashed, hung or could not start, or when `abort` fired (its reason, if an RpcError).
    */
-  async debug(sessionId: string, traceId: string, tokenId: string, io: DebugIo, abort: AbortSignal): Promise<void> {
+  async debug(sessionId: string, traceId: string, tokenId: string, io: DebugIo, abort: AbortSignal, moment?: string): Promise<void> {
     await this.session(sessionId, traceId, tokenId, async (dir) => {
-      await this.runDebugWorker(sessionId, dir, io, abort);
+      await this.runDebugWorker(sessionId, dir, io, abort, moment);
       return 0;
     });
   }
@@ -382,8 +382,8 @@ export class ReplayManager {
     });
   }
 
-  private runDebugWorker(sessionId: string, dir: string, io: DebugIo, abort: AbortSignal): Promise<void> {
-    const [cmd, ...args] = sandboxedCommand([...this.debugCommand, dir, '--stdio'], dir, this.opts.sandbox);
+  private runDebugWorker(sessionId: string, dir: string, io: DebugIo, abort: AbortSignal, moment?: string): Promise<void> {
+    const [cmd, ...args] = sandboxedCommand([...this.debugCommand, dir, '--stdio', ...(moment ? ['--moment', moment] : [])], dir, this.opts.sandbox);
     const child = spawn(cmd!, args, {
       cwd: dir,
       stdio: ['pipe', 'pipe', 'pipe'],

@@ -9,7 +9,7 @@ import { EventLines } from '../replay/event_lines.js';
 import { DUMP_PAGE_EVENTS } from '../../trace/dump.js';
 import { QueryCache } from '../replay/query_cache.js';
 import { QueryLines } from '../replay/query_lines.js';
-import { MAX_ANSWERS as MAX_ROWS, parseQuery, queryText, queryWords, type QueryAnswer } from '../../trace/query.js';
+import { MAX_ANSWERS as MAX_ROWS, parseMoment, parseQuery, queryText, queryWords, type QueryAnswer } from '../../trace/query.js';
 import { UserError } from '../../trace/user_error.js';
 import type {
   DumpEventsRequest,
@@ -214,12 +214,21 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
       const first = await firstMessage(call, deps.replays.debugStartTimeoutMs);
       if (!first?.start) throw invalidArgument('the first Debug message must be start{trace_id}');
       const id = checkTraceId(first.start.traceId);
+      const moment = first.start.moment || undefined;
+      if (moment !== undefined) {
+        try {
+          parseMoment(moment);
+        } catch (err) {
+          if (err instanceof UserError) throw invalidArgument(err.message);
+          throw err;
+        }
+      }
       deps.catalog.traces.get(id); // NOT_FOUND before taking a slot
       const session = deps.replays.reserve(ctx.token.id);
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
       call.write({ sessionId: session });
-      ctx.log.info({ session, trace: id, token: ctx.token.name }, 'debug session');
+      ctx.log.info({ session, trace: id, token: ctx.token.name, moment }, 'debug session');
       await deps.replays.debug(
         session,
         id,
@@ -241,6 +250,7 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
           },
         },
         abort.signal,
+        moment,
       );
     }),
   };

@@ -191,7 +191,8 @@ describe('a Rust program (rustc -g -C opt-level=1) with two threads', () => {
     const calls = await query(rec.traceDir, 'calls', 'step');
     const writes = await query(rec.traceDir, 'writes', 'TOTAL');
     const total = watched(writes.rows[0]!.moment);
-    for (const i of some(calls.rows.map((_, j) => j))) {
+    // The first call (main thread) and the last (the other one): gdb on a Rust binary is slow to start.
+    for (const i of [0, calls.rows.length - 1]) {
       const [rdi, before, thread, where] = await atMoment(rec.traceDir, calls.rows[i]!.moment, ['print/d $rdi', `x/1gd ${total}`, 'info threads', 'x/i $pc']);
       expect(printed(rdi)).toBe(steps[i]!.n);
       expect(printed(before)).toBe(i === 0 ? 0 : steps[i - 1]!.total);
