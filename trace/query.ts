@@ -24,12 +24,12 @@ export interface QueryArgument {
 export interface QueryRow {
   /** For `rewind debug --moment`; empty where the debugger cannot go (another process). */
   moment: string;
-  /** The event the moment is at or after (rewind dump's numbering). */
+  /** rewind dump's numbering: the syscall's own event; for calls and writes, the event their moment's stretch of code begins at. */
   event: number;
   thread: number;
   /** calls */
   arguments?: QueryArgument[];
-  /** writes: the bytes before and after (hex, in memory order), and what wrote them. */
+  /** writes: the bytes before (empty: not known, not mapped before) and after (hex, in memory order), and what wrote them. */
   old?: string;
   new?: string;
   cause?: 'instruction' | 'syscall' | 'unexplained';
@@ -161,7 +161,7 @@ export async function answerQuery(dir: string, spec: QuerySpec, opts: QueryOptio
       fn = findSymbol(program, spec.function, 'function');
       address = fn.value;
       relative = true;
-      subject = `${demangle(fn.name)}`;
+      subject = demangle(fn.name);
     }
   } else {
     const t = checkTarget(spec.target);

@@ -95,11 +95,10 @@ QueryResult runQuery(const ReplayOptions& options, const QueryRequest& request, 
     h.tid = t.recordedTid;
     h.count = count;
     h.regs = t.task->regs();
-    if (request.kind == QueryRequest::Calls &&
-        ptrace(PTRACE_GETFPREGS, t.task->tid(), nullptr, &h.fp) < 0) {
-      failErrno("reading floating-point registers");
-    }
     if (request.kind == QueryRequest::Calls) {
+      if (ptrace(PTRACE_GETFPREGS, t.task->tid(), nullptr, &h.fp) < 0) {
+        failErrno("reading floating-point registers");
+      }
       h.stack.resize(64);
       if (!t.task->tryRead(h.regs.rsp, h.stack.data(), h.stack.size())) h.stack.clear();
     }
@@ -126,7 +125,6 @@ QueryResult runQuery(const ReplayOptions& options, const QueryRequest& request, 
         set.code.insert(out.address);
       } else {
         set.watches = watchesFor(out.address, request.len);
-        out.watches = set.watches;
       }
     }
     if (!program) {
@@ -145,7 +143,7 @@ QueryResult runQuery(const ReplayOptions& options, const QueryRequest& request, 
       const bool bySyscall = overlaps(replay.segmentWrites(), out.address, request.len);
       if (mapped && (bySyscall || (shadowKnown && now != shadow))) {
         QueryHit& h = hit(t, 0);
-        h.before = shadow;
+        if (shadowKnown) h.before = shadow;  // otherwise: unknown, not mapped before
         h.after = now;
         h.bySyscall = bySyscall;
         h.unexplained = !bySyscall;

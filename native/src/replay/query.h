@@ -46,9 +46,8 @@ struct QueryHit {
 };
 
 struct QueryResult {
-  uint64_t bias = 0;           // the executable's load bias (calls)
-  uint64_t address = 0;        // the function's address as the program ran (calls)
-  std::vector<Watch> watches;  // the debug registers that watched (writes)
+  uint64_t bias = 0;     // the executable's load bias (calls)
+  uint64_t address = 0;  // the function's address as the program ran (calls)
   std::vector<QueryHit> hits;
   uint64_t events = 0;
 };
