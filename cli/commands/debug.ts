@@ -124,10 +124,8 @@ async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: s
 
 async function debugRemote(traceId: string, flags: DebugFlags, extra: string[]): Promise<void> {
   if (flags.stdio) throw new UserError('--stdio serves a local trace directory; a trace on the server is debugged through its port');
-  const at = await startAt(flags);
-  if (at !== undefined && !(typeof at === 'object' && 'moment' in at)) {
-    throw new UserError('--at-end and --event start a local trace there; on a trace on the server, `monitor seek N` goes to event N');
-  }
+  await startAt(flags); // a malformed --moment is refused before connecting
+  if (flags.atEnd || flags.event !== undefined) throw new UserError('--at-end and --event start a local trace there; on a trace on the server, `monitor seek N` goes to event N');
   // Loaded only here: local debugging must not need the gRPC client.
   const { openRemoteDebugBridge } = await import('../../remote/debug_bridge.js');
   const bridge = await openRemoteDebugBridge(traceId, flags, parsePort(flags.port), flags.moment);

@@ -9,7 +9,7 @@ import { EventLines } from '../replay/event_lines.js';
 import { DUMP_PAGE_EVENTS } from '../../trace/dump.js';
 import { QueryCache } from '../replay/query_cache.js';
 import { QueryLines } from '../replay/query_lines.js';
-import { MAX_ANSWERS as MAX_ROWS, parseMoment, parseQuery, queryText, queryWords, type QueryAnswer } from '../../trace/query.js';
+import { MAX_ANSWERS as MAX_ROWS, parseMoment, parseQuery, queryText, queryWords, type QueryAnswer, type QuerySpec } from '../../trace/query.js';
 import { UserError } from '../../trace/user_error.js';
 import type {
   DumpEventsRequest,
@@ -136,14 +136,15 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
     query: serverStream<QueryRequest, QueryResponse>(deps, ReplayServiceService.query, async (call, ctx) => {
       const id = checkTraceId(call.request.traceId);
       if (call.request.query.length > 1024) throw invalidArgument('a query is at most 1024 characters');
-      let words: string[];
+      let spec: QuerySpec;
       try {
-        words = queryWords(parseQuery(call.request.query.split(/\s+/).filter((w) => w.length > 0)));
+        spec = parseQuery(call.request.query.split(/\s+/).filter((w) => w.length > 0));
       } catch (err) {
         if (err instanceof UserError) throw invalidArgument(err.message);
         throw err;
       }
-      const text = queryText(parseQuery(words));
+      const words = queryWords(spec);
+      const text = queryText(spec);
       deps.catalog.traces.get(id); // NOT_FOUND before taking a slot or answering from the cache
       const cached = answers.get(id, text);
       if (cached) {
