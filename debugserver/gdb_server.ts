@@ -1,7 +1,7 @@
 // The gdb remote serial protocol's commands over a DebugSession: one packet in, the packets to
 // send back out. Framing and acknowledgements are the connection's business (connection.ts).
 // History is read-only, so every command that would write registers or memory is refused.
-import type { DebugSession, DebugStop, WatchKind } from '../native/index.js';
+import type { DebugSession, DebugStop, NativeMoment, WatchKind } from '../native/index.js';
 import { engineErrorCode } from '../native/index.js';
 import { escapeBinary, escapeBinaryPrefix, fromHex, MAX_PACKET, parseHex, parseHexNumber, toHex } from './packet.js';
 import { allRegisterBytes, registerBytes, REGISTERS, TARGET_XML } from './target_description.js';
@@ -171,8 +171,8 @@ export interface GdbServerOptions {
   processes?: readonly ManifestProcess[];
 }
 
-/** Where a session starts: event N (rewind dump's numbering), or the end of the recording. */
-export type StartAt = { event: number } | 'end';
+/** Where a session starts: event N (rewind dump's numbering), a moment a query named, or the end of the recording. */
+export type StartAt = { event: number } | { moment: NativeMoment } | 'end';
 
 /** Offset of rip in the kernel's user_regs_struct. */
 const RIP_OFFSET = 16 * 8;
@@ -538,6 +538,15 @@ export class GdbServer {
    * shown is the signal's, as natively.
    */
   startAt(at: StartAt): void {
+    if (at !== 'end' && 'moment' in at) {
+      try {
+        this.stopped(this.session.openMoment(at.moment));
+      } catch (err) {
+        if (engineErrorCode(err) !== 'EUNSUPPORTED') throw err;
+        throw new UserError(`--moment: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      return;
+    }
     if (at !== 'end') {
       const { events } = this.session.when();
       if (!Number.isSafeInteger(at.event) || at.event < 0 || at.event >= events) {

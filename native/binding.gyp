@@ -31,6 +31,7 @@
         "src/replay/debug_session.cc",
         "src/replay/emulated_files.cc",
         "src/replay/position_trap.cc",
+        "src/replay/query.cc",
         "src/core/x86_instruction.cc",
         "src/replay/replay_session.cc",
         "src/replay/robust_futexes.cc",

@@ -168,6 +168,8 @@ export interface DebugSession {
   when(): { event: number; events: number };
   /** Goes to the debuggee's first moment at or after event `event` (backwards or forwards). */
   seek(event: number): DebugStop;
+  /** Goes to a moment a query named (docs/queries.md); EUNSUPPORTED if the recording has no such segment. */
+  openMoment(moment: NativeMoment): DebugStop;
   /**
    * Checkpoints held now, and the windows between checkpoints that reverse-continue replayed, or
    * skipped because the code coverage of an earlier replay shows that no breakpoint can have been
@@ -190,6 +192,62 @@ export interface DebugSession {
   close(): void;
 }
 
+/**
+ * A moment as the engine names it: the start of the stretch of thread `thread`'s user code that
+ * begins at event `segment`, then the `count`-th stop there at the breakpoint or the write
+ * watchpoint (0: the start itself); or, with `toEnd`, the end of that stretch (a syscall about
+ * to run).
+ */
+export interface NativeMoment {
+  segment: number;
+  thread: number;
+  breakpoint?: bigint;
+  watch?: { address: bigint; length: number };
+  count: number;
+  toEnd?: boolean;
+}
+
+export interface QueryRequest extends ReplayRequest {
+  kind: 'calls' | 'writes';
+  /** The function's first instruction, or the first byte written (`length` of them). */
+  address: bigint;
+  length?: number;
+  /** Whether `address` is as the executable's file says (a symbol's), before the load bias. */
+  relative: boolean;
+  /** The executable's entry point as its file says: tells the load bias. */
+  entry: bigint;
+  /** Writes: where instructions are known to begin, as the file says (to find the writer). */
+  starts?: BigUint64Array;
+  /** More answers than this fail the query (EUNSUPPORTED). */
+  maxHits: number;
+}
+
+export interface QueryHit {
+  segment: number;
+  thread: number;
+  /** Stops of the query's breakpoint or watchpoint in the segment up to this one (0: at its start). */
+  count: number;
+  /** user_regs_struct at the stop (216 bytes). */
+  general: Buffer;
+  /** Calls: xmm0-7 (128 bytes), and 64 bytes at the stack pointer. */
+  xmm?: Buffer;
+  stack?: Buffer;
+  /** Writes: the bytes before and after, and what wrote them. */
+  before?: Buffer;
+  after?: Buffer;
+  cause?: 'instruction' | 'syscall' | 'unexplained';
+  /** Writes by an instruction: where it begins, when found. */
+  instruction?: bigint;
+}
+
+export interface QueryOutcome {
+  events: number;
+  /** The executable's load bias, and the query's address as the program ran. */
+  bias: bigint;
+  address: bigint;
+  hits: QueryHit[];
+}
+
 /** One event of a trace, as `rewind dump` shows it. */
 export interface DumpedEvent {
   index: number;
@@ -208,6 +266,8 @@ export interface Engine {
   confine(traceDir: string, stubPath: string): boolean;
   /** Events `from` to `to` (inclusive) of an event stream file, for `rewind dump`. */
   dumpEvents(eventsPath: string, from: number, to: number): DumpedEvent[];
+  /** One forward replay answering a query; `progress[0]` is kept at the event replay has reached. */
+  query(request: QueryRequest, progress: Int32Array): Promise<QueryOutcome>;
 }
 
 export class EngineUnavailableError extends Error {}

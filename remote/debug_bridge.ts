@@ -5,7 +5,6 @@ import { call, connect, isServiceError, userErrorFrom, type Clients } from './cl
 import { resolveConfig, type ClientFlags } from './config.js';
 import type { DebugResponse } from '../gen/rewind/replay/v1/replay.js';
 import { checksum } from '../debugserver/packet.js';
-import type { StartAt } from '../debugserver/gdb_server.js';
 
 export interface RemoteDebugBridge {
   /** The local TCP port gdb connects to (127.0.0.1). */
@@ -31,7 +30,13 @@ const FATAL = new Set<number>([status.UNAUTHENTICATED, status.PERMISSION_DENIED,
  * checked before listening, so an unknown id or a bad token is a UserError here, not a refused
  * gdb connection. Errors during a session are printed on stderr as `rewind: ...`.
  */
-export async function openRemoteDebugBridge(traceId: string, flags: ClientFlags, port: number, at?: StartAt): Promise<RemoteDebugBridge> {
+/**
+ * Where a session starts: the end, event N (a monitor seek the bridge sends first), or a query's
+ * moment (carried in the Debug start); undefined: the program's first instruction.
+ */
+export type RemoteStart = 'end' | { event: number } | { moment: string };
+
+export async function openRemoteDebugBridge(traceId: string, flags: ClientFlags, port: number, at?: RemoteStart): Promise<RemoteDebugBridge> {
   const config = resolveConfig(flags);
   const c = connect(config);
   try {
@@ -97,16 +102,16 @@ export async function openRemoteDebugBridge(traceId: string, flags: ClientFlags,
 }
 
 /** The monitor command that takes a new session where --at-end or --event N start it. */
-function seekCommand(at: StartAt): string {
+function seekCommand(at: 'end' | { event: number }): string {
   return at === 'end' ? 'seek end' : `seek ${at.event}`;
 }
 
 /**
  * Pipes one TCP connection through one Debug stream; `done(fatal)` runs once both are finished.
- * With `at`, the session first goes there (a monitor seek whose reply the debugger never sees),
- * and only then are the debugger's bytes passed on.
+ * With `at` an event or the end, the session first goes there (a monitor seek whose reply the
+ * debugger never sees), and only then are the debugger's bytes passed on.
  */
-function bridge(c: Clients, server: string, traceId: string, socket: net.Socket, at: StartAt | undefined, done: (fatal: boolean) => void): { stop(): void } {
+function bridge(c: Clients, server: string, traceId: string, socket: net.Socket, at: RemoteStart | undefined, done: (fatal: boolean) => void): { stop(): void } {
   const stream = c.replay.debug(c.metadata());
   let streamDone = false;
   let socketDone = false;
@@ -126,13 +131,15 @@ function bridge(c: Clients, server: string, traceId: string, socket: net.Socket,
   };
 
   socket.setNoDelay(true);
-  stream.write({ start: { traceId } });
+  const moment = at !== undefined && at !== 'end' && 'moment' in at ? at.moment : undefined;
+  const seek = at !== undefined && moment === undefined ? (at as 'end' | { event: number }) : undefined;
+  stream.write({ start: { traceId, moment } });
   // Until the seek's reply (OK or an error packet) has come, what the session sends is ours.
   let seeking: Buffer | undefined;
-  if (at !== undefined) {
+  if (seek !== undefined) {
     socket.pause();
     seeking = Buffer.alloc(0);
-    const payload = Buffer.from(`qRcmd,${Buffer.from(seekCommand(at)).toString('hex')}`, 'latin1');
+    const payload = Buffer.from(`qRcmd,${Buffer.from(seekCommand(seek)).toString('hex')}`, 'latin1');
     stream.write({ data: Buffer.concat([Buffer.from('$'), payload, Buffer.from(`#${checksum(payload).toString(16).padStart(2, '0')}`)]) });
   }
   const seekReply = (data: Buffer): Buffer | undefined => {
@@ -140,7 +147,7 @@ function bridge(c: Clients, server: string, traceId: string, socket: net.Socket,
     for (const m of seeking.toString('latin1').matchAll(/\$([^#]*)#[0-9a-fA-F]{2}/g)) {
       const reply = m[1]!;
       if (reply !== 'OK' && !reply.startsWith('E')) continue; // console output
-      if (reply !== 'OK') process.stderr.write(`rewind: cannot start ${at === 'end' ? 'at the end' : `at event ${(at as { event: number }).event}`}: ${reply.slice(2)}\n`);
+      if (reply !== 'OK') process.stderr.write(`rewind: cannot start ${seek === 'end' ? 'at the end' : `at event ${(seek as { event: number }).event}`}: ${reply.slice(2)}\n`);
       const rest = seeking.subarray(m.index + m[0].length);
       seeking = undefined;
       socket.resume();

@@ -19,12 +19,17 @@ interface DebugFlags extends ClientFlags {
   logLevel?: string;
   atEnd?: boolean;
   event?: string;
+  moment?: string;
 }
 
-/** Where --at-end or --event N start the session; undefined: at the program's first instruction. */
-function startAt(flags: DebugFlags): StartAt | undefined {
-  if (flags.atEnd && flags.event !== undefined) throw new UserError('--at-end and --event: one place to start at');
+/** Where --at-end, --event N or --moment M start the session; undefined: at the program's first instruction. */
+async function startAt(flags: DebugFlags): Promise<StartAt | undefined> {
+  if ([flags.atEnd, flags.event, flags.moment].filter((f) => f !== undefined).length > 1) throw new UserError('--at-end, --event and --moment: one place to start at');
   if (flags.atEnd) return 'end';
+  if (flags.moment !== undefined) {
+    const { parseMoment } = await import('../../trace/query.js');
+    return { moment: parseMoment(flags.moment) };
+  }
   if (flags.event === undefined) return undefined;
   if (!/^\d+$/.test(flags.event) || !Number.isSafeInteger(Number(flags.event))) throw new UserError(`--event ${flags.event}: not an event number (see rewind dump)`);
   return { event: Number(flags.event) };
@@ -81,7 +86,7 @@ async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: s
   const dir = resolveTraceDir(trace);
   // Loaded only here: remote debugging must not need the engine.
   const { closeOnSignal, debugOverStdio, listenTcp, serveOptions } = await import('../../debugserver/serve.js');
-  const at = startAt(flags);
+  const at = await startAt(flags);
   if (flags.stdio) {
     await debugOverStdio(dir, { at });
     return;
@@ -119,9 +124,11 @@ async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: s
 
 async function debugRemote(traceId: string, flags: DebugFlags, extra: string[]): Promise<void> {
   if (flags.stdio) throw new UserError('--stdio serves a local trace directory; a trace on the server is debugged through its port');
+  const at = await startAt(flags); // a malformed --moment is refused before connecting
   // Loaded only here: local debugging must not need the gRPC client.
   const { openRemoteDebugBridge } = await import('../../remote/debug_bridge.js');
-  const bridge = await openRemoteDebugBridge(traceId, flags, parsePort(flags.port), startAt(flags));
+  const remoteAt = at !== undefined && at !== 'end' && 'moment' in at ? { moment: flags.moment! } : at;
+  const bridge = await openRemoteDebugBridge(traceId, flags, parsePort(flags.port), remoteAt);
   const { remoteGdbSetup } = await import('../../debugserver/gdb_setup.js');
   const setup = remoteGdbSetup();
   try {
@@ -174,6 +181,7 @@ executable and its libraries out of the trace, never from this machine's own cop
   rewind debug ID                        a trace on the server: the session runs there, and
                                          a local port is bridged to it
   rewind debug DIR --at-end              start at the end: at the crash, for a recording that crashed
+  rewind debug DIR --moment M            start at a moment that rewind query printed
   rewind debug DIR --event N             start at event N (numbered as rewind dump and divergence
                                          messages number them)
   rewind debug DIR --no-launch           print the port and the commands to connect, and wait:
@@ -209,6 +217,7 @@ export function registerDebug(program: Command): void {
     .option('--json', 'with --no-launch: print the port and commands as one JSON line')
     .option('--at-end', 'start at the end of the recording: its last instruction, or the fatal signal it ended with')
     .option('--event <n>', 'start at event N (the numbering of rewind dump and of divergence messages)')
+    .option('--moment <m>', 'start at moment M, as rewind query prints them (docs/queries.md)')
     .option('--gdb <path>', 'the gdb to launch (default: gdb)')
     .option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace or silent (env REWIND_LOG; default info)')
     .addHelpText('after', HELP)

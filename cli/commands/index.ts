@@ -4,6 +4,7 @@ import { registerReplay } from './replay.js';
 import { registerDebug } from './debug.js';
 import { registerInfo } from './info.js';
 import { registerDump } from './dump.js';
+import { registerQuery } from './query.js';
 import { registerPush } from './push.js';
 import { registerLs } from './ls.js';
 import { registerShow } from './show.js';
@@ -21,6 +22,7 @@ export function registerCommands(program: Command): void {
   registerDebug(program);
   registerInfo(program);
   registerDump(program);
+  registerQuery(program);
   registerPush(program);
   registerLs(program);
   registerShow(program);

@@ -81,6 +81,11 @@ function dumpCommand(): string[] {
   return [process.execPath, workerEntry('dump_worker.js')];
 }
 
+/** The query worker: query_worker.ts, printing an answer as JSON lines. */
+function queryCommand(): string[] {
+  return [process.execPath, workerEntry('query_worker.js')];
+}
+
 /** The default debug worker: debug_worker.ts, serving the remote protocol on stdin/stdout. */
 export function defaultDebugCommand(): string[] {
   return [process.execPath, workerEntry('debug_worker.js')];
@@ -228,13 +233,25 @@ export class ReplayManager {
   }
 
   /**
+   * Runs a query worker on the trace (`words`: the query, already checked): its stdout (JSON
+   * lines: progress, then the answer) and stderr reach the sink, then its exit status.
+   */
+  async query(sessionId: string, traceId: string, tokenId: string, words: string[], sink: ReplaySink, abort: AbortSignal): Promise<void> {
+    await this.session(sessionId, traceId, tokenId, async (dir) => {
+      const exitStatus = await this.runWorker(sessionId, [...queryCommand(), dir, ...words], dir, sink, abort);
+      sink.write({ kind: 'exit', status: exitStatus });
+      return exitStatus;
+    });
+  }
+
+  /**
    * Runs a debug session (gdb remote protocol on the worker's stdin/stdout) to its end.
    * Resolves when the worker exits with status 0; rejects with an RpcError when it failed,
    * crashed, hung or could not start, or when `abort` fired (its reason, if an RpcError).
    */
-  async debug(sessionId: string, traceId: string, tokenId: string, io: DebugIo, abort: AbortSignal): Promise<void> {
+  async debug(sessionId: string, traceId: string, tokenId: string, io: DebugIo, abort: AbortSignal, moment?: string): Promise<void> {
     await this.session(sessionId, traceId, tokenId, async (dir) => {
-      await this.runDebugWorker(sessionId, dir, io, abort);
+      await this.runDebugWorker(sessionId, dir, io, abort, moment);
       return 0;
     });
   }
@@ -365,8 +382,8 @@ export class ReplayManager {
     });
   }
 
-  private runDebugWorker(sessionId: string, dir: string, io: DebugIo, abort: AbortSignal): Promise<void> {
-    const [cmd, ...args] = sandboxedCommand([...this.debugCommand, dir, '--stdio'], dir, this.opts.sandbox);
+  private runDebugWorker(sessionId: string, dir: string, io: DebugIo, abort: AbortSignal, moment?: string): Promise<void> {
+    const [cmd, ...args] = sandboxedCommand([...this.debugCommand, dir, '--stdio', ...(moment ? ['--moment', moment] : [])], dir, this.opts.sandbox);
     const child = spawn(cmd!, args, {
       cwd: dir,
       stdio: ['pipe', 'pipe', 'pipe'],

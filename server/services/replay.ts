@@ -7,9 +7,15 @@ import { bidiStream, serverStream, type AuthDeps } from '../rpc.js';
 import type { ReplayManager } from '../replay/manager.js';
 import { EventLines } from '../replay/event_lines.js';
 import { DUMP_PAGE_EVENTS } from '../../trace/dump.js';
+import { QueryCache } from '../replay/query_cache.js';
+import { QueryLines } from '../replay/query_lines.js';
+import { MAX_ANSWERS as MAX_ROWS, parseMoment, parseQuery, queryText, queryWords, type QueryAnswer, type QuerySpec } from '../../trace/query.js';
+import { UserError } from '../../trace/user_error.js';
 import type {
   DumpEventsRequest,
   DumpEventsResponse,
+  QueryRequest,
+  QueryResponse,
   DebugRequest,
   DebugResponse,
   ReplayServiceServer,
@@ -22,7 +28,34 @@ export interface ReplayDeps extends AuthDeps {
   replays: ReplayManager;
 }
 
+/** Rows a QueryResponse carries at most: an answer of many rows comes in several. */
+const ROWS_PER_MESSAGE = 2000;
+
+/** An answer as QueryResponses: the same head in each, the rows in order. */
+function answerMessages(a: QueryAnswer): QueryResponse[] {
+  const out: QueryResponse[] = [];
+  for (let i = 0; i === 0 || i < a.rows.length; i += ROWS_PER_MESSAGE) {
+    const rows = a.rows.slice(i, i + ROWS_PER_MESSAGE).map((r) => ({
+      moment: r.moment,
+      event: BigInt(r.event),
+      thread: r.thread,
+      arguments: r.arguments ?? [],
+      oldValue: Buffer.from(r.old ?? '', 'hex'),
+      newValue: Buffer.from(r.new ?? '', 'hex'),
+      cause: r.cause ?? '',
+      pc: r.pc ?? '',
+      instruction: r.instruction ?? '',
+      line: r.line ?? '',
+      syscall: r.syscall ?? '',
+      text: r.text ?? '',
+    }));
+    out.push({ answer: { query: a.query, kind: a.kind, subject: a.subject, events: BigInt(a.events), rows } });
+  }
+  return out;
+}
+
 export function replayService(deps: ReplayDeps): ReplayServiceServer {
+  const answers = new QueryCache();
   return {
     runReplay: serverStream<RunReplayRequest, RunReplayResponse>(deps, ReplayServiceService.runReplay, async (call, ctx) => {
       const id = checkTraceId(call.request.traceId);
@@ -100,16 +133,103 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
       }
     }),
 
+    query: serverStream<QueryRequest, QueryResponse>(deps, ReplayServiceService.query, async (call, ctx) => {
+      const id = checkTraceId(call.request.traceId);
+      if (call.request.query.length > 1024) throw invalidArgument('a query is at most 1024 characters');
+      let spec: QuerySpec;
+      try {
+        spec = parseQuery(call.request.query.split(/\s+/).filter((w) => w.length > 0));
+      } catch (err) {
+        if (err instanceof UserError) throw invalidArgument(err.message);
+        throw err;
+      }
+      const words = queryWords(spec);
+      const text = queryText(spec);
+      await deps.catalog.traces.get(id); // NOT_FOUND before taking a slot or answering from the cache
+      const cached = answers.get(id, text);
+      if (cached) {
+        ctx.log.info({ trace: id, token: ctx.token.name, query: text }, 'query answered from the cache');
+        for (const m of answerMessages(cached)) call.write(m);
+        return;
+      }
+      const session = deps.replays.reserve(ctx.token.id);
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort());
+      call.write({ sessionId: session });
+      ctx.log.info({ session, trace: id, token: ctx.token.name, query: text }, 'query session');
+      const lines = new QueryLines();
+      let head: Omit<QueryAnswer, 'rows'> | undefined;
+      const rows: QueryAnswer['rows'] = [];
+      let bad: Error | undefined;
+      let stderr = '';
+      let exitStatus = 0;
+      try {
+        await deps.replays.query(
+          session,
+          id,
+          ctx.token.id,
+          words,
+          {
+            write: (ev) => {
+              if (ev.kind === 'stderr') stderr = (stderr + ev.data.toString('utf8')).slice(-4000);
+              if (ev.kind === 'exit') exitStatus = ev.status;
+              if (ev.kind !== 'stdout' || call.cancelled || bad) return true;
+              try {
+                for (const line of lines.push(ev.data)) {
+                  if ('progress' in line) {
+                    call.write({ progress: { event: BigInt(line.progress.event), events: BigInt(line.progress.events) } });
+                  } else if ('head' in line) {
+                    head = line.head;
+                  } else if (!head || rows.length >= MAX_ROWS) {
+                    throw new Error('rows without a head, or too many');
+                  } else {
+                    rows.push(line.row);
+                  }
+                }
+                return true;
+              } catch (err) {
+                bad = err instanceof Error ? err : new Error(String(err));
+                abort.abort();
+                return true;
+              }
+            },
+            onDrain: (cb) => call.once('drain', cb),
+          },
+          abort.signal,
+        );
+        lines.end();
+      } catch (err) {
+        if (!bad) throw err;
+      }
+      if (bad) throw new RpcError(status.INTERNAL, `the query worker failed: ${bad.message}`);
+      if (exitStatus !== 0 || !head) {
+        const said = stderr.trim().split('\n').pop()?.replace(/^rewind: /, '') ?? '';
+        throw new RpcError(status.FAILED_PRECONDITION, `cannot answer the query: ${said || `the query worker exited with ${exitStatus}`}`);
+      }
+      const answer = { ...head, query: text, rows };
+      answers.set(id, text, answer);
+      for (const m of answerMessages(answer)) call.write(m);
+    }),
+
     debug: bidiStream<DebugRequest, DebugResponse>(deps, ReplayServiceService.debug, async (call, ctx) => {
       const first = await firstMessage(call, deps.replays.debugStartTimeoutMs);
       if (!first?.start) throw invalidArgument('the first Debug message must be start{trace_id}');
       const id = checkTraceId(first.start.traceId);
+      const moment = first.start.moment || undefined;
+      if (moment !== undefined) {
+        try {
+          parseMoment(moment);
+        } catch (err) {
+          if (err instanceof UserError) throw invalidArgument(err.message);
+          throw err;
+        }
+      }
       await deps.catalog.traces.get(id); // NOT_FOUND before taking a slot
       const session = deps.replays.reserve(ctx.token.id);
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
       call.write({ sessionId: session });
-      ctx.log.info({ session, trace: id, token: ctx.token.name }, 'debug session');
+      ctx.log.info({ session, trace: id, token: ctx.token.name, moment }, 'debug session');
       await deps.replays.debug(
         session,
         id,
@@ -131,6 +251,7 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
           },
         },
         abort.signal,
+        moment,
       );
     }),
   };

@@ -4,11 +4,13 @@
 // answers a debugger one request at a time.
 #include <napi.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "core/error.h"
 #include "record/record_session.h"
 #include "replay/debug_session.h"
+#include "replay/query.h"
 #include "replay/replay_session.h"
 #include "sandbox/sandbox.h"
 
@@ -210,6 +212,7 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
                         InstanceMethod<&DebugSessionObject::resume>("resume"),
                         InstanceMethod<&DebugSessionObject::when>("when"),
                         InstanceMethod<&DebugSessionObject::seek>("seek"),
+                        InstanceMethod<&DebugSessionObject::openMoment>("openMoment"),
                         InstanceMethod<&DebugSessionObject::stats>("stats"),
                         InstanceMethod<&DebugSessionObject::watchInterrupt>("watchInterrupt"),
                         InstanceMethod<&DebugSessionObject::watchProgress>("watchProgress"),
@@ -446,6 +449,26 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
     return stop(env, s);
   }
 
+  // openMoment({segment, thread, breakpoint?, watch?: {address, length}, count, toEnd})
+  Napi::Value openMoment(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = info[0].As<Napi::Object>();
+    rwd::Breakpoints stops;
+    if (o.Has("breakpoint")) stops.code.insert(address(o.Get("breakpoint")));
+    rwd::DebugStop s = guard(env, [&] {
+      if (o.Has("watch")) {
+        Napi::Object w = o.Get("watch").As<Napi::Object>();
+        stops.watches =
+            rwd::watchesFor(address(w.Get("address")), w.Get("length").As<Napi::Number>());
+      }
+      return session(env).openMoment(uint64_t(o.Get("segment").As<Napi::Number>().Int64Value()),
+                                     o.Get("thread").As<Napi::Number>().Uint32Value(), stops,
+                                     uint64_t(o.Get("count").As<Napi::Number>().Int64Value()),
+                                     o.Get("toEnd").ToBoolean());
+    });
+    return stop(env, s);
+  }
+
   Napi::Value close(const Napi::CallbackInfo& info) {
     session_.reset();
     return info.Env().Undefined();
@@ -481,6 +504,99 @@ Napi::Value DumpEvents(const Napi::CallbackInfo& info) {
   return out;
 }
 
+class QueryWorker : public SessionWorker {
+ public:
+  QueryWorker(Napi::Env env, rwd::ReplayOptions options, rwd::QueryRequest request, size_t maxHits,
+              Napi::Int32Array progress)
+      : SessionWorker(env),
+        options_(std::move(options)),
+        request_(request),
+        maxHits_(maxHits),
+        progress_(Napi::Persistent(progress)),
+        word_(progress.Data()) {}
+
+ protected:
+  void run() override { result_ = rwd::runQuery(options_, request_, maxHits_, word_); }
+  Napi::Value result(Napi::Env env) override {
+    auto bytes = [&](const void* p, size_t n) {
+      return Napi::Buffer<uint8_t>::Copy(env, static_cast<const uint8_t*>(p), n);
+    };
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("events", double(result_.events));
+    o.Set("bias", Napi::BigInt::New(env, result_.bias));
+    o.Set("address", Napi::BigInt::New(env, result_.address));
+    Napi::Array hits = Napi::Array::New(env, result_.hits.size());
+    for (size_t i = 0; i < result_.hits.size(); i++) {
+      const rwd::QueryHit& h = result_.hits[i];
+      Napi::Object ho = Napi::Object::New(env);
+      ho.Set("segment", double(h.segment));
+      ho.Set("thread", h.tid);
+      ho.Set("count", double(h.count));
+      ho.Set("general", bytes(&h.regs, sizeof h.regs));
+      if (request_.kind == rwd::QueryRequest::Calls) {
+        ho.Set("xmm", bytes(h.fp.xmm_space, 8 * 16));  // xmm0-7: floating-point arguments
+        ho.Set("stack", bytes(h.stack.data(), h.stack.size()));
+      } else {
+        ho.Set("before", bytes(h.before.data(), h.before.size()));
+        ho.Set("after", bytes(h.after.data(), h.after.size()));
+        ho.Set("cause", h.bySyscall ? "syscall" : h.unexplained ? "unexplained" : "instruction");
+        if (h.insn) ho.Set("instruction", Napi::BigInt::New(env, h.insn));
+      }
+      hits.Set(uint32_t(i), ho);
+    }
+    o.Set("hits", hits);
+    return o;
+  }
+
+ private:
+  rwd::ReplayOptions options_;
+  rwd::QueryRequest request_;
+  size_t maxHits_;
+  Napi::Reference<Napi::Int32Array> progress_;  // written by the engine while the query runs
+  int32_t* word_;
+  rwd::QueryResult result_;
+};
+
+// query({traceDir, eventsPath, stubPath, traceName?, kind: 'calls'|'writes', address, length?,
+//        relative, entry, maxHits}, progress: Int32Array) -> Promise<{events, bias, address, hits}>
+Napi::Value Query(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = info[0].As<Napi::Object>();
+  if (info.Length() < 2 || !info[1].IsTypedArray() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+      info[1].As<Napi::Int32Array>().ElementLength() < 1) {
+    throwJs(env, "query takes an Int32Array of at least one element for its progress",
+            "EUNSUPPORTED");
+  }
+  rwd::ReplayOptions options;
+  options.traceDir = o.Get("traceDir").As<Napi::String>();
+  options.eventsPath = o.Get("eventsPath").As<Napi::String>();
+  options.stubPath = o.Get("stubPath").As<Napi::String>();
+  if (o.Get("traceName").IsString()) options.traceName = o.Get("traceName").As<Napi::String>();
+  options.stdoutFd = -1;
+  options.stderrFd = -1;
+  rwd::QueryRequest request;
+  std::string kind = o.Get("kind").As<Napi::String>();
+  if (kind != "calls" && kind != "writes") throwJs(env, "unknown query " + kind, "EUNSUPPORTED");
+  request.kind = kind == "calls" ? rwd::QueryRequest::Calls : rwd::QueryRequest::Writes;
+  request.addr = address(o.Get("address"));
+  if (o.Has("length")) request.len = o.Get("length").As<Napi::Number>().Uint32Value();
+  request.relative = o.Get("relative").ToBoolean();
+  request.entry = address(o.Get("entry"));
+  if (o.Get("starts").IsTypedArray() &&
+      o.Get("starts").As<Napi::TypedArray>().TypedArrayType() == napi_biguint64_array) {
+    Napi::BigUint64Array starts = o.Get("starts").As<Napi::BigUint64Array>();
+    request.starts.assign(starts.Data(), starts.Data() + starts.ElementLength());
+    std::sort(request.starts.begin(), request.starts.end());
+  }
+  size_t maxHits = size_t(o.Get("maxHits").As<Napi::Number>().Int64Value());
+  auto* worker =
+      new QueryWorker(env, std::move(options), request, maxHits, info[1].As<Napi::Int32Array>());
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
 // debug({traceDir, eventsPath, stubPath, traceName?, stdoutFd?, stderrFd?}) -> DebugSession
 Napi::Value Debug(const Napi::CallbackInfo& info) {
   Napi::FunctionReference* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
@@ -509,6 +625,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("debug", Napi::Function::New(env, Debug));
   exports.Set("confine", Napi::Function::New(env, Confine));
   exports.Set("dumpEvents", Napi::Function::New(env, DumpEvents));
+  exports.Set("query", Napi::Function::New(env, Query));
   return exports;
 }
 

@@ -302,6 +302,24 @@ DebugStop DebugSession::seek(uint64_t event) {
   }
 }
 
+DebugStop DebugSession::openMoment(uint64_t segment, uint32_t tid, const Breakpoints& stops,
+                                   uint64_t count, bool toEnd) {
+  DebugStop at = seek(segment);
+  if (at.reason == DebugStop::End || now_.segment != segment || now_.tid != tid) {
+    fail(ErrorCode::Unsupported, "no segment of thread " + std::to_string(tid) +
+                                     " of the debugged process begins at event " +
+                                     std::to_string(segment));
+  }
+  Moment m = now_;
+  if (toEnd) {
+    m.actions.push_back(Action{Action::ToEnd, 0, 0});
+  } else if (count > 0) {
+    m.actions.push_back(Action{Action::Continue, configId(stops), count});
+  }
+  goTo(m);
+  return DebugStop{DebugStop::Step, now_.tid, {}};
+}
+
 // --- Forwards ---------------------------------------------------------------------------
 
 DebugStop DebugSession::continueForward(uint32_t config) {

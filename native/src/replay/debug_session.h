@@ -112,6 +112,11 @@ class DebugSession {
   uint64_t when() const { return now_.segment; }
   uint64_t events() const { return events_; }
   DebugStop seek(uint64_t event);
+  // Goes to a moment named from outside the session (a query's answer, docs/queries.md): the
+  // start of the segment with key `segment`, which must be thread `tid`'s, then the count-th
+  // stop there of `stops`; or, with `toEnd`, the end of that segment.
+  DebugStop openMoment(uint64_t segment, uint32_t tid, const Breakpoints& stops, uint64_t count,
+                       bool toEnd);
   HistoryStats stats() const;
   // A word another thread sets to non-zero to interrupt a running resume or seek. Forwards it
   // stops soon after, a few instructions on from where the debuggee was (the first moment that
