@@ -505,8 +505,10 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
     return c;
   };
   // Canaries: files a worker must never read, named by some of the hostile names.
+  // Their content is not in their names: a replay that names a file it was refused (a divergence
+  // message quoting a mutated path) has not read it.
   const canary = `CANARY-${randomBytes(8).toString('hex')}`;
-  const canaryFiles = [path.join(os.tmpdir(), `rewind-canary-${canary}`), path.join(dataDir, 'canary')];
+  const canaryFiles = [path.join(os.tmpdir(), `rewind-canary-${randomBytes(8).toString('hex')}`), path.join(dataDir, 'canary')];
   for (const f of canaryFiles) fs.writeFileSync(f, `${canary}\n`);
 
   let watching = true;
