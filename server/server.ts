@@ -61,6 +61,23 @@ export interface ServerOptions {
   maxBlobBytes?: number;
   /** Bytes each token may store (committed traces, and uploads not committed yet); 0: none (default 1 TiB). */
   uploadQuotaBytes?: number;
+  /** Where blobs are kept: `s3://BUCKET/PREFIX`, or (default) DATA/blobs. */
+  blobs?: string;
+  /** Endpoint of an S3-compatible store (default: the SDK's, e.g. AWS_ENDPOINT_URL). */
+  s3Endpoint?: string;
+  /** Bound of the local cache of blobs fetched from S3 for replay and debug sessions (default 10 GiB). */
+  blobCacheBytes?: number;
+}
+
+/** The blob store the options name; the S3 SDK is loaded only for an S3 store. */
+async function openBlobStore(opts: ServerOptions, dataDir: string): Promise<BlobStore> {
+  if (opts.blobs === undefined) return new DiskBlobStore(path.join(dataDir, 'blobs'));
+  const { S3BlobStore } = await import('./blobstore/s3.js');
+  return S3BlobStore.open(opts.blobs, {
+    endpoint: opts.s3Endpoint,
+    cacheDir: path.join(dataDir, 'blob-cache'),
+    cacheBytes: opts.blobCacheBytes ?? 10 * 2 ** 30,
+  });
 }
 
 export interface RunningServer {
@@ -169,9 +186,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   fs.chmodSync(dataDir, 0o700); // also one made earlier, or by hand: everything in it is secret
   const log = opts.logger ?? jsonLogger('rewind-server', logLevel());
+  const store = await openBlobStore(opts, dataDir);
   const catalog = Catalog.inDir(dataDir);
-  const blobDir = path.join(dataDir, 'blobs');
-  const store: BlobStore = new DiskBlobStore(blobDir);
   const workDir = path.join(dataDir, 'tmp');
   fs.rmSync(workDir, { recursive: true, force: true });
   fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
@@ -233,7 +249,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   );
   const host = listen.slice(0, listen.lastIndexOf(':')) || '127.0.0.1';
   const address = `${host}:${port}`;
-  log.info({ address, dataDir, tls: Boolean(opts.tlsCert) }, 'rewind server listening');
+  log.info({ address, dataDir, blobs: opts.blobs ?? 'data directory', tls: Boolean(opts.tlsCert) }, 'rewind server listening');
 
   const runSweep = (): void => {
     sweep(catalog, store, opts.orphanBlobTtlMs ?? 86_400_000, opts.partialTtlMs ?? 6 * 3_600_000, log).catch(

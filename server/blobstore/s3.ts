@@ -7,6 +7,7 @@ import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
@@ -95,7 +96,22 @@ export class S3BlobStore implements BlobStore {
     this.basePartSize = opts.partSize ?? DEFAULT_PART_SIZE;
     if (this.basePartSize < 5 * MIB) throw new Error('an S3 part is at least 5 MiB');
     this.partsInFlight = opts.partsInFlight ?? 4;
+    if (this.partsInFlight < 1) throw new Error('at least one part in flight');
     this.cache = new BlobCache(opts.cacheDir, opts.cacheBytes);
+  }
+
+  /** A store at `s3://BUCKET/PREFIX`, once the bucket answers (so a wrong name or key fails at start). */
+  static async open(url: string, opts: { endpoint?: string; cacheDir: string; cacheBytes: number; partSize?: number }): Promise<S3BlobStore> {
+    const loc = parseS3Url(url);
+    const client = s3Client(opts.endpoint);
+    try {
+      await client.send(new HeadBucketCommand({ Bucket: loc.bucket }));
+    } catch (err) {
+      client.destroy();
+      const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+      throw new Error(`cannot use ${url}: ${e.name ?? 'error'} ${e.$metadata?.httpStatusCode ?? ''} ${e.message ?? ''}`.trim());
+    }
+    return new S3BlobStore({ ...loc, client, cacheDir: opts.cacheDir, cacheBytes: opts.cacheBytes, partSize: opts.partSize });
   }
 
   keyOf(sha256: string): string {
@@ -322,6 +338,11 @@ class S3BlobWriter implements BlobWriter {
     this.hash = this.offset === 0 ? createHash('sha256') : undefined;
   }
 
+  /** Parts in flight: fewer for a huge blob's large parts, so a writer holds at most ~40 MiB (or one part and the next). */
+  private get maxInflight(): number {
+    return Math.max(1, Math.min(this.store.partsInFlight, Math.floor((32 * MIB) / this.partSize)));
+  }
+
   private get key(): string {
     return this.store.keyOf(this.sha256);
   }
@@ -354,7 +375,7 @@ class S3BlobWriter implements BlobWriter {
       // A blob of one part is stored whole by finish().
       if (this.filled === this.buf.length && this.size > this.partSize) this.sendPart();
     }
-    while (this.inflight.size >= this.store.partsInFlight) await Promise.race(this.inflight);
+    while (this.inflight.size >= this.maxInflight) await Promise.race(this.inflight);
     if (this.failure) throw this.failure;
   }
 

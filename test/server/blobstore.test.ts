@@ -96,7 +96,7 @@ const s3Skip = s3SkipReason();
 let swift: S3Server | undefined;
 beforeAll(async () => {
   if (!s3Skip) swift = await startS3Server();
-});
+}, 300_000);
 afterAll(async () => {
   await swift?.stop();
 });

@@ -75,7 +75,7 @@ function accepts(port: number): Promise<boolean> {
 }
 
 /** Waits until the process listens on `port`; fails with its output if it ends first or after `ms`. */
-async function listening(p: Running, port: number, ms = 60_000): Promise<void> {
+async function listening(p: Running, port: number, ms = 180_000): Promise<void> {
   let ended = false;
   void p.done.then(() => (ended = true));
   const end = Date.now() + ms;
@@ -162,11 +162,14 @@ export async function startS3Server(): Promise<S3Server> {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
     });
-  await launch();
   // The first request that passes through to the account and container servers.
   const c = client();
   try {
+    await launch();
     await c.send(new CreateBucketCommand({ Bucket: bucket }));
+  } catch (err) {
+    await kill();
+    throw err;
   } finally {
     c.destroy();
   }
