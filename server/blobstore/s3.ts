@@ -109,7 +109,7 @@ export class S3BlobStore implements BlobStore {
     } catch (err) {
       client.destroy();
       const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
-      throw new Error(`cannot use ${url}: ${e.name ?? 'error'} ${e.$metadata?.httpStatusCode ?? ''} ${e.message ?? ''}`.trim());
+      throw new Error(`cannot use ${url}: ${e.name ?? 'error'} ${e.$metadata?.httpStatusCode ?? ''} ${e.message ?? ''}`.trim(), { cause: err });
     }
     return new S3BlobStore({ ...loc, client, cacheDir: opts.cacheDir, cacheBytes: opts.cacheBytes, partSize: opts.partSize });
   }
