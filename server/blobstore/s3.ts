@@ -312,6 +312,8 @@ class S3BlobWriter implements BlobWriter {
   offset: number;
   /** Whole parts the store holds (numbered from 1), in order. */
   private readonly parts: CompletedPart[];
+  /** Parts sent after them, in order, not all stored yet. */
+  private readonly pending: CompletedPart[] = [];
   private uploadId: string | undefined;
   /** The part being filled. */
   private buf: Buffer | undefined;
@@ -411,9 +413,6 @@ class S3BlobWriter implements BlobWriter {
       while (this.pending[0]?.ETag) this.parts.push(this.pending.shift()!);
     });
   }
-
-  /** Parts sent, in order, not yet all stored. */
-  private readonly pending: CompletedPart[] = [];
 
   async finish(): Promise<void> {
     if (this.offset !== this.size) {
