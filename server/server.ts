@@ -66,8 +66,25 @@ export interface ServerOptions {
   maxBlobBytes?: number;
   /** Bytes each token may store (committed traces, and uploads not committed yet); 0: none (default 1 TiB). */
   uploadQuotaBytes?: number;
+  /** Where blobs are kept: `s3://BUCKET/PREFIX`, or (default) DATA/blobs. */
+  blobs?: string;
+  /** Endpoint of an S3-compatible store (default: the SDK's, e.g. AWS_ENDPOINT_URL). */
+  s3Endpoint?: string;
+  /** Bound of the local cache of blobs fetched from S3 for replay and debug sessions (default 10 GiB). */
+  blobCacheBytes?: number;
   /** HOST:PORT of the web page and its JSON API (docs/web.md); off when not given. */
   http?: string;
+}
+
+/** The blob store the options name; the S3 SDK is loaded only for an S3 store. */
+async function openBlobStore(opts: ServerOptions, dataDir: string): Promise<BlobStore> {
+  if (opts.blobs === undefined) return new DiskBlobStore(path.join(dataDir, 'blobs'));
+  const { S3BlobStore } = await import('./blobstore/s3.js');
+  return S3BlobStore.open(opts.blobs, {
+    endpoint: opts.s3Endpoint,
+    cacheDir: path.join(dataDir, 'blob-cache'),
+    cacheBytes: opts.blobCacheBytes ?? 10 * 2 ** 30,
+  });
 }
 
 export interface RunningServer {
@@ -185,9 +202,11 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   fs.chmodSync(dataDir, 0o700); // also one made earlier, or by hand: everything in it is secret
   const log = opts.logger ?? jsonLogger('rewind-server', logLevel());
-  const catalog = await openCatalog(dataDir, opts.catalog);
-  const blobDir = path.join(dataDir, 'blobs');
-  const store: BlobStore = new DiskBlobStore(blobDir);
+  const store = await openBlobStore(opts, dataDir);
+  const catalog = await openCatalog(dataDir, opts.catalog).catch(async (err: unknown) => {
+    await store.close?.();
+    throw err;
+  });
   const workDir = path.join(dataDir, 'tmp');
   fs.rmSync(workDir, { recursive: true, force: true });
   fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
@@ -256,6 +275,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(listen, creds, (err, p) => (err ? reject(new Error(`cannot listen on ${listen}: ${err.message}`)) : resolve(p))),
   ).catch(async (err: unknown) => {
+    await store.close?.();
     await catalog.close();
     throw err;
   });
@@ -271,7 +291,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     await catalog.close();
     throw err;
   }
-  log.info({ address, dataDir, catalog: catalog.kind, tls: Boolean(opts.tlsCert), http: web?.address }, 'rewind server listening');
+  log.info({ address, dataDir, catalog: catalog.kind, blobs: opts.blobs ?? 'data directory', tls: Boolean(opts.tlsCert), http: web?.address }, 'rewind server listening');
 
   const runSweep = (): void => {
     sweep(catalog, store, opts.orphanBlobTtlMs ?? 86_400_000, opts.partialTtlMs ?? 6 * 3_600_000, log).catch(

@@ -13,6 +13,9 @@ interface ServerFlags {
   debugIdleTimeout?: string;
   uploadQuota?: string;
   maxBlob?: string;
+  blobs?: string;
+  s3Endpoint?: string;
+  blobCache?: string;
   logLevel?: string;
   http?: string;
 }
@@ -47,10 +50,15 @@ export function registerServer(program: Command): void {
     .option('--debug-idle-timeout <seconds>', 'kill a debug session idle (no bytes, no CPU) this long (default 1800)')
     .option('--upload-quota <GiB>', 'bytes each token may store: its committed traces and uploads not committed yet (default 1024; 0: no quota)')
     .option('--max-blob <GiB>', 'the largest blob an upload may declare (default 64)')
+    .option('--blobs <where>', 'where blobs are kept: s3://BUCKET/PREFIX for an S3-compatible object store (default: the data directory)')
+    .option('--s3-endpoint <url>', 'endpoint of an S3-compatible store, addressed path-style (default AWS_ENDPOINT_URL, else AWS S3)')
+    .option('--blob-cache <GiB>', 'bound of the local cache of blobs fetched from S3 for replay and debug sessions (default 10)')
     .option('--http <host:port>', 'also serve the web page and its JSON API here (docs/web.md; default: off)')
     .option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace or silent (env REWIND_LOG; default info)')
     .action(async (flags: ServerFlags) => {
       if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) throw new UserError('--tls-cert and --tls-key go together');
+      if (flags.blobs !== undefined && !flags.blobs.startsWith('s3://')) throw new UserError('--blobs takes s3://BUCKET/PREFIX (without it blobs stay in the data directory)');
+      if (flags.blobs === undefined && (flags.s3Endpoint || flags.blobCache)) throw new UserError('--s3-endpoint and --blob-cache go with --blobs s3://…');
       const { startServer } = await import('../../server/server.js');
       const { jsonLogger, logLevel } = await import('../../trace/log.js');
       const logger = jsonLogger('rewind-server', logLevel(flags.logLevel));
@@ -79,6 +87,9 @@ export function registerServer(program: Command): void {
           heartbeatIntervalMs: positiveInt(process.env.REWIND_HEARTBEAT_MS, 'REWIND_HEARTBEAT_MS'),
           uploadQuotaBytes: gib(flags.uploadQuota, '--upload-quota', true),
           maxBlobBytes: gib(flags.maxBlob, '--max-blob', false),
+          blobs: flags.blobs,
+          s3Endpoint: flags.s3Endpoint,
+          blobCacheBytes: gib(flags.blobCache, '--blob-cache', false),
           http: flags.http,
         });
       } catch (err) {

@@ -51,8 +51,12 @@ export class DiskBlobStore implements BlobStore {
   }
 
   async partialSize(sha256: string): Promise<number> {
-    // A writer just closed may still be flushing what it took: count those bytes too.
+    // A writer just closed may still be writing what it queued: count those bytes too.
     await this.draining.get(sha256)?.catch(() => undefined);
+    return this.heldBytes(sha256);
+  }
+
+  private async heldBytes(sha256: string): Promise<number> {
     try {
       return (await fsp.stat(this.partialOf(sha256))).size;
     } catch {
@@ -66,12 +70,12 @@ export class DiskBlobStore implements BlobStore {
     // the partial file's size is final before it is compared with the client's offset.
     await this.draining.get(sha256);
     if (this.busy.has(sha256)) {
-      throw new BlobWriteError('busy', `blob ${sha256} is being uploaded by another stream`, await this.partialSize(sha256));
+      throw new BlobWriteError('busy', `blob ${sha256} is being uploaded by another stream`, await this.heldBytes(sha256));
     }
     this.busy.add(sha256);
     try {
       const partial = this.partialOf(sha256);
-      const held = await this.partialSize(sha256);
+      const held = await this.heldBytes(sha256);
       if (held > size) {
         // A stale partial longer than the blob can only be garbage: start again.
         await fsp.rm(partial, { force: true });
