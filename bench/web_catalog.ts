@@ -14,7 +14,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { Page } from 'playwright-core';
-import { Catalog } from '../server/catalog/catalog.js';
+import { openCatalog } from '../server/catalog/catalog.js';
 import { startServer } from '../server/server.js';
 import type { Manifest } from '../trace/manifest.js';
 
@@ -54,22 +54,22 @@ function manifest(i: number, blob: { sha256: string; size: number }, now: number
   } as Manifest;
 }
 
-function fill(dataDir: string, n: number): number {
+async function fill(dataDir: string, n: number): Promise<number> {
   const started = performance.now();
-  const catalog = Catalog.inDir(dataDir);
+  const catalog = await openCatalog(dataDir);
   const blob = { sha256: 'ab'.repeat(32), size: 4096 };
-  catalog.blobs.add(blob.sha256, blob.size);
+  await catalog.blobs.add(blob.sha256, blob.size);
   const now = Date.now();
   for (let from = 0; from < n; from += 5000) {
-    catalog.batch(() => {
-      for (let i = from; i < Math.min(n, from + 5000); i++) {
-        const m = manifest(i, blob, now);
-        const labels: Record<string, string> = { branch: i % 7 === 0 ? 'main' : `feature-${i % 40}`, pipeline: String(i % 1000) };
-        catalog.traces.commit(m, JSON.stringify(m), labels, 'bench');
-      }
-    });
+    const batch = [];
+    for (let i = from; i < Math.min(n, from + 5000); i++) {
+      const m = manifest(i, blob, now);
+      const labels: Record<string, string> = { branch: i % 7 === 0 ? 'main' : `feature-${i % 40}`, pipeline: String(i % 1000) };
+      batch.push({ manifest: m, manifestJson: JSON.stringify(m), labels, tokenId: 'bench' });
+    }
+    await catalog.traces.commitMany(batch);
   }
-  catalog.close();
+  await catalog.close();
   return performance.now() - started;
 }
 
@@ -106,12 +106,12 @@ async function main(): Promise<void> {
       console.log(`catalogue: reusing ${keep}`);
     } else {
       mkdirSync(dataDir, { recursive: true });
-      const fillMs = fill(dataDir, n);
+      const fillMs = await fill(dataDir, n);
       console.log(`catalogue: ${n} traces committed in ${(fillMs / 1000).toFixed(1)} s`);
     }
     srv = await startServer({ dataDir, listen: '127.0.0.1:0', http: '127.0.0.1:0', logger: pino({ level: 'silent' }) });
     const base = `http://${srv.httpAddress!}`;
-    const token = srv.catalog.tokens.create('reader', 'bench').secret;
+    const token = (await srv.catalog.tokens.create('reader', 'bench')).secret;
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     await context.addInitScript((t) => sessionStorage.setItem('rewind.token', t), token);
 

@@ -18,8 +18,8 @@ let ids: string[];
 beforeAll(async () => {
   ts = await startTestServer({ http: '127.0.0.1:0' });
   base = `http://${ts.server.httpAddress!}`;
-  reader = ts.token('reader');
-  const agent = ts.client(ts.token('agent'));
+  reader = await ts.token('reader');
+  const agent = ts.client(await ts.token('agent'));
   ids = [];
   for (const [i, spec] of [{ hostname: 'alpha', status: 0 }, { hostname: 'beta', status: 2 }, { hostname: 'beta', status: 139, signal: 'SIGSEGV' }].entries()) {
     const t = makeTrace({ ...spec, startTime: new Date(Date.UTC(2026, 0, 1 + i)).toISOString() });
@@ -64,7 +64,7 @@ describe('the JSON layer', () => {
     const del = await post(`${CATALOG}/DeleteTrace`, { id: ids[0] });
     expect(del).toEqual({ status: 403, json: { code: 'PERMISSION_DENIED', message: 'DeleteTrace needs an admin token; this is a reader token' } });
     // An agent may upload but not read.
-    expect((await post(`${CATALOG}/ListTraces`, {}, ts.token('agent'))).status).toBe(403);
+    expect((await post(`${CATALOG}/ListTraces`, {}, await ts.token('agent'))).status).toBe(403);
     expect((await post(`${CATALOG}/GetTrace`, { id: '00000000-0000-4000-8000-000000000000' })).json.code).toBe('NOT_FOUND');
     expect(await post(`${CATALOG}/GetTrace`, { id: 'x' })).toEqual({ status: 400, json: { code: 'INVALID_ARGUMENT', message: 'bad trace id "x": expected a UUID' } });
     expect((await post(`${CATALOG}/ListTraces`, { signal: 'SIGNOPE' })).json.message).toBe('unknown signal "SIGNOPE"');

@@ -24,8 +24,8 @@ describe.skipIf(!browserSuiteRuns())('the web page in Chromium', () => {
   beforeAll(async () => {
     srv = await startTestServer({ http: '127.0.0.1:0' });
     base = `http://${srv.server.httpAddress!}`;
-    reader = srv.token('reader');
-    const agentEnv = { REWIND_SERVER: srv.address, REWIND_TOKEN: srv.token('agent') };
+    reader = await srv.token('reader');
+    const agentEnv = { REWIND_SERVER: srv.address, REWIND_TOKEN: await srv.token('agent') };
     const push = async (exe: string, status: number, label: string): Promise<string> => {
       const rec = await record(exe);
       expectRecorded(rec, status);
@@ -190,12 +190,12 @@ describe.skipIf(!browserSuiteRuns())('the web page in Chromium', () => {
     // which end the first page: the next must go on after those, not show them again.
     const many = await startTestServer({ http: '127.0.0.1:0' });
     try {
-      const agent = many.client(many.token('agent'));
+      const agent = many.client(await many.token('agent'));
       const starts = Array.from({ length: 57 }, (_, i) => Date.UTC(2026, 0, 1, 0, 0, i < 45 ? 100 - i : 55));
       for (const ms of starts) await pushTrace(agent, makeTrace({ startTime: new Date(ms).toISOString(), blobs: [{ data: randomBytes(64), role: 'events' }] }).dir);
       const { context, page } = await newPage();
       await page.goto(`http://${many.server.httpAddress!}`);
-      await page.getByLabel('Token').fill(many.token('reader'));
+      await page.getByLabel('Token').fill(await many.token('reader'));
       await page.getByLabel('Token').press('Enter');
       await expect.poll(() => page.locator('#traces tr').count()).toBe(50);
       const ids = async (): Promise<string[]> => page.locator('#traces a').evaluateAll((as) => as.map((a) => a.getAttribute('href')!));
