@@ -7,13 +7,16 @@
  * next stop. Replay runs this same code; its syscalls then stop and get their recorded results.
  *
  * Everything else, and every call this code cannot prove harmless to buffer (a descriptor that is
- * not a regular file, an output too large), goes the traced way, as the call would without it.
+ * not a regular file, an output too large), goes to libc's own function, as without the library
+ * (a pthread cancellation point stays one; the clocks go through the vDSO, which the recorder
+ * turned into syscalls of its own).
  * Built with -mno-red-zone: a call to the trampoline pushes its return address below the stack
  * pointer.
  */
 #define _GNU_SOURCE
 /* node-gyp builds with 64-bit offsets, which renames stat to stat64 &c.: both are defined here. */
 #undef _FILE_OFFSET_BITS
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -21,6 +24,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -33,6 +37,11 @@ static struct rwd_control control;
 /* 0: not asked yet, 1: buffering, 2: not (refused, or no memory for it). */
 static __thread int state __attribute__((tls_model("initial-exec")));
 static __thread struct rwd_buffer_header* buffer __attribute__((tls_model("initial-exec")));
+
+/* libc's own `name`, found once. */
+#define NEXT(type, name, ...)       \
+  static type (*next)(__VA_ARGS__); \
+  if (!next) next = (type(*)(__VA_ARGS__))dlsym(RTLD_NEXT, name)
 
 /* A syscall from this library's own instruction: the recorder stops it as any other. */
 static long traced(long nr, long a0, long a1, long a2, long a3, long a4, long a5) {
@@ -103,13 +112,16 @@ static int buffered(long nr, long a0, long a1, long a2, long a3, void* out, long
   struct rwd_buffer_header* b = threadBuffer();
   if (!b || maxOut > RWD_MAX_OUTPUT) return 0;
   size_t need = sizeof(struct rwd_record) + ((maxOut + 7) & ~(size_t)7);
-  if (b->size - b->used < need) {
-    traced(RWD_SYS_BUFFER_FLUSH, 0, 0, 0, 0, 0, 0); /* the recorder empties it */
-    if (b->size - b->used < need) return 0;
-  }
-  struct rwd_record* rec = (struct rwd_record*)((char*)b + b->used);
+  if (b->size - b->used < need) traced(RWD_SYS_BUFFER_FLUSH, 0, 0, 0, 0, 0, 0); /* emptied */
+  /* From here to the commit no signal handler runs (the recorder delivers none inside), so a
+   * handler's own buffered syscalls never take this record's place. */
   b->in_call = 1;
   barrier();
+  if (b->size - b->used < need) {
+    b->in_call = 0;
+    return 0;
+  }
+  struct rwd_record* rec = (struct rwd_record*)((char*)b + b->used);
   long r = untraced(nr, a0, a1, a2, a3);
   rec->nr = (int32_t)nr;
   rec->args[0] = (uint64_t)a0;
@@ -149,7 +161,8 @@ EXPORT ssize_t read(int fd, void* buf, size_t count) {
       buffered(SYS_read, fd, (long)buf, (long)count, 0, buf, -1, count, &r)) {
     return fail(r);
   }
-  return fail(traced(SYS_read, fd, (long)buf, (long)count, 0, 0, 0));
+  NEXT(ssize_t, "read", int, void*, size_t);
+  return next ? next(fd, buf, count) : fail(traced(SYS_read, fd, (long)buf, (long)count, 0, 0, 0));
 }
 
 EXPORT ssize_t pread64(int fd, void* buf, size_t count, off64_t offset) {
@@ -158,7 +171,9 @@ EXPORT ssize_t pread64(int fd, void* buf, size_t count, off64_t offset) {
       buffered(SYS_pread64, fd, (long)buf, (long)count, offset, buf, -1, count, &r)) {
     return fail(r);
   }
-  return fail(traced(SYS_pread64, fd, (long)buf, (long)count, offset, 0, 0));
+  NEXT(ssize_t, "pread64", int, void*, size_t, off64_t);
+  return next ? next(fd, buf, count, offset)
+              : fail(traced(SYS_pread64, fd, (long)buf, (long)count, offset, 0, 0));
 }
 
 EXPORT ssize_t pread(int fd, void* buf, size_t count, off_t offset) {
@@ -170,7 +185,8 @@ EXPORT off_t lseek(int fd, off_t offset, int whence) {
   if (regularFile(fd) && buffered(SYS_lseek, fd, offset, whence, 0, NULL, 0, 0, &r)) {
     return fail(r);
   }
-  return fail(traced(SYS_lseek, fd, offset, whence, 0, 0, 0));
+  NEXT(off_t, "lseek", int, off_t, int);
+  return next ? next(fd, offset, whence) : fail(traced(SYS_lseek, fd, offset, whence, 0, 0, 0));
 }
 
 EXPORT off64_t lseek64(int fd, off64_t offset, int whence) { return lseek(fd, offset, whence); }
@@ -181,13 +197,16 @@ static int statAt(int dirfd, const char* path, struct stat* st, int flags) {
                &r)) {
     return (int)fail(r);
   }
-  return (int)fail(traced(SYS_newfstatat, dirfd, (long)path, (long)st, flags, 0, 0));
+  NEXT(int, "fstatat", int, const char*, struct stat*, int);
+  return next ? next(dirfd, path, st, flags)
+              : (int)fail(traced(SYS_newfstatat, dirfd, (long)path, (long)st, flags, 0, 0));
 }
 
 EXPORT int fstat(int fd, struct stat* st) {
   long r;
   if (buffered(SYS_fstat, fd, (long)st, 0, 0, st, sizeof *st, sizeof *st, &r)) return (int)fail(r);
-  return (int)fail(traced(SYS_fstat, fd, (long)st, 0, 0, 0, 0));
+  NEXT(int, "fstat", int, struct stat*);
+  return next ? next(fd, st) : (int)fail(traced(SYS_fstat, fd, (long)st, 0, 0, 0, 0));
 }
 
 /* On x86-64 struct stat64 is struct stat. */
@@ -215,5 +234,22 @@ EXPORT int clock_gettime(clockid_t clock, struct timespec* tp) {
   if (buffered(SYS_clock_gettime, clock, (long)tp, 0, 0, tp, sizeof *tp, sizeof *tp, &r)) {
     return (int)fail(r);
   }
-  return (int)fail(traced(SYS_clock_gettime, clock, (long)tp, 0, 0, 0, 0));
+  NEXT(int, "clock_gettime", clockid_t, struct timespec*);
+  return next ? next(clock, tp) : (int)fail(traced(SYS_clock_gettime, clock, (long)tp, 0, 0, 0, 0));
+}
+
+EXPORT int gettimeofday(struct timeval* restrict tv, void* restrict tz) {
+  long r;
+  if (!tz && buffered(SYS_gettimeofday, (long)tv, 0, 0, 0, tv, sizeof *tv, sizeof *tv, &r)) {
+    return (int)fail(r);
+  }
+  NEXT(int, "gettimeofday", struct timeval*, void*);
+  return next ? next(tv, tz) : (int)fail(traced(SYS_gettimeofday, (long)tv, (long)tz, 0, 0, 0, 0));
+}
+
+EXPORT time_t time(time_t* tloc) {
+  long r;
+  if (buffered(SYS_time, (long)tloc, 0, 0, 0, tloc, sizeof *tloc, sizeof *tloc, &r)) return r;
+  NEXT(time_t, "time", time_t*);
+  return next ? next(tloc) : traced(SYS_time, (long)tloc, 0, 0, 0, 0, 0);
 }

@@ -25,8 +25,8 @@
 #include "core/memory_map.h"
 #include "core/spawn.h"
 #include "core/stub_layout.h"
-#include "core/syscall_restart.h"
 #include "core/syscall_buffer_abi.h"
+#include "core/syscall_restart.h"
 #include "core/syscall_table.h"
 #include "core/x86_instruction.h"
 #include "record/exec_snapshot.h"
@@ -558,7 +558,8 @@ void RecordSession::appendBuffered() {
 // program's own filter asked for is answered as natively, where no tracer takes it: ENOSYS.
 void RecordSession::onSeccompStop(RecordedTask& t) {
   unsigned long data = 0;
-  if (ptrace(PTRACE_GETEVENTMSG, t.task->tid(), nullptr, &data) < 0) failErrno("PTRACE_GETEVENTMSG");
+  if (ptrace(PTRACE_GETEVENTMSG, t.task->tid(), nullptr, &data) < 0)
+    failErrno("PTRACE_GETEVENTMSG");
   if (data != RWD_SECCOMP_DATA) {
     Regs r = t.task->regs();
     r.orig_rax = uint64_t(-1);
@@ -594,6 +595,7 @@ bool RecordSession::leaveBufferedCall(RecordedTask& t) {
 }
 
 void RecordSession::onSyscallEntry(RecordedTask& t) {
+  appendBuffered();             // what the task (or another) buffered comes before this syscall
   t.pendingAtBoundary.clear();  // it ran user code
   Regs regs = t.task->regs();
   t.entryRegs = regs;
@@ -741,7 +743,6 @@ void RecordSession::releaseVforkParent(RecordedTask& child) {
   if (it == tasks_.end()) return;
   RecordedTask& parent = it->second;
   parent.vforkChild = 0;
-  if (buffers_) buffers_->onVforkDone(child.task->tid(), parent.task->tid());
   if (parent.parked) {
     parent.parked = false;
     if (acquire(parent, Deferred::Start)) runFrom(parent);

@@ -193,7 +193,7 @@ class RecordSession {
   // the task whose write is under way, and those stopped at their entry until it is recorded.
   pid_t outputBusy_ = 0;
   std::deque<pid_t> outputWaiting_;
-  int cpu_ = -1;  // the CPU the recorded tree runs on
+  int cpu_ = -1;                           // the CPU the recorded tree runs on
   std::optional<SyscallBuffers> buffers_;  // when recording with the syscall buffer
   enum class BufferFilter : uint8_t { NotYet, On, Refused } bufferFilter_ = BufferFilter::NotYet;
   struct stat stdout_ {};

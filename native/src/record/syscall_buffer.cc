@@ -28,7 +28,7 @@ constexpr uint64_t kFilterScratch = RWD_TRAMPOLINE + 64;  // in the trampoline p
 bool isError(int64_t result) { return result < 0 && result > -4096; }
 
 // The syscalls the library may make from the trampoline: those that cannot wait for another
-// process, each with at most one output in the table.
+// process. A record holds one output: the table's first (the others' pointers are null).
 bool bufferable(long nr) {
   switch (nr) {
     case SYS_read:
@@ -37,6 +37,8 @@ bool bufferable(long nr) {
     case SYS_fstat:
     case SYS_newfstatat:
     case SYS_clock_gettime:
+    case SYS_gettimeofday:
+    case SYS_time:
       return true;
   }
   return false;
@@ -51,6 +53,9 @@ bool bufferable(long nr) {
 // Whether a record says what the table says the syscall writes: no more, nowhere else.
 bool outputAsTable(const rwd_record& rec) {
   const SyscallSpec* spec = lookupSyscall(rec.nr);
+  for (int i = 1; i < 3; i++) {
+    if (spec->outputs[i].arg >= 0 && rec.args[spec->outputs[i].arg]) return false;
+  }
   const Output& out = spec->outputs[0];
   if (isError(rec.result) || out.arg < 0 || !rec.args[out.arg]) return rec.out_len == 0;
   uint64_t expected = 0;
@@ -195,15 +200,13 @@ void SyscallBuffers::onFork(pid_t parent, pid_t child, bool thread, bool vfork) 
   byTask_[child] = copy;
 }
 
-void SyscallBuffers::onVforkDone(pid_t child, pid_t parent) {
-  auto it = byTask_.find(child);
-  if (it == byTask_.end() || it->second->owner != parent) return;
-  it->second->writer = parent;
-  byTask_.erase(it);
-}
-
 void SyscallBuffers::forget(pid_t tid) {
-  byTask_.erase(tid);
+  auto it = byTask_.find(tid);
+  if (it != byTask_.end()) {
+    // A vfork child that exec'd or ended: its parent writes the buffer they shared again.
+    if (it->second->owner != tid) it->second->writer = it->second->owner;
+    byTask_.erase(it);
+  }
   pendingWrites_.erase(tid);
 }
 

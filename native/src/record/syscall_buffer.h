@@ -43,8 +43,6 @@ class SyscallBuffers {
   void disable(Task& task, const std::vector<pid_t>& threads);
 
   void onFork(pid_t parent, pid_t child, bool thread, bool vfork);
-  // A vfork child exec'd or ended: its parent writes the buffer they shared again.
-  void onVforkDone(pid_t child, pid_t parent);
   void forget(pid_t tid);  // its exec or its end
 
   // Whether the task is between a buffered syscall and its record's commit, where no position
