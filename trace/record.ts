@@ -1,7 +1,7 @@
 // Records a program into a trace directory with the native engine: `rewind record` and the
 // agent's recording workers run the same code.
 import { randomUUID } from 'node:crypto';
-import { accessSync, constants, readlinkSync, rmSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { engineErrorCode, preloadPath, type Engine } from '../native/index.js';
@@ -92,7 +92,8 @@ export async function recordTrace(
   if (opts.latest) updateLatest(traceDir);
   let outcome;
   try {
-    const preload = syscallBufferWanted() ? preloadPath() : undefined;
+    // An engine built before the library existed records without it.
+    const preload = syscallBufferWanted() && existsSync(preloadPath()) ? preloadPath() : undefined;
     outcome = await engine.record({ exe, argv: command, env, traceDir, preload });
   } catch (err) {
     rmSync(traceDir, { recursive: true, force: true });

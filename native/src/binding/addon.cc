@@ -130,7 +130,8 @@ class ReplayWorker : public SessionWorker {
   rwd::ReplayResult result_;
 };
 
-// record({exe, argv, env, traceDir, preload?}) -> Promise<{waitStatus, events, syscalls, tasks, blobs}>
+// record({exe, argv, env, traceDir, preload?})
+//   -> Promise<{waitStatus, events, syscalls, tasks, blobs}>
 Napi::Value Record(const Napi::CallbackInfo& info) {
   Napi::Object o = info[0].As<Napi::Object>();
   rwd::RecordOptions options;
