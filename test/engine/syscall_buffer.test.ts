@@ -111,6 +111,19 @@ describe('the syscall buffer', () => {
     expect((await buffered(rec)).threads).toBe(3);
   });
 
+  it("a filter of the program's own ends buffering: its install event clears the library's word", async () => {
+    const rec = await recordAndReplay('filter');
+    expect(rec.stdout.toString()).toMatch(/^filter 0$/m);
+    const lines = await dump(rec);
+    const install = lines.findIndex((l) => /prctl\(0x16, 0x2,/.test(l));
+    expect(install, lines.join('\n')).toBeGreaterThan(0);
+    expect(lines[install]).toMatch(/writes 4 bytes/);
+    // Reads after it are traced: no fstat before each.
+    const after = lines.slice(install + 1);
+    expect(after.filter((l) => / read\(/.test(l)).length).toBeGreaterThan(30);
+    expect(after.filter((l) => / fstat\(/.test(l)).length).toBeLessThan(5);
+  });
+
   it('a static program makes its syscalls the traced way, and replays the same', async () => {
     const rec = await recordAndReplay('reads', staticProgram);
     const b = await buffered(rec);

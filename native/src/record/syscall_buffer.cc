@@ -119,16 +119,14 @@ bool SyscallBuffers::onExec(RemoteSyscalls& remote, bool first) {
   return true;
 }
 
-std::shared_ptr<SyscallBuffers::Buffer> SyscallBuffers::open(pid_t owner, pid_t writer,
-                                                             uint64_t addr, uint32_t size,
+std::shared_ptr<SyscallBuffers::Buffer> SyscallBuffers::open(pid_t tid, uint64_t addr,
                                                              uint64_t control) {
   auto b = std::make_shared<Buffer>();
-  b->owner = owner;
-  b->writer = writer;
+  b->owner = b->writer = tid;
   b->addr = addr;
-  b->size = size;
+  b->size = RWD_BUFFER_SIZE;
   b->control = control;
-  b->memFd = ::open(("/proc/" + std::to_string(owner) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+  b->memFd = ::open(("/proc/" + std::to_string(tid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
   if (b->memFd < 0) failErrno("open /proc/PID/mem");
   return b;
 }
@@ -145,7 +143,7 @@ int64_t SyscallBuffers::request(Task& task, const Regs& entry, bool allowed) {
   const pid_t tid = task.tid();
   if (syscallNumber(entry.orig_rax) == RWD_SYS_BUFFER_INIT) {
     if (!allowed || entry.rdx != RWD_BUFFER_SIZE || entry.rsi % 4096) return -ENOSYS;
-    std::shared_ptr<Buffer> b = open(tid, tid, entry.rsi, RWD_BUFFER_SIZE, entry.rdi);
+    std::shared_ptr<Buffer> b = open(tid, entry.rsi, entry.rdi);
     uint32_t used, inCall;
     if (!readHeader(*b, &used, &inCall) || used != kHeaderSize) return -ENOSYS;
     b->taken = used;
@@ -195,7 +193,7 @@ void SyscallBuffers::onFork(pid_t parent, pid_t child, bool thread, bool vfork) 
     return;
   }
   const Buffer& b = *it->second;
-  std::shared_ptr<Buffer> copy = open(child, child, b.addr, b.size, b.control);
+  std::shared_ptr<Buffer> copy = open(child, b.addr, b.control);
   copy->taken = b.taken;
   byTask_[child] = copy;
 }

@@ -39,7 +39,7 @@ class SyscallBuffers {
   // event, so replay writes the same.
   void addWrites(pid_t tid, SyscallEvent& s);
   // A thread of `task`'s process (its threads: `threads`) installed a seccomp filter of its
-  // own: their syscalls stop through PTRACE_SYSCALL from now on, and the library stops buffering.
+  // own: the library stops buffering (its `enabled` word cleared).
   void disable(Task& task, const std::vector<pid_t>& threads);
 
   void onFork(pid_t parent, pid_t child, bool thread, bool vfork);
@@ -63,8 +63,7 @@ class SyscallBuffers {
     ~Buffer();
   };
   bool readHeader(const Buffer& b, uint32_t* used, uint32_t* inCall) const;
-  std::shared_ptr<Buffer> open(pid_t owner, pid_t writer, uint64_t addr, uint32_t size,
-                               uint64_t control);
+  std::shared_ptr<Buffer> open(pid_t tid, uint64_t addr, uint64_t control);
 
   std::map<pid_t, std::shared_ptr<Buffer>> byTask_;
   std::map<pid_t, std::vector<MemoryWrite>> pendingWrites_;
