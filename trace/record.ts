@@ -28,11 +28,11 @@ export function resolveProgram(program: string): string {
 }
 
 /**
- * Whether recording uses the syscall buffer (docs/syscall-buffer.md): REWIND_SYSCALL_BUFFER=0
- * turns it off (every syscall then stops in the recorder), =1 on.
+ * Whether recording uses the syscall buffer (docs/syscall-buffer.md): REWIND_SYSCALL_BUFFER=1.
+ * Off by default for now: every syscall then stops in the recorder, as before it existed.
  */
 export function syscallBufferWanted(): boolean {
-  return (process.env.REWIND_SYSCALL_BUFFER ?? '1') !== '0';
+  return process.env.REWIND_SYSCALL_BUFFER === '1';
 }
 
 const TERMINAL_SIGNALS = ['SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGHUP'] as const;
