@@ -14,7 +14,10 @@
 // `positions [N]` (bench/positions.ts, not part of `all`) records and replays the positions
 // corpus N times (default 100).
 //
-// Usage: node dist/bench/main.js [engine|debug|service|all|positions [N]]   (default: all)
+// `syscallbuf` (bench/syscall_buffer.ts, not part of `all`): issue 14's rows with the syscall
+// buffer on and off, the start-up of /bin/true taken off.
+//
+// Usage: node dist/bench/main.js [engine|debug|service|all|positions [N]|syscallbuf]   (default: all)
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeSync } from 'node:fs';
@@ -22,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { positionsBench } from './positions.js';
+import { syscallBufferBench } from './syscall_buffer.js';
 
 const RUNS = 3;
 const TIMEOUT_MS = 600_000;
@@ -274,11 +278,15 @@ async function serviceBench(): Promise<number> {
 
 async function main(): Promise<number> {
   const which = process.argv[2] ?? 'all';
-  if (!['engine', 'debug', 'going-back', 'service', 'all', 'positions'].includes(which)) {
-    process.stderr.write('usage: node dist/bench/main.js [engine|debug|going-back|service|all|positions [N]]\n');
+  if (!['engine', 'debug', 'going-back', 'service', 'all', 'positions', 'syscallbuf'].includes(which)) {
+    process.stderr.write('usage: node dist/bench/main.js [engine|debug|going-back|service|all|positions [N]|syscallbuf]\n');
     return 2;
   }
   if (which === 'going-back') return goingBackBench();
+  if (which === 'syscallbuf') {
+    process.stdout.write('syscall buffer: record and replay through the CLI, with the buffer and without\n');
+    return syscallBufferBench(CLI, SOURCES, (line) => process.stdout.write(`${line}\n`));
+  }
   if (which === 'positions') {
     const runs = Number(process.argv[3] ?? 100);
     process.stdout.write(`positions: ${runs} recordings of each program, each replayed\n`);

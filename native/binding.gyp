@@ -16,6 +16,7 @@
         "src/core/remote_syscalls.cc",
         "src/core/spawn.cc",
         "src/core/syscall_table.cc",
+        "src/core/syscall_trampoline.cc",
         "src/core/task.cc",
         "src/core/vdso.cc",
         "src/record/exec_snapshot.cc",
@@ -23,6 +24,7 @@
         "src/record/record_session.cc",
         "src/record/seccomp_filter.cc",
         "src/record/shared_files.cc",
+        "src/record/syscall_buffer.cc",
         "src/core/syscall_buffers.cc",
         "src/replay/address_space_builder.cc",
         "src/replay/breakpoints.cc",
@@ -52,6 +54,15 @@
       "sources": ["src/sandbox/launcher.cc"],
       "include_dirs": ["src"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Werror"]
+    },
+    {
+      "target_name": "rewind-preload",
+      "type": "shared_library",
+      "product_extension": "so",
+      "sources": ["src/preload/syscall_buffer.c"],
+      "include_dirs": ["src"],
+      "cflags": ["-std=c11", "-O2", "-fPIC", "-mno-red-zone", "-fvisibility=hidden", "-Wall",
+                 "-Wextra", "-Werror"]
     },
     {
       "target_name": "rewind-stub",

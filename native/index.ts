@@ -19,6 +19,8 @@ export interface RecordRequest {
   argv: string[];
   env: string[];
   traceDir: string;
+  /** The syscall buffer's preload library (preloadPath()); without it every syscall stops in the recorder. */
+  preload?: string;
 }
 
 /** A process of the recorded tree: its pid and parent when recorded, and each program it exec'd. */
@@ -304,6 +306,11 @@ export function loadEngine(): Engine {
 
 export function stubPath(): string {
   return join(buildDir(), 'rewind-stub');
+}
+
+/** The syscall buffer's library (docs/syscall-buffer.md), preloaded into recorded programs. */
+export function preloadPath(): string {
+  return join(buildDir(), 'rewind-preload.so');
 }
 
 /** What a sandboxed worker may use (docs/security.md); each bound applies to every process inside. */

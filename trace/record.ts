@@ -1,10 +1,10 @@
 // Records a program into a trace directory with the native engine: `rewind record` and the
 // agent's recording workers run the same code.
 import { randomUUID } from 'node:crypto';
-import { accessSync, constants, readlinkSync, rmSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
-import { engineErrorCode, type Engine } from '../native/index.js';
+import { engineErrorCode, preloadPath, type Engine } from '../native/index.js';
 import { hostFacts } from './host_facts.js';
 import { CURRENT_VERSION, exitInfo, TRACE_FORMAT, writeManifest, type ExitInfo, type Manifest } from './manifest.js';
 import { tracesRoot, updateLatest } from './trace_dir.js';
@@ -25,6 +25,14 @@ export function resolveProgram(program: string): string {
     }
   }
   throw new UserError(`${program}: command not found`, 127);
+}
+
+/**
+ * Whether recording uses the syscall buffer (docs/syscall-buffer.md): REWIND_SYSCALL_BUFFER=1.
+ * Off by default for now: every syscall then stops in the recorder, as before it existed.
+ */
+export function syscallBufferWanted(): boolean {
+  return process.env.REWIND_SYSCALL_BUFFER === '1';
 }
 
 const TERMINAL_SIGNALS = ['SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGHUP'] as const;
@@ -84,7 +92,9 @@ export async function recordTrace(
   if (opts.latest) updateLatest(traceDir);
   let outcome;
   try {
-    outcome = await engine.record({ exe, argv: command, env, traceDir });
+    // An engine built before the library existed records without it.
+    const preload = syscallBufferWanted() && existsSync(preloadPath()) ? preloadPath() : undefined;
+    outcome = await engine.record({ exe, argv: command, env, traceDir, preload });
   } catch (err) {
     rmSync(traceDir, { recursive: true, force: true });
     if (opts.latest) dropLatest(traceDir);

@@ -132,7 +132,8 @@ class ReplayWorker : public SessionWorker {
   rwd::ReplayResult result_;
 };
 
-// record({exe, argv, env, traceDir}) -> Promise<{waitStatus, events, syscalls, tasks, blobs}>
+// record({exe, argv, env, traceDir, preload?})
+//   -> Promise<{waitStatus, events, syscalls, tasks, blobs}>
 Napi::Value Record(const Napi::CallbackInfo& info) {
   Napi::Object o = info[0].As<Napi::Object>();
   rwd::RecordOptions options;
@@ -140,6 +141,9 @@ Napi::Value Record(const Napi::CallbackInfo& info) {
   options.argv = stringArray(o.Get("argv"));
   options.env = stringArray(o.Get("env"));
   options.traceDir = o.Get("traceDir").As<Napi::String>();
+  if (o.Has("preload") && o.Get("preload").IsString()) {
+    options.preload = o.Get("preload").As<Napi::String>();
+  }
   auto* worker = new RecordWorker(info.Env(), std::move(options));
   Napi::Promise p = worker->promise();
   worker->Queue();

@@ -12,9 +12,16 @@
 namespace rwd {
 
 RemoteSyscalls::RemoteSyscalls(Task& task, uint64_t gadget, ChildSignals children)
-    : task_(task), saved_(task.regs()), gadget_(gadget), children_(children) {}
+    : task_(task),
+      saved_(task.regs()),
+      gadget_(gadget),
+      children_(children),
+      seccompStops_(task.seccompStops()) {
+  task_.setSeccompStops(false);
+}
 
 RemoteSyscalls::~RemoteSyscalls() {
+  task_.setSeccompStops(seccompStops_);
   try {
     // arch_prctl(ARCH_SET_FS) is among the injected syscalls: keep what it set.
     Regs now = task_.regs();

@@ -44,6 +44,7 @@ class RemoteSyscalls {
   uint64_t gadget_;
   ChildSignals children_;
   uint64_t origin_ = 0;
+  bool seccompStops_;  // the task's, off meanwhile: an injected syscall stops at its entry
 };
 
 }  // namespace rwd

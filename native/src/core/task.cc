@@ -216,6 +216,7 @@ bool Task::inCompatSyscall() const {
 }
 
 void Task::resume(int request, int sig) {
+  if (request == PTRACE_SYSCALL && seccompStops_ && !inSyscall_) request = PTRACE_CONT;
   if (ptrace(static_cast<__ptrace_request>(request), tid_, nullptr,
              reinterpret_cast<void*>(static_cast<intptr_t>(sig))) < 0) {
     failPtrace("ptrace resume");

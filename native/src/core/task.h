@@ -64,12 +64,22 @@ class Task {
   // sysenter), whose numbers and arguments are the i386 ABI's.
   bool inCompatSyscall() const;
 
+  // With seccomp stops on, resume(PTRACE_SYSCALL) outside a syscall is PTRACE_CONT: the
+  // recorder's seccomp filter stops the syscalls it must see (PTRACE_EVENT_SECCOMP, their entry)
+  // and lets the syscall buffer's through (record/syscall_buffer.h). The recorder says when the
+  // task is inside a syscall, where PTRACE_SYSCALL takes it to the exit stop.
+  void setSeccompStops(bool on) { seccompStops_ = on; }
+  bool seccompStops() const { return seccompStops_; }
+  void setInSyscall(bool in) { inSyscall_ = in; }
+
   void resume(int request, int sig = 0);
   Stop wait();
 
  private:
   pid_t tid_;
   int memFd_ = -1;
+  bool seccompStops_ = false;
+  bool inSyscall_ = false;
 };
 
 // Kills tasks and collects their ends. A thread-group leader reports its end only after its

@@ -61,7 +61,8 @@ int openTraceeFile(const std::string& procPath) {
   return open(procPath.c_str(), O_RDONLY | O_CLOEXEC);
 }
 
-ExecEvent captureExec(Task& task, BlobStore& blobs, const std::string& exe) {
+ExecEvent captureExec(Task& task, BlobStore& blobs, const std::string& exe,
+                      const std::function<void(RemoteSyscalls&)>& inject) {
   ExecEvent ev;
   ev.tid = uint32_t(task.tid());
   ev.exe = exe;
@@ -115,6 +116,7 @@ ExecEvent captureExec(Task& task, BlobStore& blobs, const std::string& exe) {
                PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_NORESERVE,
                uint64_t(-1), 0);
   remote.check("trapping rdtsc", SYS_prctl, PR_SET_TSC, PR_TSC_SIGSEGV);
+  if (inject) inject(remote);
   return ev;
 }
 

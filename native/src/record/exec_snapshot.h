@@ -4,16 +4,20 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "core/blob_store.h"
 #include "core/events.h"
+#include "core/remote_syscalls.h"
 #include "core/task.h"
 
 namespace rwd {
 
 // Patches the vDSO, captures the address space of a task stopped right after exec, and
-// reserves the replay stub's range in it. Returns the Exec event.
-ExecEvent captureExec(Task& task, BlobStore& blobs, const std::string& exe);
+// reserves the replay stub's range in it; then `inject` may inject syscalls of its own. Returns the
+// Exec event.
+ExecEvent captureExec(Task& task, BlobStore& blobs, const std::string& exe,
+                      const std::function<void(RemoteSyscalls&)>& inject = nullptr);
 
 // Opens a file the way the traced process sees it (through /proc), for capture.
 int openTraceeFile(const std::string& procPath);

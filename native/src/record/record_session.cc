@@ -27,6 +27,7 @@
 #include "core/proc_files.h"
 #include "core/spawn.h"
 #include "core/stub_layout.h"
+#include "core/syscall_buffer_abi.h"
 #include "core/syscall_restart.h"
 #include "core/syscall_table.h"
 #include "core/x86_instruction.h"
@@ -182,6 +183,7 @@ RecordSession::RecordSession(RecordOptions options)
       blobs_(options_.traceDir),
       eventsPath_(options_.traceDir + "/events.partial"),
       events_(eventsPath_) {
+  if (!options_.preload.empty()) buffers_.emplace();
   fstat(1, &stdout_);
   fstat(2, &stderr_);
 }
@@ -224,7 +226,9 @@ bool RecordSession::ignoresSignal(pid_t tid, int sig) const {
 RecordResult RecordSession::run() {
   cpu_ = pinToCpu(-1);
   pid_t pgid = 0;
-  initial_ = spawnRecorded(options_.exe, options_.argv, options_.env, &execErrFd_, &pgid);
+  initial_ = spawnRecorded(options_.exe, options_.argv,
+                           buffers_ ? withPreload(options_.env, options_.preload) : options_.env,
+                           &execErrFd_, &pgid);
   terminal_.emplace(pgid);
   RecordedTask& first = addTask(initial_);
   first.tgid = initial_;
@@ -304,7 +308,7 @@ void RecordSession::onStop(RecordedTask& t, const Stop& s) {
       if (tid != t.tgid && execUnderWay(t.tgid)) {
         endedByExec_[t.tgid].push_back(e);
       } else {
-        events_.append(e);
+        append(e);
       }
       if (tid == initial_) {
         // The recording ends with the program, as rr's does: what it left running (a daemon
@@ -315,6 +319,7 @@ void RecordSession::onStop(RecordedTask& t, const Stop& s) {
         }
       }
       releaseVforkParent(t);
+      if (buffers_) buffers_->forget(tid);
       releaseOutput(tid);
       outputWaiting_.erase(std::remove(outputWaiting_.begin(), outputWaiting_.end(), tid),
                            outputWaiting_.end());
@@ -331,6 +336,7 @@ void RecordSession::onStop(RecordedTask& t, const Stop& s) {
     }
     case Stop::SyscallStop:
       t.inSyscall = !t.inSyscall;
+      t.task->setInSyscall(t.inSyscall);
       if (t.inSyscall) {
         onSyscallEntry(t);
       } else {
@@ -340,6 +346,10 @@ void RecordSession::onStop(RecordedTask& t, const Stop& s) {
     case Stop::Event:
       if (s.event == PTRACE_EVENT_STOP) {
         onEventStop(t, s.sig);
+        break;
+      }
+      if (s.event == PTRACE_EVENT_SECCOMP) {
+        onSeccompStop(t);
         break;
       }
       if (s.event == PTRACE_EVENT_EXEC) t.execPending = true;
@@ -535,11 +545,67 @@ bool RecordSession::execUnderWay(pid_t tgid) const {
 void RecordSession::appendEndedByExec(pid_t tgid) {
   auto it = endedByExec_.find(tgid);
   if (it == endedByExec_.end()) return;
-  for (const Event& e : it->second) events_.append(e);
+  for (const Event& e : it->second) append(e);
   endedByExec_.erase(it);
 }
 
+// Every event goes after the buffered syscalls made before it, which the buffers hold until now.
+void RecordSession::append(const Event& e) {
+  appendBuffered();
+  events_.append(e);
+}
+
+void RecordSession::appendBuffered() {
+  if (!buffers_) return;
+  for (const Event& b : buffers_->drain()) {
+    events_.append(b);
+    syscalls_++;
+  }
+}
+
+// A syscall our filter stopped (SECCOMP_RET_TRACE) at its entry. After an entry stop of its own
+// (the task's syscalls stop through PTRACE_SYSCALL), there is nothing more to do. A stop that the
+// program's own filter asked for is answered as natively, where no tracer takes it: ENOSYS.
+void RecordSession::onSeccompStop(RecordedTask& t) {
+  unsigned long data = 0;
+  if (ptrace(PTRACE_GETEVENTMSG, t.task->tid(), nullptr, &data) < 0)
+    failErrno("PTRACE_GETEVENTMSG");
+  if (data != RWD_SECCOMP_DATA) {
+    Regs r = t.task->regs();
+    r.orig_rax = uint64_t(-1);
+    r.rax = uint64_t(-ENOSYS);
+    t.task->setRegs(r);
+  }
+  if (t.inSyscall) {
+    t.task->resume(PTRACE_SYSCALL);
+    return;
+  }
+  t.inSyscall = true;
+  t.task->setInSyscall(true);
+  onSyscallEntry(t);
+}
+
+// Steps a task out of a buffered syscall whose record is not committed yet: no position may be
+// named there, the syscall having run without its event in the stream. A few instructions (the
+// record's copy of the output). False if the task left user code meanwhile (see settle).
+bool RecordSession::leaveBufferedCall(RecordedTask& t) {
+  if (!buffers_) return true;
+  for (int i = 0; buffers_->inCall(t.task->tid()); i++) {
+    if (i > 1000000) fail(ErrorCode::System, "a buffered syscall that does not end");
+    switch (stepOne(t)) {
+      case Step::Done:
+        continue;
+      case Step::Faulted:
+        fail(ErrorCode::System, "the syscall buffer's library faulted");
+      case Step::Left:
+        return false;
+    }
+  }
+  return true;
+}
+
 void RecordSession::onSyscallEntry(RecordedTask& t) {
+  appendBuffered();             // what the task (or another) buffered comes before this syscall
   t.pendingAtBoundary.clear();  // it ran user code
   Regs regs = t.task->regs();
   t.entryRegs = regs;
@@ -653,7 +719,7 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
     // is complete now.
     Event e = syscallEvent(t, killed ? nr : 0);
     e.syscall.filtered = t.filtered;
-    events_.append(e);
+    append(e);
     syscalls_++;
     t.exiting = nr == SYS_exit;
   }
@@ -747,7 +813,7 @@ void RecordSession::runFrom(RecordedTask& t) {
   Event e;
   e.type = EventType::Run;
   e.run.tid = uint32_t(t.task->tid());
-  events_.append(e);
+  append(e);
   t.task->resume(PTRACE_SYSCALL);
 }
 
@@ -898,7 +964,7 @@ RecordSession::Step RecordSession::stepOne(RecordedTask& t) {
 // them; those words tell this pass from the earlier ones when the loop keeps its state in
 // memory (docs/positions.md). False if the task left user code meanwhile (see settle).
 bool RecordSession::namePosition(RecordedTask& t) {
-  if (!settle(t)) return false;
+  if (!settle(t) || !leaveBufferedCall(t)) return false;
   std::vector<MemoryWord> words;
   const uint64_t at = t.task->regs().rip;
   const std::set<pid_t> pending = pendingStops(t);
@@ -926,7 +992,7 @@ bool RecordSession::namePosition(RecordedTask& t) {
   }
   if (pass == Pass::Left) return false;
   // Not back there soon (no tight loop, so nothing to tell apart): settle where it is now.
-  if (pass == Pass::Elsewhere && !settle(t)) return false;
+  if (pass == Pass::Elsewhere && (!settle(t) || !leaveBufferedCall(t))) return false;
   // Faulted: it stays before the instruction, named as it is.
   Event e;
   e.type = EventType::Preempt;
@@ -934,7 +1000,7 @@ bool RecordSession::namePosition(RecordedTask& t) {
   e.preempt.regs = t.task->regs();
   e.preempt.stackHash = stackHash(*t.task, e.preempt.regs.rsp);
   e.preempt.words = std::move(words);
-  events_.append(e);
+  append(e);
   return true;
 }
 
@@ -1069,7 +1135,7 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
     MemoryWrite w{pidfdAt, std::vector<uint8_t>(sizeof(int))};
     if (t.task->tryRead(pidfdAt, w.data.data(), w.data.size())) e.syscall.writes.push_back(w);
   }
-  events_.append(e);
+  append(e);
   syscalls_++;
   t.forkRecorded = true;
   if (thread) {
@@ -1101,6 +1167,8 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
     }
   }
   it->second.seccomp = t.seccomp;  // inherited, and so is where the vDSO is
+  it->second.task->setSeccompStops(t.task->seccompStops());
+  if (buffers_) buffers_->onFork(t.task->tid(), pid_t(child), thread, vfork);
   if (vdso_.count(t.tgid)) vdso_[it->second.tgid] = vdso_[t.tgid];
   auto mapped = mappedFiles_.find(t.tgid);
   if (mapped != mappedFiles_.end()) mappedFiles_[it->second.tgid] = mapped->second;  // inherited
@@ -1141,9 +1209,14 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   if (t.filterInstall) {
     if (std::shared_ptr<const BpfProgram> program = t.filterInstall->finish(*t.task, result)) {
       t.seccomp.add(std::move(program));
+      std::vector<pid_t> threads;
       for (auto& [tid, other] : tasks_) {
         if (t.filterInstall->tsync() && other.tgid == t.tgid) other.seccomp = t.seccomp;
+        if (other.tgid == t.tgid) threads.push_back(tid);
+        // The program's filter may answer a syscall before ours stops it: each one stops.
+        if (!other.seccomp.empty()) other.task->setSeccompStops(false);
       }
+      if (buffers_) buffers_->disable(*t.task, threads);
     }
     t.filterInstall.reset();
     regs = t.task->regs();
@@ -1174,6 +1247,12 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     regs.rax = 0;
     t.task->setRegs(regs);
   }
+  if (buffers_ && (nr == RWD_SYS_BUFFER_INIT || nr == RWD_SYS_BUFFER_FLUSH)) {
+    appendBuffered();  // before the buffer starts again
+    result = buffers_->request(*t.task, t.entryRegs, t.task->seccompStops());
+    regs.rax = uint64_t(result);
+    t.task->setRegs(regs);
+  }
   resendHeld(t);
   t.pendingAtBoundary = t.task->pendingSignals();
   if (t.execPending) {
@@ -1186,12 +1265,22 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     ssize_t n = readlink(link.c_str(), exe, sizeof exe - 1);
     Event e;
     e.type = EventType::Exec;
-    e.exec = captureExec(*t.task, blobs_, n > 0 ? std::string(exe, size_t(n)) : options_.exe);
+    if (buffers_) buffers_->forget(t.task->tid());
+    const bool firstExec = bufferFilter_ == BufferFilter::NotYet;
+    auto trampoline = [&](RemoteSyscalls& remote) {
+      const bool on = buffers_->onExec(remote, firstExec);
+      if (firstExec) bufferFilter_ = on ? BufferFilter::On : BufferFilter::Refused;
+    };
+    e.exec = captureExec(*t.task, blobs_, n > 0 ? std::string(exe, size_t(n)) : options_.exe,
+                         buffers_ ? std::function<void(RemoteSyscalls&)>(trampoline) : nullptr);
+    if (buffers_ && firstExec) {
+      t.task->setSeccompStops(bufferFilter_ == BufferFilter::On && t.seccomp.empty());
+    }
     e.exec.cpu = cpu_;
     for (const MappedRegion& r : e.exec.regions) {
       if (r.name == "[vdso]") vdso_[t.tgid] = {r.start, r.end};
     }
-    events_.append(e);
+    append(e);
     appendEndedByExec(t.tgid);
     for (ProcessInfo& p : processes_) {
       if (p.pid == t.task->tid()) p.execs.push_back(ProcessInfo::Exec{e.exec.exe, t.execArgv});
@@ -1284,7 +1373,8 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     if (fd >= 0) close(fd);
   }
   if (nr == SYS_shmat && !isError(result)) captureShmat(t, s);
-  events_.append(e);
+  if (buffers_) buffers_->addWrites(t.task->tid(), s);
+  append(e);
   if (nr == SYS_execve || nr == SYS_execveat) appendEndedByExec(t.tgid);  // it failed
   syscalls_++;
   releaseOutput(t.task->tid());
@@ -1329,7 +1419,7 @@ bool RecordSession::emulateRdtsc(RecordedTask& t) {
   r.rcx = ev.rcx;
   r.rip += rdtscp ? 3 : 2;
   t.task->setRegs(r);
-  events_.append(e);
+  append(e);
   t.task->resume(PTRACE_SYSCALL);
   return true;
 }
@@ -1393,7 +1483,7 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
   e.signal.signo = sig;
   e.signal.fault = fault;
   memcpy(e.signal.info, &info, sizeof e.signal.info);
-  events_.append(e);
+  append(e);
   t.task->resume(PTRACE_SYSCALL, sig);
 }
 
@@ -1408,7 +1498,7 @@ void RecordSession::dieOfFaultInInit(RecordedTask& t, const siginfo_t& info) {
   e.signal.signo = info.si_signo;
   e.signal.fault = true;
   memcpy(e.signal.info, &info, sizeof e.signal.info);
-  events_.append(e);
+  append(e);
   if (ptrace(PTRACE_DETACH, t.task->tid(), nullptr, nullptr) < 0) failErrno("PTRACE_DETACH");
   requeued_.emplace_back(t.task->tid(), info.si_signo);  // the wait status of death by it
 }

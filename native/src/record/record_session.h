@@ -23,6 +23,7 @@
 #include "core/task.h"
 #include "record/seccomp_filter.h"
 #include "record/shared_files.h"
+#include "record/syscall_buffer.h"
 
 namespace rwd {
 
@@ -31,6 +32,7 @@ struct RecordOptions {
   std::vector<std::string> argv;
   std::vector<std::string> env;
   std::string traceDir;
+  std::string preload;  // the syscall buffer's library (record/syscall_buffer.h); empty: none
 };
 
 // A process of the recorded tree, for the manifest.
@@ -163,6 +165,10 @@ class RecordSession {
   Event syscallEvent(const RecordedTask& t, int64_t result) const;
   void captureMappedWrite(const RecordedTask& t, SyscallEvent& s);
   void captureProcMemWrite(const RecordedTask& t, SyscallEvent& s);
+  void append(const Event& e);
+  void appendBuffered();
+  void onSeccompStop(RecordedTask& t);
+  bool leaveBufferedCall(RecordedTask& t);
 
   RecordOptions options_;
   BlobStore blobs_;
@@ -198,7 +204,9 @@ class RecordSession {
   // the task whose write is under way, and those stopped at their entry until it is recorded.
   pid_t outputBusy_ = 0;
   std::deque<pid_t> outputWaiting_;
-  int cpu_ = -1;  // the CPU the recorded tree runs on
+  int cpu_ = -1;                           // the CPU the recorded tree runs on
+  std::optional<SyscallBuffers> buffers_;  // when recording with the syscall buffer
+  enum class BufferFilter : uint8_t { NotYet, On, Refused } bufferFilter_ = BufferFilter::NotYet;
   struct stat stdout_ {};
   struct stat stderr_ {};
 };

@@ -11,6 +11,7 @@
 #include "core/remote_syscalls.h"
 #include "core/snapshot_image.h"
 #include "core/stub_layout.h"
+#include "core/syscall_trampoline.h"
 
 namespace rwd {
 
@@ -44,6 +45,7 @@ StubLayout buildAddressSpace(Task& task, const ExecEvent& exec, TraceBlobs& blob
       remote.check("unmapping the stub's memory", SYS_munmap, m.start, m.end - m.start);
     }
     remote.check("trapping rdtsc", SYS_prctl, PR_SET_TSC, PR_TSC_SIGSEGV);
+    mapSyscallTrampoline(remote);  // where the syscall buffer's library calls it, if recorded so
     for (const MappedRegion& r : exec.regions) {
       uint64_t len = r.end - r.start;
       if (r.source == MappedRegion::File) {

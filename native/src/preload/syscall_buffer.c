@@ -1,0 +1,255 @@
+/*
+ * The syscall buffer's side in the recorded process (docs/syscall-buffer.md), preloaded by the
+ * recorder (LD_PRELOAD). It takes the place of libc's entry points for frequent syscalls that
+ * cannot block, makes them through the trampoline page (which the recorder's seccomp filter lets
+ * through without a ptrace stop) and records each one in a buffer of its thread: number,
+ * arguments, result and the bytes it wrote. The recorder writes the records into the trace at its
+ * next stop. Replay runs this same code; its syscalls then stop and get their recorded results.
+ *
+ * Everything else, and every call this code cannot prove harmless to buffer (a descriptor that is
+ * not a regular file, an output too large), goes to libc's own function, as without the library
+ * (a pthread cancellation point stays one; the clocks go through the vDSO, which the recorder
+ * turned into syscalls of its own).
+ * Built with -mno-red-zone: a call to the trampoline pushes its return address below the stack
+ * pointer.
+ */
+#define _GNU_SOURCE
+/* node-gyp builds with 64-bit offsets, which renames stat to stat64 &c.: both are defined here. */
+#undef _FILE_OFFSET_BITS
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "core/syscall_buffer_abi.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define barrier() __asm__ volatile("" ::: "memory")
+
+static struct rwd_control control;
+/* 0: not asked yet, 1: buffering, 2: not (refused, or no memory for it). */
+static __thread int state __attribute__((tls_model("initial-exec")));
+static __thread struct rwd_buffer_header* buffer __attribute__((tls_model("initial-exec")));
+
+/* libc's own `name`, found once. */
+#define NEXT(type, name, ...)       \
+  static type (*next)(__VA_ARGS__); \
+  if (!next) next = (type(*)(__VA_ARGS__))dlsym(RTLD_NEXT, name)
+
+/* A syscall from this library's own instruction: the recorder stops it as any other. */
+static long traced(long nr, long a0, long a1, long a2, long a3, long a4, long a5) {
+  register long r10 __asm__("r10") = a3;
+  register long r8 __asm__("r8") = a4;
+  register long r9 __asm__("r9") = a5;
+  long ret;
+  __asm__ volatile("syscall"
+                   : "=a"(ret)
+                   : "a"(nr), "D"(a0), "S"(a1), "d"(a2), "r"(r10), "r"(r8), "r"(r9)
+                   : "rcx", "r11", "memory");
+  return ret;
+}
+
+/* A syscall from the trampoline: no stop. */
+static long untraced(long nr, long a0, long a1, long a2, long a3) {
+  register long r10 __asm__("r10") = a3;
+  long ret;
+  __asm__ volatile("call *%[at]"
+                   : "=a"(ret)
+                   : "a"(nr), "D"(a0), "S"(a1), "d"(a2), "r"(r10), [at] "r"(RWD_TRAMPOLINE)
+                   : "rcx", "r11", "r8", "r9", "memory");
+  return ret;
+}
+
+static long fail(long ret) {
+  if (ret < 0 && ret > -4096) {
+    errno = (int)-ret;
+    return -1;
+  }
+  return ret;
+}
+
+/* The thread's buffer, set up on its first use; NULL when it does not buffer. A forked child
+ * keeps its parent's, which the recorder knows it has; a new thread has a fresh `state`. */
+static struct rwd_buffer_header* threadBuffer(void) {
+  if (state == 1 && control.enabled) return buffer;
+  if (state) return NULL;
+  state = 2;
+  long at = traced(SYS_mmap, 0, RWD_BUFFER_SIZE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (at < 0 && at > -4096) return NULL;
+  struct rwd_buffer_header* b = (struct rwd_buffer_header*)at;
+  b->used = sizeof *b;
+  b->size = RWD_BUFFER_SIZE;
+  if (traced(RWD_SYS_BUFFER_INIT, (long)&control, at, RWD_BUFFER_SIZE, 0, 0, 0) != 1) {
+    traced(SYS_munmap, at, RWD_BUFFER_SIZE, 0, 0, 0, 0);
+    return NULL;
+  }
+  control.enabled = 1;
+  buffer = b;
+  state = 1;
+  return b;
+}
+
+/* Copies without libc: nothing here may reach code that could make a syscall. */
+static void copy(void* to, const void* from, size_t n) {
+  unsigned char* d = to;
+  const unsigned char* s = from;
+  for (size_t i = 0; i < n; i++) d[i] = s[i];
+}
+
+/* Makes syscall `nr` from the trampoline and records it with the `outLen` bytes at `out` it
+ * wrote (outLen < 0: as many as the result says, at most `maxOut`). Returns 1 with the result
+ * in *ret, or 0 when the caller must make the syscall the traced way. */
+static int buffered(long nr, long a0, long a1, long a2, long a3, void* out, long outLen,
+                    size_t maxOut, long* ret) {
+  struct rwd_buffer_header* b = threadBuffer();
+  if (!b || maxOut > RWD_MAX_OUTPUT) return 0;
+  size_t need = sizeof(struct rwd_record) + ((maxOut + 7) & ~(size_t)7);
+  if (b->size - b->used < need) traced(RWD_SYS_BUFFER_FLUSH, 0, 0, 0, 0, 0, 0); /* emptied */
+  /* From here to the commit no signal handler runs (the recorder delivers none inside), so a
+   * handler's own buffered syscalls never take this record's place. */
+  b->in_call = 1;
+  barrier();
+  if (b->size - b->used < need) {
+    b->in_call = 0;
+    return 0;
+  }
+  struct rwd_record* rec = (struct rwd_record*)((char*)b + b->used);
+  long r = untraced(nr, a0, a1, a2, a3);
+  rec->nr = (int32_t)nr;
+  rec->args[0] = (uint64_t)a0;
+  rec->args[1] = (uint64_t)a1;
+  rec->args[2] = (uint64_t)a2;
+  rec->args[3] = (uint64_t)a3;
+  rec->args[4] = 0;
+  rec->args[5] = 0;
+  rec->result = r;
+  size_t len = 0;
+  if (out && !(r < 0 && r > -4096)) len = outLen < 0 ? (size_t)r : (size_t)outLen;
+  if (len > maxOut) len = maxOut; /* never: the kernel writes at most what it was asked */
+  rec->out_addr = (uint64_t)out;
+  rec->out_len = (uint32_t)len;
+  rec->reserved = 0;
+  copy(rec + 1, out, len);
+  rec->size = (uint32_t)(sizeof *rec + ((len + 7) & ~(size_t)7));
+  barrier();
+  b->used += rec->size;
+  barrier();
+  b->in_call = 0;
+  *ret = r;
+  return 1;
+}
+
+/* Whether `fd` is a regular file, whose reads do not wait for another process. */
+static int regularFile(int fd) {
+  struct stat st;
+  long r;
+  return buffered(SYS_fstat, fd, (long)&st, 0, 0, &st, sizeof st, sizeof st, &r) && r == 0 &&
+         S_ISREG(st.st_mode);
+}
+
+EXPORT ssize_t read(int fd, void* buf, size_t count) {
+  long r;
+  if (count <= RWD_MAX_OUTPUT && regularFile(fd) &&
+      buffered(SYS_read, fd, (long)buf, (long)count, 0, buf, -1, count, &r)) {
+    return fail(r);
+  }
+  NEXT(ssize_t, "read", int, void*, size_t);
+  return next ? next(fd, buf, count) : fail(traced(SYS_read, fd, (long)buf, (long)count, 0, 0, 0));
+}
+
+EXPORT ssize_t pread64(int fd, void* buf, size_t count, off64_t offset) {
+  long r;
+  if (count <= RWD_MAX_OUTPUT && regularFile(fd) &&
+      buffered(SYS_pread64, fd, (long)buf, (long)count, offset, buf, -1, count, &r)) {
+    return fail(r);
+  }
+  NEXT(ssize_t, "pread64", int, void*, size_t, off64_t);
+  return next ? next(fd, buf, count, offset)
+              : fail(traced(SYS_pread64, fd, (long)buf, (long)count, offset, 0, 0));
+}
+
+EXPORT ssize_t pread(int fd, void* buf, size_t count, off_t offset) {
+  return pread64(fd, buf, count, offset);
+}
+
+EXPORT off_t lseek(int fd, off_t offset, int whence) {
+  long r;
+  if (regularFile(fd) && buffered(SYS_lseek, fd, offset, whence, 0, NULL, 0, 0, &r)) {
+    return fail(r);
+  }
+  NEXT(off_t, "lseek", int, off_t, int);
+  return next ? next(fd, offset, whence) : fail(traced(SYS_lseek, fd, offset, whence, 0, 0, 0));
+}
+
+EXPORT off64_t lseek64(int fd, off64_t offset, int whence) { return lseek(fd, offset, whence); }
+
+static int statAt(int dirfd, const char* path, struct stat* st, int flags) {
+  long r;
+  if (buffered(SYS_newfstatat, dirfd, (long)path, (long)st, flags, st, sizeof *st, sizeof *st,
+               &r)) {
+    return (int)fail(r);
+  }
+  NEXT(int, "fstatat", int, const char*, struct stat*, int);
+  return next ? next(dirfd, path, st, flags)
+              : (int)fail(traced(SYS_newfstatat, dirfd, (long)path, (long)st, flags, 0, 0));
+}
+
+EXPORT int fstat(int fd, struct stat* st) {
+  long r;
+  if (buffered(SYS_fstat, fd, (long)st, 0, 0, st, sizeof *st, sizeof *st, &r)) return (int)fail(r);
+  NEXT(int, "fstat", int, struct stat*);
+  return next ? next(fd, st) : (int)fail(traced(SYS_fstat, fd, (long)st, 0, 0, 0, 0));
+}
+
+/* On x86-64 struct stat64 is struct stat. */
+_Static_assert(sizeof(struct stat64) == sizeof(struct stat), "one stat");
+EXPORT int fstat64(int fd, struct stat64* st) { return fstat(fd, (struct stat*)st); }
+EXPORT int stat(const char* path, struct stat* st) { return statAt(AT_FDCWD, path, st, 0); }
+EXPORT int stat64(const char* path, struct stat64* st) {
+  return statAt(AT_FDCWD, path, (struct stat*)st, 0);
+}
+EXPORT int lstat(const char* path, struct stat* st) {
+  return statAt(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
+}
+EXPORT int lstat64(const char* path, struct stat64* st) {
+  return statAt(AT_FDCWD, path, (struct stat*)st, AT_SYMLINK_NOFOLLOW);
+}
+EXPORT int fstatat(int dirfd, const char* path, struct stat* st, int flags) {
+  return statAt(dirfd, path, st, flags);
+}
+EXPORT int fstatat64(int dirfd, const char* path, struct stat64* st, int flags) {
+  return statAt(dirfd, path, (struct stat*)st, flags);
+}
+
+EXPORT int clock_gettime(clockid_t clock, struct timespec* tp) {
+  long r;
+  if (buffered(SYS_clock_gettime, clock, (long)tp, 0, 0, tp, sizeof *tp, sizeof *tp, &r)) {
+    return (int)fail(r);
+  }
+  NEXT(int, "clock_gettime", clockid_t, struct timespec*);
+  return next ? next(clock, tp) : (int)fail(traced(SYS_clock_gettime, clock, (long)tp, 0, 0, 0, 0));
+}
+
+EXPORT int gettimeofday(struct timeval* restrict tv, void* restrict tz) {
+  long r;
+  if (!tz && buffered(SYS_gettimeofday, (long)tv, 0, 0, 0, tv, sizeof *tv, sizeof *tv, &r)) {
+    return (int)fail(r);
+  }
+  NEXT(int, "gettimeofday", struct timeval*, void*);
+  return next ? next(tv, tz) : (int)fail(traced(SYS_gettimeofday, (long)tv, (long)tz, 0, 0, 0, 0));
+}
+
+EXPORT time_t time(time_t* tloc) {
+  long r;
+  if (buffered(SYS_time, (long)tloc, 0, 0, 0, tloc, sizeof *tloc, sizeof *tloc, &r)) return r;
+  NEXT(time_t, "time", time_t*);
+  return next ? next(tloc) : traced(SYS_time, (long)tloc, 0, 0, 0, 0, 0);
+}
