@@ -15,6 +15,7 @@
         "src/core/syscall_table.cc",
         "src/core/task.cc",
         "src/core/vdso.cc",
+        "src/record/emulated_ptrace.cc",
         "src/record/exec_snapshot.cc",
         "src/record/pid_namespace.cc",
         "src/record/record_session.cc",
