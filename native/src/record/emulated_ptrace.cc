@@ -77,6 +77,18 @@ std::optional<WaitRequest> waitRequest(long nr, const uint64_t* args, pid_t wait
   fail(ErrorCode::Unsupported, what + " is not supported yet");
 }
 
+// The kernel's exit event, which the recorder's own options leave out, for a tracee whose tracer
+// asked for it (PTRACE_O_TRACEEXIT). Set while the tracee is in a ptrace stop of the recorder's
+// (the kernel refuses it otherwise): at its next syscall or signal, or at once if it is stopped.
+void applyExitOption(pid_t tid, EmulatedTracee& e) {
+  const bool wanted = e.options & PTRACE_O_TRACEEXIT;
+  if (wanted == e.exitOption) return;
+  const long options = kPtraceOptions | (wanted ? PTRACE_O_TRACEEXIT : 0);
+  if (ptrace(PTRACE_SETOPTIONS, tid, nullptr, reinterpret_cast<void*>(options)) == 0) {
+    e.exitOption = wanted;
+  }
+}
+
 }  // namespace
 
 std::string ptraceRequestName(long request) {
@@ -133,7 +145,10 @@ bool RecordSession::tracedByProgram(pid_t tid) const { return ptrace_.tracees.co
 bool RecordSession::ptraceEntry(RecordedTask& t, long nr, const uint64_t* args) {
   const pid_t tid = t.task->tid();
   auto tracee = ptrace_.tracees.find(tid);
-  if (tracee != ptrace_.tracees.end()) tracee->second.restarting = false;
+  if (tracee != ptrace_.tracees.end()) {
+    tracee->second.restarting = false;
+    applyExitOption(tid, tracee->second);
+  }
   if (nr == SYS_ptrace) {
     ptrace_.answering[tid] = std::nullopt;
     return true;
@@ -240,11 +255,15 @@ void RecordSession::ptraceWakeWaiters(pid_t tracerTgid) {
   for (auto& [tid, w] : tasks_) {
     if (w.tgid != tracerTgid) continue;
     if (ptrace_.parkedWaiters.erase(tid)) {
-      Regs r = w.task->regs();
-      r.rip -= 2;  // the syscall instruction
-      r.rax = r.orig_rax;
-      w.task->setRegs(r);
-      w.task->resume(PTRACE_SYSCALL);
+      try {
+        Regs r = w.task->regs();
+        r.rip -= 2;  // the syscall instruction
+        r.rax = r.orig_rax;
+        w.task->setRegs(r);
+        w.task->resume(PTRACE_SYSCALL);
+      } catch (const TaskGone&) {
+        // its end comes next
+      }
     } else if (w.inSyscall && isWait(syscallNumber(w.entryRegs.orig_rax))) {
       ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr);
     }
@@ -269,6 +288,7 @@ bool RecordSession::ptraceSignalStop(RecordedTask& t, int sig, const siginfo_t& 
                                      bool positioned) {
   auto tracee = ptrace_.tracees.find(t.task->tid());
   if (tracee == ptrace_.tracees.end()) return false;
+  applyExitOption(t.task->tid(), tracee->second);
   EmulatedStop stop;
   stop.status = (sig << 8) | 0x7f;
   stop.sig = sig;
@@ -346,7 +366,10 @@ void RecordSession::ptraceResume(pid_t tid, int sig) {
   e.stop.reset();
   RecordedTask& t = tasks_.at(tid);
   if (from.sig == 0) {  // an event stop: it is in the kernel, and goes on without a signal
-    t.task->resume(PTRACE_SYSCALL);
+    try {
+      t.task->resume(PTRACE_SYSCALL);
+    } catch (const TaskGone&) {
+    }
     return;
   }
   if (sig && !defaultStop(tid, sig) && from.inRestart) {
@@ -356,7 +379,11 @@ void RecordSession::ptraceResume(pid_t tid, int sig) {
     refuse("resuming a traced task with another signal than its fault's");
   }
   ptrace_.resuming[tid] = EmulatedResume{from, sig};
-  if (acquire(t, Deferred::PtraceResume)) ptraceResumeGranted(t);
+  try {
+    if (acquire(t, Deferred::PtraceResume)) ptraceResumeGranted(t);
+  } catch (const TaskGone&) {
+    // Killed meanwhile (its tracer's SIGKILL): its end comes next. Not the tracer's error.
+  }
 }
 
 // The tracee's turn: the stream says how it goes on. Where it stopped in user code, a Run; the
@@ -434,7 +461,7 @@ int64_t RecordSession::ptraceRequest(RecordedTask& t, const uint64_t* args) {
       if (p.pid == t.tgid) parent = p.parent;
     }
     if (!tasks_.count(parent)) refuse("PTRACE_TRACEME by a task whose parent is not recorded");
-    ptrace_.tracees[self] = EmulatedTracee{parent, 0, false, false, std::nullopt};
+    ptrace_.tracees[self].tracer = parent;
     return 0;
   }
   auto target = tasks_.find(pid);
@@ -450,10 +477,6 @@ int64_t RecordSession::ptraceRequest(RecordedTask& t, const uint64_t* args) {
     e.seized = request == PTRACE_SEIZE;
     e.options = e.seized ? long(data) : 0;
     ptrace_.tracees[pid] = e;
-    if (e.options & PTRACE_O_TRACEEXIT) {
-      ptrace(PTRACE_SETOPTIONS, pid, nullptr,
-             reinterpret_cast<void*>(kPtraceOptions | PTRACE_O_TRACEEXIT));
-    }
     if (request == PTRACE_ATTACH) {
       if (tracee.groupStopped) {
         refuse("PTRACE_ATTACH of a stopped process");
@@ -521,11 +544,8 @@ int64_t RecordSession::ptraceRequest(RecordedTask& t, const uint64_t* args) {
       return put(&e.stop->eventMsg, sizeof e.stop->eventMsg);
     case PTRACE_SETOPTIONS: {
       if (long(data) & ~kKnownOptions) return -EINVAL;
-      if ((long(data) & PTRACE_O_TRACEEXIT) && !(e.options & PTRACE_O_TRACEEXIT)) {
-        ptrace(PTRACE_SETOPTIONS, pid, nullptr,
-               reinterpret_cast<void*>(kPtraceOptions | PTRACE_O_TRACEEXIT));
-      }
       e.options = long(data);
+      applyExitOption(pid, e);
       return 0;
     }
     case PTRACE_CONT:

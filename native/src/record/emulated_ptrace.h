@@ -36,6 +36,7 @@ struct EmulatedTracee {
   long options = 0;  // PTRACE_O_*
   bool seized = false;
   bool restarting = false;  // its last syscall was interrupted, and restarts when it goes on
+  bool exitOption = false;  // the recorder's options for it have PTRACE_O_TRACEEXIT
   std::optional<EmulatedStop> stop;
 };
 
