@@ -72,6 +72,30 @@ const cases: { name: string; fixture: string; args: string[]; out: string }[] = 
     args: ['traceme'],
     out: 'traceme again: -1\nstop: pid ok 1 status 137f\nexit event: pid ok 1 status 6057f\nend: pid ok 1 status 600\n',
   },
+  {
+    name: 'PTRACE_SEIZE: a SIGSTOP stop, re-injected into the group-stop reported as PTRACE_EVENT_STOP, CONT out of it',
+    fixture: 'ptrace_group',
+    args: ['seize'],
+    out: 'signal stop: pid ok 1 status 137f\ngroup stop: pid ok 1 status 80137f\ncont: 0\nkilled: pid ok 1 status 9\n',
+  },
+  {
+    name: 'PTRACE_INTERRUPT of a seized child blocked in read',
+    fixture: 'ptrace_group',
+    args: ['interrupt'],
+    out: 'interrupt: 0\ninterrupted: pid ok 1 status 80057f\ncont: 0\nkilled: pid ok 1 status 9\n',
+  },
+  {
+    name: 'PTRACE_ATTACH to a child in its group-stop',
+    fixture: 'ptrace_group',
+    args: ['attach'],
+    out: 'attach: 0\nstopped: pid ok 1 status 137f\nkilled: pid ok 1 status 9\n',
+  },
+  {
+    name: 'PTRACE_SEIZE of a child in its group-stop',
+    fixture: 'ptrace_group',
+    args: ['seize-stopped'],
+    out: 'seize-stopped: 0\nstopped: pid ok 1 status 80137f\nkilled: pid ok 1 status 9\n',
+  },
 ];
 
 describe('ptrace by the recorded program', () => {
@@ -86,6 +110,13 @@ describe('ptrace by the recorded program', () => {
       }
     });
   }
+
+  it('PTRACE_INTERRUPT of a tracee resumed out of its group-stop is refused by name, not a hang', async () => {
+    const exe = compile('ptrace_group');
+    const native = await run(exe, ['seize-interrupt']);
+    expect(native.stdout.toString(), describeRun(native)).toMatch(/interrupted: pid ok 1 status 80137f\n/);
+    expectCleanFailure(await record(exe, ['seize-interrupt']), /PTRACE_INTERRUPT of a tracee resumed out of its process's group-stop is not supported yet/);
+  });
 
   it('a request rewind does not emulate is refused by name', async () => {
     const exe = compile('ptrace_refused');

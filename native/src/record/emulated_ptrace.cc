@@ -327,6 +327,27 @@ bool RecordSession::ptraceEventStop(RecordedTask& t, int event) {
   return true;
 }
 
+// A stop of the seized kind of an emulated tracee: its process's group-stop, or the trap its
+// tracer's PTRACE_INTERRUPT asked for. It stays in the kernel's stop (not PTRACE_LISTEN) until
+// its tracer resumes it: it then runs, stopped process or not, as natively.
+bool RecordSession::ptraceGroupStop(RecordedTask& t, int sig) {
+  auto it = ptrace_.tracees.find(t.task->tid());
+  if (it == ptrace_.tracees.end()) return false;
+  EmulatedTracee& e = it->second;
+  const bool stopSignal = sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+  if (!stopSignal && !e.interrupting) return false;
+  const bool attaching = e.interrupting && !e.seized;
+  e.interrupting = false;
+  if (stopSignal) t.groupStopped = true;
+  release(t);
+  EmulatedStop stop;
+  stop.group = true;
+  stop.status = (e.seized ? PTRACE_EVENT_STOP << 16 : 0) | (sig << 8) | 0x7f;
+  if (attaching) stop.status = (SIGSTOP << 8) | 0x7f;
+  ptraceEnterStop(t, stop);
+  return true;
+}
+
 // The tracer learns of the stop as natively: a SIGCHLD if it catches it (the kernel's carries
 // CLD_TRAPPED, which the recorder cannot send, so it sends a plain one and rewrites it when it
 // is delivered), and its waits wake.
@@ -365,7 +386,11 @@ void RecordSession::ptraceResume(pid_t tid, int sig) {
   EmulatedStop from = *e.stop;
   e.stop.reset();
   RecordedTask& t = tasks_.at(tid);
-  if (from.sig == 0) {  // an event stop: it is in the kernel, and goes on without a signal
+  if (from.group) {
+    e.outOfGroupStop = t.groupStopped;
+    t.groupStopped = false;
+    sig = 0;                   // the kernel injects no signal at these stops
+  } else if (from.sig == 0) {  // an event stop: it is in the kernel, and goes on without a signal
     try {
       t.task->resume(PTRACE_SYSCALL);
     } catch (const TaskGone&) {
@@ -477,10 +502,11 @@ int64_t RecordSession::ptraceRequest(RecordedTask& t, const uint64_t* args) {
     e.seized = request == PTRACE_SEIZE;
     e.options = e.seized ? long(data) : 0;
     ptrace_.tracees[pid] = e;
-    if (request == PTRACE_ATTACH) {
-      if (tracee.groupStopped) {
-        refuse("PTRACE_ATTACH of a stopped process");
-      }
+    if (tracee.groupStopped) {
+      // It is in its process's stop, listening: it reports that stop to its new tracer.
+      ptrace_.tracees[pid].interrupting = true;
+      ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr);
+    } else if (request == PTRACE_ATTACH) {
       syscall(SYS_tgkill, tracee.tgid, pid, SIGSTOP);
     }
     return 0;
@@ -493,6 +519,18 @@ int64_t RecordSession::ptraceRequest(RecordedTask& t, const uint64_t* args) {
   RecordedTask& tracee = target->second;
   if (request == PTRACE_KILL) {
     syscall(SYS_tgkill, tracee.tgid, pid, SIGKILL);
+    return 0;
+  }
+  if (request == PTRACE_INTERRUPT) {
+    if (!e.seized) return -EIO;
+    if (!e.stop && e.outOfGroupStop) {
+      // The recorder never saw the kernel's trap for it then: refused rather than hang.
+      refuse("PTRACE_INTERRUPT of a tracee resumed out of its process's group-stop");
+    }
+    if (!e.stop && !e.interrupting) {
+      e.interrupting = true;
+      ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr);
+    }
     return 0;
   }
   if (!e.stop) return -ESRCH;  // running: the kernel refuses requests then

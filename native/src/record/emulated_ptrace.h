@@ -26,6 +26,7 @@ struct EmulatedStop {
   bool fault = false;       // the signal is the fault of the tracee's instruction
   bool positioned = false;  // stopped in user code where a Preempt event names it
   bool inRestart = false;   // stopped while the kernel restarts the syscall the signal interrupted
+  bool group = false;       // a group-stop or PTRACE_INTERRUPT's stop: it may be anywhere
   siginfo_t info{};
   unsigned long eventMsg = 0;  // PTRACE_GETEVENTMSG
   bool reported = false;       // a wait returned it
@@ -35,8 +36,10 @@ struct EmulatedTracee {
   pid_t tracer = 0;  // the tracing thread: only it may make requests
   long options = 0;  // PTRACE_O_*
   bool seized = false;
-  bool restarting = false;  // its last syscall was interrupted, and restarts when it goes on
-  bool exitOption = false;  // the recorder's options for it have PTRACE_O_TRACEEXIT
+  bool restarting = false;      // its last syscall was interrupted, and restarts when it goes on
+  bool exitOption = false;      // the recorder's options for it have PTRACE_O_TRACEEXIT
+  bool interrupting = false;    // its tracer's PTRACE_INTERRUPT (or attach to it stopped) is due
+  bool outOfGroupStop = false;  // resumed by its tracer while its process's stop is in force
   std::optional<EmulatedStop> stop;
 };
 

@@ -376,6 +376,7 @@ void RecordSession::onEventStop(RecordedTask& t, int sig) {
     }
     return;
   }
+  if (ptraceGroupStop(t, sig)) return;
   if (isStopSignal(sig)) {
     // It stays stopped until a SIGCONT, as it would natively, and its parent's waitpid sees it
     // stopped once all its threads are: it lets the next one run. Nothing to record: replay

@@ -172,6 +172,7 @@ class RecordSession {
   bool ptraceSignalStop(RecordedTask& t, int sig, const siginfo_t& info, bool fault,
                         bool positioned);
   bool ptraceEventStop(RecordedTask& t, int event);
+  bool ptraceGroupStop(RecordedTask& t, int sig);
   void ptraceResumeGranted(RecordedTask& t);
   void ptraceGone(pid_t tid);
   void fixSyntheticSigchld(RecordedTask& t, siginfo_t& info);
