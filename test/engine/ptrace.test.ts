@@ -67,6 +67,12 @@ const cases: { name: string; fixture: string; args: string[]; out: string }[] = 
     out: 'thread: pid ok 1 status 137f\nmain: pid ok 1 status 700\n',
   },
   {
+    name: 'a tracer that exits while its tracee is in its SIGSTOP stop: the tracee runs on',
+    fixture: 'ptrace_family',
+    args: ['death'],
+    out: 'tracer: pid ok 1 status 2c00\ntracee ran on: 1\n',
+  },
+  {
     name: 'PTRACE_TRACEME, raise(SIGSTOP), PTRACE_O_TRACEEXIT set later',
     fixture: 'ptrace_family',
     args: ['traceme'],

@@ -270,9 +270,21 @@ void RecordSession::ptraceWakeWaiters(pid_t tracerTgid) {
   }
 }
 
-void RecordSession::ptraceSwallowed(RecordedTask& t) {
+// A syscall of an emulated tracee was interrupted, and restarts when it goes on. If its tracer's
+// PTRACE_INTERRUPT did it, this is where it stops: the kernel's trap for it is gone, as any
+// ptrace stop (this syscall-exit stop of the recorder's) clears a pending one.
+bool RecordSession::ptraceSwallowed(RecordedTask& t) {
   auto tracee = ptrace_.tracees.find(t.task->tid());
-  if (tracee != ptrace_.tracees.end()) tracee->second.restarting = true;
+  if (tracee == ptrace_.tracees.end()) return false;
+  EmulatedTracee& e = tracee->second;
+  e.restarting = true;
+  if (!e.interrupting) return false;
+  e.interrupting = false;
+  EmulatedStop stop;
+  stop.group = true;
+  stop.status = (PTRACE_EVENT_STOP << 16) | (SIGTRAP << 8) | 0x7f;
+  ptraceEnterStop(t, stop);
+  return true;
 }
 
 // A signal stops an emulated tracee where it comes when the kernel restarts the syscall it
@@ -451,7 +463,7 @@ void RecordSession::ptraceResumeGranted(RecordedTask& t) {
 }
 
 // A recorded task ended: as a tracee it is gone from its tracer's relations; as a tracer, its
-// tracees are let go as the kernel does (killed with PTRACE_O_EXITKILL, else resumed with the
+// tracees are let go as the kernel does (killed with PTRACE_O_EXITKILL, else resumed without the
 // signal they stopped for).
 void RecordSession::ptraceGone(pid_t tid) {
   ptrace_.tracees.erase(tid);
@@ -468,7 +480,7 @@ void RecordSession::ptraceGone(pid_t tid) {
       syscall(SYS_tgkill, tasks_.at(tracee).tgid, tracee, SIGKILL);
     }
     std::optional<EmulatedStop> stop = e.stop;
-    if (stop) ptraceResume(tracee, stop->sig);
+    if (stop) ptraceResume(tracee, 0);
     ptrace_.tracees.erase(tracee);
   }
 }

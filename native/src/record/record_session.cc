@@ -1121,7 +1121,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   // Or a filter killed it: recorded at its entry.
   if (swallowed || t.filtered == SyscallEvent::Filtered::KilledThread ||
       t.filtered == SyscallEvent::Filtered::KilledProcess) {
-    if (swallowed) ptraceSwallowed(t);
+    if (swallowed && ptraceSwallowed(t)) return;  // its tracer's PTRACE_INTERRUPT stops it here
     t.task->resume(PTRACE_SYSCALL);
     return;
   }

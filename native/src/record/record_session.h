@@ -167,7 +167,7 @@ class RecordSession {
   bool ptraceEntry(RecordedTask& t, long nr, const uint64_t* args);
   int64_t ptraceExit(RecordedTask& t, int64_t result);
   bool ptraceWaitBlocks(RecordedTask& t, int64_t result);
-  void ptraceSwallowed(RecordedTask& t);
+  bool ptraceSwallowed(RecordedTask& t);
   bool ptraceStopsHere(const RecordedTask& t) const;
   bool ptraceSignalStop(RecordedTask& t, int sig, const siginfo_t& info, bool fault,
                         bool positioned);
