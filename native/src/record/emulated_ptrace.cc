@@ -330,7 +330,11 @@ bool RecordSession::ptraceEventStop(RecordedTask& t, int event) {
   }
   if (!(e.options & wanted)) return false;
   if (event != PTRACE_EVENT_EXIT) {
-    refuse("the ptrace event " + std::to_string(event) + " of a task the program traces");
+    const char* name = event == PTRACE_EVENT_FORK    ? "PTRACE_EVENT_FORK"
+                       : event == PTRACE_EVENT_VFORK ? "PTRACE_EVENT_VFORK"
+                       : event == PTRACE_EVENT_CLONE ? "PTRACE_EVENT_CLONE"
+                                                     : "PTRACE_EVENT_EXEC";
+    refuse(std::string(name) + " (" + std::to_string(event) + ") of a task the program traces");
   }
   EmulatedStop stop;
   stop.status = (event << 16) | (SIGTRAP << 8) | 0x7f;
