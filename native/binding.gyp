@@ -19,6 +19,7 @@
         "src/core/syscall_trampoline.cc",
         "src/core/task.cc",
         "src/core/vdso.cc",
+        "src/record/emulated_ptrace.cc",
         "src/record/exec_snapshot.cc",
         "src/record/pid_namespace.cc",
         "src/record/record_session.cc",

@@ -21,12 +21,14 @@
 #include <sys/ioctl.h>
 #include <sys/msg.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/user.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -457,6 +459,29 @@ void captureFdSets(const Task& task, const uint64_t* args, uint64_t timeoutArg,
   capture(task, args[timeoutArg], 16, out);
 }
 
+// What an (emulated) ptrace request wrote to the tracer's memory: at `data`.
+void capturePtrace(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
+  switch (long(args[0])) {
+    case PTRACE_PEEKTEXT:
+    case PTRACE_PEEKDATA:
+    case PTRACE_PEEKUSER:
+    case PTRACE_GETEVENTMSG:
+      return capture(task, args[3], sizeof(uint64_t), out);
+    case PTRACE_GETREGS:
+      return capture(task, args[3], sizeof(user_regs_struct), out);
+    case PTRACE_GETFPREGS:
+      return capture(task, args[3], sizeof(user_fpregs_struct), out);
+    case PTRACE_GETSIGINFO:
+      return capture(task, args[3], sizeof(siginfo_t), out);
+    case PTRACE_GETREGSET: {
+      iovec iov{};
+      if (!task.tryRead(args[3], &iov, sizeof iov)) return;
+      capture(task, args[3], sizeof iov, out);
+      return capture(task, uint64_t(iov.iov_base), std::min<uint64_t>(iov.iov_len, 1 << 16), out);
+    }
+  }
+}
+
 void captureCustom(const Task& task, long nr, const uint64_t* args, int64_t result,
                    std::vector<MemoryWrite>& out) {
   switch (nr) {
@@ -468,6 +493,9 @@ void captureCustom(const Task& task, long nr, const uint64_t* args, int64_t resu
       return captureIoctl(task, args, out);
     case SYS_fcntl:
       return captureFcntl(task, args, out);
+    case SYS_ptrace:
+      if (result == 0) capturePtrace(task, args, out);
+      return;
     case SYS_prctl:
       return capturePrctl(task, args, out);
     case SYS_recvmsg:

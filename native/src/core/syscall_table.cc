@@ -400,7 +400,9 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.add(kSysClone3, "clone3", 2, R::Fork);
   t.add(SYS_fork, "fork", 0, R::Fork);
   t.add(SYS_vfork, "vfork", 0, R::Fork);
-  t.add(SYS_ptrace, "ptrace", 4, R::Unsupported);
+  // The program's ptrace is emulated by the recorder (record/emulated_ptrace.h): replay writes
+  // what its requests returned.
+  t.emulate(SYS_ptrace, "ptrace", 4, {custom()});
   // SysV shared memory: segments are emulated files too; attaching maps one, detaching unmaps it.
   t.emulate(SYS_shmget, "shmget", 3);
   t.emulate(SYS_shmctl, "shmctl", 3, {custom()});

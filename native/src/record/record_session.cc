@@ -223,6 +223,11 @@ bool RecordSession::ignoresSignal(pid_t tid, int sig) const {
   return !caught && sig != SIGKILL && sig != SIGSTOP && inNamespaceInit(tid);
 }
 
+// A stop signal the task does not catch: all it does is stop the process.
+bool RecordSession::defaultStop(pid_t tid, int sig) const {
+  return isStopSignal(sig) && !(signalSets(tid).caught & (uint64_t(1) << (sig - 1)));
+}
+
 RecordResult RecordSession::run() {
   cpu_ = pinToCpu(-1);
   pid_t pgid = 0;
@@ -327,6 +332,7 @@ void RecordSession::onStop(RecordedTask& t, const Stop& s) {
       queue.erase(std::remove(queue.begin(), queue.end(), tid), queue.end());
       pid_t token = t.token;
       bool held = holder_[token] == tid;
+      ptraceGone(tid);
       tasks_.erase(tid);
       if (held) {
         holder_[token] = 0;
@@ -352,6 +358,7 @@ void RecordSession::onStop(RecordedTask& t, const Stop& s) {
         onSeccompStop(t);
         break;
       }
+      if (ptraceEventStop(t, s.event)) break;
       if (s.event == PTRACE_EVENT_EXEC) t.execPending = true;
       if (s.event == PTRACE_EVENT_FORK || s.event == PTRACE_EVENT_VFORK ||
           s.event == PTRACE_EVENT_CLONE) {
@@ -378,6 +385,7 @@ void RecordSession::onEventStop(RecordedTask& t, int sig) {
     }
     return;
   }
+  if (ptraceGroupStop(t, sig)) return;
   if (isStopSignal(sig)) {
     // It stays stopped until a SIGCONT, as it would natively, and its parent's waitpid sees it
     // stopped once all its threads are: it lets the next one run. Nothing to record: replay
@@ -693,8 +701,11 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   t.fakeAffinity = nr == SYS_sched_setaffinity;
   // The program's filter stops it as natively: nothing to skip.
   if (t.filtered != SyscallEvent::Filtered::No) t.fakeTsc = t.fakeAffinity = false;
-  const bool cancel = t.filtered == SyscallEvent::Filtered::No &&
-                      (spec->replay == ReplayAction::Refused || t.fakeTsc || t.fakeAffinity);
+  // The program's ptrace requests, and its waits for the stops of its emulated tracees.
+  const bool emulated = t.filtered == SyscallEvent::Filtered::No && ptraceEntry(t, nr, args);
+  const bool cancel =
+      t.filtered == SyscallEvent::Filtered::No &&
+      (spec->replay == ReplayAction::Refused || t.fakeTsc || t.fakeAffinity || emulated);
   // The program's filters would see the cancelled syscall, which is rewind's: it claims the
   // address they let through, and gets its own back at the exit stop.
   t.claimed = !t.seccomp.empty() && (cancel || fromVdso);
@@ -800,6 +811,8 @@ void RecordSession::grantNext(pid_t token) {
       onSyscallExit(t);
     } else if (d == Deferred::Continue) {
       t.task->resume(PTRACE_SYSCALL);
+    } else if (d == Deferred::PtraceResume) {
+      ptraceResumeGranted(t);
     } else {
       runFrom(t);
     }
@@ -1193,9 +1206,11 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   // Or a filter killed it: recorded at its entry.
   if (swallowed || t.filtered == SyscallEvent::Filtered::KilledThread ||
       t.filtered == SyscallEvent::Filtered::KilledProcess) {
+    if (swallowed && ptraceSwallowed(t)) return;  // its tracer's PTRACE_INTERRUPT stops it here
     t.task->resume(PTRACE_SYSCALL);
     return;
   }
+  if (ptraceWaitBlocks(t, result)) return;
   // Only these syscalls and a signal's delivery change the mask (the rdtsc traps need it).
   if (t.sigmaskStale || nr == SYS_rt_sigprocmask || nr == SYS_rt_sigreturn) {
     t.sigmask = blockedSignals(*t.task);
@@ -1253,6 +1268,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     regs.rax = uint64_t(result);
     t.task->setRegs(regs);
   }
+  result = ptraceExit(t, result);
   resendHeld(t);
   t.pendingAtBoundary = t.task->pendingSignals();
   if (t.execPending) {
@@ -1438,7 +1454,7 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
     onPreempt(t);
     return;
   }
-  if (isStopSignal(sig) && !(signalSets(t.task->tid()).caught & (uint64_t(1) << (sig - 1)))) {
+  if (defaultStop(t.task->tid(), sig) && !tracedByProgram(t.task->tid())) {
     // It stops its process wherever it comes (each thread then reports its group-stop), which
     // replay need not do: not recorded.
     t.task->resume(PTRACE_SYSCALL, sig);
@@ -1447,6 +1463,7 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
   siginfo_t info = t.task->siginfo();
   if (sig == SIGSEGV && info.si_code == SI_KERNEL && emulateRdtsc(t)) return;
   t.sigmaskStale = true;
+  if (t.resending != sig) fixSyntheticSigchld(t, info);
   bool fault = isFault(sig, info);
   if (fault && ignoresSignal(t.task->tid(), sig) && inNamespaceInit(t.task->tid())) {
     return dieOfFaultInInit(t, info);
@@ -1455,6 +1472,7 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
     t.task->resume(PTRACE_SYSCALL);
     return;
   }
+  bool positioned = false;
   if (t.resending == sig) {
     // A held signal, re-sent: it is delivered with what it carried when it first came.
     t.resending = 0;
@@ -1468,15 +1486,17 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
         t.heldSignals.push_front(info);
         return;
       }
+      positioned = true;
     }
     t.task->setSiginfo(info);
   } else if (!fault) {
-    if (!atBoundary) {
+    if (!atBoundary && !ptraceStopsHere(t)) {
       hold(t, info);
       t.task->resume(PTRACE_SYSCALL);
       return;
     }
   }
+  if (ptraceSignalStop(t, sig, info, fault, positioned)) return;
   Event e;
   e.type = EventType::Signal;
   e.signal.tid = uint32_t(t.task->tid());

@@ -21,6 +21,7 @@
 #include "core/spawn.h"
 #include "core/syscall_buffers.h"
 #include "core/task.h"
+#include "record/emulated_ptrace.h"
 #include "record/seccomp_filter.h"
 #include "record/shared_files.h"
 #include "record/syscall_buffer.h"
@@ -57,8 +58,9 @@ struct RecordResult {
 };
 
 // What a task waiting for its process's run token does once it gets it.
-// Continue: from a stop of its process, after a SIGCONT.
-enum class Deferred : uint8_t { None, SyscallExit, Start, Resume, Continue };
+// Continue: from a stop of its process, after a SIGCONT. PtraceResume: resumed by the program's
+// emulated tracer.
+enum class Deferred : uint8_t { None, SyscallExit, Start, Resume, Continue, PtraceResume };
 
 // What the recorder tracks for each task of the recorded tree.
 struct RecordedTask {
@@ -156,6 +158,7 @@ class RecordSession {
   void dieOfFaultInInit(RecordedTask& t, const siginfo_t& info);
   bool emulateRdtsc(RecordedTask& t);
   bool ignoresSignal(pid_t tid, int sig) const;
+  bool defaultStop(pid_t tid, int sig) const;
   uint8_t echoTarget(pid_t tid, uint64_t fd) const;
   bool execUnderWay(pid_t tgid) const;  // a thread of the process is in execve
   void appendEndedByExec(pid_t tgid);
@@ -169,6 +172,27 @@ class RecordSession {
   void appendBuffered();
   void onSeccompStop(RecordedTask& t);
   bool leaveBufferedCall(RecordedTask& t);
+  // The program's own ptrace, emulated (record/emulated_ptrace.cc).
+  bool tracedByProgram(pid_t tid) const;
+  bool ptraceEntry(RecordedTask& t, long nr, const uint64_t* args);
+  int64_t ptraceExit(RecordedTask& t, int64_t result);
+  bool ptraceWaitBlocks(RecordedTask& t, int64_t result);
+  bool ptraceSwallowed(RecordedTask& t);
+  bool ptraceStopsHere(const RecordedTask& t) const;
+  bool ptraceSignalStop(RecordedTask& t, int sig, const siginfo_t& info, bool fault,
+                        bool positioned);
+  bool ptraceEventStop(RecordedTask& t, int event);
+  bool ptraceGroupStop(RecordedTask& t, int sig);
+  void ptraceResumeGranted(RecordedTask& t);
+  void ptraceGone(pid_t tid);
+  void fixSyntheticSigchld(RecordedTask& t, siginfo_t& info);
+  int64_t ptraceRequest(RecordedTask& t, const uint64_t* args);
+  void ptraceResume(pid_t tid, int sig);
+  void ptraceEnterStop(RecordedTask& t, const EmulatedStop& stop);
+  std::optional<std::pair<pid_t, EmulatedStop>> ptraceTakeStop(const RecordedTask& waiter,
+                                                               const WaitRequest& w, bool take);
+  bool ptraceMayReport(const RecordedTask& waiter, const WaitRequest& w) const;
+  void ptraceWakeWaiters(pid_t tracerTgid);
 
   RecordOptions options_;
   BlobStore blobs_;
@@ -209,6 +233,7 @@ class RecordSession {
   enum class BufferFilter : uint8_t { NotYet, On, Refused } bufferFilter_ = BufferFilter::NotYet;
   struct stat stdout_ {};
   struct stat stderr_ {};
+  EmulatedPtrace ptrace_;
 };
 
 }  // namespace rwd

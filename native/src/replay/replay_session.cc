@@ -660,8 +660,10 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
     nextEvent();
     return;
   }
+  // Signal 0: a fault the program's emulated tracer suppressed (record/emulated_ptrace.h).
   bool expected = haveNext_ && next_.type == EventType::Signal &&
-                  next_.signal.tid == t.recordedTid && next_.signal.signo == sig;
+                  next_.signal.tid == t.recordedTid &&
+                  (next_.signal.signo == sig || (next_.signal.signo == 0 && next_.signal.fault));
   if (!expected) {
     char where[64];
     snprintf(where, sizeof where, " at ip 0x%llx", (unsigned long long)r.rip);
@@ -676,7 +678,7 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
     if (got.si_code != info.si_code || got.si_addr != info.si_addr) diverged(t, describeFault(got));
   }
   t.task->setSiginfo(info);
-  t.deliverSig = sig;
+  t.deliverSig = next_.signal.signo;
   nextEvent();
   // It kills the process: its threads die holding what they held.
   std::optional<Event> after = nextEventOf(t);

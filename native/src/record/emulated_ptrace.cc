@@ -1,0 +1,621 @@
+// The recorded program's own ptrace, emulated by the recorder (record/emulated_ptrace.h).
+#include "record/emulated_ptrace.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "core/spawn.h"
+#include "record/record_session.h"
+
+namespace rwd {
+namespace {
+
+constexpr uint32_t kRusageBytes = 144;
+constexpr size_t kMaxRegset = 1 << 16;
+// The options rewind emulates; the events of the others are refused when they happen.
+constexpr long kKnownOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK |
+                               PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC | PTRACE_O_TRACEVFORKDONE |
+                               PTRACE_O_TRACEEXIT | PTRACE_O_TRACESECCOMP | PTRACE_O_EXITKILL |
+                               PTRACE_O_SUSPEND_SECCOMP;
+
+void syscallArgs(const Regs& r, uint64_t* args) {
+  const uint64_t values[6] = {r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9};
+  memcpy(args, values, sizeof values);
+}
+
+bool isWait(long nr) { return nr == SYS_wait4 || nr == SYS_waitid; }
+
+std::optional<WaitRequest> waitRequest(long nr, const uint64_t* args, pid_t waiter) {
+  WaitRequest w;
+  if (nr == SYS_wait4) {
+    const pid_t pid = pid_t(int32_t(args[0]));
+    w.options = int(args[2]);
+    w.result = args[1];
+    w.rusage = args[3];
+    if (pid > 0) {
+      w.kind = WaitRequest::Pid;
+      w.id = pid;
+    } else if (pid == 0 || pid < -1) {
+      w.kind = WaitRequest::Group;
+      w.id = pid == 0 ? getpgid(waiter) : -pid;
+    }
+    return w;
+  }
+  if (nr != SYS_waitid) return std::nullopt;
+  w.waitid = true;
+  w.options = int(args[3]);
+  w.result = args[2];
+  w.rusage = args[4];
+  w.id = pid_t(args[1]);
+  switch (int(args[0])) {
+    case P_ALL:
+      w.kind = WaitRequest::Any;
+      return w;
+    case P_PID:
+      w.kind = WaitRequest::Pid;
+      return w;
+    case P_PGID:
+      w.kind = WaitRequest::Group;
+      if (w.id == 0) w.id = getpgid(waiter);
+      return w;
+  }
+  return std::nullopt;  // P_PIDFD: not for emulated tracees
+}
+
+[[noreturn]] void refuse(const std::string& what) {
+  fail(ErrorCode::Unsupported, what + " is not supported yet");
+}
+
+// The kernel's exit event, which the recorder's own options leave out, for a tracee whose tracer
+// asked for it (PTRACE_O_TRACEEXIT). Set while the tracee is in a ptrace stop of the recorder's
+// (the kernel refuses it otherwise): at its next syscall or signal, or at once if it is stopped.
+void applyExitOption(pid_t tid, EmulatedTracee& e) {
+  const bool wanted = e.options & PTRACE_O_TRACEEXIT;
+  if (wanted == e.exitOption) return;
+  const long options = kPtraceOptions | (wanted ? PTRACE_O_TRACEEXIT : 0);
+  if (ptrace(PTRACE_SETOPTIONS, tid, nullptr, reinterpret_cast<void*>(options)) == 0) {
+    e.exitOption = wanted;
+  }
+}
+
+}  // namespace
+
+std::string ptraceRequestName(long request) {
+  static const std::map<long, const char*> names = {
+      {PTRACE_TRACEME, "PTRACE_TRACEME"},
+      {PTRACE_PEEKTEXT, "PTRACE_PEEKTEXT"},
+      {PTRACE_PEEKDATA, "PTRACE_PEEKDATA"},
+      {PTRACE_PEEKUSER, "PTRACE_PEEKUSER"},
+      {PTRACE_POKETEXT, "PTRACE_POKETEXT"},
+      {PTRACE_POKEDATA, "PTRACE_POKEDATA"},
+      {PTRACE_POKEUSER, "PTRACE_POKEUSER"},
+      {PTRACE_CONT, "PTRACE_CONT"},
+      {PTRACE_KILL, "PTRACE_KILL"},
+      {PTRACE_SINGLESTEP, "PTRACE_SINGLESTEP"},
+      {PTRACE_GETREGS, "PTRACE_GETREGS"},
+      {PTRACE_SETREGS, "PTRACE_SETREGS"},
+      {PTRACE_GETFPREGS, "PTRACE_GETFPREGS"},
+      {PTRACE_SETFPREGS, "PTRACE_SETFPREGS"},
+      {PTRACE_ATTACH, "PTRACE_ATTACH"},
+      {PTRACE_DETACH, "PTRACE_DETACH"},
+      {PTRACE_GETFPXREGS, "PTRACE_GETFPXREGS"},
+      {PTRACE_SETFPXREGS, "PTRACE_SETFPXREGS"},
+      {PTRACE_SYSCALL, "PTRACE_SYSCALL"},
+      {PTRACE_GET_THREAD_AREA, "PTRACE_GET_THREAD_AREA"},
+      {PTRACE_SET_THREAD_AREA, "PTRACE_SET_THREAD_AREA"},
+      {PTRACE_ARCH_PRCTL, "PTRACE_ARCH_PRCTL"},
+      {PTRACE_SYSEMU, "PTRACE_SYSEMU"},
+      {PTRACE_SYSEMU_SINGLESTEP, "PTRACE_SYSEMU_SINGLESTEP"},
+      {PTRACE_SINGLEBLOCK, "PTRACE_SINGLEBLOCK"},
+      {PTRACE_SETOPTIONS, "PTRACE_SETOPTIONS"},
+      {PTRACE_GETEVENTMSG, "PTRACE_GETEVENTMSG"},
+      {PTRACE_GETSIGINFO, "PTRACE_GETSIGINFO"},
+      {PTRACE_SETSIGINFO, "PTRACE_SETSIGINFO"},
+      {PTRACE_GETREGSET, "PTRACE_GETREGSET"},
+      {PTRACE_SETREGSET, "PTRACE_SETREGSET"},
+      {PTRACE_SEIZE, "PTRACE_SEIZE"},
+      {PTRACE_INTERRUPT, "PTRACE_INTERRUPT"},
+      {PTRACE_LISTEN, "PTRACE_LISTEN"},
+      {PTRACE_PEEKSIGINFO, "PTRACE_PEEKSIGINFO"},
+      {PTRACE_GETSIGMASK, "PTRACE_GETSIGMASK"},
+      {PTRACE_SETSIGMASK, "PTRACE_SETSIGMASK"},
+      {PTRACE_SECCOMP_GET_FILTER, "PTRACE_SECCOMP_GET_FILTER"},
+      {PTRACE_GET_SYSCALL_INFO, "PTRACE_GET_SYSCALL_INFO"},
+  };
+  auto it = names.find(request);
+  const std::string name = it != names.end() ? it->second : "ptrace request";
+  return name + " (" + std::to_string(request) + ")";
+}
+
+bool RecordSession::tracedByProgram(pid_t tid) const { return ptrace_.tracees.count(tid) > 0; }
+
+// At a syscall's entry: true when the recorder answers it instead of the kernel (cancelled now,
+// answered at its exit): every ptrace request, and a wait that an emulated stop answers.
+bool RecordSession::ptraceEntry(RecordedTask& t, long nr, const uint64_t* args) {
+  const pid_t tid = t.task->tid();
+  auto tracee = ptrace_.tracees.find(tid);
+  if (tracee != ptrace_.tracees.end()) {
+    tracee->second.restarting = false;
+    applyExitOption(tid, tracee->second);
+  }
+  if (nr == SYS_ptrace) {
+    ptrace_.answering[tid] = std::nullopt;
+    return true;
+  }
+  std::optional<WaitRequest> w = waitRequest(nr, args, tid);
+  if (!w) return false;
+  auto stop = ptraceTakeStop(t, *w, !(w->options & WNOWAIT));
+  if (!stop) return false;
+  ptrace_.answering[tid] = stop;
+  return true;
+}
+
+// The stop of a tracee of the waiter's process that the wait reports, if one is unreported;
+// taken (reported) if `take`.
+std::optional<std::pair<pid_t, EmulatedStop>> RecordSession::ptraceTakeStop(
+    const RecordedTask& waiter, const WaitRequest& w, bool take) {
+  for (auto& [tid, e] : ptrace_.tracees) {
+    if (!e.stop || e.stop->reported) continue;
+    auto tracer = tasks_.find(e.tracer);
+    if (tracer == tasks_.end() || tracer->second.tgid != waiter.tgid) continue;
+    if ((w.options & __WNOTHREAD) && e.tracer != waiter.task->tid()) continue;
+    if (w.kind == WaitRequest::Pid && w.id != tid) continue;
+    if (w.kind == WaitRequest::Group && getpgid(tid) != w.id) continue;
+    if (take) e.stop->reported = true;
+    return std::make_pair(tid, *e.stop);
+  }
+  return std::nullopt;
+}
+
+// Whether the wait could report a stop of an emulated tracee later.
+bool RecordSession::ptraceMayReport(const RecordedTask& waiter, const WaitRequest& w) const {
+  for (const auto& [tid, e] : ptrace_.tracees) {
+    auto tracer = tasks_.find(e.tracer);
+    if (tracer == tasks_.end() || tracer->second.tgid != waiter.tgid) continue;
+    if (w.kind == WaitRequest::Pid && w.id != tid) continue;
+    if (w.kind == WaitRequest::Group && getpgid(tid) != w.id) continue;
+    return true;
+  }
+  return false;
+}
+
+// At a syscall's exit, with the token: the answer of a syscall the recorder took over, written
+// as the kernel would have (the recorder then captures its outputs as any syscall's).
+int64_t RecordSession::ptraceExit(RecordedTask& t, int64_t result) {
+  const pid_t tid = t.task->tid();
+  const long nr = syscallNumber(t.entryRegs.orig_rax);
+  uint64_t args[6];
+  syscallArgs(t.entryRegs, args);
+  auto answer = ptrace_.answering.find(tid);
+  if (answer == ptrace_.answering.end()) {
+    // A wait the kernel found nothing for but an emulated tracee that may stop later: WNOHANG's
+    // answer is that nothing has changed yet.
+    std::optional<WaitRequest> w = waitRequest(nr, args, tid);
+    if (result != -ECHILD || !w || !ptraceMayReport(t, *w)) return result;
+    result = 0;
+  } else if (nr == SYS_ptrace) {
+    ptrace_.answering.erase(answer);
+    result = ptraceRequest(t, args);
+  } else {
+    const auto [tracee, stop] = *answer->second;
+    ptrace_.answering.erase(answer);
+    const WaitRequest w = *waitRequest(nr, args, tid);
+    std::vector<uint8_t> rusage(kRusageBytes);
+    if (w.rusage) t.task->tryWrite(w.rusage, rusage.data(), rusage.size());
+    if (w.waitid) {
+      siginfo_t info{};
+      info.si_signo = SIGCHLD;
+      info.si_code = CLD_TRAPPED;
+      info.si_pid = tracee;
+      info.si_uid = getuid();
+      info.si_status = stop.status >> 8;
+      if (w.result) t.task->tryWrite(w.result, &info, sizeof info);
+      result = 0;
+    } else {
+      if (w.result) t.task->tryWrite(w.result, &stop.status, sizeof stop.status);
+      result = tracee;
+    }
+  }
+  Regs regs = t.task->regs();
+  regs.rax = uint64_t(result);
+  t.task->setRegs(regs);
+  return result;
+}
+
+// At a wait's exit: the kernel said ECHILD, but the waiter's emulated tracees may stop later, so
+// natively it would wait on. It is held at its exit, and made to enter the wait again once one
+// stops (nothing recorded of this try).
+bool RecordSession::ptraceWaitBlocks(RecordedTask& t, int64_t result) {
+  const long nr = syscallNumber(t.entryRegs.orig_rax);
+  if (result != -ECHILD || !isWait(nr) || ptrace_.answering.count(t.task->tid())) return false;
+  uint64_t args[6];
+  syscallArgs(t.entryRegs, args);
+  std::optional<WaitRequest> w = waitRequest(nr, args, t.task->tid());
+  if (!w || (w->options & WNOHANG) || !ptraceMayReport(t, *w)) return false;
+  ptrace_.parkedWaiters.insert(t.task->tid());
+  if (ptraceTakeStop(t, *w, false)) ptraceWakeWaiters(t.tgid);
+  return true;
+}
+
+// The waits of the tracer's process go on: one held at its exit enters its wait again, one the
+// kernel has asleep is interrupted (PTRACE_INTERRUPT; the kernel restarts it, and its entry
+// finds the stop).
+void RecordSession::ptraceWakeWaiters(pid_t tracerTgid) {
+  for (auto& [tid, w] : tasks_) {
+    if (w.tgid != tracerTgid) continue;
+    if (ptrace_.parkedWaiters.erase(tid)) {
+      try {
+        Regs r = w.task->regs();
+        r.rip -= 2;  // the syscall instruction
+        r.rax = r.orig_rax;
+        w.task->setRegs(r);
+        w.task->resume(PTRACE_SYSCALL);
+      } catch (const TaskGone&) {
+        // its end comes next
+      }
+    } else if (w.inSyscall && isWait(syscallNumber(w.entryRegs.orig_rax))) {
+      ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr);
+    }
+  }
+}
+
+// A syscall of an emulated tracee was interrupted, and restarts when it goes on. If its tracer's
+// PTRACE_INTERRUPT did it, this is where it stops: the kernel's trap for it is gone, as any
+// ptrace stop (this syscall-exit stop of the recorder's) clears a pending one.
+bool RecordSession::ptraceSwallowed(RecordedTask& t) {
+  auto tracee = ptrace_.tracees.find(t.task->tid());
+  if (tracee == ptrace_.tracees.end()) return false;
+  EmulatedTracee& e = tracee->second;
+  e.restarting = true;
+  if (!e.interrupting) return false;
+  e.interrupting = false;
+  EmulatedStop stop;
+  stop.group = true;
+  stop.status = (PTRACE_EVENT_STOP << 16) | (SIGTRAP << 8) | 0x7f;
+  ptraceEnterStop(t, stop);
+  return true;
+}
+
+// A signal stops an emulated tracee where it comes when the kernel restarts the syscall it
+// interrupted: replay need not stop there if the tracer lets it go on as it was.
+bool RecordSession::ptraceStopsHere(const RecordedTask& t) const {
+  auto tracee = ptrace_.tracees.find(t.task->tid());
+  return tracee != ptrace_.tracees.end() && tracee->second.restarting;
+}
+
+// A signal about to be delivered to an emulated tracee: a signal-delivery stop for its tracer.
+// It stays in the kernel's stop until the tracer resumes it.
+bool RecordSession::ptraceSignalStop(RecordedTask& t, int sig, const siginfo_t& info, bool fault,
+                                     bool positioned) {
+  auto tracee = ptrace_.tracees.find(t.task->tid());
+  if (tracee == ptrace_.tracees.end()) return false;
+  applyExitOption(t.task->tid(), tracee->second);
+  EmulatedStop stop;
+  stop.status = (sig << 8) | 0x7f;
+  stop.sig = sig;
+  stop.fault = fault;
+  stop.positioned = positioned;
+  stop.inRestart = tracee->second.restarting;
+  stop.info = info;
+  release(t);
+  ptraceEnterStop(t, stop);
+  return true;
+}
+
+// A ptrace event of a recorded task: an emulated tracee's stop if its tracer asked for it;
+// events the emulation does not report yet are refused by name.
+bool RecordSession::ptraceEventStop(RecordedTask& t, int event) {
+  auto it = ptrace_.tracees.find(t.task->tid());
+  if (it == ptrace_.tracees.end()) return false;
+  const EmulatedTracee& e = it->second;
+  const long wanted = event == PTRACE_EVENT_FORK    ? PTRACE_O_TRACEFORK
+                      : event == PTRACE_EVENT_VFORK ? PTRACE_O_TRACEVFORK
+                      : event == PTRACE_EVENT_CLONE ? PTRACE_O_TRACECLONE
+                      : event == PTRACE_EVENT_EXEC  ? PTRACE_O_TRACEEXEC
+                      : event == PTRACE_EVENT_EXIT  ? PTRACE_O_TRACEEXIT
+                                                    : 0;
+  if (event == PTRACE_EVENT_EXEC && !e.seized && !(e.options & wanted)) {
+    refuse("an exec by a task the program traces (its SIGTRAP after exec)");
+  }
+  if (!(e.options & wanted)) return false;
+  if (event != PTRACE_EVENT_EXIT) {
+    const char* name = event == PTRACE_EVENT_FORK    ? "PTRACE_EVENT_FORK"
+                       : event == PTRACE_EVENT_VFORK ? "PTRACE_EVENT_VFORK"
+                       : event == PTRACE_EVENT_CLONE ? "PTRACE_EVENT_CLONE"
+                                                     : "PTRACE_EVENT_EXEC";
+    refuse(std::string(name) + " (" + std::to_string(event) + ") of a task the program traces");
+  }
+  EmulatedStop stop;
+  stop.status = (event << 16) | (SIGTRAP << 8) | 0x7f;
+  ptrace(PTRACE_GETEVENTMSG, t.task->tid(), nullptr, &stop.eventMsg);
+  ptraceEnterStop(t, stop);
+  return true;
+}
+
+// A stop of the seized kind of an emulated tracee: its process's group-stop, or the trap its
+// tracer's PTRACE_INTERRUPT asked for. It stays in the kernel's stop (not PTRACE_LISTEN) until
+// its tracer resumes it: it then runs, stopped process or not, as natively.
+bool RecordSession::ptraceGroupStop(RecordedTask& t, int sig) {
+  auto it = ptrace_.tracees.find(t.task->tid());
+  if (it == ptrace_.tracees.end()) return false;
+  EmulatedTracee& e = it->second;
+  const bool stopSignal = sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+  if (!stopSignal && !e.interrupting) return false;
+  const bool attaching = e.interrupting && !e.seized;
+  e.interrupting = false;
+  if (stopSignal) t.groupStopped = true;
+  release(t);
+  EmulatedStop stop;
+  stop.group = true;
+  stop.status = (e.seized ? PTRACE_EVENT_STOP << 16 : 0) | (sig << 8) | 0x7f;
+  if (attaching) stop.status = (SIGSTOP << 8) | 0x7f;
+  ptraceEnterStop(t, stop);
+  return true;
+}
+
+// The tracer learns of the stop as natively: a SIGCHLD if it catches it (the kernel's carries
+// CLD_TRAPPED, which the recorder cannot send, so it sends a plain one and rewrites it when it
+// is delivered), and its waits wake.
+void RecordSession::ptraceEnterStop(RecordedTask& t, const EmulatedStop& stop) {
+  EmulatedTracee& e = ptrace_.tracees.at(t.task->tid());
+  e.stop = stop;
+  auto tracer = tasks_.find(e.tracer);
+  if (tracer == tasks_.end()) return;
+  const pid_t tgid = tracer->second.tgid;
+  if (!ignoresSignal(e.tracer, SIGCHLD)) {
+    siginfo_t info{};
+    info.si_signo = SIGCHLD;
+    info.si_code = CLD_TRAPPED;
+    info.si_pid = t.task->tid();
+    info.si_uid = getuid();
+    info.si_status = stop.status >> 8 & 0xff;
+    ptrace_.sigchld[tgid].push_back(info);
+    kill(tgid, SIGCHLD);
+  }
+  ptraceWakeWaiters(tgid);
+}
+
+void RecordSession::fixSyntheticSigchld(RecordedTask& t, siginfo_t& info) {
+  if (info.si_signo != SIGCHLD || info.si_code != SI_USER || info.si_pid != getpid()) return;
+  std::deque<siginfo_t>& queue = ptrace_.sigchld[t.tgid];
+  if (queue.empty()) return;
+  info = queue.front();
+  queue.pop_front();
+  t.task->setSiginfo(info);
+}
+
+// The tracer resumes its tracee with `sig` (0: none). A tracee stopped at a signal runs user
+// code again: it takes its turn first.
+void RecordSession::ptraceResume(pid_t tid, int sig) {
+  EmulatedTracee& e = ptrace_.tracees.at(tid);
+  EmulatedStop from = *e.stop;
+  e.stop.reset();
+  RecordedTask& t = tasks_.at(tid);
+  if (from.group) {
+    e.outOfGroupStop = t.groupStopped;
+    t.groupStopped = false;
+    sig = 0;                   // the kernel injects no signal at these stops
+  } else if (from.sig == 0) {  // an event stop: it is in the kernel, and goes on without a signal
+    try {
+      t.task->resume(PTRACE_SYSCALL);
+    } catch (const TaskGone&) {
+    }
+    return;
+  }
+  if (sig && !defaultStop(tid, sig) && from.inRestart) {
+    refuse("resuming a traced task with a signal where it stopped in an interrupted syscall");
+  }
+  if (sig && from.fault && sig != from.sig) {
+    refuse("resuming a traced task with another signal than its fault's");
+  }
+  ptrace_.resuming[tid] = EmulatedResume{from, sig};
+  try {
+    if (acquire(t, Deferred::PtraceResume)) ptraceResumeGranted(t);
+  } catch (const TaskGone&) {
+    // Killed meanwhile (its tracer's SIGKILL): its end comes next. Not the tracer's error.
+  }
+}
+
+// The tracee's turn: the stream says how it goes on. Where it stopped in user code, a Run; the
+// signal it is given, as a Signal event that replay delivers there (a fault's with signal 0 when
+// the tracer suppressed it: replay meets the fault and lets it go). A stop signal that only stops
+// it is not recorded, as without a tracer.
+void RecordSession::ptraceResumeGranted(RecordedTask& t) {
+  const pid_t tid = t.task->tid();
+  const EmulatedResume r = ptrace_.resuming.at(tid);
+  ptrace_.resuming.erase(tid);
+  if (r.from.positioned) {
+    Event run;
+    run.type = EventType::Run;
+    run.run.tid = uint32_t(tid);
+    events_.append(run);
+  }
+  siginfo_t info = r.from.info;
+  if (r.sig && r.sig != r.from.sig) {
+    // What the kernel makes of a signal the tracer changed.
+    memset(&info, 0, sizeof info);
+    info.si_signo = r.sig;
+    info.si_code = SI_USER;
+    auto tracee = ptrace_.tracees.find(tid);
+    auto tracer =
+        tracee != ptrace_.tracees.end() ? tasks_.find(tracee->second.tracer) : tasks_.end();
+    info.si_pid = tracer != tasks_.end() ? tracer->second.tgid : 0;
+    info.si_uid = getuid();
+  }
+  if (r.from.fault || (r.sig && !defaultStop(tid, r.sig))) {
+    Event e;
+    e.type = EventType::Signal;
+    e.signal.tid = uint32_t(tid);
+    e.signal.signo = r.sig;
+    e.signal.fault = r.from.fault;
+    memcpy(e.signal.info, &info, sizeof e.signal.info);
+    events_.append(e);
+  }
+  if (r.sig) t.task->setSiginfo(info);
+  t.task->resume(PTRACE_SYSCALL, r.sig);
+}
+
+// A recorded task ended: as a tracee it is gone from its tracer's relations; as a tracer, its
+// tracees are let go as the kernel does (killed with PTRACE_O_EXITKILL, else resumed without the
+// signal they stopped for).
+void RecordSession::ptraceGone(pid_t tid) {
+  ptrace_.tracees.erase(tid);
+  ptrace_.resuming.erase(tid);
+  ptrace_.answering.erase(tid);
+  ptrace_.parkedWaiters.erase(tid);
+  std::vector<pid_t> orphans;
+  for (const auto& [tracee, e] : ptrace_.tracees) {
+    if (e.tracer == tid) orphans.push_back(tracee);
+  }
+  for (pid_t tracee : orphans) {
+    EmulatedTracee& e = ptrace_.tracees.at(tracee);
+    if (e.options & PTRACE_O_EXITKILL) {
+      syscall(SYS_tgkill, tasks_.at(tracee).tgid, tracee, SIGKILL);
+    }
+    std::optional<EmulatedStop> stop = e.stop;
+    if (stop) ptraceResume(tracee, 0);
+    ptrace_.tracees.erase(tracee);
+  }
+}
+
+// The tracer's request, at its ptrace syscall's exit: the result it returns.
+int64_t RecordSession::ptraceRequest(RecordedTask& t, const uint64_t* args) {
+  const long request = long(args[0]);
+  const pid_t pid = pid_t(int32_t(args[1]));
+  const uint64_t addr = args[2], data = args[3];
+  const pid_t self = t.task->tid();
+  if (request == PTRACE_TRACEME) {
+    if (ptrace_.tracees.count(self)) return -EPERM;
+    pid_t parent = 0;
+    for (const ProcessInfo& p : processes_) {
+      if (p.pid == t.tgid) parent = p.parent;
+    }
+    if (!tasks_.count(parent)) refuse("PTRACE_TRACEME by a task whose parent is not recorded");
+    ptrace_.tracees[self].tracer = parent;
+    return 0;
+  }
+  auto target = tasks_.find(pid);
+  if (request == PTRACE_ATTACH || request == PTRACE_SEIZE) {
+    if (target == tasks_.end()) {
+      refuse(ptraceRequestName(request) + " of a process outside the recording");
+    }
+    RecordedTask& tracee = target->second;
+    if (tracee.tgid == t.tgid || ptrace_.tracees.count(pid)) return -EPERM;
+    if (request == PTRACE_SEIZE && (addr != 0 || (long(data) & ~kKnownOptions))) return -EIO;
+    EmulatedTracee e;
+    e.tracer = self;
+    e.seized = request == PTRACE_SEIZE;
+    e.options = e.seized ? long(data) : 0;
+    ptrace_.tracees[pid] = e;
+    if (tracee.groupStopped) {
+      // It is in its process's stop, listening: it reports that stop to its new tracer.
+      ptrace_.tracees[pid].interrupting = true;
+      ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr);
+    } else if (request == PTRACE_ATTACH) {
+      syscall(SYS_tgkill, tracee.tgid, pid, SIGSTOP);
+    }
+    return 0;
+  }
+  auto link = ptrace_.tracees.find(pid);
+  if (target == tasks_.end() || link == ptrace_.tracees.end() || link->second.tracer != self) {
+    return -ESRCH;
+  }
+  EmulatedTracee& e = link->second;
+  RecordedTask& tracee = target->second;
+  if (request == PTRACE_KILL) {
+    syscall(SYS_tgkill, tracee.tgid, pid, SIGKILL);
+    return 0;
+  }
+  if (request == PTRACE_INTERRUPT) {
+    if (!e.seized) return -EIO;
+    if (!e.stop && e.outOfGroupStop) {
+      // The recorder never saw the kernel's trap for it then: refused rather than hang.
+      refuse("PTRACE_INTERRUPT of a tracee resumed out of its process's group-stop");
+    }
+    if (!e.stop && !e.interrupting) {
+      e.interrupting = true;
+      ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr);
+    }
+    return 0;
+  }
+  if (!e.stop) return -ESRCH;  // running: the kernel refuses requests then
+  auto put = [&](const void* buf, size_t len) {
+    return data && t.task->tryWrite(data, buf, len) ? 0 : -EFAULT;
+  };
+  // A request the kernel answers for the recorder as it would for the tracer: the tracee is in
+  // a ptrace stop of the recorder's.
+  auto forward = [&](void* buf, size_t len) -> int64_t {
+    if (ptrace(static_cast<__ptrace_request>(request), pid, addr, buf) < 0) return -errno;
+    return put(buf, len);
+  };
+  switch (request) {
+    case PTRACE_PEEKTEXT:
+    case PTRACE_PEEKDATA: {
+      uint64_t word = 0;
+      if (!tracee.task->tryRead(addr, &word, sizeof word)) return -EIO;
+      return put(&word, sizeof word);
+    }
+    case PTRACE_PEEKUSER: {
+      errno = 0;
+      long word = ptrace(PTRACE_PEEKUSER, pid, addr, nullptr);
+      if (errno) return -errno;
+      return put(&word, sizeof word);
+    }
+    case PTRACE_GETREGS: {
+      user_regs_struct regs;
+      return forward(&regs, sizeof regs);
+    }
+    case PTRACE_GETFPREGS: {
+      user_fpregs_struct regs;
+      return forward(&regs, sizeof regs);
+    }
+    case PTRACE_GETSIGINFO: {
+      siginfo_t info;
+      return forward(&info, sizeof info);
+    }
+    case PTRACE_GETREGSET: {
+      iovec iov;
+      if (!t.task->tryRead(data, &iov, sizeof iov)) return -EFAULT;
+      std::vector<uint8_t> buf(std::min<size_t>(iov.iov_len, kMaxRegset));
+      iovec local{buf.data(), buf.size()};
+      if (ptrace(PTRACE_GETREGSET, pid, addr, &local) < 0) return -errno;
+      if (!t.task->tryWrite(uint64_t(iov.iov_base), buf.data(), local.iov_len)) return -EFAULT;
+      iov.iov_len = local.iov_len;
+      return put(&iov, sizeof iov);
+    }
+    case PTRACE_GETEVENTMSG:
+      return put(&e.stop->eventMsg, sizeof e.stop->eventMsg);
+    case PTRACE_SETOPTIONS: {
+      if (long(data) & ~kKnownOptions) return -EINVAL;
+      e.options = long(data);
+      applyExitOption(pid, e);
+      return 0;
+    }
+    case PTRACE_CONT:
+    case PTRACE_DETACH: {
+      const int sig = int(data);
+      if (sig < 0 || sig > 64) return -EIO;
+      if (request == PTRACE_DETACH) {
+        ptraceResume(pid, sig);
+        ptrace_.tracees.erase(pid);
+      } else {
+        ptraceResume(pid, sig);
+      }
+      return 0;
+    }
+  }
+  refuse("ptrace request " + ptraceRequestName(request));
+}
+
+}  // namespace rwd

@@ -1,0 +1,76 @@
+// The recorded program's own ptrace, emulated. The recorder is the kernel's tracer of every
+// recorded task, so the kernel would refuse the program's PTRACE_ATTACH: the recorder keeps the
+// program's tracer-tracee relations itself, stops a tracee where the kernel would have stopped it
+// for its tracer (emulated stops), answers the tracer's ptrace requests and its waits for those
+// stops, and resumes the tracee when told to. Replay needs nothing of this: what the tracer
+// received is in its syscalls' records, and how the tracee went on is in the tracee's own events
+// (the signal it was resumed with, a Run where it stopped in user code). docs/ptrace.md.
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+
+namespace rwd {
+
+// A stop of an emulated tracee, as its tracer's wait reports it.
+struct EmulatedStop {
+  int status = 0;           // the wait status
+  int sig = 0;              // a signal-delivery stop's signal; 0 for an event stop
+  bool fault = false;       // the signal is the fault of the tracee's instruction
+  bool positioned = false;  // stopped in user code where a Preempt event names it
+  bool inRestart = false;   // stopped while the kernel restarts the syscall the signal interrupted
+  bool group = false;       // a group-stop or PTRACE_INTERRUPT's stop: it may be anywhere
+  siginfo_t info{};
+  unsigned long eventMsg = 0;  // PTRACE_GETEVENTMSG
+  bool reported = false;       // a wait returned it
+};
+
+struct EmulatedTracee {
+  pid_t tracer = 0;  // the tracing thread: only it may make requests
+  long options = 0;  // PTRACE_O_*
+  bool seized = false;
+  bool restarting = false;      // its last syscall was interrupted, and restarts when it goes on
+  bool exitOption = false;      // the recorder's options for it have PTRACE_O_TRACEEXIT
+  bool interrupting = false;    // its tracer's PTRACE_INTERRUPT (or attach to it stopped) is due
+  bool outOfGroupStop = false;  // resumed by its tracer while its process's stop is in force
+  std::optional<EmulatedStop> stop;
+};
+
+// A tracee resumed by its tracer, waiting for its turn to run user code.
+struct EmulatedResume {
+  EmulatedStop from;
+  int sig = 0;
+};
+
+// What a wait4 or waitid asks for.
+struct WaitRequest {
+  enum Kind { Any, Pid, Group } kind = Any;
+  pid_t id = 0;
+  int options = 0;
+  bool waitid = false;
+  uint64_t result = 0;  // where the status (wait4) or siginfo (waitid) goes
+  uint64_t rusage = 0;
+};
+
+struct EmulatedPtrace {
+  std::map<pid_t, EmulatedTracee> tracees;
+  std::map<pid_t, EmulatedResume> resuming;
+  // Threads whose syscall (a ptrace request, or a wait one of the emulated stops answers) the
+  // recorder cancelled at entry and answers at its exit: the stop a wait takes.
+  std::map<pid_t, std::optional<std::pair<pid_t, EmulatedStop>>> answering;
+  std::set<pid_t> parkedWaiters;  // in a wait only emulated tracees can end, held at its exit
+  // Per tracer process: the SIGCHLDs sent to it for stops, with what the kernel's would carry.
+  std::map<pid_t, std::deque<siginfo_t>> sigchld;
+};
+
+// The name of a ptrace request, for messages.
+std::string ptraceRequestName(long request);
+
+}  // namespace rwd
