@@ -439,7 +439,7 @@ void RecordSession::ptraceResumeGranted(RecordedTask& t) {
     Event run;
     run.type = EventType::Run;
     run.run.tid = uint32_t(tid);
-    events_.append(run);
+    append(run);
   }
   siginfo_t info = r.from.info;
   if (r.sig && r.sig != r.from.sig) {
@@ -460,7 +460,7 @@ void RecordSession::ptraceResumeGranted(RecordedTask& t) {
     e.signal.signo = r.sig;
     e.signal.fault = r.from.fault;
     memcpy(e.signal.info, &info, sizeof e.signal.info);
-    events_.append(e);
+    append(e);
   }
   if (r.sig) t.task->setSiginfo(info);
   t.task->resume(PTRACE_SYSCALL, r.sig);
