@@ -1,8 +1,8 @@
 // RPC middleware for what arrives before any handler runs: a request larger than its method
 // takes is refused before it is decoded, and one that does not decode is INVALID_ARGUMENT
 // (grpc-js would answer INTERNAL). Both travel from the deserializer to an interceptor as a
-// RefusedRequest, which answers the call without passing the message on; a streaming handler
-// then sees its call cancelled.
+// RefusedRequest, which answers the call without passing the message on (a client stream's
+// handler gets it in the message's place); another streaming handler then sees its call cancelled.
 import { status, type ServerInterceptingCallInterface, type ServerInterceptor, ServerInterceptingCall, type ServiceDefinition } from '@grpc/grpc-js';
 
 /** The default bound of one request message: filters, ids, tokens. */
@@ -63,13 +63,19 @@ export function withRequestLimits<D extends ServiceDefinition>(definition: D): D
   return out as D;
 }
 
-/** Answers a call whose message was refused with the refusal, and never hands it to the handler. */
-export const refuseRequests: ServerInterceptor = (_method, call: ServerInterceptingCallInterface) => {
+/**
+ * Answers a call whose message was refused with the refusal, and never hands it to the handler.
+ * A client stream's refusal goes to its handler instead (UploadBlob's), which answers once it has
+ * put away what the stream brought: an upload's bytes are held for a resume before the client
+ * hears the stream failed.
+ */
+export const refuseRequests: ServerInterceptor = (method, call: ServerInterceptingCallInterface) => {
+  const toHandler = method.requestStream && !method.responseStream;
   const intercepted: ServerInterceptingCall = new ServerInterceptingCall(call, {
     start: (next) =>
       next({
         onReceiveMessage: (message: unknown, pass: (m: unknown) => void) => {
-          if (message instanceof RefusedRequest) intercepted.sendStatus({ code: message.code, details: message.details });
+          if (message instanceof RefusedRequest && !toHandler) intercepted.sendStatus({ code: message.code, details: message.details });
           else pass(message);
         },
       }),

@@ -10,6 +10,7 @@ import { RpcError, invalidArgument } from '../errors.js';
 import { distinctBlobs, type Manifest } from '../../trace/manifest.js';
 import { manifestFromMessage, type ManifestMessage } from '../../trace/manifest_message.js';
 import { redactEnv } from '../../trace/redact.js';
+import { RefusedRequest } from '../request_limits.js';
 import { clientStream, unary, type AuthDeps } from '../rpc.js';
 import type { ServerStats } from '../stats.js';
 import type {
@@ -123,8 +124,9 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
       resolve(res);
     };
 
-    const handle = async (msg: UploadBlobRequest): Promise<void> => {
+    const handle = async (msg: UploadBlobRequest | RefusedRequest): Promise<void> => {
       if (settled) return;
+      if (msg instanceof RefusedRequest) throw new RpcError(msg.code, msg.details); // it did not decode
       if (!writer) {
         sha = msg.sha256;
         if (!SHA256_HEX.test(sha)) throw invalidArgument(`bad blob sha256 ${JSON.stringify(sha)}`);
@@ -168,7 +170,7 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
       stats.blobBytesReceived += decoded;
     };
 
-    call.on('data', (msg: UploadBlobRequest) => {
+    call.on('data', (msg: UploadBlobRequest | RefusedRequest) => {
       pending++;
       if (pending > 8) call.pause();
       chain = chain
