@@ -49,9 +49,18 @@ export interface ListFilter {
   limit?: number;
 }
 
+/** The parts of a manifest (rewind.trace.v1.Manifest, in protobuf's JSON: 64-bit counts as text) the page shows. */
+export interface Manifest {
+  cwd?: string;
+  endTime?: string;
+  host?: { hostname?: string; kernel?: string; arch?: string; cpu?: { model?: string; vendor?: string; flags?: string[] } };
+  counts?: { events?: string; tasks?: string; syscalls?: string };
+  processes?: { pid: number; parent?: number; execs?: { exe?: string; argv?: string[] }[]; threads?: number[] }[];
+}
+
 export interface TraceDetail {
   summary?: TraceSummary;
-  manifestJson?: string;
+  manifest?: Manifest;
   blobs?: { sha256: string; size?: string; role?: string; path?: string }[];
 }
 

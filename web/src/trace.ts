@@ -1,27 +1,9 @@
 // A trace's page: what the catalogue and the manifest say of the run, its process tree, its
 // timeline, and the actions: copy the debug command, replay here, delete (admins).
-import { api, ApiError, decodeBytes, type TraceSummary } from './api.js';
+import { api, ApiError, decodeBytes, type Manifest, type TraceSummary } from './api.js';
 import { el, failed, formatBytes, formatDuration, formatExit, formatTime } from './dom.js';
 import type { Session } from './main.js';
 import { timelineView } from './timeline.js';
-
-/** The parts of a manifest this page shows; it was validated at upload, but read defensively. */
-interface Manifest {
-  cwd?: string;
-  endTime?: string;
-  host?: { hostname?: string; kernel?: string; arch?: string; cpu?: { model?: string; vendor?: string; flags?: string[] } };
-  counts?: { events?: number; tasks?: number; syscalls?: number };
-  processes?: { pid: number; parent: number; execs?: { exe?: string; argv?: string[] }[]; threads?: number[] }[];
-}
-
-function parseManifest(json: string | undefined): Manifest {
-  try {
-    const v: unknown = JSON.parse(json ?? '{}');
-    return typeof v === 'object' && v !== null ? (v as Manifest) : {};
-  } catch {
-    return {};
-  }
-}
 
 function facts(t: TraceSummary, m: Manifest): HTMLElement {
   const cpu = m.host?.cpu;
@@ -50,7 +32,7 @@ function processTree(m: Manifest): HTMLElement {
   const pids = new Set(procs.map((p) => p.pid));
   const children = new Map<number, typeof procs>();
   for (const p of procs) {
-    const parent = pids.has(p.parent) && p.parent !== p.pid ? p.parent : 0;
+    const parent = p.parent !== undefined && pids.has(p.parent) && p.parent !== p.pid ? p.parent : 0;
     children.set(parent, [...(children.get(parent) ?? []), p]);
   }
   const seen = new Set<number>();
@@ -79,7 +61,7 @@ export async function showTrace(main: HTMLElement, id: string, session: Session)
   main.replaceChildren(el('p', { class: 'status', role: 'status' }, 'Loading…'));
   const detail = await api.getTrace(id);
   const t = detail.summary ?? { id };
-  const m = parseManifest(detail.manifestJson);
+  const m: Manifest = detail.manifest ?? {};
   const command = `rewind debug ${t.id}`;
 
   const note = el('span', { class: 'note', role: 'status', 'aria-live': 'polite', id: 'action-status' });
