@@ -328,6 +328,9 @@ export class GdbServer {
       why = `${WATCH_REPLY[watch.kind]}:${watch.address.toString(16)};`;
     } else if (stop.reason === 'begin' || stop.reason === 'end') {
       why = `replaylog:${stop.reason};`;
+    } else if (stop.reason === 'exec') {
+      // gdb loads the program named (through its sysroot) and sets its breakpoints anew.
+      why = `exec:${toHex(this.session.exe())};`;
     } else if (stop.reason === 'syscall-entry' || stop.reason === 'syscall-return') {
       why = `${stop.reason === 'syscall-entry' ? 'syscall_entry' : 'syscall_return'}:${(stop.syscall ?? 0).toString(16)};`;
     }
@@ -581,7 +584,8 @@ export class GdbServer {
 
   private query(text: string): Response {
     const one = (p: string | Buffer): Response => ({ packets: [p] });
-    if (text.startsWith('qSupported')) return one(SUPPORTED);
+    // Exec events only to a gdb that asks for them (one that does not would take them for a plain stop).
+    if (text.startsWith('qSupported')) return one(text.includes('exec-events+') ? `${SUPPORTED};exec-events+` : SUPPORTED);
     if (text === 'QStartNoAckMode') return one('OK');
     if (text.startsWith('QPassSignals:')) return one(this.setPassSignals(text.slice('QPassSignals:'.length)));
     if (text.startsWith('QCatchSyscalls:')) return one(this.setCatchSyscalls(text.slice('QCatchSyscalls:'.length)));

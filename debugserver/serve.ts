@@ -6,6 +6,7 @@ import { log } from './log.js';
 import { SessionThread } from './session_thread.js';
 import type { ReplayTraceOptions } from '../trace/replay.js';
 import type { StartAt } from './gdb_server.js';
+import type { ProcessChoice } from './session_thread.js';
 
 export interface Serving {
   port: number;
@@ -124,7 +125,7 @@ export function serveOptions(): ServeOptions {
  * A debug session of a trace directory on stdin/stdout until it ends: `rewind debug DIR --stdio`
  * and the server's debug workers. The program's recorded output goes to the debugger's console.
  */
-export async function debugOverStdio(dir: string, opts: ReplayTraceOptions & { at?: StartAt } = {}): Promise<void> {
+export async function debugOverStdio(dir: string, opts: ReplayTraceOptions & { at?: StartAt; process?: ProcessChoice } = {}): Promise<void> {
   const serving = serveStdio(await SessionThread.start(dir, 'console', opts), serveOptions());
   closeOnSignal(serving);
   await serving.done;

@@ -6,6 +6,12 @@ import type { ReplayTraceOptions } from '../trace/replay.js';
 import { UserError } from '../trace/user_error.js';
 import type { Response, StartAt } from './gdb_server.js';
 
+/** A process of the recorded tree, by its recorded pid or by a program it ran (a path, or a file name), as rr's -p and -f. */
+export interface ProcessChoice {
+  pid?: number;
+  exec?: string;
+}
+
 /** What the session thread starts from. */
 export interface SessionStart {
   dir: string;
@@ -15,6 +21,8 @@ export interface SessionStart {
    */
   programStdout: number | 'console';
   at?: StartAt;
+  /** The process to debug (default: the recorded program). */
+  process?: ProcessChoice;
   /** Two Int32s: non-zero in the first asks a running resume to stop; the second is the event replay has reached. */
   interrupt: SharedArrayBuffer;
   nameById?: boolean;
@@ -58,9 +66,9 @@ export class SessionThread {
   }
 
   /** Starts the session; a trace that cannot be debugged is a UserError. */
-  static start(dir: string, programStdout: number | 'console', opts: ReplayTraceOptions & { at?: StartAt } = {}): Promise<SessionThread> {
+  static start(dir: string, programStdout: number | 'console', opts: ReplayTraceOptions & { at?: StartAt; process?: ProcessChoice } = {}): Promise<SessionThread> {
     const interrupt = new SharedArrayBuffer(8);
-    const start: SessionStart = { dir, programStdout, interrupt, nameById: opts.nameById, at: opts.at };
+    const start: SessionStart = { dir, programStdout, interrupt, nameById: opts.nameById, at: opts.at, process: opts.process };
     const worker = new Worker(new URL('./session_worker.js', import.meta.url), { workerData: start });
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(new UserError(`cannot start a debug session on ${dir}: ${err.message}`));

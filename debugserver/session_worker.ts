@@ -11,16 +11,32 @@ import { eventsPath, readManifest, type ManifestProcess } from '../trace/manifes
 import { UserError } from '../trace/user_error.js';
 import { errorReply, errorText, GdbServer, type Response } from './gdb_server.js';
 import { log } from './log.js';
-import type { FromSession, SessionStart, ToSession } from './session_thread.js';
+import type { FromSession, ProcessChoice, SessionStart, ToSession } from './session_thread.js';
 import { checkBlobs, TraceFiles } from './trace_files.js';
+
+/** The recorded pid and program of the process to debug; undefined: the recorded program. */
+function chooseProcess(processes: readonly ManifestProcess[], choice: ProcessChoice | undefined): { pid: number; exe?: string } | undefined {
+  if (choice?.pid === undefined && choice?.exec === undefined) return undefined;
+  const named = (e: { exe: string }): boolean => e.exe === choice.exec || e.exe.split('/').pop() === choice.exec;
+  const candidates = processes.filter((p) => choice.pid === undefined || p.pid === choice.pid);
+  if (candidates.length === 0) throw new UserError(`--pid ${choice.pid}: no such process in the recording (monitor processes lists them)`);
+  if (choice.exec === undefined) return { pid: candidates[0]!.pid };
+  for (const p of candidates) {
+    const exec = p.execs.find(named);
+    if (exec) return { pid: p.pid, exe: exec.exe };
+  }
+  throw new UserError(`--exec ${choice.exec}: no process${choice.pid === undefined ? '' : ` ${choice.pid}`} of the recording runs it (monitor processes lists them)`);
+}
 
 function startSession(
   dir: string,
   programStdout: number,
   programStderr: number,
   nameById: boolean,
+  choice: ProcessChoice | undefined,
 ): { session: DebugSession; files: TraceFiles; processes: ManifestProcess[] } {
   const manifest = readManifest(dir);
+  const debuggee = chooseProcess(manifest.processes, choice);
   const events = eventsPath(manifest, dir);
   checkBlobs(dir, manifest.blobs);
   if (!manifest.complete) log('this recording was cut short (the recorder was killed); its history ends where the recording does');
@@ -35,6 +51,7 @@ function startSession(
       traceName: nameById ? manifest.id : undefined,
       stdoutFd: programStdout,
       stderrFd: programStderr,
+      ...debuggee,
     });
   } catch (err) {
     const code = engineErrorCode(err);
@@ -77,7 +94,7 @@ function serve(port: NonNullable<typeof parentPort>, start: SessionStart): void 
   try {
     const output = start.programStdout === 'console' ? new ProgramOutput() : undefined;
     const fd = output?.fd ?? (start.programStdout as number);
-    const { session, files, processes } = startSession(start.dir, fd, output?.fd ?? 2, start.nameById ?? false);
+    const { session, files, processes } = startSession(start.dir, fd, output?.fd ?? 2, start.nameById ?? false, start.process);
     session.watchInterrupt(interrupt);
     session.watchProgress(new Int32Array(start.interrupt, 4, 1));
     gdb = new GdbServer(session, files, { log, interruptTaken: () => Atomics.store(interrupt, 0, 0), programOutput: output && (() => output.take()), processes });

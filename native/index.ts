@@ -39,6 +39,8 @@ export interface RecordOutcome {
   events: number;
   syscalls: number;
   tasks: number;
+  /** Whether the program's syscalls went through the syscall buffer's filter (docs/syscall-buffer.md). */
+  syscallBuffer: boolean;
   processes: ProcessInfo[];
   blobs: BlobInfo[];
 }
@@ -93,7 +95,12 @@ export type DebugStopReason =
   /** A caught syscall (catchSyscalls): at its instruction, not run yet. */
   | 'syscall-entry'
   /** A caught syscall: right after it returned. */
-  | 'syscall-return';
+  | 'syscall-return'
+  /**
+   * The debugged process runs another program (exe()) than at the stop before: forwards, at the
+   * first instruction after its execve; backwards, at that execve, in the program that ran it.
+   */
+  | 'exec';
 
 export interface DebugStop {
   reason: DebugStopReason;
@@ -116,6 +123,10 @@ export interface DebugRequest {
   /** Where the program's recorded output goes, the first time replay passes it (default: 2, stderr). */
   stdoutFd?: number;
   stderrFd?: number;
+  /** Recorded pid of the process to debug (default: the recorded program). */
+  pid?: number;
+  /** With pid: start where that process runs this program (a path of its execs), from its exec. */
+  exe?: string;
 }
 
 /**
@@ -255,12 +266,14 @@ export interface DumpedEvent {
   index: number;
   /** The recorded tid of the task the event belongs to. */
   task: number;
-  kind: 'exec' | 'syscall' | 'signal' | 'rdtsc' | 'exit' | 'run' | 'preempt';
+  kind: 'exec' | 'syscall' | 'signal' | 'rdtsc' | 'exit' | 'run' | 'preempt' | 'ptrace-set' | 'patch' | 'tsc';
   text: string;
 }
 
 export interface Engine {
   record(request: RecordRequest): Promise<RecordOutcome>;
+  /** Sends `signal` (a number) to the process group of each program being recorded. */
+  signalRecordings(signal: number): void;
   replay(request: ReplayRequest): Promise<ReplayOutcome>;
   /** Starts a session stopped at the debuggee's first instruction. */
   debug(request: DebugRequest): DebugSession;
@@ -270,6 +283,10 @@ export interface Engine {
   dumpEvents(eventsPath: string, from: number, to: number): DumpedEvent[];
   /** One forward replay answering a query; `progress[0]` is kept at the event replay has reached. */
   query(request: QueryRequest, progress: Int32Array): Promise<QueryOutcome>;
+  /** One zstd frame of `data`, as the event stream's chunks hold (for tools that rewrite one). */
+  zstdCompress(data: Uint8Array): Buffer;
+  /** The `size` bytes the zstd frame holds; throws when it is not one frame of that size. */
+  zstdDecompress(frame: Uint8Array, size: number): Buffer;
 }
 
 export class EngineUnavailableError extends Error {}
@@ -322,7 +339,10 @@ export interface SandboxLimits {
   memoryBytes: number;
   /** CPU seconds of each process (RLIMIT_CPU); default 3600. */
   cpuSeconds: number;
-  /** The largest file a process may write (RLIMIT_FSIZE); default 16 MiB. The confined view is read-only anyway. */
+  /**
+   * The largest file a process may write before confine() (RLIMIT_FSIZE); default 16 MiB. confine()
+   * lifts it to 1 TiB for the memfds replay stands in for files with, whose content the memory bound bounds.
+   */
   fileSizeBytes: number;
   /** Tasks (processes and threads) in the sandbox (RLIMIT_NPROC); default 1024. */
   processes: number;

@@ -187,3 +187,56 @@ it('refuses malformed conditions and ranges, and stops where a condition cannot 
   expect(await server.exited).toBe(0);
   expectNoStray(children, server.stderr());
 }, 120_000);
+
+/** `monitor history`'s counts of the windows reverse-continue replayed and skipped. */
+function windows(out: string): { replayed: number; skipped: number } {
+  const m = /replayed (\d+) windows between them and skipped (\d+)/.exec(out);
+  if (!m) throw new Error(`no monitor history in: ${out}`);
+  return { replayed: Number(m[1]), skipped: Number(m[2]) };
+}
+
+/** leftover.c, recorded: a breakpoint on beside() shares hot()'s page, which runs in every window. */
+async function recordLeftover(): Promise<string> {
+  const exe = compile('leftover');
+  const nm = execFileSync('nm', [exe], { encoding: 'utf8' });
+  const at = (name: string): number => parseInt(new RegExp(`^([0-9a-f]+) T ${name}$`, 'm').exec(nm)![1]!, 16);
+  expect(at('beside') >> 12, 'beside() is on the page of hot()').toBe(at('hot') >> 12);
+  const rec = await record(exe);
+  expectRecorded(rec, 1);
+  return rec.traceDir;
+}
+
+it('a breakpoint left beside a hot loop does not make reverse-continue replay every window', async () => {
+  const leftover = await recordLeftover();
+  const server = await startServer(leftover);
+  const children = server.descendants();
+  const commands = ['break beside', 'continue', 'break leftover.c:setup', 'reverse-continue', 'monitor history', 'continue', 'continue', 'reverse-continue', 'monitor history'];
+  const gdb = await gdbBatch(server.port, commands, { timeoutMs: 300_000 });
+  const ctx = await expectSessionEnded(server, children, gdb.transcript);
+  const s = gdb.sections;
+  expect(s[1], ctx).toMatch(/Breakpoint 1, beside \(/);
+  expect(s[3], ctx).toMatch(/Breakpoint 2, setup \(\)/);
+  // The 40 rounds take several windows between checkpoints, every one running beside()'s page;
+  // the forward run with beside() armed showed it never ran there.
+  const first = windows(s[4]!);
+  expect(first.skipped, ctx).toBeGreaterThanOrEqual(5);
+  expect(first.replayed, ctx).toBeLessThanOrEqual(2);
+  // Forwards again to beside() and the end, then back to beside(): the window it is in only.
+  expect(s[5], ctx).toMatch(/Breakpoint 1, beside \(/);
+  expect(s[7], ctx).toMatch(/Breakpoint 1, beside \(/);
+  expect(windows(s[8]!).replayed - first.replayed, ctx).toBeLessThanOrEqual(2);
+}, 300_000);
+
+it('in MI too, the leftover breakpoint costs no replay of the windows it never ran in', async () => {
+  const leftover = await recordLeftover();
+  const server = await startServer(leftover);
+  const children = server.descendants();
+  const commands = ['-break-insert beside', '-exec-continue', '-break-insert leftover.c:setup', '-exec-continue --reverse', '-interpreter-exec console "monitor history"'];
+  const mi = await gdbMi(server.port, commands, 300_000);
+  const ctx = await expectSessionEnded(server, children, mi.transcript);
+  expect(miField(mi.replies[1]?.stopped, 'func'), ctx).toBe('beside');
+  expect(miField(mi.replies[3]?.stopped, 'func'), ctx).toBe('setup');
+  const history = windows(mi.replies[4]!.lines.join('\n'));
+  expect(history.skipped, ctx).toBeGreaterThanOrEqual(5);
+  expect(history.replayed, ctx).toBeLessThanOrEqual(2);
+}, 300_000);

@@ -1,10 +1,13 @@
 // Issue 13, acceptance: the crash scenario and the thread-switching scenario through a real
 // server (uploaded over loopback, debugged in a server worker through the CLI's TCP bridge), in
-// gdb batch and in MI, as locally.
+// gdb batch and in MI, as locally; and an exec followed, and a leftover breakpoint's cost.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openRemoteDebugBridge } from '../../remote/debug_bridge.js';
 import { pushTrace } from '../../remote/upload.js';
-import { cleanupTemps, compile, expectRecorded, record, requireCli } from '../engine/harness.js';
+import type { DebugStart } from '../../gen/rewind/replay/v1/replay.js';
+import { dirname } from 'node:path';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { cleanupTemps, compile, expectRecorded, readManifest, record, requireCli } from '../engine/harness.js';
 import { startTestServer, type TestServer } from '../server/helpers.js';
 import { gdbBatch, lineOf, sourceLines } from './gdb_harness.js';
 import { gdbMi, miField } from './mi_harness.js';
@@ -12,8 +15,8 @@ import { gdbMi, miField } from './mi_harness.js';
 let ts: TestServer;
 let reader: string;
 
-async function upload(fixture: string, extra: string[], status: number): Promise<string> {
-  const rec = await record(compile(fixture, { extra }));
+async function upload(fixture: string, extra: string[], status: number, args: string[] = []): Promise<string> {
+  const rec = await record(compile(fixture, { extra }), args);
   expectRecorded(rec, status);
   return (await pushTrace(ts.client(await ts.token('agent')), rec.traceDir)).traceId;
 }
@@ -108,4 +111,94 @@ it('starts a trace on the server at its end (the crash) or at event N, as locall
   } finally {
     await atEvent.close();
   }
+}, 180_000);
+
+it('follows the exec of the recorded program in place, forwards and backwards, in gdb and in MI', async () => {
+  const execd = compile('debug_tree_exec');
+  const id = await upload('exec', [], 0, [execd]);
+  const bridge = await openRemoteDebugBridge(id, { server: ts.address, token: reader }, 0);
+  try {
+    const gdb = await gdbBatch(bridge.port, ['break compute', 'continue', 'info symbol $pc', 'reverse-continue', 'info symbol main'], { pre: ['-iex', 'set breakpoint pending on'] });
+    const s = gdb.sections;
+    expect(s[1], gdb.transcript).toContain(`is executing new program: ${execd}`);
+    expect(s[1], gdb.transcript).toMatch(/Breakpoint 1, compute \(x=x@entry=1\)/);
+    expect(s[2], gdb.transcript).toMatch(/^compute in section \.text of .*debug_tree_exec/m);
+    // Back over the exec: the program before it (exec.c) again, to its start.
+    expect(s[3], gdb.transcript).toMatch(/is executing new program: .*\/exec\n/);
+    expect(s[3], gdb.transcript).toContain('No more reverse-execution history.');
+    expect(s[4], gdb.transcript).toMatch(/^main in section \.text of .*\/exec$/m);
+  } finally {
+    await bridge.close();
+  }
+  const again = await openRemoteDebugBridge(id, { server: ts.address, token: reader }, 0);
+  try {
+    const mi = await gdbMi(again.port, ['-break-insert -f compute', '-exec-continue', '-exec-continue']);
+    const r = mi.replies;
+    expect(r[1]!.lines.join('\n'), mi.transcript).toContain(`is executing new program: ${execd}`);
+    expect(miField(r[1]!.stopped, 'func'), mi.transcript).toBe('compute');
+    expect(r[2]!.stopped, mi.transcript).toMatch(/func="compute",args=\[\{name="x",value="2"\}/);
+  } finally {
+    await again.close();
+  }
+}, 180_000);
+
+it('a breakpoint left beside a hot loop costs no replay of the windows it never ran in', async () => {
+  const id = await upload('leftover', [], 1);
+  const bridge = await openRemoteDebugBridge(id, { server: ts.address, token: reader }, 0);
+  try {
+    const gdb = await gdbBatch(bridge.port, ['break beside', 'continue', 'break leftover.c:setup', 'reverse-continue', 'monitor history']);
+    const s = gdb.sections;
+    expect(s[1], gdb.transcript).toMatch(/Breakpoint 1, beside \(/);
+    expect(s[3], gdb.transcript).toMatch(/Breakpoint 2, setup \(\)/);
+    const m = /replayed (\d+) windows between them and skipped (\d+)/.exec(s[4]!);
+    expect(Number(m?.[1]), gdb.transcript).toBeLessThanOrEqual(2);
+    expect(Number(m?.[2]), gdb.transcript).toBeGreaterThanOrEqual(5);
+  } finally {
+    await bridge.close();
+  }
+}, 180_000);
+
+it('--pid and --exec choose the process of a recorded tree on the server, as locally', async () => {
+  const exe = compile('debug_tree');
+  const execd = compile('debug_tree_exec', { outDir: dirname(exe) });
+  const rec = await record(exe, [execd]);
+  expectRecorded(rec, 0);
+  const [parent, child] = readManifest(rec.traceDir).processes as { pid: number }[];
+  const id = (await pushTrace(ts.client(await ts.token('agent')), rec.traceDir)).traceId;
+  const flags = { server: ts.address, token: reader };
+  const byPid = await openRemoteDebugBridge(id, flags, 0, undefined, { pid: child!.pid });
+  try {
+    const gdb = await gdbBatch(byPid.port, ['info threads', 'break child_step', 'continue', 'continue', 'continue', 'print i', 'reverse-continue', 'print i', 'monitor processes']);
+    const s = gdb.sections;
+    expect(s[0], gdb.transcript).toContain(`Thread ${child!.pid}.${child!.pid}`);
+    expect(s[2], gdb.transcript).toMatch(/Breakpoint 1, child_step \(i=i@entry=0\)/);
+    expect(s[5], gdb.transcript).toMatch(/\$1 = 2/);
+    expect(s[7], gdb.transcript).toMatch(/\$2 = 1/);
+    expect(s[8], gdb.transcript).toMatch(new RegExp(`^\\* +${child!.pid} +${parent!.pid} `, 'm'));
+  } finally {
+    await byPid.close();
+  }
+  const byExec = await openRemoteDebugBridge(id, flags, 0, undefined, { pid: child!.pid, exec: 'debug_tree_exec' });
+  try {
+    const gdb = await gdbBatch(byExec.port, ['info symbol $pc', 'break compute', 'continue', 'reverse-continue', 'info symbol $pc']);
+    const s = gdb.sections;
+    expect(s[0], gdb.transcript).toMatch(/^_start in section \.text of .*ld-linux-x86-64\.so\.2$/m);
+    expect(s[2], gdb.transcript).toMatch(/Breakpoint 1, compute \(x=x@entry=1\)/);
+    expect(s[3], gdb.transcript).toContain('No more reverse-execution history.');
+  } finally {
+    await byExec.close();
+  }
+  // A pid the recording does not hold ends the stream with the worker's message; a malformed
+  // one is refused before a worker starts.
+  const refused = async (start: DebugStart): Promise<ServiceError> => {
+    const c = ts.client(reader);
+    const stream = c.replay.debug(c.metadata());
+    const err = new Promise<ServiceError>((resolve) => stream.on('error', resolve));
+    stream.on('data', () => undefined);
+    stream.write({ start });
+    return err;
+  };
+  expect((await refused({ traceId: id, pid: 1 })).details).toContain('--pid 1: no such process in the recording');
+  expect((await refused({ traceId: id, pid: 0 })).code).toBe(status.INVALID_ARGUMENT);
+  expect((await refused({ traceId: id, exec: '' })).code).toBe(status.INVALID_ARGUMENT);
 }, 180_000);

@@ -3,9 +3,10 @@
 // trace's blob directory, links must not be followed, and a blob must hold what its name says.
 import { createHash } from 'node:crypto';
 import { readFileSync, symlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { deflateSync, inflateSync } from 'node:zlib';
+import { deflateSync } from 'node:zlib';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadEngine } from '../../native/index.js';
 import {
   type Manifest,
   type EventRecord,
@@ -64,8 +65,8 @@ function replaceField(r: EventRecord, field: { start: number; end: number }, val
   r.body = Buffer.concat([r.body.subarray(0, field.start), encodedString(value), r.body.subarray(field.end)]);
 }
 
-/** Where an exec record keeps its blob names: each file region's blob, then the snapshot's. */
-function execBlobFields(r: EventRecord): { files: { start: number; end: number }[]; snapshot: { start: number; end: number } } {
+/** Where an exec record keeps the blob names of its file regions. */
+function execBlobFields(r: EventRecord): { files: { start: number; end: number }[] } {
   const f = new Fields(r.body, 1 + 4);
   f.str(); // exe
   f.str(); // regs
@@ -79,7 +80,72 @@ function execBlobFields(r: EventRecord): { files: { start: number; end: number }
     f.str(); // name
     if (source === 1) files.push(blob);
   }
-  return { files, snapshot: f.str() };
+  return { files };
+}
+
+/** An exec record's regions and snapshot blob (docs/trace-format.md), to rewrite them. */
+interface ExecRegion {
+  start: bigint;
+  end: bigint;
+  prot: number;
+  source: number;
+  offset: bigint;
+  blob: string;
+  name: string;
+}
+interface ExecRecord {
+  head: Buffer; // type, tid, exe, regs
+  regions: ExecRegion[];
+  snapshot: string;
+  tail: Buffer; // auxv, start_brk, cpu
+}
+
+function parseExec(r: EventRecord): ExecRecord {
+  const f = new Fields(r.body, 1 + 4);
+  f.str(); // exe
+  f.str(); // regs
+  const head = r.body.subarray(0, f.at);
+  const text = (): string => {
+    const { start, end } = f.str();
+    return r.body.toString('utf8', start + 4, end);
+  };
+  const regions: ExecRegion[] = [];
+  for (let i = f.u32(); i > 0; i--) {
+    const start = r.body.readBigUInt64LE(f.at);
+    const end = r.body.readBigUInt64LE(f.at + 8);
+    const prot = r.body.readUInt32LE(f.at + 16);
+    const source = r.body.readUInt8(f.at + 20);
+    const offset = r.body.readBigUInt64LE(f.at + 21);
+    f.skip(29);
+    regions.push({ start, end, prot, source, offset, blob: text(), name: text() });
+  }
+  const snapshot = text();
+  return { head, regions, snapshot, tail: r.body.subarray(f.at) };
+}
+
+function writeExec(r: EventRecord, x: ExecRecord): void {
+  const parts = [x.head];
+  const n = Buffer.alloc(4);
+  n.writeUInt32LE(x.regions.length);
+  parts.push(n);
+  for (const g of x.regions) {
+    const fixed = Buffer.alloc(29);
+    fixed.writeBigUInt64LE(g.start, 0);
+    fixed.writeBigUInt64LE(g.end, 8);
+    fixed.writeUInt32LE(g.prot, 16);
+    fixed.writeUInt8(g.source, 20);
+    fixed.writeBigUInt64LE(g.offset, 21);
+    parts.push(fixed, encodedString(g.blob), encodedString(g.name));
+  }
+  parts.push(encodedString(x.snapshot), x.tail);
+  r.body = Buffer.concat(parts);
+}
+
+/** The exec's first region stored as a snapshot of its own (source 0: version 4 on). */
+function snapshotRegion(x: ExecRecord): ExecRegion {
+  const region = x.regions.find((g) => g.source === 0);
+  if (!region) throw new Error('the exec has no snapshot region');
+  return region;
 }
 
 /** A syscall record's blob (the captured file of an mmap): its last field. */
@@ -155,8 +221,9 @@ describe('blob names from a trace', () => {
   it('an exec snapshot named by a path is refused', async () => {
     const dir = await recordMmap();
     editEvents(dir, (records) => {
-      const exec = records[0]!;
-      replaceField(exec, execBlobFields(exec).snapshot, '../../../../../../../../dev/zero');
+      const exec = parseExec(records[0]!);
+      snapshotRegion(exec).blob = '../../../../../../../../dev/zero';
+      writeExec(records[0]!, exec);
     });
     await expectRefused(dir, /invalid blob "\.\.\/.*dev\/zero"/);
   });
@@ -192,7 +259,7 @@ describe('blob names from a trace', () => {
   });
 });
 
-/** The exec snapshot as stored: "RWSN", u64 raw size, u32 runs, runs {u64 offset, u64 length}, zlib of the runs' bytes. */
+/** A region's snapshot as stored: "RWSZ", u64 raw size, u32 runs, runs {u64 offset, u64 length}, zstd of the runs' bytes. */
 interface StoredSnapshot {
   size: bigint;
   runs: { offset: bigint; length: bigint }[];
@@ -200,45 +267,91 @@ interface StoredSnapshot {
 }
 
 function parseSnapshot(b: Buffer): StoredSnapshot {
-  expect(b.toString('latin1', 0, 4)).toBe('RWSN');
+  expect(b.toString('latin1', 0, 4)).toBe('RWSZ');
   const n = b.readUInt32LE(12);
   const runs = Array.from({ length: n }, (_, i) => ({ offset: b.readBigUInt64LE(16 + 16 * i), length: b.readBigUInt64LE(24 + 16 * i) }));
-  return { size: b.readBigUInt64LE(4), runs, data: inflateSync(b.subarray(16 + 16 * n)) };
+  const total = runs.reduce((sum, r) => sum + Number(r.length), 0);
+  return { size: b.readBigUInt64LE(4), runs, data: loadEngine().zstdDecompress(b.subarray(16 + 16 * n), total) };
 }
 
-function encodeSnapshot(s: StoredSnapshot): Buffer {
-  const head = Buffer.alloc(16 + 16 * s.runs.length);
-  head.write('RWSN', 0, 'latin1');
-  head.writeBigUInt64LE(s.size, 4);
-  head.writeUInt32LE(s.runs.length, 12);
-  s.runs.forEach((r, i) => {
+function snapshotHead(magic: string, size: bigint, runs: { offset: bigint; length: bigint }[]): Buffer {
+  const head = Buffer.alloc(16 + 16 * runs.length);
+  head.write(magic, 0, 'latin1');
+  head.writeBigUInt64LE(size, 4);
+  head.writeUInt32LE(runs.length, 12);
+  runs.forEach((r, i) => {
     head.writeBigUInt64LE(r.offset, 16 + 16 * i);
     head.writeBigUInt64LE(r.length, 24 + 16 * i);
   });
-  return Buffer.concat([head, deflateSync(s.data)]);
+  return head;
 }
 
-/** Swaps the trace's first exec snapshot for `content`, consistently: blob name, manifest, exec record. */
-function replaceSnapshot(dir: string, records: EventRecord[], content: Buffer): void {
-  const exec = records[0]!;
-  const field = execBlobFields(exec).snapshot;
-  const old = exec.body.toString('utf8', field.start + 4, field.end);
+function encodeSnapshot(s: StoredSnapshot): Buffer {
+  return Buffer.concat([snapshotHead('RWSZ', s.size, s.runs), loadEngine().zstdCompress(s.data)]);
+}
+
+/** The raw bytes a stored snapshot stands for. */
+function expand(s: StoredSnapshot): Buffer {
+  const raw = Buffer.alloc(Number(s.size));
+  let at = 0;
+  for (const r of s.runs) {
+    s.data.copy(raw, Number(r.offset), at, at + Number(r.length));
+    at += Number(r.length);
+  }
+  return raw;
+}
+
+/** Stores `content` as a snapshot blob of the trace, returning its name. */
+function addSnapshotBlob(dir: string, content: Buffer): string {
   const name = createHash('sha256').update(content).digest('hex');
   writeFileSync(blobPath(dir, name), content);
-  replaceField(exec, field, name);
   const path = join(dir, 'manifest.json');
   const m = JSON.parse(readFileSync(path, 'utf8')) as Manifest;
   m.blobs.push({ sha256: name, size: content.length, role: 'snapshot' });
-  expect(m.blobs.some((b) => b.sha256 === old)).toBe(true);
   writeFileSync(path, JSON.stringify(m));
+  return name;
 }
 
-function firstSnapshot(dir: string, records: EventRecord[]): Buffer {
-  const field = execBlobFields(records[0]!).snapshot;
-  return readFileSync(blobPath(dir, records[0]!.body.toString('utf8', field.start + 4, field.end)));
+/** Applies `edit` to the first snapshot region of the first exec and to its stored snapshot. */
+function editSnapshot(dir: string, edit: (s: StoredSnapshot, region: ExecRegion) => void): void {
+  editEvents(dir, (records) => {
+    const exec = parseExec(records[0]!);
+    const region = snapshotRegion(exec);
+    const s = parseSnapshot(readFileSync(blobPath(dir, region.blob)));
+    edit(s, region);
+    region.blob = addSnapshotBlob(dir, encodeSnapshot(s));
+    writeExec(records[0]!, exec);
+  });
 }
 
-describe('exec snapshots (stored without their zero pages, compressed)', () => {
+/**
+ * Rewrites a recording as an older stream version wrote it: one snapshot per exec of all its
+ * source-0 regions one after another, raw (version 2) or zlib "RWSN" (3), and zlib chunks.
+ */
+function downgrade(dir: string, version: 2 | 3): void {
+  const stream = parseEventStream(readFileSync(eventsBlob(dir).path));
+  expect(stream.version).toBe(4);
+  stream.version = version;
+  for (const r of stream.records.filter((x) => x.type === EVENT_TYPES.exec)) {
+    const exec = parseExec(r);
+    const parts: Buffer[] = [];
+    let offset = 0n;
+    for (const region of exec.regions.filter((g) => g.source === 0)) {
+      parts.push(expand(parseSnapshot(readFileSync(blobPath(dir, region.blob)))));
+      region.offset = offset;
+      region.blob = '';
+      offset += region.end - region.start;
+    }
+    const whole = Buffer.concat(parts);
+    const stored =
+      version === 2 ? whole : Buffer.concat([snapshotHead('RWSN', BigInt(whole.length), [{ offset: 0n, length: BigInt(whole.length) }]), deflateSync(whole)]);
+    exec.snapshot = addSnapshotBlob(dir, stored);
+    writeExec(r, exec);
+  }
+  replaceEventsBlob(dir, encodeEventStream(stream));
+}
+
+describe('exec snapshots (a blob per region, without its zero pages, compressed)', () => {
   it('a snapshot whose sizes or runs do not hold is refused, whatever its name says', async () => {
     for (const damage of [
       (s: StoredSnapshot) => void (s.size += 4096n),
@@ -248,32 +361,40 @@ describe('exec snapshots (stored without their zero pages, compressed)', () => {
       (s: StoredSnapshot) => void (s.data = s.data.subarray(1)),
     ]) {
       const dir = await recordMmap();
-      editEvents(dir, (records) => {
-        const s = parseSnapshot(firstSnapshot(dir, records));
-        damage(s);
-        replaceSnapshot(dir, records, encodeSnapshot(s));
-      });
+      editSnapshot(dir, damage);
       await expectRefused(dir, /the exec snapshot is damaged: /);
     }
   });
 
-  it('an event stream of version 2, whose snapshots were stored raw, still replays byte for byte', async () => {
-    const data = join(tempDir('rewind-data-'), 'data.txt');
-    writeFileSync(data, 'the recorded data file\n');
-    const rec = await record(exe, [data]);
-    expectRecorded(rec, 0);
-    const stream = parseEventStream(readFileSync(eventsBlob(rec.traceDir).path));
-    expect(stream.version).toBe(3);
-    stream.version = 2;
-    const s = parseSnapshot(firstSnapshot(rec.traceDir, stream.records));
-    const raw = Buffer.alloc(Number(s.size));
-    let at = 0;
-    for (const r of s.runs) {
-      s.data.copy(raw, Number(r.offset), at, at + Number(r.length));
-      at += Number(r.length);
-    }
-    replaceSnapshot(rec.traceDir, stream.records, raw);
-    replaceEventsBlob(rec.traceDir, encodeEventStream(stream));
-    expectSameRun(rec, await replay(rec.traceDir));
+  it('a small snapshot that claims gigabytes is refused before anything is allocated (a decompression bomb)', async () => {
+    const dir = await recordMmap();
+    editSnapshot(dir, (s, region) => {
+      // A region of 4 GiB, all of it data, in a frame of a few bytes that claims it all.
+      const size = 4n << 30n;
+      region.end = region.start + size;
+      s.size = size;
+      s.runs = [{ offset: 0n, length: size }];
+      s.data = Buffer.alloc(16);
+    });
+    await expectRefused(dir, /the exec snapshot is damaged: it claims 4294967296 bytes that are not zero, more than the 1024 MiB/);
   });
+
+  it('an event chunk whose frame holds another length than its header names is refused', async () => {
+    const dir = await recordMmap();
+    const file = encodeEventStream(parseEventStream(readFileSync(eventsBlob(dir).path)));
+    file.writeUInt32LE(file.readUInt32LE(8 + 4) + 1, 8 + 4); // the first chunk's raw length
+    replaceEventsBlob(dir, file);
+    await expectRefused(dir, /cannot decompress the chunk holding event 0 to the \d+ bytes its header names/);
+  });
+
+  for (const version of [2, 3] as const) {
+    it(`an event stream of version ${version} (zlib chunks, ${version === 2 ? 'raw snapshots' : 'one zlib snapshot per exec'}) still replays byte for byte`, async () => {
+      const data = join(tempDir('rewind-data-'), 'data.txt');
+      writeFileSync(data, 'the recorded data file\n');
+      const rec = await record(exe, [data]);
+      expectRecorded(rec, 0);
+      downgrade(rec.traceDir, version);
+      expectSameRun(rec, await replay(rec.traceDir));
+    });
+  }
 });

@@ -6,14 +6,17 @@ import {
   cleanupTemps,
   compile,
   describeRun,
+  expectCleanFailure,
   expectSameRun,
   lines,
+  record,
   recordReplay,
   replay,
   requireCli,
   run,
   type RunResult,
 } from './harness.js';
+import { rewind } from '../support/cli.js';
 
 afterAll(cleanupTemps);
 
@@ -129,6 +132,43 @@ describe('record and replay reproduce the recorded run byte for byte', () => {
     expect(a.stdout.toString()).not.toBe(b.stdout.toString());
     const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
     expect(rec.stdout.toString()).toMatch(/^set=0 mode=\d\n(rdtsc=\d+\n){3}$/);
+  });
+
+  it('random_device: std::random_device (rdrand natively) draws the recorded numbers in replay', async () => {
+    const exe = compile('random_device', { sources: ['random_device.cc'], extra: ['-lstdc++'] });
+    const a = await run(exe, []);
+    const b = await run(exe, []);
+    expect(a.stdout.toString(), describeRun(a)).toMatch(/^random_device=[0-9a-f]{16}\n$/);
+    expect(a.stdout.toString()).not.toBe(b.stdout.toString());
+    const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+    expect(rec.stdout.toString(), describeRun(rec)).toMatch(/^random_device=[0-9a-f]{16}\n$/);
+    expectSameRun(rec, await replay(rec.traceDir));
+  });
+
+  for (const link of ['dynamic', 'static'] as const) {
+    it(`vsyscall (${link}): calls of the vsyscall page are patched into syscalls and replay their results`, async () => {
+      const exe = compile('vsyscall', { static: link === 'static' });
+      const shape = /^(tod=0 \d+\.\d{6} time=(\d+) \2 getcpu=0 \d+\n){3}$/;
+      const native = await run(exe, []);
+      expect(native.stdout.toString(), describeRun(native)).toMatch(shape);
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+      expect(rec.stdout.toString(), describeRun(rec)).toMatch(shape);
+      expectSameRun(rec, await replay(rec.traceDir));
+      // One patch per call site (its later calls are syscalls).
+      const dump = await rewind(['dump', rec.traceDir]);
+      expect(dump.status, describeRun(dump)).toBe(0);
+      const patches = dump.stdout.toString().match(/patch of the call of the vsyscall page/g) ?? [];
+      expect(patches.length, dump.stdout.toString()).toBe(3);
+    });
+  }
+
+  it('vsyscall: a call of the vsyscall page of another shape is refused at record time, by name', async () => {
+    const exe = compile('vsyscall');
+    const native = await run(exe, ['rcx']);
+    expect(native.stdout.toString(), describeRun(native)).toMatch(/^(time through rcx|vsyscall=none)\n$/);
+    if (native.stdout.toString() === 'vsyscall=none\n') return; // a kernel without the page: nothing to refuse
+    const rec = await record(exe, ['rcx']);
+    expectCleanFailure(rec, /cannot record .*: the program called the vsyscall page at 0xffffffffff600400 \(returning to 0x[0-9a-f]+\) other than by `mov \$entry,%rax; call \*%rax`, which rewind cannot record yet/);
   });
 
   it('hello: the recorded run prints what a native run prints', async () => {

@@ -1,6 +1,6 @@
 // Syscalls whose answer the kernel writes through a pointer argument: replay writes it back.
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupTemps, compile, recordReplay, tempDir } from './harness.js';
+import { cleanupTemps, compile, expectCleanFailure, record, recordReplay, tempDir } from './harness.js';
 
 afterAll(cleanupTemps);
 
@@ -15,6 +15,11 @@ describe('outputs written through pointers', () => {
     expect(rec.stdout.toString()).toBe(
       'untraced child wrote u, exit 0\npidfd right after the last descriptor: 1\nvfork child exit 7\n',
     );
+  });
+
+  it('pi_contended: a thread that waits for a priority-inheritance mutex another holds is refused by name (the kernel marks the holder\'s word)', async () => {
+    const rec = await record(compile('pi_contended', { extra: ['-pthread'] }), []);
+    expectCleanFailure(rec, /waited for a priority-inheritance futex \(futex FUTEX_LOCK_PI\), which rewind cannot replay yet/);
   });
 
   it('futex_ops: what FUTEX_WAKE_OP and the PI operations store is there for the thread they wake, each of 5 recordings', async () => {

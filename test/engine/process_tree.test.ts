@@ -84,18 +84,33 @@ describe('process trees', () => {
   });
 });
 
-/** Records a program in the background and sends it `signal` once it printed its first line. */
-function recordThenSignal(program: string, signal: NodeJS.Signals): Promise<{ traceDir: string; stdout: string; status: number | null }> {
+/**
+ * Records a program in the background and, once it printed `ready`, sends `signal` to it or to
+ * rewind itself; then again each time it prints `not ending` (`times` signals in all).
+ */
+function recordThenSignal(
+  program: string,
+  signal: NodeJS.Signals,
+  opts: { to?: 'program' | 'rewind'; args?: string[]; times?: number } = {},
+): Promise<{ traceDir: string; stdout: string; status: number | null; signal: NodeJS.Signals | null }> {
   const traceDir = join(tempDir('rewind-trace-'), 'trace');
+  const times = opts.times ?? 1;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'record', '-o', traceDir, '--', program], { env: baseEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'record', '-o', traceDir, '--', program, ...(opts.args ?? [])], {
+      env: baseEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
-    let sent = false;
+    let sent = 0;
     const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
     child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString();
-      if (!sent && stdout.includes('ready\n')) {
-        sent = true;
+      const due = stdout.includes('ready\n') ? 1 + stdout.split('not ending\n').length - 1 : 0;
+      for (; sent < Math.min(due, times); sent++) {
+        if (opts.to === 'rewind') {
+          child.kill(signal);
+          continue;
+        }
         // The recorded program is the recorder's only child (forked by one of its threads):
         // signal it, not rewind.
         const pids = readdirSync(`/proc/${child.pid}/task`)
@@ -106,9 +121,9 @@ function recordThenSignal(program: string, signal: NodeJS.Signals): Promise<{ tr
       }
     });
     child.on('error', reject);
-    child.on('close', (status) => {
+    child.on('close', (status, sig) => {
       clearTimeout(timer);
-      resolve({ traceDir, stdout, status });
+      resolve({ traceDir, stdout, status, signal: sig });
     });
   });
 }
@@ -122,6 +137,30 @@ describe('signals from outside', () => {
       const rep = await replay(rec.traceDir);
       expect(rep.stdout.toString()).toBe(rec.stdout);
       expect(rep.status).toBe(0);
+    });
+  }
+
+  it('a SIGTERM sent to rewind (kill, timeout, a service manager) goes on to the program, and the trace ends with it', async () => {
+    const rec = await recordThenSignal(compile('term_handler'), 'SIGTERM', { to: 'rewind' });
+    expect(rec.status).toBe(0);
+    expect(rec.stdout).toMatch(/^ready\ngot signal 15 at \d+\.\d{9}\n$/);
+    const rep = await replay(rec.traceDir);
+    expect(rep.stdout.toString()).toBe(rec.stdout);
+    expect(readManifest(rec.traceDir).complete).toBe(true);
+  });
+
+  // The SIGKILL lands where the program may have just written: the trace has that write, and
+  // replay prints what the recording did.
+  for (const times of [2, 1]) {
+    it(`a program that does not end at SIGTERM is killed ${times === 2 ? 'at a second SIGTERM' : 'after the grace'}, and replays to that end`, async () => {
+      const rec = await recordThenSignal(compile('term_handler'), 'SIGTERM', { to: 'rewind', args: ['stubborn'], times });
+      expect(rec.signal).toBeNull();
+      expect(rec.status).toBe(137);
+      expect(rec.stdout).toBe('ready\nnot ending\n');
+      const rep = await replay(rec.traceDir);
+      expect(rep.stdout.toString()).toBe(rec.stdout);
+      expect(rep.status).toBe(137);
+      expect(readManifest(rec.traceDir).complete).toBe(true);
     });
   }
 });

@@ -123,6 +123,17 @@ describe('record and replay', () => {
     }
   });
 
+  // The recorder injects syscalls at each exec (the snapshot) and at a first rdtsc (the patch's
+  // page): a signal that comes meanwhile waits, as one held in user code does.
+  it('timer_injections: a 200 us interval timer through 10 execs and rdtsc patches, then caught', async () => {
+    const exe = compile('timer_injections');
+    const rounds = Array.from({ length: 11 }, (_, i) => `round ${i}\n`).join('');
+    for (let i = 0; i < 3; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+      expect(rec.stdout.toString()).toBe(`${rounds}caught: 1\n`);
+    }
+  });
+
   it('sigalrm cpu: replay reproduces the run byte for byte', async () => {
     const rec = await record(compile('sigalrm'), ['cpu']);
     expectRecorded(rec, 0);

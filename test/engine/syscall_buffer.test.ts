@@ -1,9 +1,10 @@
 // Issue 14: the syscall buffer (docs/syscall-buffer.md). Syscalls the preloaded library makes
 // without a ptrace stop reach the trace as ordinary events, and replay gives each one back byte
 // for byte; signals that land inside the library, threads, a blocking pipe read beside buffered
-// reads, fork, vfork and exec with the library; a static program through the ptrace path.
+// reads, fork, vfork and exec with the library, a thread of a raw clone; a static program
+// through the ptrace path.
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -13,10 +14,10 @@ import {
   describeRun,
   expectRecorded,
   expectSameRun,
-  record,
   replay,
   requireCli,
   run,
+  stripRewindLines,
   tempDir,
   type Recording,
 } from './harness.js';
@@ -48,16 +49,24 @@ async function dump(rec: Recording): Promise<string[]> {
 async function buffered(rec: Recording): Promise<{ threads: number; reads: number }> {
   const lines = await dump(rec);
   return {
-    threads: lines.filter((l) => /syscall_29271\(\) = 1$/.test(l)).length,
+    threads: lines.filter((l) => /syscall_29271\(\) = 1(,|$)/.test(l)).length, // its writes: the TSC clock
     reads: lines.filter((l) => / read\(/.test(l)).length,
   };
 }
 
-async function recordAndReplay(mode: string, exe = program, buffer = '1'): Promise<Recording> {
-  const rec = await record(exe, [mode, data], { env: { ...baseEnv(), REWIND_SYSCALL_BUFFER: buffer } });
+/** Recorded as `rewind record` does by default (the buffer on), or with `options` before `--`. */
+async function recordAndReplay(mode: string, exe = program, opts: { env?: NodeJS.ProcessEnv; options?: string[] } = {}): Promise<Recording> {
+  const traceDir = join(tempDir('rewind-trace-'), 'trace');
+  const r = await rewind(['record', ...(opts.options ?? []), '-o', traceDir, '--', exe, mode, data], { env: opts.env ?? baseEnv() });
+  const rec = { ...r, traceDir, programStderr: stripRewindLines(r.stderr, traceDir) };
   expectRecorded(rec, 0);
   expectSameRun(rec, await replay(rec.traceDir));
   return rec;
+}
+
+/** What the manifest says of the buffer. */
+function manifestSaysBuffered(rec: Recording): unknown {
+  return (JSON.parse(readFileSync(join(rec.traceDir, 'manifest.json'), 'utf8')) as { syscallBuffer?: unknown }).syscallBuffer;
 }
 
 describe('the syscall buffer', () => {
@@ -72,9 +81,17 @@ describe('the syscall buffer', () => {
     expect(b.reads).toBeGreaterThan(30);
   });
 
-  it('is off without REWIND_SYSCALL_BUFFER=1: every syscall stops in the recorder', async () => {
-    const rec = await recordAndReplay('reads', program, '0');
-    expect((await buffered(rec)).threads).toBe(0);
+  it('is on by default, and off with --no-syscall-buffer or REWIND_SYSCALL_BUFFER=0: every syscall then stops in the recorder', async () => {
+    const on = await recordAndReplay('reads');
+    expect(manifestSaysBuffered(on)).toBe(true);
+    expect((await buffered(on)).threads).toBe(1);
+    for (const off of [
+      await recordAndReplay('reads', program, { options: ['--no-syscall-buffer'] }),
+      await recordAndReplay('reads', program, { env: { ...baseEnv(), REWIND_SYSCALL_BUFFER: '0' } }),
+    ]) {
+      expect(manifestSaysBuffered(off)).toBe(false);
+      expect((await buffered(off)).threads).toBe(0);
+    }
   });
 
   it(`signals landing inside buffered code are delivered where replay finds them (${RUNS} runs)`, async () => {
@@ -90,7 +107,7 @@ describe('the syscall buffer', () => {
     for (let i = 0; i < RUNS; i++) {
       const rec = await recordAndReplay('threads');
       expect(rec.stdout.toString()).toMatch(/total 1199940\n$/);
-      expect((await buffered(rec)).threads).toBe(4);
+      expect((await buffered(rec)).threads).toBe(5); // and the main thread's, set up when the library loads
     }
   }, 300_000);
 
@@ -122,6 +139,38 @@ describe('the syscall buffer', () => {
     const after = lines.slice(install + 1);
     expect(after.filter((l) => / read\(/.test(l)).length).toBeGreaterThan(30);
     expect(after.filter((l) => / fstat\(/.test(l)).length).toBeLessThan(5);
+  });
+
+  it(`a thread made by a raw clone (its creator's TLS) ends buffering: its clone event clears the library's word (${RUNS} runs)`, async () => {
+    for (let i = 0; i < RUNS; i++) {
+      const rec = await recordAndReplay('rawclone');
+      const out = rec.stdout.toString().split('\n');
+      expect(out[2]).toBe(`raw clone ${out[0]!.split(' in ')[0]!} in 33 reads`);
+      const lines = await dump(rec);
+      const clone = lines.findIndex((l) => / clone\(/.test(l));
+      expect(clone, lines.join('\n')).toBeGreaterThan(0);
+      expect(lines[clone]).toMatch(/writes 4 bytes/);
+      // The child's reads and the thread's after it are traced: no fstat before each, and the
+      // thread's request for a buffer is refused.
+      const after = lines.slice(clone + 1);
+      expect(after.filter((l) => /syscall_29271\(/.test(l)).length).toBe(1);
+      expect(after.filter((l) => /syscall_29271\(\) = 1(,|$)/.test(l)).length).toBe(0);
+      expect(after.filter((l) => / read\(/.test(l)).length).toBeGreaterThan(60);
+      expect(after.filter((l) => / fstat\(/.test(l)).length).toBeLessThan(5);
+    }
+  }, 300_000);
+
+  it("PR_GET_SECCOMP says what the program installed: the buffer's filter is rewind's, not the program's", async () => {
+    const exe = compile('seccomp_mode', { extra: ['-pthread'] });
+    const native = await run(exe, []);
+    expect(native.stdout.toString(), describeRun(native)).toBe('before: 0\nafter: 2\nother thread: 0\n');
+    const traceDir = join(tempDir('rewind-trace-'), 'trace');
+    const r = await rewind(['record', '-o', traceDir, '--', exe], { env: baseEnv() });
+    const rec = { ...r, traceDir, programStderr: stripRewindLines(r.stderr, traceDir) };
+    expectRecorded(rec, 0);
+    expect(manifestSaysBuffered(rec)).toBe(true);
+    expect(rec.stdout.toString()).toBe(native.stdout.toString());
+    expectSameRun(rec, await replay(traceDir));
   });
 
   it('a static program makes its syscalls the traced way, and replays the same', async () => {

@@ -102,6 +102,37 @@ const corpus: Corpus[] = [
     ],
   },
   {
+    name: 'net_ioctls',
+    expect: [
+      /^TUNGETFEATURES=0 tap=1 guard=g{8}\nTUNSETIFF=0 {2}name=(tap\d+) guard=g{8}\nTUNGETIFF=0 name=\1 flags=0x1002 guard=g{8}$/m,
+      /^TUNGETSNDBUF=0 value=65536 guard=g{8}$/m,
+      /^TUNGETVNETHDRSZ=0 value=12 guard=g{8}$/m,
+      /^TUNGETFILTER=0 len=0 guard=x{8}$/m,
+      /^SIOCGIFHWADDR=0 mac=([0-9a-f]{2}:){5}[0-9a-f]{2} guard=g{8}$/m,
+      /^SIOCGIFNAME=0 name=tap\d+ guard=g{8}$/m,
+      /^SIOCGIFADDR=0 addr=10\.9\.8\.7 guard=g{8}\nSIOCGIFNETMASK=0 mask=255\.255\.0\.0 guard=g{8}\nSIOCGIFBRDADDR=0 brd=10\.9\.255\.255 guard=g{8}$/m,
+      /^SIOCGIFMTU=0 mtu=1400 guard=g{8}$/m,
+      /^SIOCGIFFLAGS=0 up=1 guard=g{8}$/m,
+      /^SIOCADDRT=0 SIOCDELRT=0\nSIOCBRADDBR=0 \nSIOCBRADDIF=0 SIOCBRDELIF=0\nBRCTL_GET_VERSION=1\nBRCTL_ADD_BRIDGE=0$/m,
+      /^BRCTL_GET_BRIDGES=2 \d+ \d+ guard=g{8}\nSIOCGIFBR\(nonsense\)=-1 EOPNOTSUPP\nBRCTL_DEL_BRIDGE=0 SIOCBRDELBR=0$/m,
+    ],
+  },
+  {
+    name: 'bpf_objects',
+    expect: [
+      /^PROG_LOAD\(bad\)=-1 EACCES true_size_set=1 guard=g{8}\nbad log: .*\| R0 !read_ok \| processed 1 insns .*\|$/m,
+      /^PROG_LOAD=fd guard=g{8}\nok log: processed 2 insns .*\|$/m,
+      /^MAP_LOOKUP_ELEM\(2\)=0 value=200\d guard=g{8}\nMAP_LOOKUP_AND_DELETE_ELEM\(3\)=0 {2}value=300\d guard=g{8}$/m,
+      /^MAP_GET_NEXT_KEY key=\d guard=g{8}\nMAP_GET_NEXT_KEY key=\d guard=g{8}\nkeys=2 then ENOENT$/m,
+      /^BTF_LOAD=fd guard=g{8}$/m,
+      /^prog info=0 len=232 type=22 name=rewind_ok uid_is_mine=1 load_time=\d+ tag=[0-9a-f]{16} guard=g{8}$/m,
+      /^map info=0 len=88 type=1 name=rewind_map key_size=4 value_size=8 max=8 guard=g{8}$/m,
+      /^btf info=0 size=45 id_set=1 kernel=0 guard=g{8}$/m,
+      /^PROG_GET_NEXT_ID=0 next_id_set=1\nPROG_GET_FD_BY_ID=fd$/m,
+      /^PROG_QUERY=0 {2}prog_cnt=0 guard=g{8}\nPROG_ATTACH=0 \nPROG_QUERY=0 {2}prog_cnt=1 ids=ours,0,0,0 guard=g{8}\nPROG_DETACH=0 $/m,
+    ],
+  },
+  {
     name: 'new_fds',
     inDir: true,
     expect: [
@@ -140,6 +171,17 @@ const corpus: Corpus[] = [
       /^bpf next_key=0 key=7$/m,
       /^open \/ after landlock=-1 EACCES$/m,
     ],
+  },
+  {
+    name: 'proc_mem_other',
+    timed: true,
+    expect: [0, 1, 2, 3].map(
+      (round) =>
+        new RegExp(
+          `^round ${round} parent: wrote (\\d+): pwrite=4 pwritev=4 write=4 read-only=4\\nround ${round} child: \\1 \\1 \\1 read-only=${100 + round}\\nround ${round} child exited 0, parent's own cookies 0 0 0$`,
+          'm',
+        ),
+    ),
   },
   {
     name: 'proc_self_mem',
@@ -193,8 +235,17 @@ describe('refused by name at record time', () => {
     expectCleanFailure(rec, /wrote into another process's memory with process_vm_writev/);
   });
 
-  it("a write into another process's memory through /proc/PID/mem", async () => {
+  it("bpf's description of a program with the buffers it points to, and a bpf command rewind does not know", async () => {
+    const exe = compile('unreplayable');
+    expectCleanFailure(
+      await record(exe, ['bpf-insns']),
+      /asked bpf \(OBJ_GET_INFO_BY_FD\) for more than the description of bpf-prog/,
+    );
+    expectCleanFailure(await record(exe, ['bpf-run']), /the program used bpf request 0xa, which rewind cannot record yet/);
+  });
+
+  it("a write into another process's memory through /proc/PID/mem while that process computes", async () => {
     const rec = await record(compile('unreplayable'), ['proc-mem']);
-    expectCleanFailure(rec, /wrote into another process's memory through \/proc\/\d+\/mem with pwrite64/);
+    expectCleanFailure(rec, /wrote into another process's memory through \/proc\/\d+\/mem while that process ran/);
   });
 });

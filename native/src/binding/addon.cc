@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <memory>
 
+#include "core/compression.h"
 #include "core/error.h"
+#include "record/program_group.h"
 #include "record/record_session.h"
 #include "replay/debug_session.h"
 #include "replay/query.h"
@@ -71,6 +73,7 @@ class RecordWorker : public SessionWorker {
     o.Set("events", double(result_.events));
     o.Set("syscalls", double(result_.syscalls));
     o.Set("tasks", result_.tasks);
+    o.Set("syscallBuffer", result_.syscallBuffer);
     Napi::Array blobs = Napi::Array::New(env, result_.blobs.size());
     for (size_t i = 0; i < result_.blobs.size(); i++) {
       const rwd::BlobRef& b = result_.blobs[i];
@@ -133,7 +136,7 @@ class ReplayWorker : public SessionWorker {
 };
 
 // record({exe, argv, env, traceDir, preload?})
-//   -> Promise<{waitStatus, events, syscalls, tasks, blobs}>
+//   -> Promise<{waitStatus, events, syscalls, tasks, syscallBuffer, blobs}>
 Napi::Value Record(const Napi::CallbackInfo& info) {
   Napi::Object o = info[0].As<Napi::Object>();
   rwd::RecordOptions options;
@@ -148,6 +151,11 @@ Napi::Value Record(const Napi::CallbackInfo& info) {
   Napi::Promise p = worker->promise();
   worker->Queue();
   return p;
+}
+
+// signalRecordings(signal): to the process group of each program being recorded.
+void SignalRecordings(const Napi::CallbackInfo& info) {
+  rwd::ProgramGroup::signalAll(info[0].As<Napi::Number>().Int32Value());
 }
 
 // replay({traceDir, eventsPath, stubPath, traceName?, stdoutFd?, stderrFd?})
@@ -234,7 +242,10 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
     // The program's output goes to stderr by default: stdout may carry the debugger's protocol.
     options.stdoutFd = o.Has("stdoutFd") ? o.Get("stdoutFd").As<Napi::Number>().Int32Value() : 2;
     options.stderrFd = o.Has("stderrFd") ? o.Get("stderrFd").As<Napi::Number>().Int32Value() : 2;
-    guard(info.Env(), [&] { session_ = std::make_unique<rwd::DebugSession>(std::move(options)); });
+    uint32_t pid = o.Get("pid").IsNumber() ? o.Get("pid").As<Napi::Number>().Uint32Value() : 0;
+    std::string exe = o.Get("exe").IsString() ? std::string(o.Get("exe").As<Napi::String>()) : "";
+    guard(info.Env(),
+          [&] { session_ = std::make_unique<rwd::DebugSession>(std::move(options), pid, exe); });
   }
 
  private:
@@ -256,9 +267,9 @@ class DebugSessionObject : public Napi::ObjectWrap<DebugSessionObject> {
   }
 
   Napi::Value stop(Napi::Env env, const rwd::DebugStop& s) {
-    static const char* reasons[] = {"breakpoint", "watchpoint",    "step",
-                                    "begin",      "end",           "interrupted",
-                                    "signal",     "syscall-entry", "syscall-return"};
+    static const char* reasons[] = {
+        "breakpoint",  "watchpoint", "step",          "begin",          "end",
+        "interrupted", "signal",     "syscall-entry", "syscall-return", "exec"};
     Napi::Object o = Napi::Object::New(env);
     o.Set("reason", reasons[s.reason]);
     o.Set("thread", s.tid);
@@ -601,7 +612,8 @@ Napi::Value Query(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// debug({traceDir, eventsPath, stubPath, traceName?, stdoutFd?, stderrFd?}) -> DebugSession
+// debug({traceDir, eventsPath, stubPath, traceName?, stdoutFd?, stderrFd?, pid?, exe?})
+//   -> DebugSession
 Napi::Value Debug(const Napi::CallbackInfo& info) {
   Napi::FunctionReference* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
   return ctor->New({info[0]});
@@ -621,15 +633,45 @@ Napi::Value Confine(const Napi::CallbackInfo& info) {
   }
 }
 
+// zstdCompress(bytes) -> Buffer: one zstd frame, as the event stream's chunks hold.
+Napi::Value ZstdCompress(const Napi::CallbackInfo& info) {
+  Napi::Uint8Array in = info[0].As<Napi::Uint8Array>();
+  std::vector<uint8_t> out;
+  try {
+    rwd::zstdCompress(in.Data(), in.ByteLength(), rwd::kEventChunkLevel, out);
+  } catch (const Error& e) {
+    throwJs(info.Env(), e.what(), rwd::errorCodeName(e.code()));
+  }
+  return Napi::Buffer<uint8_t>::Copy(info.Env(), out.data(), out.size());
+}
+
+// zstdDecompress(frame, size) -> Buffer of `size` bytes; throws when the frame holds another size.
+Napi::Value ZstdDecompress(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Uint8Array in = info[0].As<Napi::Uint8Array>();
+  int64_t size = info[1].As<Napi::Number>().Int64Value();
+  // Sizes come from traces: no more than a chunk may hold (event_stream.cc's bound).
+  if (size < 0 || size > (int64_t(64) << 20))
+    throwJs(env, "zstd frame size out of range", "EBADTRACE");
+  Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, size_t(size));
+  if (!rwd::zstdDecompress(in.Data(), in.ByteLength(), out.Data(), out.Length())) {
+    throwJs(env, "not a zstd frame of " + std::to_string(size) + " bytes", "EBADTRACE");
+  }
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* ctor = new Napi::FunctionReference(Napi::Persistent(DebugSessionObject::define(env)));
   env.SetInstanceData(ctor);
   exports.Set("record", Napi::Function::New(env, Record));
+  exports.Set("signalRecordings", Napi::Function::New(env, SignalRecordings));
   exports.Set("replay", Napi::Function::New(env, Replay));
   exports.Set("debug", Napi::Function::New(env, Debug));
   exports.Set("confine", Napi::Function::New(env, Confine));
   exports.Set("dumpEvents", Napi::Function::New(env, DumpEvents));
   exports.Set("query", Napi::Function::New(env, Query));
+  exports.Set("zstdCompress", Napi::Function::New(env, ZstdCompress));
+  exports.Set("zstdDecompress", Napi::Function::New(env, ZstdDecompress));
   return exports;
 }
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 
+#include "core/compression.h"
 #include "core/error.h"
 
 namespace rwd {
@@ -19,6 +20,7 @@ constexpr uint32_t kIndexMagic = 0x58444e49;  // "INDX"
 constexpr char kTrailerMagic[8] = {'R', 'W', 'E', 'V', 'E', 'N', 'D', '!'};
 constexpr size_t kChunkTarget = 256 * 1024;
 constexpr uint32_t kMaxChunk = 64u << 20;
+constexpr size_t kMaxSealed = 4;  // chunks waiting for the flusher
 
 struct ChunkHeader {
   uint32_t magic;
@@ -27,8 +29,12 @@ struct ChunkHeader {
   uint32_t count;
   uint64_t firstEvent;
   uint32_t crc;  // crc32 of the compressed bytes
-  uint32_t reserved;
+  uint32_t codec;
 };
+
+// The chunk's codec: zstd from stream version 4 on; zlib before, when the field was reserved (0).
+constexpr uint32_t kCodecZlib = 0;
+constexpr uint32_t kCodecZstd = 1;
 
 struct Trailer {
   uint64_t indexOffset;
@@ -75,22 +81,50 @@ EventWriter::~EventWriter() {
   if (fd_ >= 0) close(fd_);
 }
 
+void EventWriter::sealChunk() {
+  if (chunkCount_ == 0) return;
+  sealed_.push_back(SealedChunk{std::move(raw_), chunkFirst_, chunkCount_});
+  raw_ = std::vector<uint8_t>();
+  raw_.reserve(kChunkTarget);
+  chunkCount_ = 0;
+  wake_.notify_all();
+}
+
 void EventWriter::flushPeriodically() {
   std::unique_lock<std::mutex> lock(mu_);
-  while (!stopping_) {
-    wake_.wait_for(lock, std::chrono::milliseconds(100));
-    if (stopping_ || finished_) break;
+  auto due = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+  for (;;) {
+    wake_.wait_until(lock, due, [this] { return stopping_ || !sealed_.empty(); });
+    if (sealed_.empty()) {
+      if (stopping_ || finished_) break;
+      if (std::chrono::steady_clock::now() >= due) {
+        sealChunk();
+        due = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+      }
+      continue;
+    }
+    SealedChunk chunk = std::move(sealed_.front());
+    sealed_.pop_front();
+    writing_ = true;
+    lock.unlock();
+    std::string error;
     try {
-      flushChunk();
+      writeChunk(chunk);
     } catch (const std::exception& e) {
-      flushError_ = e.what();
+      error = e.what();
+    }
+    lock.lock();
+    writing_ = false;
+    drained_.notify_all();
+    if (!error.empty()) {
+      flushError_ = error;
       break;
     }
   }
 }
 
 void EventWriter::append(const Event& e) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (!flushError_.empty()) fail(ErrorCode::System, flushError_);
   size_t at = raw_.size();
   raw_.resize(at + 4);
@@ -100,36 +134,38 @@ void EventWriter::append(const Event& e) {
   if (chunkCount_ == 0) chunkFirst_ = events_;
   chunkCount_++;
   events_++;
-  if (raw_.size() >= kChunkTarget) flushChunk();
+  if (raw_.size() >= kChunkTarget) {
+    sealChunk();
+    // The flusher compresses on the other core; a recorder that outruns it waits here rather
+    // than holding more and more of the trace in memory.
+    drained_.wait(lock, [this] { return sealed_.size() < kMaxSealed || !flushError_.empty(); });
+  }
 }
 
-void EventWriter::flushChunk() {
-  if (chunkCount_ == 0) return;
-  uLongf compressedLen = compressBound(uLong(raw_.size()));
-  std::vector<uint8_t> compressed(compressedLen);
-  if (compress2(compressed.data(), &compressedLen, raw_.data(), uLong(raw_.size()), 1) != Z_OK) {
-    fail(ErrorCode::System, "compressing an event chunk failed");
-  }
+void EventWriter::writeChunk(const SealedChunk& chunk) {
+  compressed_.clear();
+  zstdCompress(chunk.raw.data(), chunk.raw.size(), kEventChunkLevel, compressed_);
   ChunkHeader h{kChunkMagic,
-                uint32_t(raw_.size()),
-                uint32_t(compressedLen),
-                chunkCount_,
-                chunkFirst_,
-                uint32_t(crc32(0, compressed.data(), uInt(compressedLen))),
-                0};
-  index_.push_back(ChunkIndexEntry{offset_, chunkFirst_, chunkCount_});
+                uint32_t(chunk.raw.size()),
+                uint32_t(compressed_.size()),
+                chunk.count,
+                chunk.first,
+                uint32_t(crc32(0, compressed_.data(), uInt(compressed_.size()))),
+                kCodecZstd};
+  index_.push_back(ChunkIndexEntry{offset_, chunk.first, chunk.count});
   writeAll(fd_, &h, sizeof h);
-  writeAll(fd_, compressed.data(), compressedLen);
-  offset_ += sizeof h + compressedLen;
-  raw_.clear();
-  chunkCount_ = 0;
+  writeAll(fd_, compressed_.data(), compressed_.size());
+  offset_ += sizeof h + compressed_.size();
 }
 
 void EventWriter::finish() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (finished_) return;
+  sealChunk();
+  drained_.wait(lock, [this] { return (sealed_.empty() && !writing_) || !flushError_.empty(); });
   if (!flushError_.empty()) fail(ErrorCode::System, flushError_);
-  flushChunk();
+  // The flusher is idle and stays so: the file is this thread's from here.
+  finished_ = true;
   uint64_t indexOffset = offset_;
   uint32_t head[2] = {kIndexMagic, uint32_t(index_.size())};
   writeAll(fd_, head, sizeof head);
@@ -138,7 +174,6 @@ void EventWriter::finish() {
   memcpy(t.magic, kTrailerMagic, sizeof t.magic);
   writeAll(fd_, &t, sizeof t);
   if (fsync(fd_) < 0) failErrno("fsync event stream");
-  finished_ = true;
 }
 
 EventReader::EventReader(const std::string& path) {
@@ -189,6 +224,12 @@ bool EventReader::readChunk(uint64_t offset, uint64_t first, std::vector<uint8_t
   if (h.magic != kChunkMagic || h.rawLen > kMaxChunk || h.compressedLen > kMaxChunk) {
     badStream("bad chunk header at offset " + std::to_string(offset));
   }
+  const uint32_t codec = version_ >= 4 ? kCodecZstd : kCodecZlib;
+  if (h.codec != codec) {
+    badStream("the chunk at offset " + std::to_string(offset) + " names codec " +
+              std::to_string(h.codec) + ", not the " + (codec == kCodecZstd ? "zstd" : "zlib") +
+              " of a version " + std::to_string(version_) + " stream");
+  }
   if (h.firstEvent != first) {
     badStream("chunk at offset " + std::to_string(offset) + " starts at event " +
               std::to_string(h.firstEvent) + ", expected " + std::to_string(first));
@@ -201,11 +242,14 @@ bool EventReader::readChunk(uint64_t offset, uint64_t first, std::vector<uint8_t
   if (uint32_t(crc32(0, compressed.data(), uInt(h.compressedLen))) != h.crc) {
     badStream("checksum mismatch in the chunk holding event " + std::to_string(first));
   }
+  // rawLen is bounded above (kMaxChunk), and the frame must hold exactly that much.
   raw.resize(h.rawLen);
-  uLongf rawLen = h.rawLen;
-  if (uncompress(raw.data(), &rawLen, compressed.data(), h.compressedLen) != Z_OK ||
-      rawLen != h.rawLen) {
-    badStream("cannot decompress the chunk holding event " + std::to_string(first));
+  bool ok = codec == kCodecZstd
+                ? zstdDecompress(compressed.data(), h.compressedLen, raw.data(), h.rawLen)
+                : zlibDecompress(compressed.data(), h.compressedLen, raw.data(), h.rawLen);
+  if (!ok) {
+    badStream("cannot decompress the chunk holding event " + std::to_string(first) + " to the " +
+              std::to_string(h.rawLen) + " bytes its header names");
   }
   *next = offset + sizeof h + h.compressedLen;
   return true;

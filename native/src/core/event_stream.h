@@ -1,4 +1,4 @@
-// The event stream file: framed event records in independently zlib-compressed chunks,
+// The event stream file: framed event records in independently compressed chunks (zstd),
 // followed by a chunk index so a reader can seek to an event without decoding what precedes
 // it. A stream cut short (recorder killed) has no index and is read chunk by chunk up to the
 // last complete chunk. Layout: docs/trace-format.md.
@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -17,8 +18,9 @@
 
 namespace rwd {
 
-constexpr uint32_t kEventStreamVersion = 3;
-// Version 2 stored exec snapshots raw and its syscall records end before `child`: still read.
+constexpr uint32_t kEventStreamVersion = 4;
+// Still read: version 3 (zlib chunks, one snapshot blob per exec) and version 2 (snapshots
+// raw, syscall records that end before `child`).
 constexpr uint32_t kOldestEventStreamVersion = 2;
 
 struct ChunkIndexEntry {
@@ -27,8 +29,9 @@ struct ChunkIndexEntry {
   uint32_t count;       // events in the chunk
 };
 
-// Flushes a partial chunk at least every 100 ms (from a thread of its own), so a recorder that
-// is killed loses at most the last 100 ms of events.
+// Chunks are compressed and written by a thread of its own, so the recorder's thread only
+// encodes records; that thread also seals a partial chunk at least every 100 ms, so a recorder
+// that is killed loses at most the last 100 ms of events.
 class EventWriter {
  public:
   explicit EventWriter(const std::string& path);
@@ -37,25 +40,36 @@ class EventWriter {
   EventWriter& operator=(const EventWriter&) = delete;
 
   void append(const Event& e);
-  // Flushes the last chunk and writes the index. The stream is complete after this.
+  // Writes the chunks still held and the index. The stream is complete after this.
   void finish();
   uint64_t eventCount() const { return events_; }
 
  private:
-  void flushChunk();  // with mu_ held
+  struct SealedChunk {
+    std::vector<uint8_t> raw;
+    uint64_t first;
+    uint32_t count;
+  };
+  void sealChunk();                           // with mu_ held: hands the open chunk to the flusher
+  void writeChunk(const SealedChunk& chunk);  // on the flusher, without mu_
   void flushPeriodically();
   std::mutex mu_;
-  std::condition_variable wake_;
+  std::condition_variable wake_;     // the flusher: a chunk to write, or stop
+  std::condition_variable drained_;  // a chunk was written
   bool stopping_ = false;
+  bool writing_ = false;  // the flusher holds a chunk outside mu_
   std::string flushError_;
+  std::deque<SealedChunk> sealed_;
   std::thread flusher_;
   int fd_;
+  // The file's end, the compression buffer and the index are the flusher's until finish().
   uint64_t offset_ = 0;
+  std::vector<uint8_t> compressed_;
+  std::vector<ChunkIndexEntry> index_;
   uint64_t events_ = 0;
   uint64_t chunkFirst_ = 0;
   uint32_t chunkCount_ = 0;
   std::vector<uint8_t> raw_;
-  std::vector<ChunkIndexEntry> index_;
   bool finished_ = false;
 };
 
@@ -93,6 +107,7 @@ class EventReader {
   bool complete() const { return complete_; }
   // Events in the stream, from its index (0 when cut short: there is none).
   uint64_t total() const { return total_; }
+  uint32_t version() const { return version_; }
   ReaderMark mark() const;
   void rewind(const ReaderMark& m);
   // Looks at the events after the current one without moving: `judge` sees each raw record

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/syscall_table.h"
+#include "core/vdso.h"
 
 namespace rwd {
 namespace {
@@ -149,6 +150,35 @@ void encodeEvent(const Event& e, std::vector<uint8_t>& out) {
         w.put(m.value);
       }
       break;
+    case EventType::PtraceSet: {
+      const PtraceSetEvent& p = e.ptraceSet;
+      w.put(p.tid);
+      w.put<uint8_t>(p.at);
+      w.bytes(&p.before, sizeof p.before);
+      w.bytes(&p.after, sizeof p.after);
+      w.bytes(p.xstate.data(), p.xstate.size());
+      w.put<uint32_t>(uint32_t(p.writes.size()));
+      for (const MemoryWrite& m : p.writes) {
+        w.put(m.addr);
+        w.bytes(m.data.data(), m.data.size());
+      }
+      break;
+    }
+    case EventType::Patch:
+      w.put(e.patch.tid);
+      w.put(e.patch.site);
+      w.put(e.patch.resume);
+      w.put(e.patch.page);
+      w.put<uint32_t>(uint32_t(e.patch.writes.size()));
+      for (const MemoryWrite& m : e.patch.writes) {
+        w.put(m.addr);
+        w.bytes(m.data.data(), m.data.size());
+      }
+      break;
+    case EventType::Tsc:
+      w.put(e.tsc.tid);
+      w.bytes(e.tsc.values.data(), e.tsc.values.size() * sizeof(uint64_t));
+      break;
   }
 }
 
@@ -168,6 +198,12 @@ uint32_t Event::tid() const {
       return run.tid;
     case EventType::Preempt:
       return preempt.tid;
+    case EventType::PtraceSet:
+      return ptraceSet.tid;
+    case EventType::Patch:
+      return patch.tid;
+    case EventType::Tsc:
+      return tsc.tid;
   }
   return 0;
 }
@@ -198,7 +234,12 @@ Event decodeEvent(const uint8_t* data, size_t len, uint32_t version) {
         x.regions.push_back(std::move(m));
       }
       x.snapshotBlob = r.str();
-      x.snapshotEncoded = version >= 3;
+      // From version 4 on, each Data region names its own snapshot.
+      if (version >= 4 && !x.snapshotBlob.empty())
+        fail(ErrorCode::BadTrace, "malformed exec record");
+      x.snapshot = version >= 4   ? ExecEvent::Snapshot::PerRegion
+                   : version == 3 ? ExecEvent::Snapshot::Whole
+                                  : ExecEvent::Snapshot::Raw;
       x.auxv = r.bytes();
       x.brkStart = r.get<uint64_t>();
       x.cpu = r.get<int32_t>();
@@ -229,7 +270,7 @@ Event decodeEvent(const uint8_t* data, size_t len, uint32_t version) {
       }
       s.child = r.get<uint32_t>();
       uint8_t filtered = r.get<uint8_t>();
-      if (filtered > uint8_t(SyscallEvent::Filtered::KilledProcess)) {
+      if (filtered > uint8_t(SyscallEvent::Filtered::Killed)) {
         fail(ErrorCode::BadTrace, "malformed syscall record");
       }
       s.filtered = SyscallEvent::Filtered(filtered);
@@ -286,6 +327,54 @@ Event decodeEvent(const uint8_t* data, size_t len, uint32_t version) {
       }
       break;
     }
+    case uint8_t(EventType::PtraceSet): {
+      e.type = EventType::PtraceSet;
+      PtraceSetEvent& p = e.ptraceSet;
+      p.tid = r.get<uint32_t>();
+      const uint8_t at = r.get<uint8_t>();
+      std::vector<uint8_t> before = r.bytes(), after = r.bytes();
+      p.xstate = r.bytes();
+      if (at > PtraceSetEvent::SyscallEntry || before.size() != sizeof p.before ||
+          after.size() != sizeof p.after || p.xstate.size() > kMaxXstate) {
+        fail(ErrorCode::BadTrace, "malformed ptrace-set record");
+      }
+      p.at = PtraceSetEvent::At(at);
+      memcpy(&p.before, before.data(), sizeof p.before);
+      memcpy(&p.after, after.data(), sizeof p.after);
+      uint32_t n = r.get<uint32_t>();
+      for (uint32_t i = 0; i < n; i++) {
+        uint64_t addr = r.get<uint64_t>();
+        p.writes.push_back(MemoryWrite{addr, r.bytes()});
+      }
+      break;
+    }
+    case uint8_t(EventType::Patch): {
+      e.type = EventType::Patch;
+      e.patch.tid = r.get<uint32_t>();
+      e.patch.site = r.get<uint64_t>();
+      e.patch.resume = r.get<uint64_t>();
+      e.patch.page = r.get<uint64_t>();
+      uint32_t n = r.get<uint32_t>();
+      if (n > kMaxPatchWrites) fail(ErrorCode::BadTrace, "malformed patch record");
+      for (uint32_t i = 0; i < n; i++) {
+        uint64_t addr = r.get<uint64_t>();
+        std::vector<uint8_t> data = r.bytes();
+        if (data.size() > kMaxPatchBytes) fail(ErrorCode::BadTrace, "malformed patch record");
+        e.patch.writes.push_back(MemoryWrite{addr, std::move(data)});
+      }
+      break;
+    }
+    case uint8_t(EventType::Tsc): {
+      e.type = EventType::Tsc;
+      e.tsc.tid = r.get<uint32_t>();
+      std::vector<uint8_t> values = r.bytes();
+      if (values.empty() || values.size() % sizeof(uint64_t)) {
+        fail(ErrorCode::BadTrace, "malformed tsc record");
+      }
+      e.tsc.values.resize(values.size() / sizeof(uint64_t));
+      memcpy(e.tsc.values.data(), values.data(), values.size());
+      break;
+    }
     default:
       fail(ErrorCode::BadTrace, "unknown event type " + std::to_string(type));
   }
@@ -324,6 +413,12 @@ const char* eventKindName(EventType type) {
       return "run";
     case EventType::Preempt:
       return "preempt";
+    case EventType::PtraceSet:
+      return "ptrace-set";
+    case EventType::Patch:
+      return "patch";
+    case EventType::Tsc:
+      return "tsc";
   }
   return "?";
 }
@@ -347,7 +442,12 @@ std::string dumpEvent(const Event& e) {
       if (!s.blob.empty()) line += ", maps file " + s.blob;
       if (s.child) line += ", new task " + std::to_string(s.child);
       if (s.filtered == SyscallEvent::Filtered::Returned) line += ", stopped by seccomp";
-      if (s.filtered > SyscallEvent::Filtered::Returned) line += ", killed by seccomp";
+      if (s.filtered == SyscallEvent::Filtered::KilledThread ||
+          s.filtered == SyscallEvent::Filtered::KilledProcess) {
+        line += ", killed by seccomp";
+      }
+      if (s.filtered == SyscallEvent::Filtered::Unknown) line += ", killed in it: result unknown";
+      if (s.filtered == SyscallEvent::Filtered::Killed) line += ", seen as it was killed";
       if (s.file) {
         snprintf(buf, sizeof buf, ", shared file %llu of %llu bytes", (unsigned long long)s.file,
                  (unsigned long long)s.fileSize);
@@ -374,6 +474,27 @@ std::string dumpEvent(const Event& e) {
     case EventType::Preempt:
       snprintf(buf, sizeof buf, ", stack hash %016llx, %zu words of memory",
                (unsigned long long)e.preempt.stackHash, e.preempt.words.size());
+      return line + buf;
+    case EventType::PtraceSet:
+      snprintf(buf, sizeof buf, ", ip 0x%llx, %s, %zu writes",
+               (unsigned long long)e.ptraceSet.after.rip,
+               e.ptraceSet.xstate.empty() ? "extended state kept" : "extended state set",
+               e.ptraceSet.writes.size());
+      return line + buf;
+    case EventType::Patch:
+      if (e.patch.page) {
+        snprintf(buf, sizeof buf, ", maps a page at 0x%llx", (unsigned long long)e.patch.page);
+        line += buf;
+      }
+      for (const MemoryWrite& w : e.patch.writes) {
+        snprintf(buf, sizeof buf, ", writes %zu bytes at 0x%llx", w.data.size(),
+                 (unsigned long long)w.addr);
+        line += buf;
+      }
+      return line;
+    case EventType::Tsc:
+      snprintf(buf, sizeof buf, ", from 0x%llx to 0x%llx", (unsigned long long)e.tsc.values.front(),
+               (unsigned long long)e.tsc.values.back());
       return line + buf;
   }
   return line;
@@ -426,6 +547,23 @@ std::string describeEvent(const Event& e) {
       snprintf(buf, sizeof buf, "preemption at ip 0x%llx", (unsigned long long)e.preempt.regs.rip);
       return buf;
     }
+    case EventType::PtraceSet:
+      return e.ptraceSet.at == PtraceSetEvent::SyscallEntry
+                 ? "its tracer's changes at its syscall's entry"
+                 : "its tracer's changes";
+    case EventType::Patch: {
+      char buf[96];
+      if (inVsyscallPage(e.patch.site)) {
+        snprintf(buf, sizeof buf, "patch of the call of the vsyscall page at 0x%llx (to 0x%llx)",
+                 (unsigned long long)e.patch.resume, (unsigned long long)e.patch.site);
+      } else {
+        snprintf(buf, sizeof buf, "patch of the rdtsc at ip 0x%llx",
+                 (unsigned long long)e.patch.site);
+      }
+      return buf;
+    }
+    case EventType::Tsc:
+      return std::to_string(e.tsc.values.size()) + " reads of the TSC";
   }
   return "?";
 }

@@ -15,8 +15,11 @@ enum class EventType : uint8_t {
   Signal = 3,
   Rdtsc = 4,
   Exit = 5,
-  Run = 6,      // the task runs user code from here (a new task, or one that was preempted)
-  Preempt = 7,  // the task was stopped in user code, at the position named here
+  Run = 6,        // the task runs user code from here (a new task, or one that was preempted)
+  Preempt = 7,    // the task was stopped in user code, at the position named here
+  PtraceSet = 8,  // the program's emulated tracer changed the task in one of its stops
+  Patch = 9,      // the recorder patched the task's code (an rdtsc: record/rdtsc_patch.h)
+  Tsc = 10,       // values of the TSC that patched rdtsc instructions read, in order
 };
 
 // A region of the address space right after exec.
@@ -25,9 +28,10 @@ struct MappedRegion {
   uint64_t start = 0, end = 0;
   uint32_t prot = 0;
   Source source = Data;
-  uint64_t offset = 0;  // File: offset in the file; Data: offset in the snapshot blob
-  std::string blob;     // File: sha256 of the captured file
-  std::string name;     // the path or [stack], [vdso]... as /proc/PID/maps showed it
+  // File: offset in the file; Data: offset in the exec's snapshot blob (before version 4)
+  uint64_t offset = 0;
+  std::string blob;  // File: sha256 of the captured file; Data: of its snapshot (version 4 on)
+  std::string name;  // the path or [stack], [vdso]... as /proc/PID/maps showed it
 };
 
 struct ExecEvent {
@@ -35,10 +39,15 @@ struct ExecEvent {
   std::string exe;
   Regs regs{};
   std::vector<MappedRegion> regions;
-  std::string snapshotBlob;
-  // How the snapshot blob is stored: encoded (snapshot_image.h) from stream version 3 on, raw
-  // before. Not in the record: it follows from the stream's version.
-  bool snapshotEncoded = true;
+  std::string snapshotBlob;  // before version 4: the Data regions' bytes, one after another
+  // How the Data regions are stored (core/snapshot_image.h). Not in the record: it follows from
+  // the stream's version.
+  enum class Snapshot : uint8_t {
+    Raw,        // version 2: snapshotBlob holds the raw bytes
+    Whole,      // version 3: snapshotBlob is one encoded snapshot of them all
+    PerRegion,  // version 4 on: each region names an encoded snapshot of its own
+  };
+  Snapshot snapshot = Snapshot::PerRegion;
   std::vector<uint8_t> auxv;
   uint64_t brkStart = 0;  // where the program break starts (brk is emulated in replay)
   // The CPU the recorder kept the process on, -1 if none: `cpuid` (which cannot be trapped here)
@@ -75,7 +84,10 @@ struct SyscallEvent {
   // How the program's own seccomp filter stopped the syscall (the kernel did not run it):
   // replay does not run it either, whatever its table entry says. Returned: with an errno,
   // ENOSYS or SIGSYS; the others: the filter killed the thread or the process.
-  enum class Filtered : uint8_t { No, Returned, KilledThread, KilledProcess };
+  // Not the filter's, but a SIGKILL's, which took the syscall's exit stop away: Killed, recorded
+  // at the task's PTRACE_EVENT_EXIT (replayed as No; it ends no other thread's stretch of user
+  // code); Unknown, no stop told whether it ran (the result is 0): replay cannot go past it.
+  enum class Filtered : uint8_t { No, Returned, KilledThread, KilledProcess, Unknown, Killed };
   Filtered filtered = Filtered::No;
   // A file mapped shared somewhere in the recorded tree (docs/memory.md), which the syscall
   // mapped or changed: its number in the trace (0: none), its size after the syscall, and the
@@ -99,6 +111,24 @@ struct RdtscEvent {
   bool rdtscp = false;
 };
 
+constexpr size_t kMaxPatchWrites = 4;
+constexpr size_t kMaxPatchBytes = 64;
+
+// An rdtsc that trapped at `site` was patched: the page `page` mapped (0: none), `writes` made,
+// and the task resumes at `resume` (the patched code, which reads the TSC itself).
+struct PatchEvent {
+  uint32_t tid = 0;
+  uint64_t site = 0;
+  uint64_t resume = 0;
+  uint64_t page = 0;
+  std::vector<MemoryWrite> writes;
+};
+
+struct TscEvent {
+  uint32_t tid = 0;
+  std::vector<uint64_t> values;
+};
+
 struct RunEvent {
   uint32_t tid = 0;
 };
@@ -116,6 +146,21 @@ struct PreemptEvent {
   std::vector<MemoryWord> words;
 };
 
+// What the program's emulated tracer changed in a stopped tracee (record/emulated_ptrace.h):
+// its registers, its extended state, its memory. Applied where the tracee stopped: right after
+// its previous event, or at the entry of the syscall it stopped in.
+constexpr size_t kMaxXstate = 1 << 16;
+
+struct PtraceSetEvent {
+  enum At : uint8_t { AfterLast = 0, SyscallEntry = 1 };
+  uint32_t tid = 0;
+  At at = AfterLast;
+  Regs before{};                    // as it stopped: replay checks it is there
+  Regs after{};                     // as its tracer left them
+  std::vector<uint8_t> xstate;      // NT_X86_XSTATE as its tracer left it; empty: unchanged
+  std::vector<MemoryWrite> writes;  // PTRACE_POKEDATA/POKETEXT, in order
+};
+
 struct ExitEvent {
   uint32_t tid = 0;
   int32_t waitStatus = 0;
@@ -131,6 +176,9 @@ struct Event {
   ExitEvent exit;
   RunEvent run;
   PreemptEvent preempt;
+  PtraceSetEvent ptraceSet;
+  PatchEvent patch;
+  TscEvent tsc;
 
   uint32_t tid() const;
 };

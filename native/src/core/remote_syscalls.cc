@@ -4,6 +4,10 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <utility>
 
 #include "core/error.h"
 #include "core/kick.h"
@@ -11,11 +15,11 @@
 
 namespace rwd {
 
-RemoteSyscalls::RemoteSyscalls(Task& task, uint64_t gadget, ChildSignals children)
+RemoteSyscalls::RemoteSyscalls(Task& task, uint64_t gadget, SignalTaker taker)
     : task_(task),
       saved_(task.regs()),
       gadget_(gadget),
-      children_(children),
+      taker_(std::move(taker)),
       seccompStops_(task.seccompStops()) {
   task_.setSeccompStops(false);
 }
@@ -31,6 +35,7 @@ RemoteSyscalls::~RemoteSyscalls() {
   } catch (const Error&) {
     // The task died under us; whoever waits for it next will see that.
   }
+  if (stopLater_) syscall(SYS_tkill, task_.tid(), SIGSTOP);
 }
 
 long RemoteSyscalls::call(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
@@ -53,7 +58,14 @@ long RemoteSyscalls::call(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64
     Stop s = task_.wait();
     // A debugger's SIGSTOP that was meant to interrupt the task's own code: not for this.
     if (s.kind == Stop::Signal && s.sig == SIGSTOP && kick::take()) continue;
-    if (children_ == DropChildSignals && isChildEnd(task_, s)) continue;
+    // Another SIGSTOP (a tracer's attach, the recorder's preemption): for the task's own code,
+    // sent again once the injection is over.
+    if (s.kind == Stop::Signal && s.sig == SIGSTOP) {
+      stopLater_ = true;
+      continue;
+    }
+    if (s.kind == Stop::Signal && taker_ && taker_(task_.siginfo())) continue;
+    if (!taker_ && isChildEnd(task_, s)) continue;
     if (s.kind != Stop::SyscallStop) {
       fail(ErrorCode::System,
            std::string("task stopped unexpectedly while injecting ") + syscallName(nr));
@@ -65,12 +77,13 @@ long RemoteSyscalls::call(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64
     entry.rip = origin_;
     task_.setRegs(entry);
   }
-  // A fork stops once more on the way, at its ptrace event.
+  // A fork stops once more on the way, at its ptrace event. (Not past a kill's PTRACE_EVENT_EXIT:
+  // the recorder's own handling of that stop comes next.)
   Stop s;
   do {
     task_.resume(PTRACE_SYSCALL);
     s = task_.wait();
-  } while (s.kind == Stop::Event);
+  } while (s.kind == Stop::Event && s.event != PTRACE_EVENT_EXIT);
   if (s.kind != Stop::SyscallStop) {
     fail(ErrorCode::System, std::string("task did not finish injected syscall ") + syscallName(nr));
   }

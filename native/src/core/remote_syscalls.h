@@ -5,7 +5,10 @@
 // syscall-exit stop, an exec stop, or a PTRACE_SYSEMU entry stop (whose syscall is skipped).
 #pragma once
 
+#include <signal.h>
+
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "core/task.h"
@@ -14,12 +17,14 @@ namespace rwd {
 
 class RemoteSyscalls {
  public:
-  // A SIGCHLD the kernel sends meanwhile (a child ended) is dropped by default: in a replay it
-  // is replay's own doing, the recording's SIGCHLDs being events of their own. A recorder, whose
-  // program must get it, keeps it: the injection then fails.
-  enum ChildSignals { DropChildSignals, KeepChildSignals };
+  // A signal that comes meanwhile (a timer's, a child's SIGCHLD) is not for the injected
+  // syscalls. A recorder, whose program must get it, takes it to send it again once the task
+  // runs its own code (false: it cannot wait, a fault; the injection fails). Without a taker (a
+  // replay, whose SIGCHLDs are its own doing, the recording's being events of their own) a
+  // child's end is dropped, and any other signal fails the injection.
+  using SignalTaker = std::function<bool(const siginfo_t&)>;
 
-  RemoteSyscalls(Task& task, uint64_t gadget, ChildSignals children = DropChildSignals);
+  RemoteSyscalls(Task& task, uint64_t gadget, SignalTaker taker = nullptr);
   ~RemoteSyscalls();
   RemoteSyscalls(const RemoteSyscalls&) = delete;
   RemoteSyscalls& operator=(const RemoteSyscalls&) = delete;
@@ -42,9 +47,10 @@ class RemoteSyscalls {
   Task& task_;
   Regs saved_;
   uint64_t gadget_;
-  ChildSignals children_;
+  SignalTaker taker_;
   uint64_t origin_ = 0;
-  bool seccompStops_;  // the task's, off meanwhile: an injected syscall stops at its entry
+  bool stopLater_ = false;  // a SIGSTOP came meanwhile
+  bool seccompStops_;       // the task's, off meanwhile: an injected syscall stops at its entry
 };
 
 }  // namespace rwd

@@ -130,7 +130,7 @@ pid_t spawnRecorded(const std::string& exe, const std::vector<std::string>& argv
   *pgid = leader;
   // Seized, not traced by request: a stop of its group is then a stop of its own kind
   // (PTRACE_EVENT_STOP), which the tracer can leave in force (PTRACE_LISTEN) as the kernel would.
-  if (ptrace(PTRACE_SEIZE, pid, nullptr, reinterpret_cast<void*>(kPtraceOptions)) < 0) {
+  if (ptrace(PTRACE_SEIZE, pid, nullptr, reinterpret_cast<void*>(kRecordPtraceOptions)) < 0) {
     failErrno("PTRACE_SEIZE");
   }
   // Seized while stopped, it stops again for the tracer; then its own SIGSTOP is undone.

@@ -13,6 +13,10 @@ namespace rwd {
 // the tracer dies.
 constexpr long kPtraceOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL |
                                 PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE;
+// The recorder's: and a stop on the way out (PTRACE_EVENT_EXIT), where a task killed in a syscall
+// still shows what the syscall returned (the kernel skips the syscall's exit stop for a task with
+// SIGKILL pending).
+constexpr long kRecordPtraceOptions = kPtraceOptions | PTRACE_O_TRACEEXIT;
 
 // Forks a child that starts with default signal dispositions, nothing blocked and the tracer's
 // stdin/stdout/stderr, stops itself under ptrace, and execs `exe` once resumed. Returns its pid,

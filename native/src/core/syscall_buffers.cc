@@ -1,5 +1,6 @@
 #include "core/syscall_buffers.h"
 
+#include <asm/prctl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
@@ -8,6 +9,9 @@
 #include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <linux/futex.h>
+#include <linux/if.h>
+#include <linux/if_bridge.h>
+#include <linux/if_tun.h>
 #include <linux/kd.h>
 #include <linux/keyctl.h>
 #include <linux/netfilter_ipv4/ip_tables.h>
@@ -17,6 +21,7 @@
 #include <linux/random.h>
 #include <linux/seccomp.h>
 #include <linux/serial.h>
+#include <linux/sockios.h>
 #include <linux/vt.h>
 #include <sys/ioctl.h>
 #include <sys/msg.h>
@@ -32,6 +37,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "core/error.h"
@@ -141,10 +147,93 @@ constexpr IoctlRule kIoctls[] = {
     {PERF_EVENT_IOC_REFRESH, 0},
     {PERF_EVENT_IOC_PERIOD, 0},
     {PERF_EVENT_IOC_ID, sizeof(uint64_t)},
+    // TUN/TAP devices. TUNSETIFF and TUNGETIFF write a whole ifreq back, whatever their encoded
+    // size says; TUNGETFILTER the attached sock_fprog.
+    {TUNGETFEATURES, sizeof(unsigned)},
+    {TUNSETIFF, sizeof(struct ifreq)},
+    {TUNGETIFF, sizeof(struct ifreq)},
+    {TUNGETSNDBUF, sizeof(int)},
+    {TUNGETVNETHDRSZ, sizeof(int)},
+    {TUNGETVNETLE, sizeof(int)},
+    {TUNGETVNETBE, sizeof(int)},
+    {TUNGETFILTER, sizeof(struct sock_fprog)},
+    {TUNSETNOCSUM, 0},
+    {TUNSETDEBUG, 0},
+    {TUNSETPERSIST, 0},
+    {TUNSETOWNER, 0},
+    {TUNSETGROUP, 0},
+    {TUNSETLINK, 0},
+    {TUNSETOFFLOAD, 0},
+    {TUNSETTXFILTER, 0},
+    {TUNSETSNDBUF, 0},
+    {TUNATTACHFILTER, 0},
+    {TUNDETACHFILTER, 0},
+    {TUNSETVNETHDRSZ, 0},
+    {TUNSETQUEUE, 0},
+    {TUNSETIFINDEX, 0},
+    {TUNSETVNETLE, 0},
+    {TUNSETVNETBE, 0},
+    // Network interfaces, on any socket: the queries write the whole ifreq back (the kernel
+    // copies its own out once the request succeeded), the settings only read it.
+    {SIOCGIFNAME, sizeof(struct ifreq)},
+    {SIOCGIFINDEX, sizeof(struct ifreq)},
+    {SIOCGIFFLAGS, sizeof(struct ifreq)},
+    {SIOCGIFADDR, sizeof(struct ifreq)},
+    {SIOCGIFDSTADDR, sizeof(struct ifreq)},
+    {SIOCGIFBRDADDR, sizeof(struct ifreq)},
+    {SIOCGIFNETMASK, sizeof(struct ifreq)},
+    {SIOCGIFMETRIC, sizeof(struct ifreq)},
+    {SIOCGIFMTU, sizeof(struct ifreq)},
+    {SIOCGIFHWADDR, sizeof(struct ifreq)},
+    {SIOCGIFMAP, sizeof(struct ifreq)},
+    {SIOCGIFTXQLEN, sizeof(struct ifreq)},
+    {SIOCSIFNAME, sizeof(struct ifreq)},  // among the requests that "return a value"
+    {SIOCSIFFLAGS, 0},
+    {SIOCSIFADDR, 0},
+    {SIOCSIFDSTADDR, 0},
+    {SIOCSIFBRDADDR, 0},
+    {SIOCSIFNETMASK, 0},
+    {SIOCSIFMETRIC, 0},
+    {SIOCSIFMTU, 0},
+    {SIOCSIFHWADDR, 0},
+    {SIOCSIFHWBROADCAST, 0},
+    {SIOCSIFMAP, 0},
+    {SIOCSIFTXQLEN, 0},
+    {SIOCADDMULTI, 0},
+    {SIOCDELMULTI, 0},
+    {SIOCADDRT, 0},  // a struct rtentry, read
+    {SIOCDELRT, 0},
+    // Bridges: a name (SIOCBRADDBR), an ifreq naming the bridge and the port's index.
+    {SIOCBRADDBR, 0},
+    {SIOCBRDELBR, 0},
+    {SIOCBRADDIF, 0},
+    {SIOCBRDELIF, 0},
 };
 
-void captureIoctl(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
+// The old bridge interface (SIOCGIFBR and SIOCSIFBR alike): the argument points to three longs,
+// a BRCTL_* command and its two arguments. Only BRCTL_GET_BRIDGES writes: as many interface
+// indices at args[1] as it returns.
+void captureOldBridge(const Task& task, uint64_t request, uint64_t arg, int64_t result,
+                      std::vector<MemoryWrite>& out) {
+  uint64_t cmd[3] = {};
+  if (!task.tryRead(arg, cmd, sizeof cmd)) return;
+  switch (cmd[0]) {
+    case BRCTL_GET_BRIDGES:
+      return capture(task, cmd[1], uint64_t(result) * sizeof(int), out);
+    case BRCTL_GET_VERSION:
+    case BRCTL_ADD_BRIDGE:
+    case BRCTL_DEL_BRIDGE:
+      return;
+  }
+  unsupportedRequest(request == SIOCGIFBR ? "ioctl SIOCGIFBR" : "ioctl SIOCSIFBR", cmd[0]);
+}
+
+void captureIoctl(const Task& task, const uint64_t* args, int64_t result,
+                  std::vector<MemoryWrite>& out) {
   uint64_t request = args[1] & 0xffffffff, arg = args[2];
+  if (request == SIOCGIFBR || request == SIOCSIFBR) {
+    return captureOldBridge(task, request, arg, result, out);
+  }
   if (request == FS_IOC_FIEMAP) {
     // The header, then as many extents as the kernel mapped (at most as many as asked for).
     fiemap head;
@@ -276,27 +365,184 @@ void captureVmWrite(const Task& task, const uint64_t* args, int64_t result,
   captureIovecs(task, args[3], args[4], uint64_t(result), out);
 }
 
-void captureBpf(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
-  bpf_attr attr{};
-  task.tryRead(args[1], &attr, std::min<uint64_t>(args[2], sizeof attr));
+// bpf's attribute block as the kernel sees it: the program's first `size` bytes, zeros after.
+struct BpfAttr {
+  uint8_t bytes[256] = {};
+  uint64_t size = 0;
+
+  BpfAttr(const Task& task, uint64_t addr, uint64_t size_) : size(std::min<uint64_t>(size_, 256)) {
+    task.tryRead(addr, bytes, size);
+  }
+  template <typename T>
+  T at(size_t offset) const {
+    T v;
+    memcpy(&v, bytes + offset, sizeof v);
+    return v;
+  }
+  bool covers(size_t offset, size_t len) const { return offset + len <= size; }
+};
+
+// Fields of union bpf_attr newer than the kernel headers here (Linux 6.1), by offset.
+constexpr size_t kBpfLogTrueSize = 140;    // BPF_PROG_LOAD: the full size of the log (6.4)
+constexpr size_t kBpfBtfLogTrueSize = 28;  // BPF_BTF_LOAD: likewise
+constexpr size_t kBpfQueryLinkIds = 40;    // BPF_PROG_QUERY (6.6): link_ids,
+constexpr size_t kBpfQueryLinkFlags = 48;  // link_attach_flags,
+constexpr size_t kBpfQueryRevision = 56;   // and revision, which the kernel writes in any case
+
+// A verifier log: the kernel writes within its `logSize` bytes, as many as the log's full size
+// (when the block has room for that field, which the kernel fills then) or all of them.
+void captureBpfLog(const Task& task, uint64_t attrAddr, const BpfAttr& attr, size_t bufAt,
+                   size_t sizeAt, size_t trueSizeAt, std::vector<MemoryWrite>& out) {
+  uint64_t len = attr.at<uint32_t>(sizeAt);
+  if (attr.covers(trueSizeAt, sizeof(uint32_t))) {
+    uint32_t trueSize = 0;
+    if (task.tryRead(attrAddr + trueSizeAt, &trueSize, sizeof trueSize)) {
+      len = std::min<uint64_t>(len, trueSize);
+      capture(task, attrAddr + trueSizeAt, sizeof trueSize, out);
+    }
+  }
+  capture(task, attr.at<uint64_t>(bufAt), len, out);
+}
+
+// BPF_PROG_QUERY: the flags, the count of programs and the revision, then up to as many entries
+// as the program had room for (its count at entry) in each array it gave.
+void captureBpfQuery(const Task& task, uint64_t attrAddr, const BpfAttr& attr,
+                     const EntryValues& entry, std::vector<MemoryWrite>& out) {
+  capture(task, attrAddr + offsetof(bpf_attr, query.attach_flags), sizeof(uint32_t), out);
+  capture(task, attrAddr + offsetof(bpf_attr, query.prog_cnt), sizeof(uint32_t), out);
+  capture(task, attrAddr + kBpfQueryRevision, sizeof(uint64_t), out);
+  const uint64_t bytes = uint64_t(entry.count) * sizeof(uint32_t);
+  for (size_t array :
+       {offsetof(bpf_attr, query.prog_ids), offsetof(bpf_attr, query.prog_attach_flags),
+        kBpfQueryLinkIds, kBpfQueryLinkFlags}) {
+    if (attr.covers(array, sizeof(uint64_t))) capture(task, attr.at<uint64_t>(array), bytes, out);
+  }
+}
+
+// What the object behind a descriptor of the task is, as the kernel names its anonymous inode
+// ("bpf-prog", "bpf-map", "btf"...).
+std::string anonInodeName(const Task& task, uint64_t fd) {
+  std::string path = "/proc/" + std::to_string(task.tid()) + "/fd/" + std::to_string(int(fd));
+  char link[256];
+  ssize_t n = readlink(path.c_str(), link, sizeof link - 1);
+  std::string target = n > 0 ? std::string(link, size_t(n)) : "";
+  return target.rfind("anon_inode:", 0) == 0 ? target.substr(11) : target;
+}
+
+// BPF_OBJ_GET_INFO_BY_FD: the kernel copies its description of the object, as much of it as
+// the program asked for, and sets info_len to that. It fills other buffers too when the
+// description points to them (a program's instructions, map ids, BTF records; a BTF's data
+// and name): those are refused, as are fields past the structures known here.
+void captureBpfInfo(const Task& task, uint64_t attrAddr, const BpfAttr& attr,
+                    std::vector<MemoryWrite>& out) {
+  uint32_t len = 0;
+  task.tryRead(attrAddr + offsetof(bpf_attr, info.info_len), &len, sizeof len);
+  const uint64_t infoAddr = attr.at<uint64_t>(offsetof(bpf_attr, info.info));
+  const std::string kind = anonInodeName(task, attr.at<uint32_t>(offsetof(bpf_attr, info.bpf_fd)));
+  size_t known = 0;
+  std::vector<size_t> pointers;
+  if (kind == "bpf-prog") {
+    known = sizeof(bpf_prog_info);
+    pointers = {
+        offsetof(bpf_prog_info, jited_prog_insns), offsetof(bpf_prog_info, xlated_prog_insns),
+        offsetof(bpf_prog_info, map_ids),          offsetof(bpf_prog_info, jited_ksyms),
+        offsetof(bpf_prog_info, jited_func_lens),  offsetof(bpf_prog_info, func_info),
+        offsetof(bpf_prog_info, line_info),        offsetof(bpf_prog_info, jited_line_info),
+        offsetof(bpf_prog_info, prog_tags)};
+  } else if (kind == "bpf-map") {
+    known = sizeof(bpf_map_info);
+  } else if (kind == "btf") {
+    known = sizeof(bpf_btf_info);
+    pointers = {offsetof(bpf_btf_info, btf), offsetof(bpf_btf_info, name)};
+  } else {
+    fail(ErrorCode::Unsupported, "the program asked bpf (OBJ_GET_INFO_BY_FD) to describe " +
+                                     (kind.empty() ? std::string("a descriptor") : kind) +
+                                     ", which rewind cannot record yet");
+  }
+  std::vector<uint8_t> info(std::min<uint32_t>(len, 4096));
+  if (!task.tryRead(infoAddr, info.data(), info.size())) return;
+  bool unknown = len > info.size();
+  for (size_t i = known; i < info.size(); i++) unknown = unknown || info[i] != 0;
+  for (size_t at : pointers) {
+    uint64_t p = 0;
+    if (at + sizeof p <= info.size()) memcpy(&p, info.data() + at, sizeof p);
+    unknown = unknown || p != 0;
+  }
+  if (unknown) {
+    fail(ErrorCode::Unsupported,
+         "the program asked bpf (OBJ_GET_INFO_BY_FD) for more than the "
+         "description of " +
+             kind +
+             " (buffers it fills, or fields newer than rewind knows), "
+             "which rewind cannot record yet");
+  }
+  out.push_back(MemoryWrite{infoAddr, std::move(info)});
+  capture(task, attrAddr + offsetof(bpf_attr, info.info_len), sizeof len, out);
+}
+
+// What each bpf command writes into the program's memory. The descriptors it returns (programs,
+// maps, BTF) are emulated in replay like any: every syscall on them comes from the recording.
+void captureBpf(const Task& task, const uint64_t* args, int64_t result, const EntryValues& entry,
+                std::vector<MemoryWrite>& out) {
+  const BpfAttr attr(task, args[1], args[2]);
+  const bool failed = result < 0 && result > -4096;
+  switch (int(args[0])) {
+    case BPF_PROG_LOAD:
+      // The verifier's log, also (above all) when it refused the program; and when the program's
+      // records were larger than the kernel's with more in them, the sizes it expects.
+      captureBpfLog(task, args[1], attr, offsetof(bpf_attr, log_buf), offsetof(bpf_attr, log_size),
+                    kBpfLogTrueSize, out);
+      if (result == -E2BIG) {
+        for (size_t at :
+             {offsetof(bpf_attr, func_info_rec_size), offsetof(bpf_attr, line_info_rec_size),
+              offsetof(bpf_attr, core_relo_rec_size)}) {
+          if (attr.covers(at, sizeof(uint32_t))) capture(task, args[1] + at, sizeof(uint32_t), out);
+        }
+      }
+      return;
+    case BPF_BTF_LOAD:
+      return captureBpfLog(task, args[1], attr, offsetof(bpf_attr, btf_log_buf),
+                           offsetof(bpf_attr, btf_log_size), kBpfBtfLogTrueSize, out);
+    case BPF_PROG_QUERY:
+      // A query with less room than programs fills it and fails with ENOSPC.
+      if (!failed || result == -ENOSPC) captureBpfQuery(task, args[1], attr, entry, out);
+      return;
+  }
+  if (failed) return;  // the other commands write nothing when they fail
   switch (int(args[0])) {
     case BPF_MAP_CREATE:
     case BPF_MAP_UPDATE_ELEM:
     case BPF_MAP_DELETE_ELEM:
+    case BPF_MAP_FREEZE:
     case BPF_OBJ_PIN:
     case BPF_OBJ_GET:
+    case BPF_PROG_ATTACH:
+    case BPF_PROG_DETACH:
+    case BPF_PROG_BIND_MAP:
+    case BPF_PROG_GET_FD_BY_ID:
+    case BPF_MAP_GET_FD_BY_ID:
+    case BPF_BTF_GET_FD_BY_ID:
       return;
+    case BPF_PROG_GET_NEXT_ID:
+    case BPF_MAP_GET_NEXT_ID:
+    case BPF_BTF_GET_NEXT_ID:
+      return capture(task, args[1] + offsetof(bpf_attr, next_id), sizeof(uint32_t), out);
+    case BPF_OBJ_GET_INFO_BY_FD:
+      return captureBpfInfo(task, args[1], attr, out);
     case BPF_MAP_LOOKUP_ELEM:
+    case BPF_MAP_LOOKUP_AND_DELETE_ELEM:
     case BPF_MAP_GET_NEXT_KEY: {
-      bool lookup = args[0] == BPF_MAP_LOOKUP_ELEM;
-      ProcFields info = procFdinfo(task.tid(), attr.map_fd);
+      const bool next = args[0] == BPF_MAP_GET_NEXT_KEY;
+      ProcFields info = procFdinfo(task.tid(), attr.at<uint32_t>(offsetof(bpf_attr, map_fd)));
       int64_t type = info.number("map_type", 10, -1);
-      int64_t size = info.number(lookup ? "value_size" : "key_size", 10, -1);
+      int64_t size = info.number(next ? "key_size" : "value_size", 10, -1);
       bool perCpu = type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||
                     type == BPF_MAP_TYPE_LRU_PERCPU_HASH ||
                     type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
-      if (size < 0 || (lookup && perCpu)) break;
-      return capture(task, lookup ? attr.value : attr.next_key, uint64_t(size), out);
+      if (size < 0 || (!next && perCpu)) break;
+      return capture(
+          task, attr.at<uint64_t>(next ? offsetof(bpf_attr, next_key) : offsetof(bpf_attr, value)),
+          uint64_t(size), out);
     }
   }
   unsupportedRequest("bpf", args[0]);
@@ -460,8 +706,14 @@ void captureFdSets(const Task& task, const uint64_t* args, uint64_t timeoutArg,
 }
 
 // What an (emulated) ptrace request wrote to the tracer's memory: at `data`.
-void capturePtrace(const Task& task, const uint64_t* args, std::vector<MemoryWrite>& out) {
+void capturePtrace(const Task& task, const uint64_t* args, int64_t result,
+                   std::vector<MemoryWrite>& out) {
   switch (long(args[0])) {
+    case PTRACE_GET_SYSCALL_INFO:  // the info's size, of which the kernel copies what fits
+      return capture(task, args[3], std::min<uint64_t>(uint64_t(result), args[2]), out);
+    case PTRACE_ARCH_PRCTL:  // ARCH_GET_FS, ARCH_GET_GS: the base, where `addr` points
+      if (args[3] == ARCH_GET_FS || args[3] == ARCH_GET_GS) capture(task, args[2], 8, out);
+      return;
     case PTRACE_PEEKTEXT:
     case PTRACE_PEEKDATA:
     case PTRACE_PEEKUSER:
@@ -483,18 +735,18 @@ void capturePtrace(const Task& task, const uint64_t* args, std::vector<MemoryWri
 }
 
 void captureCustom(const Task& task, long nr, const uint64_t* args, int64_t result,
-                   std::vector<MemoryWrite>& out) {
+                   const EntryValues& entry, std::vector<MemoryWrite>& out) {
   switch (nr) {
     case SYS_readv:
     case SYS_preadv:
     case SYS_preadv2:
       return captureIovecs(task, args[1], args[2], uint64_t(result), out);
     case SYS_ioctl:
-      return captureIoctl(task, args, out);
+      return captureIoctl(task, args, result, out);
     case SYS_fcntl:
       return captureFcntl(task, args, out);
     case SYS_ptrace:
-      if (result == 0) capturePtrace(task, args, out);
+      if (result >= 0) capturePtrace(task, args, result, out);
       return;
     case SYS_prctl:
       return capturePrctl(task, args, out);
@@ -507,7 +759,7 @@ void captureCustom(const Task& task, long nr, const uint64_t* args, int64_t resu
     case SYS_process_vm_writev:
       return captureVmWrite(task, args, result, out);
     case SYS_bpf:
-      return captureBpf(task, args, out);
+      return captureBpf(task, args, result, entry, out);
     case SYS_keyctl:
       return captureKeyctl(task, args, result, out);
     case SYS_quotactl:
@@ -580,8 +832,12 @@ void captureCustom(const Task& task, long nr, const uint64_t* args, int64_t resu
 
 }  // namespace
 
-EntryValues readEntryValues(const Task& task, const SyscallSpec& spec, const uint64_t* args) {
+EntryValues readEntryValues(const Task& task, long nr, const SyscallSpec& spec,
+                            const uint64_t* args) {
   EntryValues v;
+  if (nr == SYS_bpf && args[0] == BPF_PROG_QUERY) {
+    v.count = BpfAttr(task, args[1], args[2]).at<uint32_t>(offsetof(bpf_attr, query.prog_cnt));
+  }
   for (int i = 0; i < 3; i++) {
     const Output& o = spec.outputs[i];
     if (o.size == OutputSize::SockLen && args[o.sizeArg]) {
@@ -604,7 +860,11 @@ std::vector<MemoryWrite> captureOutputs(const Task& task, long nr, const Syscall
     uint64_t sizeField = nr == SYS_sched_setattr ? args[1] : args[0] + 4;
     capture(task, sizeField, sizeof(uint32_t), out);
   }
-  if (result < 0 && result > -4096 && !sleepInterrupted) return out;
+  if (result < 0 && result > -4096 && !sleepInterrupted) {
+    // But bpf's: a verifier log, a query's answer that did not fit.
+    if (nr == SYS_bpf) captureBpf(task, args, result, entry, out);
+    return out;
+  }
   for (int i = 0; i < 3; i++) {
     const Output& o = spec.outputs[i];
     switch (o.size) {
@@ -626,7 +886,7 @@ std::vector<MemoryWrite> captureOutputs(const Task& task, long nr, const Syscall
         break;
       }
       case OutputSize::Custom:
-        captureCustom(task, nr, args, result, out);
+        captureCustom(task, nr, args, result, entry, out);
         break;
     }
   }

@@ -14,9 +14,11 @@ namespace rwd {
 // Values read at syscall entry that an output size depends on (socklen_t in/out arguments).
 struct EntryValues {
   uint32_t sockLen[3] = {};
+  uint32_t count = 0;  // an in/out count the kernel overwrites (bpf BPF_PROG_QUERY's prog_cnt)
 };
 
-EntryValues readEntryValues(const Task& task, const SyscallSpec& spec, const uint64_t* args);
+EntryValues readEntryValues(const Task& task, long nr, const SyscallSpec& spec,
+                            const uint64_t* args);
 
 std::vector<MemoryWrite> captureOutputs(const Task& task, long nr, const SyscallSpec& spec,
                                         const uint64_t* args, int64_t result,

@@ -7,7 +7,9 @@
 #include <cstdio>
 #include <initializer_list>
 #include <string>
+#include <utility>
 
+#include "core/error.h"
 #include "core/i386_syscalls.h"
 
 namespace rwd {
@@ -38,7 +40,7 @@ Output custom() { return Output{-1, OutputSize::Custom, 0, -1}; }
 
 constexpr uint32_t kStat = 144, kStatx = 256, kStatfs = 120, kTimespec = 16, kRusage = 144,
                    kRlimit = 16, kItimerval = 32, kSiginfo = 128, kUtsname = 390, kSysinfo = 112,
-                   kTms = 32, kItimerspec = 32, kTimex = 208, kMqAttr = 64;
+                   kTms = 32, kItimerspec = 32, kTimex = 208, kMqAttr = 64, kUserDesc = 16;
 
 struct TableBuilder {
   std::array<SyscallSpec, kMaxSyscall> specs{};
@@ -431,6 +433,8 @@ bool absentFromKernel(long nr) {
     case 214:  // epoll_ctl_old
     case 215:  // epoll_wait_old
     case 236:  // vserver
+    case 205:  // set_thread_area, and
+    case 211:  // get_thread_area: listed for x86-64 without an implementation (i386 has them)
       return true;
   }
   return false;
@@ -441,10 +445,103 @@ const std::array<SyscallSpec, kMaxSyscall>& table() {
   return specs;
 }
 
+// The i386 syscalls recorded, each with the x86-64 syscall whose arguments mean the same at 32
+// bits (descriptors, pointers and sizes zero-extended; the structures they point to laid out
+// alike): it is recorded and replayed as that one is. Every other i386 number is refused by name.
+// (set_thread_area and get_thread_area are i386's own: see compatTable.)
+constexpr std::pair<const char*, long> kCompatSyscalls[] = {
+    {"exit", SYS_exit},
+    {"read", SYS_read},
+    {"write", SYS_write},
+    {"close", SYS_close},
+    {"getpid", SYS_getpid},
+    {"getppid", SYS_getppid},
+    {"gettid", SYS_gettid},
+    {"getuid32", SYS_getuid},
+    {"getgid32", SYS_getgid},
+    {"geteuid32", SYS_geteuid},
+    {"getegid32", SYS_getegid},
+    {"uname", SYS_uname},
+    {"sched_yield", SYS_sched_yield},
+    {"exit_group", SYS_exit_group},
+};
+
+struct CompatTable {
+  std::array<SyscallSpec, kCompatCount> specs{};
+  std::array<long, kCompatCount> native{};
+  std::array<std::string, kCompatCount> names;  // "i386 write": never mistaken for x86-64's
+
+  // The entry of the i386 syscall `name`, which is (or stands for, below) x86-64's `nr`.
+  SyscallSpec& add(const char* name, long nr) {
+    auto it = std::find_if(std::begin(kI386Syscalls), std::end(kI386Syscalls),
+                           [&](const I386Syscall& s) { return std::string(s.name) == name; });
+    if (it == std::end(kI386Syscalls) || it->nr >= kCompatCount) {
+      fail(ErrorCode::System, std::string("the i386 table has no ") + name);
+    }
+    native[it->nr] = nr;
+    names[it->nr] = std::string("i386 ") + name;
+    specs[it->nr] = table()[nr];
+    specs[it->nr].name = names[it->nr].c_str();
+    return specs[it->nr];
+  }
+};
+
+const CompatTable& compatTable() {
+  static const CompatTable compat = [] {
+    CompatTable c;
+    for (const auto& [name, nr] : kCompatSyscalls) {
+      if (!table()[nr].name)
+        fail(ErrorCode::System, std::string("the x86-64 table has no ") + name);
+      c.add(name, nr);
+    }
+    // The TLS entries of the GDT, which 32-bit code loads into %gs: x86-64 has no syscall for
+    // them (its numbers for them answer ENOSYS). Both take a struct user_desc, and the kernel
+    // writes back the entry it chose; replay fills in the same one
+    // (ReplaySession::applyThreadArea).
+    for (const auto& [name, nr] :
+         {std::pair<const char*, long>{"set_thread_area", SYS_set_thread_area},
+          {"get_thread_area", SYS_get_thread_area}}) {
+      SyscallSpec& spec = c.add(name, nr);
+      spec.nargs = 1;
+      spec.replay = ReplayAction::Emulate;
+      spec.outputs[0] = fixed(0, kUserDesc);
+    }
+    return c;
+  }();
+  return compat;
+}
+
 }  // namespace
+
+long traceSyscallNumber(const Regs& r, bool compat) {
+  long nr = syscallNumber(r.orig_rax);
+  return compat ? kCompatBase + std::clamp<long>(nr, 0, kCompatCount - 1) : nr;
+}
+
+void syscallArguments(const Regs& r, bool compat, uint64_t* args) {
+  const uint64_t regs[6] = {compat ? r.rbx : r.rdi, compat ? r.rcx : r.rsi, r.rdx,
+                            compat ? r.rsi : r.r10, compat ? r.rdi : r.r8,  compat ? r.rbp : r.r9};
+  for (int i = 0; i < 6; i++) args[i] = compat ? uint32_t(regs[i]) : regs[i];
+}
+
+bool recordableCompatSyscall(const Task& task) {
+  Regs r = task.regs();
+  long nr = syscallNumber(r.orig_rax);
+  uint8_t insn[2] = {};
+  return nr >= 0 && nr < kCompatCount && compatTable().specs[nr].name &&
+         task.tryRead(r.rip - 2, insn, sizeof insn) && insn[0] == 0xcd && insn[1] == 0x80;
+}
+
+long nativeSyscall(long nr) {
+  return isCompatNumber(nr) ? compatTable().native[nr - kCompatBase] : nr;
+}
 
 const SyscallSpec* lookupSyscall(long nr) {
   static const SyscallSpec absent{"no_such_syscall", 0, ReplayAction::Refused, {}};
+  if (isCompatNumber(nr)) {
+    const SyscallSpec& s = compatTable().specs[nr - kCompatBase];
+    return s.name ? &s : nullptr;
+  }
   if (absentFromKernel(nr)) return &absent;
   const SyscallSpec& s = table()[nr];
   return s.name ? &s : nullptr;
@@ -452,7 +549,7 @@ const SyscallSpec* lookupSyscall(long nr) {
 
 const char* syscallName(long nr) {
   const SyscallSpec* s = lookupSyscall(nr);
-  if (s && !absentFromKernel(nr)) return s->name;
+  if (s && (isCompatNumber(nr) || !absentFromKernel(nr))) return s->name;
   static thread_local char buf[32];
   snprintf(buf, sizeof buf, "syscall_%ld", nr);
   return buf;

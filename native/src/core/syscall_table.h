@@ -3,6 +3,7 @@
 // in the table stops recording with a message naming it.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <string>
 
@@ -68,9 +69,28 @@ struct SyscallSpec {
 // The syscall number the kernel acts on: the low 32 bits of orig_rax, sign-extended.
 inline long syscallNumber(uint64_t origRax) { return long(int32_t(uint32_t(origRax))); }
 
+// A syscall made through the 32-bit entry (int $0x80) is named in the trace by its i386 number
+// past kCompatBase. The x86-64 numbers there are negative ones the kernel answers with ENOSYS;
+// recording refuses them, as they would read as 32-bit calls.
+constexpr long kCompatBase = INT32_MIN;
+constexpr long kCompatCount = 512;
+inline bool isCompatNumber(long nr) { return nr >= kCompatBase && nr < kCompatBase + kCompatCount; }
+
+// The syscall a task entered, as the trace names it, with its arguments as its ABI passes them
+// (i386: ebx, ecx, edx, esi, edi, ebp, zero-extended). `compat`: it came through a 32-bit entry.
+long traceSyscallNumber(const Regs& r, bool compat);
+void syscallArguments(const Regs& r, bool compat, uint64_t* args);
+// Whether recording and replay can take a 32-bit syscall the task entered: one the i386 table
+// has, made with int $0x80 (replay makes some again in place, stepping back over those two bytes).
+bool recordableCompatSyscall(const Task& task);
+// The x86-64 syscall an i386 one of the table is (the same arguments, the same effects), by which
+// recording and replay single out the syscalls they treat apart (exit, exit_group...). An x86-64
+// number is itself.
+long nativeSyscall(long nr);
+
 // nullptr when the syscall is not in the table. A number x86-64 gives no syscall (negative, in
 // the gap the 32-bit ABIs use, past the last one, or retired) has an entry: the kernel answers
-// ENOSYS, and so do recording and replay.
+// ENOSYS, and so do recording and replay. A trace number of an i386 syscall: the i386 table's.
 const SyscallSpec* lookupSyscall(long nr);
 // The table's name, or "syscall_N" for one it does not know.
 const char* syscallName(long nr);

@@ -71,6 +71,8 @@ void killAndReap(std::vector<pid_t> tids) {
           (r < 0 && errno == ECHILD)) {
         tids.erase(tids.begin() + long(i));
       } else {
+        // The recorder's tracees stop on their way out (PTRACE_EVENT_EXIT): on they go.
+        if (r == tids[i] && WIFSTOPPED(status)) ptrace(PTRACE_CONT, tids[i], nullptr, nullptr);
         i++;
       }
     }

@@ -75,4 +75,32 @@ VdsoPatch patchVdso(Task& task, uint64_t start, uint64_t end) {
   return patch;
 }
 
+long vsyscallNumber(uint64_t ip) {
+  switch (ip) {
+    case kVsyscallPage:
+      return SYS_gettimeofday;
+    case kVsyscallPage + 0x400:
+      return SYS_time;
+    case kVsyscallPage + 0x800:
+      return SYS_getcpu;
+  }
+  return -1;
+}
+
+bool patchVsyscallCall(uint8_t* code, uint64_t entry) {
+  const long nr = vsyscallNumber(entry);
+  int32_t imm;
+  memcpy(&imm, code + 3, sizeof imm);
+  // mov $imm32,%rax (sign-extended); call *%rax
+  if (nr < 0 || code[0] != 0x48 || code[1] != 0xc7 || code[2] != 0xc0 || code[7] != 0xff ||
+      code[8] != 0xd0 || uint64_t(int64_t(imm)) != entry) {
+    return false;
+  }
+  imm = int32_t(nr);
+  memcpy(code + 3, &imm, sizeof imm);
+  code[7] = 0x0f;  // syscall
+  code[8] = 0x05;
+  return true;
+}
+
 }  // namespace rwd

@@ -12,6 +12,8 @@
  * turned into syscalls of its own).
  * Built with -mno-red-zone: a call to the trampoline pushes its return address below the stack
  * pointer.
+ *
+ * It also reads the TSC for rdtsc instructions the recorder patched (record/rdtsc_patch.h).
  */
 #define _GNU_SOURCE
 /* node-gyp builds with 64-bit offsets, which renames stat to stat64 &c.: both are defined here. */
@@ -30,10 +32,19 @@
 
 #include "core/syscall_buffer_abi.h"
 
+/* No SSE or x87 registers: the TSC hook below runs in the middle of the program's code, and only
+ * saves the general ones. */
+#pragma GCC target("general-regs-only")
+
 #define EXPORT __attribute__((visibility("default")))
 #define barrier() __asm__ volatile("" ::: "memory")
 
-static struct rwd_control control;
+void rwd_tsc_hook(void);
+extern char __start_rwd_tsc_text[] __attribute__((visibility("hidden")));
+extern char __stop_rwd_tsc_text[] __attribute__((visibility("hidden")));
+static struct rwd_control control = {.tsc_hook = (uint64_t)rwd_tsc_hook,
+                                     .tsc_code_start = (uint64_t)__start_rwd_tsc_text,
+                                     .tsc_code_end = (uint64_t)__stop_rwd_tsc_text};
 /* 0: not asked yet, 1: buffering, 2: not (refused, or no memory for it). */
 static __thread int state __attribute__((tls_model("initial-exec")));
 static __thread struct rwd_buffer_header* buffer __attribute__((tls_model("initial-exec")));
@@ -43,8 +54,10 @@ static __thread struct rwd_buffer_header* buffer __attribute__((tls_model("initi
   static type (*next)(__VA_ARGS__); \
   if (!next) next = (type(*)(__VA_ARGS__))dlsym(RTLD_NEXT, name)
 
+#define INLINE static inline __attribute__((always_inline))
+
 /* A syscall from this library's own instruction: the recorder stops it as any other. */
-static long traced(long nr, long a0, long a1, long a2, long a3, long a4, long a5) {
+INLINE long traced(long nr, long a0, long a1, long a2, long a3, long a4, long a5) {
   register long r10 __asm__("r10") = a3;
   register long r8 __asm__("r8") = a4;
   register long r9 __asm__("r9") = a5;
@@ -57,7 +70,7 @@ static long traced(long nr, long a0, long a1, long a2, long a3, long a4, long a5
 }
 
 /* A syscall from the trampoline: no stop. */
-static long untraced(long nr, long a0, long a1, long a2, long a3) {
+INLINE long untraced(long nr, long a0, long a1, long a2, long a3) {
   register long r10 __asm__("r10") = a3;
   long ret;
   __asm__ volatile("call *%[at]"
@@ -253,3 +266,153 @@ EXPORT time_t time(time_t* tloc) {
   NEXT(time_t, "time", time_t*);
   return next ? next(tloc) : traced(SYS_time, (long)tloc, 0, 0, 0, 0, 0);
 }
+
+/* std::random_device's "default" source is the rdrand or rdseed instruction, which cannot be
+ * trapped without CPUID faulting: replay would draw other numbers. Every token that names the CPU's
+ * generator becomes "/dev/urandom", whose reads are syscalls (rr's preload does the same). The
+ * token is a std::__cxx11::string: {data, length, SSO buffer of 16}, a stable ABI. libstdc++'s
+ * other entry points (the pre-C++11 string ABI, _M_init_pretr1) call this one through the PLT. */
+struct cxx11_string {
+  const char* data;
+  size_t length;
+  char local[16];
+};
+
+static int cpuToken(const struct cxx11_string* token) {
+  static const char* const names[] = {"default", "rdrand", "rdrnd", "rdseed", "hw", "hardware"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    if (token->length == strlen(names[i]) && !memcmp(token->data, names[i], token->length)) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+EXPORT void _ZNSt13random_device7_M_initERKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE(
+    void* self, const struct cxx11_string* token) {
+  static const char name[] =
+      "_ZNSt13random_device7_M_initERKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE";
+  static void (*next)(void*, const struct cxx11_string*);
+  if (!next) next = (void (*)(void*, const struct cxx11_string*))dlsym(RTLD_NEXT, name);
+  if (!next) { /* a libstdc++ loaded with RTLD_LOCAL, after this library */
+    void* lib = dlopen("libstdc++.so.6", RTLD_NOW | RTLD_NOLOAD);
+    if (lib) next = (void (*)(void*, const struct cxx11_string*))dlsym(lib, name);
+  }
+  if (!next) {
+    static const char msg[] = "rewind: std::random_device: libstdc++'s _M_init not found\n";
+    traced(SYS_write, 2, (long)msg, sizeof msg - 1, 0, 0, 0);
+    __builtin_trap();
+  }
+  struct cxx11_string urandom = {urandom.local, 12, "/dev/urandom"};
+  next(self, cpuToken(token) ? &urandom : token);
+}
+
+/* The main thread's buffer is set up at once: the TSC hook needs the recorder to know the library
+ * is there before the program's first rdtsc. On a stack of its own: the program's, where main's
+ * frame will be, keeps what it held without the library (a program may read it uninitialized). */
+__attribute__((used)) static void start(void) { threadBuffer(); }
+static char startStack[16384] __attribute__((aligned(16), used));
+void rwd_start(void);
+__asm__(".text\n"
+        ".type rwd_start, @function\n"
+        "rwd_start:\n"
+        "  mov %rsp, %rax\n"
+        "  lea startStack+16384(%rip), %rsp\n"
+        "  push %rax\n"
+        "  sub $8, %rsp\n"
+        "  call start\n"
+        "  add $8, %rsp\n"
+        "  pop %rsp\n"
+        "  ret\n"
+        ".size rwd_start, .-rwd_start\n");
+__attribute__((section(".init_array"), used)) static void (*const startAtLoad)(void) = rwd_start;
+
+INLINE uint64_t rdtsc(void) {
+  uint32_t lo, hi;
+  __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+  return (uint64_t)hi << 32 | lo;
+}
+
+/* The TSC for a patched rdtsc. Recording: the recorder's clock (rwd_control), from a
+ * CLOCK_MONOTONIC_RAW read from the trampoline (no stop), kept in the buffer. Replay: the next
+ * value the replayer put there (RWD_SYS_TSC_NEXT when there is none left). Without a buffer: a
+ * real rdtsc, which traps into the recorder (or replayer) as an unpatched one does. */
+__attribute__((used, section("rwd_tsc_text"))) uint64_t rwd_tsc_value(void) {
+  struct rwd_buffer_header* b = threadBuffer();
+  if (!b || !control.tsc_per_ns) return rdtsc();
+  struct rwd_tsc_record* rec;
+  const uint32_t need = sizeof *rec;
+  if (b->size - b->used < need) traced(RWD_SYS_BUFFER_FLUSH, 0, 0, 0, 0, 0, 0); /* emptied */
+  if (*(volatile uint32_t*)RWD_REPLAYING) {
+    if (!b->tsc_left) traced(RWD_SYS_TSC_NEXT, (long)b, 0, 0, 0, 0, 0);
+    if (!b->tsc_left || b->size - b->used < need) return rdtsc(); /* replay has diverged */
+    rec = (struct rwd_tsc_record*)((char*)b + b->used);
+    uint64_t v = rec->tsc;
+    b->used += need;
+    b->tsc_left--;
+    return v;
+  }
+  b->in_call = 1;
+  barrier();
+  struct timespec ts;
+  if (b->size - b->used < need ||
+      untraced(SYS_clock_gettime, CLOCK_MONOTONIC_RAW, (long)&ts, 0, 0)) {
+    b->in_call = 0;
+    return rdtsc();
+  }
+  const int64_t ns = ts.tv_sec * 1000000000ll + ts.tv_nsec - (int64_t)control.ns_base;
+  const uint64_t v =
+      control.tsc_base + (uint64_t)(((__int128)ns * (__int128)control.tsc_per_ns) >> 32);
+  rec = (struct rwd_tsc_record*)((char*)b + b->used);
+  rec->size = need;
+  rec->nr = RWD_TSC_RECORD;
+  rec->tsc = v;
+  barrier();
+  b->used += need;
+  barrier();
+  b->in_call = 0;
+  return v;
+}
+
+/* Called by a patched rdtsc's stub, which skipped the red zone: rwd_tsc_value's result in edx:eax
+ * as rdtsc leaves it, every other register and the arithmetic flags unchanged (the direction flag
+ * clear, as at any call). Not pushf/popf: a recorder stepping through here would leave its trap
+ * flag set in the program. */
+__asm__(".pushsection rwd_tsc_text, \"ax\", @progbits\n"
+        ".globl rwd_tsc_hook\n"
+        ".hidden rwd_tsc_hook\n"
+        ".type rwd_tsc_hook, @function\n"
+        "rwd_tsc_hook:\n"
+        "  push %rcx\n"
+        "  push %rsi\n"
+        "  push %rdi\n"
+        "  push %r8\n"
+        "  push %r9\n"
+        "  push %r10\n"
+        "  push %r11\n"
+        "  lahf\n" /* SF ZF AF PF CF in %ah */
+        "  seto %al\n"
+        "  push %rax\n"
+        "  push %rbp\n"
+        "  mov %rsp, %rbp\n"
+        "  and $-16, %rsp\n"
+        "  call rwd_tsc_value\n"
+        "  mov %rbp, %rsp\n"
+        "  pop %rbp\n"
+        "  mov %rax, %rdx\n"
+        "  shr $32, %rdx\n"
+        "  mov %eax, %eax\n"
+        "  xchg %rax, (%rsp)\n"
+        "  add $0x7f, %al\n" /* OF as it was */
+        "  sahf\n"
+        "  pop %rax\n"
+        "  pop %r11\n"
+        "  pop %r10\n"
+        "  pop %r9\n"
+        "  pop %r8\n"
+        "  pop %rdi\n"
+        "  pop %rsi\n"
+        "  pop %rcx\n"
+        "  ret\n"
+        ".size rwd_tsc_hook, .-rwd_tsc_hook\n"
+        ".popsection\n");

@@ -1,6 +1,7 @@
 // The recorded program's own ptrace, emulated by the recorder (record/emulated_ptrace.h).
 #include "record/emulated_ptrace.h"
 
+#include <asm/prctl.h>
 #include <elf.h>
 #include <errno.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -77,16 +79,24 @@ std::optional<WaitRequest> waitRequest(long nr, const uint64_t* args, pid_t wait
   fail(ErrorCode::Unsupported, what + " is not supported yet");
 }
 
-// The kernel's exit event, which the recorder's own options leave out, for a tracee whose tracer
-// asked for it (PTRACE_O_TRACEEXIT). Set while the tracee is in a ptrace stop of the recorder's
-// (the kernel refuses it otherwise): at its next syscall or signal, or at once if it is stopped.
-void applyExitOption(pid_t tid, EmulatedTracee& e) {
-  const bool wanted = e.options & PTRACE_O_TRACEEXIT;
-  if (wanted == e.exitOption) return;
-  const long options = kPtraceOptions | (wanted ? PTRACE_O_TRACEEXIT : 0);
-  if (ptrace(PTRACE_SETOPTIONS, tid, nullptr, reinterpret_cast<void*>(options)) == 0) {
-    e.exitOption = wanted;
+// Changes to a tracee are replayed where it stopped: not in a group-stop (it may be anywhere), an
+// event stop, or the restart of an interrupted syscall.
+void checkEditable(const EmulatedStop& stop, const std::string& what) {
+  const bool eventStop = stop.sig == 0 && !stop.syscallEntry && !stop.syscallExit;
+  if (stop.group || eventStop || stop.inRestart) {
+    refuse(what + " of a traced task in a group-stop, an event stop or an interrupted syscall");
   }
+}
+
+// DR0-DR3 and DR7: the hardware breakpoints and watchpoints set in the task.
+std::array<uint64_t, 5> debugRegisters(pid_t tid) {
+  std::array<uint64_t, 5> regs{};
+  const int which[5] = {0, 1, 2, 3, 7};
+  for (int i = 0; i < 5; i++) {
+    const uint64_t at = offsetof(struct user, u_debugreg) + sizeof(uint64_t) * uint64_t(which[i]);
+    regs[size_t(i)] = uint64_t(ptrace(PTRACE_PEEKUSER, tid, at, nullptr));
+  }
+  return regs;
 }
 
 }  // namespace
@@ -145,10 +155,7 @@ bool RecordSession::tracedByProgram(pid_t tid) const { return ptrace_.tracees.co
 bool RecordSession::ptraceEntry(RecordedTask& t, long nr, const uint64_t* args) {
   const pid_t tid = t.task->tid();
   auto tracee = ptrace_.tracees.find(tid);
-  if (tracee != ptrace_.tracees.end()) {
-    tracee->second.restarting = false;
-    applyExitOption(tid, tracee->second);
-  }
+  if (tracee != ptrace_.tracees.end()) tracee->second.restarting = false;
   if (nr == SYS_ptrace) {
     ptrace_.answering[tid] = std::nullopt;
     return true;
@@ -270,6 +277,16 @@ void RecordSession::ptraceWakeWaiters(pid_t tracerTgid) {
   }
 }
 
+// A stop of the recorder's that a tracee took while its tracer's PTRACE_INTERRUPT was due may
+// have cleared the kernel's pending trap (any ptrace stop does): it is asked for again after each
+// one, until the tracee stops for it (a PTRACE_EVENT_STOP, or a syscall it interrupts).
+void RecordSession::ptraceInterruptAgain(pid_t tid) {
+  auto tracee = ptrace_.tracees.find(tid);
+  if (tracee != ptrace_.tracees.end() && tracee->second.interrupting && tasks_.count(tid)) {
+    ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr);
+  }
+}
+
 // A syscall of an emulated tracee was interrupted, and restarts when it goes on. If its tracer's
 // PTRACE_INTERRUPT did it, this is where it stops: the kernel's trap for it is gone, as any
 // ptrace stop (this syscall-exit stop of the recorder's) clears a pending one.
@@ -282,7 +299,9 @@ bool RecordSession::ptraceSwallowed(RecordedTask& t) {
   e.interrupting = false;
   EmulatedStop stop;
   stop.group = true;
-  stop.status = (PTRACE_EVENT_STOP << 16) | (SIGTRAP << 8) | 0x7f;
+  // While its process's stop is in force, the kernel's trap names that stop's signal.
+  const int sig = e.outOfGroupStop ? e.outOfGroupStop : SIGTRAP;
+  stop.status = (PTRACE_EVENT_STOP << 16) | (sig << 8) | 0x7f;
   ptraceEnterStop(t, stop);
   return true;
 }
@@ -300,14 +319,24 @@ bool RecordSession::ptraceSignalStop(RecordedTask& t, int sig, const siginfo_t& 
                                      bool positioned) {
   auto tracee = ptrace_.tracees.find(t.task->tid());
   if (tracee == ptrace_.tracees.end()) return false;
-  applyExitOption(t.task->tid(), tracee->second);
+  siginfo_t given = info;
+  if (sig == SIGTRAP && tracee->second.execTrap) {
+    // The recorder's stands for the kernel's, which the tracee sends itself.
+    tracee->second.execTrap = false;
+    memset(&given, 0, sizeof given);
+    given.si_signo = SIGTRAP;
+    given.si_code = SI_USER;
+    given.si_pid = t.tgid;
+    given.si_uid = getuid();
+    t.task->setSiginfo(given);
+  }
   EmulatedStop stop;
   stop.status = (sig << 8) | 0x7f;
   stop.sig = sig;
   stop.fault = fault;
   stop.positioned = positioned;
   stop.inRestart = tracee->second.restarting;
-  stop.info = info;
+  stop.info = given;
   release(t);
   ptraceEnterStop(t, stop);
   return true;
@@ -325,15 +354,12 @@ bool RecordSession::ptraceEventStop(RecordedTask& t, int event) {
                       : event == PTRACE_EVENT_EXEC  ? PTRACE_O_TRACEEXEC
                       : event == PTRACE_EVENT_EXIT  ? PTRACE_O_TRACEEXIT
                                                     : 0;
-  if (event == PTRACE_EVENT_EXEC && !e.seized && !(e.options & wanted)) {
-    refuse("an exec by a task the program traces (its SIGTRAP after exec)");
-  }
-  if (!(e.options & wanted)) return false;
+  // An exec's stops come at its exit, once the exec is recorded (ptraceExecStop).
+  if (event == PTRACE_EVENT_EXEC || !(e.options & wanted)) return false;
   if (event != PTRACE_EVENT_EXIT) {
     const char* name = event == PTRACE_EVENT_FORK    ? "PTRACE_EVENT_FORK"
                        : event == PTRACE_EVENT_VFORK ? "PTRACE_EVENT_VFORK"
-                       : event == PTRACE_EVENT_CLONE ? "PTRACE_EVENT_CLONE"
-                                                     : "PTRACE_EVENT_EXEC";
+                                                     : "PTRACE_EVENT_CLONE";
     refuse(std::string(name) + " (" + std::to_string(event) + ") of a task the program traces");
   }
   EmulatedStop stop;
@@ -341,6 +367,41 @@ bool RecordSession::ptraceEventStop(RecordedTask& t, int event) {
   ptrace(PTRACE_GETEVENTMSG, t.task->tid(), nullptr, &stop.eventMsg);
   ptraceEnterStop(t, stop);
   return true;
+}
+
+// A tracee's exec is recorded, at its exit: it stops there as natively. With PTRACE_O_TRACEEXEC,
+// the exec event; attached without it, the SIGTRAP the kernel sends it (a real one, delivered
+// where it returns to user code); then PTRACE_SYSCALL's exit stop. True if it stopped.
+bool RecordSession::ptraceExecStop(RecordedTask& t) {
+  auto it = ptrace_.tracees.find(t.task->tid());
+  if (it == ptrace_.tracees.end()) return false;
+  EmulatedTracee& e = it->second;
+  if (e.options & PTRACE_O_TRACEEXEC) {
+    EmulatedStop stop;
+    stop.syscallExit = true;  // where the recorder holds it
+    stop.execEvent = true;
+    stop.status = (PTRACE_EVENT_EXEC << 16) | (SIGTRAP << 8) | 0x7f;
+    stop.eventMsg = unsigned(t.task->tid());
+    // The kernel stops it there before the exec returns: the result is not set yet.
+    Regs r = t.task->regs();
+    r.rax = uint64_t(-ENOSYS);
+    t.task->setRegs(r);
+    release(t);
+    ptraceEnterStop(t, stop);
+    return true;
+  }
+  if (!e.seized) {
+    if (e.syscallStops) {
+      refuse("an exec by a task the program attached without PTRACE_O_TRACEEXEC and traces with " +
+             std::string("PTRACE_SYSCALL"));
+    }
+    e.execTrap = true;
+    syscall(SYS_tgkill, t.tgid, t.task->tid(), SIGTRAP);
+    t.pendingAtBoundary.insert(SIGTRAP);  // delivered as it returns to user code
+    next_ = t.task->tid();
+    return false;
+  }
+  return ptraceSyscallStop(t, false);
 }
 
 // A stop of the seized kind of an emulated tracee: its process's group-stop, or the trap its
@@ -386,6 +447,14 @@ void RecordSession::ptraceEnterStop(RecordedTask& t, const EmulatedStop& stop) {
   ptraceWakeWaiters(tgid);
 }
 
+// A SIGCONT ended the stop of the process: its tracees' traps no longer name it.
+void RecordSession::ptraceContinued(pid_t tgid) {
+  for (auto& [tid, e] : ptrace_.tracees) {
+    auto it = tasks_.find(tid);
+    if (it != tasks_.end() && it->second.tgid == tgid) e.outOfGroupStop = 0;
+  }
+}
+
 void RecordSession::fixSyntheticSigchld(RecordedTask& t, siginfo_t& info) {
   if (info.si_signo != SIGCHLD || info.si_code != SI_USER || info.si_pid != getpid()) return;
   std::deque<siginfo_t>& queue = ptrace_.sigchld[t.tgid];
@@ -402,8 +471,10 @@ void RecordSession::ptraceResume(pid_t tid, int sig) {
   EmulatedStop from = *e.stop;
   e.stop.reset();
   RecordedTask& t = tasks_.at(tid);
-  if (from.group) {
-    e.outOfGroupStop = t.groupStopped;
+  if (from.syscallEntry || from.syscallExit) {
+    if (sig) refuse("resuming a traced task with a signal at a syscall stop");
+  } else if (from.group) {
+    if (t.groupStopped) e.outOfGroupStop = from.status >> 8 & 0xff;
     t.groupStopped = false;
     sig = 0;                   // the kernel injects no signal at these stops
   } else if (from.sig == 0) {  // an event stop: it is in the kernel, and goes on without a signal
@@ -462,8 +533,151 @@ void RecordSession::ptraceResumeGranted(RecordedTask& t) {
     memcpy(e.signal.info, &info, sizeof e.signal.info);
     append(e);
   }
+  EmulatedStop from = r.from;
+  if (from.execEvent) {
+    // The exec returns 0, as recorded, unless its tracer set another result.
+    Regs regs = t.task->regs();
+    if (regs.rax == uint64_t(-ENOSYS)) regs.rax = 0;
+    t.task->setRegs(regs);
+    if (from.edit.before) from.edit.before->rax = 0;
+  }
+  ptraceAppendEdit(t, from);
+  if (from.execEvent && ptraceSyscallStop(t, false)) return;
+  if (r.from.syscallEntry) {
+    // The syscall goes on as its tracer left it, recorded as any.
+    auto tracee = ptrace_.tracees.find(tid);
+    if (tracee != ptrace_.tracees.end()) tracee->second.entryDone = true;
+    onSyscallEntry(t);
+    return;
+  }
   if (r.sig) t.task->setSiginfo(info);
   t.task->resume(PTRACE_SYSCALL, r.sig);
+}
+
+bool RecordSession::ptraceSyscallStops(const RecordedTask& t) const {
+  auto it = ptrace_.tracees.find(t.task->tid());
+  return it != ptrace_.tracees.end() && it->second.syscallStops;
+}
+
+// A syscall of a tracee its tracer resumed with PTRACE_SYSCALL: it stops at its entry (before
+// the recorder looks at it: its tracer may change it) and at its exit (after its event).
+// `runs`: it goes on from there with a Run event (a parent back from its fork).
+bool RecordSession::ptraceSyscallStop(RecordedTask& t, bool entry, bool runs) {
+  if (!t.execed || !ptraceSyscallStops(t)) return false;
+  EmulatedTracee& e = ptrace_.tracees.at(t.task->tid());
+  if (entry && e.entryDone) {
+    e.entryDone = false;
+    return false;
+  }
+  EmulatedStop stop;
+  stop.syscallEntry = entry;
+  stop.syscallExit = !entry;
+  stop.positioned = runs;
+  const int trap = SIGTRAP | (e.options & PTRACE_O_TRACESYSGOOD ? 0x80 : 0);
+  stop.status = (trap << 8) | 0x7f;
+  release(t);
+  ptraceEnterStop(t, stop);
+  return true;
+}
+
+// What the tracer changed in the tracee while it was stopped, as the tracee's event, where it
+// goes on: replay applies it there (docs/ptrace.md).
+void RecordSession::ptraceAppendEdit(RecordedTask& t, const EmulatedStop& stop) {
+  const EmulatedEdit& edit = stop.edit;
+  if (!edit.before) return;
+  if (edit.debugBefore && *edit.debugBefore != debugRegisters(t.task->tid())) {
+    refuse("the hardware breakpoints and watchpoints (debug registers) a traced task's tracer set");
+  }
+  Event ev;
+  ev.type = EventType::PtraceSet;
+  PtraceSetEvent& p = ev.ptraceSet;
+  p.tid = uint32_t(t.task->tid());
+  p.at = stop.syscallEntry ? PtraceSetEvent::SyscallEntry : PtraceSetEvent::AfterLast;
+  p.before = *edit.before;
+  p.after = t.task->regs();
+  if (edit.xstate) {
+    p.xstate.resize(kMaxXstate);
+    iovec iov{p.xstate.data(), p.xstate.size()};
+    if (ptrace(PTRACE_GETREGSET, t.task->tid(), NT_X86_XSTATE, &iov) < 0) {
+      failErrno("PTRACE_GETREGSET");
+    }
+    p.xstate.resize(iov.iov_len);
+  }
+  p.writes = edit.writes;
+  if (memcmp(&p.before, &p.after, sizeof p.after) == 0 && p.xstate.empty() && p.writes.empty()) {
+    return;
+  }
+  append(ev);
+}
+
+// A request that changes the stopped tracee, applied to it now.
+int64_t RecordSession::ptraceEdit(RecordedTask& tracer, RecordedTask& tracee, EmulatedStop& stop,
+                                  const uint64_t* args) {
+  const long request = long(args[0]);
+  const uint64_t addr = args[2], data = args[3];
+  const pid_t pid = tracee.task->tid();
+  checkEditable(stop, ptraceRequestName(request));
+  EmulatedEdit& edit = stop.edit;
+  if (!edit.before) edit.before = tracee.task->regs();
+  auto forward = [&](uint64_t a, void* buf) -> int64_t {
+    return ptrace(static_cast<__ptrace_request>(request), pid, a, buf) < 0 ? -errno : 0;
+  };
+  auto fetch = [&](void* buf, size_t len) { return tracer.task->tryRead(data, buf, len); };
+  switch (request) {
+    case PTRACE_POKETEXT:
+    case PTRACE_POKEDATA: {
+      // Written now, recorded where the tracee goes on: nothing else may see its memory between.
+      for (const auto& [tid, other] : tasks_) {
+        auto o = ptrace_.tracees.find(tid);
+        const bool stopped = o != ptrace_.tracees.end() && o->second.stop;
+        if (tid != pid && other.token == tracee.token && !stopped) {
+          refuse(ptraceRequestName(request) + " of a task whose memory other tasks share");
+        }
+      }
+      MemoryWrite w{addr, std::vector<uint8_t>(sizeof(uint64_t))};
+      memcpy(w.data.data(), &data, sizeof data);
+      if (!tracee.task->tryWrite(addr, w.data.data(), w.data.size())) return -EIO;
+      edit.writes.push_back(std::move(w));
+      return 0;
+    }
+    case PTRACE_POKEUSER: {
+      const uint64_t debug = offsetof(struct user, u_debugreg);
+      if (addr >= debug && addr < debug + sizeof(user::u_debugreg) && !edit.debugBefore) {
+        edit.debugBefore = debugRegisters(pid);
+      }
+      return ptrace(PTRACE_POKEUSER, pid, addr, data) < 0 ? -errno : 0;
+    }
+    case PTRACE_SETREGS: {
+      user_regs_struct regs;
+      return fetch(&regs, sizeof regs) ? forward(0, &regs) : -EFAULT;
+    }
+    case PTRACE_SETFPREGS: {
+      user_fpregs_struct regs;
+      if (!fetch(&regs, sizeof regs)) return -EFAULT;
+      edit.xstate = true;
+      return forward(0, &regs);
+    }
+    case PTRACE_SETREGSET: {
+      if (addr != NT_PRSTATUS && addr != NT_PRFPREG && addr != NT_X86_XSTATE) break;
+      iovec iov;
+      if (!fetch(&iov, sizeof iov)) return -EFAULT;
+      std::vector<uint8_t> buf(std::min<size_t>(iov.iov_len, kMaxRegset));
+      if (!tracer.task->tryRead(uint64_t(iov.iov_base), buf.data(), buf.size())) return -EFAULT;
+      if (addr != NT_PRSTATUS) edit.xstate = true;
+      iovec local{buf.data(), buf.size()};
+      return forward(addr, &local);
+    }
+    case PTRACE_ARCH_PRCTL: {
+      if (data == ARCH_SET_FS || data == ARCH_SET_GS) {
+        return ptrace(PTRACE_ARCH_PRCTL, pid, addr, data) < 0 ? -errno : 0;
+      }
+      if (data != ARCH_GET_FS && data != ARCH_GET_GS) break;
+      uint64_t base = 0;
+      if (ptrace(PTRACE_ARCH_PRCTL, pid, &base, data) < 0) return -errno;
+      return tracer.task->tryWrite(addr, &base, sizeof base) ? 0 : -EFAULT;
+    }
+  }
+  refuse("ptrace request " + ptraceRequestName(request) + " with these arguments");
 }
 
 // A recorded task ended: as a tracee it is gone from its tracer's relations; as a tracer, its
@@ -539,10 +753,6 @@ int64_t RecordSession::ptraceRequest(RecordedTask& t, const uint64_t* args) {
   }
   if (request == PTRACE_INTERRUPT) {
     if (!e.seized) return -EIO;
-    if (!e.stop && e.outOfGroupStop) {
-      // The recorder never saw the kernel's trap for it then: refused rather than hang.
-      refuse("PTRACE_INTERRUPT of a tracee resumed out of its process's group-stop");
-    }
     if (!e.stop && !e.interrupting) {
       e.interrupting = true;
       ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr);
@@ -596,16 +806,53 @@ int64_t RecordSession::ptraceRequest(RecordedTask& t, const uint64_t* args) {
     }
     case PTRACE_GETEVENTMSG:
       return put(&e.stop->eventMsg, sizeof e.stop->eventMsg);
+    case PTRACE_GET_SYSCALL_INFO: {
+      __ptrace_syscall_info info{};
+      long n = ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof info, &info);
+      if (n < 0) return -errno;
+      if (info.op == PTRACE_SYSCALL_INFO_SECCOMP && e.stop->syscallEntry) {
+        // The recorder's filter stopped the syscall: for the tracer, its entry.
+        info.op = PTRACE_SYSCALL_INFO_ENTRY;
+        n = long(offsetof(__ptrace_syscall_info, entry) + sizeof info.entry);
+      }
+      const size_t len = std::min<size_t>(size_t(n), addr);
+      if (len && !t.task->tryWrite(data, &info, len)) return -EFAULT;
+      return n;
+    }
     case PTRACE_SETOPTIONS: {
       if (long(data) & ~kKnownOptions) return -EINVAL;
       e.options = long(data);
-      applyExitOption(pid, e);
       return 0;
     }
+    case PTRACE_POKETEXT:
+    case PTRACE_POKEDATA:
+    case PTRACE_POKEUSER:
+    case PTRACE_SETREGS:
+    case PTRACE_SETFPREGS:
+    case PTRACE_SETREGSET:
+    case PTRACE_ARCH_PRCTL:
+      return ptraceEdit(t, tracee, *e.stop, args);
     case PTRACE_CONT:
+    case PTRACE_SYSCALL:
     case PTRACE_DETACH: {
       const int sig = int(data);
       if (sig < 0 || sig > 64) return -EIO;
+      e.syscallStops = request == PTRACE_SYSCALL;
+      if (e.syscallStops && buffers_) {
+        // Every syscall of the tracee stops: its library buffers none from now on. What that
+        // wrote into its memory goes in the tracee's changes.
+        std::vector<pid_t> threads;
+        for (const auto& [tid, other] : tasks_) {
+          if (other.tgid == tracee.tgid) threads.push_back(tid);
+        }
+        buffers_->disable(*tracee.task, threads);
+        SyscallEvent taken;
+        buffers_->addWrites(pid, taken);
+        if (!taken.writes.empty()) checkEditable(*e.stop, "PTRACE_SYSCALL with the syscall buffer");
+        EmulatedEdit& edit = e.stop->edit;
+        if (!taken.writes.empty() && !edit.before) edit.before = tracee.task->regs();
+        for (MemoryWrite& w : taken.writes) edit.writes.push_back(std::move(w));
+      }
       if (request == PTRACE_DETACH) {
         ptraceResume(pid, sig);
         ptrace_.tracees.erase(pid);

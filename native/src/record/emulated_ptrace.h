@@ -10,14 +10,28 @@
 #include <signal.h>
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
+
+#include "core/events.h"
 
 namespace rwd {
+
+// What the tracer changed in its stopped tracee (PTRACE_SETREGS, POKEUSER, POKEDATA...). The
+// recorder applies it to the real tracee at once, and records it as a PtraceSet event of the
+// tracee when it goes on, for replay to apply at the same point.
+struct EmulatedEdit {
+  std::optional<Regs> before;  // the registers as it stopped, taken at the first change
+  bool xstate = false;         // its floating-point or extended state was set
+  std::vector<MemoryWrite> writes;
+  std::optional<std::array<uint64_t, 5>> debugBefore;  // DR0-DR3, DR7 before the first change
+};
 
 // A stop of an emulated tracee, as its tracer's wait reports it.
 struct EmulatedStop {
@@ -27,19 +41,27 @@ struct EmulatedStop {
   bool positioned = false;  // stopped in user code where a Preempt event names it
   bool inRestart = false;   // stopped while the kernel restarts the syscall the signal interrupted
   bool group = false;       // a group-stop or PTRACE_INTERRUPT's stop: it may be anywhere
+  bool syscallEntry = false;  // PTRACE_SYSCALL's stops: at the entry of a syscall
+  bool syscallExit = false;   // or at its exit
+  bool execEvent = false;     // PTRACE_EVENT_EXEC, at the exit of its exec
   siginfo_t info{};
   unsigned long eventMsg = 0;  // PTRACE_GETEVENTMSG
   bool reported = false;       // a wait returned it
+  EmulatedEdit edit;
 };
 
 struct EmulatedTracee {
   pid_t tracer = 0;  // the tracing thread: only it may make requests
   long options = 0;  // PTRACE_O_*
   bool seized = false;
-  bool restarting = false;      // its last syscall was interrupted, and restarts when it goes on
-  bool exitOption = false;      // the recorder's options for it have PTRACE_O_TRACEEXIT
-  bool interrupting = false;    // its tracer's PTRACE_INTERRUPT (or attach to it stopped) is due
-  bool outOfGroupStop = false;  // resumed by its tracer while its process's stop is in force
+  bool restarting = false;    // its last syscall was interrupted, and restarts when it goes on
+  bool interrupting = false;  // its tracer's PTRACE_INTERRUPT (or attach to it stopped) is due
+  // Resumed by its tracer while its process's stop is in force: that stop's signal, until a
+  // SIGCONT.
+  int outOfGroupStop = 0;
+  bool syscallStops = false;  // resumed with PTRACE_SYSCALL: it stops at its next syscall
+  bool entryDone = false;     // its syscall-entry stop is over: the syscall goes on
+  bool execTrap = false;      // the SIGTRAP after its exec is on its way
   std::optional<EmulatedStop> stop;
 };
 

@@ -62,6 +62,7 @@ int openTraceeFile(const std::string& procPath) {
 }
 
 ExecEvent captureExec(Task& task, BlobStore& blobs, const std::string& exe,
+                      const RemoteSyscalls::SignalTaker& taker,
                       const std::function<void(RemoteSyscalls&)>& inject) {
   ExecEvent ev;
   ev.tid = uint32_t(task.tid());
@@ -76,7 +77,7 @@ ExecEvent captureExec(Task& task, BlobStore& blobs, const std::string& exe,
   }
   if (!gadget) fail(ErrorCode::System, "the traced process has no vDSO");
 
-  std::vector<uint8_t> snapshot;
+  std::vector<uint8_t> contents;
   for (const MapsEntry& m : maps) {
     if (m.name == "[vsyscall]") continue;
     MappedRegion r;
@@ -99,18 +100,23 @@ ExecEvent captureExec(Task& task, BlobStore& blobs, const std::string& exe,
       r.blob = blobs.putFile(fd, m.name);
       close(fd);
     } else {
-      r.source = MappedRegion::Data;
-      r.offset = snapshot.size();
-      snapshot.resize(snapshot.size() + (m.end - m.start));
-      task.read(m.start, snapshot.data() + r.offset, m.end - m.start);
+      // A blob per region: what does not change between recordings (the program's and the
+      // loader's data) is then shared by its hash, apart from the stack, which does.
+      contents.resize(m.end - m.start);
+      task.read(m.start, contents.data(), contents.size());
+      std::vector<uint8_t> stored = encodeSnapshot(contents.data(), contents.size());
+      if (stored.empty()) {
+        r.source = MappedRegion::Zero;  // all zero pages (.bss)
+      } else {
+        r.source = MappedRegion::Data;
+        r.blob = blobs.put(stored.data(), stored.size(), "snapshot");
+      }
     }
     ev.regions.push_back(std::move(r));
   }
-  std::vector<uint8_t> stored = encodeSnapshot(snapshot);
-  ev.snapshotBlob = blobs.put(stored.data(), stored.size(), "snapshot");
   ev.auxv = readAuxv(task.tid());
 
-  RemoteSyscalls remote(task, gadget, RemoteSyscalls::KeepChildSignals);
+  RemoteSyscalls remote(task, gadget, taker);
   remote.claimOrigin(kRewindSyscallIp);  // seccomp filters kept across exec let it through
   remote.check("reserving the replay stub's address range", SYS_mmap, kStubBase, kStubSize,
                PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_NORESERVE,

@@ -14,9 +14,10 @@
 namespace rwd {
 
 // Patches the vDSO, captures the address space of a task stopped right after exec, and
-// reserves the replay stub's range in it; then `inject` may inject syscalls of its own. Returns the
-// Exec event.
+// reserves the replay stub's range in it; then `inject` may inject syscalls of its own. `taker`
+// takes the signals that come meanwhile. Returns the Exec event.
 ExecEvent captureExec(Task& task, BlobStore& blobs, const std::string& exe,
+                      const RemoteSyscalls::SignalTaker& taker,
                       const std::function<void(RemoteSyscalls&)>& inject = nullptr);
 
 // Opens a file the way the traced process sees it (through /proc), for capture.

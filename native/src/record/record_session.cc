@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -11,6 +12,7 @@
 #include <sys/ptrace.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <x86intrin.h>
@@ -30,6 +32,7 @@
 #include "core/syscall_buffer_abi.h"
 #include "core/syscall_restart.h"
 #include "core/syscall_table.h"
+#include "core/vdso.h"
 #include "core/x86_instruction.h"
 #include "record/exec_snapshot.h"
 #include "record/pid_namespace.h"
@@ -87,19 +90,15 @@ uint64_t cloneFlags(const Task& task, long nr, const uint64_t* args, uint64_t* c
 // leaf functions use without moving the stack pointer).
 constexpr uint64_t kBelowRedZone = 256;
 
-// Whether a signal is queued for the task that it does not block, so it stops for it as soon as
-// it returns to user code.
-bool signalDue(const Task& task) {
+// Whether one of the signals queued for the task (`queued`, read at this stop) is one it does not
+// block, so it stops for it as soon as it returns to user code. The mask is read only when
+// something is queued: this runs at every syscall exit.
+bool signalDue(const Task& task, const std::set<int>& queued) {
+  if (queued.empty()) return false;
   uint64_t blocked = 0;
   if (ptrace(PTRACE_GETSIGMASK, task.tid(), sizeof blocked, &blocked) < 0) return false;
-  for (uint32_t flags : {0u, uint32_t(PTRACE_PEEKSIGINFO_SHARED)}) {
-    __ptrace_peeksiginfo_args args{0, flags, 16};
-    siginfo_t queued[16];
-    long n = ptrace(PTRACE_PEEKSIGINFO, task.tid(), &args, queued);
-    for (long i = 0; i < n; i++) {
-      int sig = queued[i].si_signo;
-      if (sig > 0 && sig <= 64 && !(blocked & (uint64_t(1) << (sig - 1)))) return true;
-    }
+  for (int sig : queued) {
+    if (sig > 0 && sig <= 64 && !(blocked & (uint64_t(1) << (sig - 1)))) return true;
   }
   return false;
 }
@@ -169,9 +168,30 @@ std::chrono::nanoseconds cpuTime(pid_t tid) {
   return std::chrono::nanoseconds(ns);
 }
 
+// Whether a task still runs: not a zombie, nor gone.
+bool alive(pid_t tid) {
+  std::ifstream in("/proc/" + std::to_string(tid) + "/stat");
+  std::string stat;
+  std::getline(in, stat);
+  size_t paren = stat.rfind(')');
+  char state = paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : 'X';
+  return state != 'Z' && state != 'X';
+}
+
+// The wait status of a PTRACE_EVENT_EXIT stop, and whether the task is in one now (the kernel's
+// siginfo for a ptrace event stop has the event in si_code), whoever waited for it.
+constexpr int kExitStopStatus = (PTRACE_EVENT_EXIT << 16) | (SIGTRAP << 8) | 0x7f;
+
+bool atExitStop(pid_t tid) {
+  siginfo_t info{};
+  return ptrace(PTRACE_GETSIGINFO, tid, nullptr, &info) == 0 && info.si_signo == SIGTRAP &&
+         info.si_code == (SIGTRAP | (PTRACE_EVENT_EXIT << 8));
+}
+
 // Where in its file a write that returned put its data.
 uint64_t writtenAt(const RecordedTask& t, const SyscallEvent& s) {
-  if (s.nr != SYS_write && s.nr != SYS_writev) return s.args[3];  // pwrite*: the offset argument
+  const long nr = nativeSyscall(s.nr);
+  if (nr != SYS_write && nr != SYS_writev) return s.args[3];  // pwrite*: the offset argument
   uint64_t pos = uint64_t(procFdinfo(t.task->tid(), s.args[0]).number("pos", 10, 0));
   return pos - uint64_t(s.result);
 }
@@ -228,6 +248,45 @@ bool RecordSession::defaultStop(pid_t tid, int sig) const {
   return isStopSignal(sig) && !(signalSets(tid).caught & (uint64_t(1) << (sig - 1)));
 }
 
+// Whether a task is gone or on its way out: it ends within a while (a task killed in the middle
+// of a syscall or a ptrace request takes a moment to reach its PTRACE_EVENT_EXIT). One that a
+// wait of the recorder's own (an injected syscall's) found at that stop, where it expected
+// another, has that stop handled next by the main loop.
+bool RecordSession::dying(pid_t tid) {
+  for (int i = 0; i < 200; i++) {
+    if (!alive(tid)) return true;
+    auto it = tasks_.find(tid);
+    if (it != tasks_.end() && it->second.leaving) return true;
+    if (atExitStop(tid)) {
+      const bool queued = std::any_of(requeued_.begin(), requeued_.end(), [&](const auto& q) {
+        return q.first == tid && q.second == kExitStopStatus;
+      });
+      int status = 0;
+      if (waitpid(tid, &status, __WALL | WNOHANG) == tid) {
+        requeued_.emplace_back(tid, status);
+      } else if (!queued) {
+        requeued_.emplace_back(tid, kExitStopStatus);
+      }
+      return true;
+    }
+    usleep(1000);
+  }
+  return false;
+}
+
+// Runs `f`, which acts on task `tid`: if the task was killed meanwhile (its ptrace requests
+// refused, its /proc files gone while it dies), that is no failure of the recording: its end
+// comes next, and is handled then. Other failures stand.
+template <typename F>
+void RecordSession::guarded(pid_t tid, F&& f) {
+  try {
+    f();
+  } catch (const TaskGone&) {
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::System || !dying(tid)) throw;
+  }
+}
+
 RecordResult RecordSession::run() {
   cpu_ = pinToCpu(-1);
   pid_t pgid = 0;
@@ -235,6 +294,7 @@ RecordResult RecordSession::run() {
                            buffers_ ? withPreload(options_.env, options_.preload) : options_.env,
                            &execErrFd_, &pgid);
   terminal_.emplace(pgid);
+  group_.emplace(pgid);
   RecordedTask& first = addTask(initial_);
   first.tgid = initial_;
   first.token = initial_;
@@ -249,15 +309,16 @@ RecordResult RecordSession::run() {
       std::tie(tid, status) = requeued_.front();
       requeued_.pop_front();
     } else {
-      pid_t want = next_ ? next_ : -1;
-      next_ = 0;
-      tid = waitpid(want, &status, __WALL | (want < 0 && contended() ? WNOHANG : 0));
+      tid = next_ ? waitNext(&status) : 0;
+      if (tid <= 0) tid = waitpid(-1, &status, __WALL | (contended() ? WNOHANG : 0));
     }
     if (tid == 0) {
       try {
+        if (!memWriters_.empty()) retryMemWriters();
         preemptOverdue();
         resendOverdue();
         releaseExited();
+        releaseLeaving();
       } catch (const TaskGone&) {
         // its end comes next
       }
@@ -268,19 +329,25 @@ RecordResult RecordSession::run() {
       if (errno == EINTR) continue;
       failErrno("waitpid");
     }
+    if (frozen_.count(tid)) {
+      frozenStops_.emplace_back(tid, status);  // written into meanwhile: it waits (thaw)
+      continue;
+    }
     Stop s = Stop::fromWaitStatus(status);
+    if (s.kind == Stop::Event && s.event == PTRACE_EVENT_EXEC) takeOverLeader(tid);
     auto it = tasks_.find(tid);
     if (it == tasks_.end()) {
       // A new child can report its first stop before its parent reports the fork.
       addTask(tid).newborn = true;
       it = tasks_.find(tid);
     }
-    try {
+    // Killed while the recorder handled its stop (another thread's exit_group, a SIGKILL, its
+    // pid namespace's end): its end comes next.
+    guarded(tid, [&] {
       onStop(it->second, s);
-    } catch (const TaskGone&) {
-      // Killed while the recorder handled its stop (another thread's exit_group, a SIGKILL):
-      // its end comes next.
-    }
+      if (!ptrace_.tracees.empty()) ptraceInterruptAgain(tid);
+      if (!memWriters_.empty()) retryMemWriters();
+    });
   }
   terminal_.reset();
   events_.finish();
@@ -290,6 +357,7 @@ RecordResult RecordSession::run() {
   result.events = events_.eventCount();
   result.syscalls = syscalls_;
   result.tasks = taskCount_;
+  result.syscallBuffer = bufferFilter_ == BufferFilter::On;
   result.processes = processes_;
   result.blobs = blobs_.blobs();
   return result;
@@ -307,6 +375,17 @@ void RecordSession::onStop(RecordedTask& t, const Stop& s) {
         tasks_.clear();
         fail(ErrorCode::Exec, "cannot execute " + options_.exe + ": " + why);
       }
+      if (t.killedRecord) {
+        append(*t.killedRecord);  // killed again at that stop
+        syscalls_++;
+      } else if (t.syscallOpen && t.echo && outputBusy_ == tid) {
+        // Its write to stdout or stderr had started, and neither its exit stop nor its
+        // PTRACE_EVENT_EXIT told what it did: replay must not print a guess (onExitStop).
+        Event unknown = syscallEvent(t, 0);
+        unknown.syscall.filtered = SyscallEvent::Filtered::Unknown;
+        append(unknown);
+        syscalls_++;
+      }
       Event e;
       e.type = EventType::Exit;
       e.exit = ExitEvent{uint32_t(tid), s.status};
@@ -323,21 +402,7 @@ void RecordSession::onStop(RecordedTask& t, const Stop& s) {
           if (other != tid) kill(other, SIGKILL);
         }
       }
-      releaseVforkParent(t);
-      if (buffers_) buffers_->forget(tid);
-      releaseOutput(tid);
-      outputWaiting_.erase(std::remove(outputWaiting_.begin(), outputWaiting_.end(), tid),
-                           outputWaiting_.end());
-      std::deque<pid_t>& queue = waiting_[t.token];
-      queue.erase(std::remove(queue.begin(), queue.end(), tid), queue.end());
-      pid_t token = t.token;
-      bool held = holder_[token] == tid;
-      ptraceGone(tid);
-      tasks_.erase(tid);
-      if (held) {
-        holder_[token] = 0;
-        grantNext(token);
-      }
+      dropTask(t);
       break;
     }
     case Stop::SyscallStop:
@@ -358,6 +423,10 @@ void RecordSession::onStop(RecordedTask& t, const Stop& s) {
         onSeccompStop(t);
         break;
       }
+      if (s.event == PTRACE_EVENT_EXIT) {
+        onExitStop(t);
+        break;
+      }
       if (ptraceEventStop(t, s.event)) break;
       if (s.event == PTRACE_EVENT_EXEC) t.execPending = true;
       if (s.event == PTRACE_EVENT_FORK || s.event == PTRACE_EVENT_VFORK ||
@@ -370,6 +439,189 @@ void RecordSession::onStop(RecordedTask& t, const Stop& s) {
       onSignal(t, s.sig);
       break;
   }
+}
+
+// PTRACE_EVENT_EXIT: the task is on its way out (its exit, or a SIGKILL, another thread's
+// exit_group or exec), its registers and memory still whole. A SIGKILL that came as it was in a
+// syscall took away that syscall's exit stop (the kernel does not stop a task with SIGKILL
+// pending), or came before the recorder wrote its event (the task waited at that stop for its
+// turn): the syscall is recorded from the result rax still holds. Whatever the task waited for,
+// it waits no more: it runs no more code.
+void RecordSession::onExitStop(RecordedTask& t) {
+  const pid_t tid = t.task->tid();
+  if (t.leaving) return;  // its stop taken twice (dying)
+  t.leaving = true;
+  if (t.deferred != Deferred::None) {
+    std::deque<pid_t>& queue = waiting_[t.token];
+    queue.erase(std::remove(queue.begin(), queue.end(), tid), queue.end());
+    t.deferred = Deferred::None;
+  }
+  outputWaiting_.erase(std::remove(outputWaiting_.begin(), outputWaiting_.end(), tid),
+                       outputWaiting_.end());
+  memWriters_.erase(tid);
+  if (t.syscallOpen) {
+    const int64_t result = int64_t(t.task->regs().rax);
+    const long nr = nativeSyscall(traceSyscallNumber(t.entryRegs, t.compat));
+    const SyscallSpec* spec = lookupSyscall(traceSyscallNumber(t.entryRegs, t.compat));
+    // Nothing to record where the syscall did nothing the program could see: interrupted by the
+    // kill (a restart code; EINTR, nothing moved), skipped at its entry (the kernel runs no
+    // syscall whose entry stop ends with SIGKILL pending: ENOSYS, as for one the recorder
+    // cancelled), or one whose record comes elsewhere (an exec's, the buffer's requests).
+    const bool ran = !isRestartCode(result) && result != -EINTR && result != -ENOSYS;
+    const bool own = t.execPending || nr == RWD_SYS_BUFFER_INIT || nr == RWD_SYS_BUFFER_FLUSH ||
+                     !spec || spec->replay == ReplayAction::Fork;
+    if (ran && !own && t.filtered == SyscallEvent::Filtered::No) {
+      t.killedRecord = exitRecord(t, result);
+      t.killedRecord->syscall.filtered = SyscallEvent::Filtered::Killed;
+    }
+    t.syscallOpen = false;
+  }
+  t.heldAtExit = true;
+  t.leftAt = std::chrono::steady_clock::now();
+  // Killed by SIGKILL (its exit code says so), it waits for the other threads the kill ends;
+  // an exec's end of it (code 0) or its own exit (its record written already) waits for none.
+  // Another fatal signal is in the stream already (a signal record, which replay delivers:
+  // the process is gone there from that record on), as an exit_group is. Not a thread its
+  // program's filter killed (SECCOMP_RET_KILL_THREAD: SIGSYS ends that thread alone).
+  unsigned long code = 0;
+  ptrace(PTRACE_GETEVENTMSG, tid, nullptr, &code);
+  const int sig = int(code & 0x7f);
+  if (sig != 0 && sig != SIGKILL && t.filtered != SyscallEvent::Filtered::KilledThread) {
+    groupExited_.insert(t.tgid);
+  }
+  // The records its syscall buffer holds are read while its memory is still there.
+  if (!groupExited_.count(t.tgid)) appendBuffered();
+  if (sig == SIGKILL) {
+    settleLeaving(t.tgid, false);
+  } else {
+    letGo(t);
+  }
+}
+
+// Records the syscall a kill cut short, if any, and lets the task go on to its end.
+void RecordSession::letGo(RecordedTask& t) {
+  const pid_t tid = t.task->tid();
+  t.heldAtExit = false;
+  if (std::optional<Event> e = std::move(t.killedRecord)) {
+    t.killedRecord.reset();
+    if (!groupExited_.count(t.tgid)) {
+      append(*e);
+      syscalls_++;
+    } else if (e->syscall.echoFd) {
+      // After its process's exit_group, which replay runs for real: the thread is gone there
+      // by then, so replay stops at this record, loudly.
+      e->syscall.filtered = SyscallEvent::Filtered::Unknown;
+      append(*e);
+      syscalls_++;
+    }
+  }
+  releaseOutput(tid);
+  thaw(tid);
+  guarded(tid, [&] {
+    if (!ptraceEventStop(t, PTRACE_EVENT_EXIT)) t.task->resume(PTRACE_SYSCALL);
+  });
+}
+
+// Once every thread of a process is at its PTRACE_EVENT_EXIT (or past it, or is the one whose
+// exec ends the others), the syscalls the kill cut short are recorded, all before the first
+// thread's end: replay kills the whole process at the first end by SIGKILL. `overdue`: a thread
+// never got there (waited for too long): they go on anyway.
+void RecordSession::settleLeaving(pid_t tgid, bool overdue) {
+  bool some = false;
+  for (const auto& [tid, other] : tasks_) {
+    if (other.tgid != tgid) continue;
+    const long nr = syscallNumber(other.entryRegs.orig_rax);
+    const bool execing = other.inSyscall && (nr == SYS_execve || nr == SYS_execveat);
+    if (!overdue && !other.leaving && !other.exiting && !execing && alive(tid)) return;
+    some = some || other.heldAtExit;
+  }
+  if (!some) return;
+  for (auto& [tid, other] : tasks_) {
+    if (other.tgid == tgid && other.heldAtExit) letGo(other);
+  }
+}
+
+// Forgets a task that ended (or that an exec by another thread of its process ended): whatever
+// it waited for or held goes to the others.
+void RecordSession::dropTask(RecordedTask& t) {
+  const pid_t tid = t.task->tid();
+  releaseVforkParent(t);
+  thaw(tid);
+  if (buffers_) buffers_->forget(tid);
+  releaseOutput(tid);
+  outputWaiting_.erase(std::remove(outputWaiting_.begin(), outputWaiting_.end(), tid),
+                       outputWaiting_.end());
+  std::deque<pid_t>& queue = waiting_[t.token];
+  queue.erase(std::remove(queue.begin(), queue.end(), tid), queue.end());
+  pid_t token = t.token;
+  bool held = holder_[token] == tid;
+  ptraceGone(tid);
+  const pid_t tgid = t.tgid;
+  tasks_.erase(tid);
+  if (std::none_of(tasks_.begin(), tasks_.end(),
+                   [&](const auto& other) { return other.second.tgid == tgid; })) {
+    groupExited_.erase(tgid);  // its pid may name another process later
+  }
+  if (held) {
+    holder_[token] = 0;
+    grantNext(token);
+  }
+}
+
+// PTRACE_EVENT_EXEC of process `leader`, which a thread other than its first may have reported:
+// the kernel ended the first thread (which is never reported: the kernel releases it itself)
+// and gave the exec'ing thread its tid, by which the stream names it from its exec event on
+// (which names it by its former tid: replay follows the same change there).
+void RecordSession::takeOverLeader(pid_t leader) {
+  unsigned long msg = 0;
+  pid_t former = 0;
+  if (ptrace(PTRACE_GETEVENTMSG, leader, nullptr, &msg) == 0) {
+    former = pid_t(msg);
+  } else {
+    // Killed meanwhile: the thread of the process that was in execve is the one. (Of several
+    // that called it at once, the kernel let one through and ended the others.)
+    for (const auto& [tid, other] : tasks_) {
+      long nr = syscallNumber(other.entryRegs.orig_rax);
+      if (other.tgid == leader && tid != leader && other.inSyscall &&
+          (nr == SYS_execve || nr == SYS_execveat)) {
+        former = tid;
+      }
+    }
+  }
+  auto it = tasks_.find(former);
+  if (former == leader || it == tasks_.end()) return;
+  auto old = tasks_.find(leader);
+  if (old != tasks_.end()) dropTask(old->second);
+  RecordedTask moved = std::move(it->second);
+  tasks_.erase(former);
+  auto task = std::make_unique<Task>(leader);
+  task->setSeccompStops(moved.task->seccompStops());
+  task->setInSyscall(moved.inSyscall);
+  moved.task = std::move(task);
+  moved.formerTid = former;
+  tasks_.emplace(leader, std::move(moved));
+  if (buffers_) buffers_->forget(former);
+  auto rename = [&](pid_t& tid) {
+    if (tid == former) tid = leader;
+  };
+  for (auto& [token, holder] : holder_) rename(holder);
+  for (auto& [token, queue] : waiting_) std::for_each(queue.begin(), queue.end(), rename);
+  std::for_each(outputWaiting_.begin(), outputWaiting_.end(), rename);
+  rename(outputBusy_);
+  rename(next_);
+  for (auto& [tid, status] : requeued_) rename(tid);
+}
+
+// Whether a thread of the process traces, or is traced by, another (the program's own ptrace).
+bool RecordSession::ptraceInvolves(pid_t tgid) const {
+  auto ofProcess = [&](pid_t tid) {
+    auto it = tasks_.find(tid);
+    return it != tasks_.end() && it->second.tgid == tgid;
+  };
+  for (const auto& [tracee, e] : ptrace_.tracees) {
+    if (ofProcess(tracee) || ofProcess(e.tracer)) return true;
+  }
+  return false;
 }
 
 // A stop of the seized kind: a new task's first, a stop of its process (group-stop: SIGSTOP and
@@ -396,6 +648,7 @@ void RecordSession::onEventStop(RecordedTask& t, int sig) {
     return;
   }
   // Continued (SIGCONT): it waits for its turn to run user code again.
+  ptraceContinued(t.tgid);
   if (t.groupStopped) {
     t.groupStopped = false;
     if (!acquire(t, Deferred::Continue)) return;
@@ -406,11 +659,8 @@ void RecordSession::onEventStop(RecordedTask& t, int sig) {
 // Data written to a file shows in the process's private mappings of it (in the pages it never
 // wrote). Replay maps a private copy and emulates the write, so the bytes those mappings now
 // show go into the event. (Shared mappings are record/shared_files.h's.)
-void RecordSession::captureMappedWrite(const RecordedTask& t, SyscallEvent& s) {
-  std::string fd = std::to_string(s.args[0]);
-  std::string proc = "/proc/" + std::to_string(t.task->tid());
-  struct stat st;
-  if (stat((proc + "/fd/" + fd).c_str(), &st) < 0 || !S_ISREG(st.st_mode)) return;
+void RecordSession::captureMappedWrite(const RecordedTask& t, SyscallEvent& s,
+                                       const struct stat& st) {
   if (!mappedFiles_[t.tgid].count({st.st_dev, st.st_ino})) return;
   uint64_t start = writtenAt(t, s);
   uint64_t end = start + uint64_t(s.result);
@@ -424,32 +674,101 @@ void RecordSession::captureMappedWrite(const RecordedTask& t, SyscallEvent& s) {
   }
 }
 
-// Data written to /proc/PID/mem lands in that process's memory. The program's own: the bytes go
-// into the event, as a syscall's output does. Another recorded process's: replay could not put
-// them there, so recording stops. (A process not recorded is the world outside.)
-void RecordSession::captureProcMemWrite(const RecordedTask& t, SyscallEvent& s) {
-  std::string fdPath =
-      "/proc/" + std::to_string(t.task->tid()) + "/fd/" + std::to_string(s.args[0]);
+// The process whose /proc/PID/mem (or /proc/PID/task/TID/mem) the task's descriptor is, if any.
+pid_t RecordSession::procMemTarget(const RecordedTask& t, uint64_t fd, std::string* path) const {
+  std::string fdPath = "/proc/" + std::to_string(t.task->tid()) + "/fd/" + std::to_string(fd);
   char link[256];
   ssize_t n = readlink(fdPath.c_str(), link, sizeof link - 1);
-  if (n <= 0) return;
+  if (n <= 0) return 0;
   link[n] = 0;
   unsigned pid = 0, tid = 0;
   int end = 0;
   if (!(sscanf(link, "/proc/%u/mem%n", &pid, &end) == 1 && end == n) &&
       !(sscanf(link, "/proc/%u/task/%u/mem%n", &pid, &tid, &end) == 2 && end == n)) {
-    return;
+    return 0;
   }
-  auto owner = tasks_.find(pid_t(pid));
+  if (path) *path = link;
+  return pid_t(pid);
+}
+
+// Data written to /proc/PID/mem lands in that process's memory: the bytes go into the event, as a
+// syscall's output does, the program's own or another recorded process's (`child` names it; see
+// freezeWrittenProcess). A process not recorded is the world outside.
+void RecordSession::captureProcMemWrite(const RecordedTask& t, SyscallEvent& s) {
+  auto owner = tasks_.find(procMemTarget(t, s.args[0]));
   if (owner == tasks_.end()) return;
-  if (owner->second.tgid != t.tgid) {
-    fail(ErrorCode::Unsupported, std::string("the program wrote into another process's memory "
-                                             "through ") +
-                                     link + " with " + syscallName(s.nr) +
-                                     ", which rewind cannot replay yet");
-  }
+  if (owner->second.tgid != t.tgid) s.child = uint32_t(owner->first);
   MemoryWrite w{writtenAt(t, s), std::vector<uint8_t>(size_t(s.result))};
-  if (t.task->tryRead(w.addr, w.data.data(), w.data.size())) s.writes.push_back(std::move(w));
+  if (owner->second.task->tryRead(w.addr, w.data.data(), w.data.size())) {
+    s.writes.push_back(std::move(w));
+  }
+}
+
+// A write through /proc/PID/mem into another process of the recording lands in its memory while
+// the kernel runs the writer's syscall; replay puts it there where the writer's event comes. So
+// that process runs no user code meanwhile, nor goes on before that event is in the stream: each
+// of its threads must be in a syscall, stopped by its emulated tracer or its process's stop, or
+// not started yet, and their stops wait until the writer's syscall is recorded (thaw). False if
+// one of them runs user code: the writer waits at its entry until none does (retryMemWriters).
+bool RecordSession::freezeWrittenProcess(const RecordedTask& t, uint64_t fd) {
+  auto owner = tasks_.find(procMemTarget(t, fd));
+  if (owner == tasks_.end() || owner->second.tgid == t.tgid) return true;
+  const pid_t tgid = owner->second.tgid;
+  for (const auto& [tid, other] : tasks_) {
+    if (other.tgid != tgid) continue;
+    auto traced = ptrace_.tracees.find(tid);
+    const bool still = other.inSyscall || other.newborn || other.held || other.groupStopped ||
+                       (traced != ptrace_.tracees.end() && traced->second.stop);
+    if (!still) return false;
+  }
+  for (const auto& [tid, other] : tasks_) {
+    if (other.tgid == tgid) frozen_[tid] = t.task->tid();
+  }
+  return true;
+}
+
+// The writers waiting for the process they write into to be still go on once it is. One that
+// waits more than 2 s (the process computes, or waits for the writer) stops recording.
+void RecordSession::retryMemWriters() {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = memWriters_.begin(); it != memWriters_.end();) {
+    auto w = tasks_.find(it->first);
+    if (w == tasks_.end()) {
+      it = memWriters_.erase(it);
+      continue;
+    }
+    RecordedTask& t = w->second;
+    uint64_t args[6];
+    syscallArguments(t.entryRegs, t.compat, args);
+    if (!freezeWrittenProcess(t, args[0])) {
+      if (now - it->second > std::chrono::seconds(2)) {
+        std::string path;
+        procMemTarget(t, args[0], &path);
+        fail(ErrorCode::Unsupported, "the program wrote into another process's memory through " +
+                                         path + " while that process ran, which rewind cannot " +
+                                         "replay yet");
+      }
+      ++it;
+      continue;
+    }
+    it = memWriters_.erase(it);
+    if (!t.echo || claimOutput(t)) t.task->resume(PTRACE_SYSCALL);
+  }
+}
+
+void RecordSession::thaw(pid_t writer) {
+  for (auto it = frozen_.begin(); it != frozen_.end();) {
+    it = it->second == writer ? frozen_.erase(it) : std::next(it);
+  }
+  std::vector<std::pair<pid_t, int>> still;
+  for (const auto& stop : frozenStops_) {
+    if (frozen_.count(stop.first)) {
+      still.push_back(stop);
+    } else {
+      requeued_.push_back(stop);
+    }
+  }
+  frozenStops_.swap(still);
 }
 
 bool RecordSession::sharesMemory(pid_t tid) const {
@@ -534,8 +853,8 @@ Event RecordSession::syscallEvent(const RecordedTask& t, int64_t result) const {
   e.type = EventType::Syscall;
   SyscallEvent& s = e.syscall;
   s.tid = uint32_t(t.task->tid());
-  s.nr = int32_t(syscallNumber(t.entryRegs.orig_rax));
-  for (int i = 0; i < 6; i++) s.args[i] = arg(t.entryRegs, i);
+  s.nr = int32_t(traceSyscallNumber(t.entryRegs, t.compat));
+  syscallArguments(t.entryRegs, t.compat, s.args);
   s.result = result;
   return e;
 }
@@ -588,9 +907,64 @@ void RecordSession::onSeccompStop(RecordedTask& t) {
     t.task->resume(PTRACE_SYSCALL);
     return;
   }
+  if (data == RWD_SECCOMP_DATA && inVsyscallPage(t.task->regs().rip)) return patchVsyscall(t);
   t.inSyscall = true;
   t.task->setInSyscall(true);
   onSyscallEntry(t);
+}
+
+// A call into the vsyscall page (core/vdso.h), which no syscall stop follows, and replay would
+// not see: skipped, its caller patched into the syscall (a patch event whose site is the entry
+// called), and the task sent back to the start of the patched bytes to make it.
+void RecordSession::patchVsyscall(RecordedTask& t) {
+  Regs r = t.task->regs();
+  const uint64_t entry = r.rip;
+  uint64_t ret = 0;
+  uint8_t code[kVsyscallCallSize];
+  const bool read = t.task->tryRead(r.rsp, &ret, sizeof ret) &&
+                    t.task->tryRead(ret - kVsyscallCallSize, code, sizeof code);
+  const uint64_t site = ret - kVsyscallCallSize;
+  const std::vector<MapsEntry> maps = readMemoryMap(t.task->tid());
+  auto map = std::find_if(maps.begin(), maps.end(),
+                          [&](const MapsEntry& m) { return m.start <= site && ret <= m.end; });
+  if (!read || map == maps.end() || map->shared || !patchVsyscallCall(code, entry)) {
+    char at[80];
+    snprintf(at, sizeof at, "0x%llx (returning to 0x%llx)", (unsigned long long)entry,
+             (unsigned long long)ret);
+    fail(ErrorCode::Unsupported, std::string("the program called the vsyscall page at ") + at +
+                                     " other than by `mov $entry,%rax; call *%rax`, which rewind "
+                                     "cannot record yet");
+  }
+  for (const auto& [tid, other] : tasks_) {
+    if (other.tgid != t.tgid || tid == t.task->tid() || other.inSyscall) continue;
+    user_regs_struct o;
+    if (ptrace(PTRACE_GETREGS, tid, nullptr, &o) == 0 && o.rip > site && o.rip < ret) {
+      fail(ErrorCode::Unsupported,
+           "a thread stopped inside a call of the vsyscall page that another one makes, which "
+           "rewind cannot patch yet");
+    }
+  }
+  r.orig_rax = uint64_t(-1);  // the kernel skips it and returns to the caller
+  t.task->setRegs(r);
+  if (runTo(t, ret, std::chrono::milliseconds(1000)) != RunTo::Reached) {
+    fail(ErrorCode::System, "a task skipping a call of the vsyscall page did not return from it");
+  }
+  Regs back = t.task->regs();
+  back.rip = site;
+  t.task->setRegs(back);
+  t.task->write(site, code, sizeof code);
+  Event e;
+  e.type = EventType::Patch;
+  e.patch.tid = uint32_t(t.task->tid());
+  e.patch.site = entry;
+  e.patch.resume = site;
+  e.patch.writes.push_back(MemoryWrite{site, std::vector<uint8_t>(code, code + sizeof code)});
+  // The call pushed its return address below the stack pointer, which replay's task, stopped
+  // before the call, has not.
+  const uint8_t* pushed = reinterpret_cast<const uint8_t*>(&ret);
+  e.patch.writes.push_back(MemoryWrite{r.rsp, std::vector<uint8_t>(pushed, pushed + 8)});
+  append(e);
+  t.task->resume(PTRACE_SYSCALL);
 }
 
 // Steps a task out of a buffered syscall whose record is not committed yet: no position may be
@@ -598,7 +972,7 @@ void RecordSession::onSeccompStop(RecordedTask& t) {
 // record's copy of the output). False if the task left user code meanwhile (see settle).
 bool RecordSession::leaveBufferedCall(RecordedTask& t) {
   if (!buffers_) return true;
-  for (int i = 0; buffers_->inCall(t.task->tid()); i++) {
+  for (int i = 0; buffers_->inCall(t.task->tid(), t.task->regs().rip); i++) {
     if (i > 1000000) fail(ErrorCode::System, "a buffered syscall that does not end");
     switch (stepOne(t)) {
       case Step::Done:
@@ -615,11 +989,13 @@ bool RecordSession::leaveBufferedCall(RecordedTask& t) {
 void RecordSession::onSyscallEntry(RecordedTask& t) {
   appendBuffered();             // what the task (or another) buffered comes before this syscall
   t.pendingAtBoundary.clear();  // it ran user code
+  if (ptraceSyscallStop(t, true)) return;  // its tracer's syscall-entry stop comes first
   Regs regs = t.task->regs();
   t.entryRegs = regs;
+  t.compat = t.task->inCompatSyscall();
   long nr = syscallNumber(t.entryRegs.orig_rax);
   t.restarting.reset();
-  if (nr == SYS_restart_syscall && t.interrupted) {
+  if (!t.compat && nr == SYS_restart_syscall && t.interrupted) {
     if (t.interrupted->swallowed) {
       // Natively, nothing interrupted it: the stream has the syscall as the program made it.
       t.entryRegs = t.interrupted->entry;
@@ -634,22 +1010,33 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
     t.task->resume(PTRACE_SYSCALL);
     return;
   }
-  if (t.task->inCompatSyscall()) {
-    // Its number means another syscall in the 64-bit table: never read it with that one.
-    fail(ErrorCode::Unsupported,
-         describeCompatSyscall(*t.task) + " is not supported: rewind records the 64-bit ABI only");
+  t.syscallOpen = true;
+  if (t.compat) {
+    // Its number means another syscall in the 64-bit table: never read it with that one. (The
+    // program's own filters would see its i386 number, which they are not asked about.)
+    if (!recordableCompatSyscall(*t.task) || !t.seccomp.empty()) {
+      fail(ErrorCode::Unsupported,
+           describeCompatSyscall(*t.task) +
+               (t.seccomp.empty() ? " is not supported: rewind records a few i386 syscalls only"
+                                  : " is not supported under the program's seccomp filter"));
+    }
+    nr = traceSyscallNumber(t.entryRegs, true);
+  } else if (isCompatNumber(nr)) {
+    fail(ErrorCode::Unsupported, "the program used syscall " + std::to_string(nr) +
+                                     ", a number rewind's traces give 32-bit syscalls");
   }
   const SyscallSpec* spec = lookupSyscall(nr);
   if (!spec) {
     fail(ErrorCode::Unsupported,
          "the program used syscall " + std::to_string(nr) + ", which rewind does not support yet");
   }
-  if ((nr == SYS_execve || nr == SYS_execveat) && t.task->tid() != t.tgid) {
-    // The kernel gives the exec'd image the main thread's tid, and ends the main thread
-    // unreported: the stream and replay would have to follow the tid change.
-    fail(ErrorCode::Unsupported,
-         std::string("the program called ") + spec->name +
-             " in a thread other than its main one, which rewind cannot record yet");
+  if ((nr == SYS_execve || nr == SYS_execveat) && t.task->tid() != t.tgid &&
+      ptraceInvolves(t.tgid)) {
+    // The exec'ing thread takes its process's first tid (takeOverLeader), which the program's
+    // emulated tracer or tracees know by tid.
+    fail(ErrorCode::Unsupported, std::string("the program called ") + spec->name +
+                                     " in a thread other than its main one while it traces or is "
+                                     "traced by another, which rewind cannot record yet");
   }
   // While it waits in the kernel, another thread may run. Not during a syscall that changes the
   // address space (replay maps at the recorded addresses in the stream's order, so those must
@@ -659,7 +1046,8 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   // second word, a PI futex's owner) is seen by the threads it wakes once they run, so they
   // must not run before its record is in the stream.
   uint64_t args[6];
-  for (int i = 0; i < 6; i++) args[i] = arg(t.entryRegs, i);
+  syscallArguments(t.entryRegs, t.compat, args);
+  nr = nativeSyscall(nr);  // what it is, for what follows
   bool keepsToken = spec->replay == ReplayAction::Execute || spec->replay == ReplayAction::Mmap ||
                     spec->replay == ReplayAction::Mremap || spec->replay == ReplayAction::Brk ||
                     spec->replay == ReplayAction::InPlace ||
@@ -669,6 +1057,7 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
     fail(ErrorCode::Unsupported,
          std::string("the program used ") + spec->name + ", which is not supported yet");
   }
+  if (nr == SYS_futex) refuseContendedPiFutex(t, args);
   // The patched vDSO makes syscalls where natively the vDSO answers without one, which no filter
   // sees: they pass as rewind's own.
   auto vdso = vdso_.find(t.tgid);
@@ -681,10 +1070,10 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
     fail(ErrorCode::Unsupported, std::string("the program's seccomp filter stopped ") + spec->name +
                                      ", which rewind cannot replay");
   }
-  if (t.filtered == SyscallEvent::Filtered::No) {
+  if (t.filtered == SyscallEvent::Filtered::No && !t.compat) {
     t.filterInstall = FilterInstall::begin(*t.task, t.entryRegs);
   }
-  t.entryValues = t.restarting ? t.restarting->values : readEntryValues(*t.task, *spec, args);
+  t.entryValues = t.restarting ? t.restarting->values : readEntryValues(*t.task, nr, *spec, args);
   if (nr == SYS_execve || nr == SYS_execveat) {
     t.execArgv.clear();
     uint64_t argv = args[nr == SYS_execve ? 1 : 2];
@@ -732,11 +1121,46 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
     e.syscall.filtered = t.filtered;
     append(e);
     syscalls_++;
+    t.syscallOpen = false;
+    if (nr == SYS_exit_group || t.filtered == SyscallEvent::Filtered::KilledProcess) {
+      groupExited_.insert(t.tgid);
+    }
     t.exiting = nr == SYS_exit;
   }
   t.echo = spec->echo ? echoTarget(t.task->tid(), args[spec->fdArg]) : 0;
+  if (t.filtered == SyscallEvent::Filtered::No &&
+      (spec->sent == Sent::Buffer || spec->sent == Sent::Iovec) &&
+      !freezeWrittenProcess(t, args[0])) {
+    memWriters_[t.task->tid()] = std::chrono::steady_clock::now();
+    return;  // it waits at its entry for the process it writes into to be still
+  }
   if (t.echo && !claimOutput(t)) return;  // it waits at its entry for its turn
   t.task->resume(PTRACE_SYSCALL);
+}
+
+// A thread that waits for a priority-inheritance futex has the kernel store into the futex word
+// (FUTEX_WAITERS in the holder's word, then the new owner's tid at the hand-over) while it waits:
+// the holder's user code reads those stores, which no event of the stream carries, at moments
+// the recorder cannot name. Uncontended, the PI operations store only what their own records
+// carry (the caller's tid, or 0).
+void RecordSession::refuseContendedPiFutex(const RecordedTask& t, const uint64_t* args) const {
+  const int cmd = int(args[1]) & FUTEX_CMD_MASK;
+  const char* name = nullptr;
+  if (cmd == FUTEX_WAIT_REQUEUE_PI) name = "FUTEX_WAIT_REQUEUE_PI";
+  if (cmd == FUTEX_CMP_REQUEUE_PI) name = "FUTEX_CMP_REQUEUE_PI";
+  if (cmd == FUTEX_LOCK_PI || cmd == FUTEX_LOCK_PI2) {
+    uint32_t word = 0;
+    const pid_t self = childPids(t.task->tid(), t.task->tid()).seenByItself;
+    const uint32_t owner = t.task->tryRead(args[0], &word, sizeof word) ? word & FUTEX_TID_MASK : 0;
+    if (owner != 0 && owner != uint32_t(self)) {
+      name = cmd == FUTEX_LOCK_PI ? "FUTEX_LOCK_PI" : "FUTEX_LOCK_PI2";
+    }
+  }
+  if (!name) return;
+  fail(ErrorCode::Unsupported,
+       std::string("the program waited for a priority-inheritance futex (futex ") + name +
+           "), which rewind cannot replay yet: the kernel changes the futex word on behalf of "
+           "the waiting thread");
 }
 
 bool RecordSession::claimOutput(RecordedTask& t) {
@@ -757,7 +1181,7 @@ void RecordSession::releaseOutput(pid_t tid) {
     outputWaiting_.pop_front();
     if (it == tasks_.end()) continue;
     outputBusy_ = it->first;
-    it->second.task->resume(PTRACE_SYSCALL);
+    guarded(it->first, [&] { it->second.task->resume(PTRACE_SYSCALL); });
     return;
   }
 }
@@ -773,7 +1197,7 @@ void RecordSession::releaseVforkParent(RecordedTask& child) {
   parent.vforkChild = 0;
   if (parent.parked) {
     parent.parked = false;
-    if (acquire(parent, Deferred::Start)) runFrom(parent);
+    if (acquire(parent, Deferred::Start)) guarded(parent.task->tid(), [&] { runFrom(parent); });
   }
 }
 
@@ -807,15 +1231,18 @@ void RecordSession::grantNext(pid_t token) {
     t.grantedAt = std::chrono::steady_clock::now();
     Deferred d = t.deferred;
     t.deferred = Deferred::None;
-    if (d == Deferred::SyscallExit) {
-      onSyscallExit(t);
-    } else if (d == Deferred::Continue) {
-      t.task->resume(PTRACE_SYSCALL);
-    } else if (d == Deferred::PtraceResume) {
-      ptraceResumeGranted(t);
-    } else {
-      runFrom(t);
-    }
+    // If it was killed meanwhile, it keeps the token until its end is seen.
+    guarded(t.task->tid(), [&] {
+      if (d == Deferred::SyscallExit) {
+        onSyscallExit(t);
+      } else if (d == Deferred::Continue) {
+        t.task->resume(PTRACE_SYSCALL);
+      } else if (d == Deferred::PtraceResume) {
+        ptraceResumeGranted(t);
+      } else {
+        runFrom(t);
+      }
+    });
     return;
   }
 }
@@ -835,13 +1262,26 @@ void RecordSession::startTask(RecordedTask& t) {
 }
 
 bool RecordSession::contended() const {
+  if (!memWriters_.empty()) return true;
   for (const auto& [tgid, queue] : waiting_) {
     if (!queue.empty()) return true;
   }
   for (const auto& [tid, t] : tasks_) {
-    if (!t.heldSignals.empty()) return true;
+    if (!t.heldSignals.empty() || t.heldAtExit) return true;
   }
   return false;
+}
+
+// A thread held at its PTRACE_EVENT_EXIT for one of its process that never gets to its own (a
+// thread the kill does not end): after a while they go on without it.
+void RecordSession::releaseLeaving() {
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [tid, t] : tasks_) {
+    if (t.heldAtExit && now - t.leftAt > std::chrono::milliseconds(500)) {
+      settleLeaving(t.tgid, true);
+      return;  // tasks_ may have changed
+    }
+  }
 }
 
 void RecordSession::resendHeld(RecordedTask& t) {
@@ -852,6 +1292,16 @@ void RecordSession::resendHeld(RecordedTask& t) {
 
 // Holds an asynchronous signal that landed in user code. A standard signal already held is
 // not held twice: the kernel keeps one of each pending.
+// A signal that comes while the recorder injects syscalls into the task waits, as one held in
+// user code does, to be sent again once the task runs its own code; a fault cannot wait.
+RemoteSyscalls::SignalTaker RecordSession::signalTaker(RecordedTask& t) {
+  return [this, &t](const siginfo_t& info) {
+    if (isFault(info.si_signo, info)) return false;
+    if (!ignoresSignal(t.task->tid(), info.si_signo)) hold(t, info);
+    return true;
+  };
+}
+
 void RecordSession::hold(RecordedTask& t, const siginfo_t& info) {
   if (info.si_signo < SIGRTMIN) {
     for (const siginfo_t& h : t.heldSignals) {
@@ -877,13 +1327,22 @@ void RecordSession::resendOverdue() {
 // ended: it gives up its token once it is a zombie (its tid cleared for pthread_join).
 void RecordSession::releaseExited() {
   for (auto& [tid, t] : tasks_) {
-    if (!t.exiting || holder_[t.tgid] != tid) continue;
-    std::ifstream in("/proc/" + std::to_string(tid) + "/stat");
-    std::string stat;
-    std::getline(in, stat);
-    size_t paren = stat.rfind(')');
-    char state = paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : 'X';
-    if (state == 'Z' || state == 'X') release(t);
+    if (t.exiting && holder_[t.tgid] == tid && !alive(tid)) release(t);
+  }
+}
+
+// Takes the stop of next_, due at once (it was resumed into it). Not if it is a zombie or gone
+// (killed meanwhile): a leader is reported only once its other threads are reaped, which the
+// main loop must do first. Returns 0 then.
+pid_t RecordSession::waitNext(int* status) {
+  const pid_t want = next_;
+  next_ = 0;
+  for (;;) {
+    pid_t r = waitpid(want, status, __WALL | WNOHANG);
+    if (r == want) return r;
+    if (r < 0 && errno != EINTR) return 0;
+    if (r == 0 && !alive(want)) return 0;
+    sched_yield();
   }
 }
 
@@ -1124,8 +1583,10 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
   for (int i = 0; i < 6; i++) args[i] = arg(t.entryRegs, i);
   uint64_t childTid;
   const uint64_t flags = cloneFlags(*t.task, syscallNumber(t.entryRegs.orig_rax), args, &childTid);
-  // clone and clone3 with CLONE_VM but not CLONE_VFORK share the address space: a thread.
-  const bool thread = (flags & CLONE_VM) && !(flags & CLONE_VFORK);
+  // clone and clone3 with CLONE_VM but not CLONE_VFORK share the address space, and run along
+  // with their parent: a thread, or a process of its own (without CLONE_THREAD).
+  const bool sharedVm = (flags & CLONE_VM) && !(flags & CLONE_VFORK);
+  const bool thread = flags & CLONE_THREAD;
   // Written now, not at the syscall's exit: a vfork parent only gets there after its child
   // exec'd, and the child's events must follow its creation in the stream.
   const ChildPids ids = childPids(t.task->tid(), pid_t(child));
@@ -1148,9 +1609,24 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
     MemoryWrite w{pidfdAt, std::vector<uint8_t>(sizeof(int))};
     if (t.task->tryRead(pidfdAt, w.data.data(), w.data.size())) e.syscall.writes.push_back(w);
   }
+  if (buffers_ && sharedVm && !(flags & CLONE_SETTLS)) {
+    // The child shares its creator's memory and thread variables (a raw clone): the library
+    // would give it its creator's buffer. The process stops buffering before the child runs
+    // (the write is the clone's, in memory both share, so replay makes it at the same point),
+    // and its tasks stop at every syscall, so that no thread's set-up turns buffering on again.
+    std::vector<pid_t> threads;
+    for (auto& [tid, other] : tasks_) {
+      if (other.tgid != t.tgid) continue;
+      threads.push_back(tid);
+      other.task->setSeccompStops(false);
+    }
+    buffers_->disable(*t.task, threads);
+    buffers_->addWrites(t.task->tid(), e.syscall);
+  }
   append(e);
   syscalls_++;
   t.forkRecorded = true;
+  t.syscallOpen = false;
   if (thread) {
     for (ProcessInfo& p : processes_) {
       if (p.pid == t.tgid) p.threads.push_back(pid_t(child));
@@ -1161,7 +1637,7 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
   // A child that shares memory with its parent (MAP_SHARED mappings it inherits) runs user code
   // only when none of them does, as threads do, so the stream has their stores in the order
   // they ran.
-  pid_t token = thread || sharesMemory(t.task->tid()) ? t.token : pid_t(child);
+  pid_t token = sharedVm || sharesMemory(t.task->tid()) ? t.token : pid_t(child);
   auto it = tasks_.find(pid_t(child));
   if (it == tasks_.end()) {
     RecordedTask& c = addTask(pid_t(child));
@@ -1181,7 +1657,8 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
   }
   it->second.seccomp = t.seccomp;  // inherited, and so is where the vDSO is
   it->second.task->setSeccompStops(t.task->seccompStops());
-  if (buffers_) buffers_->onFork(t.task->tid(), pid_t(child), thread, vfork);
+  if (buffers_) buffers_->onFork(t.task->tid(), pid_t(child), sharedVm, vfork);
+  if (!thread) rdtscPatcher_.onFork(t.tgid, pid_t(child));
   if (vdso_.count(t.tgid)) vdso_[it->second.tgid] = vdso_[t.tgid];
   auto mapped = mappedFiles_.find(t.tgid);
   if (mapped != mappedFiles_.end()) mappedFiles_[it->second.tgid] = mapped->second;  // inherited
@@ -1191,9 +1668,96 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
   }
 }
 
+// The event of a syscall that returned `result`, with what it wrote and sent.
+Event RecordSession::exitRecord(RecordedTask& t, int64_t result) {
+  const long traced = traceSyscallNumber(t.entryRegs, t.compat);
+  const long nr = nativeSyscall(traced);
+  const SyscallSpec* spec = lookupSyscall(traced);
+  Event e = syscallEvent(t, result);
+  SyscallEvent& s = e.syscall;
+  s.filtered = t.filtered;
+  if (s.filtered != SyscallEvent::Filtered::No) {
+    // Stopped by the program's filter: it wrote and sent nothing.
+  } else if (spec->replay == ReplayAction::Emulate) {
+    if (t.restarting) {
+      // It writes what the syscall it goes on with writes.
+      long was = syscallNumber(t.restarting->entry.orig_rax);
+      uint64_t args[6];
+      for (int i = 0; i < 6; i++) args[i] = arg(t.restarting->entry, i);
+      s.writes = captureOutputs(*t.task, was, *lookupSyscall(was), args, result, t.entryValues);
+    } else {
+      s.writes = captureOutputs(*t.task, nr, *spec, s.args, result, t.entryValues);
+    }
+    if (!isError(result)) s.echoFd = t.echo;
+    if (spec->sent == Sent::Copied && result > 0 && t.echo) {
+      fail(ErrorCode::Unsupported, std::string("the program sent data to its ") +
+                                       (t.echo == 2 ? "stderr" : "stdout") + " with " + spec->name +
+                                       ", which rewind cannot replay yet");
+    }
+    if (spec->sent != Sent::None) s.sentHash = sentData(*t.task, nr, *spec, s.args, result).hash();
+  }
+  const bool ran = s.filtered == SyscallEvent::Filtered::No;
+  if (ran && result > 0 && (spec->sent == Sent::Buffer || spec->sent == Sent::Iovec)) {
+    // write, pwrite...: one look at the descriptor for both. Only a regular file can be mapped
+    // or be a /proc/PID/mem, and that only on a file system without a device (procfs, of
+    // whichever mount), so a pipe or a file on disk costs no readlink.
+    struct stat st;
+    std::string fd = "/proc/" + std::to_string(t.task->tid()) + "/fd/" + std::to_string(s.args[0]);
+    if (stat(fd.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      if (mappedFiles_.count(t.tgid)) captureMappedWrite(t, s, st);
+      if (major(st.st_dev) == 0) captureProcMemWrite(t, s);
+    }
+  }
+  if (ran) sharedFiles_.captureChange(*t.task, nr, result, s);
+  if (ran && nr == SYS_mmap && !isError(result) && !(s.args[3] & MAP_ANONYMOUS)) {
+    std::string fdPath =
+        "/proc/" + std::to_string(t.task->tid()) + "/fd/" + std::to_string(int(s.args[4]));
+    char link[4096];
+    ssize_t n = readlink(fdPath.c_str(), link, sizeof link - 1);
+    std::string target = n > 0 ? std::string(link, size_t(n)) : fdPath;
+    if (target.rfind("anon_inode:", 0) == 0) {
+      // Memory the kernel keeps writing (a perf_event ring buffer, a bpf map): replay's copy
+      // could not follow it.
+      fail(ErrorCode::Unsupported, "the program mapped a descriptor of " + target +
+                                       " into memory, which rewind cannot replay");
+    }
+    int fd = openTraceeFile(fdPath);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+      bool shared = (s.args[3] & MAP_TYPE) != MAP_PRIVATE;
+      // A file mapped shared may change at any moment: captured afresh, never from the cache.
+      s.blob = blobs_.putFile(fd, target, !shared);
+      if (shared) {
+        checkSharedMapping(t, st, (s.args[2] & PROT_WRITE) || openedForWriting(t, s.args[4]));
+        s.file = sharedFiles_.mapped(fd);
+        s.fileSize = uint64_t(st.st_size);
+      } else {
+        mappedFiles_[t.tgid].insert({st.st_dev, st.st_ino});
+        // Mapped past its end through a descriptor that may grow it: its pages there fault until
+        // it grows (rr's mmap_private_grow_under_map), so replay maps an emulated file that
+        // follows its size (record/shared_files.h), privately still; so are its later mappings,
+        // which the kernel may merge with that one.
+        const bool pastEnd = s.args[5] + s.args[1] > ((uint64_t(st.st_size) + 4095) & ~4095ull);
+        if (growable_.count({st.st_dev, st.st_ino}) ||
+            (pastEnd && openedForWriting(t, s.args[4]))) {
+          growable_.insert({st.st_dev, st.st_ino});
+          s.file = sharedFiles_.mapped(fd);
+          s.fileSize = uint64_t(st.st_size);
+        }
+      }
+    }
+    if (fd >= 0) close(fd);
+  }
+  if (nr == SYS_shmat && !isError(result)) captureShmat(t, s);
+  // The writes the buffers keep for the task's own memory wait for an event of its own memory.
+  if (buffers_ && !s.child) buffers_->addWrites(t.task->tid(), s);
+  return e;
+}
+
 void RecordSession::onSyscallExit(RecordedTask& t) {
   Regs regs = t.task->regs();
-  long nr = syscallNumber(t.entryRegs.orig_rax);
+  const long traced = traceSyscallNumber(t.entryRegs, t.compat);
+  const long nr = nativeSyscall(traced);
   int64_t result = int64_t(regs.rax);
   // Our SIGSTOP, or a stop of its process, interrupted the syscall: the kernel restarts it once
   // the task goes on, so this return never reaches the program (a restart_syscall that continues
@@ -1206,6 +1770,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   // Or a filter killed it: recorded at its entry.
   if (swallowed || t.filtered == SyscallEvent::Filtered::KilledThread ||
       t.filtered == SyscallEvent::Filtered::KilledProcess) {
+    t.syscallOpen = false;
     if (swallowed && ptraceSwallowed(t)) return;  // its tracer's PTRACE_INTERRUPT stops it here
     t.task->resume(PTRACE_SYSCALL);
     return;
@@ -1256,6 +1821,13 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     regs.rax = uint64_t(result);
     t.task->setRegs(regs);
   }
+  // The syscall buffer's filter is rewind's: a task with no filter of its own is told it has none.
+  if (nr == SYS_prctl && arg(t.entryRegs, 0) == PR_GET_SECCOMP && result == SECCOMP_MODE_FILTER &&
+      bufferFilter_ == BufferFilter::On && t.seccomp.empty()) {
+    result = SECCOMP_MODE_DISABLED;
+    regs.rax = uint64_t(result);
+    t.task->setRegs(regs);
+  }
   if (t.fakeAffinity) {
     t.fakeAffinity = false;
     result = 0;
@@ -1264,7 +1836,7 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   }
   if (buffers_ && (nr == RWD_SYS_BUFFER_INIT || nr == RWD_SYS_BUFFER_FLUSH)) {
     appendBuffered();  // before the buffer starts again
-    result = buffers_->request(*t.task, t.entryRegs, t.task->seccompStops());
+    result = buffers_->request(*t.task, t.entryRegs, t.task->seccompStops(), tscClock_);
     regs.rax = uint64_t(result);
     t.task->setRegs(regs);
   }
@@ -1272,6 +1844,8 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
   resendHeld(t);
   t.pendingAtBoundary = t.task->pendingSignals();
   if (t.execPending) {
+    // Its record is the exec's, written here; a fork's was written at PTRACE_EVENT_FORK.
+    t.syscallOpen = false;
     t.execPending = false;
     t.execed = true;
     segvActions_.erase(t.tgid);  // exec resets the actions of caught signals
@@ -1282,17 +1856,21 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
     Event e;
     e.type = EventType::Exec;
     if (buffers_) buffers_->forget(t.task->tid());
+    rdtscPatcher_.forget(t.tgid);
     const bool firstExec = bufferFilter_ == BufferFilter::NotYet;
     auto trampoline = [&](RemoteSyscalls& remote) {
       const bool on = buffers_->onExec(remote, firstExec);
       if (firstExec) bufferFilter_ = on ? BufferFilter::On : BufferFilter::Refused;
     };
     e.exec = captureExec(*t.task, blobs_, n > 0 ? std::string(exe, size_t(n)) : options_.exe,
+                         signalTaker(t),
                          buffers_ ? std::function<void(RemoteSyscalls&)>(trampoline) : nullptr);
     if (buffers_ && firstExec) {
       t.task->setSeccompStops(bufferFilter_ == BufferFilter::On && t.seccomp.empty());
     }
     e.exec.cpu = cpu_;
+    if (t.formerTid) e.exec.tid = uint32_t(t.formerTid);  // the thread that called execve
+    t.formerTid = 0;
     for (const MappedRegion& r : e.exec.regions) {
       if (r.name == "[vdso]") vdso_[t.tgid] = {r.start, r.end};
     }
@@ -1302,102 +1880,52 @@ void RecordSession::onSyscallExit(RecordedTask& t) {
       if (p.pid == t.task->tid()) p.execs.push_back(ProcessInfo::Exec{e.exec.exe, t.execArgv});
     }
     releaseVforkParent(t);
+    if (ptraceExecStop(t)) return;
     t.task->resume(PTRACE_SYSCALL);
     return;
   }
   if (!t.execed) {
+    t.syscallOpen = false;
     t.task->resume(PTRACE_SYSCALL);
     return;
   }
   if (t.forkRecorded) {
+    t.syscallOpen = false;
     t.forkRecorded = false;
     if (t.vforkChild) {
+      if (ptraceSyscallStops(t)) {
+        fail(ErrorCode::Unsupported,
+             "a vfork by a task the program traces with PTRACE_SYSCALL is not supported yet");
+      }
       t.parked = true;
       release(t);  // its child may share its token (memory shared with it) and must run
-    } else {
+    } else if (!ptraceSyscallStop(t, false, true)) {
       runFrom(t);
     }
     return;
   }
-  const SyscallSpec* spec = lookupSyscall(nr);
-  Event e = syscallEvent(t, result);
-  SyscallEvent& s = e.syscall;
-  s.filtered = t.filtered;
-  if (s.filtered != SyscallEvent::Filtered::No) {
-    // Stopped by the program's filter: it wrote and sent nothing.
-  } else if (spec->replay == ReplayAction::Emulate) {
-    if (t.restarting) {
-      // It writes what the syscall it goes on with writes.
-      long was = syscallNumber(t.restarting->entry.orig_rax);
-      uint64_t args[6];
-      for (int i = 0; i < 6; i++) args[i] = arg(t.restarting->entry, i);
-      s.writes = captureOutputs(*t.task, was, *lookupSyscall(was), args, result, t.entryValues);
-    } else {
-      s.writes = captureOutputs(*t.task, nr, *spec, s.args, result, t.entryValues);
+  if (!groupExited_.count(t.tgid)) {
+    append(exitRecord(t, result));
+  } else {
+    // Its process's end is in the stream (an exit_group, a fatal signal), which replay runs for
+    // real: the thread is gone there by then. Output it sent is not dropped in silence: replay
+    // stops at it, loudly.
+    Event e = exitRecord(t, result);
+    if (e.syscall.echoFd) {
+      e.syscall.filtered = SyscallEvent::Filtered::Unknown;
+      append(e);
     }
-    if (!isError(result)) s.echoFd = t.echo;
-    if (spec->sent == Sent::Copied && result > 0 && t.echo) {
-      fail(ErrorCode::Unsupported, std::string("the program sent data to its ") +
-                                       (t.echo == 2 ? "stderr" : "stdout") + " with " + spec->name +
-                                       ", which rewind cannot replay yet");
-    }
-    if (spec->sent != Sent::None) s.sentHash = sentData(*t.task, nr, *spec, s.args, result).hash();
   }
-  const bool ran = s.filtered == SyscallEvent::Filtered::No;
-  if (ran && (spec->sent == Sent::Buffer || spec->sent == Sent::Iovec)) {  // write, pwrite...
-    if (result > 0 && mappedFiles_.count(t.tgid)) captureMappedWrite(t, s);
-    if (result > 0) captureProcMemWrite(t, s);
-  }
-  if (ran) sharedFiles_.captureChange(*t.task, nr, result, s);
-  if (ran && nr == SYS_mmap && !isError(result) && !(s.args[3] & MAP_ANONYMOUS)) {
-    std::string fdPath =
-        "/proc/" + std::to_string(t.task->tid()) + "/fd/" + std::to_string(int(s.args[4]));
-    char link[4096];
-    ssize_t n = readlink(fdPath.c_str(), link, sizeof link - 1);
-    std::string target = n > 0 ? std::string(link, size_t(n)) : fdPath;
-    if (target.rfind("anon_inode:", 0) == 0) {
-      // Memory the kernel keeps writing (a perf_event ring buffer, a bpf map): replay's copy
-      // could not follow it.
-      fail(ErrorCode::Unsupported, "the program mapped a descriptor of " + target +
-                                       " into memory, which rewind cannot replay");
-    }
-    int fd = openTraceeFile(fdPath);
-    struct stat st;
-    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-      bool shared = (s.args[3] & MAP_TYPE) != MAP_PRIVATE;
-      // A file mapped shared may change at any moment: captured afresh, never from the cache.
-      s.blob = blobs_.putFile(fd, target, !shared);
-      if (shared) {
-        checkSharedMapping(t, st, (s.args[2] & PROT_WRITE) || openedForWriting(t, s.args[4]));
-        s.file = sharedFiles_.mapped(fd);
-        s.fileSize = uint64_t(st.st_size);
-      } else {
-        mappedFiles_[t.tgid].insert({st.st_dev, st.st_ino});
-        // Mapped past its end through a descriptor that may grow it: its pages there fault until
-        // it grows (rr's mmap_private_grow_under_map), so replay maps an emulated file that
-        // follows its size (record/shared_files.h), privately still; so are its later mappings,
-        // which the kernel may merge with that one.
-        const bool pastEnd = s.args[5] + s.args[1] > ((uint64_t(st.st_size) + 4095) & ~4095ull);
-        if (growable_.count({st.st_dev, st.st_ino}) ||
-            (pastEnd && openedForWriting(t, s.args[4]))) {
-          growable_.insert({st.st_dev, st.st_ino});
-          s.file = sharedFiles_.mapped(fd);
-          s.fileSize = uint64_t(st.st_size);
-        }
-      }
-    }
-    if (fd >= 0) close(fd);
-  }
-  if (nr == SYS_shmat && !isError(result)) captureShmat(t, s);
-  if (buffers_) buffers_->addWrites(t.task->tid(), s);
-  append(e);
+  t.syscallOpen = false;
+  thaw(t.task->tid());
   if (nr == SYS_execve || nr == SYS_execveat) appendEndedByExec(t.tgid);  // it failed
   syscalls_++;
   releaseOutput(t.task->tid());
   // A signal the syscall raised (SIGPIPE) or that waited for it is delivered as the task returns
   // to user code: take that stop next, so its event follows this one with no other task's
   // between (replay delivers it right after the syscall).
-  if (signalDue(*t.task)) next_ = t.task->tid();
+  if (ptraceSyscallStop(t, false)) return;
+  if (signalDue(*t.task, t.pendingAtBoundary)) next_ = t.task->tid();
   t.task->resume(PTRACE_SYSCALL);
 }
 
@@ -1415,18 +1943,37 @@ bool RecordSession::emulateRdtsc(RecordedTask& t) {
       action->second.first.handler != uint64_t(SIG_DFL) &&
       t.task->tryRead(action->second.second, gadget, sizeof gadget) && gadget[0] == 0x0f &&
       gadget[1] == 0x05) {
-    RemoteSyscalls remote(*t.task, action->second.second, RemoteSyscalls::KeepChildSignals);
+    RemoteSyscalls remote(*t.task, action->second.second, signalTaker(t));
     remote.claimOrigin(kRewindSyscallIp);
     setSignalAction(remote, r.rsp - kBelowRedZone, SIGSEGV, action->second.first);
   }
   Event e;
+  if (rdtsc && buffers_ && t.tscMode == PR_TSC_ENABLE) {
+    std::vector<pid_t> threads, others;
+    for (const auto& [tid, other] : tasks_) {
+      if (other.tgid != t.tgid) continue;
+      threads.push_back(tid);
+      if (tid != t.task->tid() && !other.inSyscall) others.push_back(tid);
+    }
+    if (uint64_t hook = buffers_->tscHook(threads)) {
+      if (std::optional<PatchEvent> patch =
+              rdtscPatcher_.patch(*t.task, t.tgid, hook, others, signalTaker(t))) {
+        e.type = EventType::Patch;
+        e.patch = std::move(*patch);
+        append(e);
+        t.task->resume(PTRACE_SYSCALL);
+        return true;
+      }
+    }
+  }
   e.type = EventType::Rdtsc;
   RdtscEvent& ev = e.rdtsc;
   ev.tid = uint32_t(t.task->tid());
   ev.rip = r.rip;
   ev.rdtscp = rdtscp;
   unsigned aux = 0;
-  uint64_t tsc = rdtscp ? __rdtscp(&aux) : __rdtsc();
+  uint64_t tsc = tscClock_.now();
+  if (rdtscp) __rdtscp(&aux);
   ev.rax = tsc & 0xffffffff;
   ev.rdx = tsc >> 32;
   ev.rcx = rdtscp ? aux : r.rcx;
@@ -1449,6 +1996,7 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
   // may come back to the same ones.
   const bool atBoundary = t.pendingAtBoundary.count(sig) > 0;
   t.pendingAtBoundary.clear();
+  if (sig == SIGCONT) ptraceContinued(t.tgid);
   if (sig == SIGSTOP && t.preemptSent) {
     t.preemptSent = false;
     onPreempt(t);
@@ -1478,7 +2026,8 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
     t.resending = 0;
     info = t.heldSignals.front();
     t.heldSignals.pop_front();
-    if (!atBoundary) {
+    // An emulated tracee's syscall it interrupted restarts: it stops there, as on first arrival.
+    if (!atBoundary && !ptraceStopsHere(t)) {
       // Re-sent where the task computes, after it made no syscall for too long: the stream
       // names the position, and replay delivers it there.
       if (!namePosition(t)) {

@@ -18,10 +18,13 @@
 #include "core/blob_store.h"
 #include "core/event_stream.h"
 #include "core/forced_sigsegv.h"
+#include "core/remote_syscalls.h"
 #include "core/spawn.h"
 #include "core/syscall_buffers.h"
 #include "core/task.h"
 #include "record/emulated_ptrace.h"
+#include "record/program_group.h"
+#include "record/rdtsc_patch.h"
 #include "record/seccomp_filter.h"
 #include "record/shared_files.h"
 #include "record/syscall_buffer.h"
@@ -53,6 +56,7 @@ struct RecordResult {
   uint64_t events = 0;
   uint64_t syscalls = 0;
   uint32_t tasks = 0;
+  bool syscallBuffer = false;  // the program's syscalls went through the buffer's filter
   std::vector<ProcessInfo> processes;
   std::vector<BlobRef> blobs;  // the event stream included
 };
@@ -76,6 +80,15 @@ struct RecordedTask {
   bool forkSeen = false;  // its parent's fork is recorded: it may run
   bool held = false;      // stopped, waiting for forkSeen
   bool inSyscall = false;
+  // Its syscall under way has no event yet: recorded at its exit stop, or, if a SIGKILL took that
+  // stop away, at its PTRACE_EVENT_EXIT (onExitStop).
+  bool syscallOpen = false;
+  bool leaving = false;  // at or past its PTRACE_EVENT_EXIT: it runs no more code
+  // Held at that stop until every thread of its process is at its own (settleLeaving), with the
+  // record of the syscall the kill cut short, if any.
+  bool heldAtExit = false;
+  std::optional<Event> killedRecord;
+  std::chrono::steady_clock::time_point leftAt;
   bool exiting = false;       // it called exit (the thread's, not the process's)
   bool groupStopped = false;  // in a stop of its process (SIGSTOP...), left in force
   // Asynchronous signals that landed in user code wait for the task's next syscall, where replay
@@ -94,8 +107,9 @@ struct RecordedTask {
   uint64_t sigmask = 0;         // its blocked signals at its last syscall exit
   bool sigmaskStale = true;     // a signal came since: read them again at the next syscall exit
   bool execPending = false;     // PTRACE_EVENT_EXEC seen, the exit stop will follow
-  bool forkRecorded = false;    // the fork's event was written at PTRACE_EVENT_FORK
-  pid_t vforkChild = 0;         // a vfork child that has not exec'd or exited yet
+  pid_t formerTid = 0;  // exec'ing from another thread, it took its process's first tid: its own
+  bool forkRecorded = false;  // the fork's event was written at PTRACE_EVENT_FORK
+  pid_t vforkChild = 0;       // a vfork child that has not exec'd or exited yet
   pid_t vforkParent = 0;
   bool parked = false;     // a vfork parent held at its syscall exit until its child execs
   SeccompFilters seccomp;  // the program's filters in force for the task
@@ -103,6 +117,7 @@ struct RecordedTask {
   std::optional<FilterInstall> filterInstall;                    // this syscall installs one
   bool claimed = false;  // cancelled: it claimed kRewindSyscallIp as its origin at entry
   Regs entryRegs{};
+  bool compat = false;  // the syscall under way came through the 32-bit entry (int $0x80)
   EntryValues entryValues;
   // A syscall that returned ERESTART_RESTARTBLOCK: restart_syscall goes on with it, and writes
   // what it writes. `swallowed`: the program never saw it return (our SIGSTOP interrupted it).
@@ -124,10 +139,19 @@ class RecordSession {
 
  private:
   void onStop(RecordedTask& t, const Stop& s);
+  template <typename F>
+  void guarded(pid_t tid, F&& f);
   void onEventStop(RecordedTask& t, int sig);
   void onSyscallEntry(RecordedTask& t);
   void onSyscallExit(RecordedTask& t);
+  void onExitStop(RecordedTask& t);
+  void settleLeaving(pid_t tgid, bool overdue);
+  void letGo(RecordedTask& t);
+  bool dying(pid_t tid);
   void onFork(RecordedTask& t, bool vfork);
+  void dropTask(RecordedTask& t);
+  void takeOverLeader(pid_t leader);
+  bool ptraceInvolves(pid_t tgid) const;
   bool acquire(RecordedTask& t, Deferred ifBusy);
   void release(RecordedTask& t);
   void grantNext(pid_t token);
@@ -139,6 +163,8 @@ class RecordSession {
   void runFrom(RecordedTask& t);
   void preemptOverdue();
   void releaseExited();
+  void releaseLeaving();
+  pid_t waitNext(int* status);
   void onPreempt(RecordedTask& t);
   bool namePosition(RecordedTask& t);
   bool settle(RecordedTask& t);
@@ -158,19 +184,28 @@ class RecordSession {
   void dieOfFaultInInit(RecordedTask& t, const siginfo_t& info);
   bool emulateRdtsc(RecordedTask& t);
   bool ignoresSignal(pid_t tid, int sig) const;
+  RemoteSyscalls::SignalTaker signalTaker(RecordedTask& t);
   bool defaultStop(pid_t tid, int sig) const;
   uint8_t echoTarget(pid_t tid, uint64_t fd) const;
   bool execUnderWay(pid_t tgid) const;  // a thread of the process is in execve
   void appendEndedByExec(pid_t tgid);
   bool claimOutput(RecordedTask& t);
+  void refuseContendedPiFutex(const RecordedTask& t, const uint64_t* args) const;
   void releaseOutput(pid_t tid);
   RecordedTask& addTask(pid_t tid);
   Event syscallEvent(const RecordedTask& t, int64_t result) const;
-  void captureMappedWrite(const RecordedTask& t, SyscallEvent& s);
+  Event exitRecord(RecordedTask& t, int64_t result);
+  // `file`: what the written descriptor names (a regular file).
+  void captureMappedWrite(const RecordedTask& t, SyscallEvent& s, const struct stat& file);
   void captureProcMemWrite(const RecordedTask& t, SyscallEvent& s);
+  pid_t procMemTarget(const RecordedTask& t, uint64_t fd, std::string* path = nullptr) const;
+  bool freezeWrittenProcess(const RecordedTask& t, uint64_t fd);
+  void retryMemWriters();
+  void thaw(pid_t writer);
   void append(const Event& e);
   void appendBuffered();
   void onSeccompStop(RecordedTask& t);
+  void patchVsyscall(RecordedTask& t);
   bool leaveBufferedCall(RecordedTask& t);
   // The program's own ptrace, emulated (record/emulated_ptrace.cc).
   bool tracedByProgram(pid_t tid) const;
@@ -183,6 +218,13 @@ class RecordSession {
                         bool positioned);
   bool ptraceEventStop(RecordedTask& t, int event);
   bool ptraceGroupStop(RecordedTask& t, int sig);
+  bool ptraceSyscallStops(const RecordedTask& t) const;
+  bool ptraceExecStop(RecordedTask& t);
+  void ptraceContinued(pid_t tgid);
+  bool ptraceSyscallStop(RecordedTask& t, bool entry, bool runs = false);
+  void ptraceAppendEdit(RecordedTask& t, const EmulatedStop& stop);
+  int64_t ptraceEdit(RecordedTask& tracer, RecordedTask& tracee, EmulatedStop& stop,
+                     const uint64_t* args);
   void ptraceResumeGranted(RecordedTask& t);
   void ptraceGone(pid_t tid);
   void fixSyntheticSigchld(RecordedTask& t, siginfo_t& info);
@@ -193,6 +235,7 @@ class RecordSession {
                                                                const WaitRequest& w, bool take);
   bool ptraceMayReport(const RecordedTask& waiter, const WaitRequest& w) const;
   void ptraceWakeWaiters(pid_t tracerTgid);
+  void ptraceInterruptAgain(pid_t tid);
 
   RecordOptions options_;
   BlobStore blobs_;
@@ -208,8 +251,15 @@ class RecordSession {
   int execErrFd_ = -1;  // reads the errno of the program's failed exec
   int waitStatus_ = 0;  // the program's end
   std::optional<TerminalForeground> terminal_;
+  std::optional<ProgramGroup> group_;
   pid_t next_ = 0;  // a task whose next stop is taken before any other's
   std::deque<std::pair<pid_t, int>> requeued_;  // wait statuses taken early, handled next
+  // The threads of a process that another writes into through /proc/PID/mem, and the writer:
+  // their stops wait, set aside, until the writer's syscall is in the stream.
+  std::map<pid_t, pid_t> frozen_;
+  std::vector<std::pair<pid_t, int>> frozenStops_;
+  // Writers held at their syscall's entry until the process they write into is still, since when.
+  std::map<pid_t, std::chrono::steady_clock::time_point> memWriters_;
   uint32_t taskCount_ = 0;
   std::vector<ProcessInfo> processes_;
   std::map<pid_t, std::set<std::pair<dev_t, ino_t>>> mappedFiles_;  // per process, private
@@ -223,6 +273,7 @@ class RecordSession {
   // that call, through which it is set again after an rdtsc trap (core/forced_sigsegv.h).
   std::map<pid_t, std::pair<KernelSigaction, uint64_t>> segvActions_;
   uint64_t syscalls_ = 0;
+  std::set<pid_t> groupExited_;  // processes whose exit_group (or a filter's kill) is recorded
   // Writes to stdout and stderr run one at a time, each recorded before the next starts, so the
   // stream has them in the order the kernel wrote them (replay echoes them in the stream's order):
   // the task whose write is under way, and those stopped at their entry until it is recorded.
@@ -230,6 +281,8 @@ class RecordSession {
   std::deque<pid_t> outputWaiting_;
   int cpu_ = -1;                           // the CPU the recorded tree runs on
   std::optional<SyscallBuffers> buffers_;  // when recording with the syscall buffer
+  RdtscPatcher rdtscPatcher_;              // with the buffer: its library reads the TSC
+  TscClock tscClock_;                      // what the program's rdtsc reads
   enum class BufferFilter : uint8_t { NotYet, On, Refused } bufferFilter_ = BufferFilter::NotYet;
   struct stat stdout_ {};
   struct stat stderr_ {};

@@ -87,7 +87,7 @@ SyscallBuffers::Buffer::~Buffer() {
 }
 
 bool SyscallBuffers::onExec(RemoteSyscalls& remote, bool first) {
-  mapSyscallTrampoline(remote);
+  mapSyscallTrampoline(remote, false);
   if (!first) return true;
   // Syscalls from the trampoline and rewind's own (injected, or claimed: seccomp_filter.h) pass;
   // every other one stops in the recorder. Both addresses share their upper half.
@@ -113,7 +113,8 @@ bool SyscallBuffers::onExec(RemoteSyscalls& remote, bool first) {
   std::vector<uint8_t> zero(sizeof prog + sizeof filter);
   task.write(kFilterScratch, zero.data(), zero.size());
   if (r != 0) return false;
-  if (ptrace(PTRACE_SETOPTIONS, task.tid(), nullptr, kPtraceOptions | PTRACE_O_TRACESECCOMP) < 0) {
+  if (ptrace(PTRACE_SETOPTIONS, task.tid(), nullptr, kRecordPtraceOptions | PTRACE_O_TRACESECCOMP) <
+      0) {
     failErrno("PTRACE_SETOPTIONS");
   }
   return true;
@@ -139,7 +140,7 @@ bool SyscallBuffers::readHeader(const Buffer& b, uint32_t* used, uint32_t* inCal
   return true;
 }
 
-int64_t SyscallBuffers::request(Task& task, const Regs& entry, bool allowed) {
+int64_t SyscallBuffers::request(Task& task, const Regs& entry, bool allowed, TscClock& tsc) {
   const pid_t tid = task.tid();
   if (syscallNumber(entry.orig_rax) == RWD_SYS_BUFFER_INIT) {
     if (!allowed || entry.rdx != RWD_BUFFER_SIZE || entry.rsi % 4096) return -ENOSYS;
@@ -148,6 +149,18 @@ int64_t SyscallBuffers::request(Task& task, const Regs& entry, bool allowed) {
     if (!readHeader(*b, &used, &inCall) || used != kHeaderSize) return -ENOSYS;
     b->taken = used;
     byTask_[tid] = b;
+    rwd_control c;
+    if (pread(b->memFd, &c, sizeof c, off_t(b->control)) == ssize_t(sizeof c)) {
+      b->tscCode[0] = c.tsc_code_start;
+      b->tscCode[1] = c.tsc_code_end;
+    }
+    // The clock its patched rdtsc reads.
+    uint64_t params[3];
+    tsc.params(params);
+    const uint64_t at = b->control + offsetof(rwd_control, tsc_base);
+    task.write(at, params, sizeof params);
+    const auto* p = reinterpret_cast<const uint8_t*>(params);
+    pendingWrites_[tid].push_back(MemoryWrite{at, {p, p + sizeof params}});
     return 1;
   }
   // RWD_SYS_BUFFER_FLUSH: its records are in the stream; it starts again from the top.
@@ -195,6 +208,7 @@ void SyscallBuffers::onFork(pid_t parent, pid_t child, bool thread, bool vfork) 
   const Buffer& b = *it->second;
   std::shared_ptr<Buffer> copy = open(child, b.addr, b.control);
   copy->taken = b.taken;
+  memcpy(copy->tscCode, b.tscCode, sizeof b.tscCode);
   byTask_[child] = copy;
 }
 
@@ -208,9 +222,23 @@ void SyscallBuffers::forget(pid_t tid) {
   pendingWrites_.erase(tid);
 }
 
-bool SyscallBuffers::inCall(pid_t tid) const {
+uint64_t SyscallBuffers::tscHook(const std::vector<pid_t>& threads) const {
+  for (pid_t tid : threads) {
+    auto it = byTask_.find(tid);
+    if (it == byTask_.end()) continue;
+    rwd_control c;
+    if (pread(it->second->memFd, &c, sizeof c, off_t(it->second->control)) != ssize_t(sizeof c)) {
+      return 0;
+    }
+    return c.enabled ? c.tsc_hook : 0;
+  }
+  return 0;
+}
+
+bool SyscallBuffers::inCall(pid_t tid, uint64_t rip) const {
   auto it = byTask_.find(tid);
   if (it == byTask_.end() || it->second->writer != tid) return false;
+  if (rip >= it->second->tscCode[0] && rip < it->second->tscCode[1]) return true;
   uint32_t used, inCall;
   return readHeader(*it->second, &used, &inCall) && inCall;
 }
@@ -230,6 +258,21 @@ std::vector<Event> SyscallBuffers::drain() {
       continue;  // it vanished meanwhile
     }
     for (size_t off = 0; off < bytes.size();) {
+      // A patched rdtsc's values: those in a row make one event.
+      rwd_tsc_record tsc;
+      if (bytes.size() - off >= sizeof tsc) memcpy(&tsc, bytes.data() + off, sizeof tsc);
+      if (bytes.size() - off >= sizeof tsc && tsc.nr == RWD_TSC_RECORD) {
+        if (tsc.size != sizeof tsc) corrupt(b.writer, "a TSC record's size");
+        if (events.empty() || events.back().type != EventType::Tsc ||
+            events.back().tsc.tid != uint32_t(b.writer)) {
+          events.emplace_back();
+          events.back().type = EventType::Tsc;
+          events.back().tsc.tid = uint32_t(b.writer);
+        }
+        events.back().tsc.values.push_back(tsc.tsc);
+        off += sizeof tsc;
+        continue;
+      }
       rwd_record rec;
       if (bytes.size() - off < sizeof rec) corrupt(b.writer, "a record cut short");
       memcpy(&rec, bytes.data() + off, sizeof rec);

@@ -17,6 +17,7 @@
 #include "core/events.h"
 #include "core/remote_syscalls.h"
 #include "core/task.h"
+#include "record/rdtsc_patch.h"
 
 namespace rwd {
 
@@ -33,7 +34,8 @@ class SyscallBuffers {
   // RWD_SYS_BUFFER_INIT and RWD_SYS_BUFFER_FLUSH, made by `task` with the entry registers
   // `entry`, at their exit: the result the library gets (1: the thread buffers). `allowed`:
   // the task's syscalls stop through the filter (so the trampoline's pass without a stop).
-  int64_t request(Task& task, const Regs& entry, bool allowed);
+  // The library's clock for patched rdtsc instructions is `tsc`'s.
+  int64_t request(Task& task, const Regs& entry, bool allowed, TscClock& tsc);
   // What the recorder wrote into the library's memory for the syscall whose event `s` is (the
   // emptied buffer, the control word of a process that installed a filter of its own): in the
   // event, so replay writes the same.
@@ -45,9 +47,14 @@ class SyscallBuffers {
   void onFork(pid_t parent, pid_t child, bool thread, bool vfork);
   void forget(pid_t tid);  // its exec or its end
 
-  // Whether the task is between a buffered syscall and its record's commit, where no position
-  // may be named (the syscall ran, its event is not in the stream yet).
-  bool inCall(pid_t tid) const;
+  // The TSC hook of the library of the process whose threads are `threads`, 0 if none of them
+  // buffers (or the library stopped buffering).
+  uint64_t tscHook(const std::vector<pid_t>& threads) const;
+
+  // Whether the task (at `rip`) is between a buffered syscall and its record's commit, where no
+  // position may be named (the syscall ran, its event is not in the stream yet), or in the TSC
+  // hook's code, which replay runs another way.
+  bool inCall(pid_t tid, uint64_t rip) const;
   // The records no event holds yet, of every buffer, as syscall events.
   std::vector<Event> drain();
 
@@ -59,6 +66,7 @@ class SyscallBuffers {
     uint32_t size = 0;
     uint32_t taken = 0;  // bytes of it already in events
     uint64_t control = 0;
+    uint64_t tscCode[2] = {};  // the library's TSC hook code (rwd_control)
     int memFd = -1;
     ~Buffer();
   };

@@ -32,12 +32,22 @@ StubLayout buildAddressSpace(Task& task, const ExecEvent& exec, TraceBlobs& blob
     fail(ErrorCode::System, "the replay stub is not where rewind expects it");
   }
 
-  uint64_t snapshotSize = 0;
-  for (const MappedRegion& r : exec.regions) {
-    if (r.source == MappedRegion::Data) snapshotSize += r.end - r.start;
+  // Before version 4, one snapshot of all Data regions, one after another.
+  SnapshotPages whole;
+  if (exec.snapshot != ExecEvent::Snapshot::PerRegion) {
+    uint64_t snapshotSize = 0;
+    for (const MappedRegion& r : exec.regions) {
+      if (r.source == MappedRegion::Data) snapshotSize += r.end - r.start;
+    }
+    std::vector<uint8_t> stored = blobs.read(exec.snapshotBlob);
+    if (exec.snapshot == ExecEvent::Snapshot::Whole) {
+      whole = decodeSnapshot(stored, snapshotSize);
+    } else {
+      whole.size = stored.size();
+      whole.runs = {{0, stored.size()}};
+      whole.data = std::move(stored);
+    }
   }
-  std::vector<uint8_t> snapshot = blobs.read(exec.snapshotBlob);
-  if (exec.snapshotEncoded) snapshot = decodeSnapshot(snapshot, snapshotSize);
   {
     RemoteSyscalls remote(task, stub.gadget);
     for (const MapsEntry& m : maps) {
@@ -45,7 +55,8 @@ StubLayout buildAddressSpace(Task& task, const ExecEvent& exec, TraceBlobs& blob
       remote.check("unmapping the stub's memory", SYS_munmap, m.start, m.end - m.start);
     }
     remote.check("trapping rdtsc", SYS_prctl, PR_SET_TSC, PR_TSC_SIGSEGV);
-    mapSyscallTrampoline(remote);  // where the syscall buffer's library calls it, if recorded so
+    // Where the syscall buffer's library calls it, if recorded so.
+    mapSyscallTrampoline(remote, true);
     for (const MappedRegion& r : exec.regions) {
       uint64_t len = r.end - r.start;
       if (r.source == MappedRegion::File) {
@@ -59,14 +70,24 @@ StubLayout buildAddressSpace(Task& task, const ExecEvent& exec, TraceBlobs& blob
         remote.check("mapping memory", SYS_mmap, r.start, len, r.prot,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, uint64_t(-1), 0);
       } else {
-        if (r.offset + len > snapshot.size()) {
+        const SnapshotPages* pages = &whole;
+        uint64_t from = r.offset;
+        SnapshotPages own;
+        if (exec.snapshot == ExecEvent::Snapshot::PerRegion) {
+          own = decodeSnapshot(blobs.read(r.blob), len);
+          pages = &own;
+          from = 0;
+        } else if (r.offset > whole.size || len > whole.size - r.offset) {
           fail(ErrorCode::BadTrace, "the exec snapshot is shorter than its regions");
         }
         // The stack keeps growing down in replay as it did when recorded.
         int grows = r.name == "[stack]" ? MAP_GROWSDOWN : 0;
         remote.check("mapping memory", SYS_mmap, r.start, len, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | grows, uint64_t(-1), 0);
-        task.write(r.start, snapshot.data() + r.offset, len);
+        // Fresh anonymous memory is zero: only the runs that are not are written.
+        pages->forEachIn(from, len, [&](uint64_t off, const uint8_t* bytes, size_t n) {
+          task.write(r.start + off, bytes, n);
+        });
         if (r.prot != (PROT_READ | PROT_WRITE)) {
           remote.check("protecting memory", SYS_mprotect, r.start, len, r.prot);
         }

@@ -161,6 +161,11 @@ void CodeCoverage::giveBack(RemoteSyscalls& remote) {
   tracking_ = CodeTracking{};
 }
 
+bool CodeCoverage::followsFixedCode(uint64_t addr) const {
+  const CodeRange* r = tracking_.on ? rangeOf(tracking_.ranges, addr) : nullptr;
+  return r && !(r->prot & PROT_WRITE);
+}
+
 bool CodeCoverage::mayHaveRun(const std::vector<uint64_t>& addrs, uint64_t first, uint64_t last,
                               bool upToNow) const {
   auto missed = [&](const std::set<uint64_t>& ran, const std::vector<CodeRange>& ranges) {

@@ -59,6 +59,9 @@ class CodeCoverage {
   void beforeSyscall(Task& task, uint64_t gadget, long nr, const uint64_t args[6]);
 
   const CodeTracking& tracking() const { return tracking_; }
+  // Whether `addr` is in code followed now that the program cannot write (an int3 there stays
+  // until replay takes it out).
+  bool followsFixedCode(uint64_t addr) const;
   void setTracking(const CodeTracking& t) { tracking_ = t; }
 
   // Whether any of `addrs` may have run in segments first..last, as far as the stretches known

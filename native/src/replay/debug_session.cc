@@ -34,6 +34,7 @@ constexpr int kSettleSteps = 4096;
 // A guessing scan that meets its guess too often (a hot loop) gives the guess up.
 struct TooManyStops {};
 constexpr uint64_t kGuessStops = 10000;
+constexpr uint64_t kFirstGuessStops = 64;
 // Stepping back single-steps at most this far from the stop before.
 constexpr uint64_t kMaxStepsBack = 200000;
 
@@ -60,9 +61,32 @@ bool tracing() {
   return on;
 }
 
+// With tracing on: where a resume's time went (what going back costs is restores and runs).
+struct Costs {
+  uint64_t restores = 0, forks = 0, runs = 0, steps = 0, traps = 0;
+  std::chrono::steady_clock::duration restoring{}, forking{}, running{};
+  void print() const {
+    auto ms = [](std::chrono::steady_clock::duration d) {
+      return std::chrono::duration<double, std::milli>(d).count();
+    };
+    fprintf(stderr,
+            "costs: %" PRIu64 " restores %.2f ms, %" PRIu64 " checkpoints %.2f ms, %" PRIu64
+            " runs (%" PRIu64 " steps, %" PRIu64 " traps) %.2f ms\n",
+            restores, ms(restoring), forks, ms(forking), runs, steps, traps, ms(running));
+  }
+};
+Costs costs;
+
+struct Timed {
+  std::chrono::steady_clock::duration& into;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  ~Timed() { into += std::chrono::steady_clock::now() - start; }
+};
+
 }  // namespace
 
-DebugSession::DebugSession(ReplayOptions options) : replay_(std::move(options)) {
+DebugSession::DebugSession(ReplayOptions options, uint32_t pid, const std::string& exe)
+    : replay_(std::move(options)) {
   replay_.start();
   ReplayTask* t = replay_.active();
   // A Ctrl-C at the terminal is the debugger's (gdb passes it on as an interrupt): in a process
@@ -70,11 +94,25 @@ DebugSession::DebugSession(ReplayOptions options) : replay_(std::move(options)) 
   // it. Every process replay makes later is a fork of this one, in its group.
   RemoteSyscalls(*t->task, t->stub.gadget)
       .check("leaving the terminal's process group", SYS_setpgid, 0, 0);
-  pid_ = replay_.initialTid();
+  pid_ = pid ? pid : replay_.initialTid();
   coverage_ = CodeCoverage(pid_);
   replay_.followCode(&coverage_);
   events_ = replay_.reader().total();
   configs_.push_back(Breakpoints{});  // configuration 0: nothing
+  if (pid_ != replay_.initialTid() || !exe.empty()) {
+    // History begins at a checkpoint: a vfork child, which shares its parent's memory until it
+    // execs, can be gone back to only from its exec.
+    while (t->tgid != pid_ || (!exe.empty() && replay_.program(pid_)->exe != exe) ||
+           !replay_.checkpointable()) {
+      replay_.runActive(RunControl{});
+      if (!replay_.advanceToSegment()) {
+        fail(ErrorCode::Unsupported,
+             "process " + std::to_string(pid_) + (exe.empty() ? "" : " running " + exe) +
+                 " never runs in the recording at a moment that can be gone back to");
+      }
+      t = replay_.active();
+    }
+  }
   arrive(*t);
 }
 
@@ -274,15 +312,41 @@ DebugStop DebugSession::resume(bool reverse, bool step, uint32_t tid) {
     fprintf(stderr, "resume reverse=%d step=%d at %s\n", reverse, step, describe(now_).c_str());
   if (tid == 0) tid = now_.tid;
   uint32_t config = configId(breaks_);
+  costs = Costs{};
+  struct PrintCosts {
+    ~PrintCosts() {
+      if (tracing()) costs.print();
+    }
+  } printCosts;
   if (!reverse) {
     if (atEnd_) return DebugStop{DebugStop::End, now_.tid, {}};
-    return step ? stepForward(tid) : continueForward(config);
+    return reported(step ? stepForward(tid) : continueForward(config));
   }
   atEnd_ = false;
-  return step ? stepBackward(tid) : continueBackward(config);
+  return reported(step ? stepBackward(tid) : continueBackward(config));
 }
 
+// How many execs of the debuggee lie before m (since the session's start).
+size_t DebugSession::execsBefore(const Moment& m) const {
+  return size_t(std::distance(execs_.begin(), execs_.upper_bound(m.segment)));
+}
+
+// A stop in another program than the debugger was last told of is first of all that exec.
+DebugStop DebugSession::reported(DebugStop stop) {
+  const size_t n = execsBefore(now_);
+  if (n == shownExecs_) return stop;
+  shownExecs_ = n;
+  return DebugStop{DebugStop::Exec, now_.tid, {}};
+}
+
+// The debugger is not told of a seek (it reads the program anew when it connects after one).
 DebugStop DebugSession::seek(uint64_t event) {
+  DebugStop stop = seekTo(event);
+  shownExecs_ = execsBefore(now_);
+  return stop;
+}
+
+DebugStop DebugSession::seekTo(uint64_t event) {
   atEnd_ = false;
   if (event <= now_.segment) {
     int ci = checkpointBefore(Moment{event, 0, {}}, false);
@@ -317,6 +381,7 @@ DebugStop DebugSession::openMoment(uint64_t segment, uint32_t tid, const Breakpo
     m.actions.push_back(Action{Action::Continue, configId(stops), count});
   }
   goTo(m);
+  shownExecs_ = execsBefore(now_);
   return DebugStop{DebugStop::Step, now_.tid, {}};
 }
 
@@ -328,6 +393,7 @@ DebugStop DebugSession::continueForward(uint32_t config) {
     if (a == Arrival::End) return reachedEnd();
     ReplayTask& t = *replay_.active();
     if (a == Arrival::Arrived) {
+      if (execsBefore(now_) != shownExecs_) return DebugStop{DebugStop::Step, now_.tid, {}};
       if (t.deliverSig) return signalHere(t);
       long returned = catchOn_ ? returnedFrom(t.recordedTid) : -1;
       if (returned >= 0 && catches(returned)) {
@@ -399,6 +465,10 @@ DebugStop DebugSession::awaitThread(uint32_t tid, uint32_t config) {
 // and `step` over a source line): at full speed, with breakpoints where the range can be left,
 // and single steps only over the instructions in it that leave it other than by a direct jump.
 DebugStop DebugSession::stepRange(uint32_t tid, uint64_t start, uint64_t end) {
+  return reported(stepOverRange(tid, start, end));
+}
+
+DebugStop DebugSession::stepOverRange(uint32_t tid, uint64_t start, uint64_t end) {
   if (tid == 0) tid = now_.tid;
   atEnd_ = false;
   const uint32_t user = configId(breaks_);
@@ -456,9 +526,31 @@ void DebugSession::arrive(ReplayTask& t) {
     __atomic_store_n(progress_, int32_t(std::min<uint64_t>(now_.segment, INT32_MAX)),
                      __ATOMIC_RELAXED);
   }
-  segments_.emplace(now_.segment, Segment{t.recordedTid, SegmentEnd::Unknown, t.deliverSig});
+  segments_.emplace(now_.segment,
+                    Segment{t.recordedTid, SegmentEnd::Unknown, t.deliverSig, -1, {}});
+  const long nr = returnedFrom(t.recordedTid);
+  if ((nr == SYS_execve || nr == SYS_execveat) && t.task->regs().rax == 0) {
+    execs_.insert(now_.segment);
+  }
   maybeCheckpoint();
   coverage_.arrived(rip(t));
+  runFromStart_ = coverage_.tracking().on;
+  unreachedRun_.reset();
+}
+
+// Before and after a run of the active segment that began at `from`: narrows what it has not
+// reached to what `breaks` arms (none with nullptr), less where the run began (a breakpoint there
+// is stepped over, not hit) and where it stopped.
+void DebugSession::noteUnreached(const Breakpoints* breaks, uint64_t from) {
+  if (!runFromStart_) return;
+  std::set<uint64_t> armed;
+  if (breaks) {
+    for (uint64_t a : breaks->code) {
+      if (!unreachedRun_ || unreachedRun_->count(a)) armed.insert(a);
+    }
+  }
+  armed.erase(from);
+  unreachedRun_ = std::move(armed);
 }
 
 // Runs the debuggee's active segment and notes in now_ how far it went.
@@ -476,11 +568,17 @@ std::optional<Trap> DebugSession::runDebuggee(const Breakpoints* breaks, uint32_
     running_ = t.task->tid();
   }
   std::optional<Trap> trap;
+  noteUnreached(breaks, c.skipAt);
+  costs.runs++;
+  costs.steps += step;
+  Timed timed{costs.running};
   for (;;) {
     trap = replay_.runActive(c);
+    if (trap && runFromStart_ && !t.exited) unreachedRun_->erase(rip(t));
     if (!trap || trap->kind != Trap::Breakpoint || step || breaksHere(*breaks, t)) break;
     c.skipAt = rip(t);  // a hit whose conditions are false: on, without a stop
   }
+  costs.traps += trap.has_value();
   if (c.interruptible) {
     std::lock_guard<std::mutex> lock(kickLock_);
     running_ = 0;
@@ -504,6 +602,13 @@ std::optional<Trap> DebugSession::runDebuggee(const Breakpoints* breaks, uint32_
     return trap;
   }
   a.push_back(Action{Action::ToEnd, 0, 0});
+  if (runFromStart_) {
+    // The whole segment ran with these armed, in code whose int3s the program cannot overwrite.
+    for (uint64_t addr : *unreachedRun_) {
+      if (coverage_.followsFixedCode(addr)) segments_[now_.segment].unreached.insert(addr);
+    }
+    runFromStart_ = false;
+  }
   SegmentEnd end = t.exited                                            ? SegmentEnd::Exit
                    : t.atPosition                                      ? SegmentEnd::Position
                    : t.pending && t.pending->kind == Stop::SyscallStop ? SegmentEnd::Syscall
@@ -520,7 +625,7 @@ std::optional<Trap> DebugSession::runDebuggee(const Breakpoints* breaks, uint32_
 bool DebugSession::isFinal(const ReplayTask& t) const {
   if (t.exited) return true;
   if (!t.pending || t.pending->kind != Stop::SyscallStop) return false;
-  long nr = syscallNumber(t.task->regs().orig_rax);
+  long nr = nativeSyscall(traceSyscallNumber(t.task->regs(), t.task->inCompatSyscall()));
   return nr == SYS_exit_group || (nr == SYS_exit && threads().size() == 1);
 }
 
@@ -574,7 +679,7 @@ DebugStop DebugSession::interruptHere() {
       // Coming back here replays to the position with a register check at every pass (every
       // iteration of a loop): a checkpoint of the moment spares that. And the stop is one
       // instruction further, so that stepping back finds its way from the position.
-      if (replay_.checkpointable()) keepShortcut();
+      keepShortcut();
       ended = !runDebuggee(nullptr, 0, true);
       if (!ended) return stop;
       break;
@@ -641,7 +746,40 @@ DebugStop DebugSession::stopHere(DebugStop::Reason reason, const Trap* trap, uin
 // tries the window before that checkpoint, down to the start of the recording.
 DebugStop DebugSession::continueBackward(uint32_t config) {
   Moment end = now_;
+  std::optional<EarlierStops> earlier = std::move(earlier_);
+  earlier_.reset();
+  if (earlier && earlier->config == config && !catchOn_ && earlier->from.segment == now_.segment &&
+      earlier->from.actions == now_.actions) {
+    // A replay up to here would count a data watchpoint's stop at this very moment, but not a
+    // breakpoint's: one in this segment might be here, and the scan decides.
+    const DebugStop* last = earlier->stops.empty() ? nullptr : &earlier->stops.back().stop;
+    const bool dataStop =
+        last && last->reason == DebugStop::Watchpoint && last->watch.kind != WatchKind::Execute;
+    if (!last) {
+      end = earlier->below;
+    } else if (dataStop || earlier->stops.back().at.segment < now_.segment) {
+      const Candidate found = earlier->stops.back();
+      earlier->stops.pop_back();
+      DebugStop stop = backTo(found);
+      // Going back before a stop at a segment's start leaves that segment: what lies after is
+      // not earlier any more.
+      while (!earlier->stops.empty() && earlier->stops.back().at.segment > now_.segment) {
+        earlier->stops.pop_back();
+      }
+      earlier->from = now_;
+      earlier_ = std::move(earlier);
+      return stop;
+    }
+  }
   for (;;) {
+    if (end.actions.empty() && execs_.count(end.segment)) {
+      // Before a program's first moment lies the execve of the program before: reported() makes
+      // the stop there an exec, and the debugger goes on with that program's breakpoints.
+      if (std::optional<Moment> before = previousMoment(end)) {
+        goTo(*before);
+        return DebugStop{DebugStop::Step, now_.tid, {}};
+      }
+    }
     int ci = checkpointBefore(end, true);
     if (ci < 0) {
       restore(checkpoints_.front());
@@ -649,57 +787,83 @@ DebugStop DebugSession::continueBackward(uint32_t config) {
     }
     // The scan may add or thin out checkpoints: keep where this window starts.
     const Moment start = checkpoints_[size_t(ci)].at;
-    if (!mayStopIn(configs_[config], start.segment, end)) {
+    // A window that an exec cuts (none was checkpointable at the new program's start) is scanned
+    // from there only: the breakpoints are the new program's.
+    auto exec = execs_.upper_bound(end.segment);
+    const uint64_t floor =
+        exec != execs_.begin() && *std::prev(exec) > start.segment ? *std::prev(exec) : 0;
+    const Moment below = floor ? Moment{floor, segments_.at(floor).tid, {}} : start;
+    if (!mayStopIn(configs_[config], below.segment, end)) {
       if (tracing())
-        fprintf(stderr, "skip from %s to %s\n", describe(start).c_str(), describe(end).c_str());
+        fprintf(stderr, "skip from %s to %s\n", describe(below).c_str(), describe(end).c_str());
       stats_.windowsSkipped++;
-      end = start;
+      end = below;
       continue;
     }
     stats_.windowsReplayed++;
     restore(checkpoints_[size_t(ci)]);
-    std::optional<Candidate> found;
-    scan(end, config, &found);
+    std::vector<Candidate> found;
+    scan(end, config, floor, &found);
     if (tracing())
-      fprintf(stderr, "scan from %s to %s: %s\n", describe(start).c_str(), describe(end).c_str(),
-              found ? describe(found->at).c_str() : "none");
-    if (found) {
-      // Going backwards, a watchpoint stops before the instruction that touched the memory,
-      // with the value it had then (gdb reports the change as it would going forwards). A
-      // hardware breakpoint stops before its instruction either way.
-      std::optional<Moment> before;
-      if (found->stop.reason == DebugStop::Watchpoint &&
-          found->stop.watch.kind != WatchKind::Execute) {
-        before = previousMoment(found->at, true);
-      }
-      goTo(before ? *before : found->at);
-      return found->stop;
+      fprintf(stderr, "scan from %s to %s: %s (%zu stops)\n", describe(start).c_str(),
+              describe(end).c_str(), found.empty() ? "none" : describe(found.back().at).c_str(),
+              found.size());
+    if (!found.empty()) {
+      const Candidate last = found.back();
+      found.pop_back();
+      DebugStop stop = backTo(last);
+      while (!found.empty() && found.back().at.segment > now_.segment) found.pop_back();
+      earlier_ = EarlierStops{now_, config, below, std::move(found)};
+      return stop;
     }
     if (interrupted()) {
-      goTo(start);
+      goTo(below);
       return DebugStop{DebugStop::Interrupted, now_.tid, {}};
     }
-    end = start;
+    end = below;
   }
+}
+
+// Goes to a stop found going back. A watchpoint stops before the instruction that touched the
+// memory, with the value it had then (gdb reports the change as it would going forwards). A
+// hardware breakpoint stops before its instruction either way.
+DebugStop DebugSession::backTo(const Candidate& found) {
+  std::optional<Moment> before;
+  if (found.stop.reason == DebugStop::Watchpoint && found.stop.watch.kind != WatchKind::Execute) {
+    before = previousMoment(found.at, true);
+  }
+  goTo(before ? *before : found.at);
+  return found.stop;
 }
 
 // Whether replay from the start of segment `first` to `end` may meet a stop of `set`, as far as
 // code coverage tells (data watchpoints: always).
 bool DebugSession::mayStopIn(const Breakpoints& set, uint64_t first, const Moment& end) const {
   if (catchOn_) return true;  // caught syscalls: code coverage does not see them
-  std::vector<uint64_t> addrs(set.code.begin(), set.code.end());
+  bool upToNow = end.segment == now_.segment && end.actions == now_.actions;
+  // At the very start of segment `end.segment`, nothing of it has run.
+  uint64_t last = end.actions.empty() && !upToNow ? end.segment - 1 : end.segment;
+  // Left out: breakpoints that whole runs of each of the debuggee's segments here never reached.
+  auto reached = [&](uint64_t addr) {
+    for (auto it = segments_.lower_bound(first); it != segments_.end() && it->first <= last; ++it) {
+      if (!it->second.unreached.count(addr)) return true;
+    }
+    return false;
+  };
+  std::vector<uint64_t> addrs;
+  std::copy_if(set.code.begin(), set.code.end(), std::back_inserter(addrs), reached);
   for (const Watch& w : set.watches) {
     if (w.kind != WatchKind::Execute) return true;
     addrs.push_back(w.addr);
   }
-  bool upToNow = end.segment == now_.segment && end.actions == now_.actions;
-  // At the very start of segment `end.segment`, nothing of it has run.
-  uint64_t last = end.actions.empty() && !upToNow ? end.segment - 1 : end.segment;
+  if (addrs.empty()) return false;
   return coverage_.mayHaveRun(addrs, first, last, upToNow);
 }
 
-// Replays from here to `end`, keeping in *found the last stop of `config` before `end`.
-void DebugSession::scan(const Moment& end, uint32_t config, std::optional<Candidate>* found) {
+// Replays from here to `end`, noting in *found, in order, the stops of `config` before `end`
+// in segments from `floor` on.
+void DebugSession::scan(const Moment& end, uint32_t config, uint64_t floor,
+                        std::vector<Candidate>* found) {
   const Breakpoints& set = configs_[config];
   bool first = true;
   for (;;) {
@@ -707,32 +871,36 @@ void DebugSession::scan(const Moment& end, uint32_t config, std::optional<Candid
     first = false;
     const uint64_t key = replay_.segmentKey();
     if (a == Arrival::End || key > end.segment) return;
+    if (key < floor) {
+      runDebuggee(nullptr, 0, false);
+      continue;
+    }
     const bool isEnd = key == end.segment && end.actions.empty();
     // A caught syscall's return is the segment's first stop forwards.
     const long returned = a == Arrival::Arrived && !isEnd && catchOn_ ? returnedFrom(now_.tid) : -1;
     if (returned >= 0 && catches(returned)) {
-      *found = Candidate{now_, stopHere(DebugStop::SyscallReturn, nullptr, config)};
-      (*found)->stop.syscall = returned;
+      found->push_back(Candidate{now_, stopHere(DebugStop::SyscallReturn, nullptr, config)});
+      found->back().stop.syscall = returned;
     }
     // A syscall's write comes before the segment's first instruction; going backwards from the
     // segment's start, it is the first thing undone.
     if (const Watch* w = a == Arrival::Arrived ? writtenBySyscall(set) : nullptr) {
-      *found = Candidate{now_, DebugStop{DebugStop::Watchpoint, now_.tid, *w}};
+      found->push_back(Candidate{now_, DebugStop{DebugStop::Watchpoint, now_.tid, *w}});
     }
     if (a == Arrival::Arrived && !isEnd && breaksHere(set, *replay_.active())) {
-      *found = Candidate{now_, DebugStop{DebugStop::Breakpoint, now_.tid, {}}};
+      found->push_back(Candidate{now_, DebugStop{DebugStop::Breakpoint, now_.tid, {}}});
     }
     if (key == end.segment) return runActions(end, end.actions, &set, found);
     for (;;) {
       std::optional<Trap> trap = runDebuggee(&set, config, false);
       if (!trap) break;
-      *found = Candidate{now_, stopHere(DebugStop::Breakpoint, &*trap, config)};
+      found->push_back(Candidate{now_, stopHere(DebugStop::Breakpoint, &*trap, config)});
     }
     // The segment ended at a syscall instruction: a caught one's entry is a stop there.
     const Segment& ended = segments_[now_.segment];
     if (ended.end == SegmentEnd::Syscall && catches(ended.syscall)) {
-      *found = Candidate{now_, DebugStop{DebugStop::SyscallEntry, now_.tid, {}}};
-      (*found)->stop.syscall = ended.syscall;
+      found->push_back(Candidate{now_, DebugStop{DebugStop::SyscallEntry, now_.tid, {}}});
+      found->back().stop.syscall = ended.syscall;
     }
   }
 }
@@ -752,15 +920,16 @@ bool DebugSession::afterItsInstruction(const Trap& trap, uint32_t armedConfig) c
          configs_[armedConfig].watches.at(size_t(trap.watch)).kind != WatchKind::Execute;
 }
 
-// Carries out `rest`, the actions from now_ to `target`. With `observe`, also notes in *found
-// every stop of that set on the way, short of the target itself; but a data watchpoint that fires
-// as the target is reached counts, since going backwards it stops before that instruction.
+// Carries out `rest`, the actions from now_ to `target`. With `observe`, also notes in *found,
+// in order, every stop of that set on the way, short of the target itself; but a data watchpoint
+// that fires as the target is reached counts, since going backwards it stops before that
+// instruction.
 void DebugSession::runActions(const Moment& target, const std::vector<Action>& rest,
-                              const Breakpoints* observe, std::optional<Candidate>* found) {
+                              const Breakpoints* observe, std::vector<Candidate>* found) {
   const uint32_t observeId = observe ? configId(*observe) : 0;
   auto note = [&](const Trap& trap, uint32_t armed) {
     if (noteBudget_ && --*noteBudget_ == 0) throw TooManyStops{};
-    *found = Candidate{now_, stopHere(DebugStop::Breakpoint, &trap, armed)};
+    found->push_back(Candidate{now_, stopHere(DebugStop::Breakpoint, &trap, armed)});
   };
   for (size_t i = 0; i < rest.size(); i++) {
     const Action& act = rest[i];
@@ -923,19 +1092,82 @@ std::optional<Moment> DebugSession::previousMoment(const Moment& m, bool watchSt
 std::optional<Moment> DebugSession::predecessorByBreakpoint(const Moment& m, const Moment& base,
                                                             const Action& last) {
   if (last.kind == Action::Position) return std::nullopt;
-  goTo(m);
-  ReplayTask& t = *replay_.task(m.tid);
-  const Regs regs = registers(m.tid, nullptr);  // inside a syscall: at its instruction
-  const uint64_t at = regs.rip;
-  auto breaksAt = [&](const Breakpoints& set) {
-    return set.code.count(at) || std::find(set.watches.begin(), set.watches.end(),
-                                           Watch{WatchKind::Execute, at, 1}) != set.watches.end();
-  };
-  const bool breakStop = last.kind == Action::Continue && breaksAt(configs_[last.config]);
-  if (last.kind == Action::ToEnd && t.atPosition) return std::nullopt;
   if (last.kind == Action::Continue && configs_[last.config].watches.size() >= kMaxWatches) {
     return std::nullopt;
   }
+  Action rest = last;
+  if (rest.kind == Action::Continue) rest.count = 1;
+  // m's instruction, and whether m is a breakpoint's stop: known once replay has been at m.
+  uint64_t at = 0;
+  bool breakStop = false;
+  auto learn = [&]() {
+    const Regs regs = registers(m.tid, nullptr);  // inside a syscall: at its instruction
+    at = regs.rip;
+    const Breakpoints& set = configs_[last.config];
+    breakStop =
+        last.kind == Action::Continue &&
+        (set.code.count(at) || std::find(set.watches.begin(), set.watches.end(),
+                                         Watch{WatchKind::Execute, at, 1}) != set.watches.end());
+    return regs;
+  };
+  // The guess `start` tried, as above, giving up after `budget` hits of it.
+  bool cutShort = false;
+  auto attempt = [&](uint64_t start, uint64_t budget) -> std::optional<Moment> {
+    // A hardware breakpoint: a wrong guess at where an instruction starts is harmless there,
+    // where an int3 would corrupt the instruction it lands in.
+    Breakpoints before;
+    before.watches.push_back(Watch{WatchKind::Execute, start, 1});
+    goTo(base);
+    std::vector<Candidate> found;
+    noteBudget_ = budget;
+    try {
+      runActions(m, {rest}, &before, &found);
+      if (!at) learn();
+    } catch (const TooManyStops&) {
+      found.clear();
+      cutShort = true;
+    }
+    noteBudget_.reset();
+    if (found.empty() || !at) return std::nullopt;
+    const Moment guessed = found.back().at;
+    goTo(guessed);
+    // Stepping back goes on from here: keep a checkpoint of it.
+    keepShortcut();
+    const uint32_t armed = last.kind == Action::Continue ? last.config : 0;
+    std::optional<Trap> trap = runDebuggee(&configs_[armed], armed, true);
+    const ReplayTask* now = replay_.active();
+    const bool fired =
+        trap && trap->kind == Trap::Watchpoint && stopIsIn(configs_[armed], *trap, armed);
+    if (now && now->recordedTid == m.tid && rip(*now) == at &&
+        (last.kind != Action::Continue || breakStop || fired)) {
+      lastGuess_ = start;
+      return guessed;
+    }
+    return std::nullopt;
+  };
+  // Going to m, each guess, and going to what it finds replay from base: from a checkpoint there,
+  // not the one before.
+  bool kept = false;
+  auto keepBase = [&]() {
+    if (kept || !replay_.checkpointable()) return;
+    kept = true;
+    goToKeepingStops(base);
+    keepShortcut();
+  };
+  // The instruction found last time first, before going to m: stepping or going back through a
+  // loop meets the same one again and again. Not known yet to run into m's, it gets a few hits
+  // only, and all of them below if it does.
+  bool triedLast = false;
+  if (lastGuess_ && last.kind == Action::Continue) {
+    keepBase();
+    if (std::optional<Moment> prev = attempt(lastGuess_, kFirstGuessStops)) return prev;
+    triedLast = !cutShort;
+  }
+  keepBase();
+  goTo(m);
+  ReplayTask& t = *replay_.task(m.tid);
+  const Regs regs = learn();
+  if (last.kind == Action::ToEnd && t.atPosition) return std::nullopt;
   std::vector<uint64_t> guesses;
   auto guess = [&](uint64_t start, uint64_t length, bool wantCall) {
     uint8_t code[15];
@@ -951,46 +1183,12 @@ std::optional<Moment> DebugSession::predecessorByBreakpoint(const Moment& m, con
   if (t.task->tryRead(regs.rsp, &returnTo, sizeof returnTo)) {
     for (uint64_t length = 2; length <= 7; length++) guess(returnTo - length, length, true);
   }
-  Action rest = last;
-  if (rest.kind == Action::Continue) rest.count = 1;
-  // The instruction found last time first: stepping or going back through a loop meets the
-  // same one again and again.
   auto cached = std::find(guesses.begin(), guesses.end(), lastGuess_);
   if (cached != guesses.end()) std::rotate(guesses.begin(), cached, cached + 1);
   for (size_t i = 0; i < guesses.size(); i++) {
-    const uint64_t start = guesses[i];
-    if (i == 1 && replay_.checkpointable()) {
-      // Each guess replays from base: from a checkpoint there, not the one before.
-      goTo(base);
-      keepShortcut();
-    }
-    // A hardware breakpoint: a wrong guess at where an instruction starts is harmless there,
-    // where an int3 would corrupt the instruction it lands in.
-    Breakpoints before;
-    before.watches.push_back(Watch{WatchKind::Execute, start, 1});
-    goTo(base);
-    std::optional<Candidate> found;
-    noteBudget_ = kGuessStops;
-    try {
-      runActions(m, {rest}, &before, &found);
-    } catch (const TooManyStops&) {
-      found.reset();
-    }
-    noteBudget_.reset();
-    if (!found) continue;
-    goTo(found->at);
-    // Stepping back goes on from here: keep a checkpoint of it.
-    if (replay_.checkpointable()) keepShortcut();
-    const uint32_t armed = last.kind == Action::Continue ? last.config : 0;
-    std::optional<Trap> trap = runDebuggee(&configs_[armed], armed, true);
-    const ReplayTask* now = replay_.active();
-    const bool fired =
-        trap && trap->kind == Trap::Watchpoint && stopIsIn(configs_[armed], *trap, armed);
-    if (now && now->recordedTid == m.tid && rip(*now) == at &&
-        (last.kind != Action::Continue || breakStop || fired)) {
-      lastGuess_ = start;
-      return found->at;
-    }
+    if (triedLast && guesses[i] == lastGuess_) continue;
+    keepBase();
+    if (std::optional<Moment> prev = attempt(guesses[i], kGuessStops)) return prev;
   }
   return std::nullopt;
 }
@@ -1051,6 +1249,33 @@ void DebugSession::goTo(const Moment& m) {
   atEnd_ = false;
 }
 
+// Goes to m, a run to the n-th stop of a set; going back through the stops of a loop one by one
+// goes to the stops before it next. On the way, keeps checkpoints at the stops 1, 2, 4, 8...
+// before m where none lies between: each earlier stop is then a short replay away, for about one
+// checkpoint per stop gone back to.
+void DebugSession::goToKeepingStops(const Moment& m) {
+  if (m.actions.empty() || m.actions.back().kind != Action::Continue) return goTo(m);
+  const uint64_t n = m.actions.back().count;
+  auto between = [&](const Moment& from) {
+    for (const std::vector<Checkpoint>* list : {&checkpoints_, &shortcuts_}) {
+      for (const Checkpoint& c : *list) {
+        if (remainder(from, c.at) && remainder(c.at, m)) return true;
+      }
+    }
+    return false;
+  };
+  uint64_t gap = 1;
+  while (gap * 2 < n) gap *= 2;
+  for (; gap >= 1 && replay_.checkpointable(); gap /= 2) {
+    Moment rung = m;
+    rung.actions.back().count = n - gap;
+    if (gap >= n || between(rung)) continue;
+    goTo(rung);
+    keepShortcut();
+  }
+  goTo(m);
+}
+
 int DebugSession::checkpointBefore(const Moment& m, bool strict) const {
   for (int i = int(checkpoints_.size()) - 1; i >= 0; i--) {
     uint64_t at = checkpoints_[size_t(i)].at.segment;
@@ -1060,6 +1285,8 @@ int DebugSession::checkpointBefore(const Moment& m, bool strict) const {
 }
 
 void DebugSession::restore(const Checkpoint& c) {
+  costs.restores++;
+  Timed timed{costs.restoring};
   std::map<uint32_t, pid_t> copies;
   for (const ProcessCopy& p : c.processes) {
     const pid_t copy = forkProcess(*p.leader, p.gadget);
@@ -1072,16 +1299,20 @@ void DebugSession::restore(const Checkpoint& c) {
   coverage_.setTracking(c.coverage);
   now_ = c.at;
   sinceCheckpoint_ = std::chrono::steady_clock::now();
+  runFromStart_ = c.at.actions.empty() && coverage_.tracking().on;
+  unreachedRun_.reset();
 }
 
 // Long runs of single steps get checkpoints of their own along the way, so that stepping back
 // through them does not step again from the segment's start each time.
 void DebugSession::stepped() {
-  if (++steps_ % kStepsPerShortcut != 0 || !replay_.checkpointable()) return;
-  keepShortcut();
+  if (++steps_ % kStepsPerShortcut == 0) keepShortcut();
 }
 
+// Where replay can be copied (see ReplaySession::checkpointable): a rung of goToKeepingStops may
+// land where a thread is ending.
 void DebugSession::keepShortcut() {
+  if (!replay_.checkpointable()) return;
   for (const Checkpoint& c : shortcuts_) {
     if (c.at.segment == now_.segment && c.at.actions == now_.actions) return;
   }
@@ -1093,6 +1324,8 @@ void DebugSession::keepShortcut() {
 }
 
 DebugSession::Checkpoint DebugSession::checkpointHere() {
+  costs.forks++;
+  Timed timed{costs.forking};
   Checkpoint c;
   c.at = now_;
   c.state = replay_.saveState();
@@ -1128,7 +1361,11 @@ void DebugSession::maybeCheckpoint() {
     sinceCheckpoint_ = now;
     return;
   }
-  if (!checkpoints_.empty() && now - sinceCheckpoint_ < kCheckpointInterval) return;
+  // A program's first moment always: going back over its exec comes back there.
+  if (!checkpoints_.empty() && now - sinceCheckpoint_ < kCheckpointInterval &&
+      !execs_.count(now_.segment)) {
+    return;
+  }
   if (!replay_.checkpointable()) return;
   if (checkpoints_.size() >= kMaxCheckpoints) {
     // Keep every other one (and the first): the gaps double, the memory stays bounded.

@@ -1,5 +1,6 @@
 // A replay under a debugger's control, forwards and backwards, over the recording of one
-// process (the recorded program); the other processes of the tree replay alongside, unseen.
+// process (the recorded program, or another process of the tree chosen by its pid); the other
+// processes of the tree replay alongside, unseen.
 //
 // Without a branch counter a moment cannot be named by an instruction count. It is named
 // instead by how to get there again: a segment (a stretch of one task's user code between two
@@ -64,6 +65,9 @@ struct DebugStop {
   // takes); the next resume delivers it.
   // SyscallEntry: at a syscall's instruction, not run yet; SyscallReturn: right after it returned
   // (a catchpoint's stops, forwards only).
+  // Exec: the debuggee now runs another program than the one last reported: forwards, at the
+  // first instruction after its execve; backwards, at that execve's instruction, in the program
+  // before.
   enum Reason {
     Breakpoint,
     Watchpoint,
@@ -73,7 +77,8 @@ struct DebugStop {
     Interrupted,
     Signal,
     SyscallEntry,
-    SyscallReturn
+    SyscallReturn,
+    Exec
   } reason;
   uint32_t tid = 0;
   Watch watch{};      // Watchpoint: the one that fired
@@ -83,7 +88,9 @@ struct DebugStop {
 
 class DebugSession {
  public:
-  explicit DebugSession(ReplayOptions options);
+  // Debugs process `pid` (0: the recorded program) from its first moment that can be gone back
+  // to where it runs program `exe` (empty: any): its start, or the exec of `exe`.
+  explicit DebugSession(ReplayOptions options, uint32_t pid = 0, const std::string& exe = {});
   ~DebugSession();
 
   uint32_t pid() const { return pid_; }
@@ -134,6 +141,8 @@ class DebugSession {
     SegmentEnd end = SegmentEnd::Unknown;
     int signal = 0;     // delivered as it starts
     long syscall = -1;  // SegmentEnd::Syscall: its number
+    // Breakpoint addresses that a run of the whole segment, with them armed, never reached.
+    std::set<uint64_t> unreached;
   };
   struct Checkpoint {
     Moment at;
@@ -146,11 +155,24 @@ class DebugSession {
     Moment at;
     DebugStop stop;
   };
+  // The stops of data watchpoints that a reverse-continue's scan met before the one it went to,
+  // oldest first, for the next reverse-continue from where it stopped (`from`, with the same
+  // set): replaying the same window again would meet them again. `below`: where the window
+  // began, to go on from when none is left.
+  struct EarlierStops {
+    Moment from;
+    uint32_t config = 0;
+    Moment below;
+    std::vector<Candidate> stops;
+  };
 
+  DebugStop seekTo(uint64_t event);
+  DebugStop stepOverRange(uint32_t tid, uint64_t start, uint64_t end);
   DebugStop continueForward(uint32_t config);
   DebugStop stepForward(uint32_t tid);
   DebugStop awaitThread(uint32_t tid, uint32_t config);
   DebugStop continueBackward(uint32_t config);
+  DebugStop backTo(const Candidate& found);
   DebugStop stepBackward(uint32_t tid);
   // watchStop: m is a data watchpoint's stop.
   std::optional<Moment> previousMoment(const Moment& m, bool watchStop = false);
@@ -172,16 +194,18 @@ class DebugSession {
   bool afterItsInstruction(const Trap& trap, uint32_t armedConfig) const;
 
   void goTo(const Moment& m);
+  void goToKeepingStops(const Moment& m);
   static std::optional<std::vector<Action>> remainder(const Moment& from, const Moment& to);
   void runActions(const Moment& target, const std::vector<Action>& rest, const Breakpoints* observe,
-                  std::optional<Candidate>* found);
-  void scan(const Moment& end, uint32_t config, std::optional<Candidate>* found);
+                  std::vector<Candidate>* found);
+  void scan(const Moment& end, uint32_t config, uint64_t floor, std::vector<Candidate>* found);
   int checkpointBefore(const Moment& m, bool strict) const;
   void restore(const Checkpoint& c);
   Checkpoint checkpointHere();
   void maybeCheckpoint();
   void markCoverage();
   bool mayStopIn(const Breakpoints& set, uint64_t first, const Moment& end) const;
+  void noteUnreached(const Breakpoints* breaks, uint64_t from);
   void stepped();
   void keepShortcut();
   uint32_t configId(const Breakpoints& b);
@@ -191,6 +215,8 @@ class DebugSession {
   const Watch* writtenBySyscall(const Breakpoints& set) const;
   bool catches(long nr) const;
   long returnedFrom(uint32_t tid) const;
+  size_t execsBefore(const Moment& m) const;
+  DebugStop reported(DebugStop stop);
 
   ReplaySession replay_;
   uint32_t pid_ = 0;
@@ -214,10 +240,18 @@ class DebugSession {
   bool atEnd_ = false;
   std::vector<Checkpoint> checkpoints_;  // at segment starts, by segment
   std::vector<Checkpoint> shortcuts_;    // inside segments, oldest first
+  std::optional<EarlierStops> earlier_;
   uint64_t steps_ = 0;
   std::optional<uint64_t> noteBudget_;    // while guessing: stops a scan may note before giving up
   uint64_t lastGuess_ = 0;                // the predecessor a guess found last
   std::map<uint64_t, Segment> segments_;  // the debuggee's segments seen so far
+  std::set<uint64_t> execs_;              // those that begin a program its execve started
+  // While the active segment runs from its start with code coverage on: the breakpoints armed in
+  // every run of it so far that it has not reached (nullopt before its first run). Unlike
+  // coverage, per address: a breakpoint left beside a hot loop does not make every window replay.
+  bool runFromStart_ = false;
+  std::optional<std::set<uint64_t>> unreachedRun_;
+  size_t shownExecs_ = 0;  // execsBefore() the moment the debugger was last told
   std::chrono::steady_clock::time_point sinceCheckpoint_;
 };
 

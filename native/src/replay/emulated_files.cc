@@ -34,6 +34,7 @@ int EmulatedFiles::fdOf(uint64_t id) {
   int fd = memfd_create("rewind-shared-file", MFD_CLOEXEC);
   if (fd < 0) failErrno("memfd_create for a shared file");
   fds_[id] = fd;
+  memory_.add(fd);
   return fd;
 }
 
@@ -59,6 +60,9 @@ void EmulatedFiles::apply(const SyscallEvent& ev) {
   if (!ev.file) return;
   auto it = fds_.find(ev.file);
   if (it == fds_.end()) fail(ErrorCode::BadTrace, "a syscall changes a shared file never mapped");
+  uint64_t bytes = 0;
+  for (const MemoryWrite& w : ev.fileWrites) bytes += w.data.size();
+  memory_.reserve(bytes);
   for (const MemoryWrite& w : ev.fileWrites) {
     writeAt(it->second, w.data.data(), w.data.size(), w.addr);
   }

@@ -17,7 +17,7 @@ namespace rwd {
 
 class EmulatedFiles {
  public:
-  EmulatedFiles() = default;
+  explicit EmulatedFiles(FileMemory& memory) : memory_(memory) {}
   ~EmulatedFiles();
   EmulatedFiles(const EmulatedFiles&) = delete;
   EmulatedFiles& operator=(const EmulatedFiles&) = delete;
@@ -32,6 +32,7 @@ class EmulatedFiles {
   int fdOf(uint64_t id);
   void resize(int fd, uint64_t size);
 
+  FileMemory& memory_;           // counts the memfds
   std::map<uint64_t, int> fds_;  // file number in the trace -> memfd
 };
 

@@ -1,5 +1,7 @@
 #include "replay/replay_session.h"
 
+#include <asm/ldt.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
@@ -13,10 +15,12 @@
 #include <sys/resource.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -27,9 +31,11 @@
 #include "core/proc_files.h"
 #include "core/remote_syscalls.h"
 #include "core/spawn.h"
+#include "core/syscall_buffer_abi.h"
 #include "core/syscall_buffers.h"
 #include "core/syscall_restart.h"
 #include "core/syscall_table.h"
+#include "core/vdso.h"
 #include "replay/robust_futexes.h"
 
 namespace rwd {
@@ -41,13 +47,18 @@ constexpr long kSysEpollPwait2 = 441;
 uint64_t pageUp(uint64_t a) { return (a + 4095) & ~uint64_t(4095); }
 bool isError(int64_t result) { return result < 0 && result > -4096; }
 
-void entryArgs(const Regs& r, uint64_t* args) {
-  args[0] = r.rdi;
-  args[1] = r.rsi;
-  args[2] = r.rdx;
-  args[3] = r.r10;
-  args[4] = r.r8;
-  args[5] = r.r9;
+// An entry stop at the syscall instruction at `insn` for the x86-64 syscall `nr` and `args`, as
+// enterInPlace takes it.
+Regs entryAt(uint64_t insn, Regs r, long nr, const uint64_t* args) {
+  r.orig_rax = uint64_t(nr);
+  r.rdi = args[0];
+  r.rsi = args[1];
+  r.rdx = args[2];
+  r.r10 = args[3];
+  r.r8 = args[4];
+  r.r9 = args[5];
+  r.rip = insn + 2;
+  return r;
 }
 
 // Writes all of `data` to `fd`, waiting when the fd is non-blocking and full.
@@ -73,7 +84,10 @@ int writeOut(int fd, const uint8_t* data, size_t len) {
 }  // namespace
 
 ReplaySession::ReplaySession(ReplayOptions options)
-    : options_(std::move(options)), blobs_(options_.traceDir), reader_(options_.eventsPath) {}
+    : options_(std::move(options)),
+      blobs_(options_.traceDir, fileMemory_),
+      reader_(options_.eventsPath),
+      sharedFiles_(fileMemory_) {}
 
 ReplaySession::~ReplaySession() {
   std::vector<pid_t> alive;
@@ -214,6 +228,13 @@ void ReplaySession::activate(ReplayTask& t) {
   segmentKey_ = eventIndex_;
   segmentResumed_ = false;
   segmentEnd_ = nextEventOf(t);
+  if (segmentEnd_ && segmentEnd_->type == EventType::PtraceSet &&
+      segmentEnd_->ptraceSet.at == PtraceSetEvent::AfterLast) {
+    // Its tracer changes it before it runs on (record/emulated_ptrace.h).
+    t.tracerHold = true;
+    active_ = 0;
+    return;
+  }
   // What the syscall that just returned to this task wrote, for watchpoints.
   segmentWrites_.swap(syscallWrites_);
   syscallWrites_.clear();
@@ -257,6 +278,7 @@ void ReplaySession::applyEvent() {
       return activate(t);
     case EventType::Preempt:
       if (!t.atPosition) diverged(t, t.pending ? describeStop(*t.pending) : "no stop");
+      checkTscRead(t, "the position");
       t.atPosition = false;
       nextEvent();
       if (haveNext_ && next_.type == EventType::Signal && next_.tid() == t.recordedTid &&
@@ -270,14 +292,50 @@ void ReplaySession::applyEvent() {
         t.parked = true;  // preempted: it waits for its Run
       }
       return;
+    case EventType::PtraceSet:
+      return applyPtraceSet(t);
     default:
       break;
   }
   if (!t.pending) diverged(t, t.parked ? "a task waiting for its turn" : "no stop");
   Stop s = *t.pending;
   t.pending.reset();
+  const uint32_t tid = t.recordedTid, tgid = t.tgid;
   onStop(t, s);
-  if (!t.exited && !t.parked && !t.pending && !t.atPosition) activate(t);
+  // An exec by a thread other than its process's first makes it the first (execInPlace).
+  auto now = tasks_.find(tid);
+  ReplayTask& u = now != tasks_.end() ? now->second : tasks_.at(tgid);
+  if (!u.exited && !u.parked && !u.pending && !u.atPosition) activate(u);
+}
+
+// What the program's emulated tracer changed in the task, where it stopped: where its last event
+// left it, or at the entry of the syscall it stopped in. It must be there, with the registers it
+// had when recorded.
+void ReplaySession::applyPtraceSet(ReplayTask& t) {
+  const PtraceSetEvent ev = next_.ptraceSet;
+  const bool atEntry = ev.at == PtraceSetEvent::SyscallEntry;
+  const bool there =
+      atEntry ? t.pending && t.pending->kind == Stop::SyscallStop && !t.tracerHold : t.tracerHold;
+  if (!there) diverged(t, t.pending ? describeStop(*t.pending) : "a task that is not stopped");
+  const Regs now = t.task->regs();
+  if (memcmp(&now, &ev.before, sizeof now) != 0) {
+    char where[128];
+    snprintf(where, sizeof where, "the task at ip 0x%llx, not as recorded (ip 0x%llx)",
+             (unsigned long long)now.rip, (unsigned long long)ev.before.rip);
+    diverged(t, where);
+  }
+  for (const MemoryWrite& w : ev.writes) t.task->write(w.addr, w.data.data(), w.data.size());
+  t.task->setRegs(ev.after);
+  if (!ev.xstate.empty()) {
+    iovec iov{const_cast<uint8_t*>(ev.xstate.data()), ev.xstate.size()};
+    if (ptrace(PTRACE_SETREGSET, t.task->tid(), NT_X86_XSTATE, &iov) < 0) {
+      failErrno("PTRACE_SETREGSET");
+    }
+  }
+  nextEvent();
+  if (atEntry) return;  // the syscall's event comes next
+  t.tracerHold = false;
+  activate(t);
 }
 
 // Runs the active task's user code to its next stop. When the next event is the task's
@@ -324,6 +382,13 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     trap = PositionTrap::install(*t.task, t.stub, space(t).trampolines, *target);
   }
   if (toPosition && !trap) addrs.insert(position);
+  // A call of the vsyscall page the recorder patched: the task stops before it, where the
+  // recorder sent it back to (the kernel would answer the call here without a stop).
+  const uint64_t vsyscallCall =
+      !toPosition && end && end->type == EventType::Patch && inVsyscallPage(end->patch.site)
+          ? end->patch.resume
+          : ~0ull;
+  if (vsyscallCall != ~0ull) addrs.insert(vsyscallCall);
   const std::vector<Watch> none;
   const std::vector<Watch>& watches = control.breaks ? control.breaks->watches : none;
   if (watches != t.watches) {
@@ -392,6 +457,10 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
       int watch = watches.empty() ? -1 : firedWatch(*t.task);
       if (hit) {
         Regs r = t.task->regs();
+        if (r.rip == vsyscallCall) {
+          endSegment(t, s);  // the patch event takes this stop (onSignal)
+          return std::nullopt;
+        }
         if (atTarget(r)) return reached();
         if (control.breaks && control.breaks->code.count(r.rip)) return Trap{Trap::Breakpoint};
         skip = r.rip;  // the position, but not this time round
@@ -470,23 +539,30 @@ Stop ReplaySession::waitForProcessEnd(ReplayTask& t) {
 std::optional<Event> ReplaySession::nextEventOf(const ReplayTask& t) {
   if (!haveNext_) return std::nullopt;
   // 1: the task's own; 0: look past it; -1: the task's segment ends with no record of its own.
-  auto verdict = [&](EventType type, uint32_t tid, int32_t nr) {
+  // `killed`: whether a syscall record is one the recorder wrote as its task was killed (it
+  // comes among the process's ends, whoever held the run token).
+  auto verdict = [&](EventType type, uint32_t tid, int32_t nr, const auto& killed) {
     if (tid == t.recordedTid) return 1;
     auto it = tasks_.find(tid);
     if (it == tasks_.end() || it->second.tgid != t.tgid || type == EventType::Exit) return 0;
     bool fork = nr == SYS_clone || nr == kSysClone3 || nr == SYS_fork || nr == SYS_vfork;
-    return type == EventType::Syscall && fork ? 0 : -1;
+    if (type != EventType::Syscall) return -1;
+    return fork || killed() ? 0 : -1;
   };
   int first =
-      verdict(next_.type, next_.tid(), next_.type == EventType::Syscall ? next_.syscall.nr : 0);
+      verdict(next_.type, next_.tid(), next_.type == EventType::Syscall ? next_.syscall.nr : 0,
+              [&] { return next_.syscall.filtered == SyscallEvent::Filtered::Killed; });
   if (first > 0) return next_;
   if (first < 0) return std::nullopt;
+  const uint32_t version = reader_.version();
   auto judge = [&](const uint8_t* record, size_t len) {
     uint32_t tid;
     int32_t nr = 0;
     memcpy(&tid, record + 1, 4);
     if (record[0] == uint8_t(EventType::Syscall) && len >= 9) memcpy(&nr, record + 5, 4);
-    return verdict(EventType(record[0]), tid, nr);
+    return verdict(EventType(record[0]), tid, nr, [&] {
+      return decodeEvent(record, len, version).syscall.filtered == SyscallEvent::Filtered::Killed;
+    });
   };
   Event e;
   if (reader_.lookAhead(judge, 1 << 16, e)) return e;
@@ -641,10 +717,13 @@ std::string ReplaySession::describeExit(int status) {
 }
 
 void ReplaySession::onSignal(ReplayTask& t, int sig) {
+  checkTscRead(t, signalName(sig));
   Regs r = t.task->regs();
-  if (sig == SIGSEGV && haveNext_ && next_.type == EventType::Rdtsc &&
-      next_.rdtsc.tid == t.recordedTid && next_.rdtsc.rip == r.rip) {
-    const RdtscEvent& ev = next_.rdtsc;
+  const bool rdtsc = haveNext_ && next_.type == EventType::Rdtsc &&
+                     next_.rdtsc.tid == t.recordedTid && next_.rdtsc.rip == r.rip;
+  const bool patch = haveNext_ && next_.type == EventType::Patch &&
+                     next_.patch.tid == t.recordedTid && next_.patch.site == r.rip;
+  if (sig == SIGSEGV && (rdtsc || patch)) {
     reblockForcedSigsegv(*t.task, t.sigmask);
     auto action = segvActions_.find(t.tgid);
     if ((t.sigmask & kSigsegvBit) && action != segvActions_.end() &&
@@ -652,6 +731,14 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
       RemoteSyscalls remote(*t.task, t.stub.gadget);
       setSignalAction(remote, t.stub.scratch, SIGSEGV, action->second);
     }
+  }
+  if (sig == SIGSEGV && patch) return applyPatch(t, r);
+  const bool vsyscallPatch = haveNext_ && next_.type == EventType::Patch &&
+                             next_.patch.tid == t.recordedTid && inVsyscallPage(next_.patch.site) &&
+                             next_.patch.resume == r.rip;
+  if (sig == SIGTRAP && vsyscallPatch) return applyPatch(t, r);
+  if (sig == SIGSEGV && rdtsc) {
+    const RdtscEvent& ev = next_.rdtsc;
     r.rax = ev.rax;
     r.rdx = ev.rdx;
     if (ev.rdtscp) r.rcx = ev.rcx;
@@ -688,23 +775,96 @@ void ReplaySession::onSignal(ReplayTask& t, int sig) {
   }
 }
 
+// The recorder patched the rdtsc the task trapped on (record/rdtsc_patch.h): the same patch here,
+// and the task resumes in it.
+void ReplaySession::applyPatch(ReplayTask& t, Regs r) {
+  const PatchEvent& ev = next_.patch;
+  const bool vsyscall = inVsyscallPage(ev.site);  // the task stopped at `resume` (runActive)
+  if ((!vsyscall && (ev.resume > ev.site || ev.site - ev.resume > 16)) || ev.page % 4096 ||
+      (vsyscall && ev.page)) {
+    fail(ErrorCode::BadTrace, "malformed patch at event " + std::to_string(eventIndex_));
+  }
+  if (ev.page) {
+    RemoteSyscalls remote(*t.task, t.stub.gadget);
+    if (remote.call(SYS_mmap, ev.page, 4096, PROT_READ | PROT_EXEC,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, uint64_t(-1),
+                    0) != long(ev.page)) {
+      diverged(t, "no room for the patch's page");
+    }
+  }
+  for (const MemoryWrite& w : ev.writes) t.task->write(w.addr, w.data.data(), w.data.size());
+  r.rip = ev.resume;
+  t.task->setRegs(r);
+  nextEvent();
+}
+
+// RWD_SYS_TSC_NEXT, with the task's Tsc event next: its patched rdtsc has no recorded value left
+// in its buffer at `header`; the next ones are the event's, written where their records were.
+void ReplaySession::giveTsc(ReplayTask& t, const Regs& r, uint64_t header) {
+  rwd_buffer_header h;
+  t.task->read(header, &h, sizeof h);
+  const std::vector<uint64_t>& values = next_.tsc.values;
+  if (h.used > h.size || h.size > RWD_BUFFER_SIZE ||
+      (h.size - h.used) / sizeof(rwd_tsc_record) < values.size()) {
+    diverged(t, "a read of the TSC with no room for its values");
+  }
+  std::vector<rwd_tsc_record> records(values.size());
+  for (size_t i = 0; i < values.size(); i++) {
+    records[i] = rwd_tsc_record{sizeof(rwd_tsc_record), RWD_TSC_RECORD, values[i]};
+  }
+  t.task->write(header + h.used, records.data(), records.size() * sizeof records[0]);
+  const auto left = uint32_t(values.size());
+  t.task->write(header + offsetof(rwd_buffer_header, tsc_left), &left, sizeof left);
+  t.tscBuffer = header;
+  nextEvent();
+  finishSyscall(t, r, 0);
+}
+
+// A task given values of the TSC stopped: it must have read them all, as when it was recorded.
+void ReplaySession::checkTscRead(ReplayTask& t, const std::string& got) {
+  if (!t.tscBuffer) return;
+  uint32_t left = 0;
+  t.task->read(t.tscBuffer + offsetof(rwd_buffer_header, tsc_left), &left, sizeof left);
+  t.tscBuffer = 0;
+  if (left)
+    diverged(t, got + ", with " + std::to_string(left) + " recorded reads of the TSC not made");
+}
+
 void ReplaySession::onSyscall(ReplayTask& t) {
   Regs r = t.task->regs();
-  long nr = syscallNumber(r.orig_rax);
+  const bool compat = t.task->inCompatSyscall();
+  if (compat && !recordableCompatSyscall(*t.task)) diverged(t, describeCompatSyscall(*t.task));
+  const long traced = traceSyscallNumber(r, compat);
   uint64_t args[6];
-  entryArgs(r, args);
-  const SyscallSpec* spec = lookupSyscall(nr);
+  syscallArguments(r, compat, args);
+  // An x86-64 number in the range of the 32-bit calls' was refused when recorded.
+  const SyscallSpec* spec = compat || !isCompatNumber(traced) ? lookupSyscall(traced) : nullptr;
+  const long nr = nativeSyscall(traced);
   int nargs = spec ? spec->nargs : 6;
+  checkTscRead(t, describeSyscall(nr, args, nargs));
+  if (nr == RWD_SYS_TSC_NEXT && haveNext_ && next_.type == EventType::Tsc &&
+      next_.tsc.tid == t.recordedTid) {
+    return giveTsc(t, r, args[0]);
+  }
   if (coverage_ && t.tgid == coverage_->tgid()) {
     coverage_->beforeSyscall(*t.task, t.stub.gadget, nr, args);
   }
   bool isExec = haveNext_ && next_.type == EventType::Exec && next_.exec.tid == t.recordedTid;
   if (isExec && (nr == SYS_execve || nr == SYS_execveat)) return execInPlace(t, r);
-  if (t.task->inCompatSyscall()) diverged(t, describeCompatSyscall(*t.task));
   if (!spec || !haveNext_ || next_.type != EventType::Syscall ||
-      next_.syscall.tid != t.recordedTid || next_.syscall.nr != nr ||
+      next_.syscall.tid != t.recordedTid || next_.syscall.nr != traced ||
       memcmp(next_.syscall.args, args, size_t(nargs) * sizeof(uint64_t)) != 0) {
-    diverged(t, describeSyscall(nr, args, nargs));
+    diverged(t, describeSyscall(traced, args, nargs));
+  }
+  if (next_.syscall.filtered == SyscallEvent::Filtered::Unknown) {
+    // What the program printed up to here is what it printed when recorded; past it, replay
+    // could print what the recording did not, or miss what it did.
+    fail(ErrorCode::Unsupported,
+         "replay cannot go on at event " + std::to_string(eventIndex_) + " (task " +
+             std::to_string(t.recordedTid) + "): a SIGKILL ended the task in " +
+             describeSyscall(traced, args, nargs) +
+             " before the recorder could see whether it ran, so the recording does not know "
+             "what it did (what it sent to stdout or stderr may be missing from this replay)");
   }
   SyscallEvent ev = std::move(next_.syscall);
   nextEvent();
@@ -712,12 +872,15 @@ void ReplaySession::onSyscall(ReplayTask& t) {
     forceFilterTrap(t);
     return finishSyscall(t, r, ev.result);
   }
-  if (ev.filtered != SyscallEvent::Filtered::No) return killAsFiltered(t, r, ev);
+  if (ev.filtered != SyscallEvent::Filtered::No && ev.filtered != SyscallEvent::Filtered::Killed) {
+    return killAsFiltered(t, r, ev);
+  }
   switch (spec->replay) {
     case ReplayAction::Emulate:
       if (nr == SYS_set_robust_list && !isError(ev.result)) t.robustList = ev.args[0];
       if (interruptedUnderOwnMask(t, r, ev)) return;
       emulate(t, r, ev);
+      applyThreadArea(t, ev);
       return applyStackLimit(t, ev);
     case ReplayAction::Refused:
     case ReplayAction::Execve:  // a failed execve
@@ -732,6 +895,9 @@ void ReplaySession::onSyscall(ReplayTask& t) {
     case ReplayAction::Fork:
       return replayFork(t, r, ev);
     case ReplayAction::InPlace: {
+      // A 32-bit exit or exit_group runs as its x86-64 self, from the stub's syscall instruction:
+      // a sandboxed replay lets no 32-bit syscall through.
+      if (compat) r = entryAt(t.stub.gadget, r, nr, args);
       if (nr == SYS_exit_group) return exitGroupInPlace(t, r);
       if (nr == SYS_exit) releaseRobustFutexes(t);
       if (nr == SYS_exit && leadsLiveThreads(t)) {
@@ -809,6 +975,20 @@ void ReplaySession::applyStackLimit(ReplayTask& t, const SyscallEvent& ev) {
   remote.call(SYS_prlimit64, 0, RLIMIT_STACK, limit, 0);
 }
 
+// A TLS entry of the GDT that a 32-bit set_thread_area filled in when recorded: filled in again
+// through ptrace, with the descriptor as recorded, at the entry the kernel chose then (written
+// back into it). No x86-64 syscall does it, and a sandboxed replay lets no 32-bit one through.
+void ReplaySession::applyThreadArea(ReplayTask& t, const SyscallEvent& ev) {
+  if (!isCompatNumber(ev.nr) || nativeSyscall(ev.nr) != SYS_set_thread_area || ev.result != 0) {
+    return;
+  }
+  user_desc desc{};
+  t.task->read(ev.args[0], &desc, sizeof desc);
+  if (ptrace(PTRACE_SET_THREAD_AREA, t.task->tid(), uintptr_t(desc.entry_number), &desc) < 0) {
+    divergedResult(ev, -errno);
+  }
+}
+
 // Returns the recorded result of a syscall (the stream is past its event). A syscall that a
 // signal interrupted returns to the program only through a handler of that signal, whose
 // delivery is the task's next event. Without one (the signal was ignored, or the recorder's
@@ -825,11 +1005,17 @@ void ReplaySession::finishSyscall(ReplayTask& t, Regs r, int64_t result) {
   t.task->setRegs(r);
 }
 
-// Writes what the recorded syscall wrote into the program's memory.
+// Writes what the recorded syscall wrote into the program's memory; `child`: into another
+// process's, which the program wrote into through /proc/PID/mem (it waits at a stop meanwhile).
 void ReplaySession::writeResults(ReplayTask& t, const SyscallEvent& ev) {
+  ReplayTask* into = ev.child ? task(ev.child) : &t;
+  if (!into || into->exited) {
+    failDiverged(eventIndex_ - 1, ": it writes into task " + std::to_string(ev.child) +
+                                      ", which replay does not have");
+  }
   for (const MemoryWrite& w : ev.writes) {
-    t.task->write(w.addr, w.data.data(), w.data.size());
-    syscallWrites_.emplace_back(w.addr, w.data.size());
+    into->task->write(w.addr, w.data.data(), w.data.size());
+    if (into == &t) syscallWrites_.emplace_back(w.addr, w.data.size());
   }
 }
 
@@ -1207,6 +1393,7 @@ Stop ReplaySession::resumeInKernel(ReplayTask& t) {
 void ReplaySession::collectEndedByExec(const ReplayTask& t) {
   for (auto& [tid, other] : tasks_) {
     if (&other == &t || other.tgid != t.tgid || other.exited) continue;
+    if (tid == t.tgid) continue;  // the first thread, when another execs: never reported
     for (;;) {
       Stop s = other.task->wait();
       if (s.kind == Stop::Exited || s.kind == Stop::Killed) {
@@ -1240,6 +1427,16 @@ void ReplaySession::execInPlace(ReplayTask& t, const Regs& at) {
   } else {
     t.task->resume(PTRACE_SYSCALL);
     collectEndedByExec(t);
+    // From another thread than the first, the kernel ends the first and gives the exec'ing
+    // thread its tid (which it reports the exec under); in the stream, the thread's events are
+    // the first's from now on.
+    if (t.recordedTid != t.tgid) {
+      auto leader = tasks_.find(t.tgid);
+      if (leader == tasks_.end() || leader->second.exited) {
+        fail(ErrorCode::BadTrace, "an exec by a thread whose process has no first thread");
+      }
+      t.task = std::move(leader->second.task);
+    }
     s = t.task->wait();
     if (isChildEnd(*t.task, s)) s = resumeInKernel(t);
   }
@@ -1247,7 +1444,14 @@ void ReplaySession::execInPlace(ReplayTask& t, const Regs& at) {
     fail(ErrorCode::System, "replay could not exec the stub");
   }
   resumeInKernel(t);
-  rebuild(t);
+  t.clearChildTid = 0;  // exec forgets it
+  if (t.recordedTid == t.tgid) return rebuild(t);
+  const uint32_t leader = t.tgid;
+  ReplayTask moved = std::move(t);
+  tasks_.erase(moved.recordedTid);
+  moved.recordedTid = leader;
+  ReplayTask& now = tasks_[leader] = std::move(moved);
+  rebuild(now);
 }
 
 }  // namespace rwd

@@ -50,6 +50,7 @@ struct ReplayTaskState {
   std::optional<Stop> pending;  // where its last stretch of user code stopped, not yet matched
   bool parked = false;          // waits for a Run event (new, or after a fork or a preemption)
   bool atPosition = false;      // stopped at the position of its next Preempt event
+  bool tracerHold = false;      // stays where its last event left it, for its tracer's changes
   bool exited = false;
   int exitStatus = 0;          // wait status, once exited
   uint64_t sigmask = 0;        // its blocked signals when it last went back to user code
@@ -57,6 +58,9 @@ struct ReplayTaskState {
   // Where the kernel clears its tid when it exits (CLONE_CHILD_CLEARTID); 0: nowhere.
   uint64_t clearChildTid = 0;
   uint64_t robustList = 0;  // the head it gave set_robust_list; 0: none
+  // The syscall buffer in which replay last gave it values of the TSC (RWD_SYS_TSC_NEXT): at its
+  // next stop, it must have read them all.
+  uint64_t tscBuffer = 0;
 };
 
 struct ReplayTask : ReplayTaskState {
@@ -158,6 +162,7 @@ class ReplaySession {
   AddressSpace& space(const ReplayTask& t) { return spaces_.at(t.space); }
   void spawnStub();
   void activate(ReplayTask& t);
+  void applyPtraceSet(ReplayTask& t);
   void applyEvent();
   bool nextEvent();
   [[noreturn]] void diverged(const ReplayTask& t, const std::string& got);
@@ -166,6 +171,9 @@ class ReplaySession {
   void onStop(ReplayTask& t, const Stop& s);
   void onSyscall(ReplayTask& t);
   void onSignal(ReplayTask& t, int sig);
+  void applyPatch(ReplayTask& t, Regs r);
+  void giveTsc(ReplayTask& t, const Regs& r, uint64_t header);
+  void checkTscRead(ReplayTask& t, const std::string& got);
   void onExit(ReplayTask& t, const Stop& s);
   void execInPlace(ReplayTask& t, const Regs& at);
   void collectEndedByExec(const ReplayTask& t);
@@ -175,6 +183,7 @@ class ReplaySession {
   void applyStackLimit(ReplayTask& t, const SyscallEvent& ev);
   bool interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const SyscallEvent& ev);
   void replayExecuted(ReplayTask& t, const SyscallEvent& ev);
+  void applyThreadArea(ReplayTask& t, const SyscallEvent& ev);
   void killAsFiltered(ReplayTask& t, const Regs& at, const SyscallEvent& ev);
   void replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev);
   void replayShm(ReplayTask& t, Regs r, const SyscallEvent& ev);
@@ -205,6 +214,7 @@ class ReplaySession {
   static std::string describeStop(const Stop& s);
 
   ReplayOptions options_;
+  FileMemory fileMemory_;  // of blobs_ and sharedFiles_
   TraceBlobs blobs_;
   EventReader reader_;
   Event next_;

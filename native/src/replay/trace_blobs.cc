@@ -11,7 +11,8 @@
 
 namespace rwd {
 
-TraceBlobs::TraceBlobs(const std::string& traceDir) : dir_(traceDir + "/blobs") {
+TraceBlobs::TraceBlobs(const std::string& traceDir, FileMemory& memory)
+    : dir_(traceDir + "/blobs"), memory_(memory) {
   dirFd_ = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (dirFd_ < 0) fail(ErrorCode::BadTrace, "the trace has no blob directory (" + dir_ + ")");
 }
@@ -83,6 +84,7 @@ std::string TraceBlobs::pathOf(const std::string& name) {
     int out = memfd_create("rewind-captured-file", MFD_CLOEXEC);
     if (out < 0) failErrno("memfd_create for a captured file");
     it = decoded_.emplace(name, out).first;
+    memory_.add(out);
     copyInto(name, out);
   }
   return "/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(it->second);
@@ -91,6 +93,10 @@ std::string TraceBlobs::pathOf(const std::string& name) {
 void TraceBlobs::copyInto(const std::string& name, int out) {
   int fd = openVerified(name);
   try {
+    // The file holds at most the blob's bytes (a sparse encoding's data is less).
+    struct stat st;
+    if (fstat(fd, &st) < 0) failErrno("stat blob " + name);
+    memory_.reserve(uint64_t(st.st_size));
     char head[sizeof kSparseMagic] = {};
     if (pread(fd, head, sizeof head, 0) == ssize_t(sizeof head) &&
         isSparseEncoding(head, sizeof head)) {

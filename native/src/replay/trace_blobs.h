@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "replay/file_memory.h"
+
 namespace rwd {
 
 // Sizes and offsets of files come from the trace, which is untrusted: a file larger than this is
@@ -20,7 +22,8 @@ constexpr uint64_t kMaxFileSize = uint64_t(1) << 40;
 
 class TraceBlobs {
  public:
-  explicit TraceBlobs(const std::string& traceDir);
+  // `memory` counts the memfds that hold the sparse files.
+  TraceBlobs(const std::string& traceDir, FileMemory& memory);
   ~TraceBlobs();
   TraceBlobs(const TraceBlobs&) = delete;
   TraceBlobs& operator=(const TraceBlobs&) = delete;
@@ -31,7 +34,8 @@ class TraceBlobs {
   // blob itself, or a memfd of the replayer's that holds the file a sparse blob stands for.
   std::string pathOf(const std::string& name);
   int noFollow(const std::string& name) const { return decoded_.count(name) ? 0 : O_NOFOLLOW; }
-  // Writes the file a verified file blob stands for into `out`, an empty file.
+  // Writes the file a verified file blob stands for into `out`, an empty memfd counted by the
+  // FileMemory.
   void copyInto(const std::string& name, int out);
 
  private:
@@ -39,6 +43,7 @@ class TraceBlobs {
   int openVerified(const std::string& name);
 
   std::string dir_;
+  FileMemory& memory_;
   int dirFd_ = -1;
   std::set<std::string> verified_;
   std::map<std::string, int> decoded_;  // sparse blob -> memfd

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "replay/trace_blobs.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/seccomp.h"
 
@@ -109,6 +110,8 @@ void checkNoDirectoryOpen() {
     fail(ErrorCode::System, "sandbox: directories are still open (fd" + open + ")");
 }
 
+static_assert(kConfinedFileSize == kMaxFileSize, "a confined worker can hold any file of a trace");
+
 rlim_t traceeAddressSpace = RLIM_INFINITY;
 
 // In every process forked after confinement (the replayed program, whose checkpoints are forks
@@ -178,6 +181,13 @@ bool confine(const std::string& traceDir, const std::string& stubPath) {
   if (umount2(".", MNT_DETACH) != 0) failErrno("detach the old root");
   if (chdir(traceDir.c_str()) != 0) failErrno("chdir " + traceDir);
   checkNoDirectoryOpen();
+
+  // Only memfds are writable now: their length is a trace's to say (replay refuses lengths past
+  // kConfinedFileSize), what they hold the memory bound's (replay/file_memory.h).
+  rlimit fileSize;
+  if (getrlimit(RLIMIT_FSIZE, &fileSize) != 0) failErrno("getrlimit");
+  fileSize.rlim_cur = fileSize.rlim_max;
+  if (setrlimit(RLIMIT_FSIZE, &fileSize) != 0) failErrno("lift the file-size bound");
 
   rlimit data;
   if (getrlimit(RLIMIT_DATA, &data) != 0) failErrno("getrlimit");

@@ -30,11 +30,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 
 #include "sandbox/sandbox.h"
 
 namespace {
+
+using rwd::sandbox::kConfinedFileSize;
 
 constexpr int kSetupFailed = 125;
 
@@ -127,7 +130,12 @@ void setLimits(const Options& o) {
   limit(RLIMIT_DATA, o.memory, o.memory, "RLIMIT_DATA");
   // SIGXCPU at the soft limit (the launcher says why the worker died); SIGKILL a little later.
   limit(RLIMIT_CPU, o.cpuSeconds, o.cpuSeconds + 5, "RLIMIT_CPU");
-  limit(RLIMIT_FSIZE, o.fileSize, o.fileSize, "RLIMIT_FSIZE");
+  // --file-size until confine(), which lifts it to the hard limit (sandbox.h), never past the
+  // hard limit the server was given.
+  rlimit given;
+  if (getrlimit(RLIMIT_FSIZE, &given) != 0) die("RLIMIT_FSIZE");
+  rlim_t hard = std::min(given.rlim_max, std::max<rlim_t>(o.fileSize, kConfinedFileSize));
+  limit(RLIMIT_FSIZE, std::min(o.fileSize, hard), hard, "RLIMIT_FSIZE");
   // Counted per user in the new user namespace, so it bounds the tasks of this sandbox.
   limit(RLIMIT_NPROC, o.processes, o.processes, "RLIMIT_NPROC");
   // 1 byte disables core dumps to files and to a piped core_pattern alike (0 does not stop a
