@@ -147,7 +147,9 @@ export class Agent {
       const res = await pushTrace(this.clients, dir, {
         labels,
         retries: Infinity,
+        busyWaitMs: Infinity,
         onRetry: (e, n, ms) => this.log.warn({ dir, error: e.message, attempt: n, inMs: ms }, 'upload interrupted; retrying'),
+        onWait: (w) => this.log.info({ dir, blobs: w.blobs, waitedMs: w.waitedMs, inMs: w.delayMs }, 'blobs held by another upload; waiting'),
       });
       this.log.info({ dir, trace: res.traceId, bytesSent: res.bytesSent, created: res.created }, 'uploaded');
       if (this.opts.keep) await fsp.rename(dir, path.join(this.opts.spoolDir, 'uploaded', path.basename(dir)));

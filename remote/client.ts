@@ -29,6 +29,26 @@ const CHANNEL_OPTIONS = {
   'grpc-node.flow_control_window': 16 << 20,
 };
 
+/**
+ * The channel's target. Several servers (IP addresses only: a name with several DNS addresses does
+ * the same) become one channel over all of them, whose pick_first policy connects to the first
+ * that answers and moves on when it goes away: a call that fails UNAVAILABLE and is retried lands
+ * on the next server.
+ */
+export function channelTarget(server: string): string {
+  const list = server.split(',');
+  if (list.length === 1) return server;
+  const families = new Set(list.map((s) => isIP(hostOf(s))));
+  const family = families.size === 1 ? [...families][0] : 0;
+  if (!family) throw new UserError(`${server}: a list of servers takes IP addresses of one family (for names, give one name with several DNS addresses)`);
+  return `ipv${family}:${list.join(',')}`;
+}
+
+/** The host of host:port, without the brackets of an IPv6 address. */
+function hostOf(server: string): string {
+  return server.slice(0, server.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
+}
+
 export function connect(config: ClientConfig): Clients {
   let creds: ChannelCredentials;
   if (config.tls) {
@@ -44,13 +64,14 @@ export function connect(config: ClientConfig): Clients {
   } else {
     creds = credentials.createInsecure();
   }
-  const upload = new UploadServiceClient(config.server, creds, CHANNEL_OPTIONS);
+  const target = channelTarget(config.server);
+  const upload = new UploadServiceClient(target, creds, CHANNEL_OPTIONS);
   // All clients share upload's channel.
   const shared = { channelOverride: upload.getChannel() };
-  const catalog = new CatalogServiceClient(config.server, creds, shared);
-  const replay = new ReplayServiceClient(config.server, creds, shared);
-  const tokens = new TokenServiceClient(config.server, creds, shared);
-  const agent = new AgentServiceClient(config.server, creds, shared);
+  const catalog = new CatalogServiceClient(target, creds, shared);
+  const replay = new ReplayServiceClient(target, creds, shared);
+  const tokens = new TokenServiceClient(target, creds, shared);
+  const agent = new AgentServiceClient(target, creds, shared);
   return {
     config,
     upload,
@@ -140,9 +161,9 @@ export function userErrorFrom(err: unknown, server: string): Error {
  * they agree, or the server does not answer at all.
  */
 export function tlsMismatch(config: ClientConfig, timeoutMs = 2000): Promise<string | undefined> {
-  const colon = config.server.lastIndexOf(':');
-  const host = config.server.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
-  const port = Number(config.server.slice(colon + 1));
+  const first = config.server.split(',')[0]!; // of a cluster, the first tells
+  const host = hostOf(first);
+  const port = Number(first.slice(first.lastIndexOf(':') + 1));
   return new Promise((resolve) => {
     const sock = tlsConnect({ host, port, rejectUnauthorized: false, servername: isIP(host) ? undefined : host });
     const done = (why: string | undefined): void => {

@@ -5,7 +5,7 @@ import { UserError } from '../trace/user_error.js';
 
 /** How a client reaches the server. Flags win over REWIND_* variables, which win over the config file. */
 export interface ClientConfig {
-  /** host:port */
+  /** host:port, or several IP:port separated by commas: servers of one cluster, tried in turn. */
   server: string;
   token?: string;
   /** Use TLS (set by a "https://" or "tls://" server, --tls, or a CA file). */
@@ -70,6 +70,10 @@ export function resolveConfig(flags: ClientFlags): ClientConfig {
     server = m[2]!;
     if (m[1] === 'https' || m[1] === 'tls' || m[1] === 'grpcs') tls = true;
   }
-  if (!/:\d+$/.test(server)) server = `${server}:${tls ? 443 : 7777}`;
+  server = server
+    .split(',')
+    .map((s) => s.trim())
+    .map((s) => (/:\d+$/.test(s) ? s : `${s}:${tls ? 443 : 7777}`))
+    .join(',');
   return { server, token, tls, caFile };
 }

@@ -5,6 +5,7 @@ import { call, connect, isServiceError, userErrorFrom, type Clients } from './cl
 import { resolveConfig, type ClientFlags } from './config.js';
 import type { DebugResponse } from '../gen/rewind/replay/v1/replay.js';
 import { checksum } from '../debugserver/packet.js';
+import type { ProcessChoice } from '../debugserver/session_thread.js';
 
 export interface RemoteDebugBridge {
   /** The local TCP port gdb connects to (127.0.0.1). */
@@ -36,7 +37,7 @@ const FATAL = new Set<number>([status.UNAUTHENTICATED, status.PERMISSION_DENIED,
  */
 export type RemoteStart = 'end' | { event: number } | { moment: string };
 
-export async function openRemoteDebugBridge(traceId: string, flags: ClientFlags, port: number, at?: RemoteStart): Promise<RemoteDebugBridge> {
+export async function openRemoteDebugBridge(traceId: string, flags: ClientFlags, port: number, at?: RemoteStart, choice?: ProcessChoice): Promise<RemoteDebugBridge> {
   const config = resolveConfig(flags);
   const c = connect(config);
   try {
@@ -74,7 +75,7 @@ export async function openRemoteDebugBridge(traceId: string, flags: ClientFlags,
       socket.destroy();
       return;
     }
-    const session = bridge(c, config.server, traceId, socket, at, (fatal) => {
+    const session = bridge(c, config.server, { traceId, ...choice }, socket, at, (fatal) => {
       if (active?.socket === socket) active = undefined;
       if (fatal) shutdown();
     });
@@ -111,7 +112,7 @@ function seekCommand(at: 'end' | { event: number }): string {
  * With `at` an event or the end, the session first goes there (a monitor seek whose reply the
  * debugger never sees), and only then are the debugger's bytes passed on.
  */
-function bridge(c: Clients, server: string, traceId: string, socket: net.Socket, at: RemoteStart | undefined, done: (fatal: boolean) => void): { stop(): void } {
+function bridge(c: Clients, server: string, start: { traceId: string } & ProcessChoice, socket: net.Socket, at: RemoteStart | undefined, done: (fatal: boolean) => void): { stop(): void } {
   const stream = c.replay.debug(c.metadata());
   let streamDone = false;
   let socketDone = false;
@@ -133,7 +134,7 @@ function bridge(c: Clients, server: string, traceId: string, socket: net.Socket,
   socket.setNoDelay(true);
   const moment = at !== undefined && at !== 'end' && 'moment' in at ? at.moment : undefined;
   const seek = at !== undefined && moment === undefined ? (at as 'end' | { event: number }) : undefined;
-  stream.write({ start: { traceId, moment } });
+  stream.write({ start: { ...start, moment } });
   // Until the seek's reply (OK or an error packet) has come, what the session sends is ours.
   let seeking: Buffer | undefined;
   if (seek !== undefined) {

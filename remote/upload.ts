@@ -8,7 +8,7 @@ import { manifestMessage } from '../trace/manifest_message.js';
 import { redactEnv } from '../trace/redact.js';
 import { UserError } from '../trace/user_error.js';
 import { call, isServiceError, isTransient, type Clients } from './client.js';
-import { CHUNK_HEADROOM, encodeChunk, encodeChunkInPlace, type ChunkHeader } from './upload_wire.js';
+import { BLOB_BUSY_TRAILER, CHUNK_HEADROOM, encodeChunk, encodeChunkInPlace, type ChunkHeader } from './upload_wire.js';
 import { Compression, UploadBlobResponse, UploadServiceService, type MissingBlob } from '../gen/rewind/upload/v1/upload.js';
 
 export interface PushProgress {
@@ -32,6 +32,14 @@ export interface PushOptions {
   maxBackoffMs?: number;
   onProgress?: (p: PushProgress) => void;
   onRetry?: (err: Error, attempt: number, delayMs: number) => void;
+  /**
+   * How long to wait in all for blobs that another upload holds (through another server, or one
+   * that went away: its claim lapses with its lease) before such a refusal counts as a failure;
+   * waiting is not retrying (default 10 minutes; Infinity for an agent).
+   */
+  busyWaitMs?: number;
+  /** Told each time blobs were found held by another upload, before waiting delayMs to ask again. */
+  onWait?: (w: { blobs: string[]; waitedMs: number; delayMs: number }) => void;
   /** Compress chunks that shrink (default true); a blob whose first chunks do not shrink is sent raw. */
   compress?: boolean;
   /** Blobs uploaded at once (default 4): many small blobs do not each wait a round trip. */
@@ -67,6 +75,21 @@ export interface PushResult {
   incomplete: boolean;
 }
 
+/** A blob refused because another upload (on any server sharing the catalogue) or a removal holds it. */
+export function isBlobBusy(err: unknown): boolean {
+  return isServiceError(err) && err.code === status.ABORTED && (err.metadata?.get(BLOB_BUSY_TRAILER).length ?? 0) > 0;
+}
+
+/** The blobs of an attempt that others held (every other blob was sent): the attempt waits. */
+class BlobsBusy extends Error {
+  constructor(
+    readonly blobs: string[],
+    readonly first: unknown,
+  ) {
+    super((first as Error).message);
+  }
+}
+
 /** Worth another try: a transient failure, or a chunk refused or an offset moved (ask again). */
 export function isRetriable(err: unknown): boolean {
   return isTransient(err) || (isServiceError(err) && (err.code === status.DATA_LOSS || err.code === status.FAILED_PRECONDITION));
@@ -93,6 +116,11 @@ export async function pushTrace(c: Clients, dir: string, opts: PushOptions = {})
   const retries = opts.retries ?? 5;
   let backoff = opts.backoffMs ?? 250;
   const maxBackoff = opts.maxBackoffMs ?? 10_000;
+  const busyWaitMs = opts.busyWaitMs ?? 600_000;
+  /** Since when blobs have been held by others, attempt after attempt; and the wait before the next. */
+  let busySince: number | undefined;
+  let busyBackoff = opts.backoffMs ?? 250;
+  let failures = 0;
   const progress: PushProgress = { sent: 0, wire: 0, toSend: -1, total: 0 };
   const counter = { chunks: 0 };
   let attempt = 0;
@@ -109,8 +137,26 @@ export async function pushTrace(c: Clients, dir: string, opts: PushOptions = {})
       await sendAll(prep.missing, opts.parallel ?? 4, (m) => sendBlob(c, files.get(m.sha256) ?? path.join(dir, 'blobs', m.sha256), m, opts, progress, counter));
       const res = await call(c, c.upload.commitUpload.bind(c.upload), { manifest, labels: opts.labels ?? {} });
       return { traceId: res.traceId, bytesSent: progress.wire, blobBytesSent: progress.sent, totalBytes: progress.total, created: res.created, attempts: attempt, incomplete };
-    } catch (err) {
-      if (!isRetriable(err) || attempt > retries || opts.signal?.aborted) throw err;
+    } catch (caught) {
+      let err = caught;
+      if (err instanceof BlobsBusy) {
+        // Held by another writer: it finishes the blob (found present next time), or went away
+        // and its claim lapses. Waiting for that is no failure of this push.
+        const waitedMs = Date.now() - (busySince ??= Date.now());
+        if (waitedMs < busyWaitMs && !opts.signal?.aborted) {
+          const delayMs = Math.min(busyBackoff, Math.max(busyWaitMs - waitedMs, 1));
+          opts.onWait?.({ blobs: err.blobs, waitedMs, delayMs });
+          await sleep(delayMs, opts.signal);
+          busyBackoff = Math.min(busyBackoff * 2, maxBackoff);
+          continue;
+        }
+        err = err.first;
+      } else {
+        busySince = undefined;
+        busyBackoff = opts.backoffMs ?? 250;
+      }
+      failures++;
+      if (!isRetriable(err) || failures > retries || opts.signal?.aborted) throw err;
       opts.onRetry?.(err as Error, attempt, backoff);
       await sleep(backoff, opts.signal);
       backoff = Math.min(backoff * 2, maxBackoff);
@@ -118,21 +164,31 @@ export async function pushTrace(c: Clients, dir: string, opts: PushOptions = {})
   }
 }
 
-/** Runs send over the blobs, `parallel` at a time; after a failure starts no new one and rethrows it. */
+/**
+ * Runs send over the blobs, `parallel` at a time; after a failure starts no new one and rethrows
+ * it. A blob another upload holds is left for later (BlobsBusy once the others are sent).
+ */
 async function sendAll(missing: MissingBlob[], parallel: number, send: (m: MissingBlob) => Promise<void>): Promise<void> {
   const queue = [...missing];
   let failure: { err: unknown } | undefined;
+  const busy: { blobs: string[]; first?: unknown } = { blobs: [] };
   const worker = async (): Promise<void> => {
     for (let m = queue.shift(); m && !failure; m = queue.shift()) {
       try {
         await send(m);
       } catch (err) {
-        failure ??= { err };
+        if (isBlobBusy(err)) {
+          busy.blobs.push(m.sha256);
+          busy.first ??= err;
+        } else {
+          failure ??= { err };
+        }
       }
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(parallel, queue.length)) }, worker));
   if (failure) throw failure.err;
+  if (busy.blobs.length > 0) throw new BlobsBusy(busy.blobs, busy.first);
 }
 
 async function sendBlob(

@@ -6,6 +6,12 @@
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import type { UploadBlobRequest } from '../gen/rewind/upload/v1/upload.js';
 
+/**
+ * Trailer of an UploadBlob refused with ABORTED because another upload (on any server sharing the
+ * catalogue) or a removal holds the blob: the client waits for it rather than counting a failure.
+ */
+export const BLOB_BUSY_TRAILER = 'rewind-blob-busy';
+
 /** Room to leave before a chunk's data for encodeChunkInPlace (the largest possible header). */
 export const CHUNK_HEADROOM = 256;
 

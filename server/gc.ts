@@ -9,14 +9,34 @@ export interface SweepResult {
 }
 
 /**
+ * Removes from the store a blob whose catalogue row is gone (no trace references it), under a
+ * claim, so that no upload of it runs meanwhile on any server sharing the store. A blob an upload
+ * holds or brought back stays: while claimed elsewhere its row is entered again (swept later if
+ * still unreferenced), so the store never keeps a blob the catalogue forgot. True when removed.
+ */
+export async function removeBlob(catalog: Catalog, store: BlobStore, blob: { sha256: string; size: number }): Promise<boolean> {
+  const claim = await catalog.blobs.claim(blob.sha256);
+  if (claim === undefined) {
+    await catalog.blobs.add(blob.sha256, blob.size);
+    return false;
+  }
+  try {
+    if (await catalog.blobs.has(blob.sha256)) return false;
+    await store.delete(blob.sha256);
+    return true;
+  } finally {
+    await catalog.blobs.release(blob.sha256, claim);
+  }
+}
+
+/**
  * Removes what failed uploads leave behind: complete blobs no committed trace references,
  * stored more than `blobTtlMs` ago, and unfinished partial uploads untouched for `partialTtlMs`.
  */
 export async function sweep(catalog: Catalog, store: BlobStore, blobTtlMs: number, partialTtlMs: number, log?: Logger): Promise<SweepResult> {
   const res: SweepResult = { blobsRemoved: 0, bytesFreed: 0, partialsRemoved: 0 };
   for (const b of await catalog.blobs.takeOrphans(Date.now() - blobTtlMs)) {
-    if ((await catalog.blobs.has(b.sha256)) || store.isBusy(b.sha256)) continue;
-    await store.delete(b.sha256);
+    if (!(await removeBlob(catalog, store, b))) continue;
     res.blobsRemoved++;
     res.bytesFreed += b.size;
   }

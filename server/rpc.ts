@@ -21,6 +21,7 @@ import { BlobWriteError, isNoSpace } from './blobstore/blobstore.js';
 import type { Catalog, RoleName, TokenRow } from './catalog/catalog.js';
 import { RpcError } from './errors.js';
 import { ManifestError } from '../trace/manifest.js';
+import { BLOB_BUSY_TRAILER } from '../remote/upload_wire.js';
 
 export interface RpcContext {
   token: TokenRow;
@@ -50,6 +51,7 @@ const ROLES: Readonly<Record<string, readonly RoleName[]>> = {
   '/rewind.catalog.v1.CatalogService/GetStats': ['reader'],
   '/rewind.replay.v1.ReplayService/RunReplay': ['reader'],
   '/rewind.replay.v1.ReplayService/DumpEvents': ['reader'],
+  '/rewind.replay.v1.ReplayService/Query': ['reader'],
   '/rewind.replay.v1.ReplayService/Debug': ['reader'],
   '/rewind.auth.v1.TokenService/WhoAmI': ['agent', 'reader'],
   '/rewind.agent.v1.AgentService/Register': ['agent'],
@@ -108,7 +110,14 @@ export function toServiceError(err: unknown, log: Logger, method: Method): Serve
   };
   if (err instanceof RpcError) return reply('RpcError', err.code, err.message);
   if (err instanceof ManifestError) return reply('ManifestError', status.INVALID_ARGUMENT, err.message);
-  if (err instanceof BlobWriteError) return reply('BlobWriteError', BLOB_STATUS[err.kind], err.message);
+  if (err instanceof BlobWriteError) {
+    const r = reply('BlobWriteError', BLOB_STATUS[err.kind], err.message);
+    if (err.kind === 'busy') {
+      r.metadata = new Metadata();
+      r.metadata.set(BLOB_BUSY_TRAILER, '1');
+    }
+    return r;
+  }
   if (isNoSpace(err)) {
     log.error({ err, method: method.path }, 'the disk is full');
     return reply('NoSpace', status.RESOURCE_EXHAUSTED, "the server's disk is full; try again once space is freed");

@@ -6,8 +6,7 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
-import { DiskBlobStore } from './blobstore/disk.js';
-import type { BlobStore } from './blobstore/blobstore.js';
+import { openBlobStore } from './blobstore/open.js';
 import { openCatalog, type Catalog } from './catalog/catalog.js';
 import { ReplayManager } from './replay/manager.js';
 import { agentService } from './services/agent.js';
@@ -19,6 +18,7 @@ import { DEFAULT_UPLOAD_LIMITS, UploadQuota } from './quota.js';
 import { refuseRequests, withRequestLimits } from './request_limits.js';
 import { ServerStats } from './stats.js';
 import { sweep } from './gc.js';
+import { isGone, readPreviousServer, recordServer } from './previous.js';
 import { parseHttpListen, startWebServer } from './http/web_server.js';
 import type { SandboxLimits } from '../native/index.js';
 import { decodeUploadBlobRequest } from '../remote/upload_wire.js';
@@ -74,17 +74,6 @@ export interface ServerOptions {
   blobCacheBytes?: number;
   /** HOST:PORT of the web page and its JSON API (docs/web.md); off when not given. */
   http?: string;
-}
-
-/** The blob store the options name; the S3 SDK is loaded only for an S3 store. */
-async function openBlobStore(opts: ServerOptions, dataDir: string): Promise<BlobStore> {
-  if (opts.blobs === undefined) return new DiskBlobStore(path.join(dataDir, 'blobs'));
-  const { S3BlobStore } = await import('./blobstore/s3.js');
-  return S3BlobStore.open(opts.blobs, {
-    endpoint: opts.s3Endpoint,
-    cacheDir: path.join(dataDir, 'blob-cache'),
-    cacheBytes: opts.blobCacheBytes ?? 10 * 2 ** 30,
-  });
 }
 
 export interface RunningServer {
@@ -202,7 +191,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   fs.chmodSync(dataDir, 0o700); // also one made earlier, or by hand: everything in it is secret
   const log = opts.logger ?? jsonLogger('rewind-server', logLevel());
-  const store = await openBlobStore(opts, dataDir);
+  const store = await openBlobStore(dataDir, opts);
   const catalog = await openCatalog(dataDir, opts.catalog).catch(async (err: unknown) => {
     await store.close?.();
     throw err;
@@ -212,6 +201,18 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
   const stats = new ServerStats();
   const adminTokenPath = await ensureAdminToken(catalog, dataDir, log);
+  // The server that ran on this data directory before (killed, or stopped): what it left in the
+  // catalogue is taken over now, so an upload it was receiving resumes at once.
+  const prev = readPreviousServer(dataDir);
+  if (prev && prev.id !== catalog.serverId) {
+    if (isGone(prev)) {
+      const { claims } = await catalog.sessions.retire(prev.id);
+      if (claims > 0) log.info({ server: prev.id, claims }, 'took over the blob claims of the previous server on this data directory');
+    } else {
+      log.warn({ server: prev.id, host: prev.host, pid: prev.pid }, 'the previous server on this data directory may still run; what it holds lapses with its lease');
+    }
+  }
+  recordServer(dataDir, catalog.serverId);
   // Holds this server's sessions; ends those of servers that went away (their lease ran out).
   const leaseMs = opts.serverLeaseMs ?? 30_000;
   const ended = await catalog.sessions.keepAlive(leaseMs);

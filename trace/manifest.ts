@@ -83,6 +83,8 @@ export interface Manifest {
   /** Every process of the recorded tree, in the order they started. */
   processes: ManifestProcess[];
   blobs: ManifestBlob[];
+  /** Whether the syscall buffer was used (docs/syscall-buffer.md); absent (false) in older traces. */
+  syscallBuffer?: boolean;
 }
 
 /** A manifest that is not one this rewind can use; the message says which field and why. */
@@ -262,6 +264,7 @@ export function validateManifest(raw: Obj, reader = 'rewind'): Manifest {
   const endTime = time(raw, 'endTime', true);
   const counts = obj(raw, 'counts');
   if (raw.complete !== undefined && typeof raw.complete !== 'boolean') bad('complete', 'a boolean');
+  if (raw.syscallBuffer !== undefined && typeof raw.syscallBuffer !== 'boolean') bad('syscallBuffer', 'a boolean');
   const blobs = manifestBlobs(raw);
   // A recording cut short (its recorder was killed) replays its events up to where they end:
   // it must say so, and without its event stream (events.partial locally) there is nothing.
@@ -289,6 +292,7 @@ export function validateManifest(raw: Obj, reader = 'rewind'): Manifest {
     },
     processes: processesOf(raw),
     blobs,
+    syscallBuffer: raw.syscallBuffer === true,
   };
 }
 

@@ -16,6 +16,7 @@ export function manifestMessage(m: Manifest): ManifestMessage {
       bytes: BigInt(m.counts.bytes),
     },
     blobs: m.blobs.map((b) => ({ ...b, size: BigInt(b.size) })),
+    syscallBuffer: m.syscallBuffer ?? false,
   };
 }
 

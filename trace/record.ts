@@ -2,7 +2,7 @@
 // agent's recording workers run the same code.
 import { randomUUID } from 'node:crypto';
 import { accessSync, constants, existsSync, readlinkSync, rmSync, statSync } from 'node:fs';
-import { userInfo } from 'node:os';
+import { constants as osConstants, userInfo } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { engineErrorCode, preloadPath, type Engine } from '../native/index.js';
 import { hostFacts } from './host_facts.js';
@@ -28,14 +28,17 @@ export function resolveProgram(program: string): string {
 }
 
 /**
- * Whether recording uses the syscall buffer (docs/syscall-buffer.md): REWIND_SYSCALL_BUFFER=1.
- * Off by default for now: every syscall then stops in the recorder, as before it existed.
+ * Whether recording uses the syscall buffer (docs/syscall-buffer.md): yes, unless `rewind record
+ * --no-syscall-buffer` (`option` false) or REWIND_SYSCALL_BUFFER=0 in the recorder's
+ * environment (the agent's too) says not; every syscall then stops in the recorder.
  */
-export function syscallBufferWanted(): boolean {
-  return process.env.REWIND_SYSCALL_BUFFER === '1';
+export function syscallBufferWanted(option = true): boolean {
+  return option && process.env.REWIND_SYSCALL_BUFFER !== '0';
 }
 
-const TERMINAL_SIGNALS = ['SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGHUP'] as const;
+const TERMINAL_SIGNALS = ['SIGINT', 'SIGQUIT', 'SIGHUP'] as const;
+/** How long a program may take to end after the SIGTERM rewind passed on, before it is killed. */
+const TERM_GRACE_MS = 5000;
 
 /** Removes `latest` if it still names `dir` (a recording that failed). */
 function dropLatest(dir: string): void {
@@ -58,12 +61,23 @@ export async function recordTrace(
   command: string[],
   exe: string,
   traceDir: string,
-  opts: { latest: boolean },
+  opts: { latest: boolean; syscallBuffer?: boolean },
 ): Promise<Manifest & { exit: ExitInfo }> {
   const env = Object.entries(process.env).map(([k, v]) => `${k}=${v ?? ''}`);
   // The terminal's signals are for the recorded program; rewind must live to finish the trace.
   const ignore = (): void => {};
   for (const sig of TERMINAL_SIGNALS) process.on(sig, ignore);
+  // A SIGTERM came to rewind alone (kill, timeout, a service manager): as under rr, it goes on to
+  // the program's process group, and the program is killed if it still runs 5 s later (or at a
+  // second SIGTERM). The trace ends with the program, complete.
+  let killTimer: NodeJS.Timeout | undefined;
+  const kill = (): void => engine.signalRecordings(osConstants.signals.SIGKILL);
+  const terminate = (): void => {
+    if (killTimer) return kill();
+    engine.signalRecordings(osConstants.signals.SIGTERM);
+    killTimer = setTimeout(kill, TERM_GRACE_MS).unref();
+  };
+  process.on('SIGTERM', terminate);
 
   const start = new Date();
   const startNs = process.hrtime.bigint();
@@ -93,7 +107,7 @@ export async function recordTrace(
   let outcome;
   try {
     // An engine built before the library existed records without it.
-    const preload = syscallBufferWanted() && existsSync(preloadPath()) ? preloadPath() : undefined;
+    const preload = syscallBufferWanted(opts.syscallBuffer) && existsSync(preloadPath()) ? preloadPath() : undefined;
     outcome = await engine.record({ exe, argv: command, env, traceDir, preload });
   } catch (err) {
     rmSync(traceDir, { recursive: true, force: true });
@@ -105,6 +119,8 @@ export async function recordTrace(
     throw new UserError(`recording failed: ${message}`, 1);
   } finally {
     for (const sig of TERMINAL_SIGNALS) process.off(sig, ignore);
+    process.off('SIGTERM', terminate);
+    clearTimeout(killTimer);
   }
   const durationMs = Number(process.hrtime.bigint() - startNs) / 1e6;
   const manifest = {
@@ -121,6 +137,7 @@ export async function recordTrace(
     },
     processes: outcome.processes,
     blobs: outcome.blobs,
+    syscallBuffer: outcome.syscallBuffer,
   };
   writeManifest(traceDir, manifest);
   return manifest;

@@ -41,8 +41,11 @@ export interface BlobWriter {
    * On a mismatch the partial data is discarded and BlobWriteError('hash') is thrown.
    */
   finish(): Promise<void>;
-  /** Keeps what was written so far (for a later resume; queued writes complete) and releases the writer. */
-  close(): void;
+  /**
+   * Keeps what was written so far (for a later resume; queued writes complete) and releases the
+   * writer; settles once the queued writes are stored.
+   */
+  close(): Promise<void>;
 }
 
 /** 'no-space': the store is full; what was written of the blob is removed. */

@@ -230,7 +230,7 @@ class DiskBlobWriter implements BlobWriter {
       // An fsync or a rename that found the disk full: close() removes the partial.
       throw isNoSpace(err) ? this.noSpace() : err;
     } finally {
-      this.close();
+      await this.close();
     }
   }
 
@@ -244,14 +244,16 @@ class DiskBlobWriter implements BlobWriter {
   }
 
   /** Keeps what was written (queued writes complete first) and releases the blob for another writer. */
-  close(): void {
+  async close(): Promise<void> {
     if (this.released) return;
     this.released = true;
     // The thread handles requests in order: the close comes after every queued write. After a
     // finish the file is closed already, and the blob is released at once (before the reply).
     const closed = this.fileClosed ? undefined : this.file.close().catch(() => undefined);
     // A partial that filled the disk goes at once (a resume would only fill it again).
-    this.release(this.discard ? (closed ?? Promise.resolve()).then(() => fsp.rm(this.partial, { force: true })).catch(() => undefined) : closed);
+    const flushed = this.discard ? (closed ?? Promise.resolve()).then(() => fsp.rm(this.partial, { force: true })).catch(() => undefined) : closed;
+    this.release(flushed);
+    await flushed;
   }
 }
 

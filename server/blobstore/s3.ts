@@ -174,12 +174,15 @@ export class S3BlobStore implements BlobStore {
   /**
    * The unfinished upload of a blob as the store holds it: its id and the run of whole parts
    * from part 1 (a part cut short or out of order is re-sent). With several uploads of one key
-   * (a server died between creating one and using it) the one holding most wins; the others go.
+   * (a server died between creating one and using it) the one holding most wins. `tidy`, only for
+   * the blob's one writer (its claim in the catalogue keeps every other server off it): the other
+   * uploads are aborted, and a blob left unverified (its server died while checking it) is removed.
    */
-  private async held(sha256: string, size?: number): Promise<{ uploadId: string; parts: CompletedPart[]; bytes: number } | undefined> {
+  private async held(sha256: string, size?: number, tidy = false): Promise<{ uploadId: string; parts: CompletedPart[]; bytes: number } | undefined> {
     const key = this.keyOf(sha256);
     // A resumed upload completed but not verified (its server died meanwhile): start again.
     if (await this.exists(this.markOf(sha256))) {
+      if (!tidy) return undefined;
       await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
       await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.markOf(sha256) }));
     }
@@ -193,12 +196,12 @@ export class S3BlobStore implements BlobStore {
         run.push({ PartNumber: p.PartNumber, ETag: p.ETag });
       }
       const cand = { uploadId: u.UploadId!, parts: run, bytes: run.length * partSize };
+      let loser: typeof best = cand;
       if (!best || cand.bytes > best.bytes) {
-        if (best) await this.abort(key, best.uploadId);
+        loser = best;
         best = cand;
-      } else {
-        await this.abort(key, cand.uploadId);
       }
+      if (loser && tidy) await this.abort(key, loser.uploadId);
     }
     return best;
   }
@@ -228,7 +231,7 @@ export class S3BlobStore implements BlobStore {
     try {
       const partSize = this.partSizeOf(size);
       // A blob of one part is sent whole at the end (nothing of it is held before).
-      const upload = size > partSize ? await this.held(sha256, size) : undefined;
+      const upload = size > partSize ? await this.held(sha256, size, true) : undefined;
       const held = upload?.bytes ?? 0;
       if (offset !== held) {
         throw new BlobWriteError('offset', `offset ${offset} does not match: server holds ${held} bytes of ${sha256}`, held);
@@ -295,7 +298,7 @@ export class S3BlobStore implements BlobStore {
       for (const o of r.Contents ?? []) {
         const sha = o.Key!.slice(`${this.prefix}verifying/`.length);
         if (!SHA256_HEX.test(sha) || this.isBusy(sha) || (o.LastModified?.getTime() ?? 0) >= cutoff) continue;
-        await this.held(sha); // removes the unverified blob and its mark
+        await this.held(sha, undefined, true); // removes the unverified blob and its mark
         removed++;
       }
       ContinuationToken = r.IsTruncated ? r.NextContinuationToken : undefined;
@@ -466,11 +469,13 @@ class S3BlobWriter implements BlobWriter {
   }
 
   /** Keeps the parts stored (those in flight complete) and releases the blob; the part being filled is dropped. */
-  close(): void {
+  async close(): Promise<void> {
     if (this.done) return;
     this.done = true;
     this.buf = undefined;
-    this.release(this.allStored());
+    const stored = this.allStored();
+    this.release(stored);
+    await stored;
   }
 }
 

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { SqliteAgents } from './agents.js';
-import { SqliteBlobs, SqliteMeta } from './blobs.js';
+import { BLOB_CLAIMS_TABLE, SqliteBlobs, SqliteMeta } from './blobs.js';
 import { SqliteReaders } from './sqlite_readers.js';
 import { SqliteSessions } from './sessions.js';
 import type { AgentStore, BlobIndex, Catalog, MetaStore, SessionLog, TokenStore, TraceStore } from './stores.js';
@@ -98,6 +98,12 @@ ALTER TABLE sessions ADD COLUMN server_id TEXT NOT NULL DEFAULT '';
 CREATE INDEX sessions_open ON sessions (server_id) WHERE ended_ms IS NULL;
 CREATE TABLE servers (id TEXT PRIMARY KEY, started_ms INTEGER NOT NULL, lease_until_ms INTEGER NOT NULL);`,
   },
+  {
+    version: 3,
+    name: "the program filter's second query: rows run under another name than the executable's",
+    up: 'CREATE INDEX traces_argv0_other ON traces (argv0, start_ms DESC) WHERE argv0 != program;',
+  },
+  { version: 4, name: 'claims on blobs: one writer of a blob across servers', up: BLOB_CLAIMS_TABLE },
 ];
 
 /** The SQLite catalogue: writes and point reads on the main connection, unbounded reads on reader threads. */
@@ -131,7 +137,7 @@ export class SqliteCatalog implements Catalog {
     this.readers = new SqliteReaders(file);
     this.tokens = new SqliteTokens(this.db);
     this.traces = new SqliteTraces(this.db, this.readers);
-    this.blobs = new SqliteBlobs(this.db);
+    this.blobs = new SqliteBlobs(this.db, this.serverId);
     this.agents = new SqliteAgents(this.db);
     this.sessions = new SqliteSessions(this.db, this.serverId);
     this.meta = new SqliteMeta(this.db);

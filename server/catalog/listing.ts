@@ -86,7 +86,7 @@ export interface ListQuery {
 /**
  * A filter as one or two queries. A program name without a slash is the executable's name or the
  * name it was run as (python3 vs python3.11): two queries that each walk their (name, start)
- * index, merged by mergePages. `searchTerm` is the backend's full-text condition.
+ * index (the second a partial one, of the rows whose two names differ), merged by mergePages. `searchTerm` is the backend's full-text condition.
  */
 export function listQueries(f: TraceFilter, searchTerm: string, searchArg: (text: string) => string): ListQuery[] {
   const limit = listLimit(f);
@@ -125,7 +125,9 @@ export function listQueries(f: TraceFilter, searchTerm: string, searchArg: (text
   if (f.program && !f.program.includes('/')) {
     return [
       { where: ['t.program = ?', ...where], args: [f.program, ...args], limit },
-      { where: ['t.argv0 = ?', 't.program != ?', ...where], args: [f.program, f.program, ...args], limit },
+      // `argv0 != program`, not `program != ?`: the same rows, and the words of the partial index
+      // traces_argv0_other, which holds only such rows (few), so none of this name is walked.
+      { where: ['t.argv0 = ?', 't.argv0 != t.program', ...where], args: [f.program, ...args], limit },
     ];
   }
   if (f.program) return [{ where: ['t.exe = ?', ...where], args: [f.program, ...args], limit }];

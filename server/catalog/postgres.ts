@@ -15,9 +15,10 @@ import { LEASE_EXPIRED, JOB_COLS, checkCompletion, checkOwner, checkRegister, to
 import { listQueries, listSql, mergePages, rowBytes, searchColumns, searchTokens, searchWords, toTrace, TRACE_COLS, type ListQuery, type Page, type RawTrace } from './listing.js';
 import { SERVER_GONE, toSession, type RawSession } from './sessions.js';
 import type { AgentStore, BlobIndex, Catalog, MetaStore, NewTrace, SessionLog, TokenStore, TraceStore } from './stores.js';
-import { hashSecret, newToken, onlyToken, toToken, type RawToken } from './tokens.js';
+import { ADD_STORED, hashSecret, newToken, onlyToken, toToken, type RawToken } from './tokens.js';
 import { checkBlobs, traceColumns } from './traces.js';
-import type { AgentRow, BlobEntry, JobRow, RoleName, SessionRow, TokenRow, TraceFilter, TraceRow } from './types.js';
+import { BLOB_CLAIMS_TABLE, CLAIM_BLOB, RELEASE_BLOB } from './blobs.js';
+import type { AgentRow, BlobEntry, JobRow, RoleName, SessionRow, StoredToken, TokenRow, TraceFilter, TraceRow } from './types.js';
 
 type Arg = string | number | boolean | null | (string | number | boolean | null)[];
 type Queryable = pg.Pool | pg.PoolClient;
@@ -75,6 +76,12 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_open ON sessions (server_id) WHERE ended_ms IS NULL;
 CREATE TABLE servers (id TEXT PRIMARY KEY, started_ms BIGINT NOT NULL, lease_until_ms BIGINT NOT NULL);`,
   },
+  {
+    version: 2,
+    name: "the program filter's second query: rows run under another name than the executable's",
+    up: 'CREATE INDEX traces_argv0_other ON traces (argv0, start_ms DESC, id) WHERE argv0 != program;',
+  },
+  { version: 3, name: 'claims on blobs: one writer of a blob across servers', up: BLOB_CLAIMS_TABLE },
 ];
 
 /** The advisory locks of schema migration and of agent registration (any constants, named once). */
@@ -224,6 +231,16 @@ class PgTokens implements TokenStore {
   async list(): Promise<TokenRow[]> {
     return (await rows<RawToken>(this.pool, 'SELECT id, name, role, created_ms, revoked_ms FROM tokens ORDER BY created_ms, id')).map(toToken);
   }
+
+  async addStored(tokens: StoredToken[]): Promise<number> {
+    return transaction(this.pool, async (c) => {
+      let added = 0;
+      for (const t of tokens) {
+        added += (await rows(c, `${ADD_STORED} ON CONFLICT DO NOTHING RETURNING id`, [t.id, t.name, t.role, t.hash, t.createdMs, t.revokedMs])).length;
+      }
+      return added;
+    });
+  }
 }
 
 /** Rows read per query of a listing: a page of huge rows is read a batch at a time, within its byte budget. */
@@ -264,14 +281,13 @@ class PgTraces implements TraceStore {
         `INSERT INTO traces (id, host, program, argv0, exe, argv, "user", cwd, start_ms, duration_ms, exit_status, signal,
            complete, size_bytes, labels, manifest, uploaded_ms, token_id, search)
          SELECT id, host, program, argv0, exe, argv, u, cwd, start_ms, duration_ms, exit_status, signal, complete, size_bytes,
-           labels, manifest, ?, token_id, search::tsvector
+           labels, manifest, uploaded_ms, token_id, search::tsvector
          FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[],
-           ?::float8[], ?::bigint[], ?::text[], ?::boolean[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[])
+           ?::float8[], ?::bigint[], ?::text[], ?::boolean[], ?::bigint[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[])
            AS x(id, host, program, argv0, exe, argv, u, cwd, start_ms, duration_ms, exit_status, signal, complete, size_bytes,
-             labels, manifest, token_id, search)
+             labels, manifest, uploaded_ms, token_id, search)
          ON CONFLICT (id) DO NOTHING RETURNING id`,
         [
-          now,
           col((x) => x.t.manifest.id),
           col((x) => x.t.manifest.host.hostname),
           col((x) => x.c.program),
@@ -288,6 +304,7 @@ class PgTraces implements TraceStore {
           col((x) => x.c.size),
           col((x) => JSON.stringify(x.t.labels)),
           col((x) => x.t.manifestJson),
+          col((x) => x.t.uploadedMs ?? now),
           col((x) => x.t.tokenId),
           col((x) => {
             const m = x.t.manifest;
@@ -389,7 +406,10 @@ class PgTraces implements TraceStore {
 }
 
 class PgBlobs implements BlobIndex {
-  constructor(private readonly pool: pg.Pool) {}
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly serverId: string,
+  ) {}
 
   async has(sha256: string): Promise<boolean> {
     return (await one(this.pool, 'SELECT 1 FROM blobs WHERE sha256 = ?', [sha256])) !== undefined;
@@ -416,6 +436,15 @@ class PgBlobs implements BlobIndex {
        RETURNING sha256, size`,
       [cutoffMs],
     );
+  }
+
+  async claim(sha256: string): Promise<string | undefined> {
+    const now = Date.now();
+    return (await one<{ claim: string }>(this.pool, CLAIM_BLOB, [sha256, randomUUID(), this.serverId, now, now]))?.claim;
+  }
+
+  async release(sha256: string, claim: string): Promise<void> {
+    await rows(this.pool, RELEASE_BLOB, [sha256, claim]);
   }
 }
 
@@ -562,7 +591,14 @@ class PgSessions implements SessionLog {
         'INSERT INTO servers (id, started_ms, lease_until_ms) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET lease_until_ms = excluded.lease_until_ms',
         [this.serverId, now, now + leaseMs],
       );
-      await rows(c, 'DELETE FROM servers WHERE id IN (SELECT id FROM servers WHERE lease_until_ms < ? FOR UPDATE SKIP LOCKED)', [now]);
+      const gone = await rows<{ id: string }>(
+        c,
+        'DELETE FROM servers WHERE id IN (SELECT id FROM servers WHERE lease_until_ms < ? FOR UPDATE SKIP LOCKED) RETURNING id',
+        [now],
+      );
+      // Their claims on blobs lapsed with them (CLAIM_BLOB takes such a claim over); the rows go.
+      // By server id only: a claim another server takes meanwhile changes its server_id, and stays.
+      if (gone.length > 0) await rows(c, 'DELETE FROM blob_claims WHERE server_id = ANY(?)', [gone.map((g) => g.id)]);
       const ended = await rows(
         c,
         `UPDATE sessions SET ended_ms = ?, error = ? WHERE id IN
@@ -572,6 +608,14 @@ class PgSessions implements SessionLog {
         [now, SERVER_GONE],
       );
       return ended.length;
+    });
+  }
+
+  async retire(serverId: string): Promise<{ claims: number }> {
+    if (serverId === this.serverId) throw new Error('a server cannot retire itself');
+    return transaction(this.pool, async (c) => {
+      await rows(c, 'DELETE FROM servers WHERE id = ?', [serverId]);
+      return { claims: (await rows(c, 'DELETE FROM blob_claims WHERE server_id = ? RETURNING sha256', [serverId])).length };
     });
   }
 }
@@ -607,7 +651,7 @@ export class PgCatalog implements Catalog {
   private constructor(private readonly pool: pg.Pool) {
     this.tokens = new PgTokens(pool);
     this.traces = new PgTraces(pool);
-    this.blobs = new PgBlobs(pool);
+    this.blobs = new PgBlobs(pool, this.serverId);
     this.agents = new PgAgents(pool);
     this.sessions = new PgSessions(pool, this.serverId);
     this.meta = new PgMeta(pool);

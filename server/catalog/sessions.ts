@@ -58,6 +58,8 @@ export class SqliteSessions implements SessionLog {
         .prepare('INSERT INTO servers (id, started_ms, lease_until_ms) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET lease_until_ms = excluded.lease_until_ms')
         .run(this.serverId, now, now + leaseMs);
       this.db.prepare('DELETE FROM servers WHERE lease_until_ms < ?').run(now);
+      // Their claims on blobs lapsed with them (CLAIM_BLOB takes such a claim over); the rows go.
+      this.db.prepare('DELETE FROM blob_claims WHERE server_id NOT IN (SELECT id FROM servers)').run();
       // Sessions of a server that never renewed (or from before servers kept leases) count as gone too.
       const ended = this.db
         .prepare(
@@ -67,5 +69,14 @@ export class SqliteSessions implements SessionLog {
       return ended.changes;
     });
     return run.immediate();
+  }
+
+  async retire(serverId: string): Promise<{ claims: number }> {
+    if (serverId === this.serverId) throw new Error('a server cannot retire itself');
+    const run = this.db.transaction((): number => {
+      this.db.prepare('DELETE FROM servers WHERE id = ?').run(serverId);
+      return this.db.prepare('DELETE FROM blob_claims WHERE server_id = ?').run(serverId).changes;
+    });
+    return { claims: run.immediate() };
   }
 }

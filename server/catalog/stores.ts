@@ -2,7 +2,7 @@
 // asynchronous: the PostgreSQL catalogue answers over the network, and the SQLite one runs its
 // unbounded reads (listing, search, totals) on threads of their own, off the event loop.
 import type { Manifest } from '../../trace/manifest.js';
-import type { AgentRow, BlobEntry, JobRow, RoleName, SessionRow, TokenRow, TraceFilter, TraceRow } from './types.js';
+import type { AgentRow, BlobEntry, JobRow, RoleName, SessionRow, StoredToken, TokenRow, TraceFilter, TraceRow } from './types.js';
 
 export interface TokenStore {
   create(role: RoleName, name: string): Promise<{ token: TokenRow; secret: string }>;
@@ -11,6 +11,8 @@ export interface TokenStore {
   /** Revokes by id, name or secret. */
   revoke(ref: string): Promise<TokenRow>;
   list(): Promise<TokenRow[]>;
+  /** Adds tokens kept elsewhere, by their secrets' hashes (migration); returns how many were new. */
+  addStored(tokens: StoredToken[]): Promise<number>;
 }
 
 /** A trace to commit: its checked manifest, the JSON kept, its labels, and who uploaded it. */
@@ -19,6 +21,8 @@ export interface NewTrace {
   manifestJson: string;
   labels: Record<string, string>;
   tokenId: string;
+  /** When it was first uploaded (a migrated trace keeps its time); default: now. */
+  uploadedMs?: number;
 }
 
 export interface TraceStore {
@@ -55,6 +59,13 @@ export interface BlobIndex {
    * committed); returns them so their files can be removed. Each orphan goes to one caller.
    */
   takeOrphans(cutoffMs: number): Promise<{ sha256: string; size: number }[]>;
+  /**
+   * Claims a blob for one writer across every server on this catalogue (an upload into the
+   * store, or the removal of an orphan from it): returns the claim, or undefined while another
+   * claim holds the blob. A claim lapses when its server's lease runs out (the server died).
+   */
+  claim(sha256: string): Promise<string | undefined>;
+  release(sha256: string, claim: string): Promise<void>;
 }
 
 export interface AgentStore {
@@ -83,8 +94,17 @@ export interface SessionLog {
   start(id: string, traceId: string, tokenId: string): Promise<void>;
   end(id: string, exitStatus: number | null, error: string): Promise<void>;
   get(id: string): Promise<SessionRow | undefined>;
-  /** Renews this server's lease for `leaseMs`; ends the sessions of servers whose lease ran out (returns how many). */
+  /**
+   * Renews this server's lease for `leaseMs`; ends the sessions of servers whose lease ran out
+   * (returns how many) and drops their blob claims.
+   */
   keepAlive(leaseMs: number): Promise<number>;
+  /**
+   * Ends the lease of a server known to be gone (the previous server on this one's data
+   * directory, killed): its blob claims are dropped at once, and its sessions are ended by the
+   * next keepAlive, rather than once its lease would have run out.
+   */
+  retire(serverId: string): Promise<{ claims: number }>;
 }
 
 /** Small facts about the catalogue itself (when the first admin token was made). */

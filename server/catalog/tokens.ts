@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { invalidArgument, notFound } from '../errors.js';
 import type { TokenStore } from './stores.js';
-import type { RoleName, TokenRow } from './types.js';
+import type { RoleName, StoredToken, TokenRow } from './types.js';
 
 export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
@@ -23,6 +23,9 @@ export interface RawToken {
   created_ms: number;
   revoked_ms: number | null;
 }
+
+/** Inserts a StoredToken (both catalogues' SQL). */
+export const ADD_STORED = 'INSERT INTO tokens (id, name, role, hash, created_ms, revoked_ms) VALUES (?, ?, ?, ?, ?, ?)';
 
 export const toToken = (r: RawToken): TokenRow => ({ id: r.id, name: r.name, role: r.role, createdMs: r.created_ms, revokedMs: r.revoked_ms });
 
@@ -64,5 +67,10 @@ export class SqliteTokens implements TokenStore {
   async list(): Promise<TokenRow[]> {
     const rows = this.db.prepare('SELECT id, name, role, created_ms, revoked_ms FROM tokens ORDER BY created_ms, id').all() as RawToken[];
     return rows.map(toToken);
+  }
+
+  async addStored(tokens: StoredToken[]): Promise<number> {
+    const add = this.db.prepare(`${ADD_STORED} ON CONFLICT DO NOTHING`);
+    return this.db.transaction(() => tokens.reduce((n, t) => n + add.run(t.id, t.name, t.role, t.hash, t.createdMs, t.revokedMs).changes, 0)).immediate();
   }
 }

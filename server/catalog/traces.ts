@@ -92,7 +92,7 @@ export class SqliteTraces implements TraceStore {
       )
       .run(
         m.id, m.host.hostname, c.program, c.argv0, m.exe, JSON.stringify(m.argv), m.user, m.cwd, c.startMs,
-        m.durationMs, c.exitStatus, c.signal, m.complete ? 1 : 0, c.size, JSON.stringify(t.labels), t.manifestJson, Date.now(), t.tokenId,
+        m.durationMs, c.exitStatus, c.signal, m.complete ? 1 : 0, c.size, JSON.stringify(t.labels), t.manifestJson, t.uploadedMs ?? Date.now(), t.tokenId,
       );
     const addLabel = this.db.prepare('INSERT INTO trace_labels (trace_id, key, value) VALUES (?, ?, ?)');
     for (const [k, v] of Object.entries(t.labels)) addLabel.run(m.id, k, v);

@@ -10,6 +10,11 @@ export interface TokenRow {
   revokedMs: number | null;
 }
 
+/** A token as the catalogue keeps it: the sha256 of its secret, never the secret. */
+export interface StoredToken extends TokenRow {
+  hash: string;
+}
+
 export interface TraceRow {
   id: string;
   host: string;

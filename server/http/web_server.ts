@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { maxRequestBytes } from '../request_limits.js';
 import { callServerStream, callUnary, CallError, metadataFor } from './transcode.js';
 import { TimelineBuilder, TIMELINE_LIMITS, type Timeline } from './timeline.js';
+import { OutputCollector, type RecordedOutput } from './output.js';
 import { DUMP_PAGE_EVENTS } from '../../trace/dump.js';
 import type { DumpedEvent } from '../../native/index.js';
 import {
@@ -29,7 +30,7 @@ import {
   type CatalogServiceServer,
   type MessageFns,
 } from '../../gen/rewind/catalog/v1/catalog.js';
-import { ReplayServiceService, RunReplayRequest, RunReplayResponse, type ReplayServiceServer } from '../../gen/rewind/replay/v1/replay.js';
+import { QueryRequest, QueryResponse, ReplayServiceService, RunReplayRequest, RunReplayResponse, type ReplayServiceServer } from '../../gen/rewind/replay/v1/replay.js';
 import { TokenServiceService, WhoAmIRequest, WhoAmIResponse, type TokenServiceServer } from '../../gen/rewind/auth/v1/auth.js';
 
 /** The gRPC handlers the JSON layer calls: the ones server.ts registers. */
@@ -115,11 +116,11 @@ function streamRoute<Req, Res>(handler: handleServerStreamingCall<Req, Res>, req
   };
 }
 
-/** Timelines already drawn, by trace id: a trace never changes once committed. */
-class TimelineCache {
-  private readonly entries = new Map<string, Promise<Timeline>>();
+/** What was drawn of a trace (timelines, output), by trace id: a trace never changes once committed. */
+class TraceCache<T> {
+  private readonly entries = new Map<string, Promise<T>>();
   constructor(private readonly size = 32) {}
-  get(id: string, make: () => Promise<Timeline>): Promise<Timeline> {
+  get(id: string, make: () => Promise<T>): Promise<T> {
     let p = this.entries.get(id);
     if (p) {
       this.entries.delete(id); // re-inserted below: most recently used last
@@ -130,6 +131,9 @@ class TimelineCache {
     this.entries.set(id, p);
     while (this.entries.size > this.size) this.entries.delete(this.entries.keys().next().value!);
     return p;
+  }
+  forget(id: string): void {
+    this.entries.delete(id);
   }
 }
 
@@ -158,8 +162,35 @@ async function drawTimeline(replay: ReplayServiceServer, traceId: string, md: Me
   }
 }
 
+/** The recorded output, echoed by one replay on the server, up to the bound (output.ts). */
+async function captureOutput(replay: ReplayServiceServer, traceId: string, md: Metadata, recordedStatus: number): Promise<RecordedOutput> {
+  const output = new OutputCollector(recordedStatus);
+  const stop = new AbortController();
+  try {
+    await callServerStream(
+      replay.runReplay,
+      { traceId },
+      md,
+      {
+        write: (m) => {
+          const more = m.stdout ? output.add(1, m.stdout) : m.stderr ? output.add(2, m.stderr) : true;
+          if (m.exit) output.exit(m.exit.status);
+          if (!more) stop.abort();
+          return true;
+        },
+        onDrain: () => {},
+      },
+      stop.signal,
+    );
+  } catch (err) {
+    if (!stop.signal.aborted) throw err; // stopped at the bound: what was kept is the answer
+  }
+  return output.build();
+}
+
 function apiRoutes(h: WebHandlers, log: Logger): Map<string, Route> {
-  const timelines = new TimelineCache();
+  const timelines = new TraceCache<Timeline>();
+  const outputs = new TraceCache<RecordedOutput>();
   const routes = new Map<string, Route>([
     [CatalogServiceService.listTraces.path, unaryRoute(h.catalog.listTraces, ListTracesRequest, ListTracesResponse)],
     [CatalogServiceService.getTrace.path, unaryRoute(h.catalog.getTrace, GetTraceRequest, GetTraceResponse)],
@@ -167,6 +198,8 @@ function apiRoutes(h: WebHandlers, log: Logger): Map<string, Route> {
     [CatalogServiceService.getStats.path, unaryRoute(h.catalog.getStats, GetStatsRequest, GetStatsResponse)],
     [TokenServiceService.whoAmI.path, unaryRoute(h.token.whoAmI, WhoAmIRequest, WhoAmIResponse)],
     [ReplayServiceService.runReplay.path, streamRoute(h.replay.runReplay, RunReplayRequest, RunReplayResponse)],
+    // Answers are cached per trace by the service itself.
+    [ReplayServiceService.query.path, streamRoute(h.replay.query, QueryRequest, QueryResponse)],
   ]);
   // Not a gRPC method: the timeline drawn from DumpEvents. GetTrace first, every time, so the
   // caller's token and the trace's existence are checked as for any call, cached or not.
@@ -181,6 +214,20 @@ function apiRoutes(h: WebHandlers, log: Logger): Map<string, Route> {
       return t;
     });
     res.writeHead(200, API_HEADERS).end(JSON.stringify(timeline));
+  });
+  // Not a gRPC method either: the recorded output, checked and cached as the timeline is.
+  routes.set('/web/Output', async (body, md, res) => {
+    const { summary } = await callUnary(h.catalog.getTrace, GetTraceRequest.fromJSON({ id: (body as { traceId?: unknown }).traceId }), md);
+    const id = summary!.id;
+    const started = Date.now();
+    const output = await outputs.get(id, async () => {
+      const o = await captureOutput(h.replay, id, md, summary!.exitStatus);
+      log.info({ trace: id, stdout: o.stdout.bytes, stderr: o.stderr.bytes, ms: Date.now() - started }, 'recorded output read');
+      return o;
+    });
+    // A failed replay is shown, not kept: the next visit tries again (it may have been the machine's).
+    if (output.failed) outputs.forget(id);
+    res.writeHead(200, API_HEADERS).end(JSON.stringify(output));
   });
   return routes;
 }

@@ -1,6 +1,6 @@
 import type { DumpedEvent } from '../../native/index.js';
 
-const KINDS: ReadonlySet<string> = new Set(['exec', 'syscall', 'signal', 'rdtsc', 'exit', 'run', 'preempt']);
+const KINDS: ReadonlySet<string> = new Set(['exec', 'syscall', 'signal', 'rdtsc', 'exit', 'run', 'preempt', 'ptrace-set', 'patch', 'tsc']);
 /** A dump worker's line is one event; anything longer is not one of ours. */
 const MAX_LINE = 64 * 1024;
 

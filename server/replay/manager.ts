@@ -46,6 +46,13 @@ export interface ReplaySink {
   onDrain(cb: () => void): void;
 }
 
+/** Where a debug session starts and which process it debugs (`rewind debug --moment/--pid/--exec`); checked by the caller. */
+export interface DebugStartAt {
+  moment?: string;
+  pid?: number;
+  exec?: string;
+}
+
 /** Bytes flowing between a debug worker and its client. */
 export interface DebugIo {
   /** Bytes the worker wrote, for the client; returns false to pause the worker's output until onDrain fires. */
@@ -249,9 +256,9 @@ export class ReplayManager {
    * Resolves when the worker exits with status 0; rejects with an RpcError when it failed,
    * crashed, hung or could not start, or when `abort` fired (its reason, if an RpcError).
    */
-  async debug(sessionId: string, traceId: string, tokenId: string, io: DebugIo, abort: AbortSignal, moment?: string): Promise<void> {
+  async debug(sessionId: string, traceId: string, tokenId: string, io: DebugIo, abort: AbortSignal, start: DebugStartAt = {}): Promise<void> {
     await this.session(sessionId, traceId, tokenId, async (dir) => {
-      await this.runDebugWorker(sessionId, dir, io, abort, moment);
+      await this.runDebugWorker(sessionId, dir, io, abort, start);
       return 0;
     });
   }
@@ -354,6 +361,8 @@ export class ReplayManager {
       // Idle means: no output and no CPU time used (a replay computing silently is not idle).
       const timers = this.watch(sessionId, child, 'replay session', this.idleTimeoutMs, kill);
       const onAbort = (): void => kill(new RpcError(status.CANCELLED, 'replay cancelled by the client'));
+      // A client that left while the trace was prepared: its 'abort' has fired already.
+      if (abort.aborted) onAbort();
       abort.addEventListener('abort', onAbort);
       const pump = (kind: 'stdout' | 'stderr', stream: NodeJS.ReadableStream): void => {
         stream.on('data', (data: Buffer) => {
@@ -382,8 +391,14 @@ export class ReplayManager {
     });
   }
 
-  private runDebugWorker(sessionId: string, dir: string, io: DebugIo, abort: AbortSignal, moment?: string): Promise<void> {
-    const [cmd, ...args] = sandboxedCommand([...this.debugCommand, dir, '--stdio', ...(moment ? ['--moment', moment] : [])], dir, this.opts.sandbox);
+  private runDebugWorker(sessionId: string, dir: string, io: DebugIo, abort: AbortSignal, start: DebugStartAt): Promise<void> {
+    // `--exec=NAME` in one argument: a name that starts with '-' stays the option's value.
+    const options = [
+      ...(start.moment ? [`--moment=${start.moment}`] : []),
+      ...(start.pid !== undefined ? [`--pid=${start.pid}`] : []),
+      ...(start.exec !== undefined ? [`--exec=${start.exec}`] : []),
+    ];
+    const [cmd, ...args] = sandboxedCommand([...this.debugCommand, dir, '--stdio', ...options], dir, this.opts.sandbox);
     const child = spawn(cmd!, args, {
       cwd: dir,
       stdio: ['pipe', 'pipe', 'pipe'],

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { MANIFEST_LIMITS, ManifestError, parseManifest } from '../../trace/manifest.js';
 import { manifestMessage, type ManifestMessage } from '../../trace/manifest_message.js';
 import { TraceSummary } from '../../gen/rewind/catalog/v1/catalog.js';
+import { removeBlob } from '../gc.js';
 import type {
   CatalogServiceServer,
   DeleteTraceRequest,
@@ -141,9 +142,8 @@ export function catalogService(deps: CatalogDeps): CatalogServiceServer {
       let bytes = 0n;
       let removed = 0;
       for (const b of freed) {
-        // A blob re-uploaded in the meantime (row back, or a writer busy) stays.
-        if ((await catalog.blobs.has(b.sha256)) || store.isBusy(b.sha256)) continue;
-        await store.delete(b.sha256);
+        // A blob re-uploaded in the meantime (row back, or an upload of it under way) stays.
+        if (!(await removeBlob(catalog, store, b))) continue;
         bytes += BigInt(b.size);
         removed++;
       }

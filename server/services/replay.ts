@@ -11,6 +11,7 @@ import { QueryCache } from '../replay/query_cache.js';
 import { QueryLines } from '../replay/query_lines.js';
 import { MAX_ANSWERS as MAX_ROWS, parseMoment, parseQuery, queryText, queryWords, type QueryAnswer, type QuerySpec } from '../../trace/query.js';
 import { UserError } from '../../trace/user_error.js';
+import { runLineWorker } from './line_worker.js';
 import type {
   DumpEventsRequest,
   DumpEventsResponse,
@@ -90,47 +91,18 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
       const last = Math.min(first + DUMP_PAGE_EVENTS - 1, to === undefined ? Infinity : Number(to));
       await deps.catalog.traces.get(id); // NOT_FOUND before taking a slot
       const session = deps.replays.reserve(ctx.token.id);
-      const abort = new AbortController();
-      call.on('cancelled', () => abort.abort());
       ctx.log.info({ session, trace: id, token: ctx.token.name, from: first, to: last }, 'dump session');
       const lines = new EventLines();
-      let bad: Error | undefined;
-      let stderr = '';
-      let exitStatus = 0;
-      try {
-        await deps.replays.dump(
-          session,
-          id,
-          ctx.token.id,
-          first,
-          last,
-          {
-            write: (ev) => {
-              if (ev.kind === 'stderr') stderr = (stderr + ev.data.toString('utf8')).slice(-4000);
-              if (ev.kind === 'exit') exitStatus = ev.status;
-              if (ev.kind !== 'stdout' || call.cancelled || bad) return true;
-              try {
-                const events = lines.push(ev.data);
-                return events.length === 0 || call.write({ events: events.map((e) => ({ ...e, index: BigInt(e.index) })) });
-              } catch (err) {
-                bad = err instanceof Error ? err : new Error(String(err));
-                abort.abort();
-                return true;
-              }
-            },
-            onDrain: (cb) => call.once('drain', cb),
-          },
-          abort.signal,
-        );
-        lines.end();
-      } catch (err) {
-        if (!bad) throw err;
-      }
-      if (bad) throw new RpcError(status.INTERNAL, `the dump worker failed: ${bad.message}`);
-      if (exitStatus !== 0) {
-        const said = stderr.trim().split('\n').pop()?.replace(/^rewind: /, '') ?? '';
-        throw new RpcError(status.FAILED_PRECONDITION, `cannot read the trace's events: ${said || `the dump worker exited with ${exitStatus}`}`);
-      }
+      await runLineWorker(call, {
+        name: 'the dump worker',
+        failure: "cannot read the trace's events",
+        run: (sink, signal) => deps.replays.dump(session, id, ctx.token.id, first, last, sink, signal),
+        push: (data) => {
+          const events = lines.push(data);
+          return events.length === 0 || call.write({ events: events.map((e) => ({ ...e, index: BigInt(e.index) })) });
+        },
+        end: () => lines.end(),
+      });
     }),
 
     query: serverStream<QueryRequest, QueryResponse>(deps, ReplayServiceService.query, async (call, ctx) => {
@@ -153,59 +125,32 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
         return;
       }
       const session = deps.replays.reserve(ctx.token.id);
-      const abort = new AbortController();
-      call.on('cancelled', () => abort.abort());
       call.write({ sessionId: session });
       ctx.log.info({ session, trace: id, token: ctx.token.name, query: text }, 'query session');
       const lines = new QueryLines();
       let head: Omit<QueryAnswer, 'rows'> | undefined;
       const rows: QueryAnswer['rows'] = [];
-      let bad: Error | undefined;
-      let stderr = '';
-      let exitStatus = 0;
-      try {
-        await deps.replays.query(
-          session,
-          id,
-          ctx.token.id,
-          words,
-          {
-            write: (ev) => {
-              if (ev.kind === 'stderr') stderr = (stderr + ev.data.toString('utf8')).slice(-4000);
-              if (ev.kind === 'exit') exitStatus = ev.status;
-              if (ev.kind !== 'stdout' || call.cancelled || bad) return true;
-              try {
-                for (const line of lines.push(ev.data)) {
-                  if ('progress' in line) {
-                    call.write({ progress: { event: BigInt(line.progress.event), events: BigInt(line.progress.events) } });
-                  } else if ('head' in line) {
-                    head = line.head;
-                  } else if (!head || rows.length >= MAX_ROWS) {
-                    throw new Error('rows without a head, or too many');
-                  } else {
-                    rows.push(line.row);
-                  }
-                }
-                return true;
-              } catch (err) {
-                bad = err instanceof Error ? err : new Error(String(err));
-                abort.abort();
-                return true;
-              }
-            },
-            onDrain: (cb) => call.once('drain', cb),
-          },
-          abort.signal,
-        );
-        lines.end();
-      } catch (err) {
-        if (!bad) throw err;
-      }
-      if (bad) throw new RpcError(status.INTERNAL, `the query worker failed: ${bad.message}`);
-      if (exitStatus !== 0 || !head) {
-        const said = stderr.trim().split('\n').pop()?.replace(/^rewind: /, '') ?? '';
-        throw new RpcError(status.FAILED_PRECONDITION, `cannot answer the query: ${said || `the query worker exited with ${exitStatus}`}`);
-      }
+      await runLineWorker(call, {
+        name: 'the query worker',
+        failure: 'cannot answer the query',
+        run: (sink, signal) => deps.replays.query(session, id, ctx.token.id, words, sink, signal),
+        push: (data) => {
+          for (const line of lines.push(data)) {
+            if ('progress' in line) {
+              call.write({ progress: { event: BigInt(line.progress.event), events: BigInt(line.progress.events) } });
+            } else if ('head' in line) {
+              head = line.head;
+            } else if (!head || rows.length >= MAX_ROWS) {
+              throw new Error('rows without a head, or too many');
+            } else {
+              rows.push(line.row);
+            }
+          }
+          return true;
+        },
+        end: () => lines.end(),
+      });
+      if (!head) throw new RpcError(status.FAILED_PRECONDITION, 'cannot answer the query: the query worker gave no answer');
       const answer = { ...head, query: text, rows };
       answers.set(id, text, answer);
       for (const m of answerMessages(answer)) call.write(m);
@@ -224,12 +169,16 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
           throw err;
         }
       }
+      const { pid, exec } = first.start;
+      // Passed to the worker's command line: a pid as the CLI takes it, a program name of one path.
+      if (pid !== undefined && !(pid >= 1 && pid <= 0x7fffffff)) throw invalidArgument(`pid ${pid}: not a process id`);
+      if (exec !== undefined && (exec === '' || exec.length > 4096 || exec.includes('\0'))) throw invalidArgument('exec: the name or path of a program the recording ran');
       await deps.catalog.traces.get(id); // NOT_FOUND before taking a slot
       const session = deps.replays.reserve(ctx.token.id);
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
       call.write({ sessionId: session });
-      ctx.log.info({ session, trace: id, token: ctx.token.name, moment }, 'debug session');
+      ctx.log.info({ session, trace: id, token: ctx.token.name, moment, pid, exec }, 'debug session');
       await deps.replays.debug(
         session,
         id,
@@ -251,7 +200,7 @@ export function replayService(deps: ReplayDeps): ReplayServiceServer {
           },
         },
         abort.signal,
-        moment,
+        { moment, pid, exec },
       );
     }),
   };

@@ -4,14 +4,14 @@ import { status, type ServerReadableStream } from '@grpc/grpc-js';
 import type { BlobStore, BlobWriter } from '../blobstore/blobstore.js';
 import { BlobWriteError } from '../blobstore/blobstore.js';
 import { SHA256_HEX } from '../../trace/ids.js';
-import type { Catalog, TokenRow } from '../catalog/catalog.js';
+import type { Catalog } from '../catalog/catalog.js';
 import type { UploadQuota } from '../quota.js';
 import { RpcError, invalidArgument } from '../errors.js';
 import { distinctBlobs, type Manifest } from '../../trace/manifest.js';
 import { manifestFromMessage, type ManifestMessage } from '../../trace/manifest_message.js';
 import { redactEnv } from '../../trace/redact.js';
 import { RefusedRequest } from '../request_limits.js';
-import { clientStream, unary, type AuthDeps } from '../rpc.js';
+import { clientStream, unary, type AuthDeps, type RpcContext } from '../rpc.js';
 import type { ServerStats } from '../stats.js';
 import type {
   CommitUploadRequest,
@@ -82,7 +82,7 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
       return { traceId: m.id, missing, totalBytes: total, presentBytes: present, alreadyCommitted: false };
     }),
 
-    uploadBlob: clientStream<UploadBlobRequest, UploadBlobResponse>(deps, UploadServiceService.uploadBlob, (call, ctx) => receiveBlob(call, ctx.token, deps)),
+    uploadBlob: clientStream<UploadBlobRequest, UploadBlobResponse>(deps, UploadServiceService.uploadBlob, (call, ctx) => receiveBlob(call, ctx, deps)),
 
     commitUpload: unary<CommitUploadRequest, CommitUploadResponse>(deps, UploadServiceService.commitUpload, async (req, ctx) => {
       const m = uploadedManifest(req.manifest);
@@ -100,10 +100,13 @@ export function uploadService(deps: UploadDeps): UploadServiceServer {
 }
 
 /** One blob per stream: chunks must arrive in order starting at the offset the server holds. */
-function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobResponse>, token: TokenRow, deps: UploadDeps): Promise<UploadBlobResponse> {
+function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobResponse>, ctx: RpcContext, deps: UploadDeps): Promise<UploadBlobResponse> {
   const { catalog, store, stats, quota } = deps;
+  const { token } = ctx;
   return new Promise((resolve, reject) => {
     let writer: BlobWriter | undefined;
+    /** This stream's claim on the blob in the catalogue: no other server writes it meanwhile. */
+    let claim: string | undefined;
     let sha = '';
     let size = 0;
     let settled = false;
@@ -116,7 +119,18 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
       call.removeAllListeners('data');
       // Keep what was written for a resume, once the write in flight (if any) is done; the client
       // hears of the failure after that, so the prepare it sends next sees every byte held.
-      void chain.then(() => writer?.close()).finally(() => reject(err));
+      void chain
+        .then(() => writer?.close())
+        .then(release)
+        .finally(() => reject(err));
+    };
+    /** Gives up the claim once the writer's parts are all stored (so the next writer sees them). */
+    const release = async (): Promise<void> => {
+      if (claim === undefined) return;
+      const c = claim;
+      claim = undefined;
+      // Not released, the claim holds the blob until this server stops (its lease then lapses).
+      await catalog.blobs.release(sha, c).catch((err: unknown) => ctx.log.warn({ err, blob: sha }, 'releasing the claim on a blob failed'));
     };
     const done = (res: UploadBlobResponse): void => {
       if (settled) return;
@@ -138,6 +152,17 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
           return;
         }
         await quota.begin(token, sha, size, Math.min(Number(msg.offset), size));
+        // One writer of a blob across the servers on this catalogue (and one store): another
+        // server's upload of it, or a sweep removing it, makes this one wait (ABORTED: retry).
+        claim = await catalog.blobs.claim(sha);
+        if (claim === undefined) throw new BlobWriteError('busy', `blob ${sha} is being uploaded (or removed) by another server; try again`, 0);
+        if (await catalog.blobs.has(sha)) {
+          // Stored by the writer that held the claim before.
+          call.removeAllListeners('data');
+          await release();
+          done({ sha256: sha, offset: BigInt(size), complete: true });
+          return;
+        }
         writer = await store.openWriter(sha, size, Number(msg.offset));
       }
       if (msg.sha256 !== sha || Number(msg.size) !== size) throw invalidArgument('one UploadBlob stream carries one blob');
@@ -195,11 +220,13 @@ function receiveBlob(call: ServerReadableStream<UploadBlobRequest, UploadBlobRes
               throw err;
             }
             await catalog.blobs.add(sha, size);
+            await release();
             stats.blobsCompleted++;
             done({ sha256: sha, offset: BigInt(size), complete: true });
           } else {
             const offset = writer.offset;
-            writer.close();
+            await writer.close();
+            await release();
             done({ sha256: sha, offset: BigInt(offset), complete: false });
           }
         })

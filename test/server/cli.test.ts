@@ -113,4 +113,15 @@ describe('rewind CLI against a server', () => {
     const badRole = await rewind(['token', 'create', '--role', 'root'], env);
     expect(badRole.stderr).toBe('rewind: bad role "root": use agent, reader or admin\n');
   });
+
+  it('takes a list of servers and uses the one that answers; names in a list are refused', async () => {
+    // Nothing listens on port 1: the client moves on to the next server of the list.
+    const r = await rewind(['ls', '--json'], { ...env, REWIND_SERVER: `127.0.0.1:1,${srv.address}` });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toBeInstanceOf(Array);
+    const names = await rewind(['ls'], { ...env, REWIND_SERVER: `localhost:1,${srv.address}` });
+    expect(names.status).not.toBe(0);
+    expect(names.stderr).toMatch(/a list of servers takes IP addresses of one family/);
+    expect(names.stderr).not.toMatch(/\n\s+at /);
+  });
 });

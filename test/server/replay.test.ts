@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, type Clients } from '../../remote/client.js';
 import { remoteReplay } from '../../remote/replay.js';
 import { pushTrace } from '../../remote/upload.js';
-import { makeTrace, REPO, startTestServer, type TestServer } from './helpers.js';
+import Database from 'better-sqlite3';
+import { makeTrace, REPO, startTestServer, until, type TestServer } from './helpers.js';
 
 let ts: TestServer;
 let agent: Clients;
@@ -94,6 +95,23 @@ describe('remote replay', () => {
     const r = await replay(busy);
     expect(r.status).toBe(0);
     expect(r.out.text).toBe('busy done\n');
+  });
+
+  it('a replay cancelled before its worker started ends as cancelled, not run to its end (holding its slot)', async () => {
+    const hang = await upload(['hang']);
+    const c = ts.client(reader);
+    const admin = ts.client(ts.adminToken);
+    const call0 = c.replay.runReplay({ traceId: hang }, c.metadata());
+    call0.on('error', () => {});
+    call0.on('data', () => {});
+    // As soon as the server holds the session (it is still preparing the trace): the client goes.
+    while ((await call(admin, admin.catalog.getStats.bind(admin.catalog), {})).activeReplaySessions === 0);
+    call0.cancel();
+    await until('the session ended', async () => (await call(admin, admin.catalog.getStats.bind(admin.catalog), {})).activeReplaySessions === 0);
+    const db = new Database(path.join(ts.dataDir, 'catalog.sqlite'), { readonly: true });
+    const row = db.prepare('SELECT error FROM sessions WHERE trace_id = ?').get(hang) as { error: string };
+    db.close();
+    expect(row.error).toBe('replay cancelled by the client');
   });
 
   it('bounds the number of concurrent sessions', async () => {

@@ -5,6 +5,7 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushTrace } from '../../remote/upload.js';
 import { TimelineBuilder, TIMELINE_LIMITS } from '../../server/http/timeline.js';
+import { OutputCollector } from '../../server/http/output.js';
 import { makeTrace, startTestServer, tmpDir, type TestServer } from './helpers.js';
 import { rewind, spawnServer } from './cli.js';
 
@@ -159,5 +160,39 @@ describe('the timeline', () => {
     expect(bt.buckets).toBeLessThanOrEqual(TIMELINE_LIMITS.buckets);
     const counted = bt.lanes.reduce((n, l) => n + l.marks.syscall.reduce((m, [, c]) => m + c, 0), 0);
     expect(counted).toBe(Math.ceil((5000 * TIMELINE_LIMITS.lanes) / 100));
+  });
+});
+
+describe('the recorded output', () => {
+  it('keeps each stream up to its bound, asks for no more once both are full, and says when replay ended otherwise', () => {
+    const o = new OutputCollector(0, 8);
+    expect(o.add(1, Buffer.from('hello '))).toBe(true);
+    expect(o.add(2, Buffer.from('oops\n'))).toBe(true);
+    expect(o.add(1, Buffer.from('world\n'))).toBe(true); // stdout full; stderr is not
+    expect(o.add(2, Buffer.from('more than fits\n'))).toBe(false);
+    const b = o.build();
+    expect(b.exitStatus).toBeUndefined();
+    expect(b.failed).toBeUndefined();
+    expect(b.stdout).toEqual({ data: Buffer.from('hello wo').toString('base64'), bytes: 8, truncated: true });
+    expect(b.stderr).toEqual({ data: Buffer.from('oops\nmor').toString('base64'), bytes: 8, truncated: true });
+
+    const ended = new OutputCollector(3);
+    ended.add(1, Buffer.from('x'));
+    ended.exit(3);
+    expect(ended.build()).toEqual({ stdout: { data: 'eA==', bytes: 1, truncated: false }, stderr: { data: '', bytes: 0, truncated: false }, exitStatus: 3 });
+    const diverged = new OutputCollector(0);
+    diverged.exit(125);
+    expect(diverged.build().failed).toBe('the replay ended with status 125, the recording with 0');
+    // A recording cut short has no status to compare with.
+    const unknown = new OutputCollector(-1);
+    unknown.exit(125);
+    expect(unknown.build().failed).toBeUndefined();
+  });
+
+  it('is read only for a token that may read the trace', async () => {
+    expect((await post('web/Output', { traceId: ids[1] }, null)).status).toBe(401);
+    expect((await post('web/Output', { traceId: ids[1] }, await ts.token('agent'))).status).toBe(403);
+    expect((await post('web/Output', { traceId: '00000000-0000-4000-8000-000000000000' })).json.code).toBe('NOT_FOUND');
+    expect((await post('web/Output', { traceId: 'x' })).status).toBe(400);
   });
 });
