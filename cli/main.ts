@@ -22,7 +22,18 @@ if (process.argv.length === 3 && ['--version', '-V'].includes(process.argv[2]!))
 
 const { Command, CommanderError } = await import('commander');
 const { registerCommands } = await import('./commands/index.js');
-const { reportError } = await import('../trace/user_error.js');
+const { reportError, INTERNAL_ERROR } = await import('../trace/user_error.js');
+
+// What escapes every handler (an 'error' event no one listens to: a write to a stderr whose
+// reader went away) ends rewind with one line, never a stack trace, and never a second failure.
+const fatal = (err: unknown): void => {
+  const message = err instanceof Error ? err.message : String(err);
+  writeQuietly(2, `rewind: internal error: ${message}\n`);
+  if (process.env.REWIND_DEBUG && err instanceof Error) writeQuietly(2, `${err.stack ?? ''}\n`);
+  process.exit(INTERNAL_ERROR);
+};
+process.on('uncaughtException', fatal);
+process.on('unhandledRejection', fatal);
 
 const program = new Command('rewind')
   .description('Time-travel debugging for Linux: record a process, replay it exactly, anywhere.')

@@ -57,12 +57,13 @@ function zshScript(program: Command): string {
   return `#compdef rewind\n# zsh completion for rewind: source <(rewind completion zsh)\nautoload -U +X bashcompinit && bashcompinit\n${bashScript(program)}`;
 }
 
-/** Text for roff: no leading dot or quote, backslashes and dashes escaped. */
+/** Text for roff: no leading dot or quote, backslashes and dashes escaped, other than ASCII as \[uXXXX]. */
 function roff(text: string): string {
   return text
     .replace(/\\/g, '\\e')
     .replace(/-/g, '\\-')
-    .replace(/^([.'])/gm, '\\&$1');
+    .replace(/^([.'])/gm, '\\&$1')
+    .replace(/[^\p{ASCII}]/gu, (c) => `\\[u${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}]`);
 }
 
 /** The man page: every command with its usage, description and options. */
@@ -83,7 +84,8 @@ function manPage(program: Command): string {
   };
   for (const c of visible(program)) {
     const subs = visible(c);
-    if (subs.length === 0) section(c, c.name());
+    // A command that runs itself and has subcommands too (server, server migrate) gets both.
+    if (subs.length === 0 || c.options.length > 0) section(c, c.name());
     for (const s of subs) section(s, `${c.name()} ${s.name()}`);
   }
   out.push(

@@ -9,6 +9,7 @@ import { UserError } from '../../trace/user_error.js';
 import type { Serving } from '../../debugserver/serve.js';
 import type { GdbSetup } from '../../debugserver/gdb_setup.js';
 import type { StartAt } from '../../debugserver/gdb_server.js';
+import type { ProcessChoice } from '../../debugserver/session_thread.js';
 
 interface DebugFlags extends ClientFlags {
   port?: string;
@@ -20,6 +21,16 @@ interface DebugFlags extends ClientFlags {
   atEnd?: boolean;
   event?: string;
   moment?: string;
+  pid?: string;
+  exec?: string;
+}
+
+/** The process --pid N and --exec NAME choose; undefined: the recorded program. */
+function processChoice(flags: DebugFlags): ProcessChoice | undefined {
+  if (flags.pid === undefined && flags.exec === undefined) return undefined;
+  if (flags.pid !== undefined && !(/^[1-9]\d{0,9}$/.test(flags.pid) && Number(flags.pid) <= 0x7fffffff)) throw new UserError(`--pid ${flags.pid}: not a process id (monitor processes lists them)`);
+  if (flags.exec === '') throw new UserError('--exec: give the name or path of a program the recording ran');
+  return { pid: flags.pid === undefined ? undefined : Number(flags.pid), exec: flags.exec };
 }
 
 /** Where --at-end, --event N or --moment M start the session; undefined: at the program's first instruction. */
@@ -43,7 +54,9 @@ function parsePort(text: string | undefined): number {
 }
 
 function gdbCommand(gdb: string, port: number, setup: GdbSetup, extra: string[]): string[] {
-  return [gdb, '-q', ...setup.args, '-ex', `target extended-remote 127.0.0.1:${port}`, ...extra];
+  // gdb gives up on a reply after 2 s and then reads the late one as the answer to its next
+  // packet; a replay on a busy server or across a slow link can take longer than that.
+  return [gdb, '-q', '-iex', 'set remotetimeout 60', ...setup.args, '-ex', `target extended-remote 127.0.0.1:${port}`, ...extra];
 }
 
 function shellQuote(args: string[]): string {
@@ -87,15 +100,16 @@ async function debugLocal(trace: string | undefined, flags: DebugFlags, extra: s
   // Loaded only here: remote debugging must not need the engine.
   const { closeOnSignal, debugOverStdio, listenTcp, serveOptions } = await import('../../debugserver/serve.js');
   const at = await startAt(flags);
+  const choice = processChoice(flags);
   if (flags.stdio) {
-    await debugOverStdio(dir, { at });
+    await debugOverStdio(dir, { at, process: choice });
     return;
   }
   const { SessionThread } = await import('../../debugserver/session_thread.js');
   const { prepareGdbSetup } = await import('../../debugserver/gdb_setup.js');
   // With gdb in the terminal the program's output goes where it went when recorded; otherwise
   // to the debugger's console, wherever that is (stdout is the connection details').
-  const gdb = await SessionThread.start(dir, flags.launch ? 1 : 'console', { at });
+  const gdb = await SessionThread.start(dir, flags.launch ? 1 : 'console', { at, process: choice });
   let serving: Serving;
   try {
     serving = await listenTcp(gdb, parsePort(flags.port), serveOptions());
@@ -128,7 +142,7 @@ async function debugRemote(traceId: string, flags: DebugFlags, extra: string[]):
   // Loaded only here: local debugging must not need the gRPC client.
   const { openRemoteDebugBridge } = await import('../../remote/debug_bridge.js');
   const remoteAt = at !== undefined && at !== 'end' && 'moment' in at ? { moment: flags.moment! } : at;
-  const bridge = await openRemoteDebugBridge(traceId, flags, parsePort(flags.port), remoteAt);
+  const bridge = await openRemoteDebugBridge(traceId, flags, parsePort(flags.port), remoteAt, processChoice(flags));
   const { remoteGdbSetup } = await import('../../debugserver/gdb_setup.js');
   const setup = remoteGdbSetup();
   try {
@@ -184,6 +198,10 @@ executable and its libraries out of the trace, never from this machine's own cop
   rewind debug DIR --moment M            start at a moment that rewind query printed
   rewind debug DIR --event N             start at event N (numbered as rewind dump and divergence
                                          messages number them)
+  rewind debug DIR --pid N               debug process N of a recorded tree (monitor processes
+                                         lists them): a fork child, from its start
+  rewind debug DIR --exec NAME           debug the process that ran program NAME (a path or a
+                                         file name; with --pid, that process's), from its exec
   rewind debug DIR --no-launch           print the port and the commands to connect, and wait:
       gdb -q -ex 'target extended-remote 127.0.0.1:PORT'
       lldb -o 'gdb-remote 127.0.0.1:PORT'
@@ -218,6 +236,8 @@ export function registerDebug(program: Command): void {
     .option('--at-end', 'start at the end of the recording: its last instruction, or the fatal signal it ended with')
     .option('--event <n>', 'start at event N (the numbering of rewind dump and of divergence messages)')
     .option('--moment <m>', 'start at moment M, as rewind query prints them (docs/queries.md)')
+    .option('--pid <n>', 'debug process N of the recorded tree (default: the recorded program)')
+    .option('--exec <name>', 'debug the process that ran program NAME (a path or file name), from its exec')
     .option('--gdb <path>', 'the gdb to launch (default: gdb)')
     .option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace or silent (env REWIND_LOG; default info)')
     .addHelpText('after', HELP)

@@ -27,6 +27,7 @@ function printInfo(dir: string, m: Manifest): void {
     ['exit', describeExit(m)],
     ['events', String(m.counts.events)],
     ['syscalls', String(m.counts.syscalls)],
+    ['syscall buffer', m.syscallBuffer ? 'yes' : 'no'],
     ['tasks', String(m.counts.tasks)],
     ['size', `${formatBytes(m.counts.bytes)} in ${m.blobs.length} blobs`],
   ];

@@ -64,6 +64,11 @@ export function registerPush(program: Command): void {
         keepEnv: flags.keepEnv,
         onProgress: progressBar(),
         onRetry: (e, n, ms) => process.stderr.write(`\nrewind: upload interrupted (${e.message}); retry ${n} in ${ms} ms\n`),
+        onWait: (w) =>
+          process.stderr.write(
+            `\nrewind: ${w.blobs.length === 1 ? `blob ${w.blobs[0]} is` : `${w.blobs.length} blobs are`} held by another upload ` +
+              `(through another server, or one whose server went away: its claim lapses with that server's lease); waited ${Math.round(w.waitedMs / 1000)} s, next try in ${w.delayMs} ms\n`,
+          ),
       }),
     );
     if (process.stderr.isTTY) {

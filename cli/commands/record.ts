@@ -15,6 +15,8 @@ interface RecordFlags extends ClientFlags {
   on?: string;
   label?: string[];
   keepEnv?: boolean;
+  /** false with --no-syscall-buffer. */
+  syscallBuffer: boolean;
 }
 
 function parseLabels(labels: string[] | undefined): Record<string, string> {
@@ -35,6 +37,7 @@ async function record(command: string[], flags: RecordFlags): Promise<void> {
   const program = command[0];
   if (!program) throw new UserError('nothing to record: give a program after --, e.g. rewind record -- ls -l');
   if (flags.on) {
+    if (!flags.syscallBuffer) throw new UserError("--no-syscall-buffer is for recording here; the agent's host sets REWIND_SYSCALL_BUFFER=0 for its own");
     // Recorded by that host's agent; this machine needs neither the engine nor the program.
     const { recordOn } = await import('../../remote/record.js');
     const id = await recordOn(flags.on, command, { ...flags, labels: parseLabels(flags.label) });
@@ -47,7 +50,7 @@ async function record(command: string[], flags: RecordFlags): Promise<void> {
   const exe = resolveProgram(program);
   const engine = requireEngine();
   const traceDir = prepareOutput(flags.output, program);
-  const manifest = await recordTrace(engine, command, exe, traceDir, { latest: true });
+  const manifest = await recordTrace(engine, command, exe, traceDir, { latest: true, syscallBuffer: flags.syscallBuffer });
   let pushedId: string | undefined;
   if (flags.push) {
     const { pushRecorded } = await import('../../remote/record.js');
@@ -74,6 +77,10 @@ export function registerRecord(program: Command): void {
     .option('--on <host>', "record on HOST's agent instead of here (admin token); prints the trace id")
     .option('--label <key=value...>', 'labels for the uploaded trace (with --push or --on)')
     .option('--keep-env', 'with --push: upload the environment as recorded (by default variables named like secrets are redacted; REWIND_TOKEN always is)')
+    .option(
+      '--no-syscall-buffer',
+      'stop in the recorder at every syscall instead of buffering the frequent ones inside the program (slower; REWIND_SYSCALL_BUFFER=0 does the same)',
+    )
     .argument('<command...>', 'the program to record and its arguments')
     .passThroughOptions()
     .addHelpText(

@@ -35,8 +35,69 @@ function positiveInt(v: string | undefined, what: string): number | undefined {
   return n;
 }
 
+interface MigrateFlags {
+  from: string;
+  catalog?: string;
+  blobs?: string;
+  s3Endpoint?: string;
+  json?: boolean;
+}
+
+function registerMigrate(server: Command): void {
+  server
+    .command('migrate')
+    .description("move a single-machine server's catalogue and blobs to the shared stores several servers use")
+    .requiredOption('--from <dir>', 'data directory of the server to move (stop that server first)')
+    .option('--catalog <url|file>', 'the target catalogue: postgres://USER:PASSWORD@HOST:PORT/DB (default: keep the SQLite one)')
+    .option('--blobs <where>', 'the target blob store: s3://BUCKET/PREFIX (default: keep the blobs in DIR)')
+    .option('--s3-endpoint <url>', 'endpoint of an S3-compatible store, addressed path-style (default AWS_ENDPOINT_URL, else AWS S3)')
+    .option('--json', 'print what was moved as JSON')
+    .addHelpText(
+      'after',
+      `
+Blobs are copied first (each verified by its sha256), then tokens (by their secrets' hashes: every
+token keeps working, DIR/admin.token too) and traces, with their labels and upload times. What the
+target holds already is skipped, so an interrupted migration is resumed by running it again.
+Hosts, jobs and the session log stay behind: agents register again on their next heartbeat.
+Afterwards run each server with --catalog and --blobs as given here (docs/deploy.md).`,
+    )
+    .action(async (flags: MigrateFlags) => {
+      if (flags.blobs !== undefined && !flags.blobs.startsWith('s3://')) throw new UserError('--blobs takes s3://BUCKET/PREFIX');
+      if (flags.blobs === undefined && flags.s3Endpoint) throw new UserError('--s3-endpoint goes with --blobs s3://…');
+      const { migrate } = await import('../../server/migrate.js');
+      const { formatBytes } = await import('../../trace/format.js');
+      const { print } = await import('../output.js');
+      const tty = process.stderr.isTTY && !flags.json;
+      let summary;
+      try {
+        summary = await migrate({
+          from: flags.from,
+          catalog: flags.catalog,
+          blobs: flags.blobs,
+          s3Endpoint: flags.s3Endpoint,
+          progress: (p) => {
+            if (!tty) return;
+            const bytes = p.bytes === undefined ? '' : `, ${formatBytes(p.bytes)} sent`;
+            process.stderr.write(`\r${p.step}: ${p.done} of ${p.total}${bytes}   ${p.done === p.total ? '\n' : ''}`);
+          },
+        });
+      } catch (err) {
+        if (err instanceof UserError) throw err;
+        throw new UserError(`migration stopped: ${(err as Error).message} (run it again to resume)`);
+      }
+      if (flags.json) return print(`${JSON.stringify(summary)}\n`);
+      const { blobs, tokens, traces } = summary;
+      const kept = `stay in ${flags.from}`;
+      print(
+        `blobs:  ${flags.blobs ? `${blobs.copied} of ${blobs.total} copied (${formatBytes(blobs.bytesCopied)}), the others were there` : kept}\n` +
+          `tokens: ${flags.catalog ? `${tokens.added} of ${tokens.total} added` : kept}\n` +
+          `traces: ${flags.catalog ? `${traces.added} of ${traces.total} added` : kept}\n`,
+      );
+    });
+}
+
 export function registerServer(program: Command): void {
-  program
+  const server = program
     .command('server')
     .description('run the rewind server: catalogue, blob store, uploads and remote replay')
     .option('--data <dir>', 'data directory (default ~/.local/share/rewind/server)')
@@ -106,4 +167,5 @@ export function registerServer(program: Command): void {
         process.on('SIGTERM', stop);
       });
     });
+  registerMigrate(server);
 }

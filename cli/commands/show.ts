@@ -47,6 +47,7 @@ export function registerShow(program: Command): void {
       ['processes', `${m.counts.tasks} task(s)`],
       ['events', String(m.counts.events)],
       ['syscalls', String(m.counts.syscalls)],
+      ['syscall buffer', m.syscallBuffer ? 'yes' : 'no'],
       ['size', `${formatBytes(Number(s.sizeBytes))} in ${new Set(res.blobs.map((b) => b.sha256)).size} blob(s)`],
       ['labels', Object.entries(s.labels).map(([k, v]) => `${k}=${v}`).join(' ') || '-'],
       ['uploaded', s.uploadedAt?.toISOString() ?? ''],

@@ -12,6 +12,9 @@ import { randomBytes } from 'node:crypto';
 import { pushTrace } from '../../remote/upload.js';
 import { makeTrace, startTestServer, type TestServer } from '../server/helpers.js';
 
+/** Rounds the query program runs (calls of step, writes of counter). */
+const ROUNDS = 5;
+
 describe.skipIf(!browserSuiteRuns())('the web page in Chromium', () => {
   let srv: TestServer;
   let browser: Browser;
@@ -19,6 +22,8 @@ describe.skipIf(!browserSuiteRuns())('the web page in Chromium', () => {
   let reader: string;
   let treeId: string;
   let abortId: string;
+  let queryId: string;
+  let chattyId: string;
   const pageErrors: string[] = [];
 
   beforeAll(async () => {
@@ -26,8 +31,8 @@ describe.skipIf(!browserSuiteRuns())('the web page in Chromium', () => {
     base = `http://${srv.server.httpAddress!}`;
     reader = await srv.token('reader');
     const agentEnv = { REWIND_SERVER: srv.address, REWIND_TOKEN: await srv.token('agent') };
-    const push = async (exe: string, status: number, label: string): Promise<string> => {
-      const rec = await record(exe);
+    const push = async (exe: string, status: number, label: string, args: string[] = []): Promise<string> => {
+      const rec = await record(exe, args);
       expectRecorded(rec, status);
       const p = await rewind(['push', rec.traceDir, '--label', `suite=web`, '--label', `case=${label}`], agentEnv);
       expect(p.status, p.stderr).toBe(0);
@@ -35,6 +40,8 @@ describe.skipIf(!browserSuiteRuns())('the web page in Chromium', () => {
     };
     treeId = await push(compile('web_tree'), 3, 'tree');
     abortId = await push(compile('abort'), 134, 'abort');
+    queryId = await push(compile('query_target'), 0, 'query', [String(ROUNDS)]);
+    chattyId = await push(compile('web_chatty'), 0, 'chatty');
     browser = await launchChromium();
   });
   afterAll(async () => {
@@ -74,9 +81,10 @@ describe.skipIf(!browserSuiteRuns())('the web page in Chromium', () => {
     const { context, page } = await newPage();
     await signIn(page, reader);
     expect(await page.evaluate(() => sessionStorage.getItem('rewind.token'))).toBe(reader);
-    expect(await rows(page)).toHaveLength(2);
-    // Newest first: abort was recorded second.
-    expect((await rows(page))[0]).toContain('abort');
+    // Newest first, in the order the suite pushed them.
+    const all = await rows(page);
+    expect(all).toHaveLength(4);
+    ['web_chatty', 'query_target', 'abort', 'web_tree'].forEach((name, i) => expect(all[i]).toContain(name));
     await page.screenshot({ path: path.join(SCREENSHOTS, 'catalog.png') });
 
     // Keyboard: the filters in reading order, Enter applies them.
@@ -109,7 +117,10 @@ describe.skipIf(!browserSuiteRuns())('the web page in Chromium', () => {
     await context.close();
   });
 
-  it("shows a trace's process tree and timeline, replays it into the page, and copies the debug command", async () => {
+  /** Waits until the trace page has read the recorded output (or said why not). */
+  const outputRead = (page: Page): Promise<void> => expect.poll(() => page.locator('#output-status').innerText(), { timeout: 60_000 }).not.toContain('Reading');
+
+  it("shows a trace's process tree, timeline and recorded output, replays it into the page, and copies the debug command", async () => {
     const { context, page } = await newPage();
     await signIn(page, reader);
     await page.getByRole('link', { name: 'web_tree' }).click();
@@ -130,17 +141,21 @@ describe.skipIf(!browserSuiteRuns())('the web page in Chromium', () => {
     expect(await page.locator('#timeline .m-exec').count()).toBe(2);
     expect(await page.locator('#timeline .m-exit').count()).toBeGreaterThanOrEqual(2);
     await page.screenshot({ path: path.join(SCREENSHOTS, 'trace.png') });
+
+    // The recorded output, without asking for a replay: stdout and stderr, each in its order.
+    await outputRead(page);
+    expect(await page.locator('#output-status').innerText()).toBe('What the program wrote to its stdout and stderr.');
+    const stdout = 'parent starts\nchild 2 says hello\nchild exited with 0\n';
+    expect(await page.locator('#output-stdout').innerText()).toBe(stdout);
+    expect(await page.locator('#output-stderr').innerText()).toBe('a line on stderr\n');
     await page.screenshot({ path: path.join(SCREENSHOTS, 'trace-full.png'), fullPage: true });
 
     // Replay on the server; its output streams in.
     await page.getByRole('button', { name: 'Replay here' }).click();
     await expect.poll(() => page.locator('#replay-status').innerText(), { timeout: 30_000 }).toBe('Replay ended with exit status 3');
-    const out = await page.locator('#output').innerText();
-    expect(out).toContain('parent starts\n');
-    expect(out).toContain('child 2 says hello\n');
-    expect(out).toContain('child exited with 0\n');
-    expect(await page.locator('#output .stderr').innerText()).toBe('a line on stderr\n');
-    await page.locator('#output').scrollIntoViewIfNeeded();
+    expect((await page.locator('#replay-output .stdout').allInnerTexts()).join('')).toBe(stdout);
+    expect(await page.locator('#replay-output .stderr').innerText()).toBe('a line on stderr\n');
+    await page.locator('#replay-output').scrollIntoViewIfNeeded();
     await page.screenshot({ path: path.join(SCREENSHOTS, 'trace-replayed.png') });
 
     await page.getByRole('button', { name: /Copy rewind debug/ }).click();
@@ -155,6 +170,7 @@ describe.skipIf(!browserSuiteRuns())('the web page in Chromium', () => {
     await page.goto(`${base}/#/trace/${abortId}`);
     await page.locator('#proctree').waitFor();
     expect(await page.locator('#delete').count()).toBe(0);
+    await outputRead(page);
     // The request a reader would make by hand is refused by the server, not just hidden.
     const refused = await page.evaluate(async (id) => {
       const r = await fetch('/api/rewind.catalog.v1.CatalogService/DeleteTrace', {
@@ -176,12 +192,77 @@ describe.skipIf(!browserSuiteRuns())('the web page in Chromium', () => {
     await signIn(admin.page, srv.adminToken);
     await admin.page.goto(`${base}/#/trace/${abortId}`);
     await admin.page.locator('#delete').waitFor();
+    await outputRead(admin.page);
     await admin.page.screenshot({ path: path.join(SCREENSHOTS, 'trace-admin.png') });
     admin.page.once('dialog', (d) => void d.accept());
     await admin.page.locator('#delete').click();
-    await expect.poll(() => rows(admin.page)).toHaveLength(1);
+    await expect.poll(() => rows(admin.page)).toHaveLength(3);
     expect(await traceStatus(abortId)).toBe(404);
     await admin.context.close();
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('asks the recording for every call and every write, each with the command that opens its moment', async () => {
+    const { context, page } = await newPage();
+    await signIn(page, reader);
+    await page.goto(`${base}/#/trace/${queryId}`);
+    await outputRead(page);
+    // What the program printed of each call: the page's answers must say the same.
+    const printed = [...(await page.locator('#output-stdout').innerText()).matchAll(/step n=(\d+) k=(\d+) c=(\w) d=([\d.]+) counter=(\d+)/g)];
+    expect(printed).toHaveLength(ROUNDS);
+
+    // Keyboard only: the kind, the function, Enter.
+    await page.locator('#q-kind').focus();
+    await page.keyboard.press('Tab');
+    await page.keyboard.type('step');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.locator('#query-status').innerText(), { timeout: 120_000 }).toMatch(new RegExp(`^${ROUNDS} calls of step in \\d+ events$`));
+    const calls = await page.locator('#query-results tbody tr').allInnerTexts();
+    expect(calls).toHaveLength(ROUNDS);
+    calls.forEach((row, i) => expect(row).toMatch(new RegExp(`n=${printed[i]![1]}, k=${printed[i]![2]}, c=\\d+ '${printed[i]![3]}', d=${printed[i]![4]}, s=0x`)));
+    const first = page.locator('#query-results .copy-moment').first();
+    const command = (await first.getAttribute('data-command'))!;
+    expect(command).toMatch(new RegExp(`^rewind debug ${queryId} --moment \\d+\\.\\d+\\.b[0-9a-f]+\\.1$`));
+    expect(command).toContain((await page.locator('#query-results .moment code').first().innerText()).trim());
+    await first.click();
+    await expect.poll(() => page.locator('#query-copied').innerText()).toBe(`Copied “${command}”`);
+    expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(command);
+    await page.locator('#query-results').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'trace-query-calls.png') });
+
+    // Every write to `counter`: the new values are the counters the program printed.
+    await page.locator('#q-kind').selectOption('writes');
+    await page.locator('#q-subject').fill('counter');
+    await page.locator('#q-run').click();
+    await expect.poll(() => page.locator('#query-status').innerText(), { timeout: 120_000 }).toMatch(new RegExp(`^${ROUNDS} writes of counter`));
+    const news = await page.locator('#query-results tbody tr td:nth-child(4)').allInnerTexts();
+    expect(news).toEqual(printed.map((p) => p[5]!));
+    await page.locator('#query-results').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'trace-query-writes.png') });
+
+    // A query the server refuses says why.
+    await page.locator('#q-kind').selectOption('calls');
+    await page.locator('#q-subject').fill('no_such_function');
+    await page.locator('#q-run').click();
+    await expect.poll(() => page.locator('#query-status').innerText(), { timeout: 60_000 }).toMatch(/^Query failed: .*no_such_function/);
+    await context.close();
+    expect(pageErrors).toEqual([]);
+  }, 300_000);
+
+  it('keeps the first 256 KiB of a long stdout and says it cut the rest', async () => {
+    const { context, page } = await newPage();
+    await signIn(page, reader);
+    await page.goto(`${base}/#/trace/${chattyId}`);
+    await outputRead(page);
+    expect(await page.locator('#output-status').innerText()).toBe(`Truncated: only the first 262,144 bytes of stdout are shown (rewind replay ${chattyId} prints all of it).`);
+    // The program's lines in order from the first, cut at the bound.
+    const all = Array.from({ length: 20_000 }, (_, i) => `line ${String(i).padStart(5, '0')} of the chatty program\n`).join('');
+    expect(await page.locator('#output-stdout').innerText()).toBe(`${all.slice(0, 262_144)}\n… truncated after 262,144 bytes`);
+    // stderr came after it: the replay went on to the end for it.
+    expect(await page.locator('#output-stderr').innerText()).toBe('chatty done\n');
+    await page.locator('#output-stdout').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'trace-output-truncated.png') });
+    await context.close();
     expect(pageErrors).toEqual([]);
   });
 

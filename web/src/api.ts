@@ -76,6 +76,43 @@ export interface Timeline {
 }
 export type MarkKind = 'syscall' | 'signal' | 'fork' | 'exec' | 'exit';
 
+/** The recorded stdout and stderr, as one replay on the server echoed them (server/http/output.ts). */
+export interface RecordedOutput {
+  stdout: RecordedStream;
+  stderr: RecordedStream;
+  exitStatus?: number;
+  failed?: string;
+}
+export interface RecordedStream {
+  /** base64 */
+  data: string;
+  bytes: number;
+  truncated: boolean;
+}
+
+/** A query's answer row (rewind.replay.v1.QueryRow in protobuf's JSON: bytes as base64, 64-bit as text). */
+export interface QueryRow {
+  moment?: string;
+  event?: string;
+  thread?: number;
+  arguments?: { name?: string; type?: string; value?: string }[];
+  oldValue?: string;
+  newValue?: string;
+  cause?: string;
+  pc?: string;
+  instruction?: string;
+  line?: string;
+  syscall?: string;
+  text?: string;
+}
+
+export interface QueryMessage {
+  sessionId?: string;
+  progress?: { event?: string; events?: string };
+  answer?: { query?: string; kind?: string; subject?: string; events?: string; rows?: QueryRow[] };
+  error?: { code: string; message: string };
+}
+
 export interface ReplayMessage {
   sessionId?: string;
   stdout?: string;
@@ -123,21 +160,26 @@ export const api = {
   getTrace: (id: string) => unary<TraceDetail>(`${SERVICES.catalog}/GetTrace`, { id }),
   deleteTrace: (id: string) => unary<{ blobsRemoved?: number; bytesFreed?: string }>(`${SERVICES.catalog}/DeleteTrace`, { id }),
   timeline: (traceId: string) => unary<Timeline>('web/Timeline', { traceId }),
-
-  /** Runs a replay; each message as it arrives (JSON lines), until the stream ends. */
-  async runReplay(traceId: string, onMessage: (m: ReplayMessage) => void, signal?: AbortSignal): Promise<void> {
-    const res = await post(`${SERVICES.replay}/RunReplay`, { traceId }, signal);
-    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-    let partial = '';
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      const lines = (partial + value).split('\n');
-      partial = lines.pop()!;
-      for (const l of lines) if (l) onMessage(JSON.parse(l) as ReplayMessage);
-    }
-  },
+  output: (traceId: string) => unary<RecordedOutput>('web/Output', { traceId }),
+  /** Runs a replay; each message as it arrives, until the stream ends. */
+  runReplay: (traceId: string, onMessage: (m: ReplayMessage) => void, signal?: AbortSignal) => serverStream(`${SERVICES.replay}/RunReplay`, { traceId }, onMessage, signal),
+  /** Asks a query (`calls step`, as `rewind query` takes it): progress, then the answer's parts. */
+  query: (traceId: string, query: string, onMessage: (m: QueryMessage) => void, signal?: AbortSignal) => serverStream(`${SERVICES.replay}/Query`, { traceId, query }, onMessage, signal),
 };
+
+/** A server stream: one JSON message a line, each handed on as it arrives. */
+async function serverStream<T>(method: string, body: unknown, onMessage: (m: T) => void, signal?: AbortSignal): Promise<void> {
+  const res = await post(method, body, signal);
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let partial = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    const lines = (partial + value).split('\n');
+    partial = lines.pop()!;
+    for (const l of lines) if (l) onMessage(JSON.parse(l) as T);
+  }
+}
 
 /** Bytes the server sent as base64 (protobuf's JSON form of bytes), as text. */
 export function decodeBytes(b64: string, decoder: TextDecoder): string {

@@ -91,6 +91,7 @@ export async function showCatalog(main: HTMLElement, params: URLSearchParams): P
     status.textContent = 'Loading…';
     const started = performance.now();
     const res = await api.listTraces({ ...filter, until, limit: PAGE_SIZE + skip.size });
+    if (!body.isConnected) return; // another view (a newer filter) replaced this one meanwhile
     const all = res.traces ?? [];
     const traces = all.filter((t) => !skip.has(t.id)).slice(0, PAGE_SIZE);
     body.replaceChildren(...traces.map(row));

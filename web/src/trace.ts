@@ -1,9 +1,37 @@
 // A trace's page: what the catalogue and the manifest say of the run, its process tree, its
 // timeline, and the actions: copy the debug command, replay here, delete (admins).
-import { api, ApiError, decodeBytes, type Manifest, type TraceSummary } from './api.js';
+import { api, decodeBytes, type Manifest, type RecordedOutput, type TraceSummary } from './api.js';
 import { el, failed, formatBytes, formatDuration, formatExit, formatTime } from './dom.js';
 import type { Session } from './main.js';
 import { timelineView } from './timeline.js';
+import { queryView } from './query.js';
+
+/** Replay's output as it streams in: spans, stderr's marked (red), each stream decoded as one text. */
+function outputSpan(fd: 1 | 2, data: string, dec: Record<1 | 2, TextDecoder>): HTMLElement {
+  return el('span', { class: fd === 2 ? 'stderr' : 'stdout' }, decodeBytes(data, dec[fd]));
+}
+
+const sizeOf = (n: number): string => `${n.toLocaleString()} byte${n === 1 ? '' : 's'}`;
+
+/**
+ * The recorded stdout and stderr, each in a block of its own: the server got them through two
+ * pipes, so how the two interleaved is not known (server/http/output.ts).
+ */
+function recordedOutput(id: string, o: RecordedOutput, note: HTMLElement): HTMLElement[] {
+  const blocks: HTMLElement[] = [];
+  for (const [name, s] of [['stdout', o.stdout], ['stderr', o.stderr]] as const) {
+    if (s.bytes === 0 && !s.truncated) continue;
+    const pre = el('pre', { class: `output ${name}`, id: `output-${name}`, tabindex: 0, 'aria-label': `Recorded ${name}` }, decodeBytes(s.data, new TextDecoder()));
+    if (s.truncated) pre.append(el('span', { class: 'truncated' }, `\n… truncated after ${sizeOf(s.bytes)}`));
+    blocks.push(el('h3', {}, name, el('span', { class: 'status' }, ` · ${sizeOf(s.bytes)}${s.truncated ? ', truncated' : ''}`)), pre);
+  }
+  const cut = [o.stdout.truncated && 'stdout', o.stderr.truncated && 'stderr'].filter(Boolean).join(' and ');
+  if (o.failed) note.textContent = `Replay could not follow the recording (${o.failed}): the output ends with replay's own message.`;
+  else if (cut) note.textContent = `Truncated: only the first ${sizeOf(Math.max(o.stdout.bytes, o.stderr.bytes))} of ${cut} are shown (rewind replay ${id} prints all of it).`;
+  else if (blocks.length === 0) note.textContent = 'The program wrote nothing to its stdout or stderr.';
+  else note.textContent = 'What the program wrote to its stdout and stderr.';
+  return blocks;
+}
 
 function facts(t: TraceSummary, m: Manifest): HTMLElement {
   const cpu = m.host?.cpu;
@@ -73,8 +101,10 @@ export async function showTrace(main: HTMLElement, id: string, session: Session)
     );
   });
 
-  const out = el('pre', { class: 'output', id: 'output', tabindex: 0, 'aria-label': 'Replay output' });
-  const exit = el('p', { class: 'status', id: 'replay-status', role: 'status', 'aria-live': 'polite' }, 'The recorded output appears here when the trace is replayed on the server.');
+  const recorded = el('div', { id: 'output' });
+  const recordedNote = el('p', { class: 'status', id: 'output-status', role: 'status', 'aria-live': 'polite' }, 'Reading the recorded output…');
+  const out = el('pre', { class: 'output', id: 'replay-output', tabindex: 0, 'aria-label': 'Replay output', hidden: true });
+  const exit = el('p', { class: 'status', id: 'replay-status', role: 'status', 'aria-live': 'polite' }, 'Replay here runs the recording again on the server and streams its output below.');
   const replayButton = el('button', { type: 'button', id: 'replay' }, 'Replay here');
   let running: AbortController | undefined;
   replayButton.addEventListener('click', () => {
@@ -84,15 +114,16 @@ export async function showTrace(main: HTMLElement, id: string, session: Session)
     }
     running = new AbortController();
     out.replaceChildren();
+    out.hidden = false;
     exit.textContent = 'Replaying…';
     replayButton.textContent = 'Stop';
-    const dec = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+    const dec = { 1: new TextDecoder(), 2: new TextDecoder() };
     api
       .runReplay(
         t.id,
         (msg) => {
-          if (msg.stdout) out.append(el('span', { class: 'stdout' }, decodeBytes(msg.stdout, dec.stdout)));
-          if (msg.stderr) out.append(el('span', { class: 'stderr' }, decodeBytes(msg.stderr, dec.stderr)));
+          if (msg.stdout) out.append(outputSpan(1, msg.stdout, dec));
+          if (msg.stderr) out.append(outputSpan(2, msg.stderr, dec));
           if (msg.exit) exit.textContent = msg.exit.error ? `Replay failed: ${msg.exit.error}` : `Replay ended with exit status ${msg.exit.status ?? 0}`;
           if (msg.error) exit.textContent = `Replay failed: ${msg.error.message}`;
         },
@@ -129,11 +160,23 @@ export async function showTrace(main: HTMLElement, id: string, session: Session)
     section('Run', 'h-run', facts(t, m)),
     section('Processes', 'h-procs', el('div', { id: 'proctree', class: 'proctree' }, processTree(m))),
     section('Timeline', 'h-timeline', timeline),
-    section('Output', 'h-output', exit, out),
+    section('Output', 'h-output', recordedNote, recorded),
+    section('Replay', 'h-replay', exit, out),
+    section('Query', 'h-query', queryView(t.id)),
   );
   main.focus();
-  api.timeline(t.id).then(
-    (tl) => timeline.replaceChildren(timelineView(tl)),
-    (err: unknown) => timeline.replaceChildren(el('p', { class: 'error', role: 'alert' }, `No timeline: ${err instanceof ApiError || err instanceof Error ? err.message : String(err)}`)),
-  );
+  // One after the other: each takes one of the token's replay sessions on the server (two at
+  // most), and the other is left for the user's replay or query.
+  const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+  void api
+    .timeline(t.id)
+    .then(
+      (tl) => timeline.replaceChildren(timelineView(tl)),
+      (err: unknown) => timeline.replaceChildren(el('p', { class: 'error', role: 'alert' }, `No timeline: ${message(err)}`)),
+    )
+    .then(() => api.output(t.id))
+    .then(
+      (o) => recorded.replaceChildren(...recordedOutput(t.id, o, recordedNote)),
+      (err: unknown) => (recordedNote.textContent = `No recorded output: ${message(err)}`),
+    );
 }
