@@ -2,14 +2,17 @@
 // to tamper with it consistently. Shared by the test suites (test/support/traces.ts) and the
 // hostile-trace bench, which is compiled with the product and so cannot import the tests.
 import { crc32, deflateSync, inflateSync } from 'node:zlib';
+import { loadEngine } from '../native/index.js';
 
 // The layout: "RWEV" u32 version, chunks (32-byte header: magic "CHNK",
-// rawLen, compressedLen, count, u64 firstEvent, crc32 of the compressed bytes, reserved) of
-// zlib-compressed records (u32 length, u8 type, ...), then "INDX" u32 n, n × {u64 offset,
+// rawLen, compressedLen, count, u64 firstEvent, crc32 of the compressed bytes, codec) of
+// compressed records (u32 length, u8 type, ...), then "INDX" u32 n, n × {u64 offset,
 // u64 firstEvent, u32 count, u32 pad}, then a trailer {u64 indexOffset, "RWEVEND!"}.
 
 const CHUNK_MAGIC = 0x4b4e4843;
 const INDEX_MAGIC = 0x58444e49;
+/** Chunks are zstd (codec 1) from stream version 4 on, zlib (0) before; Node 20 has no zstd, the engine does. */
+const zstdSince = 4;
 export const EVENT_TYPES = { exec: 1, syscall: 2, signal: 3, rdtsc: 4, exit: 5, run: 6, preempt: 7 } as const;
 
 export interface EventRecord {
@@ -44,7 +47,8 @@ export function parseEventStream(file: Buffer): EventStream {
     const rawLen = file.readUInt32LE(off + 4);
     const compressedLen = file.readUInt32LE(off + 8);
     const count = file.readUInt32LE(off + 12);
-    const raw = inflateSync(file.subarray(off + 32, off + 32 + compressedLen));
+    const compressed = file.subarray(off + 32, off + 32 + compressedLen);
+    const raw = version >= zstdSince ? loadEngine().zstdDecompress(compressed, rawLen) : inflateSync(compressed);
     if (raw.length !== rawLen) throw formatError(`chunk at ${off} inflates to ${raw.length}, header says ${rawLen}`);
     let p = 0;
     for (let i = 0; i < count; i++) {
@@ -78,7 +82,7 @@ export function encodeEventStream(s: EventStream): Buffer {
         return [len, r.body];
       }),
     );
-    const compressed = deflateSync(raw, { level: 1 });
+    const compressed = s.version >= zstdSince ? loadEngine().zstdCompress(raw) : deflateSync(raw, { level: 1 });
     const h = Buffer.alloc(32);
     h.writeUInt32LE(CHUNK_MAGIC, 0);
     h.writeUInt32LE(raw.length, 4);
@@ -86,6 +90,7 @@ export function encodeEventStream(s: EventStream): Buffer {
     h.writeUInt32LE(count, 12);
     h.writeBigUInt64LE(BigInt(next), 16);
     h.writeUInt32LE(crc32(compressed), 24);
+    h.writeUInt32LE(s.version >= zstdSince ? 1 : 0, 28);
     parts.push(h, compressed);
     index.push({ offset, first: next, count });
     offset += 32 + compressed.length;

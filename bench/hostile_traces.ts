@@ -19,6 +19,7 @@ import { pino } from 'pino';
 import { EVENT_TYPES, encodeEventStream, parseEventStream, type EventRecord, type EventStream } from './event_stream.js';
 import { call, connect, isServiceError, type Clients } from '../remote/client.js';
 import { pushTrace } from '../remote/upload.js';
+import { stubPath } from '../native/index.js';
 import { ManifestError } from '../trace/manifest.js';
 import { startServer } from '../server/server.js';
 import { ListTracesRequest, type ListTracesResponse } from '../gen/rewind/catalog/v1/catalog.js';
@@ -34,6 +35,7 @@ const BASES: { fixture: string; args: (dir: string) => string[] }[] = [
   { fixture: 'syscall_zoo', args: (dir) => [dir] }, // exec, syscalls with writes and file blobs, exit
   { fixture: 'rdtsc', args: () => [] }, // rdtsc
   { fixture: 'signal_rounds', args: () => [] }, // signals, preempt and run
+  { fixture: 'sparse_small', args: (dir) => [dir] }, // sparse file blobs, a file and a memfd
 ];
 
 const MEMORY_BOUND = 512 << 20;
@@ -52,8 +54,26 @@ function representable(raw: Record<string, unknown>): ManifestMessage | undefine
 export interface HostileOptions {
   count: number;
   seed: number;
-  /** Mutations in flight at once (default 2: one per core). */
+  /**
+   * Run mutations `from`..`count - 1` of the seed only (default 0): the earlier ones are made, to
+   * bring the generator where it was, but not run. A long run split in parts, or resumed after
+   * the mutation it reached, meets the same mutations as one run.
+   */
+  from?: number;
+  /**
+   * Mutations in flight at once (default 4): a mutation waits on its upload's round trips and
+   * its worker's start as much as it computes, so more than one per core keeps both busy.
+   */
   parallel?: number;
+  /**
+   * Every this many mutations (and at the end), the expensive checks: PRAGMA integrity_check and
+   * the first traces listed and replayed byte for byte (default 500). The cheap ones (the
+   * mutant's own answers, a first trace still served by GetTrace) run for every mutation.
+   */
+  checkEvery?: number;
+  /** Only the recordings of these fixtures (default: all of BASES), to focus a run. */
+  fixtures?: string[];
+  /** Called with each progress line and each failure, as they happen. */
   log?: (line: string) => void;
 }
 
@@ -64,17 +84,27 @@ export interface HostileReport {
   replayed: number;
   /** How uploads and replays ended: `upload:CODE`, `exit:N`, `replay:CODE`. */
   outcomes: Record<string, number>;
+  /** How replays that failed said so: their last line, numbers and hex digits elided. */
+  messages: Record<string, number>;
   /** Broken invariants, each with the mutation that broke it. */
   failures: string[];
   healthChecks: number;
   healthMaxMs: number;
+  /** The most the event loop's thread ran during one health check (ms on a CPU). */
+  healthMaxCpuMs: number;
+  /** Confined replay workers whose whole view of the file system was looked at, from outside. */
+  viewsChecked: number;
   /** Largest resident set of any process of a replay worker's sandbox. */
   maxWorkerRssBytes: number;
   memoryBoundBytes: number;
   integrity: string;
-  /** The traces uploaded first still list and replay byte for byte as before the batch. */
+  /** The traces uploaded first still list and replay byte for byte as before the batch (at every full check). */
   originalsIntact: boolean;
+  /** Full checks made (integrity and the first traces), the last after the final mutation. */
+  fullChecks: number;
   ms: number;
+  /** Where the time went, summed over the mutations (ms): set-up, upload, replay, delete, checks. */
+  phaseMs: Record<string, number>;
 }
 
 interface Blob {
@@ -84,13 +114,13 @@ interface Blob {
   path?: string;
 }
 
-interface Base {
+export interface Base {
   dir: string;
   manifest: Record<string, unknown> & { blobs: Blob[] };
   events: EventStream;
 }
 
-interface Mutant {
+export interface Mutant {
   what: string;
   manifest: Record<string, unknown> & { blobs: Blob[] };
   /** Blobs that differ from the base's: sha256 → bytes. */
@@ -290,13 +320,86 @@ class Mutator {
     return { bytes: b, what: `container: ${name}` };
   }
 
+  /**
+   * A sparse file's encoding (core/sparse_blob.h: magic, u64 size, u64 count, count x {u64
+   * offset, u64 length}, the extents' data) with its size, count or an extent changed, extents
+   * unsorted, overlapping or repeated, its data cut or grown, or the whole cut anywhere.
+   */
+  sparse(enc: Buffer): { bytes: Buffer; what: string } {
+    const HEAD = 32;
+    const size = enc.readBigUInt64LE(16);
+    let count = enc.readBigUInt64LE(24);
+    const n = Number(count);
+    const ext = Array.from({ length: n }, (_, k) => ({ offset: enc.readBigUInt64LE(HEAD + 16 * k), length: enc.readBigUInt64LE(HEAD + 16 * k + 8) }));
+    let data = enc.subarray(HEAD + 16 * n);
+    let newSize = size;
+    const end = ext.length ? ext[ext.length - 1]!.offset + ext[ext.length - 1]!.length : 0n;
+    let op = this.pick(['size', 'count', 'offset', 'length', 'unsorted', 'overlap', 'repeat', 'data', 'cut'] as const);
+    // Unsorted and overlapping need two extents; one repeated overlaps itself.
+    if (n < 2 && (op === 'unsorted' || op === 'overlap')) op = 'repeat';
+    const k = op === 'overlap' ? 1 + this.int(n - 1) : this.int(Math.max(1, n));
+    const e = ext[k];
+    const huge = [2n ** 40n, 2n ** 40n + 1n, 2n ** 63n, 2n ** 64n - 1n];
+    let what: string = op;
+    switch (op) {
+      case 'size':
+        newSize = this.pick([0n, size - 1n, end - 1n, end, size + 1n, BigInt(data.length), ...huge]);
+        what = `size ${newSize}`;
+        break;
+      case 'count':
+        count = this.pick([0n, count - 1n, count + 1n, count * 2n, 2n ** 32n, 2n ** 60n, 2n ** 64n - 1n, BigInt(data.length) / 16n]);
+        what = `count ${count}`;
+        break;
+      case 'offset':
+        if (e) e.offset = this.pick([0n, e.offset - 1n, e.offset + 1n, size, size - e.length + 1n, 2n ** 64n - e.length + 1n, ...huge]);
+        what = `extent ${k} offset ${e?.offset}`;
+        break;
+      case 'length':
+        if (e) e.length = this.pick([0n, e.length - 1n, e.length + 1n, size, BigInt(data.length), BigInt(data.length) + 1n, 2n ** 64n - e.offset, ...huge]);
+        what = `extent ${k} length ${e?.length}`;
+        break;
+      case 'unsorted':
+        if (n > 1) [ext[k], ext[(k + 1) % n]] = [ext[(k + 1) % n]!, ext[k]!];
+        break;
+      case 'overlap':
+        if (e) e.offset = ext[k - 1]!.offset + this.pick([0n, ext[k - 1]!.length - 1n]);
+        break;
+      case 'repeat':
+        if (e) {
+          ext.splice(k, 0, { ...e });
+          count += 1n;
+        }
+        break;
+      case 'data':
+        data = this.pick([data.subarray(0, data.length - 1), data.subarray(0, this.int(data.length + 1)), Buffer.concat([data, Buffer.from('more')])]);
+        what = `data cut or grown to ${data.length} bytes`;
+        break;
+      case 'cut':
+        break;
+    }
+    const head = Buffer.alloc(HEAD + 16 * ext.length);
+    enc.copy(head, 0, 0, 16);
+    head.writeBigUInt64LE(BigInt.asUintN(64, newSize), 16);
+    head.writeBigUInt64LE(BigInt.asUintN(64, count), 24);
+    ext.forEach((x, j) => {
+      head.writeBigUInt64LE(BigInt.asUintN(64, x.offset), HEAD + 16 * j);
+      head.writeBigUInt64LE(BigInt.asUintN(64, x.length), HEAD + 16 * j + 8);
+    });
+    let bytes = Buffer.concat([head, data]);
+    if (op === 'cut') {
+      bytes = bytes.subarray(0, this.int(bytes.length));
+      what = `cut to ${bytes.length} bytes`;
+    }
+    return { bytes, what };
+  }
+
   /** One manifest field (the server's validator's turn). */
   manifest(m: Record<string, unknown> & { blobs: Blob[] }): string {
     const b = this.pick(m.blobs);
     const ops: [string, () => void][] = [
       ['blob size', () => (b.size = this.pick([0, b.size + 1, b.size - 1, 2 ** 53, -1, 2 ** 40 + 1]))],
       ['blob sha256', () => (b.sha256 = this.pick(['../../etc/passwd', 'f'.repeat(64), b.sha256.toUpperCase(), '']))],
-      ['blob role', () => (b.role = this.pick(['events', 'file', 'snapshot', '', 'x'.repeat(300)]))],
+      ['blob role', () => (b.role = this.pick(['events', 'file', 'sparse file', 'snapshot', '', 'x'.repeat(300)]))],
       ['complete', () => ((m.complete = false), (m.exit = null))],
       ['exit', () => (m.exit = { status: this.pick([2147483648, -1, 256, 3.5]), code: null, signal: null })],
       ['counts', () => (m.counts = { events: 2 ** 60, tasks: -1, syscalls: 'x', bytes: 1 })],
@@ -309,17 +412,57 @@ class Mutator {
   }
 }
 
+function setEventsOf(mt: Mutant, bytes: Buffer): void {
+  const sha = sha256(bytes);
+  mt.fresh.set(sha, bytes);
+  for (const b of mt.manifest.blobs) if (b.role === 'events') Object.assign(b, { sha256: sha, size: bytes.length });
+}
+
+/**
+ * The blob `old` of the mutant given other bytes, named consistently: by its new sha256 in the
+ * manifest and in the events (the names in exec and mmap records), so that only replay can notice.
+ */
+function replaceBlobOf(base: Base, mt: Mutant, old: string, bytes: Buffer): void {
+  const sha = sha256(bytes);
+  mt.fresh.set(sha, bytes);
+  for (const x of mt.manifest.blobs) if (x.sha256 === old) Object.assign(x, { sha256: sha, size: bytes.length });
+  const records = base.events.records.map((r) => {
+    let body = r.body;
+    for (let at = body.indexOf(old); at >= 0; at = body.indexOf(old, at + sha.length)) {
+      body = Buffer.concat([body.subarray(0, at), Buffer.from(sha), body.subarray(at + old.length)]);
+    }
+    return body === r.body ? r : { ...r, body };
+  });
+  setEventsOf(mt, encodeEventStream({ ...base.events, records }));
+}
+
+/** The base with one blob's bytes replaced (named consistently), as a mutant. */
+export function withBlob(base: Base, old: string, bytes: Buffer, what: string): Mutant {
+  const mt: Mutant = { what, manifest: structuredClone(base.manifest), fresh: new Map() };
+  mt.manifest.id = randomUUID();
+  replaceBlobOf(base, mt, old, bytes);
+  return mt;
+}
+
 function mutate(base: Base, m: Mutator): Mutant {
   const manifest = structuredClone(base.manifest);
   manifest.id = randomUUID();
   const fresh = new Map<string, Buffer>();
-  const setEvents = (bytes: Buffer): void => {
-    const sha = sha256(bytes);
-    fresh.set(sha, bytes);
-    for (const b of manifest.blobs) if (b.role === 'events') Object.assign(b, { sha256: sha, size: bytes.length });
+  const setEvents = (bytes: Buffer): void => setEventsOf({ what: '', manifest, fresh }, bytes);
+  const replaceBlob = (old: string, bytes: Buffer): void => {
+    replaceBlobOf(base, { what: '', manifest, fresh }, old, bytes);
   };
+  const sparse = manifest.blobs.filter((x) => x.role === 'sparse file');
+  // A trace with sparse files: half its mutations are of their encodings.
+  if (sparse.length > 0 && m.int(2) === 0) {
+    const b = m.pick(sparse);
+    const s = m.sparse(fs.readFileSync(path.join(base.dir, 'blobs', b.sha256)));
+    replaceBlob(b.sha256, s.bytes);
+    return { what: `sparse file ${b.path ?? ''}: ${s.what}`, manifest, fresh };
+  }
   const kind = m.int(100);
   let what: string;
+
   if (kind < 62) {
     const rec = m.pick(base.events.records);
     const changed = m.field(rec);
@@ -341,16 +484,14 @@ function mutate(base: Base, m: Mutator): Mutant {
     const b = m.pick(manifest.blobs.filter((x) => x.role !== 'events'));
     const bytes = fs.readFileSync(path.join(base.dir, 'blobs', b.sha256));
     if (bytes.length > 0) flipBit(bytes, m.int(bytes.length), m.int(8));
-    const sha = sha256(bytes);
-    fresh.set(sha, bytes);
-    for (const x of manifest.blobs) if (x.sha256 === b.sha256) Object.assign(x, { sha256: sha });
+    replaceBlob(b.sha256, bytes);
     what = `blob bytes: ${b.role} ${b.path ?? ''}`;
   }
   return { what, manifest, fresh };
 }
 
 /** The mutant as a trace directory: fresh blobs written, the others linked from the base. */
-function writeMutant(base: Base, mt: Mutant, dir: string): void {
+export function writeMutant(base: Base, mt: Mutant, dir: string): void {
   fs.mkdirSync(path.join(dir, 'blobs'), { recursive: true });
   fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(mt.manifest));
   for (const b of mt.manifest.blobs) {
@@ -366,9 +507,9 @@ function writeMutant(base: Base, mt: Mutant, dir: string): void {
 // ---------------------------------------------------------------------------------------------
 // Watching the server
 
-/** Resident memory of every descendant of this process (the server's workers and their programs). */
-function maxDescendantRss(): number {
-  let max = 0;
+/** Every descendant of this process: the server's workers, their sandboxes and programs. */
+function descendants(): number[] {
+  const out: number[] = [];
   const walk = (pid: number, depth: number): void => {
     if (depth > 8) return;
     let tids: string[];
@@ -378,25 +519,89 @@ function maxDescendantRss(): number {
       return;
     }
     for (const tid of tids) {
-      let kids: string;
+      let kids = '';
       try {
         kids = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
       } catch {
-        continue;
+        // gone
       }
       for (const k of kids ? kids.split(/\s+/).map(Number) : []) {
-        try {
-          const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${k}/status`, 'utf8'));
-          if (m) max = Math.max(max, Number(m[1]) * 1024);
-        } catch {
-          // gone
-        }
+        out.push(k);
         walk(k, depth + 1);
       }
     }
   };
   walk(process.pid, 0);
-  return max;
+  return out;
+}
+
+function rssOf(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0; // gone
+  }
+}
+
+/**
+ * What a confined replay worker sees of the file system, from outside (/proc/PID/root): paths
+ * that are neither "/", /proc, the stub and the directories leading to it, nor one trace
+ * directory (manifest.json, blobs/<sha256>, events.partial) and the directories leading to it.
+ * Undefined when the worker is not confined yet (its root is still the host's) or is gone.
+ */
+function strayPaths(pid: number, stub: string): string[] | undefined {
+  const root = `/proc/${pid}/root`;
+  try {
+    const ours = fs.statSync('/');
+    const its = fs.statSync(root);
+    if (its.dev === ours.dev && its.ino === ours.ino) return undefined;
+    const seen: string[] = [];
+    const visit = (rel: string): void => {
+      seen.push(rel);
+      if (rel === '/proc' || seen.length > 1000 || !fs.lstatSync(root + rel).isDirectory()) return;
+      for (const e of fs.readdirSync(root + rel)) visit(path.posix.join(rel, e));
+    };
+    visit('/');
+    const allowed = new Set(['/', '/proc']);
+    const leadTo = (p: string): void => {
+      for (let d = p; d !== '/'; d = path.dirname(d)) allowed.add(d);
+    };
+    leadTo(stub);
+    const traces = seen.filter((p) => p.endsWith('/manifest.json')).map((p) => path.dirname(p));
+    if (traces.length === 1) {
+      const t = traces[0]!;
+      leadTo(path.join(t, 'manifest.json'));
+      leadTo(path.join(t, 'events.partial'));
+      allowed.add(path.join(t, 'blobs'));
+      for (const p of seen) if (path.dirname(p) === path.join(t, 'blobs') && /^[0-9a-f]{64}$/.test(path.basename(p))) allowed.add(p);
+    }
+    return seen.filter((p) => !allowed.has(p));
+  } catch {
+    return undefined; // it ended meanwhile
+  }
+}
+
+function cmdlineOf(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * A health check must be answered before the event loop's thread (the server's, shared with
+ * this bench) has run for HEALTH_CPU_MS: a loop held by a request runs all that time. Its time
+ * on a CPU, not the clock's, because on a shared, loaded machine the thread may wait seconds for
+ * a CPU without the server being at fault; the clock bounds it too, more loosely.
+ */
+const HEALTH_CPU_MS = 2000;
+const HEALTH_WALL_MS = 30_000;
+
+/** Time the main thread has spent on a CPU (/proc schedstat), in ms. */
+function mainThreadCpuMs(): number {
+  return Number(fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
 }
 
 /** grpc.health.v1.Health/Check for the whole server: SERVING is field 1 = 1. */
@@ -416,6 +621,8 @@ function healthCheck(c: Clients, deadlineMs: number): Promise<boolean> {
 interface ReplayResult {
   outcome: string;
   output: Buffer;
+  /** The error's details, when the replay ended with one. */
+  details?: string;
 }
 
 function replay(c: Clients, traceId: string): Promise<ReplayResult> {
@@ -432,17 +639,25 @@ function replay(c: Clients, traceId: string): Promise<ReplayResult> {
       }
       if (m.exit) exit = m.exit.status;
     });
-    s.on('error', (e: ServiceError) => resolve({ outcome: `replay:${status[e.code]}`, output: Buffer.concat(out) }));
+    s.on('error', (e: ServiceError) => resolve({ outcome: `replay:${status[e.code]}`, output: Buffer.concat(out), details: e.details }));
     s.on('end', () => resolve({ outcome: `exit:${exit ?? 'none'}`, output: Buffer.concat(out) }));
   });
 }
 
 const UPLOAD_REFUSALS = new Set(['INVALID_ARGUMENT', 'DATA_LOSS', 'FAILED_PRECONDITION']);
-const REPLAY_ENDINGS = new Set(['ABORTED', 'DEADLINE_EXCEEDED']);
+/**
+ * How a replay may end other than with an exit status: stopped idle or past its time
+ * (DEADLINE_EXCEEDED), or its sandbox stopped at the CPU bound (ABORTED, killed by SIGXCPU and
+ * then SIGKILL). A worker that crashes otherwise is a failure.
+ */
+function acceptableEnding(r: ReplayResult): boolean {
+  if (r.outcome === 'replay:DEADLINE_EXCEEDED') return true;
+  return r.outcome === 'replay:ABORTED' && /killed by SIG(XCPU|KILL)\b/.test(r.details ?? '');
+}
 
-function record(fixtures: string, work: string): string[] {
+function record(fixtures: string, work: string, only?: string[]): string[] {
   const dirs: string[] = [];
-  for (const b of BASES) {
+  for (const b of BASES.filter((x) => !only || only.includes(x.fixture))) {
     const exe = path.join(work, b.fixture);
     const cc = spawnSync('gcc', ['-O1', '-o', exe, path.join(fixtures, `${b.fixture}.c`)], { encoding: 'utf8' });
     if (cc.status !== 0) throw new Error(`gcc ${b.fixture}: ${cc.stderr}`);
@@ -459,7 +674,7 @@ function record(fixtures: string, work: string): string[] {
   return dirs;
 }
 
-function loadBase(dir: string): Base {
+export function loadBase(dir: string): Base {
   const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as Base['manifest'];
   const ev = manifest.blobs.find((b) => b.role === 'events')!;
   return { dir, manifest, events: parseEventStream(fs.readFileSync(path.join(dir, 'blobs', ev.sha256))) };
@@ -481,21 +696,35 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
     refusedAtUpload: 0,
     replayed: 0,
     outcomes: {},
+    messages: {},
     failures: [],
     healthChecks: 0,
     healthMaxMs: 0,
+    healthMaxCpuMs: 0,
+    viewsChecked: 0,
     maxWorkerRssBytes: 0,
     memoryBoundBytes: MEMORY_BOUND,
     integrity: '',
-    originalsIntact: false,
+    originalsIntact: true,
+    fullChecks: 0,
     ms: 0,
+    phaseMs: {},
+  };
+  const timed = async <T>(phase: string, f: () => Promise<T>): Promise<T> => {
+    const t = performance.now();
+    try {
+      return await f();
+    } finally {
+      report.phaseMs[phase] = Math.round((report.phaseMs[phase] ?? 0) + performance.now() - t);
+    }
   };
   const server = await startServer({
     dataDir,
     listen: '127.0.0.1:0',
     logger: pino({ level: 'silent' }),
-    maxSessions: 4,
-    idleTimeoutMs: 5000,
+    maxSessions: 10,
+    // Long enough that a replay waiting for a CPU on a loaded machine is not taken for idle.
+    idleTimeoutMs: 15_000,
     sandbox: { memoryBytes: MEMORY_BOUND, cpuSeconds: 20 },
   });
   const clients: Clients[] = [];
@@ -511,32 +740,76 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
   const canaryFiles = [path.join(os.tmpdir(), `rewind-canary-${randomBytes(8).toString('hex')}`), path.join(dataDir, 'canary')];
   for (const f of canaryFiles) fs.writeFileSync(f, `${canary}\n`);
 
+  const stub = stubPath();
   let watching = true;
   const watch = async (): Promise<void> => {
     const hc = await client('reader');
-    while (watching) {
+    for (let tick = 0; watching; tick++) {
       const start = performance.now();
-      const ok = await healthCheck(hc, 2000);
+      const ran = mainThreadCpuMs();
+      const ok = await healthCheck(hc, HEALTH_WALL_MS);
       const ms = performance.now() - start;
+      const cpu = mainThreadCpuMs() - ran;
       report.healthChecks++;
       report.healthMaxMs = Math.max(report.healthMaxMs, ms);
-      if (!ok) fail(`health check failed after ${Math.round(ms)} ms`);
-      report.maxWorkerRssBytes = Math.max(report.maxWorkerRssBytes, maxDescendantRss());
+      report.healthMaxCpuMs = Math.max(report.healthMaxCpuMs, cpu);
+      if (!ok || cpu > HEALTH_CPU_MS) fail(`health check ${ok ? 'answered' : 'failed'} after ${Math.round(ms)} ms, the event loop's thread having run ${Math.round(cpu)} ms meanwhile`);
+      // The processes every third check (they take this process's time, which the server shares).
+      for (const pid of tick % 3 === 0 ? descendants() : []) {
+        report.maxWorkerRssBytes = Math.max(report.maxWorkerRssBytes, rssOf(pid));
+        // A replay worker, once confined: exactly its trace, the stub and /proc, no canary.
+        if (!cmdlineOf(pid).includes('replay_worker.js')) continue;
+        const stray = strayPaths(pid, stub);
+        if (stray === undefined) continue;
+        report.viewsChecked++;
+        if (stray.length > 0) fail(`replay worker ${pid} sees ${JSON.stringify(stray.slice(0, 5))} beyond its trace and the stub`);
+        for (const c of canaryFiles) if (fs.existsSync(`/proc/${pid}/root${c}`)) fail(`replay worker ${pid} can reach canary ${c}`);
+      }
       await new Promise((r) => setTimeout(r, 100));
     }
   };
   let watcher: Promise<void> | undefined;
 
+  const integrity = (): string => {
+    // A connection of its own, read-only, beside the server's (WAL: it sees the last commit).
+    const db = new Database(path.join(dataDir, 'catalog.sqlite'), { readonly: true });
+    try {
+      return (db.pragma('integrity_check', { simple: true }) as string) ?? '';
+    } finally {
+      db.close();
+    }
+  };
+
   try {
     // Recorded before the watch starts: spawnSync holds this process's event loop meanwhile.
-    const bases = record(path.join(REPO, 'test', 'fixtures'), work).map(loadBase);
+    const bases = await timed('record', async () => record(path.join(REPO, 'test', 'fixtures'), work, opts.fixtures).map(loadBase));
     watcher = watch();
     const up = await client('agent');
+    const checker = await client('reader');
     const originals: { id: string; result: ReplayResult }[] = [];
     for (const b of bases) {
       const id = (await pushTrace(up, b.dir)).traceId;
-      originals.push({ id, result: await replay(await client('reader'), id) });
+      originals.push({ id, result: await replay(checker, id) });
     }
+    // The expensive checks: the catalogue's integrity, every first trace listed and replayed as
+    // at the start (their blobs are shared with every mutant deleted since).
+    const fullCheck = async (after: number): Promise<void> => {
+      await timed('full check', async () => {
+        report.fullChecks++;
+        const verdict = integrity();
+        report.integrity = verdict;
+        if (verdict !== 'ok') fail(`after ${after} mutations: PRAGMA integrity_check says ${verdict}`);
+        const listed: ListTracesResponse = await call(checker, checker.catalog.listTraces.bind(checker.catalog), ListTracesRequest.fromPartial({ limit: 10_000 }));
+        const ids = new Set(listed.traces.map((t) => t.id));
+        for (const o of originals) {
+          const again = await replay(checker, o.id);
+          if (!ids.has(o.id) || again.outcome !== o.result.outcome || !again.output.equals(o.result.output)) {
+            report.originalsIntact = false;
+            fail(`after ${after} mutations: trace ${o.id} recorded first no longer lists or replays as before (${again.outcome} vs ${o.result.outcome})`);
+          }
+        }
+      });
+    };
     const shas = bases.flatMap((b) => b.manifest.blobs.map((x) => x.sha256));
     const names = [
       '../../../../../../etc/passwd',
@@ -558,7 +831,13 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
     const m = new Mutator(rng(opts.seed), names);
     const admin = connect({ server: server.address, token: fs.readFileSync(server.adminTokenPath, 'utf8').trim(), tls: false });
     clients.push(admin);
-    let next = 0;
+    const checkEvery = opts.checkEvery ?? 500;
+    let next = opts.from ?? 0;
+    for (let i = 0; i < next; i++) mutate(bases[i % bases.length]!, m);
+    let done = 0;
+    // Blobs some lane is uploading: two mutants may share a new blob (the same events), and the
+    // server answers a second stream for a blob being written ABORTED (busy), as it should.
+    const uploading = new Map<string, Promise<void>>();
     const lane = async (n: number): Promise<void> => {
       const agent = await client('agent');
       const reader = await client('reader');
@@ -573,12 +852,18 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
           report.outcomes[k] = (report.outcomes[k] ?? 0) + 1;
         };
         let id: string | undefined;
+        for (let busy = [...mt.fresh.keys()].map((k) => uploading.get(k)); busy.some(Boolean); busy = [...mt.fresh.keys()].map((k) => uploading.get(k))) {
+          await Promise.all(busy);
+        }
+        let uploaded!: () => void;
+        const held = new Promise<void>((resolve) => (uploaded = resolve));
+        for (const k of mt.fresh.keys()) uploading.set(k, held);
         try {
-          // The server's validator sees the manifest as mutated, as far as the message's types carry
-          // it (the client's own checks come after).
-          const manifest = representable(mt.manifest);
-          if (manifest) await call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifest });
-          id = (await pushTrace(agent, dir, { retries: 0, allowIncomplete: true })).traceId;
+          // The server's validator sees a mutated manifest as it is, as far as the message's types
+          // carry it (the client's own checks come after; pushTrace prepares an intact one itself).
+          const manifest = mt.what.startsWith('manifest:') ? representable(mt.manifest) : undefined;
+          if (manifest) await timed('prepare', () => call(agent, agent.upload.prepareUpload.bind(agent.upload), { manifest }));
+          id = (await timed('upload', () => pushTrace(agent, dir, { retries: 0, allowIncomplete: true }))).traceId;
         } catch (err) {
           const code = isServiceError(err) ? status[err.code] : undefined;
           if (code && UPLOAD_REFUSALS.has(code)) {
@@ -591,45 +876,53 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
           } else {
             fail(`${label}: upload failed with ${code ?? (err as Error).message}`);
           }
+        } finally {
+          for (const k of mt.fresh.keys()) uploading.delete(k);
+          uploaded();
         }
         if (id) {
-          const r = await replay(reader, id);
+          const r = await timed('replay', () => replay(reader, id!));
           report.replayed++;
           count(r.outcome);
-          if (r.outcome.startsWith('replay:') && !REPLAY_ENDINGS.has(r.outcome.slice(7))) fail(`${label}: ${r.outcome}`);
+          if (r.outcome !== 'exit:0') {
+            const last = r.output.toString('utf8').trimEnd().split('\n').pop() ?? '';
+            const key = last.replace(/\b(0x)?[0-9a-f]{6,}\b|\d+/g, 'N').slice(0, 120);
+            report.messages[key] = (report.messages[key] ?? 0) + 1;
+          }
+          if (r.outcome.startsWith('replay:') && !acceptableEnding(r)) fail(`${label}: ${r.outcome} (${r.details ?? ''})`);
           if (r.output.includes(canary)) fail(`${label}: a canary file's content came out of the replay`);
           try {
-            await call(admin, admin.catalog.deleteTrace.bind(admin.catalog), { id });
+            await timed('delete', () => call(admin, admin.catalog.deleteTrace.bind(admin.catalog), { id }));
           } catch (err) {
             fail(`${label}: deleting it failed: ${(err as Error).message}`);
           }
         }
+        // The cheap catalogue check, every time: a first trace is still served whole.
+        const o = originals[i % originals.length]!;
+        try {
+          const got = await timed('get', () => call(reader, reader.catalog.getTrace.bind(reader.catalog), { id: o.id }));
+          if (got.summary?.id !== o.id) fail(`${label}: afterwards GetTrace ${o.id} answered another trace`);
+        } catch (err) {
+          fail(`${label}: afterwards GetTrace ${o.id} failed: ${(err as Error).message}`);
+        }
         fs.rmSync(dir, { recursive: true, force: true });
-        if ((i + 1) % 100 === 0) log(`${i + 1} mutations, ${report.failures.length} failures`);
+        done++;
+        if (done % 100 === 0) {
+          const rate = (done / (Date.now() - t0)) * 1000;
+          log(`${done} mutations in ${Math.round((Date.now() - t0) / 1000)} s (${rate.toFixed(1)}/s), ${report.failures.length} failures, ${JSON.stringify(report.outcomes)}`);
+        }
+        if (done % checkEvery === 0 && next < opts.count) await fullCheck(done);
       }
     };
-    await Promise.all(Array.from({ length: opts.parallel ?? 2 }, (_, n) => lane(n)));
-
-    // The first traces: still listed, still replayed exactly as at the start.
-    const rd = await client('reader');
-    const listed: ListTracesResponse = await call(rd, rd.catalog.listTraces.bind(rd.catalog), ListTracesRequest.fromPartial({ limit: 10_000 }));
-    const ids = new Set(listed.traces.map((t) => t.id));
-    report.originalsIntact = true;
-    for (const o of originals) {
-      const again = await replay(rd, o.id);
-      if (!ids.has(o.id) || again.outcome !== o.result.outcome || !again.output.equals(o.result.output)) {
-        report.originalsIntact = false;
-        fail(`trace ${o.id} recorded first no longer lists or replays as before (${again.outcome} vs ${o.result.outcome})`);
-      }
-    }
+    await Promise.all(Array.from({ length: opts.parallel ?? 4 }, (_, n) => lane(n)));
+    await fullCheck(done);
   } finally {
     watching = false;
     await watcher;
     for (const c of clients) c.close();
     await server.close();
-    const db = new Database(path.join(dataDir, 'catalog.sqlite'), { readonly: true });
-    report.integrity = (db.pragma('integrity_check', { simple: true }) as string) ?? '';
-    db.close();
+    // Once more on the closed catalogue: what a restarted server would open.
+    report.integrity = integrity();
     for (const f of canaryFiles) fs.rmSync(f, { force: true });
     fs.rmSync(work, { recursive: true, force: true });
     report.ms = Date.now() - t0;
@@ -646,7 +939,22 @@ function flag(name: string): string | undefined {
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const count = Number(flag('--count') ?? 10_000);
   const seed = Number(flag('--seed') ?? Date.now() % 2 ** 31);
-  const report = await runHostileBatch({ count, seed, log: (l) => process.stderr.write(`${l}\n`) });
+  const num = (name: string): number | undefined => (flag(name) === undefined ? undefined : Number(flag(name)));
+  // Failures go to this file as they happen (and progress to stderr), so a long run can be watched.
+  const failureLog = flag('--failures');
+  if (failureLog) fs.writeFileSync(failureLog, '');
+  const report = await runHostileBatch({
+    count,
+    seed,
+    from: num('--from'),
+    parallel: num('--parallel'),
+    checkEvery: num('--check-every'),
+    fixtures: flag('--fixtures')?.split(','),
+    log: (line) => {
+      process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+      if (failureLog && line.startsWith('failure: ')) fs.appendFileSync(failureLog, `${line}\n`);
+    },
+  });
   process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   process.exitCode = report.failures.length === 0 && report.integrity === 'ok' && report.originalsIntact ? 0 : 1;
 }

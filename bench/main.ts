@@ -10,6 +10,10 @@
 //                  program prints the longest run of rounds one thread finished while the
 //                  others waited, natively and recorded (fairness)
 //   sh-200         sh -c running 200 short commands (fork, exec, wait)
+//   syscalls       200,000 getppid(2) calls (bench/syscall_loop.c): the recorder's cost per
+//                  traced syscall, its two ptrace stops, printed on a line of its own
+// The start-up of recording and replaying /bin/true is printed on its own line; trace bytes per
+// second of recording is a column (issue 14).
 // Then the debugger (issue 5, bench/debug.ts) and the service (issue 4, server/bench/service.ts).
 // `positions [N]` (bench/positions.ts, not part of `all`) records and replays the positions
 // corpus N times (default 100).
@@ -28,6 +32,7 @@ import { positionsBench } from './positions.js';
 import { syscallBufferBench } from './syscall_buffer.js';
 
 const RUNS = 3;
+const SYSCALLS = 200_000;
 const TIMEOUT_MS = 600_000;
 
 // dist/bench/main.js → the repository root; bench/main.ts works the same way.
@@ -185,7 +190,7 @@ function fmtBytes(b: number): string {
 }
 
 function table(rows: Row[]): string {
-  const head = ['workload', 'native', 'record', 'replay', 'record/native', 'replay/native', 'trace size', 'replay output'];
+  const head = ['workload', 'native', 'record', 'replay', 'record/native', 'replay/native', 'trace size', 'trace/s recorded', 'replay output'];
   const body = rows.map((r) => [
     r.name,
     fmtMs(r.native),
@@ -194,6 +199,7 @@ function table(rows: Row[]): string {
     `${(r.record / r.native).toFixed(2)}x`,
     `${(r.replay / r.native).toFixed(2)}x`,
     fmtBytes(r.traceBytes),
+    `${fmtBytes(r.traceBytes / (r.record / 1000))}/s`,
     r.sameOutput ? 'same' : 'DIFFERS',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => (row[i] ?? '').length)));
@@ -212,20 +218,28 @@ function engineBench(): number {
     const cpu = gcc(work, 'cpu_loop');
     const reader = gcc(work, 'read_heavy');
     const threads = gcc(work, 'threads_mutex', ['-pthread']);
+    const syscalls = gcc(work, 'syscall_loop');
     const data = join(work, 'data-100MB');
     makeFile(data, 100 * 1000 * 1000);
     const python = realPython();
 
     process.stderr.write(`bench: median of ${RUNS} runs each, wall clock, nothing subtracted `);
+    const startUp = measure(work, 'start-up: /bin/true', '/bin/true', []);
     const rows = [
       measure(work, 'cpu-loop', cpu, []),
       measure(work, 'read-100MB-4KiB', reader, [data]),
       measure(work, 'python3 -c pass', python, ['-c', 'pass']),
       measure(work, 'threads-mutex (4 threads)', threads, []),
       measure(work, 'sh: 200 commands', '/bin/sh', ['-c', 'i=0; while [ $i -lt 200 ]; do /bin/true; i=$((i+1)); done; echo ran $i']),
+      measure(work, `syscalls: ${SYSCALLS / 1000}k getppid`, syscalls, [String(SYSCALLS)]),
     ];
     process.stderr.write('\n');
-    process.stdout.write(`${table(rows)}\n`);
+    process.stdout.write(`${table([startUp, ...rows])}\n`);
+    const loop = rows.at(-1) as Row;
+    const perCall = (x: number, start: number): string => `${(((x - start - (loop.native - startUp.native)) * 1000) / SYSCALLS).toFixed(2)} µs`;
+    process.stdout.write(
+      `per traced syscall (its two ptrace stops; start-up and native time taken off): record ${perCall(loop.record, startUp.record)}, replay ${perCall(loop.replay, startUp.replay)}\n`,
+    );
     process.stdout.write(`second recording of python3 -c pass (through its shim when it has one) adds: ${secondRecording(work, 'python3', ['-c', 'pass'])}\n`);
     const fairness = rows.find((r) => r.name.startsWith('threads-mutex'));
     if (fairness) {

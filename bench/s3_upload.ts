@@ -59,6 +59,13 @@ async function plainUpload(file: string, bucket: string, key: string): Promise<n
   }
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 function peakRss(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : NaN;
@@ -93,15 +100,24 @@ async function main(): Promise<void> {
     try {
       const address = await new Promise<string>((resolve, reject) => {
         let out = '';
+        let line = '';
         srv.stdout.on('data', (d: Buffer) => {
           out += d.toString();
+          // What went wrong on the way (a part refused, a stream broken) explains a slow figure:
+          // the server's warnings and errors, by whole lines (a chunk may end in the middle of one).
+          const lines = (line + d.toString()).split('\n');
+          line = lines.pop()!;
+          for (const l of lines) if (/"level":[456]0/.test(l)) console.error(`server: ${l}`);
           const m = /"address":"([^"]+)"[^\n]*"msg":"rewind server listening"|"msg":"rewind server listening"[^\n]*"address":"([^"]+)"/.exec(out);
           if (m) resolve((m[1] ?? m[2])!);
         });
         srv.once('exit', (code) => reject(new Error(`server exited with ${code}: ${out}`)));
       });
       const env = { ...process.env, REWIND_SERVER: address, REWIND_TOKEN: fs.readFileSync(path.join(dataDir, 'admin.token'), 'utf8').trim() };
+      const cpu0 = cpuSeconds(srv.pid!);
       const push = run(['push', trace], env);
+      const serverCpu = cpuSeconds(srv.pid!) - cpu0;
+      for (const l of push.stderr.split('\n')) if (/interrupted/.test(l)) console.error(`push: ${l}`);
       const id = push.stdout.trim();
       const afterUpload = peakRss(srv.pid!);
       const replay = run(['replay', id], env);
@@ -110,7 +126,7 @@ async function main(): Promise<void> {
       const rate = (ms: number): string => `${((bytes / (1 << 20)) / (ms / 1000)).toFixed(1)} MiB/s`;
       console.log(`S3 upload of a ${(bytes / (1 << 20)).toFixed(0)} MiB blob (${loc.bucket}, parts of ${DEFAULT_PART_SIZE >> 20} MiB, ${PARTS_IN_FLIGHT} in flight)`);
       console.log(`  plain SDK multipart upload     ${(plainMs / 1000).toFixed(2)} s  ${rate(plainMs)}`);
-      console.log(`  rewind push through the server ${(push.ms / 1000).toFixed(2)} s  ${rate(push.ms)}  (whole trace, CLI start-up included)`);
+      console.log(`  rewind push through the server ${(push.ms / 1000).toFixed(2)} s  ${rate(push.ms)}  (whole trace, CLI start-up included; server CPU ${serverCpu.toFixed(1)} s)`);
       console.log(`  ratio server / plain           ${((plainMs / push.ms) * 100).toFixed(0)}%   (goal >= 80%)`);
       console.log(`  remote replay                  ${(replay.ms / 1000).toFixed(2)} s  (blob fetched into the cache, verified)`);
       console.log(`  server peak RSS                ${(afterUpload / (1 << 20)).toFixed(0)} MiB after the upload, ${(afterReplay / (1 << 20)).toFixed(0)} MiB after the replay   (goal < 300 MB)`);

@@ -1,5 +1,6 @@
-// `node dist/bench/main.js syscallbuf`: issue 14's rows that the syscall buffer moves, each
-// recorded with the buffer and without it (REWIND_SYSCALL_BUFFER=0), against native in the same
+// `node dist/bench/main.js syscallbuf`: issue 14's rows that the syscall buffer moves (and a loop
+// of rdtsc, which it patches), each
+// recorded with the buffer (the default) and without it (REWIND_SYSCALL_BUFFER=0), against native in the same
 // run. Recording and replaying /bin/true is measured too and printed on its own line: the ratios
 // are of the work itself, that fixed start-up (node, the CLI, the trace's files) taken off.
 import { spawnSync } from 'node:child_process';
@@ -79,6 +80,12 @@ export function syscallBufferBench(cli: string, sources: string, print: (line: s
     const reader = join(work, 'read_heavy');
     const cc = spawnSync('gcc', ['-O1', '-o', reader, join(sources, 'read_heavy.c')], { encoding: 'utf8' });
     if (cc.status !== 0) throw new Error(`gcc read_heavy.c failed:\n${cc.stderr}`);
+    const tsc = join(work, 'rdtsc_loop');
+    const cc2 = spawnSync('gcc', ['-O1', '-o', tsc, join(sources, 'rdtsc_loop.c')], { encoding: 'utf8' });
+    if (cc2.status !== 0) throw new Error(`gcc rdtsc_loop.c failed:\n${cc2.stderr}`);
+    const threads = join(work, 'threads_mutex');
+    const cc3 = spawnSync('gcc', ['-O1', '-pthread', '-o', threads, join(sources, 'threads_mutex.c')], { encoding: 'utf8' });
+    if (cc3.status !== 0) throw new Error(`gcc threads_mutex.c failed:\n${cc3.stderr}`);
     const data = join(work, 'data-100MB');
     const block = randomBytes(1 << 20);
     const fd = openSync(data, 'w');
@@ -89,7 +96,9 @@ export function syscallBufferBench(cli: string, sources: string, print: (line: s
     const workloads: [string, string, string[]][] = [
       ['read 100 MB in 4 KiB reads', reader, [data]],
       ['python3 -c pass', python, ['-c', 'pass']],
+      ['200,000 rdtsc in a loop', tsc, []],
       ['sh -c, 200 commands', '/bin/sh', ['-c', 'i=0; while [ $i -lt 200 ]; do /bin/true; i=$((i+1)); done; echo ran $i']],
+      ['4 threads around a mutex', threads, []],
     ];
     process.stderr.write(`bench: median of ${RUNS} runs each `);
     const startOn = measure(cli, work, '/bin/true', '/bin/true', [], true);
