@@ -88,7 +88,7 @@ describe('memory', () => {
       const outside = await record(exe, ['map', held]);
       expect(outside.status, describeRun(outside)).not.toBe(0);
       expect(outside.stderr.toString()).toContain(
-        `the program maps a file shared with process ${holder.pid}, which is not recorded: rewind cannot replay memory shared with it`,
+        `the program maps a file shared with process ${holder.pid} (map_shared, which maps it as ${held}), which is not recorded: rewind cannot replay memory shared with it`,
       );
     } finally {
       holder.stdin.end();

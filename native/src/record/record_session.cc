@@ -792,10 +792,12 @@ bool RecordSession::openedForWriting(const RecordedTask& t, uint64_t fd) const {
 // would show too.
 void RecordSession::checkSharedMapping(const RecordedTask& t, const struct stat& file,
                                        bool writable) {
+  std::string mappedAs;  // the other process's name for the file, for the message
   auto mapsIt = [&](pid_t pid, bool anyProt) {
     for (const MapsEntry& m : readMemoryMap(pid)) {
       if (m.shared && m.dev == file.st_dev && m.inode == file.st_ino &&
           (anyProt || (m.prot & PROT_WRITE))) {
+        mappedAs = m.name;
         return true;
       }
     }
@@ -822,9 +824,12 @@ void RecordSession::checkSharedMapping(const RecordedTask& t, const struct stat&
       continue;  // gone, or not ours to read
     }
     closedir(proc);
+    std::string comm;
+    std::ifstream("/proc/" + std::to_string(pid) + "/comm") >> comm;
     fail(ErrorCode::Unsupported,
-         "the program maps a file shared with process " + std::to_string(pid) +
-             ", which is not recorded: rewind cannot replay memory shared with it");
+         "the program maps a file shared with process " + std::to_string(pid) + " (" + comm +
+             ", which maps it as " + mappedAs +
+             "), which is not recorded: rewind cannot replay memory shared with it");
   }
   closedir(proc);
 }
