@@ -175,3 +175,27 @@ describe('signals that end a process', () => {
     }
   });
 });
+
+describe('stops of a process', () => {
+  beforeAll(requireCli);
+
+  const out = '10 children exited, codes sum to 45\n';
+
+  it('natively: a child stopped and continued again and again as it execs exits with its code', async () => {
+    const r = await run(compile('stop_during_exec'), []);
+    expect(r.status, describeRun(r)).toBe(0);
+    expect(r.stdout.toString()).toBe(out);
+  });
+
+  // The recorder works in the child at its exec (syscalls it injects): a stop signal or the
+  // SIGCONT's notice (a PTRACE_EVENT_STOP) landed there in each of the 10 rounds of a recording
+  // on 2 cores, which failed the recording. A SIGSTOP held to be sent again after the injection
+  // would come after the SIGCONT, and stop the child for good.
+  it(`SIGSTOP and SIGCONT to a child as it execs: ${runs} recordings replay`, async () => {
+    const exe = compile('stop_during_exec');
+    for (let i = 0; i < runs; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0, timeoutMs: 20_000 });
+      expect(rec.stdout.toString()).toBe(out);
+    }
+  });
+});

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -36,6 +37,10 @@ RemoteSyscalls::~RemoteSyscalls() {
     // The task died under us; whoever waits for it next will see that.
   }
   if (stopLater_) syscall(SYS_tkill, task_.tid(), SIGSTOP);
+  // Its next resume traps before any code of its own runs: in its process's stop if that is still
+  // in force, else as continued (PTRACE_EVENT_STOP with SIGTRAP), which the recorder handles as
+  // it would have then.
+  if (trapLater_) ptrace(PTRACE_INTERRUPT, task_.tid(), nullptr, nullptr);
 }
 
 long RemoteSyscalls::call(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
@@ -53,22 +58,38 @@ long RemoteSyscalls::call(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64
   task_.setRegs(r);
   // Resuming a PTRACE_SYSEMU stop with PTRACE_SYSCALL first reports an exit stop for the
   // skipped syscall (rip still at the gadget); the injected entry stop has rip past it.
+  int deliver = 0;
   for (;;) {
-    task_.resume(PTRACE_SYSCALL);
+    task_.resume(PTRACE_SYSCALL, deliver);
+    deliver = 0;
     Stop s = task_.wait();
     // A debugger's SIGSTOP that was meant to interrupt the task's own code: not for this.
     if (s.kind == Stop::Signal && s.sig == SIGSTOP && kick::take()) continue;
-    // Another SIGSTOP (a tracer's attach, the recorder's preemption): for the task's own code,
-    // sent again once the injection is over.
-    if (s.kind == Stop::Signal && s.sig == SIGSTOP) {
-      stopLater_ = true;
+    if (s.kind == Stop::Event && s.event == PTRACE_EVENT_STOP) {
+      trapLater_ = true;
       continue;
     }
-    if (s.kind == Stop::Signal && taker_ && taker_(task_.siginfo())) continue;
+    if (s.kind == Stop::Signal) {
+      const siginfo_t info = task_.siginfo();
+      // Another SIGSTOP (a tracer's attach, the recorder's preemption, which the recorder sent
+      // itself): for the task's own code, sent again once the injection is over.
+      if (s.sig == SIGSTOP && (!taker_ || (info.si_code == SI_TKILL && info.si_pid == getpid()))) {
+        stopLater_ = true;
+        continue;
+      }
+      const Fate fate = taker_ ? taker_(info) : Fate::Refused;
+      if (fate == Fate::Later) continue;
+      if (fate == Fate::Now) {
+        deliver = s.sig;  // its group-stop, if any, is one of the stops above
+        continue;
+      }
+    }
     if (!taker_ && isChildEnd(task_, s)) continue;
     if (s.kind != Stop::SyscallStop) {
-      fail(ErrorCode::System,
-           std::string("task stopped unexpectedly while injecting ") + syscallName(nr));
+      char status[16];
+      snprintf(status, sizeof status, "%#x", s.status);
+      fail(ErrorCode::System, std::string("task stopped unexpectedly while injecting ") +
+                                  syscallName(nr) + " (wait status " + status + ")");
     }
     if (task_.regs().rip == gadget_ + 2) break;
   }
@@ -83,6 +104,7 @@ long RemoteSyscalls::call(long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64
   do {
     task_.resume(PTRACE_SYSCALL);
     s = task_.wait();
+    if (s.kind == Stop::Event && s.event == PTRACE_EVENT_STOP) trapLater_ = true;
   } while (s.kind == Stop::Event && s.event != PTRACE_EVENT_EXIT);
   if (s.kind != Stop::SyscallStop) {
     fail(ErrorCode::System, std::string("task did not finish injected syscall ") + syscallName(nr));

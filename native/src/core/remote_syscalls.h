@@ -19,10 +19,13 @@ class RemoteSyscalls {
  public:
   // A signal that comes meanwhile (a timer's, a child's SIGCHLD) is not for the injected
   // syscalls. A recorder, whose program must get it, takes it to send it again once the task
-  // runs its own code (false: it cannot wait, a fault; the injection fails). Without a taker (a
-  // replay, whose SIGCHLDs are its own doing, the recording's being events of their own) a
-  // child's end is dropped, and any other signal fails the injection.
-  using SignalTaker = std::function<bool(const siginfo_t&)>;
+  // runs its own code (Later), or has it delivered at once if all it does is stop the process
+  // (Now: the kernel decides whether it still does, a SIGCONT since having undone it), or
+  // cannot let it wait (Refused: a fault; the injection fails). Without a taker (a replay, whose
+  // SIGCHLDs are its own doing, the recording's being events of their own) a child's end is
+  // dropped, and any other signal fails the injection.
+  enum class Fate { Later, Now, Refused };
+  using SignalTaker = std::function<Fate(const siginfo_t&)>;
 
   RemoteSyscalls(Task& task, uint64_t gadget, SignalTaker taker = nullptr);
   ~RemoteSyscalls();
@@ -50,7 +53,10 @@ class RemoteSyscalls {
   SignalTaker taker_;
   uint64_t origin_ = 0;
   bool stopLater_ = false;  // a SIGSTOP came meanwhile
-  bool seccompStops_;       // the task's, off meanwhile: an injected syscall stops at its entry
+  // A stop of the seized kind came meanwhile (its process's group-stop, or the kernel telling it
+  // its process was continued): the kernel reports it again where the task resumes.
+  bool trapLater_ = false;
+  bool seccompStops_;  // the task's, off meanwhile: an injected syscall stops at its entry
 };
 
 }  // namespace rwd

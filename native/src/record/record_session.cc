@@ -1298,12 +1298,17 @@ void RecordSession::resendHeld(RecordedTask& t) {
 // Holds an asynchronous signal that landed in user code. A standard signal already held is
 // not held twice: the kernel keeps one of each pending.
 // A signal that comes while the recorder injects syscalls into the task waits, as one held in
-// user code does, to be sent again once the task runs its own code; a fault cannot wait.
+// user code does, to be sent again once the task runs its own code; a fault cannot wait. One
+// whose only effect is to stop the process does so at once, as in user code (onSignal): a
+// SIGCONT that came since it was queued undoes it then, which one sent again later would miss.
 RemoteSyscalls::SignalTaker RecordSession::signalTaker(RecordedTask& t) {
+  using Fate = RemoteSyscalls::Fate;
   return [this, &t](const siginfo_t& info) {
-    if (isFault(info.si_signo, info)) return false;
-    if (!ignoresSignal(t.task->tid(), info.si_signo)) hold(t, info);
-    return true;
+    const pid_t tid = t.task->tid();
+    if (isFault(info.si_signo, info)) return Fate::Refused;
+    if (defaultStop(tid, info.si_signo) && !tracedByProgram(tid)) return Fate::Now;
+    if (!ignoresSignal(tid, info.si_signo)) hold(t, info);
+    return Fate::Later;
   };
 }
 
