@@ -1429,7 +1429,9 @@ RecordSession::Step RecordSession::stepOne(RecordedTask& t) {
     Stop s = t.task->wait();
     if (s.kind == Stop::Signal && s.sig == SIGTRAP) return Step::Done;
     if (s.kind == Stop::Signal) {
-      if (!signalTaker(t)(t.task->siginfo())) return Step::Faulted;
+      siginfo_t info = t.task->siginfo();
+      if (isFault(s.sig, info)) return Step::Faulted;
+      if (!ignoresSignal(t.task->tid(), s.sig)) hold(t, info);
       continue;
     }
     requeued_.emplace_back(t.task->tid(), s.status);
