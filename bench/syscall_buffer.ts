@@ -1,5 +1,5 @@
-// `node dist/bench/main.js syscallbuf`: issue 14's rows that the syscall buffer moves (and a loop
-// of rdtsc, which it patches), each
+// `node dist/bench/main.js syscallbuf`: issue 14's rows that the syscall buffer moves (a loop
+// of rdtsc, which it patches, and rr's detach_threads: gettid through libc's syscall()), each
 // recorded with the buffer (the default) and without it (REWIND_SYSCALL_BUFFER=0), against native in the same
 // run. Recording and replaying /bin/true is measured too and printed on its own line: the ratios
 // are of the work itself, that fixed start-up (node, the CLI, the trace's files) taken off.
@@ -86,6 +86,9 @@ export function syscallBufferBench(cli: string, sources: string, print: (line: s
     const threads = join(work, 'threads_mutex');
     const cc3 = spawnSync('gcc', ['-O1', '-pthread', '-o', threads, join(sources, 'threads_mutex.c')], { encoding: 'utf8' });
     if (cc3.status !== 0) throw new Error(`gcc threads_mutex.c failed:\n${cc3.stderr}`);
+    const gettid = join(work, 'gettid_threads');
+    const cc4 = spawnSync('gcc', ['-O1', '-pthread', '-o', gettid, join(sources, 'gettid_threads.c')], { encoding: 'utf8' });
+    if (cc4.status !== 0) throw new Error(`gcc gettid_threads.c failed:\n${cc4.stderr}`);
     const data = join(work, 'data-100MB');
     const block = randomBytes(1 << 20);
     const fd = openSync(data, 'w');
@@ -99,6 +102,7 @@ export function syscallBufferBench(cli: string, sources: string, print: (line: s
       ['200,000 rdtsc in a loop', tsc, []],
       ['sh -c, 200 commands', '/bin/sh', ['-c', 'i=0; while [ $i -lt 200 ]; do /bin/true; i=$((i+1)); done; echo ran $i']],
       ['4 threads around a mutex', threads, []],
+      ['20 threads, syscall(gettid)', gettid, []],
     ];
     process.stderr.write(`bench: median of ${RUNS} runs each `);
     const startOn = measure(cli, work, '/bin/true', '/bin/true', [], true);

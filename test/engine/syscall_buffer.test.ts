@@ -14,6 +14,7 @@ import {
   describeRun,
   expectRecorded,
   expectSameRun,
+  recordReplay,
   replay,
   requireCli,
   run,
@@ -171,6 +172,47 @@ describe('the syscall buffer', () => {
     expect(manifestSaysBuffered(rec)).toBe(true);
     expect(rec.stdout.toString()).toBe(native.stdout.toString());
     expectSameRun(rec, await replay(traceDir));
+  });
+
+  describe("libc's syscall() and a program's own syscall instruction (rr's detach_threads, hooks)", () => {
+    let raw: string;
+    beforeAll(() => {
+      raw = compile('raw_syscalls', { extra: ['-pthread'] });
+    });
+
+    /** Recorded with the buffer (the default) and replayed byte for byte: the trace's events. */
+    async function recordRaw(args: string[]): Promise<{ out: string; lines: string[] }> {
+      const native = await run(raw, args);
+      expect(native.status, describeRun(native)).toBe(0);
+      const { rec } = await recordReplay(raw, args, { env: baseEnv(), expectStatus: 0 });
+      expect(rec.stdout.toString()).toBe(native.stdout.toString());
+      return { out: rec.stdout.toString(), lines: await dump(rec) };
+    }
+
+    it('syscall(SYS_gettid) is buffered: each thread fills its buffer with the calls, and replay gives every tid back', async () => {
+      const { out, lines } = await recordRaw(['threads', '4', '20000']);
+      expect(out).toBe('threads 4, 20000 calls each, 0 wrong tids, pid and ppid agree\n');
+      expect(lines.filter((l) => / gettid\(\) = /.test(l)).length).toBe(4 * 20001);
+      // 20,000 records do not fit in a thread's 1 MiB: a traced gettid never fills the buffer.
+      expect(lines.filter((l) => /syscall_29272\(/.test(l)).length).toBeGreaterThanOrEqual(4);
+    }, 120_000);
+
+    it('syscall() keeps %xmm0-7, buffered or not (glibc\'s does, and programs count on it)', async () => {
+      const { out, lines } = await recordRaw(['vectors']);
+      expect(out).toBe('vectors kept\n');
+      expect(lines.filter((l) => / getuid\(/.test(l)).length).toBe(1);
+    });
+
+    it('syscall() returns and sets errno as glibc\'s does, with six arguments', async () => {
+      const { out } = await recordRaw(['errno']);
+      expect(out).toBe('close(-1) = -1, errno 9\ngettid agrees, errno 0\nmmap mapped\nmmap(fd -1) = -1, errno 9\n');
+    });
+
+    it("a syscall instruction of the program's own stops in the recorder each time, and replays", async () => {
+      const { out, lines } = await recordRaw(['raw', '2000']);
+      expect(out).toBe('raw close: 2000 of 2000 EBADF\n');
+      expect(lines.filter((l) => / close\(0xc350\) = -9 EBADF$/.test(l)).length).toBe(2000);
+    });
   });
 
   it('a static program makes its syscalls the traced way, and replays the same', async () => {

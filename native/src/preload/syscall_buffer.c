@@ -267,6 +267,87 @@ EXPORT time_t time(time_t* tloc) {
   return next ? next(tloc) : traced(SYS_time, (long)tloc, 0, 0, 0, 0, 0);
 }
 
+/* libc's syscall() for the numbers it may buffer: queries without arguments or output, which
+ * detach_threads-like programs make in a loop. glibc's syscall() is assembly that touches no
+ * vector or x87 register, and programs count on it (rr's sigreturn test keeps values in %xmm
+ * across syscall(SYS_gettid)): this one is assembly too, and its C part is general-regs-only and
+ * calls nothing of libc (dlsym would). Every other number goes to the kernel as glibc's does. */
+__attribute__((used)) static int bufferedSyscall(long nr, long* ret) {
+  return buffered(nr, 0, 0, 0, 0, NULL, 0, 0, ret);
+}
+#define STR_(x) #x
+#define STR(x) STR_(x)
+__asm__(".text\n"
+        ".globl syscall\n"
+        ".type syscall, @function\n"
+        "syscall:\n"
+        "  .cfi_startproc\n"
+        "  cmp $" STR(SYS_gettid) ", %rdi\n"
+        "  je 1f\n"
+        "  cmp $" STR(SYS_getpid) ", %rdi\n"
+        "  je 1f\n"
+        "  cmp $" STR(SYS_getppid) ", %rdi\n"
+        "  jne 2f\n"
+        "1:\n" /* the arguments kept for the kernel's way, and a word for the result */
+        "  push %rdi\n"
+        "  .cfi_adjust_cfa_offset 8\n"
+        "  push %rsi\n"
+        "  .cfi_adjust_cfa_offset 8\n"
+        "  push %rdx\n"
+        "  .cfi_adjust_cfa_offset 8\n"
+        "  push %rcx\n"
+        "  .cfi_adjust_cfa_offset 8\n"
+        "  push %r8\n"
+        "  .cfi_adjust_cfa_offset 8\n"
+        "  push %r9\n"
+        "  .cfi_adjust_cfa_offset 8\n"
+        "  sub $8, %rsp\n"
+        "  .cfi_adjust_cfa_offset 8\n"
+        "  mov %rsp, %rsi\n"
+        "  call bufferedSyscall\n"
+        "  test %eax, %eax\n" /* the flags survive mov, lea and pop */
+        "  mov (%rsp), %rax\n"
+        "  lea 8(%rsp), %rsp\n"
+        "  .cfi_adjust_cfa_offset -8\n"
+        "  pop %r9\n"
+        "  .cfi_adjust_cfa_offset -8\n"
+        "  pop %r8\n"
+        "  .cfi_adjust_cfa_offset -8\n"
+        "  pop %rcx\n"
+        "  .cfi_adjust_cfa_offset -8\n"
+        "  pop %rdx\n"
+        "  .cfi_adjust_cfa_offset -8\n"
+        "  pop %rsi\n"
+        "  .cfi_adjust_cfa_offset -8\n"
+        "  pop %rdi\n"
+        "  .cfi_adjust_cfa_offset -8\n"
+        "  jnz 3f\n"
+        "2:\n"
+        "  mov %rdi, %rax\n"
+        "  mov %rsi, %rdi\n"
+        "  mov %rdx, %rsi\n"
+        "  mov %rcx, %rdx\n"
+        "  mov %r8, %r10\n"
+        "  mov %r9, %r8\n"
+        "  mov 8(%rsp), %r9\n"
+        "  syscall\n"
+        "3:\n"
+        "  cmp $-4095, %rax\n"
+        "  jae 4f\n"
+        "  ret\n"
+        "4:\n"
+        "  neg %rax\n"
+        "  push %rax\n" /* also aligns the stack for the call */
+        "  .cfi_adjust_cfa_offset 8\n"
+        "  call __errno_location@PLT\n"
+        "  pop %rcx\n"
+        "  .cfi_adjust_cfa_offset -8\n"
+        "  mov %ecx, (%rax)\n"
+        "  or $-1, %rax\n"
+        "  ret\n"
+        "  .cfi_endproc\n"
+        ".size syscall, .-syscall\n");
+
 /* std::random_device's "default" source is the rdrand or rdseed instruction, which cannot be
  * trapped without CPUID faulting: replay would draw other numbers. Every token that names the CPU's
  * generator becomes "/dev/urandom", whose reads are syscalls (rr's preload does the same). The

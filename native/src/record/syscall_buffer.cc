@@ -39,6 +39,9 @@ bool bufferable(long nr) {
     case SYS_clock_gettime:
     case SYS_gettimeofday:
     case SYS_time:
+    case SYS_getpid:
+    case SYS_getppid:
+    case SYS_gettid:
       return true;
   }
   return false;
