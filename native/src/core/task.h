@@ -75,8 +75,16 @@ class Task {
   void resume(int request, int sig = 0);
   Stop wait();
 
+  // Keep the registers read or set since the task last resumed, sparing a PTRACE_GETREGS per
+  // read: only for a tracer whose every change to them goes through setRegs (replay; not the
+  // recorder, whose emulated ptrace pokes a program's tracees directly).
+  void keepRegs() { keepRegs_ = true; }
+
  private:
   pid_t tid_;
+  bool keepRegs_ = false;
+  mutable bool regsKnown_ = false;
+  mutable Regs regs_{};
   int memFd_ = -1;
   bool seccompStops_ = false;
   bool inSyscall_ = false;

@@ -150,6 +150,7 @@ void ReplaySession::spawnStub() {
   t.recordedTid = initialTid_;
   t.tgid = initialTid_;
   t.task = std::make_unique<Task>(pid);
+  t.task->keepRegs();
   // execve entry, the exec event, then the exit stop where the address space is rebuilt.
   for (;;) {
     t.task->resume(PTRACE_SYSCALL);
@@ -223,7 +224,9 @@ const ProgramImage* ReplaySession::program(uint32_t tgid) const {
 }
 
 void ReplaySession::activate(ReplayTask& t) {
-  t.sigmask = blockedSignals(*t.task);  // as the recorder notes it after each syscall
+  if (!t.maskKept)
+    t.sigmask = blockedSignals(*t.task);  // as the recorder notes it after each syscall
+  t.maskKept = false;
   active_ = t.recordedTid;
   segmentKey_ = eventIndex_;
   segmentResumed_ = false;
@@ -306,6 +309,7 @@ void ReplaySession::applyEvent() {
   auto now = tasks_.find(tid);
   ReplayTask& u = now != tasks_.end() ? now->second : tasks_.at(tgid);
   if (!u.exited && !u.parked && !u.pending && !u.atPosition) activate(u);
+  u.maskKept = false;  // good for the activation right after the syscall only
 }
 
 // What the program's emulated tracer changed in the task, where it stopped: where its last event
@@ -630,6 +634,7 @@ void ReplaySession::restoreState(const ReplayState& st, const std::map<uint32_t,
     static_cast<ReplayTaskState&>(t) = saved;
     t.watches.clear();  // copies do not inherit debug registers
     t.task = std::make_unique<Task>(copies.at(saved.recordedTid));
+    t.task->keepRegs();
   }
   reader_.rewind(st.mark);
   next_ = st.next;
@@ -832,7 +837,8 @@ void ReplaySession::checkTscRead(ReplayTask& t, const std::string& got) {
 
 void ReplaySession::onSyscall(ReplayTask& t) {
   Regs r = t.task->regs();
-  const bool compat = t.task->inCompatSyscall();
+  // The trampoline's instruction is a 64-bit `syscall` (replay maps the page): no need to ask.
+  const bool compat = r.rip != RWD_TRAMPOLINE_SYSCALL_END && t.task->inCompatSyscall();
   if (compat && !recordableCompatSyscall(*t.task)) diverged(t, describeCompatSyscall(*t.task));
   const long traced = traceSyscallNumber(r, compat);
   uint64_t args[6];
@@ -841,7 +847,8 @@ void ReplaySession::onSyscall(ReplayTask& t) {
   const SyscallSpec* spec = compat || !isCompatNumber(traced) ? lookupSyscall(traced) : nullptr;
   const long nr = nativeSyscall(traced);
   int nargs = spec ? spec->nargs : 6;
-  checkTscRead(t, describeSyscall(nr, args, nargs));
+  if (t.tscBuffer)
+    checkTscRead(t, describeSyscall(nr, args, nargs));  // a string per syscall is dear
   if (nr == RWD_SYS_TSC_NEXT && haveNext_ && next_.type == EventType::Tsc &&
       next_.tsc.tid == t.recordedTid) {
     return giveTsc(t, r, args[0]);
@@ -881,7 +888,9 @@ void ReplaySession::onSyscall(ReplayTask& t) {
       if (interruptedUnderOwnMask(t, r, ev)) return;
       emulate(t, r, ev);
       applyThreadArea(t, ev);
-      return applyStackLimit(t, ev);
+      applyStackLimit(t, ev);
+      t.maskKept = true;
+      return;
     case ReplayAction::Refused:
     case ReplayAction::Execve:  // a failed execve
       return emulate(t, r, ev);
@@ -1258,6 +1267,7 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   c.recordedTid = tid;
   c.tgid = (flags & CLONE_THREAD) ? t.tgid : tid;
   c.task = std::make_unique<Task>(pid_t(child));
+  c.task->keepRegs();
   c.stub = t.stub;
   // Threads share the address space; a new process has a copy of it.
   c.space = (flags & CLONE_VM) ? t.space : tid;

@@ -52,8 +52,11 @@ struct ReplayTaskState {
   bool atPosition = false;      // stopped at the position of its next Preempt event
   bool tracerHold = false;      // stays where its last event left it, for its tracer's changes
   bool exited = false;
-  int exitStatus = 0;          // wait status, once exited
-  uint64_t sigmask = 0;        // its blocked signals when it last went back to user code
+  int exitStatus = 0;    // wait status, once exited
+  uint64_t sigmask = 0;  // its blocked signals when it last went back to user code
+  // Its last stop was a syscall that replay emulated: the kernel ran nothing, so `sigmask` is
+  // still its mask (user code alone cannot change it).
+  bool maskKept = false;
   std::vector<Watch> watches;  // in its debug registers
   // Where the kernel clears its tid when it exits (CLONE_CHILD_CLEARTID); 0: nowhere.
   uint64_t clearChildTid = 0;
