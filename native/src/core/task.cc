@@ -226,6 +226,13 @@ bool Task::inCompatSyscall() const {
   return info.arch == AUDIT_ARCH_I386;
 }
 
+bool Task::atSyscallEntry() const {
+  __ptrace_syscall_info info{};
+  if (ptrace(PTRACE_GET_SYSCALL_INFO, tid_, sizeof info, &info) <= 0)
+    failPtrace("PTRACE_GET_SYSCALL_INFO");
+  return info.op == PTRACE_SYSCALL_INFO_ENTRY;
+}
+
 void Task::resume(int request, int sig) {
   regsKnown_ = false;
   if (request == PTRACE_SYSCALL && seccompStops_ && !inSyscall_) request = PTRACE_CONT;

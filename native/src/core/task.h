@@ -63,6 +63,8 @@ class Task {
   // At a syscall-entry stop: whether the syscall came in through a 32-bit entry (int $0x80,
   // sysenter), whose numbers and arguments are the i386 ABI's.
   bool inCompatSyscall() const;
+  // At a syscall stop: whether it is the entry (else the exit).
+  bool atSyscallEntry() const;
 
   // With seccomp stops on, resume(PTRACE_SYSCALL) outside a syscall is PTRACE_CONT: the
   // recorder's seccomp filter stops the syscalls it must see (PTRACE_EVENT_SECCOMP, their entry)

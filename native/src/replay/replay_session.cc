@@ -421,9 +421,21 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     {
       InsertedBreakpoints inserted(*t.task, single ? std::set<uint64_t>{} : addrs);
       const bool ends = t.deliverSig && killsProcess(t, t.deliverSig);
-      t.task->resume(single ? PTRACE_SYSEMU_SINGLESTEP : PTRACE_SYSEMU, t.deliverSig);
+      // A syscall replay executes is let run where the program made it: two stops, where
+      // stopping it (PTRACE_SYSEMU) and injecting it again takes four.
+      const bool running = !single && !ends && runsInPlace(t, end);
+      t.task->resume(single    ? PTRACE_SYSEMU_SINGLESTEP
+                     : running ? PTRACE_SYSCALL
+                               : PTRACE_SYSEMU,
+                     t.deliverSig);
       t.deliverSig = 0;
       s = ends ? waitForProcessEnd(t) : t.task->wait();
+      while (running && s.kind == Stop::SyscallStop && !t.task->atSyscallEntry()) {
+        // The exit of the syscall its last stop skipped (PTRACE_SYSEMU), reported first.
+        t.task->resume(PTRACE_SYSCALL);
+        s = t.task->wait();
+      }
+      if (running && s.kind == Stop::SyscallStop) s = atRunningEntry(t, s);
       if (s.kind == Stop::Signal && s.sig == SIGTRAP) {
         Regs r = t.task->regs();
         hit = !single && inserted.has(r.rip - 1);
@@ -839,6 +851,8 @@ void ReplaySession::onSyscall(ReplayTask& t) {
   Regs r = t.task->regs();
   // The trampoline's instruction is a 64-bit `syscall` (replay maps the page): no need to ask.
   const bool compat = r.rip != RWD_TRAMPOLINE_SYSCALL_END && t.task->inCompatSyscall();
+  const std::optional<long> ranInPlace = t.ranInPlace;
+  t.ranInPlace.reset();
   if (compat && !recordableCompatSyscall(*t.task)) diverged(t, describeCompatSyscall(*t.task));
   const long traced = traceSyscallNumber(r, compat);
   uint64_t args[6];
@@ -896,6 +910,7 @@ void ReplaySession::onSyscall(ReplayTask& t) {
       return emulate(t, r, ev);
     case ReplayAction::Execute:
     case ReplayAction::Mremap:
+      if (ranInPlace) return checkExecuted(t, ev, ev.args, *ranInPlace);
       return replayExecuted(t, ev);
     case ReplayAction::Mmap:
       return replayMmap(t, r, ev);
@@ -1115,9 +1130,63 @@ void ReplaySession::replayExecuted(ReplayTask& t, const SyscallEvent& ev) {
     RemoteSyscalls remote(*t.task, t.stub.gadget);
     got = remote.call(ev.nr, a[0], a[1], a[2], a[3], a[4], a[5]);
   }
+  checkExecuted(t, ev, a, got);
+}
+
+// Whether the task's next syscall, when `next` is its next event, may run where the program
+// makes it: one that replay executes as recorded, with nothing to change (not set_tid_address,
+// whose result is another tid here, nor a moving mremap), nor a 32-bit one (a sandboxed replay
+// lets none through), nor under code coverage, which sees syscalls before they run.
+bool ReplaySession::runsInPlace(const ReplayTask& t, const std::optional<Event>& next) const {
+  if (!next || next->type != EventType::Syscall || next->syscall.tid != t.recordedTid) return false;
+  const SyscallEvent& ev = next->syscall;
+  if (ev.filtered != SyscallEvent::Filtered::No || isCompatNumber(ev.nr) || ev.child) return false;
+  if (coverage_ && t.tgid == coverage_->tgid()) return false;
+  const SyscallSpec* spec = lookupSyscall(ev.nr);
+  return spec && spec->replay == ReplayAction::Execute && ev.nr != SYS_set_tid_address;
+}
+
+// The task stopped at the entry of a syscall that the kernel runs when it resumes (runActive
+// resumed it with PTRACE_SYSCALL). When it is the syscall of the stream's very next event (no
+// other task's event comes first, whose effect could matter to it), it runs to its exit there;
+// any other is skipped, leaving the task as PTRACE_SYSEMU would, with its registers as they were
+// at the entry, before anything else sees it (a checkpoint injects syscalls into a waiting task).
+Stop ReplaySession::atRunningEntry(ReplayTask& t, Stop entry) {
+  const Regs r = t.task->regs();
+  bool runs = r.rip != RWD_TRAMPOLINE_SYSCALL_END && haveNext_ &&
+              runsInPlace(t, std::optional<Event>(next_)) && !t.task->inCompatSyscall();
+  if (runs) {
+    uint64_t args[6];
+    syscallArguments(r, false, args);
+    const SyscallEvent& ev = next_.syscall;
+    runs = ev.nr == traceSyscallNumber(r, false) &&
+           memcmp(ev.args, args, size_t(lookupSyscall(ev.nr)->nargs) * sizeof args[0]) == 0;
+  }
+  Regs skip = r;
+  if (!runs) {
+    skip.orig_rax = ~0ull;
+    t.task->setRegs(skip);
+  }
+  Stop s;
+  do {
+    s = resumeInKernel(t);
+    // A debugger's SIGSTOP meant for the task's own code, as in RemoteSyscalls: not for this.
+  } while (s.kind == Stop::Signal && s.sig == SIGSTOP && kick::take());
+  if (s.kind != Stop::SyscallStop) diverged(t, describeStop(s));
+  if (runs) {
+    t.ranInPlace = long(t.task->regs().rax);
+  } else {
+    t.task->setRegs(r);
+  }
+  return entry;
+}
+
+// An executed syscall returned `got`, having been given `args`.
+void ReplaySession::checkExecuted(ReplayTask& t, const SyscallEvent& ev, const uint64_t* args,
+                                  long got) {
   KernelSigaction action;
-  if (ev.nr == SYS_rt_sigaction && got == 0 && a[0] == SIGSEGV && a[1] &&
-      t.task->tryRead(a[1], &action, sizeof action)) {
+  if (ev.nr == SYS_rt_sigaction && got == 0 && args[0] == SIGSEGV && args[1] &&
+      t.task->tryRead(args[1], &action, sizeof action)) {
     segvActions_[t.tgid] = action;  // as the recorder keeps it
   }
   if (got != ev.result) divergedResult(ev, got);
