@@ -111,13 +111,22 @@ void Task::reopenMemory() {
 }
 
 Regs Task::regs() const {
+  if (regsKnown_) return regs_;
   Regs r;
   if (ptrace(PTRACE_GETREGS, tid_, nullptr, &r) < 0) failPtrace("PTRACE_GETREGS");
+  regs_ = r;
+  regsKnown_ = keepRegs_;
   return r;
 }
 
 void Task::setRegs(const Regs& r) {
+  // The kernel keeps the flags' bits a tracer may not set: what it stored is `r` only when the
+  // flags are those it gave.
+  const bool same = regsKnown_ && r.eflags == regs_.eflags;
+  regsKnown_ = false;
   if (ptrace(PTRACE_SETREGS, tid_, nullptr, &r) < 0) failPtrace("PTRACE_SETREGS");
+  regs_ = r;
+  regsKnown_ = same;
 }
 
 siginfo_t Task::siginfo() const {
@@ -217,7 +226,15 @@ bool Task::inCompatSyscall() const {
   return info.arch == AUDIT_ARCH_I386;
 }
 
+bool Task::atSyscallEntry() const {
+  __ptrace_syscall_info info{};
+  if (ptrace(PTRACE_GET_SYSCALL_INFO, tid_, sizeof info, &info) <= 0)
+    failPtrace("PTRACE_GET_SYSCALL_INFO");
+  return info.op == PTRACE_SYSCALL_INFO_ENTRY;
+}
+
 void Task::resume(int request, int sig) {
+  regsKnown_ = false;
   if (request == PTRACE_SYSCALL && seccompStops_ && !inSyscall_) request = PTRACE_CONT;
   if (ptrace(static_cast<__ptrace_request>(request), tid_, nullptr,
              reinterpret_cast<void*>(static_cast<intptr_t>(sig))) < 0) {

@@ -63,6 +63,8 @@ class Task {
   // At a syscall-entry stop: whether the syscall came in through a 32-bit entry (int $0x80,
   // sysenter), whose numbers and arguments are the i386 ABI's.
   bool inCompatSyscall() const;
+  // At a syscall stop: whether it is the entry (else the exit).
+  bool atSyscallEntry() const;
 
   // With seccomp stops on, resume(PTRACE_SYSCALL) outside a syscall is PTRACE_CONT: the
   // recorder's seccomp filter stops the syscalls it must see (PTRACE_EVENT_SECCOMP, their entry)
@@ -75,8 +77,16 @@ class Task {
   void resume(int request, int sig = 0);
   Stop wait();
 
+  // Keep the registers read or set since the task last resumed, sparing a PTRACE_GETREGS per
+  // read: only for a tracer whose every change to them goes through setRegs (replay; not the
+  // recorder, whose emulated ptrace pokes a program's tracees directly).
+  void keepRegs() { keepRegs_ = true; }
+
  private:
   pid_t tid_;
+  bool keepRegs_ = false;
+  mutable bool regsKnown_ = false;
+  mutable Regs regs_{};
   int memFd_ = -1;
   bool seccompStops_ = false;
   bool inSyscall_ = false;

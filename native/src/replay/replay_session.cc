@@ -150,6 +150,7 @@ void ReplaySession::spawnStub() {
   t.recordedTid = initialTid_;
   t.tgid = initialTid_;
   t.task = std::make_unique<Task>(pid);
+  t.task->keepRegs();
   // execve entry, the exec event, then the exit stop where the address space is rebuilt.
   for (;;) {
     t.task->resume(PTRACE_SYSCALL);
@@ -223,7 +224,9 @@ const ProgramImage* ReplaySession::program(uint32_t tgid) const {
 }
 
 void ReplaySession::activate(ReplayTask& t) {
-  t.sigmask = blockedSignals(*t.task);  // as the recorder notes it after each syscall
+  if (!t.maskKept)
+    t.sigmask = blockedSignals(*t.task);  // as the recorder notes it after each syscall
+  t.maskKept = false;
   active_ = t.recordedTid;
   segmentKey_ = eventIndex_;
   segmentResumed_ = false;
@@ -306,6 +309,7 @@ void ReplaySession::applyEvent() {
   auto now = tasks_.find(tid);
   ReplayTask& u = now != tasks_.end() ? now->second : tasks_.at(tgid);
   if (!u.exited && !u.parked && !u.pending && !u.atPosition) activate(u);
+  u.maskKept = false;  // good for the activation right after the syscall only
 }
 
 // What the program's emulated tracer changed in the task, where it stopped: where its last event
@@ -417,9 +421,21 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     {
       InsertedBreakpoints inserted(*t.task, single ? std::set<uint64_t>{} : addrs);
       const bool ends = t.deliverSig && killsProcess(t, t.deliverSig);
-      t.task->resume(single ? PTRACE_SYSEMU_SINGLESTEP : PTRACE_SYSEMU, t.deliverSig);
+      // A syscall replay executes is let run where the program made it: two stops, where
+      // stopping it (PTRACE_SYSEMU) and injecting it again takes four.
+      const bool running = !single && !ends && runsInPlace(t, end);
+      t.task->resume(single    ? PTRACE_SYSEMU_SINGLESTEP
+                     : running ? PTRACE_SYSCALL
+                               : PTRACE_SYSEMU,
+                     t.deliverSig);
       t.deliverSig = 0;
       s = ends ? waitForProcessEnd(t) : t.task->wait();
+      while (running && s.kind == Stop::SyscallStop && !t.task->atSyscallEntry()) {
+        // The exit of the syscall its last stop skipped (PTRACE_SYSEMU), reported first.
+        t.task->resume(PTRACE_SYSCALL);
+        s = t.task->wait();
+      }
+      if (running && s.kind == Stop::SyscallStop) s = atRunningEntry(t, s);
       if (s.kind == Stop::Signal && s.sig == SIGTRAP) {
         Regs r = t.task->regs();
         hit = !single && inserted.has(r.rip - 1);
@@ -630,6 +646,7 @@ void ReplaySession::restoreState(const ReplayState& st, const std::map<uint32_t,
     static_cast<ReplayTaskState&>(t) = saved;
     t.watches.clear();  // copies do not inherit debug registers
     t.task = std::make_unique<Task>(copies.at(saved.recordedTid));
+    t.task->keepRegs();
   }
   reader_.rewind(st.mark);
   next_ = st.next;
@@ -832,7 +849,10 @@ void ReplaySession::checkTscRead(ReplayTask& t, const std::string& got) {
 
 void ReplaySession::onSyscall(ReplayTask& t) {
   Regs r = t.task->regs();
-  const bool compat = t.task->inCompatSyscall();
+  // The trampoline's instruction is a 64-bit `syscall` (replay maps the page): no need to ask.
+  const bool compat = r.rip != RWD_TRAMPOLINE_SYSCALL_END && t.task->inCompatSyscall();
+  const std::optional<long> ranInPlace = t.ranInPlace;
+  t.ranInPlace.reset();
   if (compat && !recordableCompatSyscall(*t.task)) diverged(t, describeCompatSyscall(*t.task));
   const long traced = traceSyscallNumber(r, compat);
   uint64_t args[6];
@@ -841,7 +861,8 @@ void ReplaySession::onSyscall(ReplayTask& t) {
   const SyscallSpec* spec = compat || !isCompatNumber(traced) ? lookupSyscall(traced) : nullptr;
   const long nr = nativeSyscall(traced);
   int nargs = spec ? spec->nargs : 6;
-  checkTscRead(t, describeSyscall(nr, args, nargs));
+  if (t.tscBuffer)
+    checkTscRead(t, describeSyscall(nr, args, nargs));  // a string per syscall is dear
   if (nr == RWD_SYS_TSC_NEXT && haveNext_ && next_.type == EventType::Tsc &&
       next_.tsc.tid == t.recordedTid) {
     return giveTsc(t, r, args[0]);
@@ -881,12 +902,15 @@ void ReplaySession::onSyscall(ReplayTask& t) {
       if (interruptedUnderOwnMask(t, r, ev)) return;
       emulate(t, r, ev);
       applyThreadArea(t, ev);
-      return applyStackLimit(t, ev);
+      applyStackLimit(t, ev);
+      t.maskKept = true;
+      return;
     case ReplayAction::Refused:
     case ReplayAction::Execve:  // a failed execve
       return emulate(t, r, ev);
     case ReplayAction::Execute:
     case ReplayAction::Mremap:
+      if (ranInPlace) return checkExecuted(t, ev, ev.args, *ranInPlace);
       return replayExecuted(t, ev);
     case ReplayAction::Mmap:
       return replayMmap(t, r, ev);
@@ -1106,9 +1130,63 @@ void ReplaySession::replayExecuted(ReplayTask& t, const SyscallEvent& ev) {
     RemoteSyscalls remote(*t.task, t.stub.gadget);
     got = remote.call(ev.nr, a[0], a[1], a[2], a[3], a[4], a[5]);
   }
+  checkExecuted(t, ev, a, got);
+}
+
+// Whether the task's next syscall, when `next` is its next event, may run where the program
+// makes it: one that replay executes as recorded, with nothing to change (not set_tid_address,
+// whose result is another tid here, nor a moving mremap), nor a 32-bit one (a sandboxed replay
+// lets none through), nor under code coverage, which sees syscalls before they run.
+bool ReplaySession::runsInPlace(const ReplayTask& t, const std::optional<Event>& next) const {
+  if (!next || next->type != EventType::Syscall || next->syscall.tid != t.recordedTid) return false;
+  const SyscallEvent& ev = next->syscall;
+  if (ev.filtered != SyscallEvent::Filtered::No || isCompatNumber(ev.nr) || ev.child) return false;
+  if (coverage_ && t.tgid == coverage_->tgid()) return false;
+  const SyscallSpec* spec = lookupSyscall(ev.nr);
+  return spec && spec->replay == ReplayAction::Execute && ev.nr != SYS_set_tid_address;
+}
+
+// The task stopped at the entry of a syscall that the kernel runs when it resumes (runActive
+// resumed it with PTRACE_SYSCALL). When it is the syscall of the stream's very next event (no
+// other task's event comes first, whose effect could matter to it), it runs to its exit there;
+// any other is skipped, leaving the task as PTRACE_SYSEMU would, with its registers as they were
+// at the entry, before anything else sees it (a checkpoint injects syscalls into a waiting task).
+Stop ReplaySession::atRunningEntry(ReplayTask& t, Stop entry) {
+  const Regs r = t.task->regs();
+  bool runs = r.rip != RWD_TRAMPOLINE_SYSCALL_END && haveNext_ &&
+              runsInPlace(t, std::optional<Event>(next_)) && !t.task->inCompatSyscall();
+  if (runs) {
+    uint64_t args[6];
+    syscallArguments(r, false, args);
+    const SyscallEvent& ev = next_.syscall;
+    runs = ev.nr == traceSyscallNumber(r, false) &&
+           memcmp(ev.args, args, size_t(lookupSyscall(ev.nr)->nargs) * sizeof args[0]) == 0;
+  }
+  Regs skip = r;
+  if (!runs) {
+    skip.orig_rax = ~0ull;
+    t.task->setRegs(skip);
+  }
+  Stop s;
+  do {
+    s = resumeInKernel(t);
+    // A debugger's SIGSTOP meant for the task's own code, as in RemoteSyscalls: not for this.
+  } while (s.kind == Stop::Signal && s.sig == SIGSTOP && kick::take());
+  if (s.kind != Stop::SyscallStop) diverged(t, describeStop(s));
+  if (runs) {
+    t.ranInPlace = long(t.task->regs().rax);
+  } else {
+    t.task->setRegs(r);
+  }
+  return entry;
+}
+
+// An executed syscall returned `got`, having been given `args`.
+void ReplaySession::checkExecuted(ReplayTask& t, const SyscallEvent& ev, const uint64_t* args,
+                                  long got) {
   KernelSigaction action;
-  if (ev.nr == SYS_rt_sigaction && got == 0 && a[0] == SIGSEGV && a[1] &&
-      t.task->tryRead(a[1], &action, sizeof action)) {
+  if (ev.nr == SYS_rt_sigaction && got == 0 && args[0] == SIGSEGV && args[1] &&
+      t.task->tryRead(args[1], &action, sizeof action)) {
     segvActions_[t.tgid] = action;  // as the recorder keeps it
   }
   if (got != ev.result) divergedResult(ev, got);
@@ -1258,6 +1336,7 @@ void ReplaySession::replayFork(ReplayTask& t, const Regs& at, const SyscallEvent
   c.recordedTid = tid;
   c.tgid = (flags & CLONE_THREAD) ? t.tgid : tid;
   c.task = std::make_unique<Task>(pid_t(child));
+  c.task->keepRegs();
   c.stub = t.stub;
   // Threads share the address space; a new process has a copy of it.
   c.space = (flags & CLONE_VM) ? t.space : tid;

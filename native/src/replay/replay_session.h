@@ -52,12 +52,18 @@ struct ReplayTaskState {
   bool atPosition = false;      // stopped at the position of its next Preempt event
   bool tracerHold = false;      // stays where its last event left it, for its tracer's changes
   bool exited = false;
-  int exitStatus = 0;          // wait status, once exited
-  uint64_t sigmask = 0;        // its blocked signals when it last went back to user code
+  int exitStatus = 0;    // wait status, once exited
+  uint64_t sigmask = 0;  // its blocked signals when it last went back to user code
+  // Its last stop was a syscall that replay emulated: the kernel ran nothing, so `sigmask` is
+  // still its mask (user code alone cannot change it).
+  bool maskKept = false;
   std::vector<Watch> watches;  // in its debug registers
   // Where the kernel clears its tid when it exits (CLONE_CHILD_CLEARTID); 0: nowhere.
   uint64_t clearChildTid = 0;
   uint64_t robustList = 0;  // the head it gave set_robust_list; 0: none
+  // The syscall of its next event, which replay executes, ran where the program made it
+  // (runActive) and returned this: the task is at its exit.
+  std::optional<long> ranInPlace;
   // The syscall buffer in which replay last gave it values of the TSC (RWD_SYS_TSC_NEXT): at its
   // next stop, it must have read them all.
   uint64_t tscBuffer = 0;
@@ -183,6 +189,9 @@ class ReplaySession {
   void applyStackLimit(ReplayTask& t, const SyscallEvent& ev);
   bool interruptedUnderOwnMask(ReplayTask& t, const Regs& r, const SyscallEvent& ev);
   void replayExecuted(ReplayTask& t, const SyscallEvent& ev);
+  bool runsInPlace(const ReplayTask& t, const std::optional<Event>& next) const;
+  Stop atRunningEntry(ReplayTask& t, Stop entry);
+  void checkExecuted(ReplayTask& t, const SyscallEvent& ev, const uint64_t* args, long got);
   void applyThreadArea(ReplayTask& t, const SyscallEvent& ev);
   void killAsFiltered(ReplayTask& t, const Regs& at, const SyscallEvent& ev);
   void replayMmap(ReplayTask& t, Regs r, const SyscallEvent& ev);
