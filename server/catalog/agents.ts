@@ -129,10 +129,11 @@ export class SqliteAgents implements AgentStore {
       const jobs = this.db
         .prepare(
           `UPDATE jobs SET state = 'running', agent_id = ?, lease_until_ms = ?, updated_ms = ?
-           WHERE hostname = ? AND state = 'pending' RETURNING ${JOB_COLS}`,
+           WHERE hostname = ? AND state = 'pending' RETURNING ${JOB_COLS}, rowid AS seq`,
         )
-        .all(agentId, now + leaseMs, now, a.hostname) as RawJob[];
-      return jobs.map(toJob).sort((x, y) => x.createdMs - y.createdMs);
+        .all(agentId, now + leaseMs, now, a.hostname) as (RawJob & { seq: number })[];
+      // In the order they were created, also those of one millisecond (RETURNING has none).
+      return jobs.sort((x, y) => x.created_ms - y.created_ms || x.seq - y.seq).map(toJob);
     });
     return run.immediate();
   }

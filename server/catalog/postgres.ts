@@ -82,6 +82,8 @@ CREATE TABLE servers (id TEXT PRIMARY KEY, started_ms BIGINT NOT NULL, lease_unt
     up: 'CREATE INDEX traces_argv0_other ON traces (argv0, start_ms DESC, id) WHERE argv0 != program;',
   },
   { version: 3, name: 'claims on blobs: one writer of a blob across servers', up: BLOB_CLAIMS_TABLE },
+  // Jobs created in one millisecond keep the order they were created in.
+  { version: 4, name: 'jobs in the order they were created', up: 'ALTER TABLE jobs ADD COLUMN seq BIGSERIAL;' },
 ];
 
 /** The advisory locks of schema migration and of agent registration (any constants, named once). */
@@ -503,12 +505,13 @@ class PgAgents implements AgentStore {
       // Each pending job to exactly one heartbeat: rows another server's heartbeat holds are skipped.
       const jobs = await rows<RawJob>(
         c,
-        `UPDATE jobs SET state = 'running', agent_id = ?, lease_until_ms = ?, updated_ms = ?
-         WHERE id IN (SELECT id FROM jobs WHERE hostname = ? AND state = 'pending' ORDER BY created_ms FOR UPDATE SKIP LOCKED)
-         RETURNING ${JOB_COLS}`,
+        `WITH taken AS (UPDATE jobs SET state = 'running', agent_id = ?, lease_until_ms = ?, updated_ms = ?
+         WHERE id IN (SELECT id FROM jobs WHERE hostname = ? AND state = 'pending' FOR UPDATE SKIP LOCKED)
+         RETURNING ${JOB_COLS}, seq)
+         SELECT ${JOB_COLS} FROM taken ORDER BY created_ms, seq`,
         [agentId, now + leaseMs, now, a.hostname],
       );
-      return jobs.map(toJob).sort((x, y) => x.createdMs - y.createdMs);
+      return jobs.map(toJob);
     });
   }
 

@@ -407,6 +407,15 @@ for (const backend of BACKENDS) {
         expect(await cat.agents.getJob(randomUUID())).toBeUndefined();
       });
 
+      it('jobs created within one millisecond come to their host in the order they were created', async () => {
+        const { cat } = await fresh();
+        const { token, agentId } = await hostOf(cat, 'burst');
+        const jobs = [];
+        for (let i = 0; i < 50; i++) jobs.push(await cat.agents.createJob('burst', ['echo', String(i)], {}));
+        const got = await cat.agents.heartbeat(agentId, token, 60_000);
+        expect(got.map((j) => j.argv[1])).toEqual(jobs.map((j) => j.argv[1]));
+      });
+
       it('two servers racing heartbeats hand each job out exactly once', async () => {
         const { cat, other } = await fresh();
         const second = await other();
