@@ -142,6 +142,21 @@ describe('the syscall buffer', () => {
     expect(after.filter((l) => / fstat\(/.test(l)).length).toBeLessThan(5);
   });
 
+  it("a thread that sets up its buffer after another thread's filter does not start buffering again", async () => {
+    const exe = compile('filter_late_thread', { extra: ['-pthread'] });
+    const traceDir = join(tempDir('rewind-trace-'), 'trace');
+    const r = await rewind(['record', '-o', traceDir, '--', exe], { env: baseEnv() });
+    const rec = { ...r, traceDir, programStderr: stripRewindLines(r.stderr, traceDir) };
+    expectRecorded(rec, 0);
+    expect(rec.stdout.toString()).toBe('late thread read its byte; main read 20 of 20\n');
+    expectSameRun(rec, await replay(rec.traceDir));
+    // The late thread's request for a buffer is refused: the process stopped buffering.
+    const lines = await dump(rec);
+    const after = lines.slice(lines.findIndex((l) => /prctl\(0x16, 0x2,/.test(l)) + 1);
+    expect(after.filter((l) => /syscall_29271\(\) = -38 ENOSYS/.test(l)).length, lines.join('\n')).toBe(1);
+    expect(after.filter((l) => /syscall_29271\(\) = 1(,|$)/.test(l)).length).toBe(0);
+  });
+
   it(`a thread made by a raw clone (its creator's TLS) ends buffering: its clone event clears the library's word (${RUNS} runs)`, async () => {
     for (let i = 0; i < RUNS; i++) {
       const rec = await recordAndReplay('rawclone');

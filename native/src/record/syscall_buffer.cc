@@ -146,7 +146,9 @@ bool SyscallBuffers::readHeader(const Buffer& b, uint32_t* used, uint32_t* inCal
 int64_t SyscallBuffers::request(Task& task, const Regs& entry, bool allowed, TscClock& tsc) {
   const pid_t tid = task.tid();
   if (syscallNumber(entry.orig_rax) == RWD_SYS_BUFFER_INIT) {
-    if (!allowed || entry.rdx != RWD_BUFFER_SIZE || entry.rsi % 4096) return -ENOSYS;
+    if (!allowed || refused_.count(tid) || entry.rdx != RWD_BUFFER_SIZE || entry.rsi % 4096) {
+      return -ENOSYS;
+    }
     std::shared_ptr<Buffer> b = open(tid, entry.rsi, entry.rdi);
     uint32_t used, inCall;
     if (!readHeader(*b, &used, &inCall) || used != kHeaderSize) return -ENOSYS;
@@ -187,6 +189,7 @@ void SyscallBuffers::addWrites(pid_t tid, SyscallEvent& s) {
 }
 
 void SyscallBuffers::disable(Task& task, const std::vector<pid_t>& threads) {
+  refused_.insert(threads.begin(), threads.end());
   auto it = byTask_.end();
   for (pid_t tid : threads) {
     if (it == byTask_.end()) it = byTask_.find(tid);
@@ -200,6 +203,7 @@ void SyscallBuffers::disable(Task& task, const std::vector<pid_t>& threads) {
 }
 
 void SyscallBuffers::onFork(pid_t parent, pid_t child, bool thread, bool vfork) {
+  if (refused_.count(parent)) refused_.insert(child);
   auto it = byTask_.find(parent);
   if (it == byTask_.end() || thread) return;  // a thread sets up a buffer of its own
   if (vfork) {
@@ -223,6 +227,7 @@ void SyscallBuffers::forget(pid_t tid) {
     byTask_.erase(it);
   }
   pendingWrites_.erase(tid);
+  refused_.erase(tid);  // an exec keeps only its own thread's filter, which stops it anyway
 }
 
 uint64_t SyscallBuffers::tscHook(const std::vector<pid_t>& threads) const {

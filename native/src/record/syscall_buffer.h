@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -41,7 +42,8 @@ class SyscallBuffers {
   // event, so replay writes the same.
   void addWrites(pid_t tid, SyscallEvent& s);
   // A thread of `task`'s process (its threads: `threads`) installed a seccomp filter of its
-  // own: the library stops buffering (its `enabled` word cleared).
+  // own: the library stops buffering (its `enabled` word cleared), and none of those threads,
+  // nor any they create, sets up a buffer after (which would set the word again).
   void disable(Task& task, const std::vector<pid_t>& threads);
 
   void onFork(pid_t parent, pid_t child, bool thread, bool vfork);
@@ -75,6 +77,7 @@ class SyscallBuffers {
 
   std::map<pid_t, std::shared_ptr<Buffer>> byTask_;
   std::map<pid_t, std::vector<MemoryWrite>> pendingWrites_;
+  std::set<pid_t> refused_;  // tasks of processes that stopped buffering (disable)
 };
 
 }  // namespace rwd
