@@ -162,7 +162,7 @@ const corpus: Corpus[] = [
   {
     name: 'kernel_queries',
     expect: [
-      /^adjtimex=\d+ time=\d+\.\d{6} tick=\d+$/m,
+      /^adjtimex=\d+ time=\d+\.(?:\d{6}|\d{9}) tick=\d+$/m,
       /^clock_settime\(monotonic\)=-1 EINVAL$/m,
       /^sysfs types=\d+ first=0 \w+$/m,
       /^_sysctl=-1 ENOSYS value=-1$/m,
