@@ -18,6 +18,7 @@ interface ServerFlags {
   blobCache?: string;
   logLevel?: string;
   http?: string;
+  lease?: string;
 }
 
 /** A size in GiB (fractions allowed); 0 only where `zeroOk`. */
@@ -114,6 +115,7 @@ export function registerServer(program: Command): void {
     .option('--blobs <where>', 'where blobs are kept: s3://BUCKET/PREFIX for an S3-compatible object store (default: the data directory)')
     .option('--s3-endpoint <url>', 'endpoint of an S3-compatible store, addressed path-style (default AWS_ENDPOINT_URL, else AWS S3)')
     .option('--blob-cache <GiB>', 'bound of the local cache of blobs fetched from S3 for replay and debug sessions (default 10)')
+    .option('--lease <seconds>', "how long this server's claims in the catalogue (uploads it receives, its sessions) outlive it, for failover to another server on the same catalogue (default 30; renewed every third of it)")
     .option('--http <host:port>', 'also serve the web page and its JSON API here (docs/web.md; default: off)')
     .option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace or silent (env REWIND_LOG; default info)')
     .action(async (flags: ServerFlags) => {
@@ -131,6 +133,7 @@ export function registerServer(program: Command): void {
       }
       const idle = positiveInt(flags.idleTimeout, '--idle-timeout');
       const debugIdle = positiveInt(flags.debugIdleTimeout, '--debug-idle-timeout');
+      const lease = positiveInt(flags.lease, '--lease');
       let srv;
       try {
         srv = await startServer({
@@ -144,6 +147,7 @@ export function registerServer(program: Command): void {
           maxSessionsPerToken: positiveInt(flags.maxSessionsPerToken, '--max-sessions-per-token'),
           idleTimeoutMs: idle === undefined ? undefined : idle * 1000,
           debugIdleTimeoutMs: debugIdle === undefined ? undefined : debugIdle * 1000,
+          serverLeaseMs: lease === undefined ? undefined : lease * 1000,
           replayCommand,
           heartbeatIntervalMs: positiveInt(process.env.REWIND_HEARTBEAT_MS, 'REWIND_HEARTBEAT_MS'),
           uploadQuotaBytes: gib(flags.uploadQuota, '--upload-quota', true),

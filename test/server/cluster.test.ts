@@ -38,7 +38,8 @@ describe.runIf(postgresAvailable() && !s3SkipReason())('two servers on one Postg
   const dirA = tmpDir('rewind-cluster-a-');
   const dirB = tmpDir('rewind-cluster-b-');
   const prefix = 'cluster';
-  const serverArgs = (): string[] => ['--catalog', db.url, '--blobs', `s3://${swift.bucket}/${prefix}`];
+  // A lease of 5 s (not 30): the killed server's claim on the upload lapses sooner.
+  const serverArgs = (): string[] => ['--catalog', db.url, '--blobs', `s3://${swift.bucket}/${prefix}`, '--lease', '5'];
   const serverEnv = (): Record<string, string> => ({ ...swift.env, REWIND_HEARTBEAT_MS: '300' });
 
   beforeAll(async () => {
