@@ -165,6 +165,17 @@ describe('signals that end a process', () => {
     expect(hit, 'in 80 recordings, no SIGKILL came as the child entered exit_group').toBe(true);
   });
 
+  // The killed task's end clears its CLONE_CHILD_CLEARTID word and wakes the waiter: replay
+  // ends it (at its Exit record) before the waiter reads the word. Recorded with the end after
+  // the waiter's futex, about 1 round in 3 read the word uncleared in replay.
+  it(`a task SIGKILL ends clears its tid word before its waiter reads it: ${runs} recordings of 20 rounds replay`, async () => {
+    const exe = compile('killed_clears_tid');
+    for (let i = 0; i < runs; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+      expect(rec.stdout.toString()).toBe('20 rounds: the word cleared after 20, killed by SIGKILL 20\n');
+    }
+  });
+
   // Replay runs one task at a time: the child's last stretch must not wait for the parent's
   // kill, which comes later in the stream.
   it(`SIGKILL to a child computing without a syscall: ${runs} recordings replay`, async () => {

@@ -536,8 +536,39 @@ void RecordSession::settleLeaving(pid_t tgid, bool overdue) {
     some = some || other.heldAtExit;
   }
   if (!some) return;
+  std::vector<pid_t> released;
   for (auto& [tid, other] : tasks_) {
-    if (other.tgid == tgid && other.heldAtExit) letGo(other);
+    if (other.tgid != tgid || !other.heldAtExit) continue;
+    letGo(other);
+    released.push_back(tid);
+  }
+  collectKilled(tgid, released);
+}
+
+// Replay kills a task a SIGKILL ended at its Exit record, and on its way out the kernel clears
+// the task's CLONE_CHILD_CLEARTID word and wakes that futex. A task woken so (or one that reads
+// the word after) must find it cleared in replay too, so those ends are collected now, before
+// any other task's stop is taken, and recorded first. Non-leaders first: a leader's end is
+// reported only once its other threads are reaped, so it is waited for only if none other is
+// left. Bounded: an end that takes longer (a thread held by a core dump) comes as before.
+void RecordSession::collectKilled(pid_t tgid, std::vector<pid_t> released) {
+  std::stable_partition(released.begin(), released.end(), [&](pid_t tid) { return tid != tgid; });
+  std::set<pid_t> collected;
+  for (pid_t tid : released) {
+    if (tid == tgid && std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& other) {
+          return other.second.tgid == tgid && other.first != tgid && !collected.count(other.first);
+        })) {
+      return;
+    }
+    int status = 0;
+    pid_t got = 0;
+    for (int i = 0; i < 500 && got == 0; i++) {
+      got = waitpid(tid, &status, __WALL | WNOHANG);
+      if (got == 0) usleep(200);
+    }
+    if (got != tid) return;
+    requeued_.emplace_back(tid, status);
+    collected.insert(tid);
   }
 }
 

@@ -147,6 +147,7 @@ class RecordSession {
   void onExitStop(RecordedTask& t);
   void settleLeaving(pid_t tgid, bool overdue);
   void letGo(RecordedTask& t);
+  void collectKilled(pid_t tgid, std::vector<pid_t> released);
   bool dying(pid_t tid);
   void onFork(RecordedTask& t, bool vfork);
   void dropTask(RecordedTask& t);
