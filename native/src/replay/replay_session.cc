@@ -849,10 +849,12 @@ void ReplaySession::checkTscRead(ReplayTask& t, const std::string& got) {
 
 void ReplaySession::onSyscall(ReplayTask& t) {
   Regs r = t.task->regs();
-  // The trampoline's instruction is a 64-bit `syscall` (replay maps the page): no need to ask.
-  const bool compat = r.rip != RWD_TRAMPOLINE_SYSCALL_END && t.task->inCompatSyscall();
   const std::optional<long> ranInPlace = t.ranInPlace;
   t.ranInPlace.reset();
+  // The trampoline's instruction is a 64-bit `syscall` (replay maps the page), and one that ran
+  // in place was asked at its entry (atRunningEntry): no need to ask.
+  const bool compat =
+      !ranInPlace && r.rip != RWD_TRAMPOLINE_SYSCALL_END && t.task->inCompatSyscall();
   if (compat && !recordableCompatSyscall(*t.task)) diverged(t, describeCompatSyscall(*t.task));
   const long traced = traceSyscallNumber(r, compat);
   uint64_t args[6];
