@@ -95,7 +95,11 @@ describe('patched rdtsc', () => {
       const { rec, lines } = await recordAndReplay(['threads', '50000']);
       expect(rec.stdout.toString()).toMatch(/^(thread \d sum \d+\n){3}$/);
       const c = counts(lines);
-      expect(c.buffered).toBe(150000);
+      // A trap while another thread runs (or sits in the bytes a patch takes) is not patched
+      // (record/rdtsc_patch.cc: "perhaps at its next trap"): it is recorded as a trapped read.
+      // Every read is one or the other, nearly all buffered, and the site is patched once.
+      expect(c.buffered + c.trapped, lines.filter((l) => /rdtsc/.test(l)).slice(0, 20).join('\n')).toBe(150000);
+      expect(c.buffered).toBeGreaterThan(149000);
       expect(c.patches).toBe(1);
     }
   }, 300_000);
