@@ -25,6 +25,7 @@ import {
   replaceEventsBlob,
   replay,
   requireCli,
+  syscallBlobField,
   tempDir,
 } from './harness.js';
 
@@ -146,17 +147,6 @@ function snapshotRegion(x: ExecRecord): ExecRegion {
   const region = x.regions.find((g) => g.source === 0);
   if (!region) throw new Error('the exec has no snapshot region');
   return region;
-}
-
-/** A syscall record's blob (the captured file of an mmap): its last field. */
-function syscallBlobField(r: EventRecord): { start: number; end: number } {
-  const f = new Fields(r.body, 1 + 4 + 4 + 48 + 8 + 1);
-  const writes = f.u32();
-  for (let i = 0; i < writes; i++) {
-    f.skip(8);
-    f.str();
-  }
-  return f.str();
 }
 
 /** Rewrites the trace's event stream with `edit` applied to its records. */

@@ -70,15 +70,23 @@ export function syscallOf(r: EventRecord): { nr: number; args: bigint[] } {
   return { nr: r.body.readInt32LE(5), args };
 }
 
-/** A syscall record's `filtered` byte (docs/trace-format.md: it comes after the writes, the blob name, `sent` and `child`). */
-export function filteredOf(r: EventRecord): number {
+/** Where a syscall record's blob field (the captured file of an mmap) lies: after its writes. */
+export function syscallBlobField(r: EventRecord): { start: number; end: number } {
   if (r.type !== EVENT_TYPES.syscall) throw new Error(`event ${r.index} is not a syscall`);
   let at = 9 + 48 + 8 + 1; // tid, nr, args, result, echo
   const writes = r.body.readUInt32LE(at);
   at += 4;
   for (let i = 0; i < writes; i++) at += 8 + 4 + r.body.readUInt32LE(at + 8);
-  at += 4 + r.body.readUInt32LE(at); // the blob's name
-  return r.body.readUInt8(at + 8 + 4); // after sent and child
+  return { start: at, end: at + 4 + r.body.readUInt32LE(at) };
+}
+
+/** Where a syscall record's `filtered` byte is: after the blob, `sent` (u64) and `child` (u32). */
+export function filteredOffset(r: EventRecord): number {
+  return syscallBlobField(r).end + 8 + 4;
+}
+
+export function filteredOf(r: EventRecord): number {
+  return r.body.readUInt8(filteredOffset(r));
 }
 
 export function setSyscallNr(r: EventRecord, nr: number): void {
