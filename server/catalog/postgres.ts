@@ -84,6 +84,7 @@ CREATE TABLE servers (id TEXT PRIMARY KEY, started_ms BIGINT NOT NULL, lease_unt
   { version: 3, name: 'claims on blobs: one writer of a blob across servers', up: BLOB_CLAIMS_TABLE },
   // Jobs created in one millisecond keep the order they were created in.
   { version: 4, name: 'jobs in the order they were created', up: 'ALTER TABLE jobs ADD COLUMN seq BIGSERIAL;' },
+  { version: 5, name: 'tokens in the order they were created', up: 'ALTER TABLE tokens ADD COLUMN seq BIGSERIAL;' },
 ];
 
 /** The advisory locks of schema migration and of agent registration (any constants, named once). */
@@ -231,7 +232,7 @@ class PgTokens implements TokenStore {
   }
 
   async list(): Promise<TokenRow[]> {
-    return (await rows<RawToken>(this.pool, 'SELECT id, name, role, created_ms, revoked_ms FROM tokens ORDER BY created_ms, id')).map(toToken);
+    return (await rows<RawToken>(this.pool, 'SELECT id, name, role, created_ms, revoked_ms FROM tokens ORDER BY created_ms, seq')).map(toToken);
   }
 
   async addStored(tokens: StoredToken[]): Promise<number> {

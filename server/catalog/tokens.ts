@@ -64,8 +64,9 @@ export class SqliteTokens implements TokenStore {
     return toToken(this.db.prepare('SELECT id, name, role, created_ms, revoked_ms FROM tokens WHERE id = ?').get(id) as RawToken);
   }
 
+  // Tokens created in one millisecond are listed in the order they were created.
   async list(): Promise<TokenRow[]> {
-    const rows = this.db.prepare('SELECT id, name, role, created_ms, revoked_ms FROM tokens ORDER BY created_ms, id').all() as RawToken[];
+    const rows = this.db.prepare('SELECT id, name, role, created_ms, revoked_ms FROM tokens ORDER BY created_ms, rowid').all() as RawToken[];
     return rows.map(toToken);
   }
 
