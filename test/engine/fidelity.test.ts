@@ -9,25 +9,26 @@ import { loadEngine } from '../../native/index.js';
 import { readManifest } from '../../trace/manifest.js';
 import {
   CLI,
-  EVENT_TYPES,
   cleanupTemps,
+  FIRST_WRITE_DATA,
+  FROM_SENT_HASH,
   compile,
-  encodeEventStream,
   eventsBlob,
   expectCleanFailure,
+  expectDivergedAt,
   expectRecorded,
   expectSameRun,
   parseEventStream,
   record,
+  findSyscall,
   recordReplay,
-  replaceEventsBlob,
   replay,
   requireCli,
   run,
   stripRewindLines,
-  syscallOf,
+  syscallResult,
+  tamperEvents,
   tempDir,
-  type EventRecord,
   type Recording,
 } from './harness.js';
 
@@ -36,41 +37,6 @@ beforeAll(requireCli);
 
 const SYS_read = 0;
 const SYS_write = 1;
-
-// A syscall record: type u8, tid u32, nr i32, 6 × u64 args, i64 result, u8 echo, u32 n writes,
-// n × {u64 address, u32 length, data}, string blob, u64 hash of the data sent, u32 child, u8
-// filtered, u64 shared file, u64 its size, u32 n file writes, n × {u64 offset, u32 length, data}
-// (docs/trace-format.md).
-const FIRST_WRITE_DATA = 1 + 4 + 4 + 48 + 8 + 1 + 4 + 8 + 4;
-// From the hash of the data sent to the end of a record that changes no shared file.
-const FROM_SENT_HASH = 8 + 4 + 1 + 8 + 8 + 4;
-
-function resultOf(r: EventRecord): bigint {
-  return r.body.readBigInt64LE(57);
-}
-
-/** Runs the stream of a trace through `change` and puts it back as a consistent trace. */
-function tamper(rec: Recording, change: (records: EventRecord[]) => EventRecord): EventRecord {
-  const stream = parseEventStream(readFileSync(eventsBlob(rec.traceDir).path));
-  const target = change(stream.records);
-  replaceEventsBlob(rec.traceDir, encodeEventStream(stream));
-  return target;
-}
-
-function findSyscall(records: EventRecord[], nr: number, test: (args: bigint[], r: EventRecord) => boolean): EventRecord {
-  const found = records.find((r) => r.type === EVENT_TYPES.syscall && syscallOf(r).nr === nr && test(syscallOf(r).args, r));
-  if (!found) throw new Error(`no syscall ${nr} record as wanted in the trace`);
-  return found;
-}
-
-function expectDivergedAt(rep: Awaited<ReturnType<typeof replay>>, traceDir: string, index: number, what: RegExp): void {
-  expectCleanFailure(rep, /replay diverged at event \d+/);
-  const err = rep.stderr.toString();
-  expect(Number(/diverged at event (\d+)/.exec(err)?.[1]), err).toBe(index);
-  expect(err).toMatch(what);
-  // It says what to run to see the events around it.
-  expect(err).toContain(`; the events around it: rewind dump ${traceDir} --from ${Math.max(0, index - 5)} --to ${index + 5}`);
-}
 
 describe('no silent mismatch', () => {
   it('several processes and threads writing lines to one stdout: replay prints them in the recorded order', async () => {
@@ -110,8 +76,8 @@ describe('no silent mismatch', () => {
     const rec = await record(compile('stdin_cat'), [], { input: 'hello\n' });
     expectRecorded(rec, 0);
     expect(rec.stdout.toString()).toBe('HELLO\n');
-    tamper(rec, (records) => {
-      const read = findSyscall(records, SYS_read, (args, r) => args[0] === 0n && resultOf(r) === 6n);
+    tamperEvents(rec.traceDir, (records) => {
+      const read = findSyscall(records, SYS_read, (args, r) => args[0] === 0n && syscallResult(r) === 6n);
       read.body[FIRST_WRITE_DATA] = 'j'.charCodeAt(0);
       return read;
     });
@@ -125,7 +91,7 @@ describe('no silent mismatch', () => {
   it("a write's recorded hash tampered with: replay stops there", async () => {
     const rec = await record(compile('hello'), []);
     expectRecorded(rec, 3);
-    const write = tamper(rec, (records) => {
+    const write = tamperEvents(rec.traceDir, (records) => {
       const w = findSyscall(records, SYS_write, (args) => args[0] === 1n);
       const at = w.body.length - FROM_SENT_HASH;
       w.body.writeBigUInt64LE(w.body.readBigUInt64LE(at) ^ 1n, at);
@@ -182,7 +148,7 @@ describe('syscall numbers', () => {
     const rec = await record(compile('int80'), ['20']);
     expectRecorded(rec, 0);
     const I386_GETPID = -(2 ** 31) + 20;
-    const getpid = tamper(rec, (records) => {
+    const getpid = tamperEvents(rec.traceDir, (records) => {
       const r = findSyscall(records, I386_GETPID, () => true);
       r.body.writeInt32LE(20, 5); // nr, after the type and the tid
       return r;

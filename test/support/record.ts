@@ -95,3 +95,12 @@ export function expectCleanFailure(r: RunResult, message: RegExp): void {
   expect(err, `stack trace on stderr\n${ctx}`).not.toMatch(/^\s+at .*(:\d+:\d+\)?|<anonymous>)$/m);
   expect(err, `internal error instead of a clear message\n${ctx}`).not.toMatch(/internal error|Segmentation fault|core dumped/i);
 }
+
+/** Asserts a replay stopped with a divergence at event `index`, saying `what` and how to see it. */
+export function expectDivergedAt(rep: RunResult, traceDir: string, index: number, what: RegExp): void {
+  expectCleanFailure(rep, /replay diverged at event \d+/);
+  const err = rep.stderr.toString();
+  expect(Number(/diverged at event (\d+)/.exec(err)?.[1]), err).toBe(index);
+  expect(err).toMatch(what);
+  expect(err).toContain(`; the events around it: rewind dump ${traceDir} --from ${Math.max(0, index - 5)} --to ${index + 5}`);
+}

@@ -60,7 +60,7 @@ export function lines(b: Buffer): string[] {
 
 // The event stream's container format: one codec for the suites and the hostile-trace bench.
 export { EVENT_TYPES, encodeEventStream, parseEventStream, type EventRecord, type EventStream } from '../../bench/event_stream.js';
-import { EVENT_TYPES, parseEventStream, type EventRecord, type EventStream } from '../../bench/event_stream.js';
+import { EVENT_TYPES, encodeEventStream, parseEventStream, type EventRecord, type EventStream } from '../../bench/event_stream.js';
 
 /** A syscall record's number and arguments (body: type u8, tid u32, nr i32, args 6 × u64, ...). */
 export function syscallOf(r: EventRecord): { nr: number; args: bigint[] } {
@@ -68,6 +68,34 @@ export function syscallOf(r: EventRecord): { nr: number; args: bigint[] } {
   const args: bigint[] = [];
   for (let i = 0; i < 6; i++) args.push(r.body.readBigUInt64LE(9 + 8 * i));
   return { nr: r.body.readInt32LE(5), args };
+}
+
+// A syscall record: type u8, tid u32, nr i32, 6 × u64 args, i64 result, u8 echo, u32 n writes,
+// n × {u64 address, u32 length, data}, string blob, u64 hash of the data sent, u32 child, u8
+// filtered, u64 shared file, u64 its size, u32 n file writes, n × {u64 offset, u32 length, data}
+// (docs/trace-format.md).
+/** Where the data of a syscall record's first write starts. */
+export const FIRST_WRITE_DATA = 1 + 4 + 4 + 48 + 8 + 1 + 4 + 8 + 4;
+/** From the hash of the data sent to the end of a record that changes no shared file. */
+export const FROM_SENT_HASH = 8 + 4 + 1 + 8 + 8 + 4;
+
+export function syscallResult(r: EventRecord): bigint {
+  return r.body.readBigInt64LE(57);
+}
+
+/** The first syscall record of number `nr` that `test` accepts. */
+export function findSyscall(records: EventRecord[], nr: number, test: (args: bigint[], r: EventRecord) => boolean): EventRecord {
+  const found = records.find((r) => r.type === EVENT_TYPES.syscall && syscallOf(r).nr === nr && test(syscallOf(r).args, r));
+  if (!found) throw new Error(`no syscall ${nr} record as wanted in the trace`);
+  return found;
+}
+
+/** Runs the stream of a trace through `change` and puts it back as a consistent trace. */
+export function tamperEvents(traceDir: string, change: (records: EventRecord[]) => EventRecord): EventRecord {
+  const stream = parseEventStream(readFileSync(eventsBlob(traceDir).path));
+  const target = change(stream.records);
+  replaceEventsBlob(traceDir, encodeEventStream(stream));
+  return target;
 }
 
 /** Where a syscall record's blob field (the captured file of an mmap) lies: after its writes. */

@@ -410,6 +410,13 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   t.emulate(SYS_shmctl, "shmctl", 3, {custom()});
   t.add(SYS_shmat, "shmat", 3, R::Mmap);
   t.add(SYS_shmdt, "shmdt", 1, R::Mmap);
+  // What the preload library may make from the trampoline (docs/syscall-buffer.md): those that
+  // cannot wait for another process. A record holds one output, the table's first (the library
+  // passes null for the others).
+  for (long nr : {SYS_read, SYS_pread64, SYS_lseek, SYS_fstat, SYS_newfstatat, SYS_clock_gettime,
+                  SYS_gettimeofday, SYS_time, SYS_getpid, SYS_getppid, SYS_gettid}) {
+    t.specs[nr].buffered = true;
+  }
   return t.specs;
 }
 

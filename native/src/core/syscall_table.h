@@ -62,8 +62,9 @@ struct SyscallSpec {
   ReplayAction replay = ReplayAction::Emulate;
   Output outputs[3];
   Sent sent = Sent::None;
-  int8_t fdArg = 0;   // the argument naming the fd the data goes to
-  bool echo = false;  // replay echoes the data sent when the fd was stdout or stderr
+  int8_t fdArg = 0;       // the argument naming the fd the data goes to
+  bool echo = false;      // replay echoes the data sent when the fd was stdout or stderr
+  bool buffered = false;  // the syscall buffer's library may make it without a stop
 };
 
 // The syscall number the kernel acts on: the low 32 bits of orig_rax, sign-extended.

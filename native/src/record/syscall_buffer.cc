@@ -27,26 +27,6 @@ constexpr uint64_t kFilterScratch = RWD_TRAMPOLINE + 64;  // in the trampoline p
 
 bool isError(int64_t result) { return result < 0 && result > -4096; }
 
-// The syscalls the library may make from the trampoline: those that cannot wait for another
-// process. A record holds one output: the table's first (the others' pointers are null).
-bool bufferable(long nr) {
-  switch (nr) {
-    case SYS_read:
-    case SYS_pread64:
-    case SYS_lseek:
-    case SYS_fstat:
-    case SYS_newfstatat:
-    case SYS_clock_gettime:
-    case SYS_gettimeofday:
-    case SYS_time:
-    case SYS_getpid:
-    case SYS_getppid:
-    case SYS_gettid:
-      return true;
-  }
-  return false;
-}
-
 [[noreturn]] void corrupt(pid_t tid, const std::string& what) {
   fail(ErrorCode::Unsupported, "the syscall buffer of task " + std::to_string(tid) +
                                    " holds a record rewind cannot take (" + what +
@@ -54,12 +34,11 @@ bool bufferable(long nr) {
 }
 
 // Whether a record says what the table says the syscall writes: no more, nowhere else.
-bool outputAsTable(const rwd_record& rec) {
-  const SyscallSpec* spec = lookupSyscall(rec.nr);
+bool outputAsTable(const rwd_record& rec, const SyscallSpec& spec) {
   for (int i = 1; i < 3; i++) {
-    if (spec->outputs[i].arg >= 0 && rec.args[spec->outputs[i].arg]) return false;
+    if (spec.outputs[i].arg >= 0 && rec.args[spec.outputs[i].arg]) return false;
   }
-  const Output& out = spec->outputs[0];
+  const Output& out = spec.outputs[0];
   if (isError(rec.result) || out.arg < 0 || !rec.args[out.arg]) return rec.out_len == 0;
   uint64_t expected = 0;
   if (out.size == OutputSize::Fixed) {
@@ -289,8 +268,10 @@ std::vector<Event> SyscallBuffers::drain() {
           rec.size > bytes.size() - off) {
         corrupt(b.writer, "a record's size");
       }
-      if (!bufferable(rec.nr)) corrupt(b.writer, "syscall " + std::to_string(rec.nr));
-      if (!outputAsTable(rec)) corrupt(b.writer, std::string(syscallName(rec.nr)) + "'s output");
+      const SyscallSpec* spec = lookupSyscall(rec.nr);
+      if (!spec || !spec->buffered) corrupt(b.writer, "syscall " + std::to_string(rec.nr));
+      if (!outputAsTable(rec, *spec))
+        corrupt(b.writer, std::string(syscallName(rec.nr)) + "'s output");
       Event e;
       e.type = EventType::Syscall;
       SyscallEvent& s = e.syscall;

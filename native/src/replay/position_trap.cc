@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "core/code_writer.h"
 #include "core/error.h"
 #include "core/memory_map.h"
 #include "core/remote_syscalls.h"
@@ -43,29 +44,6 @@ uint64_t freePageNear(pid_t pid, uint64_t near) {
   consider(prevEnd, 0x7ffffffff000ull);
   return best;
 }
-
-class CodeWriter {
- public:
-  explicit CodeWriter(uint64_t base) : base_(base) {}
-  uint64_t here() const { return base_ + bytes_.size(); }
-  void emit(std::initializer_list<uint8_t> b) { bytes_.insert(bytes_.end(), b); }
-  void emit(const std::vector<uint8_t>& b) { bytes_.insert(bytes_.end(), b.begin(), b.end()); }
-  void emit32(int32_t v) {
-    uint8_t b[4];
-    memcpy(b, &v, 4);
-    bytes_.insert(bytes_.end(), b, b + 4);
-  }
-  // A rel32 field at `at` (the field's address) pointing to `target`.
-  void patch32(uint64_t at, uint64_t target) {
-    int32_t rel = int32_t(int64_t(target - (at + 4)));
-    memcpy(&bytes_[at - base_], &rel, 4);
-  }
-  const std::vector<uint8_t>& bytes() const { return bytes_; }
-
- private:
-  uint64_t base_;
-  std::vector<uint8_t> bytes_;
-};
 
 }  // namespace
 
@@ -148,8 +126,7 @@ std::unique_ptr<PositionTrap> PositionTrap::install(Task& task, const StubLayout
   for (size_t i = 0; i < position.words.size(); i++) {
     uint64_t addr = position.words[i].addr;
     w.emit({0x48, 0xb8});
-    w.emit32(int32_t(uint32_t(addr)));
-    w.emit32(int32_t(uint32_t(addr >> 32)));
+    w.emit64(addr);
     w.emit({0x48, 0x8b, 0x00});
     withSlot({0x48, 0x3b, 0x05}, nRegs + i);
     jumpIfMiss();
@@ -183,10 +160,7 @@ std::unique_ptr<PositionTrap> PositionTrap::install(Task& task, const StubLayout
   w.emit32(0);
   uint64_t slots = (w.here() + 7) & ~uint64_t(7);
   while (w.here() < slots) w.emit({0xcc});
-  for (uint64_t v : slotValues) {
-    w.emit32(int32_t(uint32_t(v)));
-    w.emit32(int32_t(uint32_t(v >> 32)));
-  }
+  for (uint64_t v : slotValues) w.emit64(v);
   for (auto& [field, slot] : slotFields) w.patch32(field, slots + 8 * slot);
   for (uint64_t field : missFields) w.patch32(field, miss);
   w.patch32(back, at + insn.length);
