@@ -75,6 +75,7 @@
         "src/replay/emulated_files.cc",
         "src/replay/position_trap.cc",
         "src/replay/query.cc",
+        "src/replay/syscall_feed.cc",
         "src/core/x86_instruction.cc",
         "src/replay/replay_session.cc",
         "src/replay/robust_futexes.cc",

@@ -35,6 +35,7 @@
 #include "core/syscall_buffers.h"
 #include "core/syscall_restart.h"
 #include "core/syscall_table.h"
+#include "core/syscall_trampoline.h"
 #include "core/vdso.h"
 #include "replay/robust_futexes.h"
 
@@ -188,8 +189,9 @@ void ReplaySession::start() {
 // right after that event; the stop waits there until the stream reaches the event it matches.
 ReplayResult ReplaySession::run() {
   start();
-  RunControl plain;
-  while (advanceToSegment()) runActive(plain);
+  RunControl control;
+  control.feed = true;
+  while (advanceToSegment()) runActive(control);
   checkEnd();
   ReplayResult result;
   result.waitStatus = waitStatus_;
@@ -369,6 +371,7 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     active_ = 0;
     return std::nullopt;
   }
+  const bool feeding = !segmentResumed_ && mayFeed(t, control);
   if (!segmentResumed_) {
     segmentResumed_ = true;
     if (end && end->type == EventType::Signal && !end->signal.fault) {
@@ -407,6 +410,7 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     active_ = 0;
     return std::nullopt;
   };
+  if (feeding) feed_.fill(*t.task, next_, eventIndex_, reader_);
   uint64_t skip = control.skipAt;
   for (;;) {
     Regs now = t.task->regs();
@@ -430,6 +434,7 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
                      t.deliverSig);
       t.deliverSig = 0;
       s = ends ? waitForProcessEnd(t) : t.task->wait();
+      if (feed_.active()) takeFeed(t, s);
       while (running && s.kind == Stop::SyscallStop && !t.task->atSyscallEntry()) {
         // The exit of the syscall its last stop skipped (PTRACE_SYSEMU), reported first.
         t.task->resume(PTRACE_SYSCALL);
@@ -583,6 +588,23 @@ std::optional<Event> ReplaySession::nextEventOf(const ReplayTask& t) {
   Event e;
   if (reader_.lookAhead(judge, 1 << 16, e)) return e;
   return std::nullopt;
+}
+
+// Whether the segment about to run may have the task's buffered syscalls answered without a stop:
+// a plain run to a syscall of its own that is the stream's very next event.
+bool ReplaySession::mayFeed(const ReplayTask& t, const RunControl& control) const {
+  return control.feed && !control.breaks && !control.step && !control.stopAt && !coverage_ &&
+         !t.tscBuffer && !t.deliverSig && haveNext_ && next_.type == EventType::Syscall &&
+         next_.syscall.tid == t.recordedTid && eventIndex_ == segmentKey_;
+}
+
+// The task stopped with records in its feed: those it took are events applied.
+void ReplaySession::takeFeed(ReplayTask& t, const Stop& s) {
+  std::optional<SyscallFeed::Taken> taken = feed_.take(*t.task, reader_);
+  if (!taken) diverged(t, describeStop(s) + ", with recorded syscalls in its feed");
+  next_ = std::move(taken->next);
+  eventIndex_ = taken->index;
+  segmentEnd_ = next_;
 }
 
 void ReplaySession::endSegment(ReplayTask& t, const Stop& s) {
@@ -854,7 +876,7 @@ void ReplaySession::onSyscall(ReplayTask& t) {
   // The trampoline's instruction is a 64-bit `syscall` (replay maps the page), and one that ran
   // in place was asked at its entry (atRunningEntry): no need to ask.
   const bool compat =
-      !ranInPlace && r.rip != RWD_TRAMPOLINE_SYSCALL_END && t.task->inCompatSyscall();
+      !ranInPlace && r.rip != kReplayTrampolineSyscallEnd && t.task->inCompatSyscall();
   if (compat && !recordableCompatSyscall(*t.task)) diverged(t, describeCompatSyscall(*t.task));
   const long traced = traceSyscallNumber(r, compat);
   uint64_t args[6];
@@ -1155,7 +1177,7 @@ bool ReplaySession::runsInPlace(const ReplayTask& t, const std::optional<Event>&
 // at the entry, before anything else sees it (a checkpoint injects syscalls into a waiting task).
 Stop ReplaySession::atRunningEntry(ReplayTask& t, Stop entry) {
   const Regs r = t.task->regs();
-  bool runs = r.rip != RWD_TRAMPOLINE_SYSCALL_END && haveNext_ &&
+  bool runs = r.rip != kReplayTrampolineSyscallEnd && haveNext_ &&
               runsInPlace(t, std::optional<Event>(next_)) && !t.task->inCompatSyscall();
   if (runs) {
     uint64_t args[6];

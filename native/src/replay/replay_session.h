@@ -19,6 +19,7 @@
 #include "replay/code_coverage.h"
 #include "replay/emulated_files.h"
 #include "replay/position_trap.h"
+#include "replay/syscall_feed.h"
 
 namespace rwd {
 
@@ -102,6 +103,9 @@ struct RunControl {
   const PreemptEvent* stopAt = nullptr;
   // Whether a kick (core/kick.h) stops the run, with Trap::Interrupted; otherwise it is ignored.
   bool interruptible = false;
+  // Whether the task's buffered syscalls may be answered without a stop (replay/syscall_feed.h),
+  // when nothing else above is asked for: run() only, never a debugger.
+  bool feed = false;
 };
 
 // Why user code stopped for the debugger.
@@ -213,6 +217,8 @@ class ReplaySession {
   void exitGroupInPlace(ReplayTask& t, const Regs& at);
   void rebuild(ReplayTask& t);
   void endSegment(ReplayTask& t, const Stop& s);
+  bool mayFeed(const ReplayTask& t, const RunControl& control) const;
+  void takeFeed(ReplayTask& t, const Stop& s);
   bool killsProcess(const ReplayTask& t, int sig) const;
   Stop waitForProcessEnd(ReplayTask& t);
   std::optional<Event> nextEventOf(const ReplayTask& t);
@@ -247,6 +253,7 @@ class ReplaySession {
   // an rdtsc trap (core/forced_sigsegv.h).
   std::map<uint32_t, KernelSigaction> segvActions_;
   CodeCoverage* coverage_ = nullptr;
+  SyscallFeed feed_;  // of the active task, while its segment runs
 };
 
 }  // namespace rwd
