@@ -1,7 +1,6 @@
 #include "core/blob_store.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -9,34 +8,11 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/sha256.h"
 #include "core/sparse_blob.h"
 
 namespace rwd {
 namespace {
-
-// Incremental sha256 over OpenSSL's EVP interface (node exports OpenSSL to addons).
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) {
-    EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr);
-  }
-  void update(const void* data, size_t len) { EVP_DigestUpdate(ctx_.get(), data, len); }
-  std::string hex() {
-    unsigned char md[32];
-    unsigned int n = 0;
-    EVP_DigestFinal_ex(ctx_.get(), md, &n);
-    static const char digits[] = "0123456789abcdef";
-    std::string s;
-    for (unsigned i = 0; i < n; i++) {
-      s.push_back(digits[md[i] >> 4]);
-      s.push_back(digits[md[i] & 15]);
-    }
-    return s;
-  }
-
- private:
-  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx_;
-};
 
 void writeAll(int fd, const uint8_t* p, size_t len, const std::string& what) {
   while (len > 0) {
@@ -225,13 +201,9 @@ std::string BlobStore::putFile(int fd, const std::string& path, bool cached) {
   return sha;
 }
 
-std::string BlobStore::adopt(const std::string& file, const std::string& role) {
-  int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) failErrno("open " + file);
-  uint64_t size = 0;
-  std::string sha = hashFile(fd, file, -1, "", &size);
-  close(fd);
-  return commitTemp(file, sha, size, role, "");
+std::string BlobStore::adopt(const std::string& file, const std::string& role,
+                             const std::string& sha256, uint64_t size) {
+  return commitTemp(file, sha256, size, role, "");
 }
 
 }  // namespace rwd

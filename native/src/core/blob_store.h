@@ -29,8 +29,9 @@ class BlobStore {
   // `cached`: a file captured before with the same (device, inode, size, mtime) is not read
   // again, unless its mtime was too close to that capture to tell a later change from it.
   std::string putFile(int fd, const std::string& path, bool cached = true);
-  // Moves a finished file (the event stream) into the store.
-  std::string adopt(const std::string& file, const std::string& role);
+  // Moves a finished file (the event stream), of that sha256 and size, into the store.
+  std::string adopt(const std::string& file, const std::string& role, const std::string& sha256,
+                    uint64_t size);
   std::string pathOf(const std::string& sha256) const;
 
   const std::vector<BlobRef>& blobs() const { return blobs_; }

@@ -41,24 +41,28 @@ struct Trailer {
   char magic[8];
 };
 
-void writeAll(int fd, const void* data, size_t len) {
+[[noreturn]] void badStream(const std::string& why) {
+  fail(ErrorCode::BadTrace, "event stream is damaged: " + why);
+}
+
+}  // namespace
+
+// Every byte of the file goes through here: its sha256, which names its blob, is known when it
+// is finished, without reading it again.
+void EventWriter::write(const void* data, size_t len) {
+  hash_.update(data, len);
   const auto* p = static_cast<const uint8_t*>(data);
   while (len > 0) {
-    ssize_t n = ::write(fd, p, len);
+    ssize_t n = ::write(fd_, p, len);
     if (n < 0) {
       if (errno == EINTR) continue;
       failErrno("write event stream");
     }
     p += n;
     len -= size_t(n);
+    written_ += uint64_t(n);
   }
 }
-
-[[noreturn]] void badStream(const std::string& why) {
-  fail(ErrorCode::BadTrace, "event stream is damaged: " + why);
-}
-
-}  // namespace
 
 EventWriter::EventWriter(const std::string& path) {
   fd_ = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -66,7 +70,7 @@ EventWriter::EventWriter(const std::string& path) {
   uint8_t header[8];
   memcpy(header, kMagic, 4);
   memcpy(header + 4, &kEventStreamVersion, 4);
-  writeAll(fd_, header, sizeof header);
+  write(header, sizeof header);
   offset_ = sizeof header;
   flusher_ = std::thread([this] { flushPeriodically(); });
 }
@@ -153,8 +157,8 @@ void EventWriter::writeChunk(const SealedChunk& chunk) {
                 uint32_t(crc32(0, compressed_.data(), uInt(compressed_.size()))),
                 kCodecZstd};
   index_.push_back(ChunkIndexEntry{offset_, chunk.first, chunk.count});
-  writeAll(fd_, &h, sizeof h);
-  writeAll(fd_, compressed_.data(), compressed_.size());
+  write(&h, sizeof h);
+  write(compressed_.data(), compressed_.size());
   offset_ += sizeof h + compressed_.size();
 }
 
@@ -168,11 +172,11 @@ void EventWriter::finish() {
   finished_ = true;
   uint64_t indexOffset = offset_;
   uint32_t head[2] = {kIndexMagic, uint32_t(index_.size())};
-  writeAll(fd_, head, sizeof head);
-  writeAll(fd_, index_.data(), index_.size() * sizeof(ChunkIndexEntry));
+  write(head, sizeof head);
+  write(index_.data(), index_.size() * sizeof(ChunkIndexEntry));
   Trailer t{indexOffset, {}};
   memcpy(t.magic, kTrailerMagic, sizeof t.magic);
-  writeAll(fd_, &t, sizeof t);
+  write(&t, sizeof t);
   if (fsync(fd_) < 0) failErrno("fsync event stream");
 }
 

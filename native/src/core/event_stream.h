@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/events.h"
+#include "core/sha256.h"
 
 namespace rwd {
 
@@ -43,6 +44,9 @@ class EventWriter {
   // Writes the chunks still held and the index. The stream is complete after this.
   void finish();
   uint64_t eventCount() const { return events_; }
+  // The file's, once finished.
+  std::string sha256() { return hash_.hex(); }
+  uint64_t size() const { return written_; }
 
  private:
   struct SealedChunk {
@@ -53,6 +57,7 @@ class EventWriter {
   void sealChunk();                           // with mu_ held: hands the open chunk to the flusher
   void writeChunk(const SealedChunk& chunk);  // on the flusher, without mu_
   void flushPeriodically();
+  void write(const void* data, size_t len);
   std::mutex mu_;
   std::condition_variable wake_;     // the flusher: a chunk to write, or stop
   std::condition_variable drained_;  // a chunk was written
@@ -64,6 +69,8 @@ class EventWriter {
   int fd_;
   // The file's end, the compression buffer and the index are the flusher's until finish().
   uint64_t offset_ = 0;
+  Sha256 hash_;
+  uint64_t written_ = 0;
   std::vector<uint8_t> compressed_;
   std::vector<ChunkIndexEntry> index_;
   uint64_t events_ = 0;

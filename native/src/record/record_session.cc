@@ -351,7 +351,7 @@ RecordResult RecordSession::run() {
   }
   terminal_.reset();
   events_.finish();
-  blobs_.adopt(eventsPath_, "events");
+  blobs_.adopt(eventsPath_, "events", events_.sha256(), events_.size());
   RecordResult result;
   result.waitStatus = waitStatus_;
   result.events = events_.eventCount();
