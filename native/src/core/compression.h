@@ -14,6 +14,10 @@ namespace rwd {
 // Event chunks are compressed on the recorder's path: the fastest level that still finds
 // repeats. Snapshots are few and small: a level that packs them tighter.
 constexpr int kEventChunkLevel = 1;
+// After a chunk that packed to more than two thirds of its size (mostly data the program read,
+// often compressed already or random): a negative level, which leaves literals as they are and
+// runs three times as fast on such data (100 MB of reads: 1.3 GB/s against 0.4 GB/s).
+constexpr int kEventChunkFastLevel = -3;
 constexpr int kSnapshotLevel = 3;
 
 // Appends one zstd frame of [data, data+len), its content size in its header, to `out`.

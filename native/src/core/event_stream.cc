@@ -64,7 +64,7 @@ void EventWriter::write(const void* data, size_t len) {
   }
 }
 
-EventWriter::EventWriter(const std::string& path) {
+EventWriter::EventWriter(const std::string& path) : level_(kEventChunkLevel) {
   fd_ = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) failErrno("create " + path);
   uint8_t header[8];
@@ -148,7 +148,8 @@ void EventWriter::append(const Event& e) {
 
 void EventWriter::writeChunk(const SealedChunk& chunk) {
   compressed_.clear();
-  zstdCompress(chunk.raw.data(), chunk.raw.size(), kEventChunkLevel, compressed_);
+  zstdCompress(chunk.raw.data(), chunk.raw.size(), level_, compressed_);
+  level_ = compressed_.size() * 3 > chunk.raw.size() * 2 ? kEventChunkFastLevel : kEventChunkLevel;
   ChunkHeader h{kChunkMagic,
                 uint32_t(chunk.raw.size()),
                 uint32_t(compressed_.size()),

@@ -72,6 +72,7 @@ class EventWriter {
   Sha256 hash_;
   uint64_t written_ = 0;
   std::vector<uint8_t> compressed_;
+  int level_;  // the next chunk's: by how well the last one packed
   std::vector<ChunkIndexEntry> index_;
   uint64_t events_ = 0;
   uint64_t chunkFirst_ = 0;
