@@ -57,6 +57,11 @@ describe('positions in loops whose state lives in memory', () => {
     expect(words.flat().length, 'no thread was preempted').toBeGreaterThan(0);
   });
 
+  it("positions after the program mapped every free page near its code, where replay's trampolines were", async () => {
+    const words = await replaysEveryTime(compile('fill_near_code', { extra: ['-pthread'] }), [], /^sums [0-9a-f]{16} [0-9a-f]{16}, mapped some\n$/);
+    expect(words.flat().length, 'no thread was preempted').toBeGreaterThan(0);
+  });
+
   it('perl counting in a loop under a 1 ms interval timer', async () => {
     await replaysEveryTime(which('perl'), [join(FIXTURES, 'perl_count.pl')], /^(\d+ ){15,}\d+\n$/);
   });

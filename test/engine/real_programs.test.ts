@@ -195,6 +195,20 @@ describe('record and replay', () => {
     expectSameRun(rec, await replay(rec.traceDir, { timeoutMs: 20_000 }));
   });
 
+  it('make -B -j2 of 8 C files: two compilers preempted in turn replay, every position met', async () => {
+    const project = join(work, 'project');
+    mkdirSync(project, { recursive: true });
+    const objects: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const fns = Array.from({ length: 60 }, (_, j) => `int f${i}_${j}(int x) { int s = 0; for (int k = 0; k < x; k++) s += k * ${j + 1} ^ (s >> 3); return s; }`);
+      writeFileSync(join(project, `m${i}.c`), `${fns.join('\n')}\n`);
+      objects.push(`m${i}.o`);
+    }
+    writeFileSync(join(project, 'Makefile'), `all: ${objects.join(' ')}\n%.o: %.c\n\tcc -O1 -c -o $@ $<\n`);
+    const { rec } = await recordReplay('make', ['-B', '-j2', '-C', project], { expectStatus: 0 });
+    expect(rec.stdout.toString()).toContain('cc -O1 -c -o m7.o m7.c');
+  });
+
   beforeAll(requireCli);
   for (const c of cases) {
     it(c.name, async () => {

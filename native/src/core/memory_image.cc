@@ -56,7 +56,8 @@ MemoryImage MemoryImage::capture(pid_t tgid, pid_t through) {
   // Dead stack: from the bottom of the mapping holding a thread's stack pointer to below its
   // red zone.
   std::vector<MapsEntry> maps = readMemoryMap(through);
-  std::vector<std::pair<uint64_t, uint64_t>> dead;
+  MemoryImage image;
+  std::vector<std::pair<uint64_t, uint64_t>>& dead = image.dead_;
   for (pid_t tid : threadsOf(tgid)) {
     uint64_t sp = stoppedStackPointer(tid);
     for (const MapsEntry& m : maps) {
@@ -70,7 +71,6 @@ MemoryImage MemoryImage::capture(pid_t tgid, pid_t through) {
   if (fd < 0) failErrno("open " + proc + "/mem");
   int pagemap = open((proc + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC);
   if (pagemap < 0) failErrno("open " + proc + "/pagemap");
-  MemoryImage image;
   std::vector<uint8_t> page(kPage);
   for (const MapsEntry& m : maps) {
     // Not device memory; but shared anonymous memory (named /dev/zero) is the program's.
@@ -98,6 +98,13 @@ MemoryImage MemoryImage::capture(pid_t tgid, pid_t through) {
   return image;
 }
 
+bool MemoryImage::dead(uint64_t addr) const {
+  for (const auto& [from, to] : dead_) {
+    if (addr >= from && addr < to) return true;
+  }
+  return false;
+}
+
 std::vector<MemoryWord> MemoryImage::changedWords(const MemoryImage& later, size_t max) const {
   static const std::vector<uint8_t> zero(kPage);
   std::vector<uint64_t> addrs;
@@ -114,7 +121,9 @@ std::vector<MemoryWord> MemoryImage::changedWords(const MemoryImage& later, size
       uint64_t x, y;
       memcpy(&x, before + off, 8);
       memcpy(&y, after + off, 8);
-      if (x != y) words.push_back(MemoryWord{at + off, y});
+      if (x != y && !dead(at + off) && !later.dead(at + off)) {
+        words.push_back(MemoryWord{at + off, y});
+      }
     }
     if (words.size() >= max) break;
   }

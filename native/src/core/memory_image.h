@@ -24,10 +24,13 @@ class MemoryImage {
   static MemoryImage capture(pid_t tgid, pid_t through);
 
   // The aligned 8-byte words whose value differs in `later`, lowest address first, at most `max`.
+  // None from the dead stack of either image: its zeros say nothing of what is there.
   std::vector<MemoryWord> changedWords(const MemoryImage& later, size_t max) const;
 
  private:
-  std::map<uint64_t, std::vector<uint8_t>> pages_;  // page address -> its 4096 bytes
+  bool dead(uint64_t addr) const;
+  std::map<uint64_t, std::vector<uint8_t>> pages_;   // page address -> its 4096 bytes
+  std::vector<std::pair<uint64_t, uint64_t>> dead_;  // [from, to): read as zero
 };
 
 // The user stack pointer of a thread that is stopped or blocked in the kernel.

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/code_writer.h"
@@ -15,6 +16,8 @@ namespace rwd {
 namespace {
 
 constexpr uint64_t kPage = 4096;
+// The last word of each trampoline page ("rwdtramp").
+constexpr uint64_t kPageMark = 0x706d617274647772;
 constexpr int64_t kReach = (int64_t(1) << 31) - 2 * int64_t(kPage);
 
 bool reaches(uint64_t from, uint64_t to) {
@@ -68,6 +71,15 @@ std::unique_ptr<PositionTrap> PositionTrap::install(Task& task, const StubLayout
   X86Instruction insn = decodeX86(code, sizeof code);
   if (!relocatable(insn)) return nullptr;
 
+  // A page replay made earlier is gone when a replayed mmap, munmap or mprotect took its place
+  // (the recorded program never knew of it): its mark says whether it is still there.
+  auto ours = [&](uint64_t p) {
+    uint64_t mark = 0;
+    return task.tryRead(p + kPage - sizeof mark, &mark, sizeof mark) && mark == kPageMark;
+  };
+  pages.pages.erase(
+      std::remove_if(pages.pages.begin(), pages.pages.end(), [&](uint64_t p) { return !ours(p); }),
+      pages.pages.end());
   uint64_t page = 0;
   for (uint64_t p : pages.pages) {
     if (reaches(at, p) && reaches(at, p + kPage)) page = p;
@@ -81,6 +93,7 @@ std::unique_ptr<PositionTrap> PositionTrap::install(Task& task, const StubLayout
                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, uint64_t(-1), 0);
     if (uint64_t(got) != want) return nullptr;
     page = want;
+    task.write(page + kPage - sizeof kPageMark, &kPageMark, sizeof kPageMark);
     pages.pages.push_back(page);
   }
 
@@ -164,7 +177,7 @@ std::unique_ptr<PositionTrap> PositionTrap::install(Task& task, const StubLayout
   for (auto& [field, slot] : slotFields) w.patch32(field, slots + 8 * slot);
   for (uint64_t field : missFields) w.patch32(field, miss);
   w.patch32(back, at + insn.length);
-  if (w.bytes().size() > kPage) return nullptr;
+  if (w.bytes().size() > kPage - sizeof kPageMark) return nullptr;
   task.write(page, w.bytes().data(), w.bytes().size());
 
   std::unique_ptr<PositionTrap> trap(
