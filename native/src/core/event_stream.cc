@@ -60,7 +60,7 @@ void EventWriter::write(const void* data, size_t len) {
     }
     p += n;
     len -= size_t(n);
-    written_ += uint64_t(n);
+    offset_ += uint64_t(n);
   }
 }
 
@@ -71,7 +71,6 @@ EventWriter::EventWriter(const std::string& path) : level_(kEventChunkLevel) {
   memcpy(header, kMagic, 4);
   memcpy(header + 4, &kEventStreamVersion, 4);
   write(header, sizeof header);
-  offset_ = sizeof header;
   flusher_ = std::thread([this] { flushPeriodically(); });
 }
 
@@ -160,7 +159,6 @@ void EventWriter::writeChunk(const SealedChunk& chunk) {
   index_.push_back(ChunkIndexEntry{offset_, chunk.first, chunk.count});
   write(&h, sizeof h);
   write(compressed_.data(), compressed_.size());
-  offset_ += sizeof h + compressed_.size();
 }
 
 void EventWriter::finish() {

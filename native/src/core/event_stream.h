@@ -46,7 +46,7 @@ class EventWriter {
   uint64_t eventCount() const { return events_; }
   // The file's, once finished.
   std::string sha256() { return hash_.hex(); }
-  uint64_t size() const { return written_; }
+  uint64_t size() const { return offset_; }
 
  private:
   struct SealedChunk {
@@ -70,7 +70,6 @@ class EventWriter {
   // The file's end, the compression buffer and the index are the flusher's until finish().
   uint64_t offset_ = 0;
   Sha256 hash_;
-  uint64_t written_ = 0;
   std::vector<uint8_t> compressed_;
   int level_;  // the next chunk's: by how well the last one packed
   std::vector<ChunkIndexEntry> index_;
