@@ -10,6 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +20,7 @@ import { pino } from 'pino';
 import { EVENT_TYPES, encodeEventStream, parseEventStream, type EventRecord, type EventStream } from './event_stream.js';
 import { call, connect, isServiceError, type Clients } from '../remote/client.js';
 import { pushTrace } from '../remote/upload.js';
+import { openRemoteDebugBridge } from '../remote/debug_bridge.js';
 import { stubPath } from '../native/index.js';
 import { ManifestError } from '../trace/manifest.js';
 import { startServer } from '../server/server.js';
@@ -757,8 +759,8 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
       // The processes every third check (they take this process's time, which the server shares).
       for (const pid of tick % 3 === 0 ? descendants() : []) {
         report.maxWorkerRssBytes = Math.max(report.maxWorkerRssBytes, rssOf(pid));
-        // A replay worker, once confined: exactly its trace, the stub and /proc, no canary.
-        if (!cmdlineOf(pid).includes('replay_worker.js')) continue;
+        // A replay or debug worker, once confined: exactly its trace, the stub and /proc, no canary.
+        if (!/(replay|debug)_worker\.js/.test(cmdlineOf(pid))) continue;
         const stray = strayPaths(pid, stub);
         if (stray === undefined) continue;
         report.viewsChecked++;
@@ -769,6 +771,27 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
     }
   };
   let watcher: Promise<void> | undefined;
+
+  // Replay workers of mutants often live less than a watch's period: a debug worker, which lives
+  // as long as its session, makes sure the watch has seen at least one worker confined.
+  const heldOpenUntilSeen = async (traceId: string): Promise<void> => {
+    const token = (await server.catalog.tokens.create('reader', '')).secret;
+    const bridge = await openRemoteDebugBridge(traceId, { server: server.address, token, tls: false }, 0);
+    const sock = net.connect(bridge.port, '127.0.0.1');
+    sock.on('error', () => {});
+    try {
+      let got = '';
+      sock.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      sock.write("$?#3f");
+      const deadline = Date.now() + 60_000;
+      const seen = (): boolean => report.viewsChecked > 0 && /\$[ST][0-9a-f]{2}/.test(got);
+      while (!seen() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      if (!seen()) fail(`a debug session's worker was not seen confined within 60 s (gdb got ${JSON.stringify(got.slice(0, 80))})`);
+    } finally {
+      sock.destroy();
+      await bridge.close();
+    }
+  };
 
   const integrity = (): string => {
     // A connection of its own, read-only, beside the server's (WAL: it sees the last commit).
@@ -791,6 +814,7 @@ export async function runHostileBatch(opts: HostileOptions): Promise<HostileRepo
       const id = (await pushTrace(up, b.dir)).traceId;
       originals.push({ id, result: await replay(checker, id) });
     }
+    await heldOpenUntilSeen(originals[0]!.id);
     // The expensive checks: the catalogue's integrity, every first trace listed and replayed as
     // at the start (their blobs are shared with every mutant deleted since).
     const fullCheck = async (after: number): Promise<void> => {
