@@ -37,6 +37,16 @@ describe('the recorder and its tracees', () => {
     for (let i = 0; i < RUNS; i++) await recordReplay(exe, [], { expectStatus: 139 });
   });
 
+  it("the program ends as its child's threads return from one futex wake: the child killed mid-return replays, every time", async () => {
+    // rr's futex_exit_race_sigsegv: a thread seen returned ended (by the recorder's SIGKILL) before
+    // others' cut-short futex records were written, which replay then applied to threads gone.
+    const exe = compile('end_kills_waking_threads', { extra: ['-O0', '-pthread'] });
+    for (let i = 0; i < 2 * RUNS; i++) {
+      const { rec } = await recordReplay(exe, [], { expectStatus: 0 });
+      expect(rec.stdout.toString(), describeRun(rec)).toBe("waiting for the child's wake\n");
+    }
+  });
+
   it('a pid namespace whose init exits while the tree inside creates threads, forks, makes syscalls and exits: 10 rounds recorded every time (tasks vanish in every state)', async () => {
     // Record only: replaying these deaths exactly (a thread killed inside a syscall, an exit_group
     // that a fork's event follows) is not done yet, and replay stops there with a divergence.

@@ -375,9 +375,9 @@ void RecordSession::onStop(RecordedTask& t, const Stop& s) {
         tasks_.clear();
         fail(ErrorCode::Exec, "cannot execute " + options_.exe + ": " + why);
       }
-      if (t.killedRecord) {
-        append(*t.killedRecord);  // killed again at that stop
-        syscalls_++;
+      if (std::optional<Event> killed = std::move(t.killedRecord)) {
+        t.killedRecord.reset();
+        appendKilled(t, std::move(*killed));  // killed again at that stop
       } else if (t.syscallOpen && t.echo && outputBusy_ == tid) {
         // Its write to stdout or stderr had started, and neither its exit stop nor its
         // PTRACE_EVENT_EXIT told what it did: replay must not print a guess (onExitStop).
@@ -393,6 +393,9 @@ void RecordSession::onStop(RecordedTask& t, const Stop& s) {
         endedByExec_[t.tgid].push_back(e);
       } else {
         append(e);
+        // Replay kills the whole process at its first end by SIGKILL: a thread that gets to its
+        // own end later (one held past the wait for the others) is gone there from this record on.
+        if (WIFSIGNALED(s.status) && WTERMSIG(s.status) == SIGKILL) groupExited_.insert(t.tgid);
       }
       if (tid == initial_) {
         // The recording ends with the program, as rr's does: what it left running (a daemon
@@ -504,22 +507,26 @@ void RecordSession::letGo(RecordedTask& t) {
   t.heldAtExit = false;
   if (std::optional<Event> e = std::move(t.killedRecord)) {
     t.killedRecord.reset();
-    if (!groupExited_.count(t.tgid)) {
-      append(*e);
-      syscalls_++;
-    } else if (e->syscall.echoFd) {
-      // After its process's exit_group, which replay runs for real: the thread is gone there
-      // by then, so replay stops at this record, loudly.
-      e->syscall.filtered = SyscallEvent::Filtered::Unknown;
-      append(*e);
-      syscalls_++;
-    }
+    appendKilled(t, std::move(*e));
   }
   releaseOutput(tid);
   thaw(tid);
   guarded(tid, [&] {
     if (!ptraceEventStop(t, PTRACE_EVENT_EXIT)) t.task->resume(PTRACE_SYSCALL);
   });
+}
+
+// A syscall a kill cut short. After its process's end (an exit_group or a fatal signal, which
+// replay runs for real, or a first end by SIGKILL, at which replay kills the process), the thread
+// is gone in replay: the syscall did nothing the program could see, unless it wrote to stdout or
+// stderr, where replay stops at this record, loudly.
+void RecordSession::appendKilled(RecordedTask& t, Event e) {
+  if (groupExited_.count(t.tgid)) {
+    if (!e.syscall.echoFd) return;
+    e.syscall.filtered = SyscallEvent::Filtered::Unknown;
+  }
+  append(e);
+  syscalls_++;
 }
 
 // Once every thread of a process is at its PTRACE_EVENT_EXIT (or past it, or is the one whose

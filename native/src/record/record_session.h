@@ -148,6 +148,7 @@ class RecordSession {
   void settleLeaving(pid_t tgid, bool overdue);
   void letGo(RecordedTask& t);
   void collectKilled(pid_t tgid, std::vector<pid_t> released);
+  void appendKilled(RecordedTask& t, Event e);
   bool dying(pid_t tid);
   void onFork(RecordedTask& t, bool vfork);
   void dropTask(RecordedTask& t);
