@@ -155,6 +155,24 @@ const cases: { name: string; fixture: string; args: string[]; out: string }[] = 
     args: ['seize'],
     out: 'stop: 4057f execve 1 result -38\nstop: 57f execve 1 result 0\nevent msg is its pid: 0\nend: exited 1 status 77\n',
   },
+  {
+    name: 'PTRACE_ATTACH to a child in the group-stop it put itself in, CONT to the SIGTRAP after its exec (rr\'s ptrace_exec)',
+    fixture: 'ptrace_exec_stopped',
+    args: ['attach'],
+    out: 'attach: 1\n',
+  },
+  {
+    name: 'PTRACE_SEIZE of a child in the group-stop it put itself in, PTRACE_SYSCALL out of that stop (the syscall buffer turned off there) to its exec event',
+    fixture: 'ptrace_exec_stopped',
+    args: ['seize'],
+    out: 'seize: 1\n',
+  },
+  {
+    name: 'attach and seize while the child may still be on its way to its own SIGSTOP: no SIGSTOP comes after its exec',
+    fixture: 'ptrace_exec_stopped',
+    args: ['race'],
+    out: 'race: 20\n',
+  },
 ];
 
 describe('ptrace by the recorded program', () => {

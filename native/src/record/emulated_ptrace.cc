@@ -79,11 +79,12 @@ std::optional<WaitRequest> waitRequest(long nr, const uint64_t* args, pid_t wait
   fail(ErrorCode::Unsupported, what + " is not supported yet");
 }
 
-// Changes to a tracee are replayed where it stopped: not in a group-stop (it may be anywhere), an
-// event stop, or the restart of an interrupted syscall.
+// Changes to a tracee are replayed where it stopped: not in a group-stop that may be anywhere
+// (one that came where its last syscall returned is there), an event stop, or the restart of an
+// interrupted syscall.
 void checkEditable(const EmulatedStop& stop, const std::string& what) {
-  const bool eventStop = stop.sig == 0 && !stop.syscallEntry && !stop.syscallExit;
-  if (stop.group || eventStop || stop.inRestart) {
+  const bool eventStop = stop.sig == 0 && !stop.group && !stop.syscallEntry && !stop.syscallExit;
+  if ((stop.group && !stop.atBoundary) || eventStop || stop.inRestart) {
     refuse(what + " of a traced task in a group-stop, an event stop or an interrupted syscall");
   }
 }
@@ -316,7 +317,7 @@ bool RecordSession::ptraceStopsHere(const RecordedTask& t) const {
 // A signal about to be delivered to an emulated tracee: a signal-delivery stop for its tracer.
 // It stays in the kernel's stop until the tracer resumes it.
 bool RecordSession::ptraceSignalStop(RecordedTask& t, int sig, const siginfo_t& info, bool fault,
-                                     bool positioned) {
+                                     bool positioned, bool atBoundary) {
   auto tracee = ptrace_.tracees.find(t.task->tid());
   if (tracee == ptrace_.tracees.end()) return false;
   siginfo_t given = info;
@@ -336,6 +337,7 @@ bool RecordSession::ptraceSignalStop(RecordedTask& t, int sig, const siginfo_t& 
   stop.fault = fault;
   stop.positioned = positioned;
   stop.inRestart = tracee->second.restarting;
+  stop.atBoundary = atBoundary && !positioned && !fault && !stop.inRestart;
   stop.info = given;
   release(t);
   ptraceEnterStop(t, stop);
@@ -419,6 +421,7 @@ bool RecordSession::ptraceGroupStop(RecordedTask& t, int sig) {
   release(t);
   EmulatedStop stop;
   stop.group = true;
+  stop.atBoundary = t.groupStopped && t.stopAtBoundary;
   stop.status = (e.seized ? PTRACE_EVENT_STOP << 16 : 0) | (sig << 8) | 0x7f;
   if (attaching) stop.status = (SIGSTOP << 8) | 0x7f;
   ptraceEnterStop(t, stop);
@@ -476,6 +479,7 @@ void RecordSession::ptraceResume(pid_t tid, int sig) {
   } else if (from.group) {
     if (t.groupStopped) e.outOfGroupStop = from.status >> 8 & 0xff;
     t.groupStopped = false;
+    t.stopAtBoundary = false;
     sig = 0;                   // the kernel injects no signal at these stops
   } else if (from.sig == 0) {  // an event stop: it is in the kernel, and goes on without a signal
     try {
@@ -551,6 +555,10 @@ void RecordSession::ptraceResumeGranted(RecordedTask& t) {
     return;
   }
   if (r.sig) t.task->setSiginfo(info);
+  if (defaultStop(tid, r.sig)) t.stopAtBoundary = from.atBoundary;
+  // Still where its syscall returned: a signal sent meanwhile (an attach's SIGSTOP) is taken
+  // there, before any user code, as natively, not held and delivered later in user code.
+  if (from.atBoundary) t.pendingAtBoundary = t.task->pendingSignals();
   t.task->resume(PTRACE_SYSCALL, r.sig);
 }
 

@@ -39,6 +39,7 @@ struct EmulatedStop {
   int sig = 0;              // a signal-delivery stop's signal; 0 for an event stop
   bool fault = false;       // the signal is the fault of the tracee's instruction
   bool positioned = false;  // stopped in user code where a Preempt event names it
+  bool atBoundary = false;  // stopped where its last syscall returned, before any user code
   bool inRestart = false;   // stopped while the kernel restarts the syscall the signal interrupted
   bool group = false;       // a group-stop or PTRACE_INTERRUPT's stop: it may be anywhere
   bool syscallEntry = false;  // PTRACE_SYSCALL's stops: at the entry of a syscall

@@ -687,6 +687,7 @@ void RecordSession::onEventStop(RecordedTask& t, int sig) {
   }
   // Continued (SIGCONT): it waits for its turn to run user code again.
   ptraceContinued(t.tgid);
+  t.stopAtBoundary = false;
   if (t.groupStopped) {
     t.groupStopped = false;
     if (!acquire(t, Deferred::Continue)) return;
@@ -2053,6 +2054,7 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
   if (defaultStop(t.task->tid(), sig) && !tracedByProgram(t.task->tid())) {
     // It stops its process wherever it comes (each thread then reports its group-stop), which
     // replay need not do: not recorded.
+    t.stopAtBoundary = atBoundary;
     t.task->resume(PTRACE_SYSCALL, sig);
     return;
   }
@@ -2093,7 +2095,7 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
       return;
     }
   }
-  if (ptraceSignalStop(t, sig, info, fault, positioned)) return;
+  if (ptraceSignalStop(t, sig, info, fault, positioned, atBoundary)) return;
   Event e;
   e.type = EventType::Signal;
   e.signal.tid = uint32_t(t.task->tid());

@@ -91,6 +91,9 @@ struct RecordedTask {
   std::chrono::steady_clock::time_point leftAt;
   bool exiting = false;       // it called exit (the thread's, not the process's)
   bool groupStopped = false;  // in a stop of its process (SIGSTOP...), left in force
+  // The stop signal it took came where its last syscall returned: its group-stop is there too
+  // (before any user code), so a tracer's changes there replay where its last event left it.
+  bool stopAtBoundary = false;
   // Asynchronous signals that landed in user code wait for the task's next syscall, where replay
   // can deliver them exactly: the signals pending when it was resumed from its last syscall
   // (the kernel delivers those before the task runs an instruction), and the held signals
@@ -217,7 +220,7 @@ class RecordSession {
   bool ptraceSwallowed(RecordedTask& t);
   bool ptraceStopsHere(const RecordedTask& t) const;
   bool ptraceSignalStop(RecordedTask& t, int sig, const siginfo_t& info, bool fault,
-                        bool positioned);
+                        bool positioned, bool atBoundary);
   bool ptraceEventStop(RecordedTask& t, int event);
   bool ptraceGroupStop(RecordedTask& t, int sig);
   bool ptraceSyscallStops(const RecordedTask& t) const;
