@@ -20,7 +20,7 @@ constexpr uint32_t kIndexMagic = 0x58444e49;  // "INDX"
 constexpr char kTrailerMagic[8] = {'R', 'W', 'E', 'V', 'E', 'N', 'D', '!'};
 constexpr size_t kChunkTarget = 256 * 1024;
 constexpr uint32_t kMaxChunk = 64u << 20;
-constexpr size_t kMaxSealed = 4;  // chunks waiting for the flusher
+constexpr size_t kMaxSealed = 4;  // chunks waiting for each of the two threads
 
 struct ChunkHeader {
   uint32_t magic;
@@ -71,7 +71,9 @@ EventWriter::EventWriter(const std::string& path) : level_(kEventChunkLevel) {
   memcpy(header, kMagic, 4);
   memcpy(header + 4, &kEventStreamVersion, 4);
   write(header, sizeof header);
-  flusher_ = std::thread([this] { flushPeriodically(); });
+  planned_ = offset_;
+  compressor_ = std::thread([this] { compressChunks(); });
+  writer_ = std::thread([this] { writeChunks(); });
 }
 
 EventWriter::~EventWriter() {
@@ -80,24 +82,36 @@ EventWriter::~EventWriter() {
     stopping_ = true;
   }
   wake_.notify_all();
-  if (flusher_.joinable()) flusher_.join();
+  drained_.notify_all();
+  if (compressor_.joinable()) compressor_.join();
+  if (writer_.joinable()) writer_.join();
   if (fd_ >= 0) close(fd_);
+}
+
+bool EventWriter::idle() const {
+  return sealed_.empty() && packed_.empty() && !compressing_ && !writing_;
 }
 
 void EventWriter::sealChunk() {
   if (chunkCount_ == 0) return;
   sealed_.push_back(SealedChunk{std::move(raw_), chunkFirst_, chunkCount_});
   raw_ = std::vector<uint8_t>();
+  if (!spare_.empty()) {
+    raw_ = std::move(spare_.back());
+    spare_.pop_back();
+  }
   raw_.reserve(kChunkTarget);
   chunkCount_ = 0;
   wake_.notify_all();
 }
 
-void EventWriter::flushPeriodically() {
+void EventWriter::compressChunks() {
   std::unique_lock<std::mutex> lock(mu_);
   auto due = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
   for (;;) {
-    wake_.wait_until(lock, due, [this] { return stopping_ || !sealed_.empty(); });
+    wake_.wait_until(lock, due,
+                     [this] { return stopping_ || !sealed_.empty() || !writeError_.empty(); });
+    if (!writeError_.empty()) break;
     if (sealed_.empty()) {
       if (stopping_ || finished_) break;
       if (std::chrono::steady_clock::now() >= due) {
@@ -108,27 +122,61 @@ void EventWriter::flushPeriodically() {
     }
     SealedChunk chunk = std::move(sealed_.front());
     sealed_.pop_front();
+    compressing_ = true;
+    lock.unlock();
+    std::vector<uint8_t> bytes;
+    std::string error;
+    try {
+      bytes = packChunk(chunk);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    lock.lock();
+    compressing_ = false;
+    chunk.raw.clear();
+    if (spare_.size() < kMaxSealed && chunk.raw.capacity() <= 2 * kChunkTarget) {
+      spare_.push_back(std::move(chunk.raw));
+    }
+    if (!error.empty()) writeError_ = error;
+    if (writeError_.empty()) packed_.push_back(std::move(bytes));
+    wake_.notify_all();
+    drained_.notify_all();
+    // The writer is behind: hold the chunks here, where the recorder's back-pressure sees them.
+    drained_.wait(
+        lock, [this] { return packed_.size() < kMaxSealed || stopping_ || !writeError_.empty(); });
+  }
+}
+
+void EventWriter::writeChunks() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    // Stopping, it writes what the compressor still hands it.
+    wake_.wait(lock, [this] {
+      return !packed_.empty() || !writeError_.empty() ||
+             (stopping_ && sealed_.empty() && !compressing_);
+    });
+    if (packed_.empty() || !writeError_.empty()) break;
+    std::vector<uint8_t> bytes = std::move(packed_.front());
+    packed_.pop_front();
     writing_ = true;
     lock.unlock();
     std::string error;
     try {
-      writeChunk(chunk);
+      write(bytes.data(), bytes.size());
     } catch (const std::exception& e) {
       error = e.what();
     }
     lock.lock();
     writing_ = false;
+    if (!error.empty()) writeError_ = error;
+    wake_.notify_all();
     drained_.notify_all();
-    if (!error.empty()) {
-      flushError_ = error;
-      break;
-    }
   }
 }
 
 void EventWriter::append(const Event& e) {
   std::unique_lock<std::mutex> lock(mu_);
-  if (!flushError_.empty()) fail(ErrorCode::System, flushError_);
+  if (!writeError_.empty()) fail(ErrorCode::System, writeError_);
   size_t at = raw_.size();
   raw_.resize(at + 4);
   encodeEvent(e, raw_);
@@ -139,35 +187,37 @@ void EventWriter::append(const Event& e) {
   events_++;
   if (raw_.size() >= kChunkTarget) {
     sealChunk();
-    // The flusher compresses on the other core; a recorder that outruns it waits here rather
-    // than holding more and more of the trace in memory.
-    drained_.wait(lock, [this] { return sealed_.size() < kMaxSealed || !flushError_.empty(); });
+    // The other two threads work on the other core; a recorder that outruns them waits here
+    // rather than holding more and more of the trace in memory.
+    drained_.wait(lock, [this] { return sealed_.size() < kMaxSealed || !writeError_.empty(); });
   }
 }
 
-void EventWriter::writeChunk(const SealedChunk& chunk) {
-  compressed_.clear();
-  zstdCompress(chunk.raw.data(), chunk.raw.size(), level_, compressed_);
-  level_ = compressed_.size() * 3 > chunk.raw.size() * 2 ? kEventChunkFastLevel : kEventChunkLevel;
+std::vector<uint8_t> EventWriter::packChunk(const SealedChunk& chunk) {
+  std::vector<uint8_t> out(sizeof(ChunkHeader));
+  zstdCompress(chunk.raw.data(), chunk.raw.size(), level_, out);
+  const size_t compressed = out.size() - sizeof(ChunkHeader);
+  level_ = compressed * 3 > chunk.raw.size() * 2 ? kEventChunkFastLevel : kEventChunkLevel;
   ChunkHeader h{kChunkMagic,
                 uint32_t(chunk.raw.size()),
-                uint32_t(compressed_.size()),
+                uint32_t(compressed),
                 chunk.count,
                 chunk.first,
-                uint32_t(crc32(0, compressed_.data(), uInt(compressed_.size()))),
+                uint32_t(crc32(0, out.data() + sizeof h, uInt(compressed))),
                 kCodecZstd};
-  index_.push_back(ChunkIndexEntry{offset_, chunk.first, chunk.count});
-  write(&h, sizeof h);
-  write(compressed_.data(), compressed_.size());
+  memcpy(out.data(), &h, sizeof h);
+  index_.push_back(ChunkIndexEntry{planned_, chunk.first, chunk.count});
+  planned_ += out.size();
+  return out;
 }
 
 void EventWriter::finish() {
   std::unique_lock<std::mutex> lock(mu_);
   if (finished_) return;
   sealChunk();
-  drained_.wait(lock, [this] { return (sealed_.empty() && !writing_) || !flushError_.empty(); });
-  if (!flushError_.empty()) fail(ErrorCode::System, flushError_);
-  // The flusher is idle and stays so: the file is this thread's from here.
+  drained_.wait(lock, [this] { return idle() || !writeError_.empty(); });
+  if (!writeError_.empty()) fail(ErrorCode::System, writeError_);
+  // Both threads are idle and stay so: the file is this thread's from here.
   finished_ = true;
   uint64_t indexOffset = offset_;
   uint32_t head[2] = {kIndexMagic, uint32_t(index_.size())};

@@ -30,9 +30,11 @@ struct ChunkIndexEntry {
   uint32_t count;       // events in the chunk
 };
 
-// Chunks are compressed and written by a thread of its own, so the recorder's thread only
-// encodes records; that thread also seals a partial chunk at least every 100 ms, so a recorder
-// that is killed loses at most the last 100 ms of events.
+// Chunks leave the recorder's thread, which only encodes records, through two threads in a
+// row: one compresses a chunk (zstd) while the other hashes and writes the one before, so a
+// recording that reads fast keeps both of them and the recorder busy at once. The first also
+// seals a partial chunk at least every 100 ms, so a recorder that is killed loses at most the
+// last 100 ms of events.
 class EventWriter {
  public:
   explicit EventWriter(const std::string& path);
@@ -54,25 +56,33 @@ class EventWriter {
     uint64_t first;
     uint32_t count;
   };
-  void sealChunk();                           // with mu_ held: hands the open chunk to the flusher
-  void writeChunk(const SealedChunk& chunk);  // on the flusher, without mu_
-  void flushPeriodically();
+  void sealChunk();  // with mu_ held: hands the open chunk to the compressor
+  // On the compressor, without mu_: the chunk's header and compressed bytes, as written.
+  std::vector<uint8_t> packChunk(const SealedChunk& chunk);
+  void compressChunks();
+  void writeChunks();
   void write(const void* data, size_t len);
+  bool idle() const;  // with mu_ held: nothing sealed, packed or in either thread's hands
   std::mutex mu_;
-  std::condition_variable wake_;     // the flusher: a chunk to write, or stop
-  std::condition_variable drained_;  // a chunk was written
+  std::condition_variable wake_;     // both threads: a chunk to take, or stop
+  std::condition_variable drained_;  // a chunk moved on
   bool stopping_ = false;
-  bool writing_ = false;  // the flusher holds a chunk outside mu_
-  std::string flushError_;
+  bool compressing_ = false;  // the compressor holds a chunk outside mu_
+  bool writing_ = false;      // the writer holds one
+  std::string writeError_;
   std::deque<SealedChunk> sealed_;
-  std::thread flusher_;
+  std::deque<std::vector<uint8_t>> packed_;  // compressed, waiting for the writer
+  std::vector<std::vector<uint8_t>> spare_;  // raw chunks' buffers, to be used again
+  std::thread compressor_;
+  std::thread writer_;
   int fd_;
-  // The file's end, the compression buffer and the index are the flusher's until finish().
-  uint64_t offset_ = 0;
-  Sha256 hash_;
-  std::vector<uint8_t> compressed_;
+  // The compressor's until finish(): where its next chunk will be written, the level, the index.
+  uint64_t planned_ = 0;
   int level_;  // the next chunk's: by how well the last one packed
   std::vector<ChunkIndexEntry> index_;
+  // The writer's until finish(): the file's end and its hash.
+  uint64_t offset_ = 0;
+  Sha256 hash_;
   uint64_t events_ = 0;
   uint64_t chunkFirst_ = 0;
   uint32_t chunkCount_ = 0;

@@ -928,10 +928,10 @@ void RecordSession::append(const Event& e) {
 
 void RecordSession::appendBuffered() {
   if (!buffers_) return;
-  for (const Event& b : buffers_->drain()) {
+  buffers_->drain([this](const Event& b) {
     events_.append(b);
     syscalls_++;
-  }
+  });
 }
 
 // A syscall our filter stopped (SECCOMP_RET_TRACE) at its entry. After an entry stop of its own

@@ -230,8 +230,12 @@ bool SyscallBuffers::inCall(pid_t tid, uint64_t rip) const {
   return readHeader(*it->second, &used, &inCall) && inCall;
 }
 
-std::vector<Event> SyscallBuffers::drain() {
-  std::vector<Event> events;
+void SyscallBuffers::drain(const std::function<void(const Event&)>& take) {
+  // One event of each kind, filled again for every record: a busy reader makes a record every
+  // few microseconds, and a fresh event each time costs more than taking its bytes.
+  Event syscall, tscRun;
+  syscall.type = EventType::Syscall;
+  tscRun.type = EventType::Tsc;
   std::set<const Buffer*> seen;
   for (auto& [tid, ptr] : byTask_) {
     Buffer& b = *ptr;
@@ -239,56 +243,59 @@ std::vector<Event> SyscallBuffers::drain() {
     uint32_t used, inCall;
     if (!readHeader(b, &used, &inCall) || used == b.taken) continue;  // gone, or nothing new
     if (used < b.taken || used > b.size) corrupt(b.writer, "its length");
-    std::vector<uint8_t> bytes(used - b.taken);
-    if (pread(b.memFd, bytes.data(), bytes.size(), off_t(b.addr + b.taken)) !=
-        ssize_t(bytes.size())) {
+    const size_t n = used - b.taken;
+    if (scratch_.size() < n) scratch_.resize(n);
+    if (pread(b.memFd, scratch_.data(), n, off_t(b.addr + b.taken)) != ssize_t(n)) {
       continue;  // it vanished meanwhile
     }
-    for (size_t off = 0; off < bytes.size();) {
+    const uint8_t* bytes = scratch_.data();
+    tscRun.tsc.tid = uint32_t(b.writer);
+    auto endTscRun = [&] {
+      if (tscRun.tsc.values.empty()) return;
+      take(tscRun);
+      tscRun.tsc.values.clear();
+    };
+    for (size_t off = 0; off < n;) {
       // A patched rdtsc's values: those in a row make one event.
       rwd_tsc_record tsc;
-      if (bytes.size() - off >= sizeof tsc) memcpy(&tsc, bytes.data() + off, sizeof tsc);
-      if (bytes.size() - off >= sizeof tsc && tsc.nr == RWD_TSC_RECORD) {
+      if (n - off >= sizeof tsc) memcpy(&tsc, bytes + off, sizeof tsc);
+      if (n - off >= sizeof tsc && tsc.nr == RWD_TSC_RECORD) {
         if (tsc.size != sizeof tsc) corrupt(b.writer, "a TSC record's size");
-        if (events.empty() || events.back().type != EventType::Tsc ||
-            events.back().tsc.tid != uint32_t(b.writer)) {
-          events.emplace_back();
-          events.back().type = EventType::Tsc;
-          events.back().tsc.tid = uint32_t(b.writer);
-        }
-        events.back().tsc.values.push_back(tsc.tsc);
+        tscRun.tsc.values.push_back(tsc.tsc);
         off += sizeof tsc;
         continue;
       }
+      endTscRun();
       rwd_record rec;
-      if (bytes.size() - off < sizeof rec) corrupt(b.writer, "a record cut short");
-      memcpy(&rec, bytes.data() + off, sizeof rec);
+      if (n - off < sizeof rec) corrupt(b.writer, "a record cut short");
+      memcpy(&rec, bytes + off, sizeof rec);
       const size_t padded = (size_t(rec.out_len) + 7) & ~size_t(7);
-      if (rec.out_len > RWD_MAX_OUTPUT || rec.size != sizeof rec + padded ||
-          rec.size > bytes.size() - off) {
+      if (rec.out_len > RWD_MAX_OUTPUT || rec.size != sizeof rec + padded || rec.size > n - off) {
         corrupt(b.writer, "a record's size");
       }
       const SyscallSpec* spec = lookupSyscall(rec.nr);
       if (!spec || !spec->buffered) corrupt(b.writer, "syscall " + std::to_string(rec.nr));
       if (!outputAsTable(rec, *spec))
         corrupt(b.writer, std::string(syscallName(rec.nr)) + "'s output");
-      Event e;
-      e.type = EventType::Syscall;
-      SyscallEvent& s = e.syscall;
+      SyscallEvent& s = syscall.syscall;
       s.tid = uint32_t(b.writer);
       s.nr = rec.nr;
       memcpy(s.args, rec.args, sizeof s.args);
       s.result = rec.result;
       if (rec.out_len) {
-        const uint8_t* data = bytes.data() + off + sizeof rec;
-        s.writes.push_back(MemoryWrite{rec.out_addr, {data, data + rec.out_len}});
+        const uint8_t* data = bytes + off + sizeof rec;
+        s.writes.resize(1);
+        s.writes[0].addr = rec.out_addr;
+        s.writes[0].data.assign(data, data + rec.out_len);
+      } else {
+        s.writes.clear();
       }
-      events.push_back(std::move(e));
+      take(syscall);
       off += rec.size;
     }
+    endTscRun();
     b.taken = used;
   }
-  return events;
 }
 
 }  // namespace rwd

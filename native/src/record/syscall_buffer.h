@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -57,8 +58,9 @@ class SyscallBuffers {
   // position may be named (the syscall ran, its event is not in the stream yet), or in the TSC
   // hook's code, which replay runs another way.
   bool inCall(pid_t tid, uint64_t rip) const;
-  // The records no event holds yet, of every buffer, as syscall events.
-  std::vector<Event> drain();
+  // Hands `take` the records no event holds yet, of every buffer, as syscall and tsc events, in
+  // the order each thread made them.
+  void drain(const std::function<void(const Event&)>& take);
 
  private:
   struct Buffer {
@@ -77,7 +79,8 @@ class SyscallBuffers {
 
   std::map<pid_t, std::shared_ptr<Buffer>> byTask_;
   std::map<pid_t, std::vector<MemoryWrite>> pendingWrites_;
-  std::set<pid_t> refused_;  // tasks of processes that stopped buffering (disable)
+  std::set<pid_t> refused_;       // tasks of processes that stopped buffering (disable)
+  std::vector<uint8_t> scratch_;  // drain's copy of a buffer, kept: it is up to 1 MiB each time
 };
 
 }  // namespace rwd
