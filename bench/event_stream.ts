@@ -1,11 +1,11 @@
 // The event stream (native/src/core/event_stream.cc, docs/trace-format.md), parsed just enough
 // to tamper with it consistently. Shared by the test suites (test/support/traces.ts) and the
 // hostile-trace bench, which is compiled with the product and so cannot import the tests.
-import { crc32, deflateSync, inflateSync } from 'node:zlib';
+import { deflateSync, inflateSync } from 'node:zlib';
 import { loadEngine } from '../native/index.js';
 
 // The layout: "RWEV" u32 version, chunks (32-byte header: magic "CHNK",
-// rawLen, compressedLen, count, u64 firstEvent, crc32 of the compressed bytes, codec) of
+// rawLen, compressedLen, count, u64 firstEvent, check of the compressed bytes, codec) of
 // compressed records (u32 length, u8 type, ...), then "INDX" u32 n, n × {u64 offset,
 // u64 firstEvent, u32 count, u32 pad}, then a trailer {u64 indexOffset, "RWEVEND!"}.
 
@@ -89,7 +89,7 @@ export function encodeEventStream(s: EventStream): Buffer {
     h.writeUInt32LE(compressed.length, 8);
     h.writeUInt32LE(count, 12);
     h.writeBigUInt64LE(BigInt(next), 16);
-    h.writeUInt32LE(crc32(compressed), 24);
+    h.writeUInt32LE(loadEngine().chunkCheck(compressed, s.version), 24);
     h.writeUInt32LE(s.version >= zstdSince ? 1 : 0, 28);
     parts.push(h, compressed);
     index.push({ offset, first: next, count });

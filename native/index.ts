@@ -287,6 +287,8 @@ export interface Engine {
   zstdCompress(data: Uint8Array): Buffer;
   /** The `size` bytes the zstd frame holds; throws when it is not one frame of that size. */
   zstdDecompress(frame: Uint8Array, size: number): Buffer;
+  /** A chunk header's check of its compressed bytes in a stream of `version` (XXH64's low half from 5, crc32 before). */
+  chunkCheck(data: Uint8Array, version: number): number;
 }
 
 export class EngineUnavailableError extends Error {}

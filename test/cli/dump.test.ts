@@ -61,7 +61,7 @@ describe('rewind dump DIR', () => {
     expectCleanFailure(await rewind(['dump', rec.traceDir, '--from', '5', '--to', '2']), /^rewind: --to 2 is before --from 5$/m);
     expectCleanFailure(await rewind(['dump', '/nonexistent/trace']), /^rewind: \/nonexistent\/trace: no such trace directory$/m);
 
-    // One byte changed inside the first chunk's compressed records: its crc32 no longer holds.
+    // One byte changed inside the first chunk's compressed records: its check no longer holds.
     const damaged = Buffer.from(readFileSync(eventsBlob(rec.traceDir).path));
     damaged[8 + 32 + 20]! ^= 0xff;
     replaceEventsBlob(rec.traceDir, damaged);

@@ -320,7 +320,7 @@ function editSnapshot(dir: string, edit: (s: StoredSnapshot, region: ExecRegion)
  */
 function downgrade(dir: string, version: 2 | 3): void {
   const stream = parseEventStream(readFileSync(eventsBlob(dir).path));
-  expect(stream.version).toBe(4);
+  expect(stream.version).toBe(5); // its records are version 4's: only the chunks' check differs
   stream.version = version;
   for (const r of stream.records.filter((x) => x.type === EVENT_TYPES.exec)) {
     const exec = parseExec(r);
@@ -375,6 +375,21 @@ describe('exec snapshots (a blob per region, without its zero pages, compressed)
     file.writeUInt32LE(file.readUInt32LE(8 + 4) + 1, 8 + 4); // the first chunk's raw length
     replaceEventsBlob(dir, file);
     await expectRefused(dir, /cannot decompress the chunk holding event 0 to the \d+ bytes its header names/);
+  });
+
+  it('an event stream of version 4 (chunks checked by crc32) still replays byte for byte, and a chunk whose crc32 fails is refused', async () => {
+    const data = join(tempDir('rewind-data-'), 'data.txt');
+    writeFileSync(data, 'the recorded data file\n');
+    const rec = await record(exe, [data]);
+    expectRecorded(rec, 0);
+    const stream = parseEventStream(readFileSync(eventsBlob(rec.traceDir).path));
+    stream.version = 4;
+    const file = encodeEventStream(stream);
+    replaceEventsBlob(rec.traceDir, file);
+    expectSameRun(rec, await replay(rec.traceDir));
+    file.writeUInt32LE(file.readUInt32LE(8 + 24) ^ 1, 8 + 24); // the first chunk's check
+    replaceEventsBlob(rec.traceDir, file);
+    await expectRefused(rec.traceDir, /checksum mismatch in the chunk holding event 0/);
   });
 
   for (const version of [2, 3] as const) {

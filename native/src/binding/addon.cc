@@ -9,6 +9,7 @@
 
 #include "core/compression.h"
 #include "core/error.h"
+#include "core/event_stream.h"
 #include "record/program_group.h"
 #include "record/record_session.h"
 #include "replay/debug_session.h"
@@ -660,6 +661,13 @@ Napi::Value ZstdDecompress(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// chunkCheck(bytes, version) -> number: a chunk header's check of its compressed bytes.
+Napi::Value ChunkCheck(const Napi::CallbackInfo& info) {
+  Napi::Uint8Array in = info[0].As<Napi::Uint8Array>();
+  uint32_t version = info[1].As<Napi::Number>().Uint32Value();
+  return Napi::Number::New(info.Env(), rwd::chunkCheck(version, in.Data(), in.ByteLength()));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* ctor = new Napi::FunctionReference(Napi::Persistent(DebugSessionObject::define(env)));
   env.SetInstanceData(ctor);
@@ -672,6 +680,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("query", Napi::Function::New(env, Query));
   exports.Set("zstdCompress", Napi::Function::New(env, ZstdCompress));
   exports.Set("zstdDecompress", Napi::Function::New(env, ZstdDecompress));
+  exports.Set("chunkCheck", Napi::Function::New(env, ChunkCheck));
   return exports;
 }
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 
+#include "common/xxhash.h"  // zstd's (native/third_party/zstd/lib/common), its names prefixed ZSTD_
 #include "core/compression.h"
 #include "core/error.h"
 
@@ -28,7 +29,7 @@ struct ChunkHeader {
   uint32_t compressedLen;
   uint32_t count;
   uint64_t firstEvent;
-  uint32_t crc;  // crc32 of the compressed bytes
+  uint32_t check;  // chunkCheck of the compressed bytes
   uint32_t codec;
 };
 
@@ -46,6 +47,11 @@ struct Trailer {
 }
 
 }  // namespace
+
+uint32_t chunkCheck(uint32_t version, const uint8_t* data, size_t len) {
+  if (version >= 5) return uint32_t(XXH64(data, len, 0));
+  return uint32_t(crc32(0, data, uInt(len)));
+}
 
 // Every byte of the file goes through here: its sha256, which names its blob, is known when it
 // is finished, without reading it again.
@@ -203,7 +209,7 @@ std::vector<uint8_t> EventWriter::packChunk(const SealedChunk& chunk) {
                 uint32_t(compressed),
                 chunk.count,
                 chunk.first,
-                uint32_t(crc32(0, out.data() + sizeof h, uInt(compressed))),
+                chunkCheck(kEventStreamVersion, out.data() + sizeof h, compressed),
                 kCodecZstd};
   memcpy(out.data(), &h, sizeof h);
   index_.push_back(ChunkIndexEntry{planned_, chunk.first, chunk.count});
@@ -292,7 +298,7 @@ bool EventReader::readChunk(uint64_t offset, uint64_t first, std::vector<uint8_t
     // A chunk cut off at the end: the recorder was killed while writing it.
     return false;
   }
-  if (uint32_t(crc32(0, compressed.data(), uInt(h.compressedLen))) != h.crc) {
+  if (chunkCheck(version_, compressed.data(), h.compressedLen) != h.check) {
     badStream("checksum mismatch in the chunk holding event " + std::to_string(first));
   }
   // rawLen is bounded above (kMaxChunk), and the frame must hold exactly that much.
