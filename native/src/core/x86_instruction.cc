@@ -292,6 +292,23 @@ bool backwardConditionalJump(const uint8_t* code, const X86Instruction& insn) {
   return int8_t(code[n - 1]) < 0;
 }
 
+bool repeatedString(const uint8_t* code, const X86Instruction& insn) {
+  bool rep = false;
+  size_t i = 0;
+  for (; i < insn.length; i++) {
+    const uint8_t b = code[i];
+    if (b == 0xf2 || b == 0xf3) {
+      rep = true;
+    } else if (b != 0x66 && b != 0x67 && b != 0xf0 && b != 0x2e && b != 0x36 && b != 0x3e &&
+               b != 0x26 && b != 0x64 && b != 0x65) {
+      break;
+    }
+  }
+  if (i < insn.length && (code[i] & 0xf0) == 0x40) i++;  // REX
+  return rep && i < insn.length && code[i] >= 0xa4 && code[i] <= 0xaf && code[i] != 0xa8 &&
+         code[i] != 0xa9;  // a8, a9: test al/eax, imm
+}
+
 bool relocatable(const X86Instruction& insn) { return insn.length >= 5 && !insn.controlFlow; }
 
 }  // namespace rwd

@@ -23,6 +23,10 @@ X86Instruction decodeX86(const uint8_t* code, size_t available);
 // Whether the instruction is a conditional jump backwards (the way a loop goes round again).
 bool backwardConditionalJump(const uint8_t* code, const X86Instruction& insn);
 
+// Whether the instruction is a string instruction with a rep prefix (rep movs, stos, lods, or
+// repe/repne cmps, scas): a single step runs one of its iterations, not all of them.
+bool repeatedString(const uint8_t* code, const X86Instruction& insn);
+
 // Whether the instruction can run from a copy elsewhere (a rip-relative operand adjusted),
 // with a 5-byte jump in its place.
 bool relocatable(const X86Instruction& insn);

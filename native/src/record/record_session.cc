@@ -1437,7 +1437,10 @@ bool RecordSession::settle(RecordedTask& t) {
     if (!t.task->tryRead(rip, code, sizeof code)) return true;
     X86Instruction insn = decodeX86(code, sizeof code);
     if (insn.length == 0 || insn.traps || relocatable(insn)) return true;
-    if (backwardConditionalJump(code, insn) && ++passes[rip] >= 3) {
+    // A rep string instruction stepped would take a step per iteration here, and as many in
+    // replay to find the one named: it is run to its end (a memset of megabytes in cc1 was 40 s
+    // of replay).
+    if (repeatedString(code, insn) || (backwardConditionalJump(code, insn) && ++passes[rip] >= 3)) {
       switch (runTo(t, rip + insn.length, std::chrono::milliseconds(20))) {
         case RunTo::Reached:
           passes.clear();
