@@ -387,7 +387,7 @@ describe('exec snapshots (a blob per region, without its zero pages, compressed)
     const file = encodeEventStream(stream);
     replaceEventsBlob(rec.traceDir, file);
     expectSameRun(rec, await replay(rec.traceDir));
-    file.writeUInt32LE(file.readUInt32LE(8 + 24) ^ 1, 8 + 24); // the first chunk's check
+    file.writeUInt32LE((file.readUInt32LE(8 + 24) ^ 1) >>> 0, 8 + 24); // the first chunk's check (^ makes it signed)
     replaceEventsBlob(rec.traceDir, file);
     await expectRefused(rec.traceDir, /checksum mismatch in the chunk holding event 0/);
   });
