@@ -178,6 +178,12 @@ uint8_t twoByte(uint8_t op) {
   }
 }
 
+// Operand and address size, lock, rep and segment prefixes.
+bool legacyPrefix(uint8_t b) {
+  return b == 0x66 || b == 0x67 || b == 0xf0 || b == 0xf2 || b == 0xf3 || b == 0x2e || b == 0x36 ||
+         b == 0x3e || b == 0x26 || b == 0x64 || b == 0x65;
+}
+
 }  // namespace
 
 X86Instruction decodeX86(const uint8_t* code, size_t available) {
@@ -192,8 +198,7 @@ X86Instruction decodeX86(const uint8_t* code, size_t available) {
       operand16 = true;
     } else if (b == 0x67) {
       address32 = true;
-    } else if (b != 0xf0 && b != 0xf2 && b != 0xf3 && b != 0x2e && b != 0x36 && b != 0x3e &&
-               b != 0x26 && b != 0x64 && b != 0x65) {
+    } else if (!legacyPrefix(b)) {
       break;
     }
   }
@@ -295,15 +300,8 @@ bool backwardConditionalJump(const uint8_t* code, const X86Instruction& insn) {
 bool repeatedString(const uint8_t* code, const X86Instruction& insn) {
   bool rep = false;
   size_t i = 0;
-  for (; i < insn.length; i++) {
-    const uint8_t b = code[i];
-    if (b == 0xf2 || b == 0xf3) {
-      rep = true;
-    } else if (b != 0x66 && b != 0x67 && b != 0xf0 && b != 0x2e && b != 0x36 && b != 0x3e &&
-               b != 0x26 && b != 0x64 && b != 0x65) {
-      break;
-    }
-  }
+  for (; i < insn.length && legacyPrefix(code[i]); i++)
+    rep = rep || code[i] == 0xf2 || code[i] == 0xf3;
   if (i < insn.length && (code[i] & 0xf0) == 0x40) i++;  // REX
   return rep && i < insn.length && code[i] >= 0xa4 && code[i] <= 0xaf && code[i] != 0xa8 &&
          code[i] != 0xa9;  // a8, a9: test al/eax, imm
