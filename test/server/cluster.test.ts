@@ -178,7 +178,9 @@ describe.runIf(postgresAvailable() && !s3SkipReason())('two servers on one Postg
   it.runIf(engineBuilt)("an agent finishes through B the upload A was killed in, from what the store holds", async () => {
     const work = tmpDir('rewind-cluster-trace-');
     const data = path.join(work, 'data.bin');
-    const content = randomBytes(64 * MIB);
+    // Big enough that the upload is still going when the store is seen holding two parts, even
+    // when that look is slow (a loaded machine: 64 MiB had all gone up by then once).
+    const content = randomBytes(192 * MIB);
     fs.writeFileSync(data, content);
     const big = createHash('sha256').update(content).digest('hex');
     const traceDir = path.join(work, 'trace');
