@@ -2,7 +2,19 @@
 // whole process, signals to the process group, tasks that vanish while the recorder handles
 // them, a main thread that ends before its threads, and a daemon that outlives its parent.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupTemps, compile, describeRun, expectRecorded, record, recordReplay, requireCli } from './harness.js';
+import {
+  cleanupTemps,
+  compile,
+  describeRun,
+  EVENT_TYPES,
+  expectRecorded,
+  expectSameRun,
+  record,
+  recordReplay,
+  replay,
+  requireCli,
+  tamperEvents,
+} from './harness.js';
 
 afterAll(cleanupTemps);
 beforeAll(requireCli);
@@ -30,6 +42,29 @@ describe('the recorder and its tracees', () => {
         `leads its group: no\nsetsid in a child: ok\nsignalling the group with ${sig}\n`,
       );
     }
+  });
+
+  it("a child's fatal signal overtaken by the recorder's SIGKILL at the program's end (a race under load): it dies of SIGKILL in replay too", async () => {
+    const exe = compile('group_signal_overtaken');
+    const rec = await record(exe, []);
+    expectRecorded(rec, 128 + 10);
+    expect(rec.stdout.toString(), describeRun(rec)).toBe('signalling the group\n');
+    expectSameRun(rec, await replay(rec.traceDir));
+    // The trace of the race: the child's death, delivered SIGUSR1, is seen as SIGKILL's after the
+    // parent's (the kernel's group exit takes the code of a SIGKILL that comes first).
+    tamperEvents(rec.traceDir, (records) => {
+      const tid = (r: (typeof records)[number]): number => r.body.readUInt32LE(1);
+      const parent = records.find((r) => r.type === EVENT_TYPES.exec);
+      const signalled = new Set(records.filter((r) => r.type === EVENT_TYPES.signal).map(tid));
+      const at = records.findIndex((r) => r.type === EVENT_TYPES.exit && signalled.has(tid(r)) && parent && tid(r) !== tid(parent));
+      const death = records[at];
+      if (!death) throw new Error('the recording has no child delivered its signal, then dead');
+      records.splice(at, 1);
+      death.body.writeUInt32LE(9, 5); // wait status: killed by SIGKILL
+      records.push(death);
+      return death;
+    });
+    expectSameRun(rec, await replay(rec.traceDir));
   });
 
   it('a thread that crashes while others run and wait: recorded every time (they vanish under the recorder)', async () => {

@@ -1,5 +1,7 @@
 #include "core/events.h"
 
+#include <sys/wait.h>
+
 #include <cstring>
 
 #include "core/error.h"
@@ -467,8 +469,8 @@ std::string dumpEvent(const Event& e) {
                (unsigned long long)((e.rdtsc.rdx << 32) | e.rdtsc.rax));
       return line + buf;
     case EventType::Exit:
-      snprintf(buf, sizeof buf, " with wait status 0x%x", unsigned(e.exit.waitStatus));
-      return line + buf;
+      snprintf(buf, sizeof buf, "exit with wait status 0x%x", unsigned(e.exit.waitStatus));
+      return buf;
     case EventType::Run:
       return line;
     case EventType::Preempt:
@@ -514,6 +516,11 @@ static std::string describeResult(int64_t result) {
   return std::to_string(result);
 }
 
+std::string describeWaitStatus(int status) {
+  return WIFEXITED(status) ? "exit with status " + std::to_string(WEXITSTATUS(status))
+                           : "death by " + signalName(WTERMSIG(status));
+}
+
 std::string describeFault(const siginfo_t& info) {
   char buf[96];
   snprintf(buf, sizeof buf, " (raised by the instruction: code %d, address 0x%llx)", info.si_code,
@@ -539,7 +546,7 @@ std::string describeEvent(const Event& e) {
     case EventType::Rdtsc:
       return e.rdtsc.rdtscp ? "rdtscp" : "rdtsc";
     case EventType::Exit:
-      return "exit";
+      return describeWaitStatus(int(e.exit.waitStatus));
     case EventType::Run:
       return "run";
     case EventType::Preempt: {

@@ -198,5 +198,7 @@ std::string describeSyscall(long nr, const uint64_t* args, int nargs);
 std::string signalName(int signo);
 // A signal an instruction raised, with the code and address that tell one fault from another.
 std::string describeFault(const siginfo_t& info);
+// A task's end as waitpid reports it: "exit with status N" or "death by SIGNAME".
+std::string describeWaitStatus(int status);
 
 }  // namespace rwd

@@ -260,7 +260,7 @@ void ReplaySession::applyEvent() {
   ReplayTask& t = it->second;
   if (t.exited) {
     if (next_.type != EventType::Exit || next_.exit.waitStatus != t.exitStatus) {
-      diverged(t, describeExit(t.exitStatus));
+      diverged(t, describeWaitStatus(t.exitStatus));
     }
     if (t.recordedTid == initialTid_) waitStatus_ = t.exitStatus;
     tasks_.erase(it);
@@ -425,6 +425,13 @@ std::optional<Trap> ReplaySession::runActive(const RunControl& control) {
     {
       InsertedBreakpoints inserted(*t.task, single ? std::set<uint64_t>{} : addrs);
       const bool ends = t.deliverSig && killsProcess(t, t.deliverSig);
+      if (ends && end && end->type == EventType::Exit && WIFSIGNALED(end->exit.waitStatus) &&
+          WTERMSIG(end->exit.waitStatus) == SIGKILL) {
+        // Recorded, a SIGKILL overtook this fatal signal (the recorder's own, when the program
+        // ended as this one was delivered): the kernel's group exit then takes SIGKILL's code,
+        // and no code of the task ran. So it dies of SIGKILL here too.
+        t.deliverSig = SIGKILL;
+      }
       // A syscall replay executes is let run where the program made it: two stops, where
       // stopping it (PTRACE_SYSEMU) and injecting it again takes four.
       const bool running = !single && !ends && runsInPlace(t, end);
@@ -724,7 +731,7 @@ std::string ReplaySession::describeStop(const Stop& s) {
       return "a ptrace event";
     case Stop::Exited:
     case Stop::Killed:
-      return describeExit(s.status);
+      return describeWaitStatus(s.status);
   }
   return "?";
 }
@@ -748,11 +755,6 @@ void ReplaySession::onStop(ReplayTask& t, const Stop& s) {
 void ReplaySession::onExit(ReplayTask& t, const Stop& s) {
   t.exited = true;
   t.exitStatus = s.status;
-}
-
-std::string ReplaySession::describeExit(int status) {
-  return WIFEXITED(status) ? "exit with status " + std::to_string(WEXITSTATUS(status))
-                           : "death by " + signalName(WTERMSIG(status));
 }
 
 void ReplaySession::onSignal(ReplayTask& t, int sig) {

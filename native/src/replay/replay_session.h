@@ -225,7 +225,6 @@ class ReplaySession {
   void collectDeath(ReplayTask& t);
   void releaseRobustFutexes(ReplayTask& t);
   void releaseProcessRobustFutexes(uint32_t tgid);
-  static std::string describeExit(int status);
   static std::string describeStop(const Stop& s);
 
   ReplayOptions options_;
