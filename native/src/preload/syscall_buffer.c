@@ -21,6 +21,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -241,6 +242,85 @@ EXPORT int fstatat(int dirfd, const char* path, struct stat* st, int flags) {
 EXPORT int fstatat64(int dirfd, const char* path, struct stat64* st, int flags) {
   return statAt(dirfd, path, (struct stat*)st, flags);
 }
+
+/* Opens and closes of regular files and directories, which do not wait for another process: a
+ * FIFO's open waits for its other end, a device's may wait for the device, a socket's close may
+ * linger. What the path or descriptor is comes from a buffered stat first; anything else, or a
+ * stat that fails (but a path O_CREAT will make), goes to libc's. O_PATH opens nothing. */
+static int opensWithoutWaiting(int dirfd, const char* path, int flags) {
+  if (flags & O_PATH) return 1;
+  struct stat st;
+  long r;
+  const long follow = (flags & O_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0;
+  if (!buffered(SYS_newfstatat, dirfd, (long)path, (long)&st, follow, &st, sizeof st, sizeof st,
+                &r)) {
+    return 0;
+  }
+  if (r == -ENOENT) return (flags & O_CREAT) != 0;
+  return r == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode));
+}
+
+static int openAt(int dirfd, const char* path, int flags, mode_t mode) {
+  long r;
+  if (opensWithoutWaiting(dirfd, path, flags) &&
+      buffered(SYS_openat, dirfd, (long)path, flags, mode, NULL, 0, 0, &r)) {
+    return (int)fail(r);
+  }
+  NEXT(int, "openat", int, const char*, int, ...);
+  return next ? next(dirfd, path, flags, mode)
+              : (int)fail(traced(SYS_openat, dirfd, (long)path, flags, mode, 0, 0));
+}
+
+/* The mode argument is there only with O_CREAT or O_TMPFILE, as libc's open reads it. */
+#define MODE_ARG(flags, last)              \
+  mode_t mode = 0;                         \
+  if ((flags) & (O_CREAT | __O_TMPFILE)) { \
+    va_list ap;                            \
+    va_start(ap, last);                    \
+    mode = va_arg(ap, mode_t);             \
+    va_end(ap);                            \
+  }
+
+EXPORT int open(const char* path, int flags, ...) {
+  MODE_ARG(flags, flags);
+  return openAt(AT_FDCWD, path, flags, mode);
+}
+EXPORT int open64(const char* path, int flags, ...) {
+  MODE_ARG(flags, flags);
+  return openAt(AT_FDCWD, path, flags, mode);
+}
+EXPORT int openat(int dirfd, const char* path, int flags, ...) {
+  MODE_ARG(flags, flags);
+  return openAt(dirfd, path, flags, mode);
+}
+EXPORT int openat64(int dirfd, const char* path, int flags, ...) {
+  MODE_ARG(flags, flags);
+  return openAt(dirfd, path, flags, mode);
+}
+
+EXPORT int close(int fd) {
+  struct stat st;
+  long r;
+  if (buffered(SYS_fstat, fd, (long)&st, 0, 0, &st, sizeof st, sizeof st, &r) && r == 0 &&
+      (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) &&
+      buffered(SYS_close, fd, 0, 0, 0, NULL, 0, 0, &r)) {
+    return (int)fail(r);
+  }
+  NEXT(int, "close", int);
+  return next ? next(fd) : (int)fail(traced(SYS_close, fd, 0, 0, 0, 0, 0));
+}
+
+/* The process's credentials: queries that never wait (a shell asks for them at every start). */
+#define CREDENTIAL(name, type)                                            \
+  EXPORT type name(void) {                                                \
+    long r;                                                               \
+    if (buffered(SYS_##name, 0, 0, 0, 0, NULL, 0, 0, &r)) return (type)r; \
+    return (type)traced(SYS_##name, 0, 0, 0, 0, 0, 0);                    \
+  }
+CREDENTIAL(getuid, uid_t)
+CREDENTIAL(geteuid, uid_t)
+CREDENTIAL(getgid, gid_t)
+CREDENTIAL(getegid, gid_t)
 
 EXPORT int clock_gettime(clockid_t clock, struct timespec* tp) {
   long r;

@@ -1035,6 +1035,13 @@ void RecordSession::onSyscallEntry(RecordedTask& t) {
   t.pendingAtBoundary.clear();  // it ran user code
   if (ptraceSyscallStop(t, true)) return;  // its tracer's syscall-entry stop comes first
   Regs regs = t.task->regs();
+  if (regs.rip == RWD_TRAMPOLINE_SYSCALL_END) {
+    // A buffered syscall of a task resumed to stop at every one: the library records it
+    // itself, so it passes unrecorded (recorded here too, it would be in the trace twice).
+    t.bufferedStop = true;
+    t.task->resume(PTRACE_SYSCALL);
+    return;
+  }
   t.entryRegs = regs;
   t.compat = t.task->inCompatSyscall();
   long nr = syscallNumber(t.entryRegs.orig_rax);
@@ -1692,31 +1699,30 @@ void RecordSession::onFork(RecordedTask& t, bool vfork) {
   pid_t token = sharedVm || sharesMemory(t.task->tid()) ? t.token : pid_t(child);
   auto it = tasks_.find(pid_t(child));
   if (it == tasks_.end()) {
-    RecordedTask& c = addTask(pid_t(child));
-    c.newborn = true;
-    c.forkSeen = true;
-    c.tgid = thread ? t.tgid : pid_t(child);
-    c.token = token;
+    addTask(pid_t(child)).newborn = true;
     it = tasks_.find(pid_t(child));
-  } else {
-    it->second.forkSeen = true;
-    it->second.tgid = thread ? t.tgid : pid_t(child);
-    it->second.token = token;
-    if (it->second.held) {
-      it->second.held = false;
-      startTask(it->second);
-    }
   }
-  it->second.seccomp = t.seccomp;  // inherited, and so is where the vDSO is
-  it->second.task->setSeccompStops(t.task->seccompStops());
+  RecordedTask& c = it->second;
+  c.forkSeen = true;
+  c.tgid = thread ? t.tgid : pid_t(child);
+  c.token = token;
+  c.seccomp = t.seccomp;  // inherited, and so is where the vDSO is
+  c.task->setSeccompStops(t.task->seccompStops());
   if (buffers_) buffers_->onFork(t.task->tid(), pid_t(child), sharedVm, vfork);
   if (!thread) rdtscPatcher_.onFork(t.tgid, pid_t(child));
-  if (vdso_.count(t.tgid)) vdso_[it->second.tgid] = vdso_[t.tgid];
+  if (vdso_.count(t.tgid)) vdso_[c.tgid] = vdso_[t.tgid];
   auto mapped = mappedFiles_.find(t.tgid);
-  if (mapped != mappedFiles_.end()) mappedFiles_[it->second.tgid] = mapped->second;  // inherited
+  if (mapped != mappedFiles_.end()) mappedFiles_[c.tgid] = mapped->second;  // inherited
   if (vfork) {
     t.vforkChild = pid_t(child);
-    it->second.vforkParent = t.task->tid();
+    c.vforkParent = t.task->tid();
+  }
+  if (c.held) {
+    // Its first stop came before this event. It runs only now, as the others do: resumed
+    // before its seccomp stops were set, it stopped at the trampoline's syscalls too, and each
+    // was recorded twice, traced and buffered.
+    c.held = false;
+    startTask(c);
   }
 }
 
@@ -1807,6 +1813,11 @@ Event RecordSession::exitRecord(RecordedTask& t, int64_t result) {
 }
 
 void RecordSession::onSyscallExit(RecordedTask& t) {
+  if (t.bufferedStop) {
+    t.bufferedStop = false;
+    t.task->resume(PTRACE_SYSCALL);
+    return;
+  }
   Regs regs = t.task->regs();
   const long traced = traceSyscallNumber(t.entryRegs, t.compat);
   const long nr = nativeSyscall(traced);

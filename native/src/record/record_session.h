@@ -83,7 +83,8 @@ struct RecordedTask {
   // Its syscall under way has no event yet: recorded at its exit stop, or, if a SIGKILL took that
   // stop away, at its PTRACE_EVENT_EXIT (onExitStop).
   bool syscallOpen = false;
-  bool leaving = false;  // at or past its PTRACE_EVENT_EXIT: it runs no more code
+  bool bufferedStop = false;  // stopped in a syscall of the library's, which records it itself
+  bool leaving = false;       // at or past its PTRACE_EVENT_EXIT: it runs no more code
   // Held at that stop until every thread of its process is at its own (settleLeaving), with the
   // record of the syscall the kill cut short, if any.
   bool heldAtExit = false;
