@@ -413,9 +413,9 @@ std::array<SyscallSpec, kMaxSyscall> buildTable() {
   // What the preload library may make from the trampoline (docs/syscall-buffer.md): those that
   // cannot wait for another process. A record holds one output, the table's first (the library
   // passes null for the others).
-  for (long nr : {SYS_read, SYS_pread64, SYS_lseek, SYS_fstat, SYS_newfstatat, SYS_openat,
-                  SYS_close, SYS_clock_gettime, SYS_gettimeofday, SYS_time, SYS_getpid, SYS_getppid,
-                  SYS_gettid, SYS_getuid, SYS_geteuid, SYS_getgid, SYS_getegid}) {
+  for (long nr : {SYS_read, SYS_pread64, SYS_lseek, SYS_fstat, SYS_newfstatat, SYS_access,
+                  SYS_openat, SYS_close, SYS_clock_gettime, SYS_gettimeofday, SYS_time, SYS_getpid,
+                  SYS_getppid, SYS_gettid, SYS_getuid, SYS_geteuid, SYS_getgid, SYS_getegid}) {
     t.specs[nr].buffered = true;
   }
   return t.specs;

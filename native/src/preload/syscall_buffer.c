@@ -310,6 +310,14 @@ EXPORT int close(int fd) {
   return next ? next(fd) : (int)fail(traced(SYS_close, fd, 0, 0, 0, 0, 0));
 }
 
+/* A path's permissions: a lookup, as stat's (build tools ask for every program on the PATH). */
+EXPORT int access(const char* path, int mode) {
+  long r;
+  if (buffered(SYS_access, (long)path, mode, 0, 0, NULL, 0, 0, &r)) return (int)fail(r);
+  NEXT(int, "access", const char*, int);
+  return next ? next(path, mode) : (int)fail(traced(SYS_access, (long)path, mode, 0, 0, 0, 0));
+}
+
 /* The process's credentials: queries that never wait (a shell asks for them at every start). */
 #define CREDENTIAL(name, type)                                            \
   EXPORT type name(void) {                                                \
