@@ -129,9 +129,11 @@ describe('the syscall buffer', () => {
     expect((await buffered(rec)).threads).toBe(3);
   });
 
-  it('opens and closes of files and directories are buffered; a FIFO whose open waits for another thread is not', async () => {
+  it('opens and closes of files and directories are buffered; a FIFO whose open waits for another thread is not; a signal an open brings comes as it returns', async () => {
     const rec = await recordAndReplay('opens');
-    expect(rec.stdout.toString()).toMatch(/^opens 200 missing 200 fifo through the fifo\nuid \d+ euid \d+ gid \d+ egid \d+\n$/);
+    expect(rec.stdout.toString()).toMatch(
+      /^sigio as the open returned: yes\nopens 200 missing 200 fifo through the fifo\nuid \d+ euid \d+ gid \d+ egid \d+\n$/,
+    );
     // The library asks what a path or descriptor is (a stat from the same arguments) before it
     // opens or closes it without a stop; libc's own calls do not.
     const lines = await dump(rec);

@@ -1030,6 +1030,20 @@ bool RecordSession::leaveBufferedCall(RecordedTask& t) {
   return true;
 }
 
+// Names the position right after the buffered syscall the task just returned from, once its
+// record is committed: the first time the task is there since that syscall's event, so
+// registers and stack name it without a loop's words. False if the task left user code.
+bool RecordSession::positionAfterBufferedCall(RecordedTask& t) {
+  if (!leaveBufferedCall(t)) return false;
+  Event e;
+  e.type = EventType::Preempt;
+  e.preempt.tid = uint32_t(t.task->tid());
+  e.preempt.regs = t.task->regs();
+  e.preempt.stackHash = stackHash(*t.task, e.preempt.regs.rsp);
+  append(e);
+  return true;
+}
+
 void RecordSession::onSyscallEntry(RecordedTask& t) {
   appendBuffered();             // what the task (or another) buffered comes before this syscall
   t.pendingAtBoundary.clear();  // it ran user code
@@ -2104,9 +2118,16 @@ void RecordSession::onSignal(RecordedTask& t, int sig) {
     t.task->setSiginfo(info);
   } else if (!fault) {
     if (!atBoundary && !ptraceStopsHere(t)) {
-      hold(t, info);
-      t.task->resume(PTRACE_SYSCALL);
-      return;
+      if (t.task->regs().rip == RWD_TRAMPOLINE_SYSCALL_END && positionAfterBufferedCall(t)) {
+        // Natively it comes as the syscall returns (a dnotify SIGIO of the program's own
+        // openat): delivered before the library returns to the program, not at a later stop.
+        positioned = true;
+        t.task->setSiginfo(info);
+      } else {
+        hold(t, info);
+        t.task->resume(PTRACE_SYSCALL);
+        return;
+      }
     }
   }
   if (ptraceSignalStop(t, sig, info, fault, positioned, atBoundary)) return;

@@ -213,6 +213,7 @@ class RecordSession {
   void onSeccompStop(RecordedTask& t);
   void patchVsyscall(RecordedTask& t);
   bool leaveBufferedCall(RecordedTask& t);
+  bool positionAfterBufferedCall(RecordedTask& t);
   // The program's own ptrace, emulated (record/emulated_ptrace.cc).
   bool tracedByProgram(pid_t tid) const;
   bool ptraceEntry(RecordedTask& t, long nr, const uint64_t* args);
